@@ -1,0 +1,77 @@
+"""The api application: ``create_app(settings)`` wires routes, resources and error handling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from flowline.actions import load_actions
+from flowline.ops import ops_routes
+from flowline.runtime import OutboxRelay, Runtime
+from flowline.settings import Settings
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from prometheus_client import CollectorRegistry
+
+from flowline_api.dependencies import provide_outbox, provide_pool, provide_settings, provide_tenant_id
+from flowline_api.domain.executions.controller import ExecutionController
+from flowline_api.domain.workflows.controller import WorkflowController
+from flowline_api.errors import EXCEPTION_HANDLERS
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The api for ``settings``; the database and broker connections open in the app's lifespan."""
+    registry = CollectorRegistry()
+    state = State(
+        {
+            "settings": settings,
+            "known_actions": frozenset(load_actions()),
+            "tenant_ids": {},
+        }
+    )
+
+    async def check_database() -> None:
+        await state.runtime.check_database()
+
+    async def check_kafka() -> None:
+        await state.runtime.check_kafka()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = await Runtime.open(settings, registry)
+        state.runtime, state.pool, state.outbox = runtime, runtime.pool, runtime.outbox
+        relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
+        relay_task = asyncio.create_task(relay.start())
+        try:
+            yield
+        finally:
+            relay.stop()
+            await asyncio.gather(relay_task, return_exceptions=True)
+            await runtime.close()
+
+    return Litestar(
+        route_handlers=[
+            WorkflowController,
+            ExecutionController,
+            *ops_routes("api", {"database": check_database, "kafka": check_kafka}, registry),
+        ],
+        dependencies={
+            "pool": Provide(provide_pool, sync_to_thread=False),
+            "outbox": Provide(provide_outbox, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "tenant_id": Provide(provide_tenant_id),
+        },
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        state=state,
+        openapi_config=OpenAPIConfig(
+            title="Flowline",
+            version="0.1.0",
+            path="/docs",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+    )

@@ -1,0 +1,57 @@
+"""Dependency providers: resources from the app state, services built per request."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+from flowline.db.tenants import read_tenant_id
+from flowline.kafka.outbox import OutboxPublisher
+from flowline.settings import Settings
+from litestar.datastructures import State
+
+from flowline_api.domain.executions.service import ExecutionService
+from flowline_api.domain.workflows.service import WorkflowService
+
+
+def provide_pool(state: State) -> asyncpg.Pool:
+    """The asyncpg pool opened by the lifespan."""
+    pool: asyncpg.Pool = state.pool
+    return pool
+
+
+def provide_outbox(state: State) -> OutboxPublisher:
+    """The outbox publisher opened by the lifespan."""
+    outbox: OutboxPublisher = state.outbox
+    return outbox
+
+
+def provide_settings(state: State) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = state.settings
+    return settings
+
+
+async def provide_tenant_id(tenant: str, state: State) -> uuid.UUID:
+    """The id of the tenant in the path (cached: tenants are never renamed).
+
+    Raises:
+        NotFound: no such tenant.
+    """
+    cache: dict[str, uuid.UUID] = state.tenant_ids
+    tenant_id = cache.get(tenant)
+    if tenant_id is None:
+        tenant_id = cache[tenant] = await read_tenant_id(state.pool, tenant)
+    return tenant_id
+
+
+def provide_workflow_service(
+    pool: asyncpg.Pool, outbox: OutboxPublisher, settings: Settings, state: State
+) -> WorkflowService:
+    """A workflow service for this request."""
+    return WorkflowService(pool, outbox, settings, state.known_actions)
+
+
+def provide_execution_service(pool: asyncpg.Pool) -> ExecutionService:
+    """An execution service for this request."""
+    return ExecutionService(pool)

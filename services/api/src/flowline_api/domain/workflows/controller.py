@@ -1,0 +1,44 @@
+"""Routes of workflow definitions."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, Response, get, post
+from litestar.di import Provide
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+
+from flowline_api.dependencies import provide_workflow_service
+from flowline_api.domain.workflows.schemas import ExecuteRequest, ExecutionAccepted, Workflow, WorkflowCreate
+from flowline_api.domain.workflows.service import WorkflowService
+
+
+class WorkflowController(Controller):
+    """``/api/v1/tenants/{tenant}/workflows``."""
+
+    path = "/api/v1/tenants/{tenant:str}/workflows"
+    tags = ["workflows"]
+    dependencies = {"workflow_service": Provide(provide_workflow_service, sync_to_thread=False)}
+
+    @post("/", status_code=HTTP_201_CREATED, summary="Define a workflow")
+    async def create_workflow(
+        self, tenant_id: uuid.UUID, workflow_service: WorkflowService, data: WorkflowCreate
+    ) -> Workflow:
+        """Validate and store a workflow definition as version 1."""
+        return await workflow_service.create(tenant_id, data)
+
+    @get("/{ref:str}", summary="Read a workflow")
+    async def get_workflow(self, tenant_id: uuid.UUID, workflow_service: WorkflowService, ref: str) -> Workflow:
+        """The latest version of a workflow."""
+        return await workflow_service.read(tenant_id, ref)
+
+    @post("/{ref:str}/execute", status_code=HTTP_202_ACCEPTED, summary="Start an execution")
+    async def execute_workflow(
+        self, tenant_id: uuid.UUID, workflow_service: WorkflowService, ref: str, data: ExecuteRequest | None = None
+    ) -> Response[ExecutionAccepted]:
+        """Start an execution; 202 at once, or 200 with the existing one for a repeated idempotency key."""
+        started = await workflow_service.execute(tenant_id, ref, data or ExecuteRequest())
+        return Response(
+            ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),
+            status_code=HTTP_202_ACCEPTED if started.created else HTTP_200_OK,
+        )

@@ -1,0 +1,77 @@
+"""The one place where errors become RFC 9457 problem+json responses."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flowline.errors import FlowlineError
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def problem(
+    request: Request[Any, Any, Any],
+    status: int,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    """A problem+json response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": request.url.path}
+    body.update(extra or {})
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _pointer(key: str) -> str:
+    """``definition.steps[0].type`` → ``/definition/steps/0/type`` (JSON pointer)."""
+    if key in ("", "data"):
+        return ""
+    return "/" + _INDEX.sub(r".\1", key).replace(".", "/")
+
+
+def _flowline_error(request: Request[Any, Any, Any], exc: FlowlineError) -> Response[dict[str, Any]]:
+    return problem(request, exc.status_code, exc.title, exc.detail, exc.extra)
+
+
+def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    """Malformed JSON or a bad path/query parameter is 400; a body that breaks its schema is 422."""
+    details = exc.extra if isinstance(exc.extra, list) else []
+    body_errors = [item for item in details if isinstance(item, dict) and item.get("source") == "body"]
+    if not body_errors:
+        parameters = "; ".join(
+            f"{item.get('key')}: {item.get('message')}" for item in details if isinstance(item, dict)
+        )
+        return problem(request, 400, "Bad request", parameters or exc.detail)
+    errors = [{"pointer": _pointer(str(item.get("key", ""))), "message": item.get("message")} for item in body_errors]
+    first = errors[0]
+    detail = f"{first['pointer'] or 'body'}: {first['message']}"
+    return problem(request, 422, "Validation failed", detail, {"pointer": first["pointer"], "errors": errors})
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    title = exc.detail if exc.status_code != 400 else "Bad request"
+    extra = exc.extra if isinstance(exc.extra, dict) else None
+    return problem(request, exc.status_code, title, exc.detail, extra, exc.headers)
+
+
+def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", "an unexpected error occurred")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    FlowlineError: _flowline_error,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+    Exception: _unexpected_error,
+}

@@ -1,0 +1,582 @@
+"""The executor's engine: starts executions, advances their graphs and runs step attempts.
+
+Every state change is one transaction (DESIGN §3): rows, event log and outbox together, published
+after the commit. Transactions lock the execution row before any of its step rows, so writers of one
+execution serialise and never deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+from flowline.actions import Action, ActionContext, ActionFailed
+from flowline.db.events import NewEvent, append_events
+from flowline.definitions import StepDefinition, WorkflowDefinition
+from flowline.errors import ClientError
+from flowline.executions import start_execution
+from flowline.kafka.consumer import TRANSIENT_ERRORS, PoisonMessage
+from flowline.kafka.inbox import claim_message
+from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
+from flowline.messages import (
+    ExecutionRequested,
+    LogLevel,
+    RequestMessage,
+    SubmitExecution,
+    TaskDispatched,
+    TaskLogRecord,
+)
+from flowline.settings import Settings
+from flowline.templating import TemplateError, render, render_condition
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from flowline_executor.graph import Graph
+
+logger = logging.getLogger(__name__)
+
+REQUESTS_CONSUMER = "executor"
+LOG_LEVELS: dict[str, LogLevel] = {
+    "DEBUG": "DEBUG",
+    "INFO": "INFO",
+    "WARN": "WARN",
+    "WARNING": "WARN",
+    "ERROR": "ERROR",
+}
+
+
+class ExecutorMetrics:
+    """What the executor counts."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter(
+            "flowline_task_attempts_total", "Finished step attempts by outcome.", ["outcome"], registry=registry
+        )
+        self.attempt_seconds = Histogram(
+            "flowline_task_attempt_seconds", "Duration of step attempts.", ["step_type"], registry=registry
+        )
+        self.executions = Counter(
+            "flowline_executions_finished_total",
+            "Executions that reached a final status.",
+            ["status"],
+            registry=registry,
+        )
+
+
+class Changes:
+    """What one transaction emits: events for the event log and other outbox rows."""
+
+    def __init__(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> None:
+        self.tenant_id = tenant_id
+        self.execution_id = execution_id
+        self.events: list[NewEvent] = []
+        self.outbox: list[OutboxRow] = []
+
+    def log(self, topic: str, level: LogLevel, message: str, *, task_id: uuid.UUID, step_id: str, attempt: int) -> None:
+        self.outbox.append(
+            outgoing(
+                topic,
+                TaskLogRecord(
+                    tenant_id=self.tenant_id,
+                    execution_id=self.execution_id,
+                    task_id=task_id,
+                    step_id=step_id,
+                    attempt=attempt,
+                    level=level,
+                    message=message,
+                ),
+            )
+        )
+
+    async def write(self, connection: asyncpg.Connection, events_topic: str) -> list[OutboxRow]:
+        rows = await append_events(
+            connection,
+            tenant_id=self.tenant_id,
+            execution_id=self.execution_id,
+            events=self.events,
+            topic=events_topic,
+        )
+        rows.extend(self.outbox)
+        await enqueue(connection, rows)
+        return rows
+
+
+class AttemptLogger:
+    """The logger an action gets: records are kept and written with the attempt's result."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[LogLevel, str]] = []
+
+    def log(self, level: str, message: str, **metadata: Any) -> None:
+        self.records.append((LOG_LEVELS.get(level.upper(), "INFO"), message))
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    """A step attempt this worker owns until it records the result."""
+
+    message: TaskDispatched
+    step: StepDefinition
+    step_input: Any
+    workflow_ref: str
+    started: float
+
+
+def _error(message: str, **extra: Any) -> dict[str, Any]:
+    return {"message": message, **extra}
+
+
+class Engine:
+    """Handles the executor's messages; one instance per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        outbox: OutboxPublisher,
+        actions: dict[str, Action],
+        metrics: ExecutorMetrics,
+    ) -> None:
+        self._settings = settings
+        self._topics = settings.topics
+        self._pool = pool
+        self._outbox = outbox
+        self._actions = actions
+        self._metrics = metrics
+        self.worker = settings.worker_name
+        self._graphs: dict[uuid.UUID, Graph] = {}
+        self._slots = asyncio.Semaphore(settings.max_concurrent_tasks)
+        self._running: set[asyncio.Task[None]] = set()
+
+    @property
+    def running_attempts(self) -> int:
+        """Attempts this process is running now."""
+        return len(self._running)
+
+    # Requests ---------------------------------------------------------------------------------------
+
+    async def handle_request(self, message: RequestMessage) -> None:
+        """Apply a message of the requests topic."""
+        match message:
+            case ExecutionRequested():
+                await self._start(message)
+            case SubmitExecution():
+                await self._submit(message)
+
+    async def _submit(self, message: SubmitExecution) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            if not await claim_message(connection, REQUESTS_CONSUMER, message.id):
+                return
+            tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = $1", message.tenant)
+            if tenant_id is None:
+                raise PoisonMessage(f"tenant {message.tenant!r} does not exist")
+            try:
+                started = await start_execution(
+                    connection,
+                    self._topics,
+                    tenant_id=tenant_id,
+                    workflow_ref=message.workflow,
+                    version=message.version,
+                    execution_input=message.input,
+                    idempotency_key=message.idempotency_key or f"kafka:{message.id}",
+                    triggered_by="kafka",
+                    metadata=message.metadata,
+                    tags=message.tags,
+                )
+            except ClientError as err:
+                raise PoisonMessage(err.detail) from err
+        await self._outbox.publish(started.outbox)
+
+    async def _graph(self, connection: asyncpg.Connection, version_id: uuid.UUID) -> Graph:
+        graph = self._graphs.get(version_id)
+        if graph is None:  # versions are immutable, so a cached graph never goes stale
+            definition = await connection.fetchval("SELECT definition FROM workflow_versions WHERE id = $1", version_id)
+            graph = Graph(msgspec.convert(definition, WorkflowDefinition))
+            if len(self._graphs) > 10_000:
+                self._graphs.clear()
+            self._graphs[version_id] = graph
+        return graph
+
+    async def _start(self, message: ExecutionRequested) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            if not await claim_message(connection, REQUESTS_CONSUMER, message.id):
+                return
+            execution = await _lock_execution(connection, message.execution_id)
+            if execution is None or execution["status"] != "pending":
+                return
+            graph = await self._graph(connection, execution["workflow_version_id"])
+            await connection.executemany(
+                "INSERT INTO step_executions (id, tenant_id, execution_id, step_id, step_type, status) "
+                "VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (execution_id, step_id) DO NOTHING",
+                [
+                    (uuid.uuid4(), execution["tenant_id"], execution["id"], step.id, step.type)
+                    for step in graph.definition.steps
+                ],
+            )
+            await connection.execute(
+                "UPDATE executions SET status = 'running', started_at = now() WHERE id = $1", execution["id"]
+            )
+            changes = Changes(execution["tenant_id"], execution["id"])
+            changes.events.append(NewEvent("WORKFLOW_STARTED", {"status": "running"}))
+            await self._advance(connection, execution, graph, changes)
+            rows = await changes.write(connection, self._topics.events)
+        await self._outbox.publish(rows)
+
+    # Graph ------------------------------------------------------------------------------------------
+
+    async def _advance(
+        self, connection: asyncpg.Connection, execution: asyncpg.Record, graph: Graph, changes: Changes
+    ) -> None:
+        """Schedule every step whose needs are met, skip those whose ``when`` is false, finish the execution."""
+        steps = {
+            record["step_id"]: dict(record)
+            for record in await connection.fetch(
+                "SELECT id, step_id, status, output, error, attempts, generation FROM step_executions "
+                "WHERE execution_id = $1",
+                execution["id"],
+            )
+        }
+        statuses = {step_id: step["status"] for step_id, step in steps.items()}
+        progressed = True
+        while progressed and not graph.failed_step(statuses):
+            progressed = False
+            context = _template_context(execution, steps)
+            for step in graph.ready(statuses):
+                row = steps[step.id]
+                try:
+                    if step.when is not None and not render_condition(step.when, context):
+                        await self._finish_without_running(connection, changes, row, "skipped", None)
+                        statuses[step.id] = row["status"] = "skipped"
+                        progressed = True
+                        continue
+                    step_input = render(step.input, context)
+                except TemplateError as err:
+                    await self._finish_without_running(connection, changes, row, "failed", _error(str(err)))
+                    statuses[step.id] = row["status"] = "failed"
+                    progressed = True
+                    continue
+                await connection.execute(
+                    "UPDATE step_executions SET status = 'scheduled', input = $2, scheduled_at = now() WHERE id = $1",
+                    row["id"],
+                    step_input,
+                )
+                statuses[step.id] = row["status"] = "scheduled"
+                attempt = row["attempts"] + 1
+                changes.events.append(
+                    NewEvent("TASK_CREATED", {"status": "scheduled", "attempt": attempt}, step.id, row["id"])
+                )
+                changes.outbox.append(
+                    outgoing(
+                        self._topics.tasks,
+                        TaskDispatched(
+                            tenant_id=execution["tenant_id"],
+                            execution_id=execution["id"],
+                            step_execution_id=row["id"],
+                            step_id=step.id,
+                            generation=row["generation"],
+                            attempt=attempt,
+                        ),
+                    )
+                )
+        if failed := graph.failed_step(statuses):
+            message = (steps[failed]["error"] or {}).get("message", "failed")
+            await self._finish_execution(
+                connection,
+                execution,
+                changes,
+                "failed",
+                error=_error(f"step {failed!r} failed: {message}", stepId=failed),
+            )
+        elif graph.finished(statuses):
+            try:
+                output = render(graph.definition.output, _template_context(execution, steps))
+            except TemplateError as err:
+                await self._finish_execution(
+                    connection, execution, changes, "failed", error=_error(f"workflow output: {err}")
+                )
+            else:
+                await self._finish_execution(connection, execution, changes, "completed", output=output)
+
+    async def _finish_without_running(
+        self,
+        connection: asyncpg.Connection,
+        changes: Changes,
+        row: dict[str, Any],
+        status: str,
+        error: dict[str, Any] | None,
+    ) -> None:
+        await connection.execute(
+            "UPDATE step_executions SET status = $2, error = $3, completed_at = now() WHERE id = $1",
+            row["id"],
+            status,
+            error,
+        )
+        row["error"] = error
+        event = "TASK_SKIPPED" if status == "skipped" else "TASK_FAILED"
+        changes.events.append(NewEvent(event, {"status": status, "error": error}, row["step_id"], row["id"]))
+
+    async def _finish_execution(
+        self,
+        connection: asyncpg.Connection,
+        execution: asyncpg.Record,
+        changes: Changes,
+        status: str,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        if status != "completed":
+            cancelled = await connection.fetch(
+                "UPDATE step_executions SET status = 'cancelled', completed_at = now(), owner = NULL, "
+                "lease_expires_at = NULL WHERE execution_id = $1 AND status IN ('pending', 'scheduled', 'running') "
+                "RETURNING id, step_id",
+                execution["id"],
+            )
+            for step in cancelled:
+                changes.events.append(NewEvent("TASK_CANCELLED", {"status": "cancelled"}, step["step_id"], step["id"]))
+        await connection.execute(
+            "UPDATE executions SET status = $2, output = $3, error = $4, completed_at = now() WHERE id = $1",
+            execution["id"],
+            status,
+            output,
+            error,
+        )
+        event = "WORKFLOW_COMPLETED" if status == "completed" else "WORKFLOW_FAILED"
+        changes.events.append(NewEvent(event, {"status": status, "output": output, "error": error}))
+        self._metrics.executions.labels(status).inc()
+
+    # Tasks ------------------------------------------------------------------------------------------
+
+    async def handle_task(self, message: TaskDispatched) -> None:
+        """Claim the attempt and run it in the background; the offset is committed once it is claimed.
+
+        A claimed attempt is owned under a lease: if this process dies, the scheduler finds the expired
+        lease and dispatches the step again.
+        """
+        await self._slots.acquire()
+        try:
+            claimed = await self._claim(message)
+        except BaseException:
+            self._slots.release()
+            raise
+        if claimed is None:
+            self._slots.release()
+            return
+        task = asyncio.create_task(self._run(claimed))
+        self._running.add(task)
+        task.add_done_callback(self._attempt_done)
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("attempt crashed; its lease will expire and it will run again", exc_info=task.exception())
+
+    async def _claim(self, message: TaskDispatched) -> Claimed | None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            execution = await _lock_execution(connection, message.execution_id)
+            if execution is None or execution["status"] != "running":
+                return None
+            step = await connection.fetchrow(
+                "SELECT id, status, attempts, generation, input FROM step_executions WHERE id = $1 FOR UPDATE",
+                message.step_execution_id,
+            )
+            if (
+                step is None
+                or step["status"] != "scheduled"
+                or step["generation"] != message.generation
+                or step["attempts"] >= message.attempt
+            ):
+                return None  # a redelivered or superseded dispatch
+            await connection.execute(
+                "UPDATE step_executions SET status = 'running', attempts = $2, owner = $3, "
+                "lease_expires_at = now() + make_interval(secs => $4), started_at = coalesce(started_at, now()) "
+                "WHERE id = $1",
+                step["id"],
+                message.attempt,
+                self.worker,
+                self._settings.lease_seconds,
+            )
+            await connection.execute(
+                "INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, "
+                "status, worker) VALUES ($1, $2, $3, $4, $5, $6, 'running', $7) "
+                "ON CONFLICT (step_execution_id, generation, number) DO NOTHING",
+                uuid.uuid4(),
+                message.tenant_id,
+                step["id"],
+                message.execution_id,
+                message.generation,
+                message.attempt,
+                self.worker,
+            )
+            graph = await self._graph(connection, execution["workflow_version_id"])
+            changes = Changes(message.tenant_id, message.execution_id)
+            changes.events.append(
+                NewEvent(
+                    "TASK_STARTED",
+                    {"status": "running", "attempt": message.attempt, "worker": self.worker},
+                    message.step_id,
+                    step["id"],
+                )
+            )
+            changes.log(
+                self._topics.logs,
+                "INFO",
+                f"attempt {message.attempt} started on {self.worker}",
+                task_id=step["id"],
+                step_id=message.step_id,
+                attempt=message.attempt,
+            )
+            rows = await changes.write(connection, self._topics.events)
+        await self._outbox.publish(rows)
+        return Claimed(
+            message, graph.steps[message.step_id], step["input"], execution["workflow_ref"], time.perf_counter()
+        )
+
+    async def _run(self, claimed: Claimed) -> None:
+        message, step = claimed.message, claimed.step
+        attempt_logger = AttemptLogger()
+        context = ActionContext(
+            execution_id=str(message.execution_id),
+            step_id=message.step_id,
+            attempt=message.attempt,
+            idempotency_key=f"{message.execution_id}:{message.step_id}:{message.generation}",
+            logger=attempt_logger,
+        )
+        output: Any = None
+        error: dict[str, Any] | None = None
+        try:
+            action = self._actions[step.action or ""]
+            output = await asyncio.wait_for(action(claimed.step_input, context), timeout=step.timeout)
+            output = msgspec.to_builtins(output)
+        except ActionFailed as err:
+            error = _error(str(err), retryable=err.retryable)
+        except TimeoutError:
+            error = _error(f"timed out after {step.timeout} s", retryable=True)
+        except Exception as err:
+            error = _error(f"{type(err).__name__}: {err}", retryable=True)
+        duration = time.perf_counter() - claimed.started
+        self._metrics.attempt_seconds.labels(step.type).observe(duration)
+        self._metrics.attempts.labels("failed" if error else "completed").inc()
+        while True:
+            try:
+                await self._record_result(claimed, output, error, attempt_logger, duration)
+                return
+            except TRANSIENT_ERRORS as err:  # keep the result until the database takes it
+                logger.warning("recording the result of %s failed, retrying: %s", message.step_execution_id, err)
+                await asyncio.sleep(1)
+
+    async def _record_result(
+        self,
+        claimed: Claimed,
+        output: Any,
+        error: dict[str, Any] | None,
+        attempt_logger: AttemptLogger,
+        duration: float,
+    ) -> None:
+        message = claimed.message
+        status = "failed" if error else "completed"
+        async with self._pool.acquire() as connection, connection.transaction():
+            execution = await _lock_execution(connection, message.execution_id)
+            step = await connection.fetchrow(
+                "SELECT status, attempts, owner FROM step_executions WHERE id = $1 FOR UPDATE",
+                message.step_execution_id,
+            )
+            if (
+                execution is None
+                or step is None
+                or step["status"] != "running"
+                or step["attempts"] != message.attempt
+                or step["owner"] != self.worker
+            ):
+                return  # cancelled, or the lease expired and another worker took over
+            await connection.execute(
+                "UPDATE task_attempts SET status = $4, finished_at = now(), duration_ms = $5, error = $6 "
+                "WHERE step_execution_id = $1 AND generation = $2 AND number = $3",
+                message.step_execution_id,
+                message.generation,
+                message.attempt,
+                status,
+                round(duration * 1000),
+                error,
+            )
+            await connection.execute(
+                "UPDATE step_executions SET status = $2, output = $3, error = $4, completed_at = now(), "
+                "owner = NULL, lease_expires_at = NULL WHERE id = $1",
+                message.step_execution_id,
+                status,
+                output,
+                error,
+            )
+            changes = Changes(message.tenant_id, message.execution_id)
+            for level, text in attempt_logger.records:
+                changes.log(
+                    self._topics.logs,
+                    level,
+                    text,
+                    task_id=message.step_execution_id,
+                    step_id=message.step_id,
+                    attempt=message.attempt,
+                )
+            summary = f"attempt {message.attempt} {status} in {duration * 1000:.1f} ms"
+            changes.log(
+                self._topics.logs,
+                "ERROR" if error else "INFO",
+                f"{summary}: {error['message']}" if error else summary,
+                task_id=message.step_execution_id,
+                step_id=message.step_id,
+                attempt=message.attempt,
+            )
+            changes.events.append(
+                NewEvent(
+                    "TASK_FAILED" if error else "TASK_COMPLETED",
+                    {"status": status, "attempt": message.attempt, "output": output, "error": error},
+                    message.step_id,
+                    message.step_execution_id,
+                )
+            )
+            if execution["status"] == "running":
+                graph = await self._graph(connection, execution["workflow_version_id"])
+                await self._advance(connection, execution, graph, changes)
+            rows = await changes.write(connection, self._topics.events)
+        await self._outbox.publish(rows)
+
+    async def renew_leases(self) -> None:
+        """Extend the leases of the attempts this process is running."""
+        if self._running:
+            await self._pool.execute(
+                "UPDATE step_executions SET lease_expires_at = now() + make_interval(secs => $2) "
+                "WHERE owner = $1 AND status = 'running'",
+                self.worker,
+                self._settings.lease_seconds,
+            )
+
+    async def drain(self, timeout: float) -> None:
+        """Let running attempts finish for up to ``timeout`` seconds, then cancel the rest (leases recover them)."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+        for task in set(self._running):
+            task.cancel()
+
+
+async def _lock_execution(connection: asyncpg.Connection, execution_id: uuid.UUID) -> asyncpg.Record | None:
+    return await connection.fetchrow(
+        "SELECT id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id "
+        "FROM executions WHERE id = $1 FOR UPDATE",
+        execution_id,
+    )
+
+
+def _template_context(execution: asyncpg.Record, steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "input": execution["input"],
+        "steps": {step_id: {"output": step["output"], "status": step["status"]} for step_id, step in steps.items()},
+        "execution": {
+            "id": str(execution["id"]),
+            "workflowRef": execution["workflow_ref"],
+            "workflowVersion": execution["workflow_version"],
+        },
+    }

@@ -1,0 +1,83 @@
+"""The executor process: consumes execution requests and tasks, runs steps, renews its leases."""
+
+from __future__ import annotations
+
+import asyncio
+
+from flowline.actions import load_actions
+from flowline.kafka.consumer import MessageConsumer
+from flowline.loops import LoopService
+from flowline.messages import RequestMessage, TaskMessage, decoder
+from flowline.ops import configure_logging
+from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
+from flowline.settings import Settings, load_settings
+
+from flowline_executor.engine import REQUESTS_CONSUMER, Engine, ExecutorMetrics
+
+TASKS_CONSUMER = "executor-tasks"
+
+
+class LeaseRenewal(LoopService):
+    """Keeps the leases of running attempts alive so the scheduler does not recover them."""
+
+    def __init__(self, engine: Engine, interval_seconds: float) -> None:
+        super().__init__("lease-renewal", interval_seconds)
+        self._engine = engine
+
+    async def run_once(self) -> None:
+        """Renew every lease this process holds."""
+        await self._engine.renew_leases()
+
+
+async def run_executor(settings: Settings) -> None:
+    """Run the executor until SIGTERM."""
+    runtime = await Runtime.open(settings)
+    try:
+        engine = Engine(settings, runtime.pool, runtime.outbox, load_actions(), ExecutorMetrics(runtime.registry))
+        requests = MessageConsumer(
+            name=REQUESTS_CONSUMER,
+            settings=settings,
+            topics=[settings.topics.requests],
+            decoder=decoder(RequestMessage),
+            handler=engine.handle_request,
+            producer=runtime.producer,
+            metrics=runtime.messaging_metrics,
+        )
+        tasks = MessageConsumer(
+            name=TASKS_CONSUMER,
+            settings=settings,
+            topics=[settings.topics.tasks],
+            decoder=decoder(TaskMessage),
+            handler=engine.handle_task,
+            producer=runtime.producer,
+            metrics=runtime.messaging_metrics,
+        )
+        relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
+        leases = LeaseRenewal(engine, settings.lease_seconds / 3)
+        await requests.start()
+        await tasks.start()
+
+        async def stop_tasks() -> None:
+            await tasks.stop()
+            await engine.drain(timeout=10)
+
+        await serve(
+            "executor",
+            runtime,
+            [
+                Runnable(requests.run, requests.stop),
+                Runnable(tasks.run, stop_tasks),
+                Runnable(relay.start, relay.stop),
+                Runnable(leases.start, leases.stop),
+            ],
+            http_port=settings.executor_http_port,
+        )
+    finally:
+        await runtime.close()
+
+
+def main() -> None:
+    """Entry point of ``flowline-executor``."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_executor(settings))

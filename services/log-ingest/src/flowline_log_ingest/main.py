@@ -1,0 +1,43 @@
+"""The log-ingest process: consumes task log records and persists them in batches."""
+
+from __future__ import annotations
+
+import asyncio
+
+from flowline.kafka.consumer import MessageConsumer
+from flowline.messages import LogMessage, decoder
+from flowline.ops import configure_logging
+from flowline.runtime import Runnable, Runtime, serve
+from flowline.settings import Settings, load_settings
+
+from flowline_log_ingest.ingest import LogWriter
+
+
+async def run_log_ingest(settings: Settings) -> None:
+    """Run log-ingest until SIGTERM."""
+    runtime = await Runtime.open(settings)
+    try:
+        writer = LogWriter(runtime.pool, runtime.registry)
+        consumer = MessageConsumer(
+            name="log-ingest",
+            settings=settings,
+            topics=[settings.topics.logs],
+            decoder=decoder(LogMessage),
+            batch_handler=writer.write,
+            producer=runtime.producer,
+            metrics=runtime.messaging_metrics,
+            max_records=5000,
+        )
+        await consumer.start()
+        await serve(
+            "log-ingest", runtime, [Runnable(consumer.run, consumer.stop)], http_port=settings.log_ingest_http_port
+        )
+    finally:
+        await runtime.close()
+
+
+def main() -> None:
+    """Entry point of ``flowline-log-ingest``."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_log_ingest(settings))

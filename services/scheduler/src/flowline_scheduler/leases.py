@@ -1,0 +1,98 @@
+"""Recovery of step attempts whose worker died: an expired lease re-dispatches the step."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from flowline.db.events import NewEvent, append_events
+from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
+from flowline.loops import LoopService
+from flowline.messages import TaskDispatched
+from flowline.settings import Topics
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseRecovery(LoopService):
+    """Finds running steps whose lease expired, fails that attempt and dispatches the next one."""
+
+    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, interval_seconds: float) -> None:
+        super().__init__("lease-recovery", interval_seconds)
+        self._pool = pool
+        self._outbox = outbox
+        self._topics = topics
+
+    async def run_once(self) -> None:
+        """Recover every step whose lease has expired."""
+        expired = await self._pool.fetch(
+            "SELECT id, execution_id FROM step_executions "
+            "WHERE status = 'running' AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT 500"
+        )
+        for step in expired:
+            await self.recover(step["execution_id"], step["id"])
+
+    async def recover(self, execution_id: Any, step_execution_id: Any) -> bool:
+        """Re-dispatch one step if its lease is still expired once locked.
+
+        Returns:
+            Whether the step was re-dispatched.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            # Lock order as everywhere: the execution first, then its step.
+            execution = await connection.fetchrow(
+                "SELECT tenant_id, status FROM executions WHERE id = $1 FOR UPDATE", execution_id
+            )
+            step = await connection.fetchrow(
+                "SELECT step_id, attempts, generation, owner FROM step_executions "
+                "WHERE id = $1 AND status = 'running' AND lease_expires_at < now() FOR UPDATE",
+                step_execution_id,
+            )
+            if execution is None or step is None:
+                return False
+            error = {"message": f"lease expired: worker {step['owner']} stopped answering", "retryable": True}
+            await connection.execute(
+                "UPDATE task_attempts SET status = 'failed', finished_at = now(), error = $4 "
+                "WHERE step_execution_id = $1 AND generation = $2 AND number = $3",
+                step_execution_id,
+                step["generation"],
+                step["attempts"],
+                error,
+            )
+            await connection.execute(
+                "UPDATE step_executions SET status = 'scheduled', owner = NULL, lease_expires_at = NULL WHERE id = $1",
+                step_execution_id,
+            )
+            next_attempt = step["attempts"] + 1
+            rows = await append_events(
+                connection,
+                tenant_id=execution["tenant_id"],
+                execution_id=execution_id,
+                events=[
+                    NewEvent(
+                        "TASK_CREATED",
+                        {"status": "scheduled", "attempt": next_attempt, "recoveredFrom": step["owner"]},
+                        step["step_id"],
+                        step_execution_id,
+                    )
+                ],
+                topic=self._topics.events,
+            )
+            rows.append(
+                outgoing(
+                    self._topics.tasks,
+                    TaskDispatched(
+                        tenant_id=execution["tenant_id"],
+                        execution_id=execution_id,
+                        step_execution_id=step_execution_id,
+                        step_id=step["step_id"],
+                        generation=step["generation"],
+                        attempt=next_attempt,
+                    ),
+                )
+            )
+            await enqueue(connection, rows)
+        logger.warning("recovered step %s after its worker %s stopped", step_execution_id, step["owner"])
+        await self._outbox.publish(rows)
+        return True

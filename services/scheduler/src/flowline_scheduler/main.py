@@ -1,0 +1,53 @@
+"""The scheduler process: durable timers, recovery of expired leases, the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+
+from flowline.kafka.consumer import MessageConsumer
+from flowline.messages import TimerMessage, decoder
+from flowline.ops import configure_logging
+from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
+from flowline.settings import Settings, load_settings
+
+from flowline_scheduler.leases import LeaseRecovery
+from flowline_scheduler.timers import TimerLoop
+
+
+async def run_scheduler(settings: Settings) -> None:
+    """Run the scheduler until SIGTERM."""
+    runtime = await Runtime.open(settings)
+    try:
+        timers = TimerLoop(runtime.pool, runtime.outbox, settings.topics, settings.timer_poll_interval_seconds)
+        leases = LeaseRecovery(runtime.pool, runtime.outbox, settings.topics, max(settings.lease_seconds / 4, 0.5))
+        relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
+        announcements = MessageConsumer(
+            name="scheduler",
+            settings=settings,
+            topics=[settings.topics.timers],
+            decoder=decoder(TimerMessage),
+            handler=timers.handle_timer_message,
+            producer=runtime.producer,
+            metrics=runtime.messaging_metrics,
+        )
+        await announcements.start()
+        await serve(
+            "scheduler",
+            runtime,
+            [
+                Runnable(announcements.run, announcements.stop),
+                Runnable(timers.start, timers.stop),
+                Runnable(leases.start, leases.stop),
+                Runnable(relay.start, relay.stop),
+            ],
+            http_port=settings.scheduler_http_port,
+        )
+    finally:
+        await runtime.close()
+
+
+def main() -> None:
+    """Entry point of ``flowline-scheduler``."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_scheduler(settings))

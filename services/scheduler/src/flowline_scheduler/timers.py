@@ -1,0 +1,72 @@
+"""Durable timers: fire every due timer once, as TimerFired on the control topic."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import asyncpg
+from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
+from flowline.loops import LoopService
+from flowline.messages import TimerFired, TimerMessage, TimerScheduled
+from flowline.settings import Topics
+
+
+class TimerLoop(LoopService):
+    """Polls for due timers; a TimerScheduled message wakes it exactly when a new timer comes due."""
+
+    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, interval_seconds: float) -> None:
+        super().__init__("timers", interval_seconds)
+        self._pool = pool
+        self._outbox = outbox
+        self._topics = topics
+
+    async def run_once(self) -> None:
+        """Fire due timers, a batch at a time, until none is due."""
+        while await self.fire_due() == 500:
+            pass
+
+    async def fire_due(self, limit: int = 500) -> int:
+        """Mark up to ``limit`` due timers fired and publish their TimerFired messages.
+
+        Returns:
+            How many timers fired.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            due = await connection.fetch(
+                """
+                UPDATE timers SET status = 'fired', fired_at = now()
+                WHERE id IN (
+                    SELECT id FROM timers WHERE status = 'pending' AND fire_at <= now()
+                    ORDER BY fire_at LIMIT $1 FOR UPDATE SKIP LOCKED
+                )
+                RETURNING id, tenant_id, execution_id, step_execution_id, kind
+                """,
+                limit,
+            )
+            rows = [
+                outgoing(
+                    self._topics.control,
+                    TimerFired(
+                        tenant_id=timer["tenant_id"],
+                        execution_id=timer["execution_id"],
+                        timer_id=timer["id"],
+                        kind=timer["kind"],
+                        step_execution_id=timer["step_execution_id"],
+                    ),
+                )
+                for timer in due
+            ]
+            await enqueue(connection, rows)
+        await self._outbox.publish(rows)
+        return len(due)
+
+    async def handle_timer_message(self, message: TimerMessage) -> None:
+        """Wake the loop when the announced timer comes due (the row itself is already committed)."""
+        match message:
+            case TimerScheduled():
+                delay = (message.fire_at - datetime.now(UTC)).total_seconds()
+                if delay <= 0:
+                    self.wake()
+                else:
+                    asyncio.get_running_loop().call_later(delay, self.wake)

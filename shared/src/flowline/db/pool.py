@@ -1,0 +1,30 @@
+"""The asyncpg connection pool, with JSON columns decoded by msgspec."""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+
+from flowline.settings import Settings
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name,
+            encoder=lambda value: msgspec.json.encode(value).decode(),
+            decoder=msgspec.json.decode,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    """Open a pool on ``settings.database_url``; close it with ``await pool.close()``."""
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        init=_init_connection,
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,339 @@
+"""The data model (DESIGN §5) as SQLAlchemy 2 tables; migrations derive from these, queries use asyncpg."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+def _id() -> Column[object]:
+    return Column("id", UUID(as_uuid=True), primary_key=True)
+
+
+def _tenant() -> Column[object]:
+    return Column("tenant_id", UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False)
+
+
+def _timestamp(name: str, *, nullable: bool = True, default_now: bool = False) -> Column[object]:
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=text("now()") if default_now else None,
+    )
+
+
+NOT_DELETED = text("deleted_at IS NULL")
+
+tenants = Table(
+    "tenants",
+    metadata,
+    _id(),
+    Column("slug", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    _timestamp("created_at", nullable=False, default_now=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("secret_hash", Text, nullable=False),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("last_used_at"),
+    _timestamp("revoked_at"),
+    Index(None, "tenant_id"),
+)
+
+packs = Table(
+    "packs",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("ref", Text, nullable=False),
+    Column("label", Text),
+    Column("description", Text),
+    Column("version", Text),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("updated_at", nullable=False, default_now=True),
+    _timestamp("deleted_at"),
+    Index("uq_packs_tenant_ref_live", "tenant_id", "ref", unique=True, postgresql_where=NOT_DELETED),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("ref", Text, nullable=False),
+    Column("pack_id", UUID(as_uuid=True), ForeignKey("packs.id")),
+    Column("label", Text),
+    Column("description", Text),
+    Column("url", Text, nullable=False),
+    Column("auth_type", Text, nullable=False, server_default="none"),
+    Column("auth_config_encrypted", LargeBinary),
+    Column("timeout_seconds", Integer, nullable=False, server_default="30"),
+    Column("retry_config", JSONB),
+    Column("headers", JSONB),
+    Column("health_status", Text),
+    _timestamp("health_checked_at"),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("updated_at", nullable=False, default_now=True),
+    _timestamp("deleted_at"),
+    Index("uq_agents_tenant_ref_live", "tenant_id", "ref", unique=True, postgresql_where=NOT_DELETED),
+)
+
+workflows = Table(
+    "workflows",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("pack_id", UUID(as_uuid=True), ForeignKey("packs.id"), nullable=False),
+    Column("ref", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("label", Text),
+    Column("description", Text),
+    Column("tags", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("enabled", Boolean, nullable=False, server_default="true"),
+    Column("public", Boolean, nullable=False, server_default="false"),
+    Column("latest_version", Integer, nullable=False),
+    Column("created_by", Text),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("updated_at", nullable=False, default_now=True),
+    _timestamp("deleted_at"),
+    Index("uq_workflows_tenant_ref_live", "tenant_id", "ref", unique=True, postgresql_where=NOT_DELETED),
+    Index("ix_workflows_tenant_created", "tenant_id", "created_at", "id", postgresql_where=NOT_DELETED),
+    Index("ix_workflows_tags", "tags", postgresql_using="gin"),
+)
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("workflow_id", UUID(as_uuid=True), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", JSONB, nullable=False),
+    Column("input_schema", JSONB),
+    Column("output_schema", JSONB),
+    Column("created_by", Text),
+    _timestamp("created_at", nullable=False, default_now=True),
+    UniqueConstraint("workflow_id", "version"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("workflow_id", UUID(as_uuid=True), ForeignKey("workflows.id"), nullable=False),
+    Column("workflow_version_id", UUID(as_uuid=True), ForeignKey("workflow_versions.id"), nullable=False),
+    Column("workflow_ref", Text, nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("input", JSONB, nullable=False, server_default="{}"),
+    Column("output", JSONB),
+    Column("error", JSONB),
+    Column("parent_execution_id", UUID(as_uuid=True), ForeignKey("executions.id")),
+    Column("parent_step_id", Text),
+    Column("root_execution_id", UUID(as_uuid=True), nullable=False),
+    Column("triggered_by", Text, nullable=False),
+    Column("started_by", Text),
+    Column("idempotency_key", Text),
+    Column("metadata", JSONB, nullable=False, server_default="{}"),
+    Column("tags", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("last_event_sequence", BigInteger, nullable=False, server_default="0"),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("updated_at", nullable=False, default_now=True),
+    _timestamp("started_at"),
+    _timestamp("completed_at"),
+    _timestamp("cancelled_at"),
+    Column("cancelled_by", Text),
+    Index(
+        "uq_executions_tenant_idempotency_key",
+        "tenant_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index("ix_executions_tenant_created", "tenant_id", "created_at", "id"),
+    Index("ix_executions_tenant_status_created", "tenant_id", "status", "created_at"),
+    Index("ix_executions_tenant_workflow_created", "tenant_id", "workflow_ref", "created_at"),
+    Index("ix_executions_parent", "parent_execution_id", postgresql_where=text("parent_execution_id IS NOT NULL")),
+    Index("ix_executions_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
+)
+
+step_executions = Table(
+    "step_executions",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", Text, nullable=False),
+    Column("step_type", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("generation", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("input", JSONB),
+    Column("output", JSONB),
+    Column("error", JSONB),
+    Column("owner", Text),
+    _timestamp("lease_expires_at"),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("scheduled_at"),
+    _timestamp("started_at"),
+    _timestamp("completed_at"),
+    UniqueConstraint("execution_id", "step_id"),
+    Index("ix_step_executions_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+)
+
+task_attempts = Table(
+    "task_attempts",
+    metadata,
+    _id(),
+    _tenant(),
+    Column(
+        "step_execution_id", UUID(as_uuid=True), ForeignKey("step_executions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("execution_id", UUID(as_uuid=True), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("worker", Text),
+    _timestamp("started_at", nullable=False, default_now=True),
+    _timestamp("finished_at"),
+    Column("duration_ms", Integer),
+    Column("error", JSONB),
+    UniqueConstraint("step_execution_id", "generation", "number"),
+    Index(None, "execution_id"),
+)
+
+timers = Table(
+    "timers",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("step_execution_id", UUID(as_uuid=True), ForeignKey("step_executions.id", ondelete="CASCADE")),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    _timestamp("fire_at", nullable=False),
+    Column("payload", JSONB),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("fired_at"),
+    Index("ix_timers_due", "fire_at", postgresql_where=text("status = 'pending'")),
+    Index(None, "execution_id"),
+)
+
+promises = Table(
+    "promises",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("step_execution_id", UUID(as_uuid=True), ForeignKey("step_executions.id", ondelete="CASCADE")),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("value", JSONB),
+    Column("error", JSONB),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("settled_at"),
+    _timestamp("expires_at"),
+    UniqueConstraint("execution_id", "name"),
+)
+
+execution_events = Table(
+    "execution_events",
+    metadata,
+    Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    _tenant(),
+    Column("event_type", Text, nullable=False),
+    Column("step_id", Text),
+    Column("task_id", UUID(as_uuid=True)),
+    Column("data", JSONB, nullable=False, server_default="{}"),
+    _timestamp("occurred_at", nullable=False, default_now=True),
+    PrimaryKeyConstraint("execution_id", "sequence"),
+)
+
+task_logs = Table(
+    "task_logs",
+    metadata,
+    _id(),
+    Column("tenant_id", UUID(as_uuid=True), nullable=False),
+    Column("execution_id", UUID(as_uuid=True), nullable=False),
+    Column("task_id", UUID(as_uuid=True)),
+    Column("step_id", Text),
+    Column("attempt", Integer),
+    Column("level", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    _timestamp("timestamp", nullable=False),
+    Column("metadata", JSONB),
+    Index("ix_task_logs_task", "task_id", "timestamp"),
+    Index("ix_task_logs_execution", "execution_id", "timestamp"),
+)
+
+audit_logs = Table(
+    "audit_logs",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("entity_type", Text, nullable=False),
+    Column("entity_id", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("principal", Text),
+    Column("changes", JSONB),
+    Column("request_id", Text),
+    _timestamp("occurred_at", nullable=False, default_now=True),
+    Index("ix_audit_logs_tenant_occurred", "tenant_id", "occurred_at"),
+    Index("ix_audit_logs_entity", "tenant_id", "entity_type", "entity_id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    _id(),
+    Column("topic", Text, nullable=False),
+    Column("key", LargeBinary),
+    Column("payload", LargeBinary, nullable=False),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("sent_at"),
+    Index("ix_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", Text, nullable=False),
+    Column("message_id", UUID(as_uuid=True), nullable=False),
+    _timestamp("processed_at", nullable=False, default_now=True),
+    PrimaryKeyConstraint("consumer", "message_id"),
+)

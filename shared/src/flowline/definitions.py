@@ -1,0 +1,120 @@
+"""The workflow definition model (DESIGN §6) and its validator."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, Literal
+
+import msgspec
+
+from flowline.errors import TooLarge, ValidationFailed
+from flowline.templating import check_template
+
+StepType = Literal["action", "agent", "http", "sleep", "wait", "workflow"]
+STEP_TYPES: tuple[str, ...] = ("action", "agent", "http", "sleep", "wait", "workflow")
+# Step types whose runners exist; the others are accepted by the schema and refused by validation until
+# the engine can run them, so that no definition is stored that would stall.
+RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action"})
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """How often and how patiently a failed step is tried again."""
+
+    max_attempts: int = 1
+    backoff: Literal["fixed", "exponential"] = "exponential"
+    initial_interval: float = 1.0
+    max_interval: float = 60.0
+    jitter: bool = True
+
+
+class StepDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """One node of the workflow graph."""
+
+    id: str
+    type: StepType
+    action: str | None = None
+    needs: list[str] = []
+    input: Any = None
+    when: str | None = None
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    continue_on_failure: bool = False
+
+
+class WorkflowDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """A workflow's graph of steps and the template of its output."""
+
+    steps: list[StepDefinition]
+    output: Any = None
+
+
+def find_cycle(needs_by_step: dict[str, list[str]]) -> list[str] | None:
+    """A dependency cycle as a closed path (``['a', 'b', 'a']``), or None when the graph is acyclic."""
+    visiting: list[str] = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+
+    def visit(step: str) -> list[str] | None:
+        state[step] = 1
+        visiting.append(step)
+        for need in needs_by_step.get(step, []):
+            if state.get(need) == 1:
+                return [*visiting[visiting.index(need) :], need]
+            if need not in state and (cycle := visit(need)):
+                return cycle
+        visiting.pop()
+        state[step] = 2
+        return None
+
+    for step in needs_by_step:
+        if step not in state and (cycle := visit(step)):
+            return cycle
+    return None
+
+
+def validate_definition(
+    definition: WorkflowDefinition,
+    *,
+    known_actions: Collection[str],
+    max_steps: int,
+) -> None:
+    """Check a definition beyond its shape; each failure names the step and the JSON pointer.
+
+    Raises:
+        ValidationFailed: duplicate ids, unknown needs, cycles, unknown types or actions, bad templates.
+        TooLarge: more steps than ``max_steps``.
+    """
+    if not definition.steps:
+        raise ValidationFailed("a workflow needs at least one step", pointer="/definition/steps")
+    if len(definition.steps) > max_steps:
+        raise TooLarge(f"a workflow may have at most {max_steps} steps, this one has {len(definition.steps)}")
+    seen: set[str] = set()
+    for index, step in enumerate(definition.steps):
+        pointer = f"/definition/steps/{index}"
+        if not step.id or not step.id.replace("-", "_").isidentifier():
+            raise ValidationFailed(
+                f"step id {step.id!r} must be letters, digits, '_' or '-' and not start with a digit",
+                pointer=f"{pointer}/id",
+            )
+        if step.id in seen:
+            raise ValidationFailed(f"step id {step.id!r} is used twice", pointer=f"{pointer}/id")
+        seen.add(step.id)
+        if step.type not in RUNNABLE_STEP_TYPES:
+            raise ValidationFailed(
+                f"step {step.id!r}: step type {step.type!r} is not supported yet", pointer=f"{pointer}/type"
+            )
+        if step.type == "action" and step.action not in known_actions:
+            raise ValidationFailed(f"step {step.id!r}: unknown action {step.action!r}", pointer=f"{pointer}/action")
+        check_template(step.input, f"{pointer}/input")
+        if step.when is not None:
+            check_template("{{ " + step.when + " }}" if "{{" not in step.when else step.when, f"{pointer}/when")
+    for index, step in enumerate(definition.steps):
+        for need_index, need in enumerate(step.needs):
+            if need not in seen:
+                raise ValidationFailed(
+                    f"step {step.id!r} needs unknown step {need!r}",
+                    pointer=f"/definition/steps/{index}/needs/{need_index}",
+                )
+    cycle = find_cycle({step.id: step.needs for step in definition.steps})
+    if cycle:
+        raise ValidationFailed(f"steps form a cycle: {' → '.join(cycle)}", pointer="/definition/steps")
+    check_template(definition.output, "/definition/output")

@@ -1,0 +1,66 @@
+"""The one error hierarchy: services raise these, the api maps them to problem+json in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FlowlineError(Exception):
+    """Base of every error Flowline raises on purpose."""
+
+    status_code = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra or {}
+
+
+class ClientError(FlowlineError):
+    """The caller asked for something that cannot be done as asked."""
+
+    status_code = 400
+    title = "Bad request"
+
+
+class NotFound(ClientError):
+    """The resource does not exist (or belongs to another tenant)."""
+
+    status_code = 404
+    title = "Not found"
+
+
+class Conflict(ClientError):
+    """The request conflicts with the current state (duplicate, illegal transition, disabled)."""
+
+    status_code = 409
+    title = "Conflict"
+
+
+class ValidationFailed(ClientError):
+    """The request is well-formed but its content is invalid."""
+
+    status_code = 422
+    title = "Validation failed"
+
+    def __init__(self, detail: str, *, pointer: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        merged = dict(extra or {})
+        if pointer is not None:
+            merged["pointer"] = pointer
+        super().__init__(detail, extra=merged)
+        self.pointer = pointer
+
+
+class TooLarge(ClientError):
+    """The request exceeds a size limit."""
+
+    status_code = 413
+    title = "Payload too large"
+
+
+class ServiceUnavailable(FlowlineError):
+    """A dependency (database, broker) does not answer."""
+
+    status_code = 503
+    title = "Service unavailable"

@@ -1,0 +1,109 @@
+"""Starting an execution: shared by the api (REST) and the executor (SubmitExecution on Kafka)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, NamedTuple
+
+import asyncpg
+
+from flowline.db.events import NewEvent, append_events
+from flowline.db.workflows import read_workflow
+from flowline.errors import Conflict
+from flowline.ids import uuid7
+from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
+from flowline.messages import ExecutionRequested
+from flowline.settings import Topics
+
+EXECUTION_STATUSES = ("pending", "running", "paused", "completed", "failed", "cancelled")
+TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+
+class StartedExecution(NamedTuple):
+    """The execution a start request resolved to."""
+
+    id: uuid.UUID
+    status: str
+    created_at: Any
+    created: bool  # False when an earlier request with the same idempotency key started it
+    outbox: list[OutboxRow]
+
+
+async def start_execution(
+    connection: asyncpg.Connection,
+    topics: Topics,
+    *,
+    tenant_id: uuid.UUID,
+    workflow_ref: str,
+    version: int | None,
+    execution_input: dict[str, Any],
+    idempotency_key: str | None,
+    triggered_by: str,
+    started_by: str | None = None,
+    metadata: dict[str, str] | None = None,
+    tags: list[str] | None = None,
+) -> StartedExecution:
+    """Create a pending execution with its first event and the ExecutionRequested outbox row.
+
+    Runs in the caller's transaction; publish ``outbox`` after the commit. A repeated idempotency key
+    returns the existing execution and writes nothing.
+
+    Raises:
+        NotFound: unknown workflow or version.
+        Conflict: the workflow is disabled.
+    """
+    if idempotency_key is not None:
+        existing = await connection.fetchrow(
+            "SELECT id, status, created_at FROM executions WHERE tenant_id = $1 AND idempotency_key = $2",
+            tenant_id,
+            idempotency_key,
+        )
+        if existing is not None:
+            return StartedExecution(existing["id"], existing["status"], existing["created_at"], False, [])
+    workflow = await read_workflow(connection, tenant_id, workflow_ref, version)
+    if not workflow["enabled"]:
+        raise Conflict(f"workflow {workflow_ref!r} is disabled")
+    execution_id = uuid7()
+    record = await connection.fetchrow(
+        """
+        INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
+            status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags)
+        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $1, $8, $9, $10, $11, $12)
+        ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id, status, created_at
+        """,
+        execution_id,
+        tenant_id,
+        workflow["id"],
+        workflow["version_id"],
+        workflow_ref,
+        workflow["version"],
+        execution_input,
+        triggered_by,
+        started_by,
+        idempotency_key,
+        metadata or {},
+        tags or [],
+    )
+    if record is None:  # a concurrent request with the same key won the race
+        existing = await connection.fetchrow(
+            "SELECT id, status, created_at FROM executions WHERE tenant_id = $1 AND idempotency_key = $2",
+            tenant_id,
+            idempotency_key,
+        )
+        return StartedExecution(existing["id"], existing["status"], existing["created_at"], False, [])
+    rows = await append_events(
+        connection,
+        tenant_id=tenant_id,
+        execution_id=execution_id,
+        events=[
+            NewEvent(
+                "WORKFLOW_CREATED",
+                {"status": "pending", "workflowRef": workflow_ref, "workflowVersion": workflow["version"]},
+            )
+        ],
+        topic=topics.events,
+    )
+    rows.append(outgoing(topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id)))
+    await enqueue(connection, rows)
+    return StartedExecution(execution_id, "pending", record["created_at"], True, rows)

@@ -1,0 +1,232 @@
+"""Consumers with manual offset commits after the database commit, retries and a dead-letter topic.
+
+DESIGN §3 invariants 7 and 8: offsets are committed only once the handler's transaction committed;
+a message that cannot be decoded, or fails ``max_failures`` times, is copied to the dead-letter topic
+with its origin in headers and the consumer moves on. Database or broker outages are waited out, not
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from flowline.metrics import MessagingMetrics
+from flowline.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MessageT = TypeVar("MessageT")
+Handler = Callable[[MessageT], Awaitable[None]]
+BatchHandler = Callable[[list[MessageT]], Awaitable[None]]
+
+# Outages of a dependency: wait and try the same message again, however long it takes.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    KafkaError,
+)
+
+
+class PoisonMessage(Exception):
+    """A message that decoded but can never be applied (e.g. names an unknown tenant): dead-letter it."""
+
+
+class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets an in-flight batch finish and commit before partitions move to another consumer."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        async with self._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        pass
+
+
+class MessageConsumer(Generic[MessageT]):
+    """Consumes topics in a group, decodes each record with one typed decoder, and calls the handler.
+
+    Partitions of a batch are handled concurrently, records of one partition in order. The handler
+    must be idempotent (inbox or natural keys) since a crash before the commit redelivers. With a
+    ``batch_handler`` instead, each partition's decoded records go to it in one call; a batch that
+    fails for a reason other than an outage is retried one message at a time to isolate the poison.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        settings: Settings,
+        topics: Sequence[str],
+        decoder: msgspec.json.Decoder[MessageT],
+        handler: Handler[MessageT] | None = None,
+        batch_handler: BatchHandler[MessageT] | None = None,
+        producer: AIOKafkaProducer,
+        metrics: MessagingMetrics,
+        max_records: int = 500,
+    ) -> None:
+        self.name = name
+        self._topics = list(topics)
+        self._decoder = decoder
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler and batch_handler")
+        self._handler = handler
+        self._batch_handler = batch_handler
+        self._producer = producer
+        self._metrics = metrics
+        self._dead_letter_topic = settings.topics.dead_letter
+        self._max_failures = settings.consumer_max_failures
+        self._max_records = max_records
+        self._batch_lock = asyncio.Lock()
+        self._stopping = False
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.consumer_group(name),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_records,
+        )
+
+    async def start(self) -> None:
+        """Join the group and subscribe."""
+        await self._consumer.start()
+        self._consumer.subscribe(self._topics, listener=_WaitForBatch(self._batch_lock))
+
+    async def stop(self) -> None:
+        """Leave the group (offsets of finished batches are already committed)."""
+        self._stopping = True
+        async with self._batch_lock:
+            await self._consumer.stop()
+
+    async def run(self) -> None:
+        """Consume until ``stop()``."""
+        while not self._stopping:
+            try:
+                await self.poll_once()
+            except ConsumerStoppedError:
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("consumer %s: unexpected error, continuing", self.name)
+                await asyncio.sleep(1)
+
+    async def poll_once(self, timeout_ms: int = 200) -> int:
+        """Fetch one batch, handle it and commit its offsets.
+
+        Returns:
+            How many records the batch held.
+        """
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+        if not batch:
+            return 0
+        async with self._batch_lock:
+            handled = await asyncio.gather(*(self._handle_partition(records) for records in batch.values()))
+            offsets = {tp: offset for tp, offset in zip(batch, handled, strict=True) if offset is not None}
+            if offsets:
+                try:
+                    await self._consumer.commit(offsets)
+                except CommitFailedError as err:  # rebalanced meanwhile: the new owner redelivers, harmlessly
+                    logger.warning("consumer %s: commit failed after a rebalance: %s", self.name, err)
+        return sum(len(records) for records in batch.values())
+
+    async def _handle_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> int | None:
+        """Handle records in order; the offset to commit, or None when nothing finished."""
+        if self._batch_handler is not None:
+            decoded = [(record, message) for record in records if (message := await self._decode(record)) is not None]
+            batch = [message for _, message in decoded]
+            if decoded and not await self._apply(decoded[-1][0], self._batch_handler, batch, whole_batch=True):
+                for record, message in decoded:
+                    await self._apply(record, self._batch_handler, [message])
+            return records[-1].offset + 1
+        next_offset = None
+        for record in records:
+            if self._stopping:
+                break
+            message = await self._decode(record)
+            if message is not None:
+                assert self._handler is not None
+                await self._apply(record, self._handler, message)
+            next_offset = record.offset + 1
+        return next_offset
+
+    async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> MessageT | None:
+        try:
+            return self._decoder.decode(record.value or b"")
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            await self._dead_letter(record, f"cannot decode: {err}")
+            return None
+
+    async def _apply(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        handler: Callable[[Any], Awaitable[None]],
+        argument: Any,
+        *,
+        whole_batch: bool = False,
+    ) -> bool:
+        """Call the handler until it succeeds; outages are waited out, other failures counted.
+
+        After ``consumer_max_failures`` failures, or a PoisonMessage, ``record`` goes to the dead-letter
+        topic. With ``whole_batch`` the first such failure returns False instead, so the caller can retry
+        the batch's messages one by one and dead-letter only the bad one.
+
+        Returns:
+            Whether the handler succeeded.
+        """
+        failures = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await handler(argument)
+            except TRANSIENT_ERRORS as err:
+                self._metrics.handler_failures.labels(self.name).inc()
+                logger.warning("consumer %s: dependency unavailable, retrying: %s", self.name, err)
+                if self._stopping:
+                    raise
+                await asyncio.sleep(min(0.2 * 2 ** min(failures, 5), 5.0))
+                failures = min(failures + 1, 10)
+                continue
+            except Exception as err:
+                self._metrics.handler_failures.labels(self.name).inc()
+                if whole_batch:
+                    return False
+                failures += 1
+                if isinstance(err, PoisonMessage) or failures >= self._max_failures:
+                    await self._dead_letter(record, f"{type(err).__name__}: {err}")
+                    return False
+                logger.warning("consumer %s: handler failed (%d), retrying: %r", self.name, failures, err)
+                await asyncio.sleep(0.1 * failures)
+                continue
+            self._metrics.handle_seconds.labels(self.name).observe(time.perf_counter() - started)
+            self._metrics.consumed.labels(self.name, "ok").inc(len(argument) if whole_batch else 1)
+            return True
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
+        headers = [
+            ("source-topic", record.topic.encode()),
+            ("source-partition", str(record.partition).encode()),
+            ("source-offset", str(record.offset).encode()),
+            ("consumer", self.name.encode()),
+            ("error", error[:2000].encode()),
+        ]
+        await self._producer.send_and_wait(self._dead_letter_topic, record.value, key=record.key, headers=headers)
+        self._metrics.consumed.labels(self.name, "dead_lettered").inc()
+        logger.error("consumer %s: %s@%d dead-lettered: %s", self.name, record.topic, record.offset, error)

@@ -1,0 +1,125 @@
+"""The transactional outbox (DESIGN §3 invariant 2): rows written with the state change, published after."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from flowline.ids import uuid7
+from flowline.messages import TenantMessage, encode
+from flowline.metrics import MessagingMetrics
+
+logger = logging.getLogger(__name__)
+
+
+class OutboxRow(NamedTuple):
+    """One message waiting in the outbox."""
+
+    id: uuid.UUID
+    topic: str
+    key: bytes | None
+    payload: bytes
+
+
+def outgoing(topic: str, message: TenantMessage) -> OutboxRow:
+    """An outbox row for ``message``, keyed by its execution id so one execution stays on one partition."""
+    return OutboxRow(uuid7(), topic, str(message.execution_id).encode(), encode(message))
+
+
+async def enqueue(connection: asyncpg.Connection, rows: Sequence[OutboxRow]) -> Sequence[OutboxRow]:
+    """Insert ``rows`` inside the caller's transaction; publish them after the commit."""
+    if rows:
+        await connection.executemany(
+            "INSERT INTO outbox (id, topic, key, payload) VALUES ($1, $2, $3, $4)",
+            rows,
+        )
+    return rows
+
+
+class OutboxPublisher:
+    """Publishes committed outbox rows, and relays the ones a crash or a broker outage left behind."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        metrics: MessagingMetrics,
+        *,
+        grace_seconds: float = 2.0,
+        batch_size: int = 500,
+    ) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._metrics = metrics
+        self._grace_seconds = grace_seconds
+        self._batch_size = batch_size
+
+    async def _send(self, rows: Sequence[OutboxRow]) -> None:
+        deliveries = [await self._producer.send(row.topic, row.payload, key=row.key) for row in rows]
+        await asyncio.gather(*deliveries)
+
+    async def publish(self, rows: Sequence[OutboxRow]) -> bool:
+        """Publish rows whose transaction has committed and mark them sent.
+
+        A failure is logged, not raised: the rows stay unsent and the relay publishes them later.
+
+        Returns:
+            Whether the rows were published now.
+        """
+        if not rows:
+            return True
+        try:
+            await self._send(rows)
+        except Exception as err:
+            self._metrics.outbox_publish_failures.inc()
+            logger.warning("publishing %d outbox rows failed, the relay will retry: %s", len(rows), err)
+            return False
+        self._metrics.outbox_published.labels("immediate").inc(len(rows))
+        try:
+            await self._pool.execute(
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::uuid[])", [row.id for row in rows]
+            )
+        except (OSError, asyncpg.PostgresError) as err:  # published already; the relay may send them again
+            logger.warning("marking %d outbox rows sent failed: %s", len(rows), err)
+        return True
+
+    async def relay_once(self) -> int:
+        """Publish unsent rows older than the grace period, oldest first, and purge long-sent ones.
+
+        Returns:
+            How many rows were published.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            records = await connection.fetch(
+                """
+                SELECT id, topic, key, payload FROM outbox
+                WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $1)
+                ORDER BY created_at
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+                """,
+                self._grace_seconds,
+                self._batch_size,
+            )
+            rows = [OutboxRow(*record) for record in records]
+            if rows:
+                await self._send(rows)
+                await connection.execute(
+                    "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::uuid[])", [row.id for row in rows]
+                )
+                self._metrics.outbox_published.labels("relay").inc(len(rows))
+            await connection.execute(
+                """
+                DELETE FROM outbox WHERE id IN (
+                    SELECT id FROM outbox WHERE sent_at < now() - interval '1 hour' LIMIT $1
+                )
+                """,
+                self._batch_size,
+            )
+        return len(rows)

@@ -1,0 +1,47 @@
+"""The Kafka producer and topic setup shared by every service."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from flowline.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_producer(settings: Settings) -> AIOKafkaProducer:
+    """A producer that waits for every in-sync replica; start it and stop it in a ``finally``.
+
+    Idempotent and transactional producers are not used: the local broker lacks InitProducerId, and
+    consumers are idempotent anyway (DESIGN §3).
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=1,
+        request_timeout_ms=10_000,
+    )
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create Flowline's topics with the configured partition count; existing topics are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)
+            for name in settings.topics.all()
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:  # another service created them first
+                pass
+    finally:
+        await admin.close()

@@ -1,0 +1,187 @@
+"""Messages on every Kafka topic (DESIGN §4): one tagged union per topic, one decoder per consumer.
+
+Evolution rules: a new field gets a default; a field never changes type; events never forbid unknown
+fields, so old consumers read new producers' messages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from flowline.ids import uuid7
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Fields every message carries; the key on Kafka is the execution id."""
+
+    id: uuid.UUID = msgspec.field(default_factory=uuid7)
+    occurred_at: datetime = msgspec.field(default_factory=_now)
+
+
+class TenantMessage(Message, frozen=True, kw_only=True):
+    """An internal message: the tenant is known by id."""
+
+    tenant_id: uuid.UUID
+    execution_id: uuid.UUID
+
+
+# flowline.executions.requests ----------------------------------------------------------------------
+
+
+class ExecutionRequested(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """The api stored a pending execution; the executor should start it."""
+
+
+class SubmitExecution(Message, frozen=True, kw_only=True, tag=True):
+    """The external, versioned way to start an execution by producing to the requests topic.
+
+    Produce JSON like ``{"type": "SubmitExecution", "schema_version": 1, "id": "<uuid>",
+    "tenant": "dev", "workflow": "demo.hello", "input": {...}, "idempotency_key": "order-42"}``.
+    ``id`` (required) is the producer's message id; ``idempotency_key`` (default: derived from the
+    message id) makes the same submission twice start one execution. ``version`` picks a workflow
+    version (default: the latest).
+    """
+
+    id: uuid.UUID
+    schema_version: int = 1
+    tenant: str
+    workflow: str
+    version: int | None = None
+    input: dict[str, Any] = {}
+    idempotency_key: str | None = None
+    metadata: dict[str, str] = {}
+    tags: list[str] = []
+
+
+RequestMessage = ExecutionRequested | SubmitExecution
+
+
+# flowline.executions.control -----------------------------------------------------------------------
+
+
+class CancelExecution(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """Someone asked to cancel the execution."""
+
+    reason: str | None = None
+    requested_by: str | None = None
+
+
+class TimerFired(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """A durable timer (sleep, retry backoff, timeout) came due."""
+
+    timer_id: uuid.UUID
+    kind: str
+    step_execution_id: uuid.UUID | None = None
+
+
+ControlMessage = CancelExecution | TimerFired
+
+
+# flowline.tasks ------------------------------------------------------------------------------------
+
+
+class TaskDispatched(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """Run one attempt of a step execution."""
+
+    step_execution_id: uuid.UUID
+    step_id: str
+    generation: int
+    attempt: int
+
+
+TaskMessage = TaskDispatched
+
+
+# flowline.timers -----------------------------------------------------------------------------------
+
+
+class TimerScheduled(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """A timer row was committed; the scheduler may wake for it before its next poll."""
+
+    timer_id: uuid.UUID
+    fire_at: datetime
+
+
+TimerMessage = TimerScheduled
+
+
+# flowline.events -----------------------------------------------------------------------------------
+
+EventType = Literal[
+    "WORKFLOW_CREATED",
+    "WORKFLOW_STARTED",
+    "WORKFLOW_COMPLETED",
+    "WORKFLOW_FAILED",
+    "WORKFLOW_CANCELLED",
+    "WORKFLOW_SUSPENDED",
+    "WORKFLOW_RESUMED",
+    "RETRY_REQUESTED",
+    "TASK_CREATED",
+    "TASK_SCHEDULED",
+    "TASK_STARTED",
+    "TASK_COMPLETED",
+    "TASK_FAILED",
+    "TASK_SKIPPED",
+    "TASK_CANCELLED",
+    "TIMER_STARTED",
+    "TIMER_FIRED",
+    "TIMER_CANCELLED",
+    "PROMISE_CREATED",
+    "PROMISE_RESOLVED",
+    "PROMISE_REJECTED",
+    "CHILD_WORKFLOW_INITIATED",
+    "CHILD_WORKFLOW_STARTED",
+    "CHILD_WORKFLOW_COMPLETED",
+    "CHILD_WORKFLOW_FAILED",
+]
+
+
+class ExecutionEvent(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """One entry of an execution's event log, as committed (``sequence`` orders them)."""
+
+    sequence: int
+    event: str
+    step_id: str | None = None
+    task_id: uuid.UUID | None = None
+    data: dict[str, Any] = {}
+
+
+EventMessage = ExecutionEvent
+
+
+# flowline.logs -------------------------------------------------------------------------------------
+
+LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR"]
+
+
+class TaskLogRecord(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """One task log line; ``id`` makes ingestion idempotent."""
+
+    task_id: uuid.UUID | None = None
+    step_id: str | None = None
+    attempt: int | None = None
+    level: LogLevel = "INFO"
+    message: str
+    timestamp: datetime = msgspec.field(default_factory=_now)
+    metadata: dict[str, Any] = {}
+
+
+LogMessage = TaskLogRecord
+
+
+def encode(message: Message) -> bytes:
+    """The wire form of any message (JSON, tagged with ``type``)."""
+    return msgspec.json.encode(message)
+
+
+def decoder(union: Any) -> msgspec.json.Decoder[Any]:
+    """A decoder for one topic's union; build it once per consumer."""
+    return msgspec.json.Decoder(union)

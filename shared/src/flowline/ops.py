@@ -1,0 +1,86 @@
+"""Health, readiness and metrics endpoints for every service, and the runtime they share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+import uvicorn
+from litestar import Litestar, MediaType, Response, get
+from litestar.handlers import HTTPRouteHandler
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+async def check_readiness(checks: Mapping[str, ReadinessCheck]) -> tuple[bool, dict[str, str]]:
+    """Run every readiness check (each raises when its dependency is down) with a short timeout."""
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check(), timeout=2.0)
+            results[name] = "ok"
+        except Exception as err:
+            results[name] = f"down: {type(err).__name__}: {err}"[:300]
+    return all(result == "ok" for result in results.values()), results
+
+
+def ops_routes(
+    service: str, checks: Mapping[str, ReadinessCheck], registry: CollectorRegistry
+) -> list[HTTPRouteHandler]:
+    """``/health`` (alive), ``/health/ready`` (dependencies answer) and ``/metrics`` for one service."""
+
+    @get("/health", media_type=MediaType.JSON, sync_to_thread=False, include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @get("/health/ready", media_type=MediaType.JSON, include_in_schema=False)
+    async def ready() -> Response[dict[str, Any]]:
+        ok, results = await check_readiness(checks)
+        return Response(
+            {"status": "ok" if ok else "unavailable", "service": service, "checks": results},
+            status_code=200 if ok else 503,
+        )
+
+    @get("/metrics", sync_to_thread=False, include_in_schema=False)
+    def metrics() -> Response[bytes]:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return [health, ready, metrics]
+
+
+def create_ops_app(service: str, checks: Mapping[str, ReadinessCheck], registry: CollectorRegistry) -> Litestar:
+    """The HTTP surface of a background service: just its ops routes."""
+    return Litestar(route_handlers=ops_routes(service, checks, registry), openapi_config=None)
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server running inside a service's event loop; the service, not uvicorn, owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def http_server(app: Any, host: str, port: int) -> EmbeddedServer:
+    """A server for ``app``; run ``await server.serve()``, stop with ``server.should_exit = True``."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    return EmbeddedServer(config)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, for a graceful shutdown."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def configure_logging(level: str) -> None:
+    """One log format for every service: time, level, logger, message."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")

@@ -1,0 +1,128 @@
+"""What a background service owns (pool, producer, outbox, metrics) and how it runs until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from flowline.db.pool import create_pool
+from flowline.kafka.outbox import OutboxPublisher
+from flowline.kafka.producer import create_producer, ensure_topics
+from flowline.loops import LoopService
+from flowline.metrics import MessagingMetrics
+from flowline.ops import ReadinessCheck, create_ops_app, http_server, stop_on_signals
+from flowline.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Open resources of one service process."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    registry: CollectorRegistry
+    messaging_metrics: MessagingMetrics
+    outbox: OutboxPublisher
+
+    @classmethod
+    async def open(cls, settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
+        """Connect to PostgreSQL and Kafka, creating the topics if they are missing."""
+        settings.require_connections()
+        registry = registry or CollectorRegistry()
+        metrics = MessagingMetrics(registry)
+        pool = await create_pool(settings)
+        producer = create_producer(settings)
+        try:
+            await ensure_topics(settings)
+            await producer.start()
+        except BaseException:
+            await pool.close()
+            await producer.stop()
+            raise
+        outbox = OutboxPublisher(pool, producer, metrics, grace_seconds=settings.outbox_relay_grace_seconds)
+        return cls(settings, pool, producer, registry, metrics, outbox)
+
+    @property
+    def readiness(self) -> dict[str, ReadinessCheck]:
+        """Checks that the database and the broker answer."""
+        return {"database": self.check_database, "kafka": self.check_kafka}
+
+    async def check_database(self) -> None:
+        """Raise unless PostgreSQL answers."""
+        await self.pool.fetchval("SELECT 1")
+
+    async def check_kafka(self) -> None:
+        """Raise unless the broker answers."""
+        await self.producer.client.fetch_all_metadata()
+
+    async def close(self) -> None:
+        """Release the producer and the pool."""
+        try:
+            await self.producer.stop()
+        finally:
+            await self.pool.close()
+
+
+class OutboxRelay(LoopService):
+    """Re-publishes outbox rows left unsent by a crash or a broker outage."""
+
+    def __init__(self, outbox: OutboxPublisher, interval_seconds: float) -> None:
+        super().__init__("outbox-relay", interval_seconds)
+        self._outbox = outbox
+
+    async def run_once(self) -> None:
+        """Relay until nothing old is left."""
+        while await self._outbox.relay_once():
+            pass
+
+
+class Runnable:
+    """Something a service runs concurrently until shutdown: a consumer or a loop."""
+
+    def __init__(self, run: Callable[[], Awaitable[None]], stop: Callable[[], Any]) -> None:
+        self.run = run
+        self.stop = stop
+
+
+async def serve(
+    name: str,
+    runtime: Runtime,
+    runnables: list[Runnable],
+    *,
+    http_port: int,
+    extra_checks: Mapping[str, ReadinessCheck] | None = None,
+) -> None:
+    """Run ``runnables`` and the ops HTTP endpoint until SIGTERM/SIGINT, then stop them all in order."""
+    stop = stop_on_signals()
+    checks = {**runtime.readiness, **(extra_checks or {})}
+    server = http_server(create_ops_app(name, checks, runtime.registry), runtime.settings.http_host, http_port)
+    tasks = [asyncio.create_task(runnable.run(), name=f"{name}-{index}") for index, runnable in enumerate(runnables)]
+    server_task = asyncio.create_task(server.serve(), name=f"{name}-http")
+    logger.info("%s started (http on %s:%d)", name, runtime.settings.http_host, http_port)
+    stop_task = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stop_task, server_task, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if stop_task not in done:
+        for task in done:
+            if task.exception() is not None:
+                logger.error("%s: a component stopped unexpectedly", name, exc_info=task.exception())
+    logger.info("%s stopping", name)
+    for runnable in runnables:
+        result = runnable.stop()
+        if asyncio.iscoroutine(result):
+            await result
+    await asyncio.wait(tasks, timeout=10)
+    for task in tasks:
+        task.cancel()
+    server.should_exit = True
+    await asyncio.gather(server_task, *tasks, return_exceptions=True)
+    stop_task.cancel()

@@ -1,0 +1,128 @@
+"""Flowline settings, read from FLOWLINE_* environment variables and passed explicitly."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+
+import msgspec
+
+ENV_PREFIX = "FLOWLINE_"
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or has a value of the wrong type."""
+
+
+class Topics(msgspec.Struct, frozen=True, kw_only=True):
+    """Kafka topic names, all derived from one prefix so that stacks can share a broker."""
+
+    requests: str
+    control: str
+    tasks: str
+    timers: str
+    events: str
+    logs: str
+    dead_letter: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> Topics:
+        """Build the topic names under ``prefix`` (``flowline`` gives ``flowline.tasks`` etc.)."""
+        return cls(
+            requests=f"{prefix}.executions.requests",
+            control=f"{prefix}.executions.control",
+            tasks=f"{prefix}.tasks",
+            timers=f"{prefix}.timers",
+            events=f"{prefix}.events",
+            logs=f"{prefix}.logs",
+            dead_letter=f"{prefix}.dead-letter",
+        )
+
+    def all(self) -> list[str]:
+        """Every topic name."""
+        return [getattr(self, field) for field in self.__struct_fields__]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every setting, one field per FLOWLINE_<FIELD_NAME_IN_CAPITALS> environment variable."""
+
+    # Connections.
+    database_url: str = ""
+    kafka_bootstrap: str = ""
+    db_pool_min_size: int = 2
+    db_pool_max_size: int = 10
+
+    # Kafka layout.
+    topic_prefix: str = "flowline"
+    topic_partitions: int = 6
+    consumer_group_prefix: str = "flowline"
+
+    # HTTP listeners: the api, and each background service's health and metrics endpoint.
+    http_host: str = "127.0.0.1"
+    api_port: int = 8000
+    executor_http_port: int = 9101
+    scheduler_http_port: int = 9102
+    log_ingest_http_port: int = 9103
+
+    # Behaviour.
+    worker_id: str = ""
+    lease_seconds: float = 30.0
+    max_concurrent_tasks: int = 200
+    outbox_relay_interval_seconds: float = 1.0
+    outbox_relay_grace_seconds: float = 2.0
+    timer_poll_interval_seconds: float = 0.5
+    consumer_max_failures: int = 5
+    max_steps_per_workflow: int = 500
+    max_definition_bytes: int = 1_000_000
+    log_level: str = "INFO"
+
+    # The embedded local stack (`make dev`).
+    dev_postgres_port: int = 55432
+    dev_kafka_port: int = 19092
+    dev_tenant: str = "dev"
+
+    @property
+    def topics(self) -> Topics:
+        """The Kafka topic names."""
+        return Topics.with_prefix(self.topic_prefix)
+
+    @property
+    def worker_name(self) -> str:
+        """This process's identity in leases and attempts: ``worker_id`` or host-pid."""
+        return self.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    def consumer_group(self, name: str) -> str:
+        """The consumer group id for one of the services' consumers."""
+        return f"{self.consumer_group_prefix}.{name}"
+
+    def require_connections(self) -> Settings:
+        """Fail early, naming the variables, when a service starts without its servers."""
+        missing = [env_name(field) for field in ("database_url", "kafka_bootstrap") if not getattr(self, field)]
+        if missing:
+            raise ConfigurationError(f"missing required settings: {', '.join(missing)}")
+        return self
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return ENV_PREFIX + field.upper()
+
+
+def setting_names() -> list[str]:
+    """Every environment variable Flowline reads."""
+    return [env_name(field) for field in Settings.__struct_fields__]
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default: the process environment).
+
+    Raises:
+        ConfigurationError: a variable does not convert to its setting's type.
+    """
+    source = os.environ if environ is None else environ
+    values = {field: source[env_name(field)] for field in Settings.__struct_fields__ if env_name(field) in source}
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as err:
+        raise ConfigurationError(f"invalid setting: {err}") from err

@@ -1,0 +1,96 @@
+"""Sandboxed Jinja2 templates over a step's context (`input`, `steps.<id>.output`, `execution`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from flowline.errors import ValidationFailed
+
+
+class TemplateError(Exception):
+    """A template does not parse or fails to render."""
+
+
+_ENVIRONMENT = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def _single_expression(text: str) -> str | None:
+    """The expression inside ``{{ ... }}`` when that is the whole string, so its native value is kept."""
+    stripped = text.strip()
+    if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
+        return stripped[2:-2].strip()
+    return None
+
+
+def _is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text
+
+
+def check_template(value: Any, pointer: str) -> None:
+    """Parse every template inside ``value``.
+
+    Raises:
+        ValidationFailed: a template does not parse; ``pointer`` locates it.
+    """
+    if isinstance(value, str):
+        if not _is_template(value):
+            return
+        try:
+            expression = _single_expression(value)
+            if expression is not None:
+                _ENVIRONMENT.compile_expression(expression)
+            else:
+                _ENVIRONMENT.parse(value)
+        except jinja2.TemplateSyntaxError as err:
+            raise ValidationFailed(f"template at {pointer} does not parse: {err.message}", pointer=pointer) from err
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            check_template(item, f"{pointer}/{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_template(item, f"{pointer}/{index}")
+
+
+def render(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every template inside ``value`` (strings, and strings nested in dicts and lists).
+
+    A string that is exactly one ``{{ expression }}`` keeps the expression's native type.
+
+    Raises:
+        TemplateError: a template fails to parse or render (e.g. an undefined variable).
+    """
+    if isinstance(value, str):
+        if not _is_template(value):
+            return value
+        try:
+            expression = _single_expression(value)
+            if expression is not None:
+                result = _ENVIRONMENT.compile_expression(expression, undefined_to_none=False)(**context)
+                if isinstance(result, jinja2.Undefined):
+                    result._fail_with_undefined_error()
+                return result
+            return _ENVIRONMENT.from_string(value).render(**context)
+        except jinja2.TemplateError as err:
+            raise TemplateError(f"template {value!r} failed: {err}") from err
+    if isinstance(value, Mapping):
+        return {key: render(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, context) for item in value]
+    return value
+
+
+def render_condition(expression: str, context: Mapping[str, Any]) -> bool:
+    """Evaluate a ``when`` condition (a template or bare expression) to a boolean.
+
+    Raises:
+        TemplateError: the condition fails to render.
+    """
+    text = expression if _is_template(expression) else "{{ " + expression + " }}"
+    result = render(text, context)
+    if isinstance(result, str):
+        return result.strip().lower() not in ("", "false", "0", "none", "no")
+    return bool(result)

@@ -1,0 +1,146 @@
+"""Servers for the whole suite, found in this order (DESIGN §9): URLs from the environment
+(FLOWLINE_DATABASE_URL, FLOWLINE_KAFKA_BOOTSTRAP), testcontainers when a Docker engine answers,
+otherwise a private PostgreSQL from the local binaries and a Tansu broker, started once per session.
+Each test gets its own database (a copy of a migrated template) and its own topic prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from flowline.db.migrate import ensure_tenant, upgrade_head
+from flowline.db.pool import create_pool
+from flowline.settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Where the suite's PostgreSQL server and Kafka broker answer."""
+
+    database_url: str  # a database on the server in which tests may create databases
+    kafka_bootstrap: str
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def _local_servers(base: Path) -> Iterator[Servers]:
+    from flowline.devstack.broker import TansuBroker
+    from flowline.devstack.ports import free_port
+    from flowline.devstack.postgres import PrivatePostgres
+
+    postgres = PrivatePostgres(base / "pg", free_port(), durable=False)
+    broker = TansuBroker(free_port(), log_path=base / "tansu.log")
+    postgres.start()
+    try:
+        broker.start()
+        try:
+            yield Servers(postgres.url, broker.bootstrap)
+        finally:
+            broker.stop()
+    finally:
+        postgres.stop()
+
+
+@contextlib.contextmanager
+def _container_servers() -> Iterator[Servers]:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:15", driver=None) as postgres, KafkaContainer() as kafka:
+        yield Servers(postgres.get_connection_url(), kafka.get_bootstrap_server())
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    database_url = os.environ.get("FLOWLINE_DATABASE_URL")
+    kafka_bootstrap = os.environ.get("FLOWLINE_KAFKA_BOOTSTRAP")
+    if database_url and kafka_bootstrap:
+        yield Servers(database_url, kafka_bootstrap)
+    elif _docker_answers():
+        with _container_servers() as found:
+            yield found
+    else:
+        with _local_servers(tmp_path_factory.mktemp("servers")) as found:
+            yield found
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def _admin(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def template_database(servers: Servers) -> Iterator[str]:
+    """A database migrated to head with the tenant ``dev``; tests copy it."""
+    name = f"flowline_template_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_admin(servers.database_url, f'CREATE DATABASE "{name}"'))
+    url = _with_database(servers.database_url, name)
+    upgrade_head(url)
+    ensure_tenant(url, "dev")
+    yield name
+    asyncio.run(_admin(servers.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def database_url(servers: Servers, template_database: str) -> AsyncIterator[str]:
+    """A fresh database for one test."""
+    name = f"flowline_test_{uuid.uuid4().hex[:12]}"
+    await _admin(servers.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield _with_database(servers.database_url, name)
+    await _admin(servers.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings_env(servers: Servers, database_url: str) -> dict[str, str]:
+    """FLOWLINE_* variables of one test's stack: its database, its own topics and consumer groups."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    return {
+        "FLOWLINE_DATABASE_URL": database_url,
+        "FLOWLINE_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
+        "FLOWLINE_TOPIC_PREFIX": prefix,
+        "FLOWLINE_CONSUMER_GROUP_PREFIX": prefix,
+        "FLOWLINE_TOPIC_PARTITIONS": "3",
+        "FLOWLINE_LEASE_SECONDS": "3",
+        "FLOWLINE_OUTBOX_RELAY_GRACE_SECONDS": "0.5",
+        "FLOWLINE_OUTBOX_RELAY_INTERVAL_SECONDS": "0.2",
+        "FLOWLINE_CONSUMER_MAX_FAILURES": "3",
+    }
+
+
+@pytest.fixture
+def settings(settings_env: dict[str, str]) -> Settings:
+    return load_settings(settings_env)
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(settings)
+    yield pool
+    await pool.close()

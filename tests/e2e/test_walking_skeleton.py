@@ -1,0 +1,185 @@
+"""The skeleton through HTTP: define, execute, read the result, with the four services as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from flowline.devstack.processes import ServiceGroup
+from flowline.settings import Settings
+
+DIAMOND = {
+    "ref": "demo.diamond",
+    "label": "Diamond",
+    "definition": {
+        "steps": [
+            {"id": "start", "type": "action", "action": "core.echo", "input": {"name": "{{ input.name }}"}},
+            {"id": "left", "type": "action", "action": "core.echo", "needs": ["start"],
+             "input": {"greeting": "hello {{ steps.start.output.name }}"}},
+            {"id": "right", "type": "action", "action": "core.noop", "needs": ["start"]},
+            {"id": "join", "type": "action", "action": "core.echo", "needs": ["left", "right"],
+             "input": "{{ steps.left.output.greeting }}!"},
+        ],
+        "output": {"message": "{{ steps.join.output }}"},
+    },
+}
+
+
+def _api(stack: ServiceGroup) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10)
+
+
+async def _wait_finished(client: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
+    for _ in range(300):
+        response = await client.get(f"/executions/{execution_id}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body["status"] in ("completed", "failed", "cancelled"):
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"execution {execution_id} did not finish: {body}")
+
+
+async def test_a_workflow_runs_end_to_end(stack: ServiceGroup, settings: Settings) -> None:
+    async with _api(stack) as client:
+        created = await client.post("/workflows", json=DIAMOND)
+        assert created.status_code == 201, created.text
+        assert created.json()["version"] == 1
+
+        accepted = await client.post("/workflows/demo.diamond/execute", json={"input": {"name": "Ada"}})
+        assert accepted.status_code == 202, accepted.text
+        execution_id = accepted.json()["executionId"]
+        assert accepted.json()["status"] == "pending"
+
+        execution = await _wait_finished(client, execution_id)
+
+    assert execution["status"] == "completed", execution
+    assert execution["output"] == {"message": "hello Ada!"}
+    assert execution["startedAt"] and execution["completedAt"]
+    steps = {step["stepId"]: step for step in execution["steps"]}
+    assert {step["status"] for step in steps.values()} == {"completed"}
+    assert steps["left"]["output"] == {"greeting": "hello Ada"}
+    assert steps["join"]["startedAt"] >= max(steps["left"]["completedAt"], steps["right"]["completedAt"])
+    assert steps["left"]["startedAt"] >= steps["start"]["completedAt"]
+
+    # log-ingest persisted the executor's attempt log lines.
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        for _ in range(100):
+            logs = await connection.fetchval(
+                "SELECT count(*) FROM task_logs WHERE execution_id = $1", uuid.UUID(execution_id)
+            )
+            if logs >= 8:
+                break
+            await asyncio.sleep(0.1)
+        events = [
+            row["event_type"]
+            for row in await connection.fetch(
+                "SELECT event_type FROM execution_events WHERE execution_id = $1 ORDER BY sequence",
+                uuid.UUID(execution_id),
+            )
+        ]
+    finally:
+        await connection.close()
+    assert logs == 8  # a started and a finished line for each of the four attempts
+    assert events[0] == "WORKFLOW_CREATED" and events[1] == "WORKFLOW_STARTED"
+    assert events[-1] == "WORKFLOW_COMPLETED"
+    assert events.count("TASK_COMPLETED") == 4
+
+
+async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
+    async with _api(stack) as client:
+        malformed = await client.post(
+            "/workflows", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert malformed.status_code == 400
+        assert malformed.headers["content-type"].startswith("application/problem+json")
+
+        wrong_type = await client.post("/workflows", json={**DIAMOND, "ref": "demo.typed", "enabled": "yes"})
+        assert wrong_type.status_code == 422
+        assert wrong_type.json()["pointer"] == "/enabled"
+
+        bad_step = {"steps": [{"id": "a", "type": "teleport"}]}
+        unknown_type = await client.post("/workflows", json={"ref": "demo.bad", "definition": bad_step})
+        assert unknown_type.status_code == 422
+        assert unknown_type.json()["pointer"] == "/definition/steps/0/type"
+
+        cyclic = {
+            "steps": [
+                {"id": "a", "type": "action", "action": "core.noop", "needs": ["c"]},
+                {"id": "b", "type": "action", "action": "core.noop", "needs": ["a"]},
+                {"id": "c", "type": "action", "action": "core.noop", "needs": ["b"]},
+            ]
+        }
+        cycle = await client.post("/workflows", json={"ref": "demo.cycle", "definition": cyclic})
+        assert cycle.status_code == 422
+        assert "a → c → b → a" in cycle.json()["detail"]
+
+        missing = await client.post("/workflows/demo.missing/execute", json={})
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("application/problem+json")
+
+        unknown_execution = await client.get(f"/executions/{uuid.uuid4()}")
+        assert unknown_execution.status_code == 404
+
+        bad_id = await client.get("/executions/not-a-uuid")
+        assert bad_id.status_code in (400, 404)
+
+        assert (await client.post("/workflows", json=DIAMOND)).status_code == 201
+        duplicate = await client.post("/workflows", json=DIAMOND)
+        assert duplicate.status_code == 409
+
+
+async def test_a_failing_step_fails_the_execution(stack: ServiceGroup) -> None:
+    definition = {
+        "steps": [
+            {"id": "boom", "type": "action", "action": "core.fail", "input": {"message": "no luck"}},
+            {"id": "after", "type": "action", "action": "core.noop", "needs": ["boom"]},
+        ]
+    }
+    async with _api(stack) as client:
+        assert (await client.post("/workflows", json={"ref": "demo.fails", "definition": definition})).status_code == 201
+        accepted = await client.post("/workflows/demo.fails/execute", json={})
+        execution = await _wait_finished(client, accepted.json()["executionId"])
+    assert execution["status"] == "failed"
+    assert "no luck" in execution["error"]["message"]
+    steps = {step["stepId"]: step["status"] for step in execution["steps"]}
+    assert steps == {"boom": "failed", "after": "cancelled"}
+
+
+async def test_an_execution_submitted_on_kafka_runs_once(stack: ServiceGroup, settings: Settings) -> None:
+    async with _api(stack) as client:
+        assert (await client.post("/workflows", json=DIAMOND)).status_code == 201
+    message_id = uuid.uuid4()
+    submission = (
+        '{"type": "SubmitExecution", "schema_version": 1, "id": "%s", "tenant": "dev", '
+        '"workflow": "demo.diamond", "input": {"name": "Kafka"}, "idempotency_key": "order-42"}' % message_id
+    ).encode()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.requests, submission, key=b"order-42")
+        await producer.send_and_wait(settings.topics.requests, submission, key=b"order-42")
+    finally:
+        await producer.stop()
+
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        for _ in range(300):
+            row = await connection.fetchrow(
+                "SELECT count(*) AS n, max(status) AS status, max(output::text) AS output FROM executions "
+                "WHERE idempotency_key = 'order-42'"
+            )
+            if row["status"] == "completed":
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await connection.close()
+    assert row["n"] == 1
+    assert row["status"] == "completed"
+    assert "hello Kafka!" in row["output"]
