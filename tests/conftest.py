@@ -17,7 +17,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-
 from flowline.db.migrate import ensure_tenant, upgrade_head
 from flowline.db.pool import create_pool
 from flowline.settings import Settings, load_settings

@@ -4,7 +4,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from flowline.devstack.ports import free_port
 from flowline.devstack.processes import ServiceGroup
 

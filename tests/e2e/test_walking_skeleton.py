@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
-
 from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
 
@@ -19,11 +19,21 @@ DIAMOND = {
     "definition": {
         "steps": [
             {"id": "start", "type": "action", "action": "core.echo", "input": {"name": "{{ input.name }}"}},
-            {"id": "left", "type": "action", "action": "core.echo", "needs": ["start"],
-             "input": {"greeting": "hello {{ steps.start.output.name }}"}},
+            {
+                "id": "left",
+                "type": "action",
+                "action": "core.echo",
+                "needs": ["start"],
+                "input": {"greeting": "hello {{ steps.start.output.name }}"},
+            },
             {"id": "right", "type": "action", "action": "core.noop", "needs": ["start"]},
-            {"id": "join", "type": "action", "action": "core.echo", "needs": ["left", "right"],
-             "input": "{{ steps.left.output.greeting }}!"},
+            {
+                "id": "join",
+                "type": "action",
+                "action": "core.echo",
+                "needs": ["left", "right"],
+                "input": "{{ steps.left.output.greeting }}!",
+            },
         ],
         "output": {"message": "{{ steps.join.output }}"},
     },
@@ -94,9 +104,7 @@ async def test_a_workflow_runs_end_to_end(stack: ServiceGroup, settings: Setting
 
 async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
     async with _api(stack) as client:
-        malformed = await client.post(
-            "/workflows", content=b"{not json", headers={"content-type": "application/json"}
-        )
+        malformed = await client.post("/workflows", content=b"{not json", headers={"content-type": "application/json"})
         assert malformed.status_code == 400
         assert malformed.headers["content-type"].startswith("application/problem+json")
 
@@ -143,7 +151,9 @@ async def test_a_failing_step_fails_the_execution(stack: ServiceGroup) -> None:
         ]
     }
     async with _api(stack) as client:
-        assert (await client.post("/workflows", json={"ref": "demo.fails", "definition": definition})).status_code == 201
+        assert (
+            await client.post("/workflows", json={"ref": "demo.fails", "definition": definition})
+        ).status_code == 201
         accepted = await client.post("/workflows/demo.fails/execute", json={})
         execution = await _wait_finished(client, accepted.json()["executionId"])
     assert execution["status"] == "failed"
@@ -155,10 +165,16 @@ async def test_a_failing_step_fails_the_execution(stack: ServiceGroup) -> None:
 async def test_an_execution_submitted_on_kafka_runs_once(stack: ServiceGroup, settings: Settings) -> None:
     async with _api(stack) as client:
         assert (await client.post("/workflows", json=DIAMOND)).status_code == 201
-    message_id = uuid.uuid4()
-    submission = (
-        '{"type": "SubmitExecution", "schema_version": 1, "id": "%s", "tenant": "dev", '
-        '"workflow": "demo.diamond", "input": {"name": "Kafka"}, "idempotency_key": "order-42"}' % message_id
+    submission = json.dumps(
+        {
+            "type": "SubmitExecution",
+            "schema_version": 1,
+            "id": str(uuid.uuid4()),
+            "tenant": "dev",
+            "workflow": "demo.diamond",
+            "input": {"name": "Kafka"},
+            "idempotency_key": "order-42",
+        }
     ).encode()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from flowline.errors import TooLarge, ValidationFailed
-from flowline.templating import check_template
+from flowline.templating import check_template, condition_template
 
 StepType = Literal["action", "agent", "http", "sleep", "wait", "workflow"]
 STEP_TYPES: tuple[str, ...] = ("action", "agent", "http", "sleep", "wait", "workflow")
@@ -49,25 +49,29 @@ class WorkflowDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="came
 
 
 def find_cycle(needs_by_step: dict[str, list[str]]) -> list[str] | None:
-    """A dependency cycle as a closed path (``['a', 'b', 'a']``), or None when the graph is acyclic."""
-    visiting: list[str] = []
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
+    """A dependency cycle as a closed path (``['a', 'b', 'a']``), or None when the graph is acyclic.
 
-    def visit(step: str) -> list[str] | None:
-        state[step] = 1
-        visiting.append(step)
-        for need in needs_by_step.get(step, []):
-            if state.get(need) == 1:
-                return [*visiting[visiting.index(need) :], need]
-            if need not in state and (cycle := visit(need)):
-                return cycle
-        visiting.pop()
-        state[step] = 2
-        return None
-
-    for step in needs_by_step:
-        if step not in state and (cycle := visit(step)):
-            return cycle
+    Iterative depth-first search, so that long chains of steps cannot exhaust the recursion limit.
+    """
+    finished: set[str] = set()
+    for root in needs_by_step:
+        if root in finished:
+            continue
+        path: list[str] = [root]
+        on_path = {root}
+        pending = [iter(needs_by_step.get(root, []))]
+        while pending:
+            need = next(pending[-1], None)
+            if need is None:
+                finished.add(path[-1])
+                on_path.discard(path.pop())
+                pending.pop()
+            elif need in on_path:
+                return [*path[path.index(need) :], need]
+            elif need not in finished:
+                path.append(need)
+                on_path.add(need)
+                pending.append(iter(needs_by_step.get(need, [])))
     return None
 
 
@@ -106,7 +110,7 @@ def validate_definition(
             raise ValidationFailed(f"step {step.id!r}: unknown action {step.action!r}", pointer=f"{pointer}/action")
         check_template(step.input, f"{pointer}/input")
         if step.when is not None:
-            check_template("{{ " + step.when + " }}" if "{{" not in step.when else step.when, f"{pointer}/when")
+            check_template(condition_template(step.when), f"{pointer}/when")
     for index, step in enumerate(definition.steps):
         for need_index, need in enumerate(step.needs):
             if need not in seen:

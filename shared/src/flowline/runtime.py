@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +89,7 @@ class OutboxRelay(LoopService):
 class Runnable:
     """Something a service runs concurrently until shutdown: a consumer or a loop."""
 
-    def __init__(self, run: Callable[[], Awaitable[None]], stop: Callable[[], Any]) -> None:
+    def __init__(self, run: Callable[[], Coroutine[Any, Any, None]], stop: Callable[[], Any]) -> None:
         self.run = run
         self.stop = stop
 
@@ -106,7 +106,9 @@ async def serve(
     stop = stop_on_signals()
     checks = {**runtime.readiness, **(extra_checks or {})}
     server = http_server(create_ops_app(name, checks, runtime.registry), runtime.settings.http_host, http_port)
-    tasks = [asyncio.create_task(runnable.run(), name=f"{name}-{index}") for index, runnable in enumerate(runnables)]
+    tasks: list[asyncio.Task[None]] = [
+        asyncio.create_task(runnable.run(), name=f"{name}-{index}") for index, runnable in enumerate(runnables)
+    ]
     server_task = asyncio.create_task(server.serve(), name=f"{name}-http")
     logger.info("%s started (http on %s:%d)", name, runtime.settings.http_host, http_port)
     stop_task = asyncio.create_task(stop.wait())

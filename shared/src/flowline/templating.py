@@ -69,10 +69,7 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
         try:
             expression = _single_expression(value)
             if expression is not None:
-                result = _ENVIRONMENT.compile_expression(expression, undefined_to_none=False)(**context)
-                if isinstance(result, jinja2.Undefined):
-                    result._fail_with_undefined_error()
-                return result
+                return _defined(_ENVIRONMENT.compile_expression(expression, undefined_to_none=False)(**context))
             return _ENVIRONMENT.from_string(value).render(**context)
         except jinja2.TemplateError as err:
             raise TemplateError(f"template {value!r} failed: {err}") from err
@@ -83,14 +80,31 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
+def _defined(value: Any) -> Any:
+    """``value`` with no undefined part: a native result may hide an undefined name inside a literal."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _defined(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _defined(item)
+    return value
+
+
+def condition_template(expression: str) -> str:
+    """A ``when`` condition as a template: bare expressions (``input.go``) are wrapped in ``{{ }}``."""
+    return expression if _is_template(expression) else "{{ " + expression + " }}"
+
+
 def render_condition(expression: str, context: Mapping[str, Any]) -> bool:
     """Evaluate a ``when`` condition (a template or bare expression) to a boolean.
 
     Raises:
         TemplateError: the condition fails to render.
     """
-    text = expression if _is_template(expression) else "{{ " + expression + " }}"
-    result = render(text, context)
+    result = render(condition_template(expression), context)
     if isinstance(result, str):
         return result.strip().lower() not in ("", "false", "0", "none", "no")
     return bool(result)

@@ -1,7 +1,6 @@
 import asyncio
 
 import asyncpg
-
 from flowline.db.migrate import downgrade, upgrade_head
 from flowline.db.tables import metadata
 

@@ -200,9 +200,7 @@ def test_kafka_is_a_single_kraft_node_advertising_the_bootstrap_address(
     assert kafka_env["KAFKA_CONTROLLER_LISTENER_NAMES"] in kafka_env["KAFKA_LISTENERS"]
     assert kafka_env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{kafka_env['KAFKA_NODE_ID']}@")
     assert kafka_env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
-    advertised = {
-        listener.split("://", 1)[1] for listener in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    }
+    advertised = {listener.split("://", 1)[1] for listener in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")}
     for name, service in flowline_services.items():
         bootstrap = environment_of(service)["FLOWLINE_KAFKA_BOOTSTRAP"]
         assert bootstrap in advertised, f"{name}: {bootstrap} is not an advertised Kafka listener"

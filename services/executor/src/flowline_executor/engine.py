@@ -77,6 +77,7 @@ class Changes:
         self.outbox: list[OutboxRow] = []
 
     def log(self, topic: str, level: LogLevel, message: str, *, task_id: uuid.UUID, step_id: str, attempt: int) -> None:
+        """Queue a task log record for the logs topic."""
         self.outbox.append(
             outgoing(
                 topic,
@@ -93,6 +94,7 @@ class Changes:
         )
 
     async def write(self, connection: asyncpg.Connection, events_topic: str) -> list[OutboxRow]:
+        """Append the events and enqueue every outbox row; publish the returned rows after the commit."""
         rows = await append_events(
             connection,
             tenant_id=self.tenant_id,
@@ -112,6 +114,7 @@ class AttemptLogger:
         self.records: list[tuple[LogLevel, str]] = []
 
     def log(self, level: str, message: str, **metadata: Any) -> None:
+        """Keep one record for the attempt's result transaction."""
         self.records.append((LOG_LEVELS.get(level.upper(), "INFO"), message))
 
 
@@ -554,10 +557,10 @@ class Engine:
                 self._settings.lease_seconds,
             )
 
-    async def drain(self, timeout: float) -> None:
-        """Let running attempts finish for up to ``timeout`` seconds, then cancel the rest (leases recover them)."""
+    async def drain(self, grace_seconds: float) -> None:
+        """Let running attempts finish for up to ``grace_seconds``, then cancel the rest (leases recover them)."""
         if self._running:
-            await asyncio.wait(set(self._running), timeout=timeout)
+            await asyncio.wait(set(self._running), timeout=grace_seconds)
         for task in set(self._running):
             task.cancel()
 

@@ -59,7 +59,7 @@ async def run_executor(settings: Settings) -> None:
 
         async def stop_tasks() -> None:
             await tasks.stop()
-            await engine.drain(timeout=10)
+            await engine.drain(grace_seconds=10)
 
         await serve(
             "executor",

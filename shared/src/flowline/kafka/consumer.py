@@ -155,8 +155,9 @@ class MessageConsumer(Generic[MessageT]):
             if decoded and not await self._apply(decoded[-1][0], self._batch_handler, batch, whole_batch=True):
                 for record, message in decoded:
                     await self._apply(record, self._batch_handler, [message])
-            return records[-1].offset + 1
-        next_offset = None
+            last_offset: int = records[-1].offset
+            return last_offset + 1
+        next_offset: int | None = None
         for record in records:
             if self._stopping:
                 break

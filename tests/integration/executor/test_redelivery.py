@@ -1,0 +1,114 @@
+"""Invariant 3: a message delivered twice changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from flowline.actions import load_actions
+from flowline.db.workflows import create_workflow
+from flowline.executions import start_execution
+from flowline.kafka.consumer import MessageConsumer
+from flowline.messages import RequestMessage, TaskMessage, decoder
+from flowline.runtime import Runtime
+from flowline.settings import Settings
+from flowline_executor.engine import Engine, ExecutorMetrics
+
+from tests.support import eventually
+
+DEFINITION = {
+    "steps": [
+        {"id": "a", "type": "action", "action": "core.echo", "input": {"n": "{{ input.n }}"}},
+        {"id": "b", "type": "action", "action": "core.echo", "needs": ["a"], "input": "{{ steps.a.output.n }}"},
+    ],
+    "output": "{{ steps.b.output }}",
+}
+
+
+async def test_redelivered_requests_and_tasks_apply_once(runtime: Runtime, settings: Settings) -> None:
+    pool = runtime.pool
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    async with pool.acquire() as connection, connection.transaction():
+        await create_workflow(
+            connection,
+            tenant_id=tenant_id,
+            ref="demo.twice",
+            label=None,
+            description=None,
+            tags=[],
+            enabled=True,
+            definition=DEFINITION,
+            input_schema=None,
+            output_schema=None,
+            created_by=None,
+        )
+        started = await start_execution(
+            connection,
+            settings.topics,
+            tenant_id=tenant_id,
+            workflow_ref="demo.twice",
+            version=None,
+            execution_input={"n": 7},
+            idempotency_key=None,
+            triggered_by="test",
+        )
+    # Deliver every message twice: the outbox publish, then the relay's copy of the same rows.
+    await runtime.outbox.publish(started.outbox)
+    await pool.execute("UPDATE outbox SET sent_at = NULL")
+    await runtime.outbox.publish(started.outbox)
+
+    engine = Engine(settings, pool, runtime.outbox, load_actions(), ExecutorMetrics(runtime.registry))
+    requests = MessageConsumer(
+        name="executor",
+        settings=settings,
+        topics=[settings.topics.requests],
+        decoder=decoder(RequestMessage),
+        handler=engine.handle_request,
+        producer=runtime.producer,
+        metrics=runtime.messaging_metrics,
+    )
+
+    async def handle_task_twice(message: TaskMessage) -> None:
+        await engine.handle_task(message)
+        await engine.handle_task(message)
+
+    tasks = MessageConsumer(
+        name="executor-tasks",
+        settings=settings,
+        topics=[settings.topics.tasks],
+        decoder=decoder(TaskMessage),
+        handler=handle_task_twice,
+        producer=runtime.producer,
+        metrics=runtime.messaging_metrics,
+    )
+    await requests.start()
+    await tasks.start()
+    try:
+
+        async def completed() -> bool:
+            await asyncio.gather(requests.poll_once(), tasks.poll_once())
+            return await pool.fetchval("SELECT status FROM executions WHERE id = $1", started.id) == "completed"
+
+        await eventually(completed, timeout=60)
+        # Drain whatever duplicates are still in flight, then check nothing was applied twice.
+        for _ in range(10):
+            await asyncio.gather(requests.poll_once(50), tasks.poll_once(50))
+    finally:
+        await requests.stop()
+        await tasks.stop()
+
+    assert await pool.fetchval("SELECT output FROM executions WHERE id = $1", started.id) == 7
+    events = [
+        row["event_type"]
+        for row in await pool.fetch(
+            "SELECT event_type FROM execution_events WHERE execution_id = $1 ORDER BY sequence", started.id
+        )
+    ]
+    assert events.count("WORKFLOW_STARTED") == 1
+    assert events.count("TASK_STARTED") == 2
+    assert events.count("TASK_COMPLETED") == 2
+    assert events.count("WORKFLOW_COMPLETED") == 1
+    assert await pool.fetchval("SELECT count(*) FROM step_executions WHERE execution_id = $1", started.id) == 2
+    assert await pool.fetchval("SELECT count(*) FROM task_attempts WHERE execution_id = $1", started.id) == 2
+    assert await pool.fetchval(
+        "SELECT array_agg(attempts ORDER BY step_id) FROM step_executions WHERE execution_id = $1", started.id
+    ) == [1, 1]

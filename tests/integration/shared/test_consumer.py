@@ -1,0 +1,120 @@
+"""Invariants 7 and 8: offsets committed after the handler; poison messages dead-lettered, consumer goes on."""
+
+from __future__ import annotations
+
+import uuid
+
+from flowline.kafka.consumer import MessageConsumer
+from flowline.messages import EventMessage, ExecutionEvent, decoder, encode
+from flowline.runtime import Runtime
+from flowline.settings import Settings
+
+from tests.support import eventually, read_topic
+
+
+def _event(sequence: int, execution_id: uuid.UUID) -> ExecutionEvent:
+    return ExecutionEvent(tenant_id=uuid.uuid4(), execution_id=execution_id, sequence=sequence, event="TASK_STARTED")
+
+
+async def test_poison_messages_are_dead_lettered_and_the_consumer_goes_on(runtime: Runtime, settings: Settings) -> None:
+    execution_id = uuid.uuid4()
+    key = str(execution_id).encode()
+    handled: list[int] = []
+
+    async def handle(message: EventMessage) -> None:
+        if message.sequence == 2:
+            raise RuntimeError("this message always breaks the handler")
+        handled.append(message.sequence)
+
+    breaking = encode(_event(2, execution_id))
+    for value in (encode(_event(1, execution_id)), b"{not json", breaking, encode(_event(3, execution_id))):
+        await runtime.producer.send_and_wait(settings.topics.events, value, key=key)
+
+    consumer = MessageConsumer(
+        name="test-consumer",
+        settings=settings,
+        topics=[settings.topics.events],
+        decoder=decoder(EventMessage),
+        handler=handle,
+        producer=runtime.producer,
+        metrics=runtime.messaging_metrics,
+    )
+    await consumer.start()
+    try:
+
+        async def all_handled() -> bool:
+            await consumer.poll_once()
+            return handled == [1, 3]
+
+        await eventually(all_handled)
+    finally:
+        await consumer.stop()
+
+    dead = await read_topic(settings, settings.topics.dead_letter, 2)
+    headers = [dict(record.headers) for record in dead]
+    assert [record.value for record in dead] == [b"{not json", breaking]
+    assert all(h["source-topic"] == settings.topics.events.encode() for h in headers)
+    assert headers[0]["error"].startswith(b"cannot decode")
+    assert b"always breaks" in headers[1]["error"]
+    assert [h["source-offset"] for h in headers] == [b"1", b"2"]  # one key: one partition, in order
+
+    # The offsets were committed: the same group starts after the last handled record.
+    again = MessageConsumer(
+        name="test-consumer",
+        settings=settings,
+        topics=[settings.topics.events],
+        decoder=decoder(EventMessage),
+        handler=handle,
+        producer=runtime.producer,
+        metrics=runtime.messaging_metrics,
+    )
+    await again.start()
+    try:
+        await runtime.producer.send_and_wait(settings.topics.events, encode(_event(4, execution_id)), key=key)
+
+        async def fourth_handled() -> bool:
+            await again.poll_once()
+            return 4 in handled
+
+        await eventually(fourth_handled)
+    finally:
+        await again.stop()
+    assert handled == [1, 3, 4]
+
+
+async def test_a_batch_handler_isolates_the_bad_message(runtime: Runtime, settings: Settings) -> None:
+    written: list[int] = []
+
+    async def write(batch: list[EventMessage]) -> None:
+        if any(message.sequence == 13 for message in batch):
+            raise ValueError("unlucky")
+        written.extend(message.sequence for message in batch)
+
+    execution_id = uuid.uuid4()
+    for sequence in range(10, 17):
+        await runtime.producer.send(
+            settings.topics.events, encode(_event(sequence, execution_id)), key=str(execution_id).encode()
+        )
+    await runtime.producer.flush()
+    consumer = MessageConsumer(
+        name="test-batch",
+        settings=settings,
+        topics=[settings.topics.events],
+        decoder=decoder(EventMessage),
+        batch_handler=write,
+        producer=runtime.producer,
+        metrics=runtime.messaging_metrics,
+    )
+    await consumer.start()
+    try:
+
+        async def done() -> bool:
+            await consumer.poll_once()
+            return len(written) == 6
+
+        await eventually(done)
+    finally:
+        await consumer.stop()
+    assert sorted(written) == [10, 11, 12, 14, 15, 16]
+    [dead] = await read_topic(settings, settings.topics.dead_letter, 1)
+    assert decoder(EventMessage).decode(dead.value).sequence == 13

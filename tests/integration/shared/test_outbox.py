@@ -1,0 +1,51 @@
+"""Invariant 2: a publish that fails after the commit is delivered later by the relay."""
+
+from __future__ import annotations
+
+import uuid
+
+from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
+from flowline.kafka.producer import create_producer
+from flowline.messages import ExecutionEvent, decoder
+from flowline.metrics import MessagingMetrics
+from flowline.runtime import Runtime
+from flowline.settings import Settings
+from prometheus_client import CollectorRegistry
+
+from tests.support import read_topic
+
+
+async def test_a_failed_publish_is_relayed(runtime: Runtime, settings: Settings) -> None:
+    tenant_id = await runtime.pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    message = ExecutionEvent(
+        tenant_id=tenant_id, execution_id=uuid.uuid4(), sequence=1, event="WORKFLOW_STARTED", data={"k": "v"}
+    )
+    async with runtime.pool.acquire() as connection, connection.transaction():
+        rows = await enqueue(connection, [outgoing(settings.topics.events, message)])
+
+    closed = create_producer(settings)  # a producer that can no longer send, as when the broker is gone
+    await closed.start()
+    await closed.stop()
+    broken = OutboxPublisher(runtime.pool, closed, MessagingMetrics(CollectorRegistry()), grace_seconds=0)
+    assert await broken.publish(rows) is False
+    assert await runtime.pool.fetchval("SELECT sent_at FROM outbox WHERE id = $1", rows[0].id) is None
+
+    relay = OutboxPublisher(runtime.pool, runtime.producer, runtime.messaging_metrics, grace_seconds=0)
+    assert await relay.relay_once() == 1
+    assert await runtime.pool.fetchval("SELECT sent_at FROM outbox WHERE id = $1", rows[0].id) is not None
+    assert await relay.relay_once() == 0  # sent rows are not sent again
+
+    [record] = await read_topic(settings, settings.topics.events, 1)
+    assert decoder(ExecutionEvent).decode(record.value) == message
+    assert record.key == str(message.execution_id).encode()
+
+
+async def test_published_rows_are_marked_sent(runtime: Runtime, settings: Settings) -> None:
+    tenant_id = await runtime.pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    message = ExecutionEvent(tenant_id=tenant_id, execution_id=uuid.uuid4(), sequence=1, event="WORKFLOW_STARTED")
+    async with runtime.pool.acquire() as connection, connection.transaction():
+        rows = await enqueue(connection, [outgoing(settings.topics.events, message)])
+    assert await runtime.outbox.publish(rows) is True
+    assert await runtime.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+    [record] = await read_topic(settings, settings.topics.events, 1)
+    assert record.value == rows[0].payload

@@ -1,0 +1,66 @@
+"""UUIDv7 identifiers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from flowline import ids
+from flowline.ids import uuid7
+
+
+def _milliseconds(value: uuid.UUID) -> int:
+    return value.int >> 80
+
+
+def test_version_and_variant_bits() -> None:
+    for _ in range(200):
+        value = uuid7()
+        assert value.version == 7
+        assert value.variant == uuid.RFC_4122
+
+
+def test_the_first_48_bits_are_unix_milliseconds() -> None:
+    before = time.time_ns() // 1_000_000
+    value = uuid7()
+    after = time.time_ns() // 1_000_000
+
+    assert before <= _milliseconds(value) <= after
+
+
+def test_the_timestamp_comes_from_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_123_456_789))
+
+    assert _milliseconds(uuid7()) == 1_700_000_000_123
+
+
+def test_ids_from_a_later_millisecond_sort_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = {"ns": 1_700_000_000_000_000_000}
+    monkeypatch.setattr(ids, "time", SimpleNamespace(time_ns=lambda: now["ns"]))
+
+    earlier = [uuid7() for _ in range(100)]
+    now["ns"] += 1_000_000  # one millisecond later
+    later = [uuid7() for _ in range(100)]
+
+    assert max(earlier) < min(later)
+    assert max(str(value) for value in earlier) < min(str(value) for value in later)  # text sorts the same way
+
+
+def test_ids_sort_by_creation_time_across_real_milliseconds() -> None:
+    created = []
+    for _ in range(5):
+        created.append(uuid7())
+        time.sleep(0.002)
+
+    assert created == sorted(created)
+
+
+def test_ids_in_the_same_millisecond_are_distinct(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_000_000_000))
+
+    values = {uuid7() for _ in range(1000)}
+
+    assert len(values) == 1000
+    assert {_milliseconds(value) for value in values} == {1_700_000_000_000}

@@ -1,0 +1,229 @@
+"""Messages on every topic: wire form, tagged unions, evolution rules (DESIGN §4)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+from flowline.messages import (
+    CancelExecution,
+    ControlMessage,
+    EventMessage,
+    ExecutionEvent,
+    ExecutionRequested,
+    LogMessage,
+    Message,
+    RequestMessage,
+    SubmitExecution,
+    TaskDispatched,
+    TaskLogRecord,
+    TaskMessage,
+    TimerFired,
+    TimerMessage,
+    TimerScheduled,
+    decoder,
+    encode,
+)
+
+TENANT = uuid.UUID("0190a000-0000-7000-8000-000000000001")
+EXECUTION = uuid.UUID("0190a000-0000-7000-8000-000000000002")
+WHEN = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+def _internal() -> dict[str, Any]:
+    return {"tenant_id": TENANT, "execution_id": EXECUTION, "occurred_at": WHEN}
+
+
+EXAMPLES: list[tuple[Message, Any]] = [
+    (ExecutionRequested(**_internal()), RequestMessage),
+    (
+        SubmitExecution(
+            id=uuid.uuid4(),
+            tenant="dev",
+            workflow="demo.hello",
+            version=2,
+            input={"name": "ada", "n": [1, 2]},
+            idempotency_key="order-42",
+            metadata={"source": "crm"},
+            tags=["a"],
+            occurred_at=WHEN,
+        ),
+        RequestMessage,
+    ),
+    (CancelExecution(**_internal(), reason="no longer needed", requested_by="ops"), ControlMessage),
+    (TimerFired(**_internal(), timer_id=uuid.uuid4(), kind="retry", step_execution_id=uuid.uuid4()), ControlMessage),
+    (
+        TaskDispatched(**_internal(), step_execution_id=uuid.uuid4(), step_id="fetch", generation=2, attempt=3),
+        TaskMessage,
+    ),
+    (TimerScheduled(**_internal(), timer_id=uuid.uuid4(), fire_at=WHEN), TimerMessage),
+    (
+        ExecutionEvent(
+            **_internal(), sequence=9, event="TASK_COMPLETED", step_id="fetch", task_id=uuid.uuid4(), data={"x": 1}
+        ),
+        EventMessage,
+    ),
+    (
+        TaskLogRecord(
+            **_internal(),
+            task_id=uuid.uuid4(),
+            step_id="fetch",
+            attempt=1,
+            level="WARN",
+            message="slow",
+            timestamp=WHEN,
+            metadata={"ms": 1200},
+        ),
+        LogMessage,
+    ),
+]
+IDS = [type(message).__name__ for message, _ in EXAMPLES]
+
+
+@pytest.mark.parametrize(("message", "union"), EXAMPLES, ids=IDS)
+def test_round_trip_through_the_topic_decoder(message: Message, union: Any) -> None:
+    decoded = decoder(union).decode(encode(message))
+
+    assert type(decoded) is type(message)
+    assert decoded == message
+
+
+@pytest.mark.parametrize(("message", "union"), EXAMPLES, ids=IDS)
+def test_the_wire_form_is_json_tagged_with_the_class_name(message: Message, union: Any) -> None:
+    wire = msgspec.json.decode(encode(message))
+
+    assert wire["type"] == type(message).__name__
+    assert wire["id"] == str(message.id)
+    assert wire["occurred_at"] == "2025-01-02T03:04:05.678901Z"
+
+
+@pytest.mark.parametrize(("message", "union"), EXAMPLES, ids=IDS)
+def test_unknown_fields_are_tolerated(message: Message, union: Any) -> None:
+    """A newer producer may add fields; an older consumer still reads the message (evolution rule)."""
+    wire = msgspec.json.decode(encode(message))
+    wire["added_in_a_later_version"] = {"nested": [1, 2]}
+
+    assert decoder(union).decode(msgspec.json.encode(wire)) == message
+
+
+@pytest.mark.parametrize(
+    ("message", "union"),
+    [
+        (ExecutionEvent(**_internal(), sequence=1, event="WORKFLOW_STARTED"), RequestMessage),
+        (ExecutionRequested(**_internal()), ControlMessage),
+        (CancelExecution(**_internal()), TaskMessage),
+        (
+            TaskDispatched(**_internal(), step_execution_id=uuid.uuid4(), step_id="a", generation=1, attempt=1),
+            LogMessage,
+        ),
+    ],
+    ids=["event-on-requests", "request-on-control", "cancel-on-tasks", "task-on-logs"],
+)
+def test_a_message_of_another_topic_is_refused(message: Message, union: Any) -> None:
+    with pytest.raises(msgspec.ValidationError, match=r"Invalid value '\w+' - at `\$\.type`"):
+        decoder(union).decode(encode(message))
+
+
+def test_the_union_decoder_dispatches_on_type() -> None:
+    request_decoder = decoder(RequestMessage)
+    submitted = SubmitExecution(id=uuid.uuid4(), tenant="dev", workflow="w")
+    requested = ExecutionRequested(tenant_id=TENANT, execution_id=EXECUTION)
+
+    assert isinstance(request_decoder.decode(encode(submitted)), SubmitExecution)
+    assert isinstance(request_decoder.decode(encode(requested)), ExecutionRequested)
+
+
+def test_the_documented_submit_execution_json_decodes() -> None:
+    message_id = uuid.uuid4()
+    raw = (
+        '{"type": "SubmitExecution", "schema_version": 1, "id": "' + str(message_id) + '", "tenant": "dev", '
+        '"workflow": "demo.hello", "input": {"n": 1}, "idempotency_key": "order-42"}'
+    ).encode()
+
+    decoded = decoder(RequestMessage).decode(raw)
+
+    assert decoded == SubmitExecution(
+        id=message_id,
+        occurred_at=decoded.occurred_at,
+        tenant="dev",
+        workflow="demo.hello",
+        input={"n": 1},
+        idempotency_key="order-42",
+    )
+    assert (decoded.version, decoded.metadata, decoded.tags, decoded.schema_version) == (None, {}, [], 1)
+
+
+def test_submit_execution_without_id_is_refused() -> None:
+    raw = b'{"type": "SubmitExecution", "tenant": "dev", "workflow": "demo.hello"}'
+
+    with pytest.raises(msgspec.ValidationError, match="missing required field `id`"):
+        decoder(RequestMessage).decode(raw)
+
+
+def test_submit_execution_requires_an_id_when_built_in_code() -> None:
+    with pytest.raises(TypeError, match="id"):
+        SubmitExecution(tenant="dev", workflow="w")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("missing", ["tenant_id", "execution_id"])
+def test_internal_messages_require_tenant_and_execution(missing: str) -> None:
+    wire = msgspec.json.decode(encode(ExecutionRequested(**_internal())))
+    del wire[missing]
+
+    with pytest.raises(msgspec.ValidationError, match=f"missing required field `{missing}`"):
+        decoder(RequestMessage).decode(msgspec.json.encode(wire))
+
+
+def test_a_message_without_a_type_is_refused_by_a_union_decoder() -> None:
+    wire = msgspec.json.decode(encode(CancelExecution(**_internal())))
+    del wire["type"]
+
+    with pytest.raises(msgspec.ValidationError, match="missing required field `type`"):
+        decoder(ControlMessage).decode(msgspec.json.encode(wire))
+
+
+def test_fields_added_later_have_defaults() -> None:
+    """An older producer that omits optional fields is still read (evolution rule)."""
+    raw = msgspec.json.encode(
+        {
+            "type": "ExecutionEvent",
+            "tenant_id": str(TENANT),
+            "execution_id": str(EXECUTION),
+            "sequence": 1,
+            "event": "E",
+        }
+    )
+
+    decoded = decoder(EventMessage).decode(raw)
+
+    assert (decoded.step_id, decoded.task_id, decoded.data) == (None, None, {})
+    assert decoded.id.version == 7
+    assert decoded.occurred_at.tzinfo is not None
+
+
+def test_new_messages_get_a_uuid7_id_and_an_aware_timestamp() -> None:
+    first = ExecutionRequested(tenant_id=TENANT, execution_id=EXECUTION)
+    second = ExecutionRequested(tenant_id=TENANT, execution_id=EXECUTION)
+
+    assert first.id.version == 7
+    assert first.id != second.id
+    assert first.occurred_at.utcoffset() is not None
+    assert abs((datetime.now(UTC) - first.occurred_at).total_seconds()) < 60
+
+
+def test_messages_are_frozen() -> None:
+    message = CancelExecution(tenant_id=TENANT, execution_id=EXECUTION)
+
+    with pytest.raises(AttributeError):
+        message.reason = "changed"  # type: ignore[misc]
+
+
+def test_a_log_record_with_an_unknown_level_is_refused() -> None:
+    wire = msgspec.json.decode(encode(TaskLogRecord(**_internal(), message="m")))
+    wire["level"] = "TRACE"
+
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.level"):
+        decoder(LogMessage).decode(msgspec.json.encode(wire))

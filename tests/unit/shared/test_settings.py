@@ -1,0 +1,151 @@
+"""Settings read from FLOWLINE_* variables."""
+
+from __future__ import annotations
+
+import pytest
+from flowline.settings import ConfigurationError, Settings, Topics, env_name, load_settings, setting_names
+
+
+def test_no_variables_give_the_defaults() -> None:
+    assert load_settings({}) == Settings()
+
+
+def test_strings_convert_to_each_setting_type() -> None:
+    settings = load_settings(
+        {
+            "FLOWLINE_DATABASE_URL": "postgresql://db/flowline",
+            "FLOWLINE_API_PORT": "8080",
+            "FLOWLINE_LEASE_SECONDS": "1.5",
+            "FLOWLINE_TOPIC_PARTITIONS": "3",
+            "FLOWLINE_OUTBOX_RELAY_GRACE_SECONDS": "2",
+        }
+    )
+
+    assert settings.database_url == "postgresql://db/flowline"
+    assert settings.api_port == 8080
+    assert isinstance(settings.api_port, int)
+    assert settings.lease_seconds == 1.5
+    assert settings.topic_partitions == 3
+    assert settings.outbox_relay_grace_seconds == 2.0
+    assert isinstance(settings.outbox_relay_grace_seconds, float)
+
+
+def test_variables_outside_the_settings_are_ignored() -> None:
+    settings = load_settings({"FLOWLINE_NOT_A_SETTING": "x", "API_PORT": "1", "flowline_api_port": "2"})
+
+    assert settings == Settings()
+
+
+def test_the_process_environment_is_the_default_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWLINE_TOPIC_PREFIX", "from-env")
+
+    assert load_settings().topic_prefix == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("FLOWLINE_API_PORT", "eighty", "api_port"),
+        ("FLOWLINE_API_PORT", "", "api_port"),
+        ("FLOWLINE_API_PORT", "80.5", "api_port"),
+        ("FLOWLINE_LEASE_SECONDS", "soon", "lease_seconds"),
+        ("FLOWLINE_MAX_STEPS_PER_WORKFLOW", "1e3x", "max_steps_per_workflow"),
+    ],
+)
+def test_bad_values_raise_configuration_error_naming_the_setting(variable: str, value: str, field: str) -> None:
+    with pytest.raises(ConfigurationError, match=field):
+        load_settings({variable: value})
+
+
+def test_topics_with_prefix() -> None:
+    topics = Topics.with_prefix("t42")
+
+    assert topics == Topics(
+        requests="t42.executions.requests",
+        control="t42.executions.control",
+        tasks="t42.tasks",
+        timers="t42.timers",
+        events="t42.events",
+        logs="t42.logs",
+        dead_letter="t42.dead-letter",
+    )
+    assert topics.all() == [
+        "t42.executions.requests",
+        "t42.executions.control",
+        "t42.tasks",
+        "t42.timers",
+        "t42.events",
+        "t42.logs",
+        "t42.dead-letter",
+    ]
+
+
+def test_default_topics_are_the_documented_names() -> None:
+    assert set(Settings().topics.all()) == {
+        "flowline.executions.requests",
+        "flowline.executions.control",
+        "flowline.tasks",
+        "flowline.timers",
+        "flowline.events",
+        "flowline.logs",
+        "flowline.dead-letter",
+    }
+
+
+def test_topics_follow_the_topic_prefix_setting() -> None:
+    assert load_settings({"FLOWLINE_TOPIC_PREFIX": "stack1"}).topics.tasks == "stack1.tasks"
+
+
+def test_consumer_groups_follow_their_prefix() -> None:
+    settings = load_settings({"FLOWLINE_CONSUMER_GROUP_PREFIX": "g"})
+
+    assert settings.consumer_group("executor") == "g.executor"
+
+
+def test_worker_name_prefers_the_worker_id() -> None:
+    assert load_settings({"FLOWLINE_WORKER_ID": "w-1"}).worker_name == "w-1"
+    assert Settings().worker_name  # host-pid when no id is set
+
+
+@pytest.mark.parametrize(
+    ("environ", "missing"),
+    [
+        ({}, "FLOWLINE_DATABASE_URL, FLOWLINE_KAFKA_BOOTSTRAP"),
+        ({"FLOWLINE_DATABASE_URL": "postgresql://db"}, "FLOWLINE_KAFKA_BOOTSTRAP"),
+        ({"FLOWLINE_KAFKA_BOOTSTRAP": "broker:9092"}, "FLOWLINE_DATABASE_URL"),
+        ({"FLOWLINE_DATABASE_URL": "", "FLOWLINE_KAFKA_BOOTSTRAP": "broker:9092"}, "FLOWLINE_DATABASE_URL"),
+    ],
+)
+def test_require_connections_names_the_missing_variables(environ: dict[str, str], missing: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(environ).require_connections()
+
+    assert str(caught.value) == f"missing required settings: {missing}"
+
+
+def test_require_connections_returns_complete_settings() -> None:
+    settings = load_settings({"FLOWLINE_DATABASE_URL": "postgresql://db", "FLOWLINE_KAFKA_BOOTSTRAP": "b:9092"})
+
+    assert settings.require_connections() is settings
+
+
+def test_setting_names_cover_every_field() -> None:
+    names = setting_names()
+
+    assert len(names) == len(Settings.__struct_fields__)
+    assert len(set(names)) == len(names)
+    assert all(name.startswith("FLOWLINE_") and name == name.upper() for name in names)
+    assert {"FLOWLINE_DATABASE_URL", "FLOWLINE_KAFKA_BOOTSTRAP", "FLOWLINE_TOPIC_PREFIX"} <= set(names)
+
+
+def test_every_setting_name_is_read_by_load_settings() -> None:
+    """Each advertised variable really sets its field (a round trip through the environment)."""
+    defaults = Settings()
+    environ = {env_name(field): str(getattr(defaults, field)) for field in Settings.__struct_fields__}
+
+    assert set(environ) == set(setting_names())
+    assert load_settings(environ) == defaults
+
+
+def test_env_name() -> None:
+    assert env_name("lease_seconds") == "FLOWLINE_LEASE_SECONDS"
