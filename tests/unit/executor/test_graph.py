@@ -118,3 +118,12 @@ def test_finished_when_every_step_is_terminal() -> None:
 @pytest.mark.parametrize("active", ["pending", "scheduled", "running"])
 def test_not_finished_while_any_step_is_active(active: str) -> None:
     assert diamond().finished({"a": "completed", "b": "completed", "c": "completed", "d": active}) is False
+
+
+def test_leaves_are_the_steps_nothing_needs() -> None:
+    assert diamond().leaves() == ["d"]
+    independent = graph(
+        {"id": "x", "type": "action", "action": "core.noop"},
+        {"id": "y", "type": "action", "action": "core.noop"},
+    )
+    assert independent.leaves() == ["x", "y"]

@@ -295,7 +295,10 @@ class Engine:
             )
         elif graph.finished(statuses):
             try:
-                output = render(graph.definition.output, _template_context(execution, steps))
+                if graph.definition.output is None:
+                    output = {step_id: steps[step_id]["output"] for step_id in graph.leaves()}
+                else:
+                    output = render(graph.definition.output, _template_context(execution, steps))
             except TemplateError as err:
                 await self._finish_execution(
                     connection, execution, changes, "failed", error=_error(f"workflow output: {err}")

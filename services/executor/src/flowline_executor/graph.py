@@ -36,6 +36,11 @@ class Graph:
                 return step.id
         return None
 
+    def leaves(self) -> list[str]:
+        """Steps no other step needs: their outputs are the workflow's output when it has no template."""
+        needed = {need for step in self.definition.steps for need in step.needs}
+        return [step.id for step in self.definition.steps if step.id not in needed]
+
     def finished(self, statuses: Mapping[str, str]) -> bool:
         """Whether every step reached a terminal status."""
         return all(status in TERMINAL_STEP_STATUSES for status in statuses.values())

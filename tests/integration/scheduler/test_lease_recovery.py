@@ -1,0 +1,92 @@
+"""Invariant 5: the work of a dead executor is found through its expired lease and runs again."""
+
+from __future__ import annotations
+
+import msgspec
+from flowline.actions import load_actions
+from flowline.db.workflows import create_workflow
+from flowline.executions import start_execution
+from flowline.messages import ExecutionRequested, TaskDispatched, decoder
+from flowline.runtime import Runtime
+from flowline.settings import Settings
+from flowline_executor.engine import Engine, ExecutorMetrics
+from flowline_scheduler.leases import LeaseRecovery
+from prometheus_client import CollectorRegistry
+
+DEFINITION = {"steps": [{"id": "only", "type": "action", "action": "core.echo", "input": "{{ input.word }}"}]}
+
+
+async def _dispatched(runtime: Runtime, settings: Settings) -> list[TaskDispatched]:
+    rows = await runtime.pool.fetch(
+        "SELECT payload FROM outbox WHERE topic = $1 ORDER BY created_at", settings.topics.tasks
+    )
+    return [decoder(TaskDispatched).decode(row["payload"]) for row in rows]
+
+
+async def test_an_attempt_whose_worker_died_is_dispatched_again(runtime: Runtime, settings: Settings) -> None:
+    pool = runtime.pool
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    async with pool.acquire() as connection, connection.transaction():
+        await create_workflow(
+            connection,
+            tenant_id=tenant_id,
+            ref="demo.lease",
+            label=None,
+            description=None,
+            tags=[],
+            enabled=True,
+            definition=DEFINITION,
+            input_schema=None,
+            output_schema=None,
+            created_by=None,
+        )
+        started = await start_execution(
+            connection,
+            settings.topics,
+            tenant_id=tenant_id,
+            workflow_ref="demo.lease",
+            version=None,
+            execution_input={"word": "again"},
+            idempotency_key=None,
+            triggered_by="test",
+        )
+    actions = load_actions()
+    doomed = Engine(_with_worker(settings, "doomed"), pool, runtime.outbox, actions, ExecutorMetrics(runtime.registry))
+    await doomed.handle_request(ExecutionRequested(tenant_id=tenant_id, execution_id=started.id))
+    [first] = await _dispatched(runtime, settings)
+
+    # The doomed worker claims the attempt and dies before running it.
+    claimed = await doomed._claim(first)
+    assert claimed is not None
+    assert await pool.fetchval("SELECT owner FROM step_executions WHERE id = $1", first.step_execution_id) == "doomed"
+
+    recovery = LeaseRecovery(pool, runtime.outbox, settings.topics, interval_seconds=0.1)
+    await recovery.start(loops=1)
+    assert await pool.fetchval("SELECT status FROM step_executions WHERE id = $1", first.step_execution_id) == "running"
+
+    await pool.execute("UPDATE step_executions SET lease_expires_at = now() - interval '1 second'")
+    await recovery.start(loops=1)
+    attempt = await pool.fetchrow("SELECT status, error FROM task_attempts WHERE number = 1")
+    assert attempt["status"] == "failed"
+    assert "lease expired: worker doomed" in attempt["error"]["message"]
+    second = (await _dispatched(runtime, settings))[-1]
+    assert (second.step_execution_id, second.attempt) == (first.step_execution_id, 2)
+
+    # Another worker picks it up and finishes the execution; the dead worker's late result is ignored.
+    rescuer = Engine(
+        _with_worker(settings, "rescuer"), pool, runtime.outbox, actions, ExecutorMetrics(CollectorRegistry())
+    )
+    await rescuer.handle_task(second)
+    await rescuer.drain(grace_seconds=10)
+    await doomed._run(claimed)
+    execution = await pool.fetchrow("SELECT status, output FROM executions WHERE id = $1", started.id)
+    assert (execution["status"], execution["output"]) == ("completed", {"only": "again"})
+    attempts = await pool.fetch("SELECT number, status, worker FROM task_attempts ORDER BY number")
+    assert [(a["number"], a["status"], a["worker"]) for a in attempts] == [
+        (1, "failed", "doomed"),
+        (2, "completed", "rescuer"),
+    ]
+
+
+def _with_worker(settings: Settings, worker_id: str) -> Settings:
+    return msgspec.structs.replace(settings, worker_id=worker_id)
