@@ -125,4 +125,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         return msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as err:
+        reason, _, location = str(err).partition(" - at ")
+        field = location.strip("`").removeprefix("$.")
+        if field in values:
+            raise ConfigurationError(f"invalid setting {env_name(field)}={values[field]!r}: {reason}") from err
         raise ConfigurationError(f"invalid setting: {err}") from err
