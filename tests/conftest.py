@@ -46,7 +46,9 @@ def _local_servers(base: Path) -> Iterator[Servers]:
     from flowline.devstack.ports import free_port
     from flowline.devstack.postgres import PrivatePostgres
 
-    postgres = PrivatePostgres(base / "pg", free_port(), durable=False)
+    # Not under pytest's temp folder: pytest makes it root-only at every session start, and the server runs
+    # as the unprivileged `postgres` user when the suite runs as root.
+    postgres = PrivatePostgres.temporary(free_port())
     broker = TansuBroker(free_port(), log_path=base / "tansu.log")
     postgres.start()
     try:
@@ -56,7 +58,7 @@ def _local_servers(base: Path) -> Iterator[Servers]:
         finally:
             broker.stop()
     finally:
-        postgres.stop()
+        postgres.remove()
 
 
 @contextlib.contextmanager

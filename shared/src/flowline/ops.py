@@ -55,7 +55,7 @@ def ops_routes(
 
 def create_ops_app(service: str, checks: Mapping[str, ReadinessCheck], registry: CollectorRegistry) -> Litestar:
     """The HTTP surface of a background service: just its ops routes."""
-    return Litestar(route_handlers=ops_routes(service, checks, registry), openapi_config=None)
+    return Litestar(route_handlers=ops_routes(service, checks, registry), openapi_config=None, logging_config=None)
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -85,3 +85,5 @@ def stop_on_signals() -> asyncio.Event:
 def configure_logging(level: str) -> None:
     """One log format for every service: time, level, logger, message."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    # aiokafka narrates every group join and partition assignment at INFO.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))

@@ -54,6 +54,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_max_size: int = 10
 
     # Kafka layout.
+    # How long a fetch waits for data. Apache Kafka answers a waiting fetch as soon as data arrives, so 500
+    # costs nothing there; the local broker waits out the full time, so the default keeps hops short.
+    kafka_fetch_max_wait_ms: int = 10
     topic_prefix: str = "flowline"
     topic_partitions: int = 6
     consumer_group_prefix: str = "flowline"

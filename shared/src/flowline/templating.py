@@ -15,7 +15,10 @@ class TemplateError(Exception):
     """A template does not parse or fails to render."""
 
 
+# Inputs and outputs are strict, so a typo fails the step with a clear message; conditions are lenient, so
+# `when: input.flag` is simply false when the flag is absent (as in Jinja, Airflow and Conductor).
 _ENVIRONMENT = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_LENIENT_ENVIRONMENT = ImmutableSandboxedEnvironment(undefined=jinja2.ChainableUndefined, autoescape=False)
 
 
 def _single_expression(text: str) -> str | None:
@@ -63,20 +66,25 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
     Raises:
         TemplateError: a template fails to parse or render (e.g. an undefined variable).
     """
+    return _render(value, context, _ENVIRONMENT)
+
+
+def _render(value: Any, context: Mapping[str, Any], environment: jinja2.Environment) -> Any:
     if isinstance(value, str):
         if not _is_template(value):
             return value
         try:
             expression = _single_expression(value)
             if expression is not None:
-                return _defined(_ENVIRONMENT.compile_expression(expression, undefined_to_none=False)(**context))
-            return _ENVIRONMENT.from_string(value).render(**context)
+                result = environment.compile_expression(expression, undefined_to_none=False)(**context)
+                return _defined(result) if environment is _ENVIRONMENT else result
+            return environment.from_string(value).render(**context)
         except jinja2.TemplateError as err:
             raise TemplateError(f"template {value!r} failed: {err}") from err
     if isinstance(value, Mapping):
-        return {key: render(item, context) for key, item in value.items()}
+        return {key: _render(item, context, environment) for key, item in value.items()}
     if isinstance(value, list):
-        return [render(item, context) for item in value]
+        return [_render(item, context, environment) for item in value]
     return value
 
 
@@ -104,7 +112,9 @@ def render_condition(expression: str, context: Mapping[str, Any]) -> bool:
     Raises:
         TemplateError: the condition fails to render.
     """
-    result = render(condition_template(expression), context)
+    result = _render(condition_template(expression), context, _LENIENT_ENVIRONMENT)
+    if isinstance(result, jinja2.Undefined):
+        return False
     if isinstance(result, str):
         return result.strip().lower() not in ("", "false", "0", "none", "no")
     return bool(result)

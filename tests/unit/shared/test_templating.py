@@ -229,3 +229,10 @@ def test_check_template_names_the_pointer_of_a_bad_template(value: Any, pointer:
 
     assert caught.value.pointer == pointer
     assert caught.value.detail.startswith(f"template at {pointer} does not parse")
+
+
+def test_a_condition_on_an_absent_value_is_false() -> None:
+    assert render_condition("input.count", {"input": {}}) is False
+    assert render_condition("input.a.b.c", {"input": {}}) is False
+    assert render_condition("{% if input.go %}yes{% endif %}", {"input": {}}) is False
+    assert render_condition("input.count", {"input": {"count": 2}}) is True

@@ -67,6 +67,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        logging_config=None,
         state=state,
         openapi_config=OpenAPIConfig(
             title="Flowline",

@@ -20,6 +20,7 @@ from flowline.db.events import NewEvent, append_events
 from flowline.definitions import StepDefinition, WorkflowDefinition
 from flowline.errors import ClientError
 from flowline.executions import start_execution
+from flowline.ids import uuid7
 from flowline.kafka.consumer import TRANSIENT_ERRORS, PoisonMessage
 from flowline.kafka.inbox import claim_message
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
@@ -212,11 +213,11 @@ class Engine:
                 return
             graph = await self._graph(connection, execution["workflow_version_id"])
             await connection.executemany(
-                "INSERT INTO step_executions (id, tenant_id, execution_id, step_id, step_type, status) "
-                "VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT (execution_id, step_id) DO NOTHING",
+                "INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status) "
+                "VALUES ($1, $2, $3, $4, $5, $6, 'pending') ON CONFLICT (execution_id, step_id) DO NOTHING",
                 [
-                    (uuid.uuid4(), execution["tenant_id"], execution["id"], step.id, step.type)
-                    for step in graph.definition.steps
+                    (uuid7(), execution["tenant_id"], execution["id"], step.id, position, step.type)
+                    for position, step in enumerate(graph.definition.steps)
                 ],
             )
             await connection.execute(
@@ -410,7 +411,7 @@ class Engine:
                 "INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, "
                 "status, worker) VALUES ($1, $2, $3, $4, $5, $6, 'running', $7) "
                 "ON CONFLICT (step_execution_id, generation, number) DO NOTHING",
-                uuid.uuid4(),
+                uuid7(),
                 message.tenant_id,
                 step["id"],
                 message.execution_id,

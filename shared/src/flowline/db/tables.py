@@ -198,6 +198,7 @@ step_executions = Table(
     _tenant(),
     Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
     Column("step_id", Text, nullable=False),
+    Column("position", Integer, nullable=False),
     Column("step_type", Text, nullable=False),
     Column("status", Text, nullable=False),
     Column("generation", Integer, nullable=False, server_default="0"),

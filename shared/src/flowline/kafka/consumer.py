@@ -102,6 +102,7 @@ class MessageConsumer(Generic[MessageT]):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_records,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
 
     async def start(self) -> None:

@@ -22,7 +22,7 @@ class ExecutionService:
         self._pool = pool
 
     async def read(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Execution:
-        """One execution with its steps, in definition order of their creation.
+        """One execution with its steps, in definition order.
 
         Raises:
             NotFound: no such execution in this tenant.
@@ -35,7 +35,7 @@ class ExecutionService:
                 raise NotFound(f"execution {execution_id} does not exist")
             steps = await connection.fetch(
                 "SELECT id, step_id, step_type, status, attempts, input, output, error, scheduled_at, started_at, "
-                "completed_at FROM step_executions WHERE execution_id = $1 ORDER BY created_at, step_id",
+                "completed_at FROM step_executions WHERE execution_id = $1 ORDER BY position",
                 execution_id,
             )
         duration_ms = None

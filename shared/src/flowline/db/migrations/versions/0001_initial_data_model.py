@@ -328,6 +328,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.UUID(), nullable=False),
         sa.Column("execution_id", sa.UUID(), nullable=False),
         sa.Column("step_id", sa.Text(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("step_type", sa.Text(), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("generation", sa.Integer(), server_default="0", nullable=False),

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowline.devstack.cli import render_banner, render_dev_env
+from flowline.settings import load_settings
+
+
+def test_dev_env_exports_what_the_cli_and_tests_need() -> None:
+    text = render_dev_env(
+        api_url="http://127.0.0.1:8000",
+        tenant="dev",
+        database_url="postgresql://flowline@127.0.0.1:55432/flowline",
+        kafka_bootstrap="127.0.0.1:19092",
+    )
+    assert text.splitlines() == [
+        "export FLOWLINE_API_URL=http://127.0.0.1:8000",
+        "export FLOWLINE_TENANT=dev",
+        "export FLOWLINE_DATABASE_URL=postgresql://flowline@127.0.0.1:55432/flowline",
+        "export FLOWLINE_KAFKA_BOOTSTRAP=127.0.0.1:19092",
+    ]
+
+
+def test_dev_env_quotes_values_for_the_shell() -> None:
+    text = render_dev_env(api_url="http://x", tenant="a b", database_url="p://u:p$w@h/d", kafka_bootstrap="k")
+    assert "export FLOWLINE_TENANT='a b'" in text
+    assert "export FLOWLINE_DATABASE_URL='p://u:p$w@h/d'" in text
+
+
+def test_the_banner_lists_every_service_url_and_the_env_hint() -> None:
+    settings = load_settings({"FLOWLINE_API_PORT": "8100", "FLOWLINE_HTTP_HOST": "0.0.0.0"})
+    banner = render_banner(
+        settings=settings,
+        database_url="postgresql://db",
+        kafka_bootstrap="127.0.0.1:19092",
+        dev_env_path=Path(".flowline/dev.env"),
+    )
+    assert "http://127.0.0.1:8100" in banner
+    for name in ("executor", "scheduler", "log-ingest", "postgresql", "kafka", "tenant"):
+        assert f"  {name} " in banner
+    assert "source .flowline/dev.env" in banner
