@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -14,17 +15,52 @@ StepType = Literal["action", "agent", "http", "sleep", "wait", "workflow"]
 STEP_TYPES: tuple[str, ...] = ("action", "agent", "http", "sleep", "wait", "workflow")
 # Step types whose runners exist; the others are accepted by the schema and refused by validation until
 # the engine can run them, so that no definition is stored that would stall.
-RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action"})
+RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action", "sleep"})
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+def parse_duration(value: float | str) -> float:
+    """Seconds in ``value``: a number of seconds, or a string like ``500ms``, ``90s``, ``1h30m``, ``2d``.
+
+    Raises:
+        ValueError: the string is not a duration, or the duration is not positive.
+    """
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.replace(" ", "")
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(number + unit for number, unit in parts) != text:
+            raise ValueError(f"{value!r} is not a duration (examples: 30, '500ms', '90s', '1h30m', '2d')")
+        seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, not {value!r}")
+    return seconds
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """How often and how patiently a failed step is tried again."""
 
-    max_attempts: int = 1
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
     backoff: Literal["fixed", "exponential"] = "exponential"
-    initial_interval: float = 1.0
-    max_interval: float = 60.0
+    initial_interval: Seconds = 1.0
+    max_interval: Seconds = 60.0
     jitter: bool = True
+
+    def delay(self, failed_attempt: int, randomness: float) -> float:
+        """Seconds to wait after attempt ``failed_attempt`` failed; ``randomness`` in [0, 1) spreads retries.
+
+        Exponential backoff doubles the interval each attempt up to ``max_interval``; jitter draws the wait
+        from the upper half of it, so that many failures at once do not retry in lockstep.
+        """
+        interval = self.initial_interval
+        if self.backoff == "exponential":
+            interval *= 2 ** (failed_attempt - 1)
+        interval = min(interval, self.max_interval)
+        return interval * (0.5 + 0.5 * randomness) if self.jitter else interval
 
 
 class StepDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
@@ -37,8 +73,11 @@ class StepDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", 
     input: Any = None
     when: str | None = None
     retry: RetryPolicy | None = None
-    timeout: float | None = None
+    timeout: Seconds | None = None
     continue_on_failure: bool = False
+    # sleep: how long (seconds or a string like "1h30m"), or until when (an ISO 8601 timestamp template).
+    duration: float | str | None = None
+    until: str | None = None
 
 
 class WorkflowDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
@@ -106,6 +145,17 @@ def validate_definition(
             raise ValidationFailed(
                 f"step {step.id!r}: step type {step.type!r} is not supported yet", pointer=f"{pointer}/type"
             )
+        if step.type == "sleep":
+            if (step.duration is None) == (step.until is None):
+                raise ValidationFailed(
+                    f"step {step.id!r}: a sleep step needs exactly one of duration and until", pointer=pointer
+                )
+            if step.duration is not None:
+                try:
+                    parse_duration(step.duration)
+                except ValueError as err:
+                    raise ValidationFailed(f"step {step.id!r}: {err}", pointer=f"{pointer}/duration") from err
+            check_template(step.until, f"{pointer}/until")
         if step.type == "action" and step.action not in known_actions:
             raise ValidationFailed(f"step {step.id!r}: unknown action {step.action!r}", pointer=f"{pointer}/action")
         check_template(step.input, f"{pointer}/input")

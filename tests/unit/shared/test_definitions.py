@@ -7,7 +7,14 @@ from typing import Any
 
 import msgspec
 import pytest
-from flowline.definitions import StepDefinition, WorkflowDefinition, find_cycle, validate_definition
+from flowline.definitions import (
+    RetryPolicy,
+    StepDefinition,
+    WorkflowDefinition,
+    find_cycle,
+    parse_duration,
+    validate_definition,
+)
 from flowline.errors import TooLarge, ValidationFailed
 
 ACTIONS = frozenset({"core.echo", "core.noop"})
@@ -163,7 +170,7 @@ def test_a_step_needing_itself_is_a_cycle() -> None:
     assert error.detail == "steps form a cycle: loop → loop"
 
 
-@pytest.mark.parametrize("step_type", ["agent", "http", "sleep", "wait", "workflow"])
+@pytest.mark.parametrize("step_type", ["agent", "http", "wait", "workflow"])
 def test_step_types_without_a_runner_are_refused(step_type: str) -> None:
     error = refusal(definition(step("a"), {"id": "b", "type": step_type}))
 
@@ -252,3 +259,42 @@ def test_step_definition_is_frozen() -> None:
 
     with pytest.raises(AttributeError):
         only.id = "b"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(30, 30.0), (0.5, 0.5), ("500ms", 0.5), ("90s", 90.0), ("1h30m", 5400.0), ("2d", 172800.0), ("1m 30s", 90.0)],
+)
+def test_durations_parse(value: float | str, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "soon", "5x", "1h30", 0, -3, "0s"])
+def test_bad_durations_are_refused(value: float | str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(value)
+
+
+def test_exponential_backoff_doubles_up_to_the_cap() -> None:
+    policy = RetryPolicy(max_attempts=9, initial_interval=1, max_interval=10, jitter=False)
+    assert [policy.delay(attempt, 0.9) for attempt in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+def test_fixed_backoff_and_jitter() -> None:
+    fixed = RetryPolicy(backoff="fixed", initial_interval=3, jitter=False)
+    assert [fixed.delay(attempt, 0.0) for attempt in (1, 5)] == [3, 3]
+    jittered = RetryPolicy(backoff="fixed", initial_interval=4, jitter=True)
+    assert jittered.delay(1, 0.0) == 2 and jittered.delay(1, 0.999) < 4
+
+
+def test_a_sleep_step_needs_exactly_one_of_duration_and_until() -> None:
+    for extra in ({}, {"duration": 5, "until": "{{ input.at }}"}):
+        step = {"id": "nap", "type": "sleep", **extra}
+        with pytest.raises(ValidationFailed, match="exactly one of duration and until"):
+            validate_definition(
+                msgspec.convert({"steps": [step]}, WorkflowDefinition), known_actions=set(), max_steps=10
+            )
+    bad = msgspec.convert({"steps": [{"id": "nap", "type": "sleep", "duration": "forever"}]}, WorkflowDefinition)
+    with pytest.raises(ValidationFailed) as caught:
+        validate_definition(bad, known_actions=set(), max_steps=10)
+    assert caught.value.pointer == "/definition/steps/0/duration"

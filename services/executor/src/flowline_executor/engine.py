@@ -9,28 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import msgspec
 from flowline.actions import Action, ActionContext, ActionFailed
 from flowline.db.events import NewEvent, append_events
-from flowline.definitions import StepDefinition, WorkflowDefinition
+from flowline.definitions import StepDefinition, WorkflowDefinition, parse_duration
 from flowline.errors import ClientError
-from flowline.executions import start_execution
+from flowline.executions import TERMINAL_EXECUTION_STATUSES, start_execution
 from flowline.ids import uuid7
 from flowline.kafka.consumer import TRANSIENT_ERRORS, PoisonMessage
 from flowline.kafka.inbox import claim_message
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
 from flowline.messages import (
+    CancelExecution,
+    ControlMessage,
     ExecutionRequested,
     LogLevel,
     RequestMessage,
     SubmitExecution,
     TaskDispatched,
     TaskLogRecord,
+    TimerFired,
+    TimerScheduled,
 )
 from flowline.settings import Settings
 from flowline.templating import TemplateError, render, render_condition
@@ -41,6 +47,7 @@ from flowline_executor.graph import Graph
 logger = logging.getLogger(__name__)
 
 REQUESTS_CONSUMER = "executor"
+CONTROL_CONSUMER = "executor-control"
 LOG_LEVELS: dict[str, LogLevel] = {
     "DEBUG": "DEBUG",
     "INFO": "INFO",
@@ -262,29 +269,38 @@ class Engine:
                     statuses[step.id] = row["status"] = "failed"
                     progressed = True
                     continue
+                if step.type == "sleep":
+                    try:
+                        fire_at = _sleep_until(step, context)
+                    except (TemplateError, ValueError) as err:
+                        await self._finish_without_running(connection, changes, row, "failed", _error(str(err)))
+                        statuses[step.id] = row["status"] = "failed"
+                        progressed = True
+                        continue
+                    await connection.execute(
+                        "UPDATE step_executions SET status = 'running', input = $2, scheduled_at = now(), "
+                        "started_at = now() WHERE id = $1",
+                        row["id"],
+                        {"until": fire_at.isoformat()},
+                    )
+                    statuses[step.id] = row["status"] = "running"
+                    timer_id = await self._start_timer(connection, changes, row["id"], "sleep", fire_at)
+                    changes.events.append(
+                        NewEvent(
+                            "TIMER_STARTED",
+                            {"status": "running", "timerId": str(timer_id), "fireAt": fire_at.isoformat()},
+                            step.id,
+                            row["id"],
+                        )
+                    )
+                    continue
                 await connection.execute(
                     "UPDATE step_executions SET status = 'scheduled', input = $2, scheduled_at = now() WHERE id = $1",
                     row["id"],
                     step_input,
                 )
                 statuses[step.id] = row["status"] = "scheduled"
-                attempt = row["attempts"] + 1
-                changes.events.append(
-                    NewEvent("TASK_CREATED", {"status": "scheduled", "attempt": attempt}, step.id, row["id"])
-                )
-                changes.outbox.append(
-                    outgoing(
-                        self._topics.tasks,
-                        TaskDispatched(
-                            tenant_id=execution["tenant_id"],
-                            execution_id=execution["id"],
-                            step_execution_id=row["id"],
-                            step_id=step.id,
-                            generation=row["generation"],
-                            attempt=attempt,
-                        ),
-                    )
-                )
+                self._dispatch(changes, row["id"], step.id, row["generation"], row["attempts"] + 1)
         if failed := graph.failed_step(statuses):
             message = (steps[failed]["error"] or {}).get("message", "failed")
             await self._finish_execution(
@@ -306,6 +322,60 @@ class Engine:
                 )
             else:
                 await self._finish_execution(connection, execution, changes, "completed", output=output)
+
+    def _dispatch(
+        self, changes: Changes, step_execution_id: uuid.UUID, step_id: str, generation: int, attempt: int
+    ) -> None:
+        """Queue attempt ``attempt`` of a scheduled step for the step runners."""
+        changes.events.append(
+            NewEvent("TASK_CREATED", {"status": "scheduled", "attempt": attempt}, step_id, step_execution_id)
+        )
+        changes.outbox.append(
+            outgoing(
+                self._topics.tasks,
+                TaskDispatched(
+                    tenant_id=changes.tenant_id,
+                    execution_id=changes.execution_id,
+                    step_execution_id=step_execution_id,
+                    step_id=step_id,
+                    generation=generation,
+                    attempt=attempt,
+                ),
+            )
+        )
+
+    async def _start_timer(
+        self,
+        connection: asyncpg.Connection,
+        changes: Changes,
+        step_execution_id: uuid.UUID,
+        kind: str,
+        fire_at: datetime,
+    ) -> uuid.UUID:
+        """Store a durable timer and tell the scheduler about it; it fires TimerFired on the control topic."""
+        timer_id = uuid7()
+        await connection.execute(
+            "INSERT INTO timers (id, tenant_id, execution_id, step_execution_id, kind, fire_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            timer_id,
+            changes.tenant_id,
+            changes.execution_id,
+            step_execution_id,
+            kind,
+            fire_at,
+        )
+        changes.outbox.append(
+            outgoing(
+                self._topics.timers,
+                TimerScheduled(
+                    tenant_id=changes.tenant_id,
+                    execution_id=changes.execution_id,
+                    timer_id=timer_id,
+                    fire_at=fire_at,
+                ),
+            )
+        )
+        return timer_id
 
     async def _finish_without_running(
         self,
@@ -336,6 +406,17 @@ class Engine:
         error: dict[str, Any] | None = None,
     ) -> None:
         if status != "completed":
+            timers = await connection.fetch(
+                "UPDATE timers t SET status = 'cancelled' FROM step_executions s "
+                "WHERE t.execution_id = $1 AND t.status = 'pending' AND s.id = t.step_execution_id "
+                "RETURNING t.id, t.kind, s.id AS task_id, s.step_id",
+                execution["id"],
+            )
+            for timer in timers:
+                if timer["kind"] == "sleep":  # retry timers are internal: the TASK_CANCELLED below says it
+                    changes.events.append(
+                        NewEvent("TIMER_CANCELLED", {"timerId": str(timer["id"])}, timer["step_id"], timer["task_id"])
+                    )
             cancelled = await connection.fetch(
                 "UPDATE step_executions SET status = 'cancelled', completed_at = now(), owner = NULL, "
                 "lease_expires_at = NULL WHERE execution_id = $1 AND status IN ('pending', 'scheduled', 'running') "
@@ -351,9 +432,72 @@ class Engine:
             output,
             error,
         )
-        event = "WORKFLOW_COMPLETED" if status == "completed" else "WORKFLOW_FAILED"
-        changes.events.append(NewEvent(event, {"status": status, "output": output, "error": error}))
+        changes.events.append(
+            NewEvent(f"WORKFLOW_{status.upper()}", {"status": status, "output": output, "error": error})
+        )
         self._metrics.executions.labels(status).inc()
+
+    # Control ----------------------------------------------------------------------------------------
+
+    async def handle_control(self, message: ControlMessage) -> None:
+        """Apply a message of the control topic: a fired timer or a cancellation."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            if not await claim_message(connection, CONTROL_CONSUMER, message.id):
+                return
+            execution = await _lock_execution(connection, message.execution_id)
+            if execution is None or execution["status"] in TERMINAL_EXECUTION_STATUSES:
+                return
+            changes = Changes(execution["tenant_id"], execution["id"])
+            match message:
+                case TimerFired():
+                    await self._timer_fired(connection, execution, message, changes)
+                case CancelExecution():
+                    await connection.execute(
+                        "UPDATE executions SET cancelled_at = now(), cancelled_by = $2 WHERE id = $1",
+                        execution["id"],
+                        message.requested_by,
+                    )
+                    await self._finish_execution(
+                        connection,
+                        execution,
+                        changes,
+                        "cancelled",
+                        error=_error(message.reason or "cancelled", type="Cancelled"),
+                    )
+            rows = await changes.write(connection, self._topics.events)
+        await self._outbox.publish(rows)
+
+    async def _timer_fired(
+        self, connection: asyncpg.Connection, execution: asyncpg.Record, message: TimerFired, changes: Changes
+    ) -> None:
+        step = await connection.fetchrow(
+            "SELECT id, step_id, status, attempts, generation FROM step_executions WHERE id = $1 FOR UPDATE",
+            message.step_execution_id,
+        )
+        if step is None or execution["status"] != "running":
+            return
+        if message.kind == "retry" and step["status"] == "scheduled":
+            self._dispatch(changes, step["id"], step["step_id"], step["generation"], step["attempts"] + 1)
+        elif message.kind == "sleep" and step["status"] == "running":
+            fired_at = datetime.now(UTC).isoformat()
+            await connection.execute(
+                "UPDATE step_executions SET status = 'completed', output = $2, completed_at = now() WHERE id = $1",
+                step["id"],
+                {"firedAt": fired_at},
+            )
+            changes.events.append(
+                NewEvent("TIMER_FIRED", {"timerId": str(message.timer_id)}, step["step_id"], step["id"])
+            )
+            changes.events.append(
+                NewEvent(
+                    "TASK_COMPLETED",
+                    {"status": "completed", "output": {"firedAt": fired_at}},
+                    step["step_id"],
+                    step["id"],
+                )
+            )
+            graph = await self._graph(connection, execution["workflow_version_id"])
+            await self._advance(connection, execution, graph, changes)
 
     # Tasks ------------------------------------------------------------------------------------------
 
@@ -460,11 +604,11 @@ class Engine:
             output = await asyncio.wait_for(action(claimed.step_input, context), timeout=step.timeout)
             output = msgspec.to_builtins(output)
         except ActionFailed as err:
-            error = _error(str(err), retryable=err.retryable)
+            error = _error(str(err), type="ActionFailed", retryable=err.retryable)
         except TimeoutError:
-            error = _error(f"timed out after {step.timeout} s", retryable=True)
+            error = _error(f"timed out after {step.timeout} s", type="Timeout", retryable=True)
         except Exception as err:
-            error = _error(f"{type(err).__name__}: {err}", retryable=True)
+            error = _error(f"{type(err).__name__}: {err}", type=type(err).__name__, retryable=True)
         duration = time.perf_counter() - claimed.started
         self._metrics.attempt_seconds.labels(step.type).observe(duration)
         self._metrics.attempts.labels("failed" if error else "completed").inc()
@@ -510,14 +654,6 @@ class Engine:
                 round(duration * 1000),
                 error,
             )
-            await connection.execute(
-                "UPDATE step_executions SET status = $2, output = $3, error = $4, completed_at = now(), "
-                "owner = NULL, lease_expires_at = NULL WHERE id = $1",
-                message.step_execution_id,
-                status,
-                output,
-                error,
-            )
             changes = Changes(message.tenant_id, message.execution_id)
             for level, text in attempt_logger.records:
                 changes.log(
@@ -528,24 +664,66 @@ class Engine:
                     step_id=message.step_id,
                     attempt=message.attempt,
                 )
+            policy = claimed.step.retry
+            retry_in = (
+                policy.delay(message.attempt, random.random())
+                if error and error.get("retryable") and policy and message.attempt < policy.max_attempts
+                else None
+            )
             summary = f"attempt {message.attempt} {status} in {duration * 1000:.1f} ms"
+            if error:
+                summary += f": {error['message']}"
+            if retry_in is not None:
+                summary += f"; attempt {message.attempt + 1} in {retry_in:.1f} s"
             changes.log(
                 self._topics.logs,
                 "ERROR" if error else "INFO",
-                f"{summary}: {error['message']}" if error else summary,
+                summary,
                 task_id=message.step_execution_id,
                 step_id=message.step_id,
                 attempt=message.attempt,
             )
-            changes.events.append(
-                NewEvent(
-                    "TASK_FAILED" if error else "TASK_COMPLETED",
-                    {"status": status, "attempt": message.attempt, "output": output, "error": error},
-                    message.step_id,
+            if retry_in is not None:
+                # The step waits for its next attempt on a durable timer, not in this process.
+                retry_at = datetime.now(UTC) + timedelta(seconds=retry_in)
+                await connection.execute(
+                    "UPDATE step_executions SET status = 'scheduled', error = $2, owner = NULL, "
+                    "lease_expires_at = NULL WHERE id = $1",
                     message.step_execution_id,
+                    error,
                 )
-            )
-            if execution["status"] == "running":
+                await self._start_timer(connection, changes, message.step_execution_id, "retry", retry_at)
+                changes.events.append(
+                    NewEvent(
+                        "TASK_FAILED",
+                        {
+                            "status": "scheduled",
+                            "attempt": message.attempt,
+                            "error": error,
+                            "retryAt": retry_at.isoformat(),
+                        },
+                        message.step_id,
+                        message.step_execution_id,
+                    )
+                )
+            else:
+                await connection.execute(
+                    "UPDATE step_executions SET status = $2, output = $3, error = $4, completed_at = now(), "
+                    "owner = NULL, lease_expires_at = NULL WHERE id = $1",
+                    message.step_execution_id,
+                    status,
+                    output,
+                    error,
+                )
+                changes.events.append(
+                    NewEvent(
+                        "TASK_FAILED" if error else "TASK_COMPLETED",
+                        {"status": status, "attempt": message.attempt, "output": output, "error": error},
+                        message.step_id,
+                        message.step_execution_id,
+                    )
+                )
+            if execution["status"] == "running" and retry_in is None:
                 graph = await self._graph(connection, execution["workflow_version_id"])
                 await self._advance(connection, execution, graph, changes)
             rows = await changes.write(connection, self._topics.events)
@@ -575,6 +753,20 @@ async def _lock_execution(connection: asyncpg.Connection, execution_id: uuid.UUI
         "FROM executions WHERE id = $1 FOR UPDATE",
         execution_id,
     )
+
+
+def _sleep_until(step: StepDefinition, context: dict[str, Any]) -> datetime:
+    """When a sleep step wakes: now plus its duration, or its rendered ``until`` timestamp.
+
+    Raises:
+        TemplateError: ``until`` does not render.
+        ValueError: ``until`` is not an ISO 8601 timestamp.
+    """
+    if step.duration is not None:
+        return datetime.now(UTC) + timedelta(seconds=parse_duration(step.duration))
+    rendered = render(step.until, context)
+    until = rendered if isinstance(rendered, datetime) else datetime.fromisoformat(str(rendered))
+    return until if until.tzinfo else until.replace(tzinfo=UTC)
 
 
 def _template_context(execution: asyncpg.Record, steps: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -7,12 +7,12 @@ import asyncio
 from flowline.actions import load_actions
 from flowline.kafka.consumer import MessageConsumer
 from flowline.loops import LoopService
-from flowline.messages import RequestMessage, TaskMessage, decoder
+from flowline.messages import ControlMessage, RequestMessage, TaskMessage, decoder
 from flowline.ops import configure_logging
 from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
 from flowline.settings import Settings, load_settings
 
-from flowline_executor.engine import REQUESTS_CONSUMER, Engine, ExecutorMetrics
+from flowline_executor.engine import CONTROL_CONSUMER, REQUESTS_CONSUMER, Engine, ExecutorMetrics
 
 TASKS_CONSUMER = "executor-tasks"
 
@@ -43,6 +43,15 @@ async def run_executor(settings: Settings) -> None:
             producer=runtime.producer,
             metrics=runtime.messaging_metrics,
         )
+        control = MessageConsumer(
+            name=CONTROL_CONSUMER,
+            settings=settings,
+            topics=[settings.topics.control],
+            decoder=decoder(ControlMessage),
+            handler=engine.handle_control,
+            producer=runtime.producer,
+            metrics=runtime.messaging_metrics,
+        )
         tasks = MessageConsumer(
             name=TASKS_CONSUMER,
             settings=settings,
@@ -55,6 +64,7 @@ async def run_executor(settings: Settings) -> None:
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         leases = LeaseRenewal(engine, settings.lease_seconds / 3)
         await requests.start()
+        await control.start()
         await tasks.start()
 
         async def stop_tasks() -> None:
@@ -66,6 +76,7 @@ async def run_executor(settings: Settings) -> None:
             runtime,
             [
                 Runnable(requests.run, requests.stop),
+                Runnable(control.run, control.stop),
                 Runnable(tasks.run, stop_tasks),
                 Runnable(relay.start, relay.stop),
                 Runnable(leases.start, leases.stop),
