@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 
 import msgspec
@@ -51,7 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = ""
     kafka_bootstrap: str = ""
     db_pool_min_size: int = 2
-    db_pool_max_size: int = 10
+    db_pool_max_size: int = 20
 
     # Kafka layout.
     # How long a fetch waits for data. Apache Kafka answers a waiting fetch as soon as data arrives, so 500
@@ -89,11 +88,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def topics(self) -> Topics:
         """The Kafka topic names."""
         return Topics.with_prefix(self.topic_prefix)
-
-    @property
-    def worker_name(self) -> str:
-        """This process's identity in leases and attempts: ``worker_id`` or host-pid."""
-        return self.worker_id or f"{socket.gethostname()}-{os.getpid()}"
 
     def consumer_group(self, name: str) -> str:
         """The consumer group id for one of the services' consumers."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,6 +70,16 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
     return _render(value, context, _ENVIRONMENT)
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled_expression(environment: jinja2.Environment, expression: str) -> Any:
+    return environment.compile_expression(expression, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_template(environment: jinja2.Environment, text: str) -> jinja2.Template:
+    return environment.from_string(text)
+
+
 def _render(value: Any, context: Mapping[str, Any], environment: jinja2.Environment) -> Any:
     if isinstance(value, str):
         if not _is_template(value):
@@ -76,11 +87,11 @@ def _render(value: Any, context: Mapping[str, Any], environment: jinja2.Environm
         try:
             expression = _single_expression(value)
             if expression is not None:
-                result = environment.compile_expression(expression, undefined_to_none=False)(**context)
+                result = _compiled_expression(environment, expression)(**context)
                 return _defined(result) if environment is _ENVIRONMENT else result
-            return environment.from_string(value).render(**context)
-        except jinja2.TemplateError as err:
-            raise TemplateError(f"template {value!r} failed: {err}") from err
+            return _compiled_template(environment, value).render(**context)
+        except Exception as err:  # jinja2 errors, and Python's own from expressions (1/0, "7" + 1, None > 3)
+            raise TemplateError(f"template {value!r} failed: {type(err).__name__}: {err}") from err
     if isinstance(value, Mapping):
         return {key: _render(item, context, environment) for key, item in value.items()}
     if isinstance(value, list):

@@ -102,11 +102,6 @@ def test_consumer_groups_follow_their_prefix() -> None:
     assert settings.consumer_group("executor") == "g.executor"
 
 
-def test_worker_name_prefers_the_worker_id() -> None:
-    assert load_settings({"FLOWLINE_WORKER_ID": "w-1"}).worker_name == "w-1"
-    assert Settings().worker_name  # host-pid when no id is set
-
-
 @pytest.mark.parametrize(
     ("environ", "missing"),
     [

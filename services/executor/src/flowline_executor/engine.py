@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -84,7 +86,17 @@ class Changes:
         self.events: list[NewEvent] = []
         self.outbox: list[OutboxRow] = []
 
-    def log(self, topic: str, level: LogLevel, message: str, *, task_id: uuid.UUID, step_id: str, attempt: int) -> None:
+    def log(
+        self,
+        topic: str,
+        level: LogLevel,
+        message: str,
+        *,
+        task_id: uuid.UUID,
+        step_id: str,
+        attempt: int,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         """Queue a task log record for the logs topic."""
         self.outbox.append(
             outgoing(
@@ -97,6 +109,7 @@ class Changes:
                     attempt=attempt,
                     level=level,
                     message=message,
+                    metadata=metadata or {},
                 ),
             )
         )
@@ -119,11 +132,11 @@ class AttemptLogger:
     """The logger an action gets: records are kept and written with the attempt's result."""
 
     def __init__(self) -> None:
-        self.records: list[tuple[LogLevel, str]] = []
+        self.records: list[tuple[LogLevel, str, dict[str, Any]]] = []
 
     def log(self, level: str, message: str, **metadata: Any) -> None:
         """Keep one record for the attempt's result transaction."""
-        self.records.append((LOG_LEVELS.get(level.upper(), "INFO"), message))
+        self.records.append((LOG_LEVELS.get(level.upper(), "INFO"), message, metadata))
 
 
 class Claimed(msgspec.Struct, frozen=True):
@@ -132,7 +145,6 @@ class Claimed(msgspec.Struct, frozen=True):
     message: TaskDispatched
     step: StepDefinition
     step_input: Any
-    workflow_ref: str
     started: float
 
 
@@ -157,10 +169,10 @@ class Engine:
         self._outbox = outbox
         self._actions = actions
         self._metrics = metrics
-        self.worker = settings.worker_name
+        self.worker = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid7().hex[-6:]}"
         self._graphs: dict[uuid.UUID, Graph] = {}
         self._slots = asyncio.Semaphore(settings.max_concurrent_tasks)
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], uuid.UUID] = {}  # attempt task → its step execution
 
     @property
     def running_attempts(self) -> int:
@@ -423,6 +435,11 @@ class Engine:
                 "RETURNING id, step_id",
                 execution["id"],
             )
+            await connection.execute(
+                "UPDATE task_attempts SET status = 'cancelled', finished_at = now() "
+                "WHERE step_execution_id = ANY($1::uuid[]) AND status = 'running'",
+                [step["id"] for step in cancelled],
+            )
             for step in cancelled:
                 changes.events.append(NewEvent("TASK_CANCELLED", {"status": "cancelled"}, step["step_id"], step["id"]))
         await connection.execute(
@@ -517,14 +534,14 @@ class Engine:
             self._slots.release()
             return
         task = asyncio.create_task(self._run(claimed))
-        self._running.add(task)
+        self._running[task] = message.step_execution_id
         task.add_done_callback(self._attempt_done)
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        self._running.pop(task, None)
         self._slots.release()
         if not task.cancelled() and task.exception() is not None:
-            logger.error("attempt crashed; its lease will expire and it will run again", exc_info=task.exception())
+            logger.error("attempt crashed before its result was recorded", exc_info=task.exception())
 
     async def _claim(self, message: TaskDispatched) -> Claimed | None:
         async with self._pool.acquire() as connection, connection.transaction():
@@ -583,9 +600,7 @@ class Engine:
             )
             rows = await changes.write(connection, self._topics.events)
         await self._outbox.publish(rows)
-        return Claimed(
-            message, graph.steps[message.step_id], step["input"], execution["workflow_ref"], time.perf_counter()
-        )
+        return Claimed(message, graph.steps[message.step_id], step["input"], time.perf_counter())
 
     async def _run(self, claimed: Claimed) -> None:
         message, step = claimed.message, claimed.step
@@ -619,6 +634,15 @@ class Engine:
             except TRANSIENT_ERRORS as err:  # keep the result until the database takes it
                 logger.warning("recording the result of %s failed, retrying: %s", message.step_execution_id, err)
                 await asyncio.sleep(1)
+            except Exception as err:
+                if error is not None and error.get("type") == "Unrecordable":
+                    raise
+                # The result itself cannot be stored (e.g. text PostgreSQL refuses): fail the attempt instead,
+                # so that the step never stays running behind a lease this process keeps renewing.
+                logger.exception("the result of %s cannot be recorded", message.step_execution_id)
+                output = None
+                error = _error(f"the result cannot be recorded: {type(err).__name__}: {err}", type="Unrecordable",
+                               retryable=False)
 
     async def _record_result(
         self,
@@ -655,7 +679,7 @@ class Engine:
                 error,
             )
             changes = Changes(message.tenant_id, message.execution_id)
-            for level, text in attempt_logger.records:
+            for level, text, metadata in attempt_logger.records:
                 changes.log(
                     self._topics.logs,
                     level,
@@ -663,6 +687,7 @@ class Engine:
                     task_id=message.step_execution_id,
                     step_id=message.step_id,
                     attempt=message.attempt,
+                    metadata=metadata,
                 )
             policy = claimed.step.retry
             retry_in = (
@@ -730,11 +755,17 @@ class Engine:
         await self._outbox.publish(rows)
 
     async def renew_leases(self) -> None:
-        """Extend the leases of the attempts this process is running."""
+        """Extend the leases of the attempts this process is running.
+
+        Rows locked by a transaction of their execution are skipped this round rather than waited for, so
+        renewal never holds a step lock while waiting for another (the execution-first lock order).
+        """
         if self._running:
             await self._pool.execute(
-                "UPDATE step_executions SET lease_expires_at = now() + make_interval(secs => $2) "
-                "WHERE owner = $1 AND status = 'running'",
+                "UPDATE step_executions SET lease_expires_at = now() + make_interval(secs => $3) WHERE id IN ("
+                "SELECT id FROM step_executions WHERE id = ANY($1::uuid[]) AND owner = $2 AND status = 'running' "
+                "FOR UPDATE SKIP LOCKED)",
+                list(self._running.values()),
                 self.worker,
                 self._settings.lease_seconds,
             )
@@ -742,8 +773,8 @@ class Engine:
     async def drain(self, grace_seconds: float) -> None:
         """Let running attempts finish for up to ``grace_seconds``, then cancel the rest (leases recover them)."""
         if self._running:
-            await asyncio.wait(set(self._running), timeout=grace_seconds)
-        for task in set(self._running):
+            await asyncio.wait(list(self._running), timeout=grace_seconds)
+        for task in list(self._running):
             task.cancel()
 
 

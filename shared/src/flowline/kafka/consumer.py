@@ -38,6 +38,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
+    asyncpg.OperatorInterventionError,  # the server is shutting down or restarting
+    asyncpg.InsufficientResourcesError,  # too many connections, disk full
     KafkaError,
 )
 
@@ -63,7 +65,7 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 class MessageConsumer(Generic[MessageT]):
     """Consumes topics in a group, decodes each record with one typed decoder, and calls the handler.
 
-    Partitions of a batch are handled concurrently, records of one partition in order. The handler
+    Records with different keys are handled concurrently, records of one key in order. The handler
     must be idempotent (inbox or natural keys) since a crash before the commit redelivers. With a
     ``batch_handler`` instead, each partition's decoded records go to it in one call; a batch that
     fails for a reason other than an outage is retried one message at a time to isolate the poison.
@@ -139,35 +141,52 @@ class MessageConsumer(Generic[MessageT]):
         if not batch:
             return 0
         async with self._batch_lock:
-            handled = await asyncio.gather(*(self._handle_partition(records) for records in batch.values()))
-            offsets = {tp: offset for tp, offset in zip(batch, handled, strict=True) if offset is not None}
+            handled = await asyncio.gather(
+                *(self._handle_partition(records) for records in batch.values()), return_exceptions=True
+            )
+            offsets = {tp: offset for tp, offset in zip(batch, handled, strict=True) if isinstance(offset, int)}
+            failures = [
+                (tp, error) for tp, error in zip(batch, handled, strict=True) if isinstance(error, BaseException)
+            ]
+            for tp, _ in failures:  # fetch those records again rather than commit past them
+                self._consumer.seek(tp, batch[tp][0].offset)
             if offsets:
                 try:
                     await self._consumer.commit(offsets)
                 except CommitFailedError as err:  # rebalanced meanwhile: the new owner redelivers, harmlessly
                     logger.warning("consumer %s: commit failed after a rebalance: %s", self.name, err)
+            if failures:
+                raise failures[0][1]
         return sum(len(records) for records in batch.values())
 
     async def _handle_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> int | None:
-        """Handle records in order; the offset to commit, or None when nothing finished."""
+        """Handle one partition's records; the offset to commit, or None when some may be unhandled."""
+        next_offset: int = records[-1].offset + 1
         if self._batch_handler is not None:
             decoded = [(record, message) for record in records if (message := await self._decode(record)) is not None]
             batch = [message for _, message in decoded]
             if decoded and not await self._apply(decoded[-1][0], self._batch_handler, batch, whole_batch=True):
                 for record, message in decoded:
                     await self._apply(record, self._batch_handler, [message])
-            last_offset: int = records[-1].offset
-            return last_offset + 1
-        next_offset: int | None = None
+            return next_offset
+        # Records of one key (one execution) are applied in order; different keys run concurrently.
+        by_key: dict[bytes | None, list[ConsumerRecord[bytes, bytes]]] = {}
+        for record in records:
+            by_key.setdefault(record.key, []).append(record)
+        await asyncio.gather(*(self._handle_in_order(same_key) for same_key in by_key.values()))
+        if self._stopping:
+            return None  # some records may be unhandled: leave the offset, redelivery is harmless
+        return next_offset
+
+    async def _handle_in_order(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        handler = self._handler
+        assert handler is not None
         for record in records:
             if self._stopping:
-                break
+                return
             message = await self._decode(record)
             if message is not None:
-                assert self._handler is not None
-                await self._apply(record, self._handler, message)
-            next_offset = record.offset + 1
-        return next_offset
+                await self._apply(record, handler, message)
 
     async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> MessageT | None:
         try:
@@ -229,6 +248,16 @@ class MessageConsumer(Generic[MessageT]):
             ("consumer", self.name.encode()),
             ("error", error[:2000].encode()),
         ]
-        await self._producer.send_and_wait(self._dead_letter_topic, record.value, key=record.key, headers=headers)
+        while True:
+            try:
+                await self._producer.send_and_wait(
+                    self._dead_letter_topic, record.value, key=record.key, headers=headers
+                )
+                break
+            except KafkaError as err:  # the record must not be skipped: wait for the broker
+                if self._stopping:
+                    raise
+                logger.warning("consumer %s: dead-lettering failed, retrying: %s", self.name, err)
+                await asyncio.sleep(1)
         self._metrics.consumed.labels(self.name, "dead_lettered").inc()
         logger.error("consumer %s: %s@%d dead-lettered: %s", self.name, record.topic, record.offset, error)

@@ -1,0 +1,223 @@
+"""`make bench`: start the local stack and measure it through the REST API.
+
+(a) throughput: executions of a 3-step `core.noop` chain submitted concurrently, completed per second;
+(b) latency: executions one after another on an idle system, submit → completed (p50/p99);
+(c) a 20-step fan-out/fan-in workflow, steps per second.
+Completion is observed on the `flowline.events` topic (WORKFLOW_COMPLETED), as a subscriber would.
+Prints a table and writes bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from flowline.db.migrate import ensure_tenant, upgrade_head
+from flowline.devstack.broker import TansuBroker
+from flowline.devstack.ports import free_port
+from flowline.devstack.postgres import PrivatePostgres
+from flowline.devstack.processes import ServiceGroup
+from flowline.messages import EventMessage, decoder
+
+RESULTS = Path(__file__).parent / "results"
+
+CHAIN = {
+    "ref": "bench.chain",
+    "definition": {
+        "steps": [
+            {"id": "one", "type": "action", "action": "core.noop"},
+            {"id": "two", "type": "action", "action": "core.noop", "needs": ["one"]},
+            {"id": "three", "type": "action", "action": "core.noop", "needs": ["two"]},
+        ]
+    },
+}
+FAN_WIDTH = 18
+FAN = {
+    "ref": "bench.fan",
+    "definition": {
+        "steps": [
+            {"id": "start", "type": "action", "action": "core.noop"},
+            *(
+                {"id": f"branch{index}", "type": "action", "action": "core.noop", "needs": ["start"]}
+                for index in range(FAN_WIDTH)
+            ),
+            {"id": "join", "type": "action", "action": "core.noop", "needs": [f"branch{i}" for i in range(FAN_WIDTH)]},
+        ]
+    },
+}
+
+
+class Completions:
+    """Follows the events topic and resolves a future per execution when it completes."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=5
+        )
+        self._decoder = decoder(EventMessage)
+        self._waiting: dict[str, asyncio.Future[float]] = {}
+        self._done: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        await self._consumer.seek_to_end()
+        self._task = asyncio.create_task(self._follow())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._consumer.stop()
+
+    async def _follow(self) -> None:
+        async for record in self._consumer:
+            if b'"WORKFLOW_' not in record.value:  # decode only what can finish an execution
+                continue
+            event = self._decoder.decode(record.value)
+            if event.event in ("WORKFLOW_COMPLETED", "WORKFLOW_FAILED"):
+                now = time.perf_counter()
+                key = str(event.execution_id)
+                self._done[key] = now
+                future = self._waiting.pop(key, None)
+                if future and not future.done():
+                    future.set_result(now)
+
+    def wait(self, execution_id: str) -> asyncio.Future[float]:
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if execution_id in self._done:
+            future.set_result(self._done[execution_id])
+        else:
+            self._waiting[execution_id] = future
+        return future
+
+
+async def _execute(client: httpx.AsyncClient, ref: str) -> str:
+    response = await client.post(f"/workflows/{ref}/execute", json={"input": {}})
+    response.raise_for_status()
+    return str(response.json()["executionId"])
+
+
+async def throughput(client: httpx.AsyncClient, completions: Completions, count: int) -> dict[str, float]:
+    semaphore = asyncio.Semaphore(64)  # concurrent HTTP requests in flight
+
+    async def one() -> float:
+        async with semaphore:
+            execution_id = await _execute(client, "bench.chain")
+        return await completions.wait(execution_id)
+
+    started = time.perf_counter()
+    finished = await asyncio.gather(*(one() for _ in range(count)))
+    elapsed = max(finished) - started
+    return {"executions": count, "seconds": round(elapsed, 2), "executions_per_second": round(count / elapsed, 1)}
+
+
+async def latency(client: httpx.AsyncClient, completions: Completions, count: int) -> dict[str, float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        finished = await completions.wait(await _execute(client, "bench.chain"))
+        samples.append((finished - started) * 1000)
+    samples.sort()
+    return {
+        "executions": count,
+        "p50_ms": round(statistics.median(samples), 1),
+        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
+        "max_ms": round(samples[-1], 1),
+    }
+
+
+async def fan_out(client: httpx.AsyncClient, completions: Completions, count: int) -> dict[str, float]:
+    started = time.perf_counter()
+    ids = await asyncio.gather(*(_execute(client, "bench.fan") for _ in range(count)))
+    finished = await asyncio.gather(*(completions.wait(execution_id) for execution_id in ids))
+    elapsed = max(finished) - started
+    steps = count * (FAN_WIDTH + 2)
+    return {"executions": count, "steps": steps, "seconds": round(elapsed, 2), "steps_per_second": round(steps / elapsed)}
+
+
+async def measure(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    api = f"http://127.0.0.1:{env['FLOWLINE_API_PORT']}/api/v1/tenants/dev"
+    completions = Completions(env["FLOWLINE_KAFKA_BOOTSTRAP"], "flowline.events")
+    await completions.start()
+    try:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as client:
+            for workflow in (CHAIN, FAN):
+                (await client.post("/workflows", json=workflow)).raise_for_status()
+            await latency(client, completions, 20)  # warm up connections, caches and consumer groups
+            return {
+                "latency": await latency(client, completions, args.latency),
+                "throughput": await throughput(client, completions, args.throughput),
+                "fan_out": await fan_out(client, completions, args.fan_out),
+            }
+    finally:
+        await completions.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--throughput", type=int, default=2000, help="executions in the throughput run")
+    parser.add_argument("--latency", type=int, default=200, help="executions in the latency run")
+    parser.add_argument("--fan-out", type=int, default=50, help="executions of the 20-step fan-out workflow")
+    args = parser.parse_args()
+
+    postgres = PrivatePostgres.temporary(free_port(), durable=True)
+    broker = TansuBroker(free_port())
+    postgres.start()
+    try:
+        broker.start()
+        try:
+            upgrade_head(postgres.url)
+            ensure_tenant(postgres.url, "dev")
+            env = {
+                **os.environ,
+                "FLOWLINE_DATABASE_URL": postgres.url,
+                "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "FLOWLINE_API_PORT": str(free_port()),
+                "FLOWLINE_EXECUTOR_HTTP_PORT": str(free_port()),
+                "FLOWLINE_SCHEDULER_HTTP_PORT": str(free_port()),
+                "FLOWLINE_LOG_INGEST_HTTP_PORT": str(free_port()),
+                "FLOWLINE_LOG_LEVEL": "WARNING",
+            }
+            with tempfile.TemporaryDirectory() as logs, ServiceGroup(env, log_dir=Path(logs)):
+                results = asyncio.run(measure(env, args))
+        finally:
+            broker.stop()
+    finally:
+        postgres.remove()
+
+    report = {
+        "id": str(uuid.uuid4()),
+        "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "results": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'measure':<34}{'value':>12}")
+    lat, thr, fan = results["latency"], results["throughput"], results["fan_out"]
+    rows = [
+        (f"latency p50 ({lat['executions']} sequential)", f"{lat['p50_ms']} ms"),
+        ("latency p99", f"{lat['p99_ms']} ms"),
+        (f"throughput ({thr['executions']} concurrent)", f"{thr['executions_per_second']} /s"),
+        (f"fan-out ({fan['executions']} × {FAN_WIDTH + 2} steps)", f"{fan['steps_per_second']} steps/s"),
+    ]
+    for name, value in rows:
+        print(f"{name:<34}{value:>12}")
+    print(f"written to {RESULTS / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()
