@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
-
 from flowline.db.migrate import ensure_tenant, upgrade_head
 from flowline.devstack.broker import TansuBroker
 from flowline.devstack.ports import free_port
@@ -144,7 +143,12 @@ async def fan_out(client: httpx.AsyncClient, completions: Completions, count: in
     finished = await asyncio.gather(*(completions.wait(execution_id) for execution_id in ids))
     elapsed = max(finished) - started
     steps = count * (FAN_WIDTH + 2)
-    return {"executions": count, "steps": steps, "seconds": round(elapsed, 2), "steps_per_second": round(steps / elapsed)}
+    return {
+        "executions": count,
+        "steps": steps,
+        "seconds": round(elapsed, 2),
+        "steps_per_second": round(steps / elapsed),
+    }
 
 
 async def measure(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
@@ -212,7 +216,7 @@ def main() -> None:
         (f"latency p50 ({lat['executions']} sequential)", f"{lat['p50_ms']} ms"),
         ("latency p99", f"{lat['p99_ms']} ms"),
         (f"throughput ({thr['executions']} concurrent)", f"{thr['executions_per_second']} /s"),
-        (f"fan-out ({fan['executions']} × {FAN_WIDTH + 2} steps)", f"{fan['steps_per_second']} steps/s"),
+        (f"fan-out ({fan['executions']} x {FAN_WIDTH + 2} steps)", f"{fan['steps_per_second']} steps/s"),
     ]
     for name, value in rows:
         print(f"{name:<34}{value:>12}")

@@ -142,6 +142,24 @@ async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
         duplicate = await client.post("/workflows", json=DIAMOND)
         assert duplicate.status_code == 409
 
+        nul = await client.post("/workflows/demo.diamond/execute", json={"input": {"name": "a\u0000b"}})
+        assert nul.status_code == 400
+        assert "\\u0000" in nul.json()["detail"]
+
+        huge_version = await client.post("/workflows/demo.diamond/execute", json={"version": 99999999999})
+        assert huge_version.status_code == 422
+        assert huge_version.json()["pointer"] == "/version"
+
+        first = await client.post("/workflows/demo.diamond/execute", json={"idempotencyKey": "k-1"})
+        assert first.status_code == 202
+        again = await client.post("/workflows/demo.diamond/execute", json={"idempotencyKey": "k-1"})
+        assert again.status_code == 200
+        assert again.json()["executionId"] == first.json()["executionId"]
+        other = {**DIAMOND, "ref": "demo.other"}
+        assert (await client.post("/workflows", json=other)).status_code == 201
+        reused = await client.post("/workflows/demo.other/execute", json={"idempotencyKey": "k-1"})
+        assert reused.status_code == 409
+
 
 async def test_a_failing_step_fails_the_execution(stack: ServiceGroup) -> None:
     definition = {

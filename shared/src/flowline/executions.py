@@ -15,7 +15,6 @@ from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import ExecutionRequested
 from flowline.settings import Topics
 
-EXECUTION_STATUSES = ("pending", "running", "paused", "completed", "failed", "cancelled")
 TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -27,6 +26,25 @@ class StartedExecution(NamedTuple):
     created_at: Any
     created: bool  # False when an earlier request with the same idempotency key started it
     outbox: list[OutboxRow]
+
+
+async def _by_idempotency_key(
+    connection: asyncpg.Connection, tenant_id: uuid.UUID, idempotency_key: str
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(
+        "SELECT id, status, created_at, workflow_ref FROM executions WHERE tenant_id = $1 AND idempotency_key = $2",
+        tenant_id,
+        idempotency_key,
+    )
+
+
+def _existing(record: asyncpg.Record, workflow_ref: str, idempotency_key: str) -> StartedExecution:
+    if record["workflow_ref"] != workflow_ref:
+        raise Conflict(
+            f"idempotency key {idempotency_key!r} was used for an execution of {record['workflow_ref']!r}, "
+            f"not {workflow_ref!r}"
+        )
+    return StartedExecution(record["id"], record["status"], record["created_at"], False, [])
 
 
 async def start_execution(
@@ -50,16 +68,10 @@ async def start_execution(
 
     Raises:
         NotFound: unknown workflow or version.
-        Conflict: the workflow is disabled.
+        Conflict: the workflow is disabled, or the idempotency key started another workflow.
     """
-    if idempotency_key is not None:
-        existing = await connection.fetchrow(
-            "SELECT id, status, created_at FROM executions WHERE tenant_id = $1 AND idempotency_key = $2",
-            tenant_id,
-            idempotency_key,
-        )
-        if existing is not None:
-            return StartedExecution(existing["id"], existing["status"], existing["created_at"], False, [])
+    if idempotency_key is not None and (existing := await _by_idempotency_key(connection, tenant_id, idempotency_key)):
+        return _existing(existing, workflow_ref, idempotency_key)
     workflow = await read_workflow(connection, tenant_id, workflow_ref, version)
     if not workflow["enabled"]:
         raise Conflict(f"workflow {workflow_ref!r} is disabled")
@@ -86,12 +98,10 @@ async def start_execution(
         tags or [],
     )
     if record is None:  # a concurrent request with the same key won the race
-        existing = await connection.fetchrow(
-            "SELECT id, status, created_at FROM executions WHERE tenant_id = $1 AND idempotency_key = $2",
-            tenant_id,
-            idempotency_key,
+        assert idempotency_key is not None
+        return _existing(
+            await _by_idempotency_key(connection, tenant_id, idempotency_key), workflow_ref, idempotency_key
         )
-        return StartedExecution(existing["id"], existing["status"], existing["created_at"], False, [])
     rows = await append_events(
         connection,
         tenant_id=tenant_id,

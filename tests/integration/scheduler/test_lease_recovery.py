@@ -13,14 +13,14 @@ from flowline_executor.engine import Engine, ExecutorMetrics
 from flowline_scheduler.leases import LeaseRecovery
 from prometheus_client import CollectorRegistry
 
+from tests.support import read_topic
+
 DEFINITION = {"steps": [{"id": "only", "type": "action", "action": "core.echo", "input": "{{ input.word }}"}]}
 
 
-async def _dispatched(runtime: Runtime, settings: Settings) -> list[TaskDispatched]:
-    rows = await runtime.pool.fetch(
-        "SELECT payload FROM outbox WHERE topic = $1 ORDER BY created_at", settings.topics.tasks
-    )
-    return [decoder(TaskDispatched).decode(row["payload"]) for row in rows]
+async def _dispatched(settings: Settings, count: int) -> list[TaskDispatched]:
+    records = await read_topic(settings, settings.topics.tasks, count)
+    return [decoder(TaskDispatched).decode(record.value) for record in records]
 
 
 async def test_an_attempt_whose_worker_died_is_dispatched_again(runtime: Runtime, settings: Settings) -> None:
@@ -53,7 +53,7 @@ async def test_an_attempt_whose_worker_died_is_dispatched_again(runtime: Runtime
     actions = load_actions()
     doomed = Engine(_with_worker(settings, "doomed"), pool, runtime.outbox, actions, ExecutorMetrics(runtime.registry))
     await doomed.handle_request(ExecutionRequested(tenant_id=tenant_id, execution_id=started.id))
-    [first] = await _dispatched(runtime, settings)
+    [first] = await _dispatched(settings, 1)
 
     # The doomed worker claims the attempt and dies before running it.
     claimed = await doomed._claim(first)
@@ -69,7 +69,7 @@ async def test_an_attempt_whose_worker_died_is_dispatched_again(runtime: Runtime
     attempt = await pool.fetchrow("SELECT status, error FROM task_attempts WHERE number = 1")
     assert attempt["status"] == "failed"
     assert "lease expired: worker doomed" in attempt["error"]["message"]
-    second = (await _dispatched(runtime, settings))[-1]
+    second = (await _dispatched(settings, 2))[-1]
     assert (second.step_execution_id, second.attempt) == (first.step_execution_id, 2)
 
     # Another worker picks it up and finishes the execution; the dead worker's late result is ignored.

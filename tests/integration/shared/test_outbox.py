@@ -28,11 +28,11 @@ async def test_a_failed_publish_is_relayed(runtime: Runtime, settings: Settings)
     await closed.stop()
     broken = OutboxPublisher(runtime.pool, closed, MessagingMetrics(CollectorRegistry()), grace_seconds=0)
     assert await broken.publish(rows) is False
-    assert await runtime.pool.fetchval("SELECT sent_at FROM outbox WHERE id = $1", rows[0].id) is None
+    assert await runtime.pool.fetchval("SELECT count(*) FROM outbox WHERE id = $1", rows[0].id) == 1
 
     relay = OutboxPublisher(runtime.pool, runtime.producer, runtime.messaging_metrics, grace_seconds=0)
     assert await relay.relay_once() == 1
-    assert await runtime.pool.fetchval("SELECT sent_at FROM outbox WHERE id = $1", rows[0].id) is not None
+    assert await runtime.pool.fetchval("SELECT count(*) FROM outbox WHERE id = $1", rows[0].id) == 0
     assert await relay.relay_once() == 0  # sent rows are not sent again
 
     [record] = await read_topic(settings, settings.topics.events, 1)
@@ -40,12 +40,12 @@ async def test_a_failed_publish_is_relayed(runtime: Runtime, settings: Settings)
     assert record.key == str(message.execution_id).encode()
 
 
-async def test_published_rows_are_marked_sent(runtime: Runtime, settings: Settings) -> None:
+async def test_published_rows_leave_the_outbox(runtime: Runtime, settings: Settings) -> None:
     tenant_id = await runtime.pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
     message = ExecutionEvent(tenant_id=tenant_id, execution_id=uuid.uuid4(), sequence=1, event="WORKFLOW_STARTED")
     async with runtime.pool.acquire() as connection, connection.transaction():
         rows = await enqueue(connection, [outgoing(settings.topics.events, message)])
     assert await runtime.outbox.publish(rows) is True
-    assert await runtime.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+    assert await runtime.pool.fetchval("SELECT count(*) FROM outbox") == 0
     [record] = await read_topic(settings, settings.topics.events, 1)
     assert record.value == rows[0].payload

@@ -6,7 +6,9 @@ import logging
 import re
 from typing import Any
 
+import asyncpg
 from flowline.errors import FlowlineError
+from flowline.outages import OUTAGE_ERRORS
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -64,6 +66,26 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return problem(request, exc.status_code, title, exc.detail, extra, exc.headers)
 
 
+def _unstorable_value(request: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[dict[str, Any]]:
+    return problem(
+        request,
+        400,
+        "Bad request",
+        f"the request holds a value that cannot be stored (such as the NUL character \\u0000): {exc}",
+    )
+
+
+def _dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    logger.warning("dependency unavailable on %s %s: %r", request.method, request.url.path, exc)
+    return problem(
+        request,
+        503,
+        "Service unavailable",
+        "a dependency (database or broker) is unavailable; try again shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", "an unexpected error occurred")
@@ -73,5 +95,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     FlowlineError: _flowline_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
+    asyncpg.DataError: _unstorable_value,
+    **dict.fromkeys(OUTAGE_ERRORS, _dependency_down),
     Exception: _unexpected_error,
 }

@@ -25,7 +25,7 @@ from flowline.definitions import StepDefinition, WorkflowDefinition, parse_durat
 from flowline.errors import ClientError
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, start_execution
 from flowline.ids import uuid7
-from flowline.kafka.consumer import TRANSIENT_ERRORS, PoisonMessage
+from flowline.kafka.consumer import PoisonMessage
 from flowline.kafka.inbox import claim_message
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
 from flowline.messages import (
@@ -40,6 +40,7 @@ from flowline.messages import (
     TimerFired,
     TimerScheduled,
 )
+from flowline.outages import OUTAGE_ERRORS
 from flowline.settings import Settings
 from flowline.templating import TemplateError, render, render_condition
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -631,7 +632,7 @@ class Engine:
             try:
                 await self._record_result(claimed, output, error, attempt_logger, duration)
                 return
-            except TRANSIENT_ERRORS as err:  # keep the result until the database takes it
+            except OUTAGE_ERRORS as err:  # keep the result until the database takes it
                 logger.warning("recording the result of %s failed, retrying: %s", message.step_execution_id, err)
                 await asyncio.sleep(1)
             except Exception as err:
@@ -641,8 +642,9 @@ class Engine:
                 # so that the step never stays running behind a lease this process keeps renewing.
                 logger.exception("the result of %s cannot be recorded", message.step_execution_id)
                 output = None
-                error = _error(f"the result cannot be recorded: {type(err).__name__}: {err}", type="Unrecordable",
-                               retryable=False)
+                error = _error(
+                    f"the result cannot be recorded: {type(err).__name__}: {err}", type="Unrecordable", retryable=False
+                )
 
     async def _record_result(
         self,

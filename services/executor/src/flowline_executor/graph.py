@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from flowline.definitions import StepDefinition, WorkflowDefinition
 
 TERMINAL_STEP_STATUSES = frozenset({"completed", "failed", "cancelled", "skipped"})
-ACTIVE_STEP_STATUSES = frozenset({"pending", "scheduled", "running"})
 
 
 class Graph:

@@ -1,4 +1,4 @@
-"""The scheduler process: durable timers, recovery of expired leases, the outbox relay."""
+"""The scheduler process: durable timers, recovery of expired leases and lost messages, the outbox relay."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
 from flowline.settings import Settings, load_settings
 
 from flowline_scheduler.leases import LeaseRecovery
+from flowline_scheduler.redrive import InboxRetention, Redrive
 from flowline_scheduler.timers import TimerLoop
 
 
@@ -20,6 +21,16 @@ async def run_scheduler(settings: Settings) -> None:
     try:
         timers = TimerLoop(runtime.pool, runtime.outbox, settings.topics, settings.timer_poll_interval_seconds)
         leases = LeaseRecovery(runtime.pool, runtime.outbox, settings.topics, max(settings.lease_seconds / 4, 0.5))
+        redrive = Redrive(
+            runtime.pool,
+            runtime.outbox,
+            settings.topics,
+            after_seconds=settings.redrive_after_seconds,
+            interval_seconds=max(settings.redrive_after_seconds / 3, 0.5),
+        )
+        retention = InboxRetention(
+            runtime.pool, retention_seconds=settings.inbox_retention_days * 86400, interval_seconds=60
+        )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         announcements = MessageConsumer(
             name="scheduler",
@@ -38,6 +49,8 @@ async def run_scheduler(settings: Settings) -> None:
                 Runnable(announcements.run, announcements.stop),
                 Runnable(timers.start, timers.stop),
                 Runnable(leases.start, leases.stop),
+                Runnable(redrive.start, redrive.stop),
+                Runnable(retention.start, retention.stop),
                 Runnable(relay.start, relay.stop),
             ],
             http_port=settings.scheduler_http_port,

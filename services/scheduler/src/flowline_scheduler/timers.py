@@ -11,6 +11,8 @@ from flowline.loops import LoopService
 from flowline.messages import TimerFired, TimerMessage, TimerScheduled
 from flowline.settings import Topics
 
+FIRE_BATCH = 500
+
 
 class TimerLoop(LoopService):
     """Polls for due timers; a TimerScheduled message wakes it exactly when a new timer comes due."""
@@ -23,10 +25,10 @@ class TimerLoop(LoopService):
 
     async def run_once(self) -> None:
         """Fire due timers, a batch at a time, until none is due."""
-        while await self.fire_due() == 500:
+        while await self.fire_due() == FIRE_BATCH:
             pass
 
-    async def fire_due(self, limit: int = 500) -> int:
+    async def fire_due(self, limit: int = FIRE_BATCH) -> int:
         """Mark up to ``limit`` due timers fired and publish their TimerFired messages.
 
         Returns:

@@ -187,6 +187,7 @@ executions = Table(
     Index("ix_executions_tenant_created", "tenant_id", "created_at", "id"),
     Index("ix_executions_tenant_status_created", "tenant_id", "status", "created_at"),
     Index("ix_executions_tenant_workflow_created", "tenant_id", "workflow_ref", "created_at"),
+    Index("ix_executions_pending", "created_at", postgresql_where=text("status = 'pending'")),
     Index("ix_executions_parent", "parent_execution_id", postgresql_where=text("parent_execution_id IS NOT NULL")),
     Index("ix_executions_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
 )
@@ -214,6 +215,7 @@ step_executions = Table(
     _timestamp("completed_at"),
     UniqueConstraint("execution_id", "step_id"),
     Index("ix_step_executions_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+    Index("ix_step_executions_scheduled", "scheduled_at", postgresql_where=text("status = 'scheduled'")),
 )
 
 task_attempts = Table(
@@ -251,6 +253,7 @@ timers = Table(
     _timestamp("created_at", nullable=False, default_now=True),
     _timestamp("fired_at"),
     Index("ix_timers_due", "fire_at", postgresql_where=text("status = 'pending'")),
+    Index("ix_timers_step", "step_execution_id"),
     Index(None, "execution_id"),
 )
 
@@ -326,8 +329,7 @@ outbox = Table(
     Column("key", LargeBinary),
     Column("payload", LargeBinary, nullable=False),
     _timestamp("created_at", nullable=False, default_now=True),
-    _timestamp("sent_at"),
-    Index("ix_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
+    Index("ix_outbox_created", "created_at"),
 )
 
 inbox = Table(
@@ -337,4 +339,5 @@ inbox = Table(
     Column("message_id", UUID(as_uuid=True), nullable=False),
     _timestamp("processed_at", nullable=False, default_now=True),
     PrimaryKeyConstraint("consumer", "message_id"),
+    Index("ix_inbox_processed", "processed_at"),
 )

@@ -14,13 +14,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from flowline.metrics import MessagingMetrics
+from flowline.outages import OUTAGE_ERRORS
 from flowline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -28,20 +28,6 @@ logger = logging.getLogger(__name__)
 MessageT = TypeVar("MessageT")
 Handler = Callable[[MessageT], Awaitable[None]]
 BatchHandler = Callable[[list[MessageT]], Awaitable[None]]
-
-# Outages of a dependency: wait and try the same message again, however long it takes.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.OperatorInterventionError,  # the server is shutting down or restarting
-    asyncpg.InsufficientResourcesError,  # too many connections, disk full
-    KafkaError,
-)
 
 
 class PoisonMessage(Exception):
@@ -217,7 +203,7 @@ class MessageConsumer(Generic[MessageT]):
             started = time.perf_counter()
             try:
                 await handler(argument)
-            except TRANSIENT_ERRORS as err:
+            except OUTAGE_ERRORS as err:
                 self._metrics.handler_failures.labels(self.name).inc()
                 logger.warning("consumer %s: dependency unavailable, retrying: %s", self.name, err)
                 if self._stopping:

@@ -1,4 +1,7 @@
-"""The transactional outbox (DESIGN §3 invariant 2): rows written with the state change, published after."""
+"""The transactional outbox (DESIGN §3 invariant 2): rows written with the state change, published after.
+
+A row is deleted once the broker acknowledged it, so every row in the table is one still to be sent.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from flowline.ids import uuid7
 from flowline.messages import TenantMessage, encode
 from flowline.metrics import MessagingMetrics
+from flowline.outages import OUTAGE_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +86,13 @@ class OutboxPublisher:
             return False
         self._metrics.outbox_published.labels("immediate").inc(len(rows))
         try:
-            await self._pool.execute(
-                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::uuid[])", [row.id for row in rows]
-            )
-        except (OSError, asyncpg.PostgresError) as err:  # published already; the relay may send them again
-            logger.warning("marking %d outbox rows sent failed: %s", len(rows), err)
+            await self._pool.execute("DELETE FROM outbox WHERE id = ANY($1::uuid[])", [row.id for row in rows])
+        except OUTAGE_ERRORS as err:  # published already; the relay may send them again, harmlessly
+            logger.warning("removing %d sent outbox rows failed: %s", len(rows), err)
         return True
 
     async def relay_once(self) -> int:
-        """Publish unsent rows older than the grace period, oldest first, and purge long-sent ones.
+        """Publish rows older than the grace period, oldest first, and remove them.
 
         Returns:
             How many rows were published.
@@ -99,7 +101,7 @@ class OutboxPublisher:
             records = await connection.fetch(
                 """
                 SELECT id, topic, key, payload FROM outbox
-                WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $1)
+                WHERE created_at < now() - make_interval(secs => $1)
                 ORDER BY created_at
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
@@ -110,16 +112,6 @@ class OutboxPublisher:
             rows = [OutboxRow(*record) for record in records]
             if rows:
                 await self._send(rows)
-                await connection.execute(
-                    "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::uuid[])", [row.id for row in rows]
-                )
+                await connection.execute("DELETE FROM outbox WHERE id = ANY($1::uuid[])", [row.id for row in rows])
                 self._metrics.outbox_published.labels("relay").inc(len(rows))
-            await connection.execute(
-                """
-                DELETE FROM outbox WHERE id IN (
-                    SELECT id FROM outbox WHERE sent_at < now() - interval '1 hour' LIMIT $1
-                )
-                """,
-                self._batch_size,
-            )
         return len(rows)

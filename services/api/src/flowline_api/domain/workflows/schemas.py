@@ -48,7 +48,7 @@ class ExecuteRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknow
     """Start an execution of a workflow."""
 
     input: dict[str, Any] = {}
-    version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     metadata: dict[str, str] = {}
     tags: list[str] = []

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("processed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.PrimaryKeyConstraint("consumer", "message_id", name=op.f("pk_inbox")),
     )
+    op.create_index("ix_inbox_processed", "inbox", ["processed_at"], unique=False)
     op.create_table(
         "outbox",
         sa.Column("id", sa.UUID(), nullable=False),
@@ -32,16 +33,9 @@ def upgrade() -> None:
         sa.Column("key", sa.LargeBinary(), nullable=True),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
     )
-    op.create_index(
-        "ix_outbox_unsent",
-        "outbox",
-        ["created_at"],
-        unique=False,
-        postgresql_where=sa.text("sent_at IS NULL"),
-    )
+    op.create_index("ix_outbox_created", "outbox", ["created_at"], unique=False)
     op.create_table(
         "task_logs",
         sa.Column("id", sa.UUID(), nullable=False),
@@ -460,9 +454,27 @@ def upgrade() -> None:
         "ix_timers_due", "timers", ["fire_at"], unique=False, postgresql_where=sa.text("status = 'pending'")
     )
     op.create_index(op.f("ix_timers_execution_id"), "timers", ["execution_id"], unique=False)
+    op.create_index(
+        "ix_executions_pending",
+        "executions",
+        ["created_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+    op.create_index(
+        "ix_step_executions_scheduled",
+        "step_executions",
+        ["scheduled_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'scheduled'"),
+    )
+    op.create_index("ix_timers_step", "timers", ["step_execution_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_timers_step", table_name="timers")
+    op.drop_index("ix_step_executions_scheduled", table_name="step_executions")
+    op.drop_index("ix_executions_pending", table_name="executions")
     op.drop_index(op.f("ix_timers_execution_id"), table_name="timers")
     op.drop_index("ix_timers_due", table_name="timers", postgresql_where=sa.text("status = 'pending'"))
     op.drop_table("timers")
@@ -516,6 +528,7 @@ def downgrade() -> None:
     op.drop_index("ix_task_logs_task", table_name="task_logs")
     op.drop_index("ix_task_logs_execution", table_name="task_logs")
     op.drop_table("task_logs")
-    op.drop_index("ix_outbox_unsent", table_name="outbox", postgresql_where=sa.text("sent_at IS NULL"))
+    op.drop_index("ix_outbox_created", table_name="outbox")
     op.drop_table("outbox")
+    op.drop_index("ix_inbox_processed", table_name="inbox")
     op.drop_table("inbox")

@@ -1,0 +1,136 @@
+"""Re-sends what a waiting execution needs when its message may have been lost.
+
+PostgreSQL is the truth (DESIGN §3 invariant 1): if the broker loses its data, or a message was
+dead-lettered, the rows still say what is waiting. Every handler is idempotent, so a message sent again
+to an execution that did not need it changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
+from flowline.loops import LoopService
+from flowline.messages import ExecutionRequested, TaskDispatched, TimerFired
+from flowline.settings import Topics
+
+BATCH = 500
+
+
+class Redrive(LoopService):
+    """Finds pending executions, scheduled steps and fired sleep timers that made no progress, and re-sends."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        outbox: OutboxPublisher,
+        topics: Topics,
+        *,
+        after_seconds: float,
+        interval_seconds: float,
+    ) -> None:
+        super().__init__("redrive", interval_seconds)
+        self._pool = pool
+        self._outbox = outbox
+        self._topics = topics
+        self._after_seconds = after_seconds
+
+    async def run_once(self) -> None:
+        """Re-send one batch of each kind of stalled work."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = [
+                *[
+                    outgoing(self._topics.requests, ExecutionRequested(tenant_id=r["tenant_id"], execution_id=r["id"]))
+                    for r in await self._pending_executions(connection)
+                ],
+                *[
+                    outgoing(
+                        self._topics.tasks,
+                        TaskDispatched(
+                            tenant_id=r["tenant_id"],
+                            execution_id=r["execution_id"],
+                            step_execution_id=r["id"],
+                            step_id=r["step_id"],
+                            generation=r["generation"],
+                            attempt=r["attempts"] + 1,
+                        ),
+                    )
+                    for r in await self._undispatched_steps(connection)
+                ],
+                *[
+                    outgoing(
+                        self._topics.control,
+                        TimerFired(
+                            tenant_id=r["tenant_id"],
+                            execution_id=r["execution_id"],
+                            timer_id=r["id"],
+                            kind=r["kind"],
+                            step_execution_id=r["step_execution_id"],
+                        ),
+                    )
+                    for r in await self._unapplied_timers(connection)
+                ],
+            ]
+            await enqueue(connection, rows)
+        await self._outbox.publish(rows)
+
+    async def _pending_executions(self, connection: asyncpg.Connection) -> list[Any]:
+        return await connection.fetch(
+            "SELECT id, tenant_id FROM executions "
+            "WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1) LIMIT $2",
+            self._after_seconds,
+            BATCH,
+        )
+
+    async def _undispatched_steps(self, connection: asyncpg.Connection) -> list[Any]:
+        # Scheduled and not waiting on a retry timer: its TaskDispatched went missing if it is this old.
+        return await connection.fetch(
+            """
+            SELECT s.id, s.tenant_id, s.execution_id, s.step_id, s.generation, s.attempts
+            FROM step_executions s
+            JOIN executions e ON e.id = s.execution_id AND e.status = 'running'
+            WHERE s.status = 'scheduled'
+              AND s.scheduled_at < now() - make_interval(secs => $1)
+              AND NOT EXISTS (
+                  SELECT 1 FROM timers t WHERE t.step_execution_id = s.id
+                  AND (t.status = 'pending' OR t.fired_at >= now() - make_interval(secs => $1))
+              )
+            LIMIT $2
+            """,
+            self._after_seconds,
+            BATCH,
+        )
+
+    async def _unapplied_timers(self, connection: asyncpg.Connection) -> list[Any]:
+        # A fired sleep timer whose step still sleeps: the TimerFired went missing.
+        return await connection.fetch(
+            """
+            SELECT t.id, t.tenant_id, t.execution_id, t.step_execution_id, t.kind
+            FROM timers t
+            JOIN step_executions s ON s.id = t.step_execution_id AND s.status = 'running'
+            WHERE t.kind = 'sleep' AND t.status = 'fired' AND t.fired_at < now() - make_interval(secs => $1)
+            LIMIT $2
+            """,
+            self._after_seconds,
+            BATCH,
+        )
+
+
+class InboxRetention(LoopService):
+    """Forgets processed message ids after the retention period, so the inbox stays small."""
+
+    def __init__(self, pool: asyncpg.Pool, *, retention_seconds: float, interval_seconds: float) -> None:
+        super().__init__("inbox-retention", interval_seconds)
+        self._pool = pool
+        self._retention_seconds = retention_seconds
+
+    async def run_once(self) -> None:
+        """Delete expired inbox rows in batches."""
+        while await self._pool.fetchval(
+            "WITH gone AS (DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox "
+            "WHERE processed_at < now() - make_interval(secs => $1) LIMIT 5000) RETURNING 1) "
+            "SELECT count(*) FROM gone",
+            self._retention_seconds,
+        ):
+            pass
