@@ -71,6 +71,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_id: str = ""
     lease_seconds: float = 30.0
     max_concurrent_tasks: int = 200
+    # Run a step that becomes ready in the executor that made it ready, when it has room, instead of
+    # sending it through the tasks topic: one transaction and one broker round trip less per step.
+    eager_dispatch: bool = True
     outbox_relay_interval_seconds: float = 1.0
     outbox_relay_grace_seconds: float = 2.0
     timer_poll_interval_seconds: float = 0.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 from flowline.actions import load_actions
 from flowline.db.workflows import create_workflow
 from flowline.executions import start_execution
@@ -55,7 +56,14 @@ async def test_redelivered_requests_and_tasks_apply_once(runtime: Runtime, setti
     await runtime.outbox.publish(started.outbox)
     await runtime.outbox.publish(started.outbox)
 
-    engine = Engine(settings, pool, runtime.outbox, load_actions(), ExecutorMetrics(runtime.registry))
+    # Every step through the tasks topic (no eager dispatch), so that every kind of message is redelivered.
+    engine = Engine(
+        msgspec.structs.replace(settings, eager_dispatch=False),
+        pool,
+        runtime.outbox,
+        load_actions(),
+        ExecutorMetrics(runtime.registry),
+    )
     requests = MessageConsumer(
         name="executor",
         settings=settings,

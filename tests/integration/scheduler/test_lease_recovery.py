@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import msgspec
-from flowline.actions import load_actions
+from flowline.actions import ActionContext, load_actions
 from flowline.db.workflows import create_workflow
 from flowline.executions import start_execution
 from flowline.messages import ExecutionRequested, TaskDispatched, decoder
@@ -50,35 +53,40 @@ async def test_an_attempt_whose_worker_died_is_dispatched_again(runtime: Runtime
             idempotency_key=None,
             triggered_by="test",
         )
-    actions = load_actions()
-    doomed = Engine(_with_worker(settings, "doomed"), pool, runtime.outbox, actions, ExecutorMetrics(runtime.registry))
-    await doomed.handle_request(ExecutionRequested(tenant_id=tenant_id, execution_id=started.id))
-    [first] = await _dispatched(settings, 1)
+    # The doomed worker starts the step (claiming it under its lease) and then stops answering.
+    unblock = asyncio.Event()
 
-    # The doomed worker claims the attempt and dies before running it.
-    claimed = await doomed._claim(first)
-    assert claimed is not None
-    assert await pool.fetchval("SELECT owner FROM step_executions WHERE id = $1", first.step_execution_id) == "doomed"
+    async def hang(step_input: Any, context: ActionContext) -> Any:
+        await unblock.wait()
+        return "late"
+
+    doomed = Engine(
+        _with_worker(settings, "doomed"), pool, runtime.outbox, {"core.echo": hang}, ExecutorMetrics(runtime.registry)
+    )
+    await doomed.handle_request(ExecutionRequested(tenant_id=tenant_id, execution_id=started.id))
+    step = await pool.fetchrow("SELECT id, owner, status FROM step_executions")
+    assert (step["owner"], step["status"]) == ("doomed", "running")
 
     recovery = LeaseRecovery(pool, runtime.outbox, settings.topics, interval_seconds=0.1)
     await recovery.start(loops=1)
-    assert await pool.fetchval("SELECT status FROM step_executions WHERE id = $1", first.step_execution_id) == "running"
+    assert await pool.fetchval("SELECT status FROM step_executions WHERE id = $1", step["id"]) == "running"
 
     await pool.execute("UPDATE step_executions SET lease_expires_at = now() - interval '1 second'")
     await recovery.start(loops=1)
     attempt = await pool.fetchrow("SELECT status, error FROM task_attempts WHERE number = 1")
     assert attempt["status"] == "failed"
     assert "lease expired: worker doomed" in attempt["error"]["message"]
-    second = (await _dispatched(settings, 2))[-1]
-    assert (second.step_execution_id, second.attempt) == (first.step_execution_id, 2)
+    [second] = await _dispatched(settings, 1)
+    assert (second.step_execution_id, second.attempt) == (step["id"], 2)
 
     # Another worker picks it up and finishes the execution; the dead worker's late result is ignored.
     rescuer = Engine(
-        _with_worker(settings, "rescuer"), pool, runtime.outbox, actions, ExecutorMetrics(CollectorRegistry())
+        _with_worker(settings, "rescuer"), pool, runtime.outbox, load_actions(), ExecutorMetrics(CollectorRegistry())
     )
     await rescuer.handle_task(second)
     await rescuer.drain(grace_seconds=10)
-    await doomed._run(claimed)
+    unblock.set()
+    await doomed.drain(grace_seconds=10)
     execution = await pool.fetchrow("SELECT status, output FROM executions WHERE id = $1", started.id)
     assert (execution["status"], execution["output"]) == ("completed", {"only": "again"})
     attempts = await pool.fetch("SELECT number, status, worker FROM task_attempts ORDER BY number")

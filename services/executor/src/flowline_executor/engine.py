@@ -14,6 +14,7 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,6 +87,7 @@ class Changes:
         self.execution_id = execution_id
         self.events: list[NewEvent] = []
         self.outbox: list[OutboxRow] = []
+        self.eager: list[tuple[TaskDispatched, StepDefinition, Any]] = []  # attempts claimed here, run on commit
 
     def log(
         self,
@@ -172,13 +174,36 @@ class Engine:
         self._metrics = metrics
         self.worker = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid7().hex[-6:]}"
         self._graphs: dict[uuid.UUID, Graph] = {}
-        self._slots = asyncio.Semaphore(settings.max_concurrent_tasks)
+        self._capacity = settings.max_concurrent_tasks
+        self._capacity_freed = asyncio.Condition()
+        self._busy = 0  # attempts claimed by this process and not yet finished
         self._running: dict[asyncio.Task[None], uuid.UUID] = {}  # attempt task → its step execution
 
     @property
     def running_attempts(self) -> int:
         """Attempts this process is running now."""
         return len(self._running)
+
+    async def _change(
+        self,
+        tenant_id: uuid.UUID,
+        execution_id: uuid.UUID,
+        apply: Callable[[asyncpg.Connection, Changes], Awaitable[None]],
+    ) -> None:
+        """One state change in one transaction; after the commit, run the attempts it claimed and publish."""
+        changes = Changes(tenant_id, execution_id)
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                await apply(connection, changes)
+                rows = await changes.write(connection, self._topics.events)
+        except BaseException:
+            self._busy -= len(changes.eager)
+            raise
+        for message, step, step_input in changes.eager:
+            task = asyncio.create_task(self._run(Claimed(message, step, step_input, time.perf_counter())))
+            self._running[task] = message.step_execution_id
+            task.add_done_callback(self._attempt_done)
+        await self._outbox.publish(rows)
 
     # Requests ---------------------------------------------------------------------------------------
 
@@ -225,7 +250,7 @@ class Engine:
         return graph
 
     async def _start(self, message: ExecutionRequested) -> None:
-        async with self._pool.acquire() as connection, connection.transaction():
+        async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
             if not await claim_message(connection, REQUESTS_CONSUMER, message.id):
                 return
             execution = await _lock_execution(connection, message.execution_id)
@@ -243,11 +268,10 @@ class Engine:
             await connection.execute(
                 "UPDATE executions SET status = 'running', started_at = now() WHERE id = $1", execution["id"]
             )
-            changes = Changes(execution["tenant_id"], execution["id"])
             changes.events.append(NewEvent("WORKFLOW_STARTED", {"status": "running"}))
             await self._advance(connection, execution, graph, changes)
-            rows = await changes.write(connection, self._topics.events)
-        await self._outbox.publish(rows)
+
+        await self._change(message.tenant_id, message.execution_id, apply)
 
     # Graph ------------------------------------------------------------------------------------------
 
@@ -313,7 +337,9 @@ class Engine:
                     step_input,
                 )
                 statuses[step.id] = row["status"] = "scheduled"
-                self._dispatch(changes, row["id"], step.id, row["generation"], row["attempts"] + 1)
+                await self._dispatch(
+                    connection, changes, step, row["id"], row["generation"], row["attempts"] + 1, step_input
+                )
         if failed := graph.failed_step(statuses):
             message = (steps[failed]["error"] or {}).get("message", "failed")
             await self._finish_execution(
@@ -336,25 +362,77 @@ class Engine:
             else:
                 await self._finish_execution(connection, execution, changes, "completed", output=output)
 
-    def _dispatch(
-        self, changes: Changes, step_execution_id: uuid.UUID, step_id: str, generation: int, attempt: int
+    async def _dispatch(
+        self,
+        connection: asyncpg.Connection,
+        changes: Changes,
+        step: StepDefinition,
+        step_execution_id: uuid.UUID,
+        generation: int,
+        attempt: int,
+        step_input: Any,
     ) -> None:
-        """Queue attempt ``attempt`` of a scheduled step for the step runners."""
+        """Start attempt ``attempt`` of a scheduled step, here or through the tasks topic.
+
+        Here at once (eager) when this process has room, which saves a transaction and a broker round trip;
+        otherwise any executor claims it from the tasks topic.
+        """
         changes.events.append(
-            NewEvent("TASK_CREATED", {"status": "scheduled", "attempt": attempt}, step_id, step_execution_id)
+            NewEvent("TASK_CREATED", {"status": "scheduled", "attempt": attempt}, step.id, step_execution_id)
         )
-        changes.outbox.append(
-            outgoing(
-                self._topics.tasks,
-                TaskDispatched(
-                    tenant_id=changes.tenant_id,
-                    execution_id=changes.execution_id,
-                    step_execution_id=step_execution_id,
-                    step_id=step_id,
-                    generation=generation,
-                    attempt=attempt,
-                ),
+        message = TaskDispatched(
+            tenant_id=changes.tenant_id,
+            execution_id=changes.execution_id,
+            step_execution_id=step_execution_id,
+            step_id=step.id,
+            generation=generation,
+            attempt=attempt,
+        )
+        if self._settings.eager_dispatch and self._busy < self._capacity:
+            self._busy += 1
+            await self._start_attempt(connection, changes, message)
+            changes.eager.append((message, step, step_input))
+        else:
+            changes.outbox.append(outgoing(self._topics.tasks, message))
+
+    async def _start_attempt(self, connection: asyncpg.Connection, changes: Changes, message: TaskDispatched) -> None:
+        """Mark a scheduled step running under this worker's lease, with its attempt row."""
+        await connection.execute(
+            "UPDATE step_executions SET status = 'running', attempts = $2, owner = $3, "
+            "lease_expires_at = now() + make_interval(secs => $4), started_at = coalesce(started_at, now()) "
+            "WHERE id = $1",
+            message.step_execution_id,
+            message.attempt,
+            self.worker,
+            self._settings.lease_seconds,
+        )
+        await connection.execute(
+            "INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, "
+            "status, worker) VALUES ($1, $2, $3, $4, $5, $6, 'running', $7) "
+            "ON CONFLICT (step_execution_id, generation, number) DO NOTHING",
+            uuid7(),
+            message.tenant_id,
+            message.step_execution_id,
+            message.execution_id,
+            message.generation,
+            message.attempt,
+            self.worker,
+        )
+        changes.events.append(
+            NewEvent(
+                "TASK_STARTED",
+                {"status": "running", "attempt": message.attempt, "worker": self.worker},
+                message.step_id,
+                message.step_execution_id,
             )
+        )
+        changes.log(
+            self._topics.logs,
+            "INFO",
+            f"attempt {message.attempt} started on {self.worker}",
+            task_id=message.step_execution_id,
+            step_id=message.step_id,
+            attempt=message.attempt,
         )
 
     async def _start_timer(
@@ -459,13 +537,13 @@ class Engine:
 
     async def handle_control(self, message: ControlMessage) -> None:
         """Apply a message of the control topic: a fired timer or a cancellation."""
-        async with self._pool.acquire() as connection, connection.transaction():
+
+        async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
             if not await claim_message(connection, CONTROL_CONSUMER, message.id):
                 return
             execution = await _lock_execution(connection, message.execution_id)
             if execution is None or execution["status"] in TERMINAL_EXECUTION_STATUSES:
                 return
-            changes = Changes(execution["tenant_id"], execution["id"])
             match message:
                 case TimerFired():
                     await self._timer_fired(connection, execution, message, changes)
@@ -482,20 +560,29 @@ class Engine:
                         "cancelled",
                         error=_error(message.reason or "cancelled", type="Cancelled"),
                     )
-            rows = await changes.write(connection, self._topics.events)
-        await self._outbox.publish(rows)
+
+        await self._change(message.tenant_id, message.execution_id, apply)
 
     async def _timer_fired(
         self, connection: asyncpg.Connection, execution: asyncpg.Record, message: TimerFired, changes: Changes
     ) -> None:
         step = await connection.fetchrow(
-            "SELECT id, step_id, status, attempts, generation FROM step_executions WHERE id = $1 FOR UPDATE",
+            "SELECT id, step_id, status, attempts, generation, input FROM step_executions WHERE id = $1 FOR UPDATE",
             message.step_execution_id,
         )
         if step is None or execution["status"] != "running":
             return
         if message.kind == "retry" and step["status"] == "scheduled":
-            self._dispatch(changes, step["id"], step["step_id"], step["generation"], step["attempts"] + 1)
+            graph = await self._graph(connection, execution["workflow_version_id"])
+            await self._dispatch(
+                connection,
+                changes,
+                graph.steps[step["step_id"]],
+                step["id"],
+                step["generation"],
+                step["attempts"] + 1,
+                step["input"],
+            )
         elif message.kind == "sleep" and step["status"] == "running":
             fired_at = datetime.now(UTC).isoformat()
             await connection.execute(
@@ -523,34 +610,17 @@ class Engine:
         """Claim the attempt and run it in the background; the offset is committed once it is claimed.
 
         A claimed attempt is owned under a lease: if this process dies, the scheduler finds the expired
-        lease and dispatches the step again.
+        lease and dispatches the step again. With no room for another attempt, wait for one to finish.
         """
-        await self._slots.acquire()
-        try:
-            claimed = await self._claim(message)
-        except BaseException:
-            self._slots.release()
-            raise
-        if claimed is None:
-            self._slots.release()
-            return
-        task = asyncio.create_task(self._run(claimed))
-        self._running[task] = message.step_execution_id
-        task.add_done_callback(self._attempt_done)
+        async with self._capacity_freed:
+            await self._capacity_freed.wait_for(lambda: self._busy < self._capacity)
 
-    def _attempt_done(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("attempt crashed before its result was recorded", exc_info=task.exception())
-
-    async def _claim(self, message: TaskDispatched) -> Claimed | None:
-        async with self._pool.acquire() as connection, connection.transaction():
+        async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
             execution = await _lock_execution(connection, message.execution_id)
             if execution is None or execution["status"] != "running":
-                return None
+                return
             step = await connection.fetchrow(
-                "SELECT id, status, attempts, generation, input FROM step_executions WHERE id = $1 FOR UPDATE",
+                "SELECT status, attempts, generation, input FROM step_executions WHERE id = $1 FOR UPDATE",
                 message.step_execution_id,
             )
             if (
@@ -559,49 +629,24 @@ class Engine:
                 or step["generation"] != message.generation
                 or step["attempts"] >= message.attempt
             ):
-                return None  # a redelivered or superseded dispatch
-            await connection.execute(
-                "UPDATE step_executions SET status = 'running', attempts = $2, owner = $3, "
-                "lease_expires_at = now() + make_interval(secs => $4), started_at = coalesce(started_at, now()) "
-                "WHERE id = $1",
-                step["id"],
-                message.attempt,
-                self.worker,
-                self._settings.lease_seconds,
-            )
-            await connection.execute(
-                "INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, "
-                "status, worker) VALUES ($1, $2, $3, $4, $5, $6, 'running', $7) "
-                "ON CONFLICT (step_execution_id, generation, number) DO NOTHING",
-                uuid7(),
-                message.tenant_id,
-                step["id"],
-                message.execution_id,
-                message.generation,
-                message.attempt,
-                self.worker,
-            )
+                return  # a redelivered or superseded dispatch
             graph = await self._graph(connection, execution["workflow_version_id"])
-            changes = Changes(message.tenant_id, message.execution_id)
-            changes.events.append(
-                NewEvent(
-                    "TASK_STARTED",
-                    {"status": "running", "attempt": message.attempt, "worker": self.worker},
-                    message.step_id,
-                    step["id"],
-                )
-            )
-            changes.log(
-                self._topics.logs,
-                "INFO",
-                f"attempt {message.attempt} started on {self.worker}",
-                task_id=step["id"],
-                step_id=message.step_id,
-                attempt=message.attempt,
-            )
-            rows = await changes.write(connection, self._topics.events)
-        await self._outbox.publish(rows)
-        return Claimed(message, graph.steps[message.step_id], step["input"], time.perf_counter())
+            self._busy += 1
+            await self._start_attempt(connection, changes, message)
+            changes.eager.append((message, graph.steps[message.step_id], step["input"]))
+
+        await self._change(message.tenant_id, message.execution_id, apply)
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._busy -= 1
+        asyncio.get_running_loop().create_task(self._notify_capacity())
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("attempt crashed before its result was recorded", exc_info=task.exception())
+
+    async def _notify_capacity(self) -> None:
+        async with self._capacity_freed:
+            self._capacity_freed.notify_all()
 
     async def _run(self, claimed: Claimed) -> None:
         message, step = claimed.message, claimed.step
@@ -656,7 +701,8 @@ class Engine:
     ) -> None:
         message = claimed.message
         status = "failed" if error else "completed"
-        async with self._pool.acquire() as connection, connection.transaction():
+
+        async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
             execution = await _lock_execution(connection, message.execution_id)
             step = await connection.fetchrow(
                 "SELECT status, attempts, owner FROM step_executions WHERE id = $1 FOR UPDATE",
@@ -680,7 +726,6 @@ class Engine:
                 round(duration * 1000),
                 error,
             )
-            changes = Changes(message.tenant_id, message.execution_id)
             for level, text, metadata in attempt_logger.records:
                 changes.log(
                     self._topics.logs,
@@ -753,8 +798,8 @@ class Engine:
             if execution["status"] == "running" and retry_in is None:
                 graph = await self._graph(connection, execution["workflow_version_id"])
                 await self._advance(connection, execution, graph, changes)
-            rows = await changes.write(connection, self._topics.events)
-        await self._outbox.publish(rows)
+
+        await self._change(message.tenant_id, message.execution_id, apply)
 
     async def renew_leases(self) -> None:
         """Extend the leases of the attempts this process is running.
