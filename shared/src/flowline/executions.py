@@ -11,7 +11,7 @@ from flowline.db.events import NewEvent, append_events
 from flowline.db.workflows import read_workflow
 from flowline.errors import Conflict
 from flowline.ids import uuid7
-from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
+from flowline.kafka.outbox import OutboxRow, outgoing
 from flowline.messages import ExecutionRequested
 from flowline.settings import Topics
 
@@ -113,7 +113,6 @@ async def start_execution(
             )
         ],
         topic=topics.events,
+        outbox=[outgoing(topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id))],
     )
-    rows.append(outgoing(topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id)))
-    await enqueue(connection, rows)
     return StartedExecution(execution_id, "pending", record["created_at"], True, rows)

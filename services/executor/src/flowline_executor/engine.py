@@ -28,7 +28,7 @@ from flowline.executions import TERMINAL_EXECUTION_STATUSES, start_execution
 from flowline.ids import uuid7
 from flowline.kafka.consumer import PoisonMessage
 from flowline.kafka.inbox import claim_message
-from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
+from flowline.kafka.outbox import OutboxPublisher, OutboxRow, outgoing
 from flowline.messages import (
     CancelExecution,
     ControlMessage,
@@ -125,9 +125,8 @@ class Changes:
             execution_id=self.execution_id,
             events=self.events,
             topic=events_topic,
+            outbox=self.outbox,
         )
-        rows.extend(self.outbox)
-        await enqueue(connection, rows)
         return rows
 
 
@@ -331,11 +330,6 @@ class Engine:
                         )
                     )
                     continue
-                await connection.execute(
-                    "UPDATE step_executions SET status = 'scheduled', input = $2, scheduled_at = now() WHERE id = $1",
-                    row["id"],
-                    step_input,
-                )
                 statuses[step.id] = row["status"] = "scheduled"
                 await self._dispatch(
                     connection, changes, step, row["id"], row["generation"], row["attempts"] + 1, step_input
@@ -390,21 +384,29 @@ class Engine:
         )
         if self._settings.eager_dispatch and self._busy < self._capacity:
             self._busy += 1
-            await self._start_attempt(connection, changes, message)
+            await self._start_attempt(connection, changes, message, step_input)
             changes.eager.append((message, step, step_input))
         else:
+            await connection.execute(
+                "UPDATE step_executions SET status = 'scheduled', input = $2, scheduled_at = now() WHERE id = $1",
+                step_execution_id,
+                step_input,
+            )
             changes.outbox.append(outgoing(self._topics.tasks, message))
 
-    async def _start_attempt(self, connection: asyncpg.Connection, changes: Changes, message: TaskDispatched) -> None:
-        """Mark a scheduled step running under this worker's lease, with its attempt row."""
+    async def _start_attempt(
+        self, connection: asyncpg.Connection, changes: Changes, message: TaskDispatched, step_input: Any
+    ) -> None:
+        """Mark a step running under this worker's lease, with its attempt row."""
         await connection.execute(
-            "UPDATE step_executions SET status = 'running', attempts = $2, owner = $3, "
-            "lease_expires_at = now() + make_interval(secs => $4), started_at = coalesce(started_at, now()) "
-            "WHERE id = $1",
+            "UPDATE step_executions SET status = 'running', attempts = $2, owner = $3, input = $5, "
+            "lease_expires_at = now() + make_interval(secs => $4), scheduled_at = coalesce(scheduled_at, now()), "
+            "started_at = coalesce(started_at, now()) WHERE id = $1",
             message.step_execution_id,
             message.attempt,
             self.worker,
             self._settings.lease_seconds,
+            step_input,
         )
         await connection.execute(
             "INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, "
@@ -632,7 +634,7 @@ class Engine:
                 return  # a redelivered or superseded dispatch
             graph = await self._graph(connection, execution["workflow_version_id"])
             self._busy += 1
-            await self._start_attempt(connection, changes, message)
+            await self._start_attempt(connection, changes, message, step["input"])
             changes.eager.append((message, graph.steps[message.step_id], step["input"]))
 
         await self._change(message.tenant_id, message.execution_id, apply)

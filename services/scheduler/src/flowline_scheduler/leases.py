@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 from flowline.db.events import NewEvent, append_events
-from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
+from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.loops import LoopService
 from flowline.messages import TaskDispatched
 from flowline.settings import Topics
@@ -78,21 +78,20 @@ class LeaseRecovery(LoopService):
                     )
                 ],
                 topic=self._topics.events,
+                outbox=[
+                    outgoing(
+                        self._topics.tasks,
+                        TaskDispatched(
+                            tenant_id=execution["tenant_id"],
+                            execution_id=execution_id,
+                            step_execution_id=step_execution_id,
+                            step_id=step["step_id"],
+                            generation=step["generation"],
+                            attempt=next_attempt,
+                        ),
+                    )
+                ],
             )
-            rows.append(
-                outgoing(
-                    self._topics.tasks,
-                    TaskDispatched(
-                        tenant_id=execution["tenant_id"],
-                        execution_id=execution_id,
-                        step_execution_id=step_execution_id,
-                        step_id=step["step_id"],
-                        generation=step["generation"],
-                        attempt=next_attempt,
-                    ),
-                )
-            )
-            await enqueue(connection, rows)
         logger.warning("recovered step %s after its worker %s stopped", step_execution_id, step["owner"])
         await self._outbox.publish(rows)
         return True

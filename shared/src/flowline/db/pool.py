@@ -18,6 +18,10 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset on release (a round trip per transaction): Flowline keeps no session state."""
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     """Open a pool on ``settings.database_url``; close it with ``await pool.close()``."""
     pool = await asyncpg.create_pool(
@@ -25,6 +29,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         init=_init_connection,
+        reset=_keep_session,
     )
     assert pool is not None
     return pool
