@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from flowline.db.migrate import ensure_tenant, upgrade_head
 from flowline.db.pool import create_pool
+from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings, load_settings
 
 
@@ -133,6 +134,28 @@ def settings_env(servers: Servers, database_url: str) -> dict[str, str]:
         "FLOWLINE_OUTBOX_RELAY_INTERVAL_SECONDS": "0.2",
         "FLOWLINE_CONSUMER_MAX_FAILURES": "3",
     }
+
+
+@pytest.fixture
+def stack_env(settings_env: dict[str, str]) -> dict[str, str]:
+    """The environment of one test's four services, each on a free port."""
+    from flowline.devstack.ports import free_port
+
+    return {
+        **os.environ,
+        **settings_env,
+        "FLOWLINE_API_PORT": str(free_port()),
+        "FLOWLINE_EXECUTOR_HTTP_PORT": str(free_port()),
+        "FLOWLINE_SCHEDULER_HTTP_PORT": str(free_port()),
+        "FLOWLINE_LOG_INGEST_HTTP_PORT": str(free_port()),
+    }
+
+
+@pytest.fixture
+def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceGroup]:
+    """The four services as real processes, their output in the test's temporary folder."""
+    with ServiceGroup(stack_env, log_dir=tmp_path) as group:
+        yield group
 
 
 @pytest.fixture

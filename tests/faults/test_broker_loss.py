@@ -1,0 +1,94 @@
+"""The broker restarted with all its data gone mid-run: executions are delayed, none is lost."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from flowline.devstack.broker import TansuBroker
+from flowline.devstack.ports import free_port
+from flowline.devstack.processes import ServiceGroup
+from flowline.settings import Settings, load_settings
+
+EXECUTIONS = 60
+WORKFLOW = {
+    "ref": "faults.nap",
+    "definition": {
+        "steps": [
+            {"id": "before", "type": "action", "action": "core.echo", "input": "{{ input.n }}"},
+            {"id": "nap", "type": "sleep", "duration": "300ms", "needs": ["before"]},
+            {"id": "after", "type": "action", "action": "core.echo", "needs": ["nap"], "input": "{{ input.n }}"},
+        ],
+        "output": "{{ steps.after.output }}",
+    },
+}
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A broker of this test's own, since the test throws its data away."""
+    broker = TansuBroker(free_port(), log_path=tmp_path / "tansu.log")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def stack_env(stack_env: dict[str, str], broker: TansuBroker) -> dict[str, str]:
+    return {
+        **stack_env,
+        "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "FLOWLINE_LEASE_SECONDS": "2",
+        "FLOWLINE_REDRIVE_AFTER_SECONDS": "3",
+    }
+
+
+@pytest.fixture
+def settings(stack_env: dict[str, str]) -> Settings:
+    return load_settings(stack_env)
+
+
+async def test_losing_the_broker_and_its_data_delays_but_loses_nothing(
+    stack: ServiceGroup, broker: TansuBroker, settings: Settings
+) -> None:
+    api = f"{stack['api'].url}/api/v1/tenants/dev"
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        assert (await client.post("/workflows", json=WORKFLOW)).status_code == 201
+        accepted = await asyncio.gather(
+            *(client.post("/workflows/faults.nap/execute", json={"input": {"n": n}}) for n in range(EXECUTIONS))
+        )
+    assert all(response.status_code == 202 for response in accepted)
+
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+
+        async def completed() -> int:
+            return int(await connection.fetchval("SELECT count(*) FROM executions WHERE status = 'completed'"))
+
+        async with asyncio.timeout(120):
+            while await completed() < EXECUTIONS // 4:
+                await asyncio.sleep(0.02)
+        broker.kill()  # in-memory storage: every topic, message and committed offset is gone
+        assert await completed() < EXECUTIONS
+        await asyncio.sleep(1)
+        broker.start()
+
+        async with asyncio.timeout(180):
+            while await completed() < EXECUTIONS:
+                await asyncio.sleep(0.2)
+        outputs = sorted(int(row["output"]) for row in await connection.fetch("SELECT output FROM executions"))
+        assert outputs == list(range(EXECUTIONS))
+        duplicates = await connection.fetch(
+            """
+            SELECT execution_id, step_id, event_type FROM execution_events
+            WHERE event_type IN ('TASK_COMPLETED', 'WORKFLOW_COMPLETED', 'WORKFLOW_STARTED')
+            GROUP BY execution_id, step_id, event_type HAVING count(*) > 1
+            """
+        )
+        assert duplicates == []
+    finally:
+        await connection.close()
