@@ -159,6 +159,9 @@ async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
         assert (await client.post("/workflows", json=other)).status_code == 201
         reused = await client.post("/workflows/demo.other/execute", json={"idempotencyKey": "k-1"})
         assert reused.status_code == 409
+        by_header = await client.post("/workflows/demo.diamond/execute", headers={"Idempotency-Key": "k-1"})
+        assert by_header.status_code == 200
+        assert by_header.json()["executionId"] == first.json()["executionId"]
 
 
 async def test_a_failing_step_fails_the_execution(stack: ServiceGroup) -> None:

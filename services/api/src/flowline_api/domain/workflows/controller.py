@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
+import msgspec
+from flowline.errors import ClientError
 from litestar import Controller, Response, get, post
 from litestar.di import Provide
+from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from flowline_api.dependencies import provide_workflow_service
@@ -34,10 +38,25 @@ class WorkflowController(Controller):
 
     @post("/{ref:str}/execute", status_code=HTTP_202_ACCEPTED, summary="Start an execution")
     async def execute_workflow(
-        self, tenant_id: uuid.UUID, workflow_service: WorkflowService, ref: str, data: ExecuteRequest | None = None
+        self,
+        tenant_id: uuid.UUID,
+        workflow_service: WorkflowService,
+        ref: str,
+        data: ExecuteRequest | None = None,
+        idempotency_key: Annotated[
+            str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=200, required=False)
+        ] = None,
     ) -> Response[ExecutionAccepted]:
-        """Start an execution; 202 at once, or 200 with the existing one for a repeated idempotency key."""
-        started = await workflow_service.execute(tenant_id, ref, data or ExecuteRequest())
+        """Start an execution; 202 at once, or 200 with the existing one for a repeated idempotency key.
+
+        The key may come as the ``Idempotency-Key`` header or the ``idempotencyKey`` field.
+        """
+        request = data or ExecuteRequest()
+        if idempotency_key is not None:
+            if request.idempotency_key not in (None, idempotency_key):
+                raise ClientError("the Idempotency-Key header and the idempotencyKey field differ")
+            request = msgspec.structs.replace(request, idempotency_key=idempotency_key)
+        started = await workflow_service.execute(tenant_id, ref, request)
         return Response(
             ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),
             status_code=HTTP_202_ACCEPTED if started.created else HTTP_200_OK,
