@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,3 +32,59 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(0.05)
+
+
+class CountingServer:
+    """A real local HTTP server that records every request (for agent and http steps).
+
+    ``/ok`` answers 200 with the JSON body it got; ``/flaky/<n>`` answers 503 to the first ``n`` requests
+    of each Idempotency-Key, then 200; ``/status/<code>`` answers that status.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        lock = threading.Lock()
+        seen: dict[tuple[str, str], int] = {}
+        server_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {key.lower(): value for key, value in self.headers.items()}
+                with lock:
+                    server_self.requests.append((self.command, self.path, headers, body))
+                    key = (self.path, headers.get("idempotency-key", ""))
+                    seen[key] = seen.get(key, 0) + 1
+                    count = seen[key]
+                parts = self.path.strip("/").split("/")
+                status = 200
+                if parts[0] == "flaky" and count <= int(parts[1]):
+                    status = 503
+                elif parts[0] == "status":
+                    status = int(parts[1])
+                payload = json.dumps({"path": self.path, "got": body.decode() or None}).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                if status == 503:
+                    self.send_header("retry-after", "0")
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -220,3 +220,14 @@ async def test_an_execution_submitted_on_kafka_runs_once(stack: ServiceGroup, se
     assert row["n"] == 1
     assert row["status"] == "completed"
     assert "hello Kafka!" in row["output"]
+
+
+async def test_a_template_error_fails_the_step_with_a_clear_message(stack: ServiceGroup) -> None:
+    definition = {"steps": [{"id": "oops", "type": "action", "action": "core.echo", "input": "{{ input.items }}"}]}
+    async with _api(stack) as client:
+        assert (await client.post("/workflows", json={"ref": "demo.oops", "definition": definition})).status_code == 201
+        accepted = await client.post("/workflows/demo.oops/execute", json={"input": {"items": [1]}})
+        execution = await _wait_finished(client, accepted.json()["executionId"])
+    assert execution["status"] == "failed"
+    assert "gives a function" in execution["error"]["message"]
+    assert execution["steps"][0]["status"] == "failed"

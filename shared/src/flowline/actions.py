@@ -14,9 +14,10 @@ ENTRY_POINT_GROUP = "flowline.actions"
 class ActionFailed(Exception):
     """An action reports a failure of the step (as opposed to a bug in the action)."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds the other side asked us to wait (Retry-After)
 
 
 class ActionLogger(Protocol):

@@ -15,7 +15,8 @@ StepType = Literal["action", "agent", "http", "sleep", "wait", "workflow"]
 STEP_TYPES: tuple[str, ...] = ("action", "agent", "http", "sleep", "wait", "workflow")
 # Step types whose runners exist; the others are accepted by the schema and refused by validation until
 # the engine can run them, so that no definition is stored that would stall.
-RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action", "sleep"})
+RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action", "http", "sleep"})
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -63,6 +64,16 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, rename="camel", for
         return interval * (0.5 + 0.5 * randomness) if self.jitter else interval
 
 
+class HttpRequest(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """What an ``http`` step sends; every string may be a template. No expected status means any 2xx."""
+
+    method: str = "GET"
+    url: str
+    headers: dict[str, str] = {}
+    body: Any = None
+    expected_status: list[int] = []
+
+
 class StepDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """One node of the workflow graph."""
 
@@ -75,6 +86,8 @@ class StepDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", 
     retry: RetryPolicy | None = None
     timeout: Seconds | None = None
     continue_on_failure: bool = False
+    # http: the request to send.
+    request: HttpRequest | None = None
     # sleep: how long (seconds or a string like "1h30m"), or until when (an ISO 8601 timestamp template).
     duration: float | str | None = None
     until: str | None = None
@@ -156,6 +169,15 @@ def validate_definition(
                 except ValueError as err:
                     raise ValidationFailed(f"step {step.id!r}: {err}", pointer=f"{pointer}/duration") from err
             check_template(step.until, f"{pointer}/until")
+        if step.type == "http":
+            if step.request is None:
+                raise ValidationFailed(f"step {step.id!r}: an http step needs a request", pointer=pointer)
+            method = step.request.method
+            if "{{" not in method and method.upper() not in HTTP_METHODS:
+                raise ValidationFailed(
+                    f"step {step.id!r}: unknown HTTP method {method!r}", pointer=f"{pointer}/request/method"
+                )
+            check_template(msgspec.to_builtins(step.request), f"{pointer}/request")
         if step.type == "action" and step.action not in known_actions:
             raise ValidationFailed(f"step {step.id!r}: unknown action {step.action!r}", pointer=f"{pointer}/action")
         check_template(step.input, f"{pointer}/input")

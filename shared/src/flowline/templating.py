@@ -103,6 +103,8 @@ def _defined(value: Any) -> Any:
     """``value`` with no undefined part: a native result may hide an undefined name inside a literal."""
     if isinstance(value, jinja2.Undefined):
         value._fail_with_undefined_error()
+    elif callable(value):  # `input.items` finds dict.items before the key "items": say so
+        raise TemplateError(f"the expression gives a function ({value!r}), not a value; for a key, write x['key']")
     elif isinstance(value, Mapping):
         for item in value.values():
             _defined(item)

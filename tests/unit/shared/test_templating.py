@@ -236,3 +236,9 @@ def test_a_condition_on_an_absent_value_is_false() -> None:
     assert render_condition("input.a.b.c", {"input": {}}) is False
     assert render_condition("{% if input.go %}yes{% endif %}", {"input": {}}) is False
     assert render_condition("input.count", {"input": {"count": 2}}) is True
+
+
+def test_an_expression_that_gives_a_function_is_an_error() -> None:
+    with pytest.raises(TemplateError, match="gives a function"):
+        render("{{ input.items }}", {"input": {"items": [1]}})
+    assert render("{{ input['items'] }}", {"input": {"items": [1]}}) == [1]

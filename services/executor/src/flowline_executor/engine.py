@@ -22,7 +22,7 @@ import asyncpg
 import msgspec
 from flowline.actions import Action, ActionContext, ActionFailed
 from flowline.db.events import NewEvent, append_events
-from flowline.definitions import StepDefinition, WorkflowDefinition, parse_duration
+from flowline.definitions import HttpRequest, StepDefinition, WorkflowDefinition, parse_duration
 from flowline.errors import ClientError
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, start_execution
 from flowline.ids import uuid7
@@ -46,6 +46,7 @@ from flowline.settings import Settings
 from flowline.templating import TemplateError, render, render_condition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from flowline_executor import http_step
 from flowline_executor.graph import Graph
 
 logger = logging.getLogger(__name__)
@@ -176,7 +177,8 @@ class Engine:
         self._capacity = settings.max_concurrent_tasks
         self._capacity_freed = asyncio.Condition()
         self._busy = 0  # attempts claimed by this process and not yet finished
-        self._running: dict[asyncio.Task[None], uuid.UUID] = {}  # attempt task → its step execution
+        self._running: dict[asyncio.Task[None], uuid.UUID] = {}
+        self._http = http_step.create_client()  # attempt task → its step execution
 
     @property
     def running_attempts(self) -> int:
@@ -188,21 +190,40 @@ class Engine:
         tenant_id: uuid.UUID,
         execution_id: uuid.UUID,
         apply: Callable[[asyncpg.Connection, Changes], Awaitable[None]],
+        *,
+        fail_on_error: bool = True,
     ) -> None:
-        """One state change in one transaction; after the commit, run the attempts it claimed and publish."""
+        """One state change in one transaction; after the commit, run the attempts it claimed and publish.
+
+        With ``fail_on_error``, an error that is not an outage (a bug, data PostgreSQL refuses) fails the
+        execution in a transaction of its own instead of leaving it stuck behind a dead-lettered message.
+        """
         changes = Changes(tenant_id, execution_id)
         try:
             async with self._pool.acquire() as connection, connection.transaction():
                 await apply(connection, changes)
                 rows = await changes.write(connection, self._topics.events)
-        except BaseException:
+        except BaseException as err:
             self._busy -= len(changes.eager)
-            raise
+            if not fail_on_error or isinstance(err, (*OUTAGE_ERRORS, PoisonMessage)) or not isinstance(err, Exception):
+                raise
+            logger.exception("execution %s fails: its state change raised", execution_id)
+            await self._fail_on_error(tenant_id, execution_id, err)
+            return
         for message, step, step_input in changes.eager:
             task = asyncio.create_task(self._run(Claimed(message, step, step_input, time.perf_counter())))
             self._running[task] = message.step_execution_id
             task.add_done_callback(self._attempt_done)
         await self._outbox.publish(rows)
+
+    async def _fail_on_error(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, err: Exception) -> None:
+        async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
+            execution = await _lock_execution(connection, execution_id)
+            if execution is not None and execution["status"] not in TERMINAL_EXECUTION_STATUSES:
+                error = _error(f"internal error: {type(err).__name__}: {err}"[:2000], type="InternalError")
+                await self._finish_execution(connection, execution, changes, "failed", error=error)
+
+        await self._change(tenant_id, execution_id, apply, fail_on_error=False)
 
     # Requests ---------------------------------------------------------------------------------------
 
@@ -299,7 +320,9 @@ class Engine:
                         statuses[step.id] = row["status"] = "skipped"
                         progressed = True
                         continue
-                    step_input = render(step.input, context)
+                    step_input = render(
+                        msgspec.to_builtins(step.request) if step.type == "http" else step.input, context
+                    )
                 except TemplateError as err:
                     await self._finish_without_running(connection, changes, row, "failed", _error(str(err)))
                     statuses[step.id] = row["status"] = "failed"
@@ -663,11 +686,16 @@ class Engine:
         output: Any = None
         error: dict[str, Any] | None = None
         try:
-            action = self._actions[step.action or ""]
-            output = await asyncio.wait_for(action(claimed.step_input, context), timeout=step.timeout)
-            output = msgspec.to_builtins(output)
+            if step.type == "http":
+                request = msgspec.convert(claimed.step_input, HttpRequest)
+                work = http_step.send(self._http, request, context)
+            else:
+                work = self._actions[step.action or ""](claimed.step_input, context)
+            output = msgspec.to_builtins(await asyncio.wait_for(work, timeout=step.timeout))
         except ActionFailed as err:
             error = _error(str(err), type="ActionFailed", retryable=err.retryable)
+            if err.retry_after is not None:
+                error["retryAfter"] = err.retry_after
         except TimeoutError:
             error = _error(f"timed out after {step.timeout} s", type="Timeout", retryable=True)
         except Exception as err:
@@ -740,7 +768,7 @@ class Engine:
                 )
             policy = claimed.step.retry
             retry_in = (
-                policy.delay(message.attempt, random.random())
+                max(policy.delay(message.attempt, random.random()), error.get("retryAfter") or 0.0)
                 if error and error.get("retryable") and policy and message.attempt < policy.max_attempts
                 else None
             )
@@ -801,7 +829,7 @@ class Engine:
                 graph = await self._graph(connection, execution["workflow_version_id"])
                 await self._advance(connection, execution, graph, changes)
 
-        await self._change(message.tenant_id, message.execution_id, apply)
+        await self._change(message.tenant_id, message.execution_id, apply, fail_on_error=False)
 
     async def renew_leases(self) -> None:
         """Extend the leases of the attempts this process is running.
@@ -818,6 +846,10 @@ class Engine:
                 self.worker,
                 self._settings.lease_seconds,
             )
+
+    async def close(self) -> None:
+        """Release the shared HTTP client (after ``drain``)."""
+        await self._http.aclose()
 
     async def drain(self, grace_seconds: float) -> None:
         """Let running attempts finish for up to ``grace_seconds``, then cancel the rest (leases recover them)."""

@@ -83,6 +83,7 @@ async def run_executor(settings: Settings) -> None:
             ],
             http_port=settings.executor_http_port,
         )
+        await engine.close()
     finally:
         await runtime.close()
 

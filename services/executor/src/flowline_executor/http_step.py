@@ -1,0 +1,88 @@
+"""The ``http`` step: one request; the response is the output; failures are classified for retries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from flowline.actions import ActionContext, ActionFailed
+from flowline.definitions import HttpRequest
+
+# Statuses worth another attempt: the other side may recover, or asked us to come back later.
+RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+def create_client() -> httpx.AsyncClient:
+    """The one pooled client every http (and agent) step of a process shares; no redirects are followed."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        follow_redirects=False,
+    )
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max((parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _body(response: httpx.Response) -> Any:
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            return response.json()
+        except ValueError:
+            pass
+    return response.text
+
+
+async def send(client: httpx.AsyncClient, request: HttpRequest, context: ActionContext) -> dict[str, Any]:
+    """Send the (rendered) request with Flowline's idempotency and tracing headers.
+
+    Returns:
+        ``{"status", "headers", "body"}``; a JSON body is decoded.
+
+    Raises:
+        ActionFailed: an unexpected status (4xx other than 408/429 are final), a timeout or a connection
+            error (retryable), or an unusable URL (final).
+    """
+    method = request.method.upper()
+    headers = {
+        **request.headers,
+        "Idempotency-Key": context.idempotency_key,
+        "X-Flowline-Execution-Id": context.execution_id,
+        "X-Flowline-Step-Id": context.step_id,
+        "X-Flowline-Attempt": str(context.attempt),
+    }
+    content: dict[str, Any] = {}
+    if isinstance(request.body, str | bytes):
+        content["content"] = request.body
+    elif request.body is not None:
+        content["json"] = request.body
+    try:
+        response = await client.request(method, request.url, headers=headers, **content)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
+        raise ActionFailed(f"{method} {request.url}: {err}", retryable=False) from err
+    except httpx.TimeoutException as err:
+        raise ActionFailed(f"{method} {request.url} timed out: {type(err).__name__}", retryable=True) from err
+    except httpx.HTTPError as err:
+        raise ActionFailed(f"{method} {request.url} failed: {type(err).__name__}: {err}", retryable=True) from err
+    status = response.status_code
+    expected = status in request.expected_status if request.expected_status else 200 <= status < 300
+    if not expected:
+        raise ActionFailed(
+            f"{method} {request.url} answered {status}: {response.text[:500]}",
+            retryable=status >= 500 or status in RETRYABLE_STATUSES,
+            retry_after=retry_after_seconds(response.headers.get("retry-after")),
+        )
+    return {"status": status, "headers": dict(response.headers), "body": _body(response)}

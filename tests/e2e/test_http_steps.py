@@ -1,0 +1,91 @@
+"""http steps against a real local HTTP server: output, idempotency headers, retry classes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from flowline.devstack.processes import ServiceGroup
+
+from tests.support import CountingServer
+
+
+@pytest.fixture
+def target() -> Iterator[CountingServer]:
+    server = CountingServer()
+    yield server
+    server.close()
+
+
+async def _execute(
+    stack: ServiceGroup, ref: str, steps: list[dict[str, Any]], run_input: dict[str, Any]
+) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+        created = await client.post("/workflows", json={"ref": ref, "definition": {"steps": steps}})
+        assert created.status_code == 201, created.text
+        execution_id = (await client.post(f"/workflows/{ref}/execute", json={"input": run_input})).json()["executionId"]
+        for _ in range(600):
+            body: dict[str, Any] = (await client.get(f"/executions/{execution_id}")).json()
+            if body["status"] in ("completed", "failed"):
+                return body
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"execution did not finish: {body}")
+
+
+async def test_an_http_step_sends_its_templated_request(stack: ServiceGroup, target: CountingServer) -> None:
+    step = {
+        "id": "call",
+        "type": "http",
+        "request": {
+            "method": "POST",
+            "url": target.url + "/ok",
+            "headers": {"x-order": "{{ input.order }}"},
+            "body": {"order": "{{ input.order }}", "lines": "{{ input.lines }}"},
+        },
+    }
+    execution = await _execute(stack, "demo.call", [step], {"order": "A-1", "lines": [1, 2]})
+    assert execution["status"] == "completed", execution
+    output = execution["steps"][0]["output"]
+    assert output["status"] == 200
+    assert json.loads(output["body"]["got"]) == {"order": "A-1", "lines": [1, 2]}
+    [(method, path, headers, _)] = target.requests
+    assert (method, path) == ("POST", "/ok")
+    assert headers["x-order"] == "A-1"
+    assert headers["x-flowline-execution-id"] == execution["id"]
+    assert headers["x-flowline-step-id"] == "call"
+    assert headers["x-flowline-attempt"] == "1"
+    assert headers["idempotency-key"].startswith(execution["id"])
+
+
+async def test_server_errors_are_retried_with_the_same_idempotency_key(
+    stack: ServiceGroup, target: CountingServer
+) -> None:
+    step = {
+        "id": "flaky",
+        "type": "http",
+        "request": {"url": target.url + "/flaky/2"},
+        "retry": {"maxAttempts": 4, "backoff": "fixed", "initialInterval": 0.1, "jitter": False},
+    }
+    execution = await _execute(stack, "demo.flakyhttp", [step], {})
+    assert execution["status"] == "completed", execution
+    assert execution["steps"][0]["attempts"] == 3
+    keys = {headers["idempotency-key"] for _, _, headers, _ in target.requests}
+    assert len(target.requests) == 3 and len(keys) == 1
+    assert [headers["x-flowline-attempt"] for _, _, headers, _ in target.requests] == ["1", "2", "3"]
+
+
+async def test_client_errors_are_not_retried(stack: ServiceGroup, target: CountingServer) -> None:
+    step = {
+        "id": "rejected",
+        "type": "http",
+        "request": {"url": target.url + "/status/404"},
+        "retry": {"maxAttempts": 4, "initialInterval": 0.1},
+    }
+    execution = await _execute(stack, "demo.rejected", [step], {})
+    assert execution["status"] == "failed"
+    assert "answered 404" in execution["error"]["message"]
+    assert len(target.requests) == 1
