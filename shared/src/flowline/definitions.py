@@ -15,7 +15,8 @@ StepType = Literal["action", "agent", "http", "sleep", "wait", "workflow"]
 STEP_TYPES: tuple[str, ...] = ("action", "agent", "http", "sleep", "wait", "workflow")
 # Step types whose runners exist; the others are accepted by the schema and refused by validation until
 # the engine can run them, so that no definition is stored that would stall.
-RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action", "http", "sleep"})
+RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action", "http", "sleep", "wait"})
+PROMISE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -88,6 +89,8 @@ class StepDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", 
     continue_on_failure: bool = False
     # http: the request to send.
     request: HttpRequest | None = None
+    # wait: the name of the promise to wait for (default: the step id); ``timeout`` bounds the wait.
+    promise: str | None = None
     # sleep: how long (seconds or a string like "1h30m"), or until when (an ISO 8601 timestamp template).
     duration: float | str | None = None
     until: str | None = None
@@ -178,6 +181,11 @@ def validate_definition(
                     f"step {step.id!r}: unknown HTTP method {method!r}", pointer=f"{pointer}/request/method"
                 )
             check_template(msgspec.to_builtins(step.request), f"{pointer}/request")
+        if step.type == "wait" and step.promise is not None and not PROMISE_NAME.match(step.promise):
+            raise ValidationFailed(
+                f"step {step.id!r}: a promise name is 1 to 200 letters, digits, '_', '.', ':' or '-'",
+                pointer=f"{pointer}/promise",
+            )
         if step.type == "action" and step.action not in known_actions:
             raise ValidationFailed(f"step {step.id!r}: unknown action {step.action!r}", pointer=f"{pointer}/action")
         check_template(step.input, f"{pointer}/input")

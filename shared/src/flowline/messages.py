@@ -82,7 +82,14 @@ class TimerFired(TenantMessage, frozen=True, kw_only=True, tag=True):
     step_execution_id: uuid.UUID | None = None
 
 
-ControlMessage = CancelExecution | TimerFired
+class PromiseSettled(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """A promise a wait step waits on was resolved or rejected through the api."""
+
+    promise_id: uuid.UUID
+    step_execution_id: uuid.UUID
+
+
+ControlMessage = CancelExecution | TimerFired | PromiseSettled
 
 
 # flowline.tasks ------------------------------------------------------------------------------------

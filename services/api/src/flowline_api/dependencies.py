@@ -52,6 +52,6 @@ def provide_workflow_service(
     return WorkflowService(pool, outbox, settings, state.known_actions)
 
 
-def provide_execution_service(pool: asyncpg.Pool) -> ExecutionService:
+def provide_execution_service(pool: asyncpg.Pool, outbox: OutboxPublisher, settings: Settings) -> ExecutionService:
     """An execution service for this request."""
-    return ExecutionService(pool)
+    return ExecutionService(pool, outbox, settings.topics)

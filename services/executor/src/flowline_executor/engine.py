@@ -34,6 +34,7 @@ from flowline.messages import (
     ControlMessage,
     ExecutionRequested,
     LogLevel,
+    PromiseSettled,
     RequestMessage,
     SubmitExecution,
     TaskDispatched,
@@ -353,6 +354,10 @@ class Engine:
                         )
                     )
                     continue
+                if step.type == "wait":
+                    statuses[step.id] = row["status"] = await self._create_promise(connection, changes, step, row)
+                    progressed = progressed or row["status"] == "failed"
+                    continue
                 statuses[step.id] = row["status"] = "scheduled"
                 await self._dispatch(
                     connection, changes, step, row["id"], row["generation"], row["attempts"] + 1, step_input
@@ -493,6 +498,79 @@ class Engine:
         )
         return timer_id
 
+    async def _create_promise(
+        self, connection: asyncpg.Connection, changes: Changes, step: StepDefinition, row: dict[str, Any]
+    ) -> str:
+        """Start a wait step: a pending promise (and a timer when the wait is bounded); the step's new status."""
+        name = step.promise or step.id
+        expires_at = datetime.now(UTC) + timedelta(seconds=step.timeout) if step.timeout else None
+        promise_id = await connection.fetchval(
+            "INSERT INTO promises (id, tenant_id, execution_id, step_execution_id, name, expires_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (execution_id, name) DO NOTHING RETURNING id",
+            uuid7(),
+            changes.tenant_id,
+            changes.execution_id,
+            row["id"],
+            name,
+            expires_at,
+        )
+        if promise_id is None:
+            error = _error(f"promise {name!r} is already used by another step of this execution", retryable=False)
+            await self._finish_without_running(connection, changes, row, "failed", error)
+            return "failed"
+        await connection.execute(
+            "UPDATE step_executions SET status = 'running', input = $2, scheduled_at = now(), started_at = now() "
+            "WHERE id = $1",
+            row["id"],
+            {"promise": name},
+        )
+        if expires_at is not None:
+            await self._start_timer(connection, changes, row["id"], "promise", expires_at)
+        changes.events.append(
+            NewEvent(
+                "PROMISE_CREATED",
+                {
+                    "status": "running",
+                    "promise": name,
+                    "promiseId": str(promise_id),
+                    "expiresAt": expires_at.isoformat() if expires_at else None,
+                },
+                step.id,
+                row["id"],
+            )
+        )
+        return "running"
+
+    async def _settle_step(
+        self,
+        connection: asyncpg.Connection,
+        changes: Changes,
+        step: asyncpg.Record,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        """Finish a step that ran without an attempt (sleep, wait) and cancel its pending timers."""
+        status = "failed" if error else "completed"
+        await connection.execute(
+            "UPDATE step_executions SET status = $2, output = $3, error = $4, completed_at = now() WHERE id = $1",
+            step["id"],
+            status,
+            output,
+            error,
+        )
+        await connection.execute(
+            "UPDATE timers SET status = 'cancelled' WHERE step_execution_id = $1 AND status = 'pending'", step["id"]
+        )
+        changes.events.append(
+            NewEvent(
+                "TASK_FAILED" if error else "TASK_COMPLETED",
+                {"status": status, "output": output, "error": error},
+                step["step_id"],
+                step["id"],
+            )
+        )
+
     async def _finish_without_running(
         self,
         connection: asyncpg.Connection,
@@ -533,6 +611,17 @@ class Engine:
                     changes.events.append(
                         NewEvent("TIMER_CANCELLED", {"timerId": str(timer["id"])}, timer["step_id"], timer["task_id"])
                     )
+            rejected = await connection.fetch(
+                "UPDATE promises p SET status = 'rejected', error = $2, settled_at = now() FROM step_executions s "
+                "WHERE p.execution_id = $1 AND p.status = 'pending' AND s.id = p.step_execution_id "
+                "RETURNING p.name, s.id AS task_id, s.step_id",
+                execution["id"],
+                _error(f"the execution {status}"),
+            )
+            for promise in rejected:
+                changes.events.append(
+                    NewEvent("PROMISE_REJECTED", {"promise": promise["name"]}, promise["step_id"], promise["task_id"])
+                )
             cancelled = await connection.fetch(
                 "UPDATE step_executions SET status = 'cancelled', completed_at = now(), owner = NULL, "
                 "lease_expires_at = NULL WHERE execution_id = $1 AND status IN ('pending', 'scheduled', 'running') "
@@ -561,7 +650,7 @@ class Engine:
     # Control ----------------------------------------------------------------------------------------
 
     async def handle_control(self, message: ControlMessage) -> None:
-        """Apply a message of the control topic: a fired timer or a cancellation."""
+        """Apply a message of the control topic: a fired timer, a settled promise or a cancellation."""
 
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
             if not await claim_message(connection, CONTROL_CONSUMER, message.id):
@@ -572,6 +661,8 @@ class Engine:
             match message:
                 case TimerFired():
                     await self._timer_fired(connection, execution, message, changes)
+                case PromiseSettled():
+                    await self._promise_settled(connection, execution, message, changes)
                 case CancelExecution():
                     await connection.execute(
                         "UPDATE executions SET cancelled_at = now(), cancelled_by = $2 WHERE id = $1",
@@ -609,25 +700,63 @@ class Engine:
                 step["input"],
             )
         elif message.kind == "sleep" and step["status"] == "running":
-            fired_at = datetime.now(UTC).isoformat()
-            await connection.execute(
-                "UPDATE step_executions SET status = 'completed', output = $2, completed_at = now() WHERE id = $1",
-                step["id"],
-                {"firedAt": fired_at},
-            )
             changes.events.append(
                 NewEvent("TIMER_FIRED", {"timerId": str(message.timer_id)}, step["step_id"], step["id"])
             )
+            await self._settle_step(connection, changes, step, output={"firedAt": datetime.now(UTC).isoformat()})
+            graph = await self._graph(connection, execution["workflow_version_id"])
+            await self._advance(connection, execution, graph, changes)
+        elif message.kind == "promise" and step["status"] == "running":
+            promise = await connection.fetchval(
+                "UPDATE promises SET status = 'timed_out', settled_at = now() "
+                "WHERE step_execution_id = $1 AND status = 'pending' RETURNING name",
+                step["id"],
+            )
+            if promise is not None:
+                error = _error(f"promise {promise!r} was not settled in time", type="Timeout", retryable=False)
+                await self._settle_step(connection, changes, step, error=error)
+                graph = await self._graph(connection, execution["workflow_version_id"])
+                await self._advance(connection, execution, graph, changes)
+
+    async def _promise_settled(
+        self, connection: asyncpg.Connection, execution: asyncpg.Record, message: PromiseSettled, changes: Changes
+    ) -> None:
+        step = await connection.fetchrow(
+            "SELECT id, step_id, status FROM step_executions WHERE id = $1 FOR UPDATE", message.step_execution_id
+        )
+        promise = await connection.fetchrow(
+            "SELECT name, status, value, error FROM promises WHERE id = $1", message.promise_id
+        )
+        if step is None or promise is None or step["status"] != "running" or execution["status"] != "running":
+            return
+        if promise["status"] == "resolved":
             changes.events.append(
                 NewEvent(
-                    "TASK_COMPLETED",
-                    {"status": "completed", "output": {"firedAt": fired_at}},
+                    "PROMISE_RESOLVED",
+                    {"promise": promise["name"], "value": promise["value"]},
                     step["step_id"],
                     step["id"],
                 )
             )
-            graph = await self._graph(connection, execution["workflow_version_id"])
-            await self._advance(connection, execution, graph, changes)
+            await self._settle_step(connection, changes, step, output=promise["value"])
+        elif promise["status"] == "rejected":
+            changes.events.append(
+                NewEvent(
+                    "PROMISE_REJECTED",
+                    {"promise": promise["name"], "error": promise["error"]},
+                    step["step_id"],
+                    step["id"],
+                )
+            )
+            reason = (promise["error"] or {}).get("message", "rejected")
+            error = _error(
+                f"promise {promise['name']!r} was rejected: {reason}", type="PromiseRejected", retryable=False
+            )
+            await self._settle_step(connection, changes, step, error=error)
+        else:
+            return
+        graph = await self._graph(connection, execution["workflow_version_id"])
+        await self._advance(connection, execution, graph, changes)
 
     # Tasks ------------------------------------------------------------------------------------------
 

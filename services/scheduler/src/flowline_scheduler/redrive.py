@@ -12,14 +12,14 @@ from typing import Any
 import asyncpg
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.loops import LoopService
-from flowline.messages import ExecutionRequested, TaskDispatched, TimerFired
+from flowline.messages import ExecutionRequested, PromiseSettled, TaskDispatched, TimerFired
 from flowline.settings import Topics
 
 BATCH = 500
 
 
 class Redrive(LoopService):
-    """Finds pending executions, scheduled steps and fired sleep timers that made no progress, and re-sends."""
+    """Finds pending executions, scheduled steps, fired timers and settled promises that made no progress."""
 
     def __init__(
         self,
@@ -71,6 +71,18 @@ class Redrive(LoopService):
                     )
                     for r in await self._unapplied_timers(connection)
                 ],
+                *[
+                    outgoing(
+                        self._topics.control,
+                        PromiseSettled(
+                            tenant_id=r["tenant_id"],
+                            execution_id=r["execution_id"],
+                            promise_id=r["id"],
+                            step_execution_id=r["step_execution_id"],
+                        ),
+                    )
+                    for r in await self._unapplied_promises(connection)
+                ],
             ]
             await enqueue(connection, rows)
         await self._outbox.publish(rows)
@@ -110,6 +122,20 @@ class Redrive(LoopService):
             FROM timers t
             JOIN step_executions s ON s.id = t.step_execution_id AND s.status = 'running'
             WHERE t.kind = 'sleep' AND t.status = 'fired' AND t.fired_at < now() - make_interval(secs => $1)
+            LIMIT $2
+            """,
+            self._after_seconds,
+            BATCH,
+        )
+
+    async def _unapplied_promises(self, connection: asyncpg.Connection) -> list[Any]:
+        # A resolved or rejected promise whose wait step still waits: the PromiseSettled went missing.
+        return await connection.fetch(
+            """
+            SELECT p.id, p.tenant_id, p.execution_id, p.step_execution_id
+            FROM promises p
+            JOIN step_executions s ON s.id = p.step_execution_id AND s.status = 'running'
+            WHERE p.status IN ('resolved', 'rejected') AND p.settled_at < now() - make_interval(secs => $1)
             LIMIT $2
             """,
             self._after_seconds,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from litestar import Controller, get
+from litestar import Controller, get, post
 from litestar.di import Provide
+from litestar.status_codes import HTTP_200_OK
 
 from flowline_api.dependencies import provide_execution_service
-from flowline_api.domain.executions.schemas import Execution
+from flowline_api.domain.executions.schemas import Execution, PromiseReject, PromiseResolve, PromiseSettlement
 from flowline_api.domain.executions.service import ExecutionService
 
 
@@ -25,3 +26,30 @@ class ExecutionController(Controller):
     ) -> Execution:
         """Status, timestamps, input, output, error and the steps of an execution."""
         return await execution_service.read(tenant_id, execution_id)
+
+    @post("/{execution_id:uuid}/promises/{name:str}/resolve", status_code=HTTP_200_OK, summary="Resolve a promise")
+    async def resolve_promise(
+        self,
+        tenant_id: uuid.UUID,
+        execution_service: ExecutionService,
+        execution_id: uuid.UUID,
+        name: str,
+        data: PromiseResolve | None = None,
+    ) -> PromiseSettlement:
+        """Resolve the promise a wait step waits on; the step completes with ``value`` as its output."""
+        value = (data or PromiseResolve()).value
+        return await execution_service.settle_promise(tenant_id, execution_id, name, value=value)
+
+    @post("/{execution_id:uuid}/promises/{name:str}/reject", status_code=HTTP_200_OK, summary="Reject a promise")
+    async def reject_promise(
+        self,
+        tenant_id: uuid.UUID,
+        execution_service: ExecutionService,
+        execution_id: uuid.UUID,
+        name: str,
+        data: PromiseReject | None = None,
+    ) -> PromiseSettlement:
+        """Reject the promise a wait step waits on; the step fails with the reason."""
+        rejection = data or PromiseReject()
+        error = {"message": rejection.reason, **({"details": rejection.details} if rejection.details else {})}
+        return await execution_service.settle_promise(tenant_id, execution_id, name, error=error)

@@ -49,3 +49,25 @@ class Execution(msgspec.Struct, kw_only=True, rename="camel"):
     duration_ms: int | None
     step_counts: dict[str, int]
     steps: list[StepExecution]
+
+
+class PromiseResolve(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Resolve a promise: the waiting step completes with ``value`` as its output."""
+
+    value: Any = None
+
+
+class PromiseReject(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Reject a promise: the waiting step fails with ``reason``."""
+
+    reason: str = "rejected"
+    details: dict[str, Any] | None = None
+
+
+class PromiseSettlement(msgspec.Struct, kw_only=True, rename="camel"):
+    """The promise as recorded; the engine applies it to the waiting step within moments."""
+
+    execution_id: str
+    promise: str
+    status: str
+    settled_at: datetime

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from typing import Any
 
 import asyncpg
-from flowline.errors import NotFound
+from flowline.errors import Conflict, NotFound
+from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
+from flowline.messages import PromiseSettled
+from flowline.settings import Topics
 
-from flowline_api.domain.executions.schemas import Execution, StepExecution
+from flowline_api.domain.executions.schemas import Execution, PromiseSettlement, StepExecution
 
 
 def _optional_id(value: uuid.UUID | None) -> str | None:
@@ -16,10 +20,70 @@ def _optional_id(value: uuid.UUID | None) -> str | None:
 
 
 class ExecutionService:
-    """Reads executions and their steps."""
+    """Reads executions and their steps; settles promises."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics) -> None:
         self._pool = pool
+        self._outbox = outbox
+        self._topics = topics
+
+    async def settle_promise(
+        self,
+        tenant_id: uuid.UUID,
+        execution_id: uuid.UUID,
+        name: str,
+        *,
+        value: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> PromiseSettlement:
+        """Resolve (``error`` None) or reject a pending promise and tell the engine.
+
+        Raises:
+            NotFound: no such execution in this tenant, or it has no promise ``name``.
+            Conflict: the promise was already resolved, rejected or timed out.
+        """
+        status = "rejected" if error is not None else "resolved"
+        async with self._pool.acquire() as connection, connection.transaction():
+            promise = await connection.fetchrow(
+                "SELECT p.id, p.status, p.step_execution_id FROM promises p "
+                "JOIN executions e ON e.id = p.execution_id AND e.tenant_id = $1 "
+                "WHERE p.execution_id = $2 AND p.name = $3 FOR UPDATE OF p",
+                tenant_id,
+                execution_id,
+                name,
+            )
+            if promise is None:
+                if not await connection.fetchval(
+                    "SELECT 1 FROM executions WHERE id = $1 AND tenant_id = $2", execution_id, tenant_id
+                ):
+                    raise NotFound(f"execution {execution_id} does not exist")
+                raise NotFound(f"execution {execution_id} has no promise {name!r}")
+            if promise["status"] != "pending":
+                raise Conflict(f"promise {name!r} is already {promise['status']}")
+            settled_at = await connection.fetchval(
+                "UPDATE promises SET status = $2, value = $3, error = $4, settled_at = now() WHERE id = $1 "
+                "RETURNING settled_at",
+                promise["id"],
+                status,
+                value,
+                error,
+            )
+            rows = await enqueue(
+                connection,
+                [
+                    outgoing(
+                        self._topics.control,
+                        PromiseSettled(
+                            tenant_id=tenant_id,
+                            execution_id=execution_id,
+                            promise_id=promise["id"],
+                            step_execution_id=promise["step_execution_id"],
+                        ),
+                    )
+                ],
+            )
+        await self._outbox.publish(rows)
+        return PromiseSettlement(execution_id=str(execution_id), promise=name, status=status, settled_at=settled_at)
 
     async def read(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Execution:
         """One execution with its steps, in definition order.
