@@ -15,7 +15,7 @@ StepType = Literal["action", "agent", "http", "sleep", "wait", "workflow"]
 STEP_TYPES: tuple[str, ...] = ("action", "agent", "http", "sleep", "wait", "workflow")
 # Step types whose runners exist; the others are accepted by the schema and refused by validation until
 # the engine can run them, so that no definition is stored that would stall.
-RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action", "http", "sleep", "wait"})
+RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action", "http", "sleep", "wait", "workflow"})
 PROMISE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
@@ -89,6 +89,9 @@ class StepDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", 
     continue_on_failure: bool = False
     # http: the request to send.
     request: HttpRequest | None = None
+    # workflow: the child workflow's ref (``<pack>.<name>``) and version (default: its latest).
+    workflow: str | None = None
+    version: int | None = None
     # wait: the name of the promise to wait for (default: the step id); ``timeout`` bounds the wait.
     promise: str | None = None
     # sleep: how long (seconds or a string like "1h30m"), or until when (an ISO 8601 timestamp template).
@@ -181,6 +184,11 @@ def validate_definition(
                     f"step {step.id!r}: unknown HTTP method {method!r}", pointer=f"{pointer}/request/method"
                 )
             check_template(msgspec.to_builtins(step.request), f"{pointer}/request")
+        if step.type == "workflow" and not (step.workflow and "." in step.workflow):
+            raise ValidationFailed(
+                f"step {step.id!r}: a workflow step names its child as workflow: <pack>.<name>",
+                pointer=f"{pointer}/workflow",
+            )
         if step.type == "wait" and step.promise is not None and not PROMISE_NAME.match(step.promise):
             raise ValidationFailed(
                 f"step {step.id!r}: a promise name is 1 to 200 letters, digits, '_', '.', ':' or '-'",

@@ -18,6 +18,14 @@ from flowline.settings import Topics
 TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
+class ParentStep(NamedTuple):
+    """The workflow step a child execution runs for."""
+
+    execution_id: uuid.UUID
+    step_id: str
+    root_execution_id: uuid.UUID
+
+
 class StartedExecution(NamedTuple):
     """The execution a start request resolved to."""
 
@@ -60,6 +68,7 @@ async def start_execution(
     started_by: str | None = None,
     metadata: dict[str, str] | None = None,
     tags: list[str] | None = None,
+    parent: ParentStep | None = None,
 ) -> StartedExecution:
     """Create a pending execution with its first event and the ExecutionRequested outbox row.
 
@@ -79,8 +88,9 @@ async def start_execution(
     record = await connection.fetchrow(
         """
         INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
-            status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags)
-        VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $1, $8, $9, $10, $11, $12)
+            status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags,
+            parent_execution_id, parent_step_id)
+        VALUES ($1::uuid, $2, $3, $4, $5, $6, 'pending', $7, coalesce($13::uuid, $1::uuid), $8, $9, $10, $11, $12, $14::uuid, $15::text)
         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, status, created_at
         """,
@@ -96,6 +106,9 @@ async def start_execution(
         idempotency_key,
         metadata or {},
         tags or [],
+        parent.root_execution_id if parent else None,
+        parent.execution_id if parent else None,
+        parent.step_id if parent else None,
     )
     if record is None:  # a concurrent request with the same key won the race
         assert idempotency_key is not None

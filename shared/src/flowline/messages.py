@@ -89,7 +89,13 @@ class PromiseSettled(TenantMessage, frozen=True, kw_only=True, tag=True):
     step_execution_id: uuid.UUID
 
 
-ControlMessage = CancelExecution | TimerFired | PromiseSettled
+class ChildExecutionFinished(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """A child execution reached a final status; ``execution_id`` is the parent's (the key)."""
+
+    child_execution_id: uuid.UUID
+
+
+ControlMessage = CancelExecution | TimerFired | PromiseSettled | ChildExecutionFinished
 
 
 # flowline.tasks ------------------------------------------------------------------------------------

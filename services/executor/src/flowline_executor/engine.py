@@ -24,13 +24,14 @@ from flowline.actions import Action, ActionContext, ActionFailed
 from flowline.db.events import NewEvent, append_events
 from flowline.definitions import HttpRequest, StepDefinition, WorkflowDefinition, parse_duration
 from flowline.errors import ClientError
-from flowline.executions import TERMINAL_EXECUTION_STATUSES, start_execution
+from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, start_execution
 from flowline.ids import uuid7
 from flowline.kafka.consumer import PoisonMessage
 from flowline.kafka.inbox import claim_message
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, outgoing
 from flowline.messages import (
     CancelExecution,
+    ChildExecutionFinished,
     ControlMessage,
     ExecutionRequested,
     LogLevel,
@@ -90,6 +91,7 @@ class Changes:
         self.events: list[NewEvent] = []
         self.outbox: list[OutboxRow] = []
         self.eager: list[tuple[TaskDispatched, StepDefinition, Any]] = []  # attempts claimed here, run on commit
+        self.enqueued: list[OutboxRow] = []  # rows already in the outbox (a child's start): publish only
 
     def log(
         self,
@@ -129,7 +131,7 @@ class Changes:
             topic=events_topic,
             outbox=self.outbox,
         )
-        return rows
+        return [*rows, *self.enqueued]
 
 
 class AttemptLogger:
@@ -358,6 +360,11 @@ class Engine:
                     statuses[step.id] = row["status"] = await self._create_promise(connection, changes, step, row)
                     progressed = progressed or row["status"] == "failed"
                     continue
+                if step.type == "workflow":
+                    status = await self._start_child(connection, changes, execution, step, row, step_input)
+                    statuses[step.id] = row["status"] = status
+                    progressed = progressed or status == "failed"
+                    continue
                 statuses[step.id] = row["status"] = "scheduled"
                 await self._dispatch(
                     connection, changes, step, row["id"], row["generation"], row["attempts"] + 1, step_input
@@ -541,6 +548,93 @@ class Engine:
         )
         return "running"
 
+    async def _start_child(
+        self,
+        connection: asyncpg.Connection,
+        changes: Changes,
+        execution: asyncpg.Record,
+        step: StepDefinition,
+        row: dict[str, Any],
+        step_input: Any,
+    ) -> str:
+        """Start a workflow step's child execution; the step's new status."""
+        assert step.workflow is not None
+        if step_input is not None and not isinstance(step_input, dict):
+            error = _error("a workflow step's input must be an object (the child's input)", retryable=False)
+            await self._finish_without_running(connection, changes, row, "failed", error)
+            return "failed"
+        try:
+            child = await start_execution(
+                connection,
+                self._topics,
+                tenant_id=changes.tenant_id,
+                workflow_ref=step.workflow,
+                version=step.version,
+                execution_input=step_input or {},
+                idempotency_key=f"child:{execution['id']}:{step.id}:{row['generation']}",
+                triggered_by="workflow",
+                parent=ParentStep(execution["id"], step.id, execution["root_execution_id"]),
+            )
+        except ClientError as err:
+            await self._finish_without_running(connection, changes, row, "failed", _error(err.detail, retryable=False))
+            return "failed"
+        changes.enqueued.extend(child.outbox)
+        await connection.execute(
+            "UPDATE step_executions SET status = 'running', input = $2, scheduled_at = now(), started_at = now() "
+            "WHERE id = $1",
+            row["id"],
+            {"workflow": step.workflow, "childExecutionId": str(child.id), "input": step_input or {}},
+        )
+        changes.events.append(
+            NewEvent(
+                "CHILD_WORKFLOW_INITIATED",
+                {"status": "running", "workflow": step.workflow, "childExecutionId": str(child.id)},
+                step.id,
+                row["id"],
+            )
+        )
+        return "running"
+
+    async def _child_finished(
+        self,
+        connection: asyncpg.Connection,
+        execution: asyncpg.Record,
+        message: ChildExecutionFinished,
+        changes: Changes,
+    ) -> None:
+        child = await connection.fetchrow(
+            "SELECT status, output, error, parent_step_id FROM executions WHERE id = $1 AND parent_execution_id = $2",
+            message.child_execution_id,
+            execution["id"],
+        )
+        if child is None or child["status"] not in TERMINAL_EXECUTION_STATUSES or execution["status"] != "running":
+            return
+        step = await connection.fetchrow(
+            "SELECT id, step_id, status, input FROM step_executions "
+            "WHERE execution_id = $1 AND step_id = $2 FOR UPDATE",
+            execution["id"],
+            child["parent_step_id"],
+        )
+        if (
+            step is None
+            or step["status"] != "running"
+            or (step["input"] or {}).get("childExecutionId") != str(message.child_execution_id)
+        ):
+            return
+        data = {"childExecutionId": str(message.child_execution_id), "status": child["status"]}
+        if child["status"] == "completed":
+            changes.events.append(NewEvent("CHILD_WORKFLOW_COMPLETED", data, step["step_id"], step["id"]))
+            await self._settle_step(connection, changes, step, output=child["output"])
+        else:
+            changes.events.append(NewEvent("CHILD_WORKFLOW_FAILED", data, step["step_id"], step["id"]))
+            reason = (child["error"] or {}).get("message", child["status"])
+            error = _error(
+                f"child execution {message.child_execution_id} {child['status']}: {reason}", type="ChildFailed"
+            )
+            await self._settle_step(connection, changes, step, error=error)
+        graph = await self._graph(connection, execution["workflow_version_id"])
+        await self._advance(connection, execution, graph, changes)
+
     async def _settle_step(
         self,
         connection: asyncpg.Connection,
@@ -611,6 +705,23 @@ class Engine:
                     changes.events.append(
                         NewEvent("TIMER_CANCELLED", {"timerId": str(timer["id"])}, timer["step_id"], timer["task_id"])
                     )
+            children = await connection.fetch(
+                "SELECT id FROM executions "
+                "WHERE parent_execution_id = $1 AND status IN ('pending', 'running', 'paused')",
+                execution["id"],
+            )
+            changes.outbox.extend(
+                outgoing(
+                    self._topics.control,
+                    CancelExecution(
+                        tenant_id=execution["tenant_id"],
+                        execution_id=child["id"],
+                        reason=f"the parent execution {status}",
+                        requested_by="parent",
+                    ),
+                )
+                for child in children
+            )
             rejected = await connection.fetch(
                 "UPDATE promises p SET status = 'rejected', error = $2, settled_at = now() FROM step_executions s "
                 "WHERE p.execution_id = $1 AND p.status = 'pending' AND s.id = p.step_execution_id "
@@ -645,6 +756,17 @@ class Engine:
         changes.events.append(
             NewEvent(f"WORKFLOW_{status.upper()}", {"status": status, "output": output, "error": error})
         )
+        if execution["parent_execution_id"] is not None:
+            changes.outbox.append(
+                outgoing(
+                    self._topics.control,
+                    ChildExecutionFinished(
+                        tenant_id=execution["tenant_id"],
+                        execution_id=execution["parent_execution_id"],
+                        child_execution_id=execution["id"],
+                    ),
+                )
+            )
         self._metrics.executions.labels(status).inc()
 
     # Control ----------------------------------------------------------------------------------------
@@ -663,6 +785,8 @@ class Engine:
                     await self._timer_fired(connection, execution, message, changes)
                 case PromiseSettled():
                     await self._promise_settled(connection, execution, message, changes)
+                case ChildExecutionFinished():
+                    await self._child_finished(connection, execution, message, changes)
                 case CancelExecution():
                     await connection.execute(
                         "UPDATE executions SET cancelled_at = now(), cancelled_by = $2 WHERE id = $1",
@@ -990,8 +1114,8 @@ class Engine:
 
 async def _lock_execution(connection: asyncpg.Connection, execution_id: uuid.UUID) -> asyncpg.Record | None:
     return await connection.fetchrow(
-        "SELECT id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id "
-        "FROM executions WHERE id = $1 FOR UPDATE",
+        "SELECT id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, "
+        "parent_execution_id, parent_step_id, root_execution_id FROM executions WHERE id = $1 FOR UPDATE",
         execution_id,
     )
 

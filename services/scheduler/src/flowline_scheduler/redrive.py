@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.loops import LoopService
-from flowline.messages import ExecutionRequested, PromiseSettled, TaskDispatched, TimerFired
+from flowline.messages import ChildExecutionFinished, ExecutionRequested, PromiseSettled, TaskDispatched, TimerFired
 from flowline.settings import Topics
 
 BATCH = 500
@@ -83,6 +83,15 @@ class Redrive(LoopService):
                     )
                     for r in await self._unapplied_promises(connection)
                 ],
+                *[
+                    outgoing(
+                        self._topics.control,
+                        ChildExecutionFinished(
+                            tenant_id=r["tenant_id"], execution_id=r["parent_execution_id"], child_execution_id=r["id"]
+                        ),
+                    )
+                    for r in await self._unreported_children(connection)
+                ],
             ]
             await enqueue(connection, rows)
         await self._outbox.publish(rows)
@@ -136,6 +145,22 @@ class Redrive(LoopService):
             FROM promises p
             JOIN step_executions s ON s.id = p.step_execution_id AND s.status = 'running'
             WHERE p.status IN ('resolved', 'rejected') AND p.settled_at < now() - make_interval(secs => $1)
+            LIMIT $2
+            """,
+            self._after_seconds,
+            BATCH,
+        )
+
+    async def _unreported_children(self, connection: asyncpg.Connection) -> list[Any]:
+        # A finished child whose parent's workflow step still waits: the ChildExecutionFinished went missing.
+        return await connection.fetch(
+            """
+            SELECT c.id, c.tenant_id, c.parent_execution_id
+            FROM executions c
+            JOIN step_executions s ON s.execution_id = c.parent_execution_id AND s.step_id = c.parent_step_id
+                AND s.status = 'running'
+            WHERE c.parent_execution_id IS NOT NULL AND c.status IN ('completed', 'failed', 'cancelled')
+              AND c.completed_at < now() - make_interval(secs => $1)
             LIMIT $2
             """,
             self._after_seconds,

@@ -1,0 +1,137 @@
+"""workflow steps: a child execution started, awaited, and its output or failure handed to the parent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+from flowline.devstack.processes import ServiceGroup
+from flowline.settings import Settings
+
+CHILD = {
+    "ref": "demo.child",
+    "definition": {
+        "steps": [{"id": "shout", "type": "action", "action": "core.transform", "input": "{{ input.word | upper }}"}],
+        "output": {"shouted": "{{ steps.shout.output }}"},
+    },
+}
+FAILING_CHILD = {
+    "ref": "demo.failing",
+    "definition": {"steps": [{"id": "boom", "type": "action", "action": "core.fail", "input": {"message": "nope"}}]},
+}
+
+
+def _parent(ref: str, child: str) -> dict[str, Any]:
+    return {
+        "ref": ref,
+        "definition": {
+            "steps": [
+                {"id": "call", "type": "workflow", "workflow": child, "input": {"word": "{{ input.word }}"}},
+                {
+                    "id": "after",
+                    "type": "action",
+                    "action": "core.echo",
+                    "needs": ["call"],
+                    "input": "{{ steps.call.output.shouted }}!",
+                },
+            ],
+            "output": "{{ steps.after.output }}",
+        },
+    }
+
+
+async def _run(client: httpx.AsyncClient, ref: str, run_input: dict[str, Any]) -> dict[str, Any]:
+    execution_id = (await client.post(f"/workflows/{ref}/execute", json={"input": run_input})).json()["executionId"]
+    for _ in range(600):
+        body: dict[str, Any] = (await client.get(f"/executions/{execution_id}")).json()
+        if body["status"] in ("completed", "failed", "cancelled"):
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"execution did not finish: {body}")
+
+
+async def test_a_child_execution_hands_its_output_to_the_parent(stack: ServiceGroup) -> None:
+    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+        for workflow in (CHILD, _parent("demo.parent", "demo.child")):
+            assert (await client.post("/workflows", json=workflow)).status_code == 201
+        parent = await _run(client, "demo.parent", {"word": "hey"})
+        assert parent["status"] == "completed", parent
+        assert parent["output"] == "HEY!"
+        call = parent["steps"][0]
+        assert call["output"] == {"shouted": "HEY"}
+        child = (await client.get(f"/executions/{call['input']['childExecutionId']}")).json()
+    assert child["status"] == "completed"
+    assert child["parentExecutionId"] == parent["id"]
+    assert child["parentStepId"] == "call"
+    assert child["rootExecutionId"] == parent["id"]
+    assert child["triggeredBy"] == "workflow"
+
+
+async def test_a_failed_child_fails_the_step(stack: ServiceGroup) -> None:
+    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+        for workflow in (FAILING_CHILD, _parent("demo.sad", "demo.failing")):
+            assert (await client.post("/workflows", json=workflow)).status_code == 201
+        parent = await _run(client, "demo.sad", {"word": "hey"})
+        missing = _parent("demo.orphan", "demo.missing")
+        assert (await client.post("/workflows", json=missing)).status_code == 201
+        orphan = await _run(client, "demo.orphan", {"word": "x"})
+    assert parent["status"] == "failed"
+    assert "nope" in parent["error"]["message"]
+    assert [step["status"] for step in parent["steps"]] == ["failed", "cancelled"]
+    assert orphan["status"] == "failed"
+    assert "does not exist" in orphan["error"]["message"]
+
+
+async def test_cancelling_the_parent_cancels_the_child(stack: ServiceGroup, settings: Settings) -> None:
+    sleeper = {"ref": "demo.sleeper", "definition": {"steps": [{"id": "long", "type": "sleep", "duration": "1h"}]}}
+    waiting_parent = {
+        "ref": "demo.waiting",
+        "definition": {"steps": [{"id": "call", "type": "workflow", "workflow": "demo.sleeper"}]},
+    }
+    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+        for workflow in (sleeper, waiting_parent):
+            assert (await client.post("/workflows", json=workflow)).status_code == 201
+        parent_id = (await client.post("/workflows/demo.waiting/execute", json={})).json()["executionId"]
+        for _ in range(400):
+            parent = (await client.get(f"/executions/{parent_id}")).json()
+            child_id = (parent["steps"][0]["input"] or {}).get("childExecutionId") if parent["steps"] else None
+            if child_id and (await client.get(f"/executions/{child_id}")).json()["status"] == "running":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"the child never started: {parent}")
+
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            cancel = {
+                "type": "CancelExecution",
+                "id": str(uuid.uuid4()),
+                "tenant_id": await _tenant_id(settings),
+                "execution_id": parent_id,
+                "requested_by": "test",
+            }
+            await producer.send_and_wait(settings.topics.control, json.dumps(cancel).encode(), key=parent_id.encode())
+        finally:
+            await producer.stop()
+        for _ in range(400):
+            child = (await client.get(f"/executions/{child_id}")).json()
+            if child["status"] == "cancelled":
+                break
+            await asyncio.sleep(0.05)
+    assert child["status"] == "cancelled"
+    assert "parent" in child["error"]["message"]
+    assert child["cancelledBy"] == "parent"
+
+
+async def _tenant_id(settings: Settings) -> str:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        return str(await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'"))
+    finally:
+        await connection.close()
