@@ -157,9 +157,19 @@ EventType = Literal[
 ]
 
 
-class ExecutionEvent(TenantMessage, frozen=True, kw_only=True, tag=True):
-    """One entry of an execution's event log, as committed (``sequence`` orders them)."""
+class ExecutionEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="Event", rename="camel"):
+    """One entry of an execution's event log, as committed (``sequence`` orders them).
 
+    This is the payload live streams and external consumers see, so it follows the API's camelCase:
+    ``{"type": "Event", "event": "TASK_STARTED", "data": {...}, "timestampMs": ..., "executionId": ...}``.
+    It carries the same ``id``, ``occurredAt``, ``tenantId`` and ``executionId`` as every other message.
+    """
+
+    id: uuid.UUID = msgspec.field(default_factory=uuid7)
+    occurred_at: datetime = msgspec.field(default_factory=_now)
+    tenant_id: uuid.UUID
+    execution_id: uuid.UUID
+    timestamp_ms: int
     sequence: int
     event: str
     step_id: str | None = None
@@ -190,7 +200,7 @@ class TaskLogRecord(TenantMessage, frozen=True, kw_only=True, tag=True):
 LogMessage = TaskLogRecord
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Message | ExecutionEvent) -> bytes:
     """The wire form of any message (JSON, tagged with ``type``)."""
     return msgspec.json.encode(message)
 

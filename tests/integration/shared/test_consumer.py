@@ -13,7 +13,9 @@ from tests.support import eventually, read_topic
 
 
 def _event(sequence: int, execution_id: uuid.UUID) -> ExecutionEvent:
-    return ExecutionEvent(tenant_id=uuid.uuid4(), execution_id=execution_id, sequence=sequence, event="TASK_STARTED")
+    return ExecutionEvent(
+        tenant_id=uuid.uuid4(), execution_id=execution_id, sequence=sequence, event="TASK_STARTED", timestamp_ms=1
+    )
 
 
 async def test_poison_messages_are_dead_lettered_and_the_consumer_goes_on(runtime: Runtime, settings: Settings) -> None:

@@ -18,7 +18,12 @@ from tests.support import read_topic
 async def test_a_failed_publish_is_relayed(runtime: Runtime, settings: Settings) -> None:
     tenant_id = await runtime.pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
     message = ExecutionEvent(
-        tenant_id=tenant_id, execution_id=uuid.uuid4(), sequence=1, event="WORKFLOW_STARTED", data={"k": "v"}
+        tenant_id=tenant_id,
+        execution_id=uuid.uuid4(),
+        sequence=1,
+        event="WORKFLOW_STARTED",
+        data={"k": "v"},
+        timestamp_ms=1,
     )
     async with runtime.pool.acquire() as connection, connection.transaction():
         rows = await enqueue(connection, [outgoing(settings.topics.events, message)])
@@ -42,7 +47,9 @@ async def test_a_failed_publish_is_relayed(runtime: Runtime, settings: Settings)
 
 async def test_published_rows_leave_the_outbox(runtime: Runtime, settings: Settings) -> None:
     tenant_id = await runtime.pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-    message = ExecutionEvent(tenant_id=tenant_id, execution_id=uuid.uuid4(), sequence=1, event="WORKFLOW_STARTED")
+    message = ExecutionEvent(
+        tenant_id=tenant_id, execution_id=uuid.uuid4(), sequence=1, event="WORKFLOW_STARTED", timestamp_ms=1
+    )
     async with runtime.pool.acquire() as connection, connection.transaction():
         rows = await enqueue(connection, [outgoing(settings.topics.events, message)])
     assert await runtime.outbox.publish(rows) is True

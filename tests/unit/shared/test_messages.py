@@ -62,7 +62,13 @@ EXAMPLES: list[tuple[Message, Any]] = [
     (TimerScheduled(**_internal(), timer_id=uuid.uuid4(), fire_at=WHEN), TimerMessage),
     (
         ExecutionEvent(
-            **_internal(), sequence=9, event="TASK_COMPLETED", step_id="fetch", task_id=uuid.uuid4(), data={"x": 1}
+            **_internal(),
+            sequence=9,
+            event="TASK_COMPLETED",
+            step_id="fetch",
+            task_id=uuid.uuid4(),
+            data={"x": 1},
+            timestamp_ms=5,
         ),
         EventMessage,
     ),
@@ -95,9 +101,14 @@ def test_round_trip_through_the_topic_decoder(message: Message, union: Any) -> N
 def test_the_wire_form_is_json_tagged_with_the_class_name(message: Message, union: Any) -> None:
     wire = msgspec.json.decode(encode(message))
 
-    assert wire["type"] == type(message).__name__
+    if isinstance(message, ExecutionEvent):  # the public event payload: {"type": "Event", ...} in camelCase
+        assert wire["type"] == "Event"
+        assert wire["occurredAt"] == "2025-01-02T03:04:05.678901Z"
+        assert wire["timestampMs"] == message.timestamp_ms
+    else:
+        assert wire["type"] == type(message).__name__
+        assert wire["occurred_at"] == "2025-01-02T03:04:05.678901Z"
     assert wire["id"] == str(message.id)
-    assert wire["occurred_at"] == "2025-01-02T03:04:05.678901Z"
 
 
 @pytest.mark.parametrize(("message", "union"), EXAMPLES, ids=IDS)
@@ -112,7 +123,7 @@ def test_unknown_fields_are_tolerated(message: Message, union: Any) -> None:
 @pytest.mark.parametrize(
     ("message", "union"),
     [
-        (ExecutionEvent(**_internal(), sequence=1, event="WORKFLOW_STARTED"), RequestMessage),
+        (ExecutionEvent(**_internal(), sequence=1, event="WORKFLOW_STARTED", timestamp_ms=1), RequestMessage),
         (ExecutionRequested(**_internal()), ControlMessage),
         (CancelExecution(**_internal()), TaskMessage),
         (
@@ -189,11 +200,12 @@ def test_fields_added_later_have_defaults() -> None:
     """An older producer that omits optional fields is still read (evolution rule)."""
     raw = msgspec.json.encode(
         {
-            "type": "ExecutionEvent",
-            "tenant_id": str(TENANT),
-            "execution_id": str(EXECUTION),
+            "type": "Event",
+            "tenantId": str(TENANT),
+            "executionId": str(EXECUTION),
             "sequence": 1,
             "event": "E",
+            "timestampMs": 1,
         }
     )
 

@@ -63,6 +63,7 @@ async def append_events(
                 task_id=event.task_id,
                 data=event.data,
                 occurred_at=now,
+                timestamp_ms=int(now.timestamp() * 1000),
             ),
         )
         for offset, event in enumerate(events)

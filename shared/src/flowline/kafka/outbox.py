@@ -15,7 +15,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from flowline.ids import uuid7
-from flowline.messages import TenantMessage, encode
+from flowline.messages import ExecutionEvent, TenantMessage, encode
 from flowline.metrics import MessagingMetrics
 from flowline.outages import OUTAGE_ERRORS
 
@@ -31,7 +31,7 @@ class OutboxRow(NamedTuple):
     payload: bytes
 
 
-def outgoing(topic: str, message: TenantMessage) -> OutboxRow:
+def outgoing(topic: str, message: TenantMessage | ExecutionEvent) -> OutboxRow:
     """An outbox row for ``message``, keyed by its execution id so one execution stays on one partition."""
     return OutboxRow(uuid7(), topic, str(message.execution_id).encode(), encode(message))
 
