@@ -11,7 +11,10 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 from flowline.devstack.processes import ServiceGroup
+from flowline.messages import EventMessage, SubmissionRejected, decoder
 from flowline.settings import Settings
+
+from tests.support import read_topic
 
 DIAMOND = {
     "ref": "demo.diamond",
@@ -220,6 +223,29 @@ async def test_an_execution_submitted_on_kafka_runs_once(stack: ServiceGroup, se
     assert row["n"] == 1
     assert row["status"] == "completed"
     assert "hello Kafka!" in row["output"]
+
+
+async def test_a_submission_that_cannot_start_is_rejected_with_a_reason(
+    stack: ServiceGroup, settings: Settings
+) -> None:
+    submission = {
+        "type": "SubmitExecution",
+        "id": str(uuid.uuid4()),
+        "tenant": "dev",
+        "workflow": "demo.nowhere",
+        "idempotency_key": "order-7",
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.requests, json.dumps(submission).encode(), key=b"order-7")
+    finally:
+        await producer.stop()
+    [record] = [r for r in await read_topic(settings, settings.topics.events, 1) if r.key == b"order-7"]
+    rejection = decoder(EventMessage).decode(record.value)
+    assert isinstance(rejection, SubmissionRejected)
+    assert rejection.submission_id == uuid.UUID(submission["id"])
+    assert "demo.nowhere" in rejection.reason and "does not exist" in rejection.reason
 
 
 async def test_a_template_error_fails_the_step_with_a_clear_message(stack: ServiceGroup) -> None:

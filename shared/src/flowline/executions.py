@@ -90,7 +90,8 @@ async def start_execution(
         INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
             status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags,
             parent_execution_id, parent_step_id)
-        VALUES ($1::uuid, $2, $3, $4, $5, $6, 'pending', $7, coalesce($13::uuid, $1::uuid), $8, $9, $10, $11, $12, $14::uuid, $15::text)
+        VALUES ($1::uuid, $2, $3, $4, $5, $6, 'pending', $7, coalesce($13::uuid, $1::uuid), $8, $9, $10, $11, $12,
+            $14::uuid, $15::text)
         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, status, created_at
         """,

@@ -177,7 +177,22 @@ class ExecutionEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"
     data: dict[str, Any] = {}
 
 
-EventMessage = ExecutionEvent
+class SubmissionRejected(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rename="camel", tag=True):
+    """A SubmitExecution that started nothing, and why (unknown tenant or workflow, disabled workflow...).
+
+    Keyed by the submission's idempotency key (or id), so its producer can follow the outcome.
+    """
+
+    id: uuid.UUID = msgspec.field(default_factory=uuid7)
+    occurred_at: datetime = msgspec.field(default_factory=_now)
+    submission_id: uuid.UUID
+    tenant: str
+    workflow: str
+    idempotency_key: str | None = None
+    reason: str
+
+
+EventMessage = ExecutionEvent | SubmissionRejected
 
 
 # flowline.logs -------------------------------------------------------------------------------------
@@ -200,7 +215,7 @@ class TaskLogRecord(TenantMessage, frozen=True, kw_only=True, tag=True):
 LogMessage = TaskLogRecord
 
 
-def encode(message: Message | ExecutionEvent) -> bytes:
+def encode(message: Message | ExecutionEvent | SubmissionRejected) -> bytes:
     """The wire form of any message (JSON, tagged with ``type``)."""
     return msgspec.json.encode(message)
 

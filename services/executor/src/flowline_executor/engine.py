@@ -14,7 +14,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,13 +22,13 @@ import asyncpg
 import msgspec
 from flowline.actions import Action, ActionContext, ActionFailed
 from flowline.db.events import NewEvent, append_events
+from flowline.db.tenants import read_tenant_id
 from flowline.definitions import HttpRequest, StepDefinition, WorkflowDefinition, parse_duration
 from flowline.errors import ClientError
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, start_execution
 from flowline.ids import uuid7
-from flowline.kafka.consumer import PoisonMessage
 from flowline.kafka.inbox import claim_message
-from flowline.kafka.outbox import OutboxPublisher, OutboxRow, outgoing
+from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
 from flowline.messages import (
     CancelExecution,
     ChildExecutionFinished,
@@ -37,11 +37,13 @@ from flowline.messages import (
     LogLevel,
     PromiseSettled,
     RequestMessage,
+    SubmissionRejected,
     SubmitExecution,
     TaskDispatched,
     TaskLogRecord,
     TimerFired,
     TimerScheduled,
+    encode,
 )
 from flowline.outages import OUTAGE_ERRORS
 from flowline.settings import Settings
@@ -208,7 +210,7 @@ class Engine:
                 rows = await changes.write(connection, self._topics.events)
         except BaseException as err:
             self._busy -= len(changes.eager)
-            if not fail_on_error or isinstance(err, (*OUTAGE_ERRORS, PoisonMessage)) or not isinstance(err, Exception):
+            if not fail_on_error or isinstance(err, OUTAGE_ERRORS) or not isinstance(err, Exception):
                 raise
             logger.exception("execution %s fails: its state change raised", execution_id)
             await self._fail_on_error(tenant_id, execution_id, err)
@@ -239,13 +241,13 @@ class Engine:
                 await self._submit(message)
 
     async def _submit(self, message: SubmitExecution) -> None:
+        """Start the submitted execution once, or publish why not (SubmissionRejected on the events topic)."""
+        rows: Sequence[OutboxRow]
         async with self._pool.acquire() as connection, connection.transaction():
             if not await claim_message(connection, REQUESTS_CONSUMER, message.id):
                 return
-            tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = $1", message.tenant)
-            if tenant_id is None:
-                raise PoisonMessage(f"tenant {message.tenant!r} does not exist")
             try:
+                tenant_id = await read_tenant_id(connection, message.tenant)
                 started = await start_execution(
                     connection,
                     self._topics,
@@ -258,9 +260,19 @@ class Engine:
                     metadata=message.metadata,
                     tags=message.tags,
                 )
+                rows = started.outbox
             except ClientError as err:
-                raise PoisonMessage(err.detail) from err
-        await self._outbox.publish(started.outbox)
+                rejection = SubmissionRejected(
+                    submission_id=message.id,
+                    tenant=message.tenant,
+                    workflow=message.workflow,
+                    idempotency_key=message.idempotency_key,
+                    reason=err.detail,
+                )
+                key = (message.idempotency_key or str(message.id)).encode()
+                rows = await enqueue(connection, [OutboxRow(uuid7(), self._topics.events, key, encode(rejection))])
+                logger.warning("submission %s rejected: %s", message.id, err.detail)
+        await self._outbox.publish(rows)
 
     async def _graph(self, connection: asyncpg.Connection, version_id: uuid.UUID) -> Graph:
         graph = self._graphs.get(version_id)

@@ -30,10 +30,6 @@ Handler = Callable[[MessageT], Awaitable[None]]
 BatchHandler = Callable[[list[MessageT]], Awaitable[None]]
 
 
-class PoisonMessage(Exception):
-    """A message that decoded but can never be applied (e.g. names an unknown tenant): dead-letter it."""
-
-
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
     """Lets an in-flight batch finish and commit before partitions move to another consumer."""
 
@@ -191,8 +187,8 @@ class MessageConsumer(Generic[MessageT]):
     ) -> bool:
         """Call the handler until it succeeds; outages are waited out, other failures counted.
 
-        After ``consumer_max_failures`` failures, or a PoisonMessage, ``record`` goes to the dead-letter
-        topic. With ``whole_batch`` the first such failure returns False instead, so the caller can retry
+        After ``consumer_max_failures`` failures ``record`` goes to the dead-letter topic. With
+        ``whole_batch`` the first failure returns False instead, so the caller can retry
         the batch's messages one by one and dead-letter only the bad one.
 
         Returns:
@@ -216,7 +212,7 @@ class MessageConsumer(Generic[MessageT]):
                 if whole_batch:
                     return False
                 failures += 1
-                if isinstance(err, PoisonMessage) or failures >= self._max_failures:
+                if failures >= self._max_failures:
                     await self._dead_letter(record, f"{type(err).__name__}: {err}")
                     return False
                 logger.warning("consumer %s: handler failed (%d), retrying: %r", self.name, failures, err)
