@@ -95,7 +95,11 @@ class ChildExecutionFinished(TenantMessage, frozen=True, kw_only=True, tag=True)
     child_execution_id: uuid.UUID
 
 
-ControlMessage = CancelExecution | TimerFired | PromiseSettled | ChildExecutionFinished
+class AdvanceExecution(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """Look at the execution's steps again (after the scheduler gave up on a step, or found it idle)."""
+
+
+ControlMessage = CancelExecution | TimerFired | PromiseSettled | ChildExecutionFinished | AdvanceExecution
 
 
 # flowline.tasks ------------------------------------------------------------------------------------

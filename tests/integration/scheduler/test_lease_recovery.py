@@ -9,11 +9,11 @@ import msgspec
 from flowline.actions import ActionContext, load_actions
 from flowline.db.workflows import create_workflow
 from flowline.executions import start_execution
-from flowline.messages import ExecutionRequested, TaskDispatched, decoder
+from flowline.messages import AdvanceExecution, ControlMessage, ExecutionRequested, TaskDispatched, decoder
 from flowline.runtime import Runtime
 from flowline.settings import Settings
 from flowline_executor.engine import Engine, ExecutorMetrics
-from flowline_scheduler.leases import LeaseRecovery
+from flowline_scheduler.leases import LOST_ATTEMPTS_ALLOWED, LeaseRecovery
 from prometheus_client import CollectorRegistry
 
 from tests.support import read_topic
@@ -98,3 +98,60 @@ async def test_an_attempt_whose_worker_died_is_dispatched_again(runtime: Runtime
 
 def _with_worker(settings: Settings, worker_id: str) -> Settings:
     return msgspec.structs.replace(settings, worker_id=worker_id)
+
+
+async def test_a_step_that_keeps_losing_its_worker_fails(runtime: Runtime, settings: Settings) -> None:
+    pool = runtime.pool
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    async with pool.acquire() as connection, connection.transaction():
+        await create_workflow(
+            connection,
+            tenant_id=tenant_id,
+            ref="demo.crasher",
+            label=None,
+            description=None,
+            tags=[],
+            enabled=True,
+            definition=DEFINITION,
+            input_schema=None,
+            output_schema=None,
+            created_by=None,
+        )
+        started = await start_execution(
+            connection,
+            settings.topics,
+            tenant_id=tenant_id,
+            workflow_ref="demo.crasher",
+            version=None,
+            execution_input={"word": "x"},
+            idempotency_key=None,
+            triggered_by="test",
+        )
+    never = asyncio.Event()
+
+    async def hang(step_input: Any, context: ActionContext) -> Any:
+        await never.wait()
+
+    recovery = LeaseRecovery(pool, runtime.outbox, settings.topics, interval_seconds=0.1)
+    worker = Engine(
+        _with_worker(settings, "w"), pool, runtime.outbox, {"core.echo": hang}, ExecutorMetrics(runtime.registry)
+    )
+    await worker.handle_request(ExecutionRequested(tenant_id=tenant_id, execution_id=started.id))
+    for number in range(1, LOST_ATTEMPTS_ALLOWED + 2):  # the step's 1 attempt, plus the allowance, all lost
+        await pool.execute("UPDATE step_executions SET lease_expires_at = now() - interval '1 second'")
+        await recovery.start(loops=1)
+        if number <= LOST_ATTEMPTS_ALLOWED:
+            [dispatch] = [
+                decoder(TaskDispatched).decode(r.value)
+                for r in await read_topic(settings, settings.topics.tasks, number)
+                if decoder(TaskDispatched).decode(r.value).attempt == number + 1
+            ]
+            await worker.handle_task(dispatch)
+    step = await pool.fetchrow("SELECT status, attempts, error FROM step_executions")
+    assert step["status"] == "failed" and step["attempts"] == LOST_ATTEMPTS_ALLOWED + 1
+    assert "gave up after" in step["error"]["message"]
+    [advance] = await read_topic(settings, settings.topics.control, 1)
+    assert isinstance(decoder(ControlMessage).decode(advance.value), AdvanceExecution)
+    await worker.handle_control(decoder(ControlMessage).decode(advance.value))
+    assert await pool.fetchval("SELECT status FROM executions WHERE id = $1", started.id) == "failed"
+    await worker.drain(grace_seconds=0)

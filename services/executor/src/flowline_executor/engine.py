@@ -30,6 +30,7 @@ from flowline.ids import uuid7
 from flowline.kafka.inbox import claim_message
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
 from flowline.messages import (
+    AdvanceExecution,
     CancelExecution,
     ChildExecutionFinished,
     ControlMessage,
@@ -799,6 +800,9 @@ class Engine:
                     await self._promise_settled(connection, execution, message, changes)
                 case ChildExecutionFinished():
                     await self._child_finished(connection, execution, message, changes)
+                case AdvanceExecution() if execution["status"] == "running":
+                    graph = await self._graph(connection, execution["workflow_version_id"])
+                    await self._advance(connection, execution, graph, changes)
                 case CancelExecution():
                     await connection.execute(
                         "UPDATE executions SET cancelled_at = now(), cancelled_by = $2 WHERE id = $1",

@@ -9,10 +9,14 @@ import asyncpg
 from flowline.db.events import NewEvent, append_events
 from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.loops import LoopService
-from flowline.messages import TaskDispatched
+from flowline.messages import AdvanceExecution, TaskDispatched
 from flowline.settings import Topics
 
 logger = logging.getLogger(__name__)
+
+
+# Attempts a step may lose to workers that died, beyond its own retry budget, before it fails.
+LOST_ATTEMPTS_ALLOWED = 3
 
 
 class LeaseRecovery(LoopService):
@@ -24,6 +28,14 @@ class LeaseRecovery(LoopService):
         self._outbox = outbox
         self._topics = topics
 
+    async def _attempt_limit(self, connection: asyncpg.Connection, version_id: Any, step_id: str) -> int:
+        """How many attempts a step may lose to dead workers: its retry budget plus a margin for crashes."""
+        steps = await connection.fetchval(
+            "SELECT definition -> 'steps' FROM workflow_versions WHERE id = $1", version_id
+        )
+        retry = next((step.get("retry") or {} for step in steps or [] if step.get("id") == step_id), {})
+        return int(retry.get("maxAttempts", 1)) + LOST_ATTEMPTS_ALLOWED
+
     async def run_once(self) -> None:
         """Recover every step whose lease has expired."""
         expired = await self._pool.fetch(
@@ -34,15 +46,15 @@ class LeaseRecovery(LoopService):
             await self.recover(step["execution_id"], step["id"])
 
     async def recover(self, execution_id: Any, step_execution_id: Any) -> bool:
-        """Re-dispatch one step if its lease is still expired once locked.
+        """Re-dispatch one step if its lease is still expired once locked, or fail it past its attempt limit.
 
         Returns:
-            Whether the step was re-dispatched.
+            Whether the step was recovered (re-dispatched or failed).
         """
         async with self._pool.acquire() as connection, connection.transaction():
             # Lock order as everywhere: the execution first, then its step.
             execution = await connection.fetchrow(
-                "SELECT tenant_id, status FROM executions WHERE id = $1 FOR UPDATE", execution_id
+                "SELECT tenant_id, status, workflow_version_id FROM executions WHERE id = $1 FOR UPDATE", execution_id
             )
             step = await connection.fetchrow(
                 "SELECT step_id, attempts, generation, owner FROM step_executions "
@@ -51,7 +63,11 @@ class LeaseRecovery(LoopService):
             )
             if execution is None or step is None:
                 return False
-            error = {"message": f"lease expired: worker {step['owner']} stopped answering", "retryable": True}
+            error = {
+                "message": f"lease expired: worker {step['owner']} stopped answering",
+                "type": "LeaseExpired",
+                "retryable": True,
+            }
             await connection.execute(
                 "UPDATE task_attempts SET status = 'failed', finished_at = now(), error = $4 "
                 "WHERE step_execution_id = $1 AND generation = $2 AND number = $3",
@@ -60,37 +76,56 @@ class LeaseRecovery(LoopService):
                 step["attempts"],
                 error,
             )
-            await connection.execute(
-                "UPDATE step_executions SET status = 'scheduled', owner = NULL, lease_expires_at = NULL WHERE id = $1",
-                step_execution_id,
-            )
-            next_attempt = step["attempts"] + 1
+            limit = await self._attempt_limit(connection, execution["workflow_version_id"], step["step_id"])
+            if step["attempts"] >= limit:
+                # A step that keeps taking its worker down must not take every executor down in turn.
+                error = {
+                    **error,
+                    "message": f"gave up after {step['attempts']} attempts whose workers stopped answering",
+                    "retryable": False,
+                }
+                await connection.execute(
+                    "UPDATE step_executions SET status = 'failed', error = $2, owner = NULL, lease_expires_at = NULL, "
+                    "completed_at = now() WHERE id = $1",
+                    step_execution_id,
+                    error,
+                )
+                event = NewEvent(
+                    "TASK_FAILED", {"status": "failed", "error": error}, step["step_id"], step_execution_id
+                )
+                message: AdvanceExecution | TaskDispatched = AdvanceExecution(
+                    tenant_id=execution["tenant_id"], execution_id=execution_id
+                )
+                topic = self._topics.control
+            else:
+                await connection.execute(
+                    "UPDATE step_executions SET status = 'scheduled', owner = NULL, lease_expires_at = NULL "
+                    "WHERE id = $1",
+                    step_execution_id,
+                )
+                next_attempt = step["attempts"] + 1
+                event = NewEvent(
+                    "TASK_CREATED",
+                    {"status": "scheduled", "attempt": next_attempt, "recoveredFrom": step["owner"]},
+                    step["step_id"],
+                    step_execution_id,
+                )
+                message = TaskDispatched(
+                    tenant_id=execution["tenant_id"],
+                    execution_id=execution_id,
+                    step_execution_id=step_execution_id,
+                    step_id=step["step_id"],
+                    generation=step["generation"],
+                    attempt=next_attempt,
+                )
+                topic = self._topics.tasks
             rows = await append_events(
                 connection,
                 tenant_id=execution["tenant_id"],
                 execution_id=execution_id,
-                events=[
-                    NewEvent(
-                        "TASK_CREATED",
-                        {"status": "scheduled", "attempt": next_attempt, "recoveredFrom": step["owner"]},
-                        step["step_id"],
-                        step_execution_id,
-                    )
-                ],
+                events=[event],
                 topic=self._topics.events,
-                outbox=[
-                    outgoing(
-                        self._topics.tasks,
-                        TaskDispatched(
-                            tenant_id=execution["tenant_id"],
-                            execution_id=execution_id,
-                            step_execution_id=step_execution_id,
-                            step_id=step["step_id"],
-                            generation=step["generation"],
-                            attempt=next_attempt,
-                        ),
-                    )
-                ],
+                outbox=[outgoing(topic, message)],
             )
         logger.warning("recovered step %s after its worker %s stopped", step_execution_id, step["owner"])
         await self._outbox.publish(rows)

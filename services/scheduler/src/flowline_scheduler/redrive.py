@@ -12,7 +12,14 @@ from typing import Any
 import asyncpg
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.loops import LoopService
-from flowline.messages import ChildExecutionFinished, ExecutionRequested, PromiseSettled, TaskDispatched, TimerFired
+from flowline.messages import (
+    AdvanceExecution,
+    ChildExecutionFinished,
+    ExecutionRequested,
+    PromiseSettled,
+    TaskDispatched,
+    TimerFired,
+)
 from flowline.settings import Topics
 
 BATCH = 500
@@ -92,6 +99,10 @@ class Redrive(LoopService):
                     )
                     for r in await self._unreported_children(connection)
                 ],
+                *[
+                    outgoing(self._topics.control, AdvanceExecution(tenant_id=r["tenant_id"], execution_id=r["id"]))
+                    for r in await self._idle_executions(connection)
+                ],
             ]
             await enqueue(connection, rows)
         await self._outbox.publish(rows)
@@ -161,6 +172,21 @@ class Redrive(LoopService):
                 AND s.status = 'running'
             WHERE c.parent_execution_id IS NOT NULL AND c.status IN ('completed', 'failed', 'cancelled')
               AND c.completed_at < now() - make_interval(secs => $1)
+            LIMIT $2
+            """,
+            self._after_seconds,
+            BATCH,
+        )
+
+    async def _idle_executions(self, connection: asyncpg.Connection) -> list[Any]:
+        # Running, yet no step is scheduled or running and nothing happened for a while: look at it again.
+        return await connection.fetch(
+            """
+            SELECT e.id, e.tenant_id FROM executions e
+            WHERE e.status = 'running' AND e.updated_at < now() - make_interval(secs => $1)
+              AND NOT EXISTS (
+                  SELECT 1 FROM step_executions s WHERE s.execution_id = e.id AND s.status IN ('scheduled', 'running')
+              )
             LIMIT $2
             """,
             self._after_seconds,
