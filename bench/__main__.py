@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -195,7 +194,9 @@ def main() -> None:
                 "FLOWLINE_LOG_INGEST_HTTP_PORT": str(free_port()),
                 "FLOWLINE_LOG_LEVEL": "WARNING",
             }
-            with tempfile.TemporaryDirectory() as logs, ServiceGroup(env, log_dir=Path(logs)):
+            logs = RESULTS / "logs"  # each service's output, kept for a look after a surprising run
+            logs.mkdir(parents=True, exist_ok=True)
+            with ServiceGroup(env, log_dir=logs):
                 results = asyncio.run(measure(env, args))
         finally:
             broker.stop()

@@ -81,7 +81,8 @@ class OutboxRelay(LoopService):
         self._outbox = outbox
 
     async def run_once(self) -> None:
-        """Relay until nothing old is left."""
+        """Forget what was published, then relay until nothing old is left."""
+        await self._outbox.remove_sent()
         while await self._outbox.relay_once():
             pass
 

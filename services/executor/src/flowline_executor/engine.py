@@ -56,6 +56,12 @@ from flowline_executor.graph import Graph
 
 logger = logging.getLogger(__name__)
 
+# Closes an attempt row ($1 step execution, $2 generation, $3 number, $4 status, $5 duration, $6 error)
+# within the statement that updates its step.
+FINISH_ATTEMPT = (
+    "WITH finished AS (UPDATE task_attempts SET status = $4, finished_at = now(), duration_ms = $5, error = $6 "
+    "WHERE step_execution_id = $1 AND generation = $2 AND number = $3) "
+)
 REQUESTS_CONSUMER = "executor"
 CONTROL_CONSUMER = "executor-control"
 LOG_LEVELS: dict[str, LogLevel] = {
@@ -447,26 +453,27 @@ class Engine:
     ) -> None:
         """Mark a step running under this worker's lease, with its attempt row."""
         await connection.execute(
-            "UPDATE step_executions SET status = 'running', attempts = $2, owner = $3, input = $5, "
-            "lease_expires_at = now() + make_interval(secs => $4), scheduled_at = coalesce(scheduled_at, now()), "
-            "started_at = coalesce(started_at, now()) WHERE id = $1",
+            """
+            WITH started AS (
+                UPDATE step_executions SET status = 'running', attempts = $2, owner = $3, input = $5,
+                    lease_expires_at = now() + make_interval(secs => $4),
+                    scheduled_at = coalesce(scheduled_at, now()), started_at = coalesce(started_at, now())
+                WHERE id = $1
+            )
+            INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, status,
+                worker)
+            VALUES ($6, $7, $1, $8, $9, $2, 'running', $3)
+            ON CONFLICT (step_execution_id, generation, number) DO NOTHING
+            """,
             message.step_execution_id,
             message.attempt,
             self.worker,
             self._settings.lease_seconds,
             step_input,
-        )
-        await connection.execute(
-            "INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, "
-            "status, worker) VALUES ($1, $2, $3, $4, $5, $6, 'running', $7) "
-            "ON CONFLICT (step_execution_id, generation, number) DO NOTHING",
             uuid7(),
             message.tenant_id,
-            message.step_execution_id,
             message.execution_id,
             message.generation,
-            message.attempt,
-            self.worker,
         )
         changes.events.append(
             NewEvent(
@@ -1015,16 +1022,8 @@ class Engine:
                 or step["owner"] != self.worker
             ):
                 return  # cancelled, or the lease expired and another worker took over
-            await connection.execute(
-                "UPDATE task_attempts SET status = $4, finished_at = now(), duration_ms = $5, error = $6 "
-                "WHERE step_execution_id = $1 AND generation = $2 AND number = $3",
-                message.step_execution_id,
-                message.generation,
-                message.attempt,
-                status,
-                round(duration * 1000),
-                error,
-            )
+            # Each branch below closes the attempt row in the same statement as its step update.
+            attempt_values = (message.generation, message.attempt, status, round(duration * 1000), error)
             for level, text, metadata in attempt_logger.records:
                 changes.log(
                     self._topics.logs,
@@ -1058,10 +1057,10 @@ class Engine:
                 # The step waits for its next attempt on a durable timer, not in this process.
                 retry_at = datetime.now(UTC) + timedelta(seconds=retry_in)
                 await connection.execute(
-                    "UPDATE step_executions SET status = 'scheduled', error = $2, owner = NULL, "
+                    FINISH_ATTEMPT + "UPDATE step_executions SET status = 'scheduled', error = $6, owner = NULL, "
                     "lease_expires_at = NULL WHERE id = $1",
                     message.step_execution_id,
-                    error,
+                    *attempt_values,
                 )
                 await self._start_timer(connection, changes, message.step_execution_id, "retry", retry_at)
                 changes.events.append(
@@ -1079,12 +1078,11 @@ class Engine:
                 )
             else:
                 await connection.execute(
-                    "UPDATE step_executions SET status = $2, output = $3, error = $4, completed_at = now(), "
-                    "owner = NULL, lease_expires_at = NULL WHERE id = $1",
+                    FINISH_ATTEMPT + "UPDATE step_executions SET status = $4, output = $7, error = $6, "
+                    "completed_at = now(), owner = NULL, lease_expires_at = NULL WHERE id = $1",
                     message.step_execution_id,
-                    status,
+                    *attempt_values,
                     output,
-                    error,
                 )
                 changes.events.append(
                     NewEvent(

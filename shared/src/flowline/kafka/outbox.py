@@ -63,15 +63,16 @@ class OutboxPublisher:
         self._metrics = metrics
         self._grace_seconds = grace_seconds
         self._batch_size = batch_size
+        self._sent: list[uuid.UUID] = []  # published rows, deleted in batches by ``remove_sent``
 
     async def _send(self, rows: Sequence[OutboxRow]) -> None:
         deliveries = [await self._producer.send(row.topic, row.payload, key=row.key) for row in rows]
         await asyncio.gather(*deliveries)
 
     async def publish(self, rows: Sequence[OutboxRow]) -> bool:
-        """Publish rows whose transaction has committed and mark them sent.
+        """Publish rows whose transaction has committed; ``remove_sent`` deletes them later, in a batch.
 
-        A failure is logged, not raised: the rows stay unsent and the relay publishes them later.
+        A failure is logged, not raised: the rows stay and the relay publishes them later.
 
         Returns:
             Whether the rows were published now.
@@ -85,11 +86,23 @@ class OutboxPublisher:
             logger.warning("publishing %d outbox rows failed, the relay will retry: %s", len(rows), err)
             return False
         self._metrics.outbox_published.labels("immediate").inc(len(rows))
-        try:
-            await self._pool.execute("DELETE FROM outbox WHERE id = ANY($1::uuid[])", [row.id for row in rows])
-        except OUTAGE_ERRORS as err:  # published already; the relay may send them again, harmlessly
-            logger.warning("removing %d sent outbox rows failed: %s", len(rows), err)
+        self._sent.extend(row.id for row in rows)
         return True
+
+    async def remove_sent(self) -> None:
+        """Delete the rows published since the last call, in one statement off the hot path.
+
+        Until then (or if this process dies first) the relay may publish them again: consumers are
+        idempotent, and the relay's grace period leaves time for this to run first.
+        """
+        sent, self._sent = self._sent, []
+        if not sent:
+            return
+        try:
+            await self._pool.execute("DELETE FROM outbox WHERE id = ANY($1::uuid[])", sent)
+        except OUTAGE_ERRORS as err:
+            self._sent.extend(sent)
+            logger.warning("removing %d sent outbox rows failed, will retry: %s", len(sent), err)
 
     async def relay_once(self) -> int:
         """Publish rows older than the grace period, oldest first, and remove them.
