@@ -88,3 +88,37 @@ class CountingServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+async def define_and_start(
+    pool: Any, settings: Settings, ref: str, definition: dict[str, Any], execution_input: dict[str, Any]
+) -> Any:
+    """Store a workflow for the tenant ``dev`` and a pending execution of it, as the api would."""
+    from flowline.db.workflows import create_workflow
+    from flowline.executions import start_execution
+
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    async with pool.acquire() as connection, connection.transaction():
+        await create_workflow(
+            connection,
+            tenant_id=tenant_id,
+            ref=ref,
+            label=None,
+            description=None,
+            tags=[],
+            enabled=True,
+            definition=definition,
+            input_schema=None,
+            output_schema=None,
+            created_by=None,
+        )
+        return await start_execution(
+            connection,
+            settings.topics,
+            tenant_id=tenant_id,
+            workflow_ref=ref,
+            version=None,
+            execution_input=execution_input,
+            idempotency_key=None,
+            triggered_by="test",
+        )

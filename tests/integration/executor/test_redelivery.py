@@ -6,15 +6,13 @@ import asyncio
 
 import msgspec
 from flowline.actions import load_actions
-from flowline.db.workflows import create_workflow
-from flowline.executions import start_execution
 from flowline.kafka.consumer import MessageConsumer
 from flowline.messages import RequestMessage, TaskMessage, decoder
 from flowline.runtime import Runtime
 from flowline.settings import Settings
 from flowline_executor.engine import Engine, ExecutorMetrics
 
-from tests.support import eventually
+from tests.support import define_and_start, eventually
 
 DEFINITION = {
     "steps": [
@@ -27,31 +25,7 @@ DEFINITION = {
 
 async def test_redelivered_requests_and_tasks_apply_once(runtime: Runtime, settings: Settings) -> None:
     pool = runtime.pool
-    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-    async with pool.acquire() as connection, connection.transaction():
-        await create_workflow(
-            connection,
-            tenant_id=tenant_id,
-            ref="demo.twice",
-            label=None,
-            description=None,
-            tags=[],
-            enabled=True,
-            definition=DEFINITION,
-            input_schema=None,
-            output_schema=None,
-            created_by=None,
-        )
-        started = await start_execution(
-            connection,
-            settings.topics,
-            tenant_id=tenant_id,
-            workflow_ref="demo.twice",
-            version=None,
-            execution_input={"n": 7},
-            idempotency_key=None,
-            triggered_by="test",
-        )
+    started = await define_and_start(pool, settings, "demo.twice", DEFINITION, {"n": 7})
     # Deliver the request twice, as a relay that published before a crash and again after it would.
     await runtime.outbox.publish(started.outbox)
     await runtime.outbox.publish(started.outbox)

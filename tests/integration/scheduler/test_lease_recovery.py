@@ -7,8 +7,6 @@ from typing import Any
 
 import msgspec
 from flowline.actions import ActionContext, load_actions
-from flowline.db.workflows import create_workflow
-from flowline.executions import start_execution
 from flowline.messages import AdvanceExecution, ControlMessage, ExecutionRequested, TaskDispatched, decoder
 from flowline.runtime import Runtime
 from flowline.settings import Settings
@@ -16,7 +14,7 @@ from flowline_executor.engine import Engine, ExecutorMetrics
 from flowline_scheduler.leases import LOST_ATTEMPTS_ALLOWED, LeaseRecovery
 from prometheus_client import CollectorRegistry
 
-from tests.support import read_topic
+from tests.support import define_and_start, read_topic
 
 DEFINITION = {"steps": [{"id": "only", "type": "action", "action": "core.echo", "input": "{{ input.word }}"}]}
 
@@ -28,31 +26,7 @@ async def _dispatched(settings: Settings, count: int) -> list[TaskDispatched]:
 
 async def test_an_attempt_whose_worker_died_is_dispatched_again(runtime: Runtime, settings: Settings) -> None:
     pool = runtime.pool
-    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-    async with pool.acquire() as connection, connection.transaction():
-        await create_workflow(
-            connection,
-            tenant_id=tenant_id,
-            ref="demo.lease",
-            label=None,
-            description=None,
-            tags=[],
-            enabled=True,
-            definition=DEFINITION,
-            input_schema=None,
-            output_schema=None,
-            created_by=None,
-        )
-        started = await start_execution(
-            connection,
-            settings.topics,
-            tenant_id=tenant_id,
-            workflow_ref="demo.lease",
-            version=None,
-            execution_input={"word": "again"},
-            idempotency_key=None,
-            triggered_by="test",
-        )
+    started = await define_and_start(pool, settings, "demo.lease", DEFINITION, {"word": "again"})
     # The doomed worker starts the step (claiming it under its lease) and then stops answering.
     unblock = asyncio.Event()
 
@@ -63,7 +37,7 @@ async def test_an_attempt_whose_worker_died_is_dispatched_again(runtime: Runtime
     doomed = Engine(
         _with_worker(settings, "doomed"), pool, runtime.outbox, {"core.echo": hang}, ExecutorMetrics(runtime.registry)
     )
-    await doomed.handle_request(ExecutionRequested(tenant_id=tenant_id, execution_id=started.id))
+    await doomed.handle_request(ExecutionRequested(tenant_id=await _tenant(pool), execution_id=started.id))
     step = await pool.fetchrow("SELECT id, owner, status FROM step_executions")
     assert (step["owner"], step["status"]) == ("doomed", "running")
 
@@ -102,31 +76,7 @@ def _with_worker(settings: Settings, worker_id: str) -> Settings:
 
 async def test_a_step_that_keeps_losing_its_worker_fails(runtime: Runtime, settings: Settings) -> None:
     pool = runtime.pool
-    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-    async with pool.acquire() as connection, connection.transaction():
-        await create_workflow(
-            connection,
-            tenant_id=tenant_id,
-            ref="demo.crasher",
-            label=None,
-            description=None,
-            tags=[],
-            enabled=True,
-            definition=DEFINITION,
-            input_schema=None,
-            output_schema=None,
-            created_by=None,
-        )
-        started = await start_execution(
-            connection,
-            settings.topics,
-            tenant_id=tenant_id,
-            workflow_ref="demo.crasher",
-            version=None,
-            execution_input={"word": "x"},
-            idempotency_key=None,
-            triggered_by="test",
-        )
+    started = await define_and_start(pool, settings, "demo.crasher", DEFINITION, {"word": "x"})
     never = asyncio.Event()
 
     async def hang(step_input: Any, context: ActionContext) -> Any:
@@ -136,7 +86,7 @@ async def test_a_step_that_keeps_losing_its_worker_fails(runtime: Runtime, setti
     worker = Engine(
         _with_worker(settings, "w"), pool, runtime.outbox, {"core.echo": hang}, ExecutorMetrics(runtime.registry)
     )
-    await worker.handle_request(ExecutionRequested(tenant_id=tenant_id, execution_id=started.id))
+    await worker.handle_request(ExecutionRequested(tenant_id=await _tenant(pool), execution_id=started.id))
     for number in range(1, LOST_ATTEMPTS_ALLOWED + 2):  # the step's 1 attempt, plus the allowance, all lost
         await pool.execute("UPDATE step_executions SET lease_expires_at = now() - interval '1 second'")
         await recovery.start(loops=1)
@@ -155,3 +105,7 @@ async def test_a_step_that_keeps_losing_its_worker_fails(runtime: Runtime, setti
     await worker.handle_control(decoder(ControlMessage).decode(advance.value))
     assert await pool.fetchval("SELECT status FROM executions WHERE id = $1", started.id) == "failed"
     await worker.drain(grace_seconds=0)
+
+
+async def _tenant(pool: Any) -> Any:
+    return await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
