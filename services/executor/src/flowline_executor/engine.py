@@ -216,7 +216,7 @@ class Engine:
                 await apply(connection, changes)
                 rows = await changes.write(connection, self._topics.events)
         except BaseException as err:
-            self._busy -= len(changes.eager)
+            await self._release(len(changes.eager))
             if not fail_on_error or isinstance(err, OUTAGE_ERRORS) or not isinstance(err, Exception):
                 raise
             logger.exception("execution %s fails: its state change raised", execution_id)
@@ -345,6 +345,7 @@ class Engine:
                     step_input = render(
                         msgspec.to_builtins(step.request) if step.type == "http" else step.input, context
                     )
+                    _check_storable(step_input)
                 except TemplateError as err:
                     await self._finish_without_running(connection, changes, row, "failed", _error(str(err)))
                     statuses[step.id] = row["status"] = "failed"
@@ -438,8 +439,8 @@ class Engine:
         )
         if self._settings.eager_dispatch and self._busy < self._capacity:
             self._busy += 1
+            changes.eager.append((message, step, step_input))  # from here on, a failure releases the slot
             await self._start_attempt(connection, changes, message, step_input)
-            changes.eager.append((message, step, step_input))
         else:
             await connection.execute(
                 "UPDATE step_executions SET status = 'scheduled', input = $2, scheduled_at = now() WHERE id = $1",
@@ -915,8 +916,11 @@ class Engine:
         """
         async with self._capacity_freed:
             await self._capacity_freed.wait_for(lambda: self._busy < self._capacity)
+            self._busy += 1  # reserved now, so that concurrent claims cannot overshoot the capacity
+        reserved = True
 
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
+            nonlocal reserved
             execution = await _lock_execution(connection, message.execution_id)
             if execution is None or execution["status"] != "running":
                 return
@@ -932,22 +936,28 @@ class Engine:
             ):
                 return  # a redelivered or superseded dispatch
             graph = await self._graph(connection, execution["workflow_version_id"])
-            self._busy += 1
+            changes.eager.append((message, graph.steps[message.step_id], step["input"]))  # takes the reservation
+            reserved = False
             await self._start_attempt(connection, changes, message, step["input"])
-            changes.eager.append((message, graph.steps[message.step_id], step["input"]))
 
-        await self._change(message.tenant_id, message.execution_id, apply)
+        try:
+            await self._change(message.tenant_id, message.execution_id, apply)
+        finally:
+            if reserved:
+                await self._release(1)
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
-        self._busy -= 1
-        asyncio.get_running_loop().create_task(self._notify_capacity())
+        asyncio.get_running_loop().create_task(self._release(1))
         if not task.cancelled() and task.exception() is not None:
             logger.error("attempt crashed before its result was recorded", exc_info=task.exception())
 
-    async def _notify_capacity(self) -> None:
-        async with self._capacity_freed:
-            self._capacity_freed.notify_all()
+    async def _release(self, slots: int) -> None:
+        """Give back attempt slots and wake claims waiting for room."""
+        if slots:
+            async with self._capacity_freed:
+                self._busy -= slots
+                self._capacity_freed.notify_all()
 
     async def _run(self, claimed: Claimed) -> None:
         message, step = claimed.message, claimed.step
@@ -964,7 +974,7 @@ class Engine:
         try:
             if step.type == "http":
                 request = msgspec.convert(claimed.step_input, HttpRequest)
-                work = http_step.send(self._http, request, context)
+                work = http_step.send(self._http, request, context, timeout_seconds=step.timeout)
             else:
                 work = self._actions[step.action or ""](claimed.step_input, context)
             output = msgspec.to_builtins(await asyncio.wait_for(work, timeout=step.timeout))
@@ -1036,7 +1046,10 @@ class Engine:
                 )
             policy = claimed.step.retry
             retry_in = (
-                max(policy.delay(message.attempt, random.random()), error.get("retryAfter") or 0.0)
+                max(
+                    policy.delay(message.attempt, random.random()),
+                    min(error.get("retryAfter") or 0.0, policy.max_interval),
+                )
                 if error and error.get("retryable") and policy and message.attempt < policy.max_attempts
                 else None
             )
@@ -1132,6 +1145,20 @@ async def _lock_execution(connection: asyncpg.Connection, execution_id: uuid.UUI
         "parent_execution_id, parent_step_id, root_execution_id FROM executions WHERE id = $1 FOR UPDATE",
         execution_id,
     )
+
+
+def _check_storable(value: Any) -> None:
+    """Refuse a rendered value that cannot be stored as JSON, blaming the step whose input it is.
+
+    Raises:
+        TemplateError: the value is not JSON (e.g. ``range(3)``) or holds a NUL character.
+    """
+    try:
+        encoded = msgspec.json.encode(value)
+    except (TypeError, ValueError) as err:
+        raise TemplateError(f"the rendered input is not JSON: {err}") from err
+    if b"\\u0000" in encoded:
+        raise TemplateError("the rendered input holds a NUL character (\\u0000), which cannot be stored")
 
 
 def _sleep_until(step: StepDefinition, context: dict[str, Any]) -> datetime:

@@ -28,9 +28,11 @@ def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if 0.0 <= seconds < float("inf") else None
     try:
         return max((parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds(), 0.0)
     except (TypeError, ValueError):
@@ -46,8 +48,16 @@ def _body(response: httpx.Response) -> Any:
     return response.text
 
 
-async def send(client: httpx.AsyncClient, request: HttpRequest, context: ActionContext) -> dict[str, Any]:
+async def send(
+    client: httpx.AsyncClient,
+    request: HttpRequest,
+    context: ActionContext,
+    *,
+    timeout_seconds: float | None = None,
+) -> dict[str, Any]:
     """Send the (rendered) request with Flowline's idempotency and tracing headers.
+
+    ``timeout_seconds`` (the step's) replaces the client's default for this request.
 
     Returns:
         ``{"status", "headers", "body"}``; a JSON body is decoded.
@@ -70,7 +80,9 @@ async def send(client: httpx.AsyncClient, request: HttpRequest, context: ActionC
     elif request.body is not None:
         content["json"] = request.body
     try:
-        response = await client.request(method, request.url, headers=headers, **content)
+        response = await client.request(
+            method, request.url, headers=headers, timeout=timeout_seconds or httpx.USE_CLIENT_DEFAULT, **content
+        )
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
         raise ActionFailed(f"{method} {request.url}: {err}", retryable=False) from err
     except httpx.TimeoutException as err:

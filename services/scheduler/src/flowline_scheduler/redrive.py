@@ -14,6 +14,7 @@ from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.loops import LoopService
 from flowline.messages import (
     AdvanceExecution,
+    CancelExecution,
     ChildExecutionFinished,
     ExecutionRequested,
     PromiseSettled,
@@ -103,6 +104,18 @@ class Redrive(LoopService):
                     outgoing(self._topics.control, AdvanceExecution(tenant_id=r["tenant_id"], execution_id=r["id"]))
                     for r in await self._idle_executions(connection)
                 ],
+                *[
+                    outgoing(
+                        self._topics.control,
+                        CancelExecution(
+                            tenant_id=r["tenant_id"],
+                            execution_id=r["id"],
+                            reason=f"the parent execution {r['parent_status']}",
+                            requested_by="parent",
+                        ),
+                    )
+                    for r in await self._orphaned_children(connection)
+                ],
             ]
             await enqueue(connection, rows)
         await self._outbox.publish(rows)
@@ -135,13 +148,14 @@ class Redrive(LoopService):
         )
 
     async def _unapplied_timers(self, connection: asyncpg.Connection) -> list[Any]:
-        # A fired sleep timer whose step still sleeps: the TimerFired went missing.
+        # A fired sleep or promise-timeout timer whose step still waits: the TimerFired went missing.
         return await connection.fetch(
             """
             SELECT t.id, t.tenant_id, t.execution_id, t.step_execution_id, t.kind
             FROM timers t
             JOIN step_executions s ON s.id = t.step_execution_id AND s.status = 'running'
-            WHERE t.kind = 'sleep' AND t.status = 'fired' AND t.fired_at < now() - make_interval(secs => $1)
+            WHERE t.kind IN ('sleep', 'promise') AND t.status = 'fired'
+              AND t.fired_at < now() - make_interval(secs => $1)
             LIMIT $2
             """,
             self._after_seconds,
@@ -187,6 +201,21 @@ class Redrive(LoopService):
               AND NOT EXISTS (
                   SELECT 1 FROM step_executions s WHERE s.execution_id = e.id AND s.status IN ('scheduled', 'running')
               )
+            LIMIT $2
+            """,
+            self._after_seconds,
+            BATCH,
+        )
+
+    async def _orphaned_children(self, connection: asyncpg.Connection) -> list[Any]:
+        # A child still active under a parent that failed or was cancelled: its cancellation went missing.
+        return await connection.fetch(
+            """
+            SELECT c.id, c.tenant_id, p.status AS parent_status
+            FROM executions c
+            JOIN executions p ON p.id = c.parent_execution_id AND p.status IN ('failed', 'cancelled')
+            WHERE c.status IN ('pending', 'running', 'paused')
+              AND p.completed_at < now() - make_interval(secs => $1)
             LIMIT $2
             """,
             self._after_seconds,

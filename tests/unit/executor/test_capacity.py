@@ -1,0 +1,112 @@
+"""The executor never runs more attempts than its capacity, and a failed claim gives its slot back.
+
+The database here is a stand-in: only the engine's slot accounting is under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from flowline.definitions import StepDefinition
+from flowline.messages import TaskDispatched
+from flowline.settings import Settings
+from flowline_executor.engine import Engine, ExecutorMetrics
+from prometheus_client import CollectorRegistry
+
+STEP = StepDefinition(id="a", type="action", action="core.echo")
+
+
+class _Transaction:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> bool:
+        return False
+
+
+class _Connection:
+    def transaction(self) -> _Transaction:
+        return _Transaction()
+
+    async def execute(self, *args: Any) -> None:
+        return None
+
+    async def fetchval(self, *args: Any) -> int:
+        return 1
+
+    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any]:
+        if "FROM executions" in sql:
+            return {"id": args[0], "status": "running", "tenant_id": uuid.uuid4(), "workflow_version_id": uuid.uuid4()}
+        await asyncio.sleep(0.01)  # let concurrent claims interleave
+        return {"status": "scheduled", "attempts": 0, "generation": 0, "input": {}}
+
+
+class _Pool:
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[_Connection]:
+        yield _Connection()
+
+
+class _Outbox:
+    async def publish(self, rows: Any) -> bool:
+        return True
+
+
+def _engine() -> Engine:
+    return Engine(Settings(max_concurrent_tasks=4), _Pool(), _Outbox(), {}, ExecutorMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+
+
+def _dispatch() -> TaskDispatched:
+    return TaskDispatched(
+        tenant_id=uuid.uuid4(),
+        execution_id=uuid.uuid4(),
+        step_execution_id=uuid.uuid4(),
+        step_id="a",
+        generation=0,
+        attempt=1,
+    )
+
+
+async def test_concurrent_claims_never_exceed_the_capacity() -> None:
+    engine = _engine()
+    release = asyncio.Event()
+
+    async def graph(connection: Any, version_id: Any) -> Any:
+        class Graph:
+            steps = {"a": STEP}
+
+        return Graph()
+
+    async def run(claimed: Any) -> None:
+        await release.wait()
+
+    engine._graph = graph  # type: ignore[method-assign]
+    engine._run = run  # type: ignore[method-assign]
+    claims = [asyncio.create_task(engine.handle_task(_dispatch())) for _ in range(20)]
+    await asyncio.wait(claims, timeout=0.5)
+    assert engine.running_attempts == 4
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*claims), timeout=10)  # the others get their turn as slots free
+    await engine.drain(grace_seconds=5)
+    assert engine.running_attempts == 0
+
+
+async def test_a_claim_that_fails_gives_its_slot_back() -> None:
+    engine = _engine()
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionResetError("the database went away")
+
+    engine._start_attempt = broken  # type: ignore[method-assign]
+    for _ in range(6):
+
+        async def apply(connection: Any, changes: Any) -> None:
+            await engine._dispatch(connection, changes, STEP, uuid.uuid4(), 0, 1, {})
+
+        with contextlib.suppress(ConnectionResetError):
+            await engine._change(uuid.uuid4(), uuid.uuid4(), apply)
+    assert engine._busy == 0
