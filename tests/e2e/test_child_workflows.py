@@ -135,3 +135,15 @@ async def _tenant_id(settings: Settings) -> str:
         return str(await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'"))
     finally:
         await connection.close()
+
+
+async def test_a_workflow_that_starts_itself_stops_at_the_depth_limit(stack: ServiceGroup) -> None:
+    recursive = {
+        "ref": "demo.forever",
+        "definition": {"steps": [{"id": "again", "type": "workflow", "workflow": "demo.forever"}]},
+    }
+    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+        assert (await client.post("/workflows", json=recursive)).status_code == 201
+        top = await _run(client, "demo.forever", {})
+    assert top["status"] == "failed"
+    assert "nest 20 deep" in top["error"]["message"]

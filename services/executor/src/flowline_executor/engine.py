@@ -62,6 +62,8 @@ FINISH_ATTEMPT = (
     "WITH finished AS (UPDATE task_attempts SET status = $4, finished_at = now(), duration_ms = $5, error = $6 "
     "WHERE step_execution_id = $1 AND generation = $2 AND number = $3) "
 )
+# How deep child workflows may nest (a workflow that starts itself stops here instead of forever).
+MAX_CHILD_DEPTH = 20
 REQUESTS_CONSUMER = "executor"
 CONTROL_CONSUMER = "executor-control"
 LOG_LEVELS: dict[str, LogLevel] = {
@@ -584,6 +586,16 @@ class Engine:
             error = _error("a workflow step's input must be an object (the child's input)", retryable=False)
             await self._finish_without_running(connection, changes, row, "failed", error)
             return "failed"
+        depth = await connection.fetchval(
+            "WITH RECURSIVE ancestors AS (SELECT parent_execution_id FROM executions WHERE id = $1 UNION ALL "
+            "SELECT e.parent_execution_id FROM executions e JOIN ancestors a ON e.id = a.parent_execution_id) "
+            "SELECT count(*) FROM ancestors",
+            execution["id"],
+        )
+        if depth >= MAX_CHILD_DEPTH:
+            error = _error(f"child workflows may nest {MAX_CHILD_DEPTH} deep; is {step.workflow!r} recursive?")
+            await self._finish_without_running(connection, changes, row, "failed", {**error, "retryable": False})
+            return "failed"
         try:
             child = await start_execution(
                 connection,
@@ -598,6 +610,14 @@ class Engine:
             )
         except ClientError as err:
             await self._finish_without_running(connection, changes, row, "failed", _error(err.detail, retryable=False))
+            return "failed"
+        if (
+            not child.created
+            and await connection.fetchval("SELECT parent_execution_id FROM executions WHERE id = $1", child.id)
+            != execution["id"]
+        ):
+            error = _error(f"the idempotency key of this child is taken by execution {child.id}", retryable=False)
+            await self._finish_without_running(connection, changes, row, "failed", error)
             return "failed"
         changes.enqueued.extend(child.outbox)
         await connection.execute(
