@@ -156,3 +156,15 @@ async def test_cancelling_a_sleeping_execution_cancels_its_timer(stack: ServiceG
     assert execution["steps"][0]["status"] == "cancelled"
     events = [event for event, _ in await _events(settings, execution_id)]
     assert events[-3:] == ["TIMER_CANCELLED", "TASK_CANCELLED", "WORKFLOW_CANCELLED"]
+
+
+async def test_an_execution_past_its_timeout_fails(stack: ServiceGroup, settings: Settings) -> None:
+    definition = {"timeout": 0.5, "steps": [{"id": "long", "type": "sleep", "duration": "1h"}]}
+    async with _api(stack) as client:
+        execution_id = await _run(client, "demo.deadline", definition, {})
+        execution = await _wait_for(client, execution_id, {"failed", "completed"})
+    assert execution["status"] == "failed"
+    assert execution["error"]["type"] == "Timeout"
+    assert execution["steps"][0]["status"] == "cancelled"
+    events = [event for event, _ in await _events(settings, execution_id)]
+    assert events[-3:] == ["TIMER_CANCELLED", "TASK_CANCELLED", "WORKFLOW_FAILED"]

@@ -104,6 +104,8 @@ class WorkflowDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="came
 
     steps: list[StepDefinition]
     output: Any = None
+    # Seconds an execution may take from its start; past that it fails and its running steps are cancelled.
+    timeout: Seconds | None = None
 
 
 def find_cycle(needs_by_step: dict[str, list[str]]) -> list[str] | None:

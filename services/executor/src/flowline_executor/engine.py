@@ -313,6 +313,9 @@ class Engine:
                 "UPDATE executions SET status = 'running', started_at = now() WHERE id = $1", execution["id"]
             )
             changes.events.append(NewEvent("WORKFLOW_STARTED", {"status": "running"}))
+            if graph.definition.timeout:
+                deadline = datetime.now(UTC) + timedelta(seconds=graph.definition.timeout)
+                await self._start_timer(connection, changes, None, "execution_timeout", deadline)
             await self._advance(connection, execution, graph, changes)
 
         await self._change(message.tenant_id, message.execution_id, apply)
@@ -499,7 +502,7 @@ class Engine:
         self,
         connection: asyncpg.Connection,
         changes: Changes,
-        step_execution_id: uuid.UUID,
+        step_execution_id: uuid.UUID | None,
         kind: str,
         fire_at: datetime,
     ) -> uuid.UUID:
@@ -734,18 +737,19 @@ class Engine:
         output: Any = None,
         error: dict[str, Any] | None = None,
     ) -> None:
+        # Whatever still waits on a timer (sleeps, retries, the execution's own timeout) waits no more.
+        timers = await connection.fetch(
+            "UPDATE timers t SET status = 'cancelled' WHERE t.execution_id = $1 AND t.status = 'pending' "
+            "RETURNING t.id, t.kind, t.step_execution_id AS task_id, "
+            "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)",
+            execution["id"],
+        )
+        for timer in timers:
+            if timer["kind"] == "sleep":  # other timers are internal: TASK_CANCELLED or the final event says it
+                changes.events.append(
+                    NewEvent("TIMER_CANCELLED", {"timerId": str(timer["id"])}, timer["step_id"], timer["task_id"])
+                )
         if status != "completed":
-            timers = await connection.fetch(
-                "UPDATE timers t SET status = 'cancelled' FROM step_executions s "
-                "WHERE t.execution_id = $1 AND t.status = 'pending' AND s.id = t.step_execution_id "
-                "RETURNING t.id, t.kind, s.id AS task_id, s.step_id",
-                execution["id"],
-            )
-            for timer in timers:
-                if timer["kind"] == "sleep":  # retry timers are internal: the TASK_CANCELLED below says it
-                    changes.events.append(
-                        NewEvent("TIMER_CANCELLED", {"timerId": str(timer["id"])}, timer["step_id"], timer["task_id"])
-                    )
             children = await connection.fetch(
                 "SELECT id FROM executions "
                 "WHERE parent_execution_id = $1 AND status IN ('pending', 'running', 'paused')",
@@ -850,6 +854,11 @@ class Engine:
     async def _timer_fired(
         self, connection: asyncpg.Connection, execution: asyncpg.Record, message: TimerFired, changes: Changes
     ) -> None:
+        if message.kind == "execution_timeout":
+            graph = await self._graph(connection, execution["workflow_version_id"])
+            error = _error(f"the execution did not finish within {graph.definition.timeout} s", type="Timeout")
+            await self._finish_execution(connection, execution, changes, "failed", error=error)
+            return
         step = await connection.fetchrow(
             "SELECT id, step_id, status, attempts, generation, input FROM step_executions WHERE id = $1 FOR UPDATE",
             message.step_execution_id,

@@ -148,14 +148,15 @@ class Redrive(LoopService):
         )
 
     async def _unapplied_timers(self, connection: asyncpg.Connection) -> list[Any]:
-        # A fired sleep or promise-timeout timer whose step still waits: the TimerFired went missing.
+        # A fired timer whose execution or step still waits for it: the TimerFired went missing.
         return await connection.fetch(
             """
             SELECT t.id, t.tenant_id, t.execution_id, t.step_execution_id, t.kind
             FROM timers t
-            JOIN step_executions s ON s.id = t.step_execution_id AND s.status = 'running'
-            WHERE t.kind IN ('sleep', 'promise') AND t.status = 'fired'
-              AND t.fired_at < now() - make_interval(secs => $1)
+            JOIN executions e ON e.id = t.execution_id AND e.status = 'running'
+            LEFT JOIN step_executions s ON s.id = t.step_execution_id
+            WHERE t.status = 'fired' AND t.fired_at < now() - make_interval(secs => $1)
+              AND (t.kind = 'execution_timeout' OR (t.kind IN ('sleep', 'promise') AND s.status = 'running'))
             LIMIT $2
             """,
             self._after_seconds,
