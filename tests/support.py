@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ class CountingServer:
     """A real local HTTP server that records every request (for agent and http steps).
 
     ``/ok`` answers 200 with the JSON body it got; ``/flaky/<n>`` answers 503 to the first ``n`` requests
-    of each Idempotency-Key, then 200; ``/status/<code>`` answers that status.
+    of each Idempotency-Key, then 200; ``/status/<code>`` answers that status; ``/slow/<seconds>`` answers late.
     """
 
     def __init__(self) -> None:
@@ -66,6 +67,8 @@ class CountingServer:
                     status = 503
                 elif parts[0] == "status":
                     status = int(parts[1])
+                elif parts[0] == "slow":
+                    time.sleep(float(parts[1]))
                 payload = json.dumps({"path": self.path, "got": body.decode() or None}).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -80,7 +83,11 @@ class CountingServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that gave up on /slow closes the socket: expected, not worth a traceback
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

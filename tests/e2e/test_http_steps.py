@@ -89,3 +89,10 @@ async def test_client_errors_are_not_retried(stack: ServiceGroup, target: Counti
     assert execution["status"] == "failed"
     assert "answered 404" in execution["error"]["message"]
     assert len(target.requests) == 1
+
+
+async def test_an_attempt_past_the_step_timeout_fails(stack: ServiceGroup, target: CountingServer) -> None:
+    step = {"id": "slow", "type": "http", "timeout": 0.3, "request": {"url": target.url + "/slow/3"}}
+    execution = await _execute(stack, "demo.slow", [step], {})
+    assert execution["status"] == "failed"
+    assert "timed out" in execution["error"]["message"]
