@@ -162,6 +162,10 @@ async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
         assert (await client.post("/workflows", json=other)).status_code == 201
         reused = await client.post("/workflows/demo.other/execute", json={"idempotencyKey": "k-1"})
         assert reused.status_code == 409
+        reserved = await client.post("/workflows/demo.diamond/execute", json={"idempotencyKey": "child:x"})
+        assert reserved.status_code == 422
+        reserved_header = await client.post("/workflows/demo.diamond/execute", headers={"Idempotency-Key": "kafka:1"})
+        assert reserved_header.status_code == 400, reserved_header.text
         by_header = await client.post("/workflows/demo.diamond/execute", headers={"Idempotency-Key": "k-1"})
         assert by_header.status_code == 200
         assert by_header.json()["executionId"] == first.json()["executionId"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated
 
@@ -13,7 +14,13 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from flowline_api.dependencies import provide_workflow_service
-from flowline_api.domain.workflows.schemas import ExecuteRequest, ExecutionAccepted, Workflow, WorkflowCreate
+from flowline_api.domain.workflows.schemas import (
+    IDEMPOTENCY_KEY_PATTERN,
+    ExecuteRequest,
+    ExecutionAccepted,
+    Workflow,
+    WorkflowCreate,
+)
 from flowline_api.domain.workflows.service import WorkflowService
 
 
@@ -44,7 +51,8 @@ class WorkflowController(Controller):
         ref: str,
         data: ExecuteRequest | None = None,
         idempotency_key: Annotated[
-            str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=200, required=False)
+            str | None,
+            Parameter(header="Idempotency-Key", min_length=1, max_length=200, required=False),
         ] = None,
     ) -> Response[ExecutionAccepted]:
         """Start an execution; 202 at once, or 200 with the existing one for a repeated idempotency key.
@@ -53,6 +61,8 @@ class WorkflowController(Controller):
         """
         request = data or ExecuteRequest()
         if idempotency_key is not None:
+            if not re.match(IDEMPOTENCY_KEY_PATTERN, idempotency_key):
+                raise ClientError("Idempotency-Key: keys starting with 'child:' or 'kafka:' are reserved")
             if request.idempotency_key not in (None, idempotency_key):
                 raise ClientError("the Idempotency-Key header and the idempotencyKey field differ")
             request = msgspec.structs.replace(request, idempotency_key=idempotency_key)

@@ -9,6 +9,17 @@ import msgspec
 from flowline.definitions import WorkflowDefinition
 
 REF_PATTERN = r"^[a-z][a-z0-9_-]{0,62}\.[a-z][a-z0-9_-]{0,126}$"
+# Keys starting with "child:" or "kafka:" are the engine's own (child steps, keyless Kafka submissions).
+IDEMPOTENCY_KEY_PATTERN = r"^(?!(child|kafka):)"
+IdempotencyKey = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=200,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="the same key again returns the first execution; 'child:' and 'kafka:' prefixes are reserved",
+    ),
+]
 WorkflowRef = Annotated[str, msgspec.Meta(pattern=REF_PATTERN, description="<pack>.<name>, lower case")]
 
 
@@ -49,7 +60,7 @@ class ExecuteRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknow
 
     input: dict[str, Any] = {}
     version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
-    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    idempotency_key: IdempotencyKey | None = None
     metadata: dict[str, str] = {}
     tags: list[str] = []
 
