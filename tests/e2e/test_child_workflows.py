@@ -147,3 +147,22 @@ async def test_a_workflow_that_starts_itself_stops_at_the_depth_limit(stack: Ser
         top = await _run(client, "demo.forever", {})
     assert top["status"] == "failed"
     assert "nest 20 deep" in top["error"]["message"]
+
+
+async def test_a_failed_child_is_retried_as_a_new_child(stack: ServiceGroup, settings: Settings) -> None:
+    retried = _parent("demo.retrying", "demo.failing")
+    retried["definition"]["steps"][0]["retry"] = {"maxAttempts": 2, "backoff": "fixed", "initialInterval": 0.1}
+    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+        for workflow in (FAILING_CHILD, retried):
+            assert (await client.post("/workflows", json=workflow)).status_code == 201
+        parent = await _run(client, "demo.retrying", {"word": "x"})
+    assert parent["status"] == "failed"
+    assert parent["steps"][0]["attempts"] == 2
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        children = await connection.fetch(
+            "SELECT status FROM executions WHERE parent_execution_id = $1", uuid.UUID(parent["id"])
+        )
+    finally:
+        await connection.close()
+    assert [child["status"] for child in children] == ["failed", "failed"]

@@ -583,8 +583,9 @@ class Engine:
         row: dict[str, Any],
         step_input: Any,
     ) -> str:
-        """Start a workflow step's child execution; the step's new status."""
+        """Start a workflow step's child execution (one per attempt of the step); the step's new status."""
         assert step.workflow is not None
+        attempt = row["attempts"] + 1
         if step_input is not None and not isinstance(step_input, dict):
             error = _error("a workflow step's input must be an object (the child's input)", retryable=False)
             await self._finish_without_running(connection, changes, row, "failed", error)
@@ -607,7 +608,7 @@ class Engine:
                 workflow_ref=step.workflow,
                 version=step.version,
                 execution_input=step_input or {},
-                idempotency_key=f"child:{execution['id']}:{step.id}:{row['generation']}",
+                idempotency_key=f"child:{execution['id']}:{step.id}:{row['generation']}:{attempt}",
                 triggered_by="workflow",
                 parent=ParentStep(execution["id"], step.id, execution["root_execution_id"]),
             )
@@ -624,15 +625,21 @@ class Engine:
             return "failed"
         changes.enqueued.extend(child.outbox)
         await connection.execute(
-            "UPDATE step_executions SET status = 'running', input = $2, scheduled_at = now(), started_at = now() "
-            "WHERE id = $1",
+            "UPDATE step_executions SET status = 'running', input = $2, attempts = $3, "
+            "scheduled_at = coalesce(scheduled_at, now()), started_at = coalesce(started_at, now()) WHERE id = $1",
             row["id"],
             {"workflow": step.workflow, "childExecutionId": str(child.id), "input": step_input or {}},
+            attempt,
         )
         changes.events.append(
             NewEvent(
                 "CHILD_WORKFLOW_INITIATED",
-                {"status": "running", "workflow": step.workflow, "childExecutionId": str(child.id)},
+                {
+                    "status": "running",
+                    "workflow": step.workflow,
+                    "childExecutionId": str(child.id),
+                    "attempt": attempt,
+                },
                 step.id,
                 row["id"],
             )
@@ -654,7 +661,7 @@ class Engine:
         if child is None or child["status"] not in TERMINAL_EXECUTION_STATUSES or execution["status"] != "running":
             return
         step = await connection.fetchrow(
-            "SELECT id, step_id, status, input FROM step_executions "
+            "SELECT id, step_id, status, input, attempts FROM step_executions "
             "WHERE execution_id = $1 AND step_id = $2 FOR UPDATE",
             execution["id"],
             child["parent_step_id"],
@@ -673,8 +680,33 @@ class Engine:
             changes.events.append(NewEvent("CHILD_WORKFLOW_FAILED", data, step["step_id"], step["id"]))
             reason = (child["error"] or {}).get("message", child["status"])
             error = _error(
-                f"child execution {message.child_execution_id} {child['status']}: {reason}", type="ChildFailed"
+                f"child execution {message.child_execution_id} {child['status']}: {reason}",
+                type="ChildFailed",
+                retryable=child["status"] == "failed",
             )
+            graph = await self._graph(connection, execution["workflow_version_id"])
+            policy = graph.steps[step["step_id"]].retry
+            if error["retryable"] and policy and step["attempts"] < policy.max_attempts:
+                # Like any failed attempt: wait on a durable timer, then start a new child.
+                retry_at = datetime.now(UTC) + timedelta(seconds=policy.delay(step["attempts"], random.random()))
+                await connection.execute(
+                    "UPDATE step_executions SET status = 'scheduled', error = $2 WHERE id = $1", step["id"], error
+                )
+                await self._start_timer(connection, changes, step["id"], "retry", retry_at)
+                changes.events.append(
+                    NewEvent(
+                        "TASK_FAILED",
+                        {
+                            "status": "scheduled",
+                            "attempt": step["attempts"],
+                            "error": error,
+                            "retryAt": retry_at.isoformat(),
+                        },
+                        step["step_id"],
+                        step["id"],
+                    )
+                )
+                return
             await self._settle_step(connection, changes, step, error=error)
         graph = await self._graph(connection, execution["workflow_version_id"])
         await self._advance(connection, execution, graph, changes)
@@ -867,6 +899,15 @@ class Engine:
             return
         if message.kind == "retry" and step["status"] == "scheduled":
             graph = await self._graph(connection, execution["workflow_version_id"])
+            definition = graph.steps[step["step_id"]]
+            if definition.type == "workflow":
+                row = dict(step)
+                status = await self._start_child(
+                    connection, changes, execution, definition, row, (step["input"] or {}).get("input")
+                )
+                if status == "failed":
+                    await self._advance(connection, execution, graph, changes)
+                return
             await self._dispatch(
                 connection,
                 changes,

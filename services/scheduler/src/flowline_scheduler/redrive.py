@@ -135,7 +135,7 @@ class Redrive(LoopService):
             SELECT s.id, s.tenant_id, s.execution_id, s.step_id, s.generation, s.attempts
             FROM step_executions s
             JOIN executions e ON e.id = s.execution_id AND e.status = 'running'
-            WHERE s.status = 'scheduled'
+            WHERE s.status = 'scheduled' AND s.step_type IN ('action', 'http')
               AND s.scheduled_at < now() - make_interval(secs => $1)
               AND NOT EXISTS (
                   SELECT 1 FROM timers t WHERE t.step_execution_id = s.id
@@ -156,7 +156,11 @@ class Redrive(LoopService):
             JOIN executions e ON e.id = t.execution_id AND e.status = 'running'
             LEFT JOIN step_executions s ON s.id = t.step_execution_id
             WHERE t.status = 'fired' AND t.fired_at < now() - make_interval(secs => $1)
-              AND (t.kind = 'execution_timeout' OR (t.kind IN ('sleep', 'promise') AND s.status = 'running'))
+              AND (
+                  t.kind = 'execution_timeout'
+                  OR (t.kind IN ('sleep', 'promise') AND s.status = 'running')
+                  OR (t.kind = 'retry' AND s.step_type = 'workflow' AND s.status = 'scheduled')
+              )
             LIMIT $2
             """,
             self._after_seconds,
