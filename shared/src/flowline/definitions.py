@@ -12,7 +12,6 @@ from flowline.errors import TooLarge, ValidationFailed
 from flowline.templating import check_template, condition_template
 
 StepType = Literal["action", "agent", "http", "sleep", "wait", "workflow"]
-STEP_TYPES: tuple[str, ...] = ("action", "agent", "http", "sleep", "wait", "workflow")
 # Step types whose runners exist; the others are accepted by the schema and refused by validation until
 # the engine can run them, so that no definition is stored that would stall.
 RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action", "http", "sleep", "wait", "workflow"})

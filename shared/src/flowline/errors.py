@@ -57,10 +57,3 @@ class TooLarge(ClientError):
 
     status_code = 413
     title = "Payload too large"
-
-
-class ServiceUnavailable(FlowlineError):
-    """A dependency (database, broker) does not answer."""
-
-    status_code = 503
-    title = "Service unavailable"

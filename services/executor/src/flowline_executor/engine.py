@@ -59,12 +59,15 @@ logger = logging.getLogger(__name__)
 # Closes an attempt row ($1 step execution, $2 generation, $3 number, $4 status, $5 duration, $6 error)
 # within the statement that updates its step.
 FINISH_ATTEMPT = (
-    "WITH finished AS (UPDATE task_attempts SET status = $4, finished_at = now(), duration_ms = $5, error = $6 "
+    "WITH finished AS (UPDATE task_attempts SET status = $4, finished_at = clock_timestamp(), "
+    "duration_ms = $5, error = $6 "
     "WHERE step_execution_id = $1 AND generation = $2 AND number = $3) "
 )
 # How deep child workflows may nest (a workflow that starts itself stops here instead of forever).
 MAX_CHILD_DEPTH = 20
 REQUESTS_CONSUMER = "executor"
+# Timestamps use clock_timestamp(), not now(): now() is when the transaction began, and a transaction that
+# waited for the execution's lock would otherwise record a step as started before its need completed.
 CONTROL_CONSUMER = "executor-control"
 LOG_LEVELS: dict[str, LogLevel] = {
     "DEBUG": "DEBUG",
@@ -310,7 +313,8 @@ class Engine:
                 ],
             )
             await connection.execute(
-                "UPDATE executions SET status = 'running', started_at = now() WHERE id = $1", execution["id"]
+                "UPDATE executions SET status = 'running', started_at = clock_timestamp() WHERE id = $1",
+                execution["id"],
             )
             changes.events.append(NewEvent("WORKFLOW_STARTED", {"status": "running"}))
             if graph.definition.timeout:
@@ -365,8 +369,8 @@ class Engine:
                         progressed = True
                         continue
                     await connection.execute(
-                        "UPDATE step_executions SET status = 'running', input = $2, scheduled_at = now(), "
-                        "started_at = now() WHERE id = $1",
+                        "UPDATE step_executions SET status = 'running', input = $2, scheduled_at = clock_timestamp(), "
+                        "started_at = clock_timestamp() WHERE id = $1",
                         row["id"],
                         {"until": fire_at.isoformat()},
                     )
@@ -448,7 +452,8 @@ class Engine:
             await self._start_attempt(connection, changes, message, step_input)
         else:
             await connection.execute(
-                "UPDATE step_executions SET status = 'scheduled', input = $2, scheduled_at = now() WHERE id = $1",
+                "UPDATE step_executions SET status = 'scheduled', input = $2, scheduled_at = clock_timestamp() "
+                "WHERE id = $1",
                 step_execution_id,
                 step_input,
             )
@@ -462,8 +467,9 @@ class Engine:
             """
             WITH started AS (
                 UPDATE step_executions SET status = 'running', attempts = $2, owner = $3, input = $5,
-                    lease_expires_at = now() + make_interval(secs => $4),
-                    scheduled_at = coalesce(scheduled_at, now()), started_at = coalesce(started_at, now())
+                    lease_expires_at = clock_timestamp() + make_interval(secs => $4),
+                    scheduled_at = coalesce(scheduled_at, clock_timestamp()),
+                    started_at = coalesce(started_at, clock_timestamp())
                 WHERE id = $1
             )
             INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, status,
@@ -552,7 +558,8 @@ class Engine:
             await self._finish_without_running(connection, changes, row, "failed", error)
             return "failed"
         await connection.execute(
-            "UPDATE step_executions SET status = 'running', input = $2, scheduled_at = now(), started_at = now() "
+            "UPDATE step_executions SET status = 'running', input = $2, scheduled_at = clock_timestamp(), "
+            "started_at = clock_timestamp() "
             "WHERE id = $1",
             row["id"],
             {"promise": name},
@@ -626,7 +633,8 @@ class Engine:
         changes.enqueued.extend(child.outbox)
         await connection.execute(
             "UPDATE step_executions SET status = 'running', input = $2, attempts = $3, "
-            "scheduled_at = coalesce(scheduled_at, now()), started_at = coalesce(started_at, now()) WHERE id = $1",
+            "scheduled_at = coalesce(scheduled_at, clock_timestamp()), started_at = coalesce(started_at, "
+            "clock_timestamp()) WHERE id = $1",
             row["id"],
             {"workflow": step.workflow, "childExecutionId": str(child.id), "input": step_input or {}},
             attempt,
@@ -723,7 +731,8 @@ class Engine:
         """Finish a step that ran without an attempt (sleep, wait) and cancel its pending timers."""
         status = "failed" if error else "completed"
         await connection.execute(
-            "UPDATE step_executions SET status = $2, output = $3, error = $4, completed_at = now() WHERE id = $1",
+            "UPDATE step_executions SET status = $2, output = $3, error = $4, completed_at = "
+            "clock_timestamp() WHERE id = $1",
             step["id"],
             status,
             output,
@@ -750,7 +759,7 @@ class Engine:
         error: dict[str, Any] | None,
     ) -> None:
         await connection.execute(
-            "UPDATE step_executions SET status = $2, error = $3, completed_at = now() WHERE id = $1",
+            "UPDATE step_executions SET status = $2, error = $3, completed_at = clock_timestamp() WHERE id = $1",
             row["id"],
             status,
             error,
@@ -800,7 +809,8 @@ class Engine:
                 for child in children
             )
             rejected = await connection.fetch(
-                "UPDATE promises p SET status = 'rejected', error = $2, settled_at = now() FROM step_executions s "
+                "UPDATE promises p SET status = 'rejected', error = $2, settled_at = clock_timestamp() FROM "
+                "step_executions s "
                 "WHERE p.execution_id = $1 AND p.status = 'pending' AND s.id = p.step_execution_id "
                 "RETURNING p.name, s.id AS task_id, s.step_id",
                 execution["id"],
@@ -811,20 +821,21 @@ class Engine:
                     NewEvent("PROMISE_REJECTED", {"promise": promise["name"]}, promise["step_id"], promise["task_id"])
                 )
             cancelled = await connection.fetch(
-                "UPDATE step_executions SET status = 'cancelled', completed_at = now(), owner = NULL, "
+                "UPDATE step_executions SET status = 'cancelled', completed_at = clock_timestamp(), owner = NULL, "
                 "lease_expires_at = NULL WHERE execution_id = $1 AND status IN ('pending', 'scheduled', 'running') "
                 "RETURNING id, step_id",
                 execution["id"],
             )
             await connection.execute(
-                "UPDATE task_attempts SET status = 'cancelled', finished_at = now() "
+                "UPDATE task_attempts SET status = 'cancelled', finished_at = clock_timestamp() "
                 "WHERE step_execution_id = ANY($1::uuid[]) AND status = 'running'",
                 [step["id"] for step in cancelled],
             )
             for step in cancelled:
                 changes.events.append(NewEvent("TASK_CANCELLED", {"status": "cancelled"}, step["step_id"], step["id"]))
         await connection.execute(
-            "UPDATE executions SET status = $2, output = $3, error = $4, completed_at = now() WHERE id = $1",
+            "UPDATE executions SET status = $2, output = $3, error = $4, completed_at = clock_timestamp() "
+            "WHERE id = $1",
             execution["id"],
             status,
             output,
@@ -869,7 +880,7 @@ class Engine:
                     await self._advance(connection, execution, graph, changes)
                 case CancelExecution():
                     await connection.execute(
-                        "UPDATE executions SET cancelled_at = now(), cancelled_by = $2 WHERE id = $1",
+                        "UPDATE executions SET cancelled_at = clock_timestamp(), cancelled_by = $2 WHERE id = $1",
                         execution["id"],
                         message.requested_by,
                     )
@@ -926,7 +937,7 @@ class Engine:
             await self._advance(connection, execution, graph, changes)
         elif message.kind == "promise" and step["status"] == "running":
             promise = await connection.fetchval(
-                "UPDATE promises SET status = 'timed_out', settled_at = now() "
+                "UPDATE promises SET status = 'timed_out', settled_at = clock_timestamp() "
                 "WHERE step_execution_id = $1 AND status = 'pending' RETURNING name",
                 step["id"],
             )
@@ -1162,7 +1173,7 @@ class Engine:
             else:
                 await connection.execute(
                     FINISH_ATTEMPT + "UPDATE step_executions SET status = $4, output = $7, error = $6, "
-                    "completed_at = now(), owner = NULL, lease_expires_at = NULL WHERE id = $1",
+                    "completed_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL WHERE id = $1",
                     message.step_execution_id,
                     *attempt_values,
                     output,
@@ -1189,7 +1200,8 @@ class Engine:
         """
         if self._running:
             await self._pool.execute(
-                "UPDATE step_executions SET lease_expires_at = now() + make_interval(secs => $3) WHERE id IN ("
+                "UPDATE step_executions SET lease_expires_at = clock_timestamp() + make_interval(secs => $3) "
+                "WHERE id IN ("
                 "SELECT id FROM step_executions WHERE id = ANY($1::uuid[]) AND owner = $2 AND status = 'running' "
                 "FOR UPDATE SKIP LOCKED)",
                 list(self._running.values()),

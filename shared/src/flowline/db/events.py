@@ -10,13 +10,13 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
-from flowline.messages import ExecutionEvent
+from flowline.messages import EventType, ExecutionEvent
 
 
 class NewEvent(NamedTuple):
     """An event to append; ``data`` is the snapshot a stream subscriber sees."""
 
-    event: str
+    event: EventType
     data: dict[str, Any]
     step_id: str | None = None
     task_id: uuid.UUID | None = None
