@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import msgspec
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from flowline.db.pool import create_pool
+from flowline.kafka.consumer import BatchHandler, Handler, MessageConsumer
 from flowline.kafka.outbox import OutboxPublisher
 from flowline.kafka.producer import create_producer, ensure_topics
 from flowline.loops import LoopService
@@ -51,6 +53,29 @@ class Runtime:
             raise
         outbox = OutboxPublisher(pool, producer, metrics, grace_seconds=settings.outbox_relay_grace_seconds)
         return cls(settings, pool, producer, registry, metrics, outbox)
+
+    def consumer(
+        self,
+        name: str,
+        topic: str,
+        decoder: msgspec.json.Decoder[Any],
+        *,
+        handler: Handler[Any] | None = None,
+        batch_handler: BatchHandler[Any] | None = None,
+        max_records: int = 500,
+    ) -> MessageConsumer[Any]:
+        """A consumer of ``topic`` in the group ``name``, dead-lettering through this runtime's producer."""
+        return MessageConsumer(
+            name=name,
+            settings=self.settings,
+            topics=[topic],
+            decoder=decoder,
+            handler=handler,
+            batch_handler=batch_handler,
+            producer=self.producer,
+            metrics=self.messaging_metrics,
+            max_records=max_records,
+        )
 
     @property
     def readiness(self) -> dict[str, ReadinessCheck]:

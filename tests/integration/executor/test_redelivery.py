@@ -6,7 +6,6 @@ import asyncio
 
 import msgspec
 from flowline.actions import load_actions
-from flowline.kafka.consumer import MessageConsumer
 from flowline.messages import RequestMessage, TaskMessage, decoder
 from flowline.runtime import Runtime
 from flowline.settings import Settings
@@ -38,29 +37,15 @@ async def test_redelivered_requests_and_tasks_apply_once(runtime: Runtime, setti
         load_actions(),
         ExecutorMetrics(runtime.registry),
     )
-    requests = MessageConsumer(
-        name="executor",
-        settings=settings,
-        topics=[settings.topics.requests],
-        decoder=decoder(RequestMessage),
-        handler=engine.handle_request,
-        producer=runtime.producer,
-        metrics=runtime.messaging_metrics,
+    requests = runtime.consumer(
+        "executor", settings.topics.requests, decoder(RequestMessage), handler=engine.handle_request
     )
 
     async def handle_task_twice(message: TaskMessage) -> None:
         await engine.handle_task(message)
         await engine.handle_task(message)
 
-    tasks = MessageConsumer(
-        name="executor-tasks",
-        settings=settings,
-        topics=[settings.topics.tasks],
-        decoder=decoder(TaskMessage),
-        handler=handle_task_twice,
-        producer=runtime.producer,
-        metrics=runtime.messaging_metrics,
-    )
+    tasks = runtime.consumer("executor-tasks", settings.topics.tasks, decoder(TaskMessage), handler=handle_task_twice)
     await requests.start()
     await tasks.start()
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from flowline.kafka.consumer import MessageConsumer
 from flowline.messages import EventMessage, ExecutionEvent, decoder, encode
 from flowline.runtime import Runtime
 from flowline.settings import Settings
@@ -32,15 +31,7 @@ async def test_poison_messages_are_dead_lettered_and_the_consumer_goes_on(runtim
     for value in (encode(_event(1, execution_id)), b"{not json", breaking, encode(_event(3, execution_id))):
         await runtime.producer.send_and_wait(settings.topics.events, value, key=key)
 
-    consumer = MessageConsumer(
-        name="test-consumer",
-        settings=settings,
-        topics=[settings.topics.events],
-        decoder=decoder(EventMessage),
-        handler=handle,
-        producer=runtime.producer,
-        metrics=runtime.messaging_metrics,
-    )
+    consumer = runtime.consumer("test-consumer", settings.topics.events, decoder(EventMessage), handler=handle)
     await consumer.start()
     try:
 
@@ -61,15 +52,7 @@ async def test_poison_messages_are_dead_lettered_and_the_consumer_goes_on(runtim
     assert [h["source-offset"] for h in headers] == [b"1", b"2"]  # one key: one partition, in order
 
     # The offsets were committed: the same group starts after the last handled record.
-    again = MessageConsumer(
-        name="test-consumer",
-        settings=settings,
-        topics=[settings.topics.events],
-        decoder=decoder(EventMessage),
-        handler=handle,
-        producer=runtime.producer,
-        metrics=runtime.messaging_metrics,
-    )
+    again = runtime.consumer("test-consumer", settings.topics.events, decoder(EventMessage), handler=handle)
     await again.start()
     try:
         await runtime.producer.send_and_wait(settings.topics.events, encode(_event(4, execution_id)), key=key)
@@ -98,15 +81,7 @@ async def test_a_batch_handler_isolates_the_bad_message(runtime: Runtime, settin
             settings.topics.events, encode(_event(sequence, execution_id)), key=str(execution_id).encode()
         )
     await runtime.producer.flush()
-    consumer = MessageConsumer(
-        name="test-batch",
-        settings=settings,
-        topics=[settings.topics.events],
-        decoder=decoder(EventMessage),
-        batch_handler=write,
-        producer=runtime.producer,
-        metrics=runtime.messaging_metrics,
-    )
+    consumer = runtime.consumer("test-batch", settings.topics.events, decoder(EventMessage), batch_handler=write)
     await consumer.start()
     try:
 

@@ -22,14 +22,6 @@ def test_version_and_variant_bits() -> None:
         assert value.variant == uuid.RFC_4122
 
 
-def test_the_first_48_bits_are_unix_milliseconds() -> None:
-    before = time.time_ns() // 1_000_000
-    value = uuid7()
-    after = time.time_ns() // 1_000_000
-
-    assert before <= _milliseconds(value) <= after
-
-
 def test_the_timestamp_comes_from_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ids, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_123_456_789))
 

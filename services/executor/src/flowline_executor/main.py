@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from flowline.actions import load_actions
-from flowline.kafka.consumer import MessageConsumer
 from flowline.loops import LoopService
 from flowline.messages import ControlMessage, RequestMessage, TaskMessage, decoder
 from flowline.ops import configure_logging
@@ -34,32 +33,14 @@ async def run_executor(settings: Settings) -> None:
     runtime = await Runtime.open(settings)
     try:
         engine = Engine(settings, runtime.pool, runtime.outbox, load_actions(), ExecutorMetrics(runtime.registry))
-        requests = MessageConsumer(
-            name=REQUESTS_CONSUMER,
-            settings=settings,
-            topics=[settings.topics.requests],
-            decoder=decoder(RequestMessage),
-            handler=engine.handle_request,
-            producer=runtime.producer,
-            metrics=runtime.messaging_metrics,
+        requests = runtime.consumer(
+            REQUESTS_CONSUMER, settings.topics.requests, decoder(RequestMessage), handler=engine.handle_request
         )
-        control = MessageConsumer(
-            name=CONTROL_CONSUMER,
-            settings=settings,
-            topics=[settings.topics.control],
-            decoder=decoder(ControlMessage),
-            handler=engine.handle_control,
-            producer=runtime.producer,
-            metrics=runtime.messaging_metrics,
+        control = runtime.consumer(
+            CONTROL_CONSUMER, settings.topics.control, decoder(ControlMessage), handler=engine.handle_control
         )
-        tasks = MessageConsumer(
-            name=TASKS_CONSUMER,
-            settings=settings,
-            topics=[settings.topics.tasks],
-            decoder=decoder(TaskMessage),
-            handler=engine.handle_task,
-            producer=runtime.producer,
-            metrics=runtime.messaging_metrics,
+        tasks = runtime.consumer(
+            TASKS_CONSUMER, settings.topics.tasks, decoder(TaskMessage), handler=engine.handle_task
         )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         leases = LeaseRenewal(engine, settings.lease_seconds / 3)

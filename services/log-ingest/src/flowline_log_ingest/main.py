@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from flowline.kafka.consumer import MessageConsumer
 from flowline.messages import LogMessage, decoder
 from flowline.ops import configure_logging
 from flowline.runtime import Runnable, Runtime, serve
@@ -18,15 +17,8 @@ async def run_log_ingest(settings: Settings) -> None:
     runtime = await Runtime.open(settings)
     try:
         writer = LogWriter(runtime.pool, runtime.registry)
-        consumer = MessageConsumer(
-            name="log-ingest",
-            settings=settings,
-            topics=[settings.topics.logs],
-            decoder=decoder(LogMessage),
-            batch_handler=writer.write,
-            producer=runtime.producer,
-            metrics=runtime.messaging_metrics,
-            max_records=5000,
+        consumer = runtime.consumer(
+            "log-ingest", settings.topics.logs, decoder(LogMessage), batch_handler=writer.write, max_records=5000
         )
         await consumer.start()
         await serve(

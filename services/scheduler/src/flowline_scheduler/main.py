@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from flowline.kafka.consumer import MessageConsumer
 from flowline.messages import TimerMessage, decoder
 from flowline.ops import configure_logging
 from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
@@ -32,14 +31,8 @@ async def run_scheduler(settings: Settings) -> None:
             runtime.pool, retention_seconds=settings.inbox_retention_days * 86400, interval_seconds=60
         )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
-        announcements = MessageConsumer(
-            name="scheduler",
-            settings=settings,
-            topics=[settings.topics.timers],
-            decoder=decoder(TimerMessage),
-            handler=timers.handle_timer_message,
-            producer=runtime.producer,
-            metrics=runtime.messaging_metrics,
+        announcements = runtime.consumer(
+            "scheduler", settings.topics.timers, decoder(TimerMessage), handler=timers.handle_timer_message
         )
         await announcements.start()
         await serve(
