@@ -17,7 +17,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from prometheus_client import CollectorRegistry
 
-from flowline_api.dependencies import provide_outbox, provide_pool, provide_settings, provide_tenant_id
+from flowline_api.dependencies import (
+    provide_actor,
+    provide_outbox,
+    provide_pool,
+    provide_settings,
+    provide_tenant_id,
+)
 from flowline_api.domain.executions.controller import ExecutionController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
@@ -64,6 +70,7 @@ def create_app(settings: Settings) -> Litestar:
             "outbox": Provide(provide_outbox, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "tenant_id": Provide(provide_tenant_id),
+            "actor": Provide(provide_actor, sync_to_thread=False),
         },
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

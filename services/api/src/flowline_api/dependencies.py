@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import asyncpg
+from flowline.db.audit import Actor
 from flowline.db.tenants import read_tenant_id
+from flowline.ids import uuid7
 from flowline.kafka.outbox import OutboxPublisher
 from flowline.settings import Settings
+from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.workflows.service import WorkflowService
@@ -32,7 +38,7 @@ def provide_settings(state: State) -> Settings:
     return settings
 
 
-async def provide_tenant_id(tenant: str, state: State) -> uuid.UUID:
+async def provide_tenant_id(tenant: FromPath[str], state: State) -> uuid.UUID:
     """The id of the tenant in the path (cached: tenants are never renamed).
 
     Raises:
@@ -45,13 +51,24 @@ async def provide_tenant_id(tenant: str, state: State) -> uuid.UUID:
     return tenant_id
 
 
+def provide_actor(request: Request[Any, Any, Any]) -> Actor:
+    """Who makes this request, for the audit log; the request id comes from ``X-Request-ID`` when sent."""
+    request_id = request.headers.get("x-request-id", "")[:200] or str(uuid7())
+    return Actor(principal=None, request_id=request_id)
+
+
 def provide_workflow_service(
-    pool: asyncpg.Pool, outbox: OutboxPublisher, settings: Settings, state: State
+    pool: NamedDependency[asyncpg.Pool],
+    outbox: NamedDependency[OutboxPublisher],
+    settings: NamedDependency[Settings],
+    state: State,
 ) -> WorkflowService:
     """A workflow service for this request."""
     return WorkflowService(pool, outbox, settings, state.known_actions)
 
 
-def provide_execution_service(pool: asyncpg.Pool, outbox: OutboxPublisher, settings: Settings) -> ExecutionService:
+def provide_execution_service(
+    pool: NamedDependency[asyncpg.Pool], outbox: NamedDependency[OutboxPublisher], settings: NamedDependency[Settings]
+) -> ExecutionService:
     """An execution service for this request."""
     return ExecutionService(pool, outbox, settings.topics)

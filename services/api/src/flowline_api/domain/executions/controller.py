@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from flowline_api.dependencies import provide_execution_service
@@ -22,7 +23,10 @@ class ExecutionController(Controller):
 
     @get("/{execution_id:uuid}", summary="Read an execution")
     async def get_execution(
-        self, tenant_id: uuid.UUID, execution_service: ExecutionService, execution_id: uuid.UUID
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        execution_service: NamedDependency[ExecutionService],
+        execution_id: FromPath[uuid.UUID],
     ) -> Execution:
         """Status, timestamps, input, output, error and the steps of an execution."""
         return await execution_service.read(tenant_id, execution_id)
@@ -30,11 +34,11 @@ class ExecutionController(Controller):
     @post("/{execution_id:uuid}/promises/{name:str}/resolve", status_code=HTTP_200_OK, summary="Resolve a promise")
     async def resolve_promise(
         self,
-        tenant_id: uuid.UUID,
-        execution_service: ExecutionService,
-        execution_id: uuid.UUID,
-        name: str,
-        data: PromiseResolve | None = None,
+        tenant_id: NamedDependency[uuid.UUID],
+        execution_service: NamedDependency[ExecutionService],
+        execution_id: FromPath[uuid.UUID],
+        name: FromPath[str],
+        data: JSONBody[PromiseResolve | None] = None,
     ) -> PromiseSettlement:
         """Resolve the promise a wait step waits on; the step completes with ``value`` as its output."""
         value = (data or PromiseResolve()).value
@@ -43,11 +47,11 @@ class ExecutionController(Controller):
     @post("/{execution_id:uuid}/promises/{name:str}/reject", status_code=HTTP_200_OK, summary="Reject a promise")
     async def reject_promise(
         self,
-        tenant_id: uuid.UUID,
-        execution_service: ExecutionService,
-        execution_id: uuid.UUID,
-        name: str,
-        data: PromiseReject | None = None,
+        tenant_id: NamedDependency[uuid.UUID],
+        execution_service: NamedDependency[ExecutionService],
+        execution_id: FromPath[uuid.UUID],
+        name: FromPath[str],
+        data: JSONBody[PromiseReject | None] = None,
     ) -> PromiseSettlement:
         """Reject the promise a wait step waits on; the step fails with the reason."""
         rejection = data or PromiseReject()

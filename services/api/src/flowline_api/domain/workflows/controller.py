@@ -9,8 +9,8 @@ from typing import Annotated
 import msgspec
 from flowline.errors import ClientError
 from litestar import Controller, Response, get, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from flowline_api.dependencies import provide_workflow_service
@@ -33,26 +33,34 @@ class WorkflowController(Controller):
 
     @post("/", status_code=HTTP_201_CREATED, summary="Define a workflow")
     async def create_workflow(
-        self, tenant_id: uuid.UUID, workflow_service: WorkflowService, data: WorkflowCreate
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        workflow_service: NamedDependency[WorkflowService],
+        data: JSONBody[WorkflowCreate],
     ) -> Workflow:
         """Validate and store a workflow definition as version 1."""
         return await workflow_service.create(tenant_id, data)
 
     @get("/{ref:str}", summary="Read a workflow")
-    async def get_workflow(self, tenant_id: uuid.UUID, workflow_service: WorkflowService, ref: str) -> Workflow:
+    async def get_workflow(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        workflow_service: NamedDependency[WorkflowService],
+        ref: FromPath[str],
+    ) -> Workflow:
         """The latest version of a workflow."""
         return await workflow_service.read(tenant_id, ref)
 
     @post("/{ref:str}/execute", status_code=HTTP_202_ACCEPTED, summary="Start an execution")
     async def execute_workflow(
         self,
-        tenant_id: uuid.UUID,
-        workflow_service: WorkflowService,
-        ref: str,
-        data: ExecuteRequest | None = None,
+        tenant_id: NamedDependency[uuid.UUID],
+        workflow_service: NamedDependency[WorkflowService],
+        ref: FromPath[str],
+        data: JSONBody[ExecuteRequest | None] = None,
         idempotency_key: Annotated[
             str | None,
-            Parameter(header="Idempotency-Key", min_length=1, max_length=200, required=False),
+            HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200, required=False),
         ] = None,
     ) -> Response[ExecutionAccepted]:
         """Start an execution; 202 at once, or 200 with the existing one for a repeated idempotency key.
