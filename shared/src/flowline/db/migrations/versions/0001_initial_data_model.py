@@ -122,31 +122,27 @@ def upgrade() -> None:
         "agents",
         sa.Column("id", sa.UUID(), nullable=False),
         sa.Column("tenant_id", sa.UUID(), nullable=False),
-        sa.Column("ref", sa.Text(), nullable=False),
-        sa.Column("pack_id", sa.UUID(), nullable=True),
-        sa.Column("label", sa.Text(), nullable=True),
+        sa.Column("name", sa.Text(), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("health_path", sa.Text(), nullable=True),
         sa.Column("auth_type", sa.Text(), server_default="none", nullable=False),
         sa.Column("auth_config_encrypted", sa.LargeBinary(), nullable=True),
-        sa.Column("timeout_seconds", sa.Integer(), server_default="30", nullable=False),
+        sa.Column("timeout_ms", sa.Integer(), server_default="30000", nullable=False),
         sa.Column("retry_config", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-        sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-        sa.Column("health_status", sa.Text(), nullable=True),
-        sa.Column("health_checked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("status", sa.Text(), server_default="active", nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["pack_id"], ["packs.id"], name=op.f("fk_agents_pack_id_packs")),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_agents_tenant_id_tenants"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agents")),
     )
     op.create_index(
-        "uq_agents_tenant_ref_live",
+        "uq_agents_tenant_name_live",
         "agents",
-        ["tenant_id", "ref"],
+        ["tenant_id", "name"],
         unique=True,
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
@@ -515,7 +511,7 @@ def downgrade() -> None:
     op.drop_index("ix_workflows_tenant_created", table_name="workflows", postgresql_where=sa.text("deleted_at IS NULL"))
     op.drop_index("ix_workflows_tags", table_name="workflows", postgresql_using="gin")
     op.drop_table("workflows")
-    op.drop_index("uq_agents_tenant_ref_live", table_name="agents", postgresql_where=sa.text("deleted_at IS NULL"))
+    op.drop_index("uq_agents_tenant_name_live", table_name="agents", postgresql_where=sa.text("deleted_at IS NULL"))
     op.drop_table("agents")
     op.drop_index("uq_packs_tenant_ref_live", table_name="packs", postgresql_where=sa.text("deleted_at IS NULL"))
     op.drop_table("packs")
