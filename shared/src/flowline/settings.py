@@ -55,7 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Kafka layout.
     # How long a fetch waits for data. Apache Kafka answers a waiting fetch as soon as data arrives, so 500
     # costs nothing there; the local broker waits out the full time, so the default keeps hops short.
-    kafka_fetch_max_wait_ms: int = 10
+    kafka_fetch_max_wait_ms: int = 50
     topic_prefix: str = "flowline"
     topic_partitions: int = 6
     consumer_group_prefix: str = "flowline"

@@ -40,7 +40,13 @@ class _Connection:
 
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any]:
         if "FROM executions" in sql:
-            return {"id": args[0], "status": "running", "tenant_id": uuid.uuid4(), "workflow_version_id": uuid.uuid4()}
+            return {
+                "id": args[0],
+                "status": "running",
+                "tenant_id": uuid.uuid4(),
+                "workflow_version_id": uuid.uuid4(),
+                "last_event_sequence": 0,
+            }
         await asyncio.sleep(0.01)  # let concurrent claims interleave
         return {"status": "scheduled", "attempts": 0, "generation": 0, "input": {}}
 

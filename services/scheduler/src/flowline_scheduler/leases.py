@@ -54,7 +54,9 @@ class LeaseRecovery(LoopService):
         async with self._pool.acquire() as connection, connection.transaction():
             # Lock order as everywhere: the execution first, then its step.
             execution = await connection.fetchrow(
-                "SELECT tenant_id, status, workflow_version_id FROM executions WHERE id = $1 FOR UPDATE", execution_id
+                "SELECT tenant_id, status, workflow_version_id, last_event_sequence FROM executions "
+                "WHERE id = $1 FOR UPDATE",
+                execution_id,
             )
             step = await connection.fetchrow(
                 "SELECT step_id, attempts, generation, owner FROM step_executions "
@@ -123,6 +125,7 @@ class LeaseRecovery(LoopService):
                 connection,
                 tenant_id=execution["tenant_id"],
                 execution_id=execution_id,
+                after_sequence=execution["last_event_sequence"],
                 events=[event],
                 topic=self._topics.events,
                 outbox=[outgoing(topic, message)],
