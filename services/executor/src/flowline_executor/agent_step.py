@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import msgspec
 from flowline.actions import ActionContext, ActionFailed
-from flowline.agents import Agent, auth_headers
+from flowline.agents import Agent, auth_headers, redact
 from flowline.definitions import RetryPolicy
 
 from flowline_executor.http_step import exchange, flowline_headers
@@ -37,9 +37,13 @@ async def call_agent(client: httpx.AsyncClient, agent: Agent, step_input: Any, c
         **auth_headers(agent, body),
         **flowline_headers(context),
     }
-    response = await exchange(
-        client, "POST", agent.url, headers=headers, content=body, timeout_seconds=agent.timeout_ms / 1000
-    )
+    try:
+        response = await exchange(
+            client, "POST", agent.url, headers=headers, content=body, timeout_seconds=agent.timeout_ms / 1000
+        )
+    except ActionFailed as err:
+        # The message may quote a header value (a protocol error) or an answer that echoes the credentials.
+        raise ActionFailed(redact(str(err), agent), retryable=err.retryable, retry_after=err.retry_after) from None
     if not response.content:
         return None
     try:
@@ -47,7 +51,7 @@ async def call_agent(client: httpx.AsyncClient, agent: Agent, step_input: Any, c
     except msgspec.DecodeError as err:
         raise ActionFailed(
             f"agent {agent.name!r} answered {response.status_code} with a body that is not JSON: "
-            f"{response.text[:200]!r}",
+            f"{redact(response.text[:200], agent)!r}",
             retryable=False,
         ) from err
 
