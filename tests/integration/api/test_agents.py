@@ -9,7 +9,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from flowline.agents import Agent as LoadedAgent
+from flowline.agents import RetryConfig, auth_cipher, load_agent
 from flowline.devstack.ports import free_port
+from flowline.errors import NotFound
+from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
 
 from tests.support import CountingServer
@@ -470,3 +474,41 @@ async def test_secrets_never_leave_the_api(
         assert all(secret not in str(dict(row)) for row in audit_rows), secret
         assert secret not in caplog.text, secret
         assert all(secret not in record.getMessage() for record in caplog.records), secret
+
+
+async def test_load_agent_gives_the_executor_a_callable_agent(
+    api: Client, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    cipher = auth_cipher(settings.secret_key)
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    created = await create(
+        api,
+        authType="hmac",
+        authConfig={"secret": TOKEN},
+        timeoutMs=2500,
+        retryConfig={"maxAttempts": 2, "backoff": "fixed", "initialIntervalMs": 10, "maxIntervalMs": 10},
+    )
+
+    loaded = await load_agent(pool, cipher, tenant_id, "summarizer")
+
+    assert loaded == LoadedAgent(
+        id=uuid.UUID(created["id"]),
+        tenant_id=tenant_id,
+        name="summarizer",
+        url="https://agents.example.com/summarize",
+        auth_type="hmac",
+        auth_config={"secret": TOKEN, "header": "X-Flowline-Signature", "algorithm": "sha256"},
+        timeout_ms=2500,
+        retry_config=RetryConfig(max_attempts=2, backoff="fixed", initial_interval_ms=10, max_interval_ms=10),
+    )
+    async with pool.acquire() as connection:
+        assert (await load_agent(connection, cipher, tenant_id, "summarizer")).id == loaded.id
+
+    with pytest.raises(NotFound, match="'missing' does not exist"):
+        await load_agent(pool, cipher, tenant_id, "missing")
+    await api.put(f"agents/{created['id']}", json={"status": "inactive"})
+    with pytest.raises(NotFound, match="'summarizer' is inactive"):
+        await load_agent(pool, cipher, tenant_id, "summarizer")
+    await api.delete(f"agents/{created['id']}")
+    with pytest.raises(NotFound, match="'summarizer' does not exist"):
+        await load_agent(pool, cipher, tenant_id, "summarizer")

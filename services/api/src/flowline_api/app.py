@@ -97,6 +97,7 @@ def create_app(settings: Settings) -> Litestar:
             title="Flowline",
             version="0.1.0",
             path="/docs",
+            use_handler_docstrings=True,
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
     )

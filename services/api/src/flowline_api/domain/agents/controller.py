@@ -22,6 +22,7 @@ from flowline_api.domain.agents.schemas import (
     AgentUpdate,
 )
 from flowline_api.domain.agents.service import AgentService
+from flowline_api.errors import problem_responses
 from flowline_api.pagination import Cursor, Limit, Offset, Page
 
 AgentId = FromPath[uuid.UUID]
@@ -62,7 +63,12 @@ class AgentController(Controller):
     tags = ["agents"]
     dependencies = {"agent_service": Provide(provide_agent_service, sync_to_thread=False)}
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Register an agent")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Register an agent",
+        responses=problem_responses(400, 404, 409, 422),
+    )
     async def create_agent(
         self,
         tenant_id: NamedDependency[uuid.UUID],
@@ -78,7 +84,7 @@ class AgentController(Controller):
         """
         return await agent_service.create(tenant_id, data, actor)
 
-    @get("/", summary="List agents")
+    @get("/", summary="List agents", responses=problem_responses(400, 404))
     async def list_agents(
         self,
         tenant_id: NamedDependency[uuid.UUID],
@@ -97,14 +103,14 @@ class AgentController(Controller):
             tenant_id, status=status, search=search, limit=limit, offset=offset, cursor=cursor
         )
 
-    @get("/{agent_id:uuid}", summary="Read an agent")
+    @get("/{agent_id:uuid}", summary="Read an agent", responses=problem_responses(404))
     async def get_agent(
         self, tenant_id: NamedDependency[uuid.UUID], agent_service: NamedDependency[AgentService], agent_id: AgentId
     ) -> Agent:
         """One agent; 404 when it does not exist, was deleted or belongs to another tenant."""
         return await agent_service.read(tenant_id, agent_id)
 
-    @put("/{agent_id:uuid}", summary="Change an agent")
+    @put("/{agent_id:uuid}", summary="Change an agent", responses=problem_responses(400, 404, 409, 422))
     async def update_agent(
         self,
         tenant_id: NamedDependency[uuid.UUID],
@@ -120,7 +126,12 @@ class AgentController(Controller):
         """
         return await agent_service.update(tenant_id, agent_id, data, actor)
 
-    @delete("/{agent_id:uuid}", status_code=HTTP_204_NO_CONTENT, summary="Delete an agent")
+    @delete(
+        "/{agent_id:uuid}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete an agent",
+        responses=problem_responses(404),
+    )
     async def delete_agent(
         self,
         tenant_id: NamedDependency[uuid.UUID],
@@ -131,7 +142,7 @@ class AgentController(Controller):
         """Soft-delete an agent: it disappears from lists and reads, and its name can be registered again."""
         await agent_service.delete(tenant_id, agent_id, actor)
 
-    @get("/{agent_id:uuid}/health", summary="Check an agent's health")
+    @get("/{agent_id:uuid}/health", summary="Check an agent's health", responses=problem_responses(404))
     async def check_agent_health(
         self, tenant_id: NamedDependency[uuid.UUID], agent_service: NamedDependency[AgentService], agent_id: AgentId
     ) -> AgentHealth:

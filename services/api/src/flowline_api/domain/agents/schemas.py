@@ -99,18 +99,18 @@ class AgentUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_f
 class Agent(msgspec.Struct, kw_only=True, rename="camel"):
     """A registered agent; its credentials show only as the names of the fields that are set."""
 
-    id: str
-    name: str
-    description: str | None
-    url: str
-    health_path: str | None
-    auth_type: str
+    id: Annotated[str, msgspec.Meta(examples=["0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"])]
+    name: Annotated[str, msgspec.Meta(examples=["summarizer"])]
+    description: Description | None
+    url: Annotated[str, msgspec.Meta(examples=["https://agents.example.com/summarize"])]
+    health_path: Annotated[str | None, msgspec.Meta(examples=["/health"])]
+    auth_type: Annotated[str, msgspec.Meta(examples=["bearer"])]
     auth_config_fields: Annotated[
         list[str], msgspec.Meta(description="names of the stored authConfig fields", examples=[["token"]])
     ]
-    timeout_ms: int
+    timeout_ms: Annotated[int, msgspec.Meta(examples=[30000])]
     retry_config: RetryConfig | None
-    status: str
+    status: Annotated[str, msgspec.Meta(examples=["active"])]
     created_at: datetime
     updated_at: datetime
 

@@ -13,6 +13,7 @@ from litestar.params import QueryParameter
 from flowline_api.dependencies import provide_audit_service
 from flowline_api.domain.audit.schemas import AuditLog
 from flowline_api.domain.audit.service import AuditFilter, AuditService
+from flowline_api.errors import problem_responses
 from flowline_api.pagination import Cursor, Limit, Offset, Page
 
 
@@ -23,7 +24,7 @@ class AuditLogController(Controller):
     tags = ["audit"]
     dependencies = {"audit_service": Provide(provide_audit_service, sync_to_thread=False)}
 
-    @get("/", summary="List audit log entries")
+    @get("/", summary="List audit log entries", responses=problem_responses(400, 404))
     async def list_audit_logs(
         self,
         tenant_id: NamedDependency[uuid.UUID],
