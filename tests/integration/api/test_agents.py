@@ -142,6 +142,8 @@ async def test_a_duplicate_name_is_409(api: Client) -> None:
         ({"url": "file:///etc/passwd"}, "/url"),
         ({"url": "agents.example.com/run"}, "/url"),
         ({"url": "https://user:pw@agents.example.com/"}, "/url"),
+        ({"healthPath": "health"}, "/healthPath"),
+        ({"healthPath": "//elsewhere.example.com/health"}, "/healthPath"),
         ({"name": ""}, "/name"),
         ({"name": "has space"}, "/name"),
         ({"timeoutMs": 99}, "/timeoutMs"),

@@ -30,7 +30,7 @@ Description = Annotated[str, msgspec.Meta(max_length=2000, examples=["Summarizes
 HealthPath = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^/[^\s]{0,500}$",
+        pattern=r"^/(?!/)[^\s]{0,500}$",
         description="path the health check GETs, resolved against `url` (default: `url` itself)",
         examples=["/health"],
     ),
