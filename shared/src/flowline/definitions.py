@@ -12,9 +12,6 @@ from flowline.errors import TooLarge, ValidationFailed
 from flowline.templating import check_template, condition_template
 
 StepType = Literal["action", "agent", "http", "sleep", "wait", "workflow"]
-# Step types whose runners exist; the others are accepted by the schema and refused by validation until
-# the engine can run them, so that no definition is stored that would stall.
-RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action", "http", "sleep", "wait", "workflow"})
 PROMISE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
@@ -80,6 +77,8 @@ class StepDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", 
     id: str
     type: StepType
     action: str | None = None
+    # agent: the name of the registered agent to call with the step's input.
+    agent: str | None = None
     needs: list[str] = []
     input: Any = None
     when: str | None = None
@@ -161,9 +160,9 @@ def validate_definition(
         if step.id in seen:
             raise ValidationFailed(f"step id {step.id!r} is used twice", pointer=f"{pointer}/id")
         seen.add(step.id)
-        if step.type not in RUNNABLE_STEP_TYPES:
+        if step.type == "agent" and not step.agent:
             raise ValidationFailed(
-                f"step {step.id!r}: step type {step.type!r} is not supported yet", pointer=f"{pointer}/type"
+                f"step {step.id!r}: an agent step names its agent as agent: <name>", pointer=f"{pointer}/agent"
             )
         if step.type == "sleep":
             if (step.duration is None) == (step.until is None):

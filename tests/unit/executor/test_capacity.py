@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cryptography.fernet import Fernet
 from flowline.definitions import StepDefinition
 from flowline.messages import TaskDispatched
 from flowline.settings import Settings
@@ -63,7 +64,13 @@ class _Outbox:
 
 
 def _engine() -> Engine:
-    return Engine(Settings(max_concurrent_tasks=4), _Pool(), _Outbox(), {}, ExecutorMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+    return Engine(
+        Settings(max_concurrent_tasks=4, secret_key=Fernet.generate_key().decode()),
+        _Pool(),
+        _Outbox(),
+        {},
+        ExecutorMetrics(CollectorRegistry()),
+    )  # type: ignore[arg-type]
 
 
 def _dispatch() -> TaskDispatched:

@@ -170,12 +170,11 @@ def test_a_step_needing_itself_is_a_cycle() -> None:
     assert error.detail == "steps form a cycle: loop → loop"
 
 
-@pytest.mark.parametrize("step_type", ["agent"])
-def test_step_types_without_a_runner_are_refused(step_type: str) -> None:
-    error = refusal(definition(step("a"), {"id": "b", "type": step_type}))
+def test_an_agent_step_names_its_agent() -> None:
+    error = refusal(definition(step("a"), {"id": "b", "type": "agent"}))
 
-    assert error.pointer == "/definition/steps/1/type"
-    assert f"step type {step_type!r} is not supported" in error.detail
+    assert error.pointer == "/definition/steps/1/agent"
+    assert "an agent step names its agent" in error.detail
 
 
 @pytest.mark.parametrize("action", ["core.nope", None])

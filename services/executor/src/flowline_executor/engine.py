@@ -21,10 +21,11 @@ from typing import Any
 import asyncpg
 import msgspec
 from flowline.actions import Action, ActionContext, ActionFailed
+from flowline.agents import auth_cipher, load_agent
 from flowline.db.events import NewEvent, append_events
 from flowline.db.tenants import read_tenant_id
-from flowline.definitions import HttpRequest, StepDefinition, WorkflowDefinition, parse_duration
-from flowline.errors import ClientError
+from flowline.definitions import HttpRequest, RetryPolicy, StepDefinition, WorkflowDefinition, parse_duration
+from flowline.errors import ClientError, FlowlineError
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, start_execution
 from flowline.ids import uuid7
 from flowline.kafka.inbox import claim_message
@@ -52,6 +53,7 @@ from flowline.templating import TemplateError, render, render_condition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from flowline_executor import http_step
+from flowline_executor.agent_step import call_agent, retry_policy
 from flowline_executor.graph import Graph
 
 logger = logging.getLogger(__name__)
@@ -198,8 +200,9 @@ class Engine:
         self._capacity = settings.max_concurrent_tasks
         self._capacity_freed = asyncio.Condition()
         self._busy = 0  # attempts claimed by this process and not yet finished
-        self._running: dict[asyncio.Task[None], uuid.UUID] = {}
-        self._http = http_step.create_client()  # attempt task → its step execution
+        self._running: dict[asyncio.Task[None], uuid.UUID] = {}  # attempt task → its step execution
+        self._http = http_step.create_client()
+        self._cipher = auth_cipher(settings.secret_key)
 
     @property
     def running_attempts(self) -> int:
@@ -1070,10 +1073,15 @@ class Engine:
         )
         output: Any = None
         error: dict[str, Any] | None = None
+        policy = step.retry
         try:
             if step.type == "http":
                 request = msgspec.convert(claimed.step_input, HttpRequest)
                 work = http_step.send(self._http, request, context, timeout_seconds=step.timeout)
+            elif step.type == "agent":
+                agent = await load_agent(self._pool, self._cipher, message.tenant_id, step.agent or "")
+                policy = policy or retry_policy(agent)
+                work = call_agent(self._http, agent, claimed.step_input, context)
             else:
                 work = self._actions[step.action or ""](claimed.step_input, context)
             output = msgspec.to_builtins(await asyncio.wait_for(work, timeout=step.timeout))
@@ -1081,6 +1089,8 @@ class Engine:
             error = _error(str(err), type="ActionFailed", retryable=err.retryable)
             if err.retry_after is not None:
                 error["retryAfter"] = err.retry_after
+        except FlowlineError as err:  # the agent is gone, inactive or its credentials unreadable
+            error = _error(err.detail, type=type(err).__name__, retryable=False)
         except TimeoutError:
             error = _error(f"timed out after {step.timeout} s", type="Timeout", retryable=True)
         except Exception as err:
@@ -1090,7 +1100,7 @@ class Engine:
         self._metrics.attempts.labels("failed" if error else "completed").inc()
         while True:
             try:
-                await self._record_result(claimed, output, error, attempt_logger, duration)
+                await self._record_result(claimed, output, error, attempt_logger, duration, policy)
                 return
             except OUTAGE_ERRORS as err:  # keep the result until the database takes it
                 logger.warning("recording the result of %s failed, retrying: %s", message.step_execution_id, err)
@@ -1113,6 +1123,7 @@ class Engine:
         error: dict[str, Any] | None,
         attempt_logger: AttemptLogger,
         duration: float,
+        policy: RetryPolicy | None,
     ) -> None:
         message = claimed.message
         status = "failed" if error else "completed"
@@ -1143,7 +1154,6 @@ class Engine:
                     attempt=message.attempt,
                     metadata=metadata,
                 )
-            policy = claimed.step.retry
             retry_in = (
                 max(
                     policy.delay(message.attempt, random.random()),
