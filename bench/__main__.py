@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
+from cryptography.fernet import Fernet
 from flowline.db.migrate import ensure_tenant, upgrade_head
 from flowline.devstack.broker import TansuBroker
 from flowline.devstack.ports import free_port
@@ -193,6 +194,7 @@ def main() -> None:
                 "FLOWLINE_SCHEDULER_HTTP_PORT": str(free_port()),
                 "FLOWLINE_LOG_INGEST_HTTP_PORT": str(free_port()),
                 "FLOWLINE_LOG_LEVEL": "WARNING",
+                "FLOWLINE_SECRET_KEY": Fernet.generate_key().decode(),
             }
             logs = RESULTS / "logs"  # each service's output, kept for a look after a surprising run
             logs.mkdir(parents=True, exist_ok=True)

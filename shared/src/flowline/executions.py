@@ -14,6 +14,7 @@ from flowline.ids import uuid7
 from flowline.kafka.outbox import OutboxRow, outgoing
 from flowline.messages import ExecutionRequested
 from flowline.settings import Topics
+from flowline.snapshots import WorkflowSnapshot
 
 TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
@@ -124,7 +125,7 @@ async def start_execution(
         events=[
             NewEvent(
                 "WORKFLOW_CREATED",
-                {"status": "pending", "workflowRef": workflow_ref, "workflowVersion": workflow["version"]},
+                WorkflowSnapshot(status="pending", workflow_ref=workflow_ref, workflow_version=workflow["version"]),
             )
         ],
         topic=topics.events,

@@ -49,6 +49,13 @@ from flowline.messages import (
 )
 from flowline.outages import OUTAGE_ERRORS
 from flowline.settings import Settings
+from flowline.snapshots import (
+    ChildWorkflowSnapshot,
+    PromiseSnapshot,
+    TaskSnapshot,
+    TimerSnapshot,
+    WorkflowSnapshot,
+)
 from flowline.templating import TemplateError, render, render_condition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -338,7 +345,7 @@ class Engine:
                 list(range(len(steps))),
                 [step.type for step in graph.definition.steps],
             )
-            changes.events.append(NewEvent("WORKFLOW_STARTED", {"status": "running"}))
+            changes.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
             if graph.definition.timeout:
                 deadline = datetime.now(UTC) + timedelta(seconds=graph.definition.timeout)
                 await self._start_timer(connection, changes, None, "execution_timeout", deadline)
@@ -403,7 +410,7 @@ class Engine:
                     changes.events.append(
                         NewEvent(
                             "TIMER_STARTED",
-                            {"status": "running", "timerId": str(timer_id), "fireAt": fire_at.isoformat()},
+                            TimerSnapshot(status="running", timer_id=str(timer_id), fire_at=fire_at.isoformat()),
                             step.id,
                             row["id"],
                         )
@@ -460,7 +467,7 @@ class Engine:
         otherwise any executor claims it from the tasks topic.
         """
         changes.events.append(
-            NewEvent("TASK_CREATED", {"status": "scheduled", "attempt": attempt}, step.id, step_execution_id)
+            NewEvent("TASK_CREATED", TaskSnapshot(status="scheduled", attempt=attempt), step.id, step_execution_id)
         )
         message = TaskDispatched(
             tenant_id=changes.tenant_id,
@@ -514,7 +521,7 @@ class Engine:
         changes.events.append(
             NewEvent(
                 "TASK_STARTED",
-                {"status": "running", "attempt": message.attempt, "worker": self.worker},
+                TaskSnapshot(status="running", attempt=message.attempt, worker=self.worker),
                 message.step_id,
                 message.step_execution_id,
             )
@@ -593,12 +600,12 @@ class Engine:
         changes.events.append(
             NewEvent(
                 "PROMISE_CREATED",
-                {
-                    "status": "running",
-                    "promise": name,
-                    "promiseId": str(promise_id),
-                    "expiresAt": expires_at.isoformat() if expires_at else None,
-                },
+                PromiseSnapshot(
+                    status="running",
+                    promise=name,
+                    promise_id=str(promise_id),
+                    expires_at=expires_at.isoformat() if expires_at else None,
+                ),
                 step.id,
                 row["id"],
             )
@@ -666,12 +673,9 @@ class Engine:
         changes.events.append(
             NewEvent(
                 "CHILD_WORKFLOW_INITIATED",
-                {
-                    "status": "running",
-                    "workflow": step.workflow,
-                    "childExecutionId": str(child.id),
-                    "attempt": attempt,
-                },
+                ChildWorkflowSnapshot(
+                    status="running", workflow=step.workflow, child_execution_id=str(child.id), attempt=attempt
+                ),
                 step.id,
                 row["id"],
             )
@@ -704,7 +708,7 @@ class Engine:
             or (step["input"] or {}).get("childExecutionId") != str(message.child_execution_id)
         ):
             return
-        data = {"childExecutionId": str(message.child_execution_id), "status": child["status"]}
+        data = ChildWorkflowSnapshot(child_execution_id=str(message.child_execution_id), status=child["status"])
         if child["status"] == "completed":
             changes.events.append(NewEvent("CHILD_WORKFLOW_COMPLETED", data, step["step_id"], step["id"]))
             await self._settle_step(connection, changes, step, output=child["output"])
@@ -728,12 +732,9 @@ class Engine:
                 changes.events.append(
                     NewEvent(
                         "TASK_FAILED",
-                        {
-                            "status": "scheduled",
-                            "attempt": step["attempts"],
-                            "error": error,
-                            "retryAt": retry_at.isoformat(),
-                        },
+                        TaskSnapshot(
+                            status="scheduled", attempt=step["attempts"], error=error, retry_at=retry_at.isoformat()
+                        ),
                         step["step_id"],
                         step["id"],
                     )
@@ -768,7 +769,7 @@ class Engine:
         changes.events.append(
             NewEvent(
                 "TASK_FAILED" if error else "TASK_COMPLETED",
-                {"status": status, "output": output, "error": error},
+                TaskSnapshot(status=status, output=output, error=error),
                 step["step_id"],
                 step["id"],
             )
@@ -790,7 +791,7 @@ class Engine:
         )
         row["error"] = error
         event = "TASK_SKIPPED" if status == "skipped" else "TASK_FAILED"
-        changes.events.append(NewEvent(event, {"status": status, "error": error}, row["step_id"], row["id"]))
+        changes.events.append(NewEvent(event, TaskSnapshot(status=status, error=error), row["step_id"], row["id"]))
 
     async def _finish_execution(
         self,
@@ -817,7 +818,9 @@ class Engine:
         for timer in timers:
             if timer["kind"] == "sleep":  # other timers are internal: TASK_CANCELLED or the final event says it
                 changes.events.append(
-                    NewEvent("TIMER_CANCELLED", {"timerId": str(timer["id"])}, timer["step_id"], timer["task_id"])
+                    NewEvent(
+                        "TIMER_CANCELLED", TimerSnapshot(timer_id=str(timer["id"])), timer["step_id"], timer["task_id"]
+                    )
                 )
         if status != "completed":
             children = await connection.fetch(
@@ -847,7 +850,12 @@ class Engine:
             )
             for promise in rejected:
                 changes.events.append(
-                    NewEvent("PROMISE_REJECTED", {"promise": promise["name"]}, promise["step_id"], promise["task_id"])
+                    NewEvent(
+                        "PROMISE_REJECTED",
+                        PromiseSnapshot(promise=promise["name"]),
+                        promise["step_id"],
+                        promise["task_id"],
+                    )
                 )
             cancelled = await connection.fetch(
                 "UPDATE step_executions SET status = 'cancelled', completed_at = clock_timestamp(), owner = NULL, "
@@ -861,9 +869,11 @@ class Engine:
                 [step["id"] for step in cancelled],
             )
             for step in cancelled:
-                changes.events.append(NewEvent("TASK_CANCELLED", {"status": "cancelled"}, step["step_id"], step["id"]))
+                changes.events.append(
+                    NewEvent("TASK_CANCELLED", TaskSnapshot(status="cancelled"), step["step_id"], step["id"])
+                )
         changes.events.append(
-            NewEvent(f"WORKFLOW_{status.upper()}", {"status": status, "output": output, "error": error})
+            NewEvent(f"WORKFLOW_{status.upper()}", WorkflowSnapshot(status=status, output=output, error=error))
         )
         if execution["parent_execution_id"] is not None:
             changes.outbox.append(
@@ -951,7 +961,7 @@ class Engine:
             )
         elif message.kind == "sleep" and step["status"] == "running":
             changes.events.append(
-                NewEvent("TIMER_FIRED", {"timerId": str(message.timer_id)}, step["step_id"], step["id"])
+                NewEvent("TIMER_FIRED", TimerSnapshot(timer_id=str(message.timer_id)), step["step_id"], step["id"])
             )
             await self._settle_step(connection, changes, step, output={"firedAt": datetime.now(UTC).isoformat()})
             graph = await self._graph(connection, execution["workflow_version_id"])
@@ -983,7 +993,7 @@ class Engine:
             changes.events.append(
                 NewEvent(
                     "PROMISE_RESOLVED",
-                    {"promise": promise["name"], "value": promise["value"]},
+                    PromiseSnapshot(promise=promise["name"], value=promise["value"]),
                     step["step_id"],
                     step["id"],
                 )
@@ -993,7 +1003,7 @@ class Engine:
             changes.events.append(
                 NewEvent(
                     "PROMISE_REJECTED",
-                    {"promise": promise["name"], "error": promise["error"]},
+                    PromiseSnapshot(promise=promise["name"], error=promise["error"]),
                     step["step_id"],
                     step["id"],
                 )
@@ -1189,12 +1199,9 @@ class Engine:
                 changes.events.append(
                     NewEvent(
                         "TASK_FAILED",
-                        {
-                            "status": "scheduled",
-                            "attempt": message.attempt,
-                            "error": error,
-                            "retryAt": retry_at.isoformat(),
-                        },
+                        TaskSnapshot(
+                            status="scheduled", attempt=message.attempt, error=error, retry_at=retry_at.isoformat()
+                        ),
                         message.step_id,
                         message.step_execution_id,
                     )
@@ -1211,7 +1218,7 @@ class Engine:
                 changes.events.append(
                     NewEvent(
                         "TASK_FAILED" if error else "TASK_COMPLETED",
-                        {"status": status, "attempt": message.attempt, "output": output, "error": error},
+                        TaskSnapshot(status=status, attempt=message.attempt, output=output, error=error),
                         message.step_id,
                         message.step_execution_id,
                     )

@@ -11,6 +11,7 @@ from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.loops import LoopService
 from flowline.messages import AdvanceExecution, TaskDispatched
 from flowline.settings import Topics
+from flowline.snapshots import TaskSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class LeaseRecovery(LoopService):
                     error,
                 )
                 event = NewEvent(
-                    "TASK_FAILED", {"status": "failed", "error": error}, step["step_id"], step_execution_id
+                    "TASK_FAILED", TaskSnapshot(status="failed", error=error), step["step_id"], step_execution_id
                 )
                 message: AdvanceExecution | TaskDispatched = AdvanceExecution(
                     tenant_id=execution["tenant_id"], execution_id=execution_id
@@ -123,7 +124,7 @@ class LeaseRecovery(LoopService):
                 next_attempt = step["attempts"] + 1
                 event = NewEvent(
                     "TASK_CREATED",
-                    {"status": "scheduled", "attempt": next_attempt, "recoveredFrom": step["owner"]},
+                    TaskSnapshot(status="scheduled", attempt=next_attempt, recovered_from=step["owner"]),
                     step["step_id"],
                     step_execution_id,
                 )

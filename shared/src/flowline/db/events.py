@@ -5,19 +5,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import asyncpg
+import msgspec
 
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import EventType, ExecutionEvent
+from flowline.snapshots import Snapshot
 
 
 class NewEvent(NamedTuple):
     """An event to append; ``data`` is the snapshot a stream subscriber sees."""
 
     event: EventType
-    data: dict[str, Any]
+    data: Snapshot
     step_id: str | None = None
     task_id: uuid.UUID | None = None
 
@@ -50,6 +52,7 @@ async def append_events(
         return list(outbox)
     first = after_sequence + 1
     now = datetime.now(UTC)
+    snapshots = [msgspec.to_builtins(event.data) for event in events]
     rows = [
         outgoing(
             topic,
@@ -60,12 +63,12 @@ async def append_events(
                 event=event.event,
                 step_id=event.step_id,
                 task_id=event.task_id,
-                data=event.data,
+                data=snapshot,
                 occurred_at=now,
                 timestamp_ms=int(now.timestamp() * 1000),
             ),
         )
-        for offset, event in enumerate(events)
+        for offset, (event, snapshot) in enumerate(zip(events, snapshots, strict=True))
     ]
     rows.extend(outbox)
     sequenced = await connection.fetchval(
@@ -93,7 +96,7 @@ async def append_events(
         [event.event for event in events],
         [event.step_id for event in events],
         [event.task_id for event in events],
-        [event.data for event in events],
+        snapshots,
         [row.id for row in rows],
         [row.topic for row in rows],
         [row.key for row in rows],
