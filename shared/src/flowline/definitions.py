@@ -86,6 +86,8 @@ class StepDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", 
     retry: RetryPolicy | None = None
     timeout: Seconds | None = None
     continue_on_failure: bool = False
+    # agent: the name of the registered agent to call.
+    agent: str | None = None
     # http: the request to send.
     request: HttpRequest | None = None
     # workflow: the child workflow's ref (``<pack>.<name>``) and version (default: its latest).
@@ -139,11 +141,14 @@ def validate_definition(
     *,
     known_actions: Collection[str],
     max_steps: int,
+    known_agents: Collection[str] = (),
 ) -> None:
     """Check a definition beyond its shape; each failure names the step and the JSON pointer.
 
+    ``known_agents`` are the names of the tenant's registered agents (see ``agent_names``).
+
     Raises:
-        ValidationFailed: duplicate ids, unknown needs, cycles, unknown types or actions, bad templates.
+        ValidationFailed: duplicate ids, unknown needs, cycles, unknown types, actions or agents, bad templates.
         TooLarge: more steps than ``max_steps``.
     """
     if not definition.steps:
@@ -161,6 +166,13 @@ def validate_definition(
         if step.id in seen:
             raise ValidationFailed(f"step id {step.id!r} is used twice", pointer=f"{pointer}/id")
         seen.add(step.id)
+        if step.type == "agent":
+            if not step.agent:
+                raise ValidationFailed(
+                    f"step {step.id!r}: an agent step names its agent as agent: <name>", pointer=f"{pointer}/agent"
+                )
+            if step.agent not in known_agents:
+                raise ValidationFailed(f"step {step.id!r}: unknown agent {step.agent!r}", pointer=f"{pointer}/agent")
         if step.type not in RUNNABLE_STEP_TYPES:
             raise ValidationFailed(
                 f"step {step.id!r}: step type {step.type!r} is not supported yet", pointer=f"{pointer}/type"

@@ -172,10 +172,26 @@ def test_a_step_needing_itself_is_a_cycle() -> None:
 
 @pytest.mark.parametrize("step_type", ["agent"])
 def test_step_types_without_a_runner_are_refused(step_type: str) -> None:
-    error = refusal(definition(step("a"), {"id": "b", "type": step_type}))
+    workflow = definition(step("a"), {"id": "b", "type": step_type, "agent": "bot"})
 
-    assert error.pointer == "/definition/steps/1/type"
-    assert f"step type {step_type!r} is not supported" in error.detail
+    with pytest.raises(ValidationFailed) as caught:
+        validate_definition(workflow, known_actions=ACTIONS, max_steps=50, known_agents={"bot"})
+
+    assert caught.value.pointer == "/definition/steps/1/type"
+    assert f"step type {step_type!r} is not supported" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("agent", "message"),
+    [("ghost", "step 'b': unknown agent 'ghost'"), (None, "step 'b': an agent step names its agent as agent: <name>")],
+)
+def test_agent_steps_name_a_registered_agent(agent: str | None, message: str) -> None:
+    workflow = definition(step("a"), {"id": "b", "type": "agent", "agent": agent})
+
+    with pytest.raises(ValidationFailed) as caught:
+        validate_definition(workflow, known_actions=ACTIONS, max_steps=50, known_agents={"bot"})
+
+    assert (caught.value.detail, caught.value.pointer) == (message, "/definition/steps/1/agent")
 
 
 @pytest.mark.parametrize("action", ["core.nope", None])

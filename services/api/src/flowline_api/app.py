@@ -25,6 +25,7 @@ from flowline_api.dependencies import (
     provide_tenant_id,
 )
 from flowline_api.domain.executions.controller import ExecutionController
+from flowline_api.domain.packs.controller import PackController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[
             WorkflowController,
+            PackController,
             ExecutionController,
             *ops_routes("api", {"database": check_database, "kafka": check_kafka}, registry),
         ],
@@ -80,6 +82,7 @@ def create_app(settings: Settings) -> Litestar:
             title="Flowline",
             version="0.1.0",
             path="/docs",
+            use_handler_docstrings=True,
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
     )
