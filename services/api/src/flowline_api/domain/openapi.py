@@ -10,7 +10,11 @@ from litestar.openapi.spec import Example
 
 
 class Problem(msgspec.Struct, kw_only=True):
-    """An RFC 9457 problem; validation problems add ``pointer`` (a JSON pointer into the request)."""
+    """An RFC 9457 problem.
+
+    Validation problems add ``pointer`` (a JSON pointer into the request, or into the file of a pack folder
+    named by ``file``).
+    """
 
     type: str = "about:blank"
     title: str
@@ -18,6 +22,7 @@ class Problem(msgspec.Struct, kw_only=True):
     detail: str
     instance: str
     pointer: str | None = None
+    file: str | None = None
 
 
 _TITLES = {
@@ -41,12 +46,13 @@ def example_response(container: Any, description: str, value: Any, status: int =
     }
 
 
-def problems(instance: str, **details: str) -> dict[int, ResponseSpec]:
-    """Error responses of a route: ``problems(path, not_found="…", conflict="…")`` keyed by status name."""
+def problems(instance: str, **details: str | tuple[str, str]) -> dict[int, ResponseSpec]:
+    """Error responses of a route: ``problems(path, not_found="…", invalid=("…", "/pointer"))``."""
     statuses = {"bad_request": 400, "not_found": 404, "conflict": 409, "too_large": 413, "invalid": 422}
     responses: dict[int, ResponseSpec] = {}
-    for name, detail in details.items():
+    for name, example in details.items():
         status = statuses[name]
+        detail, pointer = example if isinstance(example, tuple) else (example, None)
         value: dict[str, Any] = {
             "type": "about:blank",
             "title": _TITLES[status],
@@ -54,8 +60,8 @@ def problems(instance: str, **details: str) -> dict[int, ResponseSpec]:
             "detail": detail,
             "instance": instance,
         }
-        if status == 422 and ": " in detail and detail.startswith("/"):
-            value["pointer"] = detail.split(": ", 1)[0]
+        if pointer is not None:
+            value["pointer"] = pointer
         responses[status] = ResponseSpec(
             data_container=Problem,
             description=_TITLES[status],

@@ -94,7 +94,10 @@ class PackController(Controller):
             **example_response(PackInstalled, "what the install changed", PACK_INSTALLED_EXAMPLE),
             **problems(
                 f"{PATH}/install",
-                invalid="workflows/hello.yaml: /definition/steps/1/needs/0: step 'shout' needs unknown step 'gret'",
+                invalid=(
+                    "workflows/hello.yaml: step 'shout' needs unknown step 'gret'",
+                    "/definition/steps/1/needs/0",
+                ),
                 too_large="workflows/big.yaml: the definition is 1200000 bytes; the limit is 1000000",
             ),
         },

@@ -40,7 +40,7 @@ from flowline_api.domain.workflows.service import WorkflowService
 from flowline_api.pagination import Cursor, Limit, Offset, Page
 
 PATH = "/api/v1/tenants/dev/workflows"
-INVALID_DEFINITION = "/definition/steps: steps form a cycle: a → b → a"
+INVALID_DEFINITION = ("steps form a cycle: a → b → a", "/definition/steps")
 
 TagsFilter = Annotated[
     list[str] | None,
@@ -264,7 +264,7 @@ class WorkflowController(Controller):
                 f"{PATH}/demo.hello/execute",
                 not_found="workflow 'demo.hello' does not exist",
                 conflict="workflow 'demo.hello' is disabled",
-                invalid="/input: 'name' is a required property",
+                invalid=("/input: 'name' is a required property", "/input"),
             ),
         },
     )
