@@ -97,17 +97,19 @@ async def test_pack_changes_write_audit_rows(api: Client, pool: asyncpg.Pool) ->
     await api.post("workflows", json={"ref": "demo.one", "definition": DEFINITION})
     await api.delete("packs/demo", params={"cascade": "true"})
 
-    rows = await pool.fetch("SELECT entity_type, entity_id, action, changes, request_id FROM audit_logs ORDER BY id")
+    rows = await pool.fetch(
+        "SELECT entity_type, entity_id, action, changes, request_id FROM audit_logs ORDER BY entity_type, occurred_at"
+    )
 
     assert [(row["entity_type"], row["entity_id"], row["action"]) for row in rows] == [
         ("pack", "demo", "create"),
+        ("pack", "demo", "delete"),
         ("workflow", "demo.one", "create"),
         ("workflow", "demo.one", "delete"),
-        ("pack", "demo", "delete"),
     ]
     assert rows[0]["changes"] == {"label": {"before": None, "after": "Demo"}}
     assert rows[0]["request_id"] == "req-1"
-    assert rows[3]["changes"] == {"label": {"before": "Demo", "after": None}}
+    assert rows[1]["changes"] == {"label": {"before": "Demo", "after": None}}
 
 
 # Install ---------------------------------------------------------------------------------------------------
@@ -148,18 +150,19 @@ async def test_installing_a_folder_creates_then_updates_only_what_changed(api: C
     third = (await api.post("packs/install", json=body)).json()
     assert (third["change"], third["pack"]["label"]) == ("updated", "Demo pack")
     assert {workflow["change"] for workflow in third["workflows"]} == {"unchanged"}
-    actions = [
-        (row["entity_type"], row["action"])
-        for row in await pool.fetch("SELECT entity_type, action FROM audit_logs ORDER BY id")
+    # One transaction per install: its rows share occurred_at.
+    rows = await pool.fetch(
+        "SELECT occurred_at, entity_type, entity_id, action FROM audit_logs ORDER BY occurred_at, entity_id"
+    )
+    assert [(row["entity_type"], row["entity_id"], row["action"]) for row in rows] == [
+        ("pack", "demo", "create"),
+        ("workflow", "demo.goodbye", "create"),
+        ("workflow", "demo.hello", "create"),
+        ("workflow", "demo.hello", "update"),
+        ("workflow", "demo.new", "create"),
+        ("pack", "demo", "update"),
     ]
-    assert actions == [
-        ("pack", "create"),
-        ("workflow", "create"),
-        ("workflow", "create"),
-        ("workflow", "update"),
-        ("workflow", "create"),
-        ("pack", "update"),
-    ]
+    assert len({row["occurred_at"] for row in rows}) == 3
 
 
 async def _state(api: Client, pool: asyncpg.Pool) -> tuple[Any, ...]:
