@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from cryptography.fernet import Fernet
 from flowline.db.migrate import ensure_tenant, upgrade_head
 from flowline.db.pool import create_pool
 from flowline.devstack.processes import ServiceGroup
@@ -133,6 +134,7 @@ def settings_env(servers: Servers, database_url: str) -> dict[str, str]:
         "FLOWLINE_OUTBOX_RELAY_GRACE_SECONDS": "0.5",
         "FLOWLINE_OUTBOX_RELAY_INTERVAL_SECONDS": "0.2",
         "FLOWLINE_CONSUMER_MAX_FAILURES": "3",
+        "FLOWLINE_SECRET_KEY": Fernet.generate_key().decode(),
     }
 
 

@@ -39,7 +39,8 @@ class CountingServer:
     """A real local HTTP server that records every request (for agent and http steps).
 
     ``/ok`` answers 200 with the JSON body it got; ``/flaky/<n>`` answers 503 to the first ``n`` requests
-    of each Idempotency-Key, then 200; ``/status/<code>`` answers that status; ``/slow/<seconds>`` answers late.
+    of each Idempotency-Key, then 200; ``/status/<code>`` answers that status (429 with ``Retry-After: 7``);
+    ``/slow/<seconds>`` answers late; ``/text`` answers 200 with a plain-text body, ``/empty`` 204 with none.
     """
 
     def __init__(self) -> None:
@@ -70,11 +71,18 @@ class CountingServer:
                 elif parts[0] == "slow":
                     time.sleep(float(parts[1]))
                 payload = json.dumps({"path": self.path, "got": body.decode() or None}).encode()
+                content_type = "application/json"
+                if parts[0] == "text":
+                    payload, content_type = b"plain words", "text/plain"
+                elif parts[0] == "empty":
+                    payload, status = b"", 204
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(payload)))
                 if status == 503:
                     self.send_header("retry-after", "0")
+                elif status == 429:
+                    self.send_header("retry-after", "7")
                 self.end_headers()
                 self.wfile.write(payload)
 

@@ -12,9 +12,6 @@ from flowline.errors import TooLarge, ValidationFailed
 from flowline.templating import check_template, condition_template
 
 StepType = Literal["action", "agent", "http", "sleep", "wait", "workflow"]
-# Step types whose runners exist; the others are accepted by the schema and refused by validation until
-# the engine can run them, so that no definition is stored that would stall.
-RUNNABLE_STEP_TYPES: frozenset[str] = frozenset({"action", "http", "sleep", "wait", "workflow"})
 PROMISE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
@@ -80,14 +77,14 @@ class StepDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", 
     id: str
     type: StepType
     action: str | None = None
+    # agent: the name of the registered agent to call with the step's input.
+    agent: str | None = None
     needs: list[str] = []
     input: Any = None
     when: str | None = None
     retry: RetryPolicy | None = None
     timeout: Seconds | None = None
     continue_on_failure: bool = False
-    # agent: the name of the registered agent to call.
-    agent: str | None = None
     # http: the request to send.
     request: HttpRequest | None = None
     # workflow: the child workflow's ref (``<pack>.<name>``) and version (default: its latest).
@@ -145,7 +142,7 @@ def validate_definition(
 ) -> None:
     """Check a definition beyond its shape; each failure names the step and the JSON pointer.
 
-    ``known_agents`` are the names of the tenant's registered agents (see ``agent_names``).
+    ``known_agents`` are the names of the tenant's live agents (the api reads them from the agents table).
 
     Raises:
         ValidationFailed: duplicate ids, unknown needs, cycles, unknown types, actions or agents, bad templates.
@@ -173,10 +170,6 @@ def validate_definition(
                 )
             if step.agent not in known_agents:
                 raise ValidationFailed(f"step {step.id!r}: unknown agent {step.agent!r}", pointer=f"{pointer}/agent")
-        if step.type not in RUNNABLE_STEP_TYPES:
-            raise ValidationFailed(
-                f"step {step.id!r}: step type {step.type!r} is not supported yet", pointer=f"{pointer}/type"
-            )
         if step.type == "sleep":
             if (step.duration is None) == (step.until is None):
                 raise ValidationFailed(

@@ -124,6 +124,7 @@ async def start_execution(
         connection,
         tenant_id=tenant_id,
         execution_id=execution_id,
+        after_sequence=0,
         events=[
             NewEvent(
                 "WORKFLOW_CREATED",

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 import msgspec
 
 ENV_PREFIX = "FLOWLINE_"
+# Settings whose values never appear in a repr, log line or error message.
+SECRET_SETTINGS = frozenset({"secret_key"})
 
 
 class ConfigurationError(Exception):
@@ -52,10 +54,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_min_size: int = 2
     db_pool_max_size: int = 20
 
+    # Secrets: one or more Fernet keys, comma-separated (the first encrypts, all decrypt), that seal agent
+    # credentials at rest. Required by the api and the executor; `make dev` generates one into .flowline/.
+    secret_key: str = ""
+
     # Kafka layout.
     # How long a fetch waits for data. Apache Kafka answers a waiting fetch as soon as data arrives, so 500
     # costs nothing there; the local broker waits out the full time, so the default keeps hops short.
-    kafka_fetch_max_wait_ms: int = 10
+    kafka_fetch_max_wait_ms: int = 50
     topic_prefix: str = "flowline"
     topic_partitions: int = 6
     consumer_group_prefix: str = "flowline"
@@ -88,6 +94,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dev_postgres_port: int = 55432
     dev_kafka_port: int = 19092
     dev_tenant: str = "dev"
+
+    def __repr__(self) -> str:
+        """Every setting except the secret ones, which show only whether they are set."""
+        shown = (
+            f"{name}='***'" if name in SECRET_SETTINGS and getattr(self, name) else f"{name}={getattr(self, name)!r}"
+            for name in self.__struct_fields__
+        )
+        return f"Settings({', '.join(shown)})"
 
     @property
     def topics(self) -> Topics:

@@ -174,7 +174,7 @@ async def test_invalid_definitions_are_refused_with_a_pointer(
         assert (updated.status_code, updated.json()["pointer"]) == (status, pointer)
 
 
-async def test_a_known_agent_passes_the_name_check(demo: Client, pool: asyncpg.Pool) -> None:
+async def test_an_agent_step_naming_a_registered_agent_is_stored(demo: Client, pool: asyncpg.Pool) -> None:
     await pool.execute(
         "INSERT INTO agents (id, tenant_id, name, url) SELECT gen_random_uuid(), id, 'bot', 'http://bot' "
         "FROM tenants WHERE slug = 'dev'"
@@ -182,9 +182,8 @@ async def test_a_known_agent_passes_the_name_check(demo: Client, pool: asyncpg.P
 
     response = await demo.post("workflows", json=_with_step(1, type="agent", action=None, agent="bot"))
 
-    # The name is known; agent steps themselves wait for the engine to run them.
-    assert response.status_code == 422
-    assert response.json()["pointer"] == "/definition/steps/1/type"
+    assert response.status_code == 201, response.text
+    assert response.json()["definition"]["steps"][1]["agent"] == "bot"
 
 
 async def test_size_limits_are_413(demo: Client) -> None:

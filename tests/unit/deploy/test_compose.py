@@ -28,6 +28,9 @@ SERVICE_PORT_FIELDS = {
 SCALABLE_SERVICES = ("executor", "scheduler", "log-ingest")
 REQUIRED_SERVICES = {*SERVICE_PORT_FIELDS, "migrate", "kafka", "postgres", "prometheus"}
 
+# Variables the deployment requires from the shell or .env, as an operator would set them.
+OPERATOR_ENV = {"SECRET_KEY": "ZmxvdWxpbmUtY29tcG9zZS10ZXN0LWtleS0zMmJ5dGU="}
+
 _INTERPOLATION = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
 
 
@@ -60,7 +63,7 @@ def environment_of(service: dict[str, Any]) -> dict[str, str]:
     raw = service.get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) if "=" in item else (item, "") for item in raw)
-    return {str(name): str(interpolate(value)) for name, value in raw.items()}
+    return {str(name): str(interpolate(value, OPERATOR_ENV)) for name, value in raw.items()}
 
 
 def command_of(service: dict[str, Any]) -> list[str]:
@@ -176,6 +179,14 @@ def test_flowline_services_have_valid_connections(flowline_services: dict[str, d
         assert env["FLOWLINE_HTTP_HOST"] == "0.0.0.0", f"{name} must listen beyond its own loopback"
         # Converts to Settings (ports are integers, ...) and names both servers.
         flowline_settings_of(service).require_connections()
+
+
+def test_api_and_executor_require_a_secret_key(flowline_services: dict[str, dict[str, Any]]) -> None:
+    for name in ("api", "executor"):
+        raw = flowline_services[name]["environment"]["FLOWLINE_SECRET_KEY"]
+        with pytest.raises(AssertionError, match="SECRET_KEY"):
+            interpolate(raw)  # no default: compose refuses to start without the operator's key
+        assert flowline_settings_of(flowline_services[name]).secret_key == OPERATOR_ENV["SECRET_KEY"]
 
 
 def test_database_url_points_at_the_postgres_service(

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
-from flowline.devstack.cli import render_banner, render_dev_env
+from flowline.agents import auth_cipher
+from flowline.devstack.cli import ensure_secret_key, render_banner, render_dev_env
 from flowline.settings import load_settings
 
 
@@ -39,3 +41,13 @@ def test_the_banner_lists_every_service_url_and_the_env_hint() -> None:
     for name in ("executor", "scheduler", "log-ingest", "postgresql", "kafka", "tenant"):
         assert f"  {name} " in banner
     assert "source .flowline/dev.env" in banner
+
+
+def test_the_dev_secret_key_is_generated_once_and_kept_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "secret.key"
+
+    first = ensure_secret_key(path)
+
+    auth_cipher(first)  # a usable Fernet key
+    assert ensure_secret_key(path) == first
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cryptography.fernet import Fernet
 from flowline.definitions import StepDefinition
 from flowline.messages import TaskDispatched
 from flowline.settings import Settings
@@ -40,7 +41,13 @@ class _Connection:
 
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any]:
         if "FROM executions" in sql:
-            return {"id": args[0], "status": "running", "tenant_id": uuid.uuid4(), "workflow_version_id": uuid.uuid4()}
+            return {
+                "id": args[0],
+                "status": "running",
+                "tenant_id": uuid.uuid4(),
+                "workflow_version_id": uuid.uuid4(),
+                "last_event_sequence": 0,
+            }
         await asyncio.sleep(0.01)  # let concurrent claims interleave
         return {"status": "scheduled", "attempts": 0, "generation": 0, "input": {}}
 
@@ -57,7 +64,13 @@ class _Outbox:
 
 
 def _engine() -> Engine:
-    return Engine(Settings(max_concurrent_tasks=4), _Pool(), _Outbox(), {}, ExecutorMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+    return Engine(
+        Settings(max_concurrent_tasks=4, secret_key=Fernet.generate_key().decode()),
+        _Pool(),
+        _Outbox(),
+        {},
+        ExecutorMetrics(CollectorRegistry()),
+    )  # type: ignore[arg-type]
 
 
 def _dispatch() -> TaskDispatched:

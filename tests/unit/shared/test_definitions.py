@@ -170,17 +170,6 @@ def test_a_step_needing_itself_is_a_cycle() -> None:
     assert error.detail == "steps form a cycle: loop → loop"
 
 
-@pytest.mark.parametrize("step_type", ["agent"])
-def test_step_types_without_a_runner_are_refused(step_type: str) -> None:
-    workflow = definition(step("a"), {"id": "b", "type": step_type, "agent": "bot"})
-
-    with pytest.raises(ValidationFailed) as caught:
-        validate_definition(workflow, known_actions=ACTIONS, max_steps=50, known_agents={"bot"})
-
-    assert caught.value.pointer == "/definition/steps/1/type"
-    assert f"step type {step_type!r} is not supported" in caught.value.detail
-
-
 @pytest.mark.parametrize(
     ("agent", "message"),
     [("ghost", "step 'b': unknown agent 'ghost'"), (None, "step 'b': an agent step names its agent as agent: <name>")],

@@ -144,3 +144,12 @@ def test_every_setting_name_is_read_by_load_settings() -> None:
 
 def test_env_name() -> None:
     assert env_name("lease_seconds") == "FLOWLINE_LEASE_SECONDS"
+
+
+def test_the_secret_key_is_read_but_never_shown() -> None:
+    settings = load_settings({"FLOWLINE_SECRET_KEY": "k1,k2"})
+
+    assert settings.secret_key == "k1,k2"
+    assert "k1" not in repr(settings)
+    assert "secret_key='***'" in repr(settings)
+    assert "secret_key=''" in repr(Settings())

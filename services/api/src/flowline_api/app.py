@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from flowline.actions import load_actions
+from flowline.agents import auth_cipher
 from flowline.ops import ops_routes
 from flowline.runtime import OutboxRelay, Runtime
 from flowline.settings import Settings
@@ -24,6 +26,8 @@ from flowline_api.dependencies import (
     provide_settings,
     provide_tenant_id,
 )
+from flowline_api.domain.agents.controller import AgentController
+from flowline_api.domain.audit.controller import AuditLogController
 from flowline_api.domain.executions.controller import ExecutionController
 from flowline_api.domain.packs.controller import PackController
 from flowline_api.domain.workflows.controller import WorkflowController
@@ -31,11 +35,17 @@ from flowline_api.errors import EXCEPTION_HANDLERS
 
 
 def create_app(settings: Settings) -> Litestar:
-    """The api for ``settings``; the database and broker connections open in the app's lifespan."""
+    """The api for ``settings``; the database and broker connections open in the app's lifespan.
+
+    Raises:
+        ConfigurationError: FLOWLINE_SECRET_KEY is missing or invalid (agent credentials are never stored
+            unencrypted).
+    """
     registry = CollectorRegistry()
     state = State(
         {
             "settings": settings,
+            "auth_cipher": auth_cipher(settings.secret_key),
             "known_actions": frozenset(load_actions()),
             "tenant_ids": {},
         }
@@ -53,11 +63,16 @@ def create_app(settings: Settings) -> Litestar:
         state.runtime, state.pool, state.outbox = runtime, runtime.pool, runtime.outbox
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         relay_task = asyncio.create_task(relay.start())
+        # One pooled client for every outgoing request (agent health checks); redirects are not followed.
+        state.http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20), follow_redirects=False
+        )
         try:
             yield
         finally:
             relay.stop()
             await asyncio.gather(relay_task, return_exceptions=True)
+            await state.http.aclose()
             await runtime.close()
 
     return Litestar(
@@ -65,6 +80,8 @@ def create_app(settings: Settings) -> Litestar:
             WorkflowController,
             PackController,
             ExecutionController,
+            AgentController,
+            AuditLogController,
             *ops_routes("api", {"database": check_database, "kafka": check_kafka}, registry),
         ],
         dependencies={

@@ -6,6 +6,8 @@ import uuid
 from typing import Any
 
 import asyncpg
+import httpx
+from cryptography.fernet import MultiFernet
 from flowline.db.audit import Actor
 from flowline.db.tenants import read_tenant_id
 from flowline.ids import uuid7
@@ -16,6 +18,8 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from flowline_api.domain.agents.service import AgentService
+from flowline_api.domain.audit.service import AuditService
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.packs.service import PackService
 from flowline_api.domain.workflows.service import WorkflowService
@@ -80,3 +84,15 @@ def provide_execution_service(
 ) -> ExecutionService:
     """An execution service for this request."""
     return ExecutionService(pool, outbox, settings.topics)
+
+
+def provide_agent_service(pool: NamedDependency[asyncpg.Pool], state: State) -> AgentService:
+    """An agent service for this request, sharing the app's cipher and HTTP client."""
+    cipher: MultiFernet = state.auth_cipher
+    http: httpx.AsyncClient = state.http
+    return AgentService(pool, cipher, http)
+
+
+def provide_audit_service(pool: NamedDependency[asyncpg.Pool]) -> AuditService:
+    """An audit log reader for this request."""
+    return AuditService(pool)

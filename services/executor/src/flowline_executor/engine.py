@@ -21,10 +21,11 @@ from typing import Any
 import asyncpg
 import msgspec
 from flowline.actions import Action, ActionContext, ActionFailed
+from flowline.agents import auth_cipher, load_agent
 from flowline.db.events import NewEvent, append_events
 from flowline.db.tenants import read_tenant_id
-from flowline.definitions import HttpRequest, StepDefinition, WorkflowDefinition, parse_duration
-from flowline.errors import ClientError
+from flowline.definitions import HttpRequest, RetryPolicy, StepDefinition, WorkflowDefinition, parse_duration
+from flowline.errors import ClientError, FlowlineError
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, start_execution
 from flowline.ids import uuid7
 from flowline.kafka.inbox import claim_message
@@ -52,6 +53,7 @@ from flowline.templating import TemplateError, render, render_condition
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from flowline_executor import http_step
+from flowline_executor.agent_step import call_agent, retry_policy
 from flowline_executor.graph import Graph
 
 logger = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class Changes:
         self.outbox: list[OutboxRow] = []
         self.eager: list[tuple[TaskDispatched, StepDefinition, Any]] = []  # attempts claimed here, run on commit
         self.enqueued: list[OutboxRow] = []  # rows already in the outbox (a child's start): publish only
+        self.last_sequence: int | None = None  # the execution's event sequence, read when it was locked
 
     def log(
         self,
@@ -137,10 +140,13 @@ class Changes:
 
     async def write(self, connection: asyncpg.Connection, events_topic: str) -> list[OutboxRow]:
         """Append the events and enqueue every outbox row; publish the returned rows after the commit."""
+        if self.events and self.last_sequence is None:
+            raise RuntimeError(f"execution {self.execution_id}: events written without locking the execution")
         rows = await append_events(
             connection,
             tenant_id=self.tenant_id,
             execution_id=self.execution_id,
+            after_sequence=self.last_sequence or 0,
             events=self.events,
             topic=events_topic,
             outbox=self.outbox,
@@ -194,8 +200,9 @@ class Engine:
         self._capacity = settings.max_concurrent_tasks
         self._capacity_freed = asyncio.Condition()
         self._busy = 0  # attempts claimed by this process and not yet finished
-        self._running: dict[asyncio.Task[None], uuid.UUID] = {}
-        self._http = http_step.create_client()  # attempt task → its step execution
+        self._running: dict[asyncio.Task[None], uuid.UUID] = {}  # attempt task → its step execution
+        self._http = http_step.create_client()
+        self._cipher = auth_cipher(settings.secret_key)
 
     @property
     def running_attempts(self) -> int:
@@ -235,7 +242,7 @@ class Engine:
 
     async def _fail_on_error(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, err: Exception) -> None:
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
-            execution = await _lock_execution(connection, execution_id)
+            execution = await _lock_execution(connection, execution_id, changes)
             if execution is not None and execution["status"] not in TERMINAL_EXECUTION_STATUSES:
                 error = _error(f"internal error: {type(err).__name__}: {err}"[:2000], type="InternalError")
                 await self._finish_execution(connection, execution, changes, "failed", error=error)
@@ -298,46 +305,63 @@ class Engine:
 
     async def _start(self, message: ExecutionRequested) -> None:
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
-            if not await claim_message(connection, REQUESTS_CONSUMER, message.id):
-                return
-            execution = await _lock_execution(connection, message.execution_id)
+            execution = await _lock_execution(connection, message.execution_id, changes)
             if execution is None or execution["status"] != "pending":
-                return
+                return  # a redelivered request (the status says it was applied) or a cancelled execution
             graph = await self._graph(connection, execution["workflow_version_id"])
-            await connection.executemany(
-                "INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status) "
-                "VALUES ($1, $2, $3, $4, $5, $6, 'pending') ON CONFLICT (execution_id, step_id) DO NOTHING",
-                [
-                    (uuid7(), execution["tenant_id"], execution["id"], step.id, position, step.type)
-                    for position, step in enumerate(graph.definition.steps)
-                ],
-            )
+            steps = {
+                step.id: {
+                    "id": uuid7(),
+                    "step_id": step.id,
+                    "status": "pending",
+                    "output": None,
+                    "error": None,
+                    "attempts": 0,
+                    "generation": 0,
+                    "owner": None,
+                }
+                for step in graph.definition.steps
+            }
             await connection.execute(
-                "UPDATE executions SET status = 'running', started_at = clock_timestamp() WHERE id = $1",
+                """
+                WITH created AS (
+                    INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status)
+                    SELECT id, $2, $1, step_id, position, step_type, 'pending'
+                    FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[]) AS s(id, step_id, position, step_type)
+                )
+                UPDATE executions SET status = 'running', started_at = clock_timestamp() WHERE id = $1
+                """,
                 execution["id"],
+                execution["tenant_id"],
+                [row["id"] for row in steps.values()],
+                list(steps),
+                list(range(len(steps))),
+                [step.type for step in graph.definition.steps],
             )
             changes.events.append(NewEvent("WORKFLOW_STARTED", {"status": "running"}))
             if graph.definition.timeout:
                 deadline = datetime.now(UTC) + timedelta(seconds=graph.definition.timeout)
                 await self._start_timer(connection, changes, None, "execution_timeout", deadline)
-            await self._advance(connection, execution, graph, changes)
+            await self._advance(connection, execution, graph, changes, steps)
 
         await self._change(message.tenant_id, message.execution_id, apply)
 
     # Graph ------------------------------------------------------------------------------------------
 
     async def _advance(
-        self, connection: asyncpg.Connection, execution: asyncpg.Record, graph: Graph, changes: Changes
+        self,
+        connection: asyncpg.Connection,
+        execution: asyncpg.Record,
+        graph: Graph,
+        changes: Changes,
+        steps: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        """Schedule every step whose needs are met, skip those whose ``when`` is false, finish the execution."""
-        steps = {
-            record["step_id"]: dict(record)
-            for record in await connection.fetch(
-                "SELECT id, step_id, status, output, error, attempts, generation FROM step_executions "
-                "WHERE execution_id = $1",
-                execution["id"],
-            )
-        }
+        """Schedule every step whose needs are met, skip those whose ``when`` is false, finish the execution.
+
+        ``steps`` are the execution's step rows as this transaction left them, when the caller has them.
+        """
+        if steps is None:
+            steps = await _read_steps(connection, execution["id"])
         statuses = {step_id: step["status"] for step_id, step in steps.items()}
         progressed = True
         while progressed and not graph.failed_step(statuses):
@@ -780,10 +804,15 @@ class Engine:
     ) -> None:
         # Whatever still waits on a timer (sleeps, retries, the execution's own timeout) waits no more.
         timers = await connection.fetch(
+            "WITH finished AS (UPDATE executions SET status = $2, output = $3, error = $4, "
+            "completed_at = clock_timestamp() WHERE id = $1) "
             "UPDATE timers t SET status = 'cancelled' WHERE t.execution_id = $1 AND t.status = 'pending' "
             "RETURNING t.id, t.kind, t.step_execution_id AS task_id, "
             "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)",
             execution["id"],
+            status,
+            output,
+            error,
         )
         for timer in timers:
             if timer["kind"] == "sleep":  # other timers are internal: TASK_CANCELLED or the final event says it
@@ -833,14 +862,6 @@ class Engine:
             )
             for step in cancelled:
                 changes.events.append(NewEvent("TASK_CANCELLED", {"status": "cancelled"}, step["step_id"], step["id"]))
-        await connection.execute(
-            "UPDATE executions SET status = $2, output = $3, error = $4, completed_at = clock_timestamp() "
-            "WHERE id = $1",
-            execution["id"],
-            status,
-            output,
-            error,
-        )
         changes.events.append(
             NewEvent(f"WORKFLOW_{status.upper()}", {"status": status, "output": output, "error": error})
         )
@@ -865,7 +886,7 @@ class Engine:
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
             if not await claim_message(connection, CONTROL_CONSUMER, message.id):
                 return
-            execution = await _lock_execution(connection, message.execution_id)
+            execution = await _lock_execution(connection, message.execution_id, changes)
             if execution is None or execution["status"] in TERMINAL_EXECUTION_STATUSES:
                 return
             match message:
@@ -1002,7 +1023,7 @@ class Engine:
 
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
             nonlocal reserved
-            execution = await _lock_execution(connection, message.execution_id)
+            execution = await _lock_execution(connection, message.execution_id, changes)
             if execution is None or execution["status"] != "running":
                 return
             step = await connection.fetchrow(
@@ -1052,10 +1073,15 @@ class Engine:
         )
         output: Any = None
         error: dict[str, Any] | None = None
+        policy = step.retry
         try:
             if step.type == "http":
                 request = msgspec.convert(claimed.step_input, HttpRequest)
                 work = http_step.send(self._http, request, context, timeout_seconds=step.timeout)
+            elif step.type == "agent":
+                agent = await load_agent(self._pool, self._cipher, message.tenant_id, step.agent or "")
+                policy = policy or retry_policy(agent)
+                work = call_agent(self._http, agent, claimed.step_input, context)
             else:
                 work = self._actions[step.action or ""](claimed.step_input, context)
             output = msgspec.to_builtins(await asyncio.wait_for(work, timeout=step.timeout))
@@ -1063,6 +1089,8 @@ class Engine:
             error = _error(str(err), type="ActionFailed", retryable=err.retryable)
             if err.retry_after is not None:
                 error["retryAfter"] = err.retry_after
+        except FlowlineError as err:  # the agent is gone, inactive or its credentials unreadable
+            error = _error(err.detail, type=type(err).__name__, retryable=False)
         except TimeoutError:
             error = _error(f"timed out after {step.timeout} s", type="Timeout", retryable=True)
         except Exception as err:
@@ -1072,7 +1100,7 @@ class Engine:
         self._metrics.attempts.labels("failed" if error else "completed").inc()
         while True:
             try:
-                await self._record_result(claimed, output, error, attempt_logger, duration)
+                await self._record_result(claimed, output, error, attempt_logger, duration, policy)
                 return
             except OUTAGE_ERRORS as err:  # keep the result until the database takes it
                 logger.warning("recording the result of %s failed, retrying: %s", message.step_execution_id, err)
@@ -1095,19 +1123,20 @@ class Engine:
         error: dict[str, Any] | None,
         attempt_logger: AttemptLogger,
         duration: float,
+        policy: RetryPolicy | None,
     ) -> None:
         message = claimed.message
         status = "failed" if error else "completed"
 
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
-            execution = await _lock_execution(connection, message.execution_id)
-            step = await connection.fetchrow(
-                "SELECT status, attempts, owner FROM step_executions WHERE id = $1 FOR UPDATE",
-                message.step_execution_id,
-            )
+            execution = await _lock_execution(connection, message.execution_id, changes)
+            if execution is None:
+                return
+            # The execution's lock guards its steps: every writer of a step row takes it first.
+            steps = await _read_steps(connection, execution["id"])
+            step = steps.get(message.step_id)
             if (
-                execution is None
-                or step is None
+                step is None
                 or step["status"] != "running"
                 or step["attempts"] != message.attempt
                 or step["owner"] != self.worker
@@ -1125,7 +1154,6 @@ class Engine:
                     attempt=message.attempt,
                     metadata=metadata,
                 )
-            policy = claimed.step.retry
             retry_in = (
                 max(
                     policy.delay(message.attempt, random.random()),
@@ -1156,6 +1184,7 @@ class Engine:
                     message.step_execution_id,
                     *attempt_values,
                 )
+                step.update(status="scheduled", error=error, owner=None)
                 await self._start_timer(connection, changes, message.step_execution_id, "retry", retry_at)
                 changes.events.append(
                     NewEvent(
@@ -1178,6 +1207,7 @@ class Engine:
                     *attempt_values,
                     output,
                 )
+                step.update(status=status, output=output, error=error, owner=None)
                 changes.events.append(
                     NewEvent(
                         "TASK_FAILED" if error else "TASK_COMPLETED",
@@ -1188,7 +1218,7 @@ class Engine:
                 )
             if execution["status"] == "running" and retry_in is None:
                 graph = await self._graph(connection, execution["workflow_version_id"])
-                await self._advance(connection, execution, graph, changes)
+                await self._advance(connection, execution, graph, changes, steps)
 
         await self._change(message.tenant_id, message.execution_id, apply, fail_on_error=False)
 
@@ -1221,12 +1251,31 @@ class Engine:
             task.cancel()
 
 
-async def _lock_execution(connection: asyncpg.Connection, execution_id: uuid.UUID) -> asyncpg.Record | None:
-    return await connection.fetchrow(
+async def _read_steps(connection: asyncpg.Connection, execution_id: uuid.UUID) -> dict[str, dict[str, Any]]:
+    """The execution's step rows by step id (read under the execution's lock)."""
+    return {
+        record["step_id"]: dict(record)
+        for record in await connection.fetch(
+            "SELECT id, step_id, status, output, error, attempts, generation, owner FROM step_executions "
+            "WHERE execution_id = $1",
+            execution_id,
+        )
+    }
+
+
+async def _lock_execution(
+    connection: asyncpg.Connection, execution_id: uuid.UUID, changes: Changes
+) -> asyncpg.Record | None:
+    """Lock the execution row (before any of its steps) and note its event sequence for ``changes``."""
+    execution = await connection.fetchrow(
         "SELECT id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, "
-        "parent_execution_id, parent_step_id, root_execution_id FROM executions WHERE id = $1 FOR UPDATE",
+        "parent_execution_id, parent_step_id, root_execution_id, last_event_sequence "
+        "FROM executions WHERE id = $1 FOR UPDATE",
         execution_id,
     )
+    if execution is not None:
+        changes.last_sequence = execution["last_event_sequence"]
+    return execution
 
 
 def _check_storable(value: Any) -> None:

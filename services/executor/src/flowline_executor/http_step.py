@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -48,6 +49,61 @@ def _body(response: httpx.Response) -> Any:
     return response.text
 
 
+def flowline_headers(context: ActionContext) -> dict[str, str]:
+    """The idempotency and tracing headers every outgoing step request carries (DESIGN §3.4)."""
+    return {
+        "Idempotency-Key": context.idempotency_key,
+        "X-Flowline-Execution-Id": context.execution_id,
+        "X-Flowline-Step-Id": context.step_id,
+        "X-Flowline-Attempt": str(context.attempt),
+    }
+
+
+async def exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    content: str | bytes | None = None,
+    json: Any = None,
+    timeout_seconds: float | None = None,
+    expected_status: Collection[int] = (),
+) -> httpx.Response:
+    """Send one request and classify what went wrong; shared by the http and agent steps.
+
+    Error messages hold the method, URL, status and the start of the response body, never request headers
+    (they may carry credentials).
+
+    Returns:
+        The response, when its status is expected (any 2xx when ``expected_status`` is empty).
+
+    Raises:
+        ActionFailed: an unexpected status (4xx other than 408/429 are final; 5xx, 408 and 429 are retryable
+            and carry Retry-After), a timeout or a connection error (retryable), or an unusable URL (final).
+    """
+    body: dict[str, Any] = {"content": content} if content is not None else {"json": json} if json is not None else {}
+    try:
+        response = await client.request(
+            method, url, headers=dict(headers), timeout=timeout_seconds or httpx.USE_CLIENT_DEFAULT, **body
+        )
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
+        raise ActionFailed(f"{method} {url}: {err}", retryable=False) from err
+    except httpx.TimeoutException as err:
+        raise ActionFailed(f"{method} {url} timed out: {type(err).__name__}", retryable=True) from err
+    except httpx.HTTPError as err:
+        raise ActionFailed(f"{method} {url} failed: {type(err).__name__}: {err}", retryable=True) from err
+    status = response.status_code
+    expected = status in expected_status if expected_status else 200 <= status < 300
+    if not expected:
+        raise ActionFailed(
+            f"{method} {url} answered {status}: {response.text[:500]}",
+            retryable=status >= 500 or status in RETRYABLE_STATUSES,
+            retry_after=retry_after_seconds(response.headers.get("retry-after")),
+        )
+    return response
+
+
 async def send(
     client: httpx.AsyncClient,
     request: HttpRequest,
@@ -63,38 +119,17 @@ async def send(
         ``{"status", "headers", "body"}``; a JSON body is decoded.
 
     Raises:
-        ActionFailed: an unexpected status (4xx other than 408/429 are final), a timeout or a connection
-            error (retryable), or an unusable URL (final).
+        ActionFailed: as ``exchange`` classifies the outcome.
     """
-    method = request.method.upper()
-    headers = {
-        **request.headers,
-        "Idempotency-Key": context.idempotency_key,
-        "X-Flowline-Execution-Id": context.execution_id,
-        "X-Flowline-Step-Id": context.step_id,
-        "X-Flowline-Attempt": str(context.attempt),
-    }
-    content: dict[str, Any] = {}
-    if isinstance(request.body, str | bytes):
-        content["content"] = request.body
-    elif request.body is not None:
-        content["json"] = request.body
-    try:
-        response = await client.request(
-            method, request.url, headers=headers, timeout=timeout_seconds or httpx.USE_CLIENT_DEFAULT, **content
-        )
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
-        raise ActionFailed(f"{method} {request.url}: {err}", retryable=False) from err
-    except httpx.TimeoutException as err:
-        raise ActionFailed(f"{method} {request.url} timed out: {type(err).__name__}", retryable=True) from err
-    except httpx.HTTPError as err:
-        raise ActionFailed(f"{method} {request.url} failed: {type(err).__name__}: {err}", retryable=True) from err
-    status = response.status_code
-    expected = status in request.expected_status if request.expected_status else 200 <= status < 300
-    if not expected:
-        raise ActionFailed(
-            f"{method} {request.url} answered {status}: {response.text[:500]}",
-            retryable=status >= 500 or status in RETRYABLE_STATUSES,
-            retry_after=retry_after_seconds(response.headers.get("retry-after")),
-        )
-    return {"status": status, "headers": dict(response.headers), "body": _body(response)}
+    body = request.body
+    response = await exchange(
+        client,
+        request.method.upper(),
+        request.url,
+        headers={**request.headers, **flowline_headers(context)},
+        content=body if isinstance(body, str | bytes) else None,
+        json=None if isinstance(body, str | bytes) else body,
+        timeout_seconds=timeout_seconds,
+        expected_status=request.expected_status,
+    )
+    return {"status": response.status_code, "headers": dict(response.headers), "body": _body(response)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from flowline.actions import load_actions
+from flowline.agents import auth_cipher
 from flowline.loops import LoopService
 from flowline.messages import ControlMessage, RequestMessage, TaskMessage, decoder
 from flowline.ops import configure_logging
@@ -73,4 +74,5 @@ def main() -> None:
     """Entry point of ``flowline-executor``."""
     settings = load_settings()
     configure_logging(settings.log_level)
+    auth_cipher(settings.secret_key)  # agent steps need the key: fail at start, not at the first agent call
     asyncio.run(run_executor(settings))

@@ -28,13 +28,26 @@ class LeaseRecovery(LoopService):
         self._outbox = outbox
         self._topics = topics
 
-    async def _attempt_limit(self, connection: asyncpg.Connection, version_id: Any, step_id: str) -> int:
-        """How many attempts a step may lose to dead workers: its retry budget plus a margin for crashes."""
+    async def _attempt_limit(
+        self, connection: asyncpg.Connection, tenant_id: Any, version_id: Any, step_id: str
+    ) -> int:
+        """How many attempts a step may lose to dead workers: its retry budget plus a margin for crashes.
+
+        An agent step without a ``retry`` of its own has its agent's retryConfig as its budget.
+        """
         steps = await connection.fetchval(
             "SELECT definition -> 'steps' FROM workflow_versions WHERE id = $1", version_id
         )
-        retry = next((step.get("retry") or {} for step in steps or [] if step.get("id") == step_id), {})
-        return int(retry.get("maxAttempts", 1)) + LOST_ATTEMPTS_ALLOWED
+        step = next((step for step in steps or [] if step.get("id") == step_id), {})
+        max_attempts = (step.get("retry") or {}).get("maxAttempts")
+        if max_attempts is None and step.get("type") == "agent":
+            max_attempts = await connection.fetchval(
+                "SELECT (retry_config ->> 'maxAttempts')::int FROM agents "
+                "WHERE tenant_id = $1 AND name = $2 AND deleted_at IS NULL",
+                tenant_id,
+                step.get("agent"),
+            )
+        return int(max_attempts or 1) + LOST_ATTEMPTS_ALLOWED
 
     async def run_once(self) -> None:
         """Recover every step whose lease has expired."""
@@ -54,7 +67,9 @@ class LeaseRecovery(LoopService):
         async with self._pool.acquire() as connection, connection.transaction():
             # Lock order as everywhere: the execution first, then its step.
             execution = await connection.fetchrow(
-                "SELECT tenant_id, status, workflow_version_id FROM executions WHERE id = $1 FOR UPDATE", execution_id
+                "SELECT tenant_id, status, workflow_version_id, last_event_sequence FROM executions "
+                "WHERE id = $1 FOR UPDATE",
+                execution_id,
             )
             step = await connection.fetchrow(
                 "SELECT step_id, attempts, generation, owner FROM step_executions "
@@ -76,7 +91,9 @@ class LeaseRecovery(LoopService):
                 step["attempts"],
                 error,
             )
-            limit = await self._attempt_limit(connection, execution["workflow_version_id"], step["step_id"])
+            limit = await self._attempt_limit(
+                connection, execution["tenant_id"], execution["workflow_version_id"], step["step_id"]
+            )
             if step["attempts"] >= limit:
                 # A step that keeps taking its worker down must not take every executor down in turn.
                 error = {
@@ -123,6 +140,7 @@ class LeaseRecovery(LoopService):
                 connection,
                 tenant_id=execution["tenant_id"],
                 execution_id=execution_id,
+                after_sequence=execution["last_event_sequence"],
                 events=[event],
                 topic=self._topics.events,
                 outbox=[outgoing(topic, message)],

@@ -135,7 +135,7 @@ class Redrive(LoopService):
             SELECT s.id, s.tenant_id, s.execution_id, s.step_id, s.generation, s.attempts
             FROM step_executions s
             JOIN executions e ON e.id = s.execution_id AND e.status = 'running'
-            WHERE s.status = 'scheduled' AND s.step_type IN ('action', 'http')
+            WHERE s.status = 'scheduled' AND s.step_type IN ('action', 'agent', 'http')
               AND s.scheduled_at < now() - make_interval(secs => $1)
               AND NOT EXISTS (
                   SELECT 1 FROM timers t WHERE t.step_execution_id = s.id

@@ -27,29 +27,28 @@ async def append_events(
     *,
     tenant_id: uuid.UUID,
     execution_id: uuid.UUID,
+    after_sequence: int,
     events: Sequence[NewEvent],
     topic: str,
     outbox: Sequence[OutboxRow] = (),
 ) -> list[OutboxRow]:
     """Append ``events`` and enqueue them, with the other ``outbox`` rows, inside the caller's transaction.
 
-    The sequence counter lives on the execution row, so concurrent writers of one execution serialise on
-    that row's lock and the sequence has no gaps. Events and outbox rows go in one statement: on the hot
+    The caller holds the execution row's lock and knows its ``last_event_sequence`` (``after_sequence``;
+    0 for an execution created in this transaction), so writers of one execution serialise and the
+    sequence has no gaps. The counter, the events and the outbox rows go in one statement: on the hot
     path every round trip to the database counts.
 
     Returns:
         Every outbox row written (events first), to publish after the commit.
+
+    Raises:
+        RuntimeError: ``after_sequence`` is not the execution's last sequence (the caller did not lock it).
     """
     if not events:
         await enqueue(connection, outbox)
         return list(outbox)
-    last = await connection.fetchval(
-        "UPDATE executions SET last_event_sequence = last_event_sequence + $2, updated_at = now() "
-        "WHERE id = $1 RETURNING last_event_sequence",
-        execution_id,
-        len(events),
-    )
-    first = last - len(events) + 1
+    first = after_sequence + 1
     now = datetime.now(UTC)
     rows = [
         outgoing(
@@ -69,17 +68,23 @@ async def append_events(
         for offset, event in enumerate(events)
     ]
     rows.extend(outbox)
-    await connection.execute(
+    sequenced = await connection.fetchval(
         """
-        WITH appended AS (
+        WITH sequenced AS (
+            UPDATE executions SET last_event_sequence = $13, updated_at = now()
+            WHERE id = $1 AND last_event_sequence = $14
+            RETURNING 1
+        ), appended AS (
             INSERT INTO execution_events (execution_id, sequence, tenant_id, event_type, step_id, task_id, data,
                 occurred_at)
             SELECT $1, sequence, $2, event_type, step_id, task_id, data, $3
             FROM unnest($4::bigint[], $5::text[], $6::text[], $7::uuid[], $8::jsonb[])
                 AS e(sequence, event_type, step_id, task_id, data)
+        ), queued AS (
+            INSERT INTO outbox (id, topic, key, payload)
+            SELECT * FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[])
         )
-        INSERT INTO outbox (id, topic, key, payload)
-        SELECT * FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[])
+        SELECT count(*) FROM sequenced
         """,
         execution_id,
         tenant_id,
@@ -93,5 +98,9 @@ async def append_events(
         [row.topic for row in rows],
         [row.key for row in rows],
         [row.payload for row in rows],
+        after_sequence + len(events),
+        after_sequence,
     )
+    if sequenced != 1:
+        raise RuntimeError(f"execution {execution_id}: events appended after sequence {after_sequence} out of turn")
     return rows

@@ -66,6 +66,22 @@ def render_banner(*, settings: Settings, database_url: str, kafka_bootstrap: str
     return "\n".join(lines)
 
 
+def ensure_secret_key(path: Path) -> str:
+    """The dev stack's secret key from ``path``, generated there (readable by its owner only) on first use.
+
+    Reusing one key keeps the agent credentials stored by earlier sessions readable.
+    """
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(Fernet.generate_key().decode() + "\n")
+        logger.info("generated the secret key that encrypts agent credentials: %s", path)
+    return path.read_text().strip()
+
+
 def _migrate(database_url: str, tenant: str) -> None:
     try:
         from flowline.db.migrate import ensure_tenant, upgrade_head
@@ -157,6 +173,7 @@ def up(state_dir: Path, environ: Mapping[str, str]) -> int:
                 **environ,
                 env_name("database_url"): database_url,
                 env_name("kafka_bootstrap"): kafka_bootstrap,
+                env_name("secret_key"): settings.secret_key or ensure_secret_key(state_dir / "secret.key"),
             }
             services = ServiceGroup(env, echo=sys.stdout)
             stack.callback(services.stop)

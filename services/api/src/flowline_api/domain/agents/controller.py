@@ -1,0 +1,154 @@
+"""Routes of registered agents."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from flowline.db.audit import Actor
+from litestar import Controller, delete, get, post, put
+from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import Example
+from litestar.params import Body, FromPath, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from flowline_api.dependencies import provide_agent_service
+from flowline_api.domain.agents.schemas import (
+    AGENT_CREATE_EXAMPLE,
+    Agent,
+    AgentCreate,
+    AgentHealth,
+    AgentStatus,
+    AgentUpdate,
+)
+from flowline_api.domain.agents.service import AgentService
+from flowline_api.errors import problem_responses
+from flowline_api.pagination import Cursor, Limit, Offset, Page
+
+AgentId = FromPath[uuid.UUID]
+CreateBody = Annotated[
+    AgentCreate,
+    Body(
+        description="The agent to register; `authConfig` is write-only",
+        examples=[
+            Example(summary="bearer token", value=AGENT_CREATE_EXAMPLE),
+            Example(
+                summary="HMAC-signed bodies",
+                value={
+                    "name": "billing",
+                    "url": "https://billing.internal/flowline",
+                    "authType": "hmac",
+                    "authConfig": {"secret": "hmac-shared-secret"},
+                },
+            ),
+        ],
+    ),
+]
+UpdateBody = Annotated[
+    AgentUpdate,
+    Body(
+        description="Fields to change; omitted fields keep their value",
+        examples=[
+            Example(summary="rotate the token", value={"authConfig": {"token": "n3w-t0ken"}}),
+            Example(summary="take out of service", value={"status": "inactive"}),
+        ],
+    ),
+]
+
+
+class AgentController(Controller):
+    """``/api/v1/tenants/{tenant}/agents``: HTTP services that agent steps call."""
+
+    path = "/api/v1/tenants/{tenant:str}/agents"
+    tags = ["agents"]
+    dependencies = {"agent_service": Provide(provide_agent_service, sync_to_thread=False)}
+
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Register an agent",
+        responses=problem_responses(400, 404, 409, 422),
+    )
+    async def create_agent(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        agent_service: NamedDependency[AgentService],
+        actor: NamedDependency[Actor],
+        data: CreateBody,
+    ) -> Agent:
+        """Register an HTTP agent that `agent` steps call by name.
+
+        `authConfig` is validated for `authType`, stored encrypted, and never returned: responses list only
+        the names of its fields (`authConfigFields`). 409 when a live agent has the name; 422 for a URL that is
+        not http(s) or an auth config that does not fit its type.
+        """
+        return await agent_service.create(tenant_id, data, actor)
+
+    @get("/", summary="List agents", responses=problem_responses(400, 404))
+    async def list_agents(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        agent_service: NamedDependency[AgentService],
+        status: Annotated[AgentStatus | None, QueryParameter(description="only agents in this status")] = None,
+        search: Annotated[
+            str | None,
+            QueryParameter(max_length=200, description="case-insensitive text in the name or description"),
+        ] = None,
+        limit: Limit = 20,
+        offset: Offset = 0,
+        cursor: Cursor = None,
+    ) -> Page[Agent]:
+        """Live agents ordered by name, one page at a time (`nextCursor` for stable deep pages)."""
+        return await agent_service.list(
+            tenant_id, status=status, search=search, limit=limit, offset=offset, cursor=cursor
+        )
+
+    @get("/{agent_id:uuid}", summary="Read an agent", responses=problem_responses(404))
+    async def get_agent(
+        self, tenant_id: NamedDependency[uuid.UUID], agent_service: NamedDependency[AgentService], agent_id: AgentId
+    ) -> Agent:
+        """One agent; 404 when it does not exist, was deleted or belongs to another tenant."""
+        return await agent_service.read(tenant_id, agent_id)
+
+    @put("/{agent_id:uuid}", summary="Change an agent", responses=problem_responses(400, 404, 409, 422))
+    async def update_agent(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        agent_service: NamedDependency[AgentService],
+        actor: NamedDependency[Actor],
+        agent_id: AgentId,
+        data: UpdateBody,
+    ) -> Agent:
+        """Change an agent's fields: omitted fields keep their value, null clears an optional one.
+
+        Without `authConfig` the stored credentials stay while `authType` stays; changing `authType` (other
+        than to `none`) needs a new `authConfig`.
+        """
+        return await agent_service.update(tenant_id, agent_id, data, actor)
+
+    @delete(
+        "/{agent_id:uuid}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete an agent",
+        responses=problem_responses(404),
+    )
+    async def delete_agent(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        agent_service: NamedDependency[AgentService],
+        actor: NamedDependency[Actor],
+        agent_id: AgentId,
+    ) -> None:
+        """Soft-delete an agent: it disappears from lists and reads, and its name can be registered again."""
+        await agent_service.delete(tenant_id, agent_id, actor)
+
+    @get("/{agent_id:uuid}/health", summary="Check an agent's health", responses=problem_responses(404))
+    async def check_agent_health(
+        self, tenant_id: NamedDependency[uuid.UUID], agent_service: NamedDependency[AgentService], agent_id: AgentId
+    ) -> AgentHealth:
+        """GET the agent's URL (or `healthPath` resolved against it) with its auth, now.
+
+        The request is bounded by the agent's timeout or 5 seconds, whichever is shorter: `healthy` for a 2xx
+        answer, `unhealthy` for any other status, `unreachable` when no answer came.
+        """
+        return await agent_service.check_health(tenant_id, agent_id)

@@ -1,0 +1,58 @@
+"""Routes of the audit log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import QueryParameter
+
+from flowline_api.dependencies import provide_audit_service
+from flowline_api.domain.audit.schemas import AuditLog
+from flowline_api.domain.audit.service import AuditFilter, AuditService
+from flowline_api.errors import problem_responses
+from flowline_api.pagination import Cursor, Limit, Offset, Page
+
+
+class AuditLogController(Controller):
+    """``/api/v1/tenants/{tenant}/audit-logs``: who changed which workflow, pack or agent, and how."""
+
+    path = "/api/v1/tenants/{tenant:str}/audit-logs"
+    tags = ["audit"]
+    dependencies = {"audit_service": Provide(provide_audit_service, sync_to_thread=False)}
+
+    @get("/", summary="List audit log entries", responses=problem_responses(400, 404))
+    async def list_audit_logs(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        audit_service: NamedDependency[AuditService],
+        entity_type: Annotated[
+            str | None,
+            QueryParameter(name="entityType", max_length=100, description="workflow, pack or agent"),
+        ] = None,
+        entity_id: Annotated[
+            str | None, QueryParameter(name="entityId", max_length=300, description="the changed entity's id")
+        ] = None,
+        principal: Annotated[str | None, QueryParameter(max_length=300, description="who made the change")] = None,
+        since: Annotated[
+            datetime | None,
+            QueryParameter(name="from", description="entries at or after this time (ISO 8601; UTC if no zone)"),
+        ] = None,
+        until: Annotated[
+            datetime | None,
+            QueryParameter(name="to", description="entries before this time (ISO 8601; UTC if no zone)"),
+        ] = None,
+        limit: Limit = 20,
+        offset: Offset = 0,
+        cursor: Cursor = None,
+    ) -> Page[AuditLog]:
+        """Audit entries of the tenant, newest first.
+
+        One entry per create, update or delete of a workflow, pack or agent, with field-level changes (secrets
+        masked) and the request id.
+        """
+        where = AuditFilter(entity_type=entity_type, entity_id=entity_id, principal=principal, since=since, until=until)
+        return await audit_service.list(tenant_id, where, limit=limit, offset=offset, cursor=cursor)
