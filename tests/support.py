@@ -108,11 +108,19 @@ class CountingServer:
 async def define_and_start(
     pool: Any, settings: Settings, ref: str, definition: dict[str, Any], execution_input: dict[str, Any]
 ) -> Any:
-    """Store a workflow for the tenant ``dev`` and a pending execution of it, as the api would."""
+    """Store a workflow for the tenant ``dev`` (and its pack when missing) and a pending execution of it."""
+    from flowline.db.packs import create_pack
     from flowline.db.workflows import create_workflow
+    from flowline.errors import Conflict
     from flowline.executions import start_execution
 
     tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    async with pool.acquire() as connection:
+        try:
+            pack = ref.split(".", 1)[0]
+            await create_pack(connection, tenant_id=tenant_id, ref=pack, label=None, description=None, version=None)
+        except Conflict:
+            pass
     async with pool.acquire() as connection, connection.transaction():
         await create_workflow(
             connection,
@@ -137,3 +145,15 @@ async def define_and_start(
             idempotency_key=None,
             triggered_by="test",
         )
+
+
+async def ensure_pack(client: Any, ref: str) -> None:
+    """Create the pack ``ref`` through the api unless it exists (workflows need their pack)."""
+    response = await client.post("/packs", json={"ref": ref})
+    assert response.status_code in (201, 409), response.text
+
+
+async def define(client: Any, workflow: dict[str, Any]) -> Any:
+    """POST a workflow through the api, creating its pack first when missing; the api's response."""
+    await ensure_pack(client, str(workflow["ref"]).split(".", 1)[0])
+    return await client.post("/workflows", json=workflow)

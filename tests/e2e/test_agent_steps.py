@@ -11,7 +11,7 @@ import httpx
 import pytest
 from flowline.devstack.processes import ServiceGroup
 
-from tests.support import CountingServer
+from tests.support import CountingServer, define
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ async def _run(stack: ServiceGroup, agent: dict[str, Any], step: dict[str, Any])
         created = await client.post("/agents", json=agent)
         assert created.status_code == 201, created.text
         ref = f"demo.{agent['name']}"
-        workflow = await client.post("/workflows", json={"ref": ref, "definition": {"steps": [step]}})
+        workflow = await define(client, {"ref": ref, "definition": {"steps": [step]}})
         assert workflow.status_code == 201, workflow.text
         started = await client.post(f"/workflows/{ref}/execute", json={"input": {"order": "A-1"}})
         execution_id = started.json()["executionId"]

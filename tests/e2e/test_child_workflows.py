@@ -13,6 +13,8 @@ from aiokafka import AIOKafkaProducer
 from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
 
+from tests.support import define
+
 CHILD = {
     "ref": "demo.child",
     "definition": {
@@ -58,7 +60,7 @@ async def _run(client: httpx.AsyncClient, ref: str, run_input: dict[str, Any]) -
 async def test_a_child_execution_hands_its_output_to_the_parent(stack: ServiceGroup) -> None:
     async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
         for workflow in (CHILD, _parent("demo.parent", "demo.child")):
-            assert (await client.post("/workflows", json=workflow)).status_code == 201
+            assert (await define(client, workflow)).status_code == 201
         parent = await _run(client, "demo.parent", {"word": "hey"})
         assert parent["status"] == "completed", parent
         assert parent["output"] == "HEY!"
@@ -75,10 +77,10 @@ async def test_a_child_execution_hands_its_output_to_the_parent(stack: ServiceGr
 async def test_a_failed_child_fails_the_step(stack: ServiceGroup) -> None:
     async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
         for workflow in (FAILING_CHILD, _parent("demo.sad", "demo.failing")):
-            assert (await client.post("/workflows", json=workflow)).status_code == 201
+            assert (await define(client, workflow)).status_code == 201
         parent = await _run(client, "demo.sad", {"word": "hey"})
         missing = _parent("demo.orphan", "demo.missing")
-        assert (await client.post("/workflows", json=missing)).status_code == 201
+        assert (await define(client, missing)).status_code == 201
         orphan = await _run(client, "demo.orphan", {"word": "x"})
     assert parent["status"] == "failed"
     assert "nope" in parent["error"]["message"]
@@ -95,7 +97,7 @@ async def test_cancelling_the_parent_cancels_the_child(stack: ServiceGroup, sett
     }
     async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
         for workflow in (sleeper, waiting_parent):
-            assert (await client.post("/workflows", json=workflow)).status_code == 201
+            assert (await define(client, workflow)).status_code == 201
         parent_id = (await client.post("/workflows/demo.waiting/execute", json={})).json()["executionId"]
         for _ in range(400):
             parent = (await client.get(f"/executions/{parent_id}")).json()
@@ -143,7 +145,7 @@ async def test_a_workflow_that_starts_itself_stops_at_the_depth_limit(stack: Ser
         "definition": {"steps": [{"id": "again", "type": "workflow", "workflow": "demo.forever"}]},
     }
     async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
-        assert (await client.post("/workflows", json=recursive)).status_code == 201
+        assert (await define(client, recursive)).status_code == 201
         top = await _run(client, "demo.forever", {})
     assert top["status"] == "failed"
     assert "nest 20 deep" in top["error"]["message"]
@@ -154,7 +156,7 @@ async def test_a_failed_child_is_retried_as_a_new_child(stack: ServiceGroup, set
     retried["definition"]["steps"][0]["retry"] = {"maxAttempts": 2, "backoff": "fixed", "initialInterval": 0.1}
     async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
         for workflow in (FAILING_CHILD, retried):
-            assert (await client.post("/workflows", json=workflow)).status_code == 201
+            assert (await define(client, workflow)).status_code == 201
         parent = await _run(client, "demo.retrying", {"word": "x"})
     assert parent["status"] == "failed"
     assert parent["steps"][0]["attempts"] == 2

@@ -13,13 +13,15 @@ from aiokafka import AIOKafkaProducer
 from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
 
+from tests.support import define
+
 
 def _api(stack: ServiceGroup) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10)
 
 
 async def _run(client: httpx.AsyncClient, ref: str, definition: dict[str, Any], run_input: dict[str, Any]) -> str:
-    created = await client.post("/workflows", json={"ref": ref, "definition": definition})
+    created = await define(client, {"ref": ref, "definition": definition})
     assert created.status_code == 201, created.text
     accepted = await client.post(f"/workflows/{ref}/execute", json={"input": run_input})
     assert accepted.status_code == 202, accepted.text

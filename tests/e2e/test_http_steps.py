@@ -11,7 +11,7 @@ import httpx
 import pytest
 from flowline.devstack.processes import ServiceGroup
 
-from tests.support import CountingServer
+from tests.support import CountingServer, define
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ async def _execute(
     stack: ServiceGroup, ref: str, steps: list[dict[str, Any]], run_input: dict[str, Any]
 ) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
-        created = await client.post("/workflows", json={"ref": ref, "definition": {"steps": steps}})
+        created = await define(client, {"ref": ref, "definition": {"steps": steps}})
         assert created.status_code == 201, created.text
         execution_id = (await client.post(f"/workflows/{ref}/execute", json={"input": run_input})).json()["executionId"]
         for _ in range(600):

@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 from flowline.devstack.processes import ServiceGroup
 
+from tests.support import define
+
 DEFINITION = {
     "steps": [
         {"id": "approval", "type": "wait", "promise": "manager-approval"},
@@ -41,7 +43,7 @@ def _waiting(body: dict[str, Any]) -> bool:
 
 
 async def _start(client: httpx.AsyncClient, ref: str, definition: dict[str, Any]) -> str:
-    assert (await client.post("/workflows", json={"ref": ref, "definition": definition})).status_code == 201
+    assert (await define(client, {"ref": ref, "definition": definition})).status_code == 201
     execution_id = str((await client.post(f"/workflows/{ref}/execute", json={})).json()["executionId"])
     await _wait_for(client, execution_id, _waiting)
     return execution_id

@@ -14,7 +14,7 @@ from flowline.devstack.processes import ServiceGroup
 from flowline.messages import EventMessage, SubmissionRejected, decoder
 from flowline.settings import Settings
 
-from tests.support import read_topic
+from tests.support import define, read_topic
 
 DIAMOND = {
     "ref": "demo.diamond",
@@ -60,7 +60,7 @@ async def _wait_finished(client: httpx.AsyncClient, execution_id: str) -> dict[s
 
 async def test_a_workflow_runs_end_to_end(stack: ServiceGroup, settings: Settings) -> None:
     async with _api(stack) as client:
-        created = await client.post("/workflows", json=DIAMOND)
+        created = await define(client, DIAMOND)
         assert created.status_code == 201, created.text
         assert created.json()["version"] == 1
 
@@ -111,12 +111,12 @@ async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
         assert malformed.status_code == 400
         assert malformed.headers["content-type"].startswith("application/problem+json")
 
-        wrong_type = await client.post("/workflows", json={**DIAMOND, "ref": "demo.typed", "enabled": "yes"})
+        wrong_type = await define(client, {**DIAMOND, "ref": "demo.typed", "enabled": "yes"})
         assert wrong_type.status_code == 422
         assert wrong_type.json()["pointer"] == "/enabled"
 
         bad_step = {"steps": [{"id": "a", "type": "teleport"}]}
-        unknown_type = await client.post("/workflows", json={"ref": "demo.bad", "definition": bad_step})
+        unknown_type = await define(client, {"ref": "demo.bad", "definition": bad_step})
         assert unknown_type.status_code == 422
         assert unknown_type.json()["pointer"] == "/definition/steps/0/type"
 
@@ -127,7 +127,7 @@ async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
                 {"id": "c", "type": "action", "action": "core.noop", "needs": ["b"]},
             ]
         }
-        cycle = await client.post("/workflows", json={"ref": "demo.cycle", "definition": cyclic})
+        cycle = await define(client, {"ref": "demo.cycle", "definition": cyclic})
         assert cycle.status_code == 422
         assert "a → c → b → a" in cycle.json()["detail"]
 
@@ -141,8 +141,8 @@ async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
         bad_id = await client.get("/executions/not-a-uuid")
         assert bad_id.status_code in (400, 404)
 
-        assert (await client.post("/workflows", json=DIAMOND)).status_code == 201
-        duplicate = await client.post("/workflows", json=DIAMOND)
+        assert (await define(client, DIAMOND)).status_code == 201
+        duplicate = await define(client, DIAMOND)
         assert duplicate.status_code == 409
 
         nul = await client.post("/workflows/demo.diamond/execute", json={"input": {"name": "a\u0000b"}})
@@ -159,7 +159,7 @@ async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
         assert again.status_code == 200
         assert again.json()["executionId"] == first.json()["executionId"]
         other = {**DIAMOND, "ref": "demo.other"}
-        assert (await client.post("/workflows", json=other)).status_code == 201
+        assert (await define(client, other)).status_code == 201
         reused = await client.post("/workflows/demo.other/execute", json={"idempotencyKey": "k-1"})
         assert reused.status_code == 409
         reserved = await client.post("/workflows/demo.diamond/execute", json={"idempotencyKey": "child:x"})
@@ -179,9 +179,7 @@ async def test_a_failing_step_fails_the_execution(stack: ServiceGroup) -> None:
         ]
     }
     async with _api(stack) as client:
-        assert (
-            await client.post("/workflows", json={"ref": "demo.fails", "definition": definition})
-        ).status_code == 201
+        assert (await define(client, {"ref": "demo.fails", "definition": definition})).status_code == 201
         accepted = await client.post("/workflows/demo.fails/execute", json={})
         execution = await _wait_finished(client, accepted.json()["executionId"])
     assert execution["status"] == "failed"
@@ -192,7 +190,7 @@ async def test_a_failing_step_fails_the_execution(stack: ServiceGroup) -> None:
 
 async def test_an_execution_submitted_on_kafka_runs_once(stack: ServiceGroup, settings: Settings) -> None:
     async with _api(stack) as client:
-        assert (await client.post("/workflows", json=DIAMOND)).status_code == 201
+        assert (await define(client, DIAMOND)).status_code == 201
     submission = json.dumps(
         {
             "type": "SubmitExecution",
@@ -255,7 +253,7 @@ async def test_a_submission_that_cannot_start_is_rejected_with_a_reason(
 async def test_a_template_error_fails_the_step_with_a_clear_message(stack: ServiceGroup) -> None:
     definition = {"steps": [{"id": "oops", "type": "action", "action": "core.echo", "input": "{{ input.items }}"}]}
     async with _api(stack) as client:
-        assert (await client.post("/workflows", json={"ref": "demo.oops", "definition": definition})).status_code == 201
+        assert (await define(client, {"ref": "demo.oops", "definition": definition})).status_code == 201
         accepted = await client.post("/workflows/demo.oops/execute", json={"input": {"items": [1]}})
         execution = await _wait_finished(client, accepted.json()["executionId"])
     assert execution["status"] == "failed"

@@ -14,6 +14,8 @@ from flowline.devstack.ports import free_port
 from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings, load_settings
 
+from tests.support import define
+
 EXECUTIONS = 60
 WORKFLOW = {
     "ref": "faults.nap",
@@ -57,7 +59,7 @@ async def test_losing_the_broker_and_its_data_delays_but_loses_nothing(
 ) -> None:
     api = f"{stack['api'].url}/api/v1/tenants/dev"
     async with httpx.AsyncClient(base_url=api, timeout=30) as client:
-        assert (await client.post("/workflows", json=WORKFLOW)).status_code == 201
+        assert (await define(client, WORKFLOW)).status_code == 201
         accepted = await asyncio.gather(
             *(client.post("/workflows/faults.nap/execute", json={"input": {"n": n}}) for n in range(EXECUTIONS))
         )

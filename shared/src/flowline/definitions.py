@@ -138,11 +138,14 @@ def validate_definition(
     *,
     known_actions: Collection[str],
     max_steps: int,
+    known_agents: Collection[str] = (),
 ) -> None:
     """Check a definition beyond its shape; each failure names the step and the JSON pointer.
 
+    ``known_agents`` are the names of the tenant's live agents (the api reads them from the agents table).
+
     Raises:
-        ValidationFailed: duplicate ids, unknown needs, cycles, unknown types or actions, bad templates.
+        ValidationFailed: duplicate ids, unknown needs, cycles, unknown types, actions or agents, bad templates.
         TooLarge: more steps than ``max_steps``.
     """
     if not definition.steps:
@@ -160,10 +163,13 @@ def validate_definition(
         if step.id in seen:
             raise ValidationFailed(f"step id {step.id!r} is used twice", pointer=f"{pointer}/id")
         seen.add(step.id)
-        if step.type == "agent" and not step.agent:
-            raise ValidationFailed(
-                f"step {step.id!r}: an agent step names its agent as agent: <name>", pointer=f"{pointer}/agent"
-            )
+        if step.type == "agent":
+            if not step.agent:
+                raise ValidationFailed(
+                    f"step {step.id!r}: an agent step names its agent as agent: <name>", pointer=f"{pointer}/agent"
+                )
+            if step.agent not in known_agents:
+                raise ValidationFailed(f"step {step.id!r}: unknown agent {step.agent!r}", pointer=f"{pointer}/agent")
         if step.type == "sleep":
             if (step.duration is None) == (step.until is None):
                 raise ValidationFailed(

@@ -11,6 +11,7 @@ from flowline.db.events import NewEvent, append_events
 from flowline.db.workflows import read_workflow
 from flowline.errors import Conflict
 from flowline.ids import uuid7
+from flowline.jsonschemas import check_instance
 from flowline.kafka.outbox import OutboxRow, outgoing
 from flowline.messages import ExecutionRequested
 from flowline.settings import Topics
@@ -79,12 +80,15 @@ async def start_execution(
     Raises:
         NotFound: unknown workflow or version.
         Conflict: the workflow is disabled, or the idempotency key started another workflow.
+        ValidationFailed: the input does not match the workflow's input schema.
     """
     if idempotency_key is not None and (existing := await _by_idempotency_key(connection, tenant_id, idempotency_key)):
         return _existing(existing, workflow_ref, idempotency_key)
     workflow = await read_workflow(connection, tenant_id, workflow_ref, version)
     if not workflow["enabled"]:
         raise Conflict(f"workflow {workflow_ref!r} is disabled")
+    if workflow["input_schema"] is not None:
+        check_instance(workflow["input_schema"], execution_input, "/input")
     execution_id = uuid7()
     record = await connection.fetchrow(
         """

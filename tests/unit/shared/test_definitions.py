@@ -170,11 +170,17 @@ def test_a_step_needing_itself_is_a_cycle() -> None:
     assert error.detail == "steps form a cycle: loop → loop"
 
 
-def test_an_agent_step_names_its_agent() -> None:
-    error = refusal(definition(step("a"), {"id": "b", "type": "agent"}))
+@pytest.mark.parametrize(
+    ("agent", "message"),
+    [("ghost", "step 'b': unknown agent 'ghost'"), (None, "step 'b': an agent step names its agent as agent: <name>")],
+)
+def test_agent_steps_name_a_registered_agent(agent: str | None, message: str) -> None:
+    workflow = definition(step("a"), {"id": "b", "type": "agent", "agent": agent})
 
-    assert error.pointer == "/definition/steps/1/agent"
-    assert "an agent step names its agent" in error.detail
+    with pytest.raises(ValidationFailed) as caught:
+        validate_definition(workflow, known_actions=ACTIONS, max_steps=50, known_agents={"bot"})
+
+    assert (caught.value.detail, caught.value.pointer) == (message, "/definition/steps/1/agent")
 
 
 @pytest.mark.parametrize("action", ["core.nope", None])

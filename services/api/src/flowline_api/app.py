@@ -29,6 +29,7 @@ from flowline_api.dependencies import (
 from flowline_api.domain.agents.controller import AgentController
 from flowline_api.domain.audit.controller import AuditLogController
 from flowline_api.domain.executions.controller import ExecutionController
+from flowline_api.domain.packs.controller import PackController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
 
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[
             WorkflowController,
+            PackController,
             ExecutionController,
             AgentController,
             AuditLogController,

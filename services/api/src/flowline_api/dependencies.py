@@ -21,6 +21,7 @@ from litestar.params import FromPath
 from flowline_api.domain.agents.service import AgentService
 from flowline_api.domain.audit.service import AuditService
 from flowline_api.domain.executions.service import ExecutionService
+from flowline_api.domain.packs.service import PackService
 from flowline_api.domain.workflows.service import WorkflowService
 
 
@@ -69,6 +70,13 @@ def provide_workflow_service(
 ) -> WorkflowService:
     """A workflow service for this request."""
     return WorkflowService(pool, outbox, settings, state.known_actions)
+
+
+def provide_pack_service(
+    pool: NamedDependency[asyncpg.Pool], workflow_service: NamedDependency[WorkflowService]
+) -> PackService:
+    """A pack service for this request (installing a pack saves workflows through the workflow service)."""
+    return PackService(pool, workflow_service)
 
 
 def provide_execution_service(

@@ -127,8 +127,16 @@ workflows = Table(
     _timestamp("updated_at", nullable=False, default_now=True),
     _timestamp("deleted_at"),
     Index("uq_workflows_tenant_ref_live", "tenant_id", "ref", unique=True, postgresql_where=NOT_DELETED),
+    # Lists: one keyset index per sort, the pack filter, tags (any of) and search (pg_trgm, for ILIKE '%…%').
     Index("ix_workflows_tenant_created", "tenant_id", "created_at", "id", postgresql_where=NOT_DELETED),
+    Index("ix_workflows_tenant_updated", "tenant_id", "updated_at", "id", postgresql_where=NOT_DELETED),
+    Index("ix_workflows_tenant_name", "tenant_id", "name", "id", postgresql_where=NOT_DELETED),
+    Index("ix_workflows_pack", "pack_id", "created_at", "id", postgresql_where=NOT_DELETED),
     Index("ix_workflows_tags", "tags", postgresql_using="gin"),
+    *(
+        Index(f"ix_workflows_{column}_trgm", column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"})
+        for column in ("name", "label", "description")
+    ),
 )
 
 workflow_versions = Table(

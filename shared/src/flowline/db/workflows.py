@@ -3,34 +3,37 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
 import asyncpg
 
+from flowline.db.packs import read_pack
 from flowline.errors import Conflict, NotFound
 from flowline.ids import uuid7
 
 WORKFLOW_COLUMNS = """
-    w.id, w.ref, w.name, w.label, w.description, w.tags, w.enabled, w.latest_version, w.created_by,
-    w.created_at, w.updated_at, p.ref AS pack, v.id AS version_id, v.version, v.definition, v.input_schema,
-    v.output_schema
+    w.id, w.pack_id, w.ref, w.name, w.label, w.description, w.tags, w.enabled, w.latest_version, w.created_by,
+    w.created_at, w.updated_at, split_part(w.ref, '.', 1) AS pack, v.id AS version_id, v.version, v.definition,
+    v.input_schema, v.output_schema, v.created_at AS version_created_at
 """
+# Lists leave out the versions (definitions can be large); a page reads one index and no join.
+SUMMARY_COLUMNS = """
+    w.id, w.ref, split_part(w.ref, '.', 1) AS pack, w.name, w.label, w.description, w.tags, w.enabled,
+    w.latest_version AS version, w.created_by, w.created_at, w.updated_at
+"""
+WorkflowSort = Literal["name", "created_at", "updated_at"]
 
 
-async def ensure_pack(connection: asyncpg.Connection, tenant_id: uuid.UUID, ref: str) -> uuid.UUID:
-    """The id of the pack ``ref``, created on first use."""
-    pack_id = await connection.fetchval(
-        "SELECT id FROM packs WHERE tenant_id = $1 AND ref = $2 AND deleted_at IS NULL", tenant_id, ref
-    )
-    if pack_id is None:
-        pack_id = await connection.fetchval(
-            "INSERT INTO packs (id, tenant_id, ref, label) VALUES ($1, $2, $3, $3) "
-            "ON CONFLICT (tenant_id, ref) WHERE deleted_at IS NULL DO UPDATE SET ref = EXCLUDED.ref RETURNING id",
-            uuid7(),
-            tenant_id,
-            ref,
-        )
-    return uuid.UUID(str(pack_id))
+@dataclass(frozen=True, slots=True)
+class WorkflowFilters:
+    """What a workflow list keeps: any of ``tags``, ``enabled``, ``search`` in name/label/description, ``pack``."""
+
+    tags: list[str] | None = None
+    enabled: bool | None = None
+    search: str | None = None
+    pack: str | None = None
 
 
 async def create_workflow(
@@ -50,10 +53,11 @@ async def create_workflow(
     """Insert a workflow and its version 1 inside the caller's transaction.
 
     Raises:
+        NotFound: its pack does not exist.
         Conflict: a live workflow with this ref exists.
     """
     pack, name = ref.split(".", 1)
-    pack_id = await ensure_pack(connection, tenant_id, pack)
+    pack_id = (await read_pack(connection, tenant_id, pack, lock="share"))["id"]
     workflow_id = uuid7()
     try:
         await connection.execute(
@@ -72,18 +76,71 @@ async def create_workflow(
         )
     except asyncpg.UniqueViolationError as err:
         raise Conflict(f"workflow {ref!r} already exists") from err
+    await add_workflow_version(
+        connection,
+        tenant_id=tenant_id,
+        workflow_id=workflow_id,
+        version=1,
+        definition=definition,
+        input_schema=input_schema,
+        output_schema=output_schema,
+        created_by=created_by,
+    )
+    return await read_workflow(connection, tenant_id, ref)
+
+
+async def add_workflow_version(
+    connection: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    version: int,
+    definition: Any,
+    input_schema: Any,
+    output_schema: Any,
+    created_by: str | None,
+) -> None:
+    """Insert an immutable version and make it the workflow's latest."""
     await connection.execute(
         "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition, input_schema, "
-        "output_schema, created_by) VALUES ($1, $2, $3, 1, $4, $5, $6, $7)",
+        "output_schema, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         uuid7(),
         tenant_id,
         workflow_id,
+        version,
         definition,
         input_schema,
         output_schema,
         created_by,
     )
-    return await read_workflow(connection, tenant_id, ref)
+    await connection.execute(
+        "UPDATE workflows SET latest_version = $2, updated_at = now() WHERE id = $1", workflow_id, version
+    )
+
+
+async def update_workflow_metadata(
+    connection: asyncpg.Connection,
+    workflow_id: uuid.UUID,
+    *,
+    label: str | None,
+    description: str | None,
+    tags: list[str],
+    enabled: bool,
+) -> None:
+    """Replace what may change without a new version: label, description, tags, enabled."""
+    await connection.execute(
+        "UPDATE workflows SET label = $2, description = $3, tags = $4, enabled = $5, updated_at = now() WHERE id = $1",
+        workflow_id,
+        label,
+        description,
+        tags,
+        enabled,
+    )
+
+
+async def delete_workflow(connection: asyncpg.Connection, workflow_id: uuid.UUID) -> None:
+    """Soft-delete a workflow: its ref disappears and can be defined again; executions keep pointing at it."""
+    await connection.execute("UPDATE workflows SET deleted_at = now(), updated_at = now() WHERE id = $1", workflow_id)
 
 
 async def read_workflow(
@@ -91,20 +148,24 @@ async def read_workflow(
     tenant_id: uuid.UUID,
     ref: str,
     version: int | None = None,
+    *,
+    for_update: bool = False,
 ) -> asyncpg.Record:
     """A live workflow joined with one version (the latest unless ``version`` is given).
+
+    ``for_update`` locks the workflow row until the caller's transaction ends (to add a version).
 
     Raises:
         NotFound: no live workflow ``ref``, or it has no such version.
     """
-    record = await connection.fetchrow(
+    record: asyncpg.Record | None = await connection.fetchrow(
         f"""
         SELECT {WORKFLOW_COLUMNS}
         FROM workflows w
-        JOIN packs p ON p.id = w.pack_id
         JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = coalesce($3, w.latest_version)
         WHERE w.tenant_id = $1 AND w.ref = $2 AND w.deleted_at IS NULL
-        """,
+        """
+        + (" FOR UPDATE OF w" if for_update else ""),
         tenant_id,
         ref,
         version,
@@ -116,3 +177,118 @@ async def read_workflow(
             raise NotFound(f"workflow {ref!r} has no version {version}")
         raise NotFound(f"workflow {ref!r} does not exist")
     return record
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(tenant_id: uuid.UUID, filters: WorkflowFilters) -> tuple[list[str], list[Any]]:
+    """The conditions of a filtered list and their arguments ($1 is the tenant)."""
+    conditions = ["w.tenant_id = $1", "w.deleted_at IS NULL"]
+    arguments: list[Any] = [tenant_id]
+
+    def argument(value: Any) -> str:
+        arguments.append(value)
+        return f"${len(arguments)}"
+
+    if filters.tags:
+        conditions.append(f"w.tags && {argument(filters.tags)}::text[]")
+    if filters.enabled is not None:
+        conditions.append(f"w.enabled = {argument(filters.enabled)}")
+    if filters.search:
+        pattern = argument(f"%{_escape_like(filters.search)}%")
+        conditions.append(f"(w.name ILIKE {pattern} OR w.label ILIKE {pattern} OR w.description ILIKE {pattern})")
+    if filters.pack is not None:
+        conditions.append(
+            f"w.pack_id = (SELECT id FROM packs WHERE tenant_id = $1 AND ref = {argument(filters.pack)} "
+            "AND deleted_at IS NULL)"
+        )
+    return conditions, arguments
+
+
+def list_workflows_query(
+    tenant_id: uuid.UUID,
+    filters: WorkflowFilters,
+    *,
+    sort: WorkflowSort,
+    descending: bool,
+    limit: int,
+    offset: int,
+    after: tuple[str | datetime, uuid.UUID] | None,
+) -> tuple[str, list[Any]]:
+    """The SQL of one page of workflows and its arguments (separate so that tests can EXPLAIN it)."""
+    conditions, arguments = _where(tenant_id, filters)
+    direction = "DESC" if descending else "ASC"
+    if after is not None:
+        arguments.extend(after)
+        comparison = "<" if descending else ">"
+        conditions.append(f"(w.{sort}, w.id) {comparison} (${len(arguments) - 1}, ${len(arguments)})")
+    arguments.extend([limit, offset])
+    query = (
+        f"SELECT {SUMMARY_COLUMNS} FROM workflows w WHERE {' AND '.join(conditions)} "
+        f"ORDER BY w.{sort} {direction}, w.id {direction} LIMIT ${len(arguments) - 1} OFFSET ${len(arguments)}"
+    )
+    return query, arguments
+
+
+def count_workflows_query(tenant_id: uuid.UUID, filters: WorkflowFilters) -> tuple[str, list[Any]]:
+    """The SQL counting the workflows of a filtered list, and its arguments."""
+    conditions, arguments = _where(tenant_id, filters)
+    return f"SELECT count(*) FROM workflows w WHERE {' AND '.join(conditions)}", arguments
+
+
+async def list_workflows(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    filters: WorkflowFilters,
+    *,
+    sort: WorkflowSort,
+    descending: bool,
+    limit: int,
+    offset: int,
+    after: tuple[str | datetime, uuid.UUID] | None = None,
+) -> list[asyncpg.Record]:
+    """One page of live workflows (without their definitions), after the keyset ``after`` when given."""
+    query, arguments = list_workflows_query(
+        tenant_id, filters, sort=sort, descending=descending, limit=limit, offset=offset, after=after
+    )
+    records: list[asyncpg.Record] = await connection.fetch(query, *arguments)
+    return records
+
+
+async def count_workflows(
+    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, filters: WorkflowFilters
+) -> int:
+    """How many live workflows match ``filters``."""
+    query, arguments = count_workflows_query(tenant_id, filters)
+    count: int = await connection.fetchval(query, *arguments)
+    return count
+
+
+async def list_workflow_versions(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    workflow_id: uuid.UUID,
+    *,
+    limit: int,
+    offset: int,
+    before: int | None,
+) -> list[asyncpg.Record]:
+    """The versions of a workflow, newest first, below ``before`` when given (keyset)."""
+    records: list[asyncpg.Record] = await connection.fetch(
+        "SELECT version, created_by, created_at FROM workflow_versions WHERE workflow_id = $1 "
+        "AND ($2::int IS NULL OR version < $2) ORDER BY version DESC LIMIT $3 OFFSET $4",
+        workflow_id,
+        before,
+        limit,
+        offset,
+    )
+    return records
+
+
+async def live_workflows_in_pack(connection: asyncpg.Connection, pack_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The id and ref of every live workflow of a pack, locked until the caller's transaction ends."""
+    records: list[asyncpg.Record] = await connection.fetch(
+        "SELECT id, ref FROM workflows WHERE pack_id = $1 AND deleted_at IS NULL ORDER BY ref FOR UPDATE", pack_id
+    )
+    return records

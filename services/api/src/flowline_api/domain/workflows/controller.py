@@ -4,24 +4,72 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
+from flowline.db.audit import Actor
+from flowline.db.workflows import WorkflowFilters
 from flowline.errors import ClientError
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, HeaderParameter, JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+from litestar.openapi.spec import Example
+from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from flowline_api.dependencies import provide_workflow_service
+from flowline_api.domain.openapi import example_response, problems
 from flowline_api.domain.workflows.schemas import (
+    EXECUTE_EXAMPLE,
+    EXECUTION_ACCEPTED_EXAMPLE,
     IDEMPOTENCY_KEY_PATTERN,
+    VERSION_EXAMPLE,
+    WORKFLOW_CREATE_EXAMPLE,
+    WORKFLOW_EXAMPLE,
+    WORKFLOW_SUMMARY_EXAMPLE,
+    WORKFLOW_UPDATE_EXAMPLE,
     ExecuteRequest,
     ExecutionAccepted,
     Workflow,
     WorkflowCreate,
+    WorkflowSummary,
+    WorkflowUpdate,
+    WorkflowVersion,
+    page_example,
 )
 from flowline_api.domain.workflows.service import WorkflowService
+from flowline_api.pagination import Cursor, Limit, Offset, Page
+
+PATH = "/api/v1/tenants/dev/workflows"
+INVALID_DEFINITION = ("steps form a cycle: a → b → a", "/definition/steps")
+
+TagsFilter = Annotated[
+    list[str] | None,
+    QueryParameter(
+        description="keep workflows with any of these tags (repeat the parameter or separate with commas)",
+        max_items=50,
+        required=False,
+    ),
+]
+EnabledFilter = Annotated[bool | None, QueryParameter(description="keep enabled or disabled workflows", required=False)]
+SearchFilter = Annotated[
+    str | None,
+    QueryParameter(
+        description="case-insensitive text in the name, label or description", max_length=200, required=False
+    ),
+]
+PackFilter = Annotated[str | None, QueryParameter(description="keep the workflows of this pack", required=False)]
+Sort = Annotated[Literal["name", "createdAt", "updatedAt"], QueryParameter(description="sort key")]
+Order = Annotated[
+    Literal["asc", "desc"] | None,
+    QueryParameter(description="sort direction; ascending by name, newest first by time", required=False),
+]
+
+
+def split_tags(tags: list[str] | None) -> list[str] | None:
+    """``?tags=a,b&tags=c`` → ``["a", "b", "c"]``."""
+    if not tags:
+        return None
+    return [tag for value in tags for tag in value.split(",") if tag] or None
 
 
 class WorkflowController(Controller):
@@ -31,41 +79,213 @@ class WorkflowController(Controller):
     tags = ["workflows"]
     dependencies = {"workflow_service": Provide(provide_workflow_service, sync_to_thread=False)}
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Define a workflow")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Define a workflow",
+        responses={
+            **example_response(Workflow, "the workflow as version 1", WORKFLOW_EXAMPLE, HTTP_201_CREATED),
+            **problems(
+                PATH,
+                not_found="pack 'demo' does not exist",
+                conflict="workflow 'demo.hello' already exists",
+                invalid=INVALID_DEFINITION,
+                too_large="a workflow may have at most 500 steps, this one has 501",
+            ),
+        },
+    )
     async def create_workflow(
         self,
         tenant_id: NamedDependency[uuid.UUID],
         workflow_service: NamedDependency[WorkflowService],
-        data: JSONBody[WorkflowCreate],
+        actor: NamedDependency[Actor],
+        data: Annotated[
+            WorkflowCreate, Body(examples=[Example(summary="a two-step workflow", value=WORKFLOW_CREATE_EXAMPLE)])
+        ],
     ) -> Workflow:
-        """Validate and store a workflow definition as version 1."""
-        return await workflow_service.create(tenant_id, data)
+        """Validate a workflow and store it as version 1 in an existing pack (the first part of its ref).
 
-    @get("/{ref:str}", summary="Read a workflow")
+        Validation refuses duplicate step ids, unknown `needs`, cycles, unknown step types, actions and
+        agents, templates that do not parse, invalid JSON Schemas and definitions over the size limits;
+        the problem names the JSON pointer.
+        """
+        return await workflow_service.create(tenant_id, data, actor)
+
+    @get(
+        "/",
+        summary="List workflows",
+        responses=example_response(
+            Page[WorkflowSummary], "a page of workflows", page_example(WORKFLOW_SUMMARY_EXAMPLE)
+        ),
+    )
+    async def list_workflows(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        workflow_service: NamedDependency[WorkflowService],
+        tags: TagsFilter = None,
+        enabled: EnabledFilter = None,
+        search: SearchFilter = None,
+        pack: PackFilter = None,
+        sort: Sort = "createdAt",
+        order: Order = None,
+        limit: Limit = 20,
+        offset: Offset = 0,
+        cursor: Cursor = None,
+    ) -> Page[WorkflowSummary]:
+        """Live workflows without their definitions, filtered and sorted.
+
+        `total` counts every match; pass `nextCursor` back as `cursor` for the next page (stable while
+        workflows are added), or page with `offset`.
+        """
+        filters = WorkflowFilters(tags=split_tags(tags), enabled=enabled, search=search or None, pack=pack)
+        return await workflow_service.list(
+            tenant_id, filters, sort=sort, order=order, limit=limit, offset=offset, cursor=cursor
+        )
+
+    @get(
+        "/{ref:str}",
+        summary="Read a workflow",
+        responses={
+            **example_response(Workflow, "the latest version", WORKFLOW_EXAMPLE),
+            **problems(f"{PATH}/demo.hello", not_found="workflow 'demo.hello' does not exist"),
+        },
+    )
     async def get_workflow(
         self,
         tenant_id: NamedDependency[uuid.UUID],
         workflow_service: NamedDependency[WorkflowService],
         ref: FromPath[str],
     ) -> Workflow:
-        """The latest version of a workflow."""
+        """The latest version of a workflow with its metadata."""
         return await workflow_service.read(tenant_id, ref)
 
-    @post("/{ref:str}/execute", status_code=HTTP_202_ACCEPTED, summary="Start an execution")
+    @put(
+        "/{ref:str}",
+        summary="Update a workflow",
+        responses={
+            **example_response(Workflow, "the workflow after the update", WORKFLOW_EXAMPLE),
+            **problems(
+                f"{PATH}/demo.hello",
+                not_found="workflow 'demo.hello' does not exist",
+                invalid=INVALID_DEFINITION,
+                too_large="the definition is 1200000 bytes; the limit is 1000000",
+            ),
+        },
+    )
+    async def update_workflow(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        workflow_service: NamedDependency[WorkflowService],
+        actor: NamedDependency[Actor],
+        ref: FromPath[str],
+        data: Annotated[
+            WorkflowUpdate, Body(examples=[Example(summary="a new definition", value=WORKFLOW_UPDATE_EXAMPLE)])
+        ],
+    ) -> Workflow:
+        """Replace a workflow (the body is its whole new state).
+
+        A changed `definition`, `inputSchema` or `outputSchema` creates the next version; changing only
+        `label`, `description`, `tags` or `enabled` keeps the version. Running executions keep theirs.
+        """
+        return await workflow_service.update(tenant_id, ref, data, actor)
+
+    @delete(
+        "/{ref:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete a workflow",
+        responses=problems(f"{PATH}/demo.hello", not_found="workflow 'demo.hello' does not exist"),
+    )
+    async def delete_workflow(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        workflow_service: NamedDependency[WorkflowService],
+        actor: NamedDependency[Actor],
+        ref: FromPath[str],
+    ) -> None:
+        """Soft-delete a workflow; its ref can be defined again.
+
+        It disappears from lists and reads (404), its executions still show it, and a new workflow with the
+        same ref starts again from version 1.
+        """
+        await workflow_service.delete(tenant_id, ref, actor)
+
+    @get(
+        "/{ref:str}/versions",
+        summary="List the versions of a workflow",
+        responses={
+            **example_response(
+                Page[WorkflowVersion], "a page of versions, newest first", page_example(VERSION_EXAMPLE)
+            ),
+            **problems(f"{PATH}/demo.hello/versions", not_found="workflow 'demo.hello' does not exist"),
+        },
+    )
+    async def list_versions(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        workflow_service: NamedDependency[WorkflowService],
+        ref: FromPath[str],
+        limit: Limit = 20,
+        offset: Offset = 0,
+        cursor: Cursor = None,
+    ) -> Page[WorkflowVersion]:
+        """The immutable versions of a workflow, newest first; read one for its definition."""
+        return await workflow_service.list_versions(tenant_id, ref, limit=limit, offset=offset, cursor=cursor)
+
+    @get(
+        "/{ref:str}/versions/{version:int}",
+        summary="Read a version of a workflow",
+        responses={
+            **example_response(Workflow, "the workflow with this version's definition", WORKFLOW_EXAMPLE),
+            **problems(f"{PATH}/demo.hello/versions/7", not_found="workflow 'demo.hello' has no version 7"),
+        },
+    )
+    async def get_version(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        workflow_service: NamedDependency[WorkflowService],
+        ref: FromPath[str],
+        version: FromPath[int],
+    ) -> Workflow:
+        """A workflow with the definition and schemas of one of its versions (metadata is the current one)."""
+        return await workflow_service.read(tenant_id, ref, version)
+
+    @post(
+        "/{ref:str}/execute",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Start an execution",
+        responses={
+            **example_response(
+                ExecutionAccepted, "the execution, started", EXECUTION_ACCEPTED_EXAMPLE, HTTP_202_ACCEPTED
+            ),
+            **example_response(
+                ExecutionAccepted, "the execution an earlier request with this key started", EXECUTION_ACCEPTED_EXAMPLE
+            ),
+            **problems(
+                f"{PATH}/demo.hello/execute",
+                not_found="workflow 'demo.hello' does not exist",
+                conflict="workflow 'demo.hello' is disabled",
+                invalid=("/input: 'name' is a required property", "/input"),
+            ),
+        },
+    )
     async def execute_workflow(
         self,
         tenant_id: NamedDependency[uuid.UUID],
         workflow_service: NamedDependency[WorkflowService],
         ref: FromPath[str],
-        data: JSONBody[ExecuteRequest | None] = None,
+        data: Annotated[
+            ExecuteRequest | None, Body(examples=[Example(summary="input and a key", value=EXECUTE_EXAMPLE)])
+        ] = None,
         idempotency_key: Annotated[
             str | None,
             HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200, required=False),
         ] = None,
     ) -> Response[ExecutionAccepted]:
-        """Start an execution; 202 at once, or 200 with the existing one for a repeated idempotency key.
+        """Start an execution of the latest version, or of `version`.
 
-        The key may come as the ``Idempotency-Key`` header or the ``idempotencyKey`` field.
+        202 at once, or 200 with the existing execution for a repeated idempotency key. The key may come
+        as the `Idempotency-Key` header or the `idempotencyKey` field. A disabled workflow is 409;
+        input that breaks the workflow's `inputSchema` is 422 with the failing JSON pointer.
         """
         request = data or ExecuteRequest()
         if idempotency_key is not None:

@@ -23,17 +23,33 @@ IdempotencyKey = Annotated[
 WorkflowRef = Annotated[str, msgspec.Meta(pattern=REF_PATTERN, description="<pack>.<name>, lower case")]
 
 
-class WorkflowCreate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """A new workflow; its definition becomes version 1."""
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Tags = Annotated[list[Tag], msgspec.Meta(max_length=50)]
+Label = Annotated[str, msgspec.Meta(max_length=200)]
+Description = Annotated[str, msgspec.Meta(max_length=10_000)]
+JsonSchema = Annotated[dict[str, Any], msgspec.Meta(description="a JSON Schema (2020-12)")]
+
+
+class WorkflowUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """The whole new state of a workflow (PUT replaces).
+
+    A change of ``definition``, ``inputSchema`` or ``outputSchema`` creates the next version; a change of only
+    ``label``, ``description``, ``tags`` or ``enabled`` keeps the version.
+    """
+
+    label: Label | None = None
+    description: Description | None = None
+    definition: WorkflowDefinition
+    input_schema: JsonSchema | None = None
+    output_schema: JsonSchema | None = None
+    tags: Tags = []
+    enabled: bool = True
+
+
+class WorkflowCreate(WorkflowUpdate, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """A new workflow in an existing pack; its definition becomes version 1."""
 
     ref: WorkflowRef
-    label: str | None = None
-    description: str | None = None
-    definition: WorkflowDefinition
-    input_schema: dict[str, Any] | None = None
-    output_schema: dict[str, Any] | None = None
-    tags: list[str] = []
-    enabled: bool = True
 
 
 class Workflow(msgspec.Struct, kw_only=True, rename="camel"):
@@ -55,6 +71,30 @@ class Workflow(msgspec.Struct, kw_only=True, rename="camel"):
     updated_at: datetime
 
 
+class WorkflowSummary(msgspec.Struct, kw_only=True, rename="camel"):
+    """A workflow in a list: its metadata and latest version number, without the definition."""
+
+    ref: str
+    pack: str
+    name: str
+    label: str | None
+    description: str | None
+    version: int
+    tags: list[str]
+    enabled: bool
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkflowVersion(msgspec.Struct, kw_only=True, rename="camel"):
+    """One immutable version of a workflow in the list of its versions."""
+
+    version: int
+    created_by: str | None
+    created_at: datetime
+
+
 class ExecuteRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """Start an execution of a workflow."""
 
@@ -71,3 +111,63 @@ class ExecutionAccepted(msgspec.Struct, kw_only=True, rename="camel"):
     execution_id: str
     status: str
     created_at: datetime
+
+
+DEFINITION_EXAMPLE: dict[str, Any] = {
+    "steps": [
+        {"id": "greet", "type": "action", "action": "core.echo", "input": {"text": "hello {{ input.name }}"}},
+        {
+            "id": "shout",
+            "type": "action",
+            "action": "core.transform",
+            "needs": ["greet"],
+            "input": "{{ steps.greet.output.text | upper }}",
+        },
+    ],
+    "output": {"message": "{{ steps.shout.output }}!"},
+}
+INPUT_SCHEMA_EXAMPLE: dict[str, Any] = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}},
+    "required": ["name"],
+}
+WORKFLOW_UPDATE_EXAMPLE: dict[str, Any] = {
+    "label": "Hello",
+    "description": "Greets someone loudly",
+    "definition": DEFINITION_EXAMPLE,
+    "inputSchema": INPUT_SCHEMA_EXAMPLE,
+    "tags": ["demo"],
+    "enabled": True,
+}
+WORKFLOW_CREATE_EXAMPLE: dict[str, Any] = {"ref": "demo.hello", **WORKFLOW_UPDATE_EXAMPLE}
+WORKFLOW_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "ref": "demo.hello",
+    "pack": "demo",
+    "name": "hello",
+    "label": "Hello",
+    "description": "Greets someone loudly",
+    "version": 2,
+    "tags": ["demo"],
+    "enabled": True,
+    "createdBy": None,
+    "createdAt": "2026-11-22T07:00:00Z",
+    "updatedAt": "2026-11-22T08:30:00Z",
+}
+WORKFLOW_EXAMPLE: dict[str, Any] = {
+    **WORKFLOW_SUMMARY_EXAMPLE,
+    "definition": DEFINITION_EXAMPLE,
+    "inputSchema": INPUT_SCHEMA_EXAMPLE,
+    "outputSchema": None,
+}
+VERSION_EXAMPLE: dict[str, Any] = {"version": 2, "createdBy": None, "createdAt": "2026-11-22T08:30:00Z"}
+EXECUTE_EXAMPLE: dict[str, Any] = {"input": {"name": "Ada"}, "idempotencyKey": "order-42", "tags": ["demo"]}
+EXECUTION_ACCEPTED_EXAMPLE: dict[str, Any] = {
+    "executionId": "0193a5a0-7c1e-7000-8000-4b2f0e1d2c3a",
+    "status": "pending",
+    "createdAt": "2026-11-22T08:31:00Z",
+}
+
+
+def page_example(item: dict[str, Any]) -> dict[str, Any]:
+    """An example page holding one item, with more to come."""
+    return {"items": [item], "total": 41, "limit": 20, "offset": 0, "nextCursor": "WyJoZWxsbyIsIjAxOTMiXQ"}

@@ -1,19 +1,46 @@
-"""Workflow use cases: define, read, execute."""
+"""Workflow use cases: define, list, read, update, delete, execute."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
-from flowline.db.workflows import create_workflow, read_workflow
+from flowline.db.audit import Actor, field_changes, record_audit
+from flowline.db.packs import read_pack
+from flowline.db.workflows import (
+    WorkflowFilters,
+    WorkflowSort,
+    add_workflow_version,
+    count_workflows,
+    create_workflow,
+    delete_workflow,
+    list_workflow_versions,
+    list_workflows,
+    read_workflow,
+    update_workflow_metadata,
+)
 from flowline.definitions import validate_definition
-from flowline.errors import TooLarge
+from flowline.errors import ClientError, NotFound, TooLarge
 from flowline.executions import StartedExecution, start_execution
+from flowline.jsonschemas import check_schema
 from flowline.kafka.outbox import OutboxPublisher
 from flowline.settings import Settings
 
-from flowline_api.domain.workflows.schemas import ExecuteRequest, Workflow, WorkflowCreate
+from flowline_api.domain.workflows.schemas import (
+    ExecuteRequest,
+    Workflow,
+    WorkflowCreate,
+    WorkflowSummary,
+    WorkflowUpdate,
+    WorkflowVersion,
+)
+from flowline_api.pagination import Page, decode_cursor, encode_cursor
+
+SORT_COLUMNS: dict[str, WorkflowSort] = {"name": "name", "createdAt": "created_at", "updatedAt": "updated_at"}
+SaveAction = Literal["created", "updated", "unchanged"]
 
 
 def to_workflow(record: asyncpg.Record) -> Workflow:
@@ -36,8 +63,45 @@ def to_workflow(record: asyncpg.Record) -> Workflow:
     )
 
 
+def to_summary(record: asyncpg.Record) -> WorkflowSummary:
+    """The list item for a workflow row."""
+    return WorkflowSummary(
+        ref=record["ref"],
+        pack=record["pack"],
+        name=record["name"],
+        label=record["label"],
+        description=record["description"],
+        version=record["version"],
+        tags=list(record["tags"]),
+        enabled=record["enabled"],
+        created_by=record["created_by"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+    )
+
+
+def audited_fields(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    """What the audit log compares of a workflow (its API field names)."""
+    if record is None:
+        return None
+    return {
+        "label": record["label"],
+        "description": record["description"],
+        "tags": list(record["tags"]),
+        "enabled": record["enabled"],
+        "version": record["version"],
+        "definition": record["definition"],
+        "inputSchema": record["input_schema"],
+        "outputSchema": record["output_schema"],
+    }
+
+
+def _cursor_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 class WorkflowService:
-    """Stores definitions and starts executions of them."""
+    """Stores definitions and their versions, lists them, and starts executions of them."""
 
     def __init__(
         self, pool: asyncpg.Pool, outbox: OutboxPublisher, settings: Settings, known_actions: frozenset[str]
@@ -47,26 +111,69 @@ class WorkflowService:
         self._settings = settings
         self._known_actions = known_actions
 
-    async def create(self, tenant_id: uuid.UUID, data: WorkflowCreate) -> Workflow:
-        """Validate and store a new workflow as version 1.
+    async def check(self, connection: asyncpg.Connection, tenant_id: uuid.UUID, data: WorkflowUpdate) -> Any:
+        """Validate a workflow's definition and schemas; returns the definition as stored (JSON builtins).
 
         Raises:
-            ValidationFailed: the definition is invalid (the problem names the JSON pointer).
+            ValidationFailed: the definition or a schema is invalid (the problem names the JSON pointer).
             TooLarge: the definition exceeds the size limits.
-            Conflict: the ref exists.
         """
         definition = msgspec.to_builtins(data.definition)
         size = len(msgspec.json.encode(definition))
         if size > self._settings.max_definition_bytes:
             raise TooLarge(f"the definition is {size} bytes; the limit is {self._settings.max_definition_bytes}")
+        named_agents = {step.agent for step in data.definition.steps if step.type == "agent" and step.agent}
+        known_agents: set[str] = set()
+        if named_agents:
+            rows = await connection.fetch(
+                "SELECT name FROM agents WHERE tenant_id = $1 AND name = any($2::text[]) AND deleted_at IS NULL",
+                tenant_id,
+                sorted(named_agents),
+            )
+            known_agents = {row["name"] for row in rows}
         validate_definition(
-            data.definition, known_actions=self._known_actions, max_steps=self._settings.max_steps_per_workflow
+            data.definition,
+            known_actions=self._known_actions,
+            max_steps=self._settings.max_steps_per_workflow,
+            known_agents=known_agents,
         )
-        async with self._pool.acquire() as connection, connection.transaction():
-            record = await create_workflow(
+        for field, schema in (("inputSchema", data.input_schema), ("outputSchema", data.output_schema)):
+            if schema is not None:
+                check_schema(schema, f"/{field}")
+        return definition
+
+    async def save(
+        self,
+        connection: asyncpg.Connection,
+        tenant_id: uuid.UUID,
+        ref: str,
+        data: WorkflowUpdate,
+        actor: Actor,
+        *,
+        create: bool | None,
+    ) -> tuple[SaveAction, asyncpg.Record]:
+        """Create or update a workflow in the caller's transaction, with its audit row.
+
+        ``create`` True only creates, False only updates, None creates or updates (pack install).
+
+        Raises:
+            ValidationFailed, TooLarge: see ``check``.
+            NotFound: the pack (on create) or the workflow (on update) does not exist.
+            Conflict: the workflow exists (on create).
+        """
+        before = None
+        if create is not True:
+            try:
+                before = await read_workflow(connection, tenant_id, ref, for_update=True)
+            except NotFound:
+                if create is False:
+                    raise
+        definition = await self.check(connection, tenant_id, data)
+        if before is None:
+            after = await create_workflow(
                 connection,
                 tenant_id=tenant_id,
-                ref=data.ref,
+                ref=ref,
                 label=data.label,
                 description=data.description,
                 tags=data.tags,
@@ -74,17 +181,210 @@ class WorkflowService:
                 definition=definition,
                 input_schema=data.input_schema,
                 output_schema=data.output_schema,
-                created_by=None,
+                created_by=actor.principal,
             )
+            action: SaveAction = "created"
+            await self._audit(connection, tenant_id, ref, "create", actor, None, after)
+            return action, after
+        new_version = (definition, data.input_schema, data.output_schema) != (
+            before["definition"],
+            before["input_schema"],
+            before["output_schema"],
+        )
+        new_metadata = (data.label, data.description, data.tags, data.enabled) != (
+            before["label"],
+            before["description"],
+            list(before["tags"]),
+            before["enabled"],
+        )
+        if not new_version and not new_metadata:
+            return "unchanged", before
+        if new_metadata:
+            await update_workflow_metadata(
+                connection,
+                before["id"],
+                label=data.label,
+                description=data.description,
+                tags=data.tags,
+                enabled=data.enabled,
+            )
+        if new_version:
+            await add_workflow_version(
+                connection,
+                tenant_id=tenant_id,
+                workflow_id=before["id"],
+                version=before["latest_version"] + 1,
+                definition=definition,
+                input_schema=data.input_schema,
+                output_schema=data.output_schema,
+                created_by=actor.principal,
+            )
+        after = await read_workflow(connection, tenant_id, ref)
+        await self._audit(connection, tenant_id, ref, "update", actor, before, after)
+        return "updated", after
+
+    async def _audit(
+        self,
+        connection: asyncpg.Connection,
+        tenant_id: uuid.UUID,
+        ref: str,
+        action: str,
+        actor: Actor,
+        before: asyncpg.Record | None,
+        after: asyncpg.Record | None,
+    ) -> None:
+        await record_audit(
+            connection,
+            tenant_id=tenant_id,
+            entity_type="workflow",
+            entity_id=ref,
+            action=action,
+            actor=actor,
+            changes=field_changes(audited_fields(before), audited_fields(after)),
+        )
+
+    async def create(self, tenant_id: uuid.UUID, data: WorkflowCreate, actor: Actor) -> Workflow:
+        """Validate and store a new workflow as version 1.
+
+        Raises:
+            ValidationFailed: the definition or a schema is invalid (the problem names the JSON pointer).
+            TooLarge: the definition exceeds the size limits.
+            NotFound: the pack does not exist.
+            Conflict: the ref exists.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            _, record = await self.save(connection, tenant_id, data.ref, data, actor, create=True)
         return to_workflow(record)
 
-    async def read(self, tenant_id: uuid.UUID, ref: str) -> Workflow:
-        """The latest version of a workflow.
+    async def update(self, tenant_id: uuid.UUID, ref: str, data: WorkflowUpdate, actor: Actor) -> Workflow:
+        """Replace a workflow: a new version when the definition or schemas change, else metadata only.
+
+        Raises:
+            ValidationFailed, TooLarge: see ``create``.
+            NotFound: no such workflow.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            _, record = await self.save(connection, tenant_id, ref, data, actor, create=False)
+        return to_workflow(record)
+
+    async def delete(self, tenant_id: uuid.UUID, ref: str, actor: Actor) -> None:
+        """Soft-delete a workflow; its executions keep showing it and the ref can be defined again.
 
         Raises:
             NotFound: no such workflow.
         """
-        return to_workflow(await read_workflow(self._pool, tenant_id, ref))
+        async with self._pool.acquire() as connection, connection.transaction():
+            await self.delete_in(connection, tenant_id, ref, actor)
+
+    async def delete_in(self, connection: asyncpg.Connection, tenant_id: uuid.UUID, ref: str, actor: Actor) -> None:
+        """``delete`` inside the caller's transaction."""
+        before = await read_workflow(connection, tenant_id, ref, for_update=True)
+        await delete_workflow(connection, before["id"])
+        await self._audit(connection, tenant_id, ref, "delete", actor, before, None)
+
+    async def read(self, tenant_id: uuid.UUID, ref: str, version: int | None = None) -> Workflow:
+        """The latest version of a workflow, or the given one.
+
+        Raises:
+            NotFound: no such workflow or version.
+        """
+        return to_workflow(await read_workflow(self._pool, tenant_id, ref, version))
+
+    async def list(
+        self,
+        tenant_id: uuid.UUID,
+        filters: WorkflowFilters,
+        *,
+        sort: str,
+        order: Literal["asc", "desc"] | None,
+        limit: int,
+        offset: int,
+        cursor: str | None,
+    ) -> Page[WorkflowSummary]:
+        """One page of live workflows.
+
+        ``order`` defaults to ascending by name and to newest first by time. The cursor holds the sort and
+        the key of the last item, so the next page starts right after it even when workflows are added.
+
+        Raises:
+            ClientError: a cursor that is not from this list or was made for another sort.
+        """
+        column = SORT_COLUMNS[sort]
+        order = order or ("asc" if sort == "name" else "desc")
+        after: tuple[Any, uuid.UUID] | None = None
+        if cursor is not None:
+            cursor_sort, cursor_order, value, last_id = decode_cursor(cursor, 4)
+            if (cursor_sort, cursor_order) != (sort, order):
+                raise ClientError(f"cursor: made for sort={cursor_sort}&order={cursor_order}, not {sort}&{order}")
+            try:
+                if not isinstance(value, str):
+                    raise TypeError(value)
+                after = (value if column == "name" else datetime.fromisoformat(value), uuid.UUID(last_id))
+            except (TypeError, ValueError, AttributeError) as err:
+                raise ClientError("cursor: not a cursor returned by this list") from err
+        async with self._pool.acquire() as connection:
+            records = await list_workflows(
+                connection,
+                tenant_id,
+                filters,
+                sort=column,
+                descending=order == "desc",
+                limit=limit + 1,
+                offset=offset,
+                after=after,
+            )
+            total = await count_workflows(connection, tenant_id, filters)
+        next_cursor = None
+        if len(records) > limit:
+            last = records[limit - 1]
+            next_cursor = encode_cursor([sort, order, _cursor_value(last[column]), str(last["id"])])
+        return Page(
+            items=[to_summary(record) for record in records[:limit]],
+            total=total,
+            limit=limit,
+            offset=offset,
+            next_cursor=next_cursor,
+        )
+
+    async def list_versions(
+        self, tenant_id: uuid.UUID, ref: str, *, limit: int, offset: int, cursor: str | None
+    ) -> Page[WorkflowVersion]:
+        """The versions of a workflow, newest first.
+
+        Raises:
+            NotFound: no such workflow.
+            ClientError: a cursor that is not from this list.
+        """
+        before = None
+        if cursor is not None:
+            (before,) = decode_cursor(cursor, 1)
+            if not isinstance(before, int):
+                raise ClientError("cursor: not a cursor returned by this list")
+        async with self._pool.acquire() as connection:
+            workflow = await read_workflow(connection, tenant_id, ref)
+            records = await list_workflow_versions(
+                connection, workflow["id"], limit=limit + 1, offset=offset, before=before
+            )
+        next_cursor = encode_cursor([records[limit - 1]["version"]]) if len(records) > limit else None
+        return Page(
+            items=[
+                WorkflowVersion(version=row["version"], created_by=row["created_by"], created_at=row["created_at"])
+                for row in records[:limit]
+            ],
+            total=workflow["latest_version"],
+            limit=limit,
+            offset=offset,
+            next_cursor=next_cursor,
+        )
+
+    async def read_pack_id(self, tenant_id: uuid.UUID, pack: str) -> uuid.UUID:
+        """The id of a live pack.
+
+        Raises:
+            NotFound: no such pack.
+        """
+        record = await read_pack(self._pool, tenant_id, pack)
+        return uuid.UUID(str(record["id"]))
 
     async def execute(self, tenant_id: uuid.UUID, ref: str, request: ExecuteRequest) -> StartedExecution:
         """Store a pending execution and publish its ExecutionRequested after the commit.
@@ -92,6 +392,7 @@ class WorkflowService:
         Raises:
             NotFound: unknown workflow or version.
             Conflict: the workflow is disabled.
+            ValidationFailed: the input does not match the workflow's input schema.
         """
         async with self._pool.acquire() as connection, connection.transaction():
             started = await start_execution(

@@ -18,6 +18,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # Trigram indexes serve the case-insensitive substring search of workflow lists.
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.create_table(
         "inbox",
         sa.Column("consumer", sa.Text(), nullable=False),
@@ -170,6 +172,36 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflows")),
     )
     op.create_index("ix_workflows_tags", "workflows", ["tags"], unique=False, postgresql_using="gin")
+    for column in ("name", "label", "description"):
+        op.create_index(
+            f"ix_workflows_{column}_trgm",
+            "workflows",
+            [column],
+            unique=False,
+            postgresql_using="gin",
+            postgresql_ops={column: "gin_trgm_ops"},
+        )
+    op.create_index(
+        "ix_workflows_tenant_updated",
+        "workflows",
+        ["tenant_id", "updated_at", "id"],
+        unique=False,
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    )
+    op.create_index(
+        "ix_workflows_tenant_name",
+        "workflows",
+        ["tenant_id", "name", "id"],
+        unique=False,
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    )
+    op.create_index(
+        "ix_workflows_pack",
+        "workflows",
+        ["pack_id", "created_at", "id"],
+        unique=False,
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    )
     op.create_index(
         "ix_workflows_tenant_created",
         "workflows",
@@ -509,6 +541,11 @@ def downgrade() -> None:
         "uq_workflows_tenant_ref_live", table_name="workflows", postgresql_where=sa.text("deleted_at IS NULL")
     )
     op.drop_index("ix_workflows_tenant_created", table_name="workflows", postgresql_where=sa.text("deleted_at IS NULL"))
+    op.drop_index("ix_workflows_pack", table_name="workflows", postgresql_where=sa.text("deleted_at IS NULL"))
+    op.drop_index("ix_workflows_tenant_name", table_name="workflows", postgresql_where=sa.text("deleted_at IS NULL"))
+    op.drop_index("ix_workflows_tenant_updated", table_name="workflows", postgresql_where=sa.text("deleted_at IS NULL"))
+    for column in ("name", "label", "description"):
+        op.drop_index(f"ix_workflows_{column}_trgm", table_name="workflows", postgresql_using="gin")
     op.drop_index("ix_workflows_tags", table_name="workflows", postgresql_using="gin")
     op.drop_table("workflows")
     op.drop_index("uq_agents_tenant_name_live", table_name="agents", postgresql_where=sa.text("deleted_at IS NULL"))
@@ -528,3 +565,4 @@ def downgrade() -> None:
     op.drop_table("outbox")
     op.drop_index("ix_inbox_processed", table_name="inbox")
     op.drop_table("inbox")
+    op.execute("DROP EXTENSION IF EXISTS pg_trgm")

@@ -1,0 +1,36 @@
+"""The served OpenAPI document describes every workflow and pack route with an example."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+Client = AsyncTestClient  # type: ignore[type-arg]
+
+
+def _has_example(operation: dict[str, Any]) -> bool:
+    contents = [
+        *operation.get("requestBody", {}).get("content", {}).values(),
+        *(content for response in operation["responses"].values() for content in response.get("content", {}).values()),
+    ]
+    return any(content.get("examples") or content.get("schema", {}).get("examples") for content in contents)
+
+
+async def test_every_workflow_and_pack_route_has_a_summary_a_description_and_an_example(api: Client) -> None:
+    response = await api.get("http://testserver.local/docs/openapi.json")
+
+    assert response.status_code == 200
+    operations = {
+        f"{method.upper()} {path}": operation
+        for path, methods in response.json()["paths"].items()
+        if path.startswith(("/api/v1/tenants/{tenant}/workflows", "/api/v1/tenants/{tenant}/packs"))
+        for method, operation in methods.items()
+    }
+    assert len(operations) == 14
+    undocumented = {
+        name
+        for name, operation in operations.items()
+        if not (operation.get("summary") and operation.get("description") and _has_example(operation))
+    }
+    assert undocumented == set()

@@ -1,0 +1,73 @@
+"""start_execution checks the input against the workflow's inputSchema for every caller (api, Kafka, child steps)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from flowline.db.packs import create_pack
+from flowline.db.workflows import create_workflow
+from flowline.errors import ClientError, ValidationFailed
+from flowline.executions import start_execution
+from flowline.settings import Settings
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}, "required": ["n"]}
+
+
+async def test_input_that_breaks_the_schema_starts_nothing(pool: asyncpg.Pool, settings: Settings) -> None:
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    async with pool.acquire() as connection, connection.transaction():
+        await create_pack(connection, tenant_id=tenant_id, ref="demo", label=None, description=None, version=None)
+        await create_workflow(
+            connection,
+            tenant_id=tenant_id,
+            ref="demo.typed",
+            label=None,
+            description=None,
+            tags=[],
+            enabled=True,
+            definition={"steps": [{"id": "a", "type": "action", "action": "core.noop"}]},
+            input_schema=SCHEMA,
+            output_schema=None,
+            created_by=None,
+        )
+
+    async def start(execution_input: dict[str, object]) -> object:
+        async with pool.acquire() as connection, connection.transaction():
+            return await start_execution(
+                connection,
+                settings.topics,
+                tenant_id=tenant_id,
+                workflow_ref="demo.typed",
+                version=None,
+                execution_input=execution_input,
+                idempotency_key=None,
+                triggered_by="kafka",
+            )
+
+    with pytest.raises(ValidationFailed) as caught:
+        await start({"n": 0})
+
+    assert isinstance(caught.value, ClientError)  # the executor turns it into a SubmissionRejected / failed step
+    assert (caught.value.pointer, caught.value.detail) == ("/input/n", "/input/n: 0 is less than the minimum of 1")
+    assert await pool.fetchval("SELECT count(*) FROM executions") == 0
+    await start({"n": 1})
+    assert await pool.fetchval("SELECT count(*) FROM executions") == 1
+
+
+async def test_a_workflow_needs_its_pack(pool: asyncpg.Pool) -> None:
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    async with pool.acquire() as connection, connection.transaction():
+        with pytest.raises(ClientError, match="pack 'ghost' does not exist"):
+            await create_workflow(
+                connection,
+                tenant_id=tenant_id,
+                ref="ghost.w",
+                label=None,
+                description=None,
+                tags=[],
+                enabled=True,
+                definition={"steps": []},
+                input_schema=None,
+                output_schema=None,
+                created_by=None,
+            )
