@@ -216,7 +216,13 @@ class TaskLogRecord(TenantMessage, frozen=True, kw_only=True, tag=True):
     metadata: dict[str, Any] = {}
 
 
-LogMessage = TaskLogRecord
+class TaskLogBatch(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """The log records one state change of an execution wrote, as one message (fewer, larger messages)."""
+
+    records: list[TaskLogRecord]
+
+
+LogMessage = TaskLogRecord | TaskLogBatch
 
 
 def encode(message: Message | ExecutionEvent | SubmissionRejected) -> bytes:

@@ -11,6 +11,12 @@ from flowline import ids
 from flowline.ids import uuid7
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as if no id had been made yet (ids never go back in time within a process)."""
+    monkeypatch.setattr(ids, "_last", (0, 0))
+
+
 def _milliseconds(value: uuid.UUID) -> int:
     return value.int >> 80
 
@@ -56,3 +62,20 @@ def test_ids_in_the_same_millisecond_are_distinct(monkeypatch: pytest.MonkeyPatc
 
     assert len(values) == 1000
     assert {_milliseconds(value) for value in values} == {1_700_000_000_000}
+
+
+def test_ids_in_the_same_millisecond_keep_their_creation_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_000_000_000))
+
+    created = [uuid7() for _ in range(1000)]
+
+    assert created == sorted(created)
+
+
+def test_a_clock_that_steps_back_does_not_break_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = {"ns": 1_800_000_000_000_000_000}
+    monkeypatch.setattr(ids, "time", SimpleNamespace(time_ns=lambda: now["ns"]))
+    before = uuid7()
+    now["ns"] -= 5_000_000
+
+    assert uuid7() > before

@@ -19,6 +19,7 @@ from flowline.messages import (
     RequestMessage,
     SubmitExecution,
     TaskDispatched,
+    TaskLogBatch,
     TaskLogRecord,
     TaskMessage,
     TimerFired,
@@ -82,6 +83,13 @@ EXAMPLES: list[tuple[Message, Any]] = [
             message="slow",
             timestamp=WHEN,
             metadata={"ms": 1200},
+        ),
+        LogMessage,
+    ),
+    (
+        TaskLogBatch(
+            **_internal(),
+            records=[TaskLogRecord(**_internal(), level="INFO", message="attempt 1 started", timestamp=WHEN)],
         ),
         LogMessage,
     ),

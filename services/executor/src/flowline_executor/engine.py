@@ -42,13 +42,14 @@ from flowline.messages import (
     SubmissionRejected,
     SubmitExecution,
     TaskDispatched,
+    TaskLogBatch,
     TaskLogRecord,
     TimerFired,
     TimerScheduled,
     encode,
 )
 from flowline.outages import OUTAGE_ERRORS
-from flowline.settings import Settings
+from flowline.settings import Settings, Topics
 from flowline.snapshots import (
     ChildWorkflowSnapshot,
     PromiseSnapshot,
@@ -116,10 +117,10 @@ class Changes:
         self.eager: list[tuple[TaskDispatched, StepDefinition, Any]] = []  # attempts claimed here, run on commit
         self.enqueued: list[OutboxRow] = []  # rows already in the outbox (a child's start): publish only
         self.last_sequence: int | None = None  # the execution's event sequence, read when it was locked
+        self.logs: list[TaskLogRecord] = []
 
     def log(
         self,
-        topic: str,
         level: LogLevel,
         message: str,
         *,
@@ -128,25 +129,25 @@ class Changes:
         attempt: int,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        """Queue a task log record for the logs topic."""
-        self.outbox.append(
-            outgoing(
-                topic,
-                TaskLogRecord(
-                    tenant_id=self.tenant_id,
-                    execution_id=self.execution_id,
-                    task_id=task_id,
-                    step_id=step_id,
-                    attempt=attempt,
-                    level=level,
-                    message=message,
-                    metadata=metadata or {},
-                ),
+        """Keep a task log record; ``write`` sends this change's records as one message."""
+        self.logs.append(
+            TaskLogRecord(
+                tenant_id=self.tenant_id,
+                execution_id=self.execution_id,
+                task_id=task_id,
+                step_id=step_id,
+                attempt=attempt,
+                level=level,
+                message=message,
+                metadata=metadata or {},
             )
         )
 
-    async def write(self, connection: asyncpg.Connection, events_topic: str) -> list[OutboxRow]:
+    async def write(self, connection: asyncpg.Connection, topics: Topics) -> list[OutboxRow]:
         """Append the events and enqueue every outbox row; publish the returned rows after the commit."""
+        if self.logs:
+            batch = TaskLogBatch(tenant_id=self.tenant_id, execution_id=self.execution_id, records=self.logs)
+            self.outbox.append(outgoing(topics.logs, batch))
         if self.events and self.last_sequence is None:
             raise RuntimeError(f"execution {self.execution_id}: events written without locking the execution")
         rows = await append_events(
@@ -155,7 +156,7 @@ class Changes:
             execution_id=self.execution_id,
             after_sequence=self.last_sequence or 0,
             events=self.events,
-            topic=events_topic,
+            topic=topics.events,
             outbox=self.outbox,
         )
         return [*rows, *self.enqueued]
@@ -233,7 +234,7 @@ class Engine:
         try:
             async with self._pool.acquire() as connection, connection.transaction():
                 await apply(connection, changes)
-                rows = await changes.write(connection, self._topics.events)
+                rows = await changes.write(connection, self._topics)
         except BaseException as err:
             await self._release(len(changes.eager))
             if not fail_on_error or isinstance(err, OUTAGE_ERRORS) or not isinstance(err, Exception):
@@ -527,7 +528,6 @@ class Engine:
             )
         )
         changes.log(
-            self._topics.logs,
             "INFO",
             f"attempt {message.attempt} started on {self.worker}",
             task_id=message.step_execution_id,
@@ -1156,7 +1156,6 @@ class Engine:
             attempt_values = (message.generation, message.attempt, status, round(duration * 1000), error)
             for level, text, metadata in attempt_logger.records:
                 changes.log(
-                    self._topics.logs,
                     level,
                     text,
                     task_id=message.step_execution_id,
@@ -1178,7 +1177,6 @@ class Engine:
             if retry_in is not None:
                 summary += f"; attempt {message.attempt + 1} in {retry_in:.1f} s"
             changes.log(
-                self._topics.logs,
                 "ERROR" if error else "INFO",
                 summary,
                 task_id=message.step_execution_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
-from flowline.messages import LogMessage
+from flowline.messages import LogMessage, TaskLogBatch
 from prometheus_client import CollectorRegistry, Counter
 
 
@@ -16,8 +16,13 @@ class LogWriter:
             "flowline_task_logs_written_total", "Task log records written (duplicates excluded).", registry=registry
         )
 
-    async def write(self, records: list[LogMessage]) -> None:
-        """Insert ``records``; the consumer commits their offsets once this returns."""
+    async def write(self, messages: list[LogMessage]) -> None:
+        """Insert the records of ``messages``; the consumer commits their offsets once this returns."""
+        records = [
+            record
+            for message in messages
+            for record in (message.records if isinstance(message, TaskLogBatch) else [message])
+        ]
         written = await self._pool.fetchval(
             """
             WITH inserted AS (

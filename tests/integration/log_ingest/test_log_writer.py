@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+from flowline.messages import TaskLogBatch, TaskLogRecord
+from flowline_log_ingest.ingest import LogWriter
+from prometheus_client import CollectorRegistry
+
+
+async def test_single_records_and_batches_are_written_once(pool: asyncpg.Pool) -> None:
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    execution_id = uuid.uuid4()
+
+    def record(message: str) -> TaskLogRecord:
+        return TaskLogRecord(tenant_id=tenant_id, execution_id=execution_id, step_id="a", attempt=1, message=message)
+
+    single = record("alone")
+    batch = TaskLogBatch(tenant_id=tenant_id, execution_id=execution_id, records=[record("one"), record("two")])
+    writer = LogWriter(pool, CollectorRegistry())
+
+    await writer.write([single, batch])
+    await writer.write([batch, single])  # redelivered
+
+    messages = await pool.fetch("SELECT message FROM task_logs WHERE execution_id = $1 ORDER BY message", execution_id)
+    assert [row["message"] for row in messages] == ["alone", "one", "two"]
