@@ -87,6 +87,8 @@ class MessageConsumer(Generic[MessageT]):
             auto_offset_reset="earliest",
             max_poll_records=max_records,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 100),
         )
 
     async def start(self) -> None:
