@@ -22,7 +22,7 @@ def create_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
-        linger_ms=1,
+        linger_ms=0,  # send at once: batches still form while a request to the broker is in flight
         request_timeout_ms=10_000,
     )
 
