@@ -36,7 +36,7 @@ class ExecutionControlController(Controller):
         summary="Cancel an execution",
         responses={
             202: ResponseSpec(data_container=Cancelled, description="requested; the engine has not applied it yet"),
-            **problem_responses(404, 409),
+            **problem_responses(404, 409, 422),
         },
     )
     async def cancel(
@@ -91,7 +91,7 @@ class ExecutionControlController(Controller):
         "/{execution_id:uuid}/retry",
         status_code=HTTP_200_OK,
         summary="Retry a failed execution",
-        responses=problem_responses(404, 409),
+        responses=problem_responses(404, 409, 422),
     )
     async def retry(
         self,
