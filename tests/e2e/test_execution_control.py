@@ -164,3 +164,37 @@ async def test_a_retry_resumes_from_the_failed_step_only(
     events = await _events(settings, execution_id)
     assert events.count("WORKFLOW_FAILED") == 1
     assert events[events.index("WORKFLOW_FAILED") + 1] == "RETRY_REQUESTED"
+
+
+async def test_a_rerun_runs_again_from_a_step_and_reuses_the_outputs_before_it(
+    stack: ServiceGroup, client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
+) -> None:
+    steps = [
+        {"id": "fetch", "type": "http", "request": {"method": "POST", "url": agent_server.url + "/ok"}},
+        {"id": "shape", "type": "action", "action": "core.echo", "needs": ["fetch"], "input": "{{ input.n }}"},
+        {"id": "report", "type": "action", "action": "core.echo", "needs": ["shape"], "input": "{{ input.n }}"},
+    ]
+    first_id = await _start(client, "demo.report", steps)
+    first = await _until(client, first_id, lambda e: e["status"] in ("completed", "failed"))
+    assert first["status"] == "failed"  # input.n is missing the first time
+
+    rerun = await client.post(f"/executions/{first_id}/rerun", json={"fromStep": "shape", "input": {"n": 7}})
+
+    assert rerun.status_code == 202, rerun.text
+    assert rerun.json()["rerunOf"] == first_id
+    second_id = rerun.json()["executionId"]
+    second = await _until(client, second_id, lambda e: e["status"] in ("completed", "failed"))
+    assert second["status"] == "completed", second
+    assert _step(second, "fetch")["output"] == _step(first, "fetch")["output"]
+    assert _step(second, "report")["output"] == 7
+    assert len(agent_server.requests) == 1  # fetch's output was reused, not fetched again
+    assert "TASK_COMPLETED" in await _events(settings, second_id)
+    unknown = await client.post(f"/executions/{first_id}/rerun", json={"fromStep": "nope"})
+    assert unknown.status_code == 404
+    assert "no step 'nope'" in unknown.json()["detail"]
+    extra = {"id": "prepare", "type": "action", "action": "core.noop"}
+    updated = await client.put("/workflows/demo.report", json={"definition": {"steps": [extra, *steps]}})
+    assert updated.json()["version"] == 2, updated.text
+    incompatible = await client.post(f"/executions/{first_id}/rerun", json={"fromStep": "shape", "version": 2})
+    assert incompatible.status_code == 409
+    assert incompatible.json()["detail"].endswith("never ran: prepare")

@@ -24,7 +24,14 @@ from flowline.actions import Action, ActionContext, ActionFailed
 from flowline.agents import auth_cipher, load_agent
 from flowline.db.events import NewEvent, append_events
 from flowline.db.tenants import read_tenant_id
-from flowline.definitions import HttpRequest, RetryPolicy, StepDefinition, WorkflowDefinition, parse_duration
+from flowline.definitions import (
+    HttpRequest,
+    RetryPolicy,
+    StepDefinition,
+    WorkflowDefinition,
+    downstream,
+    parse_duration,
+)
 from flowline.errors import ClientError, FlowlineError
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, start_execution
 from flowline.ids import uuid7
@@ -341,12 +348,17 @@ class Engine:
                 }
                 for step in graph.definition.steps
             }
+            if execution["rerun_of"] is not None:
+                await self._reuse_outputs(connection, execution, graph, steps)
             await connection.execute(
                 """
                 WITH created AS (
-                    INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status)
-                    SELECT id, $2, $1, step_id, position, step_type, 'pending'
-                    FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[]) AS s(id, step_id, position, step_type)
+                    INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status,
+                        output, completed_at)
+                    SELECT id, $2, $1, step_id, position, step_type, status, output,
+                        CASE WHEN status <> 'pending' THEN clock_timestamp() END
+                    FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::jsonb[])
+                        AS s(id, step_id, position, step_type, status, output)
                 )
                 UPDATE executions SET status = 'running', started_at = clock_timestamp() WHERE id = $1
                 """,
@@ -356,12 +368,43 @@ class Engine:
                 list(steps),
                 list(range(len(steps))),
                 [step.type for step in graph.definition.steps],
+                [row["status"] for row in steps.values()],
+                [row["output"] for row in steps.values()],
             )
             changes.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
+            for row in steps.values():
+                if row["status"] != "pending":
+                    event = "TASK_COMPLETED" if row["status"] == "completed" else "TASK_SKIPPED"
+                    snapshot = TaskSnapshot(
+                        status=row["status"], output=row["output"], reused_from=str(execution["rerun_of"])
+                    )
+                    changes.events.append(NewEvent(event, snapshot, row["step_id"], row["id"]))
             await self._start_execution_timer(connection, graph, changes)
             await self._advance(connection, {**execution, "status": "running"}, graph, changes, steps)
 
         await self._change(message.tenant_id, message.execution_id, apply)
+
+    async def _reuse_outputs(
+        self,
+        connection: asyncpg.Connection,
+        execution: asyncpg.Record,
+        graph: Graph,
+        steps: dict[str, dict[str, Any]],
+    ) -> None:
+        """Take over, for a rerun, the finished steps of the rerun execution that it does not run again.
+
+        The step the rerun runs from and everything downstream of it run again, and so do steps that did
+        not finish well.
+        """
+        again = downstream(graph.definition, execution["rerun_from_step"])
+        for source in await connection.fetch(
+            "SELECT step_id, status, output FROM step_executions "
+            "WHERE execution_id = $1 AND status IN ('completed', 'skipped')",
+            execution["rerun_of"],
+        ):
+            row = steps.get(source["step_id"])
+            if row is not None and source["step_id"] not in again:
+                row.update(status=source["status"], output=source["output"])
 
     async def _start_execution_timer(self, connection: asyncpg.Connection, graph: Graph, changes: Changes) -> None:
         if graph.definition.timeout:
@@ -1352,7 +1395,8 @@ async def _lock_execution(
     """Lock the execution row (before any of its steps) and note its event sequence for ``changes``."""
     execution = await connection.fetchrow(
         "SELECT id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, "
-        "parent_execution_id, parent_step_id, root_execution_id, last_event_sequence, started_at "
+        "parent_execution_id, parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, "
+        "rerun_from_step "
         "FROM executions WHERE id = $1 FOR UPDATE",
         execution_id,
     )

@@ -15,6 +15,8 @@ from flowline_api.dependencies import provide_control_service
 from flowline_api.domain.control.schemas import (
     Cancelled,
     CancelRequest,
+    RerunAccepted,
+    RerunRequest,
     RetryAccepted,
     RetryRequest,
     StatusChanged,
@@ -86,6 +88,28 @@ class ExecutionControlController(Controller):
     ) -> StatusChanged:
         """Go on where the execution paused (or start it, if it paused before starting)."""
         return await control_service.resume(tenant_id, execution_id)
+
+    @post(
+        "/{execution_id:uuid}/rerun",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Rerun an execution from a step",
+        responses=problem_responses(404, 409, 422),
+    )
+    async def rerun(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        control_service: NamedDependency[ControlService],
+        actor: NamedDependency[Actor],
+        execution_id: FromPath[uuid.UUID],
+        data: JSONBody[RerunRequest],
+    ) -> RerunAccepted:
+        """Start a new execution (linked by ``rerunOf``) that runs ``fromStep`` and everything after it again.
+
+        Every other step keeps the output it had in the rerun execution. ``input`` replaces the input and
+        ``version`` picks another version of the workflow (default: the rerun execution's). An unknown step
+        is 404; a version that lacks ``fromStep`` or a step whose output would be reused is 409 naming them.
+        """
+        return await control_service.rerun(tenant_id, execution_id, data, actor)
 
     @post(
         "/{execution_id:uuid}/retry",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -34,6 +34,23 @@ class StatusChanged(msgspec.Struct, kw_only=True, rename="camel"):
 
     execution_id: str
     status: str
+
+
+class RerunRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Run an execution again from one of its steps, reusing the outputs of the steps before it."""
+
+    from_step: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="the step to run again")]
+    input: dict[str, Any] | None = None
+    version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
+
+
+class RerunAccepted(msgspec.Struct, kw_only=True, rename="camel"):
+    """The new execution a rerun started."""
+
+    execution_id: str
+    status: str
+    created_at: datetime
+    rerun_of: str
 
 
 class RetryRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):

@@ -8,16 +8,25 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 from flowline.db.audit import Actor
 from flowline.db.events import NewEvent, append_events
+from flowline.db.workflows import read_workflow
+from flowline.definitions import WorkflowDefinition, downstream
 from flowline.errors import Conflict, NotFound
-from flowline.executions import TERMINAL_EXECUTION_STATUSES
+from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, start_execution
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, outgoing
 from flowline.messages import AdvanceExecution, CancelExecution, ExecutionRequested
 from flowline.settings import Topics
 from flowline.snapshots import WorkflowSnapshot
 
-from flowline_api.domain.control.schemas import Cancelled, RetryAccepted, StatusChanged
+from flowline_api.domain.control.schemas import (
+    Cancelled,
+    RerunAccepted,
+    RerunRequest,
+    RetryAccepted,
+    StatusChanged,
+)
 
 # How long a cancel waits for the engine to apply it before answering with the status it has by then.
 CANCEL_WAIT_SECONDS = 5.0
@@ -142,6 +151,64 @@ class ControlService:
             rows = await self._write(connection, tenant_id, execution, [event], [message])
         await self._outbox.publish(rows)
         return StatusChanged(execution_id=str(execution_id), status=status)
+
+    async def rerun(
+        self,
+        tenant_id: uuid.UUID,
+        execution_id: uuid.UUID,
+        request: RerunRequest,
+        actor: Actor,
+    ) -> RerunAccepted:
+        """Start an execution that runs ``fromStep`` and what follows it again, reusing the other outputs.
+
+        The reused outputs are ``execution_id``'s, of every step not downstream of ``fromStep``.
+
+        Raises:
+            NotFound: no such execution in this tenant, or it has no step ``fromStep``; unknown version.
+            Conflict: the chosen version lacks ``fromStep`` or steps whose outputs would be reused.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            source = await connection.fetchrow(
+                "SELECT e.id, e.workflow_ref, e.workflow_version, e.input, v.definition FROM executions e "
+                "JOIN workflow_versions v ON v.id = e.workflow_version_id WHERE e.id = $1 AND e.tenant_id = $2",
+                execution_id,
+                tenant_id,
+            )
+            if source is None:
+                raise NotFound(f"execution {execution_id} does not exist")
+            source_steps = {step["id"] for step in source["definition"]["steps"]}
+            if request.from_step not in source_steps:
+                raise NotFound(f"execution {execution_id} has no step {request.from_step!r}")
+            version = request.version or source["workflow_version"]
+            target = await read_workflow(connection, tenant_id, source["workflow_ref"], version)
+            definition = msgspec.convert(target["definition"], WorkflowDefinition)
+            if request.from_step not in {step.id for step in definition.steps}:
+                raise Conflict(f"version {version} of {source['workflow_ref']!r} has no step {request.from_step!r}")
+            reused = {step.id for step in definition.steps} - downstream(definition, request.from_step)
+            if missing := sorted(reused - source_steps):
+                raise Conflict(
+                    f"version {version} has steps the rerun would reuse but execution {execution_id} never ran: "
+                    + ", ".join(missing)
+                )
+            started = await start_execution(
+                connection,
+                self._topics,
+                tenant_id=tenant_id,
+                workflow_ref=source["workflow_ref"],
+                version=version,
+                execution_input=source["input"] if request.input is None else request.input,
+                idempotency_key=None,
+                triggered_by="rerun",
+                started_by=actor.principal,
+                rerun=Rerun(execution_id, request.from_step),
+            )
+        await self._outbox.publish(started.outbox)
+        return RerunAccepted(
+            execution_id=str(started.id),
+            status=started.status,
+            created_at=started.created_at,
+            rerun_of=str(execution_id),
+        )
 
     async def retry(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, note: str | None) -> RetryAccepted:
         """Make a failed execution pending again; the engine resumes it from its failed steps.
