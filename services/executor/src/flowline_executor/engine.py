@@ -426,6 +426,9 @@ class Engine:
                     output = NULL, error = NULL, owner = NULL, lease_expires_at = NULL, scheduled_at = NULL,
                     started_at = NULL, completed_at = NULL
                 WHERE execution_id = $1 AND status IN ('failed', 'cancelled')
+                RETURNING id
+            ), forgotten AS (  -- a reset wait step creates its promise anew
+                DELETE FROM promises WHERE step_execution_id IN (SELECT id FROM reset)
             )
             UPDATE executions SET status = 'running', completed_at = NULL WHERE id = $1
             """,
