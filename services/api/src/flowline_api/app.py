@@ -29,6 +29,7 @@ from flowline_api.dependencies import (
 from flowline_api.domain.agents.controller import AgentController
 from flowline_api.domain.audit.controller import AuditLogController
 from flowline_api.domain.executions.controller import ExecutionController
+from flowline_api.domain.logs.controller import LogController
 from flowline_api.domain.packs.controller import PackController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> Litestar:
             ExecutionController,
             AgentController,
             AuditLogController,
+            LogController,
             *ops_routes("api", {"database": check_database, "kafka": check_kafka}, registry),
         ],
         dependencies={
