@@ -198,3 +198,19 @@ async def test_a_rerun_runs_again_from_a_step_and_reuses_the_outputs_before_it(
     incompatible = await client.post(f"/executions/{first_id}/rerun", json={"fromStep": "shape", "version": 2})
     assert incompatible.status_code == 409
     assert incompatible.json()["detail"].endswith("never ran: prepare")
+
+
+async def test_a_retried_wait_step_waits_on_its_promise_again(stack: ServiceGroup, client: httpx.AsyncClient) -> None:
+    execution_id = await _start(client, "demo.approval", [{"id": "approve", "type": "wait", "promise": "ok"}])
+    await _until(client, execution_id, lambda e: _step(e, "approve")["status"] == "running")
+    await client.post(f"/executions/{execution_id}/promises/ok/reject", json={"reason": "not yet"})
+    await _until(client, execution_id, lambda e: e["status"] == "failed")
+
+    assert (await client.post(f"/executions/{execution_id}/retry")).status_code == 200
+    await _until(client, execution_id, lambda e: _step(e, "approve")["status"] == "running")
+    resolved = await client.post(f"/executions/{execution_id}/promises/ok/resolve", json={"value": "yes"})
+
+    assert resolved.status_code == 200, resolved.text
+    execution = await _until(client, execution_id, lambda e: e["status"] in ("completed", "failed"))
+    assert execution["status"] == "completed"
+    assert _step(execution, "approve")["output"] == "yes"
