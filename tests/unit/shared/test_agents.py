@@ -55,7 +55,9 @@ def test_another_key_cannot_read_a_config() -> None:
         decrypt_auth_config(auth_cipher(KEY_B), sealed)
 
 
-@pytest.mark.parametrize("value", ["", " , ", "not-a-fernet-key", f"{KEY_A},short"])
+@pytest.mark.parametrize(
+    "value", ["", " , ", "not-a-fernet-key", f"{KEY_A},short"], ids=["empty", "commas", "not-a-key", "one-bad"]
+)
 def test_a_missing_or_bad_key_is_a_configuration_error_that_hides_the_value(value: str) -> None:
     with pytest.raises(ConfigurationError, match="FLOWLINE_SECRET_KEY") as caught:
         auth_cipher(value)
