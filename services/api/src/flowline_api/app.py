@@ -30,6 +30,7 @@ from flowline_api.domain.agents.controller import AgentController
 from flowline_api.domain.audit.controller import AuditLogController
 from flowline_api.domain.executions.controller import ExecutionController
 from flowline_api.domain.packs.controller import PackController
+from flowline_api.domain.tasks.controller import TaskController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> Litestar:
             WorkflowController,
             PackController,
             ExecutionController,
+            TaskController,
             AgentController,
             AuditLogController,
             *ops_routes("api", {"database": check_database, "kafka": check_kafka}, registry),
