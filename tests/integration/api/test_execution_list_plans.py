@@ -32,8 +32,9 @@ FILTERS = {
     ),
     "tag": ExecutionFilters(tags=["t7"]),
     "metadata": ExecutionFilters(metadata={"customer": "c42"}),
-    "search-ref": ExecutionFilters(search="w7"),
-    "search-id": ExecutionFilters(search="0193a5"),
+    "search-ref": ExecutionFilters(search="w7", search_refs=["p2.w7", "p2.w17", "p2.w27", "p2.w37", "p2.w47"]),
+    "search-id": ExecutionFilters(search="0193a5", search_refs=[]),
+    "search-both": ExecutionFilters(search="abc", search_refs=["p0.abc"]),
 }
 
 

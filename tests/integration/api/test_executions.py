@@ -324,3 +324,27 @@ async def test_a_task_reads_on_its_own(api: Client, rows: ExecutionRows) -> None
     assert _problem(await api.get(f"/tasks/{uuid.UUID(int=3)}"), 404)["detail"] == (
         f"task {uuid.UUID(int=3)} does not exist"
     )
+
+
+async def test_every_execution_and_task_route_is_documented_with_an_example(api: Client) -> None:
+    from tests.integration.api.test_openapi import _has_example
+
+    document = (await api.get("http://testserver.local/docs/openapi.json")).json()
+    operations = {
+        f"{method.upper()} {path}": operation
+        for path, methods in document["paths"].items()
+        if path.startswith(("/api/v1/tenants/{tenant}/executions", "/api/v1/tenants/{tenant}/tasks"))
+        for method, operation in methods.items()
+    }
+
+    assert len(operations) >= 10
+    undocumented = {
+        name
+        for name, operation in operations.items()
+        if not (operation.get("summary") and operation.get("description") and _has_example(operation))
+    }
+    assert undocumented == set()
+    parameters = {p["name"] for p in operations["GET /api/v1/tenants/{tenant}/executions"]["parameters"]}
+    assert {"workflow", "status", "triggeredBy", "parentId", "createdAfter", "createdBefore", "tag", "search"} <= (
+        parameters
+    )

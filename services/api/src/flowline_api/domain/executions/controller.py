@@ -246,7 +246,7 @@ class ExecutionController(Controller):
         Custom attributes filter as `metadata.<key>=<value>` (several keys: all must match). `search`
         matches an execution id prefix (with or without hyphens) or text in the workflow ref. Sort by
         `createdAt` (default) or `completedAt`, where unfinished executions come last ascending and first
-        descending. `total` counts the matches exactly up to 10,000; past that it is PostgreSQL's estimate and
+        descending. `total` counts the matches exactly up to 1,000; past that it is PostgreSQL's estimate and
         `totalExact` is false. Pass `nextCursor` back as `cursor` for the next page (stable while executions
         are added), or page with `offset`. A bad filter value is a 400 naming the parameter.
         """

@@ -94,7 +94,7 @@ class Execution(ExecutionSummary, kw_only=True, rename="camel"):
 class ExecutionPage(msgspec.Struct, kw_only=True, rename="camel"):
     """A page of executions (the list shape of every list, plus ``totalExact``).
 
-    Past 10,000 matches ``total`` is PostgreSQL's estimate and ``totalExact`` is false.
+    Past 1,000 matches ``total`` is PostgreSQL's estimate and ``totalExact`` is false.
     """
 
     items: list[ExecutionSummary]

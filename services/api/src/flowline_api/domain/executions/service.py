@@ -21,6 +21,7 @@ from flowline.db.executions import (
     list_task_attempts,
     read_execution,
     read_step_execution,
+    resolve_search,
 )
 from flowline.errors import ClientError, Conflict, NotFound
 from flowline.executions import StartedExecution, start_execution
@@ -177,7 +178,7 @@ class ExecutionService:
         """One page of executions, newest first unless asked otherwise.
 
         The cursor holds the sort and the key of the last item, so the next page starts right after it even
-        while executions are added. Up to 10,000 matches ``total`` is exact; past that it is an estimate.
+        while executions are added. Up to 1,000 matches ``total`` is exact; past that it is an estimate.
 
         Raises:
             ClientError: a cursor that is not from this list or was made for another sort.
@@ -195,6 +196,7 @@ class ExecutionService:
             except (TypeError, ValueError) as err:
                 raise ClientError("cursor: not a cursor returned by this list") from err
         async with self._pool.acquire() as connection:
+            filters = await resolve_search(connection, tenant_id, filters)
             records = await list_executions(
                 connection,
                 tenant_id,
