@@ -43,7 +43,7 @@ class CountingServer:
     ``/slow/<seconds>`` answers late; ``/text`` answers 200 with a plain-text body, ``/empty`` 204 with none.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -95,7 +95,7 @@ class CountingServer:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that gave up on /slow closes the socket: expected, not worth a traceback
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

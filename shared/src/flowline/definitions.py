@@ -133,6 +133,22 @@ def find_cycle(needs_by_step: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
+def downstream(definition: WorkflowDefinition, step_id: str) -> set[str]:
+    """``step_id`` and every step that needs it, directly or through others."""
+    dependents: dict[str, list[str]] = {}
+    for step in definition.steps:
+        for need in step.needs:
+            dependents.setdefault(need, []).append(step.id)
+    found = {step_id}
+    pending = [step_id]
+    while pending:
+        for dependent in dependents.get(pending.pop(), []):
+            if dependent not in found:
+                found.add(dependent)
+                pending.append(dependent)
+    return found
+
+
 def validate_definition(
     definition: WorkflowDefinition,
     *,

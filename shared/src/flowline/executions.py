@@ -28,6 +28,13 @@ class ParentStep(NamedTuple):
     root_execution_id: uuid.UUID
 
 
+class Rerun(NamedTuple):
+    """The execution a rerun reuses, and the step from which it runs again."""
+
+    execution_id: uuid.UUID
+    from_step: str
+
+
 class StartedExecution(NamedTuple):
     """The execution a start request resolved to."""
 
@@ -71,6 +78,7 @@ async def start_execution(
     metadata: dict[str, str] | None = None,
     tags: list[str] | None = None,
     parent: ParentStep | None = None,
+    rerun: Rerun | None = None,
 ) -> StartedExecution:
     """Create a pending execution with its first event and the ExecutionRequested outbox row.
 
@@ -94,9 +102,9 @@ async def start_execution(
         """
         INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
             status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags,
-            parent_execution_id, parent_step_id)
+            parent_execution_id, parent_step_id, rerun_of, rerun_from_step)
         VALUES ($1::uuid, $2, $3, $4, $5, $6, 'pending', $7, coalesce($13::uuid, $1::uuid), $8, $9, $10, $11, $12,
-            $14::uuid, $15::text)
+            $14::uuid, $15::text, $16::uuid, $17::text)
         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, status, created_at
         """,
@@ -115,6 +123,8 @@ async def start_execution(
         parent.root_execution_id if parent else None,
         parent.execution_id if parent else None,
         parent.step_id if parent else None,
+        rerun.execution_id if rerun else None,
+        rerun.from_step if rerun else None,
     )
     if record is None:  # a concurrent request with the same key won the race
         assert idempotency_key is not None

@@ -40,6 +40,10 @@ def check_instance(schema: Any, instance: Any, pointer: str) -> None:
         error = best_match(Draft202012Validator(schema).iter_errors(instance))
     except Unresolvable as err:
         raise ValidationFailed(f"the schema of {pointer} has a reference that cannot be resolved: {err}") from err
+    except RecursionError as err:
+        # A `$ref` cycle that never reaches a keyword (`{"$defs": {"a": {"$ref": "#/$defs/a"}}, ...}`) is a valid
+        # schema that no instance can be checked against.
+        raise ValidationFailed(f"the schema of {pointer} has references that loop without end") from err
     if error is not None:
         where = json_pointer(pointer, error.absolute_path)
         raise ValidationFailed(f"{where}: {error.message}", pointer=where)

@@ -93,6 +93,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_definition_bytes: int = 1_000_000
     log_level: str = "INFO"
 
+    # Live streams (SSE): a keep-alive comment on a quiet stream, and how long a stream without events stays open.
+    stream_keepalive_seconds: float = 15.0
+    stream_idle_timeout_seconds: float = 300.0
+
     # The embedded local stack (`make dev`).
     dev_postgres_port: int = 55432
     dev_kafka_port: int = 19092

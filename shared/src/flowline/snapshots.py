@@ -35,6 +35,7 @@ class TaskSnapshot(Snapshot, frozen=True, kw_only=True):
     error: dict[str, Any] | None = None
     retry_at: str | None = None
     recovered_from: str | None = None
+    reused_from: str | None = None  # a rerun took this step's output from that execution
 
 
 class TimerSnapshot(Snapshot, frozen=True, kw_only=True):

@@ -142,8 +142,10 @@ async def test_a_duplicate_name_is_409(api: Client) -> None:
         ({"url": "file:///etc/passwd"}, "/url"),
         ({"url": "agents.example.com/run"}, "/url"),
         ({"url": "https://user:pw@agents.example.com/"}, "/url"),
+        ({"url": "https://xn--/"}, "/url"),  # an invalid IDNA label was a 500
         ({"healthPath": "health"}, "/healthPath"),
         ({"healthPath": "//elsewhere.example.com/health"}, "/healthPath"),
+        ({"healthPath": "/health\x7f"}, "/healthPath"),  # stored, then its health check was a 500
         ({"name": ""}, "/name"),
         ({"name": "has space"}, "/name"),
         ({"timeoutMs": 99}, "/timeoutMs"),
@@ -308,6 +310,9 @@ async def test_update_errors(api: Client) -> None:
     assert bad_url.json()["pointer"] == "/url"
     unknown = await api.put(f"agents/{first['id']}", json={"nmae": "x"})
     assert unknown.status_code == 422
+    bad_path = await api.put(f"agents/{first['id']}", json={"healthPath": "/health\x7f"})
+    assert bad_path.status_code == 422
+    assert bad_path.json()["pointer"] == "/healthPath"
 
 
 async def test_delete_is_soft_and_frees_the_name(api: Client, pool: asyncpg.Pool) -> None:

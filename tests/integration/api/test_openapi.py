@@ -34,3 +34,18 @@ async def test_every_workflow_and_pack_route_has_a_summary_a_description_and_an_
         if not (operation.get("summary") and operation.get("description") and _has_example(operation))
     }
     assert undocumented == set()
+
+
+async def test_every_tenant_route_documents_an_unknown_tenant_and_every_body_a_validation_problem(api: Client) -> None:
+    response = await api.get("http://testserver.local/docs/openapi.json")
+
+    operations = {
+        f"{method.upper()} {path}": operation
+        for path, methods in response.json()["paths"].items()
+        if path.startswith("/api/v1/tenants/{tenant}/")
+        for method, operation in methods.items()
+    }
+    assert {name for name, operation in operations.items() if "404" not in operation["responses"]} == set()
+    with_body = {name for name, operation in operations.items() if "requestBody" in operation}
+    assert with_body
+    assert {name for name in with_body if "422" not in operations[name]["responses"]} == set()

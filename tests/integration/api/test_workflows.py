@@ -366,6 +366,16 @@ async def test_input_breaking_the_input_schema_is_422_with_the_pointer(
     assert ok.status_code == 202
 
 
+async def test_an_input_schema_whose_references_loop_is_422_not_500(demo: Client) -> None:
+    looping = {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}
+    await create(demo, workflow(inputSchema=looping))
+
+    response = await demo.post("workflows/demo.hello/execute", json={"input": {"name": "Ada"}})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == "the schema of /input has references that loop without end"
+
+
 # Audit ---------------------------------------------------------------------------------------------------
 
 

@@ -28,8 +28,13 @@ from flowline_api.dependencies import (
 )
 from flowline_api.domain.agents.controller import AgentController
 from flowline_api.domain.audit.controller import AuditLogController
+from flowline_api.domain.control.controller import ExecutionControlController
 from flowline_api.domain.executions.controller import ExecutionController
+from flowline_api.domain.logs.controller import LogController
 from flowline_api.domain.packs.controller import PackController
+from flowline_api.domain.streams.controller import StreamController
+from flowline_api.domain.streams.hub import StreamHub
+from flowline_api.domain.streams.service import StreamTimings
 from flowline_api.domain.tasks.controller import TaskController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
@@ -49,6 +54,7 @@ def create_app(settings: Settings) -> Litestar:
             "auth_cipher": auth_cipher(settings.secret_key),
             "known_actions": frozenset(load_actions()),
             "tenant_ids": {},
+            "stream_timings": StreamTimings(settings.stream_keepalive_seconds, settings.stream_idle_timeout_seconds),
         }
     )
 
@@ -68,11 +74,16 @@ def create_app(settings: Settings) -> Litestar:
         state.http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20), follow_redirects=False
         )
+        # Live streams: this process follows the events and logs topics for its own subscribers.
+        state.stream_hub = hub = StreamHub(settings)
+        await hub.start()
+        hub_task = asyncio.create_task(hub.run())
         try:
             yield
         finally:
             relay.stop()
-            await asyncio.gather(relay_task, return_exceptions=True)
+            await hub.stop()
+            await asyncio.gather(relay_task, hub_task, return_exceptions=True)
             await state.http.aclose()
             await runtime.close()
 
@@ -82,8 +93,11 @@ def create_app(settings: Settings) -> Litestar:
             PackController,
             ExecutionController,
             TaskController,
+            ExecutionControlController,
             AgentController,
             AuditLogController,
+            LogController,
+            StreamController,
             *ops_routes("api", {"database": check_database, "kafka": check_kafka}, registry),
         ],
         dependencies={

@@ -20,6 +20,7 @@ from litestar.params import FromPath
 
 from flowline_api.domain.agents.service import AgentService
 from flowline_api.domain.audit.service import AuditService
+from flowline_api.domain.control.service import ControlService
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.packs.service import PackService
 from flowline_api.domain.workflows.service import WorkflowService
@@ -96,3 +97,10 @@ def provide_agent_service(pool: NamedDependency[asyncpg.Pool], state: State) -> 
 def provide_audit_service(pool: NamedDependency[asyncpg.Pool]) -> AuditService:
     """An audit log reader for this request."""
     return AuditService(pool)
+
+
+def provide_control_service(
+    pool: NamedDependency[asyncpg.Pool], outbox: NamedDependency[OutboxPublisher], settings: NamedDependency[Settings]
+) -> ControlService:
+    """An execution command service for this request."""
+    return ControlService(pool, outbox, settings.topics)

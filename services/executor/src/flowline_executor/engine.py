@@ -24,7 +24,14 @@ from flowline.actions import Action, ActionContext, ActionFailed
 from flowline.agents import auth_cipher, load_agent
 from flowline.db.events import NewEvent, append_events
 from flowline.db.tenants import read_tenant_id
-from flowline.definitions import HttpRequest, RetryPolicy, StepDefinition, WorkflowDefinition, parse_duration
+from flowline.definitions import (
+    HttpRequest,
+    RetryPolicy,
+    StepDefinition,
+    WorkflowDefinition,
+    downstream,
+    parse_duration,
+)
 from flowline.errors import ClientError, FlowlineError
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, start_execution
 from flowline.ids import uuid7
@@ -118,6 +125,7 @@ class Changes:
         self.enqueued: list[OutboxRow] = []  # rows already in the outbox (a child's start): publish only
         self.last_sequence: int | None = None  # the execution's event sequence, read when it was locked
         self.logs: list[TaskLogRecord] = []
+        self.cancelled_steps: list[uuid.UUID] = []  # their attempts running here stop after the commit
 
     def log(
         self,
@@ -246,7 +254,14 @@ class Engine:
             task = asyncio.create_task(self._run(Claimed(message, step, step_input, time.perf_counter())))
             self._running[task] = message.step_execution_id
             task.add_done_callback(self._attempt_done)
+        self._stop_attempts(set(changes.cancelled_steps))
         await self._outbox.publish(rows)
+
+    def _stop_attempts(self, step_execution_ids: set[uuid.UUID]) -> None:
+        """Cancel the attempts of these steps that run in this process (an agent or http call is aborted)."""
+        for task, step_execution_id in list(self._running.items()):
+            if step_execution_id in step_execution_ids:
+                task.cancel()
 
     async def _fail_on_error(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, err: Exception) -> None:
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
@@ -317,6 +332,9 @@ class Engine:
             if execution is None or execution["status"] != "pending":
                 return  # a redelivered request (the status says it was applied) or a cancelled execution
             graph = await self._graph(connection, execution["workflow_version_id"])
+            if execution["started_at"] is not None:  # a retry: resume from the steps that did not finish well
+                await self._restart(connection, execution, graph, changes)
+                return
             steps = {
                 step.id: {
                     "id": uuid7(),
@@ -330,12 +348,17 @@ class Engine:
                 }
                 for step in graph.definition.steps
             }
+            if execution["rerun_of"] is not None:
+                await self._reuse_outputs(connection, execution, graph, steps)
             await connection.execute(
                 """
                 WITH created AS (
-                    INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status)
-                    SELECT id, $2, $1, step_id, position, step_type, 'pending'
-                    FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[]) AS s(id, step_id, position, step_type)
+                    INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status,
+                        output, completed_at)
+                    SELECT id, $2, $1, step_id, position, step_type, status, output,
+                        CASE WHEN status <> 'pending' THEN clock_timestamp() END
+                    FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::jsonb[])
+                        AS s(id, step_id, position, step_type, status, output)
                 )
                 UPDATE executions SET status = 'running', started_at = clock_timestamp() WHERE id = $1
                 """,
@@ -345,14 +368,75 @@ class Engine:
                 list(steps),
                 list(range(len(steps))),
                 [step.type for step in graph.definition.steps],
+                [row["status"] for row in steps.values()],
+                [row["output"] for row in steps.values()],
             )
             changes.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
-            if graph.definition.timeout:
-                deadline = datetime.now(UTC) + timedelta(seconds=graph.definition.timeout)
-                await self._start_timer(connection, changes, None, "execution_timeout", deadline)
-            await self._advance(connection, execution, graph, changes, steps)
+            for row in steps.values():
+                if row["status"] != "pending":
+                    event = "TASK_COMPLETED" if row["status"] == "completed" else "TASK_SKIPPED"
+                    snapshot = TaskSnapshot(
+                        status=row["status"], output=row["output"], reused_from=str(execution["rerun_of"])
+                    )
+                    changes.events.append(NewEvent(event, snapshot, row["step_id"], row["id"]))
+            await self._start_execution_timer(connection, graph, changes)
+            await self._advance(connection, {**execution, "status": "running"}, graph, changes, steps)
 
         await self._change(message.tenant_id, message.execution_id, apply)
+
+    async def _reuse_outputs(
+        self,
+        connection: asyncpg.Connection,
+        execution: asyncpg.Record,
+        graph: Graph,
+        steps: dict[str, dict[str, Any]],
+    ) -> None:
+        """Take over, for a rerun, the finished steps of the rerun execution that it does not run again.
+
+        The step the rerun runs from and everything downstream of it run again, and so do steps that did
+        not finish well.
+        """
+        again = downstream(graph.definition, execution["rerun_from_step"])
+        for source in await connection.fetch(
+            "SELECT step_id, status, output FROM step_executions "
+            "WHERE execution_id = $1 AND status IN ('completed', 'skipped')",
+            execution["rerun_of"],
+        ):
+            row = steps.get(source["step_id"])
+            if row is not None and source["step_id"] not in again:
+                row.update(status=source["status"], output=source["output"])
+
+    async def _start_execution_timer(self, connection: asyncpg.Connection, graph: Graph, changes: Changes) -> None:
+        if graph.definition.timeout:
+            deadline = datetime.now(UTC) + timedelta(seconds=graph.definition.timeout)
+            await self._start_timer(connection, changes, None, "execution_timeout", deadline)
+
+    async def _restart(
+        self, connection: asyncpg.Connection, execution: asyncpg.Record, graph: Graph, changes: Changes
+    ) -> None:
+        """Run a retried execution again from its failed and cancelled steps; completed steps keep their output.
+
+        Each reset step starts a new generation, so its attempts (and a workflow step's child) get new
+        idempotency keys.
+        """
+        await connection.execute(
+            """
+            WITH reset AS (
+                UPDATE step_executions SET status = 'pending', generation = generation + 1, attempts = 0,
+                    output = NULL, error = NULL, owner = NULL, lease_expires_at = NULL, scheduled_at = NULL,
+                    started_at = NULL, completed_at = NULL
+                WHERE execution_id = $1 AND status IN ('failed', 'cancelled')
+                RETURNING id
+            ), forgotten AS (  -- a reset wait step creates its promise anew
+                DELETE FROM promises WHERE step_execution_id IN (SELECT id FROM reset)
+            )
+            UPDATE executions SET status = 'running', completed_at = NULL WHERE id = $1
+            """,
+            execution["id"],
+        )
+        changes.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
+        await self._start_execution_timer(connection, graph, changes)
+        await self._advance(connection, {**execution, "status": "running"}, graph, changes)
 
     # Graph ------------------------------------------------------------------------------------------
 
@@ -367,7 +451,10 @@ class Engine:
         """Schedule every step whose needs are met, skip those whose ``when`` is false, finish the execution.
 
         ``steps`` are the execution's step rows as this transaction left them, when the caller has them.
+        Nothing starts (and nothing finishes) while the execution is paused: resuming advances it.
         """
+        if execution["status"] != "running":
+            return
         if steps is None:
             steps = await _read_steps(connection, execution["id"])
         statuses = {step_id: step["status"] for step_id, step in steps.items()}
@@ -694,7 +781,7 @@ class Engine:
             message.child_execution_id,
             execution["id"],
         )
-        if child is None or child["status"] not in TERMINAL_EXECUTION_STATUSES or execution["status"] != "running":
+        if child is None or child["status"] not in TERMINAL_EXECUTION_STATUSES:
             return
         step = await connection.fetchrow(
             "SELECT id, step_id, status, input, attempts FROM step_executions "
@@ -868,6 +955,7 @@ class Engine:
                 "WHERE step_execution_id = ANY($1::uuid[]) AND status = 'running'",
                 [step["id"] for step in cancelled],
             )
+            changes.cancelled_steps.extend(step["id"] for step in cancelled)
             for step in cancelled:
                 changes.events.append(
                     NewEvent("TASK_CANCELLED", TaskSnapshot(status="cancelled"), step["step_id"], step["id"])
@@ -908,10 +996,12 @@ class Engine:
                     await self._child_finished(connection, execution, message, changes)
                 case AdvanceExecution() if execution["status"] == "running":
                     graph = await self._graph(connection, execution["workflow_version_id"])
+                    await self._redispatch_stranded(connection, execution, graph, changes)
                     await self._advance(connection, execution, graph, changes)
                 case CancelExecution():
                     await connection.execute(
-                        "UPDATE executions SET cancelled_at = clock_timestamp(), cancelled_by = $2 WHERE id = $1",
+                        "UPDATE executions SET cancelled_at = coalesce(cancelled_at, clock_timestamp()), "
+                        "cancelled_by = coalesce(cancelled_by, $2) WHERE id = $1",
                         execution["id"],
                         message.requested_by,
                     )
@@ -925,6 +1015,30 @@ class Engine:
 
         await self._change(message.tenant_id, message.execution_id, apply)
 
+    async def _redispatch_stranded(
+        self, connection: asyncpg.Connection, execution: asyncpg.Record, graph: Graph, changes: Changes
+    ) -> None:
+        """Start again the scheduled steps that nothing else will start.
+
+        That is a claim that found the execution paused, a retry timer that fired while it was paused, or a
+        lost task message. A duplicate dispatch is harmless: a claim takes an attempt only once.
+        """
+        stranded = await connection.fetch(
+            "SELECT s.id, s.step_id, s.generation, s.attempts, s.input FROM step_executions s "
+            "WHERE s.execution_id = $1 AND s.status = 'scheduled' AND NOT EXISTS ("
+            "SELECT 1 FROM timers t WHERE t.step_execution_id = s.id AND t.status = 'pending')",
+            changes.execution_id,
+        )
+        for step in stranded:
+            definition = graph.steps[step["step_id"]]
+            if definition.type == "workflow":
+                child_input = (step["input"] or {}).get("input")
+                await self._start_child(connection, changes, execution, definition, dict(step), child_input)
+            else:
+                await self._dispatch(
+                    connection, changes, definition, step["id"], step["generation"], step["attempts"] + 1, step["input"]
+                )
+
     async def _timer_fired(
         self, connection: asyncpg.Connection, execution: asyncpg.Record, message: TimerFired, changes: Changes
     ) -> None:
@@ -937,9 +1051,9 @@ class Engine:
             "SELECT id, step_id, status, attempts, generation, input FROM step_executions WHERE id = $1 FOR UPDATE",
             message.step_execution_id,
         )
-        if step is None or execution["status"] != "running":
+        if step is None:
             return
-        if message.kind == "retry" and step["status"] == "scheduled":
+        if message.kind == "retry" and step["status"] == "scheduled" and execution["status"] == "running":
             graph = await self._graph(connection, execution["workflow_version_id"])
             definition = graph.steps[step["step_id"]]
             if definition.type == "workflow":
@@ -987,7 +1101,7 @@ class Engine:
         promise = await connection.fetchrow(
             "SELECT name, status, value, error FROM promises WHERE id = $1", message.promise_id
         )
-        if step is None or promise is None or step["status"] != "running" or execution["status"] != "running":
+        if step is None or promise is None or step["status"] != "running":
             return
         if promise["status"] == "resolved":
             changes.events.append(
@@ -1221,28 +1335,38 @@ class Engine:
                         message.step_execution_id,
                     )
                 )
-            if execution["status"] == "running" and retry_in is None:
+            if retry_in is None:
                 graph = await self._graph(connection, execution["workflow_version_id"])
                 await self._advance(connection, execution, graph, changes, steps)
 
         await self._change(message.tenant_id, message.execution_id, apply, fail_on_error=False)
 
     async def renew_leases(self) -> None:
-        """Extend the leases of the attempts this process is running.
+        """Extend the leases of the attempts this process is running, and stop those no longer its own.
 
         Rows locked by a transaction of their execution are skipped this round rather than waited for, so
-        renewal never holds a step lock while waiting for another (the execution-first lock order).
+        renewal never holds a step lock while waiting for another (the execution-first lock order). An
+        attempt whose step was cancelled (or taken over after a lost lease) is stopped here when another
+        executor made that change.
         """
         if self._running:
+            running = list(self._running.values())
             await self._pool.execute(
                 "UPDATE step_executions SET lease_expires_at = clock_timestamp() + make_interval(secs => $3) "
                 "WHERE id IN ("
                 "SELECT id FROM step_executions WHERE id = ANY($1::uuid[]) AND owner = $2 AND status = 'running' "
                 "FOR UPDATE SKIP LOCKED)",
-                list(self._running.values()),
+                running,
                 self.worker,
                 self._settings.lease_seconds,
             )
+            gone = await self._pool.fetch(
+                "SELECT id FROM step_executions WHERE id = ANY($1::uuid[]) "
+                "AND (status = 'cancelled' OR (status = 'running' AND owner IS DISTINCT FROM $2))",
+                running,
+                self.worker,
+            )
+            self._stop_attempts({row["id"] for row in gone})
 
     async def close(self) -> None:
         """Release the shared HTTP client (after ``drain``)."""
@@ -1274,7 +1398,8 @@ async def _lock_execution(
     """Lock the execution row (before any of its steps) and note its event sequence for ``changes``."""
     execution = await connection.fetchrow(
         "SELECT id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, "
-        "parent_execution_id, parent_step_id, root_execution_id, last_event_sequence "
+        "parent_execution_id, parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, "
+        "rerun_from_step "
         "FROM executions WHERE id = $1 FOR UPDATE",
         execution_id,
     )

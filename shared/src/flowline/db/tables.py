@@ -182,6 +182,9 @@ executions = Table(
     _timestamp("completed_at"),
     _timestamp("cancelled_at"),
     Column("cancelled_by", Text),
+    # A rerun reuses the outputs of ``rerun_of``'s steps that are not downstream of ``rerun_from_step``.
+    Column("rerun_of", UUID(as_uuid=True), ForeignKey("executions.id")),
+    Column("rerun_from_step", Text),
     Index(
         "uq_executions_tenant_idempotency_key",
         "tenant_id",

@@ -47,9 +47,10 @@ def check_url(url: str) -> str:
     """
     try:
         parsed = httpx.URL(url)
+        host = parsed.host  # decoded on access: an invalid IDNA label (`xn--`) raises only here
     except (httpx.InvalidURL, ValueError, TypeError) as err:
         raise ValidationFailed("url: not a valid URL", pointer="/url") from err
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed.scheme not in ("http", "https") or not host:
         raise ValidationFailed("url: must be an absolute http or https URL", pointer="/url")
     if parsed.userinfo:
         # The URL is not a secret field: credentials in it would be stored and shown in the clear.
@@ -62,6 +63,18 @@ def check_url(url: str) -> str:
 def health_url(url: str, health_path: str | None) -> str:
     """Where the health check goes: ``health_path`` resolved against the agent's URL, like a link."""
     return str(httpx.URL(url).join(health_path)) if health_path else url
+
+
+def check_health_path(url: str, health_path: str | None) -> None:
+    """Check that ``health_path`` resolves against ``url`` (a checked URL) to a URL a health check can GET.
+
+    Raises:
+        ValidationFailed: it does not, e.g. it holds a control character (pointer ``/healthPath``).
+    """
+    try:
+        health_url(url, health_path)
+    except (httpx.InvalidURL, ValueError) as err:
+        raise ValidationFailed(f"healthPath: not a valid URL path: {err}", pointer="/healthPath") from err
 
 
 def to_agent(record: Mapping[str, Any], auth_config: Mapping[str, str]) -> Agent:
@@ -118,6 +131,7 @@ class AgentService:
             Conflict: a live agent of the tenant has this name.
         """
         check_url(data.url)
+        check_health_path(data.url, data.health_path)
         auth_config = validate_auth_config(data.auth_type, data.auth_config)
         async with self._pool.acquire() as connection, connection.transaction():
             try:
@@ -269,6 +283,7 @@ class AgentService:
                 else msgspec.to_builtins(data.retry_config),
                 "status": current["status"] if data.status is msgspec.UNSET else data.status,
             }
+            check_health_path(values["url"], values["health_path"])
             changes = field_changes(
                 audit_snapshot(current, current_config),
                 audit_snapshot(values, auth_config),

@@ -219,7 +219,11 @@ class ExecutionController(Controller):
         summary="List executions",
         responses={
             **example_response(ExecutionPage, "a page of executions, newest first", PAGE_EXAMPLE),
-            **problems(PATH, bad_request="status: 'done' is not one of cancelled, completed, failed, …"),
+            **problems(
+                PATH,
+                bad_request="status: 'done' is not one of cancelled, completed, failed, …",
+                not_found="tenant 'acme' does not exist",
+            ),
         },
     )
     async def list_executions(
@@ -398,6 +402,7 @@ class ExecutionController(Controller):
                 bad_request=BAD_ID,
                 not_found=f"execution {EXECUTION_ID} has no promise 'manager-approval'",
                 conflict="promise 'manager-approval' is already rejected",
+                invalid=("body: Object contains unknown field `valeu`", ""),
             ),
         },
     )
@@ -433,6 +438,7 @@ class ExecutionController(Controller):
                 bad_request=BAD_ID,
                 not_found=f"execution {EXECUTION_ID} has no promise 'manager-approval'",
                 conflict="promise 'manager-approval' is already resolved",
+                invalid=("body: Object contains unknown field `valeu`", ""),
             ),
         },
     )

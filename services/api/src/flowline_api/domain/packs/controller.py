@@ -27,6 +27,7 @@ from flowline_api.domain.packs.schemas import (
 )
 from flowline_api.domain.packs.service import PackService
 from flowline_api.domain.workflows.controller import (
+    NO_TENANT,
     EnabledFilter,
     Order,
     SearchFilter,
@@ -57,7 +58,12 @@ class PackController(Controller):
         summary="Create a pack",
         responses={
             **example_response(Pack, "the pack", PACK_EXAMPLE, HTTP_201_CREATED),
-            **problems(PATH, conflict="pack 'demo' already exists"),
+            **problems(
+                PATH,
+                not_found=NO_TENANT,
+                conflict="pack 'demo' already exists",
+                invalid=("/ref: Expected `str` matching regex '^[a-z][a-z0-9_-]{0,62}$'", "/ref"),
+            ),
         },
     )
     async def create_pack(
@@ -73,7 +79,10 @@ class PackController(Controller):
     @get(
         "/",
         summary="List packs",
-        responses=example_response(Page[Pack], "a page of packs by ref", page_example(PACK_EXAMPLE)),
+        responses={
+            **example_response(Page[Pack], "a page of packs by ref", page_example(PACK_EXAMPLE)),
+            **problems(PATH, not_found=NO_TENANT),
+        },
     )
     async def list_packs(
         self,
@@ -94,6 +103,7 @@ class PackController(Controller):
             **example_response(PackInstalled, "what the install changed", PACK_INSTALLED_EXAMPLE),
             **problems(
                 f"{PATH}/install",
+                not_found=NO_TENANT,
                 invalid=(
                     "workflows/hello.yaml: step 'shout' needs unknown step 'gret'",
                     "/definition/steps/1/needs/0",

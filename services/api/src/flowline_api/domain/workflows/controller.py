@@ -37,6 +37,8 @@ from flowline_api.domain.workflows.service import WorkflowService
 from flowline_api.pagination import Cursor, Limit, Offset, Page
 
 PATH = "/api/v1/tenants/dev/workflows"
+# Every route of a tenant answers 404 for a tenant that does not exist.
+NO_TENANT = "tenant 'acme' does not exist"
 INVALID_DEFINITION = ("steps form a cycle: a → b → a", "/definition/steps")
 
 TagsFilter = Annotated[
@@ -111,9 +113,10 @@ class WorkflowController(Controller):
     @get(
         "/",
         summary="List workflows",
-        responses=example_response(
-            Page[WorkflowSummary], "a page of workflows", page_example(WORKFLOW_SUMMARY_EXAMPLE)
-        ),
+        responses={
+            **example_response(Page[WorkflowSummary], "a page of workflows", page_example(WORKFLOW_SUMMARY_EXAMPLE)),
+            **problems(PATH, not_found=NO_TENANT),
+        },
     )
     async def list_workflows(
         self,

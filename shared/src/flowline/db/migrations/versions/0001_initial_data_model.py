@@ -269,11 +269,14 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("cancelled_by", sa.Text(), nullable=True),
+        sa.Column("rerun_of", sa.UUID(), nullable=True),
+        sa.Column("rerun_from_step", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["parent_execution_id"],
             ["executions.id"],
             name=op.f("fk_executions_parent_execution_id_executions"),
         ),
+        sa.ForeignKeyConstraint(["rerun_of"], ["executions.id"], name=op.f("fk_executions_rerun_of_executions")),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_executions_tenant_id_tenants"), ondelete="CASCADE"
         ),

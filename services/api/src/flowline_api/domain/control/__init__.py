@@ -1,0 +1,1 @@
+"""Commands on executions: cancel, pause, resume, retry."""

@@ -1,0 +1,132 @@
+"""Routes of the execution commands."""
+
+from __future__ import annotations
+
+import uuid
+
+from flowline.db.audit import Actor
+from litestar import Controller, Response, post
+from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from flowline_api.dependencies import provide_control_service
+from flowline_api.domain.control.schemas import (
+    Cancelled,
+    CancelRequest,
+    RerunAccepted,
+    RerunRequest,
+    RetryAccepted,
+    RetryRequest,
+    StatusChanged,
+)
+from flowline_api.domain.control.service import ControlService
+from flowline_api.errors import problem_responses
+
+
+class ExecutionControlController(Controller):
+    """``/api/v1/tenants/{tenant}/executions/{id}/cancel|pause|resume|retry``."""
+
+    path = "/api/v1/tenants/{tenant:str}/executions"
+    tags = ["executions"]
+    dependencies = {"control_service": Provide(provide_control_service, sync_to_thread=False)}
+
+    @post(
+        "/{execution_id:uuid}/cancel",
+        status_code=HTTP_200_OK,
+        summary="Cancel an execution",
+        responses={
+            202: ResponseSpec(data_container=Cancelled, description="requested; the engine has not applied it yet"),
+            **problem_responses(404, 409, 422),
+        },
+    )
+    async def cancel(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        control_service: NamedDependency[ControlService],
+        actor: NamedDependency[Actor],
+        execution_id: FromPath[uuid.UUID],
+        data: JSONBody[CancelRequest | None] = None,
+    ) -> Response[Cancelled]:
+        """Cancel a pending, running or paused execution.
+
+        Running attempts are stopped (agent and http calls aborted), timers cancelled, pending promises
+        rejected and child executions cancelled. The answer is 200 with status ``cancelled`` once the engine
+        applied it (normally within milliseconds), or 202 with the current status if it takes longer.
+        Cancelling a finished execution is 409.
+        """
+        cancelled = await control_service.cancel(tenant_id, execution_id, (data or CancelRequest()).reason, actor)
+        return Response(cancelled, status_code=HTTP_200_OK if cancelled.status == "cancelled" else HTTP_202_ACCEPTED)
+
+    @post(
+        "/{execution_id:uuid}/pause",
+        status_code=HTTP_200_OK,
+        summary="Pause an execution",
+        responses=problem_responses(404, 409),
+    )
+    async def pause(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        control_service: NamedDependency[ControlService],
+        execution_id: FromPath[uuid.UUID],
+    ) -> StatusChanged:
+        """Start no new step until resumed; running attempts finish and their results are recorded."""
+        return await control_service.pause(tenant_id, execution_id)
+
+    @post(
+        "/{execution_id:uuid}/resume",
+        status_code=HTTP_200_OK,
+        summary="Resume a paused execution",
+        responses=problem_responses(404, 409),
+    )
+    async def resume(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        control_service: NamedDependency[ControlService],
+        execution_id: FromPath[uuid.UUID],
+    ) -> StatusChanged:
+        """Go on where the execution paused (or start it, if it paused before starting)."""
+        return await control_service.resume(tenant_id, execution_id)
+
+    @post(
+        "/{execution_id:uuid}/rerun",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Rerun an execution from a step",
+        responses=problem_responses(404, 409, 422),
+    )
+    async def rerun(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        control_service: NamedDependency[ControlService],
+        actor: NamedDependency[Actor],
+        execution_id: FromPath[uuid.UUID],
+        data: JSONBody[RerunRequest],
+    ) -> RerunAccepted:
+        """Start a new execution (linked by ``rerunOf``) that runs ``fromStep`` and everything after it again.
+
+        Every other step keeps the output it had in the rerun execution. ``input`` replaces the input and
+        ``version`` picks another version of the workflow (default: the rerun execution's). An unknown step
+        is 404; a version that lacks ``fromStep`` or a step whose output would be reused is 409 naming them.
+        """
+        return await control_service.rerun(tenant_id, execution_id, data, actor)
+
+    @post(
+        "/{execution_id:uuid}/retry",
+        status_code=HTTP_200_OK,
+        summary="Retry a failed execution",
+        responses=problem_responses(404, 409, 422),
+    )
+    async def retry(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        control_service: NamedDependency[ControlService],
+        execution_id: FromPath[uuid.UUID],
+        data: JSONBody[RetryRequest | None] = None,
+    ) -> RetryAccepted:
+        """Resume a failed execution from its failed (and cancelled) steps; completed steps keep their output.
+
+        The execution becomes pending, its error is cleared, and a RETRY_REQUESTED event records the note
+        and the previous error.
+        """
+        return await control_service.retry(tenant_id, execution_id, (data or RetryRequest()).note)

@@ -1,0 +1,239 @@
+"""Execution commands: each is one transaction (state, event log, outbox) that the engine then applies."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from flowline.db.audit import Actor
+from flowline.db.events import NewEvent, append_events
+from flowline.db.workflows import read_workflow
+from flowline.definitions import WorkflowDefinition, downstream
+from flowline.errors import Conflict, NotFound
+from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, start_execution
+from flowline.kafka.outbox import OutboxPublisher, OutboxRow, outgoing
+from flowline.messages import AdvanceExecution, CancelExecution, ExecutionRequested
+from flowline.settings import Topics
+from flowline.snapshots import WorkflowSnapshot
+
+from flowline_api.domain.control.schemas import (
+    Cancelled,
+    RerunAccepted,
+    RerunRequest,
+    RetryAccepted,
+    StatusChanged,
+)
+
+# How long a cancel waits for the engine to apply it before answering with the status it has by then.
+CANCEL_WAIT_SECONDS = 5.0
+_CANCEL_POLL_SECONDS = 0.02
+
+
+class ControlService:
+    """Cancels, pauses, resumes and retries executions."""
+
+    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics) -> None:
+        self._pool = pool
+        self._outbox = outbox
+        self._topics = topics
+
+    async def _lock(self, connection: asyncpg.Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Any:
+        execution = await connection.fetchrow(
+            "SELECT id, status, error, started_at, last_event_sequence FROM executions "
+            "WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+            execution_id,
+            tenant_id,
+        )
+        if execution is None:
+            raise NotFound(f"execution {execution_id} does not exist")
+        return execution
+
+    async def _write(
+        self,
+        connection: asyncpg.Connection,
+        tenant_id: uuid.UUID,
+        execution: Any,
+        events: list[NewEvent],
+        outbox: list[OutboxRow],
+    ) -> list[OutboxRow]:
+        """Append the command's events and enqueue its message in the command's transaction."""
+        return await append_events(
+            connection,
+            tenant_id=tenant_id,
+            execution_id=execution["id"],
+            after_sequence=execution["last_event_sequence"],
+            events=events,
+            topic=self._topics.events,
+            outbox=outbox,
+        )
+
+    async def cancel(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, reason: str | None, actor: Actor
+    ) -> Cancelled:
+        """Record the request and ask the engine to cancel; wait briefly for it to be applied.
+
+        Raises:
+            NotFound: no such execution in this tenant.
+            Conflict: the execution has already finished.
+        """
+        requested_by = actor.principal or "api"
+        async with self._pool.acquire() as connection, connection.transaction():
+            execution = await self._lock(connection, tenant_id, execution_id)
+            if execution["status"] in TERMINAL_EXECUTION_STATUSES:
+                raise Conflict(f"execution {execution_id} is already {execution['status']}")
+            await connection.execute(
+                "UPDATE executions SET cancelled_at = coalesce(cancelled_at, now()), "
+                "cancelled_by = coalesce(cancelled_by, $2) WHERE id = $1",
+                execution_id,
+                requested_by,
+            )
+            message = CancelExecution(
+                tenant_id=tenant_id, execution_id=execution_id, reason=reason, requested_by=requested_by
+            )
+            rows = await self._write(connection, tenant_id, execution, [], [outgoing(self._topics.control, message)])
+        await self._outbox.publish(rows)
+        status, cancelled_at = await self._await_final(execution_id)
+        return Cancelled(execution_id=str(execution_id), status=status, cancelled_at=cancelled_at)
+
+    async def _await_final(self, execution_id: uuid.UUID) -> tuple[str, datetime | None]:
+        """The execution's status once final, or after ``CANCEL_WAIT_SECONDS``, with its cancellation time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CANCEL_WAIT_SECONDS
+        while True:
+            row = await self._pool.fetchrow("SELECT status, cancelled_at FROM executions WHERE id = $1", execution_id)
+            if row["status"] in TERMINAL_EXECUTION_STATUSES or loop.time() >= deadline:
+                return row["status"], row["cancelled_at"]
+            await asyncio.sleep(_CANCEL_POLL_SECONDS)
+
+    async def pause(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> StatusChanged:
+        """Stop starting new steps; running attempts finish and their results are recorded.
+
+        Raises:
+            NotFound: no such execution in this tenant.
+            Conflict: the execution is not pending or running.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            execution = await self._lock(connection, tenant_id, execution_id)
+            if execution["status"] not in ("pending", "running"):
+                raise Conflict(
+                    f"execution {execution_id} is {execution['status']}; only a running or pending one pauses"
+                )
+            await connection.execute("UPDATE executions SET status = 'paused' WHERE id = $1", execution_id)
+            event = NewEvent("WORKFLOW_SUSPENDED", WorkflowSnapshot(status="paused"))
+            rows = await self._write(connection, tenant_id, execution, [event], [])
+        await self._outbox.publish(rows)
+        return StatusChanged(execution_id=str(execution_id), status="paused")
+
+    async def resume(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> StatusChanged:
+        """Let a paused execution go on: it advances at once (or starts, if it was paused before it started).
+
+        Raises:
+            NotFound: no such execution in this tenant.
+            Conflict: the execution is not paused.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            execution = await self._lock(connection, tenant_id, execution_id)
+            if execution["status"] != "paused":
+                raise Conflict(f"execution {execution_id} is {execution['status']}; only a paused one resumes")
+            started = execution["started_at"] is not None
+            status = "running" if started else "pending"
+            await connection.execute("UPDATE executions SET status = $2 WHERE id = $1", execution_id, status)
+            message = (
+                outgoing(self._topics.control, AdvanceExecution(tenant_id=tenant_id, execution_id=execution_id))
+                if started
+                else outgoing(self._topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id))
+            )
+            event = NewEvent("WORKFLOW_RESUMED", WorkflowSnapshot(status=status))
+            rows = await self._write(connection, tenant_id, execution, [event], [message])
+        await self._outbox.publish(rows)
+        return StatusChanged(execution_id=str(execution_id), status=status)
+
+    async def rerun(
+        self,
+        tenant_id: uuid.UUID,
+        execution_id: uuid.UUID,
+        request: RerunRequest,
+        actor: Actor,
+    ) -> RerunAccepted:
+        """Start an execution that runs ``fromStep`` and what follows it again, reusing the other outputs.
+
+        The reused outputs are ``execution_id``'s, of every step not downstream of ``fromStep``.
+
+        Raises:
+            NotFound: no such execution in this tenant, or it has no step ``fromStep``; unknown version.
+            Conflict: the chosen version lacks ``fromStep`` or steps whose outputs would be reused.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            source = await connection.fetchrow(
+                "SELECT e.id, e.workflow_ref, e.workflow_version, e.input, v.definition FROM executions e "
+                "JOIN workflow_versions v ON v.id = e.workflow_version_id WHERE e.id = $1 AND e.tenant_id = $2",
+                execution_id,
+                tenant_id,
+            )
+            if source is None:
+                raise NotFound(f"execution {execution_id} does not exist")
+            source_steps = {step["id"] for step in source["definition"]["steps"]}
+            if request.from_step not in source_steps:
+                raise NotFound(f"execution {execution_id} has no step {request.from_step!r}")
+            version = request.version or source["workflow_version"]
+            target = await read_workflow(connection, tenant_id, source["workflow_ref"], version)
+            definition = msgspec.convert(target["definition"], WorkflowDefinition)
+            if request.from_step not in {step.id for step in definition.steps}:
+                raise Conflict(f"version {version} of {source['workflow_ref']!r} has no step {request.from_step!r}")
+            reused = {step.id for step in definition.steps} - downstream(definition, request.from_step)
+            if missing := sorted(reused - source_steps):
+                raise Conflict(
+                    f"version {version} has steps the rerun would reuse but execution {execution_id} never ran: "
+                    + ", ".join(missing)
+                )
+            started = await start_execution(
+                connection,
+                self._topics,
+                tenant_id=tenant_id,
+                workflow_ref=source["workflow_ref"],
+                version=version,
+                execution_input=source["input"] if request.input is None else request.input,
+                idempotency_key=None,
+                triggered_by="rerun",
+                started_by=actor.principal,
+                rerun=Rerun(execution_id, request.from_step),
+            )
+        await self._outbox.publish(started.outbox)
+        return RerunAccepted(
+            execution_id=str(started.id),
+            status=started.status,
+            created_at=started.created_at,
+            rerun_of=str(execution_id),
+        )
+
+    async def retry(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, note: str | None) -> RetryAccepted:
+        """Make a failed execution pending again; the engine resumes it from its failed steps.
+
+        Raises:
+            NotFound: no such execution in this tenant.
+            Conflict: the execution has not failed.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            execution = await self._lock(connection, tenant_id, execution_id)
+            if execution["status"] != "failed":
+                raise Conflict(f"execution {execution_id} is {execution['status']}; only a failed one is retried")
+            await connection.execute(
+                "UPDATE executions SET status = 'pending', error = NULL, completed_at = NULL WHERE id = $1",
+                execution_id,
+            )
+            event = NewEvent("RETRY_REQUESTED", WorkflowSnapshot(status="pending", note=note, error=execution["error"]))
+            message = outgoing(
+                self._topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id)
+            )
+            rows = await self._write(connection, tenant_id, execution, [event], [message])
+        await self._outbox.publish(rows)
+        return RetryAccepted(
+            workflow_execution_id=str(execution_id),
+            status="pending",
+            message=f"Execution {execution_id} reset for retry. Status: PENDING",
+            success=True,
+        )

@@ -1,0 +1,137 @@
+"""Routes of task logs: pages of an execution's or a task's records, and a streamed download."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Stream
+
+from flowline_api.domain.logs.schemas import LOG_PAGE_EXAMPLE, TaskLogPage
+from flowline_api.domain.logs.service import LogService, provide_log_service
+from flowline_api.domain.openapi import example_response, problems
+
+PATH = "/api/v1/tenants/dev"
+BAD_LEVEL = "level: 'LOUD' is not a level; use one of DEBUG, INFO, WARN, ERROR"
+
+Level = Annotated[
+    str | None,
+    QueryParameter(
+        description="keep records at this level and above: DEBUG, INFO, WARN or ERROR", max_length=10, required=False
+    ),
+]
+LogLimit = Annotated[int, QueryParameter(ge=1, le=10_000, description="records per page (1 to 10,000)")]
+LogOffset = Annotated[int, QueryParameter(ge=0, le=100_000_000, description="records to skip")]
+StepFilter = Annotated[
+    str | None, QueryParameter(name="stepId", max_length=200, description="keep this step's records", required=False)
+]
+Format = Annotated[
+    Literal["text", "json"], QueryParameter(description="`text` (one line per record) or `json` (an array)")
+]
+
+
+class LogController(Controller):
+    """``/api/v1/tenants/{tenant}/executions/{id}/logs`` and ``/tasks/{taskId}/logs``."""
+
+    path = "/api/v1/tenants/{tenant:str}"
+    tags = ["logs"]
+    dependencies = {"log_service": Provide(provide_log_service, sync_to_thread=False)}
+
+    @get(
+        "/executions/{execution_id:uuid}/logs",
+        summary="List an execution's logs",
+        responses={
+            **example_response(TaskLogPage, "a page of log records, oldest first", LOG_PAGE_EXAMPLE),
+            **problems(
+                f"{PATH}/executions/0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d/logs",
+                bad_request=BAD_LEVEL,
+                not_found="execution 0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d does not exist",
+            ),
+        },
+    )
+    async def list_execution_logs(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        log_service: NamedDependency[LogService],
+        execution_id: FromPath[uuid.UUID],
+        level: Level = None,
+        step_id: StepFilter = None,
+        limit: LogLimit = 1000,
+        offset: LogOffset = 0,
+    ) -> TaskLogPage:
+        """The log records of every step of an execution, oldest first.
+
+        Records come from the executor (attempt started, retry scheduled, failed, timed out), from actions
+        (`core.log`, an action's context logger) and from agents; they appear once log-ingest has stored them,
+        usually within moments. `total` counts every record matching the filters.
+        """
+        return await log_service.list_for_execution(
+            tenant_id, execution_id, level=level, step_id=step_id, limit=limit, offset=offset
+        )
+
+    @get(
+        "/executions/{execution_id:uuid}/logs/download",
+        summary="Download an execution's logs",
+        responses={
+            200: ResponseSpec(
+                data_container=str,
+                description="the whole log as an attachment",
+                media_type="text/plain",
+                generate_examples=False,
+            ),
+            **problems(
+                f"{PATH}/executions/0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d/logs/download",
+                not_found="execution 0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d does not exist",
+            ),
+        },
+    )
+    async def download_execution_logs(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        log_service: NamedDependency[LogService],
+        execution_id: FromPath[uuid.UUID],
+        format: Format = "text",
+    ) -> Stream:
+        """Every log record of an execution as a file, streamed while it is read.
+
+        `text` gives lines like `2026-01-01T10:00:00.123Z INFO  [fetch#1] attempt 1 started`; `json` gives an
+        array of records with their task id and metadata. The file is named
+        `execution-<id>-logs.txt` (or `.json`); a log of millions of lines streams with flat memory.
+        """
+        await log_service.require_execution(tenant_id, execution_id)
+        extension, media_type = (
+            ("txt", "text/plain; charset=utf-8") if format == "text" else ("json", "application/json")
+        )
+        return Stream(
+            log_service.download(tenant_id, execution_id, format),
+            media_type=media_type,
+            headers={"Content-Disposition": f'attachment; filename="execution-{execution_id}-logs.{extension}"'},
+        )
+
+    @get(
+        "/tasks/{task_id:uuid}/logs",
+        summary="List a task's logs",
+        responses={
+            **example_response(TaskLogPage, "a page of log records, oldest first", LOG_PAGE_EXAMPLE),
+            **problems(
+                f"{PATH}/tasks/0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d/logs",
+                bad_request=BAD_LEVEL,
+                not_found="task 0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d does not exist",
+            ),
+        },
+    )
+    async def list_task_logs(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        log_service: NamedDependency[LogService],
+        task_id: FromPath[uuid.UUID],
+        level: Level = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000, description="records per page (1 to 10,000)")] = 50,
+        offset: LogOffset = 0,
+    ) -> TaskLogPage:
+        """The log records of one task (a step execution, `taskId` in the execution's steps), oldest first."""
+        return await log_service.list_for_task(tenant_id, task_id, level=level, limit=limit, offset=offset)

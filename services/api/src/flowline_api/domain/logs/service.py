@@ -1,0 +1,199 @@
+"""Reading task logs: filtered pages, and whole-execution downloads streamed from a server-side cursor."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import asyncpg
+import msgspec
+from flowline.errors import ClientError, NotFound
+from litestar.di import NamedDependency
+
+from flowline_api.domain.logs.schemas import LEVELS, TaskLog, TaskLogLine, TaskLogPage
+
+DownloadFormat = Literal["text", "json"]
+# Rows fetched per round trip, and per chunk of the response: memory stays flat whatever the log's length.
+DOWNLOAD_BATCH_ROWS = 2_000
+_TIMESTAMP = """to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+
+def levels_from(level: str | None) -> list[str] | None:
+    """The levels at ``level`` and above (None: every level).
+
+    Raises:
+        ClientError: ``level`` is not one of DEBUG, INFO, WARN, ERROR (any case).
+    """
+    if level is None or level == "":
+        return None
+    wanted = level.upper()
+    if wanted not in LEVELS:
+        raise ClientError(f"level: {level!r} is not a level; use one of {', '.join(LEVELS)}")
+    return list(LEVELS[LEVELS.index(wanted) :])
+
+
+def _to_log(record: asyncpg.Record) -> TaskLog:
+    return TaskLog(
+        id=str(record["id"]),
+        level=record["level"],
+        message=record["message"],
+        timestamp=record["timestamp"],
+        step_id=record["step_id"],
+        attempt=record["attempt"],
+    )
+
+
+def text_line(record: asyncpg.Record) -> str:
+    """``2026-01-01T10:00:00.123Z INFO  [step-id#attempt] message`` (a newline-terminated line)."""
+    step = record["step_id"] or "-"
+    where = step if record["attempt"] is None else f"{step}#{record['attempt']}"
+    return f"{record['ts']} {record['level']:<5} [{where}] {record['message']}\n"
+
+
+class LogService:
+    """Reads the task logs of a tenant's executions and tasks."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def _page(self, conditions: list[str], args: list[Any], limit: int, offset: int) -> TaskLogPage:
+        where = " AND ".join(conditions)
+        async with self._pool.acquire() as connection:
+            total = await connection.fetchval(f"SELECT count(*) FROM task_logs WHERE {where}", *args)
+            records = await connection.fetch(
+                "SELECT id, level, message, timestamp, step_id, attempt FROM task_logs "
+                f"WHERE {where} ORDER BY timestamp, id LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+                *args,
+                limit,
+                offset,
+            )
+        return TaskLogPage(logs=[_to_log(record) for record in records], total=total, limit=limit, offset=offset)
+
+    async def list_for_task(
+        self, tenant_id: uuid.UUID, task_id: uuid.UUID, *, level: str | None, limit: int, offset: int
+    ) -> TaskLogPage:
+        """One page of a task's log records, oldest first.
+
+        Args:
+            tenant_id: whose task.
+            task_id: the step execution.
+            level: keep records at this level and above.
+            limit: records per page.
+            offset: records to skip.
+
+        Raises:
+            ClientError: an unknown level.
+            NotFound: no such task in this tenant.
+        """
+        levels = levels_from(level)
+        if not await self._pool.fetchval(
+            "SELECT 1 FROM step_executions WHERE id = $1 AND tenant_id = $2", task_id, tenant_id
+        ):
+            raise NotFound(f"task {task_id} does not exist")
+        conditions, args = ["task_id = $1", "tenant_id = $2"], [task_id, tenant_id]
+        if levels is not None:
+            args.append(levels)
+            conditions.append(f"level = ANY(${len(args)}::text[])")
+        return await self._page(conditions, args, limit, offset)
+
+    async def list_for_execution(
+        self,
+        tenant_id: uuid.UUID,
+        execution_id: uuid.UUID,
+        *,
+        level: str | None,
+        step_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> TaskLogPage:
+        """One page of an execution's log records (every step), oldest first.
+
+        Args:
+            tenant_id: whose execution.
+            execution_id: the execution.
+            level: keep records at this level and above.
+            step_id: keep the records of this step.
+            limit: records per page.
+            offset: records to skip.
+
+        Raises:
+            ClientError: an unknown level.
+            NotFound: no such execution in this tenant.
+        """
+        levels = levels_from(level)
+        await self.require_execution(tenant_id, execution_id)
+        conditions, args = ["execution_id = $1", "tenant_id = $2"], [execution_id, tenant_id]
+        if levels is not None:
+            args.append(levels)
+            conditions.append(f"level = ANY(${len(args)}::text[])")
+        if step_id is not None:
+            args.append(step_id)
+            conditions.append(f"step_id = ${len(args)}")
+        return await self._page(conditions, args, limit, offset)
+
+    async def require_execution(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> None:
+        """Check that the execution exists in this tenant.
+
+        Raises:
+            NotFound: it does not.
+        """
+        if not await self._pool.fetchval(
+            "SELECT 1 FROM executions WHERE id = $1 AND tenant_id = $2", execution_id, tenant_id
+        ):
+            raise NotFound(f"execution {execution_id} does not exist")
+
+    async def download(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, output: DownloadFormat
+    ) -> AsyncIterator[bytes]:
+        """Every log record of an execution, oldest first, as chunks of a text or JSON-array file.
+
+        The rows come from a server-side cursor in a read-only transaction, a batch at a time, so memory stays
+        flat however long the log is. Call ``require_execution`` first: once streaming starts the status is sent.
+        """
+        async with self._pool.acquire() as connection, connection.transaction(readonly=True):
+            cursor = connection.cursor(
+                f"SELECT id, level, message, {_TIMESTAMP} AS ts, step_id, task_id, attempt, metadata "
+                "FROM task_logs WHERE execution_id = $1 AND tenant_id = $2 ORDER BY timestamp, id",
+                execution_id,
+                tenant_id,
+                prefetch=DOWNLOAD_BATCH_ROWS,
+            )
+            if output == "text":
+                lines: list[str] = []
+                async for record in cursor:
+                    lines.append(text_line(record))
+                    if len(lines) >= DOWNLOAD_BATCH_ROWS:
+                        yield "".join(lines).encode()
+                        lines.clear()
+                if lines:
+                    yield "".join(lines).encode()
+                return
+            encoder = msgspec.json.Encoder()
+            chunk = bytearray(b"[")
+            separator = b"\n"
+            async for record in cursor:
+                chunk += separator
+                separator = b",\n"
+                chunk += encoder.encode(
+                    TaskLogLine(
+                        id=str(record["id"]),
+                        level=record["level"],
+                        message=record["message"],
+                        timestamp=record["ts"],
+                        step_id=record["step_id"],
+                        task_id=None if record["task_id"] is None else str(record["task_id"]),
+                        attempt=record["attempt"],
+                        metadata=record["metadata"],
+                    )
+                )
+                if len(chunk) >= 256 * 1024:
+                    yield bytes(chunk)
+                    chunk.clear()
+            chunk += b"\n]\n"
+            yield bytes(chunk)
+
+
+def provide_log_service(pool: NamedDependency[asyncpg.Pool]) -> LogService:
+    """A log reader for this request."""
+    return LogService(pool)

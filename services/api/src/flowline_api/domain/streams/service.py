@@ -1,0 +1,457 @@
+"""Live streams of execution events: history from the event log, then live events from the hub, no gap, no repeat.
+
+A stream subscribes to the hub first (live events queue up), then reads the event log after the client's
+position, then drains the queue skipping every sequence it already sent. A live event that skips ahead of the
+stream's position (a message the broker has not delivered yet, or lost) is filled in from the event log, where
+it was committed before it was published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+import msgspec
+from flowline.errors import ClientError, NotFound
+from flowline.messages import ExecutionEvent, TaskLogRecord
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.response import ServerSentEventMessage
+
+from flowline_api.domain.streams.hub import Overflowed, StreamHub, Subscription
+from flowline_api.domain.streams.schemas import StreamEvent, StreamLog
+
+TERMINAL_EVENTS: Final = frozenset({"WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"})
+TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
+TERMINAL_TASK_STATUSES: Final = frozenset({"completed", "failed", "cancelled", "skipped"})
+# After its task finished, a task stream waits this long for the last log records (they travel on another
+# topic than the events) before it closes.
+LOG_GRACE_SECONDS: Final = 1.0
+_POSITION = re.compile(r"^([0-9a-fA-F-]{32,36}):(\d{1,18})$")
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTimings:
+    """How often a quiet stream sends a keep-alive comment, and after how long without events it closes."""
+
+    keepalive_seconds: float
+    idle_timeout_seconds: float
+
+
+def parse_sequence(last_event_id: str | None) -> int:
+    """The sequence in the ``Last-Event-ID`` of an execution or task stream (0: from the start).
+
+    Raises:
+        ClientError: not a non-negative integer.
+    """
+    if last_event_id is None or last_event_id.strip() == "":
+        return 0
+    value = last_event_id.strip()
+    if not value.isdigit() or len(value) > 18:
+        raise ClientError(f"Last-Event-ID: {last_event_id!r} is not an event sequence (a non-negative integer)")
+    return int(value)
+
+
+def parse_positions(last_event_id: str | None, root: uuid.UUID) -> dict[uuid.UUID, int]:
+    """The per-execution positions in the ``Last-Event-ID`` of a consolidated stream.
+
+    The id is ``<executionId>:<sequence>`` pairs joined by commas (every execution of the tree the stream has
+    sent events of); a bare integer is the sequence of the root execution.
+
+    Raises:
+        ClientError: neither form.
+    """
+    if last_event_id is None or last_event_id.strip() == "":
+        return {}
+    value = last_event_id.strip()
+    if value.isdigit() and len(value) <= 18:
+        return {root: int(value)}
+    positions: dict[uuid.UUID, int] = {}
+    for part in value.split(","):
+        match = _POSITION.match(part.strip())
+        try:
+            if match is None:
+                raise ValueError(part)
+            positions[uuid.UUID(match[1])] = int(match[2])
+        except ValueError as err:
+            raise ClientError(
+                f"Last-Event-ID: {last_event_id!r} is not a consolidated stream position "
+                "(<executionId>:<sequence> pairs separated by commas)"
+            ) from err
+    return positions
+
+
+def from_message(event: ExecutionEvent) -> StreamEvent:
+    """The stream form of a live event."""
+    return StreamEvent(
+        event=event.event,
+        data=event.data,
+        timestamp_ms=event.timestamp_ms,
+        execution_id=str(event.execution_id),
+        sequence=event.sequence,
+        step_id=event.step_id,
+        task_id=None if event.task_id is None else str(event.task_id),
+        occurred_at=event.occurred_at,
+    )
+
+
+def from_row(row: asyncpg.Record) -> StreamEvent:
+    """The stream form of an ``execution_events`` row (identical to the live one)."""
+    occurred_at: datetime = row["occurred_at"]
+    return StreamEvent(
+        event=row["event_type"],
+        data=row["data"],
+        timestamp_ms=int(occurred_at.timestamp() * 1000),
+        execution_id=str(row["execution_id"]),
+        sequence=row["sequence"],
+        step_id=row["step_id"],
+        task_id=None if row["task_id"] is None else str(row["task_id"]),
+        occurred_at=occurred_at,
+    )
+
+
+def from_log(record: TaskLogRecord | asyncpg.Record) -> StreamLog:
+    """The stream form of a log record, live or stored."""
+    if isinstance(record, TaskLogRecord):
+        return StreamLog(
+            id=str(record.id),
+            execution_id=str(record.execution_id),
+            task_id=None if record.task_id is None else str(record.task_id),
+            step_id=record.step_id,
+            attempt=record.attempt,
+            level=record.level,
+            message=record.message,
+            timestamp=record.timestamp,
+            metadata=record.metadata or None,
+        )
+    return StreamLog(
+        id=str(record["id"]),
+        execution_id=str(record["execution_id"]),
+        task_id=None if record["task_id"] is None else str(record["task_id"]),
+        step_id=record["step_id"],
+        attempt=record["attempt"],
+        level=record["level"],
+        message=record["message"],
+        timestamp=record["timestamp"],
+        metadata=record["metadata"] or None,
+    )
+
+
+class StreamSession:
+    """One client's stream: which executions it follows, how far it got in each, and when it ends."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        subscription: Subscription,
+        timings: StreamTimings,
+        *,
+        root: uuid.UUID,
+        positions: dict[uuid.UUID, int],
+        consolidated: bool = False,
+        task_id: uuid.UUID | None = None,
+        logs_since: datetime | None = None,
+    ) -> None:
+        self._pool = pool
+        self._subscription = subscription
+        self._timings = timings
+        self._root = root
+        self._consolidated = consolidated
+        self._task_id = task_id
+        self._logs_since = logs_since
+        self._positions = dict(positions)  # the last sequence read, per execution
+        self._sent: dict[uuid.UUID, int] = dict(positions)  # the last sequence sent, per execution
+        self._known: set[uuid.UUID] = set()  # executions followed (and caught up)
+        self._terminal: dict[uuid.UUID, bool] = {}
+        self._task_done = False
+        self._seen_logs: set[str] = set()
+
+    # What the stream has reached ----------------------------------------------------------------------------
+
+    def finished(self) -> bool:
+        """Whether everything the stream watches reached a final state (its last event is sent)."""
+        if self._task_id is not None:
+            return self._task_done or self._terminal.get(self._root, False)
+        if self._consolidated:
+            return all(self._terminal.get(execution_id, False) for execution_id in self._known)
+        return self._terminal.get(self._root, False)
+
+    def _accept(self, event: StreamEvent, discovered: list[uuid.UUID]) -> bool:
+        """Advance past ``event`` if it is the next one; whether the client should see it."""
+        execution_id = uuid.UUID(event.execution_id)
+        if event.sequence <= self._positions.get(execution_id, 0):
+            return False
+        self._positions[execution_id] = event.sequence
+        if event.event.startswith("WORKFLOW_") or event.event == "RETRY_REQUESTED":
+            self._terminal[execution_id] = event.event in TERMINAL_EVENTS
+        if self._consolidated and event.event == "CHILD_WORKFLOW_INITIATED":
+            child = event.data.get("childExecutionId")
+            if isinstance(child, str):
+                discovered.append(uuid.UUID(child))
+        if self._task_id is not None:
+            if event.task_id != str(self._task_id):
+                return False
+            if event.event.startswith("TASK_"):
+                self._task_done = event.data.get("status") in TERMINAL_TASK_STATUSES
+        return True
+
+    # Reading the event log -------------------------------------------------------------------------------------
+
+    async def _read_state(self, execution_id: uuid.UUID) -> None:
+        """Start from the execution's (and task's) current status, read before its events.
+
+        A stream resumed after the final event has no event to learn the end from; events read afterwards
+        override this in order, so a retry started meanwhile shows too.
+        """
+        row = await self._pool.fetchrow(
+            "SELECT e.status, s.status AS task_status FROM executions e "
+            "LEFT JOIN step_executions s ON s.id = $2 AND s.execution_id = e.id WHERE e.id = $1",
+            execution_id,
+            self._task_id,
+        )
+        if row is None:
+            return
+        self._terminal[execution_id] = row["status"] in TERMINAL_STATUSES
+        if self._task_id is not None and row["task_status"] is not None:
+            self._task_done = row["task_status"] in TERMINAL_TASK_STATUSES
+
+    async def _read_log(self, execution_id: uuid.UUID, discovered: list[uuid.UUID]) -> list[StreamEvent]:
+        """The events of ``execution_id`` after its position, from the event log."""
+        rows = await self._pool.fetch(
+            "SELECT execution_id, sequence, event_type, step_id, task_id, data, occurred_at FROM execution_events "
+            "WHERE execution_id = $1 AND sequence > $2 ORDER BY sequence",
+            execution_id,
+            self._positions.get(execution_id, 0),
+        )
+        return [event for event in map(from_row, rows) if self._accept(event, discovered)]
+
+    async def _follow(self, execution_ids: list[uuid.UUID]) -> list[StreamEvent]:
+        """Follow these executions live, then read what they logged before; children found are followed too.
+
+        Returns:
+            The events to send, each execution's in order, interleaved by time.
+        """
+        per_execution: list[list[StreamEvent]] = []
+        pending = list(execution_ids)
+        while pending:
+            execution_id = pending.pop(0)
+            if execution_id in self._known:
+                continue
+            self._known.add(execution_id)
+            self._subscription.follow(execution_id)  # live first: nothing falls between the read and the live
+            await self._read_state(execution_id)
+            discovered: list[uuid.UUID] = []
+            per_execution.append(await self._read_log(execution_id, discovered))
+            pending.extend(discovered)
+        return list(heapq.merge(*per_execution, key=lambda event: event.occurred_at))
+
+    async def _initial_logs(self) -> list[StreamLog]:
+        """The task's stored log records (since the resumed event, when resuming)."""
+        assert self._task_id is not None
+        rows = await self._pool.fetch(
+            "SELECT id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata FROM task_logs "
+            "WHERE task_id = $1 AND ($2::timestamptz IS NULL OR timestamp >= $2) ORDER BY timestamp, id",
+            self._task_id,
+            self._logs_since,
+        )
+        logs = [from_log(row) for row in rows]
+        self._seen_logs.update(log.id for log in logs)
+        return logs
+
+    async def _on_live(self, item: ExecutionEvent | TaskLogRecord) -> list[StreamEvent | StreamLog]:
+        if isinstance(item, TaskLogRecord):
+            if item.task_id != self._task_id or str(item.id) in self._seen_logs:
+                return []
+            self._seen_logs.add(str(item.id))
+            return [from_log(item)]
+        event = from_message(item)
+        if item.sequence > self._positions.get(item.execution_id, 0) + 1:  # something in between is missing
+            discovered: list[uuid.UUID] = []
+            caught_up: list[StreamEvent | StreamLog] = [*await self._read_log(item.execution_id, discovered)]
+            return [*caught_up, *(await self._follow(discovered))]
+        discovered = []
+        if not self._accept(event, discovered):
+            return []
+        return [event, *await self._follow(discovered)]
+
+    # Writing SSE -------------------------------------------------------------------------------------------------
+
+    def _message(self, item: StreamEvent | StreamLog) -> ServerSentEventMessage:
+        if isinstance(item, StreamLog):
+            return ServerSentEventMessage(data=_encoder.encode(item).decode())
+        execution_id = uuid.UUID(item.execution_id)
+        self._sent[execution_id] = item.sequence
+        if self._consolidated:
+            event_id: str = ",".join(f"{key}:{value}" for key, value in self._sent.items() if value > 0)
+        else:
+            event_id = str(item.sequence)
+        return ServerSentEventMessage(data=_encoder.encode(item).decode(), id=event_id)
+
+    async def messages(self, start: list[uuid.UUID]) -> AsyncIterator[ServerSentEventMessage]:
+        """The stream: history after the client's position, then live events, keep-alives, and the end.
+
+        Args:
+            start: the executions to follow from the start (the root, and its known descendants).
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            first: list[StreamEvent | StreamLog] = [*await self._follow(start)]
+            if self._task_id is not None:
+                logs = await self._initial_logs()
+                first = list(heapq.merge(first, logs, key=_moment))
+            for item in first:
+                yield self._message(item)
+            last_event = last_write = loop.time()
+            closing_at: float | None = None
+            while True:
+                if closing_at is None and self.finished():
+                    if self._task_id is None:
+                        return
+                    closing_at = loop.time() + LOG_GRACE_SECONDS  # the task's last log records may still come
+                now = loop.time()
+                if closing_at is not None and now >= closing_at:
+                    return
+                deadline = min(
+                    last_write + self._timings.keepalive_seconds, last_event + self._timings.idle_timeout_seconds
+                )
+                if closing_at is not None:
+                    deadline = min(deadline, closing_at)
+                item = await self._subscription.get(deadline - now)
+                if isinstance(item, Overflowed):
+                    return  # too far behind: the client reconnects with Last-Event-ID and catches up
+                if item is None:
+                    now = loop.time()
+                    if now >= last_event + self._timings.idle_timeout_seconds:
+                        return
+                    if now >= last_write + self._timings.keepalive_seconds:
+                        yield ServerSentEventMessage(data=None, comment="keep-alive")
+                        last_write = now
+                    continue
+                for out in await self._on_live(item):
+                    yield self._message(out)
+                    last_event = last_write = loop.time()
+        finally:
+            self._subscription.close()
+
+
+def _moment(item: StreamEvent | StreamLog) -> datetime:
+    return item.occurred_at if isinstance(item, StreamEvent) else item.timestamp
+
+
+Messages = AsyncIterator[ServerSentEventMessage]
+
+
+class StreamService:
+    """Opens the live streams of a tenant's executions and tasks.
+
+    Each opener returns None when the client already has everything and nothing more can come (it resumes
+    after the final event): the route answers 204, which tells an EventSource to stop reconnecting.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, hub: StreamHub, timings: StreamTimings) -> None:
+        self._pool = pool
+        self._hub = hub
+        self._timings = timings
+
+    async def execution_stream(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, last_event_id: str | None
+    ) -> Messages | None:
+        """The events of one execution after ``last_event_id`` (from its first event when None), then live.
+
+        Raises:
+            ClientError: a malformed Last-Event-ID.
+            NotFound: no such execution in this tenant.
+        """
+        after = parse_sequence(last_event_id)
+        execution = await self._pool.fetchrow(
+            "SELECT status, last_event_sequence FROM executions WHERE id = $1 AND tenant_id = $2",
+            execution_id,
+            tenant_id,
+        )
+        if execution is None:
+            raise NotFound(f"execution {execution_id} does not exist")
+        if execution["status"] in TERMINAL_STATUSES and execution["last_event_sequence"] <= after:
+            return None
+        session = StreamSession(
+            self._pool, self._hub.subscribe(), self._timings, root=execution_id, positions={execution_id: after}
+        )
+        return session.messages([execution_id])
+
+    async def consolidated_stream(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, last_event_id: str | None
+    ) -> Messages | None:
+        """The events of an execution and all its descendants, then live (children started later join).
+
+        Raises:
+            ClientError: a malformed Last-Event-ID.
+            NotFound: no such execution in this tenant.
+        """
+        positions = parse_positions(last_event_id, execution_id)
+        tree = await self._pool.fetch(
+            "WITH RECURSIVE tree AS (SELECT id, created_at, status, last_event_sequence FROM executions "
+            "WHERE id = $1 AND tenant_id = $2 "
+            "UNION ALL SELECT e.id, e.created_at, e.status, e.last_event_sequence FROM executions e "
+            "JOIN tree t ON e.parent_execution_id = t.id) "
+            "SELECT id, status, last_event_sequence FROM tree ORDER BY created_at, id",
+            execution_id,
+            tenant_id,
+        )
+        if not tree:
+            raise NotFound(f"execution {execution_id} does not exist")
+        if all(
+            row["status"] in TERMINAL_STATUSES and row["last_event_sequence"] <= positions.get(row["id"], 0)
+            for row in tree
+        ):
+            return None
+        start = [execution_id, *(row["id"] for row in tree if row["id"] != execution_id)]
+        session = StreamSession(
+            self._pool, self._hub.subscribe(), self._timings, root=execution_id, positions=positions, consolidated=True
+        )
+        return session.messages(start)
+
+    async def task_stream(self, tenant_id: uuid.UUID, task_id: uuid.UUID, last_event_id: str | None) -> Messages | None:
+        """A task's state events and its log records, stored then live.
+
+        Raises:
+            ClientError: a malformed Last-Event-ID.
+            NotFound: no such task in this tenant.
+        """
+        after = parse_sequence(last_event_id)
+        task = await self._pool.fetchrow(
+            "SELECT s.execution_id, s.status, e.occurred_at AS resumed_at, EXISTS (SELECT 1 FROM execution_events l "
+            "WHERE l.execution_id = s.execution_id AND l.sequence > $3 AND l.task_id = s.id) AS more "
+            "FROM step_executions s LEFT JOIN execution_events e ON e.execution_id = s.execution_id "
+            "AND e.sequence = $3 WHERE s.id = $1 AND s.tenant_id = $2",
+            task_id,
+            tenant_id,
+            after,
+        )
+        if task is None:
+            raise NotFound(f"task {task_id} does not exist")
+        if after and task["status"] in TERMINAL_TASK_STATUSES and not task["more"]:
+            return None
+        session = StreamSession(
+            self._pool,
+            self._hub.subscribe(logs=True),
+            self._timings,
+            root=task["execution_id"],
+            positions={task["execution_id"]: after},
+            task_id=task_id,
+            logs_since=task["resumed_at"] if after else None,
+        )
+        return session.messages([task["execution_id"]])
+
+
+def provide_stream_service(pool: NamedDependency[asyncpg.Pool], state: State) -> StreamService:
+    """A stream opener sharing the process's hub."""
+    hub: StreamHub = state.stream_hub
+    timings: StreamTimings = state.stream_timings
+    return StreamService(pool, hub, timings)

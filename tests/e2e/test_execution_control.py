@@ -1,0 +1,216 @@
+"""Cancel, pause, resume and retry through the api, applied by the engine (the services as real processes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from flowline.devstack.ports import free_port
+from flowline.devstack.processes import ServiceGroup
+from flowline.settings import Settings
+
+from tests.support import CountingServer, define
+
+
+@pytest.fixture
+async def client(stack: ServiceGroup) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=15) as client:
+        yield client
+
+
+@pytest.fixture
+def agent_server() -> Iterator[CountingServer]:
+    server = CountingServer()
+    yield server
+    server.close()
+
+
+async def _start(client: httpx.AsyncClient, ref: str, steps: list[dict[str, Any]]) -> str:
+    created = await define(client, {"ref": ref, "definition": {"steps": steps}})
+    assert created.status_code == 201, created.text
+    started = await client.post(f"/workflows/{ref}/execute", json={"input": {}})
+    return str(started.json()["executionId"])
+
+
+async def _until(client: httpx.AsyncClient, execution_id: str, done: Any) -> dict[str, Any]:
+    """The execution once ``done(execution)`` holds (bounded, never a timing assertion)."""
+    async with asyncio.timeout(30):
+        while True:
+            execution: dict[str, Any] = (await client.get(f"/executions/{execution_id}")).json()
+            if done(execution):
+                return execution
+            await asyncio.sleep(0.05)
+
+
+def _step(execution: dict[str, Any], step_id: str) -> dict[str, Any]:
+    """The step's row, or an empty one before the execution has started."""
+    return next((step for step in execution["steps"] if step["stepId"] == step_id), {"status": None})
+
+
+async def _events(settings: Settings, execution_id: str) -> list[str]:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT event_type FROM execution_events WHERE execution_id = $1::uuid ORDER BY sequence", execution_id
+        )
+    finally:
+        await connection.close()
+    return [row["event_type"] for row in rows]
+
+
+async def test_cancelling_a_sleeping_execution_cancels_its_timer(
+    stack: ServiceGroup, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    execution_id = await _start(client, "demo.nap", [{"id": "nap", "type": "sleep", "duration": "1h"}])
+    await _until(client, execution_id, lambda e: _step(e, "nap")["status"] == "running")
+
+    cancelled = await client.post(f"/executions/{execution_id}/cancel", json={"reason": "not needed"})
+
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["cancelledAt"] is not None
+    execution = (await client.get(f"/executions/{execution_id}")).json()
+    assert execution["error"]["message"] == "not needed"
+    assert _step(execution, "nap")["status"] == "cancelled"
+    assert "TIMER_CANCELLED" in await _events(settings, execution_id)
+    again = await client.post(f"/executions/{execution_id}/cancel")
+    assert again.status_code == 409
+    assert "already cancelled" in again.json()["detail"]
+
+
+async def test_cancelling_aborts_a_call_in_flight(
+    stack: ServiceGroup, client: httpx.AsyncClient, agent_server: CountingServer
+) -> None:
+    step = {"id": "call", "type": "http", "request": {"url": agent_server.url + "/slow/60"}, "timeout": 120}
+    execution_id = await _start(client, "demo.slow", [step])
+    async with asyncio.timeout(30):
+        while not agent_server.requests:
+            await asyncio.sleep(0.05)
+
+    cancelled = await client.post(f"/executions/{execution_id}/cancel")
+
+    assert cancelled.json()["status"] == "cancelled"
+    execution = (await client.get(f"/executions/{execution_id}")).json()
+    assert _step(execution, "call")["status"] == "cancelled"
+    assert _step(execution, "call")["completedAt"] is not None
+
+
+async def test_a_paused_execution_records_results_but_starts_nothing_until_resumed(
+    stack: ServiceGroup, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    steps = [
+        {"id": "gate", "type": "wait", "promise": "go"},
+        {"id": "left", "type": "action", "action": "core.echo", "needs": ["gate"], "input": "l"},
+        {"id": "right", "type": "action", "action": "core.echo", "needs": ["gate"], "input": "r"},
+        {"id": "join", "type": "action", "action": "core.noop", "needs": ["left", "right"]},
+    ]
+    execution_id = await _start(client, "demo.gated", steps)
+    await _until(client, execution_id, lambda e: _step(e, "gate")["status"] == "running")
+
+    paused = await client.post(f"/executions/{execution_id}/pause")
+    assert paused.json() == {"executionId": execution_id, "status": "paused"}
+    assert (await client.post(f"/executions/{execution_id}/pause")).status_code == 409
+    assert (await client.post(f"/executions/{execution_id}/promises/go/resolve", json={"value": 1})).status_code == 200
+    execution = await _until(client, execution_id, lambda e: _step(e, "gate")["status"] == "completed")
+    assert execution["status"] == "paused"
+    assert {_step(execution, "left")["status"], _step(execution, "right")["status"]} == {"pending"}
+
+    resumed = await client.post(f"/executions/{execution_id}/resume")
+
+    assert resumed.json() == {"executionId": execution_id, "status": "running"}
+    execution = await _until(client, execution_id, lambda e: e["status"] in ("completed", "failed"))
+    assert execution["status"] == "completed"
+    assert (await client.post(f"/executions/{execution_id}/resume")).status_code == 409
+    events = await _events(settings, execution_id)
+    assert events.index("WORKFLOW_SUSPENDED") < events.index("PROMISE_RESOLVED") < events.index("WORKFLOW_RESUMED")
+
+
+async def test_a_retry_resumes_from_the_failed_step_only(
+    stack: ServiceGroup, client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
+) -> None:
+    later_port = free_port()  # nothing listens here yet: the second call fails until a server starts
+    steps = [
+        {"id": "first", "type": "http", "request": {"method": "POST", "url": agent_server.url + "/ok"}},
+        {"id": "second", "type": "http", "needs": ["first"], "request": {"url": f"http://127.0.0.1:{later_port}/ok"}},
+    ]
+    execution_id = await _start(client, "demo.flaky", steps)
+    failed = await _until(client, execution_id, lambda e: e["status"] in ("completed", "failed"))
+    assert failed["status"] == "failed"
+    assert (await client.post(f"/executions/{execution_id}/resume")).status_code == 409
+
+    later = CountingServer(later_port)
+    try:
+        retried = await client.post(f"/executions/{execution_id}/retry", json={"note": "the service is back"})
+
+        assert retried.status_code == 200, retried.text
+        assert retried.json() == {
+            "workflowExecutionId": execution_id,
+            "status": "pending",
+            "message": f"Execution {execution_id} reset for retry. Status: PENDING",
+            "success": True,
+        }
+        execution = await _until(client, execution_id, lambda e: e["status"] in ("completed", "failed"))
+    finally:
+        later.close()
+    assert execution["status"] == "completed", execution
+    assert execution["error"] is None
+    assert len(agent_server.requests) == 1  # the completed step was not called again
+    assert len(later.requests) == 1
+    assert (await client.post(f"/executions/{execution_id}/retry")).status_code == 409
+    events = await _events(settings, execution_id)
+    assert events.count("WORKFLOW_FAILED") == 1
+    assert events[events.index("WORKFLOW_FAILED") + 1] == "RETRY_REQUESTED"
+
+
+async def test_a_rerun_runs_again_from_a_step_and_reuses_the_outputs_before_it(
+    stack: ServiceGroup, client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
+) -> None:
+    steps = [
+        {"id": "fetch", "type": "http", "request": {"method": "POST", "url": agent_server.url + "/ok"}},
+        {"id": "shape", "type": "action", "action": "core.echo", "needs": ["fetch"], "input": "{{ input.n }}"},
+        {"id": "report", "type": "action", "action": "core.echo", "needs": ["shape"], "input": "{{ input.n }}"},
+    ]
+    first_id = await _start(client, "demo.report", steps)
+    first = await _until(client, first_id, lambda e: e["status"] in ("completed", "failed"))
+    assert first["status"] == "failed"  # input.n is missing the first time
+
+    rerun = await client.post(f"/executions/{first_id}/rerun", json={"fromStep": "shape", "input": {"n": 7}})
+
+    assert rerun.status_code == 202, rerun.text
+    assert rerun.json()["rerunOf"] == first_id
+    second_id = rerun.json()["executionId"]
+    second = await _until(client, second_id, lambda e: e["status"] in ("completed", "failed"))
+    assert second["status"] == "completed", second
+    assert _step(second, "fetch")["output"] == _step(first, "fetch")["output"]
+    assert _step(second, "report")["output"] == 7
+    assert len(agent_server.requests) == 1  # fetch's output was reused, not fetched again
+    assert "TASK_COMPLETED" in await _events(settings, second_id)
+    unknown = await client.post(f"/executions/{first_id}/rerun", json={"fromStep": "nope"})
+    assert unknown.status_code == 404
+    assert "no step 'nope'" in unknown.json()["detail"]
+    extra = {"id": "prepare", "type": "action", "action": "core.noop"}
+    updated = await client.put("/workflows/demo.report", json={"definition": {"steps": [extra, *steps]}})
+    assert updated.json()["version"] == 2, updated.text
+    incompatible = await client.post(f"/executions/{first_id}/rerun", json={"fromStep": "shape", "version": 2})
+    assert incompatible.status_code == 409
+    assert incompatible.json()["detail"].endswith("never ran: prepare")
+
+
+async def test_a_retried_wait_step_waits_on_its_promise_again(stack: ServiceGroup, client: httpx.AsyncClient) -> None:
+    execution_id = await _start(client, "demo.approval", [{"id": "approve", "type": "wait", "promise": "ok"}])
+    await _until(client, execution_id, lambda e: _step(e, "approve")["status"] == "running")
+    await client.post(f"/executions/{execution_id}/promises/ok/reject", json={"reason": "not yet"})
+    await _until(client, execution_id, lambda e: e["status"] == "failed")
+
+    assert (await client.post(f"/executions/{execution_id}/retry")).status_code == 200
+    await _until(client, execution_id, lambda e: _step(e, "approve")["status"] == "running")
+    resolved = await client.post(f"/executions/{execution_id}/promises/ok/resolve", json={"value": "yes"})
+
+    assert resolved.status_code == 200, resolved.text
+    execution = await _until(client, execution_id, lambda e: e["status"] in ("completed", "failed"))
+    assert execution["status"] == "completed"
+    assert _step(execution, "approve")["output"] == "yes"

@@ -1,0 +1,194 @@
+"""Task log routes over real PostgreSQL: filters, pages, errors, and both download formats."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from flowline.db.migrate import ensure_tenant_async
+from flowline.settings import Settings
+from litestar.testing import AsyncTestClient
+
+from tests.support import define_and_start
+
+BASE = datetime(2026, 1, 1, 10, 0, 0, 123000, tzinfo=UTC)
+DEFINITION = {
+    "steps": [
+        {"id": "fetch", "type": "action", "action": "core.log", "input": "hello"},
+        {"id": "store", "type": "action", "action": "core.noop", "needs": ["fetch"]},
+    ]
+}
+
+
+async def _seed(pool: asyncpg.Pool, settings: Settings) -> dict[str, Any]:
+    """A pending execution with two steps and log records at every level (none from the services)."""
+    started = await define_and_start(pool, settings, "demo.logs", DEFINITION, {})
+    execution_id = started.id
+    tenant_id = await pool.fetchval("SELECT tenant_id FROM executions WHERE id = $1", execution_id)
+    tasks = {}
+    for position, step_id in enumerate(("fetch", "store")):
+        tasks[step_id] = uuid.uuid4()
+        await pool.execute(
+            "INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status) "
+            "VALUES ($1, $2, $3, $4, $5, 'action', 'completed')",
+            tasks[step_id],
+            tenant_id,
+            execution_id,
+            step_id,
+            position,
+        )
+    rows = []
+    levels = ["DEBUG", "INFO", "WARN", "ERROR"]
+    for index in range(12):
+        step_id = "fetch" if index < 8 else "store"
+        rows.append(
+            (
+                uuid.uuid4(),
+                tenant_id,
+                execution_id,
+                tasks[step_id],
+                step_id,
+                1 + index % 2,
+                levels[index % 4],
+                f"line {index}",
+                BASE + timedelta(seconds=index),
+                {"n": index},
+            )
+        )
+    await pool.executemany(
+        "INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, "
+        "metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        rows,
+    )
+    return {"execution_id": str(execution_id), "tenant_id": tenant_id, "tasks": tasks}
+
+
+async def test_execution_logs_filter_by_level_and_step_and_page(
+    api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    seeded = await _seed(pool, settings)
+    path = f"executions/{seeded['execution_id']}/logs"
+
+    everything = (await api.get(path)).json()
+    assert everything["total"] == 12 and everything["limit"] == 1000 and everything["offset"] == 0
+    assert [log["message"] for log in everything["logs"]] == [f"line {index}" for index in range(12)]
+    first = everything["logs"][0]
+    assert set(first) == {"id", "level", "message", "timestamp", "stepId", "attempt"}
+    assert first["level"] == "DEBUG" and first["stepId"] == "fetch" and first["attempt"] == 1
+    assert first["timestamp"].startswith("2026-01-01T10:00:00.123")
+
+    warn_and_above = (await api.get(path, params={"level": "WARN"})).json()
+    assert warn_and_above["total"] == 6
+    assert {log["level"] for log in warn_and_above["logs"]} == {"WARN", "ERROR"}
+    assert (await api.get(path, params={"level": "debug"})).json()["total"] == 12
+
+    store = (await api.get(path, params={"stepId": "store", "level": "INFO"})).json()
+    assert [log["message"] for log in store["logs"]] == ["line 9", "line 10", "line 11"]
+
+    page = (await api.get(path, params={"limit": 5, "offset": 5})).json()
+    assert page["total"] == 12 and page["limit"] == 5 and page["offset"] == 5
+    assert [log["message"] for log in page["logs"]] == [f"line {index}" for index in range(5, 10)]
+
+
+async def test_task_logs_filter_and_page(api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings) -> None:
+    seeded = await _seed(pool, settings)
+    path = f"tasks/{seeded['tasks']['fetch']}/logs"
+
+    default = (await api.get(path)).json()
+    assert default["total"] == 8 and default["limit"] == 50 and default["offset"] == 0
+    assert {log["stepId"] for log in default["logs"]} == {"fetch"}
+
+    errors = (await api.get(path, params={"level": "ERROR", "limit": 1, "offset": 1})).json()
+    assert errors["total"] == 2
+    assert [log["message"] for log in errors["logs"]] == ["line 7"]
+
+
+async def test_bad_requests_and_unknown_ids(api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings) -> None:
+    seeded = await _seed(pool, settings)
+    execution_path = f"executions/{seeded['execution_id']}/logs"
+
+    bad_level = await api.get(execution_path, params={"level": "LOUD"})
+    assert bad_level.status_code == 400
+    assert bad_level.headers["content-type"].startswith("application/problem+json")
+    assert "DEBUG, INFO, WARN, ERROR" in bad_level.json()["detail"]
+    assert (await api.get(f"tasks/{seeded['tasks']['fetch']}/logs", params={"level": "TRACE"})).status_code == 400
+    assert (await api.get(execution_path, params={"limit": 10_001})).status_code == 400
+    assert (await api.get(execution_path, params={"limit": 10_000})).status_code == 200
+    assert (await api.get(execution_path, params={"offset": -1})).status_code == 400
+
+    for path in (
+        f"executions/{uuid.uuid4()}/logs",
+        f"executions/{uuid.uuid4()}/logs/download",
+        f"tasks/{uuid.uuid4()}/logs",
+    ):
+        missing = await api.get(path)
+        assert missing.status_code == 404, path
+        assert missing.headers["content-type"].startswith("application/problem+json")
+
+    # Another tenant sees none of it.
+    await ensure_tenant_async(settings.database_url, "other")
+    other = "http://testserver.local/api/v1/tenants/other"
+    for path in (execution_path, f"{execution_path}/download", f"tasks/{seeded['tasks']['fetch']}/logs"):
+        assert (await api.get(f"{other}/{path}")).status_code == 404, path
+
+
+async def test_download_as_text_and_json(api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings) -> None:
+    seeded = await _seed(pool, settings)
+    execution_id = seeded["execution_id"]
+
+    text = await api.get(f"executions/{execution_id}/logs/download")
+    assert text.status_code == 200
+    assert text.headers["content-type"].startswith("text/plain")
+    assert text.headers["content-disposition"] == f'attachment; filename="execution-{execution_id}-logs.txt"'
+    lines = text.text.splitlines()
+    assert len(lines) == 12
+    assert lines[0] == "2026-01-01T10:00:00.123Z DEBUG [fetch#1] line 0"
+    assert lines[1] == "2026-01-01T10:00:01.123Z INFO  [fetch#2] line 1"
+    assert lines[11] == "2026-01-01T10:00:11.123Z ERROR [store#2] line 11"
+
+    as_json = await api.get(f"executions/{execution_id}/logs/download", params={"format": "json"})
+    assert as_json.status_code == 200
+    assert as_json.headers["content-type"].startswith("application/json")
+    assert as_json.headers["content-disposition"] == f'attachment; filename="execution-{execution_id}-logs.json"'
+    records = json.loads(as_json.text)
+    assert [record["message"] for record in records] == [f"line {index}" for index in range(12)]
+    assert records[0]["timestamp"] == "2026-01-01T10:00:00.123Z"
+    assert records[0]["metadata"] == {"n": 0} and records[0]["taskId"] == str(seeded["tasks"]["fetch"])
+
+    assert (await api.get(f"executions/{execution_id}/logs/download", params={"format": "xml"})).status_code == 400
+
+
+async def test_an_empty_log_downloads_as_an_empty_file(
+    api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    started = await define_and_start(pool, settings, "demo.quiet", DEFINITION, {})
+    assert (await api.get(f"executions/{started.id}/logs/download")).text == ""
+    assert json.loads((await api.get(f"executions/{started.id}/logs/download?format=json")).text) == []
+
+
+async def test_a_large_log_downloads_whole_and_in_order(
+    api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    seeded = await _seed(pool, settings)
+    await pool.execute(
+        "INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp) "
+        "SELECT gen_random_uuid(), $1, $2, $3, 'bulk', 1, 'INFO', 'bulk ' || n, "
+        "'2026-02-01T00:00:00Z'::timestamptz + n * interval '1 millisecond' FROM generate_series(1, 100000) n",
+        seeded["tenant_id"],
+        uuid.UUID(seeded["execution_id"]),
+        seeded["tasks"]["store"],
+    )
+    lines: list[str] = []
+    chunks = 0
+    async with api.stream("GET", f"executions/{seeded['execution_id']}/logs/download") as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            lines.append(line)
+        chunks = response.num_bytes_downloaded
+    assert chunks > 0
+    assert len(lines) == 100_012
+    assert lines[12] == "2026-02-01T00:00:00.001Z INFO  [bulk#1] bulk 1"
+    assert lines[-1] == "2026-02-01T00:01:40.000Z INFO  [bulk#1] bulk 100000"
