@@ -35,6 +35,7 @@ from flowline_api.domain.packs.controller import PackController
 from flowline_api.domain.streams.controller import StreamController
 from flowline_api.domain.streams.hub import StreamHub
 from flowline_api.domain.streams.service import StreamTimings
+from flowline_api.domain.tasks.controller import TaskController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings) -> Litestar:
             WorkflowController,
             PackController,
             ExecutionController,
+            TaskController,
             ExecutionControlController,
             AgentController,
             AuditLogController,

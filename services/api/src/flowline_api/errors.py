@@ -48,13 +48,24 @@ def _flowline_error(request: Request[Any, Any, Any], exc: FlowlineError) -> Resp
     return problem(request, exc.status_code, exc.title, exc.detail, exc.extra)
 
 
+def _parameter_name(request: Request[Any, Any, Any], key: Any) -> Any:
+    """The name a client uses for a handler argument (``triggeredBy`` for ``triggered_by``), else ``key``."""
+    try:
+        definition = request.scope["route_handler"].parsed_fn_signature.parameters[key].kwarg_definition
+    except (AttributeError, KeyError, TypeError):
+        return key
+    return getattr(definition, "name", None) or getattr(definition, "query", None) or key
+
+
 def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     """Malformed JSON or a bad path/query parameter is 400; a body that breaks its schema is 422."""
     details = exc.extra if isinstance(exc.extra, list) else []
     body_errors = [item for item in details if isinstance(item, dict) and item.get("source") == "body"]
     if not body_errors:
         parameters = "; ".join(
-            f"{item.get('key')}: {item.get('message')}" for item in details if isinstance(item, dict)
+            f"{_parameter_name(request, item.get('key'))}: {item.get('message')}"
+            for item in details
+            if isinstance(item, dict)
         )
         return problem(request, 400, "Bad request", parameters or exc.detail)
     errors = [{"pointer": _pointer(str(item.get("key", ""))), "message": item.get("message")} for item in body_errors]

@@ -192,12 +192,23 @@ executions = Table(
         unique=True,
         postgresql_where=text("idempotency_key IS NOT NULL"),
     ),
+    # Lists (flowline.db.executions): one keyset index per sort and per equality filter, ending in the sort key
+    # and id so that a page reads its rows in order and stops; GIN for tags (all of) and metadata (@>).
     Index("ix_executions_tenant_created", "tenant_id", "created_at", "id"),
-    Index("ix_executions_tenant_status_created", "tenant_id", "status", "created_at"),
-    Index("ix_executions_tenant_workflow_created", "tenant_id", "workflow_ref", "created_at"),
+    Index("ix_executions_tenant_status_created", "tenant_id", "status", "created_at", "id"),
+    Index("ix_executions_tenant_workflow_created", "tenant_id", "workflow_ref", "created_at", "id"),
+    Index("ix_executions_tenant_triggered_created", "tenant_id", "triggered_by", "created_at", "id"),
+    Index("ix_executions_tenant_completed", "tenant_id", text("coalesce(completed_at, 'infinity'::timestamptz)"), "id"),
     Index("ix_executions_pending", "created_at", postgresql_where=text("status = 'pending'")),
-    Index("ix_executions_parent", "parent_execution_id", postgresql_where=text("parent_execution_id IS NOT NULL")),
+    Index(
+        "ix_executions_parent",
+        "parent_execution_id",
+        "created_at",
+        "id",
+        postgresql_where=text("parent_execution_id IS NOT NULL"),
+    ),
     Index("ix_executions_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
+    Index("ix_executions_tags", "tags", postgresql_using="gin"),
 )
 
 step_executions = Table(

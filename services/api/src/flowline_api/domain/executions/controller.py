@@ -1,21 +1,163 @@
-"""Routes of executions."""
+"""Routes of executions: start, read, list, history and relations; promises."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, get_args
 
-from litestar import Controller, get, post
+from flowline.db.executions import ExecutionFilters
+from flowline.errors import ClientError
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK
+from litestar.openapi.spec import Example
+from litestar.params import Body, FromPath, HeaderParameter, JSONBody, Parameter, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from flowline_api.dependencies import provide_execution_service
-from flowline_api.domain.executions.schemas import Execution, PromiseReject, PromiseResolve, PromiseSettlement
+from flowline_api.domain.executions.examples import (
+    ATTEMPTS_EXAMPLE,
+    CHILDREN_EXAMPLE,
+    EVENTS_EXAMPLE,
+    EXECUTION_CREATE_EXAMPLE,
+    EXECUTION_EXAMPLE,
+    EXECUTION_ID,
+    PAGE_EXAMPLE,
+    PATH,
+    STEP_EXAMPLE,
+    TASK_ID,
+)
+from flowline_api.domain.executions.schemas import (
+    AttemptList,
+    ChildList,
+    EventList,
+    Execution,
+    ExecutionCreate,
+    ExecutionPage,
+    ExecutionStatus,
+    PromiseReject,
+    PromiseResolve,
+    PromiseSettlement,
+    StepList,
+)
 from flowline_api.domain.executions.service import ExecutionService
-from flowline_api.domain.openapi import problems
+from flowline_api.domain.openapi import example_response, problems
+from flowline_api.domain.workflows.schemas import (
+    EXECUTION_ACCEPTED_EXAMPLE,
+    ExecutionAccepted,
+    with_idempotency_header,
+)
+from flowline_api.pagination import Cursor, Limit, Offset
 
-PATH = "/api/v1/tenants/dev/executions/0193a5a0-7c1e-7000-8000-4b2f0e1d2c3a"
-NO_EXECUTION = "execution 0193a5a0-7c1e-7000-8000-4b2f0e1d2c3a does not exist"
+# Paths declare ids as strings and handlers as UUIDs, so that a malformed id is a 400 naming the parameter
+# (a `:uuid` path type would answer 404, as if the route did not exist).
+ExecutionId = Annotated[uuid.UUID, Parameter(description="the execution id (a UUID)")]
+TaskId = Annotated[uuid.UUID, Parameter(description="the task id (a UUID): `taskId` of a step")]
+METADATA_PREFIX = "metadata."
+STATUSES: frozenset[str] = frozenset(get_args(ExecutionStatus))
+NOT_FOUND = f"execution {EXECUTION_ID} does not exist"
+BAD_ID = "execution_id: Invalid UUID"
+
+WorkflowFilter = Annotated[
+    str | None, QueryParameter(description="keep executions of this workflow ref", max_length=200, required=False)
+]
+StatusFilter = Annotated[
+    list[str] | None,
+    QueryParameter(
+        description="keep executions in any of these statuses: pending, running, paused, completed, failed, "
+        "cancelled (repeat the parameter or separate with commas)",
+        max_items=6,
+        required=False,
+    ),
+]
+TriggeredByFilter = Annotated[
+    str | None,
+    QueryParameter(
+        name="triggeredBy",
+        description="keep executions started this way: api, kafka, workflow (a child of a workflow step)",
+        max_length=100,
+        required=False,
+    ),
+]
+ParentFilter = Annotated[
+    uuid.UUID | None,
+    QueryParameter(name="parentId", description="keep the children of this execution", required=False),
+]
+CreatedAfter = Annotated[
+    datetime | None,
+    QueryParameter(
+        name="createdAfter",
+        description="keep executions created at or after (ISO 8601; UTC if no zone)",
+        required=False,
+    ),
+]
+CreatedBefore = Annotated[
+    datetime | None,
+    QueryParameter(
+        name="createdBefore", description="keep executions created before (ISO 8601; UTC if no zone)", required=False
+    ),
+]
+TagFilter = Annotated[
+    list[str] | None,
+    QueryParameter(description="keep executions with every one of these tags (repeat the parameter)", max_items=20),
+]
+SearchFilter = Annotated[
+    str | None,
+    QueryParameter(
+        description="an execution id prefix, or text in the workflow ref (case-insensitive)",
+        min_length=1,
+        max_length=200,
+        required=False,
+    ),
+]
+Sort = Annotated[Literal["createdAt", "completedAt"], QueryParameter(description="sort key")]
+Order = Annotated[
+    Literal["asc", "desc"],
+    QueryParameter(description="sort direction; unfinished executions count as completing last"),
+]
+SinceSequence = Annotated[
+    int,
+    QueryParameter(name="sinceSequence", ge=0, description="return events after this sequence (0: from the first)"),
+]
+EventLimit = Annotated[int, QueryParameter(ge=1, le=1000, description="events per answer (1 to 1000)")]
+
+
+def _statuses(values: list[str] | None) -> list[str] | None:
+    """``?status=failed,cancelled&status=paused`` → the statuses, each checked.
+
+    Raises:
+        ClientError: an unknown status.
+    """
+    if not values:
+        return None
+    statuses = sorted({status for value in values for status in value.split(",") if status})
+    unknown = [status for status in statuses if status not in STATUSES]
+    if unknown:
+        raise ClientError(f"status: {unknown[0]!r} is not one of {', '.join(sorted(STATUSES))}")
+    return statuses or None
+
+
+def _metadata(request: Request[Any, Any, Any]) -> dict[str, str] | None:
+    """The ``metadata.<key>=<value>`` query parameters as one object (each key once).
+
+    Raises:
+        ClientError: an empty key, or a key given twice.
+    """
+    metadata: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if not name.startswith(METADATA_PREFIX):
+            continue
+        key = name.removeprefix(METADATA_PREFIX)
+        if not key or len(key) > 100:
+            raise ClientError(f"{name}: a metadata key has 1 to 100 characters")
+        if key in metadata:
+            raise ClientError(f"{name}: given twice")
+        metadata[key] = value
+    return metadata or None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 class ExecutionController(Controller):
@@ -25,59 +167,286 @@ class ExecutionController(Controller):
     tags = ["executions"]
     dependencies = {"execution_service": Provide(provide_execution_service, sync_to_thread=False)}
 
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Start an execution",
+        responses={
+            **example_response(
+                ExecutionAccepted, "the execution, started", EXECUTION_ACCEPTED_EXAMPLE, HTTP_202_ACCEPTED
+            ),
+            **example_response(
+                ExecutionAccepted, "the execution an earlier request with this key started", EXECUTION_ACCEPTED_EXAMPLE
+            ),
+            **problems(
+                PATH,
+                bad_request="Idempotency-Key: keys starting with 'child:' or 'kafka:' are reserved",
+                not_found="workflow 'demo.hello' does not exist",
+                conflict="workflow 'demo.hello' is disabled",
+                invalid=("/input: 'name' is a required property", "/input"),
+            ),
+        },
+    )
+    async def start_execution(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        execution_service: NamedDependency[ExecutionService],
+        data: Annotated[
+            ExecutionCreate,
+            Body(examples=[Example(summary="a workflow, its input and a key", value=EXECUTION_CREATE_EXAMPLE)]),
+        ],
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(name="Idempotency-Key", min_length=1, max_length=200, required=False),
+        ] = None,
+    ) -> Response[ExecutionAccepted]:
+        """Start an execution of `workflow` (its latest version, or `version`), like `POST /workflows/{ref}/execute`.
+
+        202 at once, or 200 with the existing execution for a repeated idempotency key (the
+        `Idempotency-Key` header or the `idempotencyKey` field; `child:` and `kafka:` prefixes are
+        reserved). A key used for another workflow is 409, a disabled workflow 409, input that breaks the
+        workflow's `inputSchema` 422 with the failing JSON pointer. `metadata` (string values) and `tags`
+        are kept on the execution for list filters.
+        """
+        started = await execution_service.start(tenant_id, with_idempotency_header(data, idempotency_key))
+        return Response(
+            ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),
+            status_code=HTTP_202_ACCEPTED if started.created else HTTP_200_OK,
+        )
+
     @get(
-        "/{execution_id:uuid}",
+        "/",
+        summary="List executions",
+        responses={
+            **example_response(ExecutionPage, "a page of executions, newest first", PAGE_EXAMPLE),
+            **problems(
+                PATH,
+                bad_request="status: 'done' is not one of cancelled, completed, failed, …",
+                not_found="tenant 'acme' does not exist",
+            ),
+        },
+    )
+    async def list_executions(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        execution_service: NamedDependency[ExecutionService],
+        request: Request[Any, Any, Any],
+        workflow: WorkflowFilter = None,
+        status: StatusFilter = None,
+        triggered_by: TriggeredByFilter = None,
+        parent_id: ParentFilter = None,
+        created_after: CreatedAfter = None,
+        created_before: CreatedBefore = None,
+        tag: TagFilter = None,
+        search: SearchFilter = None,
+        sort: Sort = "createdAt",
+        order: Order = "desc",
+        limit: Limit = 20,
+        offset: Offset = 0,
+        cursor: Cursor = None,
+    ) -> ExecutionPage:
+        """Executions without their input, output and steps, filtered and sorted; filters combine with AND.
+
+        Custom attributes filter as `metadata.<key>=<value>` (several keys: all must match). `search`
+        matches an execution id prefix (with or without hyphens) or text in the workflow ref. Sort by
+        `createdAt` (default) or `completedAt`, where unfinished executions come last ascending and first
+        descending. `total` counts the matches exactly up to 1,000; past that it is PostgreSQL's estimate and
+        `totalExact` is false. Pass `nextCursor` back as `cursor` for the next page (stable while executions
+        are added), or page with `offset`. A bad filter value is a 400 naming the parameter.
+        """
+        filters = ExecutionFilters(
+            workflow=workflow or None,
+            statuses=_statuses(status),
+            triggered_by=triggered_by or None,
+            parent_id=parent_id,
+            created_after=_utc(created_after),
+            created_before=_utc(created_before),
+            tags=[value for value in tag or [] if value] or None,
+            metadata=_metadata(request),
+            search=(search or "").strip() or None,
+        )
+        return await execution_service.list(
+            tenant_id, filters, sort=sort, order=order, limit=limit, offset=offset, cursor=cursor
+        )
+
+    @get(
+        "/{execution_id:str}",
         summary="Read an execution",
-        responses=problems(PATH, not_found=NO_EXECUTION),
+        responses={
+            **example_response(Execution, "the execution with its steps", EXECUTION_EXAMPLE),
+            **problems(f"{PATH}/{EXECUTION_ID}", bad_request=BAD_ID, not_found=NOT_FOUND),
+        },
     )
     async def get_execution(
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: FromPath[ExecutionId],
     ) -> Execution:
-        """Status, timestamps, input, output, error and the steps of an execution."""
+        """An execution with its steps and how many steps are in each status.
+
+        Status, workflow ref and version, input, output, error, who triggered it, its parent execution and step,
+        metadata, tags, timestamps (created, started, completed, cancelled), duration.
+
+        An execution of another tenant is 404, exactly like one that does not exist.
+        """
         return await execution_service.read(tenant_id, execution_id)
 
+    @get(
+        "/{execution_id:str}/steps",
+        summary="List the steps of an execution",
+        responses={
+            **example_response(StepList, "every step, in definition order", {"steps": [STEP_EXAMPLE]}),
+            **problems(f"{PATH}/{EXECUTION_ID}/steps", bad_request=BAD_ID, not_found=NOT_FOUND),
+        },
+    )
+    async def list_steps(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        execution_id: FromPath[ExecutionId],
+        execution_service: NamedDependency[ExecutionService],
+    ) -> StepList:
+        """Every step execution with its status, attempt count, timestamps, input, output and error.
+
+        `taskId` addresses a step in `GET /tasks/{taskId}` and in the attempts route.
+        """
+        return await execution_service.steps(tenant_id, execution_id)
+
+    @get(
+        "/{execution_id:str}/events",
+        summary="Read the event log of an execution",
+        responses={
+            **example_response(EventList, "the first two events, more to come", EVENTS_EXAMPLE),
+            **problems(f"{PATH}/{EXECUTION_ID}/events", bad_request=BAD_ID, not_found=NOT_FOUND),
+        },
+    )
+    async def list_events(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        execution_id: FromPath[ExecutionId],
+        execution_service: NamedDependency[ExecutionService],
+        since_sequence: SinceSequence = 0,
+        limit: EventLimit = 100,
+    ) -> EventList:
+        """The execution's history in order: events with a sequence above `sinceSequence`, at most `limit`.
+
+        Pass `nextSequence` back as `sinceSequence` to read the next events, or later to poll for new
+        ones; `hasMore` says whether more are there already. Sequences are the SSE event ids
+        (`Last-Event-ID`).
+        """
+        return await execution_service.events(tenant_id, execution_id, since_sequence=since_sequence, limit=limit)
+
+    @get(
+        "/{execution_id:str}/children",
+        summary="List the child executions of an execution",
+        responses={
+            **example_response(ChildList, "the children, oldest first", CHILDREN_EXAMPLE),
+            **problems(f"{PATH}/{EXECUTION_ID}/children", bad_request=BAD_ID, not_found=NOT_FOUND),
+        },
+    )
+    async def list_children(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        execution_id: FromPath[ExecutionId],
+        execution_service: NamedDependency[ExecutionService],
+    ) -> ChildList:
+        """The executions started by this execution's `workflow` steps; `kind` is the child's workflow ref.
+
+        An empty list when there are none.
+        """
+        return await execution_service.children(tenant_id, execution_id)
+
+    @get(
+        "/{execution_id:str}/tasks/{task_id:str}/attempts",
+        summary="List the attempts of a task",
+        responses={
+            **example_response(AttemptList, "a failed attempt, then a successful one", ATTEMPTS_EXAMPLE),
+            **problems(
+                f"{PATH}/{EXECUTION_ID}/tasks/{TASK_ID}/attempts",
+                bad_request="task_id: Invalid UUID",
+                not_found=f"execution {EXECUTION_ID} has no task {TASK_ID}",
+            ),
+        },
+    )
+    async def list_attempts(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        execution_id: FromPath[ExecutionId],
+        task_id: FromPath[TaskId],
+        execution_service: NamedDependency[ExecutionService],
+    ) -> AttemptList:
+        """Every attempt of one step of this execution: number, status, times, duration, worker and error.
+
+        `generation` increases on a manual retry or rerun, and `attempt` restarts at 1 with it. A task of
+        another execution is 404.
+        """
+        return await execution_service.attempts(tenant_id, execution_id, task_id)
+
     @post(
-        "/{execution_id:uuid}/promises/{name:str}/resolve",
+        "/{execution_id:str}/promises/{name:str}/resolve",
         status_code=HTTP_200_OK,
         summary="Resolve a promise",
-        responses=problems(
-            f"{PATH}/promises/approval/resolve",
-            not_found=NO_EXECUTION,
-            conflict="promise 'approval' is already resolved",
-            invalid=("body: Object contains unknown field `valeu`", ""),
-        ),
+        responses={
+            **example_response(
+                PromiseSettlement,
+                "the promise, resolved",
+                {
+                    "executionId": EXECUTION_ID,
+                    "promise": "manager-approval",
+                    "status": "resolved",
+                    "settledAt": "2026-11-22T08:40:00Z",
+                },
+            ),
+            **problems(
+                f"{PATH}/{EXECUTION_ID}/promises/manager-approval/resolve",
+                bad_request=BAD_ID,
+                not_found=f"execution {EXECUTION_ID} has no promise 'manager-approval'",
+                conflict="promise 'manager-approval' is already rejected",
+                invalid=("body: Object contains unknown field `valeu`", ""),
+            ),
+        },
     )
     async def resolve_promise(
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: FromPath[ExecutionId],
         name: FromPath[str],
         data: JSONBody[PromiseResolve | None] = None,
     ) -> PromiseSettlement:
-        """Resolve the promise a wait step waits on; the step completes with ``value`` as its output."""
+        """Resolve the promise a wait step waits on; the step completes with `value` as its output."""
         value = (data or PromiseResolve()).value
         return await execution_service.settle_promise(tenant_id, execution_id, name, value=value)
 
     @post(
-        "/{execution_id:uuid}/promises/{name:str}/reject",
+        "/{execution_id:str}/promises/{name:str}/reject",
         status_code=HTTP_200_OK,
         summary="Reject a promise",
-        responses=problems(
-            f"{PATH}/promises/approval/reject",
-            not_found=NO_EXECUTION,
-            conflict="promise 'approval' is already resolved",
-            invalid=("body: Object contains unknown field `valeu`", ""),
-        ),
+        responses={
+            **example_response(
+                PromiseSettlement,
+                "the promise, rejected",
+                {
+                    "executionId": EXECUTION_ID,
+                    "promise": "manager-approval",
+                    "status": "rejected",
+                    "settledAt": "2026-11-22T08:40:00Z",
+                },
+            ),
+            **problems(
+                f"{PATH}/{EXECUTION_ID}/promises/manager-approval/reject",
+                bad_request=BAD_ID,
+                not_found=f"execution {EXECUTION_ID} has no promise 'manager-approval'",
+                conflict="promise 'manager-approval' is already resolved",
+                invalid=("body: Object contains unknown field `valeu`", ""),
+            ),
+        },
     )
     async def reject_promise(
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: FromPath[ExecutionId],
         name: FromPath[str],
         data: JSONBody[PromiseReject | None] = None,
     ) -> PromiseSettlement:

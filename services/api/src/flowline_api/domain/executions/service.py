@@ -1,18 +1,54 @@
-"""Execution reads."""
+"""Execution use cases: start, read, list, history, relations; settle promises."""
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import asyncpg
-from flowline.errors import Conflict, NotFound
+import msgspec
+from flowline.db.executions import (
+    ExecutionFilters,
+    ExecutionSort,
+    count_executions,
+    execution_exists,
+    list_child_executions,
+    list_execution_events,
+    list_executions,
+    list_step_executions,
+    list_task_attempts,
+    read_execution,
+    read_step_execution,
+    resolve_search,
+)
+from flowline.errors import ClientError, Conflict, NotFound
+from flowline.executions import StartedExecution, start_execution
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.messages import PromiseSettled
 from flowline.settings import Topics
 
-from flowline_api.domain.executions.schemas import Execution, PromiseSettlement, StepExecution
+from flowline_api.domain.executions.schemas import (
+    STEP_STATUSES,
+    AttemptList,
+    ChildExecution,
+    ChildList,
+    EventList,
+    Execution,
+    ExecutionCreate,
+    ExecutionEvent,
+    ExecutionPage,
+    ExecutionSummary,
+    PromiseSettlement,
+    StepExecution,
+    StepList,
+    Task,
+    TaskAttempt,
+)
+from flowline_api.pagination import decode_cursor, encode_cursor
+
+SORT_COLUMNS: dict[str, ExecutionSort] = {"createdAt": "created_at", "completedAt": "completed_at"}
 
 
 def _optional_id(value: uuid.UUID | None) -> str | None:
@@ -20,7 +56,7 @@ def _optional_id(value: uuid.UUID | None) -> str | None:
 
 
 class ExecutionService:
-    """Reads executions and their steps; settles promises."""
+    """Starts and reads executions, their steps, events, children and attempts; settles promises."""
 
     def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics) -> None:
         self._pool = pool
@@ -85,62 +121,253 @@ class ExecutionService:
         await self._outbox.publish(rows)
         return PromiseSettlement(execution_id=str(execution_id), promise=name, status=status, settled_at=settled_at)
 
+    async def start(self, tenant_id: uuid.UUID, request: ExecutionCreate) -> StartedExecution:
+        """Store a pending execution and publish its ExecutionRequested after the commit.
+
+        Raises:
+            NotFound: unknown workflow or version.
+            Conflict: the workflow is disabled, or the idempotency key started another workflow.
+            ValidationFailed: the input does not match the workflow's input schema.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            started = await start_execution(
+                connection,
+                self._topics,
+                tenant_id=tenant_id,
+                workflow_ref=request.workflow,
+                version=request.version,
+                execution_input=request.input,
+                idempotency_key=request.idempotency_key,
+                triggered_by="api",
+                metadata=request.metadata,
+                tags=request.tags,
+            )
+        await self._outbox.publish(started.outbox)
+        return started
+
     async def read(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Execution:
-        """One execution with its steps, in definition order.
+        """One execution with its steps, in definition order, and how many steps are in each status.
 
         Raises:
             NotFound: no such execution in this tenant.
         """
         async with self._pool.acquire() as connection:
-            record = await connection.fetchrow(
-                "SELECT * FROM executions WHERE id = $1 AND tenant_id = $2", execution_id, tenant_id
-            )
-            if record is None:
-                raise NotFound(f"execution {execution_id} does not exist")
-            steps = await connection.fetch(
-                "SELECT id, step_id, step_type, status, attempts, input, output, error, scheduled_at, started_at, "
-                "completed_at FROM step_executions WHERE execution_id = $1 ORDER BY position",
-                execution_id,
-            )
-        duration_ms = None
-        if record["started_at"] and record["completed_at"]:
-            duration_ms = round((record["completed_at"] - record["started_at"]).total_seconds() * 1000)
+            record = await read_execution(connection, tenant_id, execution_id)
+            steps = await list_step_executions(connection, tenant_id, execution_id)
+        counts = dict.fromkeys(STEP_STATUSES, 0)
+        counts.update(Counter(step["status"] for step in steps))
         return Execution(
-            id=str(record["id"]),
-            workflow_ref=record["workflow_ref"],
-            workflow_version=record["workflow_version"],
-            status=record["status"],
+            **msgspec.structs.asdict(to_summary(record)),
             input=record["input"],
             output=record["output"],
-            error=record["error"],
-            triggered_by=record["triggered_by"],
-            parent_execution_id=_optional_id(record["parent_execution_id"]),
-            parent_step_id=record["parent_step_id"],
-            root_execution_id=str(record["root_execution_id"]),
-            idempotency_key=record["idempotency_key"],
-            metadata=record["metadata"],
-            tags=list(record["tags"]),
-            created_at=record["created_at"],
-            started_at=record["started_at"],
-            completed_at=record["completed_at"],
-            cancelled_at=record["cancelled_at"],
-            cancelled_by=record["cancelled_by"],
-            duration_ms=duration_ms,
-            step_counts=dict(Counter(step["status"] for step in steps)),
-            steps=[
-                StepExecution(
-                    task_id=str(step["id"]),
-                    step_id=step["step_id"],
-                    type=step["step_type"],
-                    status=step["status"],
-                    attempts=step["attempts"],
-                    input=step["input"],
-                    output=step["output"],
-                    error=step["error"],
-                    scheduled_at=step["scheduled_at"],
-                    started_at=step["started_at"],
-                    completed_at=step["completed_at"],
-                )
-                for step in steps
-            ],
+            step_counts=counts,
+            steps=[to_step(step) for step in steps],
         )
+
+    async def list(
+        self,
+        tenant_id: uuid.UUID,
+        filters: ExecutionFilters,
+        *,
+        sort: str,
+        order: Literal["asc", "desc"],
+        limit: int,
+        offset: int,
+        cursor: str | None,
+    ) -> ExecutionPage:
+        """One page of executions, newest first unless asked otherwise.
+
+        The cursor holds the sort and the key of the last item, so the next page starts right after it even
+        while executions are added. Up to 1,000 matches ``total`` is exact; past that it is an estimate.
+
+        Raises:
+            ClientError: a cursor that is not from this list or was made for another sort.
+        """
+        column = SORT_COLUMNS[sort]
+        after: tuple[datetime | None, uuid.UUID] | None = None
+        if cursor is not None:
+            cursor_sort, cursor_order, value, last_id = decode_cursor(cursor, 4)
+            if (cursor_sort, cursor_order) != (sort, order):
+                raise ClientError(f"cursor: made for sort={cursor_sort}&order={cursor_order}, not {sort}&{order}")
+            try:
+                if not isinstance(last_id, str) or not (value is None or isinstance(value, str)):
+                    raise TypeError(value)
+                after = (None if value is None else datetime.fromisoformat(value), uuid.UUID(last_id))
+            except (TypeError, ValueError) as err:
+                raise ClientError("cursor: not a cursor returned by this list") from err
+        async with self._pool.acquire() as connection:
+            filters = await resolve_search(connection, tenant_id, filters)
+            records = await list_executions(
+                connection,
+                tenant_id,
+                filters,
+                sort=column,
+                descending=order == "desc",
+                limit=limit + 1,
+                offset=offset,
+                after=after,
+            )
+            if offset == 0 and cursor is None and len(records) <= limit:
+                total, exact = len(records), True  # the whole list fits on this page: no need to count
+            else:
+                total, exact = await count_executions(connection, tenant_id, filters)
+        next_cursor = None
+        if len(records) > limit:
+            last = records[limit - 1]
+            value = last[column]
+            next_cursor = encode_cursor([sort, order, None if value is None else value.isoformat(), str(last["id"])])
+        return ExecutionPage(
+            items=[to_summary(record) for record in records[:limit]],
+            total=total,
+            total_exact=exact,
+            limit=limit,
+            offset=offset,
+            next_cursor=next_cursor,
+        )
+
+    async def steps(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> StepList:
+        """Every step execution of an execution, in definition order.
+
+        Raises:
+            NotFound: no such execution in this tenant.
+        """
+        async with self._pool.acquire() as connection:
+            await execution_exists(connection, tenant_id, execution_id)
+            steps = await list_step_executions(connection, tenant_id, execution_id)
+        return StepList(steps=[to_step(step) for step in steps])
+
+    async def events(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, *, since_sequence: int, limit: int
+    ) -> EventList:
+        """Up to ``limit`` events after ``since_sequence``, in order.
+
+        Raises:
+            NotFound: no such execution in this tenant.
+        """
+        async with self._pool.acquire() as connection:
+            await execution_exists(connection, tenant_id, execution_id)
+            records = await list_execution_events(
+                connection, execution_id, since_sequence=since_sequence, limit=limit + 1
+            )
+        page = records[:limit]
+        return EventList(
+            events=[
+                ExecutionEvent(
+                    sequence=record["sequence"],
+                    event=record["event_type"],
+                    step_id=record["step_id"],
+                    task_id=_optional_id(record["task_id"]),
+                    data=record["data"],
+                    occurred_at=record["occurred_at"],
+                )
+                for record in page
+            ],
+            next_sequence=page[-1]["sequence"] if page else since_sequence,
+            has_more=len(records) > limit,
+        )
+
+    async def children(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> ChildList:
+        """The executions the workflow steps of an execution started, oldest first.
+
+        Raises:
+            NotFound: no such execution in this tenant.
+        """
+        async with self._pool.acquire() as connection:
+            await execution_exists(connection, tenant_id, execution_id)
+            records = await list_child_executions(connection, tenant_id, execution_id)
+        return ChildList(
+            children=[
+                ChildExecution(
+                    child_workflow_execution_id=str(record["id"]),
+                    kind=record["workflow_ref"],
+                    parent_step_id=record["parent_step_id"],
+                    status=record["status"],
+                    created_at=record["created_at"],
+                    completed_at=record["completed_at"],
+                )
+                for record in records
+            ]
+        )
+
+    async def attempts(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, task_id: uuid.UUID) -> AttemptList:
+        """The attempts of one task of an execution, oldest first.
+
+        Raises:
+            NotFound: no such execution in this tenant, or the task is not one of its steps.
+        """
+        records = await list_task_attempts(self._pool, tenant_id, execution_id, task_id)
+        return AttemptList(
+            attempts=[
+                TaskAttempt(
+                    attempt=record["number"],
+                    generation=record["generation"],
+                    status=record["status"],
+                    started_at=record["started_at"],
+                    finished_at=record["finished_at"],
+                    duration_ms=record["duration_ms"],
+                    worker_id=record["worker"],
+                    error=record["error"],
+                )
+                for record in records
+            ]
+        )
+
+    async def task(self, tenant_id: uuid.UUID, task_id: uuid.UUID) -> Task:
+        """One step execution, addressed by its task id.
+
+        Raises:
+            NotFound: no such task in this tenant.
+        """
+        record = await read_step_execution(self._pool, tenant_id, task_id)
+        return Task(**msgspec.structs.asdict(to_step(record)), workflow_ref=record["workflow_ref"])
+
+
+def _duration_ms(started_at: datetime | None, finished_at: datetime | None) -> int | None:
+    if started_at is None or finished_at is None:
+        return None
+    return round((finished_at - started_at).total_seconds() * 1000)
+
+
+def to_summary(record: asyncpg.Record) -> ExecutionSummary:
+    """The list item for an execution row."""
+    return ExecutionSummary(
+        id=str(record["id"]),
+        workflow_ref=record["workflow_ref"],
+        workflow_version=record["workflow_version"],
+        status=record["status"],
+        error=record["error"],
+        triggered_by=record["triggered_by"],
+        parent_execution_id=_optional_id(record["parent_execution_id"]),
+        parent_step_id=record["parent_step_id"],
+        root_execution_id=str(record["root_execution_id"]),
+        idempotency_key=record["idempotency_key"],
+        metadata=record["metadata"],
+        tags=list(record["tags"]),
+        created_at=record["created_at"],
+        started_at=record["started_at"],
+        completed_at=record["completed_at"],
+        cancelled_at=record["cancelled_at"],
+        cancelled_by=record["cancelled_by"],
+        duration_ms=_duration_ms(record["started_at"], record["completed_at"]),
+    )
+
+
+def to_step(record: asyncpg.Record) -> StepExecution:
+    """The response body for a step execution row."""
+    return StepExecution(
+        task_id=str(record["id"]),
+        execution_id=str(record["execution_id"]),
+        step_id=record["step_id"],
+        type=record["step_type"],
+        status=record["status"],
+        generation=record["generation"],
+        attempts=record["attempts"],
+        input=record["input"],
+        output=record["output"],
+        error=record["error"],
+        created_at=record["created_at"],
+        scheduled_at=record["scheduled_at"],
+        started_at=record["started_at"],
+        completed_at=record["completed_at"],
+        duration_ms=_duration_ms(record["started_at"], record["completed_at"]),
+    )

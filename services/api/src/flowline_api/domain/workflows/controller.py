@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Annotated, Literal
 
-import msgspec
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
-from flowline.errors import ClientError
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
@@ -21,7 +18,6 @@ from flowline_api.domain.openapi import example_response, problems
 from flowline_api.domain.workflows.schemas import (
     EXECUTE_EXAMPLE,
     EXECUTION_ACCEPTED_EXAMPLE,
-    IDEMPOTENCY_KEY_PATTERN,
     VERSION_EXAMPLE,
     WORKFLOW_CREATE_EXAMPLE,
     WORKFLOW_EXAMPLE,
@@ -35,6 +31,7 @@ from flowline_api.domain.workflows.schemas import (
     WorkflowUpdate,
     WorkflowVersion,
     page_example,
+    with_idempotency_header,
 )
 from flowline_api.domain.workflows.service import WorkflowService
 from flowline_api.pagination import Cursor, Limit, Offset, Page
@@ -290,13 +287,7 @@ class WorkflowController(Controller):
         as the `Idempotency-Key` header or the `idempotencyKey` field. A disabled workflow is 409;
         input that breaks the workflow's `inputSchema` is 422 with the failing JSON pointer.
         """
-        request = data or ExecuteRequest()
-        if idempotency_key is not None:
-            if not re.match(IDEMPOTENCY_KEY_PATTERN, idempotency_key):
-                raise ClientError("Idempotency-Key: keys starting with 'child:' or 'kafka:' are reserved")
-            if request.idempotency_key not in (None, idempotency_key):
-                raise ClientError("the Idempotency-Key header and the idempotencyKey field differ")
-            request = msgspec.structs.replace(request, idempotency_key=idempotency_key)
+        request = with_idempotency_header(data or ExecuteRequest(), idempotency_key)
         started = await workflow_service.execute(tenant_id, ref, request)
         return Response(
             ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from flowline.definitions import WorkflowDefinition
+from flowline.errors import ClientError
 
 REF_PATTERN = r"^[a-z][a-z0-9_-]{0,62}\.[a-z][a-z0-9_-]{0,126}$"
 # Keys starting with "child:" or "kafka:" are the engine's own (child steps, keyless Kafka submissions).
@@ -103,6 +105,24 @@ class ExecuteRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknow
     idempotency_key: IdempotencyKey | None = None
     metadata: dict[str, str] = {}
     tags: list[str] = []
+
+
+StartRequest = TypeVar("StartRequest", bound="ExecuteRequest")
+
+
+def with_idempotency_header(request: StartRequest, header: str | None) -> StartRequest:
+    """``request`` with the ``Idempotency-Key`` header as its key (the header and the field must agree).
+
+    Raises:
+        ClientError: a reserved prefix in the header, or a header and a field that differ.
+    """
+    if header is None:
+        return request
+    if not re.match(IDEMPOTENCY_KEY_PATTERN, header):
+        raise ClientError("Idempotency-Key: keys starting with 'child:' or 'kafka:' are reserved")
+    if request.idempotency_key not in (None, header):
+        raise ClientError("the Idempotency-Key header and the idempotencyKey field differ")
+    return msgspec.structs.replace(request, idempotency_key=header)
 
 
 class ExecutionAccepted(msgspec.Struct, kw_only=True, rename="camel"):

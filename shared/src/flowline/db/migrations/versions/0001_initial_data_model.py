@@ -299,21 +299,34 @@ def upgrade() -> None:
     op.create_index(
         "ix_executions_parent",
         "executions",
-        ["parent_execution_id"],
+        ["parent_execution_id", "created_at", "id"],
         unique=False,
         postgresql_where=sa.text("parent_execution_id IS NOT NULL"),
+    )
+    op.create_index("ix_executions_tags", "executions", ["tags"], unique=False, postgresql_using="gin")
+    op.create_index(
+        "ix_executions_tenant_completed",
+        "executions",
+        ["tenant_id", sa.text("coalesce(completed_at, 'infinity'::timestamptz)"), "id"],
+        unique=False,
     )
     op.create_index("ix_executions_tenant_created", "executions", ["tenant_id", "created_at", "id"], unique=False)
     op.create_index(
         "ix_executions_tenant_status_created",
         "executions",
-        ["tenant_id", "status", "created_at"],
+        ["tenant_id", "status", "created_at", "id"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_executions_tenant_triggered_created",
+        "executions",
+        ["tenant_id", "triggered_by", "created_at", "id"],
         unique=False,
     )
     op.create_index(
         "ix_executions_tenant_workflow_created",
         "executions",
-        ["tenant_id", "workflow_ref", "created_at"],
+        ["tenant_id", "workflow_ref", "created_at", "id"],
         unique=False,
     )
     op.create_index(
@@ -525,8 +538,11 @@ def downgrade() -> None:
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
     )
     op.drop_index("ix_executions_tenant_workflow_created", table_name="executions")
+    op.drop_index("ix_executions_tenant_triggered_created", table_name="executions")
     op.drop_index("ix_executions_tenant_status_created", table_name="executions")
     op.drop_index("ix_executions_tenant_created", table_name="executions")
+    op.drop_index("ix_executions_tenant_completed", table_name="executions")
+    op.drop_index("ix_executions_tags", table_name="executions", postgresql_using="gin")
     op.drop_index(
         "ix_executions_parent",
         table_name="executions",
