@@ -185,6 +185,7 @@ async def test_a_rerun_runs_again_from_a_step_and_reuses_the_outputs_before_it(
     second_id = rerun.json()["executionId"]
     second = await _until(client, second_id, lambda e: e["status"] in ("completed", "failed"))
     assert second["status"] == "completed", second
+    assert second["rerunOf"] == first_id
     assert _step(second, "fetch")["output"] == _step(first, "fetch")["output"]
     assert _step(second, "report")["output"] == 7
     assert len(agent_server.requests) == 1  # fetch's output was reused, not fetched again

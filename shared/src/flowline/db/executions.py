@@ -24,7 +24,7 @@ SORT_EXPRESSIONS: dict[ExecutionSort, str] = {
 SUMMARY_COLUMNS = """
     e.id, e.workflow_ref, e.workflow_version, e.status, e.error, e.triggered_by, e.parent_execution_id,
     e.parent_step_id, e.root_execution_id, e.idempotency_key, e.metadata, e.tags, e.created_at, e.started_at,
-    e.completed_at, e.cancelled_at, e.cancelled_by
+    e.completed_at, e.cancelled_at, e.cancelled_by, e.rerun_of
 """
 # Counting every match of a broad filter over a million executions costs more than the page itself: past
 # this many, a list reports the planner's estimate instead (and says so).

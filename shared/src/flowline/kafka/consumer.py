@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from flowline.kafka.producer import ensure_topics
 from flowline.metrics import MessagingMetrics
 from flowline.outages import OUTAGE_ERRORS
 from flowline.settings import Settings
@@ -26,6 +27,9 @@ from flowline.settings import Settings
 logger = logging.getLogger(__name__)
 
 MessageT = TypeVar("MessageT")
+# A commit retries by itself while its topic is missing: after a broker lost its data that is forever. Past this,
+# the consumer recreates the topics and goes on; the uncommitted records come again, which handlers allow.
+COMMIT_TIMEOUT_SECONDS = 5.0
 Handler = Callable[[MessageT], Awaitable[None]]
 BatchHandler = Callable[[list[MessageT]], Awaitable[None]]
 
@@ -75,6 +79,7 @@ class MessageConsumer(Generic[MessageT]):
         self._batch_handler = batch_handler
         self._producer = producer
         self._metrics = metrics
+        self._settings = settings
         self._dead_letter_topic = settings.topics.dead_letter
         self._max_failures = settings.consumer_max_failures
         self._max_records = max_records
@@ -135,13 +140,24 @@ class MessageConsumer(Generic[MessageT]):
             for tp, _ in failures:  # fetch those records again rather than commit past them
                 self._consumer.seek(tp, batch[tp][0].offset)
             if offsets:
-                try:
-                    await self._consumer.commit(offsets)
-                except CommitFailedError as err:  # rebalanced meanwhile: the new owner redelivers, harmlessly
-                    logger.warning("consumer %s: commit failed after a rebalance: %s", self.name, err)
+                await self._commit(offsets)
             if failures:
                 raise failures[0][1]
         return sum(len(records) for records in batch.values())
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await asyncio.wait_for(self._consumer.commit(offsets), COMMIT_TIMEOUT_SECONDS)
+        except CommitFailedError as err:  # rebalanced meanwhile: the new owner redelivers, harmlessly
+            logger.warning("consumer %s: commit failed after a rebalance: %s", self.name, err)
+        except (TimeoutError, KafkaError) as err:
+            logger.warning(
+                "consumer %s: commit failed (%r); recreating missing topics, records come again", self.name, err
+            )
+            try:
+                await ensure_topics(self._settings)
+            except (KafkaError, OSError) as topics_err:
+                logger.warning("consumer %s: topics could not be checked: %r", self.name, topics_err)
 
     async def _handle_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> int | None:
         """Handle one partition's records; the offset to commit, or None when some may be unhandled."""

@@ -80,6 +80,7 @@ class ExecutionSummary(msgspec.Struct, kw_only=True, rename="camel"):
     cancelled_at: datetime | None
     cancelled_by: str | None
     duration_ms: int | None
+    rerun_of: str | None = None
 
 
 class Execution(ExecutionSummary, kw_only=True, rename="camel"):

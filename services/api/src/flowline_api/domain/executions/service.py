@@ -349,6 +349,7 @@ def to_summary(record: asyncpg.Record) -> ExecutionSummary:
         cancelled_at=record["cancelled_at"],
         cancelled_by=record["cancelled_by"],
         duration_ms=_duration_ms(record["started_at"], record["completed_at"]),
+        rerun_of=_optional_id(record["rerun_of"]),
     )
 
 
