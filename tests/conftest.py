@@ -115,7 +115,8 @@ def template_database(servers: Servers) -> Iterator[str]:
 async def database_url(servers: Servers, template_database: str) -> AsyncIterator[str]:
     """A fresh database for one test."""
     name = f"flowline_test_{uuid.uuid4().hex[:12]}"
-    await _admin(servers.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    # FILE_COPY copies the small template in about a fifth of WAL_LOG's time (PostgreSQL 15's default).
+    await _admin(servers.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}" STRATEGY FILE_COPY')
     yield _with_database(servers.database_url, name)
     await _admin(servers.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

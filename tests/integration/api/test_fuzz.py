@@ -19,7 +19,7 @@ from litestar.testing import AsyncTestClient
 from schemathesis.config import SchemathesisConfig
 
 SEED = 20260311
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 15
 TENANT_ROUTES = r"^/api/v1/tenants/\{tenant\}/"
 CHECKS = ("not_a_server_error", "status_code_conformance", "response_schema_conformance")
 STEPS = {"steps": [{"id": "greet", "type": "action", "action": "core.echo", "input": {}}]}
