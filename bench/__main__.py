@@ -63,7 +63,7 @@ class Completions:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=50
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=10
         )
         self._decoder = decoder(EventMessage)
         self._waiting: dict[str, asyncio.Future[float]] = {}

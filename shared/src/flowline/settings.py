@@ -61,7 +61,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Kafka layout.
     # How long a fetch waits for data. Apache Kafka answers a waiting fetch as soon as data arrives, so 500
     # costs nothing there; the local broker now and then waits out the full time, so the default is short.
-    kafka_fetch_max_wait_ms: int = 50
+    kafka_fetch_max_wait_ms: int = 10
     # How long the group waits for a consumer that stopped heartbeating (a killed process) before its
     # partitions move to the others: the pause in consuming after a crash.
     kafka_session_timeout_ms: int = 10_000
