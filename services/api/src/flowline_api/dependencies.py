@@ -64,13 +64,10 @@ def provide_actor(request: Request[Any, Any, Any]) -> Actor:
 
 
 def provide_workflow_service(
-    pool: NamedDependency[asyncpg.Pool],
-    outbox: NamedDependency[OutboxPublisher],
-    settings: NamedDependency[Settings],
-    state: State,
+    pool: NamedDependency[asyncpg.Pool], settings: NamedDependency[Settings], state: State
 ) -> WorkflowService:
     """A workflow service for this request."""
-    return WorkflowService(pool, outbox, settings, state.known_actions)
+    return WorkflowService(pool, settings, state.known_actions)
 
 
 def provide_pack_service(

@@ -208,7 +208,9 @@ class ExecutionController(Controller):
         workflow's `inputSchema` 422 with the failing JSON pointer. `metadata` (string values) and `tags`
         are kept on the execution for list filters.
         """
-        started = await execution_service.start(tenant_id, with_idempotency_header(data, idempotency_key))
+        started = await execution_service.start(
+            tenant_id, data.workflow, with_idempotency_header(data, idempotency_key)
+        )
         return Response(
             ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),
             status_code=HTTP_202_ACCEPTED if started.created else HTTP_200_OK,

@@ -36,7 +36,6 @@ from flowline_api.domain.executions.schemas import (
     ChildList,
     EventList,
     Execution,
-    ExecutionCreate,
     ExecutionEvent,
     ExecutionPage,
     ExecutionSummary,
@@ -46,6 +45,7 @@ from flowline_api.domain.executions.schemas import (
     Task,
     TaskAttempt,
 )
+from flowline_api.domain.workflows.schemas import ExecuteRequest
 from flowline_api.pagination import decode_cursor, encode_cursor
 
 SORT_COLUMNS: dict[str, ExecutionSort] = {"createdAt": "created_at", "completedAt": "completed_at"}
@@ -121,8 +121,8 @@ class ExecutionService:
         await self._outbox.publish(rows)
         return PromiseSettlement(execution_id=str(execution_id), promise=name, status=status, settled_at=settled_at)
 
-    async def start(self, tenant_id: uuid.UUID, request: ExecutionCreate) -> StartedExecution:
-        """Store a pending execution and publish its ExecutionRequested after the commit.
+    async def start(self, tenant_id: uuid.UUID, ref: str, request: ExecuteRequest) -> StartedExecution:
+        """Store a pending execution of workflow ``ref`` and publish its ExecutionRequested after the commit.
 
         Raises:
             NotFound: unknown workflow or version.
@@ -134,7 +134,7 @@ class ExecutionService:
                 connection,
                 self._topics,
                 tenant_id=tenant_id,
-                workflow_ref=request.workflow,
+                workflow_ref=ref,
                 version=request.version,
                 execution_input=request.input,
                 idempotency_key=request.idempotency_key,

@@ -13,7 +13,8 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from flowline_api.dependencies import provide_workflow_service
+from flowline_api.dependencies import provide_execution_service, provide_workflow_service
+from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.openapi import example_response, problems
 from flowline_api.domain.workflows.schemas import (
     EXECUTE_EXAMPLE,
@@ -76,7 +77,10 @@ class WorkflowController(Controller):
 
     path = "/api/v1/tenants/{tenant:str}/workflows"
     tags = ["workflows"]
-    dependencies = {"workflow_service": Provide(provide_workflow_service, sync_to_thread=False)}
+    dependencies = {
+        "workflow_service": Provide(provide_workflow_service, sync_to_thread=False),
+        "execution_service": Provide(provide_execution_service, sync_to_thread=False),
+    }
 
     @post(
         "/",
@@ -271,7 +275,7 @@ class WorkflowController(Controller):
     async def execute_workflow(
         self,
         tenant_id: NamedDependency[uuid.UUID],
-        workflow_service: NamedDependency[WorkflowService],
+        execution_service: NamedDependency[ExecutionService],
         ref: FromPath[str],
         data: Annotated[
             ExecuteRequest | None, Body(examples=[Example(summary="input and a key", value=EXECUTE_EXAMPLE)])
@@ -288,7 +292,7 @@ class WorkflowController(Controller):
         input that breaks the workflow's `inputSchema` is 422 with the failing JSON pointer.
         """
         request = with_idempotency_header(data or ExecuteRequest(), idempotency_key)
-        started = await workflow_service.execute(tenant_id, ref, request)
+        started = await execution_service.start(tenant_id, ref, request)
         return Response(
             ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),
             status_code=HTTP_202_ACCEPTED if started.created else HTTP_200_OK,

@@ -24,13 +24,10 @@ from flowline.db.workflows import (
 )
 from flowline.definitions import validate_definition
 from flowline.errors import ClientError, NotFound, TooLarge
-from flowline.executions import StartedExecution, start_execution
 from flowline.jsonschemas import check_schema
-from flowline.kafka.outbox import OutboxPublisher
 from flowline.settings import Settings
 
 from flowline_api.domain.workflows.schemas import (
-    ExecuteRequest,
     Workflow,
     WorkflowCreate,
     WorkflowSummary,
@@ -101,13 +98,10 @@ def _cursor_value(value: Any) -> Any:
 
 
 class WorkflowService:
-    """Stores definitions and their versions, lists them, and starts executions of them."""
+    """Stores definitions and their versions, and lists them."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, outbox: OutboxPublisher, settings: Settings, known_actions: frozenset[str]
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, known_actions: frozenset[str]) -> None:
         self._pool = pool
-        self._outbox = outbox
         self._settings = settings
         self._known_actions = known_actions
 
@@ -385,27 +379,3 @@ class WorkflowService:
         """
         record = await read_pack(self._pool, tenant_id, pack)
         return uuid.UUID(str(record["id"]))
-
-    async def execute(self, tenant_id: uuid.UUID, ref: str, request: ExecuteRequest) -> StartedExecution:
-        """Store a pending execution and publish its ExecutionRequested after the commit.
-
-        Raises:
-            NotFound: unknown workflow or version.
-            Conflict: the workflow is disabled.
-            ValidationFailed: the input does not match the workflow's input schema.
-        """
-        async with self._pool.acquire() as connection, connection.transaction():
-            started = await start_execution(
-                connection,
-                self._settings.topics,
-                tenant_id=tenant_id,
-                workflow_ref=ref,
-                version=request.version,
-                execution_input=request.input,
-                idempotency_key=request.idempotency_key,
-                triggered_by="api",
-                metadata=request.metadata,
-                tags=request.tags,
-            )
-        await self._outbox.publish(started.outbox)
-        return started
