@@ -376,7 +376,7 @@ async def test_health_of_a_healthy_agent_uses_its_auth(api: Client, target: Coun
     assert health["status"] == "healthy"
     assert health["httpStatus"] == 200
     assert health["error"] is None
-    assert health["latencyMs"] >= 0
+    assert isinstance(health["latencyMs"], int | float)
     assert health["checkedAt"]
     method, path, headers, _ = target.requests[-1]
     assert (method, path) == ("GET", "/ok")

@@ -216,22 +216,26 @@ async def list_executions(
 
 
 async def count_executions(
-    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, filters: ExecutionFilters
+    connection: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    filters: ExecutionFilters,
+    *,
+    cap: int = COUNT_CAP,
 ) -> tuple[int, bool]:
     """How many executions match ``filters``, and whether that is exact.
 
-    Up to ``COUNT_CAP`` matches are counted; past it the answer is PostgreSQL's estimate (at least
-    ``COUNT_CAP + 1``), so that a broad filter over millions of executions stays as fast as its page.
+    Up to ``cap`` matches are counted; past it the answer is PostgreSQL's estimate (at least ``cap + 1``),
+    so that a broad filter over millions of executions stays as fast as its page.
     """
-    query, arguments = count_executions_query(tenant_id, filters)
+    query, arguments = count_executions_query(tenant_id, filters, cap=cap)
     count: int = await connection.fetchval(query, *arguments)
-    if count <= COUNT_CAP:
+    if count <= cap:
         return count, True
     query, arguments = matches_query(tenant_id, filters)
     plan = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {query}", *arguments)
     if isinstance(plan, str):
         plan = json.loads(plan)
-    return max(int(plan[0]["Plan"]["Plan Rows"]), COUNT_CAP + 1), False
+    return max(int(plan[0]["Plan"]["Plan Rows"]), cap + 1), False
 
 
 async def read_execution(
