@@ -254,7 +254,8 @@ class Engine:
             task = asyncio.create_task(self._run(Claimed(message, step, step_input, time.perf_counter())))
             self._running[task] = message.step_execution_id
             task.add_done_callback(self._attempt_done)
-        self._stop_attempts(set(changes.cancelled_steps))
+        if changes.cancelled_steps:
+            self._stop_attempts(set(changes.cancelled_steps))
         await self._outbox.publish(rows)
 
     def _stop_attempts(self, step_execution_ids: set[uuid.UUID]) -> None:
