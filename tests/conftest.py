@@ -11,25 +11,16 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from cryptography.fernet import Fernet
 from flowline.db.migrate import ensure_tenant, upgrade_head
 from flowline.db.pool import create_pool
 from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings, load_settings
 
-
-@dataclass(frozen=True)
-class Servers:
-    """Where the suite's PostgreSQL server and Kafka broker answer."""
-
-    database_url: str  # a database on the server in which tests may create databases
-    kafka_bootstrap: str
+from tests.stacks import Servers, admin, fresh_database, services_env, stack_settings_env, with_database
 
 
 def _docker_answers() -> bool:
@@ -86,74 +77,35 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             yield found
 
 
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-async def _admin(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 def template_database(servers: Servers) -> Iterator[str]:
     """A database migrated to head with the tenant ``dev``; tests copy it."""
     name = f"flowline_template_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(servers.database_url, f'CREATE DATABASE "{name}"'))
-    url = _with_database(servers.database_url, name)
+    asyncio.run(admin(servers.database_url, f'CREATE DATABASE "{name}"'))
+    url = with_database(servers.database_url, name)
     upgrade_head(url)
     ensure_tenant(url, "dev")
     yield name
-    asyncio.run(_admin(servers.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(admin(servers.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
 async def database_url(servers: Servers, template_database: str) -> AsyncIterator[str]:
     """A fresh database for one test."""
-    name = f"flowline_test_{uuid.uuid4().hex[:12]}"
-    # FILE_COPY copies the small template in about a fifth of WAL_LOG's time (PostgreSQL 15's default).
-    await _admin(servers.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}" STRATEGY FILE_COPY')
-    yield _with_database(servers.database_url, name)
-    await _admin(servers.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_database(servers, template_database) as url:
+        yield url
 
 
 @pytest.fixture
 def settings_env(servers: Servers, database_url: str) -> dict[str, str]:
-    """FLOWLINE_* variables of one test's stack: its database, its own topics and consumer groups."""
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    return {
-        "FLOWLINE_DATABASE_URL": database_url,
-        "FLOWLINE_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
-        "FLOWLINE_TOPIC_PREFIX": prefix,
-        "FLOWLINE_CONSUMER_GROUP_PREFIX": prefix,
-        "FLOWLINE_TOPIC_PARTITIONS": "3",
-        "FLOWLINE_LEASE_SECONDS": "3",
-        "FLOWLINE_OUTBOX_RELAY_GRACE_SECONDS": "0.5",
-        "FLOWLINE_OUTBOX_RELAY_INTERVAL_SECONDS": "0.2",
-        "FLOWLINE_CONSUMER_MAX_FAILURES": "3",
-        # A killed service's partitions move on sooner (6 s is the lowest Apache Kafka allows by default).
-        "FLOWLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "FLOWLINE_SECRET_KEY": Fernet.generate_key().decode(),
-    }
+    """FLOWLINE_* variables of one test's stack."""
+    return stack_settings_env(servers, database_url)
 
 
 @pytest.fixture
 def stack_env(settings_env: dict[str, str]) -> dict[str, str]:
-    """The environment of one test's four services, each on a free port."""
-    from flowline.devstack.ports import free_port
-
-    return {
-        **os.environ,
-        **settings_env,
-        "FLOWLINE_API_PORT": str(free_port()),
-        "FLOWLINE_EXECUTOR_HTTP_PORT": str(free_port()),
-        "FLOWLINE_SCHEDULER_HTTP_PORT": str(free_port()),
-        "FLOWLINE_LOG_INGEST_HTTP_PORT": str(free_port()),
-    }
+    """The environment of one test's four services."""
+    return services_env(settings_env)
 
 
 @pytest.fixture

@@ -12,8 +12,14 @@ from aiokafka import AIOKafkaConsumer
 from flowline.settings import Settings
 
 
-async def read_topic(settings: Settings, topic: str, count: int, timeout: float = 20.0) -> list[Any]:
-    """The first ``count`` records of ``topic`` (from the beginning, outside any consumer group)."""
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    count: int,
+    timeout: float = 20.0,
+    keep: Callable[[Any], bool] = lambda record: True,
+) -> list[Any]:
+    """The first ``count`` records of ``topic`` that ``keep`` accepts (from the beginning, outside any group)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     records: list[Any] = []
@@ -22,7 +28,7 @@ async def read_topic(settings: Settings, topic: str, count: int, timeout: float 
             while len(records) < count:
                 batch = await consumer.getmany(timeout_ms=200)
                 for partition_records in batch.values():
-                    records.extend(partition_records)
+                    records.extend(record for record in partition_records if keep(record))
     finally:
         await consumer.stop()
     return records

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from flowline.devstack.processes import ServiceGroup
 
 from tests.support import CountingServer, define
 
@@ -21,8 +20,8 @@ def agent_server() -> Iterator[CountingServer]:
     server.close()
 
 
-async def _run(stack: ServiceGroup, agent: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+async def _run(api_url: str, agent: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         created = await client.post("/agents", json=agent)
         assert created.status_code == 201, created.text
         ref = f"demo.{agent['name']}"
@@ -39,7 +38,7 @@ async def _run(stack: ServiceGroup, agent: dict[str, Any], step: dict[str, Any])
 
 
 async def test_an_agent_step_retries_with_the_agents_policy_and_one_idempotency_key(
-    stack: ServiceGroup, agent_server: CountingServer
+    api_url: str, agent_server: CountingServer
 ) -> None:
     agent = {
         "name": "fulfilment",
@@ -50,7 +49,7 @@ async def test_an_agent_step_retries_with_the_agents_policy_and_one_idempotency_
     }
     step = {"id": "fulfil", "type": "agent", "agent": "fulfilment", "input": {"order": "{{ input.order }}"}}
 
-    execution = await _run(stack, agent, step)
+    execution = await _run(api_url, agent, step)
 
     assert execution["status"] == "completed", execution
     [fulfil] = execution["steps"]
@@ -64,7 +63,7 @@ async def test_an_agent_step_retries_with_the_agents_policy_and_one_idempotency_
 
 
 async def test_an_agent_that_refuses_the_request_fails_the_step_at_once(
-    stack: ServiceGroup, agent_server: CountingServer
+    api_url: str, agent_server: CountingServer
 ) -> None:
     agent = {
         "name": "strict",
@@ -73,7 +72,7 @@ async def test_an_agent_that_refuses_the_request_fails_the_step_at_once(
     }
     step = {"id": "check", "type": "agent", "agent": "strict", "input": {}}
 
-    execution = await _run(stack, agent, step)
+    execution = await _run(api_url, agent, step)
 
     assert execution["status"] == "failed", execution
     [check] = execution["steps"]

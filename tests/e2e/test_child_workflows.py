@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
-from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
 
 from tests.support import define
@@ -57,8 +56,8 @@ async def _run(client: httpx.AsyncClient, ref: str, run_input: dict[str, Any]) -
     raise AssertionError(f"execution did not finish: {body}")
 
 
-async def test_a_child_execution_hands_its_output_to_the_parent(stack: ServiceGroup) -> None:
-    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+async def test_a_child_execution_hands_its_output_to_the_parent(api_url: str) -> None:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         for workflow in (CHILD, _parent("demo.parent", "demo.child")):
             assert (await define(client, workflow)).status_code == 201
         parent = await _run(client, "demo.parent", {"word": "hey"})
@@ -74,8 +73,8 @@ async def test_a_child_execution_hands_its_output_to_the_parent(stack: ServiceGr
     assert child["triggeredBy"] == "workflow"
 
 
-async def test_a_failed_child_fails_the_step(stack: ServiceGroup) -> None:
-    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+async def test_a_failed_child_fails_the_step(api_url: str) -> None:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         for workflow in (FAILING_CHILD, _parent("demo.sad", "demo.failing")):
             assert (await define(client, workflow)).status_code == 201
         parent = await _run(client, "demo.sad", {"word": "hey"})
@@ -89,13 +88,13 @@ async def test_a_failed_child_fails_the_step(stack: ServiceGroup) -> None:
     assert "does not exist" in orphan["error"]["message"]
 
 
-async def test_cancelling_the_parent_cancels_the_child(stack: ServiceGroup, settings: Settings) -> None:
+async def test_cancelling_the_parent_cancels_the_child(api_url: str, tenant: str, settings: Settings) -> None:
     sleeper = {"ref": "demo.sleeper", "definition": {"steps": [{"id": "long", "type": "sleep", "duration": "1h"}]}}
     waiting_parent = {
         "ref": "demo.waiting",
         "definition": {"steps": [{"id": "call", "type": "workflow", "workflow": "demo.sleeper"}]},
     }
-    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         for workflow in (sleeper, waiting_parent):
             assert (await define(client, workflow)).status_code == 201
         parent_id = (await client.post("/workflows/demo.waiting/execute", json={})).json()["executionId"]
@@ -114,7 +113,7 @@ async def test_cancelling_the_parent_cancels_the_child(stack: ServiceGroup, sett
             cancel = {
                 "type": "CancelExecution",
                 "id": str(uuid.uuid4()),
-                "tenant_id": await _tenant_id(settings),
+                "tenant_id": await _tenant_id(settings, tenant),
                 "execution_id": parent_id,
                 "requested_by": "test",
             }
@@ -131,30 +130,30 @@ async def test_cancelling_the_parent_cancels_the_child(stack: ServiceGroup, sett
     assert child["cancelledBy"] == "parent"
 
 
-async def _tenant_id(settings: Settings) -> str:
+async def _tenant_id(settings: Settings, tenant: str) -> str:
     connection = await asyncpg.connect(settings.database_url)
     try:
-        return str(await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'"))
+        return str(await connection.fetchval("SELECT id FROM tenants WHERE slug = $1", tenant))
     finally:
         await connection.close()
 
 
-async def test_a_workflow_that_starts_itself_stops_at_the_depth_limit(stack: ServiceGroup) -> None:
+async def test_a_workflow_that_starts_itself_stops_at_the_depth_limit(api_url: str) -> None:
     recursive = {
         "ref": "demo.forever",
         "definition": {"steps": [{"id": "again", "type": "workflow", "workflow": "demo.forever"}]},
     }
-    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         assert (await define(client, recursive)).status_code == 201
         top = await _run(client, "demo.forever", {})
     assert top["status"] == "failed"
     assert "nest 20 deep" in top["error"]["message"]
 
 
-async def test_a_failed_child_is_retried_as_a_new_child(stack: ServiceGroup, settings: Settings) -> None:
+async def test_a_failed_child_is_retried_as_a_new_child(api_url: str, settings: Settings) -> None:
     retried = _parent("demo.retrying", "demo.failing")
     retried["definition"]["steps"][0]["retry"] = {"maxAttempts": 2, "backoff": "fixed", "initialInterval": 0.1}
-    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         for workflow in (FAILING_CHILD, retried):
             assert (await define(client, workflow)).status_code == 201
         parent = await _run(client, "demo.retrying", {"word": "x"})

@@ -10,14 +10,13 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
-from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
 
 from tests.support import define
 
 
-def _api(stack: ServiceGroup) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10)
+def _api(api_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=api_url, timeout=10)
 
 
 async def _run(client: httpx.AsyncClient, ref: str, definition: dict[str, Any], run_input: dict[str, Any]) -> str:
@@ -49,7 +48,7 @@ async def _events(settings: Settings, execution_id: str) -> list[tuple[str, dict
     return [(row["event_type"], json.loads(row["data"])) for row in rows]
 
 
-async def test_a_failing_step_is_retried_on_durable_timers(stack: ServiceGroup, settings: Settings) -> None:
+async def test_a_failing_step_is_retried_on_durable_timers(api_url: str, settings: Settings) -> None:
     definition = {
         "steps": [
             {
@@ -61,7 +60,7 @@ async def test_a_failing_step_is_retried_on_durable_timers(stack: ServiceGroup, 
             }
         ]
     }
-    async with _api(stack) as client:
+    async with _api(api_url) as client:
         execution_id = await _run(client, "demo.flaky", definition, {})
         execution = await _wait_for(client, execution_id, {"failed"})
     [step] = execution["steps"]
@@ -86,7 +85,7 @@ async def test_a_failing_step_is_retried_on_durable_timers(stack: ServiceGroup, 
     assert [data["status"] for data in task_failures] == ["scheduled", "scheduled", "failed"]
 
 
-async def test_a_non_retryable_failure_is_not_retried(stack: ServiceGroup) -> None:
+async def test_a_non_retryable_failure_is_not_retried(api_url: str) -> None:
     definition = {
         "steps": [
             {
@@ -98,12 +97,12 @@ async def test_a_non_retryable_failure_is_not_retried(stack: ServiceGroup) -> No
             }
         ]
     }
-    async with _api(stack) as client:
+    async with _api(api_url) as client:
         execution = await _wait_for(client, await _run(client, "demo.final", definition, {}), {"failed"})
     assert execution["steps"][0]["attempts"] == 1
 
 
-async def test_a_sleep_step_waits_on_a_timer(stack: ServiceGroup, settings: Settings) -> None:
+async def test_a_sleep_step_waits_on_a_timer(api_url: str, settings: Settings) -> None:
     definition = {
         "steps": [
             {"id": "nap", "type": "sleep", "duration": "300ms"},
@@ -111,7 +110,7 @@ async def test_a_sleep_step_waits_on_a_timer(stack: ServiceGroup, settings: Sett
         ],
         "output": "{{ steps.after.output }}",
     }
-    async with _api(stack) as client:
+    async with _api(api_url) as client:
         execution_id = await _run(client, "demo.nap", definition, {"word": "rested"})
         execution = await _wait_for(client, execution_id, {"completed", "failed"})
     assert execution["status"] == "completed", execution
@@ -123,18 +122,20 @@ async def test_a_sleep_step_waits_on_a_timer(stack: ServiceGroup, settings: Sett
     assert events.index("TIMER_STARTED") < events.index("TIMER_FIRED") < events.index("WORKFLOW_COMPLETED")
 
 
-async def test_cancelling_a_sleeping_execution_cancels_its_timer(stack: ServiceGroup, settings: Settings) -> None:
+async def test_cancelling_a_sleeping_execution_cancels_its_timer(api_url: str, tenant: str, settings: Settings) -> None:
     definition = {"steps": [{"id": "long", "type": "sleep", "duration": "1h"}]}
-    async with _api(stack) as client:
+    async with _api(api_url) as client:
         execution_id = await _run(client, "demo.long", definition, {})
         await _wait_for(client, execution_id, {"running"})
         connection = await asyncpg.connect(settings.database_url)
         try:
             for _ in range(200):  # the timer is stored in the transaction that starts the sleep step
-                if await connection.fetchval("SELECT count(*) FROM timers"):
+                if await connection.fetchval(
+                    "SELECT count(*) FROM timers WHERE execution_id = $1", uuid.UUID(execution_id)
+                ):
                     break
                 await asyncio.sleep(0.05)
-            tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+            tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = $1", tenant)
         finally:
             await connection.close()
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
@@ -160,9 +161,9 @@ async def test_cancelling_a_sleeping_execution_cancels_its_timer(stack: ServiceG
     assert events[-3:] == ["TIMER_CANCELLED", "TASK_CANCELLED", "WORKFLOW_CANCELLED"]
 
 
-async def test_an_execution_past_its_timeout_fails(stack: ServiceGroup, settings: Settings) -> None:
+async def test_an_execution_past_its_timeout_fails(api_url: str, settings: Settings) -> None:
     definition = {"timeout": 0.5, "steps": [{"id": "long", "type": "sleep", "duration": "1h"}]}
-    async with _api(stack) as client:
+    async with _api(api_url) as client:
         execution_id = await _run(client, "demo.deadline", definition, {})
         execution = await _wait_for(client, execution_id, {"failed", "completed"})
     assert execution["status"] == "failed"

@@ -10,15 +10,14 @@ import asyncpg
 import httpx
 import pytest
 from flowline.devstack.ports import free_port
-from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
 
 from tests.support import CountingServer, define
 
 
 @pytest.fixture
-async def client(stack: ServiceGroup) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=15) as client:
+async def client(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=15) as client:
         yield client
 
 
@@ -63,7 +62,7 @@ async def _events(settings: Settings, execution_id: str) -> list[str]:
 
 
 async def test_cancelling_a_sleeping_execution_cancels_its_timer(
-    stack: ServiceGroup, client: httpx.AsyncClient, settings: Settings
+    api_url: str, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     execution_id = await _start(client, "demo.nap", [{"id": "nap", "type": "sleep", "duration": "1h"}])
     await _until(client, execution_id, lambda e: _step(e, "nap")["status"] == "running")
@@ -83,7 +82,7 @@ async def test_cancelling_a_sleeping_execution_cancels_its_timer(
 
 
 async def test_cancelling_aborts_a_call_in_flight(
-    stack: ServiceGroup, client: httpx.AsyncClient, agent_server: CountingServer
+    api_url: str, client: httpx.AsyncClient, agent_server: CountingServer
 ) -> None:
     step = {"id": "call", "type": "http", "request": {"url": agent_server.url + "/slow/60"}, "timeout": 120}
     execution_id = await _start(client, "demo.slow", [step])
@@ -100,7 +99,7 @@ async def test_cancelling_aborts_a_call_in_flight(
 
 
 async def test_a_paused_execution_records_results_but_starts_nothing_until_resumed(
-    stack: ServiceGroup, client: httpx.AsyncClient, settings: Settings
+    api_url: str, client: httpx.AsyncClient, settings: Settings
 ) -> None:
     steps = [
         {"id": "gate", "type": "wait", "promise": "go"},
@@ -130,7 +129,7 @@ async def test_a_paused_execution_records_results_but_starts_nothing_until_resum
 
 
 async def test_a_retry_resumes_from_the_failed_step_only(
-    stack: ServiceGroup, client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
+    api_url: str, client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
 ) -> None:
     later_port = free_port()  # nothing listens here yet: the second call fails until a server starts
     steps = [
@@ -167,7 +166,7 @@ async def test_a_retry_resumes_from_the_failed_step_only(
 
 
 async def test_a_rerun_runs_again_from_a_step_and_reuses_the_outputs_before_it(
-    stack: ServiceGroup, client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
+    api_url: str, client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
 ) -> None:
     steps = [
         {"id": "fetch", "type": "http", "request": {"method": "POST", "url": agent_server.url + "/ok"}},
@@ -201,7 +200,7 @@ async def test_a_rerun_runs_again_from_a_step_and_reuses_the_outputs_before_it(
     assert incompatible.json()["detail"].endswith("never ran: prepare")
 
 
-async def test_a_retried_wait_step_waits_on_its_promise_again(stack: ServiceGroup, client: httpx.AsyncClient) -> None:
+async def test_a_retried_wait_step_waits_on_its_promise_again(api_url: str, client: httpx.AsyncClient) -> None:
     execution_id = await _start(client, "demo.approval", [{"id": "approve", "type": "wait", "promise": "ok"}])
     await _until(client, execution_id, lambda e: _step(e, "approve")["status"] == "running")
     await client.post(f"/executions/{execution_id}/promises/ok/reject", json={"reason": "not yet"})

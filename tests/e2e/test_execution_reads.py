@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import httpx
-from flowline.devstack.processes import ServiceGroup
 
 from tests.support import define
 
@@ -38,8 +37,8 @@ async def _finished(client: httpx.AsyncClient, execution_id: str) -> dict[str, A
     raise AssertionError(f"execution {execution_id} did not finish: {body}")
 
 
-async def test_an_execution_started_through_post_executions_reads_back(stack: ServiceGroup) -> None:
-    async with httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10) as client:
+async def test_an_execution_started_through_post_executions_reads_back(api_url: str) -> None:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         for workflow in (CHILD, PARENT):
             assert (await define(client, workflow)).status_code == 201
         started = await client.post(

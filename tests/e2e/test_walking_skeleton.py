@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
-from flowline.devstack.processes import ServiceGroup
 from flowline.messages import EventMessage, SubmissionRejected, decoder
 from flowline.settings import Settings
 
@@ -43,8 +42,8 @@ DIAMOND = {
 }
 
 
-def _api(stack: ServiceGroup) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=f"{stack['api'].url}/api/v1/tenants/dev", timeout=10)
+def _api(api_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=api_url, timeout=10)
 
 
 async def _wait_finished(client: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
@@ -58,8 +57,8 @@ async def _wait_finished(client: httpx.AsyncClient, execution_id: str) -> dict[s
     raise AssertionError(f"execution {execution_id} did not finish: {body}")
 
 
-async def test_a_workflow_runs_end_to_end(stack: ServiceGroup, settings: Settings) -> None:
-    async with _api(stack) as client:
+async def test_a_workflow_runs_end_to_end(api_url: str, settings: Settings) -> None:
+    async with _api(api_url) as client:
         created = await define(client, DIAMOND)
         assert created.status_code == 201, created.text
         assert created.json()["version"] == 1
@@ -105,8 +104,8 @@ async def test_a_workflow_runs_end_to_end(stack: ServiceGroup, settings: Setting
     assert events.count("TASK_COMPLETED") == 4
 
 
-async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
-    async with _api(stack) as client:
+async def test_bad_input_gets_problem_details(api_url: str) -> None:
+    async with _api(api_url) as client:
         malformed = await client.post("/workflows", content=b"{not json", headers={"content-type": "application/json"})
         assert malformed.status_code == 400
         assert malformed.headers["content-type"].startswith("application/problem+json")
@@ -171,14 +170,14 @@ async def test_bad_input_gets_problem_details(stack: ServiceGroup) -> None:
         assert by_header.json()["executionId"] == first.json()["executionId"]
 
 
-async def test_a_failing_step_fails_the_execution(stack: ServiceGroup) -> None:
+async def test_a_failing_step_fails_the_execution(api_url: str) -> None:
     definition = {
         "steps": [
             {"id": "boom", "type": "action", "action": "core.fail", "input": {"message": "no luck"}},
             {"id": "after", "type": "action", "action": "core.noop", "needs": ["boom"]},
         ]
     }
-    async with _api(stack) as client:
+    async with _api(api_url) as client:
         assert (await define(client, {"ref": "demo.fails", "definition": definition})).status_code == 201
         accepted = await client.post("/workflows/demo.fails/execute", json={})
         execution = await _wait_finished(client, accepted.json()["executionId"])
@@ -188,15 +187,15 @@ async def test_a_failing_step_fails_the_execution(stack: ServiceGroup) -> None:
     assert steps == {"boom": "failed", "after": "cancelled"}
 
 
-async def test_an_execution_submitted_on_kafka_runs_once(stack: ServiceGroup, settings: Settings) -> None:
-    async with _api(stack) as client:
+async def test_an_execution_submitted_on_kafka_runs_once(api_url: str, tenant: str, settings: Settings) -> None:
+    async with _api(api_url) as client:
         assert (await define(client, DIAMOND)).status_code == 201
     submission = json.dumps(
         {
             "type": "SubmitExecution",
             "schema_version": 1,
             "id": str(uuid.uuid4()),
-            "tenant": "dev",
+            "tenant": tenant,
             "workflow": "demo.diamond",
             "input": {"name": "Kafka"},
             "idempotency_key": "order-42",
@@ -227,13 +226,11 @@ async def test_an_execution_submitted_on_kafka_runs_once(stack: ServiceGroup, se
     assert "hello Kafka!" in row["output"]
 
 
-async def test_a_submission_that_cannot_start_is_rejected_with_a_reason(
-    stack: ServiceGroup, settings: Settings
-) -> None:
+async def test_a_submission_that_cannot_start_is_rejected_with_a_reason(tenant: str, settings: Settings) -> None:
     submission = {
         "type": "SubmitExecution",
         "id": str(uuid.uuid4()),
-        "tenant": "dev",
+        "tenant": tenant,
         "workflow": "demo.nowhere",
         "idempotency_key": "order-7",
     }
@@ -243,16 +240,16 @@ async def test_a_submission_that_cannot_start_is_rejected_with_a_reason(
         await producer.send_and_wait(settings.topics.requests, json.dumps(submission).encode(), key=b"order-7")
     finally:
         await producer.stop()
-    [record] = [r for r in await read_topic(settings, settings.topics.events, 1) if r.key == b"order-7"]
+    [record] = await read_topic(settings, settings.topics.events, 1, keep=lambda record: record.key == b"order-7")
     rejection = decoder(EventMessage).decode(record.value)
     assert isinstance(rejection, SubmissionRejected)
     assert rejection.submission_id == uuid.UUID(submission["id"])
     assert "demo.nowhere" in rejection.reason and "does not exist" in rejection.reason
 
 
-async def test_a_template_error_fails_the_step_with_a_clear_message(stack: ServiceGroup) -> None:
+async def test_a_template_error_fails_the_step_with_a_clear_message(api_url: str) -> None:
     definition = {"steps": [{"id": "oops", "type": "action", "action": "core.echo", "input": "{{ input.items }}"}]}
-    async with _api(stack) as client:
+    async with _api(api_url) as client:
         assert (await define(client, {"ref": "demo.oops", "definition": definition})).status_code == 201
         accepted = await client.post("/workflows/demo.oops/execute", json={"input": {"items": [1]}})
         execution = await _wait_finished(client, accepted.json()["executionId"])

@@ -1,0 +1,53 @@
+"""One stack of the four services per test module, each test in a tenant of its own.
+
+Starting four processes and waiting for them takes seconds; sharing them across a module's tests keeps
+the suite within its time budget. A fresh tenant per test keeps the tests apart (workflow refs, packs,
+agents and idempotency keys all belong to a tenant), so none depends on what another one left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from flowline.db.migrate import ensure_tenant_async
+from flowline.devstack.processes import ServiceGroup
+from flowline.ids import uuid7
+
+from tests.stacks import Servers, fresh_database, services_env, stack_settings_env
+
+
+@pytest.fixture(scope="module")
+async def database_url(servers: Servers, template_database: str) -> AsyncIterator[str]:
+    async with fresh_database(servers, template_database) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def settings_env(servers: Servers, database_url: str) -> dict[str, str]:
+    return stack_settings_env(servers, database_url)
+
+
+@pytest.fixture(scope="module")
+def stack_env(settings_env: dict[str, str]) -> dict[str, str]:
+    return services_env(settings_env)
+
+
+@pytest.fixture(scope="module")
+def stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceGroup]:
+    with ServiceGroup(stack_env, log_dir=tmp_path_factory.mktemp("stack")) as group:
+        yield group
+
+
+@pytest.fixture
+async def tenant(database_url: str) -> str:
+    """The slug of a tenant made for this test alone."""
+    slug = f"t-{uuid7().hex[-12:]}"
+    await ensure_tenant_async(database_url, slug)
+    return slug
+
+
+@pytest.fixture
+def api_url(stack: ServiceGroup, tenant: str) -> str:
+    """The base URL of this test's tenant routes."""
+    return f"{stack['api'].url}/api/v1/tenants/{tenant}"
