@@ -10,10 +10,11 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
+from flowline.devstack.processes import ServiceGroup
 from flowline.messages import EventMessage, SubmissionRejected, decoder
 from flowline.settings import Settings
 
-from tests.support import define, read_topic
+from tests.support import define, eventually, read_topic
 
 DIAMOND = {
     "ref": "demo.diamond",
@@ -102,6 +103,35 @@ async def test_a_workflow_runs_end_to_end(api_url: str, settings: Settings) -> N
     assert events[0] == "WORKFLOW_CREATED" and events[1] == "WORKFLOW_STARTED"
     assert events[-1] == "WORKFLOW_COMPLETED"
     assert events.count("TASK_COMPLETED") == 4
+
+
+async def test_one_request_id_follows_an_execution_into_the_executors_log(stack: ServiceGroup, api_url: str) -> None:
+    request_id = f"req-{uuid.uuid4()}"
+    async with _api(api_url) as client:
+        assert (await define(client, DIAMOND)).status_code == 201
+        accepted = await client.post(
+            "/workflows/demo.diamond/execute", json={"input": {"name": "Ada"}}, headers={"X-Request-ID": request_id}
+        )
+        assert accepted.headers["x-request-id"] == request_id
+        execution_id = accepted.json()["executionId"]
+        assert (await _wait_finished(client, execution_id))["status"] == "completed"
+        unnamed = await client.get(f"/executions/{execution_id}")
+        assert unnamed.headers["x-request-id"] not in ("", request_id)  # made by the api when not sent
+
+    def executor_lines() -> list[dict[str, Any]]:
+        log_path = stack["executor"].log_path
+        assert log_path is not None
+        lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("executionId") == execution_id]
+
+    async def finished_logged() -> bool:
+        return any("WORKFLOW_COMPLETED" in line["message"] for line in executor_lines())
+
+    await eventually(finished_logged)
+    lines = executor_lines()
+    assert {line["requestId"] for line in lines} == {request_id}
+    assert [line["message"].split(": ")[-1] for line in lines] == ["WORKFLOW_STARTED", "WORKFLOW_COMPLETED"]
+    assert {line["service"] for line in lines} == {"executor"}
 
 
 async def test_bad_input_gets_problem_details(api_url: str) -> None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
 from litestar import Litestar, MediaType, Response, get
 from litestar.handlers import HTTPRouteHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from flowline.request_ids import current_request_id
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -69,7 +73,10 @@ class EmbeddedServer(uvicorn.Server):
 
 def http_server(app: Any, host: str, port: int) -> EmbeddedServer:
     """A server for ``app``; run ``await server.serve()``, stop with ``server.should_exit = True``."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    # No log_config: uvicorn's loggers go through the service's own (JSON) handler.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", log_config=None, access_log=False, lifespan="on"
+    )
     return EmbeddedServer(config)
 
 
@@ -82,8 +89,38 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def configure_logging(level: str) -> None:
-    """One log format for every service: time, level, logger, message."""
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, with the service, the current request id and any ``execution_id`` extra."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self._service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if (request_id := current_request_id.get()) is not None:
+            line["requestId"] = request_id
+        if (execution_id := getattr(record, "execution_id", None)) is not None:
+            line["executionId"] = execution_id
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure_logging(service: str, level: str, log_format: str = "json") -> None:
+    """One log format for every service: JSON lines (or text, for a person reading a terminal)."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # aiokafka narrates every group join and partition assignment at INFO.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 import msgspec
 
@@ -92,6 +93,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_steps_per_workflow: int = 500
     max_definition_bytes: int = 1_000_000
     log_level: str = "INFO"
+    # One JSON object per line (time, level, service, logger, message, requestId, executionId), or plain text.
+    log_format: Literal["json", "text"] = "json"
 
     # Live streams (SSE): a keep-alive comment on a quiet stream, and how long a stream without events stays open.
     stream_keepalive_seconds: float = 15.0

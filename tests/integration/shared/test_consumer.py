@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flowline.messages import EventMessage, ExecutionEvent, decoder, encode
+from flowline.request_ids import current_request_id, kafka_headers
 from flowline.runtime import Runtime
 from flowline.settings import Settings
 
@@ -95,3 +96,30 @@ async def test_a_batch_handler_isolates_the_bad_message(runtime: Runtime, settin
     assert sorted(written) == [10, 11, 12, 14, 15, 16]
     [dead] = await read_topic(settings, settings.topics.dead_letter, 1)
     assert decoder(EventMessage).decode(dead.value).sequence == 13
+
+
+async def test_a_handler_runs_with_the_request_id_its_record_carries(runtime: Runtime, settings: Settings) -> None:
+    seen: dict[int, str | None] = {}
+
+    async def handle(message: EventMessage) -> None:
+        seen[message.sequence] = current_request_id.get()
+
+    for sequence, headers in ((1, kafka_headers("req-1")), (2, []), (3, kafka_headers("req-3"))):
+        # Different keys: the consumer handles them concurrently, each with its own id.
+        execution_id = uuid.uuid4()
+        await runtime.producer.send_and_wait(
+            settings.topics.events, encode(_event(sequence, execution_id)), key=execution_id.bytes, headers=headers
+        )
+    consumer = runtime.consumer("request-ids", settings.topics.events, decoder(EventMessage), handler=handle)
+    await consumer.start()
+    try:
+
+        async def all_handled() -> bool:
+            await consumer.poll_once()
+            return len(seen) == 3
+
+        await eventually(all_handled)
+    finally:
+        await consumer.stop()
+    assert seen == {1: "req-1", 2: None, 3: "req-3"}
+    assert current_request_id.get() is None

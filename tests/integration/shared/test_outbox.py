@@ -8,6 +8,7 @@ from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.kafka.producer import create_producer
 from flowline.messages import ExecutionEvent, decoder
 from flowline.metrics import MessagingMetrics
+from flowline.request_ids import HEADER, request_id_set
 from flowline.runtime import Runtime
 from flowline.settings import Settings
 from prometheus_client import CollectorRegistry
@@ -25,8 +26,9 @@ async def test_a_failed_publish_is_relayed(runtime: Runtime, settings: Settings)
         data={"k": "v"},
         timestamp_ms=1,
     )
-    async with runtime.pool.acquire() as connection, connection.transaction():
-        rows = await enqueue(connection, [outgoing(settings.topics.events, message)])
+    with request_id_set("req-relayed"):  # the row keeps the request id until the relay sends it
+        async with runtime.pool.acquire() as connection, connection.transaction():
+            rows = await enqueue(connection, [outgoing(settings.topics.events, message)])
 
     closed = create_producer(settings)  # a producer that can no longer send, as when the broker is gone
     await closed.start()
@@ -43,6 +45,7 @@ async def test_a_failed_publish_is_relayed(runtime: Runtime, settings: Settings)
     [record] = await read_topic(settings, settings.topics.events, 1)
     assert decoder(ExecutionEvent).decode(record.value) == message
     assert record.key == str(message.execution_id).encode()
+    assert record.headers == ((HEADER, b"req-relayed"),)
 
 
 async def test_published_rows_leave_the_outbox(runtime: Runtime, settings: Settings) -> None:
@@ -58,3 +61,4 @@ async def test_published_rows_leave_the_outbox(runtime: Runtime, settings: Setti
     assert await runtime.pool.fetchval("SELECT count(*) FROM outbox") == 0
     [record] = await read_topic(settings, settings.topics.events, 1)
     assert record.value == rows[0].payload
+    assert not record.headers  # written outside any request

@@ -38,6 +38,7 @@ from flowline_api.domain.streams.service import StreamTimings
 from flowline_api.domain.tasks.controller import TaskController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
+from flowline_api.middleware import RequestIdMiddleware
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -108,6 +109,7 @@ def create_app(settings: Settings) -> Litestar:
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
         lifespan=[lifespan],
+        middleware=[RequestIdMiddleware()],
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,
         state=state,

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 import httpx
 from cryptography.fernet import MultiFernet
 from flowline.db.audit import Actor
 from flowline.db.tenants import read_tenant_id
-from flowline.ids import uuid7
 from flowline.kafka.outbox import OutboxPublisher
+from flowline.request_ids import current_request_id
 from flowline.settings import Settings
-from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
@@ -57,10 +55,9 @@ async def provide_tenant_id(tenant: FromPath[str], state: State) -> uuid.UUID:
     return tenant_id
 
 
-def provide_actor(request: Request[Any, Any, Any]) -> Actor:
-    """Who makes this request, for the audit log; the request id comes from ``X-Request-ID`` when sent."""
-    request_id = request.headers.get("x-request-id", "")[:200] or str(uuid7())
-    return Actor(principal=None, request_id=request_id)
+def provide_actor() -> Actor:
+    """Who makes this request, for the audit log, with the request id the middleware made current."""
+    return Actor(principal=None, request_id=current_request_id.get())
 
 
 def provide_workflow_service(

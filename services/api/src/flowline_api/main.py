@@ -12,7 +12,7 @@ from flowline_api.app import create_app
 def main() -> None:
     """Entry point of ``flowline-api``."""
     settings = load_settings().require_connections()
-    configure_logging(settings.log_level)
+    configure_logging("api", settings.log_level, settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

@@ -56,6 +56,7 @@ from flowline.messages import (
     encode,
 )
 from flowline.outages import OUTAGE_ERRORS
+from flowline.request_ids import current_request_id
 from flowline.settings import Settings, Topics
 from flowline.snapshots import (
     ChildWorkflowSnapshot,
@@ -72,6 +73,11 @@ from flowline_executor.agent_step import call_agent, retry_policy
 from flowline_executor.graph import Graph
 
 logger = logging.getLogger(__name__)
+
+# An execution's milestones are logged (with the request id that caused them); steps are left to task logs.
+_LOGGED_EVENTS = frozenset(
+    {"WORKFLOW_STARTED", "WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED", "WORKFLOW_SUSPENDED"}
+)
 
 # Closes an attempt row ($1 step execution, $2 generation, $3 number, $4 status, $5 duration, $6 error)
 # within the statement that updates its step.
@@ -250,6 +256,9 @@ class Engine:
             logger.exception("execution %s fails: its state change raised", execution_id)
             await self._fail_on_error(tenant_id, execution_id, err)
             return
+        for event in changes.events:
+            if event.event in _LOGGED_EVENTS:
+                logger.info("execution %s: %s", execution_id, event.event, extra={"execution_id": str(execution_id)})
         for message, step, step_input in changes.eager:
             task = asyncio.create_task(self._run(Claimed(message, step, step_input, time.perf_counter())))
             self._running[task] = message.step_execution_id
@@ -313,7 +322,8 @@ class Engine:
                     reason=err.detail,
                 )
                 key = (message.idempotency_key or str(message.id)).encode()
-                rows = await enqueue(connection, [OutboxRow(uuid7(), self._topics.events, key, encode(rejection))])
+                rejected = OutboxRow(uuid7(), self._topics.events, key, encode(rejection), current_request_id.get())
+                rows = await enqueue(connection, [rejected])
                 logger.warning("submission %s rejected: %s", message.id, err.detail)
         await self._outbox.publish(rows)
 

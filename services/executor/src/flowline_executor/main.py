@@ -73,6 +73,6 @@ async def run_executor(settings: Settings) -> None:
 def main() -> None:
     """Entry point of ``flowline-executor``."""
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging("executor", settings.log_level, settings.log_format)
     auth_cipher(settings.secret_key)  # agent steps need the key: fail at start, not at the first agent call
     asyncio.run(run_executor(settings))

@@ -31,5 +31,5 @@ async def run_log_ingest(settings: Settings) -> None:
 def main() -> None:
     """Entry point of ``flowline-log-ingest``."""
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging("log-ingest", settings.log_level, settings.log_format)
     asyncio.run(run_log_ingest(settings))

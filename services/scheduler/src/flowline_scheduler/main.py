@@ -55,5 +55,5 @@ async def run_scheduler(settings: Settings) -> None:
 def main() -> None:
     """Entry point of ``flowline-scheduler``."""
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging("scheduler", settings.log_level, settings.log_format)
     asyncio.run(run_scheduler(settings))

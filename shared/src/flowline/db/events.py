@@ -84,8 +84,8 @@ async def append_events(
             FROM unnest($4::bigint[], $5::text[], $6::text[], $7::uuid[], $8::jsonb[])
                 AS e(sequence, event_type, step_id, task_id, data)
         ), queued AS (
-            INSERT INTO outbox (id, topic, key, payload)
-            SELECT * FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[])
+            INSERT INTO outbox (id, topic, key, payload, request_id)
+            SELECT * FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[], $15::text[])
         )
         SELECT count(*) FROM sequenced
         """,
@@ -103,6 +103,7 @@ async def append_events(
         [row.payload for row in rows],
         after_sequence + len(events),
         after_sequence,
+        [row.request_id for row in rows],
     )
     if sequenced != 1:
         raise RuntimeError(f"execution {execution_id}: events appended after sequence {after_sequence} out of turn")

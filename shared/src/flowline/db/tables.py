@@ -347,6 +347,7 @@ outbox = Table(
     Column("topic", Text, nullable=False),
     Column("key", LargeBinary),
     Column("payload", LargeBinary, nullable=False),
+    Column("request_id", Text),
     _timestamp("created_at", nullable=False, default_now=True),
     Index("ix_outbox_created", "created_at"),
 )

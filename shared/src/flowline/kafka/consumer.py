@@ -22,6 +22,7 @@ from aiokafka.structs import ConsumerRecord
 from flowline.kafka.producer import ensure_topics
 from flowline.metrics import MessagingMetrics
 from flowline.outages import OUTAGE_ERRORS
+from flowline.request_ids import from_kafka_headers, request_id_set
 from flowline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -213,10 +214,13 @@ class MessageConsumer(Generic[MessageT]):
             Whether the handler succeeded.
         """
         failures = 0
+        # The rows a handler writes carry on the request id of the record it handles (one per handler call).
+        request_id = None if whole_batch else from_kafka_headers(record.headers)
         while True:
             started = time.perf_counter()
             try:
-                await handler(argument)
+                with request_id_set(request_id):
+                    await handler(argument)
             except OUTAGE_ERRORS as err:
                 self._metrics.handler_failures.labels(self.name).inc()
                 logger.warning("consumer %s: dependency unavailable, retrying: %s", self.name, err)

@@ -18,6 +18,7 @@ from flowline.ids import uuid7
 from flowline.messages import ExecutionEvent, TenantMessage, encode
 from flowline.metrics import MessagingMetrics
 from flowline.outages import OUTAGE_ERRORS
+from flowline.request_ids import current_request_id, kafka_headers
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +30,22 @@ class OutboxRow(NamedTuple):
     topic: str
     key: bytes | None
     payload: bytes
+    request_id: str | None = None  # sent as the X-Request-ID Kafka header
 
 
 def outgoing(topic: str, message: TenantMessage | ExecutionEvent) -> OutboxRow:
-    """An outbox row for ``message``, keyed by its execution id so one execution stays on one partition."""
-    return OutboxRow(uuid7(), topic, str(message.execution_id).encode(), encode(message))
+    """An outbox row for ``message``, keyed by its execution id so one execution stays on one partition.
+
+    It carries the current request id, so the work it causes logs the same one.
+    """
+    return OutboxRow(uuid7(), topic, str(message.execution_id).encode(), encode(message), current_request_id.get())
 
 
 async def enqueue(connection: asyncpg.Connection, rows: Sequence[OutboxRow]) -> Sequence[OutboxRow]:
     """Insert ``rows`` inside the caller's transaction; publish them after the commit."""
     if rows:
         await connection.executemany(
-            "INSERT INTO outbox (id, topic, key, payload) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO outbox (id, topic, key, payload, request_id) VALUES ($1, $2, $3, $4, $5)",
             rows,
         )
     return rows
@@ -66,7 +71,10 @@ class OutboxPublisher:
         self._sent: list[uuid.UUID] = []  # published rows, deleted in batches by ``remove_sent``
 
     async def _send(self, rows: Sequence[OutboxRow]) -> None:
-        deliveries = [await self._producer.send(row.topic, row.payload, key=row.key) for row in rows]
+        deliveries = [
+            await self._producer.send(row.topic, row.payload, key=row.key, headers=kafka_headers(row.request_id))
+            for row in rows
+        ]
         await asyncio.gather(*deliveries)
 
     async def publish(self, rows: Sequence[OutboxRow]) -> bool:
@@ -113,7 +121,7 @@ class OutboxPublisher:
         async with self._pool.acquire() as connection, connection.transaction():
             records = await connection.fetch(
                 """
-                SELECT id, topic, key, payload FROM outbox
+                SELECT id, topic, key, payload, request_id FROM outbox
                 WHERE created_at < now() - make_interval(secs => $1)
                 ORDER BY created_at
                 LIMIT $2

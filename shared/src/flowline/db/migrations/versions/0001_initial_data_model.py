@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("topic", sa.Text(), nullable=False),
         sa.Column("key", sa.LargeBinary(), nullable=True),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("request_id", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
     )
