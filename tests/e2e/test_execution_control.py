@@ -81,10 +81,16 @@ async def test_cancelling_a_sleeping_execution_cancels_its_timer(
     assert "already cancelled" in again.json()["detail"]
 
 
+@pytest.mark.parametrize("kind", ["http", "agent"])
 async def test_cancelling_aborts_a_call_in_flight(
-    api_url: str, client: httpx.AsyncClient, agent_server: CountingServer
+    kind: str, client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
 ) -> None:
-    step = {"id": "call", "type": "http", "request": {"url": agent_server.url + "/slow/60"}, "timeout": 120}
+    if kind == "agent":
+        agent = {"name": "slowpoke", "url": agent_server.url + "/slow/60", "timeoutMs": 120_000}
+        assert (await client.post("/agents", json=agent)).status_code == 201
+        step: dict[str, Any] = {"id": "call", "type": "agent", "agent": "slowpoke"}
+    else:
+        step = {"id": "call", "type": "http", "request": {"url": agent_server.url + "/slow/60"}, "timeout": 120}
     execution_id = await _start(client, "demo.slow", [step])
     async with asyncio.timeout(30):
         while not agent_server.requests:
@@ -96,6 +102,75 @@ async def test_cancelling_aborts_a_call_in_flight(
     execution = (await client.get(f"/executions/{execution_id}")).json()
     assert _step(execution, "call")["status"] == "cancelled"
     assert _step(execution, "call")["completedAt"] is not None
+    attempts = (
+        await client.get(f"/executions/{execution_id}/tasks/{_step(execution, 'call')['taskId']}/attempts")
+    ).json()
+    assert [attempt["status"] for attempt in attempts["attempts"]] == ["cancelled"]
+    assert len(agent_server.requests) == 1  # the aborted call is not made again
+    assert (await _events(settings, execution_id))[-2:] == ["TASK_CANCELLED", "WORKFLOW_CANCELLED"]
+
+
+async def test_cancelling_a_waiting_execution_rejects_its_promise(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    execution_id = await _start(client, "demo.approval", [{"id": "approve", "type": "wait", "promise": "ok"}])
+    await _until(client, execution_id, lambda e: _step(e, "approve")["status"] == "running")
+
+    assert (await client.post(f"/executions/{execution_id}/cancel")).json()["status"] == "cancelled"
+
+    late = await client.post(f"/executions/{execution_id}/promises/ok/resolve", json={"value": True})
+    assert late.status_code == 409, late.text
+    events = await _events(settings, execution_id)
+    assert "PROMISE_REJECTED" in events and events[-1] == "WORKFLOW_CANCELLED"
+
+
+async def test_cancelling_a_parent_cancels_its_running_child(client: httpx.AsyncClient) -> None:
+    child = {"ref": "demo.napper", "definition": {"steps": [{"id": "nap", "type": "sleep", "duration": "1h"}]}}
+    assert (await define(client, child)).status_code == 201
+    parent_id = await _start(client, "demo.parent", [{"id": "call", "type": "workflow", "workflow": "demo.napper"}])
+
+    async def child_running() -> str | None:
+        children = (await client.get(f"/executions/{parent_id}/children")).json()["children"]
+        return children[0]["childWorkflowExecutionId"] if children and children[0]["status"] == "running" else None
+
+    async with asyncio.timeout(30):
+        while (child_id := await child_running()) is None:
+            await asyncio.sleep(0.05)
+
+    assert (await client.post(f"/executions/{parent_id}/cancel")).json()["status"] == "cancelled"
+
+    cancelled_child = await _until(client, child_id, lambda e: e["status"] != "running")
+    assert cancelled_child["status"] == "cancelled"
+    assert cancelled_child["cancelledBy"] == "parent"
+    assert _step(cancelled_child, "nap")["status"] == "cancelled"
+
+
+async def test_pausing_lets_parallel_calls_in_flight_finish_and_starts_nothing_after_them(
+    client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
+) -> None:
+    steps = [
+        {"id": "left", "type": "http", "request": {"url": agent_server.url + "/slow/1"}},
+        {"id": "right", "type": "http", "request": {"url": agent_server.url + "/slow/1"}},
+        {"id": "after", "type": "action", "action": "core.noop", "needs": ["left", "right"]},
+    ]
+    execution_id = await _start(client, "demo.branches", steps)
+    async with asyncio.timeout(30):
+        while len(agent_server.requests) < 2:
+            await asyncio.sleep(0.02)
+
+    assert (await client.post(f"/executions/{execution_id}/pause")).json()["status"] == "paused"
+
+    both_done = await _until(
+        client, execution_id, lambda e: {_step(e, "left")["status"], _step(e, "right")["status"]} == {"completed"}
+    )
+    assert both_done["status"] == "paused"
+    assert _step(both_done, "after")["status"] == "pending"
+    assert (await client.post(f"/executions/{execution_id}/resume")).status_code == 200
+    finished = await _until(client, execution_id, lambda e: e["status"] in ("completed", "failed"))
+    assert finished["status"] == "completed"
+    assert _step(finished, "after")["startedAt"] > _step(finished, "left")["completedAt"]
+    events = await _events(settings, execution_id)
+    assert events.index("WORKFLOW_SUSPENDED") < events.index("WORKFLOW_RESUMED") < events.index("WORKFLOW_COMPLETED")
 
 
 async def test_a_paused_execution_records_results_but_starts_nothing_until_resumed(
