@@ -66,7 +66,15 @@ async def test_a_child_execution_hands_its_output_to_the_parent(api_url: str) ->
         call = parent["steps"][0]
         assert call["output"] == {"shouted": "HEY"}
         child = (await client.get(f"/executions/{call['input']['childExecutionId']}")).json()
+        events = (await client.get(f"/executions/{parent['id']}/events")).json()["events"]
     assert child["status"] == "completed"
+    child_events = [(event["event"], event["data"]) for event in events if event["event"].startswith("CHILD_")]
+    assert [name for name, _ in child_events] == [
+        "CHILD_WORKFLOW_INITIATED",
+        "CHILD_WORKFLOW_STARTED",
+        "CHILD_WORKFLOW_COMPLETED",
+    ]
+    assert {data["childExecutionId"] for _, data in child_events} == {child["id"]}
     assert child["parentExecutionId"] == parent["id"]
     assert child["parentStepId"] == "call"
     assert child["rootExecutionId"] == parent["id"]

@@ -89,6 +89,12 @@ class PromiseSettled(TenantMessage, frozen=True, kw_only=True, tag=True):
     step_execution_id: uuid.UUID
 
 
+class ChildExecutionStarted(TenantMessage, frozen=True, kw_only=True, tag=True):
+    """A child execution started running; ``execution_id`` is the parent's (the key)."""
+
+    child_execution_id: uuid.UUID
+
+
 class ChildExecutionFinished(TenantMessage, frozen=True, kw_only=True, tag=True):
     """A child execution reached a final status; ``execution_id`` is the parent's (the key)."""
 
@@ -99,7 +105,9 @@ class AdvanceExecution(TenantMessage, frozen=True, kw_only=True, tag=True):
     """Look at the execution's steps again (after the scheduler gave up on a step, or found it idle)."""
 
 
-ControlMessage = CancelExecution | TimerFired | PromiseSettled | ChildExecutionFinished | AdvanceExecution
+ControlMessage = (
+    CancelExecution | TimerFired | PromiseSettled | ChildExecutionStarted | ChildExecutionFinished | AdvanceExecution
+)
 
 
 # flowline.tasks ------------------------------------------------------------------------------------

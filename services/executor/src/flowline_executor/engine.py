@@ -41,6 +41,7 @@ from flowline.messages import (
     AdvanceExecution,
     CancelExecution,
     ChildExecutionFinished,
+    ChildExecutionStarted,
     ControlMessage,
     ExecutionRequested,
     LogLevel,
@@ -383,6 +384,17 @@ class Engine:
                 [row["output"] for row in steps.values()],
             )
             changes.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
+            if execution["parent_execution_id"] is not None:
+                changes.outbox.append(
+                    outgoing(
+                        self._topics.control,
+                        ChildExecutionStarted(
+                            tenant_id=execution["tenant_id"],
+                            execution_id=execution["parent_execution_id"],
+                            child_execution_id=execution["id"],
+                        ),
+                    )
+                )
             for row in steps.values():
                 if row["status"] != "pending":
                     event = "TASK_COMPLETED" if row["status"] == "completed" else "TASK_SKIPPED"
@@ -780,6 +792,26 @@ class Engine:
         )
         return "running"
 
+    async def _child_started(
+        self,
+        connection: asyncpg.Connection,
+        execution: asyncpg.Record,
+        message: ChildExecutionStarted,
+        changes: Changes,
+    ) -> None:
+        step = await connection.fetchrow(
+            "SELECT s.id, s.step_id FROM executions c JOIN step_executions s "
+            "ON s.execution_id = c.parent_execution_id AND s.step_id = c.parent_step_id "
+            "WHERE c.id = $1 AND c.parent_execution_id = $2 AND s.status = 'running' "
+            "AND s.input ->> 'childExecutionId' = $3",
+            message.child_execution_id,
+            execution["id"],
+            str(message.child_execution_id),
+        )
+        if step is not None:  # else the step moved on (a late message after the child already finished)
+            data = ChildWorkflowSnapshot(child_execution_id=str(message.child_execution_id), status="running")
+            changes.events.append(NewEvent("CHILD_WORKFLOW_STARTED", data, step["step_id"], step["id"]))
+
     async def _child_finished(
         self,
         connection: asyncpg.Connection,
@@ -1003,6 +1035,8 @@ class Engine:
                     await self._timer_fired(connection, execution, message, changes)
                 case PromiseSettled():
                     await self._promise_settled(connection, execution, message, changes)
+                case ChildExecutionStarted():
+                    await self._child_started(connection, execution, message, changes)
                 case ChildExecutionFinished():
                     await self._child_finished(connection, execution, message, changes)
                 case AdvanceExecution() if execution["status"] == "running":
