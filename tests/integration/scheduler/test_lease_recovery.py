@@ -10,7 +10,8 @@ from flowline.actions import ActionContext, load_actions
 from flowline.messages import AdvanceExecution, ControlMessage, ExecutionRequested, TaskDispatched, decoder
 from flowline.runtime import Runtime
 from flowline.settings import Settings
-from flowline_executor.engine import Engine, ExecutorMetrics
+from flowline_executor.engine import Engine
+from flowline_executor.metrics import ExecutorMetrics
 from flowline_scheduler.leases import LOST_ATTEMPTS_ALLOWED, LeaseRecovery
 from prometheus_client import CollectorRegistry
 
