@@ -38,6 +38,7 @@ from flowline_api.domain.streams.service import StreamTimings
 from flowline_api.domain.tasks.controller import TaskController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
+from flowline_api.metrics import ApiMetrics
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> Litestar:
             unencrypted).
     """
     registry = CollectorRegistry()
+    metrics = ApiMetrics(registry)
     state = State(
         {
             "settings": settings,
@@ -107,6 +109,7 @@ def create_app(settings: Settings) -> Litestar:
             "tenant_id": Provide(provide_tenant_id),
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
+        middleware=[metrics.middleware()],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,
