@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class MessagingMetrics:
@@ -28,6 +28,12 @@ class MessagingMetrics:
             ["consumer"],
             registry=registry,
         )
+        self.consumer_lag = Gauge(
+            "flowline_consumer_lag_messages",
+            "Messages on the topic after this consumer's position, summed over the partitions it owns.",
+            ["consumer", "topic"],
+            registry=registry,
+        )
         self.outbox_published = Counter(
             "flowline_outbox_published_total",
             "Outbox rows published, by path (immediate after commit, or relay).",
@@ -37,5 +43,10 @@ class MessagingMetrics:
         self.outbox_publish_failures = Counter(
             "flowline_outbox_publish_failures_total",
             "Publishes after commit that failed and were left to the relay.",
+            registry=registry,
+        )
+        self.outbox_backlog = Gauge(
+            "flowline_outbox_backlog_messages",
+            "Outbox rows older than the relay's grace period, i.e. still unpublished (counted up to a cap).",
             registry=registry,
         )

@@ -106,8 +106,9 @@ class OutboxRelay(LoopService):
         self._outbox = outbox
 
     async def run_once(self) -> None:
-        """Forget what was published, then relay until nothing old is left."""
+        """Forget what was published, measure what is left, then relay until nothing old is left."""
         await self._outbox.remove_sent()
+        await self._outbox.measure_backlog()
         while await self._outbox.relay_once():
             pass
 

@@ -9,7 +9,8 @@ from flowline.actions import load_actions
 from flowline.messages import RequestMessage, TaskMessage, decoder
 from flowline.runtime import Runtime
 from flowline.settings import Settings
-from flowline_executor.engine import Engine, ExecutorMetrics
+from flowline_executor.engine import Engine
+from flowline_executor.metrics import ExecutorMetrics
 
 from tests.support import define_and_start, eventually
 
@@ -78,3 +79,16 @@ async def test_redelivered_requests_and_tasks_apply_once(runtime: Runtime, setti
     assert await pool.fetchval(
         "SELECT array_agg(attempts ORDER BY step_id) FROM step_executions WHERE execution_id = $1", started.id
     ) == [1, 1]
+    # Metrics count what committed, so the duplicates count nothing either.
+    counted = {
+        ("flowline_executions_started_total", ()): 1,
+        ("flowline_executions_finished_total", (("status", "completed"),)): 1,
+        ("flowline_execution_duration_seconds_count", (("status", "completed"),)): 1,
+        ("flowline_steps_started_total", (("step_type", "action"),)): 2,
+        ("flowline_steps_finished_total", (("status", "completed"), ("step_type", "action"))): 2,
+        ("flowline_step_duration_seconds_count", (("status", "completed"), ("step_type", "action"))): 2,
+        ("flowline_step_attempts_total", (("outcome", "completed"), ("step_type", "action"))): 2,
+    }
+    for (name, labels), expected in counted.items():
+        assert runtime.registry.get_sample_value(name, dict(labels)) == expected, name
+    assert runtime.registry.get_sample_value("flowline_step_retries_total", {"step_type": "action"}) is None

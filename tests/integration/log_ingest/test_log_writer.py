@@ -5,6 +5,7 @@ import uuid
 import asyncpg
 from flowline.messages import TaskLogBatch, TaskLogRecord
 from flowline_log_ingest.ingest import LogWriter
+from flowline_log_ingest.metrics import LogIngestMetrics
 from prometheus_client import CollectorRegistry
 
 
@@ -17,10 +18,15 @@ async def test_single_records_and_batches_are_written_once(pool: asyncpg.Pool) -
 
     single = record("alone")
     batch = TaskLogBatch(tenant_id=tenant_id, execution_id=execution_id, records=[record("one"), record("two")])
-    writer = LogWriter(pool, CollectorRegistry())
+    registry = CollectorRegistry()
+    writer = LogWriter(pool, LogIngestMetrics(registry))
 
     await writer.write([single, batch])
     await writer.write([batch, single])  # redelivered
 
     messages = await pool.fetch("SELECT message FROM task_logs WHERE execution_id = $1 ORDER BY message", execution_id)
     assert [row["message"] for row in messages] == ["alone", "one", "two"]
+    assert registry.get_sample_value("flowline_task_log_records_total", {"outcome": "written"}) == 3
+    assert registry.get_sample_value("flowline_task_log_records_total", {"outcome": "duplicate"}) == 3
+    assert registry.get_sample_value("flowline_task_log_batch_records_count") == 2
+    assert registry.get_sample_value("flowline_task_log_batch_records_sum") == 6

@@ -10,8 +10,10 @@ from flowline.actions import ActionContext, load_actions
 from flowline.messages import AdvanceExecution, ControlMessage, ExecutionRequested, TaskDispatched, decoder
 from flowline.runtime import Runtime
 from flowline.settings import Settings
-from flowline_executor.engine import Engine, ExecutorMetrics
+from flowline_executor.engine import Engine
+from flowline_executor.metrics import ExecutorMetrics
 from flowline_scheduler.leases import LOST_ATTEMPTS_ALLOWED, LeaseRecovery
+from flowline_scheduler.metrics import SchedulerMetrics
 from prometheus_client import CollectorRegistry
 
 from tests.support import define_and_start, read_topic
@@ -41,7 +43,8 @@ async def test_an_attempt_whose_worker_died_is_dispatched_again(runtime: Runtime
     step = await pool.fetchrow("SELECT id, owner, status FROM step_executions")
     assert (step["owner"], step["status"]) == ("doomed", "running")
 
-    recovery = LeaseRecovery(pool, runtime.outbox, settings.topics, interval_seconds=0.1)
+    registry = CollectorRegistry()
+    recovery = LeaseRecovery(pool, runtime.outbox, settings.topics, SchedulerMetrics(registry), interval_seconds=0.1)
     await recovery.start(loops=1)
     assert await pool.fetchval("SELECT status FROM step_executions WHERE id = $1", step["id"]) == "running"
 
@@ -52,6 +55,7 @@ async def test_an_attempt_whose_worker_died_is_dispatched_again(runtime: Runtime
     assert "lease expired: worker doomed" in attempt["error"]["message"]
     [second] = await _dispatched(settings, 1)
     assert (second.step_execution_id, second.attempt) == (step["id"], 2)
+    assert registry.get_sample_value("flowline_lease_recoveries_total", {"outcome": "redispatched"}) == 1
 
     # Another worker picks it up and finishes the execution; the dead worker's late result is ignored.
     rescuer = Engine(
@@ -82,7 +86,8 @@ async def test_a_step_that_keeps_losing_its_worker_fails(runtime: Runtime, setti
     async def hang(step_input: Any, context: ActionContext) -> Any:
         await never.wait()
 
-    recovery = LeaseRecovery(pool, runtime.outbox, settings.topics, interval_seconds=0.1)
+    registry = CollectorRegistry()
+    recovery = LeaseRecovery(pool, runtime.outbox, settings.topics, SchedulerMetrics(registry), interval_seconds=0.1)
     worker = Engine(
         _with_worker(settings, "w"), pool, runtime.outbox, {"core.echo": hang}, ExecutorMetrics(runtime.registry)
     )
@@ -100,6 +105,11 @@ async def test_a_step_that_keeps_losing_its_worker_fails(runtime: Runtime, setti
     step = await pool.fetchrow("SELECT status, attempts, error FROM step_executions")
     assert step["status"] == "failed" and step["attempts"] == LOST_ATTEMPTS_ALLOWED + 1
     assert "gave up after" in step["error"]["message"]
+    recoveries = {
+        outcome: registry.get_sample_value("flowline_lease_recoveries_total", {"outcome": outcome})
+        for outcome in ("redispatched", "failed")
+    }
+    assert recoveries == {"redispatched": LOST_ATTEMPTS_ALLOWED, "failed": 1}
     [advance] = await read_topic(settings, settings.topics.control, 1)
     assert isinstance(decoder(ControlMessage).decode(advance.value), AdvanceExecution)
     await worker.handle_control(decoder(ControlMessage).decode(advance.value))

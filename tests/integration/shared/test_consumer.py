@@ -123,3 +123,36 @@ async def test_a_handler_runs_with_the_request_id_its_record_carries(runtime: Ru
         await consumer.stop()
     assert seen == {1: "req-1", 2: None, 3: "req-3"}
     assert current_request_id.get() is None
+
+
+async def test_the_lag_gauge_counts_what_waits_behind_the_position(runtime: Runtime, settings: Settings) -> None:
+    execution_id = uuid.uuid4()
+    for sequence in range(1, 6):
+        await runtime.producer.send_and_wait(
+            settings.topics.events, encode(_event(sequence, execution_id)), key=str(execution_id).encode()
+        )
+    handled: list[int] = []
+
+    async def handle(message: EventMessage) -> None:
+        handled.append(message.sequence)
+
+    def lag() -> float | None:
+        return runtime.registry.get_sample_value(
+            "flowline_consumer_lag_messages", {"consumer": "lagging", "topic": settings.topics.events}
+        )
+
+    # Two records per poll: the gauge shows the rest of the backlog until the consumer reaches the end.
+    consumer = runtime.consumer("lagging", settings.topics.events, decoder(EventMessage), handler=handle, max_records=2)
+    await consumer.start()
+    seen: list[float | None] = []
+    try:
+
+        async def caught_up() -> bool:
+            await consumer.poll_once()
+            seen.append(lag())
+            return handled == [1, 2, 3, 4, 5] and lag() == 0
+
+        await eventually(caught_up)
+    finally:
+        await consumer.stop()
+    assert any(value is not None and value > 0 for value in seen), seen

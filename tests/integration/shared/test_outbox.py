@@ -62,3 +62,24 @@ async def test_published_rows_leave_the_outbox(runtime: Runtime, settings: Setti
     [record] = await read_topic(settings, settings.topics.events, 1)
     assert record.value == rows[0].payload
     assert not record.headers  # written outside any request
+
+
+async def test_the_backlog_gauge_counts_rows_left_for_the_relay(runtime: Runtime, settings: Settings) -> None:
+    tenant_id = await runtime.pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    messages = [
+        ExecutionEvent(
+            tenant_id=tenant_id, execution_id=uuid.uuid4(), sequence=1, event="WORKFLOW_STARTED", timestamp_ms=1
+        )
+        for _ in range(3)
+    ]
+    async with runtime.pool.acquire() as connection, connection.transaction():
+        await enqueue(connection, [outgoing(settings.topics.events, message) for message in messages])
+    registry = CollectorRegistry()
+    relay = OutboxPublisher(runtime.pool, runtime.producer, MessagingMetrics(registry), grace_seconds=0)
+
+    assert await relay.measure_backlog() == 3
+    assert registry.get_sample_value("flowline_outbox_backlog_messages") == 3
+    assert await relay.relay_once() == 3
+    assert registry.get_sample_value("flowline_outbox_published_total", {"path": "relay"}) == 3
+    assert await relay.measure_backlog() == 0
+    assert registry.get_sample_value("flowline_outbox_backlog_messages") == 0

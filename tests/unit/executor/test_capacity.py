@@ -15,7 +15,8 @@ from cryptography.fernet import Fernet
 from flowline.definitions import StepDefinition
 from flowline.messages import TaskDispatched
 from flowline.settings import Settings
-from flowline_executor.engine import Engine, ExecutorMetrics
+from flowline_executor.engine import Engine
+from flowline_executor.metrics import ExecutorMetrics
 from prometheus_client import CollectorRegistry
 
 STEP = StepDefinition(id="a", type="action", action="core.echo")

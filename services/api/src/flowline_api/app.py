@@ -38,6 +38,7 @@ from flowline_api.domain.streams.service import StreamTimings
 from flowline_api.domain.tasks.controller import TaskController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
+from flowline_api.metrics import ApiMetrics
 from flowline_api.middleware import RequestIdMiddleware
 
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> Litestar:
             unencrypted).
     """
     registry = CollectorRegistry()
+    metrics = ApiMetrics(registry)
     state = State(
         {
             "settings": settings,
@@ -109,7 +111,7 @@ def create_app(settings: Settings) -> Litestar:
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware()],
+        middleware=[RequestIdMiddleware(), metrics.middleware()],
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,
         state=state,

@@ -67,11 +67,11 @@ from flowline.snapshots import (
     WorkflowSnapshot,
 )
 from flowline.templating import TemplateError, render, render_condition
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from flowline_executor import http_step
 from flowline_executor.agent_step import call_agent, retry_policy
 from flowline_executor.graph import Graph
+from flowline_executor.metrics import ExecutorMetrics, Outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ FINISH_ATTEMPT = (
     "duration_ms = $5, error = $6 "
     "WHERE step_execution_id = $1 AND generation = $2 AND number = $3) "
 )
+# A finished step's duration, from its start (NULL when it never started), for RETURNING clauses.
+STEP_SECONDS = "extract(epoch FROM completed_at - started_at)::float8 AS seconds"
 # How deep child workflows may nest (a workflow that starts itself stops here instead of forever).
 MAX_CHILD_DEPTH = 20
 REQUESTS_CONSUMER = "executor"
@@ -102,24 +104,6 @@ LOG_LEVELS: dict[str, LogLevel] = {
 }
 
 
-class ExecutorMetrics:
-    """What the executor counts."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.attempts = Counter(
-            "flowline_task_attempts_total", "Finished step attempts by outcome.", ["outcome"], registry=registry
-        )
-        self.attempt_seconds = Histogram(
-            "flowline_task_attempt_seconds", "Duration of step attempts.", ["step_type"], registry=registry
-        )
-        self.executions = Counter(
-            "flowline_executions_finished_total",
-            "Executions that reached a final status.",
-            ["status"],
-            registry=registry,
-        )
-
-
 class Changes:
     """What one transaction emits: events for the event log and other outbox rows."""
 
@@ -133,6 +117,7 @@ class Changes:
         self.last_sequence: int | None = None  # the execution's event sequence, read when it was locked
         self.logs: list[TaskLogRecord] = []
         self.cancelled_steps: list[uuid.UUID] = []  # their attempts running here stop after the commit
+        self.outcomes = Outcomes()
 
     def log(
         self,
@@ -260,6 +245,7 @@ class Engine:
         for event in changes.events:
             if event.event in _LOGGED_EVENTS:
                 logger.info("execution %s: %s", execution_id, event.event, extra={"execution_id": str(execution_id)})
+        self._metrics.record(changes.outcomes)
         for message, step, step_input in changes.eager:
             task = asyncio.create_task(self._run(Claimed(message, step, step_input, time.perf_counter())))
             self._running[task] = message.step_execution_id
@@ -395,6 +381,7 @@ class Engine:
                         ),
                     )
                 )
+            changes.outcomes.executions_started += 1
             for row in steps.values():
                 if row["status"] != "pending":
                     event = "TASK_COMPLETED" if row["status"] == "completed" else "TASK_SKIPPED"
@@ -458,6 +445,7 @@ class Engine:
             execution["id"],
         )
         changes.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
+        changes.outcomes.executions_started += 1
         await self._start_execution_timer(connection, graph, changes)
         await self._advance(connection, {**execution, "status": "running"}, graph, changes)
 
@@ -517,6 +505,7 @@ class Engine:
                         {"until": fire_at.isoformat()},
                     )
                     statuses[step.id] = row["status"] = "running"
+                    changes.outcomes.steps_started.append(step.type)
                     timer_id = await self._start_timer(connection, changes, row["id"], "sleep", fire_at)
                     changes.events.append(
                         NewEvent(
@@ -591,7 +580,7 @@ class Engine:
         if self._settings.eager_dispatch and self._busy < self._capacity:
             self._busy += 1
             changes.eager.append((message, step, step_input))  # from here on, a failure releases the slot
-            await self._start_attempt(connection, changes, message, step_input)
+            await self._start_attempt(connection, changes, message, step.type, step_input)
         else:
             await connection.execute(
                 "UPDATE step_executions SET status = 'scheduled', input = $2, scheduled_at = clock_timestamp() "
@@ -602,7 +591,12 @@ class Engine:
             changes.outbox.append(outgoing(self._topics.tasks, message))
 
     async def _start_attempt(
-        self, connection: asyncpg.Connection, changes: Changes, message: TaskDispatched, step_input: Any
+        self,
+        connection: asyncpg.Connection,
+        changes: Changes,
+        message: TaskDispatched,
+        step_type: str,
+        step_input: Any,
     ) -> None:
         """Mark a step running under this worker's lease, with its attempt row."""
         await connection.execute(
@@ -637,6 +631,8 @@ class Engine:
                 message.step_execution_id,
             )
         )
+        if message.attempt == 1:  # later attempts are retries (or recoveries) of a step already started
+            changes.outcomes.steps_started.append(step_type)
         changes.log(
             "INFO",
             f"attempt {message.attempt} started on {self.worker}",
@@ -707,6 +703,7 @@ class Engine:
         )
         if expires_at is not None:
             await self._start_timer(connection, changes, row["id"], "promise", expires_at)
+        changes.outcomes.steps_started.append(step.type)
         changes.events.append(
             NewEvent(
                 "PROMISE_CREATED",
@@ -780,6 +777,8 @@ class Engine:
             {"workflow": step.workflow, "childExecutionId": str(child.id), "input": step_input or {}},
             attempt,
         )
+        if attempt == 1:  # a later child is a retry of the step
+            changes.outcomes.steps_started.append(step.type)
         changes.events.append(
             NewEvent(
                 "CHILD_WORKFLOW_INITIATED",
@@ -859,6 +858,7 @@ class Engine:
                     "UPDATE step_executions SET status = 'scheduled', error = $2 WHERE id = $1", step["id"], error
                 )
                 await self._start_timer(connection, changes, step["id"], "retry", retry_at)
+                changes.outcomes.retries.append("workflow")
                 changes.events.append(
                     NewEvent(
                         "TASK_FAILED",
@@ -885,14 +885,15 @@ class Engine:
     ) -> None:
         """Finish a step that ran without an attempt (sleep, wait) and cancel its pending timers."""
         status = "failed" if error else "completed"
-        await connection.execute(
+        finished = await connection.fetchrow(
             "UPDATE step_executions SET status = $2, output = $3, error = $4, completed_at = "
-            "clock_timestamp() WHERE id = $1",
+            "clock_timestamp() WHERE id = $1 RETURNING step_type, " + STEP_SECONDS,
             step["id"],
             status,
             output,
             error,
         )
+        changes.outcomes.steps_finished.append((finished["step_type"], status, finished["seconds"]))
         await connection.execute(
             "UPDATE timers SET status = 'cancelled' WHERE step_execution_id = $1 AND status = 'pending'", step["id"]
         )
@@ -913,12 +914,14 @@ class Engine:
         status: str,
         error: dict[str, Any] | None,
     ) -> None:
-        await connection.execute(
-            "UPDATE step_executions SET status = $2, error = $3, completed_at = clock_timestamp() WHERE id = $1",
+        finished = await connection.fetchrow(
+            "UPDATE step_executions SET status = $2, error = $3, completed_at = clock_timestamp() WHERE id = $1 "
+            "RETURNING step_type, " + STEP_SECONDS,
             row["id"],
             status,
             error,
         )
+        changes.outcomes.steps_finished.append((finished["step_type"], status, finished["seconds"]))
         row["error"] = error
         event = "TASK_SKIPPED" if status == "skipped" else "TASK_FAILED"
         changes.events.append(NewEvent(event, TaskSnapshot(status=status, error=error), row["step_id"], row["id"]))
@@ -990,8 +993,11 @@ class Engine:
             cancelled = await connection.fetch(
                 "UPDATE step_executions SET status = 'cancelled', completed_at = clock_timestamp(), owner = NULL, "
                 "lease_expires_at = NULL WHERE execution_id = $1 AND status IN ('pending', 'scheduled', 'running') "
-                "RETURNING id, step_id",
+                "RETURNING id, step_id, step_type, " + STEP_SECONDS,
                 execution["id"],
+            )
+            changes.outcomes.steps_finished.extend(
+                (step["step_type"], "cancelled", step["seconds"]) for step in cancelled
             )
             await connection.execute(
                 "UPDATE task_attempts SET status = 'cancelled', finished_at = clock_timestamp() "
@@ -1017,7 +1023,9 @@ class Engine:
                     ),
                 )
             )
-        self._metrics.executions.labels(status).inc()
+        started_at = execution["started_at"]  # None when the execution finishes in the transaction that starts it
+        seconds = (datetime.now(UTC) - started_at).total_seconds() if started_at is not None else 0.0
+        changes.outcomes.executions_finished.append((status, seconds))
 
     # Control ----------------------------------------------------------------------------------------
 
@@ -1207,9 +1215,10 @@ class Engine:
             ):
                 return  # a redelivered or superseded dispatch
             graph = await self._graph(connection, execution["workflow_version_id"])
-            changes.eager.append((message, graph.steps[message.step_id], step["input"]))  # takes the reservation
+            definition = graph.steps[message.step_id]
+            changes.eager.append((message, definition, step["input"]))  # takes the reservation
             reserved = False
-            await self._start_attempt(connection, changes, message, step["input"])
+            await self._start_attempt(connection, changes, message, definition.type, step["input"])
 
         try:
             await self._change(message.tenant_id, message.execution_id, apply)
@@ -1265,8 +1274,7 @@ class Engine:
         except Exception as err:
             error = _error(f"{type(err).__name__}: {err}", type=type(err).__name__, retryable=True)
         duration = time.perf_counter() - claimed.started
-        self._metrics.attempt_seconds.labels(step.type).observe(duration)
-        self._metrics.attempts.labels("failed" if error else "completed").inc()
+        self._metrics.attempt_finished(step.type, error is not None, duration)
         while True:
             try:
                 await self._record_result(claimed, output, error, attempt_logger, duration, policy)
@@ -1353,6 +1361,7 @@ class Engine:
                 )
                 step.update(status="scheduled", error=error, owner=None)
                 await self._start_timer(connection, changes, message.step_execution_id, "retry", retry_at)
+                changes.outcomes.retries.append(claimed.step.type)
                 changes.events.append(
                     NewEvent(
                         "TASK_FAILED",
@@ -1364,13 +1373,15 @@ class Engine:
                     )
                 )
             else:
-                await connection.execute(
+                seconds = await connection.fetchval(
                     FINISH_ATTEMPT + "UPDATE step_executions SET status = $4, output = $7, error = $6, "
-                    "completed_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL WHERE id = $1",
+                    "completed_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL WHERE id = $1 "
+                    "RETURNING " + STEP_SECONDS,
                     message.step_execution_id,
                     *attempt_values,
                     output,
                 )
+                changes.outcomes.steps_finished.append((claimed.step.type, status, seconds))
                 step.update(status=status, output=output, error=error, owner=None)
                 changes.events.append(
                     NewEvent(

@@ -12,7 +12,8 @@ from flowline.ops import configure_logging
 from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
 from flowline.settings import Settings, load_settings
 
-from flowline_executor.engine import CONTROL_CONSUMER, REQUESTS_CONSUMER, Engine, ExecutorMetrics
+from flowline_executor.engine import CONTROL_CONSUMER, REQUESTS_CONSUMER, Engine
+from flowline_executor.metrics import ExecutorMetrics
 
 TASKS_CONSUMER = "executor-tasks"
 

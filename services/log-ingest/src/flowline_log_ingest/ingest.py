@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncpg
 from flowline.messages import LogMessage, TaskLogBatch
-from prometheus_client import CollectorRegistry, Counter
+
+from flowline_log_ingest.metrics import LogIngestMetrics
 
 
 class LogWriter:
     """Inserts each consumed batch with one statement; a redelivered record changes nothing."""
 
-    def __init__(self, pool: asyncpg.Pool, registry: CollectorRegistry) -> None:
+    def __init__(self, pool: asyncpg.Pool, metrics: LogIngestMetrics) -> None:
         self._pool = pool
-        self._written = Counter(
-            "flowline_task_logs_written_total", "Task log records written (duplicates excluded).", registry=registry
-        )
+        self._metrics = metrics
 
     async def write(self, messages: list[LogMessage]) -> None:
         """Insert the records of ``messages``; the consumer commits their offsets once this returns."""
@@ -46,4 +45,6 @@ class LogWriter:
             [record.timestamp for record in records],
             [record.metadata for record in records],
         )
-        self._written.inc(written)
+        self._metrics.records.labels("written").inc(written)
+        self._metrics.records.labels("duplicate").inc(len(records) - written)
+        self._metrics.batch_records.observe(len(records))

@@ -13,6 +13,8 @@ from flowline.messages import AdvanceExecution, TaskDispatched
 from flowline.settings import Topics
 from flowline.snapshots import TaskSnapshot
 
+from flowline_scheduler.metrics import SchedulerMetrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -23,11 +25,19 @@ LOST_ATTEMPTS_ALLOWED = 3
 class LeaseRecovery(LoopService):
     """Finds running steps whose lease expired, fails that attempt and dispatches the next one."""
 
-    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        outbox: OutboxPublisher,
+        topics: Topics,
+        metrics: SchedulerMetrics,
+        interval_seconds: float,
+    ) -> None:
         super().__init__("lease-recovery", interval_seconds)
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
+        self._metrics = metrics
 
     async def _attempt_limit(
         self, connection: asyncpg.Connection, tenant_id: Any, version_id: Any, step_id: str
@@ -115,6 +125,7 @@ class LeaseRecovery(LoopService):
                     tenant_id=execution["tenant_id"], execution_id=execution_id
                 )
                 topic = self._topics.control
+                outcome = "failed"
             else:
                 await connection.execute(
                     "UPDATE step_executions SET status = 'scheduled', owner = NULL, lease_expires_at = NULL "
@@ -137,6 +148,7 @@ class LeaseRecovery(LoopService):
                     attempt=next_attempt,
                 )
                 topic = self._topics.tasks
+                outcome = "redispatched"
             rows = await append_events(
                 connection,
                 tenant_id=execution["tenant_id"],
@@ -146,6 +158,7 @@ class LeaseRecovery(LoopService):
                 topic=self._topics.events,
                 outbox=[outgoing(topic, message)],
             )
+        self._metrics.lease_recoveries.labels(outcome).inc()
         logger.warning("recovered step %s after its worker %s stopped", step_execution_id, step["owner"])
         await self._outbox.publish(rows)
         return True

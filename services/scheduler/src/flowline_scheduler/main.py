@@ -10,6 +10,7 @@ from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
 from flowline.settings import Settings, load_settings
 
 from flowline_scheduler.leases import LeaseRecovery
+from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
 from flowline_scheduler.timers import TimerLoop
 
@@ -18,8 +19,11 @@ async def run_scheduler(settings: Settings) -> None:
     """Run the scheduler until SIGTERM."""
     runtime = await Runtime.open(settings)
     try:
-        timers = TimerLoop(runtime.pool, runtime.outbox, settings.topics, settings.timer_poll_interval_seconds)
-        leases = LeaseRecovery(runtime.pool, runtime.outbox, settings.topics, max(settings.lease_seconds / 4, 0.5))
+        metrics = SchedulerMetrics(runtime.registry)
+        timers = TimerLoop(runtime.pool, runtime.outbox, settings.topics, metrics, settings.timer_poll_interval_seconds)
+        leases = LeaseRecovery(
+            runtime.pool, runtime.outbox, settings.topics, metrics, max(settings.lease_seconds / 4, 0.5)
+        )
         redrive = Redrive(
             runtime.pool,
             runtime.outbox,

@@ -11,17 +11,27 @@ from flowline.loops import LoopService
 from flowline.messages import TimerFired, TimerMessage, TimerScheduled
 from flowline.settings import Topics
 
+from flowline_scheduler.metrics import SchedulerMetrics
+
 FIRE_BATCH = 500
 
 
 class TimerLoop(LoopService):
     """Polls for due timers; a TimerScheduled message wakes it exactly when a new timer comes due."""
 
-    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        outbox: OutboxPublisher,
+        topics: Topics,
+        metrics: SchedulerMetrics,
+        interval_seconds: float,
+    ) -> None:
         super().__init__("timers", interval_seconds)
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
+        self._metrics = metrics
 
     async def run_once(self) -> None:
         """Fire due timers, a batch at a time, until none is due."""
@@ -42,7 +52,8 @@ class TimerLoop(LoopService):
                     SELECT id FROM timers WHERE status = 'pending' AND fire_at <= now()
                     ORDER BY fire_at LIMIT $1 FOR UPDATE SKIP LOCKED
                 )
-                RETURNING id, tenant_id, execution_id, step_execution_id, kind
+                RETURNING id, tenant_id, execution_id, step_execution_id, kind,
+                    extract(epoch FROM fired_at - fire_at)::float8 AS lateness
                 """,
                 limit,
             )
@@ -60,6 +71,9 @@ class TimerLoop(LoopService):
                 for timer in due
             ]
             await enqueue(connection, rows)
+        for timer in due:
+            self._metrics.timers_fired.labels(timer["kind"]).inc()
+            self._metrics.timer_lateness.labels(timer["kind"]).observe(max(timer["lateness"], 0.0))
         await self._outbox.publish(rows)
         return len(due)
 

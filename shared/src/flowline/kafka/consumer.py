@@ -128,6 +128,7 @@ class MessageConsumer(Generic[MessageT]):
             How many records the batch held.
         """
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+        await self._measure_lag()
         if not batch:
             return 0
         async with self._batch_lock:
@@ -145,6 +146,19 @@ class MessageConsumer(Generic[MessageT]):
             if failures:
                 raise failures[0][1]
         return sum(len(records) for records in batch.values())
+
+    async def _measure_lag(self) -> None:
+        """Set how many messages of each topic wait behind this consumer's position (after the fetched batch).
+
+        The highwater comes with every fetch response, empty ones included, so this costs no request.
+        """
+        lag = dict.fromkeys(self._topics, 0)
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                lag[tp.topic] += max(highwater - await self._consumer.position(tp), 0)
+        for topic, behind in lag.items():
+            self._metrics.consumer_lag.labels(self.name, topic).set(behind)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -22,6 +22,9 @@ from flowline.request_ids import current_request_id, kafka_headers
 
 logger = logging.getLogger(__name__)
 
+# The backlog gauge counts old rows up to this many: the count stays cheap however long the broker was away.
+BACKLOG_COUNT_CAP = 100_000
+
 
 class OutboxRow(NamedTuple):
     """One message waiting in the outbox."""
@@ -111,6 +114,21 @@ class OutboxPublisher:
         except OUTAGE_ERRORS as err:
             self._sent.extend(sent)
             logger.warning("removing %d sent outbox rows failed, will retry: %s", len(sent), err)
+
+    async def measure_backlog(self) -> int:
+        """Set the backlog gauge to the rows the relay would publish now, counting at most ``BACKLOG_COUNT_CAP``.
+
+        Returns:
+            The rows counted.
+        """
+        backlog: int = await self._pool.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE created_at < now() - make_interval(secs => $1) "
+            "LIMIT $2) AS old",
+            self._grace_seconds,
+            BACKLOG_COUNT_CAP,
+        )
+        self._metrics.outbox_backlog.set(backlog)
+        return backlog
 
     async def relay_once(self) -> int:
         """Publish rows older than the grace period, oldest first, and remove them.
