@@ -15,7 +15,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from flowline.ids import uuid7
-from flowline.messages import ExecutionEvent, TenantMessage, encode
+from flowline.messages import ExecutionEvent, OperationEvent, TenantMessage, encode
 from flowline.metrics import MessagingMetrics
 from flowline.outages import OUTAGE_ERRORS
 
@@ -31,9 +31,13 @@ class OutboxRow(NamedTuple):
     payload: bytes
 
 
-def outgoing(topic: str, message: TenantMessage | ExecutionEvent) -> OutboxRow:
-    """An outbox row for ``message``, keyed by its execution id so one execution stays on one partition."""
-    return OutboxRow(uuid7(), topic, str(message.execution_id).encode(), encode(message))
+def outgoing(topic: str, message: TenantMessage | ExecutionEvent | OperationEvent) -> OutboxRow:
+    """An outbox row for ``message``, keyed by its execution id so one execution stays on one partition.
+
+    A bulk operation's event is keyed by the operation's id, for the same ordering per operation.
+    """
+    key = message.operation_id if isinstance(message, OperationEvent) else message.execution_id
+    return OutboxRow(uuid7(), topic, str(key).encode(), encode(message))
 
 
 async def enqueue(connection: asyncpg.Connection, rows: Sequence[OutboxRow]) -> Sequence[OutboxRow]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, get_args
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from flowline.db.executions import ExecutionFilters
 from flowline.errors import ClientError
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
@@ -27,6 +26,7 @@ from flowline_api.domain.executions.examples import (
     STEP_EXAMPLE,
     TASK_ID,
 )
+from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.schemas import (
     AttemptList,
     ChildList,
@@ -34,7 +34,6 @@ from flowline_api.domain.executions.schemas import (
     Execution,
     ExecutionCreate,
     ExecutionPage,
-    ExecutionStatus,
     PromiseReject,
     PromiseResolve,
     PromiseSettlement,
@@ -54,7 +53,6 @@ from flowline_api.pagination import Cursor, Limit, Offset
 ExecutionId = Annotated[uuid.UUID, Parameter(description="the execution id (a UUID)")]
 TaskId = Annotated[uuid.UUID, Parameter(description="the task id (a UUID): `taskId` of a step")]
 METADATA_PREFIX = "metadata."
-STATUSES: frozenset[str] = frozenset(get_args(ExecutionStatus))
 NOT_FOUND = f"execution {EXECUTION_ID} does not exist"
 BAD_ID = "execution_id: Invalid UUID"
 
@@ -122,21 +120,6 @@ SinceSequence = Annotated[
 EventLimit = Annotated[int, QueryParameter(ge=1, le=1000, description="events per answer (1 to 1000)")]
 
 
-def _statuses(values: list[str] | None) -> list[str] | None:
-    """``?status=failed,cancelled&status=paused`` → the statuses, each checked.
-
-    Raises:
-        ClientError: an unknown status.
-    """
-    if not values:
-        return None
-    statuses = sorted({status for value in values for status in value.split(",") if status})
-    unknown = [status for status in statuses if status not in STATUSES]
-    if unknown:
-        raise ClientError(f"status: {unknown[0]!r} is not one of {', '.join(sorted(STATUSES))}")
-    return statuses or None
-
-
 def _metadata(request: Request[Any, Any, Any]) -> dict[str, str] | None:
     """The ``metadata.<key>=<value>`` query parameters as one object (each key once).
 
@@ -154,10 +137,6 @@ def _metadata(request: Request[Any, Any, Any]) -> dict[str, str] | None:
             raise ClientError(f"{name}: given twice")
         metadata[key] = value
     return metadata or None
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 class ExecutionController(Controller):
@@ -256,16 +235,16 @@ class ExecutionController(Controller):
         `totalExact` is false. Pass `nextCursor` back as `cursor` for the next page (stable while executions
         are added), or page with `offset`. A bad filter value is a 400 naming the parameter.
         """
-        filters = ExecutionFilters(
-            workflow=workflow or None,
-            statuses=_statuses(status),
-            triggered_by=triggered_by or None,
+        filters = execution_filters(
+            workflow=workflow,
+            statuses=status,
+            triggered_by=triggered_by,
             parent_id=parent_id,
-            created_after=_utc(created_after),
-            created_before=_utc(created_before),
-            tags=[value for value in tag or [] if value] or None,
+            created_after=created_after,
+            created_before=created_before,
+            tags=tag,
             metadata=_metadata(request),
-            search=(search or "").strip() or None,
+            search=search,
         )
         return await execution_service.list(
             tenant_id, filters, sort=sort, order=order, limit=limit, offset=offset, cursor=cursor
