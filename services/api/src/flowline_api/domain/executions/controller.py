@@ -40,6 +40,7 @@ from flowline_api.domain.executions.schemas import (
     StepList,
 )
 from flowline_api.domain.executions.service import ExecutionService
+from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import example_response, problems
 from flowline_api.domain.workflows.schemas import (
     EXECUTION_ACCEPTED_EXAMPLE,
@@ -113,6 +114,14 @@ Order = Annotated[
     Literal["asc", "desc"],
     QueryParameter(description="sort direction; unfinished executions count as completing last"),
 ]
+INCLUDES = ("logs",)
+LATEST_LOGS = 100
+Include = Annotated[
+    list[str] | None,
+    QueryParameter(
+        description="add to the execution: `logs` (its latest 100 log records)", max_items=5, required=False
+    ),
+]
 SinceSequence = Annotated[
     int,
     QueryParameter(name="sinceSequence", ge=0, description="return events after this sequence (0: from the first)"),
@@ -139,12 +148,27 @@ def _metadata(request: Request[Any, Any, Any]) -> dict[str, str] | None:
     return metadata or None
 
 
+def _includes(values: list[str] | None) -> set[str]:
+    """``?include=logs`` (repeated or comma-separated) → what to add to an execution.
+
+    Raises:
+        ClientError: an unknown value.
+    """
+    included = {value for given in values or [] for value in given.split(",") if value}
+    if unknown := sorted(included - set(INCLUDES)):
+        raise ClientError(f"include: {unknown[0]!r} is not one of {', '.join(INCLUDES)}")
+    return included
+
+
 class ExecutionController(Controller):
     """``/api/v1/tenants/{tenant}/executions``."""
 
     path = "/api/v1/tenants/{tenant:str}/executions"
     tags = ["executions"]
-    dependencies = {"execution_service": Provide(provide_execution_service, sync_to_thread=False)}
+    dependencies = {
+        "execution_service": Provide(provide_execution_service, sync_to_thread=False),
+        "log_service": Provide(provide_log_service, sync_to_thread=False),
+    }
 
     @post(
         "/",
@@ -255,23 +279,32 @@ class ExecutionController(Controller):
         summary="Read an execution",
         responses={
             **example_response(Execution, "the execution with its steps", EXECUTION_EXAMPLE),
-            **problems(f"{PATH}/{EXECUTION_ID}", bad_request=BAD_ID, not_found=NOT_FOUND),
+            **problems(
+                f"{PATH}/{EXECUTION_ID}", bad_request="include: 'steps' is not one of logs", not_found=NOT_FOUND
+            ),
         },
     )
     async def get_execution(
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
+        log_service: NamedDependency[LogService],
         execution_id: FromPath[ExecutionId],
+        include: Include = None,
     ) -> Execution:
         """An execution with its steps and how many steps are in each status.
 
         Status, workflow ref and version, input, output, error, who triggered it, its parent execution and step,
-        metadata, tags, timestamps (created, started, completed, cancelled), duration.
+        metadata, tags, timestamps (created, started, completed, cancelled), duration. `include=logs` adds
+        `logs`: the execution's latest 100 log records, oldest first, shaped as in `GET /executions/{id}/logs`.
 
         An execution of another tenant is 404, exactly like one that does not exist.
         """
-        return await execution_service.read(tenant_id, execution_id)
+        included = _includes(include)
+        execution = await execution_service.read(tenant_id, execution_id)
+        if "logs" in included:
+            execution.logs = await log_service.latest_for_execution(tenant_id, execution_id, LATEST_LOGS)
+        return execution
 
     @get(
         "/{execution_id:str}/steps",
