@@ -31,7 +31,8 @@ class BulkOperationLoop(LoopService):
     row lock for one batch: the batch's per-execution commands, the counters and the resume cursor
     (``last_execution_id``) commit together. Replicas share the work, and a scheduler that dies mid-batch
     takes its uncommitted batch and its lock with it, so the next poll (of any replica) resumes at the cursor:
-    no execution is handled twice and none is missed.
+    no execution is handled twice and none is missed. Polling the table, rather than announcing operations on
+    a topic, needs nothing re-sent after a crash or a broker loss: the row is the queue.
     """
 
     def __init__(
