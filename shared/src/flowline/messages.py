@@ -204,7 +204,24 @@ class SubmissionRejected(msgspec.Struct, frozen=True, kw_only=True, tag_field="t
     reason: str
 
 
-EventMessage = ExecutionEvent | SubmissionRejected
+class OperationEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True, rename="camel"):
+    """A state event of a bulk operation (OPERATION_COMPLETED), which belongs to no single execution.
+
+    Keyed by ``operationId`` instead of an execution id; ``data`` is the operation's snapshot:
+    ``{"type": "OperationEvent", "event": "OPERATION_COMPLETED", "operationId": ..., "data": {"id": ...,
+    "kind": "cancel", "status": "completed", "total": 500, "succeeded": 500, ...}, "timestampMs": ...}``.
+    """
+
+    id: uuid.UUID = msgspec.field(default_factory=uuid7)
+    occurred_at: datetime = msgspec.field(default_factory=_now)
+    tenant_id: uuid.UUID
+    operation_id: uuid.UUID
+    timestamp_ms: int
+    event: str
+    data: dict[str, Any] = {}
+
+
+EventMessage = ExecutionEvent | SubmissionRejected | OperationEvent
 
 
 # flowline.logs -------------------------------------------------------------------------------------
@@ -233,7 +250,7 @@ class TaskLogBatch(TenantMessage, frozen=True, kw_only=True, tag=True):
 LogMessage = TaskLogRecord | TaskLogBatch
 
 
-def encode(message: Message | ExecutionEvent | SubmissionRejected) -> bytes:
+def encode(message: Message | ExecutionEvent | SubmissionRejected | OperationEvent) -> bytes:
     """The wire form of any message (JSON, tagged with ``type``)."""
     return msgspec.json.encode(message)
 

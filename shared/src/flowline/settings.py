@@ -87,6 +87,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     outbox_relay_interval_seconds: float = 1.0
     outbox_relay_grace_seconds: float = 2.0
     timer_poll_interval_seconds: float = 0.5
+    # How often the scheduler looks for bulk operations to work on (a new one waits at most this long).
+    bulk_operation_poll_interval_seconds: float = 1.0
     redrive_after_seconds: float = 30.0
     inbox_retention_days: float = 7.0
     consumer_max_failures: int = 5

@@ -64,3 +64,15 @@ class ChildWorkflowSnapshot(Snapshot, frozen=True, kw_only=True):
     status: str
     workflow: str | None = None
     attempt: int | None = None
+
+
+class OperationSnapshot(Snapshot, frozen=True, kw_only=True):
+    """A bulk operation and its counts (OPERATION_COMPLETED)."""
+
+    id: str
+    kind: str
+    status: str
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int

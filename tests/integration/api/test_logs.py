@@ -192,3 +192,45 @@ async def test_a_large_log_downloads_whole_and_in_order(
     assert len(lines) == 100_012
     assert lines[12] == "2026-02-01T00:00:00.001Z INFO  [bulk#1] bulk 1"
     assert lines[-1] == "2026-02-01T00:01:40.000Z INFO  [bulk#1] bulk 100000"
+
+
+async def test_an_execution_includes_its_latest_100_log_records_when_asked(
+    api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    seeded = await _seed(pool, settings)
+    await pool.executemany(
+        "INSERT INTO task_logs (id, tenant_id, execution_id, step_id, level, message, timestamp) "
+        "VALUES ($1, $2, $3, 'store', 'INFO', $4, $5)",
+        [
+            (
+                uuid.uuid4(),
+                seeded["tenant_id"],
+                uuid.UUID(seeded["execution_id"]),
+                f"later {n}",
+                BASE + timedelta(hours=1, seconds=n),
+            )
+            for n in range(100)
+        ],
+    )
+    path = f"executions/{seeded['execution_id']}"
+
+    plain = (await api.get(path)).json()
+    with_logs = (await api.get(path, params={"include": "logs"})).json()
+
+    assert "logs" not in plain
+    latest = (await api.get(f"{path}/logs", params={"offset": 12, "limit": 100})).json()["logs"]
+    assert with_logs["logs"] == latest
+    assert [log["message"] for log in with_logs["logs"]] == [f"later {n}" for n in range(100)]
+    assert {key: value for key, value in with_logs.items() if key != "logs"} == plain
+
+
+async def test_an_unknown_include_is_400_naming_what_can_be_included(
+    api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    seeded = await _seed(pool, settings)
+
+    response = await api.get(f"executions/{seeded['execution_id']}", params={"include": "logs,steps"})
+
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["detail"] == "include: 'steps' is not one of logs"

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from flowline.kafka.outbox import outgoing
 from flowline.messages import (
     CancelExecution,
     ControlMessage,
@@ -16,6 +17,7 @@ from flowline.messages import (
     ExecutionRequested,
     LogMessage,
     Message,
+    OperationEvent,
     RequestMessage,
     SubmitExecution,
     TaskDispatched,
@@ -247,3 +249,22 @@ def test_a_log_record_with_an_unknown_level_is_refused() -> None:
 
     with pytest.raises(msgspec.ValidationError, match=r"\$\.level"):
         decoder(LogMessage).decode(msgspec.json.encode(wire))
+
+
+def test_an_operation_event_is_camel_case_and_keyed_by_its_operation() -> None:
+    operation_id = uuid.UUID("0190a000-0000-7000-8000-000000000003")
+    event = OperationEvent(
+        tenant_id=TENANT,
+        operation_id=operation_id,
+        event="OPERATION_COMPLETED",
+        data={"id": str(operation_id), "kind": "cancel", "status": "completed", "total": 2},
+        occurred_at=WHEN,
+        timestamp_ms=5,
+    )
+
+    wire = msgspec.json.decode(encode(event))
+    row = outgoing("flowline.events", event)
+
+    assert (wire["type"], wire["operationId"], wire["timestampMs"]) == ("OperationEvent", str(operation_id), 5)
+    assert decoder(EventMessage).decode(encode(event)) == event
+    assert row.key == str(operation_id).encode()

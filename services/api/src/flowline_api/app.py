@@ -28,6 +28,7 @@ from flowline_api.dependencies import (
 )
 from flowline_api.domain.agents.controller import AgentController
 from flowline_api.domain.audit.controller import AuditLogController
+from flowline_api.domain.bulk.controller import BulkOperationController
 from flowline_api.domain.control.controller import ExecutionControlController
 from flowline_api.domain.executions.controller import ExecutionController
 from flowline_api.domain.logs.controller import LogController
@@ -97,6 +98,7 @@ def create_app(settings: Settings) -> Litestar:
             ExecutionController,
             TaskController,
             ExecutionControlController,
+            BulkOperationController,
             AgentController,
             AuditLogController,
             LogController,

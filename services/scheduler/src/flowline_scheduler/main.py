@@ -1,4 +1,4 @@
-"""The scheduler process: durable timers, recovery of expired leases and lost messages, the outbox relay."""
+"""The scheduler process: timers, lease recovery, lost-message redrive, bulk operations, the outbox relay."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flowline.ops import configure_logging
 from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
 from flowline.settings import Settings, load_settings
 
+from flowline_scheduler.bulk import BulkOperationLoop
 from flowline_scheduler.leases import LeaseRecovery
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
@@ -34,6 +35,9 @@ async def run_scheduler(settings: Settings) -> None:
         retention = InboxRetention(
             runtime.pool, retention_seconds=settings.inbox_retention_days * 86400, interval_seconds=60
         )
+        bulk = BulkOperationLoop(
+            runtime.pool, runtime.outbox, settings.topics, settings.bulk_operation_poll_interval_seconds
+        )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         announcements = runtime.consumer(
             "scheduler", settings.topics.timers, decoder(TimerMessage), handler=timers.handle_timer_message
@@ -48,6 +52,7 @@ async def run_scheduler(settings: Settings) -> None:
                 Runnable(leases.start, leases.stop),
                 Runnable(redrive.start, redrive.stop),
                 Runnable(retention.start, retention.stop),
+                Runnable(bulk.start, bulk.stop),
                 Runnable(relay.start, relay.stop),
             ],
             http_port=settings.scheduler_http_port,

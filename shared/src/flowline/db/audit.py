@@ -1,4 +1,4 @@
-"""The audit log: who changed which definition, pack or agent, and how (written in the change's transaction)."""
+"""The audit log: who changed which definition, pack or agent, or started which bulk operation, and how."""
 
 from __future__ import annotations
 

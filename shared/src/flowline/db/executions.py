@@ -196,6 +196,21 @@ def matches_query(tenant_id: uuid.UUID, filters: ExecutionFilters) -> tuple[str,
     return f"SELECT 1 FROM executions e WHERE {' AND '.join(conditions)}", arguments
 
 
+def matching_ids_query(
+    tenant_id: uuid.UUID, filters: ExecutionFilters, *, after: uuid.UUID | None, limit: int
+) -> tuple[str, list[Any]]:
+    """The SQL selecting the ids of the next ``limit`` matches of a filtered list after id ``after``, in id order."""
+    conditions, arguments = _where(tenant_id, filters)
+    if after is not None:
+        arguments.append(after)
+        conditions.append(f"e.id > ${len(arguments)}")
+    arguments.append(limit)
+    return (
+        f"SELECT e.id FROM executions e WHERE {' AND '.join(conditions)} ORDER BY e.id LIMIT ${len(arguments)}",
+        arguments,
+    )
+
+
 async def list_executions(
     connection: asyncpg.Connection | asyncpg.Pool,
     tenant_id: uuid.UUID,

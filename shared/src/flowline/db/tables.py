@@ -340,6 +340,29 @@ audit_logs = Table(
     Index("ix_audit_logs_entity", "tenant_id", "entity_type", "entity_id"),
 )
 
+# A bulk cancel or retry, worked through by the scheduler in id order; ``last_execution_id`` is where to resume.
+bulk_operations = Table(
+    "bulk_operations",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("kind", Text, nullable=False),
+    Column("selection", JSONB, nullable=False),
+    Column("note", Text),
+    Column("dry_run", Boolean, nullable=False, server_default=text("false")),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("total", Integer, nullable=False, server_default=text("0")),
+    Column("succeeded", Integer, nullable=False, server_default=text("0")),
+    Column("failed", Integer, nullable=False, server_default=text("0")),
+    Column("skipped", Integer, nullable=False, server_default=text("0")),
+    Column("errors", JSONB, nullable=False, server_default="[]"),
+    Column("last_execution_id", UUID(as_uuid=True)),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("started_at"),
+    _timestamp("completed_at"),
+    Index("ix_bulk_operations_unfinished", "created_at", postgresql_where=text("status IN ('pending', 'running')")),
+)
+
 outbox = Table(
     "outbox",
     metadata,

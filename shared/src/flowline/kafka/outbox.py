@@ -15,7 +15,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from flowline.ids import uuid7
-from flowline.messages import ExecutionEvent, TenantMessage, encode
+from flowline.messages import ExecutionEvent, OperationEvent, TenantMessage, encode
 from flowline.metrics import MessagingMetrics
 from flowline.outages import OUTAGE_ERRORS
 from flowline.request_ids import current_request_id, kafka_headers
@@ -36,12 +36,14 @@ class OutboxRow(NamedTuple):
     request_id: str | None = None  # sent as the X-Request-ID Kafka header
 
 
-def outgoing(topic: str, message: TenantMessage | ExecutionEvent) -> OutboxRow:
+def outgoing(topic: str, message: TenantMessage | ExecutionEvent | OperationEvent) -> OutboxRow:
     """An outbox row for ``message``, keyed by its execution id so one execution stays on one partition.
 
-    It carries the current request id, so the work it causes logs the same one.
+    A bulk operation's event is keyed by the operation's id, for the same ordering per operation. The row
+    carries the current request id, so the work it causes logs the same one.
     """
-    return OutboxRow(uuid7(), topic, str(message.execution_id).encode(), encode(message), current_request_id.get())
+    key = message.operation_id if isinstance(message, OperationEvent) else message.execution_id
+    return OutboxRow(uuid7(), topic, str(key).encode(), encode(message), current_request_id.get())
 
 
 async def enqueue(connection: asyncpg.Connection, rows: Sequence[OutboxRow]) -> Sequence[OutboxRow]:

@@ -18,7 +18,7 @@ from flowline_api.pagination import Cursor, Limit, Offset, Page
 
 
 class AuditLogController(Controller):
-    """``/api/v1/tenants/{tenant}/audit-logs``: who changed which workflow, pack or agent, and how."""
+    """``/api/v1/tenants/{tenant}/audit-logs``: who changed which workflow, pack, agent or bulk operation, and how."""
 
     path = "/api/v1/tenants/{tenant:str}/audit-logs"
     tags = ["audit"]
@@ -31,7 +31,7 @@ class AuditLogController(Controller):
         audit_service: NamedDependency[AuditService],
         entity_type: Annotated[
             str | None,
-            QueryParameter(name="entityType", max_length=100, description="workflow, pack or agent"),
+            QueryParameter(name="entityType", max_length=100, description="workflow, pack, agent or bulk_operation"),
         ] = None,
         entity_id: Annotated[
             str | None, QueryParameter(name="entityId", max_length=300, description="the changed entity's id")
@@ -51,8 +51,8 @@ class AuditLogController(Controller):
     ) -> Page[AuditLog]:
         """Audit entries of the tenant, newest first.
 
-        One entry per create, update or delete of a workflow, pack or agent, with field-level changes (secrets
-        masked) and the request id.
+        One entry per create, update or delete of a workflow, pack, agent or bulk operation, with field-level
+        changes (secrets masked) and the request id.
         """
         where = AuditFilter(entity_type=entity_type, entity_id=entity_id, principal=principal, since=since, until=until)
         return await audit_service.list(tenant_id, where, limit=limit, offset=offset, cursor=cursor)

@@ -9,7 +9,7 @@ import msgspec
 
 
 class AuditLog(msgspec.Struct, kw_only=True, rename="camel"):
-    """One change to a workflow, pack or agent, written in the same transaction as the change."""
+    """One change to a workflow, pack, agent or bulk operation, written in the same transaction as the change."""
 
     id: str
     entity_type: Annotated[str, msgspec.Meta(examples=["agent"])]

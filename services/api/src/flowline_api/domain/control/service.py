@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import msgspec
+from flowline.control import lock_execution, request_cancel, request_retry, write_command
 from flowline.db.audit import Actor
-from flowline.db.events import NewEvent, append_events
+from flowline.db.events import NewEvent
 from flowline.db.workflows import read_workflow
 from flowline.definitions import WorkflowDefinition, downstream
 from flowline.errors import Conflict, NotFound
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, start_execution
-from flowline.kafka.outbox import OutboxPublisher, OutboxRow, outgoing
-from flowline.messages import AdvanceExecution, CancelExecution, ExecutionRequested
+from flowline.kafka.outbox import OutboxPublisher, outgoing
+from flowline.messages import AdvanceExecution, ExecutionRequested
 from flowline.settings import Topics
 from flowline.snapshots import WorkflowSnapshot
 
@@ -41,36 +41,6 @@ class ControlService:
         self._outbox = outbox
         self._topics = topics
 
-    async def _lock(self, connection: asyncpg.Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Any:
-        execution = await connection.fetchrow(
-            "SELECT id, status, error, started_at, last_event_sequence FROM executions "
-            "WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
-            execution_id,
-            tenant_id,
-        )
-        if execution is None:
-            raise NotFound(f"execution {execution_id} does not exist")
-        return execution
-
-    async def _write(
-        self,
-        connection: asyncpg.Connection,
-        tenant_id: uuid.UUID,
-        execution: Any,
-        events: list[NewEvent],
-        outbox: list[OutboxRow],
-    ) -> list[OutboxRow]:
-        """Append the command's events and enqueue its message in the command's transaction."""
-        return await append_events(
-            connection,
-            tenant_id=tenant_id,
-            execution_id=execution["id"],
-            after_sequence=execution["last_event_sequence"],
-            events=events,
-            topic=self._topics.events,
-            outbox=outbox,
-        )
-
     async def cancel(
         self, tenant_id: uuid.UUID, execution_id: uuid.UUID, reason: str | None, actor: Actor
     ) -> Cancelled:
@@ -80,21 +50,15 @@ class ControlService:
             NotFound: no such execution in this tenant.
             Conflict: the execution has already finished.
         """
-        requested_by = actor.principal or "api"
         async with self._pool.acquire() as connection, connection.transaction():
-            execution = await self._lock(connection, tenant_id, execution_id)
-            if execution["status"] in TERMINAL_EXECUTION_STATUSES:
-                raise Conflict(f"execution {execution_id} is already {execution['status']}")
-            await connection.execute(
-                "UPDATE executions SET cancelled_at = coalesce(cancelled_at, now()), "
-                "cancelled_by = coalesce(cancelled_by, $2) WHERE id = $1",
-                execution_id,
-                requested_by,
+            rows = await request_cancel(
+                connection,
+                self._topics,
+                tenant_id=tenant_id,
+                execution_id=execution_id,
+                reason=reason,
+                requested_by=actor.principal or "api",
             )
-            message = CancelExecution(
-                tenant_id=tenant_id, execution_id=execution_id, reason=reason, requested_by=requested_by
-            )
-            rows = await self._write(connection, tenant_id, execution, [], [outgoing(self._topics.control, message)])
         await self._outbox.publish(rows)
         status, cancelled_at = await self._await_final(execution_id)
         return Cancelled(execution_id=str(execution_id), status=status, cancelled_at=cancelled_at)
@@ -117,14 +81,14 @@ class ControlService:
             Conflict: the execution is not pending or running.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            execution = await self._lock(connection, tenant_id, execution_id)
+            execution = await lock_execution(connection, tenant_id, execution_id)
             if execution["status"] not in ("pending", "running"):
                 raise Conflict(
                     f"execution {execution_id} is {execution['status']}; only a running or pending one pauses"
                 )
             await connection.execute("UPDATE executions SET status = 'paused' WHERE id = $1", execution_id)
             event = NewEvent("WORKFLOW_SUSPENDED", WorkflowSnapshot(status="paused"))
-            rows = await self._write(connection, tenant_id, execution, [event], [])
+            rows = await write_command(connection, self._topics, execution, tenant_id, [event], [])
         await self._outbox.publish(rows)
         return StatusChanged(execution_id=str(execution_id), status="paused")
 
@@ -136,7 +100,7 @@ class ControlService:
             Conflict: the execution is not paused.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            execution = await self._lock(connection, tenant_id, execution_id)
+            execution = await lock_execution(connection, tenant_id, execution_id)
             if execution["status"] != "paused":
                 raise Conflict(f"execution {execution_id} is {execution['status']}; only a paused one resumes")
             started = execution["started_at"] is not None
@@ -148,7 +112,7 @@ class ControlService:
                 else outgoing(self._topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id))
             )
             event = NewEvent("WORKFLOW_RESUMED", WorkflowSnapshot(status=status))
-            rows = await self._write(connection, tenant_id, execution, [event], [message])
+            rows = await write_command(connection, self._topics, execution, tenant_id, [event], [message])
         await self._outbox.publish(rows)
         return StatusChanged(execution_id=str(execution_id), status=status)
 
@@ -218,18 +182,9 @@ class ControlService:
             Conflict: the execution has not failed.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            execution = await self._lock(connection, tenant_id, execution_id)
-            if execution["status"] != "failed":
-                raise Conflict(f"execution {execution_id} is {execution['status']}; only a failed one is retried")
-            await connection.execute(
-                "UPDATE executions SET status = 'pending', error = NULL, completed_at = NULL WHERE id = $1",
-                execution_id,
+            rows = await request_retry(
+                connection, self._topics, tenant_id=tenant_id, execution_id=execution_id, note=note
             )
-            event = NewEvent("RETRY_REQUESTED", WorkflowSnapshot(status="pending", note=note, error=execution["error"]))
-            message = outgoing(
-                self._topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id)
-            )
-            rows = await self._write(connection, tenant_id, execution, [event], [message])
         await self._outbox.publish(rows)
         return RetryAccepted(
             workflow_execution_id=str(execution_id),

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, get_args
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from flowline.db.executions import ExecutionFilters
 from flowline.errors import ClientError
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
@@ -27,6 +26,7 @@ from flowline_api.domain.executions.examples import (
     STEP_EXAMPLE,
     TASK_ID,
 )
+from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.schemas import (
     AttemptList,
     ChildList,
@@ -34,13 +34,13 @@ from flowline_api.domain.executions.schemas import (
     Execution,
     ExecutionCreate,
     ExecutionPage,
-    ExecutionStatus,
     PromiseReject,
     PromiseResolve,
     PromiseSettlement,
     StepList,
 )
 from flowline_api.domain.executions.service import ExecutionService
+from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import example_response, problems
 from flowline_api.domain.workflows.schemas import (
     EXECUTION_ACCEPTED_EXAMPLE,
@@ -54,7 +54,6 @@ from flowline_api.pagination import Cursor, Limit, Offset
 ExecutionId = Annotated[uuid.UUID, Parameter(description="the execution id (a UUID)")]
 TaskId = Annotated[uuid.UUID, Parameter(description="the task id (a UUID): `taskId` of a step")]
 METADATA_PREFIX = "metadata."
-STATUSES: frozenset[str] = frozenset(get_args(ExecutionStatus))
 NOT_FOUND = f"execution {EXECUTION_ID} does not exist"
 BAD_ID = "execution_id: Invalid UUID"
 
@@ -115,26 +114,19 @@ Order = Annotated[
     Literal["asc", "desc"],
     QueryParameter(description="sort direction; unfinished executions count as completing last"),
 ]
+INCLUDES = ("logs",)
+LATEST_LOGS = 100
+Include = Annotated[
+    list[str] | None,
+    QueryParameter(
+        description="add to the execution: `logs` (its latest 100 log records)", max_items=5, required=False
+    ),
+]
 SinceSequence = Annotated[
     int,
     QueryParameter(name="sinceSequence", ge=0, description="return events after this sequence (0: from the first)"),
 ]
 EventLimit = Annotated[int, QueryParameter(ge=1, le=1000, description="events per answer (1 to 1000)")]
-
-
-def _statuses(values: list[str] | None) -> list[str] | None:
-    """``?status=failed,cancelled&status=paused`` → the statuses, each checked.
-
-    Raises:
-        ClientError: an unknown status.
-    """
-    if not values:
-        return None
-    statuses = sorted({status for value in values for status in value.split(",") if status})
-    unknown = [status for status in statuses if status not in STATUSES]
-    if unknown:
-        raise ClientError(f"status: {unknown[0]!r} is not one of {', '.join(sorted(STATUSES))}")
-    return statuses or None
 
 
 def _metadata(request: Request[Any, Any, Any]) -> dict[str, str] | None:
@@ -156,8 +148,16 @@ def _metadata(request: Request[Any, Any, Any]) -> dict[str, str] | None:
     return metadata or None
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+def _includes(values: list[str] | None) -> set[str]:
+    """``?include=logs`` (repeated or comma-separated) → what to add to an execution.
+
+    Raises:
+        ClientError: an unknown value.
+    """
+    included = {value for given in values or [] for value in given.split(",") if value}
+    if unknown := sorted(included - set(INCLUDES)):
+        raise ClientError(f"include: {unknown[0]!r} is not one of {', '.join(INCLUDES)}")
+    return included
 
 
 class ExecutionController(Controller):
@@ -165,7 +165,10 @@ class ExecutionController(Controller):
 
     path = "/api/v1/tenants/{tenant:str}/executions"
     tags = ["executions"]
-    dependencies = {"execution_service": Provide(provide_execution_service, sync_to_thread=False)}
+    dependencies = {
+        "execution_service": Provide(provide_execution_service, sync_to_thread=False),
+        "log_service": Provide(provide_log_service, sync_to_thread=False),
+    }
 
     @post(
         "/",
@@ -256,16 +259,16 @@ class ExecutionController(Controller):
         `totalExact` is false. Pass `nextCursor` back as `cursor` for the next page (stable while executions
         are added), or page with `offset`. A bad filter value is a 400 naming the parameter.
         """
-        filters = ExecutionFilters(
-            workflow=workflow or None,
-            statuses=_statuses(status),
-            triggered_by=triggered_by or None,
+        filters = execution_filters(
+            workflow=workflow,
+            statuses=status,
+            triggered_by=triggered_by,
             parent_id=parent_id,
-            created_after=_utc(created_after),
-            created_before=_utc(created_before),
-            tags=[value for value in tag or [] if value] or None,
+            created_after=created_after,
+            created_before=created_before,
+            tags=tag,
             metadata=_metadata(request),
-            search=(search or "").strip() or None,
+            search=search,
         )
         return await execution_service.list(
             tenant_id, filters, sort=sort, order=order, limit=limit, offset=offset, cursor=cursor
@@ -276,23 +279,32 @@ class ExecutionController(Controller):
         summary="Read an execution",
         responses={
             **example_response(Execution, "the execution with its steps", EXECUTION_EXAMPLE),
-            **problems(f"{PATH}/{EXECUTION_ID}", bad_request=BAD_ID, not_found=NOT_FOUND),
+            **problems(
+                f"{PATH}/{EXECUTION_ID}", bad_request="include: 'steps' is not one of logs", not_found=NOT_FOUND
+            ),
         },
     )
     async def get_execution(
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
+        log_service: NamedDependency[LogService],
         execution_id: FromPath[ExecutionId],
+        include: Include = None,
     ) -> Execution:
         """An execution with its steps and how many steps are in each status.
 
         Status, workflow ref and version, input, output, error, who triggered it, its parent execution and step,
-        metadata, tags, timestamps (created, started, completed, cancelled), duration.
+        metadata, tags, timestamps (created, started, completed, cancelled), duration. `include=logs` adds
+        `logs`: the execution's latest 100 log records, oldest first, shaped as in `GET /executions/{id}/logs`.
 
         An execution of another tenant is 404, exactly like one that does not exist.
         """
-        return await execution_service.read(tenant_id, execution_id)
+        included = _includes(include)
+        execution = await execution_service.read(tenant_id, execution_id)
+        if "logs" in included:
+            execution.logs = await log_service.latest_for_execution(tenant_id, execution_id, LATEST_LOGS)
+        return execution
 
     @get(
         "/{execution_id:str}/steps",

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from flowline_api.domain.logs.schemas import TaskLog
 from flowline_api.domain.workflows.schemas import ExecuteRequest, WorkflowRef
 
 ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed", "cancelled"]
@@ -84,12 +85,16 @@ class ExecutionSummary(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 class Execution(ExecutionSummary, kw_only=True, rename="camel"):
-    """An execution with its input, output, step counts by status and its steps."""
+    """An execution with its input, output, step counts by status and its steps (and its latest logs, if asked)."""
 
     input: dict[str, Any]
     output: Any
     step_counts: dict[str, int]
     steps: list[StepExecution]
+    logs: (
+        Annotated[list[TaskLog], msgspec.Meta(description="with `include=logs`: the latest records, oldest first")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class ExecutionPage(msgspec.Struct, kw_only=True, rename="camel"):

@@ -16,6 +16,7 @@ from flowline_api.domain.logs.schemas import LEVELS, TaskLog, TaskLogLine, TaskL
 DownloadFormat = Literal["text", "json"]
 # Rows fetched per round trip, and per chunk of the response: memory stays flat whatever the log's length.
 DOWNLOAD_BATCH_ROWS = 2_000
+LOG_COLUMNS = "id, level, message, timestamp, step_id, attempt"
 _TIMESTAMP = """to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 
 
@@ -62,7 +63,7 @@ class LogService:
         async with self._pool.acquire() as connection:
             total = await connection.fetchval(f"SELECT count(*) FROM task_logs WHERE {where}", *args)
             records = await connection.fetch(
-                "SELECT id, level, message, timestamp, step_id, attempt FROM task_logs "
+                f"SELECT {LOG_COLUMNS} FROM task_logs "
                 f"WHERE {where} ORDER BY timestamp, id LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
                 *args,
                 limit,
@@ -131,6 +132,17 @@ class LogService:
             args.append(step_id)
             conditions.append(f"step_id = ${len(args)}")
         return await self._page(conditions, args, limit, offset)
+
+    async def latest_for_execution(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, limit: int) -> list[TaskLog]:
+        """The ``limit`` most recent log records of an execution, oldest first (call after checking it exists)."""
+        records = await self._pool.fetch(
+            f"SELECT {LOG_COLUMNS} FROM task_logs WHERE execution_id = $1 AND tenant_id = $2 "
+            "ORDER BY timestamp DESC, id DESC LIMIT $3",
+            execution_id,
+            tenant_id,
+            limit,
+        )
+        return [_to_log(record) for record in reversed(records)]
 
     async def require_execution(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> None:
         """Check that the execution exists in this tenant.

@@ -514,9 +514,45 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'scheduled'"),
     )
     op.create_index("ix_timers_step", "timers", ["step_execution_id"], unique=False)
+    op.create_table(
+        "bulk_operations",
+        sa.Column("id", sa.UUID(), nullable=False),
+        sa.Column("tenant_id", sa.UUID(), nullable=False),
+        sa.Column("kind", sa.Text(), nullable=False),
+        sa.Column("selection", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("dry_run", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("status", sa.Text(), server_default="pending", nullable=False),
+        sa.Column("total", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("succeeded", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("failed", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("skipped", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("errors", postgresql.JSONB(astext_type=sa.Text()), server_default="[]", nullable=False),
+        sa.Column("last_execution_id", sa.UUID(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_bulk_operations_tenant_id_tenants"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_bulk_operations")),
+    )
+    op.create_index(
+        "ix_bulk_operations_unfinished",
+        "bulk_operations",
+        ["created_at"],
+        unique=False,
+        postgresql_where=sa.text("status IN ('pending', 'running')"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_bulk_operations_unfinished",
+        table_name="bulk_operations",
+        postgresql_where=sa.text("status IN ('pending', 'running')"),
+    )
+    op.drop_table("bulk_operations")
     op.drop_index("ix_timers_step", table_name="timers")
     op.drop_index("ix_step_executions_scheduled", table_name="step_executions")
     op.drop_index("ix_executions_pending", table_name="executions")

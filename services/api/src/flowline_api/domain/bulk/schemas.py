@@ -1,0 +1,139 @@
+"""Request and response bodies of bulk operations, with their OpenAPI examples."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from flowline.db.bulk_operations import MAX_IDS
+
+from flowline_api.domain.control.schemas import Note, Reason
+from flowline_api.domain.executions.schemas import ExecutionStatus, MetadataKey, MetadataValue, Tag
+
+OPERATION_ID = "0193a5a1-0c00-7000-8000-0a1b2c3d4e5f"
+BULK_PATH = "/api/v1/tenants/dev/executions/bulk"
+
+
+class ExecutionFilter(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """The filters of `GET /executions` as an object, with the same names; every given one must hold."""
+
+    workflow: Annotated[str, msgspec.Meta(max_length=200, description="executions of this workflow ref")] | None = None
+    status: Annotated[list[ExecutionStatus], msgspec.Meta(max_length=6, description="in any of these")] | None = None
+    triggered_by: Annotated[str, msgspec.Meta(max_length=100, description="api, kafka or workflow")] | None = None
+    parent_id: uuid.UUID | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    tag: Annotated[list[Tag], msgspec.Meta(max_length=20, description="with every one of these tags")] | None = None
+    metadata: (
+        Annotated[
+            dict[MetadataKey, MetadataValue], msgspec.Meta(max_length=50, description="every key with this value")
+        ]
+        | None
+    ) = None
+    search: (
+        Annotated[
+            str, msgspec.Meta(min_length=1, max_length=200, description="an id prefix, or text in the workflow ref")
+        ]
+        | None
+    ) = None
+
+
+Ids = Annotated[
+    list[uuid.UUID],
+    msgspec.Meta(min_length=1, max_length=MAX_IDS, description=f"these executions (1 to {MAX_IDS:,})"),
+]
+DryRun = Annotated[bool, msgspec.Meta(description="only count the selected executions; change nothing")]
+
+
+class BulkCancelRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Cancel many executions: `ids`, or every execution matching `filter` (one of the two)."""
+
+    ids: Ids | None = None
+    filter: ExecutionFilter | None = None
+    reason: Reason | None = None
+    dry_run: DryRun = False
+
+
+class BulkRetryRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Retry many failed executions: `ids`, or every execution matching `filter` (one of the two)."""
+
+    ids: Ids | None = None
+    filter: ExecutionFilter | None = None
+    note: Note | None = None
+    dry_run: DryRun = False
+
+
+class BulkOperationError(msgspec.Struct, kw_only=True, rename="camel"):
+    """Why the command failed on one execution (None: on none in particular)."""
+
+    execution_id: str | None
+    message: str
+
+
+class BulkOperation(msgspec.Struct, kw_only=True, rename="camel"):
+    """A bulk cancel or retry and its progress.
+
+    `total` is how many executions the selection held at creation; once `completed` it is how many were
+    handled (`succeeded + failed + skipped`). `skipped` counts executions the command did not apply to (a
+    finished execution for cancel, one that has not failed for retry); `errors` keeps the first 100 failures.
+    """
+
+    id: str
+    kind: Annotated[str, msgspec.Meta(description="cancel or retry")]
+    status: Annotated[str, msgspec.Meta(description="pending, running, completed or failed")]
+    dry_run: bool
+    note: str | None
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+    errors: list[BulkOperationError]
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+BULK_CANCEL_EXAMPLE: dict[str, Any] = {
+    "filter": {"workflow": "demo.nap", "status": ["running", "paused"], "tag": ["batch-7"]},
+    "reason": "batch 7 was started by mistake",
+}
+BULK_RETRY_EXAMPLE: dict[str, Any] = {
+    "ids": ["0193a5a0-7c1e-7000-8000-4b2f0e1d2c3a"],
+    "note": "the upstream is back",
+    "dryRun": True,
+}
+OPERATION_EXAMPLE: dict[str, Any] = {
+    "id": OPERATION_ID,
+    "kind": "cancel",
+    "status": "pending",
+    "dryRun": False,
+    "note": "batch 7 was started by mistake",
+    "total": 500,
+    "succeeded": 0,
+    "failed": 0,
+    "skipped": 0,
+    "errors": [],
+    "createdAt": "2026-11-22T09:00:00Z",
+    "startedAt": None,
+    "completedAt": None,
+}
+DRY_RUN_EXAMPLE: dict[str, Any] = {
+    **OPERATION_EXAMPLE,
+    "kind": "retry",
+    "status": "completed",
+    "dryRun": True,
+    "note": "the upstream is back",
+    "total": 1,
+    "completedAt": "2026-11-22T09:00:00Z",
+}
+COMPLETED_EXAMPLE: dict[str, Any] = {
+    **OPERATION_EXAMPLE,
+    "status": "completed",
+    "total": 500,
+    "succeeded": 498,
+    "skipped": 2,
+    "startedAt": "2026-11-22T09:00:00.400Z",
+    "completedAt": "2026-11-22T09:00:03Z",
+}

@@ -1,0 +1,127 @@
+"""Bulk operations: the api stores them (or only counts, for a dry run); the scheduler works them through."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+from flowline.db.audit import Actor, field_changes, record_audit
+from flowline.db.bulk_operations import (
+    BulkKind,
+    BulkSelection,
+    create_bulk_operation,
+    read_bulk_operation,
+)
+from flowline.db.executions import ExecutionFilters
+from flowline.errors import ValidationFailed
+from litestar.di import NamedDependency
+
+from flowline_api.domain.bulk.schemas import (
+    BulkCancelRequest,
+    BulkOperation,
+    BulkOperationError,
+    BulkRetryRequest,
+)
+from flowline_api.domain.executions.filters import execution_filters
+
+ENTITY_TYPE = "bulk_operation"
+
+
+def _selection(request: BulkCancelRequest | BulkRetryRequest) -> BulkSelection:
+    """The executions a request selects, with the list's own filter.
+
+    Raises:
+        ValidationFailed: both ``ids`` and ``filter``, neither, or a filter without a condition.
+    """
+    if (request.ids is None) == (request.filter is None):
+        raise ValidationFailed("give either ids or filter, not both and not neither", pointer="")
+    if request.ids is not None:
+        return BulkSelection(ids=sorted(set(request.ids)))
+    given = request.filter
+    assert given is not None
+    filters = execution_filters(
+        workflow=given.workflow,
+        statuses=given.status,
+        triggered_by=given.triggered_by,
+        parent_id=given.parent_id,
+        created_after=given.created_after,
+        created_before=given.created_before,
+        tags=given.tag,
+        metadata=given.metadata,
+        search=given.search,
+    )
+    if filters == ExecutionFilters():
+        # An empty filter would select every execution of the tenant: too easy to send by mistake.
+        raise ValidationFailed("filter: give at least one condition", pointer="/filter")
+    return BulkSelection(filter=filters)
+
+
+def to_operation(record: asyncpg.Record) -> BulkOperation:
+    """The response body of an operation row."""
+    return BulkOperation(
+        id=str(record["id"]),
+        kind=record["kind"],
+        status=record["status"],
+        dry_run=record["dry_run"],
+        note=record["note"],
+        total=record["total"],
+        succeeded=record["succeeded"],
+        failed=record["failed"],
+        skipped=record["skipped"],
+        errors=msgspec.convert(record["errors"], list[BulkOperationError]),
+        created_at=record["created_at"],
+        started_at=record["started_at"],
+        completed_at=record["completed_at"],
+    )
+
+
+class BulkOperationService:
+    """Creates bulk operations and reads their progress."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self, tenant_id: uuid.UUID, kind: BulkKind, request: BulkCancelRequest | BulkRetryRequest, actor: Actor
+    ) -> BulkOperation:
+        """Store an operation over the selected executions, with its audit row; the scheduler applies it.
+
+        A dry run is stored completed, with ``total`` the number of selected executions, and changes nothing.
+
+        Raises:
+            ValidationFailed: both ``ids`` and ``filter`` given, or neither, or an empty filter.
+            ClientError: an unknown status in the filter.
+            NotFound: one of the ``ids`` is not an execution of this tenant.
+        """
+        selection = _selection(request)
+        note = request.reason if isinstance(request, BulkCancelRequest) else request.note
+        async with self._pool.acquire() as connection, connection.transaction():
+            record = await create_bulk_operation(
+                connection, tenant_id=tenant_id, kind=kind, selection=selection, note=note, dry_run=request.dry_run
+            )
+            audited: dict[str, Any] = {"kind": kind, "total": record["total"], **msgspec.to_builtins(request)}
+            await record_audit(
+                connection,
+                tenant_id=tenant_id,
+                entity_type=ENTITY_TYPE,
+                entity_id=str(record["id"]),
+                action="create",
+                actor=actor,
+                changes=field_changes(None, audited),
+            )
+        return to_operation(record)
+
+    async def read(self, tenant_id: uuid.UUID, operation_id: uuid.UUID) -> BulkOperation:
+        """An operation and its progress.
+
+        Raises:
+            NotFound: no such operation in this tenant.
+        """
+        return to_operation(await read_bulk_operation(self._pool, tenant_id, operation_id))
+
+
+def provide_bulk_operation_service(pool: NamedDependency[asyncpg.Pool]) -> BulkOperationService:
+    """A bulk operation service for this request."""
+    return BulkOperationService(pool)

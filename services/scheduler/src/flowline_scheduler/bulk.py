@@ -1,0 +1,200 @@
+"""Bulk operations: the scheduler works through pending and running ones, one batch per transaction."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from flowline.control import request_cancel, request_retry
+from flowline.db.bulk_operations import MAX_ERRORS, next_selected, selection_of
+from flowline.errors import Conflict, FlowlineError
+from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
+from flowline.loops import LoopService
+from flowline.messages import OperationEvent
+from flowline.outages import OUTAGE_ERRORS
+from flowline.settings import Topics
+from flowline.snapshots import OperationSnapshot
+
+logger = logging.getLogger(__name__)
+
+BULK_BATCH = 100
+
+
+class BulkOperationLoop(LoopService):
+    """Applies bulk cancels and retries, in execution id order, a batch at a time.
+
+    The scheduler polls for unfinished operations with ``FOR UPDATE SKIP LOCKED`` and holds the operation's
+    row lock for one batch: the batch's per-execution commands, the counters and the resume cursor
+    (``last_execution_id``) commit together. Replicas share the work, and a scheduler that dies mid-batch
+    takes its uncommitted batch and its lock with it, so the next poll (of any replica) resumes at the cursor:
+    no execution is handled twice and none is missed. Polling the table, rather than announcing operations on
+    a topic, needs nothing re-sent after a crash or a broker loss: the row is the queue.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        outbox: OutboxPublisher,
+        topics: Topics,
+        interval_seconds: float,
+        batch_size: int = BULK_BATCH,
+    ) -> None:
+        super().__init__("bulk-operations", interval_seconds)
+        self._pool = pool
+        self._outbox = outbox
+        self._topics = topics
+        self._batch_size = batch_size
+
+    async def run_once(self) -> None:
+        """Work through every unfinished operation, a batch at a time, until none is left."""
+        while await self.run_batch():
+            pass
+
+    async def run_batch(self) -> bool:
+        """Handle the next batch of the oldest unfinished operation that no other scheduler is working on.
+
+        Returns:
+            Whether there was such an operation.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            operation = await connection.fetchrow(
+                "SELECT * FROM bulk_operations WHERE status IN ('pending', 'running') "
+                "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            )
+            if operation is None:
+                return False
+            rows = await self._work(connection, operation)
+        await self._outbox.publish(rows)
+        return True
+
+    async def _work(self, connection: asyncpg.Connection, operation: asyncpg.Record) -> list[OutboxRow]:
+        """Apply the operation's command to its next batch of executions and record the outcome."""
+        try:
+            selection = selection_of(operation)
+        except msgspec.ValidationError as err:  # stored by an incompatible version: there is nothing to select
+            logger.error("bulk operation %s has an unreadable selection: %s", operation["id"], err)
+            error = {"executionId": None, "message": f"unreadable selection: {err}"}
+            return await self._record(connection, operation, [], (0, 0, 0), [error], finished=True, status="failed")
+        ids = await next_selected(
+            connection,
+            operation["tenant_id"],
+            selection,
+            operation["created_at"],
+            after=operation["last_execution_id"],
+            limit=self._batch_size,
+        )
+        rows: list[OutboxRow] = []
+        succeeded = failed = skipped = 0
+        errors: list[dict[str, str | None]] = []
+        for execution_id in ids:
+            try:
+                async with connection.transaction():  # a savepoint: a failed command leaves the batch intact
+                    rows.extend(await self._apply(connection, operation, execution_id))
+                succeeded += 1
+            except OUTAGE_ERRORS:
+                raise  # the whole batch rolls back and the next run does it again
+            except Conflict:
+                skipped += 1  # not in a state the command applies to, e.g. cancelling a finished execution
+            except FlowlineError as err:
+                failed += 1
+                errors.append({"executionId": str(execution_id), "message": err.detail})
+            except Exception as err:  # one poison execution must not stall the operation forever
+                logger.exception(
+                    "bulk operation %s: %s of execution %s failed", operation["id"], operation["kind"], execution_id
+                )
+                failed += 1
+                errors.append({"executionId": str(execution_id), "message": f"unexpected error: {err}"})
+        finished = len(ids) < self._batch_size
+        counts = (succeeded, failed, skipped)
+        rows.extend(await self._record(connection, operation, ids, counts, errors, finished=finished))
+        return rows
+
+    async def _apply(
+        self, connection: asyncpg.Connection, operation: asyncpg.Record, execution_id: uuid.UUID
+    ) -> list[OutboxRow]:
+        """The same state change as the single-execution route (``flowline.control``)."""
+        if operation["kind"] == "cancel":
+            return await request_cancel(
+                connection,
+                self._topics,
+                tenant_id=operation["tenant_id"],
+                execution_id=execution_id,
+                reason=operation["note"],
+                requested_by=f"bulk-operation:{operation['id']}",
+            )
+        return await request_retry(
+            connection,
+            self._topics,
+            tenant_id=operation["tenant_id"],
+            execution_id=execution_id,
+            note=operation["note"],
+        )
+
+    async def _record(
+        self,
+        connection: asyncpg.Connection,
+        operation: asyncpg.Record,
+        ids: list[uuid.UUID],
+        counts: tuple[int, int, int],
+        errors: list[dict[str, str | None]],
+        *,
+        finished: bool,
+        status: str = "completed",
+    ) -> list[OutboxRow]:
+        """Add the batch's counts (succeeded, failed, skipped) and errors and move the cursor past ``ids``.
+
+        A finished operation also gets its OPERATION_COMPLETED event, in the same transaction.
+        """
+        kept_errors = errors[: max(MAX_ERRORS - len(operation["errors"]), 0)]
+        updated = await connection.fetchrow(
+            """
+            UPDATE bulk_operations SET
+                status = CASE WHEN $2 THEN $8 ELSE 'running' END,
+                succeeded = succeeded + $3, failed = failed + $4, skipped = skipped + $5,
+                errors = errors || $6::jsonb,
+                last_execution_id = coalesce($7, last_execution_id),
+                started_at = coalesce(started_at, now()),
+                completed_at = CASE WHEN $2 THEN now() END,
+                -- Once done, the total is what was handled, so that the counts add up: an execution that stopped
+                -- matching the filter before its batch came is left out, one that started matching is in.
+                total = CASE WHEN $2 THEN succeeded + $3 + failed + $4 + skipped + $5 ELSE total END
+            WHERE id = $1
+            RETURNING *
+            """,
+            operation["id"],
+            finished,
+            *counts,
+            kept_errors,
+            ids[-1] if ids else None,
+            status,
+        )
+        if not finished:
+            return []
+        now = datetime.now(UTC)
+        event = OperationEvent(
+            tenant_id=operation["tenant_id"],
+            operation_id=operation["id"],
+            event="OPERATION_COMPLETED",
+            data=_snapshot(updated),
+            occurred_at=now,
+            timestamp_ms=int(now.timestamp() * 1000),
+        )
+        return list(await enqueue(connection, [outgoing(self._topics.events, event)]))
+
+
+def _snapshot(operation: asyncpg.Record) -> dict[str, Any]:
+    snapshot = OperationSnapshot(
+        id=str(operation["id"]),
+        kind=operation["kind"],
+        status=operation["status"],
+        total=operation["total"],
+        succeeded=operation["succeeded"],
+        failed=operation["failed"],
+        skipped=operation["skipped"],
+    )
+    data: dict[str, Any] = msgspec.to_builtins(snapshot)
+    return data

@@ -1,0 +1,136 @@
+"""Bulk operations: a cancel or retry of many executions, chosen by ids or by the execution list's filter."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from typing import Literal
+
+import asyncpg
+import msgspec
+
+from flowline.db.executions import ExecutionFilters, count_executions_query, matching_ids_query, resolve_search
+from flowline.errors import NotFound
+from flowline.ids import uuid7
+
+BulkKind = Literal["cancel", "retry"]
+MAX_IDS = 1_000
+# An operation over a million executions keeps the first errors, not a million of them.
+MAX_ERRORS = 100
+
+
+class BulkSelection(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What an operation works on: these executions, or every execution matching a list filter (one of the two)."""
+
+    ids: list[uuid.UUID] | None = None
+    filter: ExecutionFilters | None = None
+
+
+def _created_before(filters: ExecutionFilters, until: datetime) -> ExecutionFilters:
+    """Only executions created before the operation: one started while it runs is not what the caller saw."""
+    before = until if filters.created_before is None else min(filters.created_before, until)
+    return replace(filters, created_before=before)
+
+
+async def count_selected(
+    connection: asyncpg.Connection, tenant_id: uuid.UUID, selection: BulkSelection, until: datetime
+) -> int:
+    """How many executions ``selection`` holds (every match, created before ``until``).
+
+    Raises:
+        NotFound: one of the ``ids`` is not an execution of this tenant.
+    """
+    if selection.ids is not None:
+        found = {
+            record["id"]
+            for record in await connection.fetch(
+                "SELECT id FROM executions WHERE tenant_id = $1 AND id = ANY($2::uuid[])", tenant_id, selection.ids
+            )
+        }
+        if missing := [execution_id for execution_id in selection.ids if execution_id not in found]:
+            raise NotFound(f"execution {missing[0]} does not exist")
+        return len(found)
+    assert selection.filter is not None
+    filters = await resolve_search(connection, tenant_id, _created_before(selection.filter, until))
+    query, arguments = count_executions_query(tenant_id, filters, cap=None)
+    count: int = await connection.fetchval(query, *arguments)
+    return count
+
+
+async def next_selected(
+    connection: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    selection: BulkSelection,
+    until: datetime,
+    *,
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[uuid.UUID]:
+    """The next ``limit`` ids of ``selection`` after ``after``, in id order (the order an operation works in)."""
+    if selection.ids is not None:
+        remaining = sorted(execution_id for execution_id in set(selection.ids) if after is None or execution_id > after)
+        return remaining[:limit]
+    assert selection.filter is not None
+    filters = await resolve_search(connection, tenant_id, _created_before(selection.filter, until))
+    query, arguments = matching_ids_query(tenant_id, filters, after=after, limit=limit)
+    return [record["id"] for record in await connection.fetch(query, *arguments)]
+
+
+async def create_bulk_operation(
+    connection: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    kind: BulkKind,
+    selection: BulkSelection,
+    note: str | None,
+    dry_run: bool,
+) -> asyncpg.Record:
+    """Store an operation with the number of executions it selects, in the caller's transaction.
+
+    A dry run is stored completed: it only counts. Any other operation is pending until the scheduler takes it.
+
+    Raises:
+        NotFound: one of the ``ids`` is not an execution of this tenant.
+    """
+    now: datetime = await connection.fetchval("SELECT now()")
+    total = await count_selected(connection, tenant_id, selection, now)
+    record: asyncpg.Record = await connection.fetchrow(
+        """
+        INSERT INTO bulk_operations (id, tenant_id, kind, selection, note, dry_run, status, total, created_at,
+            completed_at)
+        VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 THEN 'completed' ELSE 'pending' END, $7, $8::timestamptz,
+            CASE WHEN $6 THEN $8::timestamptz END)
+        RETURNING *
+        """,
+        uuid7(),
+        tenant_id,
+        kind,
+        msgspec.to_builtins(selection),
+        note,
+        dry_run,
+        total,
+        now,
+    )
+    return record
+
+
+async def read_bulk_operation(
+    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, operation_id: uuid.UUID
+) -> asyncpg.Record:
+    """One operation of this tenant.
+
+    Raises:
+        NotFound: no such operation in this tenant (another tenant's looks the same).
+    """
+    record: asyncpg.Record | None = await connection.fetchrow(
+        "SELECT * FROM bulk_operations WHERE id = $1 AND tenant_id = $2", operation_id, tenant_id
+    )
+    if record is None:
+        raise NotFound(f"bulk operation {operation_id} does not exist")
+    return record
+
+
+def selection_of(record: asyncpg.Record) -> BulkSelection:
+    """The selection stored with an operation."""
+    return msgspec.convert(record["selection"], BulkSelection)
