@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer
 from cryptography.fernet import Fernet
+from flowline.credentials import issue_api_key
+from flowline.db.audit import Actor
 from flowline.db.migrate import ensure_tenant, upgrade_head
 from flowline.devstack.broker import TansuBroker
 from flowline.devstack.ports import free_port
@@ -31,6 +33,7 @@ from flowline.devstack.processes import ServiceGroup
 from flowline.messages import EventMessage, decoder
 
 RESULTS = Path(__file__).parent / "results"
+BENCH = Actor(principal="bench", request_id=None)
 
 CHAIN = {
     "ref": "bench.chain",
@@ -157,7 +160,9 @@ async def measure(env: dict[str, str], args: argparse.Namespace) -> dict[str, An
     await completions.start()
     try:
         limits = httpx.Limits(max_connections=64)
-        async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as client:
+        key = await issue_api_key(env["FLOWLINE_DATABASE_URL"], tenant="dev", role="admin", name="bench", actor=BENCH)
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=api, headers=headers, timeout=60, limits=limits) as client:
             (await client.post("/packs", json={"ref": "bench", "label": "Benchmarks"})).raise_for_status()
             for workflow in (CHAIN, FAN):
                 (await client.post("/workflows", json=workflow)).raise_for_status()

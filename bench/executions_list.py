@@ -22,6 +22,8 @@ from typing import Any
 
 import asyncpg
 from cryptography.fernet import Fernet
+from flowline.credentials import issue_api_key
+from flowline.db.audit import Actor
 from flowline.db.migrate import ensure_tenant, upgrade_head
 from flowline.devstack.broker import TansuBroker
 from flowline.devstack.ports import free_port
@@ -142,10 +144,15 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
+BENCH = Actor(principal="bench", request_id=None)
+
+
 async def measure(env: dict[str, str], facts: dict[str, Any], requests: int) -> list[dict[str, Any]]:
     app = create_app(load_settings(env))
     results = []
+    key = await issue_api_key(env["FLOWLINE_DATABASE_URL"], tenant="dev", role="admin", name="bench", actor=BENCH)
     async with AsyncTestClient(app, base_url="http://bench.local/api/v1/tenants/dev/", timeout=60) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
         for name, params in [*cases(facts), ("cursor page 5", {"_cursor": 5})]:
             query = dict(params)
             if "_cursor" in query:  # follow nextCursor four times, then measure the fifth page

@@ -163,3 +163,16 @@ async def define(client: Any, workflow: dict[str, Any]) -> Any:
     """POST a workflow through the api, creating its pack first when missing; the api's response."""
     await ensure_pack(client, str(workflow["ref"]).split(".", 1)[0])
     return await client.post("/workflows", json=workflow)
+
+
+async def api_key(database_url: str, tenant: str = "dev", role: str = "admin") -> str:
+    """A new API key of ``tenant`` with ``role``, made straight in the database (as the admin command does)."""
+    from flowline.credentials import issue_api_key
+    from flowline.db.audit import Actor
+
+    return await issue_api_key(database_url, tenant=tenant, role=role, name=f"test-{role}", actor=Actor("test", None))
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The header that authenticates with ``key``."""
+    return {"Authorization": f"Bearer {key}"}

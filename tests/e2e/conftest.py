@@ -15,6 +15,7 @@ from flowline.devstack.processes import ServiceGroup
 from flowline.ids import uuid7
 
 from tests.stacks import Servers, fresh_database, services_env, stack_settings_env
+from tests.support import api_key, bearer
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,12 @@ async def tenant(database_url: str) -> str:
     slug = f"t-{uuid7().hex[-12:]}"
     await ensure_tenant_async(database_url, slug)
     return slug
+
+
+@pytest.fixture
+async def api_headers(database_url: str, tenant: str) -> dict[str, str]:
+    """The credentials of this test: an admin API key of its tenant."""
+    return bearer(await api_key(database_url, tenant))
 
 
 @pytest.fixture

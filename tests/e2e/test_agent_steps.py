@@ -20,8 +20,10 @@ def agent_server() -> Iterator[CountingServer]:
     server.close()
 
 
-async def _run(api_url: str, agent: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+async def _run(
+    api_url: str, api_headers: dict[str, str], agent: dict[str, Any], step: dict[str, Any]
+) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10) as client:
         created = await client.post("/agents", json=agent)
         assert created.status_code == 201, created.text
         ref = f"demo.{agent['name']}"
@@ -38,7 +40,7 @@ async def _run(api_url: str, agent: dict[str, Any], step: dict[str, Any]) -> dic
 
 
 async def test_an_agent_step_retries_with_the_agents_policy_and_one_idempotency_key(
-    api_url: str, agent_server: CountingServer
+    api_url: str, api_headers: dict[str, str], agent_server: CountingServer
 ) -> None:
     agent = {
         "name": "fulfilment",
@@ -49,7 +51,7 @@ async def test_an_agent_step_retries_with_the_agents_policy_and_one_idempotency_
     }
     step = {"id": "fulfil", "type": "agent", "agent": "fulfilment", "input": {"order": "{{ input.order }}"}}
 
-    execution = await _run(api_url, agent, step)
+    execution = await _run(api_url, api_headers, agent, step)
 
     assert execution["status"] == "completed", execution
     [fulfil] = execution["steps"]
@@ -63,7 +65,7 @@ async def test_an_agent_step_retries_with_the_agents_policy_and_one_idempotency_
 
 
 async def test_an_agent_that_refuses_the_request_fails_the_step_at_once(
-    api_url: str, agent_server: CountingServer
+    api_url: str, api_headers: dict[str, str], agent_server: CountingServer
 ) -> None:
     agent = {
         "name": "strict",
@@ -72,7 +74,7 @@ async def test_an_agent_that_refuses_the_request_fails_the_step_at_once(
     }
     step = {"id": "check", "type": "agent", "agent": "strict", "input": {}}
 
-    execution = await _run(api_url, agent, step)
+    execution = await _run(api_url, api_headers, agent, step)
 
     assert execution["status"] == "failed", execution
     [check] = execution["steps"]

@@ -21,8 +21,8 @@ TAG = "bulk-e2e"
 
 
 @pytest.fixture
-async def client(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+async def client(api_url: str, api_headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=30) as client:
         yield client
 
 

@@ -56,8 +56,8 @@ async def _run(client: httpx.AsyncClient, ref: str, run_input: dict[str, Any]) -
     raise AssertionError(f"execution did not finish: {body}")
 
 
-async def test_a_child_execution_hands_its_output_to_the_parent(api_url: str) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+async def test_a_child_execution_hands_its_output_to_the_parent(api_url: str, api_headers: dict[str, str]) -> None:
+    async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10) as client:
         for workflow in (CHILD, _parent("demo.parent", "demo.child")):
             assert (await define(client, workflow)).status_code == 201
         parent = await _run(client, "demo.parent", {"word": "hey"})
@@ -81,8 +81,8 @@ async def test_a_child_execution_hands_its_output_to_the_parent(api_url: str) ->
     assert child["triggeredBy"] == "workflow"
 
 
-async def test_a_failed_child_fails_the_step(api_url: str) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+async def test_a_failed_child_fails_the_step(api_url: str, api_headers: dict[str, str]) -> None:
+    async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10) as client:
         for workflow in (FAILING_CHILD, _parent("demo.sad", "demo.failing")):
             assert (await define(client, workflow)).status_code == 201
         parent = await _run(client, "demo.sad", {"word": "hey"})
@@ -96,13 +96,15 @@ async def test_a_failed_child_fails_the_step(api_url: str) -> None:
     assert "does not exist" in orphan["error"]["message"]
 
 
-async def test_cancelling_the_parent_cancels_the_child(api_url: str, tenant: str, settings: Settings) -> None:
+async def test_cancelling_the_parent_cancels_the_child(
+    api_url: str, api_headers: dict[str, str], tenant: str, settings: Settings
+) -> None:
     sleeper = {"ref": "demo.sleeper", "definition": {"steps": [{"id": "long", "type": "sleep", "duration": "1h"}]}}
     waiting_parent = {
         "ref": "demo.waiting",
         "definition": {"steps": [{"id": "call", "type": "workflow", "workflow": "demo.sleeper"}]},
     }
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10) as client:
         for workflow in (sleeper, waiting_parent):
             assert (await define(client, workflow)).status_code == 201
         parent_id = (await client.post("/workflows/demo.waiting/execute", json={})).json()["executionId"]
@@ -146,22 +148,26 @@ async def _tenant_id(settings: Settings, tenant: str) -> str:
         await connection.close()
 
 
-async def test_a_workflow_that_starts_itself_stops_at_the_depth_limit(api_url: str) -> None:
+async def test_a_workflow_that_starts_itself_stops_at_the_depth_limit(
+    api_url: str, api_headers: dict[str, str]
+) -> None:
     recursive = {
         "ref": "demo.forever",
         "definition": {"steps": [{"id": "again", "type": "workflow", "workflow": "demo.forever"}]},
     }
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10) as client:
         assert (await define(client, recursive)).status_code == 201
         top = await _run(client, "demo.forever", {})
     assert top["status"] == "failed"
     assert "nest 20 deep" in top["error"]["message"]
 
 
-async def test_a_failed_child_is_retried_as_a_new_child(api_url: str, settings: Settings) -> None:
+async def test_a_failed_child_is_retried_as_a_new_child(
+    api_url: str, api_headers: dict[str, str], settings: Settings
+) -> None:
     retried = _parent("demo.retrying", "demo.failing")
     retried["definition"]["steps"][0]["retry"] = {"maxAttempts": 2, "backoff": "fixed", "initialInterval": 0.1}
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10) as client:
         for workflow in (FAILING_CHILD, retried):
             assert (await define(client, workflow)).status_code == 201
         parent = await _run(client, "demo.retrying", {"word": "x"})

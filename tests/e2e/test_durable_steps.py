@@ -15,8 +15,8 @@ from flowline.settings import Settings
 from tests.support import define
 
 
-def _api(api_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=api_url, timeout=10)
+def _api(api_url: str, api_headers: dict[str, str]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10)
 
 
 async def _run(client: httpx.AsyncClient, ref: str, definition: dict[str, Any], run_input: dict[str, Any]) -> str:
@@ -48,7 +48,9 @@ async def _events(settings: Settings, execution_id: str) -> list[tuple[str, dict
     return [(row["event_type"], json.loads(row["data"])) for row in rows]
 
 
-async def test_a_failing_step_is_retried_on_durable_timers(api_url: str, settings: Settings) -> None:
+async def test_a_failing_step_is_retried_on_durable_timers(
+    api_url: str, api_headers: dict[str, str], settings: Settings
+) -> None:
     definition = {
         "steps": [
             {
@@ -60,7 +62,7 @@ async def test_a_failing_step_is_retried_on_durable_timers(api_url: str, setting
             }
         ]
     }
-    async with _api(api_url) as client:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _run(client, "demo.flaky", definition, {})
         execution = await _wait_for(client, execution_id, {"failed"})
     [step] = execution["steps"]
@@ -85,7 +87,7 @@ async def test_a_failing_step_is_retried_on_durable_timers(api_url: str, setting
     assert [data["status"] for data in task_failures] == ["scheduled", "scheduled", "failed"]
 
 
-async def test_a_non_retryable_failure_is_not_retried(api_url: str) -> None:
+async def test_a_non_retryable_failure_is_not_retried(api_url: str, api_headers: dict[str, str]) -> None:
     definition = {
         "steps": [
             {
@@ -97,12 +99,12 @@ async def test_a_non_retryable_failure_is_not_retried(api_url: str) -> None:
             }
         ]
     }
-    async with _api(api_url) as client:
+    async with _api(api_url, api_headers) as client:
         execution = await _wait_for(client, await _run(client, "demo.final", definition, {}), {"failed"})
     assert execution["steps"][0]["attempts"] == 1
 
 
-async def test_a_sleep_step_waits_on_a_timer(api_url: str, settings: Settings) -> None:
+async def test_a_sleep_step_waits_on_a_timer(api_url: str, api_headers: dict[str, str], settings: Settings) -> None:
     definition = {
         "steps": [
             {"id": "nap", "type": "sleep", "duration": "300ms"},
@@ -110,7 +112,7 @@ async def test_a_sleep_step_waits_on_a_timer(api_url: str, settings: Settings) -
         ],
         "output": "{{ steps.after.output }}",
     }
-    async with _api(api_url) as client:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _run(client, "demo.nap", definition, {"word": "rested"})
         execution = await _wait_for(client, execution_id, {"completed", "failed"})
     assert execution["status"] == "completed", execution
@@ -122,9 +124,11 @@ async def test_a_sleep_step_waits_on_a_timer(api_url: str, settings: Settings) -
     assert events.index("TIMER_STARTED") < events.index("TIMER_FIRED") < events.index("WORKFLOW_COMPLETED")
 
 
-async def test_cancelling_a_sleeping_execution_cancels_its_timer(api_url: str, tenant: str, settings: Settings) -> None:
+async def test_cancelling_a_sleeping_execution_cancels_its_timer(
+    api_url: str, api_headers: dict[str, str], tenant: str, settings: Settings
+) -> None:
     definition = {"steps": [{"id": "long", "type": "sleep", "duration": "1h"}]}
-    async with _api(api_url) as client:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _run(client, "demo.long", definition, {})
         await _wait_for(client, execution_id, {"running"})
         connection = await asyncpg.connect(settings.database_url)
@@ -161,9 +165,11 @@ async def test_cancelling_a_sleeping_execution_cancels_its_timer(api_url: str, t
     assert events[-3:] == ["TIMER_CANCELLED", "TASK_CANCELLED", "WORKFLOW_CANCELLED"]
 
 
-async def test_an_execution_past_its_timeout_fails(api_url: str, settings: Settings) -> None:
+async def test_an_execution_past_its_timeout_fails(
+    api_url: str, api_headers: dict[str, str], settings: Settings
+) -> None:
     definition = {"timeout": 0.5, "steps": [{"id": "long", "type": "sleep", "duration": "1h"}]}
-    async with _api(api_url) as client:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _run(client, "demo.deadline", definition, {})
         execution = await _wait_for(client, execution_id, {"failed", "completed"})
     assert execution["status"] == "failed"

@@ -16,8 +16,8 @@ from tests.support import CountingServer, define
 
 
 @pytest.fixture
-async def client(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api_url, timeout=15) as client:
+async def client(api_url: str, api_headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=15) as client:
         yield client
 
 
@@ -62,7 +62,7 @@ async def _events(settings: Settings, execution_id: str) -> list[str]:
 
 
 async def test_cancelling_a_sleeping_execution_cancels_its_timer(
-    api_url: str, client: httpx.AsyncClient, settings: Settings
+    api_url: str, api_headers: dict[str, str], client: httpx.AsyncClient, settings: Settings
 ) -> None:
     execution_id = await _start(client, "demo.nap", [{"id": "nap", "type": "sleep", "duration": "1h"}])
     await _until(client, execution_id, lambda e: _step(e, "nap")["status"] == "running")
@@ -174,7 +174,7 @@ async def test_pausing_lets_parallel_calls_in_flight_finish_and_starts_nothing_a
 
 
 async def test_a_paused_execution_records_results_but_starts_nothing_until_resumed(
-    api_url: str, client: httpx.AsyncClient, settings: Settings
+    api_url: str, api_headers: dict[str, str], client: httpx.AsyncClient, settings: Settings
 ) -> None:
     steps = [
         {"id": "gate", "type": "wait", "promise": "go"},
@@ -204,7 +204,11 @@ async def test_a_paused_execution_records_results_but_starts_nothing_until_resum
 
 
 async def test_a_retry_resumes_from_the_failed_step_only(
-    api_url: str, client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
+    api_url: str,
+    api_headers: dict[str, str],
+    client: httpx.AsyncClient,
+    agent_server: CountingServer,
+    settings: Settings,
 ) -> None:
     later_port = free_port()  # nothing listens here yet: the second call fails until a server starts
     steps = [
@@ -241,7 +245,11 @@ async def test_a_retry_resumes_from_the_failed_step_only(
 
 
 async def test_a_rerun_runs_again_from_a_step_and_reuses_the_outputs_before_it(
-    api_url: str, client: httpx.AsyncClient, agent_server: CountingServer, settings: Settings
+    api_url: str,
+    api_headers: dict[str, str],
+    client: httpx.AsyncClient,
+    agent_server: CountingServer,
+    settings: Settings,
 ) -> None:
     steps = [
         {"id": "fetch", "type": "http", "request": {"method": "POST", "url": agent_server.url + "/ok"}},
@@ -275,7 +283,9 @@ async def test_a_rerun_runs_again_from_a_step_and_reuses_the_outputs_before_it(
     assert incompatible.json()["detail"].endswith("never ran: prepare")
 
 
-async def test_a_retried_wait_step_waits_on_its_promise_again(api_url: str, client: httpx.AsyncClient) -> None:
+async def test_a_retried_wait_step_waits_on_its_promise_again(
+    api_url: str, api_headers: dict[str, str], client: httpx.AsyncClient
+) -> None:
     execution_id = await _start(client, "demo.approval", [{"id": "approve", "type": "wait", "promise": "ok"}])
     await _until(client, execution_id, lambda e: _step(e, "approve")["status"] == "running")
     await client.post(f"/executions/{execution_id}/promises/ok/reject", json={"reason": "not yet"})

@@ -37,8 +37,10 @@ async def _finished(client: httpx.AsyncClient, execution_id: str) -> dict[str, A
     raise AssertionError(f"execution {execution_id} did not finish: {body}")
 
 
-async def test_an_execution_started_through_post_executions_reads_back(api_url: str) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+async def test_an_execution_started_through_post_executions_reads_back(
+    api_url: str, api_headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10) as client:
         for workflow in (CHILD, PARENT):
             assert (await define(client, workflow)).status_code == 201
         started = await client.post(

@@ -17,7 +17,7 @@ from flowline.devstack.processes import ServiceGroup
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.stacks import Servers, services_env, stack_settings_env
-from tests.support import define, eventually
+from tests.support import api_key, bearer, define, eventually
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -46,7 +46,9 @@ def _value(samples: dict[str, dict[Labels, float]], name: str, **labels: str) ->
     return sum(value for sample_labels, value in samples.get(name, {}).items() if wanted <= set(sample_labels))
 
 
-async def test_every_service_serves_metrics_that_move_with_work(stack: ServiceGroup) -> None:
+async def test_every_service_serves_metrics_that_move_with_work(
+    stack: ServiceGroup, api_url: str, api_headers: dict[str, str]
+) -> None:
     urls = {name: stack[name].url for name in SERVICE_NAMES}
     async with httpx.AsyncClient(timeout=10) as http:
         before = {name: await _scrape(http, url) for name, url in urls.items()}
@@ -56,7 +58,7 @@ async def test_every_service_serves_metrics_that_move_with_work(stack: ServiceGr
             assert ready.status_code == 200, ready.text
             assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
 
-        async with httpx.AsyncClient(base_url=f"{urls['api']}/api/v1/tenants/dev", timeout=10) as api:
+        async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10) as api:
             assert (await define(api, {"ref": "demo.observed", "definition": DEFINITION})).status_code == 201
             accepted = await api.post("/workflows/demo.observed/execute", json={"input": {}})
             assert accepted.status_code == 202, accepted.text
@@ -119,11 +121,12 @@ async def test_readiness_and_the_api_follow_the_database_down_and_back(servers: 
     try:
         await asyncio.to_thread(upgrade_head, postgres.url)
         await asyncio.to_thread(ensure_tenant, postgres.url, "dev")
+        headers = bearer(await api_key(postgres.url))
         # A stack of its own (ports, topics, consumer groups), apart from the module's shared one.
         env = services_env(stack_settings_env(servers, postgres.url))
         with ServiceGroup(env, log_dir=tmp_path) as stack:
             executions = f"{stack['api'].url}/api/v1/tenants/dev/executions"
-            async with httpx.AsyncClient(timeout=10) as http:
+            async with httpx.AsyncClient(headers=headers, timeout=10) as http:
                 assert all(status == 200 for status, _ in (await _readiness(http, stack)).values())
                 assert (await http.get(executions)).status_code == 200
 

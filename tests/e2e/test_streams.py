@@ -57,8 +57,8 @@ def stack_env(stack_env: dict[str, str]) -> dict[str, str]:
     return {**stack_env, "FLOWLINE_STREAM_KEEPALIVE_SECONDS": "0.3"}
 
 
-def _api(api_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=api_url, timeout=httpx.Timeout(10, read=60))
+def _api(api_url: str, api_headers: dict[str, str]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=httpx.Timeout(10, read=60))
 
 
 async def read_sse(
@@ -132,8 +132,10 @@ def _resolve_on_promise(client: httpx.AsyncClient, execution_id: str) -> Callabl
     return on_item
 
 
-async def test_streams_show_every_event_in_order_and_close_at_the_end(api_url: str, settings: Settings) -> None:
-    async with _api(api_url) as client:
+async def test_streams_show_every_event_in_order_and_close_at_the_end(
+    api_url: str, api_headers: dict[str, str], settings: Settings
+) -> None:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _start(client, CHILD, BUSY)
         single, consolidated = await asyncio.gather(
             read_sse(client, f"/executions/{execution_id}/stream", on_item=_resolve_on_promise(client, execution_id)),
@@ -174,8 +176,10 @@ async def test_streams_show_every_event_in_order_and_close_at_the_end(api_url: s
     assert int(positions[child_id]) == len([event for event in everything if event["executionId"] == child_id])
 
 
-async def test_resuming_with_last_event_id_has_no_gap_and_no_repeat(api_url: str, settings: Settings) -> None:
-    async with _api(api_url) as client:
+async def test_resuming_with_last_event_id_has_no_gap_and_no_repeat(
+    api_url: str, api_headers: dict[str, str], settings: Settings
+) -> None:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _start(client, CHILD, BUSY)
         path = f"/executions/{execution_id}/stream"
 
@@ -216,8 +220,8 @@ async def test_resuming_with_last_event_id_has_no_gap_and_no_repeat(api_url: str
     assert missing.status_code == 404
 
 
-async def test_a_quiet_stream_gets_keep_alive_comments(api_url: str) -> None:
-    async with _api(api_url) as client:
+async def test_a_quiet_stream_gets_keep_alive_comments(api_url: str, api_headers: dict[str, str]) -> None:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _start(client, TALKER)
         comments_after_promise = 0
 
@@ -236,8 +240,8 @@ async def test_a_quiet_stream_gets_keep_alive_comments(api_url: str) -> None:
     assert events(items)[-1]["event"] == "WORKFLOW_COMPLETED"
 
 
-async def test_a_task_stream_tails_the_task_s_log_lines_live(api_url: str) -> None:
-    async with _api(api_url) as client:
+async def test_a_task_stream_tails_the_task_s_log_lines_live(api_url: str, api_headers: dict[str, str]) -> None:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _start(client, TALKER)
         task_id = None
         async with asyncio.timeout(30):

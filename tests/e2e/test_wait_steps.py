@@ -24,8 +24,8 @@ DEFINITION = {
 }
 
 
-def _api(api_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=api_url, timeout=10)
+def _api(api_url: str, api_headers: dict[str, str]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10)
 
 
 async def _wait_for(client: httpx.AsyncClient, execution_id: str, check: Any) -> dict[str, Any]:
@@ -48,8 +48,8 @@ async def _start(client: httpx.AsyncClient, ref: str, definition: dict[str, Any]
     return execution_id
 
 
-async def test_a_resolved_promise_completes_the_wait_step(api_url: str) -> None:
-    async with _api(api_url) as client:
+async def test_a_resolved_promise_completes_the_wait_step(api_url: str, api_headers: dict[str, str]) -> None:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _start(client, "demo.approve", DEFINITION)
         unknown = await client.post(f"/executions/{execution_id}/promises/nope/resolve", json={})
         assert unknown.status_code == 404
@@ -67,8 +67,8 @@ async def test_a_resolved_promise_completes_the_wait_step(api_url: str) -> None:
     assert execution["steps"][0]["output"] == {"by": "Grace"}
 
 
-async def test_a_rejected_promise_fails_the_wait_step(api_url: str) -> None:
-    async with _api(api_url) as client:
+async def test_a_rejected_promise_fails_the_wait_step(api_url: str, api_headers: dict[str, str]) -> None:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _start(client, "demo.reject", DEFINITION)
         rejected = await client.post(
             f"/executions/{execution_id}/promises/manager-approval/reject", json={"reason": "over budget"}
@@ -80,9 +80,9 @@ async def test_a_rejected_promise_fails_the_wait_step(api_url: str) -> None:
     assert [step["status"] for step in execution["steps"]] == ["failed", "cancelled"]
 
 
-async def test_an_unsettled_promise_times_out(api_url: str) -> None:
+async def test_an_unsettled_promise_times_out(api_url: str, api_headers: dict[str, str]) -> None:
     bounded = {"steps": [{"id": "approval", "type": "wait", "timeout": 0.5}]}
-    async with _api(api_url) as client:
+    async with _api(api_url, api_headers) as client:
         execution_id = await _start(client, "demo.bounded", bounded)
         execution = await _wait_for(client, execution_id, lambda body: body["status"] != "running")
         late = await client.post(f"/executions/{execution_id}/promises/approval/resolve", json={})

@@ -43,8 +43,8 @@ DIAMOND = {
 }
 
 
-def _api(api_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=api_url, timeout=10)
+def _api(api_url: str, api_headers: dict[str, str]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10)
 
 
 async def _wait_finished(client: httpx.AsyncClient, execution_id: str) -> dict[str, Any]:
@@ -58,8 +58,8 @@ async def _wait_finished(client: httpx.AsyncClient, execution_id: str) -> dict[s
     raise AssertionError(f"execution {execution_id} did not finish: {body}")
 
 
-async def test_a_workflow_runs_end_to_end(api_url: str, settings: Settings) -> None:
-    async with _api(api_url) as client:
+async def test_a_workflow_runs_end_to_end(api_url: str, api_headers: dict[str, str], settings: Settings) -> None:
+    async with _api(api_url, api_headers) as client:
         created = await define(client, DIAMOND)
         assert created.status_code == 201, created.text
         assert created.json()["version"] == 1
@@ -105,9 +105,11 @@ async def test_a_workflow_runs_end_to_end(api_url: str, settings: Settings) -> N
     assert events.count("TASK_COMPLETED") == 4
 
 
-async def test_one_request_id_follows_an_execution_into_the_executors_log(stack: ServiceGroup, api_url: str) -> None:
+async def test_one_request_id_follows_an_execution_into_the_executors_log(
+    stack: ServiceGroup, api_url: str, api_headers: dict[str, str]
+) -> None:
     request_id = f"req-{uuid.uuid4()}"
-    async with _api(api_url) as client:
+    async with _api(api_url, api_headers) as client:
         assert (await define(client, DIAMOND)).status_code == 201
         accepted = await client.post(
             "/workflows/demo.diamond/execute", json={"input": {"name": "Ada"}}, headers={"X-Request-ID": request_id}
@@ -134,8 +136,8 @@ async def test_one_request_id_follows_an_execution_into_the_executors_log(stack:
     assert {line["service"] for line in lines} == {"executor"}
 
 
-async def test_bad_input_gets_problem_details(api_url: str) -> None:
-    async with _api(api_url) as client:
+async def test_bad_input_gets_problem_details(api_url: str, api_headers: dict[str, str]) -> None:
+    async with _api(api_url, api_headers) as client:
         malformed = await client.post("/workflows", content=b"{not json", headers={"content-type": "application/json"})
         assert malformed.status_code == 400
         assert malformed.headers["content-type"].startswith("application/problem+json")
@@ -200,14 +202,14 @@ async def test_bad_input_gets_problem_details(api_url: str) -> None:
         assert by_header.json()["executionId"] == first.json()["executionId"]
 
 
-async def test_a_failing_step_fails_the_execution(api_url: str) -> None:
+async def test_a_failing_step_fails_the_execution(api_url: str, api_headers: dict[str, str]) -> None:
     definition = {
         "steps": [
             {"id": "boom", "type": "action", "action": "core.fail", "input": {"message": "no luck"}},
             {"id": "after", "type": "action", "action": "core.noop", "needs": ["boom"]},
         ]
     }
-    async with _api(api_url) as client:
+    async with _api(api_url, api_headers) as client:
         assert (await define(client, {"ref": "demo.fails", "definition": definition})).status_code == 201
         accepted = await client.post("/workflows/demo.fails/execute", json={})
         execution = await _wait_finished(client, accepted.json()["executionId"])
@@ -217,8 +219,10 @@ async def test_a_failing_step_fails_the_execution(api_url: str) -> None:
     assert steps == {"boom": "failed", "after": "cancelled"}
 
 
-async def test_an_execution_submitted_on_kafka_runs_once(api_url: str, tenant: str, settings: Settings) -> None:
-    async with _api(api_url) as client:
+async def test_an_execution_submitted_on_kafka_runs_once(
+    api_url: str, api_headers: dict[str, str], tenant: str, settings: Settings
+) -> None:
+    async with _api(api_url, api_headers) as client:
         assert (await define(client, DIAMOND)).status_code == 201
     submission = json.dumps(
         {
@@ -277,9 +281,9 @@ async def test_a_submission_that_cannot_start_is_rejected_with_a_reason(tenant: 
     assert "demo.nowhere" in rejection.reason and "does not exist" in rejection.reason
 
 
-async def test_a_template_error_fails_the_step_with_a_clear_message(api_url: str) -> None:
+async def test_a_template_error_fails_the_step_with_a_clear_message(api_url: str, api_headers: dict[str, str]) -> None:
     definition = {"steps": [{"id": "oops", "type": "action", "action": "core.echo", "input": "{{ input.items }}"}]}
-    async with _api(api_url) as client:
+    async with _api(api_url, api_headers) as client:
         assert (await define(client, {"ref": "demo.oops", "definition": definition})).status_code == 201
         accepted = await client.post("/workflows/demo.oops/execute", json={"input": {"items": [1]}})
         execution = await _wait_finished(client, accepted.json()["executionId"])

@@ -14,8 +14,9 @@ import asyncpg
 import httpx
 import pytest
 from flowline.devstack.processes import ServiceGroup
+from flowline.settings import Settings
 
-from tests.support import CountingServer
+from tests.support import CountingServer, api_key, bearer
 
 EXECUTIONS = 200
 AGENT_STEPS = ("charge", "ship")
@@ -82,10 +83,11 @@ async def _kill_executor_at(stack: ServiceGroup, connection: asyncpg.Connection,
 
 
 async def test_each_agent_side_effect_is_applied_once_across_executor_kills(
-    stack: ServiceGroup, pool: asyncpg.Pool, agent_server: CountingServer
+    stack: ServiceGroup, pool: asyncpg.Pool, agent_server: CountingServer, settings: Settings
 ) -> None:
     api = f"{stack['api'].url}/api/v1/tenants/dev"
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    headers = bearer(await api_key(settings.database_url))
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as client:
         await _create_pack(client, "faults")
         created = await client.post("/agents", json={**AGENT, "url": agent_server.url + AGENT_PATH})
         assert created.status_code == 201, created.text

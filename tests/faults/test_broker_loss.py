@@ -14,7 +14,7 @@ from flowline.devstack.ports import free_port
 from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings, load_settings
 
-from tests.support import define
+from tests.support import api_key, bearer, define
 
 EXECUTIONS = 60
 WORKFLOW = {
@@ -58,7 +58,8 @@ async def test_losing_the_broker_and_its_data_delays_but_loses_nothing(
     stack: ServiceGroup, broker: TansuBroker, settings: Settings
 ) -> None:
     api = f"{stack['api'].url}/api/v1/tenants/dev"
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    headers = bearer(await api_key(settings.database_url))
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as client:
         assert (await define(client, WORKFLOW)).status_code == 201
         accepted = await asyncio.gather(
             *(client.post("/workflows/faults.nap/execute", json={"input": {"n": n}}) for n in range(EXECUTIONS))

@@ -26,7 +26,7 @@ from flowline.devstack.ports import free_port
 from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings, load_settings
 
-from tests.support import CountingServer
+from tests.support import CountingServer, api_key, bearer
 
 EXECUTIONS = 30
 # Marks the duplicator's copies, so that it does not copy them again.
@@ -318,7 +318,9 @@ async def _run(env: dict[str, str], log_dir: Path, server: CountingServer, *, du
     try:
         if duplicator is not None:
             await duplicator.start()
-        async with httpx.AsyncClient(base_url=f"{group['api'].url}/api/v1/tenants/dev", timeout=30) as client:
+        headers = bearer(await api_key(settings.database_url))
+        base_url = f"{group['api'].url}/api/v1/tenants/dev"
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
             await _create_pack(client, "faults")
             defined = await client.post("/workflows", json=_workflow(server.url))
             assert defined.status_code == 201, defined.text

@@ -11,7 +11,7 @@ import pytest
 from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
 
-from tests.support import define
+from tests.support import api_key, bearer, define
 
 EXECUTIONS = 120
 CHAIN = {
@@ -40,7 +40,8 @@ async def _count(connection: asyncpg.Connection, status: str) -> int:
 
 async def test_killing_the_executor_mid_run_loses_nothing(stack: ServiceGroup, settings: Settings) -> None:
     api = f"{stack['api'].url}/api/v1/tenants/dev"
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    headers = bearer(await api_key(settings.database_url))
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as client:
         assert (await define(client, CHAIN)).status_code == 201
         accepted = await asyncio.gather(
             *(client.post("/workflows/faults.chain/execute", json={"input": {"n": n}}) for n in range(EXECUTIONS))

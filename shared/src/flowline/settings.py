@@ -10,7 +10,7 @@ import msgspec
 
 ENV_PREFIX = "FLOWLINE_"
 # Settings whose values never appear in a repr, log line or error message.
-SECRET_SETTINGS = frozenset({"secret_key"})
+SECRET_SETTINGS = frozenset({"secret_key", "jwt_hs256_secret"})
 
 
 class ConfigurationError(Exception):
@@ -58,6 +58,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Secrets: one or more Fernet keys, comma-separated (the first encrypts, all decrypt), that seal agent
     # credentials at rest. Required by the api and the executor; `make dev` generates one into .flowline/.
     secret_key: str = ""
+    # JWTs the api accepts besides API keys: signed with this shared secret (HS256), or by the private half of
+    # one of these PEM public keys (RS256, several for rotation). Empty: JWTs are refused.
+    jwt_hs256_secret: str = ""
+    jwt_rs256_public_keys: str = ""
 
     # Kafka layout.
     # How long a fetch waits for data. Apache Kafka answers a waiting fetch as soon as data arrives, so 500

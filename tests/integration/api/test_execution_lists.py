@@ -9,9 +9,11 @@ from typing import Any
 import asyncpg
 import pytest
 from flowline.db.executions import ExecutionFilters, count_executions
+from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
 
 from tests.integration.api.execution_rows import T0, ExecutionRows
+from tests.support import api_key, bearer
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 
@@ -150,13 +152,17 @@ async def test_bad_filter_values_are_400_naming_the_parameter(api: Client, execu
     assert missing == {}
 
 
-async def test_lists_are_per_tenant(api: Client, executions: dict[str, uuid.UUID]) -> None:
-    acme = (await api.get("http://testserver.local/api/v1/tenants/acme/executions")).json()
+async def test_lists_are_per_tenant(api: Client, executions: dict[str, uuid.UUID], settings: Settings) -> None:
+    acme_url = "http://testserver.local/api/v1/tenants/acme/executions"
+    acme = (await api.get(acme_url, headers=bearer(await api_key(settings.database_url, "acme")))).json()
+    with_dev_key = await api.get(acme_url)
     unknown = await api.get("http://testserver.local/api/v1/tenants/nobody/executions")
 
     assert [item["id"] for item in acme["items"]] == [str(executions["foreign"])]
     assert acme["total"] == 1
     assert unknown.status_code == 404
+    assert with_dev_key.status_code == 404  # another tenant's answers exactly like one that does not exist
+    assert with_dev_key.json()["detail"] == "tenant 'acme' does not exist"
 
 
 async def test_past_the_count_cap_the_total_is_an_estimate(api: Client, pool: asyncpg.Pool) -> None:

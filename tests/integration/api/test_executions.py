@@ -8,10 +8,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
 
 from tests.integration.api.execution_rows import T0, ExecutionRows
-from tests.support import define
+from tests.support import api_key, bearer, define
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 
@@ -164,7 +165,7 @@ async def test_a_cancelled_execution_says_when_and_by_whom(api: Client, rows: Ex
     assert body["cancelledBy"] == "ops@example.com"
 
 
-async def test_missing_foreign_and_malformed_ids(api: Client, rows: ExecutionRows) -> None:
+async def test_missing_foreign_and_malformed_ids(api: Client, rows: ExecutionRows, settings: Settings) -> None:
     foreign = await rows.execution(tenant="acme")
     foreign_task = await rows.step(foreign, "one", position=0)
     missing = uuid.UUID(int=42)
@@ -182,9 +183,9 @@ async def test_missing_foreign_and_malformed_ids(api: Client, rows: ExecutionRow
     _problem(await api.post(f"/executions/{missing}/promises/p/resolve", json={}), 404)
     _problem(await api.post("/executions/nope/promises/p/resolve", json={}), 400)
     # The same rows answer in their own tenant.
-    acme = "http://testserver.local/api/v1/tenants/acme"
-    assert (await api.get(f"{acme}/executions/{foreign}")).status_code == 200
-    assert (await api.get(f"{acme}/tasks/{foreign_task}")).status_code == 200
+    acme, acme_key = "http://testserver.local/api/v1/tenants/acme", bearer(await api_key(settings.database_url, "acme"))
+    assert (await api.get(f"{acme}/executions/{foreign}", headers=acme_key)).status_code == 200
+    assert (await api.get(f"{acme}/tasks/{foreign_task}", headers=acme_key)).status_code == 200
 
 
 # --- steps, events ----------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient
 from schemathesis.config import SchemathesisConfig
 
+from tests.support import api_key, bearer
+
 SEED = 20260311
 MAX_EXAMPLES = 15
 TENANT_ROUTES = r"^/api/v1/tenants/\{tenant\}/"
@@ -41,17 +43,20 @@ async def seed(api: AsyncTestClient, pack: str) -> Resources:  # type: ignore[ty
 
 
 @pytest.fixture
-async def seeded(settings: Settings) -> AsyncIterator[tuple[Resources, Resources]]:
-    """Resources for generated path parameters to name, so requests reach the handlers beyond the 404.
+async def seeded(settings: Settings) -> AsyncIterator[tuple[Resources, Resources, str]]:
+    """Resources for generated path parameters to name, so requests reach the handlers beyond the 404, and an
+    admin key to send (authorization itself is the matrix test's subject).
 
     The second set is for DELETE routes only: operations run one after another, and a deleted seed would
     leave only 404s for the routes after it.
     """
+    key = await api_key(settings.database_url)
     async with AsyncTestClient(create_app(settings), base_url="http://testserver.local/api/v1/tenants/dev/") as api:
-        yield await seed(api, "demo"), await seed(api, "doomed")
+        api.headers.update(bearer(key))
+        yield await seed(api, "demo"), await seed(api, "doomed"), key
 
 
-def fuzz_config(kept: Resources, doomed: Resources) -> SchemathesisConfig:
+def fuzz_config(kept: Resources, doomed: Resources, key: str) -> SchemathesisConfig:
     """Bounded, deterministic generation with the three checks of the issue.
 
     The tenant is always ``dev`` (an unknown tenant is a 404 before anything else: the coverage phase would spend
@@ -64,6 +69,7 @@ def fuzz_config(kept: Resources, doomed: Resources) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "seed": SEED,
+            "headers": bearer(key),
             "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
             "phases": {"stateful": {"enabled": False}},
             "checks": {"enabled": False, **{check: {"enabled": True} for check in CHECKS}},
@@ -80,7 +86,7 @@ def fuzz_config(kept: Resources, doomed: Resources) -> SchemathesisConfig:
 
 @pytest.fixture
 def api_schema(
-    settings: Settings, seeded: tuple[Resources, Resources], request: pytest.FixtureRequest
+    settings: Settings, seeded: tuple[Resources, Resources, str], request: pytest.FixtureRequest
 ) -> schemathesis.BaseSchema:
     # schemathesis 4.32 names each operation's subtest by rewriting the test node's `_nodeid`, which pytest 9.2
     # no longer has: give it one to read.

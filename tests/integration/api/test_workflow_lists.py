@@ -48,6 +48,7 @@ async def test_the_default_list_is_newest_first(catalog: Client) -> None:
     ]
     assert (page["total"], page["limit"], page["offset"], page["nextCursor"]) == (5, 20, 0, None)
     first = page["items"][-1]
+    assert first["createdBy"].startswith("api-key:")  # the principal that created it
     assert first == {
         "ref": "ops.restart",
         "pack": "ops",
@@ -57,7 +58,7 @@ async def test_the_default_list_is_newest_first(catalog: Client) -> None:
         "version": 1,
         "tags": ["infra", "daily"],
         "enabled": True,
-        "createdBy": None,
+        "createdBy": first["createdBy"],
         "createdAt": first["createdAt"],
         "updatedAt": first["updatedAt"],
     }

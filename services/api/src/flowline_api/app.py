@@ -12,21 +12,26 @@ from flowline.agents import auth_cipher
 from flowline.ops import ops_routes
 from flowline.runtime import OutboxRelay, Runtime
 from flowline.settings import Settings
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CollectorRegistry
 
+from flowline_api.auth import BearerAuthentication, JwtVerifier, require_role
 from flowline_api.dependencies import (
     provide_actor,
+    provide_caller,
     provide_outbox,
     provide_pool,
     provide_settings,
     provide_tenant_id,
 )
 from flowline_api.domain.agents.controller import AgentController
+from flowline_api.domain.api_keys.controller import ApiKeyController
 from flowline_api.domain.audit.controller import AuditLogController
 from flowline_api.domain.bulk.controller import BulkOperationController
 from flowline_api.domain.control.controller import ExecutionControlController
@@ -58,6 +63,7 @@ def create_app(settings: Settings) -> Litestar:
             "auth_cipher": auth_cipher(settings.secret_key),
             "known_actions": frozenset(load_actions()),
             "tenant_ids": {},
+            "jwt_verifier": JwtVerifier(settings),
             "stream_timings": StreamTimings(settings.stream_keepalive_seconds, settings.stream_idle_timeout_seconds),
         }
     )
@@ -91,7 +97,9 @@ def create_app(settings: Settings) -> Litestar:
             await state.http.aclose()
             await runtime.close()
 
-    return Litestar(
+    # Every tenant route needs credentials and declares the role it needs; health, metrics and docs do not.
+    tenant_routes = Router(
+        path="/",
         route_handlers=[
             WorkflowController,
             PackController,
@@ -101,8 +109,17 @@ def create_app(settings: Settings) -> Litestar:
             BulkOperationController,
             AgentController,
             AuditLogController,
+            ApiKeyController,
             LogController,
             StreamController,
+        ],
+        middleware=[DefineMiddleware(BearerAuthentication)],
+        guards=[require_role],
+        security=[{"bearer": []}],
+    )
+    return Litestar(
+        route_handlers=[
+            tenant_routes,
             *ops_routes("api", {"database": check_database, "kafka": check_kafka}, registry),
         ],
         dependencies={
@@ -110,6 +127,7 @@ def create_app(settings: Settings) -> Litestar:
             "outbox": Provide(provide_outbox, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "tenant_id": Provide(provide_tenant_id),
+            "caller": Provide(provide_caller, sync_to_thread=False),
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
         lifespan=[lifespan],
@@ -123,5 +141,14 @@ def create_app(settings: Settings) -> Litestar:
             path="/docs",
             use_handler_docstrings=True,
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An API key (fl_<id>_<secret>) or a JWT with sub, tenant, roles and exp",
+                    )
+                }
+            ),
         ),
     )

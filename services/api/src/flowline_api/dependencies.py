@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import asyncpg
 import httpx
 from cryptography.fernet import MultiFernet
+from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.tenants import read_tenant_id
+from flowline.errors import NotFound
 from flowline.kafka.outbox import OutboxPublisher
 from flowline.request_ids import current_request_id
 from flowline.settings import Settings
+from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
@@ -42,12 +46,14 @@ def provide_settings(state: State) -> Settings:
     return settings
 
 
-async def provide_tenant_id(tenant: FromPath[str], state: State) -> uuid.UUID:
-    """The id of the tenant in the path (cached: tenants are never renamed).
+async def provide_tenant_id(tenant: FromPath[str], state: State, request: Request[Principal, Any, Any]) -> uuid.UUID:
+    """The id of the tenant in the path, which must be the caller's own (cached: tenants are never renamed).
 
     Raises:
-        NotFound: no such tenant.
+        NotFound: no such tenant, or another tenant's: both answer alike, so ids of others reveal nothing.
     """
+    if request.user.tenant != tenant:
+        raise NotFound(f"tenant {tenant!r} does not exist")
     cache: dict[str, uuid.UUID] = state.tenant_ids
     tenant_id = cache.get(tenant)
     if tenant_id is None:
@@ -55,9 +61,14 @@ async def provide_tenant_id(tenant: FromPath[str], state: State) -> uuid.UUID:
     return tenant_id
 
 
-def provide_actor() -> Actor:
+def provide_caller(request: Request[Principal, Any, Any]) -> Principal:
+    """The caller, as the authentication middleware found it."""
+    return request.user
+
+
+def provide_actor(request: Request[Principal, Any, Any]) -> Actor:
     """Who makes this request, for the audit log, with the request id the middleware made current."""
-    return Actor(principal=None, request_id=current_request_id.get())
+    return Actor(principal=request.user.subject, request_id=current_request_id.get())
 
 
 def provide_workflow_service(

@@ -128,6 +128,8 @@ class Problem(msgspec.Struct, kw_only=True):
 
 _PROBLEM_EXAMPLES = {
     400: ("Bad request", "limit: Value must be less than or equal to 100", None),
+    401: ("Unauthorized", "the credentials are invalid, revoked or expired", None),
+    403: ("Forbidden", "this needs the operator role; the credentials have viewer", None),
     404: ("Not found", "agent 0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d does not exist", None),
     409: ("Conflict", "agent 'summarizer' already exists", None),
     422: ("Validation failed", "url: must be an absolute http or https URL", "/url"),
@@ -135,9 +137,12 @@ _PROBLEM_EXAMPLES = {
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries documenting the problem+json answers a route gives for ``statuses``."""
+    """OpenAPI entries documenting the problem+json answers a route gives for ``statuses``.
+
+    401 and 403 are always there: every tenant route needs credentials and a role.
+    """
     responses = {}
-    for status in statuses:
+    for status in (401, 403, *statuses):
         title, detail, pointer = _PROBLEM_EXAMPLES[status]
         example = Problem(title=title, status=status, detail=detail, instance="/api/v1/tenants/dev/…", pointer=pointer)
         responses[status] = ResponseSpec(

@@ -1,17 +1,83 @@
-"""The api process: serves the REST API with uvicorn."""
+"""The api process: serves the REST API with uvicorn; ``flowline-api admin …`` bootstraps tenants and keys.
+
+The admin commands talk to the database directly (FLOWLINE_DATABASE_URL), so the first tenant and its
+first admin key can exist before anyone can call the API.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
+import uuid
+
 import uvicorn
+from flowline.credentials import ROLES, issue_api_key, revoke_api_key
+from flowline.db.audit import Actor
+from flowline.db.migrate import ensure_tenant_async
+from flowline.db.pool import connect
+from flowline.db.tenants import read_tenant_id
+from flowline.errors import FlowlineError
 from flowline.ops import configure_logging
-from flowline.settings import load_settings
+from flowline.settings import ConfigurationError, load_settings
 
 from flowline_api.app import create_app
 
+ADMIN_ACTOR = Actor(principal="admin-cli", request_id=None)
 
-def main() -> None:
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowline-api", description="The Flowline REST API")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the API (the default)")
+    admin = commands.add_parser("admin", help="manage tenants and API keys in the database directly")
+    actions = admin.add_subparsers(dest="action", required=True)
+    tenant = actions.add_parser("create-tenant", help="create a tenant unless it exists")
+    tenant.add_argument("slug")
+    tenant.add_argument("--name")
+    key = actions.add_parser("create-api-key", help="make an API key and print it (shown only this once)")
+    key.add_argument("--tenant", required=True)
+    key.add_argument("--role", required=True, choices=ROLES)
+    key.add_argument("--name", default="admin-cli")
+    revoke = actions.add_parser("revoke-api-key", help="revoke an API key by its id")
+    revoke.add_argument("--tenant", required=True)
+    revoke.add_argument("key_id", type=uuid.UUID)
+    return parser
+
+
+async def _admin(database_url: str, args: argparse.Namespace) -> str:
+    match args.action:
+        case "create-tenant":
+            await ensure_tenant_async(database_url, args.slug, args.name)
+            return f"tenant {args.slug} exists"
+        case "create-api-key":
+            return await issue_api_key(
+                database_url, tenant=args.tenant, role=args.role, name=args.name, actor=ADMIN_ACTOR
+            )
+    connection = await connect(database_url)
+    try:
+        async with connection.transaction():
+            tenant_id = await read_tenant_id(connection, args.tenant)
+            await revoke_api_key(connection, tenant_id=tenant_id, key_id=args.key_id, actor=ADMIN_ACTOR)
+    finally:
+        await connection.close()
+    return f"API key {args.key_id} revoked"
+
+
+def main(argv: list[str] | None = None) -> None:
     """Entry point of ``flowline-api``."""
-    settings = load_settings().require_connections()
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "admin":
+            if not settings.database_url:
+                raise ConfigurationError("set FLOWLINE_DATABASE_URL")
+            print(asyncio.run(_admin(settings.database_url, args)))
+            return
+        settings = settings.require_connections()
+    except (ConfigurationError, FlowlineError) as err:
+        print(f"flowline-api: {err}", file=sys.stderr)
+        sys.exit(2 if isinstance(err, ConfigurationError) else 1)
     configure_logging("api", settings.log_level, settings.log_format)
     uvicorn.run(
         create_app(settings),

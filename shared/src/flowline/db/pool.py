@@ -8,6 +8,13 @@ import msgspec
 from flowline.settings import Settings
 
 
+async def connect(database_url: str) -> asyncpg.Connection:
+    """One connection outside any pool (admin commands, scripts), with the pool's JSON codecs."""
+    connection = await asyncpg.connect(database_url)
+    await _init_connection(connection)
+    return connection
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await connection.set_type_codec(

@@ -67,6 +67,7 @@ api_keys = Table(
     Column("name", Text, nullable=False),
     Column("role", Text, nullable=False),
     Column("secret_hash", Text, nullable=False),
+    Column("created_by", Text),
     _timestamp("created_at", nullable=False, default_now=True),
     _timestamp("last_used_at"),
     _timestamp("revoked_at"),

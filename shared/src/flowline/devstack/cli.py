@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import shlex
@@ -39,21 +40,25 @@ def _request_stop(signum: int, frame: FrameType | None) -> None:
     raise _StopRequested
 
 
-def render_dev_env(*, api_url: str, tenant: str, database_url: str, kafka_bootstrap: str) -> str:
+def render_dev_env(*, api_url: str, tenant: str, api_key: str, database_url: str, kafka_bootstrap: str) -> str:
     """The shell lines of ``.flowline/dev.env``, for ``source`` in another terminal."""
     values = {
         "FLOWLINE_API_URL": api_url,
         "FLOWLINE_TENANT": tenant,
+        "FLOWLINE_API_KEY": api_key,
         env_name("database_url"): database_url,
         env_name("kafka_bootstrap"): kafka_bootstrap,
     }
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
 
 
-def render_banner(*, settings: Settings, database_url: str, kafka_bootstrap: str, dev_env_path: Path) -> str:
+def render_banner(
+    *, settings: Settings, api_key: str, database_url: str, kafka_bootstrap: str, dev_env_path: Path
+) -> str:
     """What ``flowline-dev up`` prints once everything is healthy."""
     rows = [(spec.name, http_url(settings.http_host, getattr(settings, spec.port_field))) for spec in SERVICES]
     rows += [("postgresql", database_url), ("kafka", kafka_bootstrap), ("tenant", settings.dev_tenant)]
+    rows += [("api key", f"{api_key} (admin; send as Authorization: Bearer <key>)")]
     width = max(len(name) for name, _ in rows)
     lines = ["", "Flowline is running:"]
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]
@@ -80,6 +85,37 @@ def ensure_secret_key(path: Path) -> str:
             file.write(Fernet.generate_key().decode() + "\n")
         logger.info("generated the secret key that encrypts agent credentials: %s", path)
     return path.read_text().strip()
+
+
+def ensure_dev_api_key(path: Path, database_url: str, tenant: str) -> str:
+    """The dev stack's admin key from ``path`` while it still works, else a new one written there (owner only).
+
+    Reusing the key keeps scripts and shells that sourced dev.env working across restarts.
+    """
+    import asyncpg
+
+    from flowline.credentials import authenticate_key, issue_api_key
+    from flowline.db.audit import Actor
+
+    async def usable(key: str) -> bool:
+        connection = await asyncpg.connect(database_url)
+        try:
+            principal = await authenticate_key(connection, key)
+        finally:
+            await connection.close()
+        return principal is not None and principal.tenant == tenant and principal.role == "admin"
+
+    if path.exists() and asyncio.run(usable(key := path.read_text().strip())):
+        return key
+    key = asyncio.run(
+        issue_api_key(database_url, tenant=tenant, role="admin", name="dev", actor=Actor("flowline-dev", None))
+    )
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(key + "\n")
+    logger.info("made an admin API key for tenant %r: %s", tenant, path)
+    return key
 
 
 def _migrate(database_url: str, tenant: str) -> None:
@@ -180,11 +216,13 @@ def up(state_dir: Path, environ: Mapping[str, str]) -> int:
             logger.info("starting the services")
             services.start()
 
+            api_key = ensure_dev_api_key(state_dir / "dev.key", database_url, settings.dev_tenant)
             dev_env_path = state_dir / "dev.env"
             dev_env_path.write_text(
                 render_dev_env(
                     api_url=http_url(settings.http_host, settings.api_port),
                     tenant=settings.dev_tenant,
+                    api_key=api_key,
                     database_url=database_url,
                     kafka_bootstrap=kafka_bootstrap,
                 )
@@ -192,6 +230,7 @@ def up(state_dir: Path, environ: Mapping[str, str]) -> int:
             print(
                 render_banner(
                     settings=settings,
+                    api_key=api_key,
                     database_url=database_url,
                     kafka_bootstrap=kafka_bootstrap,
                     dev_env_path=_shortest(dev_env_path),

@@ -8,6 +8,8 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
+from flowline_api.errors import problem_responses
+
 
 class Problem(msgspec.Struct, kw_only=True):
     """An RFC 9457 problem.
@@ -49,7 +51,7 @@ def example_response(container: Any, description: str, value: Any, status: int =
 def problems(instance: str, **details: str | tuple[str, str]) -> dict[int, ResponseSpec]:
     """Error responses of a route: ``problems(path, not_found="…", invalid=("…", "/pointer"))``."""
     statuses = {"bad_request": 400, "not_found": 404, "conflict": 409, "too_large": 413, "invalid": 422}
-    responses: dict[int, ResponseSpec] = {}
+    responses: dict[int, ResponseSpec] = problem_responses()  # 401 and 403
     for name, example in details.items():
         status = statuses[name]
         detail, pointer = example if isinstance(example, tuple) else (example, None)

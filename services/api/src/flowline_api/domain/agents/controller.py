@@ -12,6 +12,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.dependencies import provide_agent_service
 from flowline_api.domain.agents.schemas import (
     AGENT_CREATE_EXAMPLE,
@@ -65,6 +66,7 @@ class AgentController(Controller):
 
     @post(
         "/",
+        opt=OPERATOR,
         status_code=HTTP_201_CREATED,
         summary="Register an agent",
         responses=problem_responses(400, 404, 409, 422),
@@ -84,7 +86,7 @@ class AgentController(Controller):
         """
         return await agent_service.create(tenant_id, data, actor)
 
-    @get("/", summary="List agents", responses=problem_responses(400, 404))
+    @get("/", opt=VIEWER, summary="List agents", responses=problem_responses(400, 404))
     async def list_agents(
         self,
         tenant_id: NamedDependency[uuid.UUID],
@@ -103,14 +105,14 @@ class AgentController(Controller):
             tenant_id, status=status, search=search, limit=limit, offset=offset, cursor=cursor
         )
 
-    @get("/{agent_id:uuid}", summary="Read an agent", responses=problem_responses(404))
+    @get("/{agent_id:uuid}", opt=VIEWER, summary="Read an agent", responses=problem_responses(404))
     async def get_agent(
         self, tenant_id: NamedDependency[uuid.UUID], agent_service: NamedDependency[AgentService], agent_id: AgentId
     ) -> Agent:
         """One agent; 404 when it does not exist, was deleted or belongs to another tenant."""
         return await agent_service.read(tenant_id, agent_id)
 
-    @put("/{agent_id:uuid}", summary="Change an agent", responses=problem_responses(400, 404, 409, 422))
+    @put("/{agent_id:uuid}", opt=OPERATOR, summary="Change an agent", responses=problem_responses(400, 404, 409, 422))
     async def update_agent(
         self,
         tenant_id: NamedDependency[uuid.UUID],
@@ -128,6 +130,7 @@ class AgentController(Controller):
 
     @delete(
         "/{agent_id:uuid}",
+        opt=OPERATOR,
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete an agent",
         responses=problem_responses(404),
@@ -142,7 +145,7 @@ class AgentController(Controller):
         """Soft-delete an agent: it disappears from lists and reads, and its name can be registered again."""
         await agent_service.delete(tenant_id, agent_id, actor)
 
-    @get("/{agent_id:uuid}/health", summary="Check an agent's health", responses=problem_responses(404))
+    @get("/{agent_id:uuid}/health", opt=VIEWER, summary="Check an agent's health", responses=problem_responses(404))
     async def check_agent_health(
         self, tenant_id: NamedDependency[uuid.UUID], agent_service: NamedDependency[AgentService], agent_id: AgentId
     ) -> AgentHealth:

@@ -10,6 +10,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
+from flowline_api.auth import ADMIN
 from flowline_api.dependencies import provide_audit_service
 from flowline_api.domain.audit.schemas import AuditLog
 from flowline_api.domain.audit.service import AuditFilter, AuditService
@@ -24,7 +25,7 @@ class AuditLogController(Controller):
     tags = ["audit"]
     dependencies = {"audit_service": Provide(provide_audit_service, sync_to_thread=False)}
 
-    @get("/", summary="List audit log entries", responses=problem_responses(400, 404))
+    @get("/", opt=ADMIN, summary="List audit log entries", responses=problem_responses(400, 404))
     async def list_audit_logs(
         self,
         tenant_id: NamedDependency[uuid.UUID],

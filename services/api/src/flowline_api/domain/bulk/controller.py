@@ -13,6 +13,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.domain.bulk.schemas import (
     BULK_CANCEL_EXAMPLE,
     BULK_PATH,
@@ -62,6 +63,7 @@ class BulkOperationController(Controller):
 
     @post(
         "/executions/bulk/cancel",
+        opt=OPERATOR,
         status_code=HTTP_202_ACCEPTED,
         summary="Cancel many executions",
         responses=_created_responses({**DRY_RUN_EXAMPLE, "kind": "cancel"}, f"{BULK_PATH}/cancel"),
@@ -88,6 +90,7 @@ class BulkOperationController(Controller):
 
     @post(
         "/executions/bulk/retry",
+        opt=OPERATOR,
         status_code=HTTP_202_ACCEPTED,
         summary="Retry many failed executions",
         responses=_created_responses(DRY_RUN_EXAMPLE, f"{BULK_PATH}/retry"),
@@ -112,6 +115,7 @@ class BulkOperationController(Controller):
 
     @get(
         "/bulk-operations/{operation_id:str}",
+        opt=VIEWER,
         summary="Read a bulk operation",
         responses={
             **example_response(BulkOperation, "a completed operation", COMPLETED_EXAMPLE),

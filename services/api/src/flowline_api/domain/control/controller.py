@@ -11,6 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from flowline_api.auth import OPERATOR
 from flowline_api.dependencies import provide_control_service
 from flowline_api.domain.control.schemas import (
     Cancelled,
@@ -34,6 +35,7 @@ class ExecutionControlController(Controller):
 
     @post(
         "/{execution_id:uuid}/cancel",
+        opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Cancel an execution",
         responses={
@@ -61,6 +63,7 @@ class ExecutionControlController(Controller):
 
     @post(
         "/{execution_id:uuid}/pause",
+        opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Pause an execution",
         responses=problem_responses(404, 409),
@@ -76,6 +79,7 @@ class ExecutionControlController(Controller):
 
     @post(
         "/{execution_id:uuid}/resume",
+        opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Resume a paused execution",
         responses=problem_responses(404, 409),
@@ -91,6 +95,7 @@ class ExecutionControlController(Controller):
 
     @post(
         "/{execution_id:uuid}/rerun",
+        opt=OPERATOR,
         status_code=HTTP_202_ACCEPTED,
         summary="Rerun an execution from a step",
         responses=problem_responses(404, 409, 422),
@@ -113,6 +118,7 @@ class ExecutionControlController(Controller):
 
     @post(
         "/{execution_id:uuid}/retry",
+        opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Retry a failed execution",
         responses=problem_responses(404, 409, 422),

@@ -13,6 +13,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, HeaderParameter, JSONBody, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.dependencies import provide_execution_service
 from flowline_api.domain.executions.examples import (
     ATTEMPTS_EXAMPLE,
@@ -172,6 +173,7 @@ class ExecutionController(Controller):
 
     @post(
         "/",
+        opt=OPERATOR,
         status_code=HTTP_202_ACCEPTED,
         summary="Start an execution",
         responses={
@@ -221,6 +223,7 @@ class ExecutionController(Controller):
 
     @get(
         "/",
+        opt=VIEWER,
         summary="List executions",
         responses={
             **example_response(ExecutionPage, "a page of executions, newest first", PAGE_EXAMPLE),
@@ -276,6 +279,7 @@ class ExecutionController(Controller):
 
     @get(
         "/{execution_id:str}",
+        opt=VIEWER,
         summary="Read an execution",
         responses={
             **example_response(Execution, "the execution with its steps", EXECUTION_EXAMPLE),
@@ -308,6 +312,7 @@ class ExecutionController(Controller):
 
     @get(
         "/{execution_id:str}/steps",
+        opt=VIEWER,
         summary="List the steps of an execution",
         responses={
             **example_response(StepList, "every step, in definition order", {"steps": [STEP_EXAMPLE]}),
@@ -328,6 +333,7 @@ class ExecutionController(Controller):
 
     @get(
         "/{execution_id:str}/events",
+        opt=VIEWER,
         summary="Read the event log of an execution",
         responses={
             **example_response(EventList, "the first two events, more to come", EVENTS_EXAMPLE),
@@ -352,6 +358,7 @@ class ExecutionController(Controller):
 
     @get(
         "/{execution_id:str}/children",
+        opt=VIEWER,
         summary="List the child executions of an execution",
         responses={
             **example_response(ChildList, "the children, oldest first", CHILDREN_EXAMPLE),
@@ -372,6 +379,7 @@ class ExecutionController(Controller):
 
     @get(
         "/{execution_id:str}/tasks/{task_id:str}/attempts",
+        opt=VIEWER,
         summary="List the attempts of a task",
         responses={
             **example_response(AttemptList, "a failed attempt, then a successful one", ATTEMPTS_EXAMPLE),
@@ -398,6 +406,7 @@ class ExecutionController(Controller):
 
     @post(
         "/{execution_id:str}/promises/{name:str}/resolve",
+        opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Resolve a promise",
         responses={
@@ -434,6 +443,7 @@ class ExecutionController(Controller):
 
     @post(
         "/{execution_id:str}/promises/{name:str}/reject",
+        opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Reject a promise",
         responses={

@@ -11,6 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
+from flowline_api.auth import VIEWER
 from flowline_api.domain.logs.schemas import LOG_PAGE_EXAMPLE, TaskLogPage
 from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import example_response, problems
@@ -43,6 +44,7 @@ class LogController(Controller):
 
     @get(
         "/executions/{execution_id:uuid}/logs",
+        opt=VIEWER,
         summary="List an execution's logs",
         responses={
             **example_response(TaskLogPage, "a page of log records, oldest first", LOG_PAGE_EXAMPLE),
@@ -75,6 +77,7 @@ class LogController(Controller):
 
     @get(
         "/executions/{execution_id:uuid}/logs/download",
+        opt=VIEWER,
         summary="Download an execution's logs",
         responses={
             200: ResponseSpec(
@@ -114,6 +117,7 @@ class LogController(Controller):
 
     @get(
         "/tasks/{task_id:uuid}/logs",
+        opt=VIEWER,
         summary="List a task's logs",
         responses={
             **example_response(TaskLogPage, "a page of log records, oldest first", LOG_PAGE_EXAMPLE),

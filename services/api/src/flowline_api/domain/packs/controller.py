@@ -13,6 +13,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.dependencies import provide_pack_service, provide_workflow_service
 from flowline_api.domain.openapi import example_response, problems
 from flowline_api.domain.packs.schemas import (
@@ -54,6 +55,7 @@ class PackController(Controller):
 
     @post(
         "/",
+        opt=OPERATOR,
         status_code=HTTP_201_CREATED,
         summary="Create a pack",
         responses={
@@ -78,6 +80,7 @@ class PackController(Controller):
 
     @get(
         "/",
+        opt=VIEWER,
         summary="List packs",
         responses={
             **example_response(Page[Pack], "a page of packs by ref", page_example(PACK_EXAMPLE)),
@@ -97,6 +100,7 @@ class PackController(Controller):
 
     @post(
         "/install",
+        opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Install a pack folder",
         responses={
@@ -133,6 +137,7 @@ class PackController(Controller):
 
     @get(
         "/{pack:str}",
+        opt=VIEWER,
         summary="Read a pack",
         responses={
             **example_response(Pack, "the pack", PACK_EXAMPLE),
@@ -147,6 +152,7 @@ class PackController(Controller):
 
     @delete(
         "/{pack:str}",
+        opt=OPERATOR,
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete a pack",
         responses=problems(
@@ -170,6 +176,7 @@ class PackController(Controller):
 
     @get(
         "/{pack:str}/workflows",
+        opt=VIEWER,
         summary="List the workflows of a pack",
         responses={
             **example_response(

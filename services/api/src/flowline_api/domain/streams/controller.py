@@ -13,6 +13,7 @@ from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
+from flowline_api.auth import VIEWER
 from flowline_api.domain.openapi import problems
 from flowline_api.domain.streams.schemas import EVENT_EXAMPLE
 from flowline_api.domain.streams.service import Messages, StreamService, provide_stream_service
@@ -73,6 +74,7 @@ class StreamController(Controller):
 
     @get(
         "/executions/{execution_id:uuid}/stream",
+        opt=VIEWER,
         summary="Stream an execution's events",
         responses=_stream_responses(
             f"{PATH}/executions/{EXECUTION}/stream",
@@ -102,6 +104,7 @@ class StreamController(Controller):
 
     @get(
         "/executions/{execution_id:uuid}/stream/consolidated",
+        opt=VIEWER,
         summary="Stream an execution's and its children's events",
         responses=_stream_responses(
             f"{PATH}/executions/{EXECUTION}/stream/consolidated",
@@ -132,6 +135,7 @@ class StreamController(Controller):
 
     @get(
         "/tasks/{task_id:uuid}/stream",
+        opt=VIEWER,
         summary="Stream a task's events and logs",
         responses=_stream_responses(
             f"{PATH}/tasks/{EXECUTION}/stream",

@@ -8,6 +8,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
+from flowline_api.auth import VIEWER
 from flowline_api.dependencies import provide_execution_service
 from flowline_api.domain.executions.controller import TaskId
 from flowline_api.domain.executions.examples import TASK_EXAMPLE, TASK_ID
@@ -25,6 +26,7 @@ class TaskController(Controller):
 
     @get(
         "/{task_id:str}",
+        opt=VIEWER,
         summary="Read a task",
         responses={
             **example_response(Task, "one step execution", TASK_EXAMPLE),

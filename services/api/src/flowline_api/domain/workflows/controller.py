@@ -13,6 +13,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.dependencies import provide_execution_service, provide_workflow_service
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.openapi import example_response, problems
@@ -84,6 +85,7 @@ class WorkflowController(Controller):
 
     @post(
         "/",
+        opt=OPERATOR,
         status_code=HTTP_201_CREATED,
         summary="Define a workflow",
         responses={
@@ -116,6 +118,7 @@ class WorkflowController(Controller):
 
     @get(
         "/",
+        opt=VIEWER,
         summary="List workflows",
         responses={
             **example_response(Page[WorkflowSummary], "a page of workflows", page_example(WORKFLOW_SUMMARY_EXAMPLE)),
@@ -148,6 +151,7 @@ class WorkflowController(Controller):
 
     @get(
         "/{ref:str}",
+        opt=VIEWER,
         summary="Read a workflow",
         responses={
             **example_response(Workflow, "the latest version", WORKFLOW_EXAMPLE),
@@ -165,6 +169,7 @@ class WorkflowController(Controller):
 
     @put(
         "/{ref:str}",
+        opt=OPERATOR,
         summary="Update a workflow",
         responses={
             **example_response(Workflow, "the workflow after the update", WORKFLOW_EXAMPLE),
@@ -195,6 +200,7 @@ class WorkflowController(Controller):
 
     @delete(
         "/{ref:str}",
+        opt=OPERATOR,
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete a workflow",
         responses=problems(f"{PATH}/demo.hello", not_found="workflow 'demo.hello' does not exist"),
@@ -215,6 +221,7 @@ class WorkflowController(Controller):
 
     @get(
         "/{ref:str}/versions",
+        opt=VIEWER,
         summary="List the versions of a workflow",
         responses={
             **example_response(
@@ -237,6 +244,7 @@ class WorkflowController(Controller):
 
     @get(
         "/{ref:str}/versions/{version:int}",
+        opt=VIEWER,
         summary="Read a version of a workflow",
         responses={
             **example_response(Workflow, "the workflow with this version's definition", WORKFLOW_EXAMPLE),
@@ -255,6 +263,7 @@ class WorkflowController(Controller):
 
     @post(
         "/{ref:str}/execute",
+        opt=OPERATOR,
         status_code=HTTP_202_ACCEPTED,
         summary="Start an execution",
         responses={

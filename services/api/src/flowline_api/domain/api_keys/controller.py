@@ -1,0 +1,69 @@
+"""Routes of API keys: admins make, list and revoke their tenant's keys."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import msgspec
+from flowline.credentials import create_api_key, list_api_keys, revoke_api_key
+from flowline.db.audit import Actor
+from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_201_CREATED
+
+from flowline_api.auth import ADMIN
+from flowline_api.domain.api_keys.schemas import ApiKey, ApiKeyCreate, ApiKeyList, CreatedApiKey
+from flowline_api.errors import problem_responses
+
+
+class ApiKeyController(Controller):
+    """``/api/v1/tenants/{tenant}/api-keys``."""
+
+    path = "/api/v1/tenants/{tenant:str}/api-keys"
+    tags = ["api-keys"]
+
+    @post(
+        "/",
+        opt=ADMIN,
+        status_code=HTTP_201_CREATED,
+        summary="Make an API key",
+        responses=problem_responses(400, 404, 422),
+    )
+    async def create(
+        self,
+        data: JSONBody[ApiKeyCreate],
+        tenant_id: NamedDependency[uuid.UUID],
+        pool: NamedDependency[asyncpg.Pool],
+        actor: NamedDependency[Actor],
+    ) -> CreatedApiKey:
+        """Make a key; the response holds the key itself, which cannot be read again."""
+        async with pool.acquire() as connection, connection.transaction():
+            stored, key = await create_api_key(
+                connection, tenant_id=tenant_id, name=data.name, role=data.role, actor=actor
+            )
+        return CreatedApiKey(**msgspec.structs.asdict(ApiKey.of(stored)), key=key)
+
+    @get("/", opt=ADMIN, summary="List API keys", responses=problem_responses(404))
+    async def list_keys(self, tenant_id: NamedDependency[uuid.UUID], pool: NamedDependency[asyncpg.Pool]) -> ApiKeyList:
+        """Every key of the tenant, without secrets."""
+        return ApiKeyList(items=[ApiKey.of(key) for key in await list_api_keys(pool, tenant_id)])
+
+    @delete(
+        "/{key_id:uuid}",
+        opt=ADMIN,
+        status_code=200,
+        summary="Revoke an API key",
+        responses=problem_responses(404),
+    )
+    async def revoke(
+        self,
+        key_id: FromPath[uuid.UUID],
+        tenant_id: NamedDependency[uuid.UUID],
+        pool: NamedDependency[asyncpg.Pool],
+        actor: NamedDependency[Actor],
+    ) -> ApiKey:
+        """Revoke a key: requests with it are refused from now on. Revoking twice changes nothing."""
+        async with pool.acquire() as connection, connection.transaction():
+            return ApiKey.of(await revoke_api_key(connection, tenant_id=tenant_id, key_id=key_id, actor=actor))
