@@ -10,6 +10,7 @@ from cryptography.fernet import MultiFernet
 from flowline.db.audit import Actor
 from flowline.db.tenants import read_tenant_id
 from flowline.kafka.outbox import OutboxPublisher
+from flowline.outbound import OutboundPolicy
 from flowline.request_ids import current_request_id
 from flowline.settings import Settings
 from litestar.datastructures import State
@@ -82,10 +83,11 @@ def provide_execution_service(
 
 
 def provide_agent_service(pool: NamedDependency[asyncpg.Pool], state: State) -> AgentService:
-    """An agent service for this request, sharing the app's cipher and HTTP client."""
+    """An agent service for this request, sharing the app's cipher, HTTP client and outbound policy."""
     cipher: MultiFernet = state.auth_cipher
     http: httpx.AsyncClient = state.http
-    return AgentService(pool, cipher, http)
+    outbound: OutboundPolicy = state.outbound
+    return AgentService(pool, cipher, http, outbound)
 
 
 def provide_audit_service(pool: NamedDependency[asyncpg.Pool]) -> AuditService:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uvicorn
-from flowline.ops import configure_logging
+from flowline.ops import configure_logging, proxy_options
 from flowline.settings import load_settings
 
 from flowline_api.app import create_app
@@ -19,4 +19,5 @@ def main() -> None:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        **proxy_options(settings.trusted_proxies),
     )

@@ -57,6 +57,7 @@ from flowline.messages import (
     encode,
 )
 from flowline.outages import OUTAGE_ERRORS
+from flowline.outbound import OutboundPolicy
 from flowline.request_ids import current_request_id
 from flowline.settings import Settings, Topics
 from flowline.snapshots import (
@@ -209,7 +210,7 @@ class Engine:
         self._capacity_freed = asyncio.Condition()
         self._busy = 0  # attempts claimed by this process and not yet finished
         self._running: dict[asyncio.Task[None], uuid.UUID] = {}  # attempt task → its step execution
-        self._http = http_step.create_client()
+        self._http = http_step.create_client(OutboundPolicy.from_setting(settings.outbound_allowed_networks))
         self._cipher = auth_cipher(settings.secret_key)
 
     @property

@@ -10,17 +10,21 @@ from typing import Any
 import httpx
 from flowline.actions import ActionContext, ActionFailed
 from flowline.definitions import HttpRequest
+from flowline.outbound import OutboundPolicy, OutboundRefused, guarded_client
 
 # Statuses worth another attempt: the other side may recover, or asked us to come back later.
 RETRYABLE_STATUSES = frozenset({408, 429})
 
 
-def create_client() -> httpx.AsyncClient:
-    """The one pooled client every http (and agent) step of a process shares; no redirects are followed."""
-    return httpx.AsyncClient(
+def create_client(policy: OutboundPolicy) -> httpx.AsyncClient:
+    """The one pooled client every http (and agent) step of a process shares.
+
+    It connects only to addresses ``policy`` allows, checked on every connection, and follows no redirects.
+    """
+    return guarded_client(
+        policy,
         timeout=httpx.Timeout(30.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        follow_redirects=False,
     )
 
 
@@ -80,7 +84,8 @@ async def exchange(
 
     Raises:
         ActionFailed: an unexpected status (4xx other than 408/429 are final; 5xx, 408 and 429 are retryable
-            and carry Retry-After), a timeout or a connection error (retryable), or an unusable URL (final).
+            and carry Retry-After), a timeout or a connection error (retryable), or an unusable URL or an
+            address the outbound policy refuses (final).
     """
     body: dict[str, Any] = {"content": content} if content is not None else {"json": json} if json is not None else {}
     try:
@@ -89,6 +94,8 @@ async def exchange(
         )
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
         raise ActionFailed(f"{method} {url}: {err}", retryable=False) from err
+    except OutboundRefused as err:
+        raise ActionFailed(f"{method} {url}: {err.detail}", retryable=False) from err
     except httpx.TimeoutException as err:
         raise ActionFailed(f"{method} {url} timed out: {type(err).__name__}", retryable=True) from err
     except httpx.HTTPError as err:
