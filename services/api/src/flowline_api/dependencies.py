@@ -64,8 +64,8 @@ def provide_actor() -> Actor:
 def provide_workflow_service(
     pool: NamedDependency[asyncpg.Pool], settings: NamedDependency[Settings], state: State
 ) -> WorkflowService:
-    """A workflow service for this request."""
-    return WorkflowService(pool, settings, state.known_actions)
+    """A workflow service for this request (it seals secret header values with the app's cipher)."""
+    return WorkflowService(pool, settings, state.known_actions, state.auth_cipher)
 
 
 def provide_pack_service(

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from flowline.actions import ActionContext, ActionFailed
-from flowline.definitions import HttpRequest
+from flowline.definitions import SECRET_MASK, HttpRequest
 from flowline.outbound import OutboundPolicy, OutboundRefused, guarded_client
 
 # Statuses worth another attempt: the other side may recover, or asked us to come back later.
@@ -116,10 +116,13 @@ async def send(
     request: HttpRequest,
     context: ActionContext,
     *,
+    secret_headers: Mapping[str, str] | None = None,
     timeout_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Send the (rendered) request with Flowline's idempotency and tracing headers.
 
+    ``request`` holds its secret headers masked (as rendered and stored); ``secret_headers`` are their opened
+    values, sent in their place and replaced by ``***`` in any error message (an answer may echo them).
     ``timeout_seconds`` (the step's) replaces the client's default for this request.
 
     Returns:
@@ -128,15 +131,23 @@ async def send(
     Raises:
         ActionFailed: as ``exchange`` classifies the outcome.
     """
+    secrets = dict(secret_headers or {})
+    plain = {name: value for name, value in request.headers.items() if isinstance(value, str)}
     body = request.body
-    response = await exchange(
-        client,
-        request.method.upper(),
-        request.url,
-        headers={**request.headers, **flowline_headers(context)},
-        content=body if isinstance(body, str | bytes) else None,
-        json=None if isinstance(body, str | bytes) else body,
-        timeout_seconds=timeout_seconds,
-        expected_status=request.expected_status,
-    )
+    try:
+        response = await exchange(
+            client,
+            request.method.upper(),
+            request.url,
+            headers={**plain, **secrets, **flowline_headers(context)},
+            content=body if isinstance(body, str | bytes) else None,
+            json=None if isinstance(body, str | bytes) else body,
+            timeout_seconds=timeout_seconds,
+            expected_status=request.expected_status,
+        )
+    except ActionFailed as err:
+        message = str(err)
+        for value in sorted(secrets.values(), key=len, reverse=True):
+            message = message.replace(value, SECRET_MASK)
+        raise ActionFailed(message, retryable=err.retryable, retry_after=err.retry_after) from None
     return {"status": response.status_code, "headers": dict(response.headers), "body": _body(response)}
