@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from cryptography.fernet import Fernet
+from flowline.outbound import LOOPBACK_NETWORKS
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ def stack_settings_env(servers: Servers, database_url: str) -> dict[str, str]:
         # A killed service's partitions move on sooner (6 s is the lowest Apache Kafka allows by default).
         "FLOWLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "FLOWLINE_SECRET_KEY": Fernet.generate_key().decode(),
+        # Agents and http steps in tests call local servers (CountingServer on 127.0.0.1).
+        "FLOWLINE_OUTBOUND_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
     }
 
 

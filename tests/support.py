@@ -176,3 +176,34 @@ async def api_key(database_url: str, tenant: str = "dev", role: str = "admin") -
 def bearer(key: str) -> dict[str, str]:
     """The header that authenticates with ``key``."""
     return {"Authorization": f"Bearer {key}"}
+
+
+async def run_until_finished(runtime: Any, settings: Settings, execution_id: Any) -> str:
+    """Run an executor in this process (its two consumers) until the execution's status is final; returns it."""
+    from flowline.actions import load_actions
+    from flowline.messages import RequestMessage, TaskMessage, decoder
+    from flowline_executor.engine import Engine
+    from flowline_executor.metrics import ExecutorMetrics
+    from prometheus_client import CollectorRegistry
+
+    # A registry per engine: a test may run one engine after another.
+    engine = Engine(settings, runtime.pool, runtime.outbox, load_actions(), ExecutorMetrics(CollectorRegistry()))
+    requests = runtime.consumer(
+        "executor", settings.topics.requests, decoder(RequestMessage), handler=engine.handle_request
+    )
+    tasks = runtime.consumer("executor-tasks", settings.topics.tasks, decoder(TaskMessage), handler=engine.handle_task)
+    await requests.start()
+    await tasks.start()
+    try:
+
+        async def finished() -> bool:
+            await asyncio.gather(requests.poll_once(), tasks.poll_once())
+            status = await runtime.pool.fetchval("SELECT status FROM executions WHERE id = $1", execution_id)
+            return status in ("completed", "failed", "cancelled")
+
+        await eventually(finished, timeout=60)
+    finally:
+        await requests.stop()
+        await tasks.stop()
+    status: str = await runtime.pool.fetchval("SELECT status FROM executions WHERE id = $1", execution_id)
+    return status

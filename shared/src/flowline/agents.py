@@ -63,7 +63,10 @@ class RetryConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel", for
 
 
 class AuthConfigUnreadable(FlowlineError):
-    """A stored auth config does not decrypt with the configured key (the key changed without rotation)."""
+    """A stored auth config (or another sealed secret) does not decrypt with the configured key.
+
+    The key changed without rotation.
+    """
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +131,44 @@ def decrypt_auth_config(cipher: MultiFernet, sealed: bytes | None) -> dict[str, 
     return config
 
 
+def seal_secret(cipher: MultiFernet, value: str) -> str:
+    """``value`` sealed as text (a Fernet token), for a secret kept inside JSON such as an http step header."""
+    return cipher.encrypt(value.encode()).decode()
+
+
+def open_secret(cipher: MultiFernet, token: str, what: str) -> str:
+    """The value ``seal_secret`` sealed; ``what`` names it in the error.
+
+    Raises:
+        AuthConfigUnreadable: no configured key opens it.
+    """
+    try:
+        return cipher.decrypt(token.encode()).decode()
+    except InvalidToken as err:
+        raise AuthConfigUnreadable(
+            f"{what} cannot be decrypted with {env_name('secret_key')}: the key changed; "
+            "list the previous key after the new one"
+        ) from err
+
+
+def check_secret_value(value: Any, label: str, pointer: str) -> str:
+    """``value`` when it is a credential that can travel in an HTTP header; the error names ``label``, never the value.
+
+    Raises:
+        ValidationFailed: not a non-empty string, too long, or characters a header cannot carry.
+    """
+    if not isinstance(value, str) or not value:
+        raise ValidationFailed(f"{label}: must be a non-empty string", pointer=pointer)
+    if len(value) > MAX_AUTH_VALUE_LENGTH:
+        raise ValidationFailed(f"{label}: at most {MAX_AUTH_VALUE_LENGTH} characters", pointer=pointer)
+    if not _HEADER_VALUE.match(value) or value != value.strip():
+        raise ValidationFailed(
+            f"{label}: only printable ASCII characters, no leading or trailing spaces (it travels in an HTTP header)",
+            pointer=pointer,
+        )
+    return value
+
+
 def validate_auth_config(auth_type: str, config: Mapping[str, Any] | None) -> dict[str, str]:
     """``config`` checked for ``auth_type``, with defaults filled in.
 
@@ -154,18 +195,7 @@ def validate_auth_config(auth_type: str, config: Mapping[str, Any] | None) -> di
         )
     checked = dict(optional)
     for name, value in given.items():
-        pointer = f"/authConfig/{name}"
-        if not isinstance(value, str) or not value:
-            raise ValidationFailed(f"authConfig.{name}: must be a non-empty string", pointer=pointer)
-        if len(value) > MAX_AUTH_VALUE_LENGTH:
-            raise ValidationFailed(f"authConfig.{name}: at most {MAX_AUTH_VALUE_LENGTH} characters", pointer=pointer)
-        if not _HEADER_VALUE.match(value) or value != value.strip():
-            raise ValidationFailed(
-                f"authConfig.{name}: only printable ASCII characters, no leading or trailing spaces "
-                "(it travels in an HTTP header)",
-                pointer=pointer,
-            )
-        checked[name] = value
+        checked[name] = check_secret_value(value, f"authConfig.{name}", f"/authConfig/{name}")
     if "header" in checked and (
         not _HEADER_NAME.match(checked["header"]) or checked["header"].lower() in _RESERVED_HEADERS
     ):

@@ -61,12 +61,26 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, rename="camel", for
         return interval * (0.5 + 0.5 * randomness) if self.jitter else interval
 
 
+SECRET_MASK = "***"
+
+
+class SecretValue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A header value kept secret, ``{"secret": "…"}``; never a template.
+
+    The plaintext travels only in the request that sets it: at rest ``secret`` holds a Fernet token (the api
+    seals it), wherever a definition or step input is shown it is ``***``, and only the executor opens it,
+    when it sends the request. Sending ``***`` back keeps the stored value.
+    """
+
+    secret: Annotated[str, msgspec.Meta(min_length=1)]
+
+
 class HttpRequest(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """What an ``http`` step sends; every string may be a template. No expected status means any 2xx."""
 
     method: str = "GET"
     url: str
-    headers: dict[str, str] = {}
+    headers: dict[str, str | SecretValue] = {}
     body: Any = None
     expected_status: list[int] = []
 
@@ -104,6 +118,39 @@ class WorkflowDefinition(msgspec.Struct, frozen=True, kw_only=True, rename="came
     output: Any = None
     # Seconds an execution may take from its start; past that it fails and its running steps are cancelled.
     timeout: Seconds | None = None
+
+
+def request_secrets(request: HttpRequest | None) -> dict[str, str]:
+    """The secret header values of an http step's request by header name (sealed, when read from storage)."""
+    if request is None:
+        return {}
+    return {name: value.secret for name, value in request.headers.items() if isinstance(value, SecretValue)}
+
+
+def masked_request(request: HttpRequest) -> dict[str, Any]:
+    """``request`` as JSON builtins with every secret header value masked (what is rendered, stored and shown)."""
+    shown: dict[str, Any] = msgspec.to_builtins(request)
+    shown["headers"] = {
+        name: {"secret": SECRET_MASK} if isinstance(value, SecretValue) else value
+        for name, value in request.headers.items()
+    }
+    return shown
+
+
+def mask_definition(definition: Any) -> Any:
+    """A stored definition (JSON builtins) as it may be shown: every secret header value ``{"secret": "***"}``."""
+    if not isinstance(definition, dict) or not isinstance(definition.get("steps"), list):
+        return definition
+    steps = []
+    for step in definition["steps"]:
+        headers = (step.get("request") or {}).get("headers") if isinstance(step, dict) else None
+        if isinstance(headers, dict) and any(isinstance(value, dict) for value in headers.values()):
+            masked = {
+                name: {"secret": SECRET_MASK} if isinstance(value, dict) else value for name, value in headers.items()
+            }
+            step = {**step, "request": {**step["request"], "headers": masked}}
+        steps.append(step)
+    return {**definition, "steps": steps}
 
 
 def find_cycle(needs_by_step: dict[str, list[str]]) -> list[str] | None:
@@ -205,7 +252,7 @@ def validate_definition(
                 raise ValidationFailed(
                     f"step {step.id!r}: unknown HTTP method {method!r}", pointer=f"{pointer}/request/method"
                 )
-            check_template(msgspec.to_builtins(step.request), f"{pointer}/request")
+            check_template(masked_request(step.request), f"{pointer}/request")
         if step.type == "workflow" and not (step.workflow and "." in step.workflow):
             raise ValidationFailed(
                 f"step {step.id!r}: a workflow step names its child as workflow: <pack>.<name>",

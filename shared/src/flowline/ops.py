@@ -17,6 +17,7 @@ from litestar.handlers import HTTPRouteHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from flowline.request_ids import current_request_id
+from flowline.settings import env_name, parse_networks
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -71,11 +72,31 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def http_server(app: Any, host: str, port: int) -> EmbeddedServer:
+def proxy_options(trusted_proxies: str) -> dict[str, Any]:
+    """Options of uvicorn for ``FLOWLINE_TRUSTED_PROXIES``: whose ``X-Forwarded-For``/``-Proto`` to believe.
+
+    The client address is the connection's unless the peer is one of the trusted proxies; with none, uvicorn
+    reads no forwarding header at all (by default it would trust 127.0.0.1).
+
+    Raises:
+        ConfigurationError: an entry is not an IP address or CIDR.
+    """
+    proxies = [str(network) for network in parse_networks(trusted_proxies, env_name("trusted_proxies"))]
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies}
+
+
+def http_server(app: Any, host: str, port: int, *, trusted_proxies: str = "") -> EmbeddedServer:
     """A server for ``app``; run ``await server.serve()``, stop with ``server.should_exit = True``."""
     # No log_config: uvicorn's loggers go through the service's own (JSON) handler.
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", log_config=None, access_log=False, lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        **proxy_options(trusted_proxies),
     )
     return EmbeddedServer(config)
 

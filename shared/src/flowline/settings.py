@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -80,6 +81,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     executor_http_port: int = 9101
     scheduler_http_port: int = 9102
     log_ingest_http_port: int = 9103
+    # Peers (IPs or CIDRs, comma-separated) whose X-Forwarded-For and X-Forwarded-Proto the api believes;
+    # from anyone else the client address is the connection's. Empty: trust no proxy.
+    trusted_proxies: str = ""
+
+    # Hardening. Agent and http steps (and agent health checks) never connect to loopback, private,
+    # link-local, multicast, unspecified or reserved addresses except those in these networks (comma-separated
+    # IPs or CIDRs, e.g. "127.0.0.0/8,::1" for a local stack). Empty: public addresses only.
+    outbound_allowed_networks: str = ""
+    # The api's request bodies: their size (413 past it; a pack install carries a whole folder, so it has its
+    # own), and in JSON bodies how deep objects and arrays nest and how long one string may be (400 past them).
+    max_request_body_bytes: int = 1_048_576
+    max_pack_install_bytes: int = 16_777_216
+    max_json_depth: int = 64
+    max_json_string_length: int = 1_048_576
 
     # Behaviour.
     worker_id: str = ""
@@ -144,6 +159,23 @@ def env_name(field: str) -> str:
 def setting_names() -> list[str]:
     """Every environment variable Flowline reads."""
     return [env_name(field) for field in Settings.__struct_fields__]
+
+
+def parse_networks(value: str, setting: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or CIDRs (``127.0.0.0/8, ::1``) as networks.
+
+    Raises:
+        ConfigurationError: an entry is neither, naming ``setting``.
+    """
+    networks = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError as err:
+            raise ConfigurationError(f"invalid setting {setting}: {entry!r} is not an IP address or CIDR") from err
+    return tuple(networks)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

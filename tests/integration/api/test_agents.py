@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from flowline.agents import Agent as LoadedAgent
 from flowline.agents import RetryConfig, auth_cipher, load_agent
@@ -16,6 +17,7 @@ from flowline.errors import NotFound
 from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
 
+from tests.integration.api.clients import admin_client
 from tests.support import CountingServer
 
 Client = AsyncTestClient  # type: ignore[type-arg]
@@ -519,3 +521,42 @@ async def test_load_agent_gives_the_executor_a_callable_agent(
     await api.delete(f"agents/{created['id']}")
     with pytest.raises(NotFound, match="'summarizer' does not exist"):
         await load_agent(pool, cipher, tenant_id, "summarizer")
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("http://10.0.0.5/run", "10.0.0.5 is a private address"),
+        ("http://169.254.169.254/latest", "169.254.169.254 is a link-local address"),
+        ("http://[fd00::1]:8080/", "fd00::1 is a private address"),
+        ("http://localhost:9000/", "localhost resolves to 127.0.0.1, a loopback address"),
+    ],
+)
+async def test_an_agent_url_to_a_refused_address_is_422_on_create_and_update(
+    api: Client, url: str, refused: str
+) -> None:
+    # The suite allows loopback; this api allows nothing, as a production api would.
+    expected = f"url: refused: {refused}; allow it with FLOWLINE_OUTBOUND_ALLOWED_NETWORKS"
+    agent = await create(api)
+    strict = msgspec.structs.replace(api.app.state.settings, outbound_allowed_networks="")
+    async with admin_client(strict) as strict_api:
+        created = await strict_api.post("agents", json=agent_body(name="inward", url=url))
+        updated = await strict_api.put(f"agents/{agent['id']}", json={"url": url})
+
+    for response in (created, updated):
+        assert response.status_code == 422, response.text
+        assert (response.json()["pointer"], response.json()["detail"]) == ("/url", expected)
+    assert (await api.get(f"agents/{agent['id']}")).json()["url"] == agent["url"]
+
+
+async def test_a_health_check_to_a_refused_address_reports_it_unreachable(api: Client, target: CountingServer) -> None:
+    agent = await create(api, url=f"{target.url}/run")
+    strict = msgspec.structs.replace(api.app.state.settings, outbound_allowed_networks="")
+    async with admin_client(strict) as strict_api:
+        health = (await strict_api.get(f"agents/{agent['id']}/health")).json()
+
+    assert health["status"] == "unreachable"
+    assert health["error"] == (
+        "refused: 127.0.0.1 is a loopback address; allow it with FLOWLINE_OUTBOUND_ALLOWED_NETWORKS"
+    )
+    assert target.requests == []

@@ -16,6 +16,7 @@ from flowline.actions import ActionContext, ActionFailed
 from flowline.agents import Agent, RetryConfig
 from flowline.definitions import RetryPolicy
 from flowline.devstack.ports import free_port
+from flowline.outbound import LOOPBACK_NETWORKS, OutboundPolicy
 from flowline_executor.agent_step import call_agent, retry_policy
 from flowline_executor.http_step import create_client
 
@@ -45,7 +46,7 @@ def target() -> Iterator[CountingServer]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    client = create_client()
+    client = create_client(OutboundPolicy.from_setting(LOOPBACK_NETWORKS))
     yield client
     await client.aclose()
 

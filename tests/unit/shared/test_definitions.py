@@ -12,7 +12,10 @@ from flowline.definitions import (
     StepDefinition,
     WorkflowDefinition,
     find_cycle,
+    mask_definition,
+    masked_request,
     parse_duration,
+    request_secrets,
     validate_definition,
 )
 from flowline.errors import TooLarge, ValidationFailed
@@ -303,3 +306,45 @@ def test_a_sleep_step_needs_exactly_one_of_duration_and_until() -> None:
     with pytest.raises(ValidationFailed) as caught:
         validate_definition(bad, known_actions=set(), max_steps=10)
     assert caught.value.pointer == "/definition/steps/0/duration"
+
+
+def test_secret_header_values_are_masked_wherever_a_definition_or_request_is_shown() -> None:
+    stored = {
+        "steps": [
+            {"id": "a", "type": "action", "action": "core.echo"},
+            {
+                "id": "call",
+                "type": "http",
+                "request": {
+                    "url": "https://x.example",
+                    "headers": {"Authorization": {"secret": "gAAAA-token"}, "X": "y"},
+                },
+            },
+        ]
+    }
+    definition = msgspec.convert(stored, WorkflowDefinition)
+    request = definition.steps[1].request
+    assert request is not None
+
+    assert mask_definition(stored)["steps"][1]["request"]["headers"] == {"Authorization": {"secret": "***"}, "X": "y"}
+    assert stored["steps"][1]["request"]["headers"]["Authorization"] == {"secret": "gAAAA-token"}  # not changed
+    assert masked_request(request)["headers"] == {"Authorization": {"secret": "***"}, "X": "y"}
+    assert request_secrets(request) == {"Authorization": "gAAAA-token"}
+    assert request_secrets(definition.steps[0].request) == {}
+
+
+def test_a_secret_header_value_is_never_checked_as_a_template() -> None:
+    definition = msgspec.convert(
+        {
+            "steps": [
+                {
+                    "id": "call",
+                    "type": "http",
+                    "request": {"url": "https://x.example", "headers": {"Authorization": {"secret": "{{ not closed"}}},
+                }
+            ]
+        },
+        WorkflowDefinition,
+    )
+
+    validate_definition(definition, known_actions=(), max_steps=10)

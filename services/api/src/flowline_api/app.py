@@ -10,6 +10,7 @@ import httpx
 from flowline.actions import load_actions
 from flowline.agents import auth_cipher
 from flowline.ops import ops_routes
+from flowline.outbound import OutboundPolicy, guarded_client
 from flowline.runtime import OutboxRelay, Runtime
 from flowline.settings import Settings
 from litestar import Litestar, Router
@@ -37,13 +38,14 @@ from flowline_api.domain.bulk.controller import BulkOperationController
 from flowline_api.domain.control.controller import ExecutionControlController
 from flowline_api.domain.executions.controller import ExecutionController
 from flowline_api.domain.logs.controller import LogController
-from flowline_api.domain.packs.controller import PackController
+from flowline_api.domain.packs.controller import PackController, PackInstallController
 from flowline_api.domain.streams.controller import StreamController
 from flowline_api.domain.streams.hub import StreamHub
 from flowline_api.domain.streams.service import StreamTimings
 from flowline_api.domain.tasks.controller import TaskController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
+from flowline_api.limits import JsonLimitsMiddleware
 from flowline_api.metrics import ApiMetrics
 from flowline_api.middleware import RequestIdMiddleware
 
@@ -53,14 +55,16 @@ def create_app(settings: Settings) -> Litestar:
 
     Raises:
         ConfigurationError: FLOWLINE_SECRET_KEY is missing or invalid (agent credentials are never stored
-            unencrypted).
+            unencrypted), or FLOWLINE_OUTBOUND_ALLOWED_NETWORKS holds something that is not a network.
     """
+    outbound = OutboundPolicy.from_setting(settings.outbound_allowed_networks)
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
     state = State(
         {
             "settings": settings,
             "auth_cipher": auth_cipher(settings.secret_key),
+            "outbound": outbound,
             "known_actions": frozenset(load_actions()),
             "tenant_ids": {},
             "jwt_verifier": JwtVerifier(settings),
@@ -80,10 +84,9 @@ def create_app(settings: Settings) -> Litestar:
         state.runtime, state.pool, state.outbox = runtime, runtime.pool, runtime.outbox
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         relay_task = asyncio.create_task(relay.start())
-        # One pooled client for every outgoing request (agent health checks); redirects are not followed.
-        state.http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20), follow_redirects=False
-        )
+        # One pooled client for every outgoing request (agent health checks): it connects only where the
+        # outbound policy allows and follows no redirects.
+        state.http = guarded_client(outbound, limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
         # Live streams: this process follows the events and logs topics for its own subscribers.
         state.stream_hub = hub = StreamHub(settings)
         await hub.start()
@@ -103,6 +106,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             WorkflowController,
             PackController,
+            Router("/", route_handlers=[PackInstallController], request_max_body_size=settings.max_pack_install_bytes),
             ExecutionController,
             TaskController,
             ExecutionControlController,
@@ -131,7 +135,8 @@ def create_app(settings: Settings) -> Litestar:
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware(), metrics.middleware()],
+        middleware=[RequestIdMiddleware(), metrics.middleware(), JsonLimitsMiddleware(settings)],
+        request_max_body_size=settings.max_request_body_bytes,
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,
         state=state,

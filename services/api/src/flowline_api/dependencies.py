@@ -13,6 +13,7 @@ from flowline.db.audit import Actor
 from flowline.db.tenants import read_tenant_id
 from flowline.errors import NotFound
 from flowline.kafka.outbox import OutboxPublisher
+from flowline.outbound import OutboundPolicy
 from flowline.request_ids import current_request_id
 from flowline.settings import Settings
 from litestar import Request
@@ -74,8 +75,8 @@ def provide_actor(request: Request[Principal, Any, Any]) -> Actor:
 def provide_workflow_service(
     pool: NamedDependency[asyncpg.Pool], settings: NamedDependency[Settings], state: State
 ) -> WorkflowService:
-    """A workflow service for this request."""
-    return WorkflowService(pool, settings, state.known_actions)
+    """A workflow service for this request (it seals secret header values with the app's cipher)."""
+    return WorkflowService(pool, settings, state.known_actions, state.auth_cipher)
 
 
 def provide_pack_service(
@@ -93,10 +94,11 @@ def provide_execution_service(
 
 
 def provide_agent_service(pool: NamedDependency[asyncpg.Pool], state: State) -> AgentService:
-    """An agent service for this request, sharing the app's cipher and HTTP client."""
+    """An agent service for this request, sharing the app's cipher, HTTP client and outbound policy."""
     cipher: MultiFernet = state.auth_cipher
     http: httpx.AsyncClient = state.http
-    return AgentService(pool, cipher, http)
+    outbound: OutboundPolicy = state.outbound
+    return AgentService(pool, cipher, http, outbound)
 
 
 def provide_audit_service(pool: NamedDependency[asyncpg.Pool]) -> AuditService:

@@ -18,7 +18,7 @@ from flowline.db.migrate import ensure_tenant_async
 from flowline.db.pool import connect
 from flowline.db.tenants import read_tenant_id
 from flowline.errors import FlowlineError
-from flowline.ops import configure_logging
+from flowline.ops import configure_logging, proxy_options
 from flowline.settings import ConfigurationError, load_settings
 
 from flowline_api.app import create_app
@@ -85,4 +85,5 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        **proxy_options(settings.trusted_proxies),
     )

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from flowline.actions import Action, ActionContext, ActionFailed
-from flowline.agents import auth_cipher, load_agent
+from flowline.agents import auth_cipher, load_agent, open_secret
 from flowline.db.events import NewEvent, append_events
 from flowline.db.tenants import read_tenant_id
 from flowline.definitions import (
@@ -30,7 +30,9 @@ from flowline.definitions import (
     StepDefinition,
     WorkflowDefinition,
     downstream,
+    masked_request,
     parse_duration,
+    request_secrets,
 )
 from flowline.errors import ClientError, FlowlineError
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, start_execution
@@ -57,6 +59,7 @@ from flowline.messages import (
     encode,
 )
 from flowline.outages import OUTAGE_ERRORS
+from flowline.outbound import OutboundPolicy
 from flowline.request_ids import current_request_id
 from flowline.settings import Settings, Topics
 from flowline.snapshots import (
@@ -209,7 +212,7 @@ class Engine:
         self._capacity_freed = asyncio.Condition()
         self._busy = 0  # attempts claimed by this process and not yet finished
         self._running: dict[asyncio.Task[None], uuid.UUID] = {}  # attempt task → its step execution
-        self._http = http_step.create_client()
+        self._http = http_step.create_client(OutboundPolicy.from_setting(settings.outbound_allowed_networks))
         self._cipher = auth_cipher(settings.secret_key)
 
     @property
@@ -481,8 +484,9 @@ class Engine:
                         statuses[step.id] = row["status"] = "skipped"
                         progressed = True
                         continue
+                    # An http step's secret headers stay masked in its input: opened only when it is sent.
                     step_input = render(
-                        msgspec.to_builtins(step.request) if step.type == "http" else step.input, context
+                        masked_request(step.request) if step.type == "http" and step.request else step.input, context
                     )
                     _check_storable(step_input)
                 except TemplateError as err:
@@ -1255,7 +1259,13 @@ class Engine:
         try:
             if step.type == "http":
                 request = msgspec.convert(claimed.step_input, HttpRequest)
-                work = http_step.send(self._http, request, context, timeout_seconds=step.timeout)
+                secrets = {
+                    name: open_secret(self._cipher, sealed, f"the header {name!r} of step {step.id!r}")
+                    for name, sealed in request_secrets(step.request).items()
+                }
+                work = http_step.send(
+                    self._http, request, context, secret_headers=secrets, timeout_seconds=step.timeout
+                )
             elif step.type == "agent":
                 agent = await load_agent(self._pool, self._cipher, message.tenant_id, step.agent or "")
                 policy = policy or retry_policy(agent)

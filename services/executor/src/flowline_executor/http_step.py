@@ -9,18 +9,22 @@ from typing import Any
 
 import httpx
 from flowline.actions import ActionContext, ActionFailed
-from flowline.definitions import HttpRequest
+from flowline.definitions import SECRET_MASK, HttpRequest
+from flowline.outbound import OutboundPolicy, OutboundRefused, guarded_client
 
 # Statuses worth another attempt: the other side may recover, or asked us to come back later.
 RETRYABLE_STATUSES = frozenset({408, 429})
 
 
-def create_client() -> httpx.AsyncClient:
-    """The one pooled client every http (and agent) step of a process shares; no redirects are followed."""
-    return httpx.AsyncClient(
+def create_client(policy: OutboundPolicy) -> httpx.AsyncClient:
+    """The one pooled client every http (and agent) step of a process shares.
+
+    It connects only to addresses ``policy`` allows, checked on every connection, and follows no redirects.
+    """
+    return guarded_client(
+        policy,
         timeout=httpx.Timeout(30.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        follow_redirects=False,
     )
 
 
@@ -80,7 +84,8 @@ async def exchange(
 
     Raises:
         ActionFailed: an unexpected status (4xx other than 408/429 are final; 5xx, 408 and 429 are retryable
-            and carry Retry-After), a timeout or a connection error (retryable), or an unusable URL (final).
+            and carry Retry-After), a timeout or a connection error (retryable), or an unusable URL or an
+            address the outbound policy refuses (final).
     """
     body: dict[str, Any] = {"content": content} if content is not None else {"json": json} if json is not None else {}
     try:
@@ -89,6 +94,8 @@ async def exchange(
         )
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
         raise ActionFailed(f"{method} {url}: {err}", retryable=False) from err
+    except OutboundRefused as err:
+        raise ActionFailed(f"{method} {url}: {err.detail}", retryable=False) from err
     except httpx.TimeoutException as err:
         raise ActionFailed(f"{method} {url} timed out: {type(err).__name__}", retryable=True) from err
     except httpx.HTTPError as err:
@@ -109,10 +116,13 @@ async def send(
     request: HttpRequest,
     context: ActionContext,
     *,
+    secret_headers: Mapping[str, str] | None = None,
     timeout_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Send the (rendered) request with Flowline's idempotency and tracing headers.
 
+    ``request`` holds its secret headers masked (as rendered and stored); ``secret_headers`` are their opened
+    values, sent in their place and replaced by ``***`` in any error message (an answer may echo them).
     ``timeout_seconds`` (the step's) replaces the client's default for this request.
 
     Returns:
@@ -121,15 +131,23 @@ async def send(
     Raises:
         ActionFailed: as ``exchange`` classifies the outcome.
     """
+    secrets = dict(secret_headers or {})
+    plain = {name: value for name, value in request.headers.items() if isinstance(value, str)}
     body = request.body
-    response = await exchange(
-        client,
-        request.method.upper(),
-        request.url,
-        headers={**request.headers, **flowline_headers(context)},
-        content=body if isinstance(body, str | bytes) else None,
-        json=None if isinstance(body, str | bytes) else body,
-        timeout_seconds=timeout_seconds,
-        expected_status=request.expected_status,
-    )
+    try:
+        response = await exchange(
+            client,
+            request.method.upper(),
+            request.url,
+            headers={**plain, **secrets, **flowline_headers(context)},
+            content=body if isinstance(body, str | bytes) else None,
+            json=None if isinstance(body, str | bytes) else body,
+            timeout_seconds=timeout_seconds,
+            expected_status=request.expected_status,
+        )
+    except ActionFailed as err:
+        message = str(err)
+        for value in sorted(secrets.values(), key=len, reverse=True):
+            message = message.replace(value, SECRET_MASK)
+        raise ActionFailed(message, retryable=err.retryable, retry_after=err.retry_after) from None
     return {"status": response.status_code, "headers": dict(response.headers), "body": _body(response)}

@@ -20,6 +20,7 @@ from flowline.devstack.errors import DevStackError
 from flowline.devstack.ports import ensure_port_free
 from flowline.devstack.postgres import PrivatePostgres
 from flowline.devstack.processes import SERVICES, ServiceGroup, http_url, read_tail
+from flowline.outbound import LOOPBACK_NETWORKS
 from flowline.settings import ConfigurationError, Settings, env_name, load_settings
 
 logger = logging.getLogger("flowline.devstack")
@@ -210,6 +211,8 @@ def up(state_dir: Path, environ: Mapping[str, str]) -> int:
                 env_name("database_url"): database_url,
                 env_name("kafka_bootstrap"): kafka_bootstrap,
                 env_name("secret_key"): settings.secret_key or ensure_secret_key(state_dir / "secret.key"),
+                # Agents under development listen on this machine.
+                env_name("outbound_allowed_networks"): settings.outbound_allowed_networks or LOOPBACK_NETWORKS,
             }
             services = ServiceGroup(env, echo=sys.stdout)
             stack.callback(services.stop)

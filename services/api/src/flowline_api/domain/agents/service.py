@@ -25,6 +25,7 @@ from flowline.agents import (
 from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.errors import ClientError, Conflict, NotFound, ValidationFailed
 from flowline.ids import uuid7
+from flowline.outbound import OutboundPolicy, OutboundRefused
 
 from flowline_api.domain.agents.schemas import Agent, AgentCreate, AgentHealth, AgentUpdate
 from flowline_api.pagination import Page, decode_cursor, encode_cursor
@@ -39,8 +40,11 @@ AGENT_COLUMNS = (
 )
 
 
-def check_url(url: str) -> str:
-    """``url`` when it is an absolute http(s) URL without embedded credentials.
+def check_url(url: str, policy: OutboundPolicy) -> str:
+    """``url`` when it is an absolute http(s) URL without embedded credentials, to a host ``policy`` allows.
+
+    Only an IP literal or ``localhost`` is judged here: resolving a name would make the request wait on DNS,
+    and what a name resolves to can change, so every connection checks the addresses it resolves to.
 
     Raises:
         ValidationFailed: anything else (pointer ``/url``).
@@ -57,6 +61,10 @@ def check_url(url: str) -> str:
         raise ValidationFailed(
             "url: must not hold credentials; use authType basic with authConfig instead", pointer="/url"
         )
+    try:
+        policy.check_literal_host(host)
+    except OutboundRefused as err:
+        raise ValidationFailed(f"url: {err.detail}", pointer="/url") from err
     return url
 
 
@@ -118,10 +126,13 @@ def _escape_like(text: str) -> str:
 class AgentService:
     """Stores agents with sealed credentials and checks their health."""
 
-    def __init__(self, pool: asyncpg.Pool, cipher: MultiFernet, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, cipher: MultiFernet, http: httpx.AsyncClient, outbound: OutboundPolicy
+    ) -> None:
         self._pool = pool
         self._cipher = cipher
         self._http = http
+        self._outbound = outbound
 
     async def create(self, tenant_id: uuid.UUID, data: AgentCreate, actor: Actor) -> Agent:
         """Register an agent; its credentials are validated for its auth type and stored encrypted.
@@ -130,7 +141,7 @@ class AgentService:
             ValidationFailed: a bad URL or auth config (the pointer names the field).
             Conflict: a live agent of the tenant has this name.
         """
-        check_url(data.url)
+        check_url(data.url, self._outbound)
         check_health_path(data.url, data.health_path)
         auth_config = validate_auth_config(data.auth_type, data.auth_config)
         async with self._pool.acquire() as connection, connection.transaction():
@@ -255,7 +266,7 @@ class AgentService:
             Conflict: another live agent has the new name.
         """
         if data.url is not msgspec.UNSET:
-            check_url(data.url)
+            check_url(data.url, self._outbound)
         async with self._pool.acquire() as connection, connection.transaction():
             current = await self._read_record(connection, tenant_id, agent_id, lock="FOR UPDATE")
             current_config = decrypt_auth_config(self._cipher, current["auth_config_encrypted"])
@@ -371,6 +382,8 @@ class AgentService:
                 response = await self._http.get(url, headers=auth_headers(agent, b""), timeout=timeout)
         except (TimeoutError, httpx.TimeoutException):
             error = f"no answer within {timeout:g} s"
+        except OutboundRefused as err:  # e.g. its name now resolves to a private address
+            error = err.detail
         except httpx.HTTPError as err:
             error = redact(f"{type(err).__name__}: {err}", agent)
         else:

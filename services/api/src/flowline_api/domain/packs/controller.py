@@ -98,43 +98,6 @@ class PackController(Controller):
         """Live packs sorted by ref; pass `nextCursor` back as `cursor` for the next page."""
         return await pack_service.list(tenant_id, limit=limit, offset=offset, cursor=cursor)
 
-    @post(
-        "/install",
-        opt=OPERATOR,
-        status_code=HTTP_200_OK,
-        summary="Install a pack folder",
-        responses={
-            **example_response(PackInstalled, "what the install changed", PACK_INSTALLED_EXAMPLE),
-            **problems(
-                f"{PATH}/install",
-                not_found=NO_TENANT,
-                invalid=(
-                    "workflows/hello.yaml: step 'shout' needs unknown step 'gret'",
-                    "/definition/steps/1/needs/0",
-                ),
-                too_large="workflows/big.yaml: the definition is 1200000 bytes; the limit is 1000000",
-            ),
-        },
-    )
-    async def install_pack(
-        self,
-        tenant_id: NamedDependency[uuid.UUID],
-        pack_service: NamedDependency[PackService],
-        actor: NamedDependency[Actor],
-        data: Annotated[
-            PackInstall, Body(examples=[Example(summary="pack.yaml and one workflow", value=PACK_INSTALL_EXAMPLE)])
-        ],
-    ) -> PackInstalled:
-        """Create or update a pack and its workflows from its folder's files, in one transaction.
-
-        `files` maps paths to contents: `pack.yaml` (ref, label, description, version) and
-        `workflows/<name>.yaml`, each a workflow body as for `POST /workflows` without `ref` (the name defaults
-        to the file's). A workflow whose definition or schemas changed gets a new version. One bad file changes
-        nothing: the 422 names the file (`file`) and the JSON pointer inside it (`pointer`). Workflows of the
-        pack that are not in the folder are left as they are.
-        """
-        return await pack_service.install(tenant_id, data.files, actor)
-
     @get(
         "/{pack:str}",
         opt=VIEWER,
@@ -205,3 +168,51 @@ class PackController(Controller):
         return await workflow_service.list(
             tenant_id, filters, sort=sort, order=order, limit=limit, offset=offset, cursor=cursor
         )
+
+
+class PackInstallController(Controller):
+    """``POST /api/v1/tenants/{tenant}/packs/install``: apart, because a folder may exceed the api's body limit.
+
+    ``create_app`` mounts it with ``FLOWLINE_MAX_PACK_INSTALL_BYTES`` as its body limit.
+    """
+
+    path = PackController.path
+    tags = PackController.tags
+    dependencies = PackController.dependencies
+
+    @post(
+        "/install",
+        opt=OPERATOR,
+        status_code=HTTP_200_OK,
+        summary="Install a pack folder",
+        responses={
+            **example_response(PackInstalled, "what the install changed", PACK_INSTALLED_EXAMPLE),
+            **problems(
+                f"{PATH}/install",
+                not_found=NO_TENANT,
+                invalid=(
+                    "workflows/hello.yaml: step 'shout' needs unknown step 'gret'",
+                    "/definition/steps/1/needs/0",
+                ),
+                too_large="workflows/big.yaml: the definition is 1200000 bytes; the limit is 1000000",
+            ),
+        },
+    )
+    async def install_pack(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        pack_service: NamedDependency[PackService],
+        actor: NamedDependency[Actor],
+        data: Annotated[
+            PackInstall, Body(examples=[Example(summary="pack.yaml and one workflow", value=PACK_INSTALL_EXAMPLE)])
+        ],
+    ) -> PackInstalled:
+        """Create or update a pack and its workflows from its folder's files, in one transaction.
+
+        `files` maps paths to contents: `pack.yaml` (ref, label, description, version) and
+        `workflows/<name>.yaml`, each a workflow body as for `POST /workflows` without `ref` (the name defaults
+        to the file's). A workflow whose definition or schemas changed gets a new version. One bad file changes
+        nothing: the 422 names the file (`file`) and the JSON pointer inside it (`pointer`). Workflows of the
+        pack that are not in the folder are left as they are.
+        """
+        return await pack_service.install(tenant_id, data.files, actor)

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import asyncpg
 import msgspec
+from cryptography.fernet import MultiFernet
+from flowline.agents import check_secret_value, open_secret, seal_secret
 from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.db.packs import read_pack
 from flowline.db.workflows import (
@@ -22,8 +24,14 @@ from flowline.db.workflows import (
     read_workflow,
     update_workflow_metadata,
 )
-from flowline.definitions import validate_definition
-from flowline.errors import ClientError, NotFound, TooLarge
+from flowline.definitions import (
+    SECRET_MASK,
+    WorkflowDefinition,
+    mask_definition,
+    request_secrets,
+    validate_definition,
+)
+from flowline.errors import ClientError, NotFound, TooLarge, ValidationFailed
 from flowline.jsonschemas import check_schema
 from flowline.settings import Settings
 
@@ -49,7 +57,7 @@ def to_workflow(record: asyncpg.Record) -> Workflow:
         label=record["label"],
         description=record["description"],
         version=record["version"],
-        definition=record["definition"],
+        definition=mask_definition(record["definition"]),
         input_schema=record["input_schema"],
         output_schema=record["output_schema"],
         tags=list(record["tags"]),
@@ -87,10 +95,48 @@ def audited_fields(record: asyncpg.Record | None) -> dict[str, Any] | None:
         "tags": list(record["tags"]),
         "enabled": record["enabled"],
         "version": record["version"],
-        "definition": record["definition"],
+        "definition": mask_definition(record["definition"]),
         "inputSchema": record["input_schema"],
         "outputSchema": record["output_schema"],
     }
+
+
+def _stored_secrets(definition: Any) -> dict[tuple[str, str], str]:
+    """The sealed secret header values of a stored definition, by step id and header name."""
+    stored = msgspec.convert(definition, WorkflowDefinition)
+    return {(step.id, name): sealed for step in stored.steps for name, sealed in request_secrets(step.request).items()}
+
+
+def seal_secrets(cipher: MultiFernet, definition: WorkflowDefinition, stored: Any) -> Any:
+    """``definition`` as it is stored (JSON builtins): every secret header value sealed.
+
+    ``***`` keeps the value stored (in ``stored``, the current version's definition) for the same step and
+    header, so a client may send back what it read. A value equal to the stored one keeps its token too, so
+    that the same definition sent again is not a new version.
+
+    Raises:
+        ValidationFailed: ``***`` where nothing is stored, or a value that cannot travel in a header (the
+            message names the header, never the value).
+    """
+    sealed_before = _stored_secrets(stored) if stored is not None else {}
+    built: Any = msgspec.to_builtins(definition)
+    for index, step in enumerate(definition.steps):
+        for name, value in request_secrets(step.request).items():
+            pointer = f"/definition/steps/{index}/request/headers/{name.replace('~', '~0').replace('/', '~1')}"
+            label = f"step {step.id!r}: header {name!r}"
+            token = sealed_before.get((step.id, name))
+            if value == SECRET_MASK:
+                if token is None:
+                    raise ValidationFailed(
+                        f"{label}: {SECRET_MASK} keeps the stored secret, and none is stored for this step and header",
+                        pointer=pointer,
+                    )
+            else:
+                check_secret_value(value, label, pointer)
+                if token is None or open_secret(cipher, token, label) != value:
+                    token = seal_secret(cipher, value)
+            built["steps"][index]["request"]["headers"][name] = {"secret": token}
+    return built
 
 
 def _cursor_value(value: Any) -> Any:
@@ -100,13 +146,21 @@ def _cursor_value(value: Any) -> Any:
 class WorkflowService:
     """Stores definitions and their versions, and lists them."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, known_actions: frozenset[str]) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, settings: Settings, known_actions: frozenset[str], cipher: MultiFernet
+    ) -> None:
         self._pool = pool
         self._settings = settings
         self._known_actions = known_actions
+        self._cipher = cipher
 
-    async def check(self, connection: asyncpg.Connection, tenant_id: uuid.UUID, data: WorkflowUpdate) -> Any:
+    async def check(
+        self, connection: asyncpg.Connection, tenant_id: uuid.UUID, data: WorkflowUpdate, stored: Any = None
+    ) -> Any:
         """Validate a workflow's definition and schemas; returns the definition as stored (JSON builtins).
+
+        Secret header values are sealed; ``stored`` is the current version's definition, whose secrets ``***``
+        keeps (see ``seal_secrets``).
 
         Raises:
             ValidationFailed: the definition or a schema is invalid (the problem names the JSON pointer).
@@ -134,7 +188,7 @@ class WorkflowService:
         for field, schema in (("inputSchema", data.input_schema), ("outputSchema", data.output_schema)):
             if schema is not None:
                 check_schema(schema, f"/{field}")
-        return definition
+        return seal_secrets(self._cipher, data.definition, stored)
 
     async def save(
         self,
@@ -162,7 +216,7 @@ class WorkflowService:
             except NotFound:
                 if create is False:
                     raise
-        definition = await self.check(connection, tenant_id, data)
+        definition = await self.check(connection, tenant_id, data, None if before is None else before["definition"])
         if before is None:
             after = await create_workflow(
                 connection,

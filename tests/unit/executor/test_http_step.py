@@ -1,0 +1,55 @@
+"""The http step's request: secret headers sent opened, and never quoted in an error message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from flowline.actions import ActionContext, ActionFailed
+from flowline.definitions import HttpRequest
+from flowline_executor.http_step import send
+
+SECRET = "Bearer sk-0a1b2c3d-never-shown"
+
+
+class NoLogger:
+    def log(self, level: str, message: str, **metadata: Any) -> None:
+        pass
+
+
+CONTEXT = ActionContext(execution_id="e", step_id="call", attempt=1, idempotency_key="e:call:0", logger=NoLogger())
+# As rendered and stored: the secret masked.
+REQUEST = msgspec.convert(
+    {"method": "POST", "url": "https://hooks.example/x", "headers": {"Authorization": {"secret": "***"}, "X": "y"}},
+    HttpRequest,
+)
+
+
+def echoing(status: int) -> httpx.AsyncClient:
+    """A client whose server answers ``status`` with the request's headers in its body, as some services do."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=dict(request.headers))
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(answer))
+
+
+async def test_secret_headers_are_sent_opened_in_place_of_the_mask() -> None:
+    async with echoing(200) as client:
+        output = await send(client, REQUEST, CONTEXT, secret_headers={"Authorization": SECRET})
+
+    assert output["body"]["authorization"] == SECRET
+    assert output["body"]["x"] == "y"
+
+
+async def test_an_error_message_never_quotes_a_secret_header() -> None:
+    async with echoing(400) as client:
+        with pytest.raises(ActionFailed) as failed:
+            await send(client, REQUEST, CONTEXT, secret_headers={"Authorization": SECRET})
+
+    assert "answered 400" in str(failed.value)
+    assert SECRET not in str(failed.value)
+    assert '"authorization":"***"' in str(failed.value)
+    assert failed.value.retryable is False
