@@ -12,25 +12,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
-from cryptography.fernet import Fernet
-from flowline.db.migrate import ensure_tenant, upgrade_head
-from flowline.devstack.broker import TansuBroker
-from flowline.devstack.ports import free_port
-from flowline.devstack.postgres import PrivatePostgres
-from flowline.devstack.processes import ServiceGroup
 from flowline.messages import EventMessage, decoder
 
-RESULTS = Path(__file__).parent / "results"
+from bench.stack import RESULTS, machine, private_stack
 
 CHAIN = {
     "ref": "bench.chain",
@@ -178,38 +169,13 @@ def main() -> None:
     parser.add_argument("--fan-out", type=int, default=50, help="executions of the 20-step fan-out workflow")
     args = parser.parse_args()
 
-    postgres = PrivatePostgres.temporary(free_port(), durable=True)
-    broker = TansuBroker(free_port())
-    postgres.start()
-    try:
-        broker.start()
-        try:
-            upgrade_head(postgres.url)
-            ensure_tenant(postgres.url, "dev")
-            env = {
-                **os.environ,
-                "FLOWLINE_DATABASE_URL": postgres.url,
-                "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "FLOWLINE_API_PORT": str(free_port()),
-                "FLOWLINE_EXECUTOR_HTTP_PORT": str(free_port()),
-                "FLOWLINE_SCHEDULER_HTTP_PORT": str(free_port()),
-                "FLOWLINE_LOG_INGEST_HTTP_PORT": str(free_port()),
-                "FLOWLINE_LOG_LEVEL": "WARNING",
-                "FLOWLINE_SECRET_KEY": Fernet.generate_key().decode(),
-            }
-            logs = RESULTS / "logs"  # each service's output, kept for a look after a surprising run
-            logs.mkdir(parents=True, exist_ok=True)
-            with ServiceGroup(env, log_dir=logs):
-                results = asyncio.run(measure(env, args))
-        finally:
-            broker.stop()
-    finally:
-        postgres.remove()
+    with private_stack() as stack:
+        results = asyncio.run(measure(stack.env, args))
 
     report = {
         "id": str(uuid.uuid4()),
         "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine(),
         "results": results,
     }
     RESULTS.mkdir(exist_ok=True)

@@ -12,25 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
-from cryptography.fernet import Fernet
-from flowline.db.migrate import ensure_tenant, upgrade_head
-from flowline.devstack.broker import TansuBroker
-from flowline.devstack.ports import free_port
-from flowline.devstack.postgres import PrivatePostgres
 from flowline.settings import load_settings
 from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient
 
-RESULTS = Path(__file__).parent / "results"
+from bench.stack import RESULTS, machine, private_stack
+
 WORKFLOWS = 50
 BATCH = 100_000
 
@@ -184,33 +177,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per filter")
     args = parser.parse_args()
 
-    postgres = PrivatePostgres.temporary(free_port())
-    broker = TansuBroker(free_port())
-    postgres.start()
-    try:
-        broker.start()
-        try:
-            upgrade_head(postgres.url)
-            ensure_tenant(postgres.url, "dev")
-            print(f"loading {args.executions:,} executions …", flush=True)
-            facts = asyncio.run(load(postgres.url, args.executions))
-            env = {
-                **os.environ,
-                "FLOWLINE_DATABASE_URL": postgres.url,
-                "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "FLOWLINE_LOG_LEVEL": "WARNING",
-                "FLOWLINE_SECRET_KEY": Fernet.generate_key().decode(),
-            }
-            print(f"measuring {args.requests} sequential requests per filter …", flush=True)
-            results = asyncio.run(measure(env, facts, args.requests))
-        finally:
-            broker.stop()
-    finally:
-        postgres.remove()
+    with private_stack(services=(), durable=False) as stack:
+        print(f"loading {args.executions:,} executions …", flush=True)
+        facts = asyncio.run(load(stack.postgres.url, args.executions))
+        print(f"measuring {args.requests} sequential requests per filter …", flush=True)
+        results = asyncio.run(measure(stack.env, facts, args.requests))
 
     report = {
         "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine(),
         "executions": args.executions,
         "table_size": facts["table_size"],
         "load_seconds": facts["load_seconds"],
