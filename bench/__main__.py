@@ -5,6 +5,11 @@
 (c) a 20-step fan-out/fan-in workflow, steps per second.
 Completion is observed on the `flowline.events` topic (WORKFLOW_COMPLETED), as a subscriber would.
 Prints a table and writes bench/results/latest.json.
+
+The other benchmarks run on their own (each starts its own stack and takes a minute or more), so that
+`make bench` stays within about three minutes: `uv run python -m bench.log_ingest` (task log ingestion),
+`uv run python -m bench.streams` (1,000 live SSE streams), `uv run python -m bench.executions_list`
+(execution lists at 1,000,000 executions).
 """
 
 from __future__ import annotations
@@ -12,28 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
-from cryptography.fernet import Fernet
-from flowline.credentials import issue_api_key
-from flowline.db.audit import Actor
-from flowline.db.migrate import ensure_tenant, upgrade_head
-from flowline.devstack.broker import TansuBroker
-from flowline.devstack.ports import free_port
-from flowline.devstack.postgres import PrivatePostgres
-from flowline.devstack.processes import ServiceGroup
 from flowline.messages import EventMessage, decoder
 
-RESULTS = Path(__file__).parent / "results"
-BENCH = Actor(principal="bench", request_id=None)
+from bench.stack import RESULTS, api_headers, machine, private_stack
 
 CHAIN = {
     "ref": "bench.chain",
@@ -160,9 +153,7 @@ async def measure(env: dict[str, str], args: argparse.Namespace) -> dict[str, An
     await completions.start()
     try:
         limits = httpx.Limits(max_connections=64)
-        key = await issue_api_key(env["FLOWLINE_DATABASE_URL"], tenant="dev", role="admin", name="bench", actor=BENCH)
-        headers = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(base_url=api, headers=headers, timeout=60, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60, limits=limits) as client:
             (await client.post("/packs", json={"ref": "bench", "label": "Benchmarks"})).raise_for_status()
             for workflow in (CHAIN, FAN):
                 (await client.post("/workflows", json=workflow)).raise_for_status()
@@ -183,38 +174,13 @@ def main() -> None:
     parser.add_argument("--fan-out", type=int, default=50, help="executions of the 20-step fan-out workflow")
     args = parser.parse_args()
 
-    postgres = PrivatePostgres.temporary(free_port(), durable=True)
-    broker = TansuBroker(free_port())
-    postgres.start()
-    try:
-        broker.start()
-        try:
-            upgrade_head(postgres.url)
-            ensure_tenant(postgres.url, "dev")
-            env = {
-                **os.environ,
-                "FLOWLINE_DATABASE_URL": postgres.url,
-                "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "FLOWLINE_API_PORT": str(free_port()),
-                "FLOWLINE_EXECUTOR_HTTP_PORT": str(free_port()),
-                "FLOWLINE_SCHEDULER_HTTP_PORT": str(free_port()),
-                "FLOWLINE_LOG_INGEST_HTTP_PORT": str(free_port()),
-                "FLOWLINE_LOG_LEVEL": "WARNING",
-                "FLOWLINE_SECRET_KEY": Fernet.generate_key().decode(),
-            }
-            logs = RESULTS / "logs"  # each service's output, kept for a look after a surprising run
-            logs.mkdir(parents=True, exist_ok=True)
-            with ServiceGroup(env, log_dir=logs):
-                results = asyncio.run(measure(env, args))
-        finally:
-            broker.stop()
-    finally:
-        postgres.remove()
+    with private_stack() as stack:
+        results = asyncio.run(measure(stack.env, args))
 
     report = {
         "id": str(uuid.uuid4()),
         "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine(),
         "results": results,
     }
     RESULTS.mkdir(exist_ok=True)

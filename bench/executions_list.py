@@ -12,27 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
-from cryptography.fernet import Fernet
-from flowline.credentials import issue_api_key
-from flowline.db.audit import Actor
-from flowline.db.migrate import ensure_tenant, upgrade_head
-from flowline.devstack.broker import TansuBroker
-from flowline.devstack.ports import free_port
-from flowline.devstack.postgres import PrivatePostgres
 from flowline.settings import load_settings
 from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient
 
-RESULTS = Path(__file__).parent / "results"
+from bench.stack import RESULTS, api_headers, machine, private_stack
+
 WORKFLOWS = 50
 BATCH = 100_000
 
@@ -144,15 +135,11 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-BENCH = Actor(principal="bench", request_id=None)
-
-
 async def measure(env: dict[str, str], facts: dict[str, Any], requests: int) -> list[dict[str, Any]]:
     app = create_app(load_settings(env))
     results = []
-    key = await issue_api_key(env["FLOWLINE_DATABASE_URL"], tenant="dev", role="admin", name="bench", actor=BENCH)
     async with AsyncTestClient(app, base_url="http://bench.local/api/v1/tenants/dev/", timeout=60) as client:
-        client.headers["Authorization"] = f"Bearer {key}"
+        client.headers.update(api_headers(env))
         for name, params in [*cases(facts), ("cursor page 5", {"_cursor": 5})]:
             query = dict(params)
             if "_cursor" in query:  # follow nextCursor four times, then measure the fifth page
@@ -191,33 +178,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per filter")
     args = parser.parse_args()
 
-    postgres = PrivatePostgres.temporary(free_port())
-    broker = TansuBroker(free_port())
-    postgres.start()
-    try:
-        broker.start()
-        try:
-            upgrade_head(postgres.url)
-            ensure_tenant(postgres.url, "dev")
-            print(f"loading {args.executions:,} executions …", flush=True)
-            facts = asyncio.run(load(postgres.url, args.executions))
-            env = {
-                **os.environ,
-                "FLOWLINE_DATABASE_URL": postgres.url,
-                "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "FLOWLINE_LOG_LEVEL": "WARNING",
-                "FLOWLINE_SECRET_KEY": Fernet.generate_key().decode(),
-            }
-            print(f"measuring {args.requests} sequential requests per filter …", flush=True)
-            results = asyncio.run(measure(env, facts, args.requests))
-        finally:
-            broker.stop()
-    finally:
-        postgres.remove()
+    with private_stack(services=(), durable=False) as stack:
+        print(f"loading {args.executions:,} executions …", flush=True)
+        facts = asyncio.run(load(stack.postgres.url, args.executions))
+        print(f"measuring {args.requests} sequential requests per filter …", flush=True)
+        results = asyncio.run(measure(stack.env, facts, args.requests))
 
     report = {
         "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine(),
         "executions": args.executions,
         "table_size": facts["table_size"],
         "load_seconds": facts["load_seconds"],

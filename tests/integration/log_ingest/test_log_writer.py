@@ -30,3 +30,56 @@ async def test_single_records_and_batches_are_written_once(pool: asyncpg.Pool) -
     assert registry.get_sample_value("flowline_task_log_records_total", {"outcome": "duplicate"}) == 3
     assert registry.get_sample_value("flowline_task_log_batch_records_count") == 2
     assert registry.get_sample_value("flowline_task_log_batch_records_sum") == 6
+
+
+async def test_fields_survive_the_staging_table_and_a_record_repeated_within_a_batch_is_written_once(
+    pool: asyncpg.Pool,
+) -> None:
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    execution_id, task_id = uuid.uuid4(), uuid.uuid4()
+    record = TaskLogRecord(
+        tenant_id=tenant_id,
+        execution_id=execution_id,
+        task_id=task_id,
+        step_id="charge",
+        attempt=2,
+        level="WARN",
+        message="card declined, retrying",
+        metadata={"order": 7, "tags": ["eu", "vip"], "nested": {"ok": False}},
+    )
+    bare = TaskLogRecord(tenant_id=tenant_id, execution_id=execution_id, message="no task")
+    registry = CollectorRegistry()
+    writer = LogWriter(pool, LogIngestMetrics(registry))
+
+    await writer.write([TaskLogBatch(tenant_id=tenant_id, execution_id=execution_id, records=[record, bare]), record])
+    await writer.write([record])  # a later batch on the same pooled connections finds the staging table empty
+
+    rows = await pool.fetch(
+        "SELECT id, task_id, step_id, attempt, level, message, timestamp, metadata FROM task_logs "
+        "WHERE execution_id = $1 ORDER BY message",
+        execution_id,
+    )
+    assert [dict(row) for row in rows] == [
+        {
+            "id": record.id,
+            "task_id": task_id,
+            "step_id": "charge",
+            "attempt": 2,
+            "level": "WARN",
+            "message": "card declined, retrying",
+            "timestamp": record.timestamp,
+            "metadata": {"order": 7, "tags": ["eu", "vip"], "nested": {"ok": False}},
+        },
+        {
+            "id": bare.id,
+            "task_id": None,
+            "step_id": None,
+            "attempt": None,
+            "level": "INFO",
+            "message": "no task",
+            "timestamp": bare.timestamp,
+            "metadata": {},
+        },
+    ]
+    assert registry.get_sample_value("flowline_task_log_records_total", {"outcome": "written"}) == 2
+    assert registry.get_sample_value("flowline_task_log_records_total", {"outcome": "duplicate"}) == 2

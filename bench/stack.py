@@ -1,0 +1,125 @@
+"""The private stack every benchmark runs against: PostgreSQL, a Tansu broker and Flowline services as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from flowline.credentials import issue_api_key
+from flowline.db.audit import Actor
+from flowline.db.migrate import ensure_tenant, upgrade_head
+from flowline.devstack.broker import TansuBroker
+from flowline.devstack.ports import free_port
+from flowline.devstack.postgres import PrivatePostgres
+from flowline.devstack.processes import SERVICE_NAMES, ServiceGroup
+
+RESULTS = Path(__file__).parent / "results"
+BENCH = Actor(principal="bench", request_id=None)
+
+
+def api_headers(env: dict[str, str]) -> dict[str, str]:
+    """The headers that authenticate the benchmark client (an admin key of tenant ``dev``)."""
+    return {"Authorization": f"Bearer {env['FLOWLINE_API_KEY']}"}
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A running stack: the services' environment (FLOWLINE_* settings) and the service processes."""
+
+    env: dict[str, str]
+    services: ServiceGroup
+    postgres: PrivatePostgres
+    broker: TansuBroker
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time each server has used so far; PostgreSQL's is its server and its live backends'."""
+        used = {service.name: cpu_seconds(service.pid) for service in self.services if service.pid is not None}
+        if (broker := self.broker.pid) is not None:
+            used["tansu"] = cpu_seconds(broker)
+        if (postmaster := self.postgres.postmaster_pid()) is not None:
+            used["postgres"] = sum(cpu_seconds(pid) for pid in (postmaster, *children(postmaster)))
+        return used
+
+
+@contextmanager
+def private_stack(services: Sequence[str] = SERVICE_NAMES, *, durable: bool = True) -> Iterator[Stack]:
+    """Start a fresh database (migrated, tenant ``dev``), a broker and ``services``; remove them all afterwards.
+
+    Each service's output goes to ``bench/results/logs/<name>.log``, kept for a look after a surprising run.
+    """
+    postgres = PrivatePostgres.temporary(free_port(), durable=durable)
+    broker = TansuBroker(free_port())
+    postgres.start()
+    try:
+        broker.start()
+        try:
+            upgrade_head(postgres.url)
+            ensure_tenant(postgres.url, "dev")
+            key = asyncio.run(issue_api_key(postgres.url, tenant="dev", role="admin", name="bench", actor=BENCH))
+            env = {
+                **os.environ,
+                "FLOWLINE_DATABASE_URL": postgres.url,
+                "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "FLOWLINE_API_PORT": str(free_port()),
+                "FLOWLINE_EXECUTOR_HTTP_PORT": str(free_port()),
+                "FLOWLINE_SCHEDULER_HTTP_PORT": str(free_port()),
+                "FLOWLINE_LOG_INGEST_HTTP_PORT": str(free_port()),
+                "FLOWLINE_LOG_LEVEL": "WARNING",
+                "FLOWLINE_SECRET_KEY": Fernet.generate_key().decode(),
+                "FLOWLINE_API_KEY": key,  # the benchmark client's credentials, as the CLI would read them
+            }
+            logs = RESULTS / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            with ServiceGroup(env, names=services, log_dir=logs) as group:
+                yield Stack(env=env, services=group, postgres=postgres, broker=broker)
+        finally:
+            broker.stop()
+    finally:
+        postgres.remove()
+
+
+def machine() -> dict[str, object]:
+    """What a result was measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (0 once it ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+            continue
+        if parent == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"process {pid} reports no VmRSS")
