@@ -98,6 +98,10 @@ class CountingServer:
                 pass
 
         class Server(ThreadingHTTPServer):
+            # Steps that become ready together (a group commit starts them at once) connect in a burst;
+            # socketserver's default backlog of 5 overflows and resets some of those connections.
+            request_queue_size = 128
+
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that gave up on /slow closes the socket: expected, not worth a traceback
 

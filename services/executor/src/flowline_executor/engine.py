@@ -74,6 +74,7 @@ from flowline.templating import TemplateError, render, render_condition
 from flowline_executor import http_step
 from flowline_executor.agent_step import call_agent, retry_policy
 from flowline_executor.graph import Graph
+from flowline_executor.group_commit import GroupCommit, GroupFailed
 from flowline_executor.metrics import ExecutorMetrics, Outcomes
 
 logger = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ class Changes:
         self.events: list[NewEvent] = []
         self.outbox: list[OutboxRow] = []
         self.eager: list[tuple[TaskDispatched, StepDefinition, Any]] = []  # attempts claimed here, run on commit
+        self.reserved = 0  # attempt slots taken for ``eager`` by this change, given back if it does not commit
+        self.committed = False
         self.enqueued: list[OutboxRow] = []  # rows already in the outbox (a child's start): publish only
         self.last_sequence: int | None = None  # the execution's event sequence, read when it was locked
         self.logs: list[TaskLogRecord] = []
@@ -199,6 +202,8 @@ class Engine:
         outbox: OutboxPublisher,
         actions: dict[str, Action],
         metrics: ExecutorMetrics,
+        *,
+        group_commit: GroupCommit | None = None,
     ) -> None:
         self._settings = settings
         self._topics = settings.topics
@@ -212,6 +217,7 @@ class Engine:
         self._capacity_freed = asyncio.Condition()
         self._busy = 0  # attempts claimed by this process and not yet finished
         self._running: dict[asyncio.Task[None], uuid.UUID] = {}  # attempt task → its step execution
+        self._group_commit = group_commit or GroupCommit(pool)
         self._http = http_step.create_client(OutboundPolicy.from_setting(settings.outbound_allowed_networks))
         self._cipher = auth_cipher(settings.secret_key)
 
@@ -234,17 +240,27 @@ class Engine:
         execution in a transaction of its own instead of leaving it stuck behind a dead-lettered message.
         """
         changes = Changes(tenant_id, execution_id)
+
+        async def write(connection: asyncpg.Connection) -> list[OutboxRow]:
+            await apply(connection, changes)
+            return await changes.write(connection, self._topics)
+
         try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                await apply(connection, changes)
-                rows = await changes.write(connection, self._topics)
+            try:
+                rows = await self._group_commit.run(execution_id, write)
+            except GroupFailed:  # another change of the group failed, or this one: find out alone
+                await self._release(changes.reserved)
+                changes = Changes(tenant_id, execution_id)
+                async with self._pool.acquire() as connection, connection.transaction():
+                    rows = await write(connection)
         except BaseException as err:
-            await self._release(len(changes.eager))
+            await self._release(changes.reserved)
             if not fail_on_error or isinstance(err, OUTAGE_ERRORS) or not isinstance(err, Exception):
                 raise
             logger.exception("execution %s fails: its state change raised", execution_id)
             await self._fail_on_error(tenant_id, execution_id, err)
             return
+        changes.committed = True
         for event in changes.events:
             if event.event in _LOGGED_EVENTS:
                 logger.info("execution %s: %s", execution_id, event.event, extra={"execution_id": str(execution_id)})
@@ -583,7 +599,8 @@ class Engine:
         )
         if self._settings.eager_dispatch and self._busy < self._capacity:
             self._busy += 1
-            changes.eager.append((message, step, step_input))  # from here on, a failure releases the slot
+            changes.reserved += 1  # from here on, a failure releases the slot
+            changes.eager.append((message, step, step_input))
             await self._start_attempt(connection, changes, message, step.type, step_input)
         else:
             await connection.execute(
@@ -1200,10 +1217,10 @@ class Engine:
         async with self._capacity_freed:
             await self._capacity_freed.wait_for(lambda: self._busy < self._capacity)
             self._busy += 1  # reserved now, so that concurrent claims cannot overshoot the capacity
-        reserved = True
+        claimed: Changes | None = None
 
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
-            nonlocal reserved
+            nonlocal claimed
             execution = await _lock_execution(connection, message.execution_id, changes)
             if execution is None or execution["status"] != "running":
                 return
@@ -1220,14 +1237,15 @@ class Engine:
                 return  # a redelivered or superseded dispatch
             graph = await self._graph(connection, execution["workflow_version_id"])
             definition = graph.steps[message.step_id]
-            changes.eager.append((message, definition, step["input"]))  # takes the reservation
-            reserved = False
+            changes.eager.append((message, definition, step["input"]))  # takes the reservation if it commits
+            claimed = changes
             await self._start_attempt(connection, changes, message, definition.type, step["input"])
 
         try:
             await self._change(message.tenant_id, message.execution_id, apply)
         finally:
-            if reserved:
+            # A change that rolled back may have been written again alone, so only a committed claim counts.
+            if claimed is None or not claimed.committed:
                 await self._release(1)
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
