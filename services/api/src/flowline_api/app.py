@@ -22,7 +22,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CollectorRegistry
 
-from flowline_api.auth import BearerAuthentication, JwtVerifier, require_role
+from flowline_api.auth import BearerAuthentication, JwtVerifier, require_role, require_visible
 from flowline_api.dependencies import (
     provide_actor,
     provide_caller,
@@ -118,7 +118,7 @@ def create_app(settings: Settings) -> Litestar:
             StreamController,
         ],
         middleware=[DefineMiddleware(BearerAuthentication)],
-        guards=[require_role],
+        guards=[require_role, require_visible],
         security=[{"bearer": []}],
     )
     return Litestar(

@@ -7,10 +7,13 @@ claims ``sub``, ``tenant``, ``roles`` and ``exp``. Every tenant route declares t
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
+import jwt
 from flowline.credentials import ROLES, Principal, Role, authenticate_key, role_allows
+from flowline.errors import NotFound
 from flowline.settings import Settings
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -43,16 +46,20 @@ class JwtVerifier:
         """The principal of a valid token (signature, expiry, claims), or None."""
         for key, algorithm in self._keys:
             try:
-                decoded = Token.decode(token, key, algorithm, require_claims=["exp", "sub", "tenant", "roles"])
-            except NotAuthorizedException:
+                # decode_payload, not Token.decode: the latter also demands an `iat` claim, which the issue's
+                # tokens (sub, tenant, roles, exp) need not carry.
+                claims = Token.decode_payload(
+                    token, key, [algorithm], options={"require": ["exp", "sub", "tenant", "roles"]}
+                )
+            except jwt.InvalidTokenError:
                 continue
-            tenant, roles = decoded.extras.get("tenant"), decoded.extras.get("roles")
-            if not isinstance(tenant, str) or not isinstance(roles, list):
+            tenant, roles, subject = claims.get("tenant"), claims.get("roles"), claims.get("sub")
+            if not isinstance(tenant, str) or not isinstance(roles, list) or not isinstance(subject, str):
                 return None
             granted = [role for role in ROLES if role in roles]
-            if not granted:
+            if not subject or not granted:
                 return None
-            return Principal(subject=decoded.sub, tenant=tenant, role=granted[-1])
+            return Principal(subject=subject, tenant=tenant, role=granted[-1])
         return None
 
 
@@ -94,11 +101,50 @@ def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRo
         raise PermissionDeniedException(f"this needs the {needed} role; the credentials have {principal.role}")
 
 
-def sees_everything(principal: Principal) -> bool:
-    """Whether the principal sees and controls every execution of its tenant, not only its own."""
-    return principal.role == "admin"
+async def require_visible(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Ownership: an execution and its tasks are for the principal that started it, or anyone when public.
+
+    Admins see all. Another's answers 404, exactly like an id that does not exist.
+
+    Raises:
+        NotFound: the route names an execution or task the caller may not see.
+    """
+    principal: Principal | None = connection.scope.get("user")
+    if principal is None or principal.role == "admin":
+        return  # an OPTIONS answer (no credentials) or an admin
+    params = connection.path_params
+    pool: asyncpg.Pool = connection.app.state.pool
+    if (execution_id := _as_uuid(params.get("execution_id"))) is not None:
+        kind, found_id = "execution", execution_id
+        visible = await pool.fetchval(
+            "SELECT e.started_by IS NOT DISTINCT FROM $3 OR w.public FROM executions e "
+            "JOIN workflows w ON w.id = e.workflow_id JOIN tenants t ON t.id = e.tenant_id "
+            "WHERE e.id = $1 AND t.slug = $2",
+            execution_id,
+            principal.tenant,
+            principal.subject,
+        )
+    elif (task_id := _as_uuid(params.get("task_id"))) is not None:
+        kind, found_id = "task", task_id
+        visible = await pool.fetchval(
+            "SELECT e.started_by IS NOT DISTINCT FROM $3 OR w.public FROM step_executions s "
+            "JOIN executions e ON e.id = s.execution_id JOIN workflows w ON w.id = e.workflow_id "
+            "JOIN tenants t ON t.id = e.tenant_id WHERE s.id = $1 AND t.slug = $2",
+            task_id,
+            principal.tenant,
+            principal.subject,
+        )
+    else:
+        return
+    if visible is False:  # None: no such row, and the route answers its own 404
+        raise NotFound(f"{kind} {found_id} does not exist")
 
 
-def owner_filter(principal: Principal) -> str | None:
-    """The ``started_by`` that executions must have to be visible, or None when all are."""
-    return None if sees_everything(principal) else principal.subject
+def _as_uuid(value: Any) -> uuid.UUID | None:
+    """A path parameter as a UUID; None when absent or malformed (the route answers 400 for that)."""
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

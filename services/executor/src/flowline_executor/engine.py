@@ -776,6 +776,7 @@ class Engine:
                 execution_input=step_input or {},
                 idempotency_key=f"child:{execution['id']}:{step.id}:{row['generation']}:{attempt}",
                 triggered_by="workflow",
+                started_by=execution["started_by"],  # a child belongs to whoever owns its parent
                 parent=ParentStep(execution["id"], step.id, execution["root_execution_id"]),
             )
         except ClientError as err:
@@ -1483,7 +1484,7 @@ async def _lock_execution(
     execution = await connection.fetchrow(
         "SELECT id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, "
         "parent_execution_id, parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, "
-        "rerun_from_step "
+        "rerun_from_step, started_by "
         "FROM executions WHERE id = $1 FOR UPDATE",
         execution_id,
     )

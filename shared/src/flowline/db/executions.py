@@ -51,6 +51,8 @@ class ExecutionFilters:
     metadata: dict[str, str] | None = None
     search: str | None = None
     search_refs: list[str] | None = None  # the workflow refs containing ``search`` (``resolve_search``)
+    # Only executions this principal started, or of a public workflow (None: all, as an admin sees them).
+    visible_to: str | None = None
 
 
 async def resolve_search(
@@ -114,6 +116,11 @@ def _where(tenant_id: uuid.UUID, filters: ExecutionFilters) -> tuple[list[str], 
         conditions.append(f"e.tags @> {argument(filters.tags)}::text[]")
     if filters.metadata:
         conditions.append(f"e.metadata @> {argument(filters.metadata)}::jsonb")
+    if filters.visible_to is not None:
+        conditions.append(
+            f"(e.started_by = {argument(filters.visible_to)} "
+            "OR e.workflow_id IN (SELECT w.id FROM workflows w WHERE w.tenant_id = $1 AND w.public))"
+        )
     if filters.search:
         # The refs are looked up first (``resolve_search``) so that the planner sees real values: behind an
         # opaque subquery it guesses a fifth of the table and walks all of it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
+from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
@@ -72,6 +73,7 @@ class BulkOperationController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         bulk_service: NamedDependency[BulkOperationService],
+        caller: NamedDependency[Principal],
         actor: NamedDependency[Actor],
         data: Annotated[
             BulkCancelRequest,
@@ -86,7 +88,7 @@ class BulkOperationController(Controller):
         ones started while it runs; it needs at least one condition. `dryRun` answers 200 with the number of
         selected executions as `total` and changes nothing. An unknown id is 404 and creates nothing.
         """
-        return _accepted(await bulk_service.create(tenant_id, "cancel", data, actor))
+        return _accepted(await bulk_service.create(tenant_id, "cancel", data, caller, actor))
 
     @post(
         "/executions/bulk/retry",
@@ -99,6 +101,7 @@ class BulkOperationController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         bulk_service: NamedDependency[BulkOperationService],
+        caller: NamedDependency[Principal],
         actor: NamedDependency[Actor],
         data: Annotated[
             BulkRetryRequest,
@@ -111,7 +114,7 @@ class BulkOperationController(Controller):
         exactly as `POST /executions/{id}/retry` does, and `GET /bulk-operations/{id}` shows the progress.
         Executions that have not failed are `skipped`. Selection and `dryRun` work as for the bulk cancel.
         """
-        return _accepted(await bulk_service.create(tenant_id, "retry", data, actor))
+        return _accepted(await bulk_service.create(tenant_id, "retry", data, caller, actor))
 
     @get(
         "/bulk-operations/{operation_id:str}",

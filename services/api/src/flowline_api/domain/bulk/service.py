@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import msgspec
+from flowline.credentials import Principal
 from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.db.bulk_operations import (
     BulkKind,
@@ -15,7 +17,7 @@ from flowline.db.bulk_operations import (
     read_bulk_operation,
 )
 from flowline.db.executions import ExecutionFilters
-from flowline.errors import ValidationFailed
+from flowline.errors import NotFound, ValidationFailed
 from litestar.di import NamedDependency
 
 from flowline_api.domain.bulk.schemas import (
@@ -24,12 +26,12 @@ from flowline_api.domain.bulk.schemas import (
     BulkOperationError,
     BulkRetryRequest,
 )
-from flowline_api.domain.executions.filters import execution_filters
+from flowline_api.domain.executions.filters import execution_filters, owner_filter
 
 ENTITY_TYPE = "bulk_operation"
 
 
-def _selection(request: BulkCancelRequest | BulkRetryRequest) -> BulkSelection:
+def _selection(request: BulkCancelRequest | BulkRetryRequest, caller: Principal) -> BulkSelection:
     """The executions a request selects, with the list's own filter.
 
     Raises:
@@ -51,11 +53,31 @@ def _selection(request: BulkCancelRequest | BulkRetryRequest) -> BulkSelection:
         tags=given.tag,
         metadata=given.metadata,
         search=given.search,
+        caller=caller,
     )
-    if filters == ExecutionFilters():
+    if replace(filters, visible_to=None) == ExecutionFilters():
         # An empty filter would select every execution of the tenant: too easy to send by mistake.
         raise ValidationFailed("filter: give at least one condition", pointer="/filter")
     return BulkSelection(filter=filters)
+
+
+async def _check_visible(
+    connection: asyncpg.Connection, tenant_id: uuid.UUID, ids: list[uuid.UUID], owner: str
+) -> None:
+    """Refuse ids of executions the caller may not see, exactly as ids that do not exist.
+
+    Raises:
+        NotFound: an execution is another principal's (of a workflow that is not public).
+    """
+    hidden = await connection.fetchval(
+        "SELECT min(e.id::text) FROM executions e JOIN workflows w ON w.id = e.workflow_id "
+        "WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[]) AND e.started_by IS DISTINCT FROM $3 AND NOT w.public",
+        tenant_id,
+        ids,
+        owner,
+    )
+    if hidden is not None:
+        raise NotFound(f"execution {hidden} does not exist")
 
 
 def to_operation(record: asyncpg.Record) -> BulkOperation:
@@ -84,7 +106,12 @@ class BulkOperationService:
         self._pool = pool
 
     async def create(
-        self, tenant_id: uuid.UUID, kind: BulkKind, request: BulkCancelRequest | BulkRetryRequest, actor: Actor
+        self,
+        tenant_id: uuid.UUID,
+        kind: BulkKind,
+        request: BulkCancelRequest | BulkRetryRequest,
+        caller: Principal,
+        actor: Actor,
     ) -> BulkOperation:
         """Store an operation over the selected executions, with its audit row; the scheduler applies it.
 
@@ -95,9 +122,11 @@ class BulkOperationService:
             ClientError: an unknown status in the filter.
             NotFound: one of the ``ids`` is not an execution of this tenant.
         """
-        selection = _selection(request)
+        selection = _selection(request, caller)
         note = request.reason if isinstance(request, BulkCancelRequest) else request.note
         async with self._pool.acquire() as connection, connection.transaction():
+            if selection.ids is not None and (owner := owner_filter(caller)) is not None:
+                await _check_visible(connection, tenant_id, selection.ids, owner)
             record = await create_bulk_operation(
                 connection, tenant_id=tenant_id, kind=kind, selection=selection, note=note, dry_run=request.dry_run
             )

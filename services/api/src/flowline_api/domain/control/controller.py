@@ -72,10 +72,11 @@ class ExecutionControlController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         control_service: NamedDependency[ControlService],
+        actor: NamedDependency[Actor],
         execution_id: FromPath[uuid.UUID],
     ) -> StatusChanged:
         """Start no new step until resumed; running attempts finish and their results are recorded."""
-        return await control_service.pause(tenant_id, execution_id)
+        return await control_service.pause(tenant_id, execution_id, actor)
 
     @post(
         "/{execution_id:uuid}/resume",
@@ -88,10 +89,11 @@ class ExecutionControlController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         control_service: NamedDependency[ControlService],
+        actor: NamedDependency[Actor],
         execution_id: FromPath[uuid.UUID],
     ) -> StatusChanged:
         """Go on where the execution paused (or start it, if it paused before starting)."""
-        return await control_service.resume(tenant_id, execution_id)
+        return await control_service.resume(tenant_id, execution_id, actor)
 
     @post(
         "/{execution_id:uuid}/rerun",
@@ -127,6 +129,7 @@ class ExecutionControlController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         control_service: NamedDependency[ControlService],
+        actor: NamedDependency[Actor],
         execution_id: FromPath[uuid.UUID],
         data: JSONBody[RetryRequest | None] = None,
     ) -> RetryAccepted:
@@ -135,4 +138,4 @@ class ExecutionControlController(Controller):
         The execution becomes pending, its error is cleared, and a RETRY_REQUESTED event records the note
         and the previous error.
         """
-        return await control_service.retry(tenant_id, execution_id, (data or RetryRequest()).note)
+        return await control_service.retry(tenant_id, execution_id, (data or RetryRequest()).note, actor)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import msgspec
 from flowline.control import lock_execution, request_cancel, request_retry, write_command
-from flowline.db.audit import Actor
+from flowline.db.audit import Actor, record_audit
 from flowline.db.events import NewEvent
 from flowline.db.workflows import read_workflow
 from flowline.definitions import WorkflowDefinition, downstream
@@ -59,6 +60,7 @@ class ControlService:
                 reason=reason,
                 requested_by=actor.principal or "api",
             )
+            await _audit(connection, tenant_id, execution_id, "cancel", actor, {"reason": reason})
         await self._outbox.publish(rows)
         status, cancelled_at = await self._await_final(execution_id)
         return Cancelled(execution_id=str(execution_id), status=status, cancelled_at=cancelled_at)
@@ -73,7 +75,7 @@ class ControlService:
                 return row["status"], row["cancelled_at"]
             await asyncio.sleep(_CANCEL_POLL_SECONDS)
 
-    async def pause(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> StatusChanged:
+    async def pause(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, actor: Actor) -> StatusChanged:
         """Stop starting new steps; running attempts finish and their results are recorded.
 
         Raises:
@@ -89,10 +91,11 @@ class ControlService:
             await connection.execute("UPDATE executions SET status = 'paused' WHERE id = $1", execution_id)
             event = NewEvent("WORKFLOW_SUSPENDED", WorkflowSnapshot(status="paused"))
             rows = await write_command(connection, self._topics, execution, tenant_id, [event], [])
+            await _audit(connection, tenant_id, execution_id, "pause", actor)
         await self._outbox.publish(rows)
         return StatusChanged(execution_id=str(execution_id), status="paused")
 
-    async def resume(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> StatusChanged:
+    async def resume(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, actor: Actor) -> StatusChanged:
         """Let a paused execution go on: it advances at once (or starts, if it was paused before it started).
 
         Raises:
@@ -113,6 +116,7 @@ class ControlService:
             )
             event = NewEvent("WORKFLOW_RESUMED", WorkflowSnapshot(status=status))
             rows = await write_command(connection, self._topics, execution, tenant_id, [event], [message])
+            await _audit(connection, tenant_id, execution_id, "resume", actor)
         await self._outbox.publish(rows)
         return StatusChanged(execution_id=str(execution_id), status=status)
 
@@ -166,6 +170,8 @@ class ControlService:
                 started_by=actor.principal,
                 rerun=Rerun(execution_id, request.from_step),
             )
+            details = {"fromStep": request.from_step, "rerun": str(started.id)}
+            await _audit(connection, tenant_id, execution_id, "rerun", actor, details)
         await self._outbox.publish(started.outbox)
         return RerunAccepted(
             execution_id=str(started.id),
@@ -174,7 +180,9 @@ class ControlService:
             rerun_of=str(execution_id),
         )
 
-    async def retry(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, note: str | None) -> RetryAccepted:
+    async def retry(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, note: str | None, actor: Actor
+    ) -> RetryAccepted:
         """Make a failed execution pending again; the engine resumes it from its failed steps.
 
         Raises:
@@ -185,6 +193,7 @@ class ControlService:
             rows = await request_retry(
                 connection, self._topics, tenant_id=tenant_id, execution_id=execution_id, note=note
             )
+            await _audit(connection, tenant_id, execution_id, "retry", actor, {"note": note})
         await self._outbox.publish(rows)
         return RetryAccepted(
             workflow_execution_id=str(execution_id),
@@ -192,3 +201,24 @@ class ControlService:
             message=f"Execution {execution_id} reset for retry. Status: PENDING",
             success=True,
         )
+
+
+async def _audit(
+    connection: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    action: str,
+    actor: Actor,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """An audit row for a command on an execution, with what came with it (reason, note, …)."""
+    changes = {name: {"before": None, "after": value} for name, value in (details or {}).items() if value is not None}
+    await record_audit(
+        connection,
+        tenant_id=tenant_id,
+        entity_type="execution",
+        entity_id=str(execution_id),
+        action=action,
+        actor=actor,
+        changes=changes or None,
+    )

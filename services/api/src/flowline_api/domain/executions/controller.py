@@ -6,6 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from flowline.credentials import Principal
+from flowline.db.audit import Actor
 from flowline.errors import ClientError
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
@@ -196,6 +198,7 @@ class ExecutionController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
+        actor: NamedDependency[Actor],
         data: Annotated[
             ExecutionCreate,
             Body(examples=[Example(summary="a workflow, its input and a key", value=EXECUTION_CREATE_EXAMPLE)]),
@@ -214,7 +217,7 @@ class ExecutionController(Controller):
         are kept on the execution for list filters.
         """
         started = await execution_service.start(
-            tenant_id, data.workflow, with_idempotency_header(data, idempotency_key)
+            tenant_id, data.workflow, with_idempotency_header(data, idempotency_key), actor
         )
         return Response(
             ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),
@@ -238,6 +241,7 @@ class ExecutionController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
+        caller: NamedDependency[Principal],
         request: Request[Any, Any, Any],
         workflow: WorkflowFilter = None,
         status: StatusFilter = None,
@@ -272,6 +276,7 @@ class ExecutionController(Controller):
             tags=tag,
             metadata=_metadata(request),
             search=search,
+            caller=caller,
         )
         return await execution_service.list(
             tenant_id, filters, sort=sort, order=order, limit=limit, offset=offset, cursor=cursor
@@ -433,13 +438,14 @@ class ExecutionController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
+        actor: NamedDependency[Actor],
         execution_id: FromPath[ExecutionId],
         name: FromPath[str],
         data: JSONBody[PromiseResolve | None] = None,
     ) -> PromiseSettlement:
         """Resolve the promise a wait step waits on; the step completes with `value` as its output."""
         value = (data or PromiseResolve()).value
-        return await execution_service.settle_promise(tenant_id, execution_id, name, value=value)
+        return await execution_service.settle_promise(tenant_id, execution_id, name, actor=actor, value=value)
 
     @post(
         "/{execution_id:str}/promises/{name:str}/reject",
@@ -470,6 +476,7 @@ class ExecutionController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
+        actor: NamedDependency[Actor],
         execution_id: FromPath[ExecutionId],
         name: FromPath[str],
         data: JSONBody[PromiseReject | None] = None,
@@ -477,4 +484,4 @@ class ExecutionController(Controller):
         """Reject the promise a wait step waits on; the step fails with the reason."""
         rejection = data or PromiseReject()
         error = {"message": rejection.reason, **({"details": rejection.details} if rejection.details else {})}
-        return await execution_service.settle_promise(tenant_id, execution_id, name, error=error)
+        return await execution_service.settle_promise(tenant_id, execution_id, name, actor=actor, error=error)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import get_args
 
+from flowline.credentials import Principal
 from flowline.db.executions import ExecutionFilters
 from flowline.errors import ClientError
 
@@ -30,6 +31,11 @@ def _statuses(values: Sequence[str] | None) -> list[str] | None:
     return statuses or None
 
 
+def owner_filter(caller: Principal) -> str | None:
+    """The ``started_by`` a caller's executions have, or None for an admin, who sees them all."""
+    return None if caller.role == "admin" else caller.subject
+
+
 def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
@@ -45,8 +51,11 @@ def execution_filters(
     tags: Sequence[str] | None,
     metadata: dict[str, str] | None,
     search: str | None,
+    caller: Principal,
 ) -> ExecutionFilters:
     """The filter of the values a client gave; empty values filter nothing, times without a zone are UTC.
+
+    Only what ``caller`` may see: an admin sees every execution, others their own and public workflows'.
 
     Raises:
         ClientError: an unknown status.
@@ -61,4 +70,5 @@ def execution_filters(
         tags=[value for value in tags or [] if value] or None,
         metadata=metadata or None,
         search=(search or "").strip() or None,
+        visible_to=owner_filter(caller),
     )

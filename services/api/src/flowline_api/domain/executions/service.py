@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import asyncpg
 import msgspec
+from flowline.db.audit import Actor, record_audit
 from flowline.db.executions import (
     ExecutionFilters,
     ExecutionSort,
@@ -69,6 +70,7 @@ class ExecutionService:
         execution_id: uuid.UUID,
         name: str,
         *,
+        actor: Actor,
         value: Any = None,
         error: dict[str, Any] | None = None,
     ) -> PromiseSettlement:
@@ -118,10 +120,21 @@ class ExecutionService:
                     )
                 ],
             )
+            await record_audit(
+                connection,
+                tenant_id=tenant_id,
+                entity_type="execution",
+                entity_id=str(execution_id),
+                action=f"{status[:-1]} promise",  # "resolve promise", "reject promise"
+                actor=actor,
+                changes={"promise": {"before": "pending", "after": status}, "name": {"before": None, "after": name}},
+            )
         await self._outbox.publish(rows)
         return PromiseSettlement(execution_id=str(execution_id), promise=name, status=status, settled_at=settled_at)
 
-    async def start(self, tenant_id: uuid.UUID, ref: str, request: ExecuteRequest) -> StartedExecution:
+    async def start(
+        self, tenant_id: uuid.UUID, ref: str, request: ExecuteRequest, actor: Actor
+    ) -> StartedExecution:
         """Store a pending execution of workflow ``ref`` and publish its ExecutionRequested after the commit.
 
         Raises:
@@ -139,9 +152,20 @@ class ExecutionService:
                 execution_input=request.input,
                 idempotency_key=request.idempotency_key,
                 triggered_by="api",
+                started_by=actor.principal,
                 metadata=request.metadata,
                 tags=request.tags,
             )
+            if started.created:
+                await record_audit(
+                    connection,
+                    tenant_id=tenant_id,
+                    entity_type="execution",
+                    entity_id=str(started.id),
+                    action="start",
+                    actor=actor,
+                    changes={"workflow": {"before": None, "after": ref}},
+                )
         await self._outbox.publish(started.outbox)
         return started
 

@@ -285,6 +285,7 @@ class WorkflowController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
+        actor: NamedDependency[Actor],
         ref: FromPath[str],
         data: Annotated[
             ExecuteRequest | None, Body(examples=[Example(summary="input and a key", value=EXECUTE_EXAMPLE)])
@@ -301,7 +302,7 @@ class WorkflowController(Controller):
         input that breaks the workflow's `inputSchema` is 422 with the failing JSON pointer.
         """
         request = with_idempotency_header(data or ExecuteRequest(), idempotency_key)
-        started = await execution_service.start(tenant_id, ref, request)
+        started = await execution_service.start(tenant_id, ref, request, actor)
         return Response(
             ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),
             status_code=HTTP_202_ACCEPTED if started.created else HTTP_200_OK,
