@@ -132,9 +132,7 @@ class ExecutionService:
         await self._outbox.publish(rows)
         return PromiseSettlement(execution_id=str(execution_id), promise=name, status=status, settled_at=settled_at)
 
-    async def start(
-        self, tenant_id: uuid.UUID, ref: str, request: ExecuteRequest, actor: Actor
-    ) -> StartedExecution:
+    async def start(self, tenant_id: uuid.UUID, ref: str, request: ExecuteRequest, actor: Actor) -> StartedExecution:
         """Store a pending execution of workflow ``ref`` and publish its ExecutionRequested after the commit.
 
         Raises:
