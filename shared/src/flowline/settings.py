@@ -5,13 +5,15 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
 ENV_PREFIX = "FLOWLINE_"
 # Settings whose values never appear in a repr, log line or error message.
 SECRET_SETTINGS = frozenset({"secret_key", "jwt_hs256_secret"})
+RatePeriod = Literal["second", "minute", "hour", "day"]
+RATE_PERIODS: tuple[RatePeriod, ...] = get_args(RatePeriod)
 
 
 class ConfigurationError(Exception):
@@ -95,6 +97,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_pack_install_bytes: int = 16_777_216
     max_json_depth: int = 64
     max_json_string_length: int = 1_048_576
+    # Rate limits of the api's tenant routes, per principal (per client address without valid credentials): one
+    # budget each for reads (GET), writes (every other method) and execution starts, as "<requests>/<period>"
+    # with a period of second, minute, hour or day. The budgets are counted in the api process ("memory") or in
+    # PostgreSQL ("postgres"), which every api replica shares.
+    rate_limit_reads: str = "1200/minute"
+    rate_limit_writes: str = "300/minute"
+    rate_limit_starts: str = "600/minute"
+    rate_limit_store: Literal["memory", "postgres"] = "memory"
 
     # Behaviour.
     worker_id: str = ""
@@ -176,6 +186,22 @@ def parse_networks(value: str, setting: str) -> tuple[ipaddress.IPv4Network | ip
         except ValueError as err:
             raise ConfigurationError(f"invalid setting {setting}: {entry!r} is not an IP address or CIDR") from err
     return tuple(networks)
+
+
+def parse_rate(value: str, setting: str) -> tuple[RatePeriod, int]:
+    """A rate such as ``600/minute`` as its period and number of requests.
+
+    Raises:
+        ConfigurationError: ``value`` is not ``<requests>/<period>``, naming ``setting``.
+    """
+    requests, _, period = value.partition("/")
+    period = period.strip()
+    if not requests.strip().isdigit() or int(requests) < 1 or period not in RATE_PERIODS:
+        raise ConfigurationError(
+            f"invalid setting {setting}={value!r}: expected <requests>/<period>, a period being one of "
+            f"{', '.join(RATE_PERIODS)} (e.g. 600/minute)"
+        )
+    return period, int(requests)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -46,7 +46,7 @@ async def test_every_tenant_route_documents_an_unknown_tenant_and_every_body_a_v
         for method, operation in methods.items()
     }
     assert {name for name, operation in operations.items() if "404" not in operation["responses"]} == set()
-    for status in ("401", "403"):  # every tenant route needs credentials and a role
+    for status in ("401", "403", "429"):  # every tenant route needs credentials and a role, and is rate limited
         assert {name for name, operation in operations.items() if status not in operation["responses"]} == set()
     assert {name for name, operation in operations.items() if operation.get("security") != [{"bearer": []}]} == set()
     with_body = {name for name, operation in operations.items() if "requestBody" in operation}

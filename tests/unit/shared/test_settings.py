@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from flowline.settings import ConfigurationError, Settings, Topics, env_name, load_settings, setting_names
+from flowline.settings import (
+    ConfigurationError,
+    Settings,
+    Topics,
+    env_name,
+    load_settings,
+    parse_rate,
+    setting_names,
+)
 
 
 def test_no_variables_give_the_defaults() -> None:
@@ -153,3 +161,14 @@ def test_the_secret_key_is_read_but_never_shown() -> None:
     assert "k1" not in repr(settings)
     assert "secret_key='***'" in repr(settings)
     assert "secret_key=''" in repr(Settings())
+
+
+def test_a_rate_is_requests_per_period() -> None:
+    assert parse_rate("600/minute", "X") == ("minute", 600)
+    assert parse_rate(" 3 / second ", "X") == ("second", 3)
+
+
+@pytest.mark.parametrize("value", ["600", "600/week", "0/minute", "-1/minute", "many/minute", "/minute"])
+def test_a_bad_rate_is_refused_naming_the_setting(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="FLOWLINE_RATE_LIMIT_READS"):
+        parse_rate(value, "FLOWLINE_RATE_LIMIT_READS")

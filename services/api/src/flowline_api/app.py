@@ -48,6 +48,7 @@ from flowline_api.errors import EXCEPTION_HANDLERS
 from flowline_api.limits import JsonLimitsMiddleware
 from flowline_api.metrics import ApiMetrics
 from flowline_api.middleware import RequestIdMiddleware
+from flowline_api.rate_limits import RATE_LIMIT_STORE, ExpiredBudgetCleanup, rate_limit_middleware, rate_limit_store
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> Litestar:
             unencrypted), or FLOWLINE_OUTBOUND_ALLOWED_NETWORKS holds something that is not a network.
     """
     outbound = OutboundPolicy.from_setting(settings.outbound_allowed_networks)
+    rate_limits = rate_limit_middleware(settings)
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
     state = State(
@@ -91,16 +93,22 @@ def create_app(settings: Settings) -> Litestar:
         state.stream_hub = hub = StreamHub(settings)
         await hub.start()
         hub_task = asyncio.create_task(hub.run())
+        budgets = rate_limit_store(settings, runtime.pool)
+        app.stores.register(RATE_LIMIT_STORE, budgets, allow_override=True)  # a lifespan run again has a new pool
+        cleanup = ExpiredBudgetCleanup(budgets)
+        cleanup_task = asyncio.create_task(cleanup.start())
         try:
             yield
         finally:
             relay.stop()
+            cleanup.stop()
             await hub.stop()
-            await asyncio.gather(relay_task, hub_task, return_exceptions=True)
+            await asyncio.gather(relay_task, hub_task, cleanup_task, return_exceptions=True)
             await state.http.aclose()
             await runtime.close()
 
-    # Every tenant route needs credentials and declares the role it needs; health, metrics and docs do not.
+    # Every tenant route needs credentials and declares the role it needs, and is rate limited (see
+    # rate_limits: the limiters sit between authentication and the role guard); health, metrics and docs are not.
     tenant_routes = Router(
         path="/",
         route_handlers=[
@@ -117,7 +125,7 @@ def create_app(settings: Settings) -> Litestar:
             LogController,
             StreamController,
         ],
-        middleware=[DefineMiddleware(BearerAuthentication)],
+        middleware=[DefineMiddleware(BearerAuthentication), *rate_limits],
         guards=[require_role, require_visible],
         security=[{"bearer": []}],
     )

@@ -25,8 +25,6 @@ VIEWER: dict[str, Role] = {"role": "viewer"}
 OPERATOR: dict[str, Role] = {"role": "operator"}
 ADMIN: dict[str, Role] = {"role": "admin"}
 
-# Routes anyone may call: liveness, readiness, metrics and the API's own documentation.
-PUBLIC_PATHS = ("^/health", "^/metrics$", "^/docs", "^/swagger")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="flowline"'}
 
 
@@ -63,36 +61,46 @@ class JwtVerifier:
         return None
 
 
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The token of the request's ``Authorization: Bearer <token>`` header, if it has one."""
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
 class BearerAuthentication(AbstractAuthenticationMiddleware):
-    """Sets ``request.user`` to the caller's :class:`Principal`; a missing or bad credential is a 401."""
+    """Sets ``request.user`` to the caller's :class:`Principal`, or to None for missing or bad credentials.
+
+    The 401 for None comes from ``require_role``, not from here: the rate limiters run between the two, so
+    that unauthenticated requests are limited (per client address) and answer with rate-limit headers too.
+    """
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        """Find the principal of the request's bearer token.
-
-        Raises:
-            NotAuthorizedException: no credentials, or credentials that are unknown, revoked or expired.
-        """
-        scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise NotAuthorizedException("credentials are required: Authorization: Bearer <key>", headers=CHALLENGE)
-        token = token.strip()
+        """Find the principal of the request's bearer token, if it has a valid one."""
+        token = bearer_token(connection)
+        if token is None:
+            return AuthenticationResult(user=None, auth=None)
         pool: asyncpg.Pool = connection.app.state.pool
         verifier: JwtVerifier = connection.app.state.jwt_verifier
         principal = await authenticate_key(pool, token) or verifier.principal(token)
-        if principal is None:
-            raise NotAuthorizedException("the credentials are invalid, revoked or expired", headers=CHALLENGE)
-        return AuthenticationResult(user=principal, auth=token)
+        return AuthenticationResult(user=principal, auth=token if principal else None)
 
 
 def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """The one guard: the caller's role must allow what the route declares in ``opt["role"]``.
+    """The one guard: there must be a caller, and its role must allow what the route declares in ``opt["role"]``.
 
     Raises:
+        NotAuthorizedException: no credentials, or credentials that are unknown, revoked or expired.
         PermissionDeniedException: the role does not allow it.
         RuntimeError: the route declares no role (a mistake: refusing is safer than guessing).
     """
     if connection.scope["method"] == "OPTIONS":
         return  # Litestar's own OPTIONS answer (CORS preflight): no credentials, like the middleware
+    if connection.user is None:
+        if bearer_token(connection):
+            raise NotAuthorizedException("the credentials are invalid, revoked or expired", headers=CHALLENGE)
+        raise NotAuthorizedException("credentials are required: Authorization: Bearer <key>", headers=CHALLENGE)
     needed = handler.opt.get("role")
     if needed not in ROLES:
         raise RuntimeError(f"route {handler} declares no role in its opt")

@@ -11,7 +11,7 @@ import msgspec
 from flowline.errors import FlowlineError
 from flowline.outages import OUTAGE_ERRORS
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, TooManyRequestsException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -80,6 +80,20 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return problem(request, exc.status_code, title, exc.detail, extra, exc.headers)
 
 
+def _rate_limited(request: Request[Any, Any, Any], exc: TooManyRequestsException) -> Response[dict[str, Any]]:
+    """A spent budget: Litestar's rate limiter sends its RateLimit-* headers; Retry-After says when it renews."""
+    headers = dict(exc.headers or {})
+    if "RateLimit-Reset" not in headers:
+        return _http_error(request, exc)
+    headers["Retry-After"] = reset = headers["RateLimit-Reset"]
+    window = headers.get("RateLimit-Policy", "").partition("w=")[2]
+    detail = (
+        f"the budget of {headers.get('RateLimit-Limit')} requests per {window} seconds is spent; "
+        f"try again in {reset} seconds"
+    )
+    return problem(request, 429, "Too many requests", detail, headers=headers)
+
+
 def _unstorable_value(request: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[dict[str, Any]]:
     return problem(
         request,
@@ -108,6 +122,7 @@ def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     FlowlineError: _flowline_error,
     ValidationException: _validation_error,
+    TooManyRequestsException: _rate_limited,
     HTTPException: _http_error,
     asyncpg.DataError: _unstorable_value,
     **dict.fromkeys(OUTAGE_ERRORS, _dependency_down),
@@ -133,16 +148,17 @@ _PROBLEM_EXAMPLES = {
     404: ("Not found", "agent 0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d does not exist", None),
     409: ("Conflict", "agent 'summarizer' already exists", None),
     422: ("Validation failed", "url: must be an absolute http or https URL", "/url"),
+    429: ("Too many requests", "the budget of 300 requests per 60 seconds is spent; try again in 42 seconds", None),
 }
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI entries documenting the problem+json answers a route gives for ``statuses``.
 
-    401 and 403 are always there: every tenant route needs credentials and a role.
+    401, 403 and 429 are always there: every tenant route needs credentials and a role, and is rate limited.
     """
     responses = {}
-    for status in (401, 403, *statuses):
+    for status in (401, 403, 429, *statuses):
         title, detail, pointer = _PROBLEM_EXAMPLES[status]
         example = Problem(title=title, status=status, detail=detail, instance="/api/v1/tenants/dev/…", pointer=pointer)
         responses[status] = ResponseSpec(

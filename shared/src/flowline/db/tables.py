@@ -385,3 +385,15 @@ inbox = Table(
     PrimaryKeyConstraint("consumer", "message_id"),
     Index("ix_inbox_processed", "processed_at"),
 )
+
+# Litestar's stores over PostgreSQL (flowline.db.store): the api's rate-limit budgets, shared by its replicas.
+store_entries = Table(
+    "store_entries",
+    metadata,
+    Column("namespace", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    _timestamp("expires_at"),
+    PrimaryKeyConstraint("namespace", "key"),
+    Index("ix_store_entries_expires_at", "expires_at"),
+)

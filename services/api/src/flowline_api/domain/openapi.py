@@ -51,7 +51,7 @@ def example_response(container: Any, description: str, value: Any, status: int =
 def problems(instance: str, **details: str | tuple[str, str]) -> dict[int, ResponseSpec]:
     """Error responses of a route: ``problems(path, not_found="…", invalid=("…", "/pointer"))``."""
     statuses = {"bad_request": 400, "not_found": 404, "conflict": 409, "too_large": 413, "invalid": 422}
-    responses: dict[int, ResponseSpec] = problem_responses()  # 401 and 403
+    responses: dict[int, ResponseSpec] = problem_responses()  # 401, 403 and 429
     for name, example in details.items():
         status = statuses[name]
         detail, pointer = example if isinstance(example, tuple) else (example, None)

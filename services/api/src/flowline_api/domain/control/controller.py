@@ -24,6 +24,7 @@ from flowline_api.domain.control.schemas import (
 )
 from flowline_api.domain.control.service import ControlService
 from flowline_api.errors import problem_responses
+from flowline_api.rate_limits import EXECUTION_START
 
 
 class ExecutionControlController(Controller):
@@ -97,7 +98,7 @@ class ExecutionControlController(Controller):
 
     @post(
         "/{execution_id:uuid}/rerun",
-        opt=OPERATOR,
+        opt=OPERATOR | EXECUTION_START,
         status_code=HTTP_202_ACCEPTED,
         summary="Rerun an execution from a step",
         responses=problem_responses(404, 409, 422),

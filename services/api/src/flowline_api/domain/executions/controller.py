@@ -51,6 +51,7 @@ from flowline_api.domain.workflows.schemas import (
     with_idempotency_header,
 )
 from flowline_api.pagination import Cursor, Limit, Offset
+from flowline_api.rate_limits import EXECUTION_START
 
 # Paths declare ids as strings and handlers as UUIDs, so that a malformed id is a 400 naming the parameter
 # (a `:uuid` path type would answer 404, as if the route did not exist).
@@ -175,7 +176,7 @@ class ExecutionController(Controller):
 
     @post(
         "/",
-        opt=OPERATOR,
+        opt=OPERATOR | EXECUTION_START,
         status_code=HTTP_202_ACCEPTED,
         summary="Start an execution",
         responses={

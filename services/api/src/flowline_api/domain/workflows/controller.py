@@ -37,6 +37,7 @@ from flowline_api.domain.workflows.schemas import (
 )
 from flowline_api.domain.workflows.service import WorkflowService
 from flowline_api.pagination import Cursor, Limit, Offset, Page
+from flowline_api.rate_limits import EXECUTION_START
 
 PATH = "/api/v1/tenants/dev/workflows"
 # Every route of a tenant answers 404 for a tenant that does not exist.
@@ -263,7 +264,7 @@ class WorkflowController(Controller):
 
     @post(
         "/{ref:str}/execute",
-        opt=OPERATOR,
+        opt=OPERATOR | EXECUTION_START,
         status_code=HTTP_202_ACCEPTED,
         summary="Start an execution",
         responses={

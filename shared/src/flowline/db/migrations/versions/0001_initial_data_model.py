@@ -40,6 +40,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_outbox_created", "outbox", ["created_at"], unique=False)
     op.create_table(
+        "store_entries",
+        sa.Column("namespace", sa.Text(), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("value", sa.LargeBinary(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("namespace", "key", name=op.f("pk_store_entries")),
+    )
+    op.create_index("ix_store_entries_expires_at", "store_entries", ["expires_at"], unique=False)
+    op.create_table(
         "task_logs",
         sa.Column("id", sa.UUID(), nullable=False),
         sa.Column("tenant_id", sa.UUID(), nullable=False),
@@ -618,6 +627,8 @@ def downgrade() -> None:
     op.drop_index("ix_task_logs_task", table_name="task_logs")
     op.drop_index("ix_task_logs_execution", table_name="task_logs")
     op.drop_table("task_logs")
+    op.drop_index("ix_store_entries_expires_at", table_name="store_entries")
+    op.drop_table("store_entries")
     op.drop_index("ix_outbox_created", table_name="outbox")
     op.drop_table("outbox")
     op.drop_index("ix_inbox_processed", table_name="inbox")
