@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -17,17 +18,25 @@ from flowline.settings import Settings, load_settings
 from tests.support import api_key, bearer, define
 
 EXECUTIONS = 60
-WORKFLOW = {
-    "ref": "faults.nap",
-    "definition": {
-        "steps": [
-            {"id": "before", "type": "action", "action": "core.echo", "input": "{{ input.n }}"},
-            {"id": "nap", "type": "sleep", "duration": "300ms", "needs": ["before"]},
-            {"id": "after", "type": "action", "action": "core.echo", "needs": ["nap"], "input": "{{ input.n }}"},
-        ],
-        "output": "{{ steps.after.output }}",
-    },
-}
+
+
+def _workflow(ref: str, nap: str) -> dict[str, Any]:
+    return {
+        "ref": ref,
+        "definition": {
+            "steps": [
+                {"id": "before", "type": "action", "action": "core.echo", "input": "{{ input.n }}"},
+                {"id": "nap", "type": "sleep", "duration": nap, "needs": ["before"]},
+                {"id": "after", "type": "action", "action": "core.echo", "needs": ["nap"], "input": "{{ input.n }}"},
+            ],
+            "output": "{{ steps.after.output }}",
+        },
+    }
+
+
+# Half the executions finish before the broker dies; the other half sleep through its loss, so the kill always
+# falls mid-run however fast the engine is.
+QUICK, SLOW = _workflow("faults.nap", "300ms"), _workflow("faults.long", "15s")
 
 
 @pytest.fixture
@@ -60,9 +69,13 @@ async def test_losing_the_broker_and_its_data_delays_but_loses_nothing(
     api = f"{stack['api'].url}/api/v1/tenants/dev"
     headers = bearer(await api_key(settings.database_url))
     async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as client:
-        assert (await define(client, WORKFLOW)).status_code == 201
+        for workflow in (QUICK, SLOW):
+            assert (await define(client, workflow)).status_code == 201
         accepted = await asyncio.gather(
-            *(client.post("/workflows/faults.nap/execute", json={"input": {"n": n}}) for n in range(EXECUTIONS))
+            *(
+                client.post(f"/workflows/{(QUICK if n % 2 else SLOW)['ref']}/execute", json={"input": {"n": n}})
+                for n in range(EXECUTIONS)
+            )
         )
     assert all(response.status_code == 202 for response in accepted)
 
@@ -73,7 +86,7 @@ async def test_losing_the_broker_and_its_data_delays_but_loses_nothing(
             return int(await connection.fetchval("SELECT count(*) FROM executions WHERE status = 'completed'"))
 
         async with asyncio.timeout(120):
-            while await completed() < EXECUTIONS // 4:
+            while await completed() < EXECUTIONS // 4:  # a good part of the quick half
                 await asyncio.sleep(0.02)
         broker.kill()  # in-memory storage: every topic, message and committed offset is gone
         assert await completed() < EXECUTIONS
