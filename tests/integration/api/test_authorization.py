@@ -148,9 +148,7 @@ async def test_every_route_answers_each_kind_of_caller_as_the_rules_say(world: W
     assert wrong == [], "\n".join(wrong)
 
 
-async def test_a_principal_lists_only_its_own_executions_unless_the_workflow_is_public(
-    world: World, pool: asyncpg.Pool
-) -> None:
+async def test_a_principal_lists_only_its_own_executions_unless_the_workflow_is_public(world: World) -> None:
     listed = {
         caller: [
             item["id"]
@@ -166,7 +164,13 @@ async def test_a_principal_lists_only_its_own_executions_unless_the_workflow_is_
         "admin": [str(world.execution_id)],
     }
 
-    await pool.execute("UPDATE workflows SET public = true WHERE ref = 'demo.hello'")
+    workflow = "/api/v1/tenants/dev/workflows/demo.hello"
+    steps = [{"id": "one", "type": "action", "action": "core.echo"}]
+    made_public = await world.client.put(
+        workflow, json={"definition": {"steps": steps}, "public": True}, headers=world.headers["operator"]
+    )
+    assert made_public.status_code == 200, made_public.text
+    assert made_public.json()["public"] is True
     public = await world.client.get(
         f"/api/v1/tenants/dev/executions/{world.execution_id}", headers=world.headers["viewer"]
     )

@@ -58,6 +58,7 @@ async def test_the_default_list_is_newest_first(catalog: Client) -> None:
         "version": 1,
         "tags": ["infra", "daily"],
         "enabled": True,
+        "public": False,
         "createdBy": first["createdBy"],
         "createdAt": first["createdAt"],
         "updatedAt": first["updatedAt"],

@@ -36,7 +36,7 @@ class WorkflowUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknow
     """The whole new state of a workflow (PUT replaces).
 
     A change of ``definition``, ``inputSchema`` or ``outputSchema`` creates the next version; a change of only
-    ``label``, ``description``, ``tags`` or ``enabled`` keeps the version.
+    ``label``, ``description``, ``tags``, ``enabled`` or ``public`` keeps the version.
     """
 
     label: Label | None = None
@@ -46,6 +46,9 @@ class WorkflowUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknow
     output_schema: JsonSchema | None = None
     tags: Tags = []
     enabled: bool = True
+    public: Annotated[
+        bool, msgspec.Meta(description="every viewer and operator sees its executions, not only their starters")
+    ] = False
 
 
 class WorkflowCreate(WorkflowUpdate, kw_only=True, rename="camel", forbid_unknown_fields=True):
@@ -68,6 +71,7 @@ class Workflow(msgspec.Struct, kw_only=True, rename="camel"):
     output_schema: dict[str, Any] | None
     tags: list[str]
     enabled: bool
+    public: bool
     created_by: str | None
     created_at: datetime
     updated_at: datetime
@@ -84,6 +88,7 @@ class WorkflowSummary(msgspec.Struct, kw_only=True, rename="camel"):
     version: int
     tags: list[str]
     enabled: bool
+    public: bool
     created_by: str | None
     created_at: datetime
     updated_at: datetime
@@ -158,6 +163,7 @@ WORKFLOW_UPDATE_EXAMPLE: dict[str, Any] = {
     "inputSchema": INPUT_SCHEMA_EXAMPLE,
     "tags": ["demo"],
     "enabled": True,
+    "public": False,
 }
 WORKFLOW_CREATE_EXAMPLE: dict[str, Any] = {"ref": "demo.hello", **WORKFLOW_UPDATE_EXAMPLE}
 WORKFLOW_SUMMARY_EXAMPLE: dict[str, Any] = {
@@ -169,6 +175,7 @@ WORKFLOW_SUMMARY_EXAMPLE: dict[str, Any] = {
     "version": 2,
     "tags": ["demo"],
     "enabled": True,
+    "public": False,
     "createdBy": None,
     "createdAt": "2026-11-22T07:00:00Z",
     "updatedAt": "2026-11-22T08:30:00Z",

@@ -62,6 +62,7 @@ def to_workflow(record: asyncpg.Record) -> Workflow:
         output_schema=record["output_schema"],
         tags=list(record["tags"]),
         enabled=record["enabled"],
+        public=record["public"],
         created_by=record["created_by"],
         created_at=record["created_at"],
         updated_at=record["updated_at"],
@@ -79,6 +80,7 @@ def to_summary(record: asyncpg.Record) -> WorkflowSummary:
         version=record["version"],
         tags=list(record["tags"]),
         enabled=record["enabled"],
+        public=record["public"],
         created_by=record["created_by"],
         created_at=record["created_at"],
         updated_at=record["updated_at"],
@@ -94,6 +96,7 @@ def audited_fields(record: asyncpg.Record | None) -> dict[str, Any] | None:
         "description": record["description"],
         "tags": list(record["tags"]),
         "enabled": record["enabled"],
+        "public": record["public"],
         "version": record["version"],
         "definition": mask_definition(record["definition"]),
         "inputSchema": record["input_schema"],
@@ -226,6 +229,7 @@ class WorkflowService:
                 description=data.description,
                 tags=data.tags,
                 enabled=data.enabled,
+                public=data.public,
                 definition=definition,
                 input_schema=data.input_schema,
                 output_schema=data.output_schema,
@@ -239,11 +243,12 @@ class WorkflowService:
             before["input_schema"],
             before["output_schema"],
         )
-        new_metadata = (data.label, data.description, data.tags, data.enabled) != (
+        new_metadata = (data.label, data.description, data.tags, data.enabled, data.public) != (
             before["label"],
             before["description"],
             list(before["tags"]),
             before["enabled"],
+            before["public"],
         )
         if not new_version and not new_metadata:
             return "unchanged", before
@@ -255,6 +260,7 @@ class WorkflowService:
                 description=data.description,
                 tags=data.tags,
                 enabled=data.enabled,
+                public=data.public,
             )
         if new_version:
             await add_workflow_version(
