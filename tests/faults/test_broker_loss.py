@@ -36,7 +36,7 @@ def _workflow(ref: str, nap: str) -> dict[str, Any]:
 
 # Half the executions finish before the broker dies; the other half sleep through its loss, so the kill always
 # falls mid-run however fast the engine is.
-QUICK, SLOW = _workflow("faults.nap", "300ms"), _workflow("faults.long", "15s")
+QUICK, SLOW = _workflow("faults.nap", "300ms"), _workflow("faults.long", "8s")
 
 
 @pytest.fixture

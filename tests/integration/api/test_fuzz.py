@@ -22,7 +22,7 @@ from schemathesis.config import SchemathesisConfig
 from tests.support import api_key, bearer
 
 SEED = 20260311
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 6
 TENANT_ROUTES = r"^/api/v1/tenants/\{tenant\}/"
 CHECKS = ("not_a_server_error", "status_code_conformance", "response_schema_conformance")
 STEPS = {"steps": [{"id": "greet", "type": "action", "action": "core.echo", "input": {}}]}
