@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 from flowline.cli import main
+from flowline.cli.arguments import UsageError
 from flowline.cli.config import DEFAULT_API_URL, Config, ConfigError, resolve_config
 from flowline.cli.output import duration, format_table, painted
+from flowline.cli.workflows import pack_files
 
 PROFILES = """
 default_profile = "dev"
@@ -102,3 +104,15 @@ def test_usage_errors_exit_with_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["executions", "list"], {"FLOWLINE_CONFIG": str(tmp_path / "absent.toml")}) == 2
 
     assert "--input: not valid JSON" in capsys.readouterr().err
+
+
+def test_a_pack_folder_sends_its_manifest_and_workflow_files_only(tmp_path: Path) -> None:
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "pack.yml").write_text("ref: demo\n")
+    (tmp_path / "workflows" / "hello.yaml").write_text("definition: {steps: []}\n")
+    (tmp_path / "workflows" / "notes.txt").write_text("mine")
+    (tmp_path / "actions.py").write_text("async def post(step_input, context): ...\n")
+
+    assert pack_files(tmp_path) == {"pack.yml": "ref: demo\n", "workflows/hello.yaml": "definition: {steps: []}\n"}
+    with pytest.raises(UsageError, match=r"no pack\.yaml"):
+        pack_files(tmp_path / "workflows")

@@ -30,7 +30,7 @@ def json_argument(value: str, name: str) -> Any:
     source = value
     if value.startswith("@"):
         try:
-            source = Path(value[1:]).read_text()
+            source = Path(value[1:]).read_text(encoding="utf-8")
         except OSError as err:
             raise UsageError(f"{name}: cannot read {value[1:]}: {err.strerror}") from err
     try:

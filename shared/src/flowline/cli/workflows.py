@@ -22,14 +22,14 @@ def pack_files(folder: Path) -> dict[str, str]:
     Raises:
         UsageError: the folder has no ``pack.yaml``.
     """
-    files = {name: (folder / name).read_text() for name in PACK_MANIFESTS if (folder / name).is_file()}
+    files = {name: (folder / name).read_text(encoding="utf-8") for name in PACK_MANIFESTS if (folder / name).is_file()}
     if not files:
         raise UsageError(f"{folder} is not a pack folder: it has no pack.yaml")
     workflows = folder / "workflows"
     if workflows.is_dir():
         for path in sorted(workflows.iterdir()):
             if path.is_file() and path.suffix in WORKFLOW_SUFFIXES:
-                files[f"workflows/{path.name}"] = path.read_text()
+                files[f"workflows/{path.name}"] = path.read_text(encoding="utf-8")
     return files
 
 
