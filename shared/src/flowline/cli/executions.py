@@ -193,7 +193,7 @@ async def _retry(client: AsyncFlowlineClient, args: argparse.Namespace, out: Out
     if out.json:
         out.document(accepted)
     else:
-        out.line(f"Execution {accepted.workflow_execution_id} reset for _retry. Status: {out.status(accepted.status)}")
+        out.line(f"Execution {accepted.workflow_execution_id} reset for retry. Status: {out.status(accepted.status)}")
     return 0
 
 

@@ -153,12 +153,12 @@ async def _execute(client: AsyncFlowlineClient, args: argparse.Namespace, out: O
         idempotency_key=args.idempotency_key,
         tags=args.tag,
     )
+    if not out.json:
+        out.line(f"Execution {accepted.execution_id} started. Status: {out.status(accepted.status)}")
     if args.wait:
         return await wait_and_report(client, accepted.execution_id, out)
     if out.json:
         out.document(accepted)
-    else:
-        out.line(f"Execution {accepted.execution_id} started. Status: {out.status(accepted.status)}")
     return 0
 
 
