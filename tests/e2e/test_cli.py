@@ -1,14 +1,17 @@
-"""The ``flowline`` command as a newcomer uses it, against the real services: apply, execute, logs, exit codes."""
+"""The `flowline` command and the Python client against the real services: a newcomer's path, exit codes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from flowline.client import AsyncFlowlineClient, FlowlineClient
+import pytest
+from flowline.client import AsyncFlowlineClient, FlowlineApiError, FlowlineClient
+from flowline.client.models import StreamEvent, StreamMessage
 from flowline.devstack.processes import ServiceGroup
 
 FLOWLINE = str(Path(sys.executable).with_name("flowline"))  # the console script `uv sync` installs
@@ -159,3 +162,93 @@ async def test_exit_codes_say_what_went_wrong_and_a_failed_execution_can_be_retr
     code, _, stderr = await cli("executions", "task-attempts", failed["id"])
     assert code == 2
     assert "required: task_id" in stderr
+
+
+WAIT_DEFINITION = {
+    "steps": [
+        {"id": "approval", "type": "wait", "promise": "manager-approval"},
+        {
+            "id": "after",
+            "type": "action",
+            "action": "core.echo",
+            "needs": ["approval"],
+            "input": "{{ steps.approval.output }}",
+        },
+    ],
+    "output": "{{ steps.after.output }}",
+}
+
+
+async def test_the_python_client_reads_writes_and_follows_executions(
+    stack: ServiceGroup, tenant: str, api_headers: dict[str, str]
+) -> None:
+    key = api_headers["Authorization"].removeprefix("Bearer ")
+    async with AsyncFlowlineClient(stack["api"].url, tenant, key) as client:
+        await client.create_pack("demo", label="Demo")
+        first = await client.apply_workflow(
+            {"ref": "demo.approve", "definition": {"steps": [WAIT_DEFINITION["steps"][0]]}}
+        )
+        second = await client.apply_workflow({"ref": "demo.approve", "definition": WAIT_DEFINITION, "tags": ["ops"]})
+        assert (first.version, second.version) == (1, 2)
+        assert [v.version for v in (await client.list_workflow_versions("demo.approve")).items] == [2, 1]
+        assert not (await client.set_workflow_enabled("demo.approve", False)).enabled
+        with pytest.raises(FlowlineApiError) as refused:
+            await client.execute_workflow("demo.approve")
+        assert (refused.value.status, refused.value.title) == (409, "Conflict")
+        assert refused.value.instance == f"/api/v1/tenants/{tenant}/workflows/demo.approve/execute"
+        enabled = await client.set_workflow_enabled("demo.approve", True)
+        assert (enabled.enabled, enabled.version, enabled.tags) == (True, 2, ["ops"])
+        assert [workflow.ref async for workflow in client.iter_workflows(pack="demo")] == ["demo.approve"]
+
+        started = await client.execute_workflow("demo.approve", tags=["cli"])
+        events = asyncio.create_task(_collect(client.stream_execution(started.execution_id)))
+        for _ in range(600):
+            if any(
+                s.step_id == "approval" and s.status == "running" for s in await client.get_steps(started.execution_id)
+            ):
+                break
+            await asyncio.sleep(0.05)
+        assert (await client.pause_execution(started.execution_id)).status == "paused"
+        assert (await client.resume_execution(started.execution_id)).status == "running"
+        settled = await client.resolve_promise(started.execution_id, "manager-approval", {"by": "Grace"})
+        assert settled.status == "resolved"
+        streamed = await asyncio.wait_for(events, timeout=30)
+        assert streamed[-1].event == "WORKFLOW_COMPLETED"
+
+        execution = await client.get_execution(started.execution_id)
+        assert (execution.status, execution.output, execution.tags) == ("completed", {"by": "Grace"}, ["cli"])
+        # Resuming after an event replays only what came after it.
+        resumed = await _collect(client.stream_execution(execution.id, last_event_id=str(streamed[1].sequence)))
+        assert [event.sequence for event in resumed] == [event.sequence for event in streamed[2:]]
+        history = await client.get_events(execution.id)
+        assert [event.event for event in history.events] == [event.event for event in streamed]
+        assert await client.get_children(execution.id) == []
+        task = await client.get_task(execution.steps[0].task_id)
+        assert (task.workflow_ref, task.step_id) == ("demo.approve", "approval")
+        assert (await client.get_task_logs(task.task_id)).limit == 100
+
+        rerun = await client.rerun_execution(execution.id, "after")
+        assert rerun.rerun_of == execution.id
+        assert [e.id async for e in client.iter_executions(workflow="demo.approve", order="asc")] == [
+            execution.id,
+            rerun.execution_id,
+        ]
+
+        agent = await client.create_agent({"name": "summarizer", "url": "http://127.0.0.1:9/summarize"})
+        assert (await client.update_agent(agent.id, {"timeoutMs": 1000})).timeout_ms == 1000
+        assert [a.name for a in (await client.list_agents()).items] == ["summarizer"]
+        assert (await client.check_agent_health(agent.id)).status == "unreachable"
+        await client.delete_agent(agent.id)
+        with pytest.raises(FlowlineApiError) as gone:
+            await client.get_agent(agent.id)
+        assert gone.value.status == 404
+
+        dry_run = await client.bulk_retry(ids=[execution.id], dry_run=True)
+        assert (dry_run.status, dry_run.total) == ("completed", 1)
+        assert (await client.get_bulk_operation(dry_run.id)).id == dry_run.id
+        audited = {(entry.entity_type, entry.action) async for entry in client.iter_audit_logs()}
+        assert {("pack", "create"), ("workflow", "update"), ("agent", "delete")} <= audited
+
+
+async def _collect(messages: AsyncIterator[StreamMessage]) -> list[StreamEvent]:
+    return [message async for message in messages if isinstance(message, StreamEvent)]
