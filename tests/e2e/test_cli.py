@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flowline.cli import main
 from flowline.client import AsyncFlowlineClient, FlowlineApiError, FlowlineClient
 from flowline.client.models import StreamEvent, StreamMessage
 from flowline.devstack.processes import ServiceGroup
@@ -252,3 +253,72 @@ async def test_the_python_client_reads_writes_and_follows_executions(
 
 async def _collect(messages: AsyncIterator[StreamMessage]) -> list[StreamEvent]:
     return [message async for message in messages if isinstance(message, StreamEvent)]
+
+
+async def test_every_other_command_answers_in_tables_and_json(
+    stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In-process (main() in a thread, real HTTP) so that many commands cost no interpreter start-up each.
+    environ = Cli(stack, tenant, api_headers, tmp_path).env
+
+    async def run(*argv: str) -> str:
+        code = await asyncio.to_thread(main, list(argv), environ)
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        return captured.out
+
+    async def document(*argv: str) -> Any:
+        return json.loads(await run(*argv, "--output", "json"))
+
+    await run("packs", "install", str(_pack_folder(tmp_path)))
+    workflow_file = tmp_path / "approve.yaml"
+    workflow_file.write_text(json.dumps({"ref": "demo.approve", "definition": WAIT_DEFINITION}))
+    assert await run("workflows", "apply", "-f", str(workflow_file)) == "Workflow demo.approve applied. Version: 1\n"
+    assert (await run("workflows", "list")).splitlines()[0].split() == ["REF", "VERSION", "ENABLED", "LABEL", "UPDATED"]
+    assert sorted(item["ref"] for item in (await document("workflows", "list", "--pack", "demo"))["items"]) == [
+        "demo.approve",
+        "demo.broken",
+        "demo.hello",
+    ]
+    assert "greet  action  -" in await run("workflows", "get", "demo.hello")
+    assert (await document("workflows", "versions", "demo.hello"))["items"][0]["version"] == 1
+    assert await run("workflows", "disable", "demo.hello") == "Workflow demo.hello disabled.\n"
+    assert await run("workflows", "enable", "demo.hello") == "Workflow demo.hello enabled.\n"
+    assert (await document("packs", "get", "demo"))["version"] == "1.0.0"
+    assert "demo" in await run("packs", "list")
+
+    started = await document("workflows", "execute", "demo.approve")
+    execution_id = started["executionId"]
+    for _ in range(600):
+        steps = (await document("executions", "steps", execution_id))["steps"]
+        if steps and steps[0]["status"] == "running":
+            break
+        await asyncio.sleep(0.05)
+    assert await run("executions", "pause", execution_id) == f"Execution {execution_id} paused. Status: PAUSED\n"
+    assert await run("executions", "resume", execution_id) == f"Execution {execution_id} resumed. Status: RUNNING\n"
+    resolved = await run("promises", "resolve", execution_id, "manager-approval", "--value", '{"by": "Grace"}')
+    assert resolved == f"Promise manager-approval of execution {execution_id} resolved.\n"
+    for _ in range(600):
+        if (await document("executions", "get", execution_id))["status"] == "completed":
+            break
+        await asyncio.sleep(0.05)
+    shown = await run("executions", "get", execution_id)
+    assert "Status:        COMPLETED" in shown
+    assert 'Output:        {"by":"Grace"}' in shown
+    assert (await run("executions", "events", execution_id)).splitlines()[0].split() == [
+        "SEQ",
+        "EVENT",
+        "STEP",
+        "OCCURRED",
+    ]
+    assert (await run("executions", "children", execution_id)).split() == ["CHILD", "ID", "KIND", "STATUS", "CREATED"]
+    rerun = await run("executions", "rerun", execution_id, "--from-step", "after")
+    assert rerun.endswith(f"reruns {execution_id} from step after. Status: PENDING\n")
+    listed = await run("executions", "list", "--workflow", "demo.approve", "--status", "completed,pending,running")
+    assert execution_id in listed
+
+    waiting = (await document("workflows", "execute", "demo.approve"))["executionId"]
+    cancelled = await run("executions", "cancel", waiting, "--reason", "not needed")
+    assert cancelled == f"Execution {waiting} cancelled. Status: CANCELLED\n"
+    assert await run("workflows", "delete", "demo.approve") == "Workflow demo.approve deleted.\n"
+    assert await run("packs", "delete", "demo", "--cascade") == "Pack demo deleted with its workflows.\n"
