@@ -58,4 +58,4 @@ class FlowlineApiError(Exception):
     @classmethod
     def unreachable(cls, url: str, err: httpx.TransportError) -> FlowlineApiError:
         """The api at ``url`` did not answer."""
-        return cls(0, "Unreachable", f"cannot reach the api at {url}: {err}", type="about:blank")
+        return cls(0, "Unreachable", f"cannot reach the api at {url}: {err}")

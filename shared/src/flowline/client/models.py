@@ -1,8 +1,8 @@
 """What the api answers, as msgspec structs mirroring the server's response schemas.
 
 The server's own structs live in ``services/api`` next to their request bodies, examples and validation
-(some import ``flowline_api`` helpers), so the client keeps lenient copies: unknown fields are ignored and
-fields the server may add later default to absent rather than failing a decode.
+(some import ``flowline_api`` helpers), so the client keeps copies of the response shapes. They ignore
+unknown fields, so a newer server does not break an older client.
 """
 
 from __future__ import annotations
