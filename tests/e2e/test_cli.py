@@ -112,11 +112,24 @@ async def test_a_newcomer_applies_a_pack_runs_a_workflow_and_reads_its_logs(
     assert said.startswith(f"Wrote {downloaded.stat().st_size} bytes of logs to {downloaded}")
     assert "hello Ada" in [record["message"] for record in json.loads(downloaded.read_text())]
 
-    def read_with_the_blocking_client() -> tuple[list[str], int]:
+    def read_with_the_blocking_client() -> tuple[list[str], int, bytes, list[str]]:
         with FlowlineClient(stack["api"].url, tenant, cli.env["FLOWLINE_API_KEY"]) as client:
-            return [item.id for item in client.iter_executions()], client.get_workflow("demo.hello").version
+            return (
+                [item.id for item in client.iter_executions()],
+                client.get_workflow("demo.hello").version,
+                b"".join(client.download_execution_logs(execution["id"])),
+                [
+                    message.event
+                    for message in client.stream_execution(execution["id"])
+                    if isinstance(message, StreamEvent)
+                ],
+            )
 
-    assert await asyncio.to_thread(read_with_the_blocking_client) == ([execution["id"]], 1)
+    ids, version, text_logs, events = await asyncio.to_thread(read_with_the_blocking_client)
+    assert (ids, version) == ([execution["id"]], 1)
+    assert b"INFO  [greet#1] hello Ada\n" in text_logs
+    assert events[0] == "WORKFLOW_CREATED"
+    assert events[-1] == "WORKFLOW_COMPLETED"
 
     code, steps, stderr = await cli("executions", "steps", execution["id"])
     assert code == 0, stderr
