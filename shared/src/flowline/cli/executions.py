@@ -1,0 +1,370 @@
+"""``flowline executions …`` and ``flowline promises …``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from flowline.cli.arguments import Subparsers, UsageError, command, json_argument, object_argument
+from flowline.cli.output import Output, duration, error_message, text, when
+from flowline.client import AsyncFlowlineClient
+from flowline.client.models import FINAL_EVENTS, Execution, StreamEvent, TaskLog
+
+EXECUTION_FAILED = 3
+
+
+def log_line(record: TaskLog) -> str:
+    """A record as the text download writes it: ``2026-01-01T10:00:00.123Z INFO  [shout#1] message``."""
+    moment = record.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    origin = f" [{record.step_id}#{record.attempt}]" if record.step_id else ""
+    return f"{moment} {record.level:<5}{origin} {record.message}"
+
+
+async def wait_and_report(client: AsyncFlowlineClient, execution_id: str, out: Output) -> int:
+    """Follow an execution's stream to its end, then print it; exit code 3 unless it completed."""
+    async for message in client.stream_execution(execution_id):
+        if isinstance(message, StreamEvent) and message.event in FINAL_EVENTS:
+            break
+    execution = await client.get_execution(execution_id)
+    if out.json:
+        out.document(execution)
+    else:
+        out.line(
+            f"Execution {execution.id} finished. Status: {out.status(execution.status)} "
+            f"({duration(execution.duration_ms)})"
+        )
+        if execution.error:
+            out.line(f"Error: {error_message(execution.error)}")
+        elif execution.output is not None:
+            out.line(f"Output: {text(execution.output)}")
+    return 0 if execution.status == "completed" else EXECUTION_FAILED
+
+
+def _steps_table(execution: Execution, out: Output) -> None:
+    out.table(
+        ["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "TASK ID"],
+        [
+            [step.step_id, step.type, step.status.upper(), str(step.attempts), duration(step.duration_ms), step.task_id]
+            for step in execution.steps
+        ],
+    )
+
+
+async def _list_executions(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    metadata = dict(_pair(item) for item in args.metadata or [])
+    statuses = [status for value in args.status or [] for status in value.split(",") if status]
+    page = await client.list_executions(
+        workflow=args.workflow,
+        status=statuses or None,
+        triggered_by=args.triggered_by,
+        parent_id=args.parent,
+        created_after=args.created_after,
+        created_before=args.created_before,
+        tag=args.tag,
+        metadata=metadata or None,
+        search=args.search,
+        sort=args.sort,
+        order=args.order,
+        limit=args.limit,
+        offset=args.offset,
+        cursor=args.cursor,
+    )
+    if out.json:
+        out.document(page)
+        return 0
+    rows = [
+        [item.id, item.workflow_ref, item.status.upper(), when(item.created_at), duration(item.duration_ms)]
+        for item in page.items
+    ]
+    out.table(["ID", "WORKFLOW", "STATUS", "CREATED", "DURATION"], rows)
+    if page.next_cursor:
+        total = page.total if page.total_exact else f"about {page.total}"
+        out.line(f"{len(page.items)} of {total}; next page: --cursor {page.next_cursor}")
+    return 0
+
+
+def _pair(value: str) -> tuple[str, str]:
+    key, separator, content = value.partition("=")
+    if not separator or not key:
+        raise UsageError(f"--metadata: expected KEY=VALUE, got {value!r}")
+    return key, content
+
+
+async def _get_execution(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    execution = await client.get_execution(args.id, include_logs=args.logs)
+    if out.json:
+        out.document(execution)
+        return 0
+    pairs = [
+        ("Execution", execution.id),
+        ("Workflow", f"{execution.workflow_ref} v{execution.workflow_version}"),
+        ("Status", out.status(execution.status)),
+        ("Triggered by", execution.triggered_by),
+        ("Created", when(execution.created_at)),
+        ("Completed", when(execution.completed_at)),
+        ("Duration", duration(execution.duration_ms)),
+    ]
+    if execution.parent_execution_id:
+        pairs.append(("Parent", f"{execution.parent_execution_id} (step {execution.parent_step_id})"))
+    if execution.rerun_of:
+        pairs.append(("Rerun of", execution.rerun_of))
+    pairs.append(("Input", text(execution.input)))
+    pairs.append(
+        ("Output", text(execution.output)) if not execution.error else ("Error", error_message(execution.error))
+    )
+    out.fields(pairs)
+    out.line()
+    _steps_table(execution, out)
+    if execution.logs:
+        out.line()
+        for record in execution.logs:
+            out.line(log_line(record))
+    return 0
+
+
+async def _list_steps(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    steps = await client.get_steps(args.id)
+    if out.json:
+        out.document({"steps": steps})
+        return 0
+    out.table(
+        ["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "TASK ID", "ERROR"],
+        [
+            [
+                step.step_id,
+                step.type,
+                step.status.upper(),
+                str(step.attempts),
+                duration(step.duration_ms),
+                step.task_id,
+                error_message(step.error),
+            ]
+            for step in steps
+        ],
+    )
+    return 0
+
+
+async def _list_events(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    events = await client.get_events(args.id, since_sequence=args.since, limit=args.limit)
+    if out.json:
+        out.document(events)
+        return 0
+    out.table(
+        ["SEQ", "EVENT", "STEP", "OCCURRED"],
+        [[str(item.sequence), item.event, text(item.step_id), when(item.occurred_at)] for item in events.events],
+    )
+    if events.has_more:
+        out.line(f"more: --since {events.next_sequence}")
+    return 0
+
+
+async def _cancel(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    cancelled = await client.cancel_execution(args.id, reason=args.reason)
+    if out.json:
+        out.document(cancelled)
+    else:
+        out.line(f"Execution {cancelled.execution_id} cancelled. Status: {out.status(cancelled.status)}")
+    return 0
+
+
+async def _pause(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    changed = await client.pause_execution(args.id)
+    if out.json:
+        out.document(changed)
+    else:
+        out.line(f"Execution {changed.execution_id} paused. Status: {out.status(changed.status)}")
+    return 0
+
+
+async def _resume(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    changed = await client.resume_execution(args.id)
+    if out.json:
+        out.document(changed)
+    else:
+        out.line(f"Execution {changed.execution_id} resumed. Status: {out.status(changed.status)}")
+    return 0
+
+
+async def _retry(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    accepted = await client.retry_execution(args.id, note=args.note)
+    if out.json:
+        out.document(accepted)
+    else:
+        out.line(f"Execution {accepted.workflow_execution_id} reset for retry. Status: {out.status(accepted.status)}")
+    return 0
+
+
+async def _rerun(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    accepted = await client.rerun_execution(
+        args.id, args.from_step, input=object_argument(args.input, "--input"), version=args.version
+    )
+    if out.json:
+        out.document(accepted)
+    else:
+        out.line(
+            f"Execution {accepted.execution_id} reruns {accepted.rerun_of} from step {args.from_step}. "
+            f"Status: {out.status(accepted.status)}"
+        )
+    return 0
+
+
+async def _list_children(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    children = await client.get_children(args.id)
+    if out.json:
+        out.document({"children": children})
+        return 0
+    out.table(
+        ["CHILD ID", "KIND", "STATUS", "CREATED"],
+        [
+            [child.child_workflow_execution_id, child.kind, child.status.upper(), when(child.created_at)]
+            for child in children
+        ],
+    )
+    return 0
+
+
+async def _list_attempts(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    attempts = await client.get_task_attempts(args.id, args.task_id)
+    if out.json:
+        out.document({"attempts": attempts})
+        return 0
+    out.table(
+        ["ATTEMPT", "STATUS", "DURATION", "WORKER", "ERROR"],
+        [
+            [
+                str(attempt.attempt),
+                attempt.status.upper(),
+                duration(attempt.duration_ms),
+                text(attempt.worker_id),
+                error_message(attempt.error),
+            ]
+            for attempt in attempts
+        ],
+    )
+    return 0
+
+
+async def _show_logs(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    page = await client.get_execution_logs(
+        args.id, level=args.level, step_id=args.step, limit=args.limit, offset=args.offset
+    )
+    if out.json:
+        out.document(page)
+        return 0
+    for record in page.logs:
+        out.line(log_line(record))
+    shown = page.offset + len(page.logs)
+    if shown < page.total:
+        print(f"{shown} of {page.total} records; more: --offset {shown}", file=sys.stderr)
+    return 0
+
+
+async def _download_logs(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    chunks = client.download_execution_logs(args.id, format=args.format)
+    if args.output_file is None:
+        # The file itself is the output, so --output json changes nothing here.
+        async for chunk in chunks:
+            out.raw(chunk)
+        return 0
+    path = Path(args.output_file)
+    size = 0
+    with path.open("wb") as file:
+        async for chunk in chunks:
+            file.write(chunk)
+            size += len(chunk)
+    if out.json:
+        out.document({"executionId": args.id, "file": str(path), "bytes": size, "format": args.format})
+    else:
+        out.line(f"Wrote {size} bytes of logs to {path}.")
+    return 0
+
+
+async def _resolve_promise(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    value = None if args.value is None else json_argument(args.value, "--value")
+    settled = await client.resolve_promise(args.id, args.name, value)
+    if out.json:
+        out.document(settled)
+    else:
+        out.line(f"Promise {settled.promise} of execution {settled.execution_id} resolved.")
+    return 0
+
+
+async def _reject_promise(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    settled = await client.reject_promise(args.id, args.name, reason=args.reason)
+    if out.json:
+        out.document(settled)
+    else:
+        out.line(f"Promise {settled.promise} of execution {settled.execution_id} rejected.")
+    return 0
+
+
+def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> None:
+    """Add the ``executions`` and ``promises`` command groups."""
+    executions = subparsers.add_parser("executions", help="list, read and control executions").add_subparsers(
+        required=True, metavar="COMMAND"
+    )
+    parser = command(executions, "list", _list_executions, "list executions (filters combine with AND)", common)
+    parser.add_argument("--workflow", help="a workflow ref")
+    parser.add_argument("--status", action="append", help="e.g. failed,cancelled (or repeat)")
+    parser.add_argument("--triggered-by", choices=["api", "kafka", "workflow"])
+    parser.add_argument("--parent", help="children of this execution")
+    parser.add_argument("--created-after", type=datetime.fromisoformat, metavar="ISO_TIME")
+    parser.add_argument("--created-before", type=datetime.fromisoformat, metavar="ISO_TIME")
+    parser.add_argument("--tag", action="append", help="with every one of these tags (repeat)")
+    parser.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="repeat: all must match")
+    parser.add_argument("--search", help="an id prefix or text in the workflow ref")
+    parser.add_argument("--sort", choices=["createdAt", "completedAt"])
+    parser.add_argument("--order", choices=["asc", "desc"])
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--offset", type=int, default=0)
+    parser.add_argument("--cursor")
+    parser = command(executions, "get", _get_execution, "show an execution and its steps", common)
+    parser.add_argument("id")
+    parser.add_argument("--logs", action="store_true", help="with its latest 100 log records")
+    command(executions, "steps", _list_steps, "list an execution's steps", common).add_argument("id")
+    parser = command(executions, "events", _list_events, "list an execution's events", common)
+    parser.add_argument("id")
+    parser.add_argument("--since", type=int, default=0, metavar="SEQUENCE")
+    parser.add_argument("--limit", type=int, default=100)
+    parser = command(executions, "cancel", _cancel, "cancel an execution and its children", common)
+    parser.add_argument("id")
+    parser.add_argument("--reason")
+    command(executions, "pause", _pause, "start no new step until resumed", common).add_argument("id")
+    command(executions, "resume", _resume, "resume a paused execution", common).add_argument("id")
+    parser = command(executions, "retry", _retry, "run a failed execution's failed steps again", common)
+    parser.add_argument("id")
+    parser.add_argument("--note")
+    parser = command(executions, "rerun", _rerun, "start a new execution from a step, reusing earlier outputs", common)
+    parser.add_argument("id")
+    parser.add_argument("--from-step", required=True)
+    parser.add_argument("--input", help="a new input: JSON, or @file")
+    parser.add_argument("--version", type=int)
+    command(executions, "children", _list_children, "list child executions", common).add_argument("id")
+    parser = command(executions, "task-attempts", _list_attempts, "list the attempts of a task", common)
+    parser.add_argument("id")
+    parser.add_argument("task_id")
+    parser = command(executions, "logs", _show_logs, "print an execution's log records", common)
+    parser.add_argument("id")
+    parser.add_argument("--level", choices=["DEBUG", "INFO", "WARN", "ERROR"], help="this level and above")
+    parser.add_argument("--step", help="one step's records")
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--offset", type=int, default=0)
+    parser = command(executions, "download-logs", _download_logs, "download every log record of an execution", common)
+    parser.add_argument("id")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument("-o", "--output-file", metavar="FILE", help="write here instead of stdout")
+
+    promises = subparsers.add_parser("promises", help="settle the promises wait steps wait on").add_subparsers(
+        required=True, metavar="COMMAND"
+    )
+    parser = command(promises, "resolve", _resolve_promise, "resolve a promise", common)
+    parser.add_argument("id", help="the execution id")
+    parser.add_argument("name", help="the promise name")
+    parser.add_argument("--value", help="the wait step's output: JSON, or @file")
+    parser = command(promises, "reject", _reject_promise, "reject a promise: its wait step fails", common)
+    parser.add_argument("id", help="the execution id")
+    parser.add_argument("name", help="the promise name")
+    parser.add_argument("--reason", default="rejected")

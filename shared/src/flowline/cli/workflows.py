@@ -1,0 +1,256 @@
+"""``flowline workflows …`` and ``flowline packs …``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from flowline.cli.arguments import Subparsers, UsageError, command, object_argument, yaml_file
+from flowline.cli.executions import wait_and_report
+from flowline.cli.output import Output, text, when
+from flowline.client import AsyncFlowlineClient
+from flowline.client.models import PackInstalled
+
+PACK_MANIFESTS = ("pack.yaml", "pack.yml")
+WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def pack_files(folder: Path) -> dict[str, str]:
+    """The files of a pack folder the api takes: its manifest and ``workflows/*.yaml`` (others are the pack's own).
+
+    Raises:
+        UsageError: the folder has no ``pack.yaml``.
+    """
+    files = {name: (folder / name).read_text(encoding="utf-8") for name in PACK_MANIFESTS if (folder / name).is_file()}
+    if not files:
+        raise UsageError(f"{folder} is not a pack folder: it has no pack.yaml")
+    workflows = folder / "workflows"
+    if workflows.is_dir():
+        for path in sorted(workflows.iterdir()):
+            if path.is_file() and path.suffix in WORKFLOW_SUFFIXES:
+                files[f"workflows/{path.name}"] = path.read_text(encoding="utf-8")
+    return files
+
+
+async def _install(client: AsyncFlowlineClient, folder: Path, out: Output) -> int:
+    installed = await client.install_pack(pack_files(folder))
+    if out.json:
+        out.document(installed)
+    else:
+        _report_install(installed, out)
+    return 0
+
+
+def _report_install(installed: PackInstalled, out: Output) -> None:
+    out.line(f"Pack {installed.pack.ref} {installed.change}.")
+    rows = [[item.file, item.ref, item.change, str(item.version)] for item in installed.workflows]
+    if rows:
+        out.table(["FILE", "REF", "CHANGE", "VERSION"], rows)
+
+
+async def _list_workflows(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    page = await client.list_workflows(
+        pack=args.pack, tags=args.tag, search=args.search, enabled=args.enabled, limit=args.limit, cursor=args.cursor
+    )
+    if out.json:
+        out.document(page)
+        return 0
+    rows = [
+        [item.ref, str(item.version), "yes" if item.enabled else "no", text(item.label), when(item.updated_at)]
+        for item in page.items
+    ]
+    out.table(["REF", "VERSION", "ENABLED", "LABEL", "UPDATED"], rows)
+    if page.next_cursor:
+        out.line(f"{len(page.items)} of {page.total}; next page: --cursor {page.next_cursor}")
+    return 0
+
+
+async def _get_workflow(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    workflow = await client.get_workflow(args.ref, version=args.version)
+    if out.json:
+        out.document(workflow)
+        return 0
+    out.fields(
+        [
+            ("Ref", workflow.ref),
+            ("Version", str(workflow.version)),
+            ("Label", text(workflow.label)),
+            ("Description", text(workflow.description)),
+            ("Enabled", "yes" if workflow.enabled else "no"),
+            ("Public", "yes" if workflow.public else "no"),
+            ("Tags", ", ".join(workflow.tags) or "-"),
+            ("Updated", when(workflow.updated_at)),
+        ]
+    )
+    steps: list[dict[str, Any]] = workflow.definition.get("steps", [])
+    out.line()
+    out.table(
+        ["STEP", "TYPE", "NEEDS"],
+        [[text(step.get("id")), text(step.get("type")), ", ".join(step.get("needs", [])) or "-"] for step in steps],
+    )
+    return 0
+
+
+async def _list_versions(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    page = await client.list_workflow_versions(args.ref, limit=args.limit, cursor=args.cursor)
+    if out.json:
+        out.document(page)
+        return 0
+    out.table(
+        ["VERSION", "CREATED", "CREATED BY"],
+        [[str(item.version), when(item.created_at), text(item.created_by)] for item in page.items],
+    )
+    return 0
+
+
+async def _apply(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    path = Path(args.file)
+    if path.is_dir():
+        return await _install(client, path, out)
+    document = yaml_file(path)
+    if not isinstance(document, dict) or not isinstance(document.get("ref"), str):
+        raise UsageError(f"{path}: a workflow file needs its ref (<pack>.<name>); a folder with pack.yaml is a pack")
+    workflow = await client.apply_workflow(document)
+    if out.json:
+        out.document(workflow)
+    else:
+        out.line(f"Workflow {workflow.ref} applied. Version: {workflow.version}")
+    return 0
+
+
+async def _delete_workflow(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    await client.delete_workflow(args.ref)
+    if out.json:
+        out.document({"ref": args.ref, "deleted": True})
+    else:
+        out.line(f"Workflow {args.ref} deleted.")
+    return 0
+
+
+async def _set_enabled(client: AsyncFlowlineClient, ref: str, enabled: bool, out: Output) -> int:
+    workflow = await client.set_workflow_enabled(ref, enabled)
+    if out.json:
+        out.document(workflow)
+    else:
+        out.line(f"Workflow {workflow.ref} {'enabled' if enabled else 'disabled'}.")
+    return 0
+
+
+async def _enable(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    return await _set_enabled(client, args.ref, True, out)
+
+
+async def _disable(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    return await _set_enabled(client, args.ref, False, out)
+
+
+async def _execute(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    accepted = await client.execute_workflow(
+        args.ref,
+        object_argument(args.input, "--input"),
+        version=args.version,
+        idempotency_key=args.idempotency_key,
+        tags=args.tag,
+    )
+    if not out.json:
+        out.line(f"Execution {accepted.execution_id} started. Status: {out.status(accepted.status)}")
+    if args.wait:
+        return await wait_and_report(client, accepted.execution_id, out)
+    if out.json:
+        out.document(accepted)
+    return 0
+
+
+async def _list_packs(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    page = await client.list_packs(limit=args.limit, cursor=args.cursor)
+    if out.json:
+        out.document(page)
+        return 0
+    rows = [[pack.ref, text(pack.version), text(pack.label), when(pack.updated_at)] for pack in page.items]
+    out.table(["REF", "VERSION", "LABEL", "UPDATED"], rows)
+    return 0
+
+
+async def _get_pack(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    pack = await client.get_pack(args.ref)
+    if out.json:
+        out.document(pack)
+        return 0
+    out.fields(
+        [
+            ("Ref", pack.ref),
+            ("Version", text(pack.version)),
+            ("Label", text(pack.label)),
+            ("Description", text(pack.description)),
+            ("Created", when(pack.created_at)),
+            ("Updated", when(pack.updated_at)),
+        ]
+    )
+    return 0
+
+
+async def _install_pack(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    return await _install(client, Path(args.folder), out)
+
+
+async def _delete_pack(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    await client.delete_pack(args.ref, cascade=args.cascade)
+    if out.json:
+        out.document({"ref": args.ref, "deleted": True})
+    else:
+        out.line(f"Pack {args.ref} deleted{' with its workflows' if args.cascade else ''}.")
+    return 0
+
+
+def _paging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=int, default=20, help="items per page (1 to 100)")
+    parser.add_argument("--cursor", help="nextCursor of the previous page")
+
+
+def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> None:
+    """Add the ``workflows`` and ``packs`` command groups."""
+    workflows = subparsers.add_parser("workflows", help="define, list and run workflows").add_subparsers(
+        required=True, metavar="COMMAND"
+    )
+    parser = command(workflows, "list", _list_workflows, "list workflows", common)
+    parser.add_argument("--pack")
+    parser.add_argument("--tag", action="append", help="with any of these tags (repeat)")
+    parser.add_argument("--search", help="text in the name, label or description")
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--enabled", action="store_const", const=True, dest="enabled")
+    state.add_argument("--disabled", action="store_const", const=False, dest="enabled")
+    _paging(parser)
+    parser = command(workflows, "get", _get_workflow, "show a workflow and its steps", common)
+    parser.add_argument("ref")
+    parser.add_argument("--version", type=int, help="this version instead of the latest")
+    parser = command(workflows, "versions", _list_versions, "list a workflow's versions, newest first", common)
+    parser.add_argument("ref")
+    _paging(parser)
+    parser = command(workflows, "apply", _apply, "create or update a workflow file, or install a pack folder", common)
+    parser.add_argument("-f", "--file", required=True, metavar="FILE_OR_DIR")
+    for name, handler, verb in (
+        ("delete", _delete_workflow, "delete"),
+        ("enable", _enable, "enable"),
+        ("disable", _disable, "disable"),
+    ):
+        command(workflows, name, handler, f"{verb} a workflow", common).add_argument("ref")
+    parser = command(workflows, "execute", _execute, "start an execution", common)
+    parser.add_argument("ref")
+    parser.add_argument("--input", help="the input: JSON, or @file holding JSON")
+    parser.add_argument("--version", type=int)
+    parser.add_argument("--idempotency-key")
+    parser.add_argument("--tag", action="append")
+    parser.add_argument("--wait", action="store_true", help="wait for the end; exit 3 unless it completed")
+
+    packs = subparsers.add_parser("packs", help="list and install packs").add_subparsers(
+        required=True, metavar="COMMAND"
+    )
+    _paging(command(packs, "list", _list_packs, "list packs", common))
+    command(packs, "get", _get_pack, "show a pack", common).add_argument("ref")
+    command(
+        packs, "install", _install_pack, "install a pack folder (pack.yaml, workflows/*.yaml)", common
+    ).add_argument("folder")
+    parser = command(packs, "delete", _delete_pack, "delete a pack", common)
+    parser.add_argument("ref")
+    parser.add_argument("--cascade", action="store_true", help="delete its workflows too")
