@@ -80,3 +80,8 @@ def services_env(settings_env: dict[str, str]) -> dict[str, str]:
         "FLOWLINE_SCHEDULER_HTTP_PORT": str(free_port()),
         "FLOWLINE_LOG_INGEST_HTTP_PORT": str(free_port()),
     }
+
+
+def own_stack_env(servers: Servers, database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a second stack over the same database: its own ports, topics and groups."""
+    return {**services_env(stack_settings_env(servers, database_url)), **settings}

@@ -16,7 +16,7 @@ from flowline.devstack.postgres import PrivatePostgres, find_bindir
 from flowline.devstack.processes import ServiceGroup
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.stacks import Servers, services_env, stack_settings_env
+from tests.stacks import Servers, own_stack_env
 from tests.support import api_key, bearer, define, eventually
 
 Labels = tuple[tuple[str, str], ...]
@@ -123,7 +123,7 @@ async def test_readiness_and_the_api_follow_the_database_down_and_back(servers: 
         await asyncio.to_thread(ensure_tenant, postgres.url, "dev")
         headers = bearer(await api_key(postgres.url))
         # A stack of its own (ports, topics, consumer groups), apart from the module's shared one.
-        env = services_env(stack_settings_env(servers, postgres.url))
+        env = own_stack_env(servers, postgres.url)
         with ServiceGroup(env, log_dir=tmp_path) as stack:
             executions = f"{stack['api'].url}/api/v1/tenants/dev/executions"
             async with httpx.AsyncClient(headers=headers, timeout=10) as http:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
 
+from tests.stacks import Servers, own_stack_env
 from tests.support import define
 
 Item = dict[str, Any]
@@ -52,9 +54,15 @@ TALKER = {
 
 
 @pytest.fixture(scope="module")
-def stack_env(stack_env: dict[str, str]) -> dict[str, str]:
-    """Keep-alive comments every 0.3 s, so a test sees them soon."""
-    return {**stack_env, "FLOWLINE_STREAM_KEEPALIVE_SECONDS": "0.3"}
+def stack_env(servers: Servers, database_url: str) -> dict[str, str]:
+    """A stack of this module's own, with keep-alive comments every 0.3 s, so a test sees them soon."""
+    return own_stack_env(servers, database_url, FLOWLINE_STREAM_KEEPALIVE_SECONDS="0.3")
+
+
+@pytest.fixture(scope="module")
+def stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceGroup]:
+    with ServiceGroup(stack_env, log_dir=tmp_path_factory.mktemp("streams-stack")) as group:
+        yield group
 
 
 def _api(api_url: str, api_headers: dict[str, str]) -> httpx.AsyncClient:
