@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import jwt
@@ -206,3 +207,25 @@ async def test_keys_are_made_shown_once_listed_without_secrets_and_revoked(world
     assert admin_id is not None
     principals = {item["principal"] for item in audit["items"] if item["entityId"] == made.json()["id"]}
     assert principals == {key_subject(admin_id)}  # the audit rows name the admin key that acted
+
+
+async def test_an_idempotency_key_does_not_hand_out_another_principals_execution(world: World) -> None:
+    base = "/api/v1/tenants/dev/workflows"
+    steps = [{"id": "one", "type": "action", "action": "core.echo"}]
+    made = await world.client.post(
+        base, json={"ref": "demo.keyed", "definition": {"steps": steps}}, headers=world.headers["admin"]
+    )
+    assert made.status_code == 201, made.text
+
+    async def execute(caller: str) -> Any:
+        headers = {**world.headers[caller], "Idempotency-Key": "order-1"}
+        return await world.client.post(f"{base}/demo.keyed/execute", json={}, headers=headers)
+
+    first = await execute("owner")
+    again, other, admin = await execute("owner"), await execute("operator"), await execute("admin")
+
+    assert first.status_code == 202, first.text
+    assert (again.status_code, again.json()["executionId"]) == (200, first.json()["executionId"])
+    assert (admin.status_code, admin.json()["executionId"]) == (200, first.json()["executionId"])
+    assert other.status_code == 409
+    assert first.json()["executionId"] not in other.text

@@ -199,6 +199,7 @@ class ExecutionController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
+        caller: NamedDependency[Principal],
         actor: NamedDependency[Actor],
         data: Annotated[
             ExecutionCreate,
@@ -218,7 +219,7 @@ class ExecutionController(Controller):
         are kept on the execution for list filters.
         """
         started = await execution_service.start(
-            tenant_id, data.workflow, with_idempotency_header(data, idempotency_key), actor
+            tenant_id, data.workflow, with_idempotency_header(data, idempotency_key), caller, actor
         )
         return Response(
             ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),

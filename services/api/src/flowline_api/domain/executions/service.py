@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import asyncpg
 import msgspec
+from flowline.credentials import Principal
 from flowline.db.audit import Actor, record_audit
 from flowline.db.executions import (
     ExecutionFilters,
@@ -30,6 +31,7 @@ from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.messages import PromiseSettled
 from flowline.settings import Topics
 
+from flowline_api.domain.executions.filters import owner_filter
 from flowline_api.domain.executions.schemas import (
     STEP_STATUSES,
     AttemptList,
@@ -132,12 +134,15 @@ class ExecutionService:
         await self._outbox.publish(rows)
         return PromiseSettlement(execution_id=str(execution_id), promise=name, status=status, settled_at=settled_at)
 
-    async def start(self, tenant_id: uuid.UUID, ref: str, request: ExecuteRequest, actor: Actor) -> StartedExecution:
+    async def start(
+        self, tenant_id: uuid.UUID, ref: str, request: ExecuteRequest, caller: Principal, actor: Actor
+    ) -> StartedExecution:
         """Store a pending execution of workflow ``ref`` and publish its ExecutionRequested after the commit.
 
         Raises:
             NotFound: unknown workflow or version.
-            Conflict: the workflow is disabled, or the idempotency key started another workflow.
+            Conflict: the workflow is disabled, or the idempotency key started another workflow or an execution
+                the caller may not see (another principal's: its id is not handed out).
             ValidationFailed: the input does not match the workflow's input schema.
         """
         async with self._pool.acquire() as connection, connection.transaction():
@@ -154,6 +159,15 @@ class ExecutionService:
                 metadata=request.metadata,
                 tags=request.tags,
             )
+            if not started.created and (owner := owner_filter(caller)) is not None:
+                visible = await connection.fetchval(
+                    "SELECT e.started_by IS NOT DISTINCT FROM $2 OR w.public FROM executions e "
+                    "JOIN workflows w ON w.id = e.workflow_id WHERE e.id = $1",
+                    started.id,
+                    owner,
+                )
+                if not visible:
+                    raise Conflict(f"idempotency key {request.idempotency_key!r} is already used by another principal")
             if started.created:
                 await record_audit(
                     connection,

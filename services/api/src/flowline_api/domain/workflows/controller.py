@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
+from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
 from litestar import Controller, Response, delete, get, post, put
@@ -286,6 +287,7 @@ class WorkflowController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
+        caller: NamedDependency[Principal],
         actor: NamedDependency[Actor],
         ref: FromPath[str],
         data: Annotated[
@@ -303,7 +305,7 @@ class WorkflowController(Controller):
         input that breaks the workflow's `inputSchema` is 422 with the failing JSON pointer.
         """
         request = with_idempotency_header(data or ExecuteRequest(), idempotency_key)
-        started = await execution_service.start(tenant_id, ref, request, actor)
+        started = await execution_service.start(tenant_id, ref, request, caller, actor)
         return Response(
             ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),
             status_code=HTTP_202_ACCEPTED if started.created else HTTP_200_OK,
