@@ -379,3 +379,21 @@ async def list_task_attempts(
         task_id,
     )
     return records
+
+
+async def first_hidden_execution(
+    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, execution_ids: list[uuid.UUID], owner: str
+) -> uuid.UUID | None:
+    """One of the tenant's ``execution_ids`` that ``owner`` may not see, or None when it may see them all.
+
+    Hidden means started by another principal, of a workflow that is not public.
+    """
+    hidden: uuid.UUID | None = await connection.fetchval(
+        "SELECT e.id FROM executions e JOIN workflows w ON w.id = e.workflow_id "
+        "WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[]) AND e.started_by IS DISTINCT FROM $3 AND NOT w.public "
+        "ORDER BY e.id LIMIT 1",
+        tenant_id,
+        execution_ids,
+        owner,
+    )
+    return hidden

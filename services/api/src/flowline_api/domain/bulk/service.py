@@ -16,7 +16,7 @@ from flowline.db.bulk_operations import (
     create_bulk_operation,
     read_bulk_operation,
 )
-from flowline.db.executions import ExecutionFilters
+from flowline.db.executions import ExecutionFilters, first_hidden_execution
 from flowline.errors import NotFound, ValidationFailed
 from litestar.di import NamedDependency
 
@@ -59,25 +59,6 @@ def _selection(request: BulkCancelRequest | BulkRetryRequest, caller: Principal)
         # An empty filter would select every execution of the tenant: too easy to send by mistake.
         raise ValidationFailed("filter: give at least one condition", pointer="/filter")
     return BulkSelection(filter=filters)
-
-
-async def _check_visible(
-    connection: asyncpg.Connection, tenant_id: uuid.UUID, ids: list[uuid.UUID], owner: str
-) -> None:
-    """Refuse ids of executions the caller may not see, exactly as ids that do not exist.
-
-    Raises:
-        NotFound: an execution is another principal's (of a workflow that is not public).
-    """
-    hidden = await connection.fetchval(
-        "SELECT min(e.id::text) FROM executions e JOIN workflows w ON w.id = e.workflow_id "
-        "WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[]) AND e.started_by IS DISTINCT FROM $3 AND NOT w.public",
-        tenant_id,
-        ids,
-        owner,
-    )
-    if hidden is not None:
-        raise NotFound(f"execution {hidden} does not exist")
 
 
 def to_operation(record: asyncpg.Record) -> BulkOperation:
@@ -125,8 +106,12 @@ class BulkOperationService:
         selection = _selection(request, caller)
         note = request.reason if isinstance(request, BulkCancelRequest) else request.note
         async with self._pool.acquire() as connection, connection.transaction():
-            if selection.ids is not None and (owner := owner_filter(caller)) is not None:
-                await _check_visible(connection, tenant_id, selection.ids, owner)
+            if (
+                selection.ids is not None
+                and (owner := owner_filter(caller)) is not None
+                and (hidden := await first_hidden_execution(connection, tenant_id, selection.ids, owner))
+            ):
+                raise NotFound(f"execution {hidden} does not exist")  # exactly like an id that does not exist
             record = await create_bulk_operation(
                 connection, tenant_id=tenant_id, kind=kind, selection=selection, note=note, dry_run=request.dry_run
             )

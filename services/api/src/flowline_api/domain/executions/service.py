@@ -16,6 +16,7 @@ from flowline.db.executions import (
     ExecutionSort,
     count_executions,
     execution_exists,
+    first_hidden_execution,
     list_child_executions,
     list_execution_events,
     list_executions,
@@ -159,15 +160,12 @@ class ExecutionService:
                 metadata=request.metadata,
                 tags=request.tags,
             )
-            if not started.created and (owner := owner_filter(caller)) is not None:
-                visible = await connection.fetchval(
-                    "SELECT e.started_by IS NOT DISTINCT FROM $2 OR w.public FROM executions e "
-                    "JOIN workflows w ON w.id = e.workflow_id WHERE e.id = $1",
-                    started.id,
-                    owner,
-                )
-                if not visible:
-                    raise Conflict(f"idempotency key {request.idempotency_key!r} is already used by another principal")
+            if (
+                not started.created
+                and (owner := owner_filter(caller)) is not None
+                and await first_hidden_execution(connection, tenant_id, [started.id], owner)
+            ):
+                raise Conflict(f"idempotency key {request.idempotency_key!r} is already used by another principal")
             if started.created:
                 await record_audit(
                     connection,
