@@ -1,16 +1,19 @@
-"""The one shape of every list (DESIGN §7): limit/offset with a total, plus an opaque keyset cursor."""
+"""The query parameters and cursors of every list (DESIGN §7), and its pages as the OpenAPI document names them."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 from flowline.errors import ClientError
-from litestar.params import Parameter
-
-Item = TypeVar("Item")
+from flowline.schemas.agents import Agent
+from flowline.schemas.audit import AuditLog
+from flowline.schemas.packs import Pack
+from flowline.schemas.pagination import Page
+from flowline.schemas.workflows import WorkflowSummary, WorkflowVersion
+from litestar.params import KwargDefinition, Parameter
 
 Limit = Annotated[int, Parameter(ge=1, le=100, description="items per page (1 to 100)")]
 Offset = Annotated[int, Parameter(ge=0, le=1_000_000, description="items to skip; prefer `cursor` for deep pages")]
@@ -20,14 +23,23 @@ Cursor = Annotated[
 ]
 
 
-class Page(msgspec.Struct, Generic[Item], kw_only=True, rename="camel"):
-    """One page of a list; ``nextCursor`` is null on the last page."""
-
-    items: list[Item]
-    total: int
-    limit: int
-    offset: int
-    next_cursor: str | None
+# Litestar names a generic component after the import paths of its arguments: these keep the names the served
+# document gave the pages before their items moved to flowline.schemas, so that generated clients keep theirs.
+AgentPage = Annotated[
+    Page[Agent], KwargDefinition(schema_component_key="Page_flowline_api.domain.agents.schemas.Agent_")
+]
+AuditLogPage = Annotated[
+    Page[AuditLog], KwargDefinition(schema_component_key="Page_flowline_api.domain.audit.schemas.AuditLog_")
+]
+PackPage = Annotated[Page[Pack], KwargDefinition(schema_component_key="Page_flowline_api.domain.packs.schemas.Pack_")]
+WorkflowSummaryPage = Annotated[
+    Page[WorkflowSummary],
+    KwargDefinition(schema_component_key="Page_flowline_api.domain.workflows.schemas.WorkflowSummary_"),
+]
+WorkflowVersionPage = Annotated[
+    Page[WorkflowVersion],
+    KwargDefinition(schema_component_key="Page_flowline_api.domain.workflows.schemas.WorkflowVersion_"),
+]
 
 
 def encode_cursor(key: list[Any]) -> str:

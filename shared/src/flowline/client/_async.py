@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -16,10 +16,12 @@ from flowline.client.models import (
     FINAL_EVENTS,
     Agent,
     AgentHealth,
+    AttemptList,
     AuditLog,
     BulkOperation,
     Cancelled,
     ChildExecution,
+    ChildList,
     EventList,
     Execution,
     ExecutionAccepted,
@@ -33,6 +35,7 @@ from flowline.client.models import (
     RetryAccepted,
     StatusChanged,
     StepExecution,
+    StepList,
     StreamEvent,
     StreamMessage,
     Task,
@@ -62,16 +65,14 @@ _WORKFLOW_STATE_FIELDS = (
 )
 
 
-class _Steps(msgspec.Struct, kw_only=True, rename="camel"):
-    steps: list[StepExecution]
+class _Listing(Protocol[Item]):
+    """A page of a list: a ``Page``, or an ``ExecutionPage`` (which adds ``totalExact``)."""
 
+    @property
+    def items(self) -> list[Item]: ...
 
-class _Children(msgspec.Struct, kw_only=True, rename="camel"):
-    children: list[ChildExecution]
-
-
-class _Attempts(msgspec.Struct, kw_only=True, rename="camel"):
-    attempts: list[TaskAttempt]
+    @property
+    def next_cursor(self) -> str | None: ...
 
 
 def _query(params: Mapping[str, ParamValue]) -> list[tuple[str, str | int | float | bool | None]]:
@@ -171,7 +172,7 @@ class AsyncFlowlineClient:
         response = await self._send(method, path, params=params, body=body, headers=headers)
         return msgspec.json.decode(response.content, type=answer)
 
-    async def _pages(self, fetch: Callable[[str | None], Awaitable[Page[Item]]]) -> AsyncIterator[Item]:
+    async def _pages(self, fetch: Callable[[str | None], Awaitable[_Listing[Item]]]) -> AsyncIterator[Item]:
         """Every item of a list, following ``nextCursor`` until the last page."""
         cursor: str | None = None
         while True:
@@ -365,7 +366,7 @@ class AsyncFlowlineClient:
 
     async def get_steps(self, execution_id: str) -> list[StepExecution]:
         """An execution's steps in definition order."""
-        return (await self._call("GET", f"/executions/{execution_id}/steps", _Steps)).steps
+        return (await self._call("GET", f"/executions/{execution_id}/steps", StepList)).steps
 
     async def get_events(self, execution_id: str, *, since_sequence: int = 0, limit: int = 100) -> EventList:
         """An execution's events after ``since_sequence``."""
@@ -374,12 +375,12 @@ class AsyncFlowlineClient:
 
     async def get_children(self, execution_id: str) -> list[ChildExecution]:
         """The child executions, oldest first."""
-        return (await self._call("GET", f"/executions/{execution_id}/children", _Children)).children
+        return (await self._call("GET", f"/executions/{execution_id}/children", ChildList)).children
 
     async def get_task_attempts(self, execution_id: str, task_id: str) -> list[TaskAttempt]:
         """Every attempt of one task of an execution."""
         path = f"/executions/{execution_id}/tasks/{task_id}/attempts"
-        return (await self._call("GET", path, _Attempts)).attempts
+        return (await self._call("GET", path, AttemptList)).attempts
 
     async def cancel_execution(self, execution_id: str, *, reason: str | None = None) -> Cancelled:
         """Cancel a pending, running or paused execution and its children."""

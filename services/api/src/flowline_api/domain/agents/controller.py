@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from flowline.db.audit import Actor
+from flowline.schemas.agents import Agent, AgentHealth
 from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
@@ -14,17 +15,10 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.dependencies import provide_agent_service
-from flowline_api.domain.agents.schemas import (
-    AGENT_CREATE_EXAMPLE,
-    Agent,
-    AgentCreate,
-    AgentHealth,
-    AgentStatus,
-    AgentUpdate,
-)
+from flowline_api.domain.agents.schemas import AGENT_CREATE_EXAMPLE, AgentCreate, AgentStatus, AgentUpdate
 from flowline_api.domain.agents.service import AgentService
 from flowline_api.errors import problem_responses
-from flowline_api.pagination import Cursor, Limit, Offset, Page
+from flowline_api.pagination import AgentPage, Cursor, Limit, Offset
 
 AgentId = FromPath[uuid.UUID]
 CreateBody = Annotated[
@@ -99,7 +93,7 @@ class AgentController(Controller):
         limit: Limit = 20,
         offset: Offset = 0,
         cursor: Cursor = None,
-    ) -> Page[Agent]:
+    ) -> AgentPage:
         """Live agents ordered by name, one page at a time (`nextCursor` for stable deep pages)."""
         return await agent_service.list(
             tenant_id, status=status, search=search, limit=limit, offset=offset, cursor=cursor

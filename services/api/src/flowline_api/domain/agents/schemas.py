@@ -1,12 +1,12 @@
-"""Request and response bodies of the agent routes."""
+"""Request bodies of the agent routes."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from flowline.agents import AuthType, RetryConfig
+from flowline.schemas.agents import Description
 
 AgentStatus = Literal["active", "inactive"]
 AgentName = Annotated[
@@ -26,7 +26,6 @@ AgentUrl = Annotated[
         examples=["https://agents.example.com/summarize"],
     ),
 ]
-Description = Annotated[str, msgspec.Meta(max_length=2000, examples=["Summarizes incident timelines"])]
 HealthPath = Annotated[
     str,
     msgspec.Meta(
@@ -94,35 +93,3 @@ class AgentUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_f
     timeout_ms: TimeoutMs | msgspec.UnsetType = msgspec.UNSET
     retry_config: RetryConfig | msgspec.UnsetType | None = msgspec.UNSET
     status: AgentStatus | msgspec.UnsetType = msgspec.UNSET
-
-
-class Agent(msgspec.Struct, kw_only=True, rename="camel"):
-    """A registered agent; its credentials show only as the names of the fields that are set."""
-
-    id: Annotated[str, msgspec.Meta(examples=["0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"])]
-    name: Annotated[str, msgspec.Meta(examples=["summarizer"])]
-    description: Description | None
-    url: Annotated[str, msgspec.Meta(examples=["https://agents.example.com/summarize"])]
-    health_path: Annotated[str | None, msgspec.Meta(examples=["/health"])]
-    auth_type: Annotated[str, msgspec.Meta(examples=["bearer"])]
-    auth_config_fields: Annotated[
-        list[str], msgspec.Meta(description="names of the stored authConfig fields", examples=[["token"]])
-    ]
-    timeout_ms: Annotated[int, msgspec.Meta(examples=[30000])]
-    retry_config: RetryConfig | None
-    status: Annotated[str, msgspec.Meta(examples=["active"])]
-    created_at: datetime
-    updated_at: datetime
-
-
-class AgentHealth(msgspec.Struct, kw_only=True, rename="camel"):
-    """The outcome of one health request to an agent."""
-
-    status: Annotated[
-        Literal["healthy", "unhealthy", "unreachable"],
-        msgspec.Meta(description="healthy: a 2xx answer; unhealthy: any other status; unreachable: no answer"),
-    ]
-    latency_ms: Annotated[float, msgspec.Meta(description="time until the answer or the failure", examples=[12.5])]
-    http_status: Annotated[int | None, msgspec.Meta(description="the agent's status code, if it answered")]
-    checked_at: datetime
-    error: Annotated[str | None, msgspec.Meta(description="why it is not healthy", examples=[None])]

@@ -26,9 +26,11 @@ from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.errors import ClientError, Conflict, NotFound, ValidationFailed
 from flowline.ids import uuid7
 from flowline.outbound import OutboundPolicy, OutboundRefused
+from flowline.schemas.agents import Agent, AgentHealth
+from flowline.schemas.pagination import Page
 
-from flowline_api.domain.agents.schemas import Agent, AgentCreate, AgentHealth, AgentUpdate
-from flowline_api.pagination import Page, decode_cursor, encode_cursor
+from flowline_api.domain.agents.schemas import AgentCreate, AgentUpdate
+from flowline_api.pagination import decode_cursor, encode_cursor
 
 ENTITY_TYPE = "agent"
 SECRET_FIELDS = frozenset({"authConfig"})

@@ -8,13 +8,14 @@ import asyncpg
 import msgspec
 from flowline.credentials import create_api_key, list_api_keys, revoke_api_key
 from flowline.db.audit import Actor
+from flowline.schemas.api_keys import ApiKey, ApiKeyList, CreatedApiKey
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from flowline_api.auth import ADMIN
-from flowline_api.domain.api_keys.schemas import ApiKey, ApiKeyCreate, ApiKeyList, CreatedApiKey
+from flowline_api.domain.api_keys.schemas import ApiKeyCreate
 from flowline_api.errors import problem_responses
 
 

@@ -12,10 +12,9 @@ from litestar.params import QueryParameter
 
 from flowline_api.auth import ADMIN
 from flowline_api.dependencies import provide_audit_service
-from flowline_api.domain.audit.schemas import AuditLog
 from flowline_api.domain.audit.service import AuditFilter, AuditService
 from flowline_api.errors import problem_responses
-from flowline_api.pagination import Cursor, Limit, Offset, Page
+from flowline_api.pagination import AuditLogPage, Cursor, Limit, Offset
 
 
 class AuditLogController(Controller):
@@ -49,7 +48,7 @@ class AuditLogController(Controller):
         limit: Limit = 20,
         offset: Offset = 0,
         cursor: Cursor = None,
-    ) -> Page[AuditLog]:
+    ) -> AuditLogPage:
         """Audit entries of the tenant, newest first.
 
         One entry per create, update or delete of a workflow, pack, agent or bulk operation, with field-level

@@ -9,9 +9,10 @@ from typing import Any
 
 import asyncpg
 from flowline.errors import ClientError
+from flowline.schemas.audit import AuditLog
+from flowline.schemas.pagination import Page
 
-from flowline_api.domain.audit.schemas import AuditLog
-from flowline_api.pagination import Page, decode_cursor, encode_cursor
+from flowline_api.pagination import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from flowline.credentials import Principal
 from flowline.db.audit import Actor
+from flowline.schemas.bulk import BulkOperation
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
@@ -24,7 +25,6 @@ from flowline_api.domain.bulk.schemas import (
     OPERATION_EXAMPLE,
     OPERATION_ID,
     BulkCancelRequest,
-    BulkOperation,
     BulkRetryRequest,
 )
 from flowline_api.domain.bulk.service import BulkOperationService, provide_bulk_operation_service

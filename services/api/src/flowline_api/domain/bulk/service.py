@@ -18,14 +18,10 @@ from flowline.db.bulk_operations import (
 )
 from flowline.db.executions import ExecutionFilters, first_hidden_execution
 from flowline.errors import NotFound, ValidationFailed
+from flowline.schemas.bulk import BulkOperation, BulkOperationError
 from litestar.di import NamedDependency
 
-from flowline_api.domain.bulk.schemas import (
-    BulkCancelRequest,
-    BulkOperation,
-    BulkOperationError,
-    BulkRetryRequest,
-)
+from flowline_api.domain.bulk.schemas import BulkCancelRequest, BulkRetryRequest
 from flowline_api.domain.executions.filters import execution_filters, owner_filter
 
 ENTITY_TYPE = "bulk_operation"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flowline.db.audit import Actor
+from flowline.schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
 from litestar import Controller, Response, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
@@ -13,15 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from flowline_api.auth import OPERATOR
 from flowline_api.dependencies import provide_control_service
-from flowline_api.domain.control.schemas import (
-    Cancelled,
-    CancelRequest,
-    RerunAccepted,
-    RerunRequest,
-    RetryAccepted,
-    RetryRequest,
-    StatusChanged,
-)
+from flowline_api.domain.control.schemas import CancelRequest, RerunRequest, RetryRequest
 from flowline_api.domain.control.service import ControlService
 from flowline_api.errors import problem_responses
 from flowline_api.rate_limits import EXECUTION_START

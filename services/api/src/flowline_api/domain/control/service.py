@@ -18,16 +18,11 @@ from flowline.errors import Conflict, NotFound
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, start_execution
 from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.messages import AdvanceExecution, ExecutionRequested
+from flowline.schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
 from flowline.settings import Topics
 from flowline.snapshots import WorkflowSnapshot
 
-from flowline_api.domain.control.schemas import (
-    Cancelled,
-    RerunAccepted,
-    RerunRequest,
-    RetryAccepted,
-    StatusChanged,
-)
+from flowline_api.domain.control.schemas import RerunRequest
 
 # How long a cancel waits for the engine to apply it before answering with the status it has by then.
 CANCEL_WAIT_SECONDS = 5.0

@@ -9,6 +9,16 @@ from typing import Annotated, Any, Literal
 from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.errors import ClientError
+from flowline.schemas.executions import (
+    AttemptList,
+    ChildList,
+    EventList,
+    Execution,
+    ExecutionPage,
+    PromiseSettlement,
+    StepList,
+)
+from flowline.schemas.workflows import ExecutionAccepted
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
@@ -30,26 +40,11 @@ from flowline_api.domain.executions.examples import (
     TASK_ID,
 )
 from flowline_api.domain.executions.filters import execution_filters
-from flowline_api.domain.executions.schemas import (
-    AttemptList,
-    ChildList,
-    EventList,
-    Execution,
-    ExecutionCreate,
-    ExecutionPage,
-    PromiseReject,
-    PromiseResolve,
-    PromiseSettlement,
-    StepList,
-)
+from flowline_api.domain.executions.schemas import ExecutionCreate, PromiseReject, PromiseResolve
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import example_response, problems
-from flowline_api.domain.workflows.schemas import (
-    EXECUTION_ACCEPTED_EXAMPLE,
-    ExecutionAccepted,
-    with_idempotency_header,
-)
+from flowline_api.domain.workflows.schemas import EXECUTION_ACCEPTED_EXAMPLE, with_idempotency_header
 from flowline_api.pagination import Cursor, Limit, Offset
 from flowline_api.rate_limits import EXECUTION_START
 

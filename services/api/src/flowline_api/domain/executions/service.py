@@ -30,11 +30,7 @@ from flowline.errors import ClientError, Conflict, NotFound
 from flowline.executions import StartedExecution, start_execution
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.messages import PromiseSettled
-from flowline.settings import Topics
-
-from flowline_api.domain.executions.filters import owner_filter
-from flowline_api.domain.executions.schemas import (
-    STEP_STATUSES,
+from flowline.schemas.executions import (
     AttemptList,
     ChildExecution,
     ChildList,
@@ -49,6 +45,10 @@ from flowline_api.domain.executions.schemas import (
     Task,
     TaskAttempt,
 )
+from flowline.settings import Topics
+
+from flowline_api.domain.executions.filters import owner_filter
+from flowline_api.domain.executions.schemas import STEP_STATUSES
 from flowline_api.domain.workflows.schemas import ExecuteRequest
 from flowline_api.pagination import decode_cursor, encode_cursor
 

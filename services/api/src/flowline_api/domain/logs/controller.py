@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
+from flowline.schemas.logs import TaskLogPage
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
@@ -12,7 +13,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
 from flowline_api.auth import VIEWER
-from flowline_api.domain.logs.schemas import LOG_PAGE_EXAMPLE, TaskLogPage
+from flowline_api.domain.logs.schemas import LOG_PAGE_EXAMPLE
 from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import example_response, problems
 

@@ -9,9 +9,10 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 from flowline.errors import ClientError, NotFound
+from flowline.schemas.logs import TaskLog, TaskLogLine, TaskLogPage
 from litestar.di import NamedDependency
 
-from flowline_api.domain.logs.schemas import LEVELS, TaskLog, TaskLogLine, TaskLogPage
+from flowline_api.domain.logs.schemas import LEVELS
 
 DownloadFormat = Literal["text", "json"]
 # Rows fetched per round trip, and per chunk of the response: memory stays flat whatever the log's length.

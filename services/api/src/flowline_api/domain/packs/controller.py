@@ -7,6 +7,7 @@ from typing import Annotated
 
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
+from flowline.schemas.packs import Pack, PackInstalled
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
@@ -21,10 +22,8 @@ from flowline_api.domain.packs.schemas import (
     PACK_EXAMPLE,
     PACK_INSTALL_EXAMPLE,
     PACK_INSTALLED_EXAMPLE,
-    Pack,
     PackCreate,
     PackInstall,
-    PackInstalled,
 )
 from flowline_api.domain.packs.service import PackService
 from flowline_api.domain.workflows.controller import (
@@ -36,9 +35,9 @@ from flowline_api.domain.workflows.controller import (
     TagsFilter,
     split_tags,
 )
-from flowline_api.domain.workflows.schemas import WORKFLOW_SUMMARY_EXAMPLE, WorkflowSummary, page_example
+from flowline_api.domain.workflows.schemas import WORKFLOW_SUMMARY_EXAMPLE, page_example
 from flowline_api.domain.workflows.service import WorkflowService
-from flowline_api.pagination import Cursor, Limit, Offset, Page
+from flowline_api.pagination import Cursor, Limit, Offset, PackPage, WorkflowSummaryPage
 
 PATH = "/api/v1/tenants/dev/packs"
 
@@ -83,7 +82,7 @@ class PackController(Controller):
         opt=VIEWER,
         summary="List packs",
         responses={
-            **example_response(Page[Pack], "a page of packs by ref", page_example(PACK_EXAMPLE)),
+            **example_response(PackPage, "a page of packs by ref", page_example(PACK_EXAMPLE)),
             **problems(PATH, not_found=NO_TENANT),
         },
     )
@@ -94,7 +93,7 @@ class PackController(Controller):
         limit: Limit = 20,
         offset: Offset = 0,
         cursor: Cursor = None,
-    ) -> Page[Pack]:
+    ) -> PackPage:
         """Live packs sorted by ref; pass `nextCursor` back as `cursor` for the next page."""
         return await pack_service.list(tenant_id, limit=limit, offset=offset, cursor=cursor)
 
@@ -143,7 +142,7 @@ class PackController(Controller):
         summary="List the workflows of a pack",
         responses={
             **example_response(
-                Page[WorkflowSummary], "a page of the pack's workflows", page_example(WORKFLOW_SUMMARY_EXAMPLE)
+                WorkflowSummaryPage, "a page of the pack's workflows", page_example(WORKFLOW_SUMMARY_EXAMPLE)
             ),
             **problems(f"{PATH}/demo/workflows", not_found="pack 'demo' does not exist"),
         },
@@ -161,7 +160,7 @@ class PackController(Controller):
         limit: Limit = 20,
         offset: Offset = 0,
         cursor: Cursor = None,
-    ) -> Page[WorkflowSummary]:
+    ) -> WorkflowSummaryPage:
         """The pack's live workflows, with the filters, sorts and pages of `GET /workflows`."""
         await workflow_service.read_pack_id(tenant_id, pack)
         filters = WorkflowFilters(tags=split_tags(tags), enabled=enabled, search=search or None, pack=pack)

@@ -1,9 +1,8 @@
-"""Request and response bodies of the pack routes."""
+"""Request bodies of the pack routes, with the OpenAPI examples of their requests and answers."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -29,17 +28,6 @@ class PackCreate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fi
     version: PackVersion | None = None
 
 
-class Pack(msgspec.Struct, kw_only=True, rename="camel"):
-    """A pack of workflows."""
-
-    ref: str
-    label: str | None
-    description: str | None
-    version: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
 class WorkflowFile(WorkflowUpdate, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """The content of ``workflows/<name>.yaml``: a workflow of the pack; ``name`` defaults to the file's."""
 
@@ -54,26 +42,6 @@ class PackInstall(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_f
     """A pack folder: ``pack.yaml`` and ``workflows/*.yaml`` (paths relative to the folder, YAML or JSON)."""
 
     files: Annotated[dict[FilePath, str], msgspec.Meta(min_length=1, max_length=1000)]
-
-
-Change = Literal["created", "updated", "unchanged"]
-
-
-class InstalledWorkflow(msgspec.Struct, kw_only=True, rename="camel"):
-    """What installing did to one workflow; ``version`` is its latest after the install."""
-
-    file: str
-    ref: str
-    change: Change
-    version: int
-
-
-class PackInstalled(msgspec.Struct, kw_only=True, rename="camel"):
-    """What installing a pack changed (in one transaction)."""
-
-    pack: Pack
-    change: Change
-    workflows: list[InstalledWorkflow]
 
 
 PACK_CREATE_EXAMPLE: dict[str, Any] = {

@@ -1,39 +1,6 @@
-"""What the live streams send: execution events and (on task streams) log records."""
+"""The OpenAPI example of a live stream."""
 
 from __future__ import annotations
-
-from datetime import datetime
-from typing import Any
-
-import msgspec
-
-
-class StreamEvent(msgspec.Struct, kw_only=True, rename="camel", tag_field="type", tag="Event"):
-    """One entry of an execution's event log, the same whether replayed from the database or live."""
-
-    event: str
-    data: dict[str, Any]
-    timestamp_ms: int
-    execution_id: str
-    sequence: int
-    step_id: str | None = None
-    task_id: str | None = None
-    occurred_at: datetime
-
-
-class StreamLog(msgspec.Struct, kw_only=True, rename="camel", tag_field="type", tag="Log"):
-    """One task log record (task streams only); it carries no SSE id."""
-
-    id: str
-    execution_id: str
-    task_id: str | None
-    step_id: str | None
-    attempt: int | None
-    level: str
-    message: str
-    timestamp: datetime
-    metadata: dict[str, Any] | None = None
-
 
 EVENT_EXAMPLE = (
     "id: 4\n"

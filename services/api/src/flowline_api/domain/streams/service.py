@@ -21,12 +21,12 @@ import asyncpg
 import msgspec
 from flowline.errors import ClientError, NotFound
 from flowline.messages import ExecutionEvent, TaskLogRecord
+from flowline.schemas.streams import StreamEvent, StreamLog
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.response import ServerSentEventMessage
 
 from flowline_api.domain.streams.hub import Overflowed, StreamHub, Subscription
-from flowline_api.domain.streams.schemas import StreamEvent, StreamLog
 
 TERMINAL_EVENTS: Final = frozenset({"WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"})
 TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from flowline.schemas.executions import Task
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
@@ -12,7 +13,6 @@ from flowline_api.auth import VIEWER
 from flowline_api.dependencies import provide_execution_service
 from flowline_api.domain.executions.controller import TaskId
 from flowline_api.domain.executions.examples import TASK_EXAMPLE, TASK_ID
-from flowline_api.domain.executions.schemas import Task
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.openapi import example_response, problems
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
+from flowline.schemas.workflows import ExecutionAccepted, Workflow
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
@@ -27,17 +28,13 @@ from flowline_api.domain.workflows.schemas import (
     WORKFLOW_SUMMARY_EXAMPLE,
     WORKFLOW_UPDATE_EXAMPLE,
     ExecuteRequest,
-    ExecutionAccepted,
-    Workflow,
     WorkflowCreate,
-    WorkflowSummary,
     WorkflowUpdate,
-    WorkflowVersion,
     page_example,
     with_idempotency_header,
 )
 from flowline_api.domain.workflows.service import WorkflowService
-from flowline_api.pagination import Cursor, Limit, Offset, Page
+from flowline_api.pagination import Cursor, Limit, Offset, WorkflowSummaryPage, WorkflowVersionPage
 from flowline_api.rate_limits import EXECUTION_START
 
 PATH = "/api/v1/tenants/dev/workflows"
@@ -123,7 +120,7 @@ class WorkflowController(Controller):
         opt=VIEWER,
         summary="List workflows",
         responses={
-            **example_response(Page[WorkflowSummary], "a page of workflows", page_example(WORKFLOW_SUMMARY_EXAMPLE)),
+            **example_response(WorkflowSummaryPage, "a page of workflows", page_example(WORKFLOW_SUMMARY_EXAMPLE)),
             **problems(PATH, not_found=NO_TENANT),
         },
     )
@@ -140,7 +137,7 @@ class WorkflowController(Controller):
         limit: Limit = 20,
         offset: Offset = 0,
         cursor: Cursor = None,
-    ) -> Page[WorkflowSummary]:
+    ) -> WorkflowSummaryPage:
         """Live workflows without their definitions, filtered and sorted.
 
         `total` counts every match; pass `nextCursor` back as `cursor` for the next page (stable while
@@ -226,9 +223,7 @@ class WorkflowController(Controller):
         opt=VIEWER,
         summary="List the versions of a workflow",
         responses={
-            **example_response(
-                Page[WorkflowVersion], "a page of versions, newest first", page_example(VERSION_EXAMPLE)
-            ),
+            **example_response(WorkflowVersionPage, "a page of versions, newest first", page_example(VERSION_EXAMPLE)),
             **problems(f"{PATH}/demo.hello/versions", not_found="workflow 'demo.hello' does not exist"),
         },
     )
@@ -240,7 +235,7 @@ class WorkflowController(Controller):
         limit: Limit = 20,
         offset: Offset = 0,
         cursor: Cursor = None,
-    ) -> Page[WorkflowVersion]:
+    ) -> WorkflowVersionPage:
         """The immutable versions of a workflow, newest first; read one for its definition."""
         return await workflow_service.list_versions(tenant_id, ref, limit=limit, offset=offset, cursor=cursor)
 

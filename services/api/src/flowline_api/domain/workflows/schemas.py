@@ -1,9 +1,8 @@
-"""Request and response bodies of the workflow routes."""
+"""Request bodies of the workflow routes, with the OpenAPI examples of their requests and answers."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -57,51 +56,6 @@ class WorkflowCreate(WorkflowUpdate, kw_only=True, rename="camel", forbid_unknow
     ref: WorkflowRef
 
 
-class Workflow(msgspec.Struct, kw_only=True, rename="camel"):
-    """A workflow with one of its versions."""
-
-    ref: str
-    pack: str
-    name: str
-    label: str | None
-    description: str | None
-    version: int
-    definition: dict[str, Any]
-    input_schema: dict[str, Any] | None
-    output_schema: dict[str, Any] | None
-    tags: list[str]
-    enabled: bool
-    public: bool
-    created_by: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class WorkflowSummary(msgspec.Struct, kw_only=True, rename="camel"):
-    """A workflow in a list: its metadata and latest version number, without the definition."""
-
-    ref: str
-    pack: str
-    name: str
-    label: str | None
-    description: str | None
-    version: int
-    tags: list[str]
-    enabled: bool
-    public: bool
-    created_by: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class WorkflowVersion(msgspec.Struct, kw_only=True, rename="camel"):
-    """One immutable version of a workflow in the list of its versions."""
-
-    version: int
-    created_by: str | None
-    created_at: datetime
-
-
 class ExecuteRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """Start an execution of a workflow."""
 
@@ -128,14 +82,6 @@ def with_idempotency_header(request: StartRequest, header: str | None) -> StartR
     if request.idempotency_key not in (None, header):
         raise ClientError("the Idempotency-Key header and the idempotencyKey field differ")
     return msgspec.structs.replace(request, idempotency_key=header)
-
-
-class ExecutionAccepted(msgspec.Struct, kw_only=True, rename="camel"):
-    """The answer to a start request: the execution runs asynchronously."""
-
-    execution_id: str
-    status: str
-    created_at: datetime
 
 
 DEFINITION_EXAMPLE: dict[str, Any] = {

@@ -33,16 +33,12 @@ from flowline.definitions import (
 )
 from flowline.errors import ClientError, NotFound, TooLarge, ValidationFailed
 from flowline.jsonschemas import check_schema
+from flowline.schemas.pagination import Page
+from flowline.schemas.workflows import Workflow, WorkflowSummary, WorkflowVersion
 from flowline.settings import Settings
 
-from flowline_api.domain.workflows.schemas import (
-    Workflow,
-    WorkflowCreate,
-    WorkflowSummary,
-    WorkflowUpdate,
-    WorkflowVersion,
-)
-from flowline_api.pagination import Page, decode_cursor, encode_cursor
+from flowline_api.domain.workflows.schemas import WorkflowCreate, WorkflowUpdate
+from flowline_api.pagination import decode_cursor, encode_cursor
 
 SORT_COLUMNS: dict[str, WorkflowSort] = {"name": "name", "createdAt": "created_at", "updatedAt": "updated_at"}
 SaveAction = Literal["created", "updated", "unchanged"]
