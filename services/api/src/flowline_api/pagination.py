@@ -23,22 +23,18 @@ Cursor = Annotated[
 ]
 
 
-# Litestar names a generic component after the import paths of its arguments: these keep the names the served
-# document gave the pages before their items moved to flowline.schemas, so that generated clients keep theirs.
-AgentPage = Annotated[
-    Page[Agent], KwargDefinition(schema_component_key="Page_flowline_api.domain.agents.schemas.Agent_")
-]
-AuditLogPage = Annotated[
-    Page[AuditLog], KwargDefinition(schema_component_key="Page_flowline_api.domain.audit.schemas.AuditLog_")
-]
-PackPage = Annotated[Page[Pack], KwargDefinition(schema_component_key="Page_flowline_api.domain.packs.schemas.Pack_")]
+# Litestar names a generic component after the import paths of its arguments (`Page_flowline.schemas.…`):
+# these give the pages short component names of their own.
+AgentPage = Annotated[Page[Agent], KwargDefinition(schema_component_key="AgentPage")]
+AuditLogPage = Annotated[Page[AuditLog], KwargDefinition(schema_component_key="AuditLogPage")]
+PackPage = Annotated[Page[Pack], KwargDefinition(schema_component_key="PackPage")]
 WorkflowSummaryPage = Annotated[
     Page[WorkflowSummary],
-    KwargDefinition(schema_component_key="Page_flowline_api.domain.workflows.schemas.WorkflowSummary_"),
+    KwargDefinition(schema_component_key="WorkflowSummaryPage"),
 ]
 WorkflowVersionPage = Annotated[
     Page[WorkflowVersion],
-    KwargDefinition(schema_component_key="Page_flowline_api.domain.workflows.schemas.WorkflowVersion_"),
+    KwargDefinition(schema_component_key="WorkflowVersionPage"),
 ]
 
 
