@@ -4,6 +4,9 @@ Starting four processes and waiting for them takes seconds; sharing them keeps t
 budget. A fresh tenant per test keeps the tests apart (workflow refs, packs, agents and idempotency keys all
 belong to a tenant), so none depends on what another one left behind. A module that needs other settings
 overrides ``stack_env`` and ``stack`` with a stack of its own (``tests.stacks.own_stack_env``).
+
+The stack is package-scoped (this folder is a package for that): it stops after the last end-to-end test
+instead of idling, and costing CPU, through the rest of the suite.
 """
 
 from __future__ import annotations
@@ -19,23 +22,23 @@ from tests.stacks import Servers, fresh_database, services_env, stack_settings_e
 from tests.support import api_key, bearer
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def database_url(servers: Servers, template_database: str) -> AsyncIterator[str]:
     async with fresh_database(servers, template_database) as url:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def settings_env(servers: Servers, database_url: str) -> dict[str, str]:
     return stack_settings_env(servers, database_url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack_env(settings_env: dict[str, str]) -> dict[str, str]:
     return services_env(settings_env)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceGroup]:
     with ServiceGroup(stack_env, log_dir=tmp_path_factory.mktemp("stack")) as group:
         yield group

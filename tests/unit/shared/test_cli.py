@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 from flowline.cli import main
 from flowline.cli.arguments import UsageError
+from flowline.cli.bulk import progress_bar
 from flowline.cli.config import DEFAULT_API_URL, Config, ConfigError, resolve_config
-from flowline.cli.output import duration, format_table, painted
+from flowline.cli.live import ExecutionView, event_line
+from flowline.cli.output import Output, duration, format_table, painted
 from flowline.cli.workflows import pack_files
+from flowline.client.models import BulkOperation, Execution, StepExecution, StreamEvent
 
 PROFILES = """
 default_profile = "dev"
@@ -116,3 +121,76 @@ def test_a_pack_folder_sends_its_manifest_and_workflow_files_only(tmp_path: Path
     assert pack_files(tmp_path) == {"pack.yml": "ref: demo\n", "workflows/hello.yaml": "definition: {steps: []}\n"}
     with pytest.raises(UsageError, match=r"no pack\.yaml"):
         pack_files(tmp_path / "workflows")
+
+
+def _event(event: str, step_id: str | None, seconds: float, **data: object) -> StreamEvent:
+    return StreamEvent(
+        event=event,
+        data=dict(data),
+        execution_id="e1",
+        sequence=1,
+        step_id=step_id,
+        occurred_at=datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC) + timedelta(seconds=seconds),
+    )
+
+
+def _execution(*steps: StepExecution) -> Execution:
+    moment = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
+    return msgspec.convert(
+        {
+            "id": "e1", "workflowRef": "demo.nap", "workflowVersion": 2, "status": "running", "error": None,
+            "triggeredBy": "api", "parentExecutionId": None, "parentStepId": None, "rootExecutionId": "e1",
+            "idempotencyKey": None, "metadata": {}, "tags": [], "createdAt": moment, "startedAt": moment,
+            "completedAt": None, "cancelledAt": None, "cancelledBy": None, "durationMs": None, "input": {},
+            "output": None, "stepCounts": {}, "steps": [msgspec.to_builtins(step) for step in steps],
+        },
+        Execution,
+    )  # fmt: skip
+
+
+def test_the_watch_view_follows_step_events_and_times_running_steps() -> None:
+    pending = msgspec.convert(
+        {
+            "taskId": "t1", "executionId": "e1", "stepId": "nap", "type": "sleep", "status": "pending",
+            "generation": 1, "attempts": 0, "input": None, "output": None, "error": None,
+            "createdAt": "2026-01-01T10:00:00Z", "scheduledAt": None, "startedAt": None, "completedAt": None,
+            "durationMs": None,
+        },
+        StepExecution,
+    )  # fmt: skip
+    view = ExecutionView(_execution(pending))
+    out = Output(json=False, colour=False)
+
+    view.apply(_event("TASK_STARTED", "nap", 1, status="running", attempt=1))
+    running = view.render(out, datetime(2026, 1, 1, 10, 0, 3, tzinfo=UTC))
+    view.apply(_event("TASK_COMPLETED", "nap", 5.5, status="completed", attempt=1))
+    view.apply(_event("WORKFLOW_COMPLETED", None, 6, status="completed"))
+    done = view.render(out, datetime(2026, 1, 1, 10, 0, 6, tzinfo=UTC))
+
+    assert running.splitlines() == [
+        "Execution e1  demo.nap v2  RUNNING  3.0s",
+        "",
+        "STEP  TYPE   STATUS   ATTEMPT  DURATION",
+        "nap   sleep  RUNNING  1        2.0s…",
+    ]
+    assert done.splitlines()[0] == "Execution e1  demo.nap v2  COMPLETED  6.0s"
+    assert done.splitlines()[-1] == "nap   sleep  COMPLETED  1        4.5s"
+
+
+def test_an_event_line_names_the_step_attempt_and_error() -> None:
+    failed = _event("TASK_FAILED", "charge", 0.25, status="failed", attempt=2, error={"type": "Fail", "message": "no"})
+
+    assert event_line(failed) == "10:00:00.250  TASK_FAILED               charge  attempt 2  Fail: no"
+
+
+def test_the_progress_bar_counts_every_handled_execution() -> None:
+    operation = msgspec.convert(
+        {
+            "id": "o1", "kind": "cancel", "status": "running", "dryRun": False, "note": None, "total": 10,
+            "succeeded": 4, "failed": 1, "skipped": 0, "errors": [], "createdAt": "2026-01-01T10:00:00Z",
+            "startedAt": None, "completedAt": None,
+        },
+        BulkOperation,
+    )  # fmt: skip
+
+    assert progress_bar(operation) == ("[###############...............]  5/10  succeeded 4  failed 1  skipped 0")

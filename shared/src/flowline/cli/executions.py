@@ -3,43 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from flowline.cli.arguments import Subparsers, UsageError, command, json_argument, object_argument
+from flowline.cli.lists import add_paging, print_list
+from flowline.cli.live import LEVELS, follow_execution_logs, log_line, print_log_page, watch_execution
 from flowline.cli.output import Output, duration, error_message, text, when
 from flowline.client import AsyncFlowlineClient
-from flowline.client.models import FINAL_EVENTS, Execution, StreamEvent, TaskLog
-
-EXECUTION_FAILED = 3
-
-
-def log_line(record: TaskLog) -> str:
-    """A record as the text download writes it: ``2026-01-01T10:00:00.123Z INFO  [shout#1] message``."""
-    moment = record.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    origin = f" [{record.step_id}#{record.attempt}]" if record.step_id else ""
-    return f"{moment} {record.level:<5}{origin} {record.message}"
-
-
-async def wait_and_report(client: AsyncFlowlineClient, execution_id: str, out: Output) -> int:
-    """Follow an execution's stream to its end, then print it; exit code 3 unless it completed."""
-    async for message in client.stream_execution(execution_id):
-        if isinstance(message, StreamEvent) and message.event in FINAL_EVENTS:
-            break
-    execution = await client.get_execution(execution_id)
-    if out.json:
-        out.document(execution)
-    else:
-        out.line(
-            f"Execution {execution.id} finished. Status: {out.status(execution.status)} "
-            f"({duration(execution.duration_ms)})"
-        )
-        if execution.error:
-            out.line(f"Error: {error_message(execution.error)}")
-        elif execution.output is not None:
-            out.line(f"Output: {text(execution.output)}")
-    return 0 if execution.status == "completed" else EXECUTION_FAILED
+from flowline.client.models import Execution
 
 
 def _steps_table(execution: Execution, out: Output) -> None:
@@ -53,36 +26,54 @@ def _steps_table(execution: Execution, out: Output) -> None:
 
 
 async def _list_executions(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
-    metadata = dict(_pair(item) for item in args.metadata or [])
-    statuses = [status for value in args.status or [] for status in value.split(",") if status]
-    page = await client.list_executions(
-        workflow=args.workflow,
-        status=statuses or None,
-        triggered_by=args.triggered_by,
-        parent_id=args.parent,
-        created_after=args.created_after,
-        created_before=args.created_before,
-        tag=args.tag,
-        metadata=metadata or None,
-        search=args.search,
-        sort=args.sort,
-        order=args.order,
-        limit=args.limit,
-        offset=args.offset,
-        cursor=args.cursor,
+    filters = execution_filters(args)
+    return await print_list(
+        out,
+        args,
+        page=lambda: client.list_executions(
+            **filters, sort=args.sort, order=args.order, limit=args.limit, cursor=args.cursor
+        ),
+        every=lambda: client.iter_executions(**filters, sort=args.sort, order=args.order),
+        headers=["ID", "WORKFLOW", "STATUS", "CREATED", "DURATION"],
+        row=lambda item: [
+            item.id,
+            item.workflow_ref,
+            item.status.upper(),
+            when(item.created_at),
+            duration(item.duration_ms),
+        ],
     )
-    if out.json:
-        out.document(page)
-        return 0
-    rows = [
-        [item.id, item.workflow_ref, item.status.upper(), when(item.created_at), duration(item.duration_ms)]
-        for item in page.items
-    ]
-    out.table(["ID", "WORKFLOW", "STATUS", "CREATED", "DURATION"], rows)
-    if page.next_cursor:
-        total = page.total if page.total_exact else f"about {page.total}"
-        out.line(f"{len(page.items)} of {total}; next page: --cursor {page.next_cursor}")
-    return 0
+
+
+def add_execution_filters(parser: argparse.ArgumentParser) -> None:
+    """The filters of ``GET /executions`` as options (``executions list``, ``bulk cancel|retry``)."""
+    parser.add_argument("--workflow", help="a workflow ref")
+    parser.add_argument("--status", action="append", help="e.g. failed,cancelled (or repeat)")
+    parser.add_argument("--triggered-by", choices=["api", "kafka", "workflow"])
+    parser.add_argument("--parent", help="children of this execution")
+    parser.add_argument("--created-after", type=datetime.fromisoformat, metavar="ISO_TIME")
+    parser.add_argument("--created-before", type=datetime.fromisoformat, metavar="ISO_TIME")
+    parser.add_argument("--tag", action="append", help="with every one of these tags (repeat)")
+    parser.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="repeat: all must match")
+    parser.add_argument("--search", help="an id prefix or text in the workflow ref")
+
+
+def execution_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The filters given, as keyword arguments of ``AsyncFlowlineClient.list_executions``."""
+    statuses = [status for value in args.status or [] for status in value.split(",") if status]
+    metadata = dict(_pair(item) for item in args.metadata or [])
+    filters = {
+        "workflow": args.workflow,
+        "status": statuses or None,
+        "triggered_by": args.triggered_by,
+        "parent_id": args.parent,
+        "created_after": args.created_after,
+        "created_before": args.created_before,
+        "tag": args.tag,
+        "metadata": metadata or None,
+        "search": args.search,
+    }
+    return {name: value for name, value in filters.items() if value is not None}
 
 
 def _pair(value: str) -> tuple[str, str]:
@@ -248,18 +239,18 @@ async def _list_attempts(client: AsyncFlowlineClient, args: argparse.Namespace, 
 
 
 async def _show_logs(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    if args.follow:
+        await follow_execution_logs(client, args.id, out, level=args.level, step_id=args.step)
+        return 0
     page = await client.get_execution_logs(
         args.id, level=args.level, step_id=args.step, limit=args.limit, offset=args.offset
     )
-    if out.json:
-        out.document(page)
-        return 0
-    for record in page.logs:
-        out.line(log_line(record))
-    shown = page.offset + len(page.logs)
-    if shown < page.total:
-        print(f"{shown} of {page.total} records; more: --offset {shown}", file=sys.stderr)
+    print_log_page(page, out)
     return 0
+
+
+async def _watch(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    return await watch_execution(client, args.id, out)
 
 
 async def _download_logs(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -307,20 +298,10 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
         required=True, metavar="COMMAND"
     )
     parser = command(executions, "list", _list_executions, "list executions (filters combine with AND)", common)
-    parser.add_argument("--workflow", help="a workflow ref")
-    parser.add_argument("--status", action="append", help="e.g. failed,cancelled (or repeat)")
-    parser.add_argument("--triggered-by", choices=["api", "kafka", "workflow"])
-    parser.add_argument("--parent", help="children of this execution")
-    parser.add_argument("--created-after", type=datetime.fromisoformat, metavar="ISO_TIME")
-    parser.add_argument("--created-before", type=datetime.fromisoformat, metavar="ISO_TIME")
-    parser.add_argument("--tag", action="append", help="with every one of these tags (repeat)")
-    parser.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="repeat: all must match")
-    parser.add_argument("--search", help="an id prefix or text in the workflow ref")
+    add_execution_filters(parser)
     parser.add_argument("--sort", choices=["createdAt", "completedAt"])
     parser.add_argument("--order", choices=["asc", "desc"])
-    parser.add_argument("--limit", type=int, default=20)
-    parser.add_argument("--offset", type=int, default=0)
-    parser.add_argument("--cursor")
+    add_paging(parser)
     parser = command(executions, "get", _get_execution, "show an execution and its steps", common)
     parser.add_argument("id")
     parser.add_argument("--logs", action="store_true", help="with its latest 100 log records")
@@ -348,10 +329,17 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser.add_argument("task_id")
     parser = command(executions, "logs", _show_logs, "print an execution's log records", common)
     parser.add_argument("id")
-    parser.add_argument("--level", choices=["DEBUG", "INFO", "WARN", "ERROR"], help="this level and above")
+    parser.add_argument("--level", choices=LEVELS, help="this level and above")
     parser.add_argument("--step", help="one step's records")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--offset", type=int, default=0)
+    parser.add_argument(
+        "-f", "--follow", action="store_true", help="print records as they come until the execution finished"
+    )
+    parser = command(
+        executions, "watch", _watch, "show an execution live until it finishes (exit 3 if it failed)", common
+    )
+    parser.add_argument("id")
     parser = command(executions, "download-logs", _download_logs, "download every log record of an execution", common)
     parser.add_argument("id")
     parser.add_argument("--format", choices=["text", "json"], default="text")

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from flowline.cli import executions, workflows
+from flowline.cli import agents, bulk, executions, tasks, workflows
 from flowline.cli.arguments import Handler, UsageError
 from flowline.cli.config import ConfigError, resolve_config
 from flowline.cli.output import Output
@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _connection_options(common, argparse.SUPPRESS)
     subparsers = parser.add_subparsers(required=True, metavar="GROUP")
-    workflows.register(subparsers, [common])
-    executions.register(subparsers, [common])
+    for group in (workflows, executions, tasks, agents, bulk):
+        group.register(subparsers, [common])
     return parser
 
 
@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as err:
         print(f"flowline: {err}", file=sys.stderr)
         return USAGE_ERROR
-    colour = sys.stdout.isatty() and "NO_COLOR" not in environ
-    out = Output(json=args.output == "json", colour=colour)
+    terminal = sys.stdout.isatty()
+    out = Output(json=args.output == "json", colour=terminal and "NO_COLOR" not in environ, terminal=terminal)
     client = AsyncFlowlineClient(config.api_url, config.tenant, config.api_key)
     try:
         return asyncio.run(_run(args.handler, client, args, out))

@@ -96,25 +96,33 @@ class Output:
 
     Args:
         json: print one JSON document instead of tables and sentences.
-        colour: use terminal colours (only when stdout is a terminal).
+        colour: use terminal colours.
+        terminal: stdout is a terminal, so live views may redraw in place.
     """
 
-    def __init__(self, *, json: bool, colour: bool, stdout: TextIO | None = None) -> None:
+    def __init__(self, *, json: bool, colour: bool, terminal: bool = False, stdout: TextIO | None = None) -> None:
         self.json = json
         self.colour = colour and not json
+        self.terminal = terminal
         self.stdout = stdout or sys.stdout
 
     def document(self, value: Any) -> None:
         """``value`` (structs, lists, dicts) as indented JSON with camelCase names."""
         self.stdout.write(msgspec.json.format(msgspec.json.encode(value)).decode() + "\n")
 
+    def compact(self, value: Any) -> None:
+        """``value`` as one line of JSON (for streams: one document per line)."""
+        self.stdout.write(msgspec.json.encode(value).decode() + "\n")
+        self.stdout.flush()
+
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         """An aligned table; just the headers when there are no rows."""
         self.stdout.write(format_table(headers, rows, colour=self.colour) + "\n")
 
     def line(self, message: str = "") -> None:
-        """One line for people."""
+        """One line for people, flushed: live commands print as things happen, also into a pipe."""
         self.stdout.write(message + "\n")
+        self.stdout.flush()
 
     def raw(self, chunk: bytes) -> None:
         """Bytes as they are (a downloaded file)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from flowline.cli.arguments import Subparsers, UsageError, command, object_argument, yaml_file
-from flowline.cli.executions import wait_and_report
+from flowline.cli.lists import add_paging, print_list
+from flowline.cli.live import report_gave_up, wait_and_report
 from flowline.cli.output import Output, text, when
 from flowline.client import AsyncFlowlineClient
 from flowline.client.models import PackInstalled
@@ -50,20 +52,21 @@ def _report_install(installed: PackInstalled, out: Output) -> None:
 
 
 async def _list_workflows(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
-    page = await client.list_workflows(
-        pack=args.pack, tags=args.tag, search=args.search, enabled=args.enabled, limit=args.limit, cursor=args.cursor
+    filters = {"pack": args.pack, "tags": args.tag, "search": args.search, "enabled": args.enabled}
+    return await print_list(
+        out,
+        args,
+        page=lambda: client.list_workflows(**filters, limit=args.limit, cursor=args.cursor),
+        every=lambda: client.iter_workflows(**filters),
+        headers=["REF", "VERSION", "ENABLED", "LABEL", "UPDATED"],
+        row=lambda item: [
+            item.ref,
+            str(item.version),
+            "yes" if item.enabled else "no",
+            text(item.label),
+            when(item.updated_at),
+        ],
     )
-    if out.json:
-        out.document(page)
-        return 0
-    rows = [
-        [item.ref, str(item.version), "yes" if item.enabled else "no", text(item.label), when(item.updated_at)]
-        for item in page.items
-    ]
-    out.table(["REF", "VERSION", "ENABLED", "LABEL", "UPDATED"], rows)
-    if page.next_cursor:
-        out.line(f"{len(page.items)} of {page.total}; next page: --cursor {page.next_cursor}")
-    return 0
 
 
 async def _get_workflow(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -93,15 +96,14 @@ async def _get_workflow(client: AsyncFlowlineClient, args: argparse.Namespace, o
 
 
 async def _list_versions(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
-    page = await client.list_workflow_versions(args.ref, limit=args.limit, cursor=args.cursor)
-    if out.json:
-        out.document(page)
-        return 0
-    out.table(
-        ["VERSION", "CREATED", "CREATED BY"],
-        [[str(item.version), when(item.created_at), text(item.created_by)] for item in page.items],
+    return await print_list(
+        out,
+        args,
+        page=lambda: client.list_workflow_versions(args.ref, limit=args.limit, cursor=args.cursor),
+        every=lambda: client.iter_workflow_versions(args.ref),
+        headers=["VERSION", "CREATED", "CREATED BY"],
+        row=lambda item: [str(item.version), when(item.created_at), text(item.created_by)],
     )
-    return 0
 
 
 async def _apply(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -156,20 +158,25 @@ async def _execute(client: AsyncFlowlineClient, args: argparse.Namespace, out: O
     if not out.json:
         out.line(f"Execution {accepted.execution_id} started. Status: {out.status(accepted.status)}")
     if args.wait:
-        return await wait_and_report(client, accepted.execution_id, out)
+        try:
+            async with asyncio.timeout(args.timeout):
+                return await wait_and_report(client, accepted.execution_id, out)
+        except TimeoutError:
+            return await report_gave_up(client, accepted.execution_id, args.timeout)
     if out.json:
         out.document(accepted)
     return 0
 
 
 async def _list_packs(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
-    page = await client.list_packs(limit=args.limit, cursor=args.cursor)
-    if out.json:
-        out.document(page)
-        return 0
-    rows = [[pack.ref, text(pack.version), text(pack.label), when(pack.updated_at)] for pack in page.items]
-    out.table(["REF", "VERSION", "LABEL", "UPDATED"], rows)
-    return 0
+    return await print_list(
+        out,
+        args,
+        page=lambda: client.list_packs(limit=args.limit, cursor=args.cursor),
+        every=client.iter_packs,
+        headers=["REF", "VERSION", "LABEL", "UPDATED"],
+        row=lambda pack: [pack.ref, text(pack.version), text(pack.label), when(pack.updated_at)],
+    )
 
 
 async def _get_pack(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -203,11 +210,6 @@ async def _delete_pack(client: AsyncFlowlineClient, args: argparse.Namespace, ou
     return 0
 
 
-def _paging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--limit", type=int, default=20, help="items per page (1 to 100)")
-    parser.add_argument("--cursor", help="nextCursor of the previous page")
-
-
 def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> None:
     """Add the ``workflows`` and ``packs`` command groups."""
     workflows = subparsers.add_parser("workflows", help="define, list and run workflows").add_subparsers(
@@ -220,13 +222,13 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     state = parser.add_mutually_exclusive_group()
     state.add_argument("--enabled", action="store_const", const=True, dest="enabled")
     state.add_argument("--disabled", action="store_const", const=False, dest="enabled")
-    _paging(parser)
+    add_paging(parser)
     parser = command(workflows, "get", _get_workflow, "show a workflow and its steps", common)
     parser.add_argument("ref")
     parser.add_argument("--version", type=int, help="this version instead of the latest")
     parser = command(workflows, "versions", _list_versions, "list a workflow's versions, newest first", common)
     parser.add_argument("ref")
-    _paging(parser)
+    add_paging(parser)
     parser = command(workflows, "apply", _apply, "create or update a workflow file, or install a pack folder", common)
     parser.add_argument("-f", "--file", required=True, metavar="FILE_OR_DIR")
     for name, handler, verb in (
@@ -242,11 +244,14 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser.add_argument("--idempotency-key")
     parser.add_argument("--tag", action="append")
     parser.add_argument("--wait", action="store_true", help="wait for the end; exit 3 unless it completed")
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="with --wait: give up after this long (exit 124)"
+    )
 
     packs = subparsers.add_parser("packs", help="list and install packs").add_subparsers(
         required=True, metavar="COMMAND"
     )
-    _paging(command(packs, "list", _list_packs, "list packs", common))
+    add_paging(command(packs, "list", _list_packs, "list packs", common))
     command(packs, "get", _get_pack, "show a pack", common).add_argument("ref")
     command(
         packs, "install", _install_pack, "install a pack folder (pack.yaml, workflows/*.yaml)", common

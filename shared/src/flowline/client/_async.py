@@ -250,11 +250,18 @@ class AsyncFlowlineClient:
         return await self._call("GET", "/workflows", Page[WorkflowSummary], params=params)
 
     def iter_workflows(
-        self, *, pack: str | None = None, tags: Sequence[str] | None = None, search: str | None = None
+        self,
+        *,
+        pack: str | None = None,
+        tags: Sequence[str] | None = None,
+        search: str | None = None,
+        enabled: bool | None = None,
     ) -> AsyncIterator[WorkflowSummary]:
         """Every workflow matching the filters."""
         return self._pages(
-            lambda cursor: self.list_workflows(pack=pack, tags=tags, search=search, limit=100, cursor=cursor)
+            lambda cursor: self.list_workflows(
+                pack=pack, tags=tags, search=search, enabled=enabled, limit=100, cursor=cursor
+            )
         )
 
     async def get_workflow(self, ref: str, *, version: int | None = None) -> Workflow:
@@ -268,6 +275,10 @@ class AsyncFlowlineClient:
         """One page of a workflow's versions, newest first."""
         params = {"limit": limit, "offset": offset, "cursor": cursor}
         return await self._call("GET", f"/workflows/{ref}/versions", Page[WorkflowVersion], params=params)
+
+    def iter_workflow_versions(self, ref: str) -> AsyncIterator[WorkflowVersion]:
+        """Every version of a workflow, newest first."""
+        return self._pages(lambda cursor: self.list_workflow_versions(ref, limit=100, cursor=cursor))
 
     async def create_workflow(self, workflow: Mapping[str, Any]) -> Workflow:
         """Define a new workflow (``ref`` and ``definition``, camelCase fields) as version 1."""
@@ -635,11 +646,25 @@ class AsyncFlowlineClient:
         return await self._call("GET", "/audit-logs", Page[AuditLog], params=params)
 
     def iter_audit_logs(
-        self, *, entity_type: str | None = None, entity_id: str | None = None
+        self,
+        *,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        principal: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> AsyncIterator[AuditLog]:
-        """Every audit entry matching the filters."""
+        """Every audit entry matching the filters, newest first."""
         return self._pages(
-            lambda cursor: self.list_audit_logs(entity_type=entity_type, entity_id=entity_id, limit=100, cursor=cursor)
+            lambda cursor: self.list_audit_logs(
+                entity_type=entity_type,
+                entity_id=entity_id,
+                principal=principal,
+                since=since,
+                until=until,
+                limit=100,
+                cursor=cursor,
+            )
         )
 
 

@@ -107,6 +107,7 @@ class FlowlineClient:
     iter_workflows = _BlockingIterator(AsyncFlowlineClient.iter_workflows)
     get_workflow = _Blocking(AsyncFlowlineClient.get_workflow)
     list_workflow_versions = _Blocking(AsyncFlowlineClient.list_workflow_versions)
+    iter_workflow_versions = _BlockingIterator(AsyncFlowlineClient.iter_workflow_versions)
     create_workflow = _Blocking(AsyncFlowlineClient.create_workflow)
     update_workflow = _Blocking(AsyncFlowlineClient.update_workflow)
     apply_workflow = _Blocking(AsyncFlowlineClient.apply_workflow)

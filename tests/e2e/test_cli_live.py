@@ -1,0 +1,330 @@
+"""The `flowline` command's live and fleet commands against the real services: watch, logs --follow, tasks,
+agents, bulk with progress, audit, --all, --timeout, Ctrl+C, and the client's stream reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pty
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flowline.client import AsyncFlowlineClient
+from flowline.client.models import StreamEvent
+from flowline.devstack.processes import ServiceGroup
+
+from tests.support import eventually
+
+FLOWLINE = str(Path(sys.executable).with_name("flowline"))
+
+NAP = {
+    "ref": "demo.nap",
+    "definition": {
+        "steps": [
+            {"id": "before", "type": "action", "action": "core.log", "input": {"message": "going to sleep"}},
+            {"id": "nap", "type": "sleep", "duration": "1s", "needs": ["before"]},
+            {"id": "after", "type": "action", "action": "core.log", "input": {"message": "awake"}, "needs": ["nap"]},
+        ]
+    },
+}
+FAIL = {
+    "ref": "demo.fail",
+    "definition": {
+        "steps": [{"id": "charge", "type": "action", "action": "core.fail", "input": {"message": "card declined"}}]
+    },
+}
+APPROVE = {"ref": "demo.approve", "definition": {"steps": [{"id": "approval", "type": "wait", "promise": "ok"}]}}
+
+
+class Cli:
+    """Runs ``flowline`` as a subprocess configured by the environment."""
+
+    def __init__(self, stack: ServiceGroup, tenant: str, api_headers: dict[str, str], home: Path) -> None:
+        self.key = api_headers["Authorization"].removeprefix("Bearer ")
+        self.api_url = stack["api"].url
+        self.tenant = tenant
+        self.env = {
+            "PATH": str(Path(sys.executable).parent),
+            "FLOWLINE_API_URL": self.api_url,
+            "FLOWLINE_TENANT": tenant,
+            "FLOWLINE_API_KEY": self.key,
+            "FLOWLINE_CONFIG": str(home / "absent.toml"),
+        }
+
+    def client(self) -> AsyncFlowlineClient:
+        return AsyncFlowlineClient(self.api_url, self.tenant, self.key)
+
+    async def start(self, *args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            FLOWLINE, *args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+
+    async def __call__(self, *args: str) -> tuple[int, str, str]:
+        process = await self.start(*args)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode is not None
+        return process.returncode, stdout.decode(), stderr.decode()
+
+    async def ok(self, *args: str) -> str:
+        code, stdout, stderr = await self(*args)
+        assert code == 0, stderr
+        return stdout
+
+    async def json(self, *args: str) -> Any:
+        return json.loads(await self.ok(*args, "--output", "json"))
+
+
+async def _setup(cli: Cli, *workflows: dict[str, Any]) -> None:
+    async with cli.client() as client:
+        await client.create_pack("demo")
+        for workflow in workflows:
+            await client.apply_workflow(workflow)
+
+
+async def _waiting_for_approval(cli: Cli, execution_id: str) -> bool:
+    async with cli.client() as client:
+        return any(s.step_id == "approval" and s.status == "running" for s in await client.get_steps(execution_id))
+
+
+async def test_watch_shows_a_sleeping_execution_live_then_its_outcome(
+    stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path
+) -> None:
+    cli = Cli(stack, tenant, api_headers, tmp_path)
+    await _setup(cli, NAP, FAIL)
+
+    started = await cli.json("workflows", "execute", "demo.nap")
+    watched = await cli.start("executions", "watch", started["executionId"])
+    followed = await cli.start("executions", "logs", started["executionId"], "--follow")
+    stdout, stderr = await asyncio.wait_for(watched.communicate(), timeout=60)
+    assert watched.returncode == 0, stderr.decode()
+    lines = stdout.decode().splitlines()
+    events = [line.split()[1] for line in lines if line[:2].isdigit()]
+    assert events[0] == "WORKFLOW_CREATED"
+    assert {"TIMER_STARTED", "TIMER_FIRED"} <= set(events)
+    assert events[-1] == "WORKFLOW_COMPLETED"
+    table = lines[lines.index("") + 1 :]
+    assert table[0].split() == ["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION"]
+    assert [row.split()[:3] for row in table[1:4]] == [
+        ["before", "action", "COMPLETED"],
+        ["nap", "sleep", "COMPLETED"],
+        ["after", "action", "COMPLETED"],
+    ]
+    assert table[4].startswith(f"Execution {started['executionId']} finished. Status: COMPLETED")
+
+    # The tail started with the execution and ended with it, holding both steps' records.
+    logs, stderr = await asyncio.wait_for(followed.communicate(), timeout=60)
+    assert followed.returncode == 0, stderr.decode()
+    messages = [line.split("] ", 1)[1] for line in logs.decode().splitlines()]
+    assert [message for message in messages if not message.startswith("attempt ")] == ["going to sleep", "awake"]
+    assert "attempt 1 started on " in messages[0]  # the executor's own records come too
+
+    failed = await cli.json("workflows", "execute", "demo.fail")
+    code, stdout_text, _ = await cli("executions", "watch", failed["executionId"])
+    assert code == 3
+    assert "Status: FAILED" in stdout_text
+    assert "Error: " in stdout_text and "card declined" in stdout_text
+
+
+async def test_watch_on_a_terminal_redraws_in_place_and_ctrl_c_exits_cleanly(
+    stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path
+) -> None:
+    cli = Cli(stack, tenant, api_headers, tmp_path)
+    await _setup(cli, APPROVE)
+    execution_id = (await cli.json("workflows", "execute", "demo.approve"))["executionId"]
+    await eventually(lambda: _waiting_for_approval(cli, execution_id))
+
+    controller, terminal = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        FLOWLINE,
+        "executions",
+        "watch",
+        execution_id,
+        env={**cli.env, "TERM": "xterm"},
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    screen = bytearray()
+
+    async def read_until(marker: bytes) -> None:
+        while marker not in screen:
+            chunk = await asyncio.to_thread(os.read, controller, 4096)
+            assert chunk, bytes(screen)
+            screen.extend(chunk)
+
+    try:
+        await asyncio.wait_for(read_until(b"RUNNING"), timeout=30)
+        await asyncio.wait_for(read_until(b"\x1b[J"), timeout=30)  # redrawn over itself (every second at least)
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), timeout=30) == 130
+        with contextlib.suppress(OSError):  # the terminal closes with the process
+            while chunk := os.read(controller, 4096):
+                screen.extend(chunk)
+    finally:
+        os.close(controller)
+        if process.returncode is None:
+            process.kill()
+    assert f"Execution {execution_id}  demo.approve v1".encode() in screen
+    assert b"approval  wait" in screen
+    assert b"Traceback" not in screen
+
+
+async def test_logs_follow_and_tasks_commands(
+    stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path
+) -> None:
+    cli = Cli(stack, tenant, api_headers, tmp_path)
+    await _setup(cli, NAP)
+    finished = await cli.json("workflows", "execute", "demo.nap", "--wait")
+    before, nap, after = finished["steps"]
+
+    # On a finished execution --follow prints everything and ends; --level and --step filter.
+    followed = (await cli.ok("executions", "logs", finished["id"], "--follow", "--step", "after")).splitlines()
+    assert {line.split(" [", 1)[1] for line in followed} >= {"after#1] awake"}
+    assert all("[after#1]" in line for line in followed)
+    assert await cli.ok("executions", "logs", finished["id"], "--follow", "--level", "ERROR") == ""
+    records = (await cli.ok("executions", "logs", finished["id"], "--follow", "-O", "json")).splitlines()
+    assert {"awake", "going to sleep"} <= {json.loads(line)["message"] for line in records}
+
+    shown = await cli.ok("tasks", "get", nap["taskId"])
+    assert "Step:       nap (sleep)" in shown
+    assert "Status:     COMPLETED" in shown
+    assert (await cli.json("tasks", "get", before["taskId"]))["workflowRef"] == "demo.nap"
+    assert "INFO  [before#1] going to sleep\n" in await cli.ok("tasks", "logs", before["taskId"])
+    assert "INFO  [after#1] awake\n" in await cli.ok("tasks", "logs", after["taskId"], "--follow")
+    watched = (await cli.ok("tasks", "watch", after["taskId"])).splitlines()
+    assert any("TASK_COMPLETED" in line for line in watched)
+    assert any(line.endswith("[after#1] awake") for line in watched)
+    assert watched[-1].startswith(f"Task {after['taskId']} (after) finished. Status: COMPLETED")
+
+
+async def test_execute_wait_gives_up_after_its_timeout(
+    stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path
+) -> None:
+    cli = Cli(stack, tenant, api_headers, tmp_path)
+    await _setup(cli, APPROVE)
+
+    code, stdout, stderr = await cli("workflows", "execute", "demo.approve", "--wait", "--timeout", "0.5")
+
+    assert code == 124
+    execution_id = stdout.split()[1]
+    assert stderr == f"flowline: gave up waiting after 0.5s; execution {execution_id} is running\n"
+
+
+async def test_agents_bulk_audit_and_every_page(
+    stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path
+) -> None:
+    cli = Cli(stack, tenant, api_headers, tmp_path)
+    await _setup(cli, APPROVE, FAIL, NAP)
+
+    created = await cli.ok(
+        "agents", "create", "--name", "summarizer", "--url", "http://127.0.0.1:9/summarize",
+        "--auth-type", "bearer", "--auth-config", '{"token": "s3cret"}',
+    )  # fmt: skip
+    assert created.startswith("Agent summarizer created. Id: ")
+    agent_file = tmp_path / "agent.yaml"
+    agent_file.write_text("name: translator\nurl: http://127.0.0.1:9/translate\ntimeoutMs: 5000\n")
+    assert (await cli.json("agents", "create", "-f", str(agent_file)))["timeoutMs"] == 5000
+    assert await cli.ok("agents", "update", "summarizer", "--timeout-ms", "1000") == "Agent summarizer updated.\n"
+    shown = await cli.ok("agents", "get", "summarizer")
+    assert "Auth:         bearer (token)" in shown and "Timeout:      1000ms" in shown
+    assert "s3cret" not in shown
+    listed = (await cli.ok("agents", "list")).splitlines()
+    assert [line.split()[0] for line in listed] == ["NAME", "summarizer", "translator"]
+    assert (await cli.ok("agents", "health", "summarizer")).startswith("Agent summarizer: UNREACHABLE in ")
+    assert await cli.ok("agents", "delete", "translator") == "Agent translator deleted.\n"
+    code, _, stderr = await cli("agents", "get", "translator")
+    assert (code, stderr) == (2, "flowline: no agent is named 'translator'\n")
+
+    waiting = [(await cli.json("workflows", "execute", "demo.approve"))["executionId"] for _ in range(3)]
+    for execution_id in waiting:
+        await eventually(lambda execution_id=execution_id: _waiting_for_approval(cli, execution_id))
+    code, stdout, _ = await cli("workflows", "execute", "demo.fail", "--wait")
+    assert code == 3
+    failed = stdout.split()[1]
+
+    dry_run = await cli.ok("bulk", "retry", "--status", "failed", "--dry-run")
+    assert dry_run == "Would retry 1 executions (dry run: nothing changed).\n"
+    cancelled = (await cli.ok("bulk", "cancel", "--workflow", "demo.approve", "--reason", "not needed")).splitlines()
+    assert cancelled[0].endswith("started: 3 executions.")
+    assert cancelled[-1].endswith("completed: 3 succeeded, 0 failed, 0 skipped.")
+    retried = await cli.json("bulk", "retry", failed)
+    assert (retried["status"], retried["succeeded"]) == ("completed", 1)
+    code, _, stderr = await cli("bulk", "cancel")
+    assert code == 2 and "by ids or by filters" in stderr
+
+    every = await cli.json("executions", "list", "--limit", "3", "--all")
+    assert every["total"] == len(every["items"]) == 4  # a retry runs the same execution again
+    page = (await cli.ok("executions", "list", "--limit", "3")).splitlines()
+    assert page[-1].startswith("3 of 4; next page: --cursor ")
+    assert len((await cli.ok("workflows", "list", "--limit", "1", "--all")).splitlines()) == 4
+
+    audit = (await cli.ok("audit", "list", "--entity-type", "agent", "--all")).splitlines()
+    assert audit[0].split() == ["OCCURRED", "ENTITY", "ACTION", "PRINCIPAL", "ID"]
+    assert sorted(line.split()[4] for line in audit[1:]) == ["create", "create", "delete", "update"]
+
+
+async def test_the_client_stream_resumes_where_a_dropped_connection_stopped(
+    stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path
+) -> None:
+    cli = Cli(stack, tenant, api_headers, tmp_path)
+    await _setup(cli, APPROVE)
+    async with _DroppingProxy(urlsplit(cli.api_url)) as proxy:
+        async with AsyncFlowlineClient(proxy.url, tenant, cli.key) as client:
+            started = await client.execute_workflow("demo.approve")
+            events: list[StreamEvent] = []
+            async for message in client.stream_execution(started.execution_id):
+                assert isinstance(message, StreamEvent)
+                events.append(message)
+                if message.event == "PROMISE_CREATED":
+                    proxy.drop_connections()  # mid-stream, as a load balancer or a flaky network would
+                    async with cli.client() as direct:
+                        await direct.resolve_promise(started.execution_id, "ok", {"approved": True})
+    sequences = [event.sequence for event in events]
+    assert sequences == list(range(1, len(events) + 1))  # nothing missed, nothing twice
+    assert events[-1].event == "WORKFLOW_COMPLETED"
+    assert proxy.connections >= 2
+
+
+class _DroppingProxy:
+    """A TCP proxy in front of the api that can cut every open connection."""
+
+    def __init__(self, target: Any) -> None:
+        self.target_host, self.target_port = target.hostname, target.port
+        self.connections = 0
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> _DroppingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.drop_connections()
+        self._server.close()
+        await self._server.wait_closed()
+
+    def drop_connections(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        upstream_reader, upstream_writer = await asyncio.open_connection(self.target_host, self.target_port)
+        self._writers += [writer, upstream_writer]
+        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer), return_exceptions=True)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await reader.read(65536):
+            writer.write(chunk)
+            await writer.drain()
+    finally:
+        writer.close()
