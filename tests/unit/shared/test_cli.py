@@ -124,13 +124,15 @@ def test_a_pack_folder_sends_its_manifest_and_workflow_files_only(tmp_path: Path
 
 
 def _event(event: str, step_id: str | None, seconds: float, **data: object) -> StreamEvent:
+    moment = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC) + timedelta(seconds=seconds)
     return StreamEvent(
         event=event,
         data=dict(data),
+        timestamp_ms=int(moment.timestamp() * 1000),
         execution_id="e1",
         sequence=1,
         step_id=step_id,
-        occurred_at=datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC) + timedelta(seconds=seconds),
+        occurred_at=moment,
     )
 
 

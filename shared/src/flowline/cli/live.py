@@ -39,18 +39,13 @@ def print_log_page(page: TaskLogPage, out: Output) -> None:
 
 def event_line(event: StreamEvent) -> str:
     """``10:30:00.123  TASK_FAILED  charge  attempt 1  Fail: card declined`` for a log of events."""
-    moment = event.occurred_at or _moment(event.timestamp_ms)
-    clock = moment.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3] if moment else "-"
+    clock = event.occurred_at.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
     parts = [clock, event.event.ljust(24), event.step_id or "-"]
     if (attempt := event.data.get("attempt")) is not None:
         parts.append(f"attempt {attempt}")
     if error := event.data.get("error"):
         parts.append(error_message(error))
     return "  ".join(parts).rstrip()
-
-
-def _moment(timestamp_ms: int | None) -> datetime | None:
-    return None if timestamp_ms is None else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
 
 
 async def wait_and_report(client: AsyncFlowlineClient, execution_id: str, out: Output) -> int:
@@ -122,11 +117,10 @@ class ExecutionView:
         step.status = status
         if isinstance(attempt := event.data.get("attempt"), int):
             step.attempt = attempt
-        moment = event.occurred_at or _moment(event.timestamp_ms)
         if event.event == "TASK_STARTED":
-            step.started_at, step.duration_ms = moment, None
-        elif event.event in ("TASK_COMPLETED", "TASK_FAILED", "TASK_CANCELLED") and step.started_at and moment:
-            step.duration_ms = int((moment - step.started_at).total_seconds() * 1000)
+            step.started_at, step.duration_ms = event.occurred_at, None
+        elif event.event in ("TASK_COMPLETED", "TASK_FAILED", "TASK_CANCELLED") and step.started_at:
+            step.duration_ms = int((event.occurred_at - step.started_at).total_seconds() * 1000)
 
     def render(self, out: Output, now: datetime) -> str:
         """The view as text: a headline, then the steps table (running steps show their time so far)."""
