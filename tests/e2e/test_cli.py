@@ -331,6 +331,15 @@ async def test_every_other_command_answers_in_tables_and_json(
     assert execution_id in listed
 
     waiting = (await document("workflows", "execute", "demo.approve"))["executionId"]
+    for _ in range(600):
+        steps = (await document("executions", "steps", waiting))["steps"]
+        if steps and steps[0]["status"] == "running":
+            break
+        await asyncio.sleep(0.05)
+    rejected = await run("promises", "reject", waiting, "manager-approval", "--reason", "no budget")
+    assert rejected == f"Promise manager-approval of execution {waiting} rejected.\n"
+
+    waiting = (await document("workflows", "execute", "demo.approve"))["executionId"]
     cancelled = await run("executions", "cancel", waiting, "--reason", "not needed")
     assert cancelled == f"Execution {waiting} cancelled. Status: CANCELLED\n"
     assert await run("workflows", "delete", "demo.approve") == "Workflow demo.approve deleted.\n"
