@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -183,7 +184,12 @@ def bearer(key: str) -> dict[str, str]:
 
 
 async def run_until_finished(runtime: Any, settings: Settings, execution_id: Any) -> str:
-    """Run an executor in this process (its two consumers) until the execution's status is final; returns it."""
+    """Run an executor in this process (its two consumers) until the execution's status is final; returns it.
+
+    Each run's consumers join groups of their own: joining a group its previous members just left waits out
+    their session, seconds per run. A new group reads the topics from the start; what an earlier run already
+    applied is applied once (redelivery is idempotent, DESIGN §3).
+    """
     from flowline.actions import load_actions
     from flowline.messages import RequestMessage, TaskMessage, decoder
     from flowline_executor.engine import Engine
@@ -192,10 +198,13 @@ async def run_until_finished(runtime: Any, settings: Settings, execution_id: Any
 
     # A registry per engine: a test may run one engine after another.
     engine = Engine(settings, runtime.pool, runtime.outbox, load_actions(), ExecutorMetrics(CollectorRegistry()))
+    run = uuid.uuid4().hex[:8]
     requests = runtime.consumer(
-        "executor", settings.topics.requests, decoder(RequestMessage), handler=engine.handle_request
+        f"executor-{run}", settings.topics.requests, decoder(RequestMessage), handler=engine.handle_request
     )
-    tasks = runtime.consumer("executor-tasks", settings.topics.tasks, decoder(TaskMessage), handler=engine.handle_task)
+    tasks = runtime.consumer(
+        f"executor-tasks-{run}", settings.topics.tasks, decoder(TaskMessage), handler=engine.handle_task
+    )
     await requests.start()
     await tasks.start()
     try:
