@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from flowline.schemas.streams import FINAL_EVENTS
 
 from bench.stack import RESULTS, Stack, api_headers, machine, private_stack, rss_bytes
 
@@ -37,7 +38,6 @@ HELD = {
         ]
     },
 }
-FINAL_EVENTS = frozenset({"WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"})
 
 
 @dataclass

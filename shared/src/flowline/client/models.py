@@ -28,7 +28,7 @@ from flowline.schemas.executions import (
 from flowline.schemas.logs import TaskLog, TaskLogPage
 from flowline.schemas.packs import InstalledWorkflow, Pack, PackInstalled
 from flowline.schemas.pagination import Page
-from flowline.schemas.streams import StreamEvent, StreamLog
+from flowline.schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
 from flowline.schemas.workflows import ExecutionAccepted, Workflow, WorkflowSummary, WorkflowVersion
 
 __all__ = [
@@ -72,5 +72,3 @@ __all__ = [
 
 # One message of a live stream, told apart by its "type" tag (the api sends each as its own struct).
 StreamMessage = StreamEvent | StreamLog
-
-FINAL_EVENTS = frozenset({"WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"})

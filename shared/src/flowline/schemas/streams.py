@@ -7,6 +7,9 @@ from typing import Any
 
 import msgspec
 
+# The events that finish an execution: its stream closes after one of them.
+FINAL_EVENTS = frozenset({"WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"})
+
 
 class StreamEvent(msgspec.Struct, kw_only=True, rename="camel", tag_field="type", tag="Event"):
     """One entry of an execution's event log, the same whether replayed from the database or live."""

@@ -21,14 +21,13 @@ import asyncpg
 import msgspec
 from flowline.errors import ClientError, NotFound
 from flowline.messages import ExecutionEvent, TaskLogRecord
-from flowline.schemas.streams import StreamEvent, StreamLog
+from flowline.schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.response import ServerSentEventMessage
 
 from flowline_api.domain.streams.hub import Overflowed, StreamHub, Subscription
 
-TERMINAL_EVENTS: Final = frozenset({"WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"})
 TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
 TERMINAL_TASK_STATUSES: Final = frozenset({"completed", "failed", "cancelled", "skipped"})
 # After its task finished, a task stream waits this long for the last log records (they travel on another
@@ -191,7 +190,7 @@ class StreamSession:
             return False
         self._positions[execution_id] = event.sequence
         if event.event.startswith("WORKFLOW_") or event.event == "RETRY_REQUESTED":
-            self._terminal[execution_id] = event.event in TERMINAL_EVENTS
+            self._terminal[execution_id] = event.event in FINAL_EVENTS
         if self._consolidated and event.event == "CHILD_WORKFLOW_INITIATED":
             child = event.data.get("childExecutionId")
             if isinstance(child, str):
