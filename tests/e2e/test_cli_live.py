@@ -190,6 +190,10 @@ async def test_logs_follow_and_tasks_commands(
     records = (await cli.ok("executions", "logs", finished["id"], "--follow", "-O", "json")).splitlines()
     assert {"awake", "going to sleep"} <= {json.loads(line)["message"] for line in records}
 
+    missing = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
+    code, _, stderr = await cli("executions", "logs", missing, "--follow")
+    assert (code, stderr) == (1, f"flowline: 404 Not found: execution {missing} does not exist\n")
+
     shown = await cli.ok("tasks", "get", nap["taskId"])
     assert "Step:       nap (sleep)" in shown
     assert "Status:     COMPLETED" in shown

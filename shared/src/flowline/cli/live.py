@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flowline.cli.output import Output, duration, error_message, format_table, text
-from flowline.client import AsyncFlowlineClient
+from flowline.client import AsyncFlowlineClient, FlowlineApiError
 from flowline.client.models import FINAL_EVENTS, Execution, StreamEvent, StreamLog, TaskLog, TaskLogPage
 
 EXECUTION_FAILED = 3
@@ -171,12 +171,12 @@ async def watch_execution(client: AsyncFlowlineClient, execution_id: str, out: O
     view = ExecutionView(await client.get_execution(execution_id))
     screen = _Screen(out) if out.terminal and not out.json else None
 
-    async def tick() -> None:
-        while screen is not None:
+    async def tick(screen: _Screen) -> None:
+        while True:
             screen.draw(view.render(out, datetime.now(UTC)))
             await asyncio.sleep(1.0)
 
-    ticker = asyncio.create_task(tick())
+    ticker = asyncio.create_task(tick(screen)) if screen is not None else None
     try:
         async for message in client.stream_execution(execution_id):
             if not isinstance(message, StreamEvent):
@@ -187,7 +187,8 @@ async def watch_execution(client: AsyncFlowlineClient, execution_id: str, out: O
             elif not out.json:
                 out.line(event_line(message))
     finally:
-        ticker.cancel()
+        if ticker is not None:
+            ticker.cancel()
     final = await client.get_execution(execution_id)
     if screen is not None:
         screen.draw(ExecutionView(final).render(out, final.completed_at or datetime.now(UTC)))
@@ -228,13 +229,16 @@ async def follow_execution_logs(
     Logs travel on the task streams, so each task the execution stream names gets a stream of its own.
     """
     followed: set[str] = set()
-    async with asyncio.TaskGroup() as group:
-        async for message in client.stream_execution(execution_id):
-            if not isinstance(message, StreamEvent) or message.task_id is None or message.task_id in followed:
-                continue
-            if step_id is None or message.step_id == step_id:
-                followed.add(message.task_id)
-                group.create_task(follow_task_logs(client, message.task_id, out, level=level))
+    try:
+        async with asyncio.TaskGroup() as group:
+            async for message in client.stream_execution(execution_id):
+                if not isinstance(message, StreamEvent) or message.task_id is None or message.task_id in followed:
+                    continue
+                if step_id is None or message.step_id == step_id:
+                    followed.add(message.task_id)
+                    group.create_task(follow_task_logs(client, message.task_id, out, level=level))
+    except* FlowlineApiError as failed:  # the first failure stopped the other tails: report it as any command would
+        raise failed.exceptions[0] from None
 
 
 async def watch_task(client: AsyncFlowlineClient, task_id: str, out: Output) -> int:
