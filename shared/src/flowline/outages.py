@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 from aiokafka.errors import KafkaError
 
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,

@@ -49,7 +49,7 @@ class LeaseRecovery(LoopService):
         steps = await connection.fetchval(
             "SELECT definition -> 'steps' FROM workflow_versions WHERE id = $1", version_id
         )
-        step = next((step for step in steps or [] if step.get("id") == step_id), {})
+        step: dict[str, Any] = next((step for step in steps or [] if step.get("id") == step_id), {})
         max_attempts = (step.get("retry") or {}).get("maxAttempts")
         if max_attempts is None and step.get("type") == "agent":
             max_attempts = await connection.fetchval(

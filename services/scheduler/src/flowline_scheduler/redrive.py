@@ -7,8 +7,6 @@ to an execution that did not need it changes nothing.
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.loops import LoopService
@@ -120,17 +118,18 @@ class Redrive(LoopService):
             await enqueue(connection, rows)
         await self._outbox.publish(rows)
 
-    async def _pending_executions(self, connection: asyncpg.Connection) -> list[Any]:
-        return await connection.fetch(
+    async def _pending_executions(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
+        records: list[asyncpg.Record] = await connection.fetch(
             "SELECT id, tenant_id FROM executions "
             "WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1) LIMIT $2",
             self._after_seconds,
             BATCH,
         )
+        return records
 
-    async def _undispatched_steps(self, connection: asyncpg.Connection) -> list[Any]:
+    async def _undispatched_steps(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
         # Scheduled and not waiting on a retry timer: its TaskDispatched went missing if it is this old.
-        return await connection.fetch(
+        records: list[asyncpg.Record] = await connection.fetch(
             """
             SELECT s.id, s.tenant_id, s.execution_id, s.step_id, s.generation, s.attempts
             FROM step_executions s
@@ -146,10 +145,11 @@ class Redrive(LoopService):
             self._after_seconds,
             BATCH,
         )
+        return records
 
-    async def _unapplied_timers(self, connection: asyncpg.Connection) -> list[Any]:
+    async def _unapplied_timers(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
         # A fired timer whose execution or step still waits for it: the TimerFired went missing.
-        return await connection.fetch(
+        records: list[asyncpg.Record] = await connection.fetch(
             """
             SELECT t.id, t.tenant_id, t.execution_id, t.step_execution_id, t.kind
             FROM timers t
@@ -166,10 +166,11 @@ class Redrive(LoopService):
             self._after_seconds,
             BATCH,
         )
+        return records
 
-    async def _unapplied_promises(self, connection: asyncpg.Connection) -> list[Any]:
+    async def _unapplied_promises(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
         # A resolved or rejected promise whose wait step still waits: the PromiseSettled went missing.
-        return await connection.fetch(
+        records: list[asyncpg.Record] = await connection.fetch(
             """
             SELECT p.id, p.tenant_id, p.execution_id, p.step_execution_id
             FROM promises p
@@ -180,10 +181,11 @@ class Redrive(LoopService):
             self._after_seconds,
             BATCH,
         )
+        return records
 
-    async def _unreported_children(self, connection: asyncpg.Connection) -> list[Any]:
+    async def _unreported_children(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
         # A finished child whose parent's workflow step still waits: the ChildExecutionFinished went missing.
-        return await connection.fetch(
+        records: list[asyncpg.Record] = await connection.fetch(
             """
             SELECT c.id, c.tenant_id, c.parent_execution_id
             FROM executions c
@@ -196,10 +198,11 @@ class Redrive(LoopService):
             self._after_seconds,
             BATCH,
         )
+        return records
 
-    async def _idle_executions(self, connection: asyncpg.Connection) -> list[Any]:
+    async def _idle_executions(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
         # Running, yet no step is scheduled or running and nothing happened for a while: look at it again.
-        return await connection.fetch(
+        records: list[asyncpg.Record] = await connection.fetch(
             """
             SELECT e.id, e.tenant_id FROM executions e
             WHERE e.status = 'running' AND e.updated_at < now() - make_interval(secs => $1)
@@ -211,10 +214,11 @@ class Redrive(LoopService):
             self._after_seconds,
             BATCH,
         )
+        return records
 
-    async def _orphaned_children(self, connection: asyncpg.Connection) -> list[Any]:
+    async def _orphaned_children(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
         # A child still active under a parent that failed or was cancelled: its cancellation went missing.
-        return await connection.fetch(
+        records: list[asyncpg.Record] = await connection.fetch(
             """
             SELECT c.id, c.tenant_id, p.status AS parent_status
             FROM executions c
@@ -226,6 +230,7 @@ class Redrive(LoopService):
             self._after_seconds,
             BATCH,
         )
+        return records
 
 
 class InboxRetention(LoopService):

@@ -93,7 +93,8 @@ class LogService:
             "SELECT 1 FROM step_executions WHERE id = $1 AND tenant_id = $2", task_id, tenant_id
         ):
             raise NotFound(f"task {task_id} does not exist")
-        conditions, args = ["task_id = $1", "tenant_id = $2"], [task_id, tenant_id]
+        conditions = ["task_id = $1", "tenant_id = $2"]
+        args: list[Any] = [task_id, tenant_id]
         if levels is not None:
             args.append(levels)
             conditions.append(f"level = ANY(${len(args)}::text[])")
@@ -125,7 +126,8 @@ class LogService:
         """
         levels = levels_from(level)
         await self.require_execution(tenant_id, execution_id)
-        conditions, args = ["execution_id = $1", "tenant_id = $2"], [execution_id, tenant_id]
+        conditions = ["execution_id = $1", "tenant_id = $2"]
+        args: list[Any] = [execution_id, tenant_id]
         if levels is not None:
             args.append(levels)
             conditions.append(f"level = ANY(${len(args)}::text[])")

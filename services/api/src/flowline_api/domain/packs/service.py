@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins  # PackService.list shadows the built-in inside the class
 import posixpath
 import re
 import uuid
@@ -202,7 +203,7 @@ class PackService:
                 installed.append(InstalledWorkflow(file=file, ref=ref, change=change, version=record["version"]))
         return PackInstalled(pack=to_pack(pack), change=pack_change, workflows=installed)
 
-    def _read_folder(self, files: dict[str, str]) -> tuple[PackCreate, list[tuple[str, str, WorkflowFile]]]:
+    def _read_folder(self, files: dict[str, str]) -> tuple[PackCreate, builtins.list[tuple[str, str, WorkflowFile]]]:
         """The pack manifest and the workflows (file, name, content) of a folder, checked for shape."""
         paths = {posixpath.normpath(path.removeprefix("./")): path for path in files}
         manifests = [path for path in PACK_FILES if path in paths]

@@ -306,8 +306,8 @@ class StreamSession:
             if self._task_id is not None:
                 logs = await self._initial_logs()
                 first = list(heapq.merge(first, logs, key=_moment))
-            for item in first:
-                yield self._message(item)
+            for message in first:
+                yield self._message(message)
             last_event = last_write = loop.time()
             closing_at: float | None = None
             while True:
