@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ from flowline.client import AsyncFlowlineClient, FlowlineApiError, FlowlineClien
 from flowline.client.models import StreamEvent, StreamMessage
 from flowline.devstack.processes import ServiceGroup
 
-FLOWLINE = str(Path(sys.executable).with_name("flowline"))  # the console script `uv sync` installs
+from tests.e2e.cli import Cli, execution_is, step_is
+from tests.support import eventually
 
 PACK_YAML = "ref: demo\nlabel: Demo\nversion: 1.0.0\n"
 HELLO_YAML = """\
@@ -38,32 +38,6 @@ definition:
   steps:
     - {id: charge, type: action, action: core.fail, input: {message: card declined}}
 """
-
-
-class Cli:
-    """Runs ``flowline`` as a subprocess configured by the environment, as after `source .flowline/dev.env`."""
-
-    def __init__(self, stack: ServiceGroup, tenant: str, api_headers: dict[str, str], config_dir: Path) -> None:
-        self.env = {
-            "PATH": str(Path(sys.executable).parent),
-            "FLOWLINE_API_URL": stack["api"].url,
-            "FLOWLINE_TENANT": tenant,
-            "FLOWLINE_API_KEY": api_headers["Authorization"].removeprefix("Bearer "),
-            "FLOWLINE_CONFIG": str(config_dir / "absent.toml"),
-        }
-
-    async def __call__(self, *args: str) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            FLOWLINE, *args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-        assert process.returncode is not None
-        return process.returncode, stdout.decode(), stderr.decode()
-
-    async def json(self, *args: str) -> Any:
-        code, stdout, stderr = await self(*args, "--output", "json")
-        assert code == 0, stderr
-        return json.loads(stdout)
 
 
 def _pack_folder(root: Path) -> Path:
@@ -95,11 +69,11 @@ async def test_a_newcomer_applies_a_pack_runs_a_workflow_and_reads_its_logs(
     assert execution["output"] == {"message": "HELLO ADA!"}
 
     # log-ingest stores records moments after the step: wait for them with the Python client.
-    async with AsyncFlowlineClient(stack["api"].url, tenant, cli.env["FLOWLINE_API_KEY"]) as client:
-        for _ in range(200):
-            if (await client.get_execution_logs(execution["id"], step_id="greet", level="INFO")).total:
-                break
-            await asyncio.sleep(0.05)
+    async def logged() -> bool:
+        async with cli.client() as client:
+            return (await client.get_execution_logs(execution["id"], step_id="greet", level="INFO")).total > 0
+
+    await eventually(logged)
     code, logs, stderr = await cli("executions", "logs", execution["id"], "--step", "greet")
     assert code == 0, stderr
     assert any(line.endswith("INFO  [greet#1] hello Ada") for line in logs.splitlines()), logs
@@ -216,12 +190,7 @@ async def test_the_python_client_reads_writes_and_follows_executions(
 
         started = await client.execute_workflow("demo.approve", tags=["cli"])
         events = asyncio.create_task(_collect(client.stream_execution(started.execution_id)))
-        for _ in range(600):
-            if any(
-                s.step_id == "approval" and s.status == "running" for s in await client.get_steps(started.execution_id)
-            ):
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: step_is(client, started.execution_id, "approval", "running"))
         assert (await client.pause_execution(started.execution_id)).status == "paused"
         assert (await client.resume_execution(started.execution_id)).status == "running"
         settled = await client.resolve_promise(started.execution_id, "manager-approval", {"by": "Grace"})
@@ -272,7 +241,8 @@ async def test_every_other_command_answers_in_tables_and_json(
     stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # In-process (main() in a thread, real HTTP) so that many commands cost no interpreter start-up each.
-    environ = Cli(stack, tenant, api_headers, tmp_path).env
+    cli = Cli(stack, tenant, api_headers, tmp_path)
+    environ = cli.env
 
     async def run(*argv: str) -> str:
         code = await asyncio.to_thread(main, list(argv), environ)
@@ -302,19 +272,14 @@ async def test_every_other_command_answers_in_tables_and_json(
 
     started = await document("workflows", "execute", "demo.approve")
     execution_id = started["executionId"]
-    for _ in range(600):
-        steps = (await document("executions", "steps", execution_id))["steps"]
-        if steps and steps[0]["status"] == "running":
-            break
-        await asyncio.sleep(0.05)
+    async with cli.client() as client:
+        await eventually(lambda: step_is(client, execution_id, "approval", "running"))
     assert await run("executions", "pause", execution_id) == f"Execution {execution_id} paused. Status: PAUSED\n"
     assert await run("executions", "resume", execution_id) == f"Execution {execution_id} resumed. Status: RUNNING\n"
     resolved = await run("promises", "resolve", execution_id, "manager-approval", "--value", '{"by": "Grace"}')
     assert resolved == f"Promise manager-approval of execution {execution_id} resolved.\n"
-    for _ in range(600):
-        if (await document("executions", "get", execution_id))["status"] == "completed":
-            break
-        await asyncio.sleep(0.05)
+    async with cli.client() as client:
+        await eventually(lambda: execution_is(client, execution_id, "completed"))
     shown = await run("executions", "get", execution_id)
     assert "Status:        COMPLETED" in shown
     assert 'Output:        {"by":"Grace"}' in shown
@@ -331,11 +296,8 @@ async def test_every_other_command_answers_in_tables_and_json(
     assert execution_id in listed
 
     waiting = (await document("workflows", "execute", "demo.approve"))["executionId"]
-    for _ in range(600):
-        steps = (await document("executions", "steps", waiting))["steps"]
-        if steps and steps[0]["status"] == "running":
-            break
-        await asyncio.sleep(0.05)
+    async with cli.client() as client:
+        await eventually(lambda: step_is(client, waiting, "approval", "running"))
     rejected = await run("promises", "reject", waiting, "manager-approval", "--reason", "no budget")
     assert rejected == f"Promise manager-approval of execution {waiting} rejected.\n"
 

@@ -9,7 +9,6 @@ import json
 import os
 import pty
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,9 +17,8 @@ from flowline.client import AsyncFlowlineClient
 from flowline.client.models import StreamEvent
 from flowline.devstack.processes import ServiceGroup
 
+from tests.e2e.cli import FLOWLINE, Cli, step_is
 from tests.support import eventually
-
-FLOWLINE = str(Path(sys.executable).with_name("flowline"))
 
 NAP = {
     "ref": "demo.nap",
@@ -41,44 +39,6 @@ FAIL = {
 APPROVE = {"ref": "demo.approve", "definition": {"steps": [{"id": "approval", "type": "wait", "promise": "ok"}]}}
 
 
-class Cli:
-    """Runs ``flowline`` as a subprocess configured by the environment."""
-
-    def __init__(self, stack: ServiceGroup, tenant: str, api_headers: dict[str, str], home: Path) -> None:
-        self.key = api_headers["Authorization"].removeprefix("Bearer ")
-        self.api_url = stack["api"].url
-        self.tenant = tenant
-        self.env = {
-            "PATH": str(Path(sys.executable).parent),
-            "FLOWLINE_API_URL": self.api_url,
-            "FLOWLINE_TENANT": tenant,
-            "FLOWLINE_API_KEY": self.key,
-            "FLOWLINE_CONFIG": str(home / "absent.toml"),
-        }
-
-    def client(self) -> AsyncFlowlineClient:
-        return AsyncFlowlineClient(self.api_url, self.tenant, self.key)
-
-    async def start(self, *args: str) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            FLOWLINE, *args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-
-    async def __call__(self, *args: str) -> tuple[int, str, str]:
-        process = await self.start(*args)
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-        assert process.returncode is not None
-        return process.returncode, stdout.decode(), stderr.decode()
-
-    async def ok(self, *args: str) -> str:
-        code, stdout, stderr = await self(*args)
-        assert code == 0, stderr
-        return stdout
-
-    async def json(self, *args: str) -> Any:
-        return json.loads(await self.ok(*args, "--output", "json"))
-
-
 async def _setup(cli: Cli, *workflows: dict[str, Any]) -> None:
     async with cli.client() as client:
         await client.create_pack("demo")
@@ -88,7 +48,7 @@ async def _setup(cli: Cli, *workflows: dict[str, Any]) -> None:
 
 async def _waiting_for_approval(cli: Cli, execution_id: str) -> bool:
     async with cli.client() as client:
-        return any(s.step_id == "approval" and s.status == "running" for s in await client.get_steps(execution_id))
+        return await step_is(client, execution_id, "approval", "running")
 
 
 async def test_watch_shows_a_sleeping_execution_live_then_its_outcome(
@@ -242,7 +202,7 @@ async def test_agents_bulk_audit_and_every_page(
     assert (await cli.ok("agents", "health", "summarizer")).startswith("Agent summarizer: UNREACHABLE in ")
     assert await cli.ok("agents", "delete", "translator") == "Agent translator deleted.\n"
     code, _, stderr = await cli("agents", "get", "translator")
-    assert (code, stderr) == (2, "flowline: no agent is named 'translator'\n")
+    assert (code, stderr) == (1, "flowline: 404 Not found: no agent is named 'translator'\n")
 
     waiting = [(await cli.json("workflows", "execute", "demo.approve"))["executionId"] for _ in range(3)]
     for execution_id in waiting:
@@ -252,10 +212,11 @@ async def test_agents_bulk_audit_and_every_page(
     failed = stdout.split()[1]
 
     dry_run = await cli.ok("bulk", "retry", "--status", "failed", "--dry-run")
-    assert dry_run == "Would retry 1 executions (dry run: nothing changed).\n"
-    cancelled = (await cli.ok("bulk", "cancel", "--workflow", "demo.approve", "--reason", "not needed")).splitlines()
-    assert cancelled[0].endswith("started: 3 executions.")
-    assert cancelled[-1].endswith("completed: 3 succeeded, 0 failed, 0 skipped.")
+    assert dry_run == "Would retry 1 execution (dry run: nothing changed).\n"
+    started = await cli.ok("bulk", "cancel", "--workflow", "demo.approve", "--reason", "not needed", "--no-wait")
+    assert started.endswith("started: 3 executions.\n")
+    followed = (await cli.ok("bulk", "get", started.split()[2], "--wait")).splitlines()
+    assert followed[0] == f"Bulk cancel {started.split()[2]} completed: 3 succeeded, 0 failed, 0 skipped."
     retried = await cli.json("bulk", "retry", failed)
     assert (retried["status"], retried["succeeded"]) == ("completed", 1)
     code, _, stderr = await cli("bulk", "cancel")
@@ -263,8 +224,9 @@ async def test_agents_bulk_audit_and_every_page(
 
     every = await cli.json("executions", "list", "--limit", "3", "--all")
     assert every["total"] == len(every["items"]) == 4  # a retry runs the same execution again
-    page = (await cli.ok("executions", "list", "--limit", "3")).splitlines()
-    assert page[-1].startswith("3 of 4; next page: --cursor ")
+    code, page, hint = await cli("executions", "list", "--limit", "3")
+    assert (code, len(page.splitlines())) == (0, 4)  # the headers and three rows; where the rest is goes to stderr
+    assert hint.startswith("3 of 4; next page: --cursor ")
     assert len((await cli.ok("workflows", "list", "--limit", "1", "--all")).splitlines()) == 4
 
     audit = (await cli.ok("audit", "list", "--entity-type", "agent", "--all")).splitlines()
@@ -332,3 +294,103 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
     finally:
         writer.close()
+
+
+async def test_watch_and_wait_follow_a_retried_execution_past_its_old_failure(
+    stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path
+) -> None:
+    cli = Cli(stack, tenant, api_headers, tmp_path)
+    await _setup(cli, APPROVE)
+    execution_id = (await cli.json("workflows", "execute", "demo.approve"))["executionId"]
+    await eventually(lambda: _waiting_for_approval(cli, execution_id))
+    await cli.ok("promises", "reject", execution_id, "ok", "--reason", "not yet", "--details", '{"by": "Ada"}')
+    code, _, _ = await cli("executions", "watch", execution_id)
+    assert code == 3  # failed
+
+    await cli.ok("executions", "retry", execution_id)
+    # Its history holds WORKFLOW_FAILED, then RETRY_REQUESTED: both follow it to the new end.
+    watched = await cli.start("executions", "watch", execution_id)
+    await eventually(lambda: _waiting_for_approval(cli, execution_id))
+    await cli.ok("promises", "resolve", execution_id, "ok", "--value", "true")
+    stdout, stderr = await asyncio.wait_for(watched.communicate(), timeout=60)
+
+    assert watched.returncode == 0, stderr.decode()
+    lines = stdout.decode().splitlines()
+    assert [line.split()[1] for line in lines if line[:2].isdigit()][-3:] == [
+        "PROMISE_RESOLVED",
+        "TASK_COMPLETED",
+        "WORKFLOW_COMPLETED",
+    ]
+    assert "RETRY_REQUESTED" in stdout.decode()
+    assert lines[-2].startswith(f"Execution {execution_id} finished. Status: COMPLETED")
+
+
+async def test_paging_filters_files_and_profiles_reach_the_api(
+    stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path
+) -> None:
+    cli = Cli(stack, tenant, api_headers, tmp_path)
+    await _setup(cli, NAP)
+    input_file = tmp_path / "input.json"
+    input_file.write_text('{"batch": 7}')
+    started = await cli.json(
+        "workflows", "execute", "demo.nap", "--input", f"@{input_file}", "--metadata", "team=ops", "--tag", "b7",
+        "--wait", "--timeout", "60",
+    )  # fmt: skip
+    assert (started["status"], started["input"], started["metadata"], started["tags"]) == (
+        "completed",
+        {"batch": 7},
+        {"team": "ops"},
+        ["b7"],
+    )
+    execution_id = started["id"]
+    await cli.json("workflows", "execute", "demo.nap")  # another, without the tag
+
+    for filters in (["--tag", "b7"], ["--metadata", "team=ops"], ["--search", execution_id[:13]]):
+        assert [item["id"] for item in (await cli.json("executions", "list", *filters))["items"]] == [execution_id]
+    newest_first = await cli.json(
+        "executions", "list", "--triggered-by", "api", "--sort", "createdAt", "--order", "desc"
+    )
+    assert newest_first["items"][-1]["id"] == execution_id
+
+    async with cli.client() as client:
+        await eventually(lambda: _logged(client, execution_id, 2))
+    with_logs = await cli.json("executions", "get", execution_id, "--logs")
+    assert {"going to sleep", "awake"} <= {record["message"] for record in with_logs["logs"]}
+    assert (await cli.json("executions", "events", execution_id, "--since", "2", "--limit", "1"))["events"][0][
+        "sequence"
+    ] == 3
+    every = (await cli.ok("executions", "logs", execution_id)).splitlines()
+    code, second, hint = await cli(
+        "executions", "logs", execution_id, "--limit", "1", "--offset", "1", "--level", "info"
+    )
+    assert (code, second.splitlines()) == (0, every[1:2])
+    assert hint == f"2 of {len(every)} records; more: --offset 2\n"
+    downloaded = json.loads(await cli.ok("executions", "download-logs", execution_id, "-O", "json"))
+    assert [record["message"] for record in downloaded] == [line.split("] ", 1)[1] for line in every]
+    assert (await cli.ok("executions", "download-logs", execution_id)).splitlines() == every
+
+    await cli.ok("workflows", "apply", "-f", _workflow_file(tmp_path, {**NAP, "description": "v2"}))
+    await cli.ok("workflows", "disable", "demo.nap")
+    await cli.ok("workflows", "apply", "-f", _workflow_file(tmp_path, {**NAP, "description": "v3"}))
+    assert (await cli.json("workflows", "get", "demo.nap", "--version", "1"))["version"] == 1
+    assert (await cli.json("workflows", "get", "demo.nap"))["enabled"] is False  # applying kept it disabled
+
+    profiles = tmp_path / "config.toml"
+    profiles.write_text(f'[profiles.ci]\napi_url = "{cli.api_url}"\ntenant = "{tenant}"\napi_key = "{cli.key}"\n')
+    env = {"PATH": cli.env["PATH"], "FLOWLINE_CONFIG": str(profiles)}
+    process = await asyncio.create_subprocess_exec(
+        FLOWLINE, "--profile", "ci", "packs", "list", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    listed, _ = await process.communicate()
+    assert (process.returncode, listed.decode().split()[4]) == (0, "demo")
+
+
+def _workflow_file(folder: Path, workflow: dict[str, Any]) -> str:
+    path = folder / f"{workflow['description']}.json"
+    path.write_text(json.dumps(workflow))
+    return str(path)
+
+
+async def _logged(client: AsyncFlowlineClient, execution_id: str, at_least: int) -> bool:
+    page = await client.get_execution_logs(execution_id, level="INFO")
+    return sum(record.message in ("going to sleep", "awake") for record in page.logs) >= at_least

@@ -88,6 +88,17 @@ def test_a_profile_named_on_the_command_line_beats_the_environment(config_file: 
     assert config == Config(api_url="https://prod.example.com", tenant="acme", api_key="fl_prod_key")
 
 
+def test_a_named_profile_never_takes_the_key_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[profiles.prod]\napi_url = "https://prod.example.com"\ntenant = "acme"\n')
+    dev_env = {"FLOWLINE_CONFIG": str(path), "FLOWLINE_API_KEY": "fl_dev_key", "FLOWLINE_TENANT": "dev"}
+
+    by_flag = resolve_config(NO_FLAGS, dev_env, "prod")
+    by_variable = resolve_config(NO_FLAGS, {**dev_env, "FLOWLINE_PROFILE": "prod"}, None)
+
+    assert by_flag == by_variable == Config(api_url="https://prod.example.com", tenant="acme", api_key=None)
+
+
 def test_without_a_config_file_the_environment_is_enough(tmp_path: Path) -> None:
     environ = {"FLOWLINE_CONFIG": str(tmp_path / "absent.toml"), "FLOWLINE_TENANT": "dev"}
 
@@ -172,11 +183,11 @@ def test_the_watch_view_follows_step_events_and_times_running_steps() -> None:
     assert running.splitlines() == [
         "Execution e1  demo.nap v2  RUNNING  3.0s",
         "",
-        "STEP  TYPE   STATUS   ATTEMPT  DURATION",
-        "nap   sleep  RUNNING  1        2.0s…",
+        "STEP  TYPE   STATUS   ATTEMPTS  DURATION",
+        "nap   sleep  RUNNING  1         2.0s…",
     ]
     assert done.splitlines()[0] == "Execution e1  demo.nap v2  COMPLETED  6.0s"
-    assert done.splitlines()[-1] == "nap   sleep  COMPLETED  1        4.5s"
+    assert done.splitlines()[-1] == "nap   sleep  COMPLETED  1         4.5s"
 
 
 def test_an_event_line_names_the_step_attempt_and_error() -> None:

@@ -11,7 +11,7 @@ from flowline.agents import AUTH_TYPES
 from flowline.cli.arguments import Subparsers, UsageError, command, object_argument, yaml_file
 from flowline.cli.lists import add_paging, print_list
 from flowline.cli.output import Output, text, when
-from flowline.client import AsyncFlowlineClient
+from flowline.client import AsyncFlowlineClient, FlowlineApiError
 from flowline.client.models import Agent
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -31,14 +31,14 @@ async def agent_id(client: AsyncFlowlineClient, name_or_id: str) -> str:
     """The id of the agent named ``name_or_id`` (an id is taken as it is).
 
     Raises:
-        UsageError: no agent has that name.
+        FlowlineApiError: no agent has that name (a 404, as for an unknown id).
     """
     if _UUID.match(name_or_id):
         return name_or_id
     async for agent in client.iter_agents(search=name_or_id):
         if agent.name == name_or_id:
             return agent.id
-    raise UsageError(f"no agent is named {name_or_id!r}")
+    raise FlowlineApiError(404, "Not found", f"no agent is named {name_or_id!r}")
 
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,10 +102,7 @@ async def _create_agent(client: AsyncFlowlineClient, args: argparse.Namespace, o
     if missing:
         raise UsageError(f"an agent needs {' and '.join(missing)} (--{missing[0]}, or -f FILE)")
     agent = await client.create_agent(fields)
-    if out.json:
-        out.document(agent)
-    else:
-        out.line(f"Agent {agent.name} created. Id: {agent.id}")
+    out.result(agent, f"Agent {agent.name} created. Id: {agent.id}")
     return 0
 
 
@@ -114,20 +111,14 @@ async def _update_agent(client: AsyncFlowlineClient, args: argparse.Namespace, o
     if not changes:
         raise UsageError("nothing to change: give -f FILE or options such as --url")
     agent = await client.update_agent(await agent_id(client, args.agent), changes)
-    if out.json:
-        out.document(agent)
-    else:
-        out.line(f"Agent {agent.name} updated.")
+    out.result(agent, f"Agent {agent.name} updated.")
     return 0
 
 
 async def _delete_agent(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
     identifier = await agent_id(client, args.agent)
     await client.delete_agent(identifier)
-    if out.json:
-        out.document({"id": identifier, "deleted": True})
-    else:
-        out.line(f"Agent {args.agent} deleted.")
+    out.result({"id": identifier, "deleted": True}, f"Agent {args.agent} deleted.")
     return 0
 
 

@@ -12,6 +12,9 @@ import msgspec
 from flowline.cli.output import Output
 from flowline.client import AsyncFlowlineClient
 
+API_ERROR = 1  # the exit code of an api refusal, also for a command whose outcome is partly refused
+USAGE_ERROR = 2
+
 Handler = Callable[[AsyncFlowlineClient, argparse.Namespace, Output], Awaitable[int]]
 # argparse keeps the class of add_subparsers() private.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -33,6 +36,8 @@ def json_argument(value: str, name: str) -> Any:
             source = Path(value[1:]).read_text(encoding="utf-8")
         except OSError as err:
             raise UsageError(f"{name}: cannot read {value[1:]}: {err.strerror}") from err
+        except UnicodeDecodeError as err:
+            raise UsageError(f"{name}: {value[1:]} is not UTF-8 text") from err
     try:
         return msgspec.json.decode(source)
     except msgspec.DecodeError as err:

@@ -7,7 +7,7 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from flowline.cli.arguments import Subparsers, UsageError, command
+from flowline.cli.arguments import API_ERROR, Subparsers, UsageError, command
 from flowline.cli.executions import add_execution_filters, execution_filters
 from flowline.cli.lists import add_paging, print_list
 from flowline.cli.output import Output, text, when
@@ -36,18 +36,44 @@ def progress_bar(operation: BulkOperation) -> str:
     )
 
 
+def _executions(count: int) -> str:
+    return f"{count} execution" if count == 1 else f"{count} executions"
+
+
 async def _follow(client: AsyncFlowlineClient, operation: BulkOperation, out: Output) -> BulkOperation:
-    """Poll the operation until it finished, drawing its progress bar on a terminal."""
+    """Poll the operation until it finished, drawing its progress bar on a terminal.
+
+    Ctrl+C stops the watching, not the operation: the message says how to look at it again.
+    """
     bar = out.terminal and not out.json
-    while operation.status not in FINISHED:
+    try:
+        while operation.status not in FINISHED:
+            if bar:
+                out.stdout.write("\r" + progress_bar(operation))
+                out.stdout.flush()
+            await asyncio.sleep(POLL_SECONDS)
+            operation = await client.get_bulk_operation(operation.id)
+    except asyncio.CancelledError:
         if bar:
-            out.stdout.write("\r" + progress_bar(operation))
-            out.stdout.flush()
-        await asyncio.sleep(POLL_SECONDS)
-        operation = await client.get_bulk_operation(operation.id)
+            out.stdout.write("\n")
+        out.hint(f"The operation goes on; follow it with: flowline bulk get {operation.id} --wait")
+        raise
     if bar:
         out.stdout.write("\r" + progress_bar(operation) + "\n")
     return operation
+
+
+def _report(operation: BulkOperation, out: Output) -> int:
+    """Print a finished operation; exit code 1 if it failed or failed on some execution."""
+    out.result(
+        operation,
+        f"Bulk {operation.kind} {operation.id} {operation.status}: {operation.succeeded} succeeded, "
+        f"{operation.failed} failed, {operation.skipped} skipped.",
+    )
+    if not out.json:
+        for error in operation.errors:
+            out.line(f"  {text(error.execution_id)}: {error.message}")
+    return API_ERROR if operation.status == "failed" or operation.failed else 0
 
 
 async def _run_bulk(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output, verb: str) -> int:
@@ -60,28 +86,14 @@ async def _run_bulk(client: AsyncFlowlineClient, args: argparse.Namespace, out: 
     else:
         operation = await client.bulk_retry(**selection, note=args.note)
     if operation.dry_run:
-        if out.json:
-            out.document(operation)
-        else:
-            out.line(f"Would {verb} {operation.total} executions (dry run: nothing changed).")
+        out.result(operation, f"Would {verb} {_executions(operation.total)} (dry run: nothing changed).")
+        return 0
+    if not args.wait:
+        out.result(operation, f"Bulk {verb} {operation.id} started: {_executions(operation.total)}.")
         return 0
     if not out.json:
-        out.line(f"Bulk {verb} {operation.id} started: {operation.total} executions.")
-    if not args.wait:
-        if out.json:
-            out.document(operation)
-        return 0
-    operation = await _follow(client, operation, out)
-    if out.json:
-        out.document(operation)
-        return 0
-    out.line(
-        f"Bulk {verb} {operation.id} {operation.status}: {operation.succeeded} succeeded, "
-        f"{operation.failed} failed, {operation.skipped} skipped."
-    )
-    for error in operation.errors:
-        out.line(f"  {text(error.execution_id)}: {error.message}")
-    return 0
+        out.line(f"Bulk {verb} {operation.id} started: {_executions(operation.total)}.")
+    return _report(await _follow(client, operation, out), out)
 
 
 async def _bulk_cancel(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -90,6 +102,17 @@ async def _bulk_cancel(client: AsyncFlowlineClient, args: argparse.Namespace, ou
 
 async def _bulk_retry(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
     return await _run_bulk(client, args, out, "retry")
+
+
+async def _bulk_get(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    operation = await client.get_bulk_operation(args.id)
+    if args.wait:
+        return _report(await _follow(client, operation, out), out)
+    if operation.status in FINISHED:
+        return _report(operation, out)
+    done = operation.succeeded + operation.failed + operation.skipped
+    out.result(operation, f"Bulk {operation.kind} {operation.id} {operation.status}: {done} of {operation.total} done.")
+    return 0
 
 
 async def _list_audit(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -136,6 +159,9 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser = command(bulk, "retry", _bulk_retry, "retry the selected failed executions", common)
     _bulk_options(parser)
     parser.add_argument("--note")
+    parser = command(bulk, "get", _bulk_get, "show a bulk operation's progress", common)
+    parser.add_argument("id")
+    parser.add_argument("--wait", action="store_true", help="follow it to the end (a progress bar on a terminal)")
 
     audit = subparsers.add_parser("audit", help="read the audit log (admins)").add_subparsers(
         required=True, metavar="COMMAND"

@@ -56,11 +56,13 @@ def read_profile(path: Path, name: str | None) -> dict[str, str]:
         if name is not None:
             raise ConfigError(f"profile {name!r}: there is no config file {path}") from None
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as err:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"{path}: {err}") from err
     profiles = document.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: profiles is not a table")
     chosen = name or document.get("default_profile") or "default"
-    profile = profiles.get(chosen) if isinstance(profiles, dict) else None
+    profile = profiles.get(chosen)
     if profile is None:
         if name is not None or "default_profile" in document:
             raise ConfigError(f"{path}: no profile {chosen!r} (known: {', '.join(profiles) or 'none'})")
@@ -71,19 +73,19 @@ def read_profile(path: Path, name: str | None) -> dict[str, str]:
 
 
 def resolve_config(flags: Mapping[str, str | None], environ: Mapping[str, str], profile_name: str | None) -> Config:
-    """Each field from its flag, else the environment, else the profile.
+    """Each field from its flag, else the environment, else the default profile.
 
-    A profile named with ``--profile`` outranks the environment, though: asking for ``prod`` in a shell where
-    ``source .flowline/dev.env`` ran must not send the dev key to the prod api.
+    A profile named with ``--profile`` or ``FLOWLINE_PROFILE`` replaces the environment instead: asking for
+    ``prod`` in a shell where ``source .flowline/dev.env`` ran must not send the dev key (or tenant) to prod.
 
     Raises:
         ConfigError: no tenant anywhere, or an unreadable config file.
     """
-    profile = read_profile(config_path(environ), profile_name or environ.get("FLOWLINE_PROFILE") or None)
-    from_environment = {field: environ.get(variable) for field, variable in ENVIRONMENT.items()}
-    sources: list[Mapping[str, str | None]] = (
-        [flags, profile, from_environment] if profile_name else [flags, from_environment, profile]
-    )
+    chosen = profile_name or environ.get("FLOWLINE_PROFILE") or None
+    profile = read_profile(config_path(environ), chosen)
+    sources: list[Mapping[str, str | None]] = [flags, profile]
+    if chosen is None:
+        sources.insert(1, {field: environ.get(variable) for field, variable in ENVIRONMENT.items()})
 
     def pick(field: str) -> str | None:
         return next((value for source in sources if (value := source.get(field))), None)

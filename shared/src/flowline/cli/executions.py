@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from flowline.cli.arguments import Subparsers, UsageError, command, json_argumen
 from flowline.cli.lists import add_paging, print_list
 from flowline.cli.live import LEVELS, follow_execution_logs, log_line, print_log_page, watch_execution
 from flowline.cli.output import Output, duration, error_message, text, when
-from flowline.client import AsyncFlowlineClient
+from flowline.client import AsyncFlowlineClient, LogFormat
 from flowline.client.models import Execution
 
 
@@ -61,7 +63,7 @@ def add_execution_filters(parser: argparse.ArgumentParser) -> None:
 def execution_filters(args: argparse.Namespace) -> dict[str, Any]:
     """The filters given, as keyword arguments of ``AsyncFlowlineClient.list_executions``."""
     statuses = [status for value in args.status or [] for status in value.split(",") if status]
-    metadata = dict(_pair(item) for item in args.metadata or [])
+    metadata = metadata_argument(args.metadata)
     filters = {
         "workflow": args.workflow,
         "status": statuses or None,
@@ -76,11 +78,19 @@ def execution_filters(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in filters.items() if value is not None}
 
 
-def _pair(value: str) -> tuple[str, str]:
-    key, separator, content = value.partition("=")
-    if not separator or not key:
-        raise UsageError(f"--metadata: expected KEY=VALUE, got {value!r}")
-    return key, content
+def metadata_argument(values: list[str] | None) -> dict[str, str]:
+    """``--metadata KEY=VALUE`` options as a mapping.
+
+    Raises:
+        UsageError: a value without ``=`` or without a key.
+    """
+    pairs = {}
+    for value in values or []:
+        key, separator, content = value.partition("=")
+        if not separator or not key:
+            raise UsageError(f"--metadata: expected KEY=VALUE, got {value!r}")
+        pairs[key] = content
+    return pairs
 
 
 async def _get_execution(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -148,43 +158,33 @@ async def _list_events(client: AsyncFlowlineClient, args: argparse.Namespace, ou
         [[str(item.sequence), item.event, text(item.step_id), when(item.occurred_at)] for item in events.events],
     )
     if events.has_more:
-        out.line(f"more: --since {events.next_sequence}")
+        out.hint(f"more: --since {events.next_sequence}")
     return 0
 
 
 async def _cancel(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
     cancelled = await client.cancel_execution(args.id, reason=args.reason)
-    if out.json:
-        out.document(cancelled)
-    else:
-        out.line(f"Execution {cancelled.execution_id} cancelled. Status: {out.status(cancelled.status)}")
+    out.result(cancelled, f"Execution {cancelled.execution_id} cancelled. Status: {out.status(cancelled.status)}")
     return 0
 
 
 async def _pause(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
     changed = await client.pause_execution(args.id)
-    if out.json:
-        out.document(changed)
-    else:
-        out.line(f"Execution {changed.execution_id} paused. Status: {out.status(changed.status)}")
+    out.result(changed, f"Execution {changed.execution_id} paused. Status: {out.status(changed.status)}")
     return 0
 
 
 async def _resume(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
     changed = await client.resume_execution(args.id)
-    if out.json:
-        out.document(changed)
-    else:
-        out.line(f"Execution {changed.execution_id} resumed. Status: {out.status(changed.status)}")
+    out.result(changed, f"Execution {changed.execution_id} resumed. Status: {out.status(changed.status)}")
     return 0
 
 
 async def _retry(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
     accepted = await client.retry_execution(args.id, note=args.note)
-    if out.json:
-        out.document(accepted)
-    else:
-        out.line(f"Execution {accepted.workflow_execution_id} reset for retry. Status: {out.status(accepted.status)}")
+    out.result(
+        accepted, f"Execution {accepted.workflow_execution_id} reset for retry. Status: {out.status(accepted.status)}"
+    )
     return 0
 
 
@@ -192,13 +192,11 @@ async def _rerun(client: AsyncFlowlineClient, args: argparse.Namespace, out: Out
     accepted = await client.rerun_execution(
         args.id, args.from_step, input=object_argument(args.input, "--input"), version=args.version
     )
-    if out.json:
-        out.document(accepted)
-    else:
-        out.line(
-            f"Execution {accepted.execution_id} reruns {accepted.rerun_of} from step {args.from_step}. "
-            f"Status: {out.status(accepted.status)}"
-        )
+    out.result(
+        accepted,
+        f"Execution {accepted.execution_id} reruns {accepted.rerun_of} from step {args.from_step}. "
+        f"Status: {out.status(accepted.status)}",
+    )
     return 0
 
 
@@ -254,41 +252,45 @@ async def _watch(client: AsyncFlowlineClient, args: argparse.Namespace, out: Out
 
 
 async def _download_logs(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
-    chunks = client.download_execution_logs(args.id, format=args.format)
+    log_format: LogFormat = args.format or ("json" if out.json else "text")
+    chunks = client.download_execution_logs(args.id, format=log_format)
     if args.output_file is None:
-        # The file itself is the output, so --output json changes nothing here.
-        async for chunk in chunks:
+        async for chunk in chunks:  # the file itself is the output
             out.raw(chunk)
         return 0
     path = Path(args.output_file)
     size = 0
-    with path.open("wb") as file:
-        async for chunk in chunks:
-            file.write(chunk)
-            size += len(chunk)
-    if out.json:
-        out.document({"executionId": args.id, "file": str(path), "bytes": size, "format": args.format})
-    else:
-        out.line(f"Wrote {size} bytes of logs to {path}.")
+    try:
+        # Into a file beside the target, renamed when whole: a failed download leaves what was there.
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as file:
+            try:
+                async for chunk in chunks:
+                    file.write(chunk)
+                    size += len(chunk)
+            except BaseException:
+                os.unlink(file.name)
+                raise
+        os.replace(file.name, path)
+    except OSError as err:
+        raise UsageError(f"-o {path}: {err.strerror}") from err
+    out.result(
+        {"executionId": args.id, "file": str(path), "bytes": size, "format": log_format},
+        f"Wrote {size} bytes of logs to {path}.",
+    )
     return 0
 
 
 async def _resolve_promise(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
     value = None if args.value is None else json_argument(args.value, "--value")
     settled = await client.resolve_promise(args.id, args.name, value)
-    if out.json:
-        out.document(settled)
-    else:
-        out.line(f"Promise {settled.promise} of execution {settled.execution_id} resolved.")
+    out.result(settled, f"Promise {settled.promise} of execution {settled.execution_id} resolved.")
     return 0
 
 
 async def _reject_promise(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
-    settled = await client.reject_promise(args.id, args.name, reason=args.reason)
-    if out.json:
-        out.document(settled)
-    else:
-        out.line(f"Promise {settled.promise} of execution {settled.execution_id} rejected.")
+    details = object_argument(args.details, "--details")
+    settled = await client.reject_promise(args.id, args.name, reason=args.reason, details=details)
+    out.result(settled, f"Promise {settled.promise} of execution {settled.execution_id} rejected.")
     return 0
 
 
@@ -329,7 +331,7 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser.add_argument("task_id")
     parser = command(executions, "logs", _show_logs, "print an execution's log records", common)
     parser.add_argument("id")
-    parser.add_argument("--level", choices=LEVELS, help="this level and above")
+    parser.add_argument("--level", type=str.upper, choices=LEVELS, help="this level and above")
     parser.add_argument("--step", help="one step's records")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--offset", type=int, default=0)
@@ -342,7 +344,9 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser.add_argument("id")
     parser = command(executions, "download-logs", _download_logs, "download every log record of an execution", common)
     parser.add_argument("id")
-    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--format", choices=["text", "json"], help="text lines, or a JSON array (the default with -O json)"
+    )
     parser.add_argument("-o", "--output-file", metavar="FILE", help="write here instead of stdout")
 
     promises = subparsers.add_parser("promises", help="settle the promises wait steps wait on").add_subparsers(
@@ -356,3 +360,4 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser.add_argument("id", help="the execution id")
     parser.add_argument("name", help="the promise name")
     parser.add_argument("--reason", default="rejected")
+    parser.add_argument("--details", help="the wait step's error details: a JSON object, or @file")

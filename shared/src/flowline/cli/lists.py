@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from flowline.cli.output import Output
 
@@ -55,7 +55,6 @@ async def print_list(
         return 0
     out.table(headers, [row(item) for item in first.items])
     if first.next_cursor:
-        exact: Any = getattr(first, "total_exact", True)
-        total = first.total if exact else f"about {first.total}"
-        out.line(f"{len(first.items)} of {total}; next page: --cursor {first.next_cursor} (or --all)")
+        total = f"about {first.total}" if getattr(first, "total_exact", True) is False else str(first.total)
+        out.hint(f"{len(first.items)} of {total}; next page: --cursor {first.next_cursor} (or --all)")
     return 0

@@ -6,14 +6,16 @@ import asyncio
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import get_args
 
 from flowline.cli.output import Output, duration, error_message, format_table, text
 from flowline.client import AsyncFlowlineClient, FlowlineApiError
-from flowline.client.models import FINAL_EVENTS, Execution, StreamEvent, StreamLog, TaskLog, TaskLogPage
+from flowline.client.models import Execution, StreamEvent, StreamLog, TaskLog, TaskLogPage
+from flowline.messages import LogLevel
 
 EXECUTION_FAILED = 3
 GAVE_UP_WAITING = 124  # as timeout(1) exits: the execution is still running, nothing failed
-LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+LEVELS: tuple[str, ...] = get_args(LogLevel)  # lowest first
 # A finished task's stream closes; these are the task statuses that end a `tasks watch` well.
 TASK_SUCCEEDED = frozenset({"completed", "skipped"})
 
@@ -34,7 +36,7 @@ def print_log_page(page: TaskLogPage, out: Output) -> None:
         out.line(log_line(record))
     shown = page.offset + len(page.logs)
     if shown < page.total:
-        print(f"{shown} of {page.total} records; more: --offset {shown}", file=sys.stderr)
+        out.hint(f"{shown} of {page.total} records; more: --offset {shown}")
 
 
 def event_line(event: StreamEvent) -> str:
@@ -49,16 +51,17 @@ def event_line(event: StreamEvent) -> str:
 
 
 async def wait_and_report(client: AsyncFlowlineClient, execution_id: str, out: Output) -> int:
-    """Follow an execution's stream to its end, then print it; exit code 3 unless it completed."""
-    async for message in client.stream_execution(execution_id):
-        if isinstance(message, StreamEvent) and message.event in FINAL_EVENTS:
-            break
+    """Follow an execution's stream until it is finished, then print it; exit code 3 unless it completed."""
+    async for _ in client.stream_execution(execution_id):
+        pass  # the stream ends once the execution is finished (a retried one runs on)
     return report_finished(await client.get_execution(execution_id), out)
 
 
-async def report_gave_up(client: AsyncFlowlineClient, execution_id: str, seconds: float) -> int:
+async def report_gave_up(client: AsyncFlowlineClient, execution_id: str, seconds: float, out: Output) -> int:
     """Say how an execution stands after waiting ``seconds`` for it in vain; exit code 124."""
     execution = await client.get_execution(execution_id)
+    if out.json:
+        out.document(execution)
     message = f"gave up waiting after {seconds:g}s; execution {execution_id} is {execution.status}"
     print(f"flowline: {message}", file=sys.stderr)
     return GAVE_UP_WAITING
@@ -136,7 +139,7 @@ class ExecutionView:
             ]
             for step in self.steps.values()
         ]
-        table = format_table(["STEP", "TYPE", "STATUS", "ATTEMPT", "DURATION"], rows, colour=out.colour)
+        table = format_table(["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION"], rows, colour=out.colour)
         return f"{headline}\n\n{table}"
 
     @staticmethod
@@ -237,7 +240,7 @@ async def follow_execution_logs(
                 if step_id is None or message.step_id == step_id:
                     followed.add(message.task_id)
                     group.create_task(follow_task_logs(client, message.task_id, out, level=level))
-    except* FlowlineApiError as failed:  # the first failure stopped the other tails: report it as any command would
+    except* (FlowlineApiError, BrokenPipeError) as failed:  # the first one stopped the other tails: report it
         raise failed.exceptions[0] from None
 
 

@@ -7,15 +7,15 @@ import asyncio
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from importlib.metadata import version
+from urllib.parse import urlsplit
 
 from flowline.cli import agents, bulk, executions, tasks, workflows
-from flowline.cli.arguments import Handler, UsageError
-from flowline.cli.config import ConfigError, resolve_config
+from flowline.cli.arguments import API_ERROR, USAGE_ERROR, Handler, UsageError
+from flowline.cli.config import Config, ConfigError, resolve_config
 from flowline.cli.output import Output
 from flowline.client import AsyncFlowlineClient, FlowlineApiError
 
-API_ERROR = 1
-USAGE_ERROR = 2
 INTERRUPTED = 130
 
 
@@ -28,9 +28,25 @@ def _connection_options(parser: argparse.ArgumentParser, default: object) -> Non
     group.add_argument("-O", "--output", default=default, choices=["table", "json"], help="table (default) or json")
 
 
+EPILOG = """\
+environment: FLOWLINE_API_URL, FLOWLINE_TENANT, FLOWLINE_API_KEY (`source .flowline/dev.env` sets them),
+FLOWLINE_PROFILE (a profile of the config file, which then replaces those three), FLOWLINE_CONFIG (the config
+file, else $XDG_CONFIG_HOME/flowline/config.toml or ~/.config/flowline/config.toml), NO_COLOR.
+
+exit codes: 0 done; 1 the api refused or could not be reached; 2 a usage error; 3 the execution (or task)
+finished other than completed (--wait, watch); 124 --wait --timeout gave up; 130 interrupted (Ctrl+C).
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
-    parser = argparse.ArgumentParser(prog="flowline", description="Operate Flowline from a terminal.")
+    parser = argparse.ArgumentParser(
+        prog="flowline",
+        description="Operate Flowline from a terminal.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('flowline')}")
     _connection_options(parser, None)
     # The same options after the command (`flowline executions list --output json`); SUPPRESS keeps a value
     # given before the command when they are not repeated after it.
@@ -42,29 +58,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(handler: Handler, client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
-    async with client:
+async def _run(handler: Handler, config: Config, args: argparse.Namespace, out: Output) -> int:
+    async with AsyncFlowlineClient(config.api_url, config.tenant, config.api_key) as client:
         return await handler(client, args, out)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Run one command; returns the exit code (0 done, 1 api error, 2 usage error, 3 execution failed)."""
+    """Run one command; returns the exit code (see ``EPILOG``)."""
     environ = os.environ if environ is None else environ
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as exit:  # argparse printed the usage error (2) or the help (0)
-        return exit.code if isinstance(exit.code, int) else USAGE_ERROR
+    except SystemExit as stopped:  # argparse printed the usage error (2), the help or the version (0)
+        return stopped.code if isinstance(stopped.code, int) else USAGE_ERROR
     try:
         flags = {"api_url": args.api_url, "tenant": args.tenant, "api_key": args.api_key}
         config = resolve_config(flags, environ, args.profile)
     except ConfigError as err:
         print(f"flowline: {err}", file=sys.stderr)
         return USAGE_ERROR
+    url = urlsplit(config.api_url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        print(f"flowline: the api URL {config.api_url!r} is not http(s)://host[:port]", file=sys.stderr)
+        return USAGE_ERROR
     terminal = sys.stdout.isatty()
     out = Output(json=args.output == "json", colour=terminal and "NO_COLOR" not in environ, terminal=terminal)
-    client = AsyncFlowlineClient(config.api_url, config.tenant, config.api_key)
     try:
-        return asyncio.run(_run(args.handler, client, args, out))
+        return asyncio.run(_run(args.handler, config, args, out))
     except FlowlineApiError as err:
         print(f"flowline: {err}", file=sys.stderr)
         return API_ERROR
@@ -73,3 +92,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return USAGE_ERROR
     except KeyboardInterrupt:
         return INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`… | head`): stop quietly, and keep Python from failing to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return API_ERROR

@@ -110,6 +110,17 @@ class Output:
         """``value`` (structs, lists, dicts) as indented JSON with camelCase names."""
         self.stdout.write(msgspec.json.format(msgspec.json.encode(value)).decode() + "\n")
 
+    def result(self, value: Any, message: str) -> None:
+        """What a command did: ``value`` as the JSON document with ``--output json``, else ``message``."""
+        if self.json:
+            self.document(value)
+        else:
+            self.line(message)
+
+    def hint(self, message: str) -> None:
+        """A note for people beside the output (where the next page starts): on stderr, out of pipes."""
+        print(message, file=sys.stderr)
+
     def compact(self, value: Any) -> None:
         """``value`` as one line of JSON (for streams: one document per line)."""
         self.stdout.write(msgspec.json.encode(value).decode() + "\n")

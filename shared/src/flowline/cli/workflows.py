@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flowline.cli.arguments import Subparsers, UsageError, command, object_argument, yaml_file
+from flowline.cli.executions import metadata_argument
 from flowline.cli.lists import add_paging, print_list
 from flowline.cli.live import report_gave_up, wait_and_report
 from flowline.cli.output import Output, text, when
@@ -22,17 +23,26 @@ def pack_files(folder: Path) -> dict[str, str]:
     """The files of a pack folder the api takes: its manifest and ``workflows/*.yaml`` (others are the pack's own).
 
     Raises:
-        UsageError: the folder has no ``pack.yaml``.
+        UsageError: the folder has no ``pack.yaml``, or one of its files cannot be read as text.
     """
-    files = {name: (folder / name).read_text(encoding="utf-8") for name in PACK_MANIFESTS if (folder / name).is_file()}
+    files = {name: _text(folder / name) for name in PACK_MANIFESTS if (folder / name).is_file()}
     if not files:
         raise UsageError(f"{folder} is not a pack folder: it has no pack.yaml")
     workflows = folder / "workflows"
     if workflows.is_dir():
         for path in sorted(workflows.iterdir()):
             if path.is_file() and path.suffix in WORKFLOW_SUFFIXES:
-                files[f"workflows/{path.name}"] = path.read_text(encoding="utf-8")
+                files[f"workflows/{path.name}"] = _text(path)
     return files
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path} is not UTF-8 text") from err
 
 
 async def _install(client: AsyncFlowlineClient, folder: Path, out: Output) -> int:
@@ -114,28 +124,19 @@ async def _apply(client: AsyncFlowlineClient, args: argparse.Namespace, out: Out
     if not isinstance(document, dict) or not isinstance(document.get("ref"), str):
         raise UsageError(f"{path}: a workflow file needs its ref (<pack>.<name>); a folder with pack.yaml is a pack")
     workflow = await client.apply_workflow(document)
-    if out.json:
-        out.document(workflow)
-    else:
-        out.line(f"Workflow {workflow.ref} applied. Version: {workflow.version}")
+    out.result(workflow, f"Workflow {workflow.ref} applied. Version: {workflow.version}")
     return 0
 
 
 async def _delete_workflow(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
     await client.delete_workflow(args.ref)
-    if out.json:
-        out.document({"ref": args.ref, "deleted": True})
-    else:
-        out.line(f"Workflow {args.ref} deleted.")
+    out.result({"ref": args.ref, "deleted": True}, f"Workflow {args.ref} deleted.")
     return 0
 
 
 async def _set_enabled(client: AsyncFlowlineClient, ref: str, enabled: bool, out: Output) -> int:
     workflow = await client.set_workflow_enabled(ref, enabled)
-    if out.json:
-        out.document(workflow)
-    else:
-        out.line(f"Workflow {workflow.ref} {'enabled' if enabled else 'disabled'}.")
+    out.result(workflow, f"Workflow {workflow.ref} {'enabled' if enabled else 'disabled'}.")
     return 0
 
 
@@ -148,11 +149,14 @@ async def _disable(client: AsyncFlowlineClient, args: argparse.Namespace, out: O
 
 
 async def _execute(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    if args.timeout is not None and not args.wait:
+        raise UsageError("--timeout goes with --wait")
     accepted = await client.execute_workflow(
         args.ref,
         object_argument(args.input, "--input"),
         version=args.version,
         idempotency_key=args.idempotency_key,
+        metadata=metadata_argument(args.metadata),
         tags=args.tag,
     )
     if not out.json:
@@ -162,7 +166,7 @@ async def _execute(client: AsyncFlowlineClient, args: argparse.Namespace, out: O
             async with asyncio.timeout(args.timeout):
                 return await wait_and_report(client, accepted.execution_id, out)
         except TimeoutError:
-            return await report_gave_up(client, accepted.execution_id, args.timeout)
+            return await report_gave_up(client, accepted.execution_id, args.timeout, out)
     if out.json:
         out.document(accepted)
     return 0
@@ -203,10 +207,9 @@ async def _install_pack(client: AsyncFlowlineClient, args: argparse.Namespace, o
 
 async def _delete_pack(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
     await client.delete_pack(args.ref, cascade=args.cascade)
-    if out.json:
-        out.document({"ref": args.ref, "deleted": True})
-    else:
-        out.line(f"Pack {args.ref} deleted{' with its workflows' if args.cascade else ''}.")
+    out.result(
+        {"ref": args.ref, "deleted": True}, f"Pack {args.ref} deleted{' with its workflows' if args.cascade else ''}."
+    )
     return 0
 
 
@@ -243,6 +246,7 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser.add_argument("--version", type=int)
     parser.add_argument("--idempotency-key")
     parser.add_argument("--tag", action="append")
+    parser.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="repeat for more")
     parser.add_argument("--wait", action="store_true", help="wait for the end; exit 3 unless it completed")
     parser.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="with --wait: give up after this long (exit 124)"

@@ -13,15 +13,17 @@ import msgspec
 
 from flowline.client.errors import FlowlineApiError
 from flowline.client.models import (
-    FINAL_EVENTS,
     Agent,
     AgentHealth,
+    ApiKey,
+    ApiKeyList,
     AttemptList,
     AuditLog,
     BulkOperation,
     Cancelled,
     ChildExecution,
     ChildList,
+    CreatedApiKey,
     EventList,
     Execution,
     ExecutionAccepted,
@@ -36,7 +38,7 @@ from flowline.client.models import (
     StatusChanged,
     StepExecution,
     StepList,
-    StreamEvent,
+    StreamLog,
     StreamMessage,
     Task,
     TaskAttempt,
@@ -51,7 +53,17 @@ Item = TypeVar("Item")
 ParamValue = str | int | bool | datetime | Sequence[str] | None
 LogFormat = Literal["text", "json"]
 
-_STREAM_DECODER = msgspec.json.Decoder(StreamMessage)
+_STREAM_DECODER: msgspec.json.Decoder[StreamMessage] = msgspec.json.Decoder(StreamMessage)
+_STREAM_KINDS = ("Event", "Log")
+# Statuses of an api restarting or a proxy without a healthy api behind it: a stream tries again.
+_UNAVAILABLE = frozenset({502, 503, 504})
+
+
+class _Kind(msgspec.Struct):
+    type: str | None = None
+
+
+_KIND_DECODER = msgspec.json.Decoder(_Kind)
 # Workflow fields a PUT carries: it replaces the whole state, so enable/disable resend the rest unchanged.
 _WORKFLOW_STATE_FIELDS = (
     "label",
@@ -170,7 +182,10 @@ class AsyncFlowlineClient:
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         response = await self._send(method, path, params=params, body=body, headers=headers)
-        return msgspec.json.decode(response.content, type=answer)
+        try:
+            return msgspec.json.decode(response.content, type=answer)
+        except msgspec.DecodeError as err:
+            raise FlowlineApiError.unexpected(response, err) from err
 
     async def _pages(self, fetch: Callable[[str | None], Awaitable[_Listing[Item]]]) -> AsyncIterator[Item]:
         """Every item of a list, following ``nextCursor`` until the last page."""
@@ -215,6 +230,13 @@ class AsyncFlowlineClient:
             What changed, per workflow; one bad file changes nothing (a 422 naming the file).
         """
         return await self._call("POST", "/packs/install", PackInstalled, body={"files": dict(files)})
+
+    async def list_pack_workflows(
+        self, pack: str, *, limit: int = 20, offset: int = 0, cursor: str | None = None
+    ) -> Page[WorkflowSummary]:
+        """One page of a pack's workflows (a 404 for an unknown pack, where ``list_workflows`` gives none)."""
+        params = {"limit": limit, "offset": offset, "cursor": cursor}
+        return await self._call("GET", f"/packs/{pack}/workflows", Page[WorkflowSummary], params=params)
 
     async def delete_pack(self, ref: str, *, cascade: bool = False) -> None:
         """Soft-delete a pack; ``cascade`` deletes its workflows too (otherwise a pack holding some is a 409)."""
@@ -289,15 +311,20 @@ class AsyncFlowlineClient:
         return await self._call("PUT", f"/workflows/{ref}", Workflow, body=dict(state))
 
     async def apply_workflow(self, workflow: Mapping[str, Any]) -> Workflow:
-        """Create the workflow ``workflow["ref"]``, or replace its state if it exists."""
+        """Create the workflow ``workflow["ref"]``, or replace its state with ``workflow`` if it exists.
+
+        ``enabled`` and ``public`` keep their current values unless ``workflow`` sets them: operators switch
+        those (``set_workflow_enabled``), and applying the same file again must not undo that.
+        """
         ref = str(workflow["ref"])
         state = {name: value for name, value in workflow.items() if name != "ref"}
         try:
-            return await self.update_workflow(ref, state)
+            current = await self.get_workflow(ref)
         except FlowlineApiError as err:
             if err.status != 404:
                 raise
-        return await self.create_workflow(workflow)
+            return await self.create_workflow(workflow)
+        return await self.update_workflow(ref, {"enabled": current.enabled, "public": current.public, **state})
 
     async def set_workflow_enabled(self, ref: str, enabled: bool) -> Workflow:
         """Enable or disable a workflow (a PUT of its current state with ``enabled`` changed)."""
@@ -320,14 +347,24 @@ class AsyncFlowlineClient:
         tags: Sequence[str] | None = None,
     ) -> ExecutionAccepted:
         """Start an execution of a workflow; it runs asynchronously."""
-        body: dict[str, Any] = {"input": dict(input or {}), "metadata": dict(metadata or {}), "tags": list(tags or [])}
-        if version is not None:
-            body["version"] = version
-        if idempotency_key is not None:
-            body["idempotencyKey"] = idempotency_key
+        body = _execution_body(input, version, idempotency_key, metadata, tags)
         return await self._call("POST", f"/workflows/{ref}/execute", ExecutionAccepted, body=body)
 
     # ----- executions
+
+    async def start_execution(
+        self,
+        workflow: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        version: int | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> ExecutionAccepted:
+        """Start an execution of ``workflow`` through ``POST /executions`` (the same as ``execute_workflow``)."""
+        body = _execution_body(input, version, idempotency_key, metadata, tags)
+        return await self._call("POST", "/executions", ExecutionAccepted, body={"workflow": workflow, **body})
 
     async def list_executions(
         self,
@@ -492,64 +529,68 @@ class AsyncFlowlineClient:
         last_event_id: str | None = None,
         max_reconnects: int = 5,
     ) -> AsyncIterator[StreamMessage]:
-        """An execution's events (history, then live) until its final event.
+        """An execution's events (history, then live) until the api says it is finished.
 
-        A dropped connection is resumed with ``Last-Event-ID``, so no event is missed or repeated;
-        ``max_reconnects`` failed attempts in a row without a new event give up with the last error.
+        A final event followed by ``RETRY_REQUESTED`` does not end it (a retried execution runs on). A connection
+        that drops, or that a proxy or a restarting api answers 502-504, is resumed with ``Last-Event-ID``, so no
+        event is missed or repeated; ``max_reconnects`` failed attempts in a row give up with the last error.
         """
         path = f"/executions/{execution_id}/stream" + ("/consolidated" if consolidated else "")
-        async for message in self._stream(path, last_event_id, max_reconnects, resume_on_close=True):
+        async for message in self._stream(path, last_event_id, max_reconnects):
             yield message
-            # The plain stream closes right after the final event: stop here instead of reconnecting to a 204.
-            if not consolidated and isinstance(message, StreamEvent) and message.event in FINAL_EVENTS:
-                return
 
     async def stream_task(self, task_id: str, *, max_reconnects: int = 5) -> AsyncIterator[StreamMessage]:
-        """One task's events and log records, live, until a moment after the task finished.
+        """One task's events and log records (stored, then live) until a moment after the task finished.
 
-        A connection that drops is resumed; one the server closes (the task finished, or 5 idle minutes) ends.
+        Resumed like ``stream_execution``, also after the api closes an idle stream; a resumed stream sends
+        recent log records again, and those already received are not repeated.
         """
-        async for message in self._stream(f"/tasks/{task_id}/stream", None, max_reconnects, resume_on_close=False):
+        received_logs: set[str] = set()
+        async for message in self._stream(f"/tasks/{task_id}/stream", None, max_reconnects):
+            if isinstance(message, StreamLog):
+                if message.id in received_logs:
+                    continue
+                received_logs.add(message.id)
             yield message
 
-    async def _stream(
-        self, path: str, last_event_id: str | None, max_reconnects: int, *, resume_on_close: bool
-    ) -> AsyncIterator[StreamMessage]:
+    async def _stream(self, path: str, last_event_id: str | None, max_reconnects: int) -> AsyncIterator[StreamMessage]:
+        """The messages of an SSE route, resumed after each close until the route answers 204 (nothing more)."""
         failures = 0
         while True:
             headers = {"accept": "text/event-stream"}
             if last_event_id is not None:
                 headers["Last-Event-ID"] = last_event_id
             # Keep-alives come every 15 s; a minute of silence means the connection is dead.
-            request = self._http.build_request("GET", path, headers=headers, timeout=httpx.Timeout(30.0, read=60.0))
+            timeout = httpx.Timeout(self._http.timeout.connect, read=60.0)
             try:
-                response = await self._http.send(request, stream=True)
-                try:
+                async with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
                     if response.status_code == 204:
                         return
                     if response.is_error:
                         await response.aread()
-                        raise FlowlineApiError.from_response(response)
-                    received = False
-                    async for event_id, data in _server_sent_events(response.aiter_lines()):
-                        failures, received = 0, True
-                        if event_id is not None:
-                            last_event_id = event_id
-                        yield _STREAM_DECODER.decode(data)
-                finally:
-                    await response.aclose()
-                if not resume_on_close:
-                    return
-                if not received:
-                    # Closed without a single event: pause so that a server in that state is not hammered.
-                    await asyncio.sleep(1.0)
+                        error = FlowlineApiError.from_response(response)
+                        if response.status_code not in _UNAVAILABLE:
+                            raise error
+                    else:
+                        received = False
+                        async for event_id, data in _server_sent_events(response.aiter_lines()):
+                            failures, received = 0, True
+                            if event_id is not None:
+                                last_event_id = event_id
+                            if (message := _stream_message(data)) is not None:
+                                yield message
+                        if last_event_id is None:
+                            return  # nothing to resume from
+                        if not received:
+                            # Closed without a single event: pause so that a server in that state is not hammered.
+                            await asyncio.sleep(1.0)
+                        continue
             except httpx.TransportError as err:
-                failures += 1
-                if failures > max_reconnects:
-                    raise FlowlineApiError.unreachable(self.api_url, err) from err
-                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
-            # Else the server closed the stream (idle, or this client fell behind): resume where it stopped;
-            # after the final event, resuming answers 204.
+                error = FlowlineApiError.unreachable(self.api_url, err)
+            failures += 1
+            if failures > max_reconnects:
+                raise error
+            await asyncio.sleep(min(0.2 * 2**failures, 5.0))
 
     # ----- agents
 
@@ -666,6 +707,53 @@ class AsyncFlowlineClient:
                 cursor=cursor,
             )
         )
+
+    # ----- API keys (admins)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key of the tenant, newest first, revoked ones included; never their secrets."""
+        return (await self._call("GET", "/api-keys", ApiKeyList)).items
+
+    async def create_api_key(self, name: str, role: str) -> CreatedApiKey:
+        """A new key with ``role`` (viewer, operator or admin); its ``key`` is shown this once."""
+        return await self._call("POST", "/api-keys", CreatedApiKey, body={"name": name, "role": role})
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Revoke a key: requests with it are refused from now on."""
+        return await self._call("DELETE", f"/api-keys/{key_id}", ApiKey)
+
+
+def _stream_message(data: bytes) -> StreamMessage | None:
+    """One stream message; None for a kind of message this client does not know (a newer api's).
+
+    Raises:
+        FlowlineApiError: a message of a known kind this client cannot read.
+    """
+    try:
+        return _STREAM_DECODER.decode(data)
+    except msgspec.DecodeError as err:
+        try:
+            kind = _KIND_DECODER.decode(data).type
+        except msgspec.DecodeError:
+            kind = None
+        if kind is not None and kind not in _STREAM_KINDS:
+            return None
+        raise FlowlineApiError(200, "Unexpected response", f"a stream message this client cannot read: {err}") from err
+
+
+def _execution_body(
+    input: Mapping[str, Any] | None,
+    version: int | None,
+    idempotency_key: str | None,
+    metadata: Mapping[str, str] | None,
+    tags: Sequence[str] | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"input": dict(input or {}), "metadata": dict(metadata or {}), "tags": list(tags or [])}
+    if version is not None:
+        body["version"] = version
+    if idempotency_key is not None:
+        body["idempotencyKey"] = idempotency_key
+    return body
 
 
 def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:

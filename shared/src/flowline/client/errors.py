@@ -56,6 +56,13 @@ class FlowlineApiError(Exception):
         )
 
     @classmethod
+    def unexpected(cls, response: httpx.Response, err: msgspec.DecodeError) -> FlowlineApiError:
+        """A success answer this client cannot read (a proxy's page, or an api of another version)."""
+        request = response.request
+        detail = f"the answer to {request.method} {request.url.path} is not what this client reads: {err}"
+        return cls(response.status_code, "Unexpected response", detail)
+
+    @classmethod
     def unreachable(cls, url: str, err: httpx.TransportError) -> FlowlineApiError:
         """The api at ``url`` did not answer."""
         return cls(0, "Unreachable", f"cannot reach the api at {url}: {err}")

@@ -7,6 +7,7 @@ break an older client.
 from __future__ import annotations
 
 from flowline.schemas.agents import Agent, AgentHealth
+from flowline.schemas.api_keys import ApiKey, ApiKeyList, CreatedApiKey
 from flowline.schemas.audit import AuditLog
 from flowline.schemas.bulk import BulkOperation, BulkOperationError
 from flowline.schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
@@ -35,6 +36,8 @@ __all__ = [
     "FINAL_EVENTS",
     "Agent",
     "AgentHealth",
+    "ApiKey",
+    "ApiKeyList",
     "AttemptList",
     "AuditLog",
     "BulkOperation",
@@ -42,6 +45,7 @@ __all__ = [
     "Cancelled",
     "ChildExecution",
     "ChildList",
+    "CreatedApiKey",
     "EventList",
     "Execution",
     "ExecutionAccepted",

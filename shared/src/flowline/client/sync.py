@@ -101,6 +101,7 @@ class FlowlineClient:
     get_pack = _Blocking(AsyncFlowlineClient.get_pack)
     create_pack = _Blocking(AsyncFlowlineClient.create_pack)
     install_pack = _Blocking(AsyncFlowlineClient.install_pack)
+    list_pack_workflows = _Blocking(AsyncFlowlineClient.list_pack_workflows)
     delete_pack = _Blocking(AsyncFlowlineClient.delete_pack)
 
     list_workflows = _Blocking(AsyncFlowlineClient.list_workflows)
@@ -115,6 +116,7 @@ class FlowlineClient:
     delete_workflow = _Blocking(AsyncFlowlineClient.delete_workflow)
     execute_workflow = _Blocking(AsyncFlowlineClient.execute_workflow)
 
+    start_execution = _Blocking(AsyncFlowlineClient.start_execution)
     list_executions = _Blocking(AsyncFlowlineClient.list_executions)
     iter_executions = _BlockingIterator(AsyncFlowlineClient.iter_executions)
     get_execution = _Blocking(AsyncFlowlineClient.get_execution)
@@ -150,3 +152,7 @@ class FlowlineClient:
     get_bulk_operation = _Blocking(AsyncFlowlineClient.get_bulk_operation)
     list_audit_logs = _Blocking(AsyncFlowlineClient.list_audit_logs)
     iter_audit_logs = _BlockingIterator(AsyncFlowlineClient.iter_audit_logs)
+
+    list_api_keys = _Blocking(AsyncFlowlineClient.list_api_keys)
+    create_api_key = _Blocking(AsyncFlowlineClient.create_api_key)
+    revoke_api_key = _Blocking(AsyncFlowlineClient.revoke_api_key)
