@@ -68,7 +68,7 @@ async def test_watch_shows_a_sleeping_execution_live_then_its_outcome(
     assert {"TIMER_STARTED", "TIMER_FIRED"} <= set(events)
     assert events[-1] == "WORKFLOW_COMPLETED"
     table = lines[lines.index("") + 1 :]
-    assert table[0].split() == ["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION"]
+    assert table[0].split() == ["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "TASK", "ID"]
     assert [row.split()[:3] for row in table[1:4]] == [
         ["before", "action", "COMPLETED"],
         ["nap", "sleep", "COMPLETED"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -22,6 +23,15 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 class UsageError(Exception):
     """A bad argument the parser could not catch (bad JSON, a missing file): exit code 2."""
+
+
+def iso_time(value: str) -> datetime:
+    """An ISO 8601 time option (``2026-01-15T10:30:00Z``); without a zone it is UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time such as 2026-01-15T10:30:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def json_argument(value: str, name: str) -> Any:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from datetime import datetime
 from typing import Any
 
-from flowline.cli.arguments import API_ERROR, Subparsers, UsageError, command
+from flowline.cli.arguments import API_ERROR, Subparsers, UsageError, command, iso_time
 from flowline.cli.executions import add_execution_filters, execution_filters
 from flowline.cli.lists import add_paging, print_list
 from flowline.cli.output import Output, text, when
@@ -170,6 +169,6 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser.add_argument("--entity-type", help="workflow, pack, agent, execution, api_key or bulk_operation")
     parser.add_argument("--entity-id")
     parser.add_argument("--principal")
-    parser.add_argument("--since", type=datetime.fromisoformat, metavar="ISO_TIME")
-    parser.add_argument("--until", type=datetime.fromisoformat, metavar="ISO_TIME")
+    parser.add_argument("--since", type=iso_time, metavar="ISO_TIME")
+    parser.add_argument("--until", type=iso_time, metavar="ISO_TIME")
     add_paging(parser)

@@ -5,26 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from flowline.cli.arguments import Subparsers, UsageError, command, json_argument, object_argument
+from flowline.cli.arguments import Subparsers, UsageError, command, iso_time, json_argument, object_argument
 from flowline.cli.lists import add_paging, print_list
-from flowline.cli.live import LEVELS, follow_execution_logs, log_line, print_log_page, watch_execution
+from flowline.cli.live import LEVELS, follow_execution_logs, log_line, print_log_page, print_steps, watch_execution
 from flowline.cli.output import Output, duration, error_message, text, when
 from flowline.client import AsyncFlowlineClient, LogFormat
-from flowline.client.models import Execution
+from flowline.schemas.executions import ExecutionStatus
 
-
-def _steps_table(execution: Execution, out: Output) -> None:
-    out.table(
-        ["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "TASK ID"],
-        [
-            [step.step_id, step.type, step.status.upper(), str(step.attempts), duration(step.duration_ms), step.task_id]
-            for step in execution.steps
-        ],
-    )
+EXECUTION_STATUSES: tuple[str, ...] = get_args(ExecutionStatus)
 
 
 async def _list_executions(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -53,8 +44,8 @@ def add_execution_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", action="append", help="e.g. failed,cancelled (or repeat)")
     parser.add_argument("--triggered-by", choices=["api", "kafka", "workflow"])
     parser.add_argument("--parent", help="children of this execution")
-    parser.add_argument("--created-after", type=datetime.fromisoformat, metavar="ISO_TIME")
-    parser.add_argument("--created-before", type=datetime.fromisoformat, metavar="ISO_TIME")
+    parser.add_argument("--created-after", type=iso_time, metavar="ISO_TIME")
+    parser.add_argument("--created-before", type=iso_time, metavar="ISO_TIME")
     parser.add_argument("--tag", action="append", help="with every one of these tags (repeat)")
     parser.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="repeat: all must match")
     parser.add_argument("--search", help="an id prefix or text in the workflow ref")
@@ -63,6 +54,8 @@ def add_execution_filters(parser: argparse.ArgumentParser) -> None:
 def execution_filters(args: argparse.Namespace) -> dict[str, Any]:
     """The filters given, as keyword arguments of ``AsyncFlowlineClient.list_executions``."""
     statuses = [status for value in args.status or [] for status in value.split(",") if status]
+    if unknown := sorted(set(statuses) - set(EXECUTION_STATUSES)):
+        raise UsageError(f"--status: unknown {', '.join(unknown)} (known: {', '.join(EXECUTION_STATUSES)})")
     metadata = metadata_argument(args.metadata)
     filters = {
         "workflow": args.workflow,
@@ -117,7 +110,7 @@ async def _get_execution(client: AsyncFlowlineClient, args: argparse.Namespace, 
     )
     out.fields(pairs)
     out.line()
-    _steps_table(execution, out)
+    print_steps(execution.steps, out)
     if execution.logs:
         out.line()
         for record in execution.logs:
@@ -129,22 +122,8 @@ async def _list_steps(client: AsyncFlowlineClient, args: argparse.Namespace, out
     steps = await client.get_steps(args.id)
     if out.json:
         out.document({"steps": steps})
-        return 0
-    out.table(
-        ["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "TASK ID", "ERROR"],
-        [
-            [
-                step.step_id,
-                step.type,
-                step.status.upper(),
-                str(step.attempts),
-                duration(step.duration_ms),
-                step.task_id,
-                error_message(step.error),
-            ]
-            for step in steps
-        ],
-    )
+    else:
+        print_steps(steps, out, errors=True)
     return 0
 
 

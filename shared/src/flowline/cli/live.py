@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import get_args
 
 from flowline.cli.output import Output, duration, error_message, format_table, text
 from flowline.client import AsyncFlowlineClient, FlowlineApiError
-from flowline.client.models import Execution, StreamEvent, StreamLog, TaskLog, TaskLogPage
+from flowline.client.models import Execution, StepExecution, StreamEvent, StreamLog, TaskLog, TaskLogPage
 from flowline.messages import LogLevel
 
 EXECUTION_FAILED = 3
@@ -25,6 +26,20 @@ def log_line(record: TaskLog | StreamLog) -> str:
     moment = record.timestamp.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     origin = f" [{record.step_id}#{record.attempt}]" if record.step_id else ""
     return f"{moment} {record.level:<5}{origin} {record.message}"
+
+
+def print_steps(steps: Sequence[StepExecution], out: Output, *, errors: bool = False) -> None:
+    """An execution's steps as a table (with each one's error when ``errors``)."""
+    headers = ["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "TASK ID"]
+    rows = [
+        [step.step_id, step.type, step.status.upper(), str(step.attempts), duration(step.duration_ms), step.task_id]
+        for step in steps
+    ]
+    if errors:
+        headers.append("ERROR")
+        for row, step in zip(rows, steps, strict=True):
+            row.append(error_message(step.error))
+    out.table(headers, rows)
 
 
 def print_log_page(page: TaskLogPage, out: Output) -> None:
@@ -197,10 +212,7 @@ async def watch_execution(client: AsyncFlowlineClient, execution_id: str, out: O
         screen.draw(ExecutionView(final).render(out, final.completed_at or datetime.now(UTC)))
     elif not out.json:
         out.line()
-        out.table(
-            ["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION"],
-            [[s.step_id, s.type, s.status.upper(), str(s.attempts), duration(s.duration_ms)] for s in final.steps],
-        )
+        print_steps(final.steps, out)
     return report_finished(final, out)
 
 

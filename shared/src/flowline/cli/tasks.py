@@ -53,7 +53,7 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     command(tasks, "get", _get_task, "show a task (a step execution)", common).add_argument("id")
     parser = command(tasks, "logs", _task_logs, "print a task's log records", common)
     parser.add_argument("id")
-    parser.add_argument("--level", choices=LEVELS, help="this level and above")
+    parser.add_argument("--level", type=str.upper, choices=LEVELS, help="this level and above")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--offset", type=int, default=0)
     parser.add_argument("-f", "--follow", action="store_true", help="print records as they come until the task ends")

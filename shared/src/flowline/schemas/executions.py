@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from flowline.schemas.logs import TaskLog
+
+ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed", "cancelled"]
 
 
 class StepExecution(msgspec.Struct, kw_only=True, rename="camel"):

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 import msgspec
 from flowline.db.bulk_operations import MAX_IDS
+from flowline.schemas.executions import ExecutionStatus
 
 from flowline_api.domain.control.schemas import Note, Reason
-from flowline_api.domain.executions.schemas import ExecutionStatus, MetadataKey, MetadataValue, Tag
+from flowline_api.domain.executions.schemas import MetadataKey, MetadataValue, Tag
 
 OPERATION_ID = "0193a5a1-0c00-7000-8000-0a1b2c3d4e5f"
 BULK_PATH = "/api/v1/tenants/dev/executions/bulk"

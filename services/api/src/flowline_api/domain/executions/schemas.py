@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
 from flowline_api.domain.workflows.schemas import ExecuteRequest, WorkflowRef
 
-ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed", "cancelled"]
 STEP_STATUSES = ("pending", "scheduled", "running", "completed", "failed", "cancelled", "skipped")
 MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 MetadataValue = Annotated[str, msgspec.Meta(max_length=500)]
