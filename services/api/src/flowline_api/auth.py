@@ -151,8 +151,11 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=token if principal else None)
 
 
-def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """The one guard: there must be a caller, and its role must allow what the route declares in ``opt["role"]``.
+
+    A coroutine although it never waits: Litestar runs a plain function guard in a worker thread, a thread
+    hand-off on every request.
 
     Raises:
         NotAuthorizedException: no credentials, or credentials that are unknown, revoked or expired.
