@@ -122,10 +122,11 @@ LOG_LEVELS: dict[str, LogLevel] = {
 class HeldFinish(NamedTuple):
     """A finished attempt's closing statement, held back so that the change's next statement carries it.
 
-    A step's result is usually followed by the start of the next step's attempt: written as one statement they
-    cost one round trip instead of two. They touch different rows (the finished step and its attempt, another
-    step and a new attempt), so one statement sees nothing the other wrote. Any other statement of the change
-    is preceded by ``Changes.flush``, so it sees the step finished as before.
+    A step's result is usually followed by the start of the next step's attempt, or by the end of the execution:
+    written as one statement they cost one round trip instead of two. They touch different rows (the finished
+    step and its attempt; another step and a new attempt, or the execution and its timers), so neither needs to
+    see what the other wrote. Any other statement of the change is preceded by ``Changes.flush``, so it sees
+    the step finished as before.
     """
 
     args: tuple[Any, ...]  # FINISH_STEP_CTES's parameters
@@ -1012,19 +1013,26 @@ class Engine:
         output: Any = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        await changes.flush(connection)
-        # Whatever still waits on a timer (sleeps, retries, the execution's own timeout) waits no more.
-        timers = await connection.fetch(
-            "WITH finished AS (UPDATE executions SET status = $2, output = $3, error = $4, "
-            "completed_at = clock_timestamp() WHERE id = $1) "
-            "UPDATE timers t SET status = 'cancelled' WHERE t.execution_id = $1 AND t.status = 'pending' "
+        # Whatever still waits on a timer (sleeps, retries, the execution's own timeout) waits no more. A held
+        # step result (the last step's, usually) comes along: it touches neither the execution nor its timers.
+        held, changes.held = changes.held, None
+        rows = await connection.fetch(
+            f"WITH {held.ctes(5) + ',' if held else ''} finished AS (UPDATE executions SET status = $2, output = $3, "
+            "error = $4, completed_at = clock_timestamp() WHERE id = $1), "
+            "cancelled AS (UPDATE timers t SET status = 'cancelled' WHERE t.execution_id = $1 AND t.status = 'pending' "
             "RETURNING t.id, t.kind, t.step_execution_id AS task_id, "
-            "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)",
+            "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)) "
+            "SELECT id, kind, task_id, step_id, NULL::float8 AS seconds FROM cancelled"
+            + (" UNION ALL SELECT NULL, NULL, NULL, NULL, seconds FROM finished_step" if held else ""),
             execution["id"],
             status,
             output,
             error,
+            *(held.args if held else ()),
         )
+        timers = [row for row in rows if row["id"] is not None]
+        if held:
+            held.carried(next(row["seconds"] for row in rows if row["id"] is None), changes.outcomes)
         for timer in timers:
             if timer["kind"] == "sleep":  # other timers are internal: TASK_CANCELLED or the final event says it
                 changes.events.append(
