@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from flowline.db.audit import Actor
 from flowline.db.events import NewEvent, append_events
 from flowline.db.workflows import read_workflow
 from flowline.errors import Conflict
@@ -79,11 +80,13 @@ async def start_execution(
     tags: list[str] | None = None,
     parent: ParentStep | None = None,
     rerun: Rerun | None = None,
+    audit: Actor | None = None,
 ) -> StartedExecution:
     """Create a pending execution with its first event and the ExecutionRequested outbox row.
 
     Runs in the caller's transaction; publish ``outbox`` after the commit. A repeated idempotency key
-    returns the existing execution and writes nothing.
+    returns the existing execution and writes nothing. With ``audit``, the new execution's ``start`` audit
+    row is written by the statement that inserts it.
 
     Raises:
         NotFound: unknown workflow or version.
@@ -98,15 +101,26 @@ async def start_execution(
     if workflow["input_schema"] is not None:
         check_instance(workflow["input_schema"], execution_input, "/input")
     execution_id = uuid7()
+    audited = (
+        """, audited AS (
+            INSERT INTO audit_logs (id, tenant_id, entity_type, entity_id, action, principal, changes, request_id)
+            SELECT $18, $2, 'execution', $1::text, 'start', $19, $20, $21 FROM created
+        )"""
+        if audit
+        else ""
+    )
     record = await connection.fetchrow(
-        """
-        INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
-            status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags,
-            parent_execution_id, parent_step_id, rerun_of, rerun_from_step)
-        VALUES ($1::uuid, $2, $3, $4, $5, $6, 'pending', $7, coalesce($13::uuid, $1::uuid), $8, $9, $10, $11, $12,
-            $14::uuid, $15::text, $16::uuid, $17::text)
-        ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING id, status, created_at
+        f"""
+        WITH created AS (
+            INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
+                status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags,
+                parent_execution_id, parent_step_id, rerun_of, rerun_from_step)
+            VALUES ($1::uuid, $2, $3, $4, $5, $6, 'pending', $7, coalesce($13::uuid, $1::uuid), $8, $9, $10, $11,
+                $12, $14::uuid, $15::text, $16::uuid, $17::text)
+            ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING id, status, created_at
+        ){audited}
+        SELECT id, status, created_at FROM created
         """,
         execution_id,
         tenant_id,
@@ -125,6 +139,11 @@ async def start_execution(
         parent.step_id if parent else None,
         rerun.execution_id if rerun else None,
         rerun.from_step if rerun else None,
+        *(
+            (uuid7(), audit.principal, {"workflow": {"before": None, "after": workflow_ref}}, audit.request_id)
+            if audit
+            else ()
+        ),
     )
     if record is None:  # a concurrent request with the same key won the race
         assert idempotency_key is not None

@@ -159,6 +159,7 @@ class ExecutionService:
                 started_by=actor.principal,
                 metadata=request.metadata,
                 tags=request.tags,
+                audit=actor,  # the start's audit row, written with the execution
             )
             if (
                 not started.created
@@ -166,16 +167,6 @@ class ExecutionService:
                 and await first_hidden_execution(connection, tenant_id, [started.id], owner)
             ):
                 raise Conflict(f"idempotency key {request.idempotency_key!r} is already used by another principal")
-            if started.created:
-                await record_audit(
-                    connection,
-                    tenant_id=tenant_id,
-                    entity_type="execution",
-                    entity_id=str(started.id),
-                    action="start",
-                    actor=actor,
-                    changes={"workflow": {"before": None, "after": ref}},
-                )
         await self._outbox.publish(started.outbox)
         return started
 
