@@ -146,7 +146,8 @@ class ExecutionService:
                 the caller may not see (another principal's: its id is not handed out).
             ValidationFailed: the input does not match the workflow's input schema.
         """
-        async with self._pool.acquire() as connection, connection.transaction():
+        # No transaction: start_execution writes in one statement, and a repeated key's checks only read.
+        async with self._pool.acquire() as connection:
             started = await start_execution(
                 connection,
                 self._topics,
