@@ -104,8 +104,10 @@ async def test_a_bulk_cancel_by_filter_cancels_500_sleeping_executions(
             "SELECT count(*) FROM executions WHERE status = 'cancelled' AND cancelled_by = $1",
             f"bulk-operation:{operation_id}",
         )
-        timers_cancelled = await connection.fetchval(
-            "SELECT count(DISTINCT execution_id) FROM execution_events WHERE event_type = 'TIMER_CANCELLED'"
+        timers_cancelled = await connection.fetchval(  # of this operation's executions: the stack is shared
+            "SELECT count(DISTINCT v.execution_id) FROM execution_events v JOIN executions e ON e.id = v.execution_id "
+            "WHERE v.event_type = 'TIMER_CANCELLED' AND e.cancelled_by = $1",
+            f"bulk-operation:{operation_id}",
         )
     finally:
         await connection.close()

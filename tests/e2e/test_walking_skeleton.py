@@ -219,6 +219,46 @@ async def test_a_failing_step_fails_the_execution(api_url: str, api_headers: dic
     assert steps == {"boom": "failed", "after": "cancelled"}
 
 
+async def test_a_step_result_and_what_follows_it_are_written_together_right(
+    api_url: str, api_headers: dict[str, str], settings: Settings
+) -> None:
+    # A step's result is written by the statement that follows it (the next attempt's start, the execution's
+    # end): each step and attempt must still end in its own status, and a sibling still running is cancelled.
+    definition = {
+        "steps": [
+            {"id": "one", "type": "action", "action": "core.noop"},
+            {"id": "two", "type": "action", "action": "core.noop", "needs": ["one"]},
+            {"id": "nap", "type": "sleep", "duration": "1h"},
+            {"id": "boom", "type": "action", "action": "core.fail", "input": {"message": "no"}, "needs": ["two"]},
+        ]
+    }
+    async with _api(api_url, api_headers) as client:
+        assert (await define(client, {"ref": "demo.folded", "definition": definition})).status_code == 201
+        accepted = await client.post("/workflows/demo.folded/execute", json={})
+        execution = await _wait_finished(client, accepted.json()["executionId"])
+    assert execution["status"] == "failed"
+    assert {step["stepId"]: step["status"] for step in execution["steps"]} == {
+        "one": "completed",
+        "two": "completed",
+        "nap": "cancelled",
+        "boom": "failed",
+    }
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        attempts = await connection.fetch(
+            "SELECT s.step_id, a.status, a.finished_at IS NOT NULL AS finished, s.completed_at IS NOT NULL AS done "
+            "FROM task_attempts a JOIN step_executions s ON s.id = a.step_execution_id WHERE s.execution_id = $1",
+            uuid.UUID(accepted.json()["executionId"]),
+        )
+    finally:
+        await connection.close()
+    assert sorted(tuple(row) for row in attempts) == [
+        ("boom", "failed", True, True),
+        ("one", "completed", True, True),
+        ("two", "completed", True, True),
+    ]
+
+
 async def test_an_execution_submitted_on_kafka_runs_once(
     api_url: str, api_headers: dict[str, str], tenant: str, settings: Settings
 ) -> None:

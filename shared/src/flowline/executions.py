@@ -7,7 +7,8 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from flowline.db.events import NewEvent, append_events
+from flowline.db.audit import Actor
+from flowline.db.events import NewEvent, event_rows
 from flowline.db.workflows import read_workflow
 from flowline.errors import Conflict
 from flowline.ids import uuid7
@@ -79,11 +80,14 @@ async def start_execution(
     tags: list[str] | None = None,
     parent: ParentStep | None = None,
     rerun: Rerun | None = None,
+    audit: Actor | None = None,
 ) -> StartedExecution:
     """Create a pending execution with its first event and the ExecutionRequested outbox row.
 
     Runs in the caller's transaction; publish ``outbox`` after the commit. A repeated idempotency key
-    returns the existing execution and writes nothing.
+    returns the existing execution and writes nothing. One statement writes the execution, its first event
+    (sequence 1), the outbox rows and, with ``audit``, the ``start`` audit row: atomic without a transaction
+    of the caller's (the api needs none), and one round trip.
 
     Raises:
         NotFound: unknown workflow or version.
@@ -98,15 +102,40 @@ async def start_execution(
     if workflow["input_schema"] is not None:
         check_instance(workflow["input_schema"], execution_input, "/input")
     execution_id = uuid7()
+    created_event = NewEvent(
+        "WORKFLOW_CREATED",
+        WorkflowSnapshot(status="pending", workflow_ref=workflow_ref, workflow_version=workflow["version"]),
+    )
+    now, snapshots, rows = event_rows(tenant_id, execution_id, 1, [created_event], topics.events)
+    rows.append(outgoing(topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id)))
+    audited = (
+        """, audited AS (
+            INSERT INTO audit_logs (id, tenant_id, entity_type, entity_id, action, principal, changes, request_id)
+            SELECT $25, $2, 'execution', $1::text, 'start', $26, $27, $28 FROM created
+        )"""
+        if audit
+        else ""
+    )
     record = await connection.fetchrow(
-        """
-        INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
-            status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags,
-            parent_execution_id, parent_step_id, rerun_of, rerun_from_step)
-        VALUES ($1::uuid, $2, $3, $4, $5, $6, 'pending', $7, coalesce($13::uuid, $1::uuid), $8, $9, $10, $11, $12,
-            $14::uuid, $15::text, $16::uuid, $17::text)
-        ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING id, status, created_at
+        f"""
+        WITH created AS (
+            INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
+                status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags,
+                parent_execution_id, parent_step_id, rerun_of, rerun_from_step, last_event_sequence)
+            VALUES ($1::uuid, $2, $3, $4, $5, $6, 'pending', $7, coalesce($13::uuid, $1::uuid), $8, $9, $10, $11,
+                $12, $14::uuid, $15::text, $16::uuid, $17::text, 1)
+            ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING id, status, created_at
+        ), appended AS (
+            INSERT INTO execution_events (execution_id, sequence, tenant_id, event_type, step_id, task_id, data,
+                occurred_at)
+            SELECT id, 1, $2, 'WORKFLOW_CREATED', NULL, NULL, $18::jsonb, $19 FROM created
+        ), queued AS (
+            INSERT INTO outbox (id, topic, key, payload, request_id)
+            SELECT o.* FROM unnest($20::uuid[], $21::text[], $22::bytea[], $23::bytea[], $24::text[])
+                AS o(id, topic, key, payload, request_id), created
+        ){audited}
+        SELECT id, status, created_at FROM created
         """,
         execution_id,
         tenant_id,
@@ -125,24 +154,22 @@ async def start_execution(
         parent.step_id if parent else None,
         rerun.execution_id if rerun else None,
         rerun.from_step if rerun else None,
+        snapshots[0],
+        now,
+        [row.id for row in rows],
+        [row.topic for row in rows],
+        [row.key for row in rows],
+        [row.payload for row in rows],
+        [row.request_id for row in rows],
+        *(
+            (uuid7(), audit.principal, {"workflow": {"before": None, "after": workflow_ref}}, audit.request_id)
+            if audit
+            else ()
+        ),
     )
     if record is None:  # a concurrent request with the same key won the race
         assert idempotency_key is not None
         return _existing(
             await _by_idempotency_key(connection, tenant_id, idempotency_key), workflow_ref, idempotency_key
         )
-    rows = await append_events(
-        connection,
-        tenant_id=tenant_id,
-        execution_id=execution_id,
-        after_sequence=0,
-        events=[
-            NewEvent(
-                "WORKFLOW_CREATED",
-                WorkflowSnapshot(status="pending", workflow_ref=workflow_ref, workflow_version=workflow["version"]),
-            )
-        ],
-        topic=topics.events,
-        outbox=[outgoing(topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id))],
-    )
     return StartedExecution(execution_id, "pending", record["created_at"], True, rows)

@@ -37,12 +37,17 @@ class Runtime:
     outbox: OutboxPublisher
 
     @classmethod
-    async def open(cls, settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
-        """Connect to PostgreSQL and Kafka, creating the topics if they are missing."""
+    async def open(
+        cls, settings: Settings, registry: CollectorRegistry | None = None, *, session_setup: str | None = None
+    ) -> Runtime:
+        """Connect to PostgreSQL and Kafka, creating the topics if they are missing.
+
+        ``session_setup`` runs once on every new database connection (see ``create_pool``).
+        """
         settings.require_connections()
         registry = registry or CollectorRegistry()
         metrics = MessagingMetrics(registry)
-        pool = await create_pool(settings)
+        pool = await create_pool(settings, session_setup=session_setup)
         producer = create_producer(settings)
         try:
             await ensure_topics(settings)

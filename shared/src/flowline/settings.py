@@ -65,6 +65,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # one of these PEM public keys (RS256, several for rotation). Empty: JWTs are refused.
     jwt_hs256_secret: str = ""
     jwt_rs256_public_keys: str = ""
+    # How long an api process trusts an API key it verified in PostgreSQL before looking again. A key revoked
+    # through an api process is refused there at once, and by the other api processes within this time. 0:
+    # every request looks the key up.
+    api_key_cache_seconds: float = 5.0
 
     # Kafka layout.
     # How long a fetch waits for data. Apache Kafka answers a waiting fetch as soon as data arrives, so 500

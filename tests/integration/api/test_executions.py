@@ -70,6 +70,12 @@ async def test_start_answers_202_then_200_for_the_same_key(api: Client, pool: as
     assert await pool.fetchval("SELECT count(*) FROM executions") == 1
     events = (await api.get(f"/executions/{first.json()['executionId']}/events")).json()["events"]
     assert [event["event"] for event in events] == ["WORKFLOW_CREATED"]
+    # One audit row for the start (written with the execution), none for the repeats.
+    audit = (await api.get("/audit-logs?entityType=execution")).json()["items"]
+    assert [(row["entityId"], row["action"], row["changes"]) for row in audit] == [
+        (first.json()["executionId"], "start", {"workflow": {"before": None, "after": "demo.hello"}})
+    ]
+    assert audit[0]["principal"].startswith("api-key:") and audit[0]["requestId"]
 
 
 async def test_start_refuses_what_execute_refuses(api: Client) -> None:

@@ -3,8 +3,11 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+import msgspec
+from flowline.db.pool import create_pool
 from flowline.messages import TaskLogBatch, TaskLogRecord
-from flowline_log_ingest.ingest import LogWriter
+from flowline.settings import Settings
+from flowline_log_ingest.ingest import STAGING, LogWriter
 from flowline_log_ingest.metrics import LogIngestMetrics
 from prometheus_client import CollectorRegistry
 
@@ -83,3 +86,21 @@ async def test_fields_survive_the_staging_table_and_a_record_repeated_within_a_b
     ]
     assert registry.get_sample_value("flowline_task_log_records_total", {"outcome": "written"}) == 2
     assert registry.get_sample_value("flowline_task_log_records_total", {"outcome": "duplicate"}) == 2
+
+
+async def test_a_pool_that_makes_the_staging_table_per_connection_needs_no_statement_per_batch_for_it(
+    settings: Settings,
+) -> None:
+    pool = await create_pool(
+        msgspec.structs.replace(settings, db_pool_min_size=1, db_pool_max_size=2), session_setup=STAGING
+    )
+    try:
+        tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+        execution_id = uuid.uuid4()
+        writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()), staging_ready=True)
+        for message in ("one", "two", "three"):  # batches on the same connections: the staged rows are gone
+            await writer.write([TaskLogRecord(tenant_id=tenant_id, execution_id=execution_id, message=message)])
+        rows = await pool.fetch("SELECT message FROM task_logs WHERE execution_id = $1 ORDER BY message", execution_id)
+        assert [row["message"] for row in rows] == ["one", "three", "two"]
+    finally:
+        await pool.close()

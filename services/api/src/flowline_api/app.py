@@ -22,7 +22,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CollectorRegistry
 
-from flowline_api.auth import BearerAuthentication, JwtVerifier, require_role, require_visible
+from flowline_api.auth import ApiKeyCache, BearerAuthentication, JwtVerifier, require_role, require_visible
 from flowline_api.dependencies import (
     provide_actor,
     provide_caller,
@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> Litestar:
             "known_actions": frozenset(load_actions()),
             "tenant_ids": {},
             "jwt_verifier": JwtVerifier(settings),
+            "api_keys": ApiKeyCache(settings.api_key_cache_seconds),
             "stream_timings": StreamTimings(settings.stream_keepalive_seconds, settings.stream_idle_timeout_seconds),
         }
     )

@@ -7,12 +7,16 @@ claims ``sub``, ``tenant``, ``roles`` and ``exp``. Every tenant route declares t
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import jwt
-from flowline.credentials import ROLES, Principal, Role, authenticate_key, role_allows
+from flowline.credentials import ROLES, Principal, Role, authenticate_key, parse_key, role_allows
 from flowline.errors import NotFound
 from flowline.settings import Settings
 from litestar.connection import ASGIConnection
@@ -61,6 +65,58 @@ class JwtVerifier:
         return None
 
 
+class ApiKeyCache:
+    """The principals of API keys verified in PostgreSQL in the last ``ttl`` seconds.
+
+    Most requests thus authenticate without a database round trip. An entry holds the SHA-256 of the whole
+    key, so only the very key that was verified matches it. A key revoked through this process is dropped at
+    once (``forget``); another api process refuses it once its own entry expires, at most ``ttl`` seconds
+    later. Failed verifications are not kept. ``ttl`` 0 turns it off.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[uuid.UUID, tuple[bytes, Principal, float]] = {}  # key id → (digest, principal, expiry)
+        self.forgotten = 0  # counts ``forget`` calls: a verification that began before one is not kept
+
+    def get(self, token: str) -> Principal | None:
+        """The cached principal of ``token``, or None when it is not an API key verified within ``ttl``."""
+        parsed = parse_key(token) if self._entries else None
+        if parsed is None or (entry := self._entries.get(parsed[0])) is None:
+            return None
+        digest, principal, expires = entry
+        if self._clock() >= expires:
+            del self._entries[parsed[0]]
+            return None
+        return principal if hmac.compare_digest(digest, _digest(token)) else None
+
+    def put(self, token: str, principal: Principal, *, forgotten: int) -> None:
+        """Keep the principal of a key just verified, unless a key was forgotten since.
+
+        ``forgotten`` is the count read before the verification began: it may have read a key revoked meanwhile.
+        """
+        parsed = parse_key(token)
+        if parsed is None or self._ttl <= 0 or forgotten != self.forgotten:
+            return
+        if len(self._entries) >= self._max_entries:
+            now = self._clock()
+            self._entries = {key: entry for key, entry in self._entries.items() if entry[2] > now}
+            while len(self._entries) >= self._max_entries:  # all fresh: drop the oldest
+                del self._entries[next(iter(self._entries))]
+        self._entries[parsed[0]] = (_digest(token), principal, self._clock() + self._ttl)
+
+    def forget(self, key_id: uuid.UUID) -> None:
+        """Drop a key (it was revoked): its next request is verified in PostgreSQL again."""
+        self.forgotten += 1
+        self._entries.pop(key_id, None)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     """The token of the request's ``Authorization: Bearer <token>`` header, if it has one."""
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
@@ -81,14 +137,25 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
         token = bearer_token(connection)
         if token is None:
             return AuthenticationResult(user=None, auth=None)
-        pool: asyncpg.Pool = connection.app.state.pool
-        verifier: JwtVerifier = connection.app.state.jwt_verifier
-        principal = await authenticate_key(pool, token) or verifier.principal(token)
+        state = connection.app.state
+        keys: ApiKeyCache = state.api_keys
+        principal = keys.get(token)
+        if principal is None:
+            forgotten = keys.forgotten
+            principal = await authenticate_key(state.pool, token)
+            if principal is not None:
+                keys.put(token, principal, forgotten=forgotten)
+            else:
+                verifier: JwtVerifier = state.jwt_verifier
+                principal = verifier.principal(token)
         return AuthenticationResult(user=principal, auth=token if principal else None)
 
 
-def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """The one guard: there must be a caller, and its role must allow what the route declares in ``opt["role"]``.
+
+    A coroutine although it never waits: Litestar runs a plain function guard in a worker thread, a thread
+    hand-off on every request.
 
     Raises:
         NotAuthorizedException: no credentials, or credentials that are unknown, revoked or expired.

@@ -11,12 +11,13 @@ import asyncio
 import logging
 import os
 import random
+import re
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -93,6 +94,16 @@ FINISH_ATTEMPT = (
 )
 # A finished step's duration, from its start (NULL when it never started), for RETURNING clauses.
 STEP_SECONDS = "extract(epoch FROM completed_at - started_at)::float8 AS seconds"
+# Closes a finished attempt and its step, as two CTEs that another statement can carry (see HeldFinish): $1 step
+# execution, $2 generation, $3 attempt number, $4 status, $5 duration, $6 error, $7 output.
+FINISH_STEP_CTES = (
+    "finished_attempt AS (UPDATE task_attempts SET status = $4, finished_at = clock_timestamp(), duration_ms = $5, "
+    "error = $6 WHERE step_execution_id = $1 AND generation = $2 AND number = $3), "
+    "finished_step AS (UPDATE step_executions SET status = $4, output = $7, error = $6, "
+    "completed_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL WHERE id = $1 "
+    "RETURNING " + STEP_SECONDS + ")"
+)
+_PARAMETER = re.compile(r"\$(\d+)")
 # How deep child workflows may nest (a workflow that starts itself stops here instead of forever).
 MAX_CHILD_DEPTH = 20
 REQUESTS_CONSUMER = "executor"
@@ -106,6 +117,29 @@ LOG_LEVELS: dict[str, LogLevel] = {
     "WARNING": "WARN",
     "ERROR": "ERROR",
 }
+
+
+class HeldFinish(NamedTuple):
+    """A finished attempt's closing statement, held back so that the change's next statement carries it.
+
+    A step's result is usually followed by the start of the next step's attempt, or by the end of the execution:
+    written as one statement they cost one round trip instead of two. They touch different rows (the finished
+    step and its attempt; another step and a new attempt, or the execution and its timers), so neither needs to
+    see what the other wrote. Any other statement of the change is preceded by ``Changes.flush``, so it sees
+    the step finished as before.
+    """
+
+    args: tuple[Any, ...]  # FINISH_STEP_CTES's parameters
+    step_type: str
+    status: str
+
+    def ctes(self, first: int) -> str:
+        """FINISH_STEP_CTES with its parameters numbered from ``$first`` (after the carrying statement's own)."""
+        return _PARAMETER.sub(lambda match: f"${int(match.group(1)) + first - 1}", FINISH_STEP_CTES)
+
+    def carried(self, seconds: float | None, outcomes: Outcomes) -> None:
+        """Count the finished step once the statement carrying it has run."""
+        outcomes.steps_finished.append((self.step_type, self.status, seconds))
 
 
 class Changes:
@@ -124,6 +158,14 @@ class Changes:
         self.logs: list[TaskLogRecord] = []
         self.cancelled_steps: list[uuid.UUID] = []  # their attempts running here stop after the commit
         self.outcomes = Outcomes()
+        self.held: HeldFinish | None = None  # a step's result not yet written: the next statement carries it
+
+    async def flush(self, connection: asyncpg.Connection) -> None:
+        """Write the held step result now, before a statement that cannot carry it."""
+        if self.held is not None:
+            held, self.held = self.held, None
+            seconds = await connection.fetchval(f"WITH {held.ctes(1)} SELECT seconds FROM finished_step", *held.args)
+            held.carried(seconds, self.outcomes)
 
     def log(
         self,
@@ -156,6 +198,7 @@ class Changes:
             self.outbox.append(outgoing(topics.logs, batch))
         if self.events and self.last_sequence is None:
             raise RuntimeError(f"execution {self.execution_id}: events written without locking the execution")
+        await self.flush(connection)
         rows = await append_events(
             connection,
             tenant_id=self.tenant_id,
@@ -518,6 +561,7 @@ class Engine:
                         statuses[step.id] = row["status"] = "failed"
                         progressed = True
                         continue
+                    await changes.flush(connection)
                     await connection.execute(
                         "UPDATE step_executions SET status = 'running', input = $2, scheduled_at = clock_timestamp(), "
                         "started_at = clock_timestamp() WHERE id = $1",
@@ -603,6 +647,7 @@ class Engine:
             changes.eager.append((message, step, step_input))
             await self._start_attempt(connection, changes, message, step.type, step_input)
         else:
+            await changes.flush(connection)
             await connection.execute(
                 "UPDATE step_executions SET status = 'scheduled', input = $2, scheduled_at = clock_timestamp() "
                 "WHERE id = $1",
@@ -619,20 +664,23 @@ class Engine:
         step_type: str,
         step_input: Any,
     ) -> None:
-        """Mark a step running under this worker's lease, with its attempt row."""
-        await connection.execute(
-            """
-            WITH started AS (
+        """Mark a step running under this worker's lease, with its attempt row (and a held step result)."""
+        held, changes.held = changes.held, None
+        seconds = await connection.fetchval(
+            f"""
+            WITH {held.ctes(10) + "," if held else ""} started AS (
                 UPDATE step_executions SET status = 'running', attempts = $2, owner = $3, input = $5,
                     lease_expires_at = clock_timestamp() + make_interval(secs => $4),
                     scheduled_at = coalesce(scheduled_at, clock_timestamp()),
                     started_at = coalesce(started_at, clock_timestamp())
                 WHERE id = $1
+            ), attempt AS (
+                INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number,
+                    status, worker)
+                VALUES ($6, $7, $1, $8, $9, $2, 'running', $3)
+                ON CONFLICT (step_execution_id, generation, number) DO NOTHING
             )
-            INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, status,
-                worker)
-            VALUES ($6, $7, $1, $8, $9, $2, 'running', $3)
-            ON CONFLICT (step_execution_id, generation, number) DO NOTHING
+            SELECT {"seconds FROM finished_step" if held else "NULL::float8"}
             """,
             message.step_execution_id,
             message.attempt,
@@ -643,7 +691,10 @@ class Engine:
             message.tenant_id,
             message.execution_id,
             message.generation,
+            *(held.args if held else ()),
         )
+        if held:
+            held.carried(seconds, changes.outcomes)
         changes.events.append(
             NewEvent(
                 "TASK_STARTED",
@@ -671,6 +722,7 @@ class Engine:
         fire_at: datetime,
     ) -> uuid.UUID:
         """Store a durable timer and tell the scheduler about it; it fires TimerFired on the control topic."""
+        await changes.flush(connection)
         timer_id = uuid7()
         await connection.execute(
             "INSERT INTO timers (id, tenant_id, execution_id, step_execution_id, kind, fire_at) "
@@ -699,6 +751,7 @@ class Engine:
         self, connection: asyncpg.Connection, changes: Changes, step: StepDefinition, row: dict[str, Any]
     ) -> str:
         """Start a wait step: a pending promise (and a timer when the wait is bounded); the step's new status."""
+        await changes.flush(connection)
         name = step.promise or step.id
         expires_at = datetime.now(UTC) + timedelta(seconds=step.timeout) if step.timeout else None
         promise_id = await connection.fetchval(
@@ -751,6 +804,7 @@ class Engine:
     ) -> str:
         """Start a workflow step's child execution (one per attempt of the step); the step's new status."""
         assert step.workflow is not None
+        await changes.flush(connection)
         attempt = row["attempts"] + 1
         if step_input is not None and not isinstance(step_input, dict):
             error = _error("a workflow step's input must be an object (the child's input)", retryable=False)
@@ -936,6 +990,7 @@ class Engine:
         status: str,
         error: dict[str, Any] | None,
     ) -> None:
+        await changes.flush(connection)
         finished = await connection.fetchrow(
             "UPDATE step_executions SET status = $2, error = $3, completed_at = clock_timestamp() WHERE id = $1 "
             "RETURNING step_type, " + STEP_SECONDS,
@@ -958,18 +1013,26 @@ class Engine:
         output: Any = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        # Whatever still waits on a timer (sleeps, retries, the execution's own timeout) waits no more.
-        timers = await connection.fetch(
-            "WITH finished AS (UPDATE executions SET status = $2, output = $3, error = $4, "
-            "completed_at = clock_timestamp() WHERE id = $1) "
-            "UPDATE timers t SET status = 'cancelled' WHERE t.execution_id = $1 AND t.status = 'pending' "
+        # Whatever still waits on a timer (sleeps, retries, the execution's own timeout) waits no more. A held
+        # step result (the last step's, usually) comes along: it touches neither the execution nor its timers.
+        held, changes.held = changes.held, None
+        rows = await connection.fetch(
+            f"WITH {held.ctes(5) + ',' if held else ''} finished AS (UPDATE executions SET status = $2, output = $3, "
+            "error = $4, completed_at = clock_timestamp() WHERE id = $1), "
+            "cancelled AS (UPDATE timers t SET status = 'cancelled' WHERE t.execution_id = $1 AND t.status = 'pending' "
             "RETURNING t.id, t.kind, t.step_execution_id AS task_id, "
-            "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)",
+            "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)) "
+            "SELECT id, kind, task_id, step_id, NULL::float8 AS seconds FROM cancelled"
+            + (" UNION ALL SELECT NULL, NULL, NULL, NULL, seconds FROM finished_step" if held else ""),
             execution["id"],
             status,
             output,
             error,
+            *(held.args if held else ()),
         )
+        timers = [row for row in rows if row["id"] is not None]
+        if held:
+            held.carried(next(row["seconds"] for row in rows if row["id"] is None), changes.outcomes)
         for timer in timers:
             if timer["kind"] == "sleep":  # other timers are internal: TASK_CANCELLED or the final event says it
                 changes.events.append(
@@ -1402,15 +1465,9 @@ class Engine:
                     )
                 )
             else:
-                seconds = await connection.fetchval(
-                    FINISH_ATTEMPT + "UPDATE step_executions SET status = $4, output = $7, error = $6, "
-                    "completed_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL WHERE id = $1 "
-                    "RETURNING " + STEP_SECONDS,
-                    message.step_execution_id,
-                    *attempt_values,
-                    output,
-                )
-                changes.outcomes.steps_finished.append((claimed.step.type, status, seconds))
+                # Written by the next statement of this change: usually the next step's start (see HeldFinish).
+                values = (message.step_execution_id, *attempt_values, output)
+                changes.held = HeldFinish(values, claimed.step.type, status)
                 step.update(status=status, output=output, error=error, owner=None)
                 changes.events.append(
                     NewEvent(

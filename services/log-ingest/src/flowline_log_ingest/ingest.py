@@ -21,7 +21,9 @@ COLUMNS = (
     "metadata",
 )
 # COPY cannot skip a record already stored, so each batch is copied into this session's staging table and moved
-# on with INSERT … ON CONFLICT. The table lives as long as the pooled connection, its rows until the commit.
+# on with INSERT … ON CONFLICT. The table lives as long as the pooled connection, its rows until the commit. The
+# service's pool creates it once on every new connection (``session_setup``); on another pool (tests) the writer
+# makes sure of it before every batch.
 # Metadata travels as JSON text (binary COPY has no encoder for the pool's jsonb codec) and is cast on insert.
 STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS task_logs_incoming (
@@ -45,9 +47,11 @@ _json = msgspec.json.Encoder()
 class LogWriter:
     """Writes each consumed batch in one transaction; a redelivered record changes nothing."""
 
-    def __init__(self, pool: asyncpg.Pool, metrics: LogIngestMetrics) -> None:
+    def __init__(self, pool: asyncpg.Pool, metrics: LogIngestMetrics, *, staging_ready: bool = False) -> None:
+        """Write through ``pool``; ``staging_ready`` when its connections were made with ``STAGING``."""
         self._pool = pool
         self._metrics = metrics
+        self._staging_ready = staging_ready
 
     async def write(self, messages: list[LogMessage]) -> None:
         """Insert the records of ``messages``; the consumer commits their offsets once this returns."""
@@ -70,7 +74,8 @@ class LogWriter:
         # COPY's binary rows cost far less to encode than one array parameter per column (asyncpg checks every
         # array element's type), and the log-ingest process spends most of its time encoding.
         async with self._pool.acquire() as connection, connection.transaction():
-            await connection.execute(STAGING)
+            if not self._staging_ready:
+                await connection.execute(STAGING)
             await connection.copy_records_to_table("task_logs_incoming", records=rows, columns=COLUMNS)
             written = await connection.fetchval(INSERT_NEW)
         self._metrics.records.labels("written").inc(written)

@@ -10,15 +10,15 @@ from flowline.ops import configure_logging
 from flowline.runtime import Runnable, Runtime, serve
 from flowline.settings import Settings, load_settings
 
-from flowline_log_ingest.ingest import LogWriter
+from flowline_log_ingest.ingest import STAGING, LogWriter
 from flowline_log_ingest.metrics import LogIngestMetrics
 
 
 async def run_log_ingest(settings: Settings) -> None:
     """Run log-ingest until SIGTERM."""
-    runtime = await Runtime.open(settings)
+    runtime = await Runtime.open(settings, session_setup=STAGING)
     try:
-        writer = LogWriter(runtime.pool, LogIngestMetrics(runtime.registry))
+        writer = LogWriter(runtime.pool, LogIngestMetrics(runtime.registry), staging_ready=True)
         consumer = runtime.consumer(
             "log-ingest", settings.topics.logs, decoder(LogMessage), batch_handler=writer.write, max_records=5000
         )

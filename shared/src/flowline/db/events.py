@@ -24,6 +24,32 @@ class NewEvent(NamedTuple):
     task_id: uuid.UUID | None = None
 
 
+def event_rows(
+    tenant_id: uuid.UUID, execution_id: uuid.UUID, first: int, events: Sequence[NewEvent], topic: str
+) -> tuple[datetime, list[object], list[OutboxRow]]:
+    """The time, snapshots and outbox rows of ``events`` numbered from ``first``, for a statement to store."""
+    now = datetime.now(UTC)
+    snapshots = [msgspec.to_builtins(event.data) for event in events]
+    rows = [
+        outgoing(
+            topic,
+            ExecutionEvent(
+                tenant_id=tenant_id,
+                execution_id=execution_id,
+                sequence=first + offset,
+                event=event.event,
+                step_id=event.step_id,
+                task_id=event.task_id,
+                data=snapshot,
+                occurred_at=now,
+                timestamp_ms=int(now.timestamp() * 1000),
+            ),
+        )
+        for offset, (event, snapshot) in enumerate(zip(events, snapshots, strict=True))
+    ]
+    return now, snapshots, rows
+
+
 async def append_events(
     connection: asyncpg.Connection,
     *,
@@ -51,25 +77,7 @@ async def append_events(
         await enqueue(connection, outbox)
         return list(outbox)
     first = after_sequence + 1
-    now = datetime.now(UTC)
-    snapshots = [msgspec.to_builtins(event.data) for event in events]
-    rows = [
-        outgoing(
-            topic,
-            ExecutionEvent(
-                tenant_id=tenant_id,
-                execution_id=execution_id,
-                sequence=first + offset,
-                event=event.event,
-                step_id=event.step_id,
-                task_id=event.task_id,
-                data=snapshot,
-                occurred_at=now,
-                timestamp_ms=int(now.timestamp() * 1000),
-            ),
-        )
-        for offset, (event, snapshot) in enumerate(zip(events, snapshots, strict=True))
-    ]
+    now, snapshots, rows = event_rows(tenant_id, execution_id, first, events, topic)
     rows.extend(outbox)
     sequenced = await connection.fetchval(
         """

@@ -29,13 +29,24 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """Skip asyncpg's reset on release (a round trip per transaction): Flowline keeps no session state."""
 
 
-async def create_pool(settings: Settings) -> asyncpg.Pool:
-    """Open a pool on ``settings.database_url``; close it with ``await pool.close()``."""
+async def create_pool(settings: Settings, *, session_setup: str | None = None) -> asyncpg.Pool:
+    """Open a pool on ``settings.database_url``; close it with ``await pool.close()``.
+
+    Args:
+        settings: the connection URL and pool sizes.
+        session_setup: SQL run once on every new connection (e.g. a session's temporary table), not per use.
+    """
+
+    async def init(connection: asyncpg.Connection) -> None:
+        await _init_connection(connection)
+        if session_setup is not None:
+            await connection.execute(session_setup)
+
     pool = await asyncpg.create_pool(
         settings.database_url,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
-        init=_init_connection,
+        init=init,
         reset=_keep_session,
     )
     assert pool is not None

@@ -10,11 +10,12 @@ from flowline.credentials import create_api_key, list_api_keys, revoke_api_key
 from flowline.db.audit import Actor
 from flowline.schemas.api_keys import ApiKey, ApiKeyList, CreatedApiKey
 from litestar import Controller, delete, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
-from flowline_api.auth import ADMIN
+from flowline_api.auth import ADMIN, ApiKeyCache
 from flowline_api.domain.api_keys.schemas import ApiKeyCreate
 from flowline_api.errors import problem_responses
 
@@ -64,7 +65,13 @@ class ApiKeyController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         pool: NamedDependency[asyncpg.Pool],
         actor: NamedDependency[Actor],
+        state: State,
     ) -> ApiKey:
         """Revoke a key: requests with it are refused from now on. Revoking twice changes nothing."""
         async with pool.acquire() as connection, connection.transaction():
-            return ApiKey.of(await revoke_api_key(connection, tenant_id=tenant_id, key_id=key_id, actor=actor))
+            revoked = await revoke_api_key(connection, tenant_id=tenant_id, key_id=key_id, actor=actor)
+        # After the commit: a lookup that began before it may still have found the key valid, and ``forget``
+        # also keeps such a lookup from caching it.
+        keys: ApiKeyCache = state.api_keys
+        keys.forget(key_id)
+        return ApiKey.of(revoked)

@@ -146,7 +146,8 @@ class ExecutionService:
                 the caller may not see (another principal's: its id is not handed out).
             ValidationFailed: the input does not match the workflow's input schema.
         """
-        async with self._pool.acquire() as connection, connection.transaction():
+        # No transaction: start_execution writes in one statement, and a repeated key's checks only read.
+        async with self._pool.acquire() as connection:
             started = await start_execution(
                 connection,
                 self._topics,
@@ -159,6 +160,7 @@ class ExecutionService:
                 started_by=actor.principal,
                 metadata=request.metadata,
                 tags=request.tags,
+                audit=actor,  # the start's audit row, written with the execution
             )
             if (
                 not started.created
@@ -166,16 +168,6 @@ class ExecutionService:
                 and await first_hidden_execution(connection, tenant_id, [started.id], owner)
             ):
                 raise Conflict(f"idempotency key {request.idempotency_key!r} is already used by another principal")
-            if started.created:
-                await record_audit(
-                    connection,
-                    tenant_id=tenant_id,
-                    entity_type="execution",
-                    entity_id=str(started.id),
-                    action="start",
-                    actor=actor,
-                    changes={"workflow": {"before": None, "after": ref}},
-                )
         await self._outbox.publish(started.outbox)
         return started
 
