@@ -19,7 +19,7 @@ import jwt
 from flowline.credentials import ROLES, Principal, Role, authenticate_key, parse_key, role_allows
 from flowline.errors import NotFound
 from flowline.settings import Settings
-from litestar.connection import ASGIConnection
+from litestar.connection import ASGIConnection, Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -162,7 +162,7 @@ async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: 
         PermissionDeniedException: the role does not allow it.
         RuntimeError: the route declares no role (a mistake: refusing is safer than guessing).
     """
-    if connection.scope["method"] == "OPTIONS":
+    if isinstance(connection, Request) and connection.method == "OPTIONS":
         return  # Litestar's own OPTIONS answer (CORS preflight): no credentials, like the middleware
     if connection.user is None:
         if bearer_token(connection):

@@ -46,6 +46,7 @@ from flowline.messages import (
     ChildExecutionFinished,
     ChildExecutionStarted,
     ControlMessage,
+    EventType,
     ExecutionRequested,
     LogLevel,
     PromiseSettled,
@@ -106,6 +107,11 @@ FINISH_STEP_CTES = (
 _PARAMETER = re.compile(r"\$(\d+)")
 # How deep child workflows may nest (a workflow that starts itself stops here instead of forever).
 MAX_CHILD_DEPTH = 20
+FINISHED_EVENTS: dict[str, EventType] = {
+    "completed": "WORKFLOW_COMPLETED",
+    "failed": "WORKFLOW_FAILED",
+    "cancelled": "WORKFLOW_CANCELLED",
+}
 REQUESTS_CONSUMER = "executor"
 # Timestamps use clock_timestamp(), not now(): now() is when the transaction began, and a transaction that
 # waited for the execution's lock would otherwise record a step as started before its need completed.
@@ -395,7 +401,7 @@ class Engine:
             if execution["started_at"] is not None:  # a retry: resume from the steps that did not finish well
                 await self._restart(connection, execution, graph, changes)
                 return
-            steps = {
+            steps: dict[str, dict[str, Any]] = {
                 step.id: {
                     "id": uuid7(),
                     "step_id": step.id,
@@ -446,7 +452,7 @@ class Engine:
             changes.outcomes.executions_started += 1
             for row in steps.values():
                 if row["status"] != "pending":
-                    event = "TASK_COMPLETED" if row["status"] == "completed" else "TASK_SKIPPED"
+                    event: EventType = "TASK_COMPLETED" if row["status"] == "completed" else "TASK_SKIPPED"
                     snapshot = TaskSnapshot(
                         status=row["status"], output=row["output"], reused_from=str(execution["rerun_of"])
                     )
@@ -1000,7 +1006,7 @@ class Engine:
         )
         changes.outcomes.steps_finished.append((finished["step_type"], status, finished["seconds"]))
         row["error"] = error
-        event = "TASK_SKIPPED" if status == "skipped" else "TASK_FAILED"
+        event: EventType = "TASK_SKIPPED" if status == "skipped" else "TASK_FAILED"
         changes.events.append(NewEvent(event, TaskSnapshot(status=status, error=error), row["step_id"], row["id"]))
 
     async def _finish_execution(
@@ -1095,7 +1101,7 @@ class Engine:
                     NewEvent("TASK_CANCELLED", TaskSnapshot(status="cancelled"), step["step_id"], step["id"])
                 )
         changes.events.append(
-            NewEvent(f"WORKFLOW_{status.upper()}", WorkflowSnapshot(status=status, output=output, error=error))
+            NewEvent(FINISHED_EVENTS[status], WorkflowSnapshot(status=status, output=output, error=error))
         )
         if execution["parent_execution_id"] is not None:
             changes.outbox.append(
@@ -1338,6 +1344,7 @@ class Engine:
         output: Any = None
         error: dict[str, Any] | None = None
         policy = step.retry
+        work: Awaitable[Any]
         try:
             if step.type == "http":
                 request = msgspec.convert(claimed.step_input, HttpRequest)
