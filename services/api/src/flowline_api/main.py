@@ -24,6 +24,10 @@ from flowline.settings import ConfigurationError, load_settings
 from flowline_api.app import create_app
 
 ADMIN_ACTOR = Actor(principal="admin-cli", request_id=None)
+# How long an idle client connection stays open. Longer than what clients and load balancers keep idle
+# connections for (httpx 5 s, AWS ALB 60 s): with uvicorn's 5 s, a client reusing a connection just as the
+# server closed it got a reset mid-request (httpx.ReadError in `make bench`).
+KEEP_ALIVE_SECONDS = 75
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,5 +89,6 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **proxy_options(settings.trusted_proxies),
     )
