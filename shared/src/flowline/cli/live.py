@@ -222,18 +222,35 @@ def _shown(record: StreamLog, level: str | None) -> bool:
     return record.level in LEVELS and LEVELS.index(record.level) >= LEVELS.index(level)
 
 
-def _print_record(record: StreamLog, out: Output) -> None:
+def _print_record(record: TaskLog | StreamLog, out: Output) -> None:
     if out.json:  # one record per line: a stream has no single document
         out.compact(record)
     else:
         out.line(log_line(record))
 
 
-async def follow_task_logs(client: AsyncFlowlineClient, task_id: str, out: Output, *, level: str | None = None) -> None:
-    """Print a task's log records, stored ones first, then live until the task finished."""
+async def follow_task_logs(
+    client: AsyncFlowlineClient,
+    task_id: str,
+    out: Output,
+    *,
+    level: str | None = None,
+    printed: set[str] | None = None,
+) -> None:
+    """Print a task's log records, stored ones first, then live until the task finished.
+
+    Args:
+        client: the api.
+        task_id: the task.
+        out: where to print.
+        level: print records of this level and above only.
+        printed: the ids of records printed so far; this adds to it.
+    """
+    printed = set() if printed is None else printed
     async for message in client.stream_task(task_id):
         if isinstance(message, StreamLog) and _shown(message, level):
             _print_record(message, out)
+            printed.add(message.id)
 
 
 async def follow_execution_logs(
@@ -241,9 +258,12 @@ async def follow_execution_logs(
 ) -> None:
     """Print an execution's log records as they come, until it finished and its tasks' last records are in.
 
-    Logs travel on the task streams, so each task the execution stream names gets a stream of its own.
+    Logs travel on the task streams, so each task the execution stream names gets a stream of its own. A task
+    stream closes a moment after its task finished; records stored later still (a busy log-ingest) are read
+    from the stored logs at the end, so the tail misses none that reached the database by then.
     """
     followed: set[str] = set()
+    printed: set[str] = set()
     try:
         async with asyncio.TaskGroup() as group:
             async for message in client.stream_execution(execution_id):
@@ -251,9 +271,18 @@ async def follow_execution_logs(
                     continue
                 if step_id is None or message.step_id == step_id:
                     followed.add(message.task_id)
-                    group.create_task(follow_task_logs(client, message.task_id, out, level=level))
+                    group.create_task(follow_task_logs(client, message.task_id, out, level=level, printed=printed))
     except* (FlowlineApiError, BrokenPipeError) as failed:  # the first one stopped the other tails: report it
         raise failed.exceptions[0] from None
+    offset = 0
+    while True:
+        page = await client.get_execution_logs(execution_id, level=level, step_id=step_id, limit=100, offset=offset)
+        for record in page.logs:
+            if record.id not in printed:
+                _print_record(record, out)
+        offset += len(page.logs)
+        if not page.logs or offset >= page.total:
+            return
 
 
 async def watch_task(client: AsyncFlowlineClient, task_id: str, out: Output) -> int:
