@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from flowline.cli import main
 from flowline.client import AsyncFlowlineClient
 from flowline.devstack.processes import ServiceGroup
 
@@ -40,7 +43,21 @@ class Cli:
         )
 
     async def __call__(self, *args: str) -> tuple[int, str, str]:
-        """The command's exit code, stdout and stderr."""
+        """The command's exit code, stdout and stderr, run by the CLI's ``main`` in this process.
+
+        Each subprocess would cost an interpreter start; ``start`` (and the newcomer test) still run the
+        installed console script. One command at a time: stdout and stderr are redirected process-wide.
+        """
+        return await asyncio.to_thread(self._run, list(args))
+
+    def _run(self, argv: list[str]) -> tuple[int, str, str]:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(argv, self.env)
+        return code, stdout.getvalue(), stderr.getvalue()
+
+    async def subprocess(self, *args: str) -> tuple[int, str, str]:
+        """The command's exit code, stdout and stderr, run as the installed ``flowline`` console script."""
         process = await self.start(*args)
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
         assert process.returncode is not None

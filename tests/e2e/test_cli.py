@@ -55,7 +55,7 @@ async def test_a_newcomer_applies_a_pack_runs_a_workflow_and_reads_its_logs(
 ) -> None:
     cli = Cli(stack, tenant, api_headers, tmp_path)
 
-    code, applied, stderr = await cli("workflows", "apply", "-f", str(_pack_folder(tmp_path)))
+    code, applied, stderr = await cli.subprocess("workflows", "apply", "-f", str(_pack_folder(tmp_path)))
     assert code == 0, stderr
     assert applied.splitlines() == [
         "Pack demo created.",
@@ -74,12 +74,12 @@ async def test_a_newcomer_applies_a_pack_runs_a_workflow_and_reads_its_logs(
             return (await client.get_execution_logs(execution["id"], step_id="greet", level="INFO")).total > 0
 
     await eventually(logged)
-    code, logs, stderr = await cli("executions", "logs", execution["id"], "--step", "greet")
+    code, logs, stderr = await cli.subprocess("executions", "logs", execution["id"], "--step", "greet")
     assert code == 0, stderr
     assert any(line.endswith("INFO  [greet#1] hello Ada") for line in logs.splitlines()), logs
 
     downloaded = tmp_path / "logs.json"
-    code, said, stderr = await cli(
+    code, said, stderr = await cli.subprocess(
         "executions", "download-logs", execution["id"], "--format", "json", "-o", str(downloaded)
     )
     assert code == 0, stderr
@@ -105,7 +105,7 @@ async def test_a_newcomer_applies_a_pack_runs_a_workflow_and_reads_its_logs(
     assert events[0] == "WORKFLOW_CREATED"
     assert events[-1] == "WORKFLOW_COMPLETED"
 
-    code, steps, stderr = await cli("executions", "steps", execution["id"])
+    code, steps, stderr = await cli.subprocess("executions", "steps", execution["id"])
     assert code == 0, stderr
     header, greet, shout = steps.splitlines()
     assert header.split() == ["STEP", "TYPE", "STATUS", "ATTEMPTS", "DURATION", "TASK", "ID", "ERROR"]
@@ -119,35 +119,35 @@ async def test_exit_codes_say_what_went_wrong_and_a_failed_execution_can_be_retr
     cli = Cli(stack, tenant, api_headers, tmp_path)
     assert (await cli.json("packs", "install", str(_pack_folder(tmp_path))))["change"] == "created"
 
-    code, finished, stderr = await cli("workflows", "execute", "demo.broken", "--wait")
+    code, finished, stderr = await cli.subprocess("workflows", "execute", "demo.broken", "--wait")
     assert code == 3, stderr
     assert "Status: FAILED" in finished
     assert "card declined" in finished
     [failed] = (await cli.json("executions", "list", "--workflow", "demo.broken", "--status", "failed"))["items"]
 
     [step] = (await cli.json("executions", "steps", failed["id"]))["steps"]
-    code, attempts, stderr = await cli("executions", "task-attempts", failed["id"], step["taskId"])
+    code, attempts, stderr = await cli.subprocess("executions", "task-attempts", failed["id"], step["taskId"])
     assert code == 0, stderr
     header, attempt = attempts.splitlines()
     assert header.split() == ["ATTEMPT", "STATUS", "DURATION", "WORKER", "ERROR"]
     assert attempt.startswith("1        FAILED")
     assert attempt.endswith("card declined")
 
-    code, retried, stderr = await cli("executions", "retry", failed["id"], "--note", "new card")
+    code, retried, stderr = await cli.subprocess("executions", "retry", failed["id"], "--note", "new card")
     assert (code, retried) == (0, f"Execution {failed['id']} reset for retry. Status: PENDING\n"), stderr
 
-    code, disabled, stderr = await cli("workflows", "disable", "demo.hello")
+    code, disabled, stderr = await cli.subprocess("workflows", "disable", "demo.hello")
     assert (code, disabled) == (0, "Workflow demo.hello disabled.\n"), stderr
-    code, _, stderr = await cli("workflows", "execute", "demo.hello", "--input", '{"name": "Ada"}')
+    code, _, stderr = await cli.subprocess("workflows", "execute", "demo.hello", "--input", '{"name": "Ada"}')
     assert code == 1
     assert stderr.startswith("flowline: 409 Conflict: ") and "disabled" in stderr
 
     missing = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
-    code, _, stderr = await cli("executions", "cancel", missing)
+    code, _, stderr = await cli.subprocess("executions", "cancel", missing)
     assert code == 1
     assert stderr == f"flowline: 404 Not found: execution {missing} does not exist\n"
 
-    code, _, stderr = await cli("executions", "task-attempts", failed["id"])
+    code, _, stderr = await cli.subprocess("executions", "task-attempts", failed["id"])
     assert code == 2
     assert "required: task_id" in stderr
 
