@@ -12,6 +12,7 @@ from typing import get_args
 from flowline.cli.output import Output, duration, error_message, format_table, text
 from flowline.client import AsyncFlowlineClient, FlowlineApiError
 from flowline.client.models import Execution, StepExecution, StreamEvent, StreamLog, TaskLog, TaskLogPage
+from flowline.executions import TERMINAL_EXECUTION_STATUSES
 from flowline.messages import LogLevel
 
 EXECUTION_FAILED = 3
@@ -260,10 +261,33 @@ async def follow_execution_logs(
 
     Logs travel on the task streams, so each task the execution stream names gets a stream of its own. A task
     stream closes a moment after its task finished; records stored later still (a busy log-ingest) are read
-    from the stored logs at the end, so the tail misses none that reached the database by then.
+    from the stored logs at the end, so the tail misses none that reached the database by then. An execution
+    already finished has only its stored records printed.
     """
-    followed: set[str] = set()
     printed: set[str] = set()
+    if (await client.get_execution(execution_id)).status not in TERMINAL_EXECUTION_STATUSES:
+        await _tail_tasks(client, execution_id, out, level=level, step_id=step_id, printed=printed)
+    offset = 0
+    while True:
+        page = await client.get_execution_logs(execution_id, level=level, step_id=step_id, limit=100, offset=offset)
+        for record in page.logs:
+            if record.id not in printed:
+                _print_record(record, out)
+        offset += len(page.logs)
+        if not page.logs or offset >= page.total:
+            return
+
+
+async def _tail_tasks(
+    client: AsyncFlowlineClient,
+    execution_id: str,
+    out: Output,
+    *,
+    level: str | None,
+    step_id: str | None,
+    printed: set[str],
+) -> None:
+    followed: set[str] = set()
     try:
         async with asyncio.TaskGroup() as group:
             async for message in client.stream_execution(execution_id):
@@ -274,15 +298,6 @@ async def follow_execution_logs(
                     group.create_task(follow_task_logs(client, message.task_id, out, level=level, printed=printed))
     except* (FlowlineApiError, BrokenPipeError) as failed:  # the first one stopped the other tails: report it
         raise failed.exceptions[0] from None
-    offset = 0
-    while True:
-        page = await client.get_execution_logs(execution_id, level=level, step_id=step_id, limit=100, offset=offset)
-        for record in page.logs:
-            if record.id not in printed:
-                _print_record(record, out)
-        offset += len(page.logs)
-        if not page.logs or offset >= page.total:
-            return
 
 
 async def watch_task(client: AsyncFlowlineClient, task_id: str, out: Output) -> int:
