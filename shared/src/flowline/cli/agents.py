@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ from flowline.cli.output import Output, text, when
 from flowline.client import AsyncFlowlineClient, FlowlineApiError
 from flowline.client.models import Agent
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Option destination → the api's camelCase field, for create and update.
 _FIELDS = {
     "name": "name",
@@ -33,8 +32,10 @@ async def agent_id(client: AsyncFlowlineClient, name_or_id: str) -> str:
     Raises:
         FlowlineApiError: no agent has that name (a 404, as for an unknown id).
     """
-    if _UUID.match(name_or_id):
-        return name_or_id
+    try:
+        return str(uuid.UUID(name_or_id))
+    except ValueError:
+        pass  # a name
     async for agent in client.iter_agents(search=name_or_id):
         if agent.name == name_or_id:
             return agent.id
