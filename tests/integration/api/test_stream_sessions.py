@@ -37,11 +37,10 @@ async def test_a_live_event_past_a_missing_one_brings_the_missing_one_from_the_e
     )
     tenant_id = await runtime.pool.fetchval("SELECT tenant_id FROM executions WHERE id = $1", started.id)
     hub = StreamHub(settings)
-    await hub.start()
-    hub_task = asyncio.create_task(hub.run())
+    hub.start()
     try:
         session = StreamSession(
-            runtime.pool, hub.subscribe(), StreamTimings(60, 60), root=started.id, positions={started.id: 0}
+            runtime.pool, await hub.subscribe(), StreamTimings(60, 60), root=started.id, positions={started.id: 0}
         )
         messages = session.messages([started.id])
         async with asyncio.timeout(30):
@@ -70,4 +69,3 @@ async def test_a_live_event_past_a_missing_one_brings_the_missing_one_from_the_e
         assert hub.subscribers == 0  # the finished stream let go of its subscription
     finally:
         await hub.stop()
-        await asyncio.gather(hub_task, return_exceptions=True)

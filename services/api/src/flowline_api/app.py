@@ -90,10 +90,9 @@ def create_app(settings: Settings) -> Litestar:
         # One pooled client for every outgoing request (agent health checks): it connects only where the
         # outbound policy allows and follows no redirects.
         state.http = guarded_client(outbound, limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
-        # Live streams: this process follows the events and logs topics for its own subscribers.
+        # Live streams: this process follows the events and logs topics for its own subscribers, while it has any.
         state.stream_hub = hub = StreamHub(settings)
-        await hub.start()
-        hub_task = asyncio.create_task(hub.run())
+        hub.start()
         budgets = rate_limit_store(settings, runtime.pool)
         app.stores.register(RATE_LIMIT_STORE, budgets, allow_override=True)  # a lifespan run again has a new pool
         cleanup = ExpiredBudgetCleanup(budgets)
@@ -104,7 +103,7 @@ def create_app(settings: Settings) -> Litestar:
             relay.stop()
             cleanup.stop()
             await hub.stop()
-            await asyncio.gather(relay_task, hub_task, cleanup_task, return_exceptions=True)
+            await asyncio.gather(relay_task, cleanup_task, return_exceptions=True)
             await state.http.aclose()
             await runtime.close()
 

@@ -1,8 +1,10 @@
-"""Fan-out of the events and logs topics to the live streams of this api process.
+"""Fan-out of the events and logs topics to the live streams of this api process, while any stream is open.
 
 Every api process reads both topics in full with its own consumer (no consumer group, so every replica
-sees every record), starting from the end, and hands each record to the subscriptions that follow its
-execution. Nothing is polled per stream: an idle stream is a queue waiting in memory.
+sees every record) and hands each record to the subscriptions that follow its execution. The consumer runs
+only while streams are open: the first subscription starts it from the end of the topics and waits until its
+positions are fixed; it stops a linger after the last one closed. Nothing is polled per stream: an idle
+stream is a queue waiting in memory, and an api without streams does not read the topics at all.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import ConsumerStoppedError
+from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError
 from flowline.messages import EventMessage, ExecutionEvent, LogMessage, TaskLogBatch, TaskLogRecord, decoder
 from flowline.settings import Settings
 
@@ -23,6 +26,11 @@ logger = logging.getLogger(__name__)
 # event log, instead of the api holding an unbounded backlog for it.
 MAX_BUFFERED: Final = 10_000
 START_TIMEOUT_SECONDS: Final = 30.0
+# How long the consumer outlives the last stream. A client that opens its next stream at once (the CLI opens
+# one per task and reconnects within a second after an idle close; browsers' EventSource retries after 3 to
+# 5 s) finds it running and pays no fresh start; an api whose streams are gone polls the broker this much
+# longer.
+LINGER_SECONDS: Final = 10.0
 
 
 class Overflowed:
@@ -31,6 +39,8 @@ class Overflowed:
 
 OVERFLOWED: Final = Overflowed()
 Item = ExecutionEvent | TaskLogRecord | Overflowed
+# How a start of the consumer ended: None once its positions are fixed, else why it failed.
+StartOutcome = BaseException | None
 
 
 class Subscription:
@@ -50,7 +60,8 @@ class Subscription:
             self._hub._subscribers.setdefault(execution_id, set()).add(self)
 
     def close(self) -> None:
-        """Stop receiving anything."""
+        """Stop receiving anything; the hub stops following the topics a linger after its last subscription."""
+        self._hub._open.discard(self)
         for execution_id in self.executions:
             followers = self._hub._subscribers.get(execution_id)
             if followers is not None:
@@ -85,66 +96,147 @@ class Subscription:
 
 
 class StreamHub:
-    """Follows the events and logs topics from their end and dispatches records to subscriptions."""
+    """Follows the events and logs topics from their end while subscriptions are open, and dispatches records.
 
-    def __init__(self, settings: Settings) -> None:
+    ``start()`` and ``stop()`` bracket the hub's life; in between, one background task starts the consumer
+    when a subscription opens and stops it when none has been open for ``linger_seconds``. Starting and
+    stopping happen only in that task, so two subscriptions opening at once share one start, and one opening
+    while the consumer stops waits for the next start.
+    """
+
+    def __init__(self, settings: Settings, *, linger_seconds: float = LINGER_SECONDS) -> None:
+        self._bootstrap = settings.kafka_bootstrap
+        self._fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
         self._events_topic = settings.topics.events
         self._logs_topic = settings.topics.logs
+        self._linger_seconds = linger_seconds
         self._events = decoder(EventMessage)
         self._logs = decoder(LogMessage)
         self._subscribers: dict[uuid.UUID, set[Subscription]] = {}
-        self._stopping = False
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=None,  # no group: every api process gets every partition
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        )
+        # Open subscriptions, held weakly: a stream whose response never started (its client left at once)
+        # never runs the ``finally`` that closes its subscription, which then lets go when it is dropped.
+        self._open: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self._wanted = asyncio.Event()  # set by each new subscription: an idle hub starts the consumer
+        # The start of the consumer that new subscriptions wait for: done while one runs (or the hub stopped),
+        # pending while none does.
+        self._started: asyncio.Future[StartOutcome]
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def subscribers(self) -> int:
         """How many executions have at least one live subscriber."""
         return len(self._subscribers)
 
-    def subscribe(self, *, logs: bool = False) -> Subscription:
-        """A new subscription following nothing yet; ``close()`` it when the stream ends."""
-        return Subscription(self, logs=logs)
+    @property
+    def following(self) -> bool:
+        """Whether the consumer runs (from the first subscription until a linger after the last)."""
+        return self._consumer is not None
 
-    async def start(self) -> None:
-        """Connect, take every partition of both topics and fix the positions at their current end.
-
-        Returns once the positions are known, so that anything published afterwards reaches subscribers: a
-        stream that subscribes and then reads the event log misses nothing between the two.
-        """
-        await self._consumer.start()
-        try:
-            self._consumer.subscribe([self._events_topic, self._logs_topic])
-            async with asyncio.timeout(START_TIMEOUT_SECONDS):
-                for _ in iter(int, 1):  # the assignment comes with the first metadata answer
-                    if self._consumer.assignment():
-                        break
-                    await asyncio.sleep(0.02)
-                for partition in self._consumer.assignment():
-                    await self._consumer.position(partition)
-        except BaseException:
-            await self._consumer.stop()
-            raise
+    def start(self) -> None:
+        """Serve subscriptions from now on; the consumer itself starts with the first one."""
+        self._started = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._follow_while_wanted())
 
     async def stop(self) -> None:
-        """Stop reading; ``run()`` returns."""
-        self._stopping = True
-        await self._consumer.stop()
+        """Stop following the topics: open streams receive nothing more, waiting and new subscriptions fail."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
 
-    async def run(self) -> None:
-        """Dispatch records until ``stop()``."""
-        while not self._stopping:
+    async def subscribe(self, *, logs: bool = False) -> Subscription:
+        """A new subscription following nothing yet; ``close()`` it when the stream ends.
+
+        Returns once the consumer runs with its positions fixed, so that anything published afterwards reaches
+        the subscription: a stream that subscribes and then reads the event log misses nothing between the two.
+
+        Raises:
+            KafkaConnectionError: the consumer could not start, or the hub stopped.
+            TimeoutError: the consumer did not start within START_TIMEOUT_SECONDS.
+        """
+        if self._task is None:
+            raise RuntimeError("the stream hub is not started")
+        started = self._started
+        subscription = Subscription(self, logs=logs)
+        self._open.add(subscription)
+        self._wanted.set()
+        try:
+            async with asyncio.timeout(START_TIMEOUT_SECONDS):
+                failure = await asyncio.shield(started)  # one client leaving does not cancel the others' wait
+        except BaseException:
+            subscription.close()
+            raise
+        if failure is not None:
+            subscription.close()
+            raise KafkaConnectionError(f"the stream hub cannot follow the topics: {failure!r}") from failure
+        return subscription
+
+    async def _follow_while_wanted(self) -> None:
+        """Start the consumer when a subscription opens, stop it when none is left; until cancelled."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wanted.wait()
+                try:
+                    consumer = await self._connect()
+                except Exception as err:
+                    logger.warning("stream hub: cannot follow the topics: %r", err)
+                    self._started.set_result(err)  # the waiting subscriptions fail (503)
+                    self._wait_for_next_start(loop)
+                    continue
+                self._consumer = consumer
+                self._started.set_result(None)
+                try:
+                    await self._dispatch_while_open(consumer, loop)
+                finally:
+                    self._consumer = None
+                    self._wait_for_next_start(loop)  # before stopping, so no subscription gets a stopping consumer
+                    await consumer.stop()
+        finally:
+            if not self._started.done():
+                self._started.set_result(ConsumerStoppedError())
+
+    def _wait_for_next_start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make subscriptions from now on wait for a new start of the consumer, which the first of them asks for."""
+        self._started = loop.create_future()
+        self._wanted.clear()
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        """A consumer holding every partition of both topics, its positions fixed at their current end."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=None,  # no group: every api process gets every partition
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+        )
+        try:
+            async with asyncio.timeout(START_TIMEOUT_SECONDS):
+                await consumer.start()
+                consumer.subscribe([self._events_topic, self._logs_topic])
+                for _ in iter(int, 1):  # the assignment comes with the first metadata answer
+                    if consumer.assignment():
+                        break
+                    await asyncio.sleep(0.02)
+                for partition in consumer.assignment():
+                    await consumer.position(partition)
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
+
+    async def _dispatch_while_open(self, consumer: AIOKafkaConsumer, loop: asyncio.AbstractEventLoop) -> None:
+        """Dispatch records until no subscription has been open for ``linger_seconds``."""
+        idle_since: float | None = None
+        while True:
+            if self._open:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = loop.time()
+            elif loop.time() - idle_since >= self._linger_seconds:
+                return
             try:
-                batch = await self._consumer.getmany(timeout_ms=1000, max_records=2000)
-            except ConsumerStoppedError:
-                break
-            except asyncio.CancelledError:
-                raise
+                batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
             except Exception:
                 logger.exception("stream hub: fetch failed, continuing")
                 await asyncio.sleep(1)

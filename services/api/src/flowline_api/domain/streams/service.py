@@ -1,9 +1,10 @@
 """Live streams of execution events: history from the event log, then live events from the hub, no gap, no repeat.
 
-A stream subscribes to the hub first (live events queue up), then reads the event log after the client's
-position, then drains the queue skipping every sequence it already sent. A live event that skips ahead of the
-stream's position (a message the broker has not delivered yet, or lost) is filled in from the event log, where
-it was committed before it was published.
+A stream subscribes to the hub first (which returns once the hub's consumer has its positions; live events
+queue up from then on), then reads the event log after the client's position, then drains the queue skipping
+every sequence it already sent. A live event that skips ahead of the stream's position (a message the broker
+has not delivered yet, or lost) is filled in from the event log, where it was committed before it was
+published.
 """
 
 from __future__ import annotations
@@ -352,7 +353,9 @@ class StreamService:
     """Opens the live streams of a tenant's executions and tasks.
 
     Each opener returns None when the client already has everything and nothing more can come (it resumes
-    after the final event): the route answers 204, which tells an EventSource to stop reconnecting.
+    after the final event): the route answers 204, which tells an EventSource to stop reconnecting. An opener
+    waits for the hub to follow the topics; when it cannot (the broker is unreachable), the opener raises a
+    Kafka error or TimeoutError, which the route answers 503.
     """
 
     def __init__(self, pool: asyncpg.Pool, hub: StreamHub, timings: StreamTimings) -> None:
@@ -379,8 +382,9 @@ class StreamService:
             raise NotFound(f"execution {execution_id} does not exist")
         if execution["status"] in TERMINAL_STATUSES and execution["last_event_sequence"] <= after:
             return None
+        subscription = await self._hub.subscribe()
         session = StreamSession(
-            self._pool, self._hub.subscribe(), self._timings, root=execution_id, positions={execution_id: after}
+            self._pool, subscription, self._timings, root=execution_id, positions={execution_id: after}
         )
         return session.messages([execution_id])
 
@@ -411,8 +415,9 @@ class StreamService:
         ):
             return None
         start = [execution_id, *(row["id"] for row in tree if row["id"] != execution_id)]
+        subscription = await self._hub.subscribe()
         session = StreamSession(
-            self._pool, self._hub.subscribe(), self._timings, root=execution_id, positions=positions, consolidated=True
+            self._pool, subscription, self._timings, root=execution_id, positions=positions, consolidated=True
         )
         return session.messages(start)
 
@@ -437,9 +442,10 @@ class StreamService:
             raise NotFound(f"task {task_id} does not exist")
         if after and task["status"] in TERMINAL_TASK_STATUSES and not task["more"]:
             return None
+        subscription = await self._hub.subscribe(logs=True)
         session = StreamSession(
             self._pool,
-            self._hub.subscribe(logs=True),
+            subscription,
             self._timings,
             root=task["execution_id"],
             positions={task["execution_id"]: after},
