@@ -40,6 +40,9 @@ class _Connection:
     async def fetchval(self, *args: Any) -> int:
         return 1
 
+    async def fetch(self, *args: Any) -> list[dict[str, Any]]:
+        return []
+
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any]:
         if "FROM executions" in sql:
             return {

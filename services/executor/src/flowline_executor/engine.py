@@ -11,18 +11,17 @@ import asyncio
 import logging
 import os
 import random
-import re
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 import msgspec
-from flowline.actions import Action, ActionContext, ActionFailed
-from flowline.agents import auth_cipher, load_agent, open_secret
+from flowline.actions import BUILTIN_ACTIONS, Action, ActionContext, ActionFailed
+from flowline.agents import Agent, auth_cipher, load_agent, open_secret
 from flowline.db.events import NewEvent, append_events
 from flowline.db.tenants import read_tenant_id
 from flowline.definitions import (
@@ -75,6 +74,7 @@ from flowline.templating import TemplateError, render, render_condition
 
 from flowline_executor import http_step
 from flowline_executor.agent_step import call_agent, retry_policy
+from flowline_executor.finishes import FINISHED_STEPS, FinishedAttempt, Finishes
 from flowline_executor.graph import Graph
 from flowline_executor.group_commit import GroupCommit, GroupFailed
 from flowline_executor.metrics import ExecutorMetrics, Outcomes
@@ -86,25 +86,8 @@ _LOGGED_EVENTS = frozenset(
     {"WORKFLOW_STARTED", "WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED", "WORKFLOW_SUSPENDED"}
 )
 
-# Closes an attempt row ($1 step execution, $2 generation, $3 number, $4 status, $5 duration, $6 error)
-# within the statement that updates its step.
-FINISH_ATTEMPT = (
-    "WITH finished AS (UPDATE task_attempts SET status = $4, finished_at = clock_timestamp(), "
-    "duration_ms = $5, error = $6 "
-    "WHERE step_execution_id = $1 AND generation = $2 AND number = $3) "
-)
 # A finished step's duration, from its start (NULL when it never started), for RETURNING clauses.
 STEP_SECONDS = "extract(epoch FROM completed_at - started_at)::float8 AS seconds"
-# Closes a finished attempt and its step, as two CTEs that another statement can carry (see HeldFinish): $1 step
-# execution, $2 generation, $3 attempt number, $4 status, $5 duration, $6 error, $7 output.
-FINISH_STEP_CTES = (
-    "finished_attempt AS (UPDATE task_attempts SET status = $4, finished_at = clock_timestamp(), duration_ms = $5, "
-    "error = $6 WHERE step_execution_id = $1 AND generation = $2 AND number = $3), "
-    "finished_step AS (UPDATE step_executions SET status = $4, output = $7, error = $6, "
-    "completed_at = clock_timestamp(), owner = NULL, lease_expires_at = NULL WHERE id = $1 "
-    "RETURNING " + STEP_SECONDS + ")"
-)
-_PARAMETER = re.compile(r"\$(\d+)")
 # How deep child workflows may nest (a workflow that starts itself stops here instead of forever).
 MAX_CHILD_DEPTH = 20
 FINISHED_EVENTS: dict[str, EventType] = {
@@ -125,33 +108,10 @@ LOG_LEVELS: dict[str, LogLevel] = {
 }
 
 
-class HeldFinish(NamedTuple):
-    """A finished attempt's closing statement, held back so that the change's next statement carries it.
-
-    A step's result is usually followed by the start of the next step's attempt, or by the end of the execution:
-    written as one statement they cost one round trip instead of two. They touch different rows (the finished
-    step and its attempt; another step and a new attempt, or the execution and its timers), so neither needs to
-    see what the other wrote. Any other statement of the change is preceded by ``Changes.flush``, so it sees
-    the step finished as before.
-    """
-
-    args: tuple[Any, ...]  # FINISH_STEP_CTES's parameters
-    step_type: str
-    status: str
-
-    def ctes(self, first: int) -> str:
-        """FINISH_STEP_CTES with its parameters numbered from ``$first`` (after the carrying statement's own)."""
-        return _PARAMETER.sub(lambda match: f"${int(match.group(1)) + first - 1}", FINISH_STEP_CTES)
-
-    def carried(self, seconds: float | None, outcomes: Outcomes) -> None:
-        """Count the finished step once the statement carrying it has run."""
-        outcomes.steps_finished.append((self.step_type, self.status, seconds))
-
-
 class Changes:
     """What one transaction emits: events for the event log and other outbox rows."""
 
-    def __init__(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> None:
+    def __init__(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, worker: str) -> None:
         self.tenant_id = tenant_id
         self.execution_id = execution_id
         self.events: list[NewEvent] = []
@@ -164,14 +124,11 @@ class Changes:
         self.logs: list[TaskLogRecord] = []
         self.cancelled_steps: list[uuid.UUID] = []  # their attempts running here stop after the commit
         self.outcomes = Outcomes()
-        self.held: HeldFinish | None = None  # a step's result not yet written: the next statement carries it
+        self.finishes = Finishes(tenant_id, execution_id, worker)  # results the next statement writes
 
     async def flush(self, connection: asyncpg.Connection) -> None:
-        """Write the held step result now, before a statement that cannot carry it."""
-        if self.held is not None:
-            held, self.held = self.held, None
-            seconds = await connection.fetchval(f"WITH {held.ctes(1)} SELECT seconds FROM finished_step", *held.args)
-            held.carried(seconds, self.outcomes)
+        """Write the pending attempt results now, before a statement that does not carry them."""
+        await self.finishes.flush(connection, self.outcomes)
 
     def log(
         self,
@@ -288,7 +245,7 @@ class Engine:
         With ``fail_on_error``, an error that is not an outage (a bug, data PostgreSQL refuses) fails the
         execution in a transaction of its own instead of leaving it stuck behind a dead-lettered message.
         """
-        changes = Changes(tenant_id, execution_id)
+        changes = Changes(tenant_id, execution_id, self.worker)
 
         async def write(connection: asyncpg.Connection) -> list[OutboxRow]:
             await apply(connection, changes)
@@ -299,7 +256,7 @@ class Engine:
                 rows = await self._group_commit.run(execution_id, write)
             except GroupFailed:  # another change of the group failed, or this one: find out alone
                 await self._release(changes.reserved)
-                changes = Changes(tenant_id, execution_id)
+                changes = Changes(tenant_id, execution_id, self.worker)
                 async with self._pool.acquire() as connection, connection.transaction():
                     rows = await write(connection)
         except BaseException as err:
@@ -595,6 +552,11 @@ class Engine:
                     statuses[step.id] = row["status"] = status
                     progressed = progressed or status == "failed"
                     continue
+                if self._runs_here(step):
+                    await self._run_here(connection, changes, step, row, step_input)
+                    statuses[step.id] = row["status"]
+                    progressed = progressed or row["status"] != "scheduled"
+                    continue
                 statuses[step.id] = row["status"] = "scheduled"
                 await self._dispatch(
                     connection, changes, step, row["id"], row["generation"], row["attempts"] + 1, step_input
@@ -670,11 +632,11 @@ class Engine:
         step_type: str,
         step_input: Any,
     ) -> None:
-        """Mark a step running under this worker's lease, with its attempt row (and a held step result)."""
-        held, changes.held = changes.held, None
-        seconds = await connection.fetchval(
+        """Mark a step running under this worker's lease, with its attempt row (and pending attempt results)."""
+        finishes, finish_args = changes.finishes.carry(10)
+        rows = await connection.fetch(
             f"""
-            WITH {held.ctes(10) + "," if held else ""} started AS (
+            WITH {finishes} started AS (
                 UPDATE step_executions SET status = 'running', attempts = $2, owner = $3, input = $5,
                     lease_expires_at = clock_timestamp() + make_interval(secs => $4),
                     scheduled_at = coalesce(scheduled_at, clock_timestamp()),
@@ -686,7 +648,7 @@ class Engine:
                 VALUES ($6, $7, $1, $8, $9, $2, 'running', $3)
                 ON CONFLICT (step_execution_id, generation, number) DO NOTHING
             )
-            SELECT {"seconds FROM finished_step" if held else "NULL::float8"}
+            {FINISHED_STEPS if finishes else "SELECT WHERE false"}
             """,
             message.step_execution_id,
             message.attempt,
@@ -697,10 +659,13 @@ class Engine:
             message.tenant_id,
             message.execution_id,
             message.generation,
-            *(held.args if held else ()),
+            *finish_args,
         )
-        if held:
-            held.carried(seconds, changes.outcomes)
+        Finishes.carried(rows, changes.outcomes)
+        self._attempt_started(changes, message, step_type)
+
+    def _attempt_started(self, changes: Changes, message: TaskDispatched, step_type: str) -> None:
+        """The event, log record and count of an attempt this worker starts."""
         changes.events.append(
             NewEvent(
                 "TASK_STARTED",
@@ -1019,26 +984,26 @@ class Engine:
         output: Any = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        # Whatever still waits on a timer (sleeps, retries, the execution's own timeout) waits no more. A held
-        # step result (the last step's, usually) comes along: it touches neither the execution nor its timers.
-        held, changes.held = changes.held, None
+        # Whatever still waits on a timer (sleeps, retries, the execution's own timeout) waits no more. Pending
+        # attempt results (the last step's, usually) come along: they touch neither the execution nor its timers.
+        finishes, finish_args = changes.finishes.carry(5)
         rows = await connection.fetch(
-            f"WITH {held.ctes(5) + ',' if held else ''} finished AS (UPDATE executions SET status = $2, output = $3, "
+            f"WITH {finishes} finished AS (UPDATE executions SET status = $2, output = $3, "
             "error = $4, completed_at = clock_timestamp() WHERE id = $1), "
             "cancelled AS (UPDATE timers t SET status = 'cancelled' WHERE t.execution_id = $1 AND t.status = 'pending' "
             "RETURNING t.id, t.kind, t.step_execution_id AS task_id, "
             "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)) "
-            "SELECT id, kind, task_id, step_id, NULL::float8 AS seconds FROM cancelled"
-            + (" UNION ALL SELECT NULL, NULL, NULL, NULL, seconds FROM finished_step" if held else ""),
+            "SELECT id, kind, task_id, step_id, NULL AS step_type, NULL AS step_status, NULL::float8 AS seconds "
+            "FROM cancelled"
+            + (f" UNION ALL SELECT NULL, NULL, NULL, NULL, * FROM ({FINISHED_STEPS}) AS f" if finishes else ""),
             execution["id"],
             status,
             output,
             error,
-            *(held.args if held else ()),
+            *finish_args,
         )
+        Finishes.carried(rows, changes.outcomes)
         timers = [row for row in rows if row["id"] is not None]
-        if held:
-            held.carried(next(row["seconds"] for row in rows if row["id"] is None), changes.outcomes)
         for timer in timers:
             if timer["kind"] == "sleep":  # other timers are internal: TASK_CANCELLED or the final event says it
                 changes.events.append(
@@ -1334,44 +1299,19 @@ class Engine:
     async def _run(self, claimed: Claimed) -> None:
         message, step = claimed.message, claimed.step
         attempt_logger = AttemptLogger()
-        context = ActionContext(
-            execution_id=str(message.execution_id),
-            step_id=message.step_id,
-            attempt=message.attempt,
-            idempotency_key=f"{message.execution_id}:{message.step_id}:{message.generation}",
-            logger=attempt_logger,
-        )
-        output: Any = None
-        error: dict[str, Any] | None = None
         policy = step.retry
-        work: Awaitable[Any]
-        try:
-            if step.type == "http":
-                request = msgspec.convert(claimed.step_input, HttpRequest)
-                secrets = {
-                    name: open_secret(self._cipher, sealed, f"the header {name!r} of step {step.id!r}")
-                    for name, sealed in request_secrets(step.request).items()
-                }
-                work = http_step.send(
-                    self._http, request, context, secret_headers=secrets, timeout_seconds=step.timeout
-                )
-            elif step.type == "agent":
+        output: Any
+        error: dict[str, Any] | None
+        if step.type == "agent":
+            try:
                 agent = await load_agent(self._pool, self._cipher, message.tenant_id, step.agent or "")
-                policy = policy or retry_policy(agent)
-                work = call_agent(self._http, agent, claimed.step_input, context)
+            except FlowlineError as err:  # the agent is gone, inactive or its credentials unreadable
+                output, error = None, _error(err.detail, type=type(err).__name__, retryable=False)
             else:
-                work = self._actions[step.action or ""](claimed.step_input, context)
-            output = msgspec.to_builtins(await asyncio.wait_for(work, timeout=step.timeout))
-        except ActionFailed as err:
-            error = _error(str(err), type="ActionFailed", retryable=err.retryable)
-            if err.retry_after is not None:
-                error["retryAfter"] = err.retry_after
-        except FlowlineError as err:  # the agent is gone, inactive or its credentials unreadable
-            error = _error(err.detail, type=type(err).__name__, retryable=False)
-        except TimeoutError:
-            error = _error(f"timed out after {step.timeout} s", type="Timeout", retryable=True)
-        except Exception as err:
-            error = _error(f"{type(err).__name__}: {err}", type=type(err).__name__, retryable=True)
+                policy = policy or retry_policy(agent)
+                output, error = await self._attempt(message, step, claimed.step_input, attempt_logger, agent)
+        else:
+            output, error = await self._attempt(message, step, claimed.step_input, attempt_logger)
         duration = time.perf_counter() - claimed.started
         self._metrics.attempt_finished(step.type, error is not None, duration)
         while True:
@@ -1392,6 +1332,104 @@ class Engine:
                     f"the result cannot be recorded: {type(err).__name__}: {err}", type="Unrecordable", retryable=False
                 )
 
+    async def _attempt(
+        self,
+        message: TaskDispatched,
+        step: StepDefinition,
+        step_input: Any,
+        attempt_logger: AttemptLogger,
+        agent: Agent | None = None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """Run one attempt of an action, agent or http step: its output, or the error that failed it."""
+        context = ActionContext(
+            execution_id=str(message.execution_id),
+            step_id=message.step_id,
+            attempt=message.attempt,
+            idempotency_key=f"{message.execution_id}:{message.step_id}:{message.generation}",
+            logger=attempt_logger,
+        )
+        work: Awaitable[Any]
+        try:
+            if step.type == "http":
+                request = msgspec.convert(step_input, HttpRequest)
+                secrets = {
+                    name: open_secret(self._cipher, sealed, f"the header {name!r} of step {step.id!r}")
+                    for name, sealed in request_secrets(step.request).items()
+                }
+                work = http_step.send(
+                    self._http, request, context, secret_headers=secrets, timeout_seconds=step.timeout
+                )
+            elif agent is not None:
+                work = call_agent(self._http, agent, step_input, context)
+            else:
+                work = self._actions[step.action or ""](step_input, context)
+            return msgspec.to_builtins(await asyncio.wait_for(work, timeout=step.timeout)), None
+        except ActionFailed as err:
+            error = _error(str(err), type="ActionFailed", retryable=err.retryable)
+            if err.retry_after is not None:
+                error["retryAfter"] = err.retry_after
+            return None, error
+        except FlowlineError as err:  # credentials that cannot be opened
+            return None, _error(err.detail, type=type(err).__name__, retryable=False)
+        except TimeoutError:
+            return None, _error(f"timed out after {step.timeout} s", type="Timeout", retryable=True)
+        except Exception as err:
+            return None, _error(f"{type(err).__name__}: {err}", type=type(err).__name__, retryable=True)
+
+    def _runs_here(self, step: StepDefinition) -> bool:
+        """Whether a step is an instant action, run inside the change that makes it ready.
+
+        The built-in actions compute their output from their input alone, at once: running them in that
+        change writes their attempt, result and events with it, instead of a change to start the attempt
+        and another to record its result (and, without room here, a trip through the tasks topic). An
+        action from a pack may wait or have effects elsewhere, so it runs as an attempt under a lease.
+        """
+        if step.type != "action" or not self._settings.eager_dispatch:
+            return False
+        action = self._actions.get(step.action or "")
+        return action is not None and action is BUILTIN_ACTIONS.get(step.action or "")
+
+    async def _run_here(
+        self,
+        connection: asyncpg.Connection,
+        changes: Changes,
+        step: StepDefinition,
+        row: dict[str, Any],
+        step_input: Any,
+    ) -> None:
+        """Run an instant action's attempt inside this change (see ``_runs_here``) and settle it in ``row``."""
+        message = TaskDispatched(
+            tenant_id=changes.tenant_id,
+            execution_id=changes.execution_id,
+            step_execution_id=row["id"],
+            step_id=step.id,
+            generation=row["generation"],
+            attempt=row["attempts"] + 1,
+        )
+        changes.events.append(
+            NewEvent("TASK_CREATED", TaskSnapshot(status="scheduled", attempt=message.attempt), step.id, row["id"])
+        )
+        self._attempt_started(changes, message, step.type)
+        attempt_logger = AttemptLogger()
+        started = time.perf_counter()
+        output, error = await self._attempt(message, step, step_input, attempt_logger)
+        duration = time.perf_counter() - started
+        changes.outcomes.attempts.append((step.type, error is not None, duration))
+        row["attempts"] = message.attempt
+        await self._settle_attempt(
+            connection,
+            changes,
+            message,
+            step.type,
+            step.retry,
+            output,
+            error,
+            attempt_logger,
+            duration,
+            row,
+            step_input=step_input,
+        )
+
     async def _record_result(
         self,
         claimed: Claimed,
@@ -1402,7 +1440,6 @@ class Engine:
         policy: RetryPolicy | None,
     ) -> None:
         message = claimed.message
-        status = "failed" if error else "completed"
 
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
             execution = await _lock_execution(connection, message.execution_id, changes)
@@ -1418,77 +1455,103 @@ class Engine:
                 or step["owner"] != self.worker
             ):
                 return  # cancelled, or the lease expired and another worker took over
-            # Each branch below closes the attempt row in the same statement as its step update.
-            attempt_values = (message.generation, message.attempt, status, round(duration * 1000), error)
-            for level, text, metadata in attempt_logger.records:
-                changes.log(
-                    level,
-                    text,
-                    task_id=message.step_execution_id,
-                    step_id=message.step_id,
-                    attempt=message.attempt,
-                    metadata=metadata,
-                )
-            retry_in = (
-                max(
-                    policy.delay(message.attempt, random.random()),
-                    min(error.get("retryAfter") or 0.0, policy.max_interval),
-                )
-                if error and error.get("retryable") and policy and message.attempt < policy.max_attempts
-                else None
+            await self._settle_attempt(
+                connection, changes, message, claimed.step.type, policy, output, error, attempt_logger, duration, step
             )
-            summary = f"attempt {message.attempt} {status} in {duration * 1000:.1f} ms"
-            if error:
-                summary += f": {error['message']}"
-            if retry_in is not None:
-                summary += f"; attempt {message.attempt + 1} in {retry_in:.1f} s"
-            changes.log(
-                "ERROR" if error else "INFO",
-                summary,
-                task_id=message.step_execution_id,
-                step_id=message.step_id,
-                attempt=message.attempt,
-            )
-            if retry_in is not None:
-                # The step waits for its next attempt on a durable timer, not in this process.
-                retry_at = datetime.now(UTC) + timedelta(seconds=retry_in)
-                await connection.execute(
-                    FINISH_ATTEMPT + "UPDATE step_executions SET status = 'scheduled', error = $6, owner = NULL, "
-                    "lease_expires_at = NULL WHERE id = $1",
-                    message.step_execution_id,
-                    *attempt_values,
-                )
-                step.update(status="scheduled", error=error, owner=None)
-                await self._start_timer(connection, changes, message.step_execution_id, "retry", retry_at)
-                changes.outcomes.retries.append(claimed.step.type)
-                changes.events.append(
-                    NewEvent(
-                        "TASK_FAILED",
-                        TaskSnapshot(
-                            status="scheduled", attempt=message.attempt, error=error, retry_at=retry_at.isoformat()
-                        ),
-                        message.step_id,
-                        message.step_execution_id,
-                    )
-                )
-            else:
-                # Written by the next statement of this change: usually the next step's start (see HeldFinish).
-                values = (message.step_execution_id, *attempt_values, output)
-                changes.held = HeldFinish(values, claimed.step.type, status)
-                step.update(status=status, output=output, error=error, owner=None)
-                changes.events.append(
-                    NewEvent(
-                        "TASK_FAILED" if error else "TASK_COMPLETED",
-                        TaskSnapshot(status=status, attempt=message.attempt, output=output, error=error),
-                        message.step_id,
-                        message.step_execution_id,
-                    )
-                )
-            if retry_in is None:
+            if step["status"] != "scheduled":
                 graph = await self._graph(connection, execution["workflow_version_id"])
                 await self._advance(connection, execution, graph, changes, steps)
 
         await self._change(message.tenant_id, message.execution_id, apply, fail_on_error=False)
+
+    async def _settle_attempt(
+        self,
+        connection: asyncpg.Connection,
+        changes: Changes,
+        message: TaskDispatched,
+        step_type: str,
+        policy: RetryPolicy | None,
+        output: Any,
+        error: dict[str, Any] | None,
+        attempt_logger: AttemptLogger,
+        duration: float,
+        row: dict[str, Any],
+        *,
+        step_input: Any = None,
+    ) -> None:
+        """Record a finished attempt: its step completes, fails, or waits on a durable timer for the next one.
+
+        The result is written by the change's next statement (see ``Finishes``); ``row`` (the step's row as
+        this change sees it) takes the step's new status and result. ``step_input`` is the input of an
+        attempt that ran inside this change, not yet stored.
+        """
+        status = "failed" if error else "completed"
+        for level, text, metadata in attempt_logger.records:
+            changes.log(
+                level,
+                text,
+                task_id=message.step_execution_id,
+                step_id=message.step_id,
+                attempt=message.attempt,
+                metadata=metadata,
+            )
+        retry_in = (
+            max(
+                policy.delay(message.attempt, random.random()),
+                min(error.get("retryAfter") or 0.0, policy.max_interval),
+            )
+            if error and error.get("retryable") and policy and message.attempt < policy.max_attempts
+            else None
+        )
+        summary = f"attempt {message.attempt} {status} in {duration * 1000:.1f} ms"
+        if error:
+            summary += f": {error['message']}"
+        if retry_in is not None:
+            summary += f"; attempt {message.attempt + 1} in {retry_in:.1f} s"
+        changes.log(
+            "ERROR" if error else "INFO",
+            summary,
+            task_id=message.step_execution_id,
+            step_id=message.step_id,
+            attempt=message.attempt,
+        )
+        step_status = status if retry_in is None else "scheduled"  # a retry waits for its next attempt
+        changes.finishes.add(
+            FinishedAttempt(
+                message.step_execution_id,
+                message.generation,
+                message.attempt,
+                status,
+                step_status,
+                round(duration * 1000),
+                error,
+                None if retry_in is not None else output,
+                step_input,
+            )
+        )
+        row.update(status=step_status, output=None if retry_in is not None else output, error=error, owner=None)
+        if retry_in is None:
+            changes.events.append(
+                NewEvent(
+                    "TASK_FAILED" if error else "TASK_COMPLETED",
+                    TaskSnapshot(status=status, attempt=message.attempt, output=output, error=error),
+                    message.step_id,
+                    message.step_execution_id,
+                )
+            )
+            return
+        # The step waits for its next attempt on a durable timer, not in this process.
+        retry_at = datetime.now(UTC) + timedelta(seconds=retry_in)
+        await self._start_timer(connection, changes, message.step_execution_id, "retry", retry_at)
+        changes.outcomes.retries.append(step_type)
+        changes.events.append(
+            NewEvent(
+                "TASK_FAILED",
+                TaskSnapshot(status="scheduled", attempt=message.attempt, error=error, retry_at=retry_at.isoformat()),
+                message.step_id,
+                message.step_execution_id,
+            )
+        )
 
     async def renew_leases(self) -> None:
         """Extend the leases of the attempts this process is running, and stop those no longer its own.

@@ -20,6 +20,7 @@ class Outcomes:
     steps_started: list[str] = field(default_factory=list)  # step types
     steps_finished: list[tuple[str, str, float | None]] = field(default_factory=list)  # type, status, seconds
     retries: list[str] = field(default_factory=list)  # step types of failed attempts that wait for another
+    attempts: list[tuple[str, bool, float]] = field(default_factory=list)  # type, failed, seconds (run in the change)
 
 
 class ExecutorMetrics:
@@ -98,6 +99,8 @@ class ExecutorMetrics:
                 self.step_seconds.labels(step_type, status).observe(step_seconds)
         for step_type in outcomes.retries:
             self.retries.labels(step_type).inc()
+        for step_type, failed, seconds in outcomes.attempts:
+            self.attempt_finished(step_type, failed, seconds)
 
     def attempt_finished(self, step_type: str, failed: bool, seconds: float) -> None:
         """Count an attempt this process ran."""

@@ -1,0 +1,111 @@
+"""Finished attempts of one state change, written together by whichever statement of the change comes next.
+
+A step's result is usually followed, in the same change, by the start of the next step's attempt or by the
+end of the execution, and the results of instant actions (see ``Engine._runs_here``) gather until one of
+those. Written as CTEs of that statement they cost no round trip of their own. They touch only their steps
+and attempts, which nothing else in that statement reads, so no statement needs to see them earlier; any
+other statement of the change is preceded by ``Finishes.flush``, so it sees them written.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from typing import Any, NamedTuple
+
+import asyncpg
+from flowline.ids import uuid7
+
+from flowline_executor.metrics import Outcomes
+
+# The finished attempts ($1 … $10, arrays of one element per attempt) in their execution ($11 tenant, $12
+# execution) on worker $13. An attempt that started here before this change already has its row (the upsert
+# closes it); one that ran inside this change (an instant action) gets its row now. The finished steps
+# return their type, new status and duration since their start.
+_CTES = """
+finishing AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[], $6::int[], $7::jsonb[],
+        $8::jsonb[], $9::jsonb[], $10::uuid[])
+        AS f(step_execution_id, generation, number, status, step_status, duration_ms, error, output, input, attempt_id)
+), finished_attempts AS (
+    INSERT INTO task_attempts AS a (id, tenant_id, step_execution_id, execution_id, generation, number, status,
+        worker, started_at, finished_at, duration_ms, error)
+    SELECT attempt_id, $11, step_execution_id, $12, generation, number, status, $13, clock_timestamp(),
+        clock_timestamp(), duration_ms, error
+    FROM finishing
+    ON CONFLICT (step_execution_id, generation, number) DO UPDATE SET status = excluded.status,
+        finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, error = excluded.error
+), finished_steps AS (
+    UPDATE step_executions s SET status = f.step_status, output = f.output, error = f.error, attempts = f.number,
+        input = coalesce(f.input, s.input), owner = NULL, lease_expires_at = NULL,
+        scheduled_at = coalesce(s.scheduled_at, clock_timestamp()),
+        started_at = coalesce(s.started_at, clock_timestamp()),
+        completed_at = CASE WHEN f.step_status = 'scheduled' THEN NULL ELSE clock_timestamp() END
+    FROM finishing f
+    WHERE s.id = f.step_execution_id
+    RETURNING s.step_type, s.status, extract(epoch FROM s.completed_at - s.started_at)::float8 AS seconds
+)"""
+_PARAMETER = re.compile(r"\$(\d+)")
+# What a carrying statement selects to hand the finished steps back to ``Finishes.carried``.
+FINISHED_STEPS = "SELECT step_type, status AS step_status, seconds FROM finished_steps"
+
+
+class FinishedAttempt(NamedTuple):
+    """An attempt's result and what it makes of its step."""
+
+    step_execution_id: uuid.UUID
+    generation: int
+    number: int
+    status: str  # the attempt's: completed or failed
+    step_status: str  # the step's: completed, failed, or scheduled when it waits for another attempt
+    duration_ms: int
+    error: dict[str, Any] | None
+    output: Any
+    input: Any  # the rendered input of an attempt that ran inside the change; None keeps the stored one
+
+
+class Finishes:
+    """The finished attempts of one change not yet written."""
+
+    def __init__(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, worker: str) -> None:
+        self._owner = (tenant_id, execution_id, worker)
+        self._pending: list[FinishedAttempt] = []
+
+    def add(self, attempt: FinishedAttempt) -> None:
+        """Keep an attempt's result for the change's next statement."""
+        self._pending.append(attempt)
+
+    def carry(self, first: int) -> tuple[str, list[Any]]:
+        """The pending results as CTEs (ending in a comma) numbered from ``$first``, and their parameters.
+
+        Both are empty when nothing is pending. The statement that takes them must select ``FINISHED_STEPS``
+        (with its own rows, if any) and hand the rows to ``carried``.
+        """
+        if not self._pending:
+            return "", []
+        columns = [list(column) for column in zip(*self._pending, strict=True)]
+        args = [*columns, [uuid7() for _ in self._pending], *self._owner]
+        self._pending = []
+        return _numbered_from(first) + ",", args
+
+    async def flush(self, connection: asyncpg.Connection, outcomes: Outcomes) -> None:
+        """Write the pending results now, before a statement that does not carry them."""
+        ctes, args = self.carry(1)
+        if ctes:
+            self.carried(await connection.fetch(f"WITH {ctes.rstrip(',')} {FINISHED_STEPS}", *args), outcomes)
+
+    @staticmethod
+    def carried(rows: list[asyncpg.Record], outcomes: Outcomes) -> None:
+        """Count the steps a carrying statement finished (rows of ``FINISHED_STEPS``; others are ignored)."""
+        outcomes.steps_finished.extend(
+            (row["step_type"], row["step_status"], row["seconds"])
+            for row in rows
+            if row["step_type"] is not None and row["step_status"] != "scheduled"
+        )
+
+
+@functools.cache
+def _numbered_from(first: int) -> str:
+    """The CTEs with their parameters numbered from ``$first`` (after the carrying statement's own)."""
+    return _PARAMETER.sub(lambda match: f"${int(match.group(1)) + first - 1}", _CTES)
