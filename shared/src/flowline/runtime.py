@@ -68,8 +68,13 @@ class Runtime:
         handler: Handler[Any] | None = None,
         batch_handler: BatchHandler[Any] | None = None,
         max_records: int = 500,
+        background: bool = False,
     ) -> MessageConsumer[Any]:
-        """A consumer of ``topic`` in the group ``name``, dead-lettering through this runtime's producer."""
+        """A consumer of ``topic`` in the group ``name``, dead-lettering through this runtime's producer.
+
+        A ``background`` consumer's messages wait for no one: it polls the broker less often (see
+        ``Settings.kafka_background_fetch_max_wait_ms``).
+        """
         return MessageConsumer(
             name=name,
             settings=self.settings,
@@ -80,6 +85,7 @@ class Runtime:
             producer=self.producer,
             metrics=self.messaging_metrics,
             max_records=max_records,
+            background=background,
         )
 
     @property

@@ -74,6 +74,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long a fetch waits for data. Apache Kafka answers a waiting fetch as soon as data arrives, so 500
     # costs nothing there; the local broker now and then waits out the full time, so the default is short.
     kafka_fetch_max_wait_ms: int = 10
+    # The same for consumers whose messages no one waits on (log-ingest, the scheduler's timer announcements,
+    # the executor's tasks topic, which carries only what the executor could not run at once). Each idle
+    # consumer polls the local broker once per wait: a longer one spares both of them CPU.
+    kafka_background_fetch_max_wait_ms: int = 100
     # How long the group waits for a consumer that stopped heartbeating (a killed process) before its
     # partitions move to the others: the pause in consuming after a crash.
     kafka_session_timeout_ms: int = 10_000

@@ -42,7 +42,11 @@ async def run_executor(settings: Settings) -> None:
             CONTROL_CONSUMER, settings.topics.control, decoder(ControlMessage), handler=engine.handle_control
         )
         tasks = runtime.consumer(
-            TASKS_CONSUMER, settings.topics.tasks, decoder(TaskMessage), handler=engine.handle_task
+            TASKS_CONSUMER,
+            settings.topics.tasks,
+            decoder(TaskMessage),
+            handler=engine.handle_task,
+            background=settings.eager_dispatch,  # without eager dispatch, every step waits on this topic
         )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         leases = LeaseRenewal(engine, settings.lease_seconds / 3)

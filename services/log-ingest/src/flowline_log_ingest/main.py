@@ -20,7 +20,12 @@ async def run_log_ingest(settings: Settings) -> None:
     try:
         writer = LogWriter(runtime.pool, LogIngestMetrics(runtime.registry), staging_ready=True)
         consumer = runtime.consumer(
-            "log-ingest", settings.topics.logs, decoder(LogMessage), batch_handler=writer.write, max_records=5000
+            "log-ingest",
+            settings.topics.logs,
+            decoder(LogMessage),
+            batch_handler=writer.write,
+            max_records=5000,
+            background=True,
         )
         await consumer.start()
         # Each fetched batch holds thousands of records through a database round trip, long enough to reach

@@ -40,7 +40,11 @@ async def run_scheduler(settings: Settings) -> None:
         )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         announcements = runtime.consumer(
-            "scheduler", settings.topics.timers, decoder(TimerMessage), handler=timers.handle_timer_message
+            "scheduler",
+            settings.topics.timers,
+            decoder(TimerMessage),
+            handler=timers.handle_timer_message,
+            background=True,
         )
         await announcements.start()
         await serve(

@@ -70,6 +70,7 @@ class MessageConsumer(Generic[MessageT]):
         producer: AIOKafkaProducer,
         metrics: MessagingMetrics,
         max_records: int = 500,
+        background: bool = False,
     ) -> None:
         self.name = name
         self._topics = list(topics)
@@ -92,7 +93,9 @@ class MessageConsumer(Generic[MessageT]):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_records,
-            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=(
+                settings.kafka_background_fetch_max_wait_ms if background else settings.kafka_fetch_max_wait_ms
+            ),
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 100),
         )
