@@ -111,6 +111,38 @@ async def test_start_refuses_what_execute_refuses(api: Client) -> None:
     assert _problem(bad_metadata, 422)["pointer"].startswith("/metadata")
 
 
+async def test_a_start_sees_every_change_to_its_workflow(api: Client, pool: asyncpg.Pool) -> None:
+    # The api keeps the workflow a start used; each later start checks it is still the one to use.
+    assert (await define(api, HELLO)).status_code == 201
+
+    async def start(**extra: Any) -> Any:
+        return await api.post("/executions", json={"workflow": "demo.hello", "input": {"name": "Ada"}, **extra})
+
+    async def version_of(response: Any) -> int:
+        assert response.status_code == 202, response.text
+        execution_id = uuid.UUID(response.json()["executionId"])
+        version: int = await pool.fetchval("SELECT workflow_version FROM executions WHERE id = $1", execution_id)
+        return version
+
+    assert await version_of(await start()) == 1
+    update = {k: v for k, v in HELLO.items() if k != "ref"}
+    disabled = await api.put("/workflows/demo.hello", json={**update, "enabled": False})
+    assert disabled.status_code == 200, disabled.text
+    assert "disabled" in _problem(await start(), 409)["detail"]
+    assert (await api.put("/workflows/demo.hello", json={**update, "enabled": True})).status_code == 200
+    assert await version_of(await start()) == 1
+    schema = {"type": "object", "properties": {"name": {"type": "integer"}}}
+    assert (await api.put("/workflows/demo.hello", json={**update, "inputSchema": schema})).status_code == 200
+    assert _problem(await start(), 422)["pointer"] == "/input/name"  # the new version's schema
+    assert await version_of(await start(version=1)) == 1
+    assert await version_of(await api.post("/executions", json={"workflow": "demo.hello", "input": {"name": 1}})) == 2
+    assert (await api.delete("/workflows/demo.hello")).status_code == 204
+    assert _problem(await start(), 404)["detail"] == "workflow 'demo.hello' does not exist"
+    assert _problem(await start(version=1), 404)["detail"] == "workflow 'demo.hello' does not exist"
+    assert (await define(api, HELLO)).status_code == 201  # the same ref defined again: a new workflow
+    assert await version_of(await start()) == 1
+
+
 # --- GET /executions/{id} ----------------------------------------------------------------------------------------
 
 

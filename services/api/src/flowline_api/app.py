@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 from flowline.actions import load_actions
 from flowline.agents import auth_cipher
+from flowline.executions import WorkflowCache
 from flowline.ops import ops_routes
 from flowline.outbound import OutboundPolicy, guarded_client
 from flowline.runtime import OutboxRelay, Runtime
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> Litestar:
             "tenant_ids": {},
             "jwt_verifier": JwtVerifier(settings),
             "api_keys": ApiKeyCache(settings.api_key_cache_seconds),
+            "started_workflows": WorkflowCache(),
             "stream_timings": StreamTimings(settings.stream_keepalive_seconds, settings.stream_idle_timeout_seconds),
         }
     )

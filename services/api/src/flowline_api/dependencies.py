@@ -12,6 +12,7 @@ from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.tenants import read_tenant_id
 from flowline.errors import NotFound
+from flowline.executions import WorkflowCache
 from flowline.kafka.outbox import OutboxPublisher
 from flowline.outbound import OutboundPolicy
 from flowline.request_ids import current_request_id
@@ -87,10 +88,14 @@ def provide_pack_service(
 
 
 def provide_execution_service(
-    pool: NamedDependency[asyncpg.Pool], outbox: NamedDependency[OutboxPublisher], settings: NamedDependency[Settings]
+    pool: NamedDependency[asyncpg.Pool],
+    outbox: NamedDependency[OutboxPublisher],
+    settings: NamedDependency[Settings],
+    state: State,
 ) -> ExecutionService:
-    """An execution service for this request."""
-    return ExecutionService(pool, outbox, settings.topics)
+    """An execution service for this request, sharing the app's cache of started workflows."""
+    workflows: WorkflowCache = state.started_workflows
+    return ExecutionService(pool, outbox, settings.topics, workflows)
 
 
 def provide_agent_service(pool: NamedDependency[asyncpg.Pool], state: State) -> AgentService:

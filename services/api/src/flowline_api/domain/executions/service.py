@@ -27,7 +27,7 @@ from flowline.db.executions import (
     resolve_search,
 )
 from flowline.errors import ClientError, Conflict, NotFound
-from flowline.executions import StartedExecution, start_execution
+from flowline.executions import StartedExecution, WorkflowCache, start_execution
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.messages import PromiseSettled
 from flowline.schemas.executions import (
@@ -62,10 +62,11 @@ def _optional_id(value: uuid.UUID | None) -> str | None:
 class ExecutionService:
     """Starts and reads executions, their steps, events, children and attempts; settles promises."""
 
-    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics) -> None:
+    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, workflows: WorkflowCache) -> None:
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
+        self._workflows = workflows
 
     async def settle_promise(
         self,
@@ -161,6 +162,7 @@ class ExecutionService:
                 metadata=request.metadata,
                 tags=request.tags,
                 audit=actor,  # the start's audit row, written with the execution
+                workflows=self._workflows,
             )
             if (
                 not started.created
