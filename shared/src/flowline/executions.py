@@ -146,7 +146,14 @@ async def start_execution(
             WorkflowSnapshot(status="pending", workflow_ref=workflow_ref, workflow_version=workflow["version"]),
         )
         now, snapshots, rows = event_rows(tenant_id, execution_id, 1, [created_event], topics.events)
-        rows.append(outgoing(topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id)))
+        rows.append(
+            outgoing(
+                topics.requests,
+                ExecutionRequested(
+                    tenant_id=tenant_id, execution_id=execution_id, workflow_version_id=workflow["version_id"]
+                ),
+            )
+        )
         audited = (
             """, audited AS (
                 INSERT INTO audit_logs (id, tenant_id, entity_type, entity_id, action, principal, changes, request_id)

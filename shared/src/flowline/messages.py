@@ -37,7 +37,13 @@ class TenantMessage(Message, frozen=True, kw_only=True):
 
 
 class ExecutionRequested(TenantMessage, frozen=True, kw_only=True, tag=True):
-    """The api stored a pending execution; the executor should start it."""
+    """The api stored a pending execution; the executor should start it.
+
+    ``workflow_version_id``, the version it runs, lets the executor lock and start it in one statement; a
+    request sent again later (a retry, a redrive) may leave it out.
+    """
+
+    workflow_version_id: uuid.UUID | None = None
 
 
 class SubmitExecution(Message, frozen=True, kw_only=True, tag=True):

@@ -51,6 +51,7 @@ async def test_a_graph_of_builtin_actions_runs_in_the_change_that_starts_it(
             },
         ],
         "output": "{{ steps.echo.output }}",
+        "timeout": 3600,
     }
     execution_id = await _start(runtime, settings, engine, "instant.graph", definition)
 
@@ -89,6 +90,9 @@ async def test_a_graph_of_builtin_actions_runs_in_the_change_that_starts_it(
     ]
     assert all(a["worker"] == engine.worker and a["ordered"] and a["duration_ms"] is not None for a in attempts)
     assert attempts[1]["error"]["message"] == "no" and attempts[1]["error"]["retryable"] is False
+    # The execution's own timeout no longer waits once it completed.
+    timers = await pool.fetch("SELECT kind, status FROM timers WHERE execution_id = $1", execution_id)
+    assert [(t["kind"], t["status"]) for t in timers] == [("execution_timeout", "cancelled")]
     events = await pool.fetch(
         "SELECT event_type, step_id FROM execution_events WHERE execution_id = $1 ORDER BY sequence", execution_id
     )

@@ -40,8 +40,8 @@ class _Connection:
     async def fetchval(self, *args: Any) -> int:
         return 1
 
-    async def fetch(self, *args: Any) -> list[dict[str, Any]]:
-        return []
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return [{"sequenced": 1}] if "sequenced" in sql else []
 
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any]:
         if "FROM executions" in sql:

@@ -22,7 +22,7 @@ import asyncpg
 import msgspec
 from flowline.actions import BUILTIN_ACTIONS, Action, ActionContext, ActionFailed
 from flowline.agents import Agent, auth_cipher, load_agent, open_secret
-from flowline.db.events import NewEvent, append_events
+from flowline.db.events import ExecutionEnd, NewEvent, appending, check_sequenced
 from flowline.db.tenants import read_tenant_id
 from flowline.definitions import (
     HttpRequest,
@@ -86,6 +86,11 @@ _LOGGED_EVENTS = frozenset(
     {"WORKFLOW_STARTED", "WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED", "WORKFLOW_SUSPENDED"}
 )
 
+# What the engine reads of an execution it locks.
+EXECUTION_COLUMNS = (
+    "id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, parent_execution_id, "
+    "parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, rerun_from_step, started_by"
+)
 # A finished step's duration, from its start (NULL when it never started), for RETURNING clauses.
 STEP_SECONDS = "extract(epoch FROM completed_at - started_at)::float8 AS seconds"
 # How deep child workflows may nest (a workflow that starts itself stops here instead of forever).
@@ -125,6 +130,7 @@ class Changes:
         self.cancelled_steps: list[uuid.UUID] = []  # their attempts running here stop after the commit
         self.outcomes = Outcomes()
         self.finishes = Finishes(tenant_id, execution_id, worker)  # results the next statement writes
+        self.end: ExecutionEnd | None = None  # the execution's end, when ``write`` writes it
 
     async def flush(self, connection: asyncpg.Connection) -> None:
         """Write the pending attempt results now, before a statement that does not carry them."""
@@ -155,23 +161,41 @@ class Changes:
         )
 
     async def write(self, connection: asyncpg.Connection, topics: Topics) -> list[OutboxRow]:
-        """Append the events and enqueue every outbox row; publish the returned rows after the commit."""
+        """Append the events and enqueue every outbox row; publish the returned rows after the commit.
+
+        One statement appends the events, enqueues the outbox rows, writes the pending attempt results and, when
+        the execution completed, its end.
+        """
         if self.logs:
             batch = TaskLogBatch(tenant_id=self.tenant_id, execution_id=self.execution_id, records=self.logs)
             self.outbox.append(outgoing(topics.logs, batch))
-        if self.events and self.last_sequence is None:
+        if not self.events:  # nothing changed the execution (a duplicate, a late message): no counter to move
+            await self.flush(connection)
+            await enqueue(connection, self.outbox)
+            return [*self.outbox, *self.enqueued]
+        if self.last_sequence is None:
             raise RuntimeError(f"execution {self.execution_id}: events written without locking the execution")
-        await self.flush(connection)
-        rows = await append_events(
-            connection,
+        finishes, finish_args = self.finishes.carry(1)
+        append = appending(
             tenant_id=self.tenant_id,
             execution_id=self.execution_id,
-            after_sequence=self.last_sequence or 0,
+            after_sequence=self.last_sequence,
             events=self.events,
             topic=topics.events,
             outbox=self.outbox,
+            end=self.end,
+            first_parameter=len(finish_args) + 1,
         )
-        return [*rows, *self.enqueued]
+        with_finished = f", f.* FROM (SELECT) AS one LEFT JOIN ({FINISHED_STEPS}) AS f ON true" if finishes else ""
+        written = await connection.fetch(
+            f"WITH {finishes} {append.ctes} SELECT (SELECT count(*) FROM sequenced) AS sequenced{with_finished}",
+            *finish_args,
+            *append.args,
+        )
+        check_sequenced(written[0]["sequenced"], self.execution_id, self.last_sequence)
+        if finishes:
+            Finishes.carried(written, self.outcomes)
+        return [*append.rows, *self.enqueued]
 
 
 class AttemptLogger:
@@ -351,49 +375,22 @@ class Engine:
 
     async def _start(self, message: ExecutionRequested) -> None:
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
-            execution = await _lock_execution(connection, message.execution_id, changes)
+            steps: dict[str, dict[str, Any]] | None = None
+            if message.workflow_version_id is not None:  # the usual request: lock and start in one statement
+                requested = await self._graph(connection, message.workflow_version_id)
+                steps = _new_steps(requested)
+                execution = await _lock_and_start(connection, message, requested, steps, changes)
+            else:
+                execution = await _lock_execution(connection, message.execution_id, changes)
             if execution is None or execution["status"] != "pending":
                 return  # a redelivered request (the status says it was applied) or a cancelled execution
             graph = await self._graph(connection, execution["workflow_version_id"])
             if execution["started_at"] is not None:  # a retry: resume from the steps that did not finish well
                 await self._restart(connection, execution, graph, changes)
                 return
-            steps: dict[str, dict[str, Any]] = {
-                step.id: {
-                    "id": uuid7(),
-                    "step_id": step.id,
-                    "status": "pending",
-                    "output": None,
-                    "error": None,
-                    "attempts": 0,
-                    "generation": 0,
-                    "owner": None,
-                }
-                for step in graph.definition.steps
-            }
-            if execution["rerun_of"] is not None:
-                await self._reuse_outputs(connection, execution, graph, steps)
-            await connection.execute(
-                """
-                WITH created AS (
-                    INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status,
-                        output, completed_at)
-                    SELECT id, $2, $1, step_id, position, step_type, status, output,
-                        CASE WHEN status <> 'pending' THEN clock_timestamp() END
-                    FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::jsonb[])
-                        AS s(id, step_id, position, step_type, status, output)
-                )
-                UPDATE executions SET status = 'running', started_at = clock_timestamp() WHERE id = $1
-                """,
-                execution["id"],
-                execution["tenant_id"],
-                [row["id"] for row in steps.values()],
-                list(steps),
-                list(range(len(steps))),
-                [step.type for step in graph.definition.steps],
-                [row["status"] for row in steps.values()],
-                [row["output"] for row in steps.values()],
-            )
+            if steps is None or not execution["started"]:  # an older request, or a rerun: steps stored here
+                steps = _new_steps(graph)
+                await self._create_steps(connection, execution, graph, steps)
             changes.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
             if execution["parent_execution_id"] is not None:
                 changes.outbox.append(
@@ -418,6 +415,38 @@ class Engine:
             await self._advance(connection, {**execution, "status": "running"}, graph, changes, steps)
 
         await self._change(message.tenant_id, message.execution_id, apply)
+
+    async def _create_steps(
+        self,
+        connection: asyncpg.Connection,
+        execution: asyncpg.Record,
+        graph: Graph,
+        steps: dict[str, dict[str, Any]],
+    ) -> None:
+        """Store the step rows of an execution that starts (reusing a rerun's outputs) and mark it running."""
+        if execution["rerun_of"] is not None:
+            await self._reuse_outputs(connection, execution, graph, steps)
+        await connection.execute(
+            """
+            WITH created AS (
+                INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status,
+                    output, completed_at)
+                SELECT id, $2, $1, step_id, position, step_type, status, output,
+                    CASE WHEN status <> 'pending' THEN clock_timestamp() END
+                FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::text[], $8::jsonb[])
+                    AS s(id, step_id, position, step_type, status, output)
+            )
+            UPDATE executions SET status = 'running', started_at = clock_timestamp() WHERE id = $1
+            """,
+            execution["id"],
+            execution["tenant_id"],
+            [row["id"] for row in steps.values()],
+            list(steps),
+            list(range(len(steps))),
+            [step.type for step in graph.definition.steps],
+            [row["status"] for row in steps.values()],
+            [row["output"] for row in steps.values()],
+        )
 
     async def _reuse_outputs(
         self,
@@ -984,34 +1013,42 @@ class Engine:
         output: Any = None,
         error: dict[str, Any] | None = None,
     ) -> None:
-        # Whatever still waits on a timer (sleeps, retries, the execution's own timeout) waits no more. Pending
-        # attempt results (the last step's, usually) come along: they touch neither the execution nor its timers.
-        finishes, finish_args = changes.finishes.carry(5)
-        rows = await connection.fetch(
-            f"WITH {finishes} finished AS (UPDATE executions SET status = $2, output = $3, "
-            "error = $4, completed_at = clock_timestamp() WHERE id = $1), "
-            "cancelled AS (UPDATE timers t SET status = 'cancelled' WHERE t.execution_id = $1 AND t.status = 'pending' "
-            "RETURNING t.id, t.kind, t.step_execution_id AS task_id, "
-            "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)) "
-            "SELECT id, kind, task_id, step_id, NULL AS step_type, NULL AS step_status, NULL::float8 AS seconds "
-            "FROM cancelled"
-            + (f" UNION ALL SELECT NULL, NULL, NULL, NULL, * FROM ({FINISHED_STEPS}) AS f" if finishes else ""),
-            execution["id"],
-            status,
-            output,
-            error,
-            *finish_args,
-        )
-        Finishes.carried(rows, changes.outcomes)
-        timers = [row for row in rows if row["id"] is not None]
-        for timer in timers:
-            if timer["kind"] == "sleep":  # other timers are internal: TASK_CANCELLED or the final event says it
-                changes.events.append(
-                    NewEvent(
-                        "TIMER_CANCELLED", TimerSnapshot(timer_id=str(timer["id"])), timer["step_id"], timer["task_id"]
+        if status == "completed":
+            # Every step finished, so nothing waits on a timer but perhaps the execution's own timeout, whose end
+            # needs no event: the statement that appends the final events writes the end (see Changes.write).
+            changes.end = ExecutionEnd(status, output, error)
+        else:
+            # Whatever still waits on a timer (sleeps, retries, the execution's own timeout) waits no more. Pending
+            # attempt results (the last step's, usually) come along: they touch neither the execution nor its timers.
+            finishes, finish_args = changes.finishes.carry(5)
+            rows = await connection.fetch(
+                f"WITH {finishes} finished AS (UPDATE executions SET status = $2, output = $3, "
+                "error = $4, completed_at = clock_timestamp() WHERE id = $1), "
+                "cancelled AS (UPDATE timers t SET status = 'cancelled' "
+                "WHERE t.execution_id = $1 AND t.status = 'pending' "
+                "RETURNING t.id, t.kind, t.step_execution_id AS task_id, "
+                "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)) "
+                "SELECT id, kind, task_id, step_id, NULL AS step_type, NULL AS step_status, NULL::float8 AS seconds "
+                "FROM cancelled"
+                + (f" UNION ALL SELECT NULL, NULL, NULL, NULL, * FROM ({FINISHED_STEPS}) AS f" if finishes else ""),
+                execution["id"],
+                status,
+                output,
+                error,
+                *finish_args,
+            )
+            Finishes.carried(rows, changes.outcomes)
+            timers = [row for row in rows if row["id"] is not None]
+            for timer in timers:
+                if timer["kind"] == "sleep":  # other timers are internal: TASK_CANCELLED or the final event says it
+                    changes.events.append(
+                        NewEvent(
+                            "TIMER_CANCELLED",
+                            TimerSnapshot(timer_id=str(timer["id"])),
+                            timer["step_id"],
+                            timer["task_id"],
+                        )
                     )
-                )
-        if status != "completed":
             children = await connection.fetch(
                 "SELECT id FROM executions "
                 "WHERE parent_execution_id = $1 AND status IN ('pending', 'running', 'paused')",
@@ -1604,16 +1641,69 @@ async def _read_steps(connection: asyncpg.Connection, execution_id: uuid.UUID) -
     }
 
 
+def _new_steps(graph: Graph) -> dict[str, dict[str, Any]]:
+    """The rows of an execution's steps before they start, by step id (in definition order)."""
+    return {
+        step.id: {
+            "id": uuid7(),
+            "step_id": step.id,
+            "status": "pending",
+            "output": None,
+            "error": None,
+            "attempts": 0,
+            "generation": 0,
+            "owner": None,
+        }
+        for step in graph.definition.steps
+    }
+
+
+async def _lock_and_start(
+    connection: asyncpg.Connection,
+    message: ExecutionRequested,
+    graph: Graph,
+    steps: dict[str, dict[str, Any]],
+    changes: Changes,
+) -> asyncpg.Record | None:
+    """Lock the execution and, when it is new and of the requested version, store ``steps`` and mark it running.
+
+    The row comes back as it was when locked, with ``started`` saying whether this statement started it (a
+    retry, a rerun or an execution that is no longer pending is left as it was, for the caller to handle).
+    """
+    execution = await connection.fetchrow(
+        f"""
+        WITH execution AS (
+            SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1 FOR UPDATE
+        ), new AS (
+            SELECT id, tenant_id FROM execution
+            WHERE status = 'pending' AND started_at IS NULL AND rerun_of IS NULL AND workflow_version_id = $2
+        ), created AS (
+            INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status)
+            SELECT s.id, n.tenant_id, n.id, s.step_id, s.position, s.step_type, 'pending'
+            FROM new n, unnest($3::uuid[], $4::text[], $5::int[], $6::text[]) AS s(id, step_id, position, step_type)
+        ), started AS (
+            UPDATE executions x SET status = 'running', started_at = clock_timestamp() FROM new n WHERE x.id = n.id
+        )
+        SELECT *, EXISTS (SELECT FROM new) AS started FROM execution
+        """,
+        message.execution_id,
+        message.workflow_version_id,
+        [row["id"] for row in steps.values()],
+        list(steps),
+        list(range(len(steps))),
+        [step.type for step in graph.definition.steps],
+    )
+    if execution is not None:
+        changes.last_sequence = execution["last_event_sequence"]
+    return execution
+
+
 async def _lock_execution(
     connection: asyncpg.Connection, execution_id: uuid.UUID, changes: Changes
 ) -> asyncpg.Record | None:
     """Lock the execution row (before any of its steps) and note its event sequence for ``changes``."""
     execution = await connection.fetchrow(
-        "SELECT id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, "
-        "parent_execution_id, parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, "
-        "rerun_from_step, started_by "
-        "FROM executions WHERE id = $1 FOR UPDATE",
-        execution_id,
+        f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1 FOR UPDATE", execution_id
     )
     if execution is not None:
         changes.last_sequence = execution["last_event_sequence"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -13,6 +14,8 @@ import msgspec
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import EventType, ExecutionEvent
 from flowline.snapshots import Snapshot
+
+_PARAMETER = re.compile(r"\$(\d+)")
 
 
 class NewEvent(NamedTuple):
@@ -50,6 +53,98 @@ def event_rows(
     return now, snapshots, rows
 
 
+class ExecutionEnd(NamedTuple):
+    """An execution's final status, written by the statement that appends its last events."""
+
+    status: str
+    output: Any
+    error: dict[str, Any] | None
+
+
+class Appending(NamedTuple):
+    """What appends events and enqueues outbox rows, as CTEs that a caller's statement can carry."""
+
+    ctes: str  # ``sequenced`` (one row when the counter moved), ``appended``, ``queued`` and, with an end, ``ended``
+    args: list[Any]  # their parameters, numbered from the ``first_parameter`` they were made with
+    rows: list[OutboxRow]  # every outbox row, events first, to publish after the commit
+
+
+def appending(
+    *,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    after_sequence: int,
+    events: Sequence[NewEvent],
+    topic: str,
+    outbox: Sequence[OutboxRow] = (),
+    end: ExecutionEnd | None = None,
+    first_parameter: int = 1,
+) -> Appending:
+    """The CTEs that append ``events`` after ``after_sequence`` and enqueue them with the other ``outbox`` rows.
+
+    With ``end``, the execution's final status is written with its event counter, and its pending timers
+    (its own timeout, say) are cancelled. ``events`` must not be empty.
+    """
+    first = after_sequence + 1
+    now, snapshots, rows = event_rows(tenant_id, execution_id, first, events, topic)
+    rows.extend(outbox)
+    ending = ", status = $16, output = $17, error = $18, completed_at = clock_timestamp()" if end is not None else ""
+    ended = (
+        """, ended AS (
+            UPDATE timers SET status = 'cancelled' WHERE execution_id = $1 AND status = 'pending'
+        )"""
+        if end is not None
+        else ""
+    )
+    ctes = f"""
+        sequenced AS (
+            UPDATE executions SET last_event_sequence = $13, updated_at = now(){ending}
+            WHERE id = $1 AND last_event_sequence = $14
+            RETURNING 1
+        ), appended AS (
+            INSERT INTO execution_events (execution_id, sequence, tenant_id, event_type, step_id, task_id, data,
+                occurred_at)
+            SELECT $1, sequence, $2, event_type, step_id, task_id, data, $3
+            FROM unnest($4::bigint[], $5::text[], $6::text[], $7::uuid[], $8::jsonb[])
+                AS e(sequence, event_type, step_id, task_id, data)
+        ), queued AS (
+            INSERT INTO outbox (id, topic, key, payload, request_id)
+            SELECT * FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[], $15::text[])
+        ){ended}"""
+    args: list[Any] = [
+        execution_id,
+        tenant_id,
+        now,
+        list(range(first, first + len(events))),
+        [event.event for event in events],
+        [event.step_id for event in events],
+        [event.task_id for event in events],
+        snapshots,
+        [row.id for row in rows],
+        [row.topic for row in rows],
+        [row.key for row in rows],
+        [row.payload for row in rows],
+        after_sequence + len(events),
+        after_sequence,
+        [row.request_id for row in rows],
+    ]
+    if end is not None:
+        args.extend(end)
+    if first_parameter != 1:
+        ctes = _PARAMETER.sub(lambda match: f"${int(match.group(1)) + first_parameter - 1}", ctes)
+    return Appending(ctes, args, rows)
+
+
+def check_sequenced(sequenced: int, execution_id: uuid.UUID, after_sequence: int) -> None:
+    """Raise unless the statement moved the execution's event counter (its ``sequenced`` CTE returned a row).
+
+    Raises:
+        RuntimeError: ``after_sequence`` was not the execution's last sequence (the caller did not lock it).
+    """
+    if sequenced != 1:
+        raise RuntimeError(f"execution {execution_id}: events appended after sequence {after_sequence} out of turn")
+
+
 async def append_events(
     connection: asyncpg.Connection,
     *,
@@ -76,43 +171,14 @@ async def append_events(
     if not events:
         await enqueue(connection, outbox)
         return list(outbox)
-    first = after_sequence + 1
-    now, snapshots, rows = event_rows(tenant_id, execution_id, first, events, topic)
-    rows.extend(outbox)
-    sequenced = await connection.fetchval(
-        """
-        WITH sequenced AS (
-            UPDATE executions SET last_event_sequence = $13, updated_at = now()
-            WHERE id = $1 AND last_event_sequence = $14
-            RETURNING 1
-        ), appended AS (
-            INSERT INTO execution_events (execution_id, sequence, tenant_id, event_type, step_id, task_id, data,
-                occurred_at)
-            SELECT $1, sequence, $2, event_type, step_id, task_id, data, $3
-            FROM unnest($4::bigint[], $5::text[], $6::text[], $7::uuid[], $8::jsonb[])
-                AS e(sequence, event_type, step_id, task_id, data)
-        ), queued AS (
-            INSERT INTO outbox (id, topic, key, payload, request_id)
-            SELECT * FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[], $15::text[])
-        )
-        SELECT count(*) FROM sequenced
-        """,
-        execution_id,
-        tenant_id,
-        now,
-        list(range(first, first + len(events))),
-        [event.event for event in events],
-        [event.step_id for event in events],
-        [event.task_id for event in events],
-        snapshots,
-        [row.id for row in rows],
-        [row.topic for row in rows],
-        [row.key for row in rows],
-        [row.payload for row in rows],
-        after_sequence + len(events),
-        after_sequence,
-        [row.request_id for row in rows],
+    append = appending(
+        tenant_id=tenant_id,
+        execution_id=execution_id,
+        after_sequence=after_sequence,
+        events=events,
+        topic=topic,
+        outbox=outbox,
     )
-    if sequenced != 1:
-        raise RuntimeError(f"execution {execution_id}: events appended after sequence {after_sequence} out of turn")
-    return rows
+    sequenced = await connection.fetchval(f"WITH {append.ctes} SELECT count(*) FROM sequenced", *append.args)
+    check_sequenced(sequenced, execution_id, after_sequence)
+    return append.rows
