@@ -200,10 +200,10 @@ async def run_until_finished(runtime: Any, settings: Settings, execution_id: Any
     engine = Engine(settings, runtime.pool, runtime.outbox, load_actions(), ExecutorMetrics(CollectorRegistry()))
     run = uuid.uuid4().hex[:8]
     requests = runtime.consumer(
-        f"executor-{run}", settings.topics.requests, decoder(RequestMessage), handler=engine.handle_request
+        f"executor-{run}", [settings.topics.requests], decoder(RequestMessage), handler=engine.handle_request
     )
     tasks = runtime.consumer(
-        f"executor-tasks-{run}", settings.topics.tasks, decoder(TaskMessage), handler=engine.handle_task
+        f"executor-tasks-{run}", [settings.topics.tasks], decoder(TaskMessage), handler=engine.handle_task
     )
     await requests.start()
     await tasks.start()

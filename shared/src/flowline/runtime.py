@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +62,7 @@ class Runtime:
     def consumer(
         self,
         name: str,
-        topic: str,
+        topics: Sequence[str],
         decoder: msgspec.json.Decoder[Any],
         *,
         handler: Handler[Any] | None = None,
@@ -70,7 +70,7 @@ class Runtime:
         max_records: int = 500,
         background: bool = False,
     ) -> MessageConsumer[Any]:
-        """A consumer of ``topic`` in the group ``name``, dead-lettering through this runtime's producer.
+        """A consumer of ``topics`` in the group ``name``, dead-lettering through this runtime's producer.
 
         A ``background`` consumer's messages wait for no one: it polls the broker less often (see
         ``Settings.kafka_background_fetch_max_wait_ms``).
@@ -78,7 +78,7 @@ class Runtime:
         return MessageConsumer(
             name=name,
             settings=self.settings,
-            topics=[topic],
+            topics=topics,
             decoder=decoder,
             handler=handler,
             batch_handler=batch_handler,

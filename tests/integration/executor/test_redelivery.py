@@ -39,14 +39,14 @@ async def test_redelivered_requests_and_tasks_apply_once(runtime: Runtime, setti
         ExecutorMetrics(runtime.registry),
     )
     requests = runtime.consumer(
-        "executor", settings.topics.requests, decoder(RequestMessage), handler=engine.handle_request
+        "executor", [settings.topics.requests], decoder(RequestMessage), handler=engine.handle_request
     )
 
     async def handle_task_twice(message: TaskMessage) -> None:
         await engine.handle_task(message)
         await engine.handle_task(message)
 
-    tasks = runtime.consumer("executor-tasks", settings.topics.tasks, decoder(TaskMessage), handler=handle_task_twice)
+    tasks = runtime.consumer("executor-tasks", [settings.topics.tasks], decoder(TaskMessage), handler=handle_task_twice)
     await requests.start()
     await tasks.start()
     try:

@@ -33,7 +33,7 @@ async def test_poison_messages_are_dead_lettered_and_the_consumer_goes_on(runtim
     for value in (encode(_event(1, execution_id)), b"{not json", breaking, encode(_event(3, execution_id))):
         await runtime.producer.send_and_wait(settings.topics.events, value, key=key)
 
-    consumer = runtime.consumer("test-consumer", settings.topics.events, decoder(EventMessage), handler=handle)
+    consumer = runtime.consumer("test-consumer", [settings.topics.events], decoder(EventMessage), handler=handle)
     await consumer.start()
     try:
 
@@ -84,7 +84,7 @@ async def test_a_batch_handler_isolates_the_bad_message(runtime: Runtime, settin
             settings.topics.events, encode(_event(sequence, execution_id)), key=str(execution_id).encode()
         )
     await runtime.producer.flush()
-    consumer = runtime.consumer("test-batch", settings.topics.events, decoder(EventMessage), batch_handler=write)
+    consumer = runtime.consumer("test-batch", [settings.topics.events], decoder(EventMessage), batch_handler=write)
     await consumer.start()
     try:
 
@@ -112,7 +112,7 @@ async def test_a_handler_runs_with_the_request_id_its_record_carries(runtime: Ru
         await runtime.producer.send_and_wait(
             settings.topics.events, encode(_event(sequence, execution_id)), key=execution_id.bytes, headers=headers
         )
-    consumer = runtime.consumer("request-ids", settings.topics.events, decoder(EventMessage), handler=handle)
+    consumer = runtime.consumer("request-ids", [settings.topics.events], decoder(EventMessage), handler=handle)
     await consumer.start()
     try:
 
@@ -144,7 +144,9 @@ async def test_the_lag_gauge_counts_what_waits_behind_the_position(runtime: Runt
         )
 
     # Two records per poll: the gauge shows the rest of the backlog until the consumer reaches the end.
-    consumer = runtime.consumer("lagging", settings.topics.events, decoder(EventMessage), handler=handle, max_records=2)
+    consumer = runtime.consumer(
+        "lagging", [settings.topics.events], decoder(EventMessage), handler=handle, max_records=2
+    )
     await consumer.start()
     seen: list[float | None] = []
     try:

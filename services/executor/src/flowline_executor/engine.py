@@ -100,10 +100,11 @@ FINISHED_EVENTS: dict[str, EventType] = {
     "failed": "WORKFLOW_FAILED",
     "cancelled": "WORKFLOW_CANCELLED",
 }
+# The names under which the ids of applied requests and control messages are kept (the inbox).
 REQUESTS_CONSUMER = "executor"
+CONTROL_CONSUMER = "executor-control"
 # Timestamps use clock_timestamp(), not now(): now() is when the transaction began, and a transaction that
 # waited for the execution's lock would otherwise record a step as started before its need completed.
-CONTROL_CONSUMER = "executor-control"
 LOG_LEVELS: dict[str, LogLevel] = {
     "DEBUG": "DEBUG",
     "INFO": "INFO",
@@ -319,6 +320,13 @@ class Engine:
         await self._change(tenant_id, execution_id, apply, fail_on_error=False)
 
     # Requests ---------------------------------------------------------------------------------------
+
+    async def handle_command(self, message: RequestMessage | ControlMessage) -> None:
+        """Apply a message of the requests or the control topic (one consumer follows both)."""
+        if isinstance(message, ExecutionRequested | SubmitExecution):
+            await self.handle_request(message)
+        else:
+            await self.handle_control(message)
 
     async def handle_request(self, message: RequestMessage) -> None:
         """Apply a message of the requests topic."""

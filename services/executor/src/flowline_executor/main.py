@@ -12,9 +12,10 @@ from flowline.ops import configure_logging
 from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
 from flowline.settings import Settings, load_settings
 
-from flowline_executor.engine import CONTROL_CONSUMER, REQUESTS_CONSUMER, Engine
+from flowline_executor.engine import Engine
 from flowline_executor.metrics import ExecutorMetrics
 
+COMMANDS_CONSUMER = "executor"  # the group of the requests and control topics
 TASKS_CONSUMER = "executor-tasks"
 
 
@@ -35,23 +36,23 @@ async def run_executor(settings: Settings) -> None:
     runtime = await Runtime.open(settings)
     try:
         engine = Engine(settings, runtime.pool, runtime.outbox, load_actions(), ExecutorMetrics(runtime.registry))
-        requests = runtime.consumer(
-            REQUESTS_CONSUMER, settings.topics.requests, decoder(RequestMessage), handler=engine.handle_request
-        )
-        control = runtime.consumer(
-            CONTROL_CONSUMER, settings.topics.control, decoder(ControlMessage), handler=engine.handle_control
+        # One consumer follows both topics of execution commands: one fetch, not two, polls the broker for them.
+        commands = runtime.consumer(
+            COMMANDS_CONSUMER,
+            [settings.topics.requests, settings.topics.control],
+            decoder(RequestMessage | ControlMessage),
+            handler=engine.handle_command,
         )
         tasks = runtime.consumer(
             TASKS_CONSUMER,
-            settings.topics.tasks,
+            [settings.topics.tasks],
             decoder(TaskMessage),
             handler=engine.handle_task,
             background=settings.eager_dispatch,  # without eager dispatch, every step waits on this topic
         )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         leases = LeaseRenewal(engine, settings.lease_seconds / 3)
-        await requests.start()
-        await control.start()
+        await commands.start()
         await tasks.start()
 
         async def stop_tasks() -> None:
@@ -62,8 +63,7 @@ async def run_executor(settings: Settings) -> None:
             "executor",
             runtime,
             [
-                Runnable(requests.run, requests.stop),
-                Runnable(control.run, control.stop),
+                Runnable(commands.run, commands.stop),
                 Runnable(tasks.run, stop_tasks),
                 Runnable(relay.start, relay.stop),
                 Runnable(leases.start, leases.stop),

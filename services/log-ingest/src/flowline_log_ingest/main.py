@@ -21,7 +21,7 @@ async def run_log_ingest(settings: Settings) -> None:
         writer = LogWriter(runtime.pool, LogIngestMetrics(runtime.registry), staging_ready=True)
         consumer = runtime.consumer(
             "log-ingest",
-            settings.topics.logs,
+            [settings.topics.logs],
             decoder(LogMessage),
             batch_handler=writer.write,
             max_records=5000,

@@ -41,7 +41,7 @@ async def run_scheduler(settings: Settings) -> None:
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         announcements = runtime.consumer(
             "scheduler",
-            settings.topics.timers,
+            [settings.topics.timers],
             decoder(TimerMessage),
             handler=timers.handle_timer_message,
             background=True,
