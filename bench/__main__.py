@@ -4,6 +4,8 @@
 (b) latency: executions one after another on an idle system, submit → completed (p50/p99);
 (c) a 20-step fan-out/fan-in workflow, steps per second.
 Completion is observed on the `flowline.events` topic (WORKFLOW_COMPLETED), as a subscriber would.
+It also reports the CPU time each process spent per execution in the throughput run (the bench client's
+included: it runs on the same machine), and each one's share of a core while the stack sits idle.
 Prints a table and writes bench/results/latest.json.
 
 The other benchmarks run on their own (each starts its own stack and takes a minute or more), so that
@@ -26,7 +28,10 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from flowline.messages import EventMessage, decoder
 
-from bench.stack import RESULTS, api_headers, machine, private_stack
+from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
+
+IDLE_SECONDS = 5.0
+CLIENT = "bench client"
 
 CHAIN = {
     "ref": "bench.chain",
@@ -147,7 +152,21 @@ async def fan_out(client: httpx.AsyncClient, completions: Completions, count: in
     }
 
 
-async def measure(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time every process of the stack, and this one, has used so far."""
+    return {**stack.cpu_seconds(), CLIENT: time.process_time()}
+
+
+async def idle_cpu(stack: Stack) -> dict[str, float]:
+    """Each process's share of a core, in percent, while nothing is asked of the stack."""
+    before = cpu_seconds(stack)
+    await asyncio.sleep(IDLE_SECONDS)
+    after = cpu_seconds(stack)
+    return {name: round((after[name] - used) * 100 / IDLE_SECONDS, 1) for name, used in before.items()}
+
+
+async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    env = stack.env
     api = f"http://127.0.0.1:{env['FLOWLINE_API_PORT']}/api/v1/tenants/dev"
     completions = Completions(env["FLOWLINE_KAFKA_BOOTSTRAP"], "flowline.events")
     await completions.start()
@@ -158,11 +177,17 @@ async def measure(env: dict[str, str], args: argparse.Namespace) -> dict[str, An
             for workflow in (CHAIN, FAN):
                 (await client.post("/workflows", json=workflow)).raise_for_status()
             await latency(client, completions, 20)  # warm up connections, caches and consumer groups
-            return {
-                "latency": await latency(client, completions, args.latency),
-                "throughput": await throughput(client, completions, args.throughput),
-                "fan_out": await fan_out(client, completions, args.fan_out),
+            results: dict[str, Any] = {"latency": await latency(client, completions, args.latency)}
+            before = cpu_seconds(stack)
+            results["throughput"] = await throughput(client, completions, args.throughput)
+            after = cpu_seconds(stack)
+            results["throughput"]["cpu_ms_per_execution"] = {
+                name: round((after[name] - used) * 1000 / args.throughput, 2) for name, used in before.items()
             }
+            results["fan_out"] = await fan_out(client, completions, args.fan_out)
+            await asyncio.sleep(1)  # the stragglers of the last run (log records, outbox clean-up)
+            results["idle_cpu_percent"] = await idle_cpu(stack)
+            return results
     finally:
         await completions.stop()
 
@@ -175,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with private_stack() as stack:
-        results = asyncio.run(measure(stack.env, args))
+        results = asyncio.run(measure(stack, args))
 
     report = {
         "id": str(uuid.uuid4()),
@@ -195,6 +220,10 @@ def main() -> None:
     ]
     for name, value in rows:
         print(f"{name:<34}{value:>12}")
+    cpu, idle = thr["cpu_ms_per_execution"], results["idle_cpu_percent"]
+    print(f"{'CPU per execution (throughput run)':<34}{sum(cpu.values()):>9.1f} ms")
+    for name in cpu:
+        print(f"  {name:<32}{cpu[name]:>9.2f} ms{idle[name]:>8.1f} % of a core when idle")
     print(f"written to {RESULTS / 'latest.json'}")
 
 
