@@ -11,18 +11,12 @@ from flowline.cli.executions import add_execution_filters, execution_filters
 from flowline.cli.lists import add_paging, print_list
 from flowline.cli.output import Output, text, when
 from flowline.client import AsyncFlowlineClient
-from flowline.client.models import BulkOperation
+from flowline.client.models import BulkOperation, ExecutionFilter
 
 FINISHED = frozenset({"completed", "failed"})
 POLL_SECONDS = 0.5
 BAR_WIDTH = 30
 # list_executions keyword → the camelCase name of the same filter in a bulk request's `filter` object.
-_FILTER_NAMES = {
-    "triggered_by": "triggeredBy",
-    "parent_id": "parentId",
-    "created_after": "createdAfter",
-    "created_before": "createdBefore",
-}
 
 
 def progress_bar(operation: BulkOperation) -> str:
@@ -76,10 +70,14 @@ def _report(operation: BulkOperation, out: Output) -> int:
 
 
 async def _run_bulk(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output, verb: str) -> int:
-    filters = {_FILTER_NAMES.get(name, name): value for name, value in execution_filters(args).items()}
+    filters = execution_filters(args)
     if bool(args.ids) == bool(filters):
         raise UsageError("select executions by ids or by filters such as --status failed (one of the two)")
-    selection: dict[str, Any] = {"ids": args.ids or None, "filter": filters or None, "dry_run": args.dry_run}
+    selection: dict[str, Any] = {
+        "ids": args.ids or None,
+        "filter": ExecutionFilter(**filters) if filters else None,
+        "dry_run": args.dry_run,
+    }
     if verb == "cancel":
         operation = await client.bulk_cancel(**selection, reason=args.reason)
     else:

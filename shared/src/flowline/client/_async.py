@@ -27,6 +27,7 @@ from flowline.client.models import (
     EventList,
     Execution,
     ExecutionAccepted,
+    ExecutionFilter,
     ExecutionPage,
     ExecutionSummary,
     Pack,
@@ -637,24 +638,24 @@ class AsyncFlowlineClient:
         self,
         *,
         ids: Sequence[str] | None = None,
-        filter: Mapping[str, Any] | None = None,
+        filter: ExecutionFilter | None = None,
         reason: str | None = None,
         dry_run: bool = False,
     ) -> BulkOperation:
-        """Cancel the executions given by ``ids`` or selected by ``filter`` (camelCase list filters)."""
-        body = {"ids": ids, "filter": filter, "reason": reason, "dryRun": dry_run}
+        """Cancel the executions given by ``ids`` or selected by ``filter`` (the filters of ``list_executions``)."""
+        body = {"ids": ids, "filter": _filter_body(filter), "reason": reason, "dryRun": dry_run}
         return await self._call("POST", "/executions/bulk/cancel", BulkOperation, body=_without_none(body))
 
     async def bulk_retry(
         self,
         *,
         ids: Sequence[str] | None = None,
-        filter: Mapping[str, Any] | None = None,
+        filter: ExecutionFilter | None = None,
         note: str | None = None,
         dry_run: bool = False,
     ) -> BulkOperation:
         """Retry the failed executions given by ``ids`` or selected by ``filter``."""
-        body = {"ids": ids, "filter": filter, "note": note, "dryRun": dry_run}
+        body = {"ids": ids, "filter": _filter_body(filter), "note": note, "dryRun": dry_run}
         return await self._call("POST", "/executions/bulk/retry", BulkOperation, body=_without_none(body))
 
     async def get_bulk_operation(self, operation_id: str) -> BulkOperation:
@@ -754,6 +755,11 @@ def _execution_body(
     if idempotency_key is not None:
         body["idempotencyKey"] = idempotency_key
     return body
+
+
+def _filter_body(selection: ExecutionFilter | None) -> dict[str, Any] | None:
+    """The filters given, as the request body names them (the ones not given left out)."""
+    return None if selection is None else _without_none(msgspec.to_builtins(selection))
 
 
 def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flowline.schemas.agents import Agent, AgentHealth
 from flowline.schemas.api_keys import ApiKey, ApiKeyList, CreatedApiKey
 from flowline.schemas.audit import AuditLog
-from flowline.schemas.bulk import BulkOperation, BulkOperationError
+from flowline.schemas.bulk import BulkOperation, BulkOperationError, ExecutionFilter
 from flowline.schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
 from flowline.schemas.executions import (
     AttemptList,
@@ -50,6 +50,7 @@ __all__ = [
     "Execution",
     "ExecutionAccepted",
     "ExecutionEvent",
+    "ExecutionFilter",
     "ExecutionPage",
     "ExecutionSummary",
     "InstalledWorkflow",

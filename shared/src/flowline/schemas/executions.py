@@ -1,4 +1,4 @@
-"""Response bodies of the execution routes."""
+"""Response bodies of the execution routes, and the types of execution metadata and tags."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import msgspec
 from flowline.schemas.logs import TaskLog
 
 ExecutionStatus = Literal["pending", "running", "paused", "completed", "failed", "cancelled"]
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+MetadataValue = Annotated[str, msgspec.Meta(max_length=500)]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
 class StepExecution(msgspec.Struct, kw_only=True, rename="camel"):

@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from flowline.db.bulk_operations import MAX_IDS
-from flowline.schemas.executions import ExecutionStatus
+from flowline.schemas.bulk import ExecutionFilter
 
 from flowline_api.domain.control.schemas import Note, Reason
-from flowline_api.domain.executions.schemas import MetadataKey, MetadataValue, Tag
 
 OPERATION_ID = "0193a5a1-0c00-7000-8000-0a1b2c3d4e5f"
 BULK_PATH = "/api/v1/tenants/dev/executions/bulk"
-
-
-class ExecutionFilter(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """The filters of `GET /executions` as an object, with the same names; every given one must hold."""
-
-    workflow: Annotated[str, msgspec.Meta(max_length=200, description="executions of this workflow ref")] | None = None
-    status: Annotated[list[ExecutionStatus], msgspec.Meta(max_length=6, description="in any of these")] | None = None
-    triggered_by: Annotated[str, msgspec.Meta(max_length=100, description="api, kafka or workflow")] | None = None
-    parent_id: uuid.UUID | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    tag: Annotated[list[Tag], msgspec.Meta(max_length=20, description="with every one of these tags")] | None = None
-    metadata: (
-        Annotated[
-            dict[MetadataKey, MetadataValue], msgspec.Meta(max_length=50, description="every key with this value")
-        ]
-        | None
-    ) = None
-    search: (
-        Annotated[
-            str, msgspec.Meta(min_length=1, max_length=200, description="an id prefix, or text in the workflow ref")
-        ]
-        | None
-    ) = None
 
 
 Ids = Annotated[

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
+from flowline.schemas.executions import MetadataKey, MetadataValue, Tag
 
 from flowline_api.domain.workflows.schemas import ExecuteRequest, WorkflowRef
 
 STEP_STATUSES = ("pending", "scheduled", "running", "completed", "failed", "cancelled", "skipped")
-MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
-MetadataValue = Annotated[str, msgspec.Meta(max_length=500)]
-Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
 class ExecutionCreate(ExecuteRequest, kw_only=True, rename="camel", forbid_unknown_fields=True):

@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from flowline.definitions import WorkflowDefinition
 from flowline.errors import ClientError
+from flowline.schemas.executions import Tag
 
 REF_PATTERN = r"^[a-z][a-z0-9_-]{0,62}\.[a-z][a-z0-9_-]{0,126}$"
 # Keys starting with "child:" or "kafka:" are the engine's own (child steps, keyless Kafka submissions).
@@ -24,7 +25,6 @@ IdempotencyKey = Annotated[
 WorkflowRef = Annotated[str, msgspec.Meta(pattern=REF_PATTERN, description="<pack>.<name>, lower case")]
 
 
-Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Tags = Annotated[list[Tag], msgspec.Meta(max_length=50)]
 Label = Annotated[str, msgspec.Meta(max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
