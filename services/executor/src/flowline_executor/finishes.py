@@ -9,12 +9,11 @@ other statement of the change is preceded by ``Finishes.flush``, so it sees them
 
 from __future__ import annotations
 
-import functools
-import re
 import uuid
 from typing import Any, NamedTuple
 
 import asyncpg
+from flowline.db.statements import numbered_from
 from flowline.ids import uuid7
 
 from flowline_executor.metrics import Outcomes
@@ -46,7 +45,6 @@ finishing AS (
     WHERE s.id = f.step_execution_id
     RETURNING s.step_type, s.status, extract(epoch FROM s.completed_at - s.started_at)::float8 AS seconds
 )"""
-_PARAMETER = re.compile(r"\$(\d+)")
 # What a carrying statement selects to hand the finished steps back to ``Finishes.carried``.
 FINISHED_STEPS = "SELECT step_type, status AS step_status, seconds FROM finished_steps"
 
@@ -87,7 +85,7 @@ class Finishes:
         columns = [list(column) for column in zip(*self._pending, strict=True)]
         args = [*columns, [uuid7() for _ in self._pending], *self._owner]
         self._pending = []
-        return _numbered_from(first) + ",", args
+        return numbered_from(_CTES, first) + ",", args
 
     async def flush(self, connection: asyncpg.Connection, outcomes: Outcomes) -> None:
         """Write the pending results now, before a statement that does not carry them."""
@@ -103,9 +101,3 @@ class Finishes:
             for row in rows
             if row["step_type"] is not None and row["step_status"] != "scheduled"
         )
-
-
-@functools.cache
-def _numbered_from(first: int) -> str:
-    """The CTEs with their parameters numbered from ``$first`` (after the carrying statement's own)."""
-    return _PARAMETER.sub(lambda match: f"${int(match.group(1)) + first - 1}", _CTES)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -11,11 +10,10 @@ from typing import Any, NamedTuple
 import asyncpg
 import msgspec
 
+from flowline.db.statements import numbered_from
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import EventType, ExecutionEvent
 from flowline.snapshots import Snapshot
-
-_PARAMETER = re.compile(r"\$(\d+)")
 
 
 class NewEvent(NamedTuple):
@@ -130,9 +128,7 @@ def appending(
     ]
     if end is not None:
         args.extend(end)
-    if first_parameter != 1:
-        ctes = _PARAMETER.sub(lambda match: f"${int(match.group(1)) + first_parameter - 1}", ctes)
-    return Appending(ctes, args, rows)
+    return Appending(numbered_from(ctes, first_parameter), args, rows)
 
 
 def check_sequenced(sequenced: int, execution_id: uuid.UUID, after_sequence: int) -> None:
