@@ -22,6 +22,8 @@ import json
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -31,6 +33,7 @@ from flowline.messages import EventMessage, decoder
 from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
 
 IDLE_SECONDS = 5.0
+CONCURRENT_REQUESTS = 64  # HTTP requests in flight in the throughput and fan-out runs
 CLIENT = "bench client"
 
 CHAIN = {
@@ -109,16 +112,23 @@ async def _execute(client: httpx.AsyncClient, ref: str) -> str:
     return str(response.json()["executionId"])
 
 
-async def throughput(client: httpx.AsyncClient, completions: Completions, count: int) -> dict[str, float]:
-    semaphore = asyncio.Semaphore(64)  # concurrent HTTP requests in flight
+async def _submit_all(clients: Sequence[httpx.AsyncClient], ref: str, count: int) -> list[str]:
+    """Start ``count`` executions, one request in flight per client at a time."""
+    remaining = iter(range(count))
+    started: list[str] = []
 
-    async def one() -> float:
-        async with semaphore:
-            execution_id = await _execute(client, "bench.chain")
-        return await completions.wait(execution_id)
+    async def submit(client: httpx.AsyncClient) -> None:
+        for _ in remaining:
+            started.append(await _execute(client, ref))
 
+    await asyncio.gather(*(submit(client) for client in clients))
+    return started
+
+
+async def throughput(clients: Sequence[httpx.AsyncClient], completions: Completions, count: int) -> dict[str, float]:
     started = time.perf_counter()
-    finished = await asyncio.gather(*(one() for _ in range(count)))
+    ids = await _submit_all(clients, "bench.chain", count)
+    finished = await asyncio.gather(*(completions.wait(execution_id) for execution_id in ids))
     elapsed = max(finished) - started
     return {"executions": count, "seconds": round(elapsed, 2), "executions_per_second": round(count / elapsed, 1)}
 
@@ -138,9 +148,9 @@ async def latency(client: httpx.AsyncClient, completions: Completions, count: in
     }
 
 
-async def fan_out(client: httpx.AsyncClient, completions: Completions, count: int) -> dict[str, float]:
+async def fan_out(clients: Sequence[httpx.AsyncClient], completions: Completions, count: int) -> dict[str, float]:
     started = time.perf_counter()
-    ids = await asyncio.gather(*(_execute(client, "bench.fan") for _ in range(count)))
+    ids = await _submit_all(clients, "bench.fan", count)
     finished = await asyncio.gather(*(completions.wait(execution_id) for execution_id in ids))
     elapsed = max(finished) - started
     steps = count * (FAN_WIDTH + 2)
@@ -171,20 +181,30 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     completions = Completions(env["FLOWLINE_KAFKA_BOOTSTRAP"], "flowline.events")
     await completions.start()
     try:
-        limits = httpx.Limits(max_connections=64)
-        async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60, limits=limits) as client:
+        async with AsyncExitStack() as clients_open:
+            # One connection per client: httpcore scans its whole pool on every request, so the client's CPU
+            # per request would grow with the connections of one shared pool and crowd the stack it measures.
+            clients = [
+                await clients_open.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=api, headers=api_headers(env), timeout=60, limits=httpx.Limits(max_connections=1)
+                    )
+                )
+                for _ in range(CONCURRENT_REQUESTS)
+            ]
+            client = clients[0]
             (await client.post("/packs", json={"ref": "bench", "label": "Benchmarks"})).raise_for_status()
             for workflow in (CHAIN, FAN):
                 (await client.post("/workflows", json=workflow)).raise_for_status()
             await latency(client, completions, 20)  # warm up connections, caches and consumer groups
             results: dict[str, Any] = {"latency": await latency(client, completions, args.latency)}
             before = cpu_seconds(stack)
-            results["throughput"] = await throughput(client, completions, args.throughput)
+            results["throughput"] = await throughput(clients, completions, args.throughput)
             after = cpu_seconds(stack)
             results["throughput"]["cpu_ms_per_execution"] = {
                 name: round((after[name] - used) * 1000 / args.throughput, 2) for name, used in before.items()
             }
-            results["fan_out"] = await fan_out(client, completions, args.fan_out)
+            results["fan_out"] = await fan_out(clients, completions, args.fan_out)
             await asyncio.sleep(1)  # the stragglers of the last run (log records, outbox clean-up)
             results["idle_cpu_percent"] = await idle_cpu(stack)
             return results
