@@ -1690,7 +1690,8 @@ async def _lock_and_start(
             SELECT s.id, n.tenant_id, n.id, s.step_id, s.position, s.step_type, 'pending'
             FROM new n, unnest($3::uuid[], $4::text[], $5::int[], $6::text[]) AS s(id, step_id, position, step_type)
         ), started AS (
-            UPDATE executions x SET status = 'running', started_at = clock_timestamp() FROM new n WHERE x.id = n.id
+            UPDATE executions x SET status = 'running', started_at = clock_timestamp() FROM new n
+            WHERE x.id = $1 AND x.id = n.id  -- by its key: a join alone may be planned as a scan
         )
         SELECT *, EXISTS (SELECT FROM new) AS started FROM execution
         """,

@@ -42,7 +42,9 @@ finishing AS (
         started_at = coalesce(s.started_at, clock_timestamp()),
         completed_at = CASE WHEN f.step_status = 'scheduled' THEN NULL ELSE clock_timestamp() END
     FROM finishing f
-    WHERE s.id = f.step_execution_id
+    -- The execution too: its steps are found through its index (execution_id, step_id). The join alone is
+    -- planned from statistics, and a generic plan made while the table was young scanned all its rows.
+    WHERE s.execution_id = $12 AND s.id = f.step_execution_id
     RETURNING s.step_type, s.status, extract(epoch FROM s.completed_at - s.started_at)::float8 AS seconds
 )"""
 # What a carrying statement selects to hand the finished steps back to ``Finishes.carried``.
