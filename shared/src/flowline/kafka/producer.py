@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import logging
+import random
+from functools import lru_cache
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from flowline.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=4096)
+def _key_hash(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def partition_for(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """The partition of a message by its key, as Kafka's default partitioner chooses it (murmur2).
+
+    aiokafka hashes every message's key in pure Python; an execution's messages share their key (a change
+    publishes a dozen events at once), so each key is hashed once while it is in use.
+    """
+    if key is None:
+        return random.choice(available or all_partitions)
+    return all_partitions[_key_hash(key) % len(all_partitions)]
 
 
 def create_producer(settings: Settings) -> AIOKafkaProducer:
@@ -24,6 +43,7 @@ def create_producer(settings: Settings) -> AIOKafkaProducer:
         acks="all",
         linger_ms=0,  # send at once: batches still form while a request to the broker is in flight
         request_timeout_ms=10_000,
+        partitioner=partition_for,
     )
 
 
