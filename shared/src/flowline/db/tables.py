@@ -39,6 +39,17 @@ def _tenant() -> Column[object]:
     return Column("tenant_id", UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False)
 
 
+def _execution_tenant() -> Column[object]:
+    """The tenant of a row that belongs to an execution, copied from it for reads by tenant: no foreign key.
+
+    The execution's key already ties it to its tenant (deleting a tenant cascades through its executions), so a
+    key here would check again, for every row written, what that one checked; and each check locks the tenant's
+    single row (FOR KEY SHARE), which every concurrent writer of every execution then shares: a dozen rows per
+    execution on the hot path.
+    """
+    return Column("tenant_id", UUID(as_uuid=True), nullable=False)
+
+
 def _timestamp(name: str, *, nullable: bool = True, default_now: bool = False) -> Column[object]:
     return Column(
         name,
@@ -216,7 +227,7 @@ step_executions = Table(
     "step_executions",
     metadata,
     _id(),
-    _tenant(),
+    _execution_tenant(),
     Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
     Column("step_id", Text, nullable=False),
     Column("position", Integer, nullable=False),
@@ -242,7 +253,7 @@ task_attempts = Table(
     "task_attempts",
     metadata,
     _id(),
-    _tenant(),
+    _execution_tenant(),
     Column(
         "step_execution_id", UUID(as_uuid=True), ForeignKey("step_executions.id", ondelete="CASCADE"), nullable=False
     ),
@@ -263,7 +274,7 @@ timers = Table(
     "timers",
     metadata,
     _id(),
-    _tenant(),
+    _execution_tenant(),
     Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
     Column("step_execution_id", UUID(as_uuid=True), ForeignKey("step_executions.id", ondelete="CASCADE")),
     Column("kind", Text, nullable=False),
@@ -281,7 +292,7 @@ promises = Table(
     "promises",
     metadata,
     _id(),
-    _tenant(),
+    _execution_tenant(),
     Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
     Column("step_execution_id", UUID(as_uuid=True), ForeignKey("step_executions.id", ondelete="CASCADE")),
     Column("name", Text, nullable=False),
@@ -299,7 +310,7 @@ execution_events = Table(
     metadata,
     Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
     Column("sequence", BigInteger, nullable=False),
-    _tenant(),
+    _execution_tenant(),
     Column("event_type", Text, nullable=False),
     Column("step_id", Text),
     Column("task_id", UUID(as_uuid=True)),
