@@ -21,7 +21,9 @@ from flowline_executor.metrics import Outcomes
 # The finished attempts ($1 … $10, arrays of one element per attempt) in their execution ($11 tenant, $12
 # execution) on worker $13. An attempt that started here before this change already has its row (the upsert
 # closes it); one that ran inside this change (an instant action) gets its row now. The finished steps
-# return their type, new status and duration since their start.
+# return their type, new status and duration since their start. They finished before the statement that
+# carries them began, so its start is their time: a step that statement starts (clock_timestamp(), in a CTE
+# PostgreSQL may run before these) never seems to start before its needs completed.
 _CTES = """
 finishing AS (
     SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[], $6::int[], $7::jsonb[],
@@ -30,17 +32,17 @@ finishing AS (
 ), finished_attempts AS (
     INSERT INTO task_attempts AS a (id, tenant_id, step_execution_id, execution_id, generation, number, status,
         worker, started_at, finished_at, duration_ms, error)
-    SELECT attempt_id, $11, step_execution_id, $12, generation, number, status, $13, clock_timestamp(),
-        clock_timestamp(), duration_ms, error
+    SELECT attempt_id, $11, step_execution_id, $12, generation, number, status, $13, statement_timestamp(),
+        statement_timestamp(), duration_ms, error
     FROM finishing
     ON CONFLICT (step_execution_id, generation, number) DO UPDATE SET status = excluded.status,
         finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, error = excluded.error
 ), finished_steps AS (
     UPDATE step_executions s SET status = f.step_status, output = f.output, error = f.error, attempts = f.number,
         input = coalesce(f.input, s.input), owner = NULL, lease_expires_at = NULL,
-        scheduled_at = coalesce(s.scheduled_at, clock_timestamp()),
-        started_at = coalesce(s.started_at, clock_timestamp()),
-        completed_at = CASE WHEN f.step_status = 'scheduled' THEN NULL ELSE clock_timestamp() END
+        scheduled_at = coalesce(s.scheduled_at, statement_timestamp()),
+        started_at = coalesce(s.started_at, statement_timestamp()),
+        completed_at = CASE WHEN f.step_status = 'scheduled' THEN NULL ELSE statement_timestamp() END
     FROM finishing f
     -- The execution too: its steps are found through its index (execution_id, step_id). The join alone is
     -- planned from statistics, and a generic plan made while the table was young scanned all its rows.
