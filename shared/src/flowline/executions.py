@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import asyncpg
+import msgspec
 
 from flowline.db.audit import Actor
 from flowline.db.events import NewEvent, event_rows
@@ -15,6 +19,7 @@ from flowline.ids import uuid7
 from flowline.jsonschemas import check_instance
 from flowline.kafka.outbox import OutboxRow, outgoing
 from flowline.messages import ExecutionRequested
+from flowline.outages import OUTAGE_ERRORS
 from flowline.settings import Topics
 from flowline.snapshots import WorkflowSnapshot
 
@@ -63,6 +68,187 @@ class WorkflowCache:
         self._records.pop((tenant_id, ref, version), None)
 
 
+class NewExecution(NamedTuple):
+    """An execution to insert, with its first event's snapshot and time, its outbox rows and its audit row."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    workflow_id: uuid.UUID
+    workflow_version_id: uuid.UUID
+    workflow_ref: str
+    workflow_version: int
+    input: dict[str, Any]
+    triggered_by: str
+    started_by: str | None
+    idempotency_key: str | None
+    metadata: dict[str, str]
+    tags: list[str]
+    root_execution_id: uuid.UUID | None
+    parent_execution_id: uuid.UUID | None
+    parent_step_id: str | None
+    rerun_of: uuid.UUID | None
+    rerun_from_step: str | None
+    created_event: Any  # the WORKFLOW_CREATED snapshot
+    created_at: datetime  # when that event occurred
+    version_pinned: bool  # a version was asked for: the workflow need not be at it still
+    outbox: list[OutboxRow]
+    audit: tuple[uuid.UUID, str | None, dict[str, Any], str | None] | None  # id, principal, changes, request id
+
+
+class Inserted(NamedTuple):
+    """What became of a ``NewExecution``."""
+
+    current: bool  # its workflow was still live, enabled and (unless pinned) at its version: else nothing written
+    created_at: datetime | None  # None when not written: not current, or its idempotency key was taken
+
+
+# Inserts executions ($1 … $24: one array element per execution) with their first events, outbox rows ($25 …
+# $30, one element per row, tagged with its execution) and audit rows, all or none of each execution's.
+_INSERT_EXECUTIONS = """
+WITH new AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int[], $7::jsonb[],
+        $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::uuid[], $14::uuid[], $15::text[],
+        $16::uuid[], $17::text[], $18::jsonb[], $19::timestamptz[], $20::bool[], $21::uuid[], $22::text[],
+        $23::jsonb[], $24::text[])
+        WITH ORDINALITY AS n(id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version, input,
+            triggered_by, started_by, idempotency_key, metadata, tags, root_execution_id, parent_execution_id,
+            parent_step_id, rerun_of, rerun_from_step, created_event, created_event_at, version_pinned, audit_id,
+            audit_principal, audit_changes, audit_request_id, position)
+), current AS (  -- still as read: live, enabled and (unless a version was asked for) at this version
+    SELECT n.* FROM new n JOIN workflows w ON w.id = n.workflow_id
+    WHERE w.enabled AND w.deleted_at IS NULL AND (n.version_pinned OR w.latest_version = n.workflow_version)
+), created AS (
+    INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
+        status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags,
+        parent_execution_id, parent_step_id, rerun_of, rerun_from_step, last_event_sequence)
+    SELECT id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version, 'pending', input,
+        coalesce(root_execution_id, id), triggered_by, started_by, idempotency_key, metadata,
+        ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), parent_execution_id, parent_step_id, rerun_of,
+        rerun_from_step, 1
+    FROM current
+    ORDER BY position  -- the caller's order: concurrent statements take the keys' locks in one order
+    ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, created_at
+), appended AS (
+    INSERT INTO execution_events (execution_id, sequence, tenant_id, event_type, step_id, task_id, data,
+        occurred_at)
+    SELECT n.id, 1, n.tenant_id, 'WORKFLOW_CREATED', NULL, NULL, n.created_event, n.created_event_at
+    FROM created c JOIN new n ON n.id = c.id
+), queued AS (
+    INSERT INTO outbox (id, topic, key, payload, request_id)
+    SELECT o.id, o.topic, o.key, o.payload, o.request_id
+    FROM unnest($25::uuid[], $26::uuid[], $27::text[], $28::bytea[], $29::bytea[], $30::text[])
+        AS o(execution_id, id, topic, key, payload, request_id)
+    JOIN created c ON c.id = o.execution_id
+), audited AS (
+    INSERT INTO audit_logs (id, tenant_id, entity_type, entity_id, action, principal, changes, request_id)
+    SELECT n.audit_id, n.tenant_id, 'execution', n.id::text, 'start', n.audit_principal, n.audit_changes,
+        n.audit_request_id
+    FROM created c JOIN new n ON n.id = c.id
+    WHERE n.audit_id IS NOT NULL
+)
+SELECT EXISTS (SELECT FROM current x WHERE x.id = n.id) AS current, c.created_at
+FROM new n LEFT JOIN created c ON c.id = n.id
+ORDER BY n.position
+"""
+
+# The fields of ``NewExecution`` that are columns of its row ($1 … $20), in the statement's order.
+_ROW_FIELDS = NewExecution._fields[: NewExecution._fields.index("outbox")]
+
+
+def _column(executions: Sequence[NewExecution], field: str) -> list[Any]:
+    """One parameter of the statement: ``field`` of every execution."""
+    if field == "tags":  # as JSON text: lists of tags would go as one two-dimensional array, of one length
+        return [msgspec.json.encode(execution.tags).decode() for execution in executions]
+    return [getattr(execution, field) for execution in executions]
+
+
+async def insert_executions(
+    connection: asyncpg.Connection | asyncpg.Pool, executions: Sequence[NewExecution]
+) -> list[Inserted]:
+    """Insert ``executions`` in one statement (atomic by itself); what became of each, in their order.
+
+    Callers that insert several at once order them by ``execution_lock_order``.
+    """
+    audits = [execution.audit or (None, None, None, None) for execution in executions]
+    outbox = [(execution.id, row) for execution in executions for row in execution.outbox]
+    records = await connection.fetch(
+        _INSERT_EXECUTIONS,
+        *(_column(executions, field) for field in _ROW_FIELDS),
+        *([audit[position] for audit in audits] for position in range(4)),
+        [execution_id for execution_id, _ in outbox],
+        *([row[position] for _, row in outbox] for position in range(len(OutboxRow._fields))),
+    )
+    return [Inserted(record["current"], record["created_at"]) for record in records]
+
+
+def execution_lock_order(execution: NewExecution) -> tuple[uuid.UUID, str]:
+    """Where an execution goes among others inserted together: by the idempotency key whose lock it takes."""
+    return execution.tenant_id, execution.idempotency_key or ""
+
+
+class ExecutionInserts:
+    """Inserts the executions that concurrent requests start, as many as are waiting in each statement.
+
+    Under load much of a start's cost in PostgreSQL and in this process is per statement (a round trip, a
+    commit and its WAL flush): starts that arrive while a statement runs wait for the next one, which takes
+    them all. One statement at a time by default: a start takes about a millisecond, so with more of them in
+    flight the starts of a few hundred requests a second would seldom find one another. There are no timed
+    waits: on an idle system a start goes out alone at once. When a statement of several fails for another
+    reason than an outage (a value PostgreSQL refuses in one request, say), each of its executions is
+    inserted alone, so that only the one at fault fails.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, max_statements: int = 1, max_executions: int = 100) -> None:
+        self._pool = pool
+        self._max_statements = max_statements
+        self._max_executions = max_executions
+        self._waiting: list[tuple[NewExecution, asyncio.Future[Inserted]]] = []
+        self._writers = 0  # tasks inserting now; each takes the next batch when its statement is done
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak ones)
+
+    async def insert(self, execution: NewExecution) -> Inserted:
+        """Insert ``execution`` with the others waiting; what became of it once its statement committed."""
+        inserted: asyncio.Future[Inserted] = asyncio.get_running_loop().create_future()
+        self._waiting.append((execution, inserted))
+        if self._writers < self._max_statements:
+            self._writers += 1
+            writer = asyncio.create_task(self._write_batches())
+            self._tasks.add(writer)
+            writer.add_done_callback(self._tasks.discard)
+        # Shielded: a request that gives up must not cancel a statement that holds other requests' executions.
+        return await asyncio.shield(inserted)
+
+    async def _write_batches(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._max_executions]
+                self._waiting = self._waiting[self._max_executions :]
+                batch.sort(key=lambda waiting: execution_lock_order(waiting[0]))
+                try:
+                    await self._write(batch)
+                except BaseException:  # cancelled (shutdown): nothing of the batch is known to be written
+                    for _, inserted in batch:
+                        inserted.cancel()
+                    raise
+        finally:
+            self._writers -= 1
+
+    async def _write(self, batch: list[tuple[NewExecution, asyncio.Future[Inserted]]]) -> None:
+        try:
+            results = await insert_executions(self._pool, [execution for execution, _ in batch])
+        except Exception as err:
+            if len(batch) == 1 or isinstance(err, OUTAGE_ERRORS):
+                for _, inserted in batch:
+                    inserted.set_exception(err)
+                return
+            for one in batch:  # the statement rolled back: find the execution at fault
+                await self._write([one])
+            return
+        for (_, inserted), result in zip(batch, results, strict=True):
+            inserted.set_result(result)
+
+
 class StartedExecution(NamedTuple):
     """The execution a start request resolved to."""
 
@@ -74,7 +260,7 @@ class StartedExecution(NamedTuple):
 
 
 async def _by_idempotency_key(
-    connection: asyncpg.Connection, tenant_id: uuid.UUID, idempotency_key: str
+    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, idempotency_key: str
 ) -> asyncpg.Record | None:
     return await connection.fetchrow(
         "SELECT id, status, created_at, workflow_ref FROM executions WHERE tenant_id = $1 AND idempotency_key = $2",
@@ -93,7 +279,7 @@ def _existing(record: asyncpg.Record, workflow_ref: str, idempotency_key: str) -
 
 
 async def start_execution(
-    connection: asyncpg.Connection,
+    connection: asyncpg.Connection | asyncpg.Pool,
     topics: Topics,
     *,
     tenant_id: uuid.UUID,
@@ -109,6 +295,7 @@ async def start_execution(
     rerun: Rerun | None = None,
     audit: Actor | None = None,
     workflows: WorkflowCache | None = None,
+    inserting: Callable[[NewExecution], Awaitable[Inserted]] | None = None,
 ) -> StartedExecution:
     """Create a pending execution with its first event and the ExecutionRequested outbox row.
 
@@ -116,7 +303,8 @@ async def start_execution(
     returns the existing execution and writes nothing. One statement writes the execution, its first event
     (sequence 1), the outbox rows and, with ``audit``, the ``start`` audit row: atomic without a transaction
     of the caller's (the api needs none), and one round trip; with ``workflows`` holding the workflow, the
-    only one.
+    only one. ``inserting`` (``ExecutionInserts.insert``) writes it with the executions other requests start
+    meanwhile, in that one statement; without it the statement runs on ``connection``, which the reads use.
 
     Raises:
         NotFound: unknown workflow or version.
@@ -154,79 +342,46 @@ async def start_execution(
                 ),
             )
         )
-        audited = (
-            """, audited AS (
-                INSERT INTO audit_logs (id, tenant_id, entity_type, entity_id, action, principal, changes, request_id)
-                SELECT $26, $2, 'execution', $1::text, 'start', $27, $28, $29 FROM created
-            )"""
-            if audit
-            else ""
-        )
-        record = await connection.fetchrow(
-            f"""
-            WITH workflow AS (  -- still as read: live, enabled and (unless $25, a version asked for) at this version
-                SELECT 1 FROM workflows w
-                WHERE w.id = $3 AND w.enabled AND w.deleted_at IS NULL AND ($25 OR w.latest_version = $6)
-            ), created AS (
-                INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
-                    status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags,
-                    parent_execution_id, parent_step_id, rerun_of, rerun_from_step, last_event_sequence)
-                SELECT $1::uuid, $2, $3, $4, $5, $6, 'pending', $7, coalesce($13::uuid, $1::uuid), $8, $9, $10, $11,
-                    $12, $14::uuid, $15::text, $16::uuid, $17::text, 1
-                FROM workflow
-                ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                RETURNING id, status, created_at
-            ), appended AS (
-                INSERT INTO execution_events (execution_id, sequence, tenant_id, event_type, step_id, task_id, data,
-                    occurred_at)
-                SELECT id, 1, $2, 'WORKFLOW_CREATED', NULL, NULL, $18::jsonb, $19 FROM created
-            ), queued AS (
-                INSERT INTO outbox (id, topic, key, payload, request_id)
-                SELECT o.* FROM unnest($20::uuid[], $21::text[], $22::bytea[], $23::bytea[], $24::text[])
-                    AS o(id, topic, key, payload, request_id), created
-            ){audited}
-            SELECT c.id, c.status, c.created_at, EXISTS (SELECT FROM workflow) AS current
-            FROM (SELECT) AS one LEFT JOIN created c ON true
-            """,
-            execution_id,
-            tenant_id,
-            workflow["id"],
-            workflow["version_id"],
-            workflow_ref,
-            workflow["version"],
-            execution_input,
-            triggered_by,
-            started_by,
-            idempotency_key,
-            metadata or {},
-            tags or [],
-            parent.root_execution_id if parent else None,
-            parent.execution_id if parent else None,
-            parent.step_id if parent else None,
-            rerun.execution_id if rerun else None,
-            rerun.from_step if rerun else None,
-            snapshots[0],
-            now,
-            [row.id for row in rows],
-            [row.topic for row in rows],
-            [row.key for row in rows],
-            [row.payload for row in rows],
-            [row.request_id for row in rows],
-            version is not None,
-            *(
+        new = NewExecution(
+            id=execution_id,
+            tenant_id=tenant_id,
+            workflow_id=workflow["id"],
+            workflow_version_id=workflow["version_id"],
+            workflow_ref=workflow_ref,
+            workflow_version=workflow["version"],
+            input=execution_input,
+            triggered_by=triggered_by,
+            started_by=started_by,
+            idempotency_key=idempotency_key,
+            metadata=metadata or {},
+            tags=tags or [],
+            root_execution_id=parent.root_execution_id if parent else None,
+            parent_execution_id=parent.execution_id if parent else None,
+            parent_step_id=parent.step_id if parent else None,
+            rerun_of=rerun.execution_id if rerun else None,
+            rerun_from_step=rerun.from_step if rerun else None,
+            created_event=snapshots[0],
+            created_at=now,
+            version_pinned=version is not None,
+            outbox=rows,
+            audit=(
                 (uuid7(), audit.principal, {"workflow": {"before": None, "after": workflow_ref}}, audit.request_id)
                 if audit
-                else ()
+                else None
             ),
         )
-        if not record["current"]:
+        if inserting is not None:
+            inserted = await inserting(new)
+        else:
+            (inserted,) = await insert_executions(connection, [new])
+        if not inserted.current:
             return None
-        if record["id"] is None:  # a concurrent request with the same key won the race
+        if inserted.created_at is None:  # a concurrent request with the same key won the race
             assert idempotency_key is not None
             return _existing(
                 await _by_idempotency_key(connection, tenant_id, idempotency_key), workflow_ref, idempotency_key
             )
-        return StartedExecution(execution_id, "pending", record["created_at"], True, rows)
+        return StartedExecution(execution_id, "pending", inserted.created_at, True, rows)
 
     if workflows is not None and (kept := workflows.get(tenant_id, workflow_ref, version)) is not None:
         if (started := await start(kept, kept=True)) is not None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from flowline.db.tenants import read_tenant_id
+from flowline.executions import ExecutionInserts, StartedExecution, WorkflowCache, start_execution
 from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
 
@@ -141,6 +144,69 @@ async def test_a_start_sees_every_change_to_its_workflow(api: Client, pool: asyn
     assert _problem(await start(version=1), 404)["detail"] == "workflow 'demo.hello' does not exist"
     assert (await define(api, HELLO)).status_code == 201  # the same ref defined again: a new workflow
     assert await version_of(await start()) == 1
+
+
+async def test_concurrent_starts_each_get_their_own_answer(api: Client, pool: asyncpg.Pool) -> None:
+    # Starts that arrive together share a statement; each still gets what it would have got alone.
+    assert (await define(api, HELLO)).status_code == 201
+
+    async def start(key: str | None = None, name: str = "Ada") -> Any:
+        extra = {"idempotencyKey": key} if key else {}
+        return await api.post("/executions", json={"workflow": "demo.hello", "input": {"name": name}, **extra})
+
+    distinct = [start(f"order-{number}") for number in range(8)]
+    same_key = [start("shared") for _ in range(6)]
+    keyless = [start() for _ in range(5)]
+    unstorable = start(name="nul \u0000 inside")  # PostgreSQL refuses it: only this start may fail
+    *answers, refused = await asyncio.gather(*distinct, *same_key, *keyless, unstorable)
+
+    assert "cannot be stored" in _problem(refused, 400)["detail"]
+    by_key, shared, alone = answers[:8], answers[8:14], answers[14:]
+    assert [answer.status_code for answer in by_key + alone] == [202] * 13
+    assert sorted(answer.status_code for answer in shared) == [200] * 5 + [202]
+    assert len({answer.json()["executionId"] for answer in shared}) == 1
+    assert len({answer.json()["executionId"] for answer in answers}) == 8 + 1 + 5
+    assert await pool.fetchval("SELECT count(*) FROM executions") == 14
+    assert await pool.fetchval("SELECT count(*) FROM execution_events WHERE event_type = 'WORKFLOW_CREATED'") == 14
+    assert await pool.fetchval("SELECT count(*) FROM audit_logs WHERE entity_type = 'execution'") == 14
+    tags = await pool.fetch("SELECT DISTINCT tags FROM executions")
+    assert [row["tags"] for row in tags] == [[]]
+
+
+async def test_starts_waiting_together_go_out_in_one_statement(api: Client, pool: asyncpg.Pool) -> None:
+    assert (await define(api, HELLO)).status_code == 201
+    tenant_id = await read_tenant_id(pool, "dev")
+    inserts, workflows = ExecutionInserts(pool), WorkflowCache()
+
+    async def start(number: int) -> StartedExecution:
+        return await start_execution(
+            pool,
+            Settings().topics,
+            tenant_id=tenant_id,
+            workflow_ref="demo.hello",
+            version=None,
+            execution_input={"name": f"n{number}"},
+            idempotency_key=None,
+            triggered_by="api",
+            tags=[f"t{number}", "batch"],
+            workflows=workflows,  # kept after the first start: the others only insert
+            inserting=inserts.insert,
+        )
+
+    await start(0)
+    started = await asyncio.gather(*(start(number) for number in range(1, 21)))
+
+    assert all(execution.created for execution in started)
+    # Rows a transaction inserted carry its id (xmin): the 20 came in one statement, or two, not one each.
+    inserted_by = "SELECT count(DISTINCT xmin::text) FROM executions WHERE id = ANY($1::uuid[])"
+    assert await pool.fetchval(inserted_by, [execution.id for execution in started]) <= 2
+    stored = await pool.fetch(
+        "SELECT id, tags, input FROM executions WHERE id = ANY($1::uuid[])", [execution.id for execution in started]
+    )
+    assert {row["id"]: (row["tags"], row["input"]) for row in stored} == {
+        execution.id: ([f"t{number}", "batch"], {"name": f"n{number}"})
+        for number, execution in enumerate(started, start=1)
+    }
 
 
 # --- GET /executions/{id} ----------------------------------------------------------------------------------------

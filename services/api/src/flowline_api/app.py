@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 from flowline.actions import load_actions
 from flowline.agents import auth_cipher
-from flowline.executions import WorkflowCache
+from flowline.executions import ExecutionInserts, WorkflowCache
 from flowline.ops import ops_routes
 from flowline.outbound import OutboundPolicy, guarded_client
 from flowline.runtime import OutboxRelay, Runtime
@@ -87,6 +87,7 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runtime = await Runtime.open(settings, registry)
         state.runtime, state.pool, state.outbox = runtime, runtime.pool, runtime.outbox
+        state.execution_inserts = ExecutionInserts(runtime.pool)  # concurrent starts share statements
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         relay_task = asyncio.create_task(relay.start())
         # One pooled client for every outgoing request (agent health checks): it connects only where the

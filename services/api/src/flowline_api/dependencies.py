@@ -12,7 +12,7 @@ from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.tenants import read_tenant_id
 from flowline.errors import NotFound
-from flowline.executions import WorkflowCache
+from flowline.executions import ExecutionInserts, WorkflowCache
 from flowline.kafka.outbox import OutboxPublisher
 from flowline.outbound import OutboundPolicy
 from flowline.request_ids import current_request_id
@@ -93,9 +93,10 @@ def provide_execution_service(
     settings: NamedDependency[Settings],
     state: State,
 ) -> ExecutionService:
-    """An execution service for this request, sharing the app's cache of started workflows."""
+    """An execution service for this request, sharing the app's cache of started workflows and its inserts."""
     workflows: WorkflowCache = state.started_workflows
-    return ExecutionService(pool, outbox, settings.topics, workflows)
+    inserts: ExecutionInserts = state.execution_inserts
+    return ExecutionService(pool, outbox, settings.topics, workflows, inserts)
 
 
 def provide_agent_service(pool: NamedDependency[asyncpg.Pool], state: State) -> AgentService:

@@ -27,7 +27,7 @@ from flowline.db.executions import (
     resolve_search,
 )
 from flowline.errors import ClientError, Conflict, NotFound
-from flowline.executions import StartedExecution, WorkflowCache, start_execution
+from flowline.executions import ExecutionInserts, StartedExecution, WorkflowCache, start_execution
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.messages import PromiseSettled
 from flowline.schemas.executions import (
@@ -62,11 +62,19 @@ def _optional_id(value: uuid.UUID | None) -> str | None:
 class ExecutionService:
     """Starts and reads executions, their steps, events, children and attempts; settles promises."""
 
-    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, workflows: WorkflowCache) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        outbox: OutboxPublisher,
+        topics: Topics,
+        workflows: WorkflowCache,
+        inserts: ExecutionInserts,
+    ) -> None:
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
         self._workflows = workflows
+        self._inserts = inserts
 
     async def settle_promise(
         self,
@@ -147,29 +155,30 @@ class ExecutionService:
                 the caller may not see (another principal's: its id is not handed out).
             ValidationFailed: the input does not match the workflow's input schema.
         """
-        # No transaction: start_execution writes in one statement, and a repeated key's checks only read.
-        async with self._pool.acquire() as connection:
-            started = await start_execution(
-                connection,
-                self._topics,
-                tenant_id=tenant_id,
-                workflow_ref=ref,
-                version=request.version,
-                execution_input=request.input,
-                idempotency_key=request.idempotency_key,
-                triggered_by="api",
-                started_by=actor.principal,
-                metadata=request.metadata,
-                tags=request.tags,
-                audit=actor,  # the start's audit row, written with the execution
-                workflows=self._workflows,
-            )
-            if (
-                not started.created
-                and (owner := owner_filter(caller)) is not None
-                and await first_hidden_execution(connection, tenant_id, [started.id], owner)
-            ):
-                raise Conflict(f"idempotency key {request.idempotency_key!r} is already used by another principal")
+        # No transaction: the execution is written in one statement (with those of concurrent starts), and a
+        # repeated key's checks only read. No connection is held while that statement waits for its turn.
+        started = await start_execution(
+            self._pool,
+            self._topics,
+            tenant_id=tenant_id,
+            workflow_ref=ref,
+            version=request.version,
+            execution_input=request.input,
+            idempotency_key=request.idempotency_key,
+            triggered_by="api",
+            started_by=actor.principal,
+            metadata=request.metadata,
+            tags=request.tags,
+            audit=actor,  # the start's audit row, written with the execution
+            workflows=self._workflows,
+            inserting=self._inserts.insert,
+        )
+        if (
+            not started.created
+            and (owner := owner_filter(caller)) is not None
+            and await first_hidden_execution(self._pool, tenant_id, [started.id], owner)
+        ):
+            raise Conflict(f"idempotency key {request.idempotency_key!r} is already used by another principal")
         await self._outbox.publish(started.outbox)
         return started
 
