@@ -5,7 +5,7 @@ from __future__ import annotations
 from flowline.messages import ExecutionRequested, RequestMessage, decoder
 from flowline.runtime import Runtime
 from flowline.settings import Settings
-from flowline_scheduler.redrive import Redrive
+from flowline_scheduler.redrive import InboxRetention, Redrive
 
 from tests.support import define_and_start, read_topic
 
@@ -29,3 +29,16 @@ async def test_a_pending_execution_whose_request_was_lost_is_requested_again(
     message = decoder(RequestMessage).decode(record.value)
     assert isinstance(message, ExecutionRequested)
     assert message.execution_id == started.id
+
+
+async def test_inbox_retention_forgets_only_ids_past_the_retention(runtime: Runtime) -> None:
+    await runtime.pool.execute(
+        "INSERT INTO inbox (consumer, message_id, processed_at) "
+        "SELECT 'test', gen_random_uuid(), now() - make_interval(days => age) FROM unnest(ARRAY[0, 1, 8, 9, 30]) AS age"
+    )
+    retention = InboxRetention(runtime.pool, retention_seconds=7 * 86400, interval_seconds=60)
+
+    await retention.run_once()
+
+    kept = await runtime.pool.fetch("SELECT extract(day FROM now() - processed_at)::int AS age FROM inbox")
+    assert sorted(row["age"] for row in kept) == [0, 1]

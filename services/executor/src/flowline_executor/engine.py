@@ -500,7 +500,7 @@ class Engine:
                 WHERE execution_id = $1 AND status IN ('failed', 'cancelled')
                 RETURNING id
             ), forgotten AS (  -- a reset wait step creates its promise anew
-                DELETE FROM promises WHERE step_execution_id IN (SELECT id FROM reset)
+                DELETE FROM promises WHERE execution_id = $1 AND step_execution_id IN (SELECT id FROM reset)
             )
             UPDATE executions SET status = 'running', completed_at = NULL WHERE id = $1
             """,
@@ -1077,7 +1077,8 @@ class Engine:
             rejected = await connection.fetch(
                 "UPDATE promises p SET status = 'rejected', error = $2, settled_at = clock_timestamp() FROM "
                 "step_executions s "
-                "WHERE p.execution_id = $1 AND p.status = 'pending' AND s.id = p.step_execution_id "
+                "WHERE p.execution_id = $1 AND p.status = 'pending' AND s.execution_id = $1 "
+                "AND s.id = p.step_execution_id "
                 "RETURNING p.name, s.id AS task_id, s.step_id",
                 execution["id"],
                 _error(f"the execution {status}"),
@@ -1102,8 +1103,9 @@ class Engine:
             )
             await connection.execute(
                 "UPDATE task_attempts SET status = 'cancelled', finished_at = clock_timestamp() "
-                "WHERE step_execution_id = ANY($1::uuid[]) AND status = 'running'",
+                "WHERE execution_id = $2 AND step_execution_id = ANY($1::uuid[]) AND status = 'running'",
                 [step["id"] for step in cancelled],
+                execution["id"],
             )
             changes.cancelled_steps.extend(step["id"] for step in cancelled)
             for step in cancelled:
@@ -1180,7 +1182,7 @@ class Engine:
         stranded = await connection.fetch(
             "SELECT s.id, s.step_id, s.generation, s.attempts, s.input FROM step_executions s "
             "WHERE s.execution_id = $1 AND s.status = 'scheduled' AND NOT EXISTS ("
-            "SELECT 1 FROM timers t WHERE t.step_execution_id = s.id AND t.status = 'pending')",
+            "SELECT 1 FROM timers t WHERE t.execution_id = $1 AND t.step_execution_id = s.id AND t.status = 'pending')",
             changes.execution_id,
         )
         for step in stranded:
@@ -1237,8 +1239,9 @@ class Engine:
         elif message.kind == "promise" and step["status"] == "running":
             promise = await connection.fetchval(
                 "UPDATE promises SET status = 'timed_out', settled_at = clock_timestamp() "
-                "WHERE step_execution_id = $1 AND status = 'pending' RETURNING name",
+                "WHERE execution_id = $2 AND step_execution_id = $1 AND status = 'pending' RETURNING name",
                 step["id"],
+                execution["id"],
             )
             if promise is not None:
                 error = _error(f"promise {promise!r} was not settled in time", type="Timeout", retryable=False)
@@ -1610,7 +1613,7 @@ class Engine:
             running = list(self._running.values())
             await self._pool.execute(
                 "UPDATE step_executions SET lease_expires_at = clock_timestamp() + make_interval(secs => $3) "
-                "WHERE id IN ("
+                "WHERE id = ANY($1::uuid[]) AND id IN ("  # the keys again: the update finds its rows by them too
                 "SELECT id FROM step_executions WHERE id = ANY($1::uuid[]) AND owner = $2 AND status = 'running' "
                 "FOR UPDATE SKIP LOCKED)",
                 running,

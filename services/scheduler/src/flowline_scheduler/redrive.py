@@ -244,8 +244,9 @@ class InboxRetention(LoopService):
     async def run_once(self) -> None:
         """Delete expired inbox rows in batches."""
         while await self._pool.fetchval(
-            "WITH gone AS (DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox "
-            "WHERE processed_at < now() - make_interval(secs => $1) LIMIT 5000) RETURNING 1) "
+            "WITH gone AS (DELETE FROM inbox WHERE processed_at < now() - make_interval(secs => $1) "
+            "AND ctid IN (SELECT ctid FROM inbox WHERE processed_at < now() - make_interval(secs => $1) LIMIT 5000) "
+            "RETURNING 1) "
             "SELECT count(*) FROM gone",
             self._retention_seconds,
         ):

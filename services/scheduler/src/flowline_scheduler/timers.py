@@ -48,7 +48,8 @@ class TimerLoop(LoopService):
             due = await connection.fetch(
                 """
                 UPDATE timers SET status = 'fired', fired_at = now()
-                WHERE id IN (
+                WHERE status = 'pending' AND fire_at <= now()  -- again: the due index finds the rows to update
+                AND id IN (
                     SELECT id FROM timers WHERE status = 'pending' AND fire_at <= now()
                     ORDER BY fire_at LIMIT $1 FOR UPDATE SKIP LOCKED
                 )
