@@ -818,9 +818,11 @@ class Engine:
             error = _error("a workflow step's input must be an object (the child's input)", retryable=False)
             await self._finish_without_running(connection, changes, row, "failed", error)
             return "failed"
+        # Each step up is a lookup by key (a join with the recursion's rows may be planned as a scan).
         depth = await connection.fetchval(
             "WITH RECURSIVE ancestors AS (SELECT parent_execution_id FROM executions WHERE id = $1 UNION ALL "
-            "SELECT e.parent_execution_id FROM executions e JOIN ancestors a ON e.id = a.parent_execution_id) "
+            "SELECT (SELECT e.parent_execution_id FROM executions e WHERE e.id = a.parent_execution_id) "
+            "FROM ancestors a WHERE a.parent_execution_id IS NOT NULL) "
             "SELECT count(*) FROM ancestors",
             execution["id"],
         )
