@@ -219,6 +219,14 @@ executions = Table(
         "id",
         postgresql_where=text("parent_execution_id IS NOT NULL"),
     ),
+    # The redrive (flowline_scheduler.redrive) starts from the active executions, not from history. Keyed by
+    # columns that never change: a key on updated_at, which every event bumps, would make those updates non-HOT.
+    Index("ix_executions_running", "id", postgresql_where=text("status = 'running'")),
+    Index(
+        "ix_executions_active_children",
+        "parent_execution_id",
+        postgresql_where=text("status IN ('pending', 'running', 'paused') AND parent_execution_id IS NOT NULL"),
+    ),
     Index("ix_executions_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
     Index("ix_executions_tags", "tags", postgresql_using="gin"),
 )
