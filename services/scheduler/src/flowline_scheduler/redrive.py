@@ -148,14 +148,15 @@ class Redrive(LoopService):
         return records
 
     async def _unapplied_timers(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
-        # A fired timer whose execution or step still waits for it: the TimerFired went missing.
+        # A fired timer whose execution or step still waits for it: the TimerFired went missing. Fired timers
+        # are kept, so they are reached from the running executions (ix_executions_running), by execution.
         records: list[asyncpg.Record] = await connection.fetch(
             """
             SELECT t.id, t.tenant_id, t.execution_id, t.step_execution_id, t.kind
-            FROM timers t
-            JOIN executions e ON e.id = t.execution_id AND e.status = 'running'
+            FROM executions e
+            JOIN timers t ON t.execution_id = e.id
             LEFT JOIN step_executions s ON s.id = t.step_execution_id
-            WHERE t.status = 'fired' AND t.fired_at < now() - make_interval(secs => $1)
+            WHERE e.status = 'running' AND t.status = 'fired' AND t.fired_at < now() - make_interval(secs => $1)
               AND (
                   t.kind = 'execution_timeout'
                   OR (t.kind IN ('sleep', 'promise') AND s.status = 'running')
@@ -169,13 +170,17 @@ class Redrive(LoopService):
         return records
 
     async def _unapplied_promises(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
-        # A resolved or rejected promise whose wait step still waits: the PromiseSettled went missing.
+        # A resolved or rejected promise whose wait step still waits: the PromiseSettled went missing. Settled
+        # promises are kept, so they are reached from the running steps (ix_step_executions_lease). A promise
+        # belongs to its step's execution; matching that too reaches it by its key (execution_id, name), as
+        # promises have no index on step_execution_id.
         records: list[asyncpg.Record] = await connection.fetch(
             """
             SELECT p.id, p.tenant_id, p.execution_id, p.step_execution_id
-            FROM promises p
-            JOIN step_executions s ON s.id = p.step_execution_id AND s.status = 'running'
-            WHERE p.status IN ('resolved', 'rejected') AND p.settled_at < now() - make_interval(secs => $1)
+            FROM step_executions s
+            JOIN promises p ON p.execution_id = s.execution_id AND p.step_execution_id = s.id
+            WHERE s.status = 'running'
+              AND p.status IN ('resolved', 'rejected') AND p.settled_at < now() - make_interval(secs => $1)
             LIMIT $2
             """,
             self._after_seconds,
@@ -202,6 +207,7 @@ class Redrive(LoopService):
 
     async def _idle_executions(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
         # Running, yet no step is scheduled or running and nothing happened for a while: look at it again.
+        # Read through ix_executions_running: the running executions, not every execution ever run.
         records: list[asyncpg.Record] = await connection.fetch(
             """
             SELECT e.id, e.tenant_id FROM executions e
@@ -218,6 +224,7 @@ class Redrive(LoopService):
 
     async def _orphaned_children(self, connection: asyncpg.Connection) -> list[asyncpg.Record]:
         # A child still active under a parent that failed or was cancelled: its cancellation went missing.
+        # Read through ix_executions_active_children: the join's c.parent_execution_id = p.id rules out the NULLs.
         records: list[asyncpg.Record] = await connection.fetch(
             """
             SELECT c.id, c.tenant_id, p.status AS parent_status
