@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -11,6 +10,7 @@ from typing import Any, NamedTuple
 import asyncpg
 import msgspec
 
+from flowline.batches import Batches, Pending
 from flowline.db.audit import Actor
 from flowline.db.events import NewEvent, event_rows
 from flowline.db.workflows import read_workflow
@@ -193,60 +193,35 @@ class ExecutionInserts:
     Under load much of a start's cost in PostgreSQL and in this process is per statement (a round trip, a
     commit and its WAL flush): starts that arrive while a statement runs wait for the next one, which takes
     them all. One statement at a time by default: a start takes about a millisecond, so with more of them in
-    flight the starts of a few hundred requests a second would seldom find one another. There are no timed
-    waits: on an idle system a start goes out alone at once. When a statement of several fails for another
-    reason than an outage (a value PostgreSQL refuses in one request, say), each of its executions is
-    inserted alone, so that only the one at fault fails.
+    flight the starts of a few hundred requests a second would seldom find one another. When a statement of
+    several fails for another reason than an outage (a value PostgreSQL refuses in one request, say), each of
+    its executions is inserted alone, so that only the one at fault fails.
     """
 
     def __init__(self, pool: asyncpg.Pool, *, max_statements: int = 1, max_executions: int = 100) -> None:
         self._pool = pool
-        self._max_statements = max_statements
-        self._max_executions = max_executions
-        self._waiting: list[tuple[NewExecution, asyncio.Future[Inserted]]] = []
-        self._writers = 0  # tasks inserting now; each takes the next batch when its statement is done
-        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak ones)
+        self._statements: Batches[NewExecution, Inserted] = Batches(
+            self._write, order=execution_lock_order, max_writers=max_statements, max_size=max_executions
+        )
 
     async def insert(self, execution: NewExecution) -> Inserted:
         """Insert ``execution`` with the others waiting; what became of it once its statement committed."""
-        inserted: asyncio.Future[Inserted] = asyncio.get_running_loop().create_future()
-        self._waiting.append((execution, inserted))
-        if self._writers < self._max_statements:
-            self._writers += 1
-            writer = asyncio.create_task(self._write_batches())
-            self._tasks.add(writer)
-            writer.add_done_callback(self._tasks.discard)
-        # Shielded: a request that gives up must not cancel a statement that holds other requests' executions.
-        return await asyncio.shield(inserted)
+        return await self._statements.submit(execution)
 
-    async def _write_batches(self) -> None:
+    async def _write(self, batch: list[Pending[NewExecution, Inserted]]) -> None:
         try:
-            while self._waiting:
-                batch = self._waiting[: self._max_executions]
-                self._waiting = self._waiting[self._max_executions :]
-                batch.sort(key=lambda waiting: execution_lock_order(waiting[0]))
-                try:
-                    await self._write(batch)
-                except BaseException:  # cancelled (shutdown): nothing of the batch is known to be written
-                    for _, inserted in batch:
-                        inserted.cancel()
-                    raise
-        finally:
-            self._writers -= 1
-
-    async def _write(self, batch: list[tuple[NewExecution, asyncio.Future[Inserted]]]) -> None:
-        try:
-            results = await insert_executions(self._pool, [execution for execution, _ in batch])
+            results = await insert_executions(self._pool, [pending.item for pending in batch])
         except Exception as err:
             if len(batch) == 1 or isinstance(err, OUTAGE_ERRORS):
-                for _, inserted in batch:
-                    inserted.set_exception(err)
-                return
+                raise
             for one in batch:  # the statement rolled back: find the execution at fault
-                await self._write([one])
+                try:
+                    await self._write([one])
+                except Exception as alone:
+                    one.done.set_exception(alone)
             return
-        for (_, inserted), result in zip(batch, results, strict=True):
-            inserted.set_result(result)
+        for pending, result in zip(batch, results, strict=True):
+            pending.done.set_result(result)
 
 
 class StartedExecution(NamedTuple):

@@ -7,12 +7,12 @@ There are no timed waits: on an idle system a change goes out alone at once.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
+from flowline.batches import Batches, Pending
 from flowline.outages import OUTAGE_ERRORS
 
 ResultT = TypeVar("ResultT")
@@ -21,13 +21,6 @@ Work = Callable[[asyncpg.Connection], Awaitable[ResultT]]
 
 class GroupFailed(Exception):
     """Another change of the group (or this one) raised, so the group rolled back: write this change alone."""
-
-
-class _Pending(Generic[ResultT]):
-    def __init__(self, key: uuid.UUID, work: Work[ResultT]) -> None:
-        self.key = key
-        self.work = work
-        self.done: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
 
 
 class GroupCommit:
@@ -41,16 +34,14 @@ class GroupCommit:
 
     def __init__(self, pool: asyncpg.Pool, *, max_groups: int = 4, max_size: int = 50) -> None:
         self._pool = pool
-        self._max_groups = max_groups
-        self._max_size = max_size
-        self._queue: list[_Pending[Any]] = []
-        self._writers = 0  # tasks writing groups now; each takes the next group when it is done
-        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done (the loop keeps weak ones)
+        self._groups: Batches[tuple[uuid.UUID, Work[Any]], Any] = Batches(
+            self._write, order=lambda item: item[0], max_writers=max_groups, max_size=max_size
+        )
 
     @property
     def waiting(self) -> int:
         """Changes queued for the next group."""
-        return len(self._queue)
+        return self._groups.waiting
 
     async def run(self, key: uuid.UUID, work: Work[ResultT]) -> ResultT:
         """Run ``work`` in the next group's transaction and return its result once that committed.
@@ -58,40 +49,19 @@ class GroupCommit:
         Raises:
             GroupFailed: the group rolled back for a reason other than an outage; run ``work`` alone.
         """
-        pending = _Pending(key, work)
-        self._queue.append(pending)
-        if self._writers < self._max_groups:
-            self._writers += 1
-            writer = asyncio.create_task(self._write_groups())
-            self._tasks.add(writer)
-            writer.add_done_callback(self._tasks.discard)
-        # Shielded: a caller that gives up must not cancel a transaction that holds other callers' changes.
-        return await asyncio.shield(pending.done)
+        result: ResultT = await self._groups.submit((key, work))
+        return result
 
-    async def _write_groups(self) -> None:
+    async def _write(self, group: list[Pending[tuple[uuid.UUID, Work[Any]], Any]]) -> None:
         try:
-            while self._queue:
-                group, self._queue = self._queue[: self._max_size], self._queue[self._max_size :]
-                group.sort(key=lambda pending: pending.key)
-                try:
-                    await self._write(group)
-                except Exception as err:
-                    for pending in group:
-                        if not pending.done.done():
-                            pending.done.set_exception(_group_error(err, len(group)))
-                except BaseException:  # cancelled (shutdown): nothing of the group is known to be written
-                    for pending in group:
-                        pending.done.cancel()
-                    raise
-        finally:
-            self._writers -= 1
-
-    async def _write(self, group: list[_Pending[Any]]) -> None:
-        async with self._pool.acquire() as connection, connection.transaction():
-            results = [await pending.work(connection) for pending in group]
+            async with self._pool.acquire() as connection, connection.transaction():
+                results = [await pending.item[1](connection) for pending in group]
+        except Exception as err:
+            for pending in group:
+                pending.done.set_exception(_group_error(err, len(group)))
+            return
         for pending, result in zip(group, results, strict=True):
-            if not pending.done.done():
-                pending.done.set_result(result)
+            pending.done.set_result(result)
 
 
 def _group_error(err: Exception, size: int) -> Exception:
