@@ -63,10 +63,6 @@ class WorkflowCache:
             self._records.clear()
         self._records[(tenant_id, ref, version)] = workflow
 
-    def forget(self, tenant_id: uuid.UUID, ref: str, version: int | None) -> None:
-        """Drop a workflow that changed since it was kept."""
-        self._records.pop((tenant_id, ref, version), None)
-
 
 class NewExecution(NamedTuple):
     """An execution to insert, with its first event's snapshot and time, its outbox rows and its audit row."""
