@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from flowline.actions import load_actions
 from flowline.agents import auth_cipher
 from flowline.loops import LoopService
 from flowline.messages import ControlMessage, RequestMessage, TaskMessage, decoder
 from flowline.ops import configure_logging
-from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
+from flowline.runtime import OutboxRelay, Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings
 
 from flowline_executor.engine import Engine
@@ -80,4 +78,4 @@ def main() -> None:
     settings = load_settings()
     configure_logging("executor", settings.log_level, settings.log_format)
     auth_cipher(settings.secret_key)  # agent steps need the key: fail at start, not at the first agent call
-    asyncio.run(run_executor(settings))
+    run_service(run_executor(settings))

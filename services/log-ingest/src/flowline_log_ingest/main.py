@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 
 from flowline.messages import LogMessage, decoder
 from flowline.ops import configure_logging
-from flowline.runtime import Runnable, Runtime, serve
+from flowline.runtime import Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings
 
 from flowline_log_ingest.ingest import STAGING, LogWriter
@@ -43,4 +42,4 @@ def main() -> None:
     """Entry point of ``flowline-log-ingest``."""
     settings = load_settings()
     configure_logging("log-ingest", settings.log_level, settings.log_format)
-    asyncio.run(run_log_ingest(settings))
+    run_service(run_log_ingest(settings))

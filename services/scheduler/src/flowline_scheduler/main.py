@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from flowline.messages import TimerMessage, decoder
 from flowline.ops import configure_logging
-from flowline.runtime import OutboxRelay, Runnable, Runtime, serve
+from flowline.runtime import OutboxRelay, Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings
 
 from flowline_scheduler.bulk import BulkOperationLoop
@@ -69,4 +67,4 @@ def main() -> None:
     """Entry point of ``flowline-scheduler``."""
     settings = load_settings()
     configure_logging("scheduler", settings.log_level, settings.log_format)
-    asyncio.run(run_scheduler(settings))
+    run_service(run_scheduler(settings))
