@@ -31,6 +31,7 @@ import httpx
 import uvloop
 from aiokafka import AIOKafkaConsumer
 from flowline.messages import EventMessage, decoder
+from flowline.settings import load_settings
 
 from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
 
@@ -67,9 +68,9 @@ FAN = {
 class Completions:
     """Follows the events topic and resolves a future per execution when it completes."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, fetch_max_wait_ms: int) -> None:
         self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=10
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=fetch_max_wait_ms
         )
         self._decoder = decoder(EventMessage)
         self._waiting: dict[str, asyncio.Future[float]] = {}
@@ -204,7 +205,9 @@ async def idle_cpu(stack: Stack) -> dict[str, float]:
 async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     env = stack.env
     api = f"http://127.0.0.1:{env['FLOWLINE_API_PORT']}/api/v1/tenants/dev"
-    completions = Completions(env["FLOWLINE_KAFKA_BOOTSTRAP"], "flowline.events")
+    # It follows the topic as the api's live streams do, with the stack's fetch wait.
+    settings = load_settings(env)
+    completions = Completions(settings.kafka_bootstrap, settings.topics.events, settings.kafka_fetch_max_wait_ms)
     await completions.start()
     try:
         async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60) as client:

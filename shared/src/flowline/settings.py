@@ -72,8 +72,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Kafka layout.
     # How long a fetch waits for data. Apache Kafka answers a waiting fetch as soon as data arrives, so 500
-    # costs nothing there; the local broker now and then waits out the full time, so the default is short.
-    kafka_fetch_max_wait_ms: int = 10
+    # costs nothing there; the local broker looks for data again only every so often within the wait, so the
+    # wait is latency on each hop an execution takes through it (two: the request, then its events), and the
+    # default is short.
+    kafka_fetch_max_wait_ms: int = 4
     # The same for consumers whose messages no one waits on (log-ingest, the scheduler's timer announcements,
     # the executor's tasks topic, which carries only what the executor could not run at once). Each idle
     # consumer polls the local broker once per wait: a longer one spares both of them CPU.
