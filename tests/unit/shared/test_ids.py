@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from types import SimpleNamespace
@@ -79,3 +80,24 @@ def test_a_clock_that_steps_back_does_not_break_the_order(monkeypatch: pytest.Mo
     now["ns"] -= 5_000_000
 
     assert uuid7() > before
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    uuid7()  # the parent holds random bytes it has not used yet
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child sends its next ids and leaves at once
+        os.close(read_end)
+        os.write(write_end, b"".join(uuid7().bytes for _ in range(10)))
+        os._exit(0)
+    os.close(write_end)
+    parents = {uuid7().int & (2**74 - 1) for _ in range(10)}
+    received = b""
+    while chunk := os.read(read_end, 1024):
+        received += chunk
+    os.close(read_end)
+    os.waitpid(child, 0)
+    childs = {uuid.UUID(bytes=received[i : i + 16]).int & (2**74 - 1) for i in range(0, len(received), 16)}
+
+    assert len(childs) == 10
+    assert not parents & childs  # the random bits differ: no id of one can be the other's
