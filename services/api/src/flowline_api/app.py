@@ -12,7 +12,7 @@ from flowline.agents import auth_cipher
 from flowline.executions import ExecutionInserts, WorkflowCache
 from flowline.ops import ops_routes
 from flowline.outbound import OutboundPolicy, guarded_client
-from flowline.runtime import OutboxRelay, Runtime
+from flowline.runtime import OutboxRelay, Runtime, freeze_startup_heap
 from flowline.settings import Settings
 from litestar import Litestar, Router
 from litestar.datastructures import State
@@ -100,6 +100,7 @@ def create_app(settings: Settings) -> Litestar:
         app.stores.register(RATE_LIMIT_STORE, budgets, allow_override=True)  # a lifespan run again has a new pool
         cleanup = ExpiredBudgetCleanup(budgets)
         cleanup_task = asyncio.create_task(cleanup.start())
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 from flowline.messages import LogMessage, decoder
 from flowline.ops import configure_logging
 from flowline.runtime import Runnable, Runtime, run_service, serve
@@ -27,10 +25,6 @@ async def run_log_ingest(settings: Settings) -> None:
             background=True,
         )
         await consumer.start()
-        # Each fetched batch holds thousands of records through a database round trip, long enough to reach
-        # the oldest generation and set off full collections; frozen, the start-up heap (imports, settings,
-        # clients) is no longer scanned by them, which halves the time spent decoding a batch.
-        gc.freeze()
         await serve(
             "log-ingest", runtime, [Runnable(consumer.run, consumer.stop)], http_port=settings.log_ingest_http_port
         )
