@@ -174,6 +174,9 @@ class TansuBroker:
     def _spawn(self, binary: str) -> None:
         env = {name: value for name, value in os.environ.items() if name not in _TANSU_ENV}
         env["NO_COLOR"] = "1"
+        # One tokio worker thread: the broker of a local stack uses a fraction of a core, and with a worker per
+        # core its threads spent much of that waking each other (futex waits and wake-ups, measured with perf).
+        env.setdefault("TOKIO_WORKER_THREADS", "1")
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 tansu_command(binary, self.port),
