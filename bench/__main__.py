@@ -30,8 +30,9 @@ from typing import Any
 import httpx
 import uvloop
 from aiokafka import AIOKafkaConsumer
+from flowline.kafka.consumer import FetchWait
 from flowline.messages import EventMessage, decoder
-from flowline.settings import load_settings
+from flowline.settings import Settings, load_settings
 
 from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
 
@@ -67,11 +68,20 @@ FAN = {
 
 
 class Completions:
-    """Follows the events topic and resolves a future per execution when it completes."""
+    """Follows the events topic and resolves a future per execution when it completes.
 
-    def __init__(self, bootstrap: str, topic: str, fetch_max_wait_ms: int) -> None:
+    It follows the topic as the api's live streams do, with the stack's fetch waits.
+    """
+
+    def __init__(self, settings: Settings) -> None:
         self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=fetch_max_wait_ms
+            settings.topics.events,
+            bootstrap_servers=settings.kafka_bootstrap,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        )
+        self._fetch_wait = FetchWait(
+            self._consumer, idle_ms=settings.kafka_fetch_max_wait_ms, busy_ms=settings.kafka_busy_fetch_max_wait_ms
         )
         self._decoder = decoder(EventMessage)
         self._waiting: dict[str, asyncio.Future[float]] = {}
@@ -89,17 +99,24 @@ class Completions:
         await self._consumer.stop()
 
     async def _follow(self) -> None:
-        async for record in self._consumer:
-            if b'"WORKFLOW_' not in record.value:  # decode only what can finish an execution
-                continue
-            event = self._decoder.decode(record.value)
-            if event.event in ("WORKFLOW_COMPLETED", "WORKFLOW_FAILED"):
-                now = time.perf_counter()
-                key = str(event.execution_id)
-                self._done[key] = now
-                future = self._waiting.pop(key, None)
-                if future and not future.done():
-                    future.set_result(now)
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=1000)
+            self._fetch_wait.after(batch)
+            for records in batch.values():
+                for record in records:
+                    self._seen(record.value)
+
+    def _seen(self, value: bytes) -> None:
+        if b'"WORKFLOW_' not in value:  # decode only what can finish an execution
+            return
+        event = self._decoder.decode(value)
+        if event.event in ("WORKFLOW_COMPLETED", "WORKFLOW_FAILED"):
+            now = time.perf_counter()
+            key = str(event.execution_id)
+            self._done[key] = now
+            future = self._waiting.pop(key, None)
+            if future and not future.done():
+                future.set_result(now)
 
     def wait(self, execution_id: str) -> asyncio.Future[float]:
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -216,9 +233,7 @@ async def idle_cpu(stack: Stack) -> dict[str, float]:
 async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     env = stack.env
     api = f"http://127.0.0.1:{env['FLOWLINE_API_PORT']}/api/v1/tenants/dev"
-    # It follows the topic as the api's live streams do, with the stack's fetch wait.
-    settings = load_settings(env)
-    completions = Completions(settings.kafka_bootstrap, settings.topics.events, settings.kafka_fetch_max_wait_ms)
+    completions = Completions(load_settings(env))
     await completions.start()
     try:
         async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60) as client:

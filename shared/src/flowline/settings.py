@@ -76,6 +76,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # wait is latency on each hop an execution takes through it (two: the request, then its events), and the
     # default is short.
     kafka_fetch_max_wait_ms: int = 4
+    # The wait of the same consumers while messages of several executions come together (under load): longer
+    # fetches carry more each, and the local broker answers a fetch only when its wait is up, so each fetch
+    # costs it and the consumer CPU whether or not data came.
+    kafka_busy_fetch_max_wait_ms: int = 10
     # The same for consumers whose messages no one waits on (log-ingest, the scheduler's timer announcements,
     # the executor's tasks topic, which carries only what the executor could not run at once). Each idle
     # consumer polls the local broker once per wait: a longer one spares both of them CPU.

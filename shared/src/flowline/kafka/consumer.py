@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -33,6 +33,28 @@ MessageT = TypeVar("MessageT")
 COMMIT_TIMEOUT_SECONDS = 5.0
 Handler = Callable[[MessageT], Awaitable[None]]
 BatchHandler = Callable[[list[MessageT]], Awaitable[None]]
+
+
+class FetchWait:
+    """How long a consumer's next fetch waits: short while one execution's messages come at a time, else long.
+
+    Apache Kafka answers a waiting fetch as soon as data arrives; the local broker (Tansu) answers only when the
+    fetch's wait is up, so a consumer there fetches once per wait. A short wait keeps the hops of an execution
+    on an idle system short; under load it only makes more, smaller fetches, each costing the broker and the
+    consumer CPU. Call ``after`` with the records of each poll.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, *, idle_ms: int, busy_ms: int) -> None:
+        self._consumer = consumer
+        self._idle_ms = idle_ms
+        self._busy_ms = busy_ms
+
+    def after(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[Any, Any]]]) -> None:
+        """Choose the wait of the fetches after this poll from the executions (record keys) it brought."""
+        keys = {record.key for records in batch.values() for record in records}
+        # aiokafka reads the wait from its fetcher for each fetch request it builds and has no setter for it
+        # (tests/unit/shared/test_consumer_fetch_wait.py checks that it still does).
+        self._consumer._fetcher._fetch_max_wait_ms = self._busy_ms if len(keys) > 1 else self._idle_ms
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -86,6 +108,8 @@ class MessageConsumer(Generic[MessageT]):
         self._max_failures = settings.consumer_max_failures
         self._max_records = max_records
         self._batch_lock = asyncio.Lock()
+        self._background = background
+        self._fetch_wait: FetchWait | None = None  # for consumers someone waits on, once started
         self._stopping = False
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -104,6 +128,12 @@ class MessageConsumer(Generic[MessageT]):
         """Join the group and subscribe."""
         await self._consumer.start()
         self._consumer.subscribe(self._topics, listener=_WaitForBatch(self._batch_lock))
+        if not self._background:
+            self._fetch_wait = FetchWait(
+                self._consumer,
+                idle_ms=self._settings.kafka_fetch_max_wait_ms,
+                busy_ms=self._settings.kafka_busy_fetch_max_wait_ms,
+            )
 
     async def stop(self) -> None:
         """Leave the group (offsets of finished batches are already committed)."""
@@ -131,6 +161,8 @@ class MessageConsumer(Generic[MessageT]):
             How many records the batch held.
         """
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+        if self._fetch_wait is not None:
+            self._fetch_wait.after(batch)
         await self._measure_lag()
         if not batch:
             return 0

@@ -17,6 +17,7 @@ from typing import Final
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError
+from flowline.kafka.consumer import FetchWait
 from flowline.messages import EventMessage, ExecutionEvent, LogMessage, TaskLogBatch, TaskLogRecord, decoder
 from flowline.settings import Settings
 
@@ -107,6 +108,7 @@ class StreamHub:
     def __init__(self, settings: Settings, *, linger_seconds: float = LINGER_SECONDS) -> None:
         self._bootstrap = settings.kafka_bootstrap
         self._fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
+        self._busy_fetch_max_wait_ms = settings.kafka_busy_fetch_max_wait_ms
         self._events_topic = settings.topics.events
         self._logs_topic = settings.topics.logs
         self._linger_seconds = linger_seconds
@@ -228,6 +230,7 @@ class StreamHub:
     async def _dispatch_while_open(self, consumer: AIOKafkaConsumer, loop: asyncio.AbstractEventLoop) -> None:
         """Dispatch records until no subscription has been open for ``linger_seconds``."""
         idle_since: float | None = None
+        fetch_wait = FetchWait(consumer, idle_ms=self._fetch_max_wait_ms, busy_ms=self._busy_fetch_max_wait_ms)
         while True:
             if self._open:
                 idle_since = None
@@ -237,6 +240,7 @@ class StreamHub:
                 return
             try:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                fetch_wait.after(batch)
             except Exception:
                 logger.exception("stream hub: fetch failed, continuing")
                 await asyncio.sleep(1)
