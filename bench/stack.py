@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from flowline.credentials import issue_api_key
 from flowline.db.audit import Actor
 from flowline.db.migrate import ensure_tenant, upgrade_head
-from flowline.devstack.broker import EMBEDDED_TOPIC_PARTITIONS, TansuBroker
+from flowline.devstack.broker import TansuBroker
 from flowline.devstack.ports import free_port
 from flowline.devstack.postgres import PrivatePostgres
 from flowline.devstack.processes import SERVICE_NAMES, ServiceGroup
@@ -63,7 +63,6 @@ def private_stack(services: Sequence[str] = SERVICE_NAMES, *, durable: bool = Tr
             ensure_tenant(postgres.url, "dev")
             key = asyncio.run(issue_api_key(postgres.url, tenant="dev", role="admin", name="bench", actor=BENCH))
             env = {
-                "FLOWLINE_TOPIC_PARTITIONS": str(EMBEDDED_TOPIC_PARTITIONS),  # as `make dev` makes them
                 **os.environ,
                 "FLOWLINE_DATABASE_URL": postgres.url,
                 "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,

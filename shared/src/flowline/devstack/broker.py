@@ -27,10 +27,6 @@ _TANSU_ENV = (
     "SCHEMA_REGISTRY",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
-#: The partitions of each topic on the embedded broker, unless FLOWLINE_TOPIC_PARTITIONS says otherwise. Its
-#: stack runs one process per service, which one partition serves; Tansu (and aiokafka) spend CPU per partition
-#: a fetch asks for, and the hot consumers fetch once per wait whether data came or not.
-EMBEDDED_TOPIC_PARTITIONS = 1
 #: A broker process that is alive but not listening after this long is stuck: start another.
 _LISTEN_GRACE_SECONDS = 5.0
 

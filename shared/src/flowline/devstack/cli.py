@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from flowline.devstack.broker import EMBEDDED_TOPIC_PARTITIONS, TansuBroker
+from flowline.devstack.broker import TansuBroker
 from flowline.devstack.errors import DevStackError
 from flowline.devstack.ports import ensure_port_free
 from flowline.devstack.postgres import PrivatePostgres
@@ -207,7 +207,6 @@ def up(state_dir: Path, environ: Mapping[str, str]) -> int:
             _migrate(database_url, settings.dev_tenant)
 
             env = {
-                **({env_name("topic_partitions"): str(EMBEDDED_TOPIC_PARTITIONS)} if broker is not None else {}),
                 **environ,
                 env_name("database_url"): database_url,
                 env_name("kafka_bootstrap"): kafka_bootstrap,
