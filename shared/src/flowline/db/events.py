@@ -76,17 +76,25 @@ def appending(
     topic: str,
     outbox: Sequence[OutboxRow] = (),
     end: ExecutionEnd | None = None,
+    started_at: datetime | None = None,
     first_parameter: int = 1,
 ) -> Appending:
     """The CTEs that append ``events`` after ``after_sequence`` and enqueue them with the other ``outbox`` rows.
 
     With ``end``, the execution's final status is written with its event counter, and its pending timers
-    (its own timeout, say) are cancelled. ``events`` must not be empty.
+    (its own timeout, say) are cancelled. With ``started_at``, the change started the pending execution: it
+    becomes running (or its end) in the same update, since each change of its status writes an entry in every
+    index of ``executions``. ``events`` must not be empty.
     """
     first = after_sequence + 1
     now, snapshots, rows = event_rows(tenant_id, execution_id, first, events, topic)
     rows.extend(outbox)
     ending = ", status = $16, output = $17, error = $18, completed_at = clock_timestamp()" if end is not None else ""
+    if started_at is not None:
+        started = f"${19 if end is not None else 16}"
+        ending += f", started_at = coalesce(started_at, {started}::timestamptz)"
+        if end is None:  # a status the change set otherwise (failed, say) stays
+            ending += ", status = CASE status WHEN 'pending' THEN 'running' ELSE status END"
     ended = (
         """, ended AS (
             UPDATE timers SET status = 'cancelled' WHERE execution_id = $1 AND status = 'pending'
@@ -128,6 +136,8 @@ def appending(
     ]
     if end is not None:
         args.extend(end)
+    if started_at is not None:
+        args.append(started_at)
     return Appending(numbered_from(ctes, first_parameter), args, rows)
 
 
