@@ -108,8 +108,6 @@ class MessageConsumer(Generic[MessageT]):
         self._max_failures = settings.consumer_max_failures
         self._max_records = max_records
         self._batch_lock = asyncio.Lock()
-        self._background = background
-        self._fetch_wait: FetchWait | None = None  # for consumers someone waits on, once started
         self._stopping = False
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -123,17 +121,21 @@ class MessageConsumer(Generic[MessageT]):
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 100),
         )
+        # A background consumer keeps its one long wait; the others switch between the short and the busy one.
+        self._fetch_wait = (
+            None
+            if background
+            else FetchWait(
+                self._consumer,
+                idle_ms=settings.kafka_fetch_max_wait_ms,
+                busy_ms=settings.kafka_busy_fetch_max_wait_ms,
+            )
+        )
 
     async def start(self) -> None:
         """Join the group and subscribe."""
         await self._consumer.start()
         self._consumer.subscribe(self._topics, listener=_WaitForBatch(self._batch_lock))
-        if not self._background:
-            self._fetch_wait = FetchWait(
-                self._consumer,
-                idle_ms=self._settings.kafka_fetch_max_wait_ms,
-                busy_ms=self._settings.kafka_busy_fetch_max_wait_ms,
-            )
 
     async def stop(self) -> None:
         """Leave the group (offsets of finished batches are already committed)."""
