@@ -119,7 +119,7 @@ class CountingServer:
 async def define_and_start(
     pool: Any, settings: Settings, ref: str, definition: dict[str, Any], execution_input: dict[str, Any]
 ) -> Any:
-    """Store a workflow for the tenant ``dev`` (and its pack when missing) and a pending execution of it."""
+    """Store a workflow for the tenant ``dev`` (and its pack when missing) unless it exists, and a pending execution."""
     from flowline.db.packs import create_pack
     from flowline.db.workflows import create_workflow
     from flowline.errors import Conflict
@@ -132,20 +132,23 @@ async def define_and_start(
             await create_pack(connection, tenant_id=tenant_id, ref=pack, label=None, description=None, version=None)
         except Conflict:
             pass
-    async with pool.acquire() as connection, connection.transaction():
-        await create_workflow(
-            connection,
-            tenant_id=tenant_id,
-            ref=ref,
-            label=None,
-            description=None,
-            tags=[],
-            enabled=True,
-            definition=definition,
-            input_schema=None,
-            output_schema=None,
-            created_by=None,
-        )
+        try:
+            async with connection.transaction():
+                await create_workflow(
+                    connection,
+                    tenant_id=tenant_id,
+                    ref=ref,
+                    label=None,
+                    description=None,
+                    tags=[],
+                    enabled=True,
+                    definition=definition,
+                    input_schema=None,
+                    output_schema=None,
+                    created_by=None,
+                )
+        except Conflict:
+            pass
         return await start_execution(
             connection,
             settings.topics,

@@ -18,12 +18,15 @@ from flowline.errors import Conflict, ValidationFailed
 from flowline.ids import uuid7
 from flowline.jsonschemas import check_instance
 from flowline.kafka.outbox import OutboxRow, outgoing
-from flowline.messages import ExecutionRequested
+from flowline.messages import CreatedExecution, ExecutionRequested
 from flowline.outages import OUTAGE_ERRORS
 from flowline.settings import Topics
 from flowline.snapshots import WorkflowSnapshot
 
 TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "cancelled"})
+# A new execution's input up to this size (as JSON) travels in its ExecutionRequested (``created``); a larger
+# one is read from the database, so that the request stays far below the broker's message size limit.
+CARRIED_INPUT_BYTES = 64 * 1024
 
 
 class ParentStep(NamedTuple):
@@ -305,11 +308,24 @@ async def start_execution(
             WorkflowSnapshot(status="pending", workflow_ref=workflow_ref, workflow_version=workflow["version"]),
         )
         now, snapshots, rows = event_rows(tenant_id, execution_id, 1, [created_event], topics.events)
+        created = CreatedExecution(
+            input=execution_input,
+            workflow_ref=workflow_ref,
+            workflow_version=workflow["version"],
+            root_execution_id=parent.root_execution_id if parent else execution_id,
+            parent_execution_id=parent.execution_id if parent else None,
+            parent_step_id=parent.step_id if parent else None,
+            started_by=started_by,
+        )
+        carried = rerun is None and len(msgspec.json.encode(execution_input)) <= CARRIED_INPUT_BYTES
         rows.append(
             outgoing(
                 topics.requests,
                 ExecutionRequested(
-                    tenant_id=tenant_id, execution_id=execution_id, workflow_version_id=workflow["version_id"]
+                    tenant_id=tenant_id,
+                    execution_id=execution_id,
+                    workflow_version_id=workflow["version_id"],
+                    created=created if carried else None,
                 ),
             )
         )

@@ -36,14 +36,29 @@ class TenantMessage(Message, frozen=True, kw_only=True):
 # flowline.executions.requests ----------------------------------------------------------------------
 
 
+class CreatedExecution(msgspec.Struct, frozen=True, kw_only=True):
+    """What the executor reads of a new execution, carried with the request to start it."""
+
+    input: dict[str, Any]
+    workflow_ref: str
+    workflow_version: int
+    root_execution_id: uuid.UUID
+    parent_execution_id: uuid.UUID | None = None
+    parent_step_id: str | None = None
+    started_by: str | None = None
+
+
 class ExecutionRequested(TenantMessage, frozen=True, kw_only=True, tag=True):
     """The api stored a pending execution; the executor should start it.
 
     ``workflow_version_id``, the version it runs, lets the executor lock and start it in one statement; a
-    request sent again later (a retry, a redrive) may leave it out.
+    request sent again later (a retry, a redrive) may leave it out. ``created``, the new execution as stored
+    (when its input is small), lets the executor work out its start before reading it and write the start
+    in one statement, which applies only if the execution is still as created.
     """
 
     workflow_version_id: uuid.UUID | None = None
+    created: CreatedExecution | None = None
 
 
 class SubmitExecution(Message, frozen=True, kw_only=True, tag=True):

@@ -7,8 +7,11 @@ import pytest
 from flowline.db.packs import create_pack
 from flowline.db.workflows import create_workflow
 from flowline.errors import ClientError, ValidationFailed
-from flowline.executions import start_execution
+from flowline.executions import CARRIED_INPUT_BYTES, start_execution
+from flowline.messages import CreatedExecution, ExecutionRequested, RequestMessage, decoder
 from flowline.settings import Settings
+
+from tests.support import define_and_start
 
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}, "required": ["n"]}
 
@@ -71,3 +74,25 @@ async def test_a_workflow_needs_its_pack(pool: asyncpg.Pool) -> None:
                 output_schema=None,
                 created_by=None,
             )
+
+
+async def test_the_request_carries_the_new_execution_when_its_input_is_small(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    definition = {"steps": [{"id": "a", "type": "action", "action": "core.noop"}]}
+    small = await define_and_start(pool, settings, "demo.carried", definition, {"n": 1})
+    large = await define_and_start(pool, settings, "demo.carried", definition, {"text": "x" * CARRIED_INPUT_BYTES})
+
+    def request(started: object) -> ExecutionRequested:
+        (row,) = [row for row in started.outbox if row.topic == settings.topics.requests]  # type: ignore[attr-defined]
+        message = decoder(RequestMessage).decode(row.payload)
+        assert isinstance(message, ExecutionRequested)
+        return message
+
+    stored = await pool.fetchrow(
+        "SELECT input, workflow_ref, workflow_version, root_execution_id, parent_execution_id, parent_step_id, "
+        "started_by FROM executions WHERE id = $1",
+        small.id,
+    )
+    assert request(small).created == CreatedExecution(**dict(stored))
+    assert request(large).created is None  # the executor reads it: the request stays small

@@ -14,9 +14,9 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import msgspec
@@ -86,6 +86,8 @@ _LOGGED_EVENTS = frozenset(
     {"WORKFLOW_STARTED", "WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED", "WORKFLOW_SUSPENDED"}
 )
 
+# The sequence of an execution's first event (WORKFLOW_CREATED, written with it).
+CREATED_SEQUENCE = 1
 # What the engine reads of an execution it locks.
 EXECUTION_COLUMNS = (
     "id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, parent_execution_id, "
@@ -120,6 +122,7 @@ class Changes:
     def __init__(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, worker: str) -> None:
         self.tenant_id = tenant_id
         self.execution_id = execution_id
+        self.worker = worker
         self.events: list[NewEvent] = []
         self.outbox: list[OutboxRow] = []
         self.eager: list[tuple[TaskDispatched, StepDefinition, Any]] = []  # attempts claimed here, run on commit
@@ -133,6 +136,9 @@ class Changes:
         self.finishes = Finishes(tenant_id, execution_id, worker)  # results the next statement writes
         self.end: ExecutionEnd | None = None  # the execution's end, when ``write`` writes it
         self.started_at: datetime | None = None  # when this change started the execution, which ``write`` writes
+        # A new execution's step rows, when the change starting it was worked out ahead of its lock: no
+        # statement ran, and ``write_new`` inserts them as the change left them.
+        self.creating: dict[str, dict[str, Any]] | None = None
 
     async def flush(self, connection: asyncpg.Connection) -> None:
         """Write the pending attempt results now, before a statement that does not carry them."""
@@ -162,15 +168,18 @@ class Changes:
             )
         )
 
+    def _queue_logs(self, topics: Topics) -> None:
+        if self.logs:
+            batch = TaskLogBatch(tenant_id=self.tenant_id, execution_id=self.execution_id, records=self.logs)
+            self.outbox.append(outgoing(topics.logs, batch))
+
     async def write(self, connection: asyncpg.Connection, topics: Topics) -> list[OutboxRow]:
         """Append the events and enqueue every outbox row; publish the returned rows after the commit.
 
         One statement appends the events, enqueues the outbox rows, writes the pending attempt results and, when
         the execution completed, its end.
         """
-        if self.logs:
-            batch = TaskLogBatch(tenant_id=self.tenant_id, execution_id=self.execution_id, records=self.logs)
-            self.outbox.append(outgoing(topics.logs, batch))
+        self._queue_logs(topics)
         if not self.events:  # nothing changed the execution (a duplicate, a late message): no counter to move
             await self.flush(connection)
             await enqueue(connection, self.outbox)
@@ -200,6 +209,96 @@ class Changes:
             Finishes.carried(written, self.outcomes)
         return [*append.rows, *self.enqueued]
 
+    async def write_new(
+        self, connection: asyncpg.Connection, topics: Topics, lease_seconds: float
+    ) -> list[OutboxRow] | None:
+        """Write the start of a new execution worked out ahead of its lock (``creating``) in one statement.
+
+        Its steps, the attempts it ran or started, events, outbox rows and the execution's new status apply
+        only if the execution is as it was created: at its first event (every change appends one). Else
+        nothing is written and None returned, for the change to be worked out again under the lock.
+        """
+        if self.creating is None or self.started_at is None or self.last_sequence is None:
+            raise RuntimeError(f"execution {self.execution_id}: write_new writes only a start worked out ahead")
+        self._queue_logs(topics)
+        steps = self.creating
+        finished = self.finishes.take()
+        by_id = {row["id"]: row for row in steps.values()}
+        for attempt in finished:
+            by_id[attempt.step_execution_id]["input"] = attempt.input
+        attempts: list[tuple[Any, ...]] = [
+            (uuid7(), a.step_execution_id, a.generation, a.number, a.status, a.duration_ms, a.error) for a in finished
+        ]
+        attempts += [  # started here, run once this commits
+            (uuid7(), row["id"], row["generation"], row["attempts"], "running", None, None)
+            for row in steps.values()
+            if row["status"] == "running"
+        ]
+        attempt_columns = [list(column) for column in zip(*attempts, strict=True)] if attempts else [[]] * 7
+        append = appending(
+            tenant_id=self.tenant_id,
+            execution_id=self.execution_id,
+            after_sequence=self.last_sequence,
+            events=self.events,
+            topic=topics.events,
+            outbox=self.outbox,
+            end=self.end,
+            started_at=self.started_at,
+            first_parameter=21,
+        )
+        # Timestamps as the locked path writes them: statement time for what happened in the change, and the
+        # lease from the clock. A step that finished without running (skipped) has no start.
+        written = await connection.fetchval(
+            f"""
+            WITH {append.ctes}, created AS (
+                INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status, input,
+                    output, error, attempts, owner, lease_expires_at, scheduled_at, started_at, completed_at)
+                SELECT s.id, $1, $2, s.step_id, s.position, s.step_type, s.status, s.input, s.output, s.error,
+                    s.attempts, CASE WHEN s.status = 'running' THEN $3 END,
+                    CASE WHEN s.status = 'running' THEN clock_timestamp() + make_interval(secs => $4) END,
+                    CASE WHEN s.status IN ('scheduled', 'running') OR s.attempts > 0 THEN statement_timestamp() END,
+                    CASE WHEN s.status = 'running' OR s.attempts > 0 THEN statement_timestamp() END,
+                    CASE WHEN s.status IN ('completed', 'failed', 'skipped') THEN statement_timestamp() END
+                FROM unnest($5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[], $10::jsonb[], $11::jsonb[],
+                    $12::jsonb[], $13::int[]) AS s(id, step_id, position, step_type, status, input, output, error,
+                    attempts)
+                WHERE EXISTS (SELECT FROM sequenced)
+            ), attempted AS (
+                INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, status,
+                    worker, started_at, finished_at, duration_ms, error)
+                SELECT a.id, $1, a.step_execution_id, $2, a.generation, a.number, a.status, $3, statement_timestamp(),
+                    CASE WHEN a.status <> 'running' THEN statement_timestamp() END, a.duration_ms, a.error
+                FROM unnest($14::uuid[], $15::uuid[], $16::int[], $17::int[], $18::text[], $19::int[], $20::jsonb[])
+                    AS a(id, step_execution_id, generation, number, status, duration_ms, error)
+                WHERE EXISTS (SELECT FROM sequenced)
+            )
+            SELECT count(*) FROM sequenced
+            """,
+            self.tenant_id,
+            self.execution_id,
+            self.worker,
+            lease_seconds,
+            [row["id"] for row in steps.values()],
+            list(steps),
+            list(range(len(steps))),
+            [row["step_type"] for row in steps.values()],
+            [row["status"] for row in steps.values()],
+            [row.get("input") for row in steps.values()],
+            [row["output"] for row in steps.values()],
+            [row["error"] for row in steps.values()],
+            [row["attempts"] for row in steps.values()],
+            *attempt_columns,
+            *append.args,
+        )
+        if not written:
+            return None
+        self.outcomes.steps_finished.extend(
+            (by_id[attempt.step_execution_id]["step_type"], attempt.step_status, 0.0)
+            for attempt in finished
+            if attempt.step_status != "scheduled"
+        )
+        return [*append.rows, *self.enqueued]
+
 
 class AttemptLogger:
     """The logger an action gets: records are kept and written with the attempt's result."""
@@ -223,6 +322,24 @@ class Claimed(msgspec.Struct, frozen=True):
 
 def _error(message: str, **extra: Any) -> dict[str, Any]:
     return {"message": message, **extra}
+
+
+class NeedsLock(Exception):
+    """A change worked out ahead of the execution's lock needs the database: work it out again, locked."""
+
+
+class _AheadOfLock:
+    """Stands in for the connection while a new execution's start is worked out before it is locked.
+
+    Such a start writes only rows of its own (see ``Changes.write_new``); anything that would run a
+    statement (a timer, a child, a workflow version not cached) raises ``NeedsLock`` instead.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        raise NeedsLock(f"connection.{name}")
+
+
+AHEAD_OF_LOCK = cast(asyncpg.Connection, _AheadOfLock())
 
 
 class Engine:
@@ -266,15 +383,29 @@ class Engine:
         apply: Callable[[asyncpg.Connection, Changes], Awaitable[None]],
         *,
         fail_on_error: bool = True,
+        ahead: Callable[[Changes], Awaitable[None]] | None = None,
     ) -> None:
         """One state change in one transaction; after the commit, run the attempts it claimed and publish.
 
         With ``fail_on_error``, an error that is not an outage (a bug, data PostgreSQL refuses) fails the
         execution in a transaction of its own instead of leaving it stuck behind a dead-lettered message.
+        ``ahead`` works out a new execution's start before it is locked (``Changes.write_new``); when that
+        needs the database, or the execution changed meanwhile, ``apply`` works it out locked.
         """
         changes = Changes(tenant_id, execution_id, self.worker)
 
         async def write(connection: asyncpg.Connection) -> list[OutboxRow]:
+            nonlocal changes
+            if ahead is not None:
+                try:
+                    await ahead(changes)
+                    rows = await changes.write_new(connection, self._topics, self._settings.lease_seconds)
+                except NeedsLock:
+                    rows = None
+                if rows is not None:
+                    return rows
+                await self._release(changes.reserved)
+                changes = Changes(tenant_id, execution_id, self.worker)
             await apply(connection, changes)
             return await changes.write(connection, self._topics)
 
@@ -401,30 +532,69 @@ class Engine:
             if steps is None or not execution["started"]:  # an older request, or a rerun: steps stored here
                 steps = _new_steps(graph)
                 await self._create_steps(connection, execution, graph, steps)
-            changes.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
-            if execution["parent_execution_id"] is not None:
-                changes.outbox.append(
-                    outgoing(
-                        self._topics.control,
-                        ChildExecutionStarted(
-                            tenant_id=execution["tenant_id"],
-                            execution_id=execution["parent_execution_id"],
-                            child_execution_id=execution["id"],
-                        ),
-                    )
-                )
-            changes.outcomes.executions_started += 1
-            for row in steps.values():
-                if row["status"] != "pending":
-                    event: EventType = "TASK_COMPLETED" if row["status"] == "completed" else "TASK_SKIPPED"
-                    snapshot = TaskSnapshot(
-                        status=row["status"], output=row["output"], reused_from=str(execution["rerun_of"])
-                    )
-                    changes.events.append(NewEvent(event, snapshot, row["step_id"], row["id"]))
-            await self._start_execution_timer(connection, graph, changes)
-            await self._advance(connection, {**execution, "status": "running"}, graph, changes, steps)
+            await self._begin(connection, execution, graph, steps, changes)
 
-        await self._change(message.tenant_id, message.execution_id, apply)
+        async def ahead(changes: Changes) -> None:
+            """Start the execution as the request says it was created, for ``Changes.write_new`` to write."""
+            created, version_id = message.created, message.workflow_version_id
+            if created is None or version_id is None:
+                raise NeedsLock("the request does not carry the new execution")
+            graph = await self._graph(AHEAD_OF_LOCK, version_id)
+            execution = {
+                "id": message.execution_id,
+                "tenant_id": message.tenant_id,
+                "status": "pending",
+                "input": created.input,
+                "workflow_ref": created.workflow_ref,
+                "workflow_version": created.workflow_version,
+                "workflow_version_id": version_id,
+                "parent_execution_id": created.parent_execution_id,
+                "parent_step_id": created.parent_step_id,
+                "root_execution_id": created.root_execution_id,
+                "last_event_sequence": CREATED_SEQUENCE,
+                "started_at": None,
+                "rerun_of": None,
+                "rerun_from_step": None,
+                "started_by": created.started_by,
+            }
+            changes.creating = steps = _new_steps(graph)
+            changes.last_sequence = CREATED_SEQUENCE
+            changes.started_at = datetime.now(UTC)
+            await self._begin(AHEAD_OF_LOCK, execution, graph, steps, changes)
+
+        await self._change(message.tenant_id, message.execution_id, apply, ahead=ahead)
+
+    async def _begin(
+        self,
+        connection: asyncpg.Connection,
+        execution: Mapping[str, Any],
+        graph: Graph,
+        steps: dict[str, dict[str, Any]],
+        changes: Changes,
+    ) -> None:
+        """Start a pending execution whose step rows are ``steps``: its events, timeout, and first steps."""
+        changes.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
+        if execution["parent_execution_id"] is not None:
+            changes.outbox.append(
+                outgoing(
+                    self._topics.control,
+                    ChildExecutionStarted(
+                        tenant_id=execution["tenant_id"],
+                        execution_id=execution["parent_execution_id"],
+                        child_execution_id=execution["id"],
+                    ),
+                )
+            )
+        changes.outcomes.executions_started += 1
+        for row in steps.values():
+            if row["status"] != "pending":
+                event: EventType = "TASK_COMPLETED" if row["status"] == "completed" else "TASK_SKIPPED"
+                snapshot = TaskSnapshot(
+                    status=row["status"], output=row["output"], reused_from=str(execution["rerun_of"])
+                )
+                changes.events.append(NewEvent(event, snapshot, row["step_id"], row["id"]))
+        await self._start_execution_timer(connection, graph, changes)
+        await self._advance(connection, {**execution, "status": "running"}, graph, changes, steps)
 
     async def _create_steps(
         self,
@@ -653,6 +823,9 @@ class Engine:
             changes.reserved += 1  # from here on, a failure releases the slot
             changes.eager.append((message, step, step_input))
             await self._start_attempt(connection, changes, message, step.type, step_input)
+        elif changes.creating is not None:  # a new execution's step, inserted so
+            changes.creating[step.id]["input"] = step_input
+            changes.outbox.append(outgoing(self._topics.tasks, message))
         else:
             await changes.flush(connection)
             await connection.execute(
@@ -672,6 +845,12 @@ class Engine:
         step_input: Any,
     ) -> None:
         """Mark a step running under this worker's lease, with its attempt row (and pending attempt results)."""
+        self._attempt_started(changes, message, step_type)
+        if changes.creating is not None:  # a new execution's step, inserted so with its attempt
+            changes.creating[message.step_id].update(
+                status="running", attempts=message.attempt, owner=self.worker, input=step_input
+            )
+            return
         finishes, finish_args = changes.finishes.carry(10)
         rows = await connection.fetch(
             f"""
@@ -701,7 +880,6 @@ class Engine:
             *finish_args,
         )
         Finishes.carried(rows, changes.outcomes)
-        self._attempt_started(changes, message, step_type)
 
     def _attempt_started(self, changes: Changes, message: TaskDispatched, step_type: str) -> None:
         """The event, log record and count of an attempt this worker starts."""
@@ -1002,15 +1180,18 @@ class Engine:
         status: str,
         error: dict[str, Any] | None,
     ) -> None:
-        await changes.flush(connection)
-        finished = await connection.fetchrow(
-            "UPDATE step_executions SET status = $2, error = $3, completed_at = clock_timestamp() WHERE id = $1 "
-            "RETURNING step_type, " + STEP_SECONDS,
-            row["id"],
-            status,
-            error,
-        )
-        changes.outcomes.steps_finished.append((finished["step_type"], status, finished["seconds"]))
+        if changes.creating is not None:  # a new execution's step, inserted so
+            changes.outcomes.steps_finished.append((row["step_type"], status, None))
+        else:
+            await changes.flush(connection)
+            finished = await connection.fetchrow(
+                "UPDATE step_executions SET status = $2, error = $3, completed_at = clock_timestamp() WHERE id = $1 "
+                "RETURNING step_type, " + STEP_SECONDS,
+                row["id"],
+                status,
+                error,
+            )
+            changes.outcomes.steps_finished.append((finished["step_type"], status, finished["seconds"]))
         row["error"] = error
         event: EventType = "TASK_SKIPPED" if status == "skipped" else "TASK_FAILED"
         changes.events.append(NewEvent(event, TaskSnapshot(status=status, error=error), row["step_id"], row["id"]))
@@ -1662,6 +1843,7 @@ def _new_steps(graph: Graph) -> dict[str, dict[str, Any]]:
         step.id: {
             "id": uuid7(),
             "step_id": step.id,
+            "step_type": step.type,
             "status": "pending",
             "output": None,
             "error": None,

@@ -91,6 +91,11 @@ class Finishes:
         self._pending = []
         return numbered_from(_CTES, first) + ",", args
 
+    def take(self) -> list[FinishedAttempt]:
+        """The pending results, for a statement that writes their steps' rows whole (a new execution's)."""
+        pending, self._pending = self._pending, []
+        return pending
+
     async def flush(self, connection: asyncpg.Connection, outcomes: Outcomes) -> None:
         """Write the pending results now, before a statement that does not carry them."""
         ctes, args = self.carry(1)

@@ -84,7 +84,8 @@ def appending(
     With ``end``, the execution's final status is written with its event counter, and its pending timers
     (its own timeout, say) are cancelled. With ``started_at``, the change started the pending execution: it
     becomes running (or its end) in the same update, since each change of its status writes an entry in every
-    index of ``executions``. ``events`` must not be empty.
+    index of ``executions``. ``events`` must not be empty. Nothing is written unless the counter was at
+    ``after_sequence``: a statement worked out before the execution was locked then applies not at all.
     """
     first = after_sequence + 1
     now, snapshots, rows = event_rows(tenant_id, execution_id, first, events, topic)
@@ -97,7 +98,8 @@ def appending(
             ending += ", status = CASE status WHEN 'pending' THEN 'running' ELSE status END"
     ended = (
         """, ended AS (
-            UPDATE timers SET status = 'cancelled' WHERE execution_id = $1 AND status = 'pending'
+            UPDATE timers SET status = 'cancelled'
+            WHERE execution_id = $1 AND status = 'pending' AND EXISTS (SELECT FROM sequenced)
         )"""
         if end is not None
         else ""
@@ -113,9 +115,11 @@ def appending(
             SELECT $1, sequence, $2, event_type, step_id, task_id, data, $3
             FROM unnest($4::bigint[], $5::text[], $6::text[], $7::uuid[], $8::jsonb[])
                 AS e(sequence, event_type, step_id, task_id, data)
+            WHERE EXISTS (SELECT FROM sequenced)
         ), queued AS (
             INSERT INTO outbox (id, topic, key, payload, request_id)
             SELECT * FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[], $15::text[])
+            WHERE EXISTS (SELECT FROM sequenced)
         ){ended}"""
     args: list[Any] = [
         execution_id,
