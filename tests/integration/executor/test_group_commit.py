@@ -12,7 +12,7 @@ import pytest
 from flowline.actions import ActionContext, load_actions
 from flowline.executions import start_execution
 from flowline.ids import uuid7
-from flowline.messages import ExecutionRequested
+from flowline.messages import CreatedExecution, ExecutionRequested
 from flowline.runtime import Runtime
 from flowline.settings import Settings
 from flowline_executor.engine import Engine
@@ -110,9 +110,27 @@ async def _start(pool: asyncpg.Pool, settings: Settings, ref: str, action: str, 
     return ids
 
 
-async def _request(pool: asyncpg.Pool, execution_id: uuid.UUID) -> ExecutionRequested:
-    tenant_id = await pool.fetchval("SELECT tenant_id FROM executions WHERE id = $1", execution_id)
-    return ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id)
+async def _request(pool: asyncpg.Pool, execution_id: uuid.UUID, *, carried: bool = False) -> ExecutionRequested:
+    """A request to start the execution; ``carried``, with the version and the execution as the api sends it."""
+    execution = await pool.fetchrow(
+        "SELECT tenant_id, workflow_version_id, input, workflow_ref, workflow_version, root_execution_id "
+        "FROM executions WHERE id = $1",
+        execution_id,
+    )
+    if not carried:
+        return ExecutionRequested(tenant_id=execution["tenant_id"], execution_id=execution_id)
+    created = CreatedExecution(
+        input=execution["input"],
+        workflow_ref=execution["workflow_ref"],
+        workflow_version=execution["workflow_version"],
+        root_execution_id=execution["root_execution_id"],
+    )
+    return ExecutionRequested(
+        tenant_id=execution["tenant_id"],
+        execution_id=execution_id,
+        workflow_version_id=execution["workflow_version_id"],
+        created=created,
+    )
 
 
 async def _finished(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> None:
@@ -197,3 +215,37 @@ async def test_a_message_delivered_twice_into_one_group_applies_once(
     await _finished(pool, ids)
     for execution_id in ids:
         await _assert_applied_once(pool, execution_id, "TASK_COMPLETED")
+
+
+async def test_starts_worked_out_ahead_and_delivered_twice_into_one_group_apply_once(
+    runtime: Runtime, settings: Settings, engine: Engine, gate: Gate, group_commit: GroupCommit
+) -> None:
+    pool = runtime.pool
+    ids = await _start(pool, settings, "group.ahead", "test.pass", 4)
+    requests = [await _request(pool, execution_id, carried=True) for execution_id in ids]
+    await engine.handle_request(requests[0])  # reads the workflow's version: the other starts go ahead
+
+    holder = Holder(group_commit)
+    await holder.hold()
+    handled = [asyncio.create_task(engine.handle_request(request)) for request in [*requests[1:], *requests[1:]]]
+    await holder.release_when_waiting(6)
+    await asyncio.gather(*handled)
+    assert engine.running_attempts == 4  # each step claimed once
+
+    gate.open.set()
+    await _finished(pool, ids)
+    for execution_id in ids:
+        await _assert_applied_once(pool, execution_id, "TASK_COMPLETED")
+
+
+async def test_one_statement_alone_in_its_group_runs_without_a_transaction(group_commit: GroupCommit) -> None:
+    async def in_transaction(connection: asyncpg.Connection) -> bool:
+        return connection.is_in_transaction()
+
+    assert await group_commit.run(uuid7(), in_transaction, statement=True) is False
+    assert await group_commit.run(uuid7(), in_transaction) is True
+    holder = Holder(group_commit)
+    await holder.hold()
+    together = [asyncio.create_task(group_commit.run(uuid7(), in_transaction, statement=True)) for _ in range(2)]
+    await holder.release_when_waiting(2)
+    assert await asyncio.gather(*together) == [True, True]  # with others, it shares their transaction

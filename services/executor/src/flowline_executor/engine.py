@@ -395,28 +395,22 @@ class Engine:
         changes = Changes(tenant_id, execution_id, self.worker)
 
         async def write(connection: asyncpg.Connection) -> list[OutboxRow]:
-            nonlocal changes
-            if ahead is not None:
-                try:
-                    await ahead(changes)
-                    rows = await changes.write_new(connection, self._topics, self._settings.lease_seconds)
-                except NeedsLock:
-                    rows = None
-                if rows is not None:
-                    return rows
-                await self._release(changes.reserved)
-                changes = Changes(tenant_id, execution_id, self.worker)
             await apply(connection, changes)
             return await changes.write(connection, self._topics)
 
         try:
-            try:
-                rows = await self._group_commit.run(execution_id, write)
-            except GroupFailed:  # another change of the group failed, or this one: find out alone
-                await self._release(changes.reserved)
-                changes = Changes(tenant_id, execution_id, self.worker)
-                async with self._pool.acquire() as connection, connection.transaction():
-                    rows = await write(connection)
+            rows = await self._write_ahead(changes, ahead) if ahead is not None else None
+            if rows is None:
+                if ahead is not None:  # it needs the lock: work it out anew, locked
+                    await self._release(changes.reserved)
+                    changes = Changes(tenant_id, execution_id, self.worker)
+                try:
+                    rows = await self._group_commit.run(execution_id, write)
+                except GroupFailed:  # another change of the group failed, or this one: find out alone
+                    await self._release(changes.reserved)
+                    changes = Changes(tenant_id, execution_id, self.worker)
+                    async with self._pool.acquire() as connection, connection.transaction():
+                        rows = await write(connection)
         except BaseException as err:
             await self._release(changes.reserved)
             if not fail_on_error or isinstance(err, OUTAGE_ERRORS) or not isinstance(err, Exception):
@@ -436,6 +430,26 @@ class Engine:
         if changes.cancelled_steps:
             self._stop_attempts(set(changes.cancelled_steps))
         await self._outbox.publish(rows)
+
+    async def _write_ahead(
+        self, changes: Changes, ahead: Callable[[Changes], Awaitable[None]]
+    ) -> list[OutboxRow] | None:
+        """Work a new execution's start out ahead of its lock and write it: its outbox rows, or None if it was not.
+
+        Worked out before it joins a group, the start holds no connection meanwhile, and it is one statement.
+        """
+        try:
+            await ahead(changes)
+        except NeedsLock:
+            return None
+
+        async def write(connection: asyncpg.Connection) -> list[OutboxRow] | None:
+            return await changes.write_new(connection, self._topics, self._settings.lease_seconds)
+
+        try:
+            return await self._group_commit.run(changes.execution_id, write, statement=True)
+        except GroupFailed:
+            return None
 
     def _stop_attempts(self, step_execution_ids: set[uuid.UUID]) -> None:
         """Cancel the attempts of these steps that run in this process (an agent or http call is aborted)."""

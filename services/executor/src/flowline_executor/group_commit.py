@@ -2,7 +2,8 @@
 
 Under load most of a state change's cost is fixed: a connection, BEGIN, COMMIT and its WAL flush. Changes
 that arrive while others are being written wait for the next group instead of a connection of their own.
-There are no timed waits: on an idle system a change goes out alone at once.
+There are no timed waits: on an idle system a change goes out alone at once, and a change that is one
+statement then needs no transaction at all (BEGIN and COMMIT would be two round trips of three).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class GroupCommit:
 
     def __init__(self, pool: asyncpg.Pool, *, max_groups: int = 4, max_size: int = 50) -> None:
         self._pool = pool
-        self._groups: Batches[tuple[uuid.UUID, Work[Any]], Any] = Batches(
+        self._groups: Batches[tuple[uuid.UUID, Work[Any], bool], Any] = Batches(
             self._write, order=lambda item: item[0], max_writers=max_groups, max_size=max_size
         )
 
@@ -43,19 +44,26 @@ class GroupCommit:
         """Changes queued for the next group."""
         return self._groups.waiting
 
-    async def run(self, key: uuid.UUID, work: Work[ResultT]) -> ResultT:
+    async def run(self, key: uuid.UUID, work: Work[ResultT], *, statement: bool = False) -> ResultT:
         """Run ``work`` in the next group's transaction and return its result once that committed.
+
+        ``statement`` says that ``work`` runs one statement, atomic by itself: alone in its group, it runs
+        without a transaction.
 
         Raises:
             GroupFailed: the group rolled back for a reason other than an outage; run ``work`` alone.
         """
-        result: ResultT = await self._groups.submit((key, work))
+        result: ResultT = await self._groups.submit((key, work, statement))
         return result
 
-    async def _write(self, group: list[Pending[tuple[uuid.UUID, Work[Any]], Any]]) -> None:
+    async def _write(self, group: list[Pending[tuple[uuid.UUID, Work[Any], bool], Any]]) -> None:
         try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                results = [await pending.item[1](connection) for pending in group]
+            async with self._pool.acquire() as connection:
+                if len(group) == 1 and group[0].item[2]:
+                    results = [await group[0].item[1](connection)]
+                else:
+                    async with connection.transaction():
+                        results = [await pending.item[1](connection) for pending in group]
         except Exception as err:
             for pending in group:
                 pending.done.set_exception(_group_error(err, len(group)))
