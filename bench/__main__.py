@@ -5,7 +5,9 @@
 (c) a 20-step fan-out/fan-in workflow, steps per second.
 Completion is observed on the `flowline.events` topic (WORKFLOW_COMPLETED), as a subscriber would.
 It also reports the CPU time each process spent per execution in the throughput run (the bench client's
-included: it runs on the same machine), and each one's share of a core while the stack sits idle.
+included: it runs on the same machine), each one's share of a core while the stack sits idle, and how much
+of the machine's CPU time its hypervisor took during each run (steal: on a shared host, the main reason one
+minute's figures differ from the next's).
 Prints a table and writes bench/results/latest.json.
 
 The other benchmarks run on their own (each starts its own stack and takes a minute or more), so that
@@ -19,11 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 import urllib.parse
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -34,7 +37,7 @@ from flowline.kafka.consumer import FetchWait
 from flowline.messages import EventMessage, decoder
 from flowline.settings import Settings, load_settings
 
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
+from bench.stack import RESULTS, Stack, api_headers, machine, private_stack, stolen_seconds
 
 IDLE_SECONDS = 5.0
 CONCURRENT_REQUESTS = 64  # HTTP requests in flight in the throughput and fan-out runs
@@ -217,6 +220,15 @@ async def fan_out(starters: Sequence[Starter], completions: Completions, count: 
     }
 
 
+async def with_steal(run: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A run's results and ``steal_percent``: the share of the machine's CPU time the hypervisor took meanwhile."""
+    stolen, started = stolen_seconds(), time.perf_counter()
+    results = await run
+    available = (time.perf_counter() - started) * (os.cpu_count() or 1)
+    results["steal_percent"] = round((stolen_seconds() - stolen) * 100 / available, 1)
+    return results
+
+
 def cpu_seconds(stack: Stack) -> dict[str, float]:
     """CPU time every process of the stack, and this one, has used so far."""
     return {**stack.cpu_seconds(), CLIENT: time.process_time()}
@@ -245,14 +257,14 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
                 await opened.enter_async_context(Starter(api, api_headers(env))) for _ in range(CONCURRENT_REQUESTS)
             ]
             await latency(starters[0], completions, 20)  # warm up connections, caches and consumer groups
-            results: dict[str, Any] = {"latency": await latency(starters[0], completions, args.latency)}
+            results: dict[str, Any] = {"latency": await with_steal(latency(starters[0], completions, args.latency))}
             before = cpu_seconds(stack)
-            results["throughput"] = await throughput(starters, completions, args.throughput)
+            results["throughput"] = await with_steal(throughput(starters, completions, args.throughput))
             after = cpu_seconds(stack)
             results["throughput"]["cpu_ms_per_execution"] = {
                 name: round((after[name] - used) * 1000 / args.throughput, 2) for name, used in before.items()
             }
-            results["fan_out"] = await fan_out(starters, completions, args.fan_out)
+            results["fan_out"] = await with_steal(fan_out(starters, completions, args.fan_out))
             await asyncio.sleep(1)  # the stragglers of the last run (log records, outbox clean-up)
             results["idle_cpu_percent"] = await idle_cpu(stack)
             return results
@@ -293,6 +305,8 @@ def main() -> None:
     print(f"{'CPU per execution (throughput run)':<34}{sum(cpu.values()):>9.1f} ms")
     for name in cpu:
         print(f"  {name:<32}{cpu[name]:>9.2f} ms{idle[name]:>8.1f} % of a core when idle")
+    steal = f"{lat['steal_percent']} / {thr['steal_percent']} / {fan['steal_percent']} %"
+    print(f"{'CPU stolen by the hypervisor':<34}{steal:>12}  (latency / throughput / fan-out runs)")
     print(f"written to {RESULTS / 'latest.json'}")
 
 
