@@ -83,5 +83,5 @@ def services_env(settings_env: dict[str, str]) -> dict[str, str]:
 
 
 def own_stack_env(servers: Servers, database_url: str, **settings: str) -> dict[str, str]:
-    """The environment of a second stack over the same database: its own ports, topics and groups."""
+    """The environment of another stack over ``database_url``: its own ports, topics and groups."""
     return {**services_env(stack_settings_env(servers, database_url)), **settings}

@@ -3,7 +3,8 @@
 Starting four processes and waiting for them takes seconds; sharing them keeps the suite within its time
 budget. A fresh tenant per test keeps the tests apart (workflow refs, packs, agents and idempotency keys all
 belong to a tenant), so none depends on what another one left behind. A module that needs other settings
-overrides ``stack_env`` and ``stack`` with a stack of its own (``tests.stacks.own_stack_env``).
+runs a stack of its own on a database of its own (as ``test_streams`` does): two stacks on one database
+fire each other's timers and publish what follows on their own topics.
 
 The stack is package-scoped (this folder is a package for that): it stops after the last end-to-end test
 instead of idling, and costing CPU, through the rest of the suite.

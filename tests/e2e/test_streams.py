@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -14,7 +14,7 @@ import pytest
 from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
 
-from tests.stacks import Servers, own_stack_env
+from tests.stacks import Servers, fresh_database, services_env, stack_settings_env
 from tests.support import define
 
 Item = dict[str, Any]
@@ -54,9 +54,25 @@ TALKER = {
 
 
 @pytest.fixture(scope="module")
-def stack_env(servers: Servers, database_url: str) -> dict[str, str]:
+async def database_url(servers: Servers, template_database: str) -> AsyncIterator[str]:
+    """A database of this module's own: the package's stack keeps running beside this one.
+
+    Over one database, either stack's scheduler fires the other's timers and either executor applies
+    them, publishing the events on its own stack's topics: a stream here would miss them.
+    """
+    async with fresh_database(servers, template_database) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def settings_env(servers: Servers, database_url: str) -> dict[str, str]:
+    return stack_settings_env(servers, database_url)
+
+
+@pytest.fixture(scope="module")
+def stack_env(settings_env: dict[str, str]) -> dict[str, str]:
     """A stack of this module's own, with keep-alive comments every 0.3 s, so a test sees them soon."""
-    return own_stack_env(servers, database_url, FLOWLINE_STREAM_KEEPALIVE_SECONDS="0.3")
+    return {**services_env(settings_env), "FLOWLINE_STREAM_KEEPALIVE_SECONDS": "0.3"}
 
 
 @pytest.fixture(scope="module")

@@ -161,3 +161,32 @@ async def test_a_start_worked_out_ahead_applies_only_to_the_execution_as_created
         "attempts": [],
         "events": [(1, "WORKFLOW_CREATED", None), (2, "WORKFLOW_CANCELLED", None)],
     }
+
+
+async def test_a_start_that_needs_the_database_is_worked_out_under_the_lock(
+    runtime: Runtime, settings: Settings
+) -> None:
+    engine = Engine(settings, runtime.pool, runtime.outbox, load_actions(), ExecutorMetrics(CollectorRegistry()))
+    # Built-in steps first, then what writes rows of other tables: a timer for the sleep and the execution's.
+    definition = {
+        "steps": [
+            {"id": "first", "type": "action", "action": "core.echo", "input": "{{ input.n }}"},
+            {"id": "nap", "type": "sleep", "until": "2099-01-01T00:00:00+00:00", "needs": ["first"]},
+        ],
+        "timeout": 7200,
+    }
+    locked = await _requested(runtime, settings, "ahead.timers", definition)
+    await engine.handle_request(locked)
+    again = await _requested(runtime, settings, "ahead.timers", definition)
+    await engine.handle_request(again)
+
+    assert await _written(runtime, again.execution_id) == await _written(runtime, locked.execution_id)
+    assert (await _written(runtime, again.execution_id))["execution"] == ("running", 6, True)
+    assert await _statements(runtime, again.execution_id) > 1  # worked out again, locked
+    timers = await runtime.pool.fetch(
+        "SELECT kind, status FROM timers WHERE execution_id = $1 ORDER BY kind", again.execution_id
+    )
+    assert [(timer["kind"], timer["status"]) for timer in timers] == [
+        ("execution_timeout", "pending"),
+        ("sleep", "pending"),
+    ]

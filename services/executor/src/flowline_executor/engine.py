@@ -22,7 +22,7 @@ import asyncpg
 import msgspec
 from flowline.actions import BUILTIN_ACTIONS, Action, ActionContext, ActionFailed
 from flowline.agents import Agent, auth_cipher, load_agent, open_secret
-from flowline.db.events import ExecutionEnd, NewEvent, appending, check_sequenced
+from flowline.db.events import Appending, ExecutionEnd, NewEvent, appending, check_sequenced
 from flowline.db.tenants import read_tenant_id
 from flowline.definitions import (
     HttpRequest,
@@ -173,6 +173,20 @@ class Changes:
             batch = TaskLogBatch(tenant_id=self.tenant_id, execution_id=self.execution_id, records=self.logs)
             self.outbox.append(outgoing(topics.logs, batch))
 
+    def _appending(self, topics: Topics, after_sequence: int, *, first_parameter: int) -> Appending:
+        """The CTEs that append this change's events with its outbox rows, its end and its start."""
+        return appending(
+            tenant_id=self.tenant_id,
+            execution_id=self.execution_id,
+            after_sequence=after_sequence,
+            events=self.events,
+            topic=topics.events,
+            outbox=self.outbox,
+            end=self.end,
+            started_at=self.started_at,
+            first_parameter=first_parameter,
+        )
+
     async def write(self, connection: asyncpg.Connection, topics: Topics) -> list[OutboxRow]:
         """Append the events and enqueue every outbox row; publish the returned rows after the commit.
 
@@ -187,17 +201,7 @@ class Changes:
         if self.last_sequence is None:
             raise RuntimeError(f"execution {self.execution_id}: events written without locking the execution")
         finishes, finish_args = self.finishes.carry(1)
-        append = appending(
-            tenant_id=self.tenant_id,
-            execution_id=self.execution_id,
-            after_sequence=self.last_sequence,
-            events=self.events,
-            topic=topics.events,
-            outbox=self.outbox,
-            end=self.end,
-            started_at=self.started_at,
-            first_parameter=len(finish_args) + 1,
-        )
+        append = self._appending(topics, self.last_sequence, first_parameter=len(finish_args) + 1)
         with_finished = f", f.* FROM (SELECT) AS one LEFT JOIN ({FINISHED_STEPS}) AS f ON true" if finishes else ""
         written = await connection.fetch(
             f"WITH {finishes} {append.ctes} SELECT (SELECT count(*) FROM sequenced) AS sequenced{with_finished}",
@@ -235,17 +239,7 @@ class Changes:
             if row["status"] == "running"
         ]
         attempt_columns = [list(column) for column in zip(*attempts, strict=True)] if attempts else [[]] * 7
-        append = appending(
-            tenant_id=self.tenant_id,
-            execution_id=self.execution_id,
-            after_sequence=self.last_sequence,
-            events=self.events,
-            topic=topics.events,
-            outbox=self.outbox,
-            end=self.end,
-            started_at=self.started_at,
-            first_parameter=21,
-        )
+        append = self._appending(topics, self.last_sequence, first_parameter=21)
         # Timestamps as the locked path writes them: statement time for what happened in the change, and the
         # lease from the clock. A step that finished without running (skipped) has no start.
         written = await connection.fetchval(
