@@ -83,9 +83,7 @@ class Completions:
             auto_offset_reset="latest",
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
-        self._fetch_wait = FetchWait(
-            self._consumer, idle_ms=settings.kafka_fetch_max_wait_ms, busy_ms=settings.kafka_busy_fetch_max_wait_ms
-        )
+        self._fetch_wait = FetchWait(self._consumer, settings)
         self._decoder = decoder(EventMessage)
         self._waiting: dict[str, asyncio.Future[float]] = {}
         self._done: dict[str, float] = {}

@@ -24,9 +24,11 @@ from flowline.settings import Topics
 from flowline.snapshots import WorkflowSnapshot
 
 TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "cancelled"})
-# A new execution's input up to this size (as JSON) travels in its ExecutionRequested (``created``); a larger
-# one is read from the database, so that the request stays far below the broker's message size limit.
-CARRIED_INPUT_BYTES = 64 * 1024
+# The sequence of an execution's first event, WORKFLOW_CREATED, written with the execution.
+CREATED_SEQUENCE = 1
+# A new execution travels in its ExecutionRequested (``created``) while the message stays within this size; a
+# larger input is read from the database, so that requests stay far below the broker's message size limit.
+CARRIED_REQUEST_BYTES = 64 * 1024
 
 
 class ParentStep(NamedTuple):
@@ -307,7 +309,7 @@ async def start_execution(
             "WORKFLOW_CREATED",
             WorkflowSnapshot(status="pending", workflow_ref=workflow_ref, workflow_version=workflow["version"]),
         )
-        now, snapshots, rows = event_rows(tenant_id, execution_id, 1, [created_event], topics.events)
+        now, snapshots, rows = event_rows(tenant_id, execution_id, CREATED_SEQUENCE, [created_event], topics.events)
         created = CreatedExecution(
             input=execution_input,
             workflow_ref=workflow_ref,
@@ -317,18 +319,16 @@ async def start_execution(
             parent_step_id=parent.step_id if parent else None,
             started_by=started_by,
         )
-        carried = rerun is None and len(msgspec.json.encode(execution_input)) <= CARRIED_INPUT_BYTES
-        rows.append(
-            outgoing(
-                topics.requests,
-                ExecutionRequested(
-                    tenant_id=tenant_id,
-                    execution_id=execution_id,
-                    workflow_version_id=workflow["version_id"],
-                    created=created if carried else None,
-                ),
-            )
+        request = ExecutionRequested(
+            tenant_id=tenant_id,
+            execution_id=execution_id,
+            workflow_version_id=workflow["version_id"],
+            created=created if rerun is None else None,  # a rerun's start reads the execution it reruns
         )
+        requested = outgoing(topics.requests, request)
+        if len(requested.payload) > CARRIED_REQUEST_BYTES:  # the executor reads a large input from the database
+            requested = outgoing(topics.requests, msgspec.structs.replace(request, created=None))
+        rows.append(requested)
         new = NewExecution(
             id=execution_id,
             tenant_id=tenant_id,

@@ -7,7 +7,7 @@ import pytest
 from flowline.db.packs import create_pack
 from flowline.db.workflows import create_workflow
 from flowline.errors import ClientError, ValidationFailed
-from flowline.executions import CARRIED_INPUT_BYTES, start_execution
+from flowline.executions import CARRIED_REQUEST_BYTES, start_execution
 from flowline.messages import CreatedExecution, ExecutionRequested, RequestMessage, decoder
 from flowline.settings import Settings
 
@@ -81,7 +81,7 @@ async def test_the_request_carries_the_new_execution_when_its_input_is_small(
 ) -> None:
     definition = {"steps": [{"id": "a", "type": "action", "action": "core.noop"}]}
     small = await define_and_start(pool, settings, "demo.carried", definition, {"n": 1})
-    large = await define_and_start(pool, settings, "demo.carried", definition, {"text": "x" * CARRIED_INPUT_BYTES})
+    large = await define_and_start(pool, settings, "demo.carried", definition, {"text": "x" * CARRIED_REQUEST_BYTES})
 
     def request(started: object) -> ExecutionRequested:
         (row,) = [row for row in started.outbox if row.topic == settings.topics.requests]  # type: ignore[attr-defined]

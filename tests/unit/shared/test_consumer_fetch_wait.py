@@ -9,8 +9,10 @@ from typing import Any
 from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.structs import TopicPartition
 from flowline.kafka.consumer import FetchWait
+from flowline.settings import load_settings
 
 PARTITION = TopicPartition("flowline.events", 0)
+SETTINGS = load_settings({"FLOWLINE_KAFKA_FETCH_MAX_WAIT_MS": "4", "FLOWLINE_KAFKA_BUSY_FETCH_MAX_WAIT_MS": "10"})
 
 
 def _consumer(wait_ms: int) -> Any:
@@ -23,14 +25,14 @@ def _records(*keys: bytes) -> dict[TopicPartition, list[Any]]:
 
 def test_messages_of_several_executions_make_the_next_fetches_long() -> None:
     consumer = _consumer(4)
-    FetchWait(consumer, idle_ms=4, busy_ms=10).after(_records(b"a", b"a", b"b"))
+    FetchWait(consumer, SETTINGS).after(_records(b"a", b"a", b"b"))
 
     assert consumer._fetcher._fetch_max_wait_ms == 10
 
 
 def test_one_executions_messages_or_none_keep_them_short() -> None:
     consumer = _consumer(10)
-    fetch_wait = FetchWait(consumer, idle_ms=4, busy_ms=10)
+    fetch_wait = FetchWait(consumer, SETTINGS)
 
     fetch_wait.after(_records(b"a", b"a", b"a"))  # an execution's events come together
     assert consumer._fetcher._fetch_max_wait_ms == 4

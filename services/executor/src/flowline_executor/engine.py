@@ -35,7 +35,7 @@ from flowline.definitions import (
     request_secrets,
 )
 from flowline.errors import ClientError, FlowlineError
-from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, start_execution
+from flowline.executions import CREATED_SEQUENCE, TERMINAL_EXECUTION_STATUSES, ParentStep, start_execution
 from flowline.ids import uuid7
 from flowline.kafka.inbox import claim_message
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
@@ -86,8 +86,6 @@ _LOGGED_EVENTS = frozenset(
     {"WORKFLOW_STARTED", "WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED", "WORKFLOW_SUSPENDED"}
 )
 
-# The sequence of an execution's first event (WORKFLOW_CREATED, written with it).
-CREATED_SEQUENCE = 1
 # What the engine reads of an execution it locks.
 EXECUTION_COLUMNS = (
     "id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, parent_execution_id, "
@@ -277,7 +275,7 @@ class Changes:
             list(range(len(steps))),
             [row["step_type"] for row in steps.values()],
             [row["status"] for row in steps.values()],
-            [row.get("input") for row in steps.values()],
+            [row["input"] for row in steps.values()],
             [row["output"] for row in steps.values()],
             [row["error"] for row in steps.values()],
             [row["attempts"] for row in steps.values()],
@@ -526,9 +524,8 @@ class Engine:
         async def apply(connection: asyncpg.Connection, changes: Changes) -> None:
             steps: dict[str, dict[str, Any]] | None = None
             if message.workflow_version_id is not None:  # the usual request: lock and start in one statement
-                requested = await self._graph(connection, message.workflow_version_id)
-                steps = _new_steps(requested)
-                execution = await _lock_and_start(connection, message, requested, steps, changes)
+                steps = _new_steps(await self._graph(connection, message.workflow_version_id))
+                execution = await _lock_and_start(connection, message, steps, changes)
             else:
                 execution = await _lock_execution(connection, message.execution_id, changes)
             if execution is None or execution["status"] != "pending":
@@ -631,7 +628,7 @@ class Engine:
             [row["id"] for row in steps.values()],
             list(steps),
             list(range(len(steps))),
-            [step.type for step in graph.definition.steps],
+            [row["step_type"] for row in steps.values()],
             [row["status"] for row in steps.values()],
             [row["output"] for row in steps.values()],
         )
@@ -1853,6 +1850,7 @@ def _new_steps(graph: Graph) -> dict[str, dict[str, Any]]:
             "step_id": step.id,
             "step_type": step.type,
             "status": "pending",
+            "input": None,
             "output": None,
             "error": None,
             "attempts": 0,
@@ -1866,7 +1864,6 @@ def _new_steps(graph: Graph) -> dict[str, dict[str, Any]]:
 async def _lock_and_start(
     connection: asyncpg.Connection,
     message: ExecutionRequested,
-    graph: Graph,
     steps: dict[str, dict[str, Any]],
     changes: Changes,
 ) -> asyncpg.Record | None:
@@ -1896,7 +1893,7 @@ async def _lock_and_start(
         [row["id"] for row in steps.values()],
         list(steps),
         list(range(len(steps))),
-        [step.type for step in graph.definition.steps],
+        [row["step_type"] for row in steps.values()],
     )
     if execution is not None:
         changes.last_sequence = execution["last_event_sequence"]

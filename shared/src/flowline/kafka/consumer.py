@@ -44,10 +44,10 @@ class FetchWait:
     consumer CPU. Call ``after`` with the records of each poll.
     """
 
-    def __init__(self, consumer: AIOKafkaConsumer, *, idle_ms: int, busy_ms: int) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, settings: Settings) -> None:
         self._consumer = consumer
-        self._idle_ms = idle_ms
-        self._busy_ms = busy_ms
+        self._idle_ms = settings.kafka_fetch_max_wait_ms
+        self._busy_ms = settings.kafka_busy_fetch_max_wait_ms
 
     def after(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[Any, Any]]]) -> None:
         """Choose the wait of the fetches after this poll from the executions (record keys) it brought."""
@@ -122,15 +122,7 @@ class MessageConsumer(Generic[MessageT]):
             heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 100),
         )
         # A background consumer keeps its one long wait; the others switch between the short and the busy one.
-        self._fetch_wait = (
-            None
-            if background
-            else FetchWait(
-                self._consumer,
-                idle_ms=settings.kafka_fetch_max_wait_ms,
-                busy_ms=settings.kafka_busy_fetch_max_wait_ms,
-            )
-        )
+        self._fetch_wait = None if background else FetchWait(self._consumer, settings)
 
     async def start(self) -> None:
         """Join the group and subscribe."""

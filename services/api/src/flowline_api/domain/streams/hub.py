@@ -107,8 +107,8 @@ class StreamHub:
 
     def __init__(self, settings: Settings, *, linger_seconds: float = LINGER_SECONDS) -> None:
         self._bootstrap = settings.kafka_bootstrap
+        self._settings = settings
         self._fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
-        self._busy_fetch_max_wait_ms = settings.kafka_busy_fetch_max_wait_ms
         self._events_topic = settings.topics.events
         self._logs_topic = settings.topics.logs
         self._linger_seconds = linger_seconds
@@ -230,7 +230,7 @@ class StreamHub:
     async def _dispatch_while_open(self, consumer: AIOKafkaConsumer, loop: asyncio.AbstractEventLoop) -> None:
         """Dispatch records until no subscription has been open for ``linger_seconds``."""
         idle_since: float | None = None
-        fetch_wait = FetchWait(consumer, idle_ms=self._fetch_max_wait_ms, busy_ms=self._busy_fetch_max_wait_ms)
+        fetch_wait = FetchWait(consumer, self._settings)
         while True:
             if self._open:
                 idle_since = None
