@@ -55,7 +55,6 @@ def stack_settings_env(servers: Servers, database_url: str) -> dict[str, str]:
         "FLOWLINE_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
         "FLOWLINE_TOPIC_PREFIX": prefix,
         "FLOWLINE_CONSUMER_GROUP_PREFIX": prefix,
-        "FLOWLINE_TOPIC_PARTITIONS": "3",
         "FLOWLINE_LEASE_SECONDS": "3",
         "FLOWLINE_OUTBOX_RELAY_GRACE_SECONDS": "0.5",
         "FLOWLINE_OUTBOX_RELAY_INTERVAL_SECONDS": "0.2",

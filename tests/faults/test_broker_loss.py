@@ -63,6 +63,23 @@ def settings(stack_env: dict[str, str]) -> Settings:
     return load_settings(stack_env)
 
 
+async def _unfinished(connection: asyncpg.Connection) -> str:
+    """What a stuck run looks like: each unfinished execution's steps, timers and events, and what waits to be sent."""
+    executions = await connection.fetch(
+        """
+        SELECT e.id, e.status, e.last_event_sequence,
+               (SELECT string_agg(s.step_id || ':' || s.status || '/' || s.attempts || coalesce('@' || s.owner, ''),
+                                  ' ' ORDER BY s.position) FROM step_executions s WHERE s.execution_id = e.id) AS steps,
+               (SELECT string_agg(t.kind || ':' || t.status, ' ') FROM timers t WHERE t.execution_id = e.id) AS timers,
+               (SELECT string_agg(v.event_type, ' ' ORDER BY v.sequence)
+                  FROM execution_events v WHERE v.execution_id = e.id) AS events
+        FROM executions e WHERE e.status <> 'completed' ORDER BY e.created_at
+        """
+    )
+    outbox = await connection.fetch("SELECT topic, count(*) FROM outbox GROUP BY topic ORDER BY topic")
+    return "\n".join([*(str(dict(row)) for row in executions), f"outbox: {[tuple(row) for row in outbox]}"])
+
+
 async def test_losing_the_broker_and_its_data_delays_but_loses_nothing(
     stack: ServiceGroup, broker: TansuBroker, settings: Settings
 ) -> None:
@@ -93,9 +110,12 @@ async def test_losing_the_broker_and_its_data_delays_but_loses_nothing(
         await asyncio.sleep(1)
         broker.start()
 
-        async with asyncio.timeout(180):
-            while await completed() < EXECUTIONS:
-                await asyncio.sleep(0.2)
+        try:
+            async with asyncio.timeout(180):
+                while await completed() < EXECUTIONS:
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            pytest.fail(f"not every execution completed after the broker came back:\n{await _unfinished(connection)}")
         outputs = sorted(int(row["output"]) for row in await connection.fetch("SELECT output FROM executions"))
         assert outputs == list(range(EXECUTIONS))
         duplicates = await connection.fetch(

@@ -88,7 +88,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # partitions move to the others: the pause in consuming after a crash.
     kafka_session_timeout_ms: int = 10_000
     topic_prefix: str = "flowline"
-    topic_partitions: int = 6
+    # The local broker (Tansu) creates a topic it lost with its data again on first use, with 4 partitions, and
+    # hands a consumer group's member its old assignment when it rejoins: with any other count, the partitions
+    # such a topic gains or loses are read by no one. On Apache Kafka, set num.partitions to the same count.
+    topic_partitions: int = 4
     consumer_group_prefix: str = "flowline"
 
     # HTTP listeners: the api, and each background service's health and metrics endpoint.

@@ -12,6 +12,8 @@ from typing import Any
 import asyncpg
 from flowline.db.executions import ExecutionFilters, count_executions_query, list_executions_query
 
+from tests.support import analyze_every_row
+
 EXECUTIONS = 100_000
 STATUSES = (
     "ARRAY['completed','completed','completed','completed','completed','completed','failed','running',"
@@ -76,8 +78,7 @@ async def _fill(pool: asyncpg.Pool) -> uuid.UUID:
             tenant_id,
             EXECUTIONS,
         )
-    await pool.execute("VACUUM ANALYZE executions")
-    await pool.execute("ANALYZE workflows")
+    await analyze_every_row(pool, "VACUUM ANALYZE executions", "ANALYZE workflows")
     return tenant_id
 
 

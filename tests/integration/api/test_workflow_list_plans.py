@@ -12,6 +12,8 @@ from typing import Any
 import asyncpg
 from flowline.db.workflows import WorkflowFilters, count_workflows_query, list_workflows_query
 
+from tests.support import analyze_every_row
+
 WORKFLOWS = 100_000
 
 FILTERS = {
@@ -45,8 +47,7 @@ async def _fill(pool: asyncpg.Pool) -> uuid.UUID:
             tenant_id,
             WORKFLOWS,
         )
-    await pool.execute("ANALYZE workflows")
-    await pool.execute("ANALYZE packs")
+    await analyze_every_row(pool, "ANALYZE workflows", "ANALYZE packs")
     return tenant_id
 
 

@@ -160,3 +160,45 @@ async def test_the_lag_gauge_counts_what_waits_behind_the_position(runtime: Runt
     finally:
         await consumer.stop()
     assert any(value is not None and value > 0 for value in seen), seen
+
+
+async def test_a_position_past_the_end_of_a_log_reads_it_from_the_start(runtime: Runtime, settings: Settings) -> None:
+    # What a consumer meets once the broker lost its data: its positions lie past its partitions' new ends. Apache
+    # Kafka would answer OFFSET_OUT_OF_RANGE; the local broker answers with nothing, and the record would wait forever.
+    await _commit_past_the_end(settings, "past-the-end", settings.topics.events)
+    execution_id = uuid.uuid4()
+    await runtime.producer.send_and_wait(
+        settings.topics.events, encode(_event(1, execution_id)), key=str(execution_id).encode()
+    )
+    handled: list[int] = []
+
+    async def handle(message: EventMessage) -> None:
+        if message.execution_id == execution_id:
+            handled.append(message.sequence)
+
+    consumer = runtime.consumer("past-the-end", [settings.topics.events], decoder(EventMessage), handler=handle)
+    await consumer.start()
+    try:
+
+        async def handled_once() -> bool:
+            await consumer.poll_once()
+            return handled == [1]
+
+        await eventually(handled_once)
+    finally:
+        await consumer.stop()
+
+
+async def _commit_past_the_end(settings: Settings, name: str, topic: str) -> None:
+    """Commit, for the group, offsets a thousand records past the end of each of the topic's partitions."""
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=settings.consumer_group(name), enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        partitions = [TopicPartition(topic, partition) for partition in committer.partitions_for_topic(topic) or ()]
+        committer.assign(partitions)
+        ends = await committer.end_offsets(partitions)
+        await committer.commit({partition: end + 1000 for partition, end in ends.items()})
+    finally:
+        await committer.stop()

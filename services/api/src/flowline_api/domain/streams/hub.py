@@ -17,7 +17,7 @@ from typing import Final
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError
-from flowline.kafka.consumer import FetchWait
+from flowline.kafka.consumer import FetchWait, LostPartitions
 from flowline.messages import EventMessage, ExecutionEvent, LogMessage, TaskLogBatch, TaskLogRecord, decoder
 from flowline.settings import Settings
 
@@ -231,6 +231,7 @@ class StreamHub:
         """Dispatch records until no subscription has been open for ``linger_seconds``."""
         idle_since: float | None = None
         fetch_wait = FetchWait(consumer, self._settings)
+        lost_partitions = LostPartitions(consumer)
         while True:
             if self._open:
                 idle_since = None
@@ -241,6 +242,7 @@ class StreamHub:
             try:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
                 fetch_wait.after(batch)
+                await lost_partitions.restart()
             except Exception:
                 logger.exception("stream hub: fetch failed, continuing")
                 await asyncio.sleep(1)
