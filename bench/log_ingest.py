@@ -22,10 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.structs import RecordMetadata
 from flowline.ids import uuid7
 from flowline.messages import LogLevel, TaskLogBatch, TaskLogRecord, encode
 from flowline.settings import load_settings
@@ -94,46 +95,53 @@ class Lag:
         self._topic = topic
         self._group = group
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self._ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
 
     async def start(self) -> None:
         await self._admin.start()
-        await self._ends.start()
-        partitions = self._ends.partitions_for_topic(self._topic) or set()
-        self._partitions = [TopicPartition(self._topic, partition) for partition in sorted(partitions)]
 
     async def stop(self) -> None:
-        await self._ends.stop()
         await self._admin.close()
 
-    async def current(self) -> int:
-        ends = await self._ends.end_offsets(self._partitions)
-        committed = await self._admin.list_consumer_group_offsets(self._group, partitions=self._partitions)
+    async def current(self, ends: dict[int, int]) -> int:
+        """The records between the group's committed offsets and ``ends`` (the end of each partition)."""
+        partitions = [TopicPartition(self._topic, partition) for partition in ends]
+        committed = await self._admin.list_consumer_group_offsets(self._group, partitions=partitions)
         return sum(
             end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
-            for tp, end in ends.items()
+            for tp, end in zip(partitions, ends.values(), strict=True)
         )
 
 
-async def produce(producer: AIOKafkaProducer, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+async def produce(producer: AIOKafkaProducer, topic: str, messages: list[tuple[bytes, bytes]]) -> dict[int, int]:
     """Send ``messages`` keyed as the outbox does, in full batches per partition, and wait for the broker.
 
     Filling batches by hand keeps the producer ahead of ingestion: one ``send()`` per message costs more
     Python time per record than the service spends writing it.
+
+    Returns:
+        Each partition's end offset after the last batch: Tansu answers a ListOffsets request for the end with
+        the last batch's first offset plus one, so the end is counted here.
     """
     partitions = sorted(await producer.partitions_for(topic))
     open_batches: dict[int, BatchBuilder] = {}
-    acknowledgements = []
+    sent: list[tuple[int, int, asyncio.Future[RecordMetadata]]] = []  # (partition, records, acknowledgement)
+
+    async def send(partition: int, batch: BatchBuilder) -> None:
+        sent.append((partition, batch.record_count(), await producer.send_batch(batch, topic, partition=partition)))
+
     for key, value in messages:
         partition = DefaultPartitioner()(key, partitions, partitions)
         batch = open_batches.setdefault(partition, producer.create_batch())
         if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start the next
-            acknowledgements.append(await producer.send_batch(batch, topic, partition=partition))
+            await send(partition, batch)
             batch = open_batches[partition] = producer.create_batch()
             batch.append(key=key, value=value, timestamp=None)
     for partition, batch in open_batches.items():
-        acknowledgements.append(await producer.send_batch(batch, topic, partition=partition))
-    await asyncio.gather(*acknowledgements)
+        await send(partition, batch)
+    ends: dict[int, int] = {}
+    for partition, records, acknowledgement in sent:
+        ends[partition] = max(ends.get(partition, 0), (await acknowledgement).offset + records)
+    return ends
 
 
 async def count_rows(pool: asyncpg.Pool) -> int:
@@ -158,10 +166,10 @@ async def run_burst(
             await asyncio.sleep(SAMPLE_SECONDS)
 
     watcher = asyncio.create_task(watch_rows())
-    await produce(producer, topic, burst.messages)
+    ends = await produce(producer, topic, burst.messages)
     produced = time.perf_counter() - started
-    max_lag = await lag.current()
-    while (current := await lag.current()) > 0:
+    max_lag = await lag.current(ends)
+    while (current := await lag.current(ends)) > 0:
         max_lag = max(max_lag, current)
         await asyncio.sleep(SAMPLE_SECONDS)
     lag_zero = time.perf_counter() - started
