@@ -139,6 +139,7 @@ class Duplicator:
     def __init__(self, settings: Settings, topic: str) -> None:
         self.topic = topic
         self.republished = 0
+        self._copied_up_to: dict[int, int] = {}  # each partition's offset after the last copy
         self._consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=settings.kafka_bootstrap,
@@ -165,19 +166,25 @@ class Duplicator:
                 for record in records:
                     if any(name == COPY_HEADER for name, _ in record.headers):
                         continue
-                    await self._producer.send_and_wait(
+                    copy = await self._producer.send_and_wait(
                         record.topic,
                         record.value,
                         key=record.key,
                         partition=record.partition,
                         headers=[*record.headers, (COPY_HEADER, b"1")],
                     )
+                    self._copied_up_to[copy.partition] = copy.offset + 1
                     self.republished += 1
 
     async def end_offsets(self) -> dict[int, int]:
-        """The topic's end offset per partition."""
-        partitions = self._consumer.assignment()
-        return {tp.partition: offset for tp, offset in (await self._consumer.end_offsets(list(partitions))).items()}
+        """Each partition's end: past the last record this duplicator read or wrote.
+
+        Not the broker's answer to ListOffsets: Tansu answers it with the last batch's first offset plus one.
+        """
+        return {
+            tp.partition: max(await self._consumer.position(tp), self._copied_up_to.get(tp.partition, 0))
+            for tp in self._consumer.assignment()
+        }
 
     async def stop(self) -> None:
         if self._task is not None:
