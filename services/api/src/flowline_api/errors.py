@@ -7,13 +7,10 @@ import re
 from typing import Any
 
 import asyncpg
-import msgspec
 from flowline.errors import FlowlineError
 from flowline.outages import OUTAGE_ERRORS
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, TooManyRequestsException, ValidationException
-from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
@@ -128,43 +125,3 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     **dict.fromkeys(OUTAGE_ERRORS, _dependency_down),
     Exception: _unexpected_error,
 }
-
-
-class Problem(msgspec.Struct, kw_only=True):
-    """An RFC 9457 problem; 422 problems add ``pointer`` (a JSON pointer into the body) and ``errors``."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    instance: str
-    pointer: str | None = None
-
-
-_PROBLEM_EXAMPLES = {
-    400: ("Bad request", "limit: Value must be less than or equal to 100", None),
-    401: ("Unauthorized", "the credentials are invalid, revoked or expired", None),
-    403: ("Forbidden", "this needs the operator role; the credentials have viewer", None),
-    404: ("Not found", "agent 0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d does not exist", None),
-    409: ("Conflict", "agent 'summarizer' already exists", None),
-    422: ("Validation failed", "url: must be an absolute http or https URL", "/url"),
-    429: ("Too many requests", "the budget of 300 requests per 60 seconds is spent; try again in 42 seconds", None),
-}
-
-
-def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries documenting the problem+json answers a route gives for ``statuses``.
-
-    401, 403 and 429 are always there: every tenant route needs credentials and a role, and is rate limited.
-    """
-    responses = {}
-    for status in (401, 403, 429, *statuses):
-        title, detail, pointer = _PROBLEM_EXAMPLES[status]
-        example = Problem(title=title, status=status, detail=detail, instance="/api/v1/tenants/dev/…", pointer=pointer)
-        responses[status] = ResponseSpec(
-            data_container=Problem,
-            description=title,
-            media_type=PROBLEM_MEDIA_TYPE,
-            examples=[Example(summary=title, value=msgspec.to_builtins(example))],
-        )
-    return responses

@@ -17,8 +17,15 @@ from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.dependencies import provide_agent_service
 from flowline_api.domain.agents.schemas import AGENT_CREATE_EXAMPLE, AgentCreate, AgentStatus, AgentUpdate
 from flowline_api.domain.agents.service import AgentService
-from flowline_api.errors import problem_responses
+from flowline_api.domain.openapi import NO_TENANT, problems
 from flowline_api.pagination import AgentPage, Cursor, Limit, Offset
+
+PATH = "/api/v1/tenants/dev/agents"
+AGENT_ID = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
+NOT_FOUND = f"agent {AGENT_ID} does not exist"
+BAD_URL = ("url: must be an absolute http or https URL", "/url")
+BAD_PAGE = "give either offset or cursor, not both"
+TOO_DEEP = "/authConfig: nested deeper than 64 levels"  # the api's JSON limits (FLOWLINE_MAX_JSON_DEPTH)
 
 AgentId = FromPath[uuid.UUID]
 CreateBody = Annotated[
@@ -63,7 +70,13 @@ class AgentController(Controller):
         opt=OPERATOR,
         status_code=HTTP_201_CREATED,
         summary="Register an agent",
-        responses=problem_responses(400, 404, 409, 422),
+        responses=problems(
+            PATH,
+            bad_request=TOO_DEEP,
+            not_found=NO_TENANT,
+            conflict="agent 'summarizer' already exists",
+            invalid=BAD_URL,
+        ),
     )
     async def create_agent(
         self,
@@ -80,7 +93,7 @@ class AgentController(Controller):
         """
         return await agent_service.create(tenant_id, data, actor)
 
-    @get("/", opt=VIEWER, summary="List agents", responses=problem_responses(400, 404))
+    @get("/", opt=VIEWER, summary="List agents", responses=problems(PATH, bad_request=BAD_PAGE, not_found=NO_TENANT))
     async def list_agents(
         self,
         tenant_id: NamedDependency[uuid.UUID],
@@ -99,14 +112,30 @@ class AgentController(Controller):
             tenant_id, status=status, search=search, limit=limit, offset=offset, cursor=cursor
         )
 
-    @get("/{agent_id:uuid}", opt=VIEWER, summary="Read an agent", responses=problem_responses(404))
+    @get(
+        "/{agent_id:uuid}",
+        opt=VIEWER,
+        summary="Read an agent",
+        responses=problems(f"{PATH}/{AGENT_ID}", not_found=NOT_FOUND),
+    )
     async def get_agent(
         self, tenant_id: NamedDependency[uuid.UUID], agent_service: NamedDependency[AgentService], agent_id: AgentId
     ) -> Agent:
         """One agent; 404 when it does not exist, was deleted or belongs to another tenant."""
         return await agent_service.read(tenant_id, agent_id)
 
-    @put("/{agent_id:uuid}", opt=OPERATOR, summary="Change an agent", responses=problem_responses(400, 404, 409, 422))
+    @put(
+        "/{agent_id:uuid}",
+        opt=OPERATOR,
+        summary="Change an agent",
+        responses=problems(
+            f"{PATH}/{AGENT_ID}",
+            bad_request=TOO_DEEP,
+            not_found=NOT_FOUND,
+            conflict="agent 'summarizer' already exists",
+            invalid=BAD_URL,
+        ),
+    )
     async def update_agent(
         self,
         tenant_id: NamedDependency[uuid.UUID],
@@ -127,7 +156,7 @@ class AgentController(Controller):
         opt=OPERATOR,
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete an agent",
-        responses=problem_responses(404),
+        responses=problems(f"{PATH}/{AGENT_ID}", not_found=NOT_FOUND),
     )
     async def delete_agent(
         self,
@@ -139,7 +168,12 @@ class AgentController(Controller):
         """Soft-delete an agent: it disappears from lists and reads, and its name can be registered again."""
         await agent_service.delete(tenant_id, agent_id, actor)
 
-    @get("/{agent_id:uuid}/health", opt=VIEWER, summary="Check an agent's health", responses=problem_responses(404))
+    @get(
+        "/{agent_id:uuid}/health",
+        opt=VIEWER,
+        summary="Check an agent's health",
+        responses=problems(f"{PATH}/{AGENT_ID}/health", not_found=NOT_FOUND),
+    )
     async def check_agent_health(
         self, tenant_id: NamedDependency[uuid.UUID], agent_service: NamedDependency[AgentService], agent_id: AgentId
     ) -> AgentHealth:

@@ -17,7 +17,10 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from flowline_api.auth import ADMIN, ApiKeyCache
 from flowline_api.domain.api_keys.schemas import ApiKeyCreate
-from flowline_api.errors import problem_responses
+from flowline_api.domain.openapi import NO_TENANT, problems
+
+PATH = "/api/v1/tenants/dev/api-keys"
+KEY_ID = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
 
 
 class ApiKeyController(Controller):
@@ -31,7 +34,12 @@ class ApiKeyController(Controller):
         opt=ADMIN,
         status_code=HTTP_201_CREATED,
         summary="Make an API key",
-        responses=problem_responses(400, 404, 422),
+        responses=problems(
+            PATH,
+            bad_request="/name: a string is longer than 1048576 characters",  # FLOWLINE_MAX_JSON_STRING_LENGTH
+            not_found=NO_TENANT,
+            invalid=("/role: Invalid enum value 'owner'", "/role"),
+        ),
     )
     async def create(
         self,
@@ -47,7 +55,7 @@ class ApiKeyController(Controller):
             )
         return CreatedApiKey(**msgspec.structs.asdict(ApiKey.of(stored)), key=key)
 
-    @get("/", opt=ADMIN, summary="List API keys", responses=problem_responses(404))
+    @get("/", opt=ADMIN, summary="List API keys", responses=problems(PATH, not_found=NO_TENANT))
     async def list_keys(self, tenant_id: NamedDependency[uuid.UUID], pool: NamedDependency[asyncpg.Pool]) -> ApiKeyList:
         """Every key of the tenant, without secrets."""
         return ApiKeyList(items=[ApiKey.of(key) for key in await list_api_keys(pool, tenant_id)])
@@ -57,7 +65,7 @@ class ApiKeyController(Controller):
         opt=ADMIN,
         status_code=200,
         summary="Revoke an API key",
-        responses=problem_responses(404),
+        responses=problems(f"{PATH}/{KEY_ID}", not_found=f"API key {KEY_ID} does not exist"),
     )
     async def revoke(
         self,

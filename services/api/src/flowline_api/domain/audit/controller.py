@@ -13,7 +13,7 @@ from litestar.params import QueryParameter
 from flowline_api.auth import ADMIN
 from flowline_api.dependencies import provide_audit_service
 from flowline_api.domain.audit.service import AuditFilter, AuditService
-from flowline_api.errors import problem_responses
+from flowline_api.domain.openapi import NO_TENANT, problems
 from flowline_api.pagination import AuditLogPage, Cursor, Limit, Offset
 
 
@@ -24,7 +24,14 @@ class AuditLogController(Controller):
     tags = ["audit"]
     dependencies = {"audit_service": Provide(provide_audit_service, sync_to_thread=False)}
 
-    @get("/", opt=ADMIN, summary="List audit log entries", responses=problem_responses(400, 404))
+    @get(
+        "/",
+        opt=ADMIN,
+        summary="List audit log entries",
+        responses=problems(
+            "/api/v1/tenants/dev/audit-logs", bad_request="from: must not be later than to", not_found=NO_TENANT
+        ),
+    )
     async def list_audit_logs(
         self,
         tenant_id: NamedDependency[uuid.UUID],

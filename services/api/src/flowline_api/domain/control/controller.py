@@ -16,8 +16,12 @@ from flowline_api.auth import OPERATOR
 from flowline_api.dependencies import provide_control_service
 from flowline_api.domain.control.schemas import CancelRequest, RerunRequest, RetryRequest
 from flowline_api.domain.control.service import ControlService
-from flowline_api.errors import problem_responses
+from flowline_api.domain.openapi import problems
 from flowline_api.rate_limits import EXECUTION_START
+
+EXECUTION_ID = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
+PATH = f"/api/v1/tenants/dev/executions/{EXECUTION_ID}"
+NOT_FOUND = f"execution {EXECUTION_ID} does not exist"
 
 
 class ExecutionControlController(Controller):
@@ -34,7 +38,12 @@ class ExecutionControlController(Controller):
         summary="Cancel an execution",
         responses={
             202: ResponseSpec(data_container=Cancelled, description="requested; the engine has not applied it yet"),
-            **problem_responses(404, 409, 422),
+            **problems(
+                f"{PATH}/cancel",
+                not_found=NOT_FOUND,
+                conflict=f"execution {EXECUTION_ID} is already completed",
+                invalid=("/reason: Expected `str | null`, got `int`", "/reason"),
+            ),
         },
     )
     async def cancel(
@@ -60,7 +69,11 @@ class ExecutionControlController(Controller):
         opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Pause an execution",
-        responses=problem_responses(404, 409),
+        responses=problems(
+            f"{PATH}/pause",
+            not_found=NOT_FOUND,
+            conflict=f"execution {EXECUTION_ID} is completed; only a running or pending one pauses",
+        ),
     )
     async def pause(
         self,
@@ -77,7 +90,11 @@ class ExecutionControlController(Controller):
         opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Resume a paused execution",
-        responses=problem_responses(404, 409),
+        responses=problems(
+            f"{PATH}/resume",
+            not_found=NOT_FOUND,
+            conflict=f"execution {EXECUTION_ID} is running; only a paused one resumes",
+        ),
     )
     async def resume(
         self,
@@ -94,7 +111,12 @@ class ExecutionControlController(Controller):
         opt=OPERATOR | EXECUTION_START,
         status_code=HTTP_202_ACCEPTED,
         summary="Rerun an execution from a step",
-        responses=problem_responses(404, 409, 422),
+        responses=problems(
+            f"{PATH}/rerun",
+            not_found=f"execution {EXECUTION_ID} has no step 'summarise'",
+            conflict="version 3 of 'demo.hello' has no step 'summarise'",
+            invalid=("body: Object missing required field `fromStep`", ""),
+        ),
     )
     async def rerun(
         self,
@@ -117,7 +139,12 @@ class ExecutionControlController(Controller):
         opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Retry a failed execution",
-        responses=problem_responses(404, 409, 422),
+        responses=problems(
+            f"{PATH}/retry",
+            not_found=NOT_FOUND,
+            conflict=f"execution {EXECUTION_ID} is completed; only a failed one is retried",
+            invalid=("/note: Expected `str | null`, got `int`", "/note"),
+        ),
     )
     async def retry(
         self,

@@ -43,7 +43,7 @@ from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.schemas import ExecutionCreate, PromiseReject, PromiseResolve
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.logs.service import LogService, provide_log_service
-from flowline_api.domain.openapi import example_response, problems
+from flowline_api.domain.openapi import NO_TENANT, example_response, problems
 from flowline_api.domain.workflows.schemas import EXECUTION_ACCEPTED_EXAMPLE, with_idempotency_header
 from flowline_api.pagination import Cursor, Limit, Offset
 from flowline_api.rate_limits import EXECUTION_START
@@ -230,7 +230,7 @@ class ExecutionController(Controller):
             **problems(
                 PATH,
                 bad_request="status: 'done' is not one of cancelled, completed, failed, …",
-                not_found="tenant 'acme' does not exist",
+                not_found=NO_TENANT,
             ),
         },
     )

@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.dependencies import provide_pack_service, provide_workflow_service
-from flowline_api.domain.openapi import example_response, problems
+from flowline_api.domain.openapi import NO_TENANT, example_response, problems
 from flowline_api.domain.packs.schemas import (
     PACK_CREATE_EXAMPLE,
     PACK_EXAMPLE,
@@ -27,7 +27,6 @@ from flowline_api.domain.packs.schemas import (
 )
 from flowline_api.domain.packs.service import PackService
 from flowline_api.domain.workflows.controller import (
-    NO_TENANT,
     EnabledFilter,
     Order,
     SearchFilter,

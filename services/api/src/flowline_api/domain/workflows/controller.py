@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.dependencies import provide_execution_service, provide_workflow_service
 from flowline_api.domain.executions.service import ExecutionService
-from flowline_api.domain.openapi import example_response, problems
+from flowline_api.domain.openapi import NO_TENANT, example_response, problems
 from flowline_api.domain.workflows.schemas import (
     EXECUTE_EXAMPLE,
     EXECUTION_ACCEPTED_EXAMPLE,
@@ -38,8 +38,6 @@ from flowline_api.pagination import Cursor, Limit, Offset, WorkflowSummaryPage, 
 from flowline_api.rate_limits import EXECUTION_START
 
 PATH = "/api/v1/tenants/dev/workflows"
-# Every route of a tenant answers 404 for a tenant that does not exist.
-NO_TENANT = "tenant 'acme' does not exist"
 INVALID_DEFINITION = ("steps form a cycle: a → b → a", "/definition/steps")
 
 TagsFilter = Annotated[
