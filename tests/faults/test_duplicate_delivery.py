@@ -177,13 +177,23 @@ class Duplicator:
                     self.republished += 1
 
     async def end_offsets(self) -> dict[int, int]:
-        """Each partition's end: past the last record this duplicator read or wrote.
+        """Each partition's end, once this duplicator has read up to it, its own later copies included.
 
         Not the broker's answer to ListOffsets: Tansu answers it with the last batch's first offset plus one.
         """
+        partitions = self._consumer.assignment()
+        async with asyncio.timeout(30):
+            while not all(
+                [
+                    (highwater := self._consumer.highwater(tp)) is not None
+                    and await self._consumer.position(tp) >= highwater
+                    for tp in partitions
+                ]
+            ):
+                await asyncio.sleep(0.05)
         return {
-            tp.partition: max(await self._consumer.position(tp), self._copied_up_to.get(tp.partition, 0))
-            for tp in self._consumer.assignment()
+            tp.partition: max(self._consumer.highwater(tp) or 0, self._copied_up_to.get(tp.partition, 0))
+            for tp in partitions
         }
 
     async def stop(self) -> None:

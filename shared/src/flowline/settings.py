@@ -87,6 +87,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long the group waits for a consumer that stopped heartbeating (a killed process) before its
     # partitions move to the others: the pause in consuming after a crash.
     kafka_session_timeout_ms: int = 10_000
+    # After how long a consumer whose position stays past a partition's end reads the partition again from its
+    # start; 0 turns it off. The local broker (Tansu) answers a fetch past a log it lost with its data with no
+    # records, forever; Apache Kafka answers OFFSET_OUT_OF_RANGE (and the consumer starts over by itself), while
+    # after a leader change its highwater may trail a consumer's position for a while: turn it off there.
+    kafka_lost_partition_seconds: float = 3.0
     topic_prefix: str = "flowline"
     # The local broker (Tansu) creates a topic it lost with its data again on first use, with 4 partitions, and
     # hands a consumer group's member its old assignment when it rejoins: with any other count, the partitions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from http import HTTPStatus
 from typing import Any
 
 import asyncpg
@@ -72,7 +73,8 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    title = exc.detail if exc.status_code != 400 else "Bad request"
+    """Litestar's own errors (credentials, roles, unknown routes and methods): the status names the problem."""
+    title = HTTPStatus(exc.status_code).phrase.capitalize()
     extra = exc.extra if isinstance(exc.extra, dict) else None
     return problem(request, exc.status_code, title, exc.detail, extra, exc.headers)
 

@@ -31,8 +31,6 @@ MessageT = TypeVar("MessageT")
 # A commit retries by itself while its topic is missing: after a broker lost its data that is forever. Past this,
 # the consumer recreates the topics and goes on; the uncommitted records come again, which handlers allow.
 COMMIT_TIMEOUT_SECONDS = 5.0
-# How long a partition's log must end before a consumer's position before the consumer reads it from the start.
-LOST_AFTER_SECONDS = 3.0
 Handler = Callable[[MessageT], Awaitable[None]]
 BatchHandler = Callable[[list[MessageT]], Awaitable[None]]
 
@@ -66,17 +64,19 @@ class LostPartitions:
     answers a fetch past a partition's end with OFFSET_OUT_OF_RANGE, upon which aiokafka starts over as
     ``auto_offset_reset`` says; Tansu answers with no records at all, so the consumer would wait until the new
     log grew past its old position, which the few messages a stalled execution needs never make it do. The end
-    (highwater) comes with every fetch response, so looking costs no request. Tansu's highwater can trail the
-    records it hands out for a moment, so only a partition that stays past its end for ``LOST_AFTER_SECONDS``
-    counts as lost.
+    (highwater) comes with every fetch response, so looking costs no request. Only a partition that stays past
+    its end for ``settings.kafka_lost_partition_seconds`` counts as lost (0: never).
     """
 
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, settings: Settings) -> None:
         self._consumer = consumer
+        self._after_seconds = settings.kafka_lost_partition_seconds
         self._past_the_end_since: dict[TopicPartition, float] = {}
 
-    async def restart(self) -> None:
-        """Call after each poll: seek to the beginning of the partitions found lost."""
+    async def seek_lost(self) -> None:
+        """Seek to the beginning of the partitions found lost; call between polls, with no batch in hand."""
+        if not self._after_seconds:
+            return
         now = time.monotonic()
         past_the_end = {}
         for tp in self._consumer.assignment():
@@ -84,7 +84,7 @@ class LostPartitions:
             if highwater is not None and await self._consumer.position(tp) > highwater:
                 past_the_end[tp] = self._past_the_end_since.get(tp, now)
         self._past_the_end_since = past_the_end
-        lost = [tp for tp, since in past_the_end.items() if now - since >= LOST_AFTER_SECONDS]
+        lost = [tp for tp, since in past_the_end.items() if now - since >= self._after_seconds]
         if lost:
             logger.warning("the broker's logs of %s end before this consumer's position: reading them again", lost)
             for tp in lost:
@@ -156,7 +156,7 @@ class MessageConsumer(Generic[MessageT]):
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 100),
         )
-        self._lost_partitions = LostPartitions(self._consumer)
+        self._lost_partitions = LostPartitions(self._consumer, settings)
         # A background consumer keeps its one long wait; the others switch between the short and the busy one.
         self._fetch_wait = None if background else FetchWait(self._consumer, settings)
 
@@ -190,10 +190,10 @@ class MessageConsumer(Generic[MessageT]):
         Returns:
             How many records the batch held.
         """
+        await self._lost_partitions.seek_lost()  # before the fetch: a failure here leaves no batch unhandled
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         if self._fetch_wait is not None:
             self._fetch_wait.after(batch)
-        await self._lost_partitions.restart()
         await self._measure_lag()
         if not batch:
             return 0

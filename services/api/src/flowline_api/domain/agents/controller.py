@@ -25,7 +25,7 @@ AGENT_ID = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
 NOT_FOUND = f"agent {AGENT_ID} does not exist"
 BAD_URL = ("url: must be an absolute http or https URL", "/url")
 BAD_PAGE = "give either offset or cursor, not both"
-TOO_DEEP = "/authConfig: nested deeper than 64 levels"  # the api's JSON limits (FLOWLINE_MAX_JSON_DEPTH)
+TOO_DEEP = ("/authConfig: nested deeper than 64 levels", "/authConfig")  # FLOWLINE_MAX_JSON_DEPTH
 
 AgentId = FromPath[uuid.UUID]
 CreateBody = Annotated[

@@ -36,7 +36,7 @@ class ApiKeyController(Controller):
         summary="Make an API key",
         responses=problems(
             PATH,
-            bad_request="/name: a string is longer than 1048576 characters",  # FLOWLINE_MAX_JSON_STRING_LENGTH
+            bad_request=("/name: nested deeper than 64 levels", "/name"),  # FLOWLINE_MAX_JSON_DEPTH
             not_found=NO_TENANT,
             invalid=("/role: Invalid enum value 'owner'", "/role"),
         ),

@@ -231,7 +231,7 @@ class StreamHub:
         """Dispatch records until no subscription has been open for ``linger_seconds``."""
         idle_since: float | None = None
         fetch_wait = FetchWait(consumer, self._settings)
-        lost_partitions = LostPartitions(consumer)
+        lost_partitions = LostPartitions(consumer, self._settings)
         while True:
             if self._open:
                 idle_since = None
@@ -240,9 +240,9 @@ class StreamHub:
             elif loop.time() - idle_since >= self._linger_seconds:
                 return
             try:
+                await lost_partitions.seek_lost()  # before the fetch: a failure here leaves no batch undispatched
                 batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
                 fetch_wait.after(batch)
-                await lost_partitions.restart()
             except Exception:
                 logger.exception("stream hub: fetch failed, continuing")
                 await asyncio.sleep(1)
