@@ -104,11 +104,11 @@ class Lag:
 
     async def current(self, ends: dict[int, int]) -> int:
         """The records between the group's committed offsets and ``ends`` (the end of each partition)."""
-        partitions = [TopicPartition(self._topic, partition) for partition in ends]
-        committed = await self._admin.list_consumer_group_offsets(self._group, partitions=partitions)
+        by_partition = {TopicPartition(self._topic, partition): end for partition, end in ends.items()}
+        committed = await self._admin.list_consumer_group_offsets(self._group, partitions=list(by_partition))
         return sum(
             end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
-            for tp, end in zip(partitions, ends.values(), strict=True)
+            for tp, end in by_partition.items()
         )
 
 
