@@ -91,6 +91,15 @@ async def test_watch_shows_a_sleeping_execution_live_then_its_outcome(
     assert "Error: " in stdout_text and "card declined" in stdout_text
 
 
+def _as_foreground_job() -> None:
+    """Let SIGINT interrupt the child, as a shell does for the job in a terminal's foreground.
+
+    A suite started in the background by a non-interactive shell (`make test &` in a script, some CI runners)
+    inherits SIGINT ignored, and Python keeps an inherited ignore: without this the CLI never sees the Ctrl+C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_watch_on_a_terminal_redraws_in_place_and_ctrl_c_exits_cleanly(
     stack: ServiceGroup, tenant: str, api_headers: dict[str, str], tmp_path: Path
 ) -> None:
@@ -108,6 +117,7 @@ async def test_watch_on_a_terminal_redraws_in_place_and_ctrl_c_exits_cleanly(
         env={**cli.env, "TERM": "xterm"},
         stdout=terminal,
         stderr=terminal,
+        preexec_fn=_as_foreground_job,
     )
     os.close(terminal)
     screen = bytearray()
