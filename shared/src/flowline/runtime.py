@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -37,6 +37,7 @@ class Runtime:
     registry: CollectorRegistry
     messaging_metrics: MessagingMetrics
     outbox: OutboxPublisher
+    _consumers: list[MessageConsumer[Any]] = field(default_factory=list, init=False)
 
     @classmethod
     async def open(
@@ -77,7 +78,7 @@ class Runtime:
         A ``background`` consumer's messages wait for no one: it polls the broker less often (see
         ``Settings.kafka_background_fetch_max_wait_ms``).
         """
-        return MessageConsumer(
+        consumer: MessageConsumer[Any] = MessageConsumer(
             name=name,
             settings=self.settings,
             topics=topics,
@@ -89,11 +90,18 @@ class Runtime:
             max_records=max_records,
             background=background,
         )
+        self._consumers.append(consumer)
+        return consumer
 
     @property
     def readiness(self) -> dict[str, ReadinessCheck]:
-        """Checks that the database and the broker answer."""
-        return {"database": self.check_database, "kafka": self.check_kafka}
+        """Checks that the database and the broker answer, and that every consumer has joined its group."""
+        return {"database": self.check_database, "kafka": self.check_kafka, "consumers": self.check_consumers}
+
+    async def check_consumers(self) -> None:
+        """Raise unless every consumer made by this runtime has been given its partitions."""
+        for consumer in self._consumers:
+            await consumer.check_joined()
 
     async def check_database(self) -> None:
         """Raise unless PostgreSQL answers."""

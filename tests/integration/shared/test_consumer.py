@@ -6,6 +6,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from flowline.messages import EventMessage, ExecutionEvent, decoder, encode
+from flowline.ops import check_readiness
 from flowline.request_ids import current_request_id, kafka_headers
 from flowline.runtime import Runtime
 from flowline.settings import Settings
@@ -202,3 +203,26 @@ async def _commit_past_the_end(settings: Settings, name: str, topic: str) -> Non
         await committer.commit({partition: end + 1000 for partition, end in ends.items()})
     finally:
         await committer.stop()
+
+
+async def test_a_runtime_is_ready_once_each_of_its_consumers_has_joined_its_group(
+    runtime: Runtime, settings: Settings
+) -> None:
+    async def ignore(message: EventMessage) -> None:
+        pass
+
+    consumer = runtime.consumer("test-readiness", [settings.topics.events], decoder(EventMessage), handler=ignore)
+    ready, checks = await check_readiness(runtime.readiness)
+    assert not ready
+    assert checks["consumers"] == "down: NotJoined: consumer test-readiness has not joined its group yet"
+    assert checks["database"] == checks["kafka"] == "ok"
+
+    await consumer.start()
+    try:
+
+        async def joined() -> bool:
+            return (await check_readiness(runtime.readiness))[0]
+
+        await eventually(joined)
+    finally:
+        await consumer.stop()

@@ -93,17 +93,24 @@ class LostPartitions:
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets an in-flight batch finish and commit before partitions move to another consumer."""
+    """Lets an in-flight batch finish and commit before partitions move to another consumer, and notes joins."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
+    def __init__(self, lock: asyncio.Lock, joined: asyncio.Event) -> None:
         self._lock = lock
+        self._joined = joined
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         async with self._lock:
             pass
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        pass
+        # Set on every assignment, an empty one included: a member may have no partition while the group
+        # has more members than partitions, and it has still joined.
+        self._joined.set()
+
+
+class NotJoined(Exception):
+    """A consumer has not yet been given its partitions by its group (readiness)."""
 
 
 class MessageConsumer(Generic[MessageT]):
@@ -143,6 +150,7 @@ class MessageConsumer(Generic[MessageT]):
         self._max_failures = settings.consumer_max_failures
         self._max_records = max_records
         self._batch_lock = asyncio.Lock()
+        self._joined = asyncio.Event()
         self._stopping = False
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -163,7 +171,16 @@ class MessageConsumer(Generic[MessageT]):
     async def start(self) -> None:
         """Join the group and subscribe."""
         await self._consumer.start()
-        self._consumer.subscribe(self._topics, listener=_WaitForBatch(self._batch_lock))
+        self._consumer.subscribe(self._topics, listener=_WaitForBatch(self._batch_lock, self._joined))
+
+    async def check_joined(self) -> None:
+        """Raise ``NotJoined`` until the group gave this consumer its partitions (a readiness check).
+
+        Until then its messages wait: a fresh group takes seconds to form (the coordinator waits for more
+        members), and a service that said it was ready before would leave its first messages pending that long.
+        """
+        if not self._joined.is_set():
+            raise NotJoined(f"consumer {self.name} has not joined its group yet")
 
     async def stop(self) -> None:
         """Leave the group (offsets of finished batches are already committed)."""
