@@ -52,11 +52,13 @@ async def test_every_service_serves_metrics_that_move_with_work(
     urls = {name: stack[name].url for name in SERVICE_NAMES}
     async with httpx.AsyncClient(timeout=10) as http:
         before = {name: await _scrape(http, url) for name, url in urls.items()}
-        for url in urls.values():
+        for name, url in urls.items():
             assert (await http.get(f"{url}/health")).status_code == 200
             ready = await http.get(f"{url}/health/ready")
             assert ready.status_code == 200, ready.text
-            assert ready.json()["checks"] == {"database": "ok", "kafka": "ok"}
+            # The background services are ready once their consumers have joined their groups too.
+            consumers = {} if name == "api" else {"consumers": "ok"}
+            assert ready.json()["checks"] == {"database": "ok", "kafka": "ok", **consumers}
 
         async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10) as api:
             assert (await define(api, {"ref": "demo.observed", "definition": DEFINITION})).status_code == 201
@@ -127,7 +129,10 @@ async def test_readiness_and_the_api_follow_the_database_down_and_back(servers: 
         with ServiceGroup(env, log_dir=tmp_path) as stack:
             executions = f"{stack['api'].url}/api/v1/tenants/dev/executions"
             async with httpx.AsyncClient(headers=headers, timeout=10) as http:
-                assert all(status == 200 for status, _ in (await _readiness(http, stack)).values())
+                async def all_ready() -> bool:
+                    return all(status == 200 for status, _ in (await _readiness(http, stack)).values())
+
+                await eventually(all_ready)  # the consumers join their groups after /health answers
                 assert (await http.get(executions)).status_code == 200
 
                 await asyncio.to_thread(postgres.stop)
@@ -146,10 +151,6 @@ async def test_readiness_and_the_api_follow_the_database_down_and_back(servers: 
                 assert down.json()["status"] == 503
 
                 await asyncio.to_thread(postgres.start)
-
-                async def all_ready() -> bool:
-                    return all(status == 200 for status, _ in (await _readiness(http, stack)).values())
-
                 await eventually(all_ready, timeout=60)
                 assert (await http.get(executions)).status_code == 200
     finally:
