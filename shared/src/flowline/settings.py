@@ -151,6 +151,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     # One JSON object per line (time, level, service, logger, message, requestId, executionId), or plain text.
     log_format: Literal["json", "text"] = "json"
+    # One line per api request at INFO (method, route, path, status, duration, principal, client address);
+    # health and metrics requests only at DEBUG.
+    access_log: bool = True
 
     # Live streams (SSE): a keep-alive comment on a quiet stream, and how long a stream without events stays open.
     stream_keepalive_seconds: float = 15.0
