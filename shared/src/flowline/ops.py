@@ -9,11 +9,13 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import uvicorn
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, Response, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from flowline.request_ids import current_request_id
@@ -34,26 +36,49 @@ async def check_readiness(checks: Mapping[str, ReadinessCheck]) -> tuple[bool, d
     return all(result == "ok" for result in results.values()), results
 
 
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of ``/health``."""
+
+    status: Literal["ok"]
+    service: str
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of ``/health/ready``: each dependency's check, ``ok`` or ``down: <error>``."""
+
+    status: Literal["ok", "unavailable"]
+    service: str
+    checks: dict[str, str]
+
+
 def ops_routes(
     service: str, checks: Mapping[str, ReadinessCheck], registry: CollectorRegistry
 ) -> list[HTTPRouteHandler]:
     """``/health`` (alive), ``/health/ready`` (dependencies answer) and ``/metrics`` for one service."""
 
-    @get("/health", media_type=MediaType.JSON, sync_to_thread=False, include_in_schema=False)
-    def health() -> dict[str, str]:
-        return {"status": "ok", "service": service}
+    @get("/health", sync_to_thread=False, tags=["ops"], summary="Liveness")
+    def health() -> Health:
+        """The process is up and serves requests."""
+        return Health(status="ok", service=service)
 
-    @get("/health/ready", media_type=MediaType.JSON, include_in_schema=False)
-    async def ready() -> Response[dict[str, Any]]:
+    @get(
+        "/health/ready",
+        tags=["ops"],
+        summary="Readiness",
+        responses={503: ResponseSpec(Readiness, description="A dependency does not answer (see `checks`)")},
+    )
+    async def ready() -> Response[Readiness]:
+        """Whether every dependency answers within 2 seconds (the api: the database and the broker)."""
         ok, results = await check_readiness(checks)
         return Response(
-            {"status": "ok" if ok else "unavailable", "service": service, "checks": results},
+            Readiness(status="ok" if ok else "unavailable", service=service, checks=results),
             status_code=200 if ok else 503,
         )
 
-    @get("/metrics", sync_to_thread=False, include_in_schema=False)
-    def metrics() -> Response[bytes]:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    @get("/metrics", media_type=CONTENT_TYPE_LATEST, sync_to_thread=False, tags=["ops"], summary="Prometheus metrics")
+    def metrics() -> bytes:
+        """Every metric of the process in the Prometheus text format."""
+        return generate_latest(registry)
 
     return [health, ready, metrics]
 
@@ -111,7 +136,10 @@ def stop_on_signals() -> asyncio.Event:
 
 
 class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line, with the service, the current request id and any ``execution_id`` extra."""
+    """One JSON object per line, with the service, the current request id and any ``execution_id`` extra.
+
+    The api's access log lines carry an ``access`` extra, a dict whose entries become fields of the line.
+    """
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -130,6 +158,8 @@ class JsonLogFormatter(logging.Formatter):
             line["requestId"] = request_id
         if (execution_id := getattr(record, "execution_id", None)) is not None:
             line["executionId"] = execution_id
+        if (access := getattr(record, "access", None)) is not None:
+            line.update(access)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

@@ -122,10 +122,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Rate limits of the api's tenant routes, per principal (per client address without valid credentials): one
     # budget each for reads (GET), writes (every other method) and execution starts, as "<requests>/<period>"
     # with a period of second, minute, hour or day. The budgets are counted in the api process ("memory") or in
-    # PostgreSQL ("postgres"), which every api replica shares.
-    rate_limit_reads: str = "1200/minute"
-    rate_limit_writes: str = "300/minute"
-    rate_limit_starts: str = "600/minute"
+    # PostgreSQL ("postgres"), which every api replica shares. The defaults are more than one api process
+    # serves (it starts a few hundred executions a second), so that one principal may use the whole machine;
+    # a shared deployment sets its own. Per second because Litestar's limiter keeps one timestamp per request
+    # of the window: a budget per minute this large would make every request copy a list of thousands.
+    rate_limit_reads: str = "10000/second"
+    rate_limit_writes: str = "2000/second"
+    rate_limit_starts: str = "2000/second"
     rate_limit_store: Literal["memory", "postgres"] = "memory"
 
     # Behaviour.
@@ -148,6 +151,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     # One JSON object per line (time, level, service, logger, message, requestId, executionId), or plain text.
     log_format: Literal["json", "text"] = "json"
+    # One line per api request at INFO (method, route, path, status, duration, principal, client address);
+    # health and metrics requests only at DEBUG.
+    access_log: bool = True
 
     # Live streams (SSE): a keep-alive comment on a quiet stream, and how long a stream without events stays open.
     stream_keepalive_seconds: float = 15.0

@@ -52,3 +52,34 @@ async def test_every_tenant_route_documents_an_unknown_tenant_and_every_body_a_v
     with_body = {name for name, operation in operations.items() if "requestBody" in operation}
     assert with_body
     assert {name for name in with_body if "422" not in operations[name]["responses"]} == set()
+
+
+async def test_health_readiness_and_metrics_are_documented_with_their_answers(api: Client) -> None:
+    document = (await api.get("http://testserver.local/docs/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+
+    def answer(path: str, status: str) -> dict[str, Any]:
+        [(media_type, content)] = document["paths"][path]["get"]["responses"][status]["content"].items()
+        schema = content["schema"]
+        return {"mediaType": media_type, **schemas.get(schema.get("$ref", "").rpartition("/")[2], schema)}
+
+    health = answer("/health", "200")
+    assert health["mediaType"] == "application/json"
+    assert set(health["required"]) == {"status", "service"}
+    for status in ("200", "503"):  # ready, or a dependency down: the same shape, each check's outcome by name
+        ready = answer("/health/ready", status)
+        assert set(ready["required"]) == {"status", "service", "checks"}
+        assert ready["properties"]["status"]["enum"] == ["ok", "unavailable"]
+        assert ready["properties"]["checks"]["additionalProperties"] == {"type": "string"}
+    metrics = answer("/metrics", "200")
+    assert (metrics["mediaType"].split(";")[0], metrics["type"]) == ("text/plain", "string")
+
+
+async def test_the_document_is_rendered_by_scalar_swagger_ui_and_redoc(api: Client) -> None:
+    pages = {path: await api.get(f"http://testserver.local{path}") for path in ("/docs", "/docs/swagger", "/redoc")}
+
+    assert {path: page.status_code for path, page in pages.items()} == dict.fromkeys(pages, 200)
+    assert all(page.headers["content-type"].startswith("text/html") for page in pages.values())
+    redoc = pages["/redoc"].text
+    assert "Redoc.init(" in redoc and "<title>Flowline</title>" in redoc
+    assert '"/api/v1/tenants/{tenant}/workflows"' in redoc  # the document itself, embedded in the page

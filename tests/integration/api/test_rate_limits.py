@@ -1,12 +1,14 @@
 """Rate limits: budgets for reads, writes and execution starts per principal (per client address without
-credentials), RateLimit-* headers on every tenant response, 429 problem+json with Retry-After, and with the
-PostgreSQL store one budget across api instances.
+credentials), RateLimit-* headers on every tenant response, 429 problem+json with Retry-After, with the
+PostgreSQL store one budget across api instances, and default budgets that one principal never reaches.
 
-Budgets are per hour so that no window ends during a test: nothing here depends on a clock.
+The small budgets are per hour so that no window ends during a test: nothing here depends on a clock.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +24,7 @@ from tests.support import api_key, bearer, define_and_start
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 HELLO = {"steps": [{"id": "greet", "type": "action", "action": "core.echo", "input": {}}]}
+NOOP = {"steps": [{"id": "nothing", "type": "action", "action": "core.noop", "input": {}}]}
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")
 
 
@@ -150,3 +153,21 @@ async def test_api_instances_count_apart_in_memory_and_together_in_postgresql(li
 def test_a_bad_rate_setting_is_refused_at_start(settings: Settings) -> None:
     with pytest.raises(ConfigurationError, match="FLOWLINE_RATE_LIMIT_WRITES='fast'"):
         create_app(msgspec.structs.replace(settings, rate_limit_writes="fast"))
+
+
+async def test_with_the_default_budgets_one_key_starts_a_burst_of_1500_executions_without_a_429(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    await define_and_start(pool, settings, "demo.noop", NOOP, {})
+    in_flight = asyncio.Semaphore(50)
+
+    async with admin_client(settings) as api:
+
+        async def start() -> int:
+            async with in_flight:
+                return (await api.post("workflows/demo.noop/execute", json={"input": {}})).status_code
+
+        statuses = await asyncio.gather(*(start() for _ in range(1500)))
+
+    assert Counter(statuses) == {202: 1500}
+    assert await pool.fetchval("SELECT count(*) FROM executions") == 1 + 1500

@@ -18,9 +18,6 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CollectorRegistry
 
 from flowline_api.auth import ApiKeyCache, BearerAuthentication, JwtVerifier, require_role, require_visible
@@ -32,6 +29,7 @@ from flowline_api.dependencies import (
     provide_settings,
     provide_tenant_id,
 )
+from flowline_api.docs import openapi_config, redoc
 from flowline_api.domain.agents.controller import AgentController
 from flowline_api.domain.api_keys.controller import ApiKeyController
 from flowline_api.domain.audit.controller import AuditLogController
@@ -48,7 +46,7 @@ from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
 from flowline_api.limits import JsonLimitsMiddleware
 from flowline_api.metrics import ApiMetrics
-from flowline_api.middleware import RequestIdMiddleware
+from flowline_api.middleware import AccessLogMiddleware, RequestIdMiddleware
 from flowline_api.rate_limits import RATE_LIMIT_STORE, ExpiredBudgetCleanup, rate_limit_middleware, rate_limit_store
 
 
@@ -133,10 +131,11 @@ def create_app(settings: Settings) -> Litestar:
         guards=[require_role, require_visible],
         security=[{"bearer": []}],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             tenant_routes,
             *ops_routes("api", {"database": check_database, "kafka": check_kafka}, registry),
+            redoc,
         ],
         dependencies={
             "pool": Provide(provide_pool, sync_to_thread=False),
@@ -147,25 +146,16 @@ def create_app(settings: Settings) -> Litestar:
             "actor": Provide(provide_actor, sync_to_thread=False),
         },
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware(), metrics.middleware(), JsonLimitsMiddleware(settings)],
+        middleware=[metrics.middleware(), JsonLimitsMiddleware(settings)],
         request_max_body_size=settings.max_request_body_bytes,
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,
         state=state,
-        openapi_config=OpenAPIConfig(
-            title="Flowline",
-            version="0.1.0",
-            path="/docs",
-            use_handler_docstrings=True,
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(
-                        type="http",
-                        scheme="bearer",
-                        description="An API key (fl_<id>_<secret>) or a JWT with sub, tenant, roles and exp",
-                    )
-                }
-            ),
-        ),
+        openapi_config=openapi_config(),
     )
+    # The request id and the access log wrap the whole application, outside the exception handling that turns
+    # what middleware raise into responses: middleware given to Litestar run only for a route that matched, and
+    # never see the answer to what they or the middleware inside them raise (a rate limit's 429).
+    handler = AccessLogMiddleware()(app.asgi_handler) if settings.access_log else app.asgi_handler
+    app.asgi_handler = RequestIdMiddleware()(handler)
+    return app
