@@ -158,6 +158,7 @@ async def define_and_start(
             execution_input=execution_input,
             idempotency_key=None,
             triggered_by="test",
+            started_by="test",
         )
 
 

@@ -46,6 +46,17 @@ def _parent(ref: str, child: str) -> dict[str, Any]:
     }
 
 
+async def _owners(settings: Settings, *execution_ids: str) -> dict[str, str | None]:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT id::text, owned_by FROM executions WHERE id = ANY($1::uuid[])", list(execution_ids)
+        )
+    finally:
+        await connection.close()
+    return {row["id"]: row["owned_by"] for row in rows}
+
+
 async def _run(client: httpx.AsyncClient, ref: str, run_input: dict[str, Any]) -> dict[str, Any]:
     execution_id = (await client.post(f"/workflows/{ref}/execute", json={"input": run_input})).json()["executionId"]
     for _ in range(600):
@@ -56,7 +67,9 @@ async def _run(client: httpx.AsyncClient, ref: str, run_input: dict[str, Any]) -
     raise AssertionError(f"execution did not finish: {body}")
 
 
-async def test_a_child_execution_hands_its_output_to_the_parent(api_url: str, api_headers: dict[str, str]) -> None:
+async def test_a_child_execution_hands_its_output_to_the_parent(
+    api_url: str, api_headers: dict[str, str], settings: Settings
+) -> None:
     async with httpx.AsyncClient(base_url=api_url, headers=api_headers, timeout=10) as client:
         for workflow in (CHILD, _parent("demo.parent", "demo.child")):
             assert (await define(client, workflow)).status_code == 201
@@ -79,6 +92,11 @@ async def test_a_child_execution_hands_its_output_to_the_parent(api_url: str, ap
     assert child["parentStepId"] == "call"
     assert child["rootExecutionId"] == parent["id"]
     assert child["triggeredBy"] == "workflow"
+    assert child["startedBy"] == f"parent:{parent['id']}"
+    assert parent["startedBy"].startswith("api-key:")
+    owners = await _owners(settings, parent["id"], child["id"])
+    assert owners[parent["id"]] is not None
+    assert owners[child["id"]] == owners[parent["id"]]  # a child belongs to whoever owns its parent
 
 
 async def test_a_failed_child_fails_the_step(api_url: str, api_headers: dict[str, str]) -> None:

@@ -282,6 +282,9 @@ async def test_every_other_command_answers_in_tables_and_json(
         await eventually(lambda: execution_is(client, execution_id, "completed"))
     shown = await run("executions", "get", execution_id)
     assert "Status:        COMPLETED" in shown
+    started_by = (await document("executions", "get", execution_id))["startedBy"]
+    assert started_by.startswith("api-key:")
+    assert f"Started by:    {started_by}" in shown
     assert 'Output:        {"by":"Grace"}' in shown
     assert (await run("executions", "events", execution_id)).splitlines()[0].split() == [
         "SEQ",
@@ -294,6 +297,8 @@ async def test_every_other_command_answers_in_tables_and_json(
     assert rerun.endswith(f"reruns {execution_id} from step after. Status: PENDING\n")
     listed = await run("executions", "list", "--workflow", "demo.approve", "--status", "completed,pending,running")
     assert execution_id in listed
+    assert execution_id in await run("executions", "list", "--started-by", started_by)
+    assert execution_id not in await run("executions", "list", "--started-by", "kafka")
 
     waiting = (await document("workflows", "execute", "demo.approve"))["executionId"]
     async with cli.client() as client:

@@ -287,8 +287,8 @@ async def test_an_execution_submitted_on_kafka_runs_once(
     try:
         for _ in range(300):
             row = await connection.fetchrow(
-                "SELECT count(*) AS n, max(status) AS status, max(output::text) AS output FROM executions "
-                "WHERE idempotency_key = 'order-42'"
+                "SELECT count(*) AS n, max(status) AS status, max(output::text) AS output, "
+                "max(started_by) AS started_by FROM executions WHERE idempotency_key = 'order-42'"
             )
             if row["status"] == "completed":
                 break
@@ -298,6 +298,7 @@ async def test_an_execution_submitted_on_kafka_runs_once(
     assert row["n"] == 1
     assert row["status"] == "completed"
     assert "hello Kafka!" in row["output"]
+    assert row["started_by"] == "kafka"
 
 
 async def test_a_submission_that_cannot_start_is_rejected_with_a_reason(tenant: str, settings: Settings) -> None:

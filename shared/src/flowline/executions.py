@@ -29,6 +29,20 @@ CREATED_SEQUENCE = 1
 # A new execution travels in its ExecutionRequested (``created``) while the message stays within this size; a
 # larger input is read from the database, so that requests stay far below the broker's message size limit.
 CARRIED_REQUEST_BYTES = 64 * 1024
+# Who started an execution, its ``started_by``: a caller of the api (``api-key:<id>``, ``jwt:<sub>``: see
+# ``caller_started_by``), a schedule (``schedule:<id>``), a SubmitExecution on Kafka (``kafka``) or a workflow step
+# of another execution (``parent:<execution id>``). It decides nothing: who may see an execution is ``owned_by``.
+KAFKA_STARTED_BY = "kafka"
+
+
+def caller_started_by(subject: str) -> str:
+    """The ``started_by`` of an api caller's execution: an API key's subject as it is, a JWT's as ``jwt:<sub>``."""
+    return subject if subject.startswith("api-key:") else f"jwt:{subject}"
+
+
+def parent_started_by(parent_execution_id: uuid.UUID) -> str:
+    """The ``started_by`` of a child execution, started by a workflow step of ``parent_execution_id``."""
+    return f"parent:{parent_execution_id}"
 
 
 class ParentStep(NamedTuple):
@@ -80,7 +94,8 @@ class NewExecution(NamedTuple):
     workflow_version: int
     input: dict[str, Any]
     triggered_by: str
-    started_by: str | None
+    started_by: str
+    owned_by: str | None
     idempotency_key: str | None
     metadata: dict[str, str]
     tags: list[str]
@@ -103,27 +118,27 @@ class Inserted(NamedTuple):
     created_at: datetime | None  # None when not written: not current, or its idempotency key was taken
 
 
-# Inserts executions ($1 … $24: one array element per execution) with their first events, outbox rows ($25 …
-# $30, one element per row, tagged with its execution) and audit rows, all or none of each execution's.
+# Inserts executions ($1 … $25: one array element per execution) with their first events, outbox rows ($26 …
+# $31, one element per row, tagged with its execution) and audit rows, all or none of each execution's.
 _INSERT_EXECUTIONS = """
 WITH new AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int[], $7::jsonb[],
-        $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[], $13::uuid[], $14::uuid[], $15::text[],
-        $16::uuid[], $17::text[], $18::jsonb[], $19::timestamptz[], $20::bool[], $21::uuid[], $22::text[],
-        $23::jsonb[], $24::text[])
+        $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::text[], $14::uuid[], $15::uuid[],
+        $16::text[], $17::uuid[], $18::text[], $19::jsonb[], $20::timestamptz[], $21::bool[], $22::uuid[],
+        $23::text[], $24::jsonb[], $25::text[])
         WITH ORDINALITY AS n(id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version, input,
-            triggered_by, started_by, idempotency_key, metadata, tags, root_execution_id, parent_execution_id,
-            parent_step_id, rerun_of, rerun_from_step, created_event, created_event_at, version_pinned, audit_id,
-            audit_principal, audit_changes, audit_request_id, position)
+            triggered_by, started_by, owned_by, idempotency_key, metadata, tags, root_execution_id,
+            parent_execution_id, parent_step_id, rerun_of, rerun_from_step, created_event, created_event_at,
+            version_pinned, audit_id, audit_principal, audit_changes, audit_request_id, position)
 ), current AS (  -- still as read: live, enabled and (unless a version was asked for) at this version
     SELECT n.* FROM new n JOIN workflows w ON w.id = n.workflow_id
     WHERE w.enabled AND w.deleted_at IS NULL AND (n.version_pinned OR w.latest_version = n.workflow_version)
 ), created AS (
     INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
-        status, input, root_execution_id, triggered_by, started_by, idempotency_key, metadata, tags,
+        status, input, root_execution_id, triggered_by, started_by, owned_by, idempotency_key, metadata, tags,
         parent_execution_id, parent_step_id, rerun_of, rerun_from_step, last_event_sequence)
     SELECT id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version, 'pending', input,
-        coalesce(root_execution_id, id), triggered_by, started_by, idempotency_key, metadata,
+        coalesce(root_execution_id, id), triggered_by, started_by, owned_by, idempotency_key, metadata,
         ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), parent_execution_id, parent_step_id, rerun_of,
         rerun_from_step, 1
     FROM current
@@ -138,7 +153,7 @@ WITH new AS (
 ), queued AS (
     INSERT INTO outbox (id, topic, key, payload, request_id)
     SELECT o.id, o.topic, o.key, o.payload, o.request_id
-    FROM unnest($25::uuid[], $26::uuid[], $27::text[], $28::bytea[], $29::bytea[], $30::text[])
+    FROM unnest($26::uuid[], $27::uuid[], $28::text[], $29::bytea[], $30::bytea[], $31::text[])
         AS o(execution_id, id, topic, key, payload, request_id)
     JOIN created c ON c.id = o.execution_id
 ), audited AS (
@@ -153,7 +168,7 @@ FROM new n LEFT JOIN created c ON c.id = n.id
 ORDER BY n.position
 """
 
-# The fields of ``NewExecution`` that are columns of its row ($1 … $20), in the statement's order.
+# The fields of ``NewExecution`` that are columns of its row ($1 … $21), in the statement's order.
 _ROW_FIELDS = NewExecution._fields[: NewExecution._fields.index("outbox")]
 
 
@@ -264,7 +279,8 @@ async def start_execution(
     execution_input: dict[str, Any],
     idempotency_key: str | None,
     triggered_by: str,
-    started_by: str | None = None,
+    started_by: str,
+    owned_by: str | None = None,
     metadata: dict[str, str] | None = None,
     tags: list[str] | None = None,
     parent: ParentStep | None = None,
@@ -281,6 +297,8 @@ async def start_execution(
     of the caller's (the api needs none), and one round trip; with ``workflows`` holding the workflow, the
     only one. ``inserting`` (``ExecutionInserts.insert``) writes it with the executions other requests start
     meanwhile, in that one statement; without it the statement runs on ``connection``, which the reads use.
+    ``started_by`` says who starts it (see ``KAFKA_STARTED_BY``); ``owned_by`` is the principal that may see it
+    (None: only admins, unless its workflow is public).
 
     Raises:
         NotFound: unknown workflow or version.
@@ -317,7 +335,7 @@ async def start_execution(
             root_execution_id=parent.root_execution_id if parent else execution_id,
             parent_execution_id=parent.execution_id if parent else None,
             parent_step_id=parent.step_id if parent else None,
-            started_by=started_by,
+            owned_by=owned_by,
         )
         request = ExecutionRequested(
             tenant_id=tenant_id,
@@ -339,6 +357,7 @@ async def start_execution(
             input=execution_input,
             triggered_by=triggered_by,
             started_by=started_by,
+            owned_by=owned_by,
             idempotency_key=idempotency_key,
             metadata=metadata or {},
             tags=tags or [],

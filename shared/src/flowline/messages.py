@@ -45,7 +45,9 @@ class CreatedExecution(msgspec.Struct, frozen=True, kw_only=True):
     root_execution_id: uuid.UUID
     parent_execution_id: uuid.UUID | None = None
     parent_step_id: str | None = None
-    started_by: str | None = None
+    # Its owner, and so its children's. Named as before executions had a started_by of their own: requests
+    # queued across that upgrade keep their owner.
+    owned_by: str | None = msgspec.field(default=None, name="started_by")
 
 
 class ExecutionRequested(TenantMessage, frozen=True, kw_only=True, tag=True):

@@ -67,6 +67,7 @@ class ExecutionRows:
         created_at: datetime = T0,
         run_seconds: float | None = 2.0,
         triggered_by: str = "api",
+        started_by: str | None = None,
         parent: uuid.UUID | None = None,
         parent_step: str | None = None,
         metadata: dict[str, str] | None = None,
@@ -89,11 +90,12 @@ class ExecutionRows:
             """
             INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
                 status, input, output, error, parent_execution_id, parent_step_id, root_execution_id, triggered_by,
-                metadata, tags, created_at, updated_at, started_at, completed_at, cancelled_at, cancelled_by)
+                metadata, tags, created_at, updated_at, started_at, completed_at, cancelled_at, cancelled_by,
+                started_by)
             VALUES ($1::uuid, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10::uuid, $11,
                 coalesce($10::uuid, $1::uuid), $12, $13, $14, $15, $15,
                 $16,
-                $17, $18, $19)
+                $17, $18, $19, $20)
             """,
             execution_id,
             tenant_id,
@@ -114,6 +116,7 @@ class ExecutionRows:
             completed_at,
             completed_at if status == "cancelled" else None,
             cancelled_by,
+            started_by,
         )
         return execution_id
 

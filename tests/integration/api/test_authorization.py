@@ -68,7 +68,7 @@ async def world(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[World]:
     task_id = await rows.step(execution_id, "one", position=0, status="running", attempts=1)
     owner_id, _ = parse_key(owner) or (None, None)
     assert owner_id is not None
-    await pool.execute("UPDATE executions SET started_by = $2 WHERE id = $1", execution_id, key_subject(owner_id))
+    await pool.execute("UPDATE executions SET owned_by = $2 WHERE id = $1", execution_id, key_subject(owner_id))
     await rows.tenant("acme")
     async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
         headers = {
@@ -229,3 +229,33 @@ async def test_an_idempotency_key_does_not_hand_out_another_principals_execution
     assert (admin.status_code, admin.json()["executionId"]) == (200, first.json()["executionId"])
     assert other.status_code == 409
     assert first.json()["executionId"] not in other.text
+
+
+async def test_an_execution_says_who_started_it_and_belongs_to_them(world: World) -> None:
+    base = "/api/v1/tenants/dev"
+    steps = [{"id": "one", "type": "action", "action": "core.echo"}]
+    made = await world.client.post(
+        f"{base}/workflows", json={"ref": "demo.mine", "definition": {"steps": steps}}, headers=world.headers["admin"]
+    )
+    assert made.status_code == 201, made.text
+    ada, bob = (bearer(token(sub, "dev", ["operator"], timedelta(minutes=5))) for sub in ("ada", "bob"))
+
+    started = await world.client.post(f"{base}/workflows/demo.mine/execute", json={}, headers=ada)
+    assert started.status_code == 202, started.text
+    execution_id = started.json()["executionId"]
+    rerun = await world.client.post(f"{base}/executions/{execution_id}/rerun", json={"fromStep": "one"}, headers=ada)
+    assert rerun.status_code == 202, rerun.text
+
+    async def started_by(headers: dict[str, str], who: str) -> dict[str, str]:
+        response = await world.client.get(f"{base}/executions", params={"startedBy": who}, headers=headers)
+        assert response.status_code == 200, response.text
+        return {item["id"]: item["startedBy"] for item in response.json()["items"]}
+
+    ours = {execution_id: "jwt:ada", rerun.json()["executionId"]: "jwt:ada"}
+    assert await started_by(ada, "jwt:ada") == ours
+    assert await started_by(world.headers["admin"], "jwt:ada") == ours
+    assert await started_by(bob, "jwt:ada") == {}  # who may see an execution is unchanged: its owner
+    assert await started_by(ada, "ada") == {}
+    read = await world.client.get(f"{base}/executions/{execution_id}", headers=ada)
+    assert (read.status_code, read.json()["startedBy"]) == (200, "jwt:ada")
+    assert (await world.client.get(f"{base}/executions/{execution_id}", headers=bob)).status_code == 404

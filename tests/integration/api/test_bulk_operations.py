@@ -128,6 +128,19 @@ async def test_a_dry_run_counts_and_changes_nothing(api: Client, rows: Execution
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
 
 
+async def test_a_filter_selects_by_who_started_the_executions(api: Client, rows: ExecutionRows) -> None:
+    for started_by in ("kafka", "kafka", "jwt:ada", None):
+        await rows.execution(status="failed", started_by=started_by)
+
+    async def selected(started_by: str) -> int:
+        response = await api.post("/executions/bulk/retry", json={"filter": {"startedBy": started_by}, "dryRun": True})
+        assert response.status_code == 200, response.text
+        total: int = response.json()["total"]
+        return total
+
+    assert [await selected(started_by) for started_by in ("kafka", "jwt:ada", "ada")] == [2, 1, 0]
+
+
 async def test_creating_an_operation_answers_202_and_is_audited(api: Client, rows: ExecutionRows) -> None:
     ids = [str(await rows.execution(status="running")) for _ in range(2)]
 

@@ -28,6 +28,8 @@ FILTERS = {
     "workflow": ExecutionFilters(workflow="p3.w7"),
     "workflow-status": ExecutionFilters(workflow="p3.w7", statuses=["failed"]),
     "triggered-by": ExecutionFilters(triggered_by="kafka"),
+    "started-by": ExecutionFilters(started_by="api-key:7"),
+    "started-by-kafka": ExecutionFilters(started_by="kafka"),
     "parent": ExecutionFilters(parent_id=uuid.UUID(int=5)),
     "created-range": ExecutionFilters(
         created_after=datetime(2026, 11, 1, tzinfo=UTC), created_before=datetime(2026, 11, 2, tzinfo=UTC)
@@ -64,8 +66,10 @@ async def _fill(pool: asyncpg.Pool) -> uuid.UUID:
         await connection.execute(
             f"""
             INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
-                status, root_execution_id, triggered_by, metadata, tags, created_at, started_at, completed_at)
+                status, root_execution_id, triggered_by, started_by, metadata, tags, created_at, started_at,
+                completed_at)
             SELECT x.id, $1, w.id, v.id, w.ref, 1, x.status, x.id, CASE WHEN g % 4 = 0 THEN 'kafka' ELSE 'api' END,
+                CASE WHEN g % 4 = 0 THEN 'kafka' ELSE 'api-key:' || (g % 100) END,
                 jsonb_build_object('customer', 'c' || (g % 1000)), ARRAY['t' || (g % 20)], x.created,
                 x.created, CASE WHEN x.status IN ('completed', 'failed', 'cancelled')
                     THEN x.created + interval '3 seconds' END
@@ -86,6 +90,18 @@ def _nodes(plan: dict[str, Any], limited: bool = False) -> list[tuple[dict[str, 
     """Every node of a plan, with whether a Limit above it stops it early."""
     limited = limited or plan["Node Type"] == "Limit"
     return [(plan, limited), *(node for child in plan.get("Plans", []) for node in _nodes(child, limited))]
+
+
+async def _indexes(pool: asyncpg.Pool, query: str, arguments: list[Any]) -> frozenset[str]:
+    """The indexes of the executions table that the plan reads."""
+    plan = await pool.fetchval(f"EXPLAIN (FORMAT JSON) {query}", *arguments)
+    return frozenset(
+        {
+            node["Index Name"]
+            for node, _ in _nodes(plan[0]["Plan"])
+            if str(node.get("Index Name", "")).startswith("ix_executions")
+        }
+    )
 
 
 async def _scans(pool: asyncpg.Pool, query: str, arguments: list[Any]) -> list[str]:
@@ -135,3 +151,14 @@ async def test_list_queries_read_indexes_with_100k_executions(pool: asyncpg.Pool
     }
     assert whole_table == {}
     assert without_index == {}
+
+    # A started-by list reads the index made for it (tenant, started_by, created_at, id), in either direction.
+    started_by_indexes = set()
+    for filters in (FILTERS["started-by"], FILTERS["started-by-kafka"]):
+        for descending in (True, False):
+            for after in (None, key):
+                query, arguments = list_executions_query(
+                    tenant_id, filters, sort="created_at", descending=descending, limit=21, offset=0, after=after
+                )
+                started_by_indexes.add(await _indexes(pool, query, arguments))
+    assert started_by_indexes == {frozenset({"ix_executions_tenant_started_by_created"})}

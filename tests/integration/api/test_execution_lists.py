@@ -20,7 +20,7 @@ Client = AsyncTestClient  # type: ignore[type-arg]
 
 @pytest.fixture
 async def executions(pool: asyncpg.Pool) -> dict[str, uuid.UUID]:
-    """Eight executions of tenant dev, one minute apart (``a`` oldest), and one of tenant acme."""
+    """Eight executions of tenant dev, one minute apart (``a`` oldest), and one of tenant acme (started by kafka)."""
     rows = ExecutionRows(pool)
     spec: list[tuple[str, dict[str, Any]]] = [
         ("a", {"workflow": "demo.hello", "status": "completed", "tags": ["nightly", "eu"], "run_seconds": 50}),
@@ -33,11 +33,13 @@ async def executions(pool: asyncpg.Pool) -> dict[str, uuid.UUID]:
         ("h", {"workflow": "shipping.dispatch", "status": "completed", "triggered_by": "workflow", "run_seconds": 1}),
     ]
     ids: dict[str, uuid.UUID] = {}
+    started_by = {"a": "api-key:k1", "b": "jwt:ada", "c": "kafka", "d": "api-key:k1", "e": "jwt:ada", "g": "kafka"}
     for index, (name, fields) in enumerate(spec):
+        fields = {**fields, "started_by": started_by.get(name)}
         if name == "h":
-            fields = {**fields, "parent": ids["c"], "parent_step": "ship"}
+            fields = {**fields, "parent": ids["c"], "parent_step": "ship", "started_by": f"parent:{ids['c']}"}
         ids[name] = await rows.execution(created_at=T0 + timedelta(minutes=index), **fields)
-    ids["foreign"] = await rows.execution(tenant="acme", workflow="demo.hello", status="failed")
+    ids["foreign"] = await rows.execution(tenant="acme", workflow="demo.hello", status="failed", started_by="kafka")
     return ids
 
 
@@ -64,6 +66,12 @@ async def test_filters_keep_what_they_say(api: Client, executions: dict[str, uui
         ({"status": ["failed", "cancelled"]}, "fb"),
         ({"status": "failed,paused,pending"}, "geb"),
         ({"triggeredBy": "kafka"}, "gc"),
+        ({"startedBy": "kafka"}, "gc"),
+        ({"startedBy": "api-key:k1"}, "da"),
+        ({"startedBy": "jwt:ada"}, "eb"),
+        ({"startedBy": "ada"}, ""),
+        ({"startedBy": f"parent:{parent}"}, "h"),
+        ({"startedBy": "jwt:ada", "status": "failed"}, "b"),
         ({"parentId": parent}, "h"),
         ({"createdAfter": (T0 + timedelta(minutes=2)).isoformat(), "createdBefore": "2026-11-01T00:05:00"}, "edc"),
         ({"tag": "nightly"}, "ea"),
@@ -141,6 +149,7 @@ async def test_bad_filter_values_are_400_naming_the_parameter(api: Client, execu
         ({"cursor": cursor, "order": "asc"}, "cursor"),
         ({"metadata.": "x"}, "metadata."),
         ({"search": "x" * 201}, "search"),
+        ({"startedBy": "x" * 301}, "startedBy"),
     ]
     details = {}
     for params, _ in cases:

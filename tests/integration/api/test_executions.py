@@ -79,6 +79,7 @@ async def test_start_answers_202_then_200_for_the_same_key(api: Client, pool: as
         (first.json()["executionId"], "start", {"workflow": {"before": None, "after": "demo.hello"}})
     ]
     assert audit[0]["principal"].startswith("api-key:") and audit[0]["requestId"]
+    assert execution["startedBy"] == audit[0]["principal"]
 
 
 async def test_start_refuses_what_execute_refuses(api: Client) -> None:
@@ -188,6 +189,7 @@ async def test_starts_waiting_together_go_out_in_one_statement(api: Client, pool
             execution_input={"name": f"n{number}"},
             idempotency_key=None,
             triggered_by="api",
+            started_by="api-key:test",
             tags=[f"t{number}", "batch"],
             workflows=workflows,  # kept after the first start: the others only insert
             inserting=inserts.insert,
@@ -218,6 +220,7 @@ async def test_read_holds_everything_about_an_execution(api: Client, rows: Execu
         workflow="demo.child",
         status="failed",
         triggered_by="workflow",
+        started_by=f"parent:{parent}",
         parent=parent,
         parent_step="ship",
         metadata={"customer": "c-1"},
@@ -241,6 +244,7 @@ async def test_read_holds_everything_about_an_execution(api: Client, rows: Execu
     assert body["output"] is None
     assert body["error"] == {"type": "StepFailed", "message": "charge failed"}
     assert body["triggeredBy"] == "workflow"
+    assert body["startedBy"] == f"parent:{parent}"
     assert (body["parentExecutionId"], body["parentStepId"]) == (str(parent), "ship")
     assert body["rootExecutionId"] == str(parent)
     assert body["metadata"] == {"customer": "c-1"}

@@ -105,6 +105,7 @@ async def _start(pool: asyncpg.Pool, settings: Settings, ref: str, action: str, 
                 execution_input={"n": n},
                 idempotency_key=None,
                 triggered_by="test",
+                started_by="test",
             )
         ids.append(started.id)
     return ids

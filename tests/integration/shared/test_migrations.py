@@ -3,6 +3,7 @@ import asyncio
 import asyncpg
 from flowline.db.migrate import downgrade, upgrade_head
 from flowline.db.tables import metadata
+from flowline.ids import uuid7
 
 
 async def _tables(url: str) -> set[str]:
@@ -38,3 +39,71 @@ async def test_the_migrations_match_the_table_definitions(database_url: str) -> 
     finally:
         await engine.dispose()
     assert differences == []
+
+
+async def test_executions_keep_their_owner_and_learn_who_started_them(database_url: str) -> None:
+    """0004: the owner moves to ``owned_by`` unchanged; ``started_by`` is worked out from what each row holds."""
+    await asyncio.to_thread(downgrade, database_url, "0003")
+    connection = await asyncpg.connect(database_url)
+    try:
+        tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+        pack_id, workflow_id, version_id = uuid7(), uuid7(), uuid7()
+        await connection.execute("INSERT INTO packs (id, tenant_id, ref) VALUES ($1, $2, 'demo')", pack_id, tenant_id)
+        await connection.execute(
+            "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, latest_version) "
+            "VALUES ($1, $2, $3, 'demo.old', 'old', 1)",
+            workflow_id,
+            tenant_id,
+            pack_id,
+        )
+        await connection.execute(
+            "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) "
+            "VALUES ($1, $2, $3, 1, '{}')",
+            version_id,
+            tenant_id,
+            workflow_id,
+        )
+        key, jwt, kafka, child, unknown = (uuid7() for _ in range(5))
+        rows = [  # id, triggered_by, the owner (then called started_by), parent
+            (key, "api", "api-key:0193a5a0-6c00-7000-8000-1a2b3c4d5e6f", None),
+            (jwt, "rerun", "ada", None),
+            (kafka, "kafka", None, None),
+            (child, "workflow", "ada", jwt),
+            (unknown, "api", None, None),
+        ]
+        for execution_id, triggered_by, owner, parent in rows:
+            await connection.execute(
+                "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, "
+                "workflow_version, status, root_execution_id, triggered_by, started_by, parent_execution_id) "
+                "VALUES ($1, $2, $3, $4, 'demo.old', 1, 'completed', coalesce($7::uuid, $1::uuid), $5, $6, $7)",
+                execution_id,
+                tenant_id,
+                workflow_id,
+                version_id,
+                triggered_by,
+                owner,
+                parent,
+            )
+
+        await asyncio.to_thread(upgrade_head, database_url)
+        upgraded = {
+            record["id"]: (record["owned_by"], record["started_by"])
+            for record in await connection.fetch("SELECT id, owned_by, started_by FROM executions")
+        }
+        await asyncio.to_thread(downgrade, database_url, "0003")
+        downgraded = {
+            record["id"]: record["started_by"]
+            for record in await connection.fetch("SELECT id, started_by FROM executions")
+        }
+    finally:
+        await connection.close()
+    await asyncio.to_thread(upgrade_head, database_url)
+
+    assert upgraded == {
+        key: ("api-key:0193a5a0-6c00-7000-8000-1a2b3c4d5e6f", "api-key:0193a5a0-6c00-7000-8000-1a2b3c4d5e6f"),
+        jwt: ("ada", "jwt:ada"),
+        kafka: (None, "kafka"),
+        child: ("ada", f"parent:{jwt}"),
+        unknown: (None, None),
+    }
+    assert downgraded == {execution_id: owner for execution_id, _, owner, _ in rows}

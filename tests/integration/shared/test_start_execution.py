@@ -45,6 +45,7 @@ async def test_input_that_breaks_the_schema_starts_nothing(pool: asyncpg.Pool, s
                 execution_input=execution_input,
                 idempotency_key=None,
                 triggered_by="kafka",
+                started_by="kafka",
             )
 
     with pytest.raises(ValidationFailed) as caught:
@@ -91,7 +92,7 @@ async def test_the_request_carries_the_new_execution_when_its_input_is_small(
 
     stored = await pool.fetchrow(
         "SELECT input, workflow_ref, workflow_version, root_execution_id, parent_execution_id, parent_step_id, "
-        "started_by FROM executions WHERE id = $1",
+        "owned_by FROM executions WHERE id = $1",
         small.id,
     )
     assert request(small).created == CreatedExecution(**dict(stored))

@@ -177,7 +177,7 @@ async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: 
 
 
 async def require_visible(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Ownership: an execution and its tasks are for the principal that started it, or anyone when public.
+    """Ownership: an execution and its tasks are for the principal that owns it, or anyone when public.
 
     Admins see all. Another's answers 404, exactly like an id that does not exist.
 
@@ -192,7 +192,7 @@ async def require_visible(connection: ASGIConnection[Any, Any, Any, Any], handle
     if (execution_id := _as_uuid(params.get("execution_id"))) is not None:
         kind, found_id = "execution", execution_id
         visible = await pool.fetchval(
-            "SELECT e.started_by IS NOT DISTINCT FROM $3 OR w.public FROM executions e "
+            "SELECT e.owned_by IS NOT DISTINCT FROM $3 OR w.public FROM executions e "
             "JOIN workflows w ON w.id = e.workflow_id JOIN tenants t ON t.id = e.tenant_id "
             "WHERE e.id = $1 AND t.slug = $2",
             execution_id,
@@ -202,7 +202,7 @@ async def require_visible(connection: ASGIConnection[Any, Any, Any, Any], handle
     elif (task_id := _as_uuid(params.get("task_id"))) is not None:
         kind, found_id = "task", task_id
         visible = await pool.fetchval(
-            "SELECT e.started_by IS NOT DISTINCT FROM $3 OR w.public FROM step_executions s "
+            "SELECT e.owned_by IS NOT DISTINCT FROM $3 OR w.public FROM step_executions s "
             "JOIN executions e ON e.id = s.execution_id JOIN workflows w ON w.id = e.workflow_id "
             "JOIN tenants t ON t.id = e.tenant_id WHERE s.id = $1 AND t.slug = $2",
             task_id,

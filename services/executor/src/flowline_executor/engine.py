@@ -35,7 +35,14 @@ from flowline.definitions import (
     request_secrets,
 )
 from flowline.errors import ClientError, FlowlineError
-from flowline.executions import CREATED_SEQUENCE, TERMINAL_EXECUTION_STATUSES, ParentStep, start_execution
+from flowline.executions import (
+    CREATED_SEQUENCE,
+    KAFKA_STARTED_BY,
+    TERMINAL_EXECUTION_STATUSES,
+    ParentStep,
+    parent_started_by,
+    start_execution,
+)
 from flowline.ids import uuid7
 from flowline.kafka.inbox import claim_message
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
@@ -89,7 +96,7 @@ _LOGGED_EVENTS = frozenset(
 # What the engine reads of an execution it locks.
 EXECUTION_COLUMNS = (
     "id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, parent_execution_id, "
-    "parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, rerun_from_step, started_by"
+    "parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, rerun_from_step, owned_by"
 )
 # A finished step's duration, from its start (NULL when it never started), for RETURNING clauses.
 STEP_SECONDS = "extract(epoch FROM completed_at - started_at)::float8 AS seconds"
@@ -492,6 +499,8 @@ class Engine:
                     execution_input=message.input,
                     idempotency_key=message.idempotency_key or f"kafka:{message.id}",
                     triggered_by="kafka",
+                    started_by=KAFKA_STARTED_BY,
+                    owned_by=None,  # only admins see a submission's executions, unless its workflow is public
                     metadata=message.metadata,
                     tags=message.tags,
                 )
@@ -560,7 +569,7 @@ class Engine:
                 "started_at": None,
                 "rerun_of": None,
                 "rerun_from_step": None,
-                "started_by": created.started_by,
+                "owned_by": created.owned_by,
             }
             changes.creating = steps = _new_steps(graph)
             changes.last_sequence = CREATED_SEQUENCE
@@ -1025,7 +1034,8 @@ class Engine:
                 execution_input=step_input or {},
                 idempotency_key=f"child:{execution['id']}:{step.id}:{row['generation']}:{attempt}",
                 triggered_by="workflow",
-                started_by=execution["started_by"],  # a child belongs to whoever owns its parent
+                started_by=parent_started_by(execution["id"]),
+                owned_by=execution["owned_by"],  # a child belongs to whoever owns its parent
                 parent=ParentStep(execution["id"], step.id, execution["root_execution_id"]),
             )
         except ClientError as err:

@@ -43,6 +43,7 @@ def add_execution_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workflow", help="a workflow ref")
     parser.add_argument("--status", action="append", help="e.g. failed,cancelled (or repeat)")
     parser.add_argument("--triggered-by", choices=["api", "kafka", "workflow"])
+    parser.add_argument("--started-by", help="e.g. api-key:<id>, jwt:<sub>, kafka, parent:<execution id>")
     parser.add_argument("--parent", help="children of this execution")
     parser.add_argument("--created-after", type=iso_time, metavar="ISO_TIME")
     parser.add_argument("--created-before", type=iso_time, metavar="ISO_TIME")
@@ -61,6 +62,7 @@ def execution_filters(args: argparse.Namespace) -> dict[str, Any]:
         "workflow": args.workflow,
         "status": statuses or None,
         "triggered_by": args.triggered_by,
+        "started_by": args.started_by,
         "parent_id": args.parent,
         "created_after": args.created_after,
         "created_before": args.created_before,
@@ -96,6 +98,7 @@ async def _get_execution(client: AsyncFlowlineClient, args: argparse.Namespace, 
         ("Workflow", f"{execution.workflow_ref} v{execution.workflow_version}"),
         ("Status", out.status(execution.status)),
         ("Triggered by", execution.triggered_by),
+        ("Started by", text(execution.started_by)),
         ("Created", when(execution.created_at)),
         ("Completed", when(execution.completed_at)),
         ("Duration", duration(execution.duration_ms)),

@@ -22,7 +22,7 @@ SORT_EXPRESSIONS: dict[ExecutionSort, str] = {
     "completed_at": "coalesce(e.completed_at, 'infinity'::timestamptz)",
 }
 SUMMARY_COLUMNS = """
-    e.id, e.workflow_ref, e.workflow_version, e.status, e.error, e.triggered_by, e.parent_execution_id,
+    e.id, e.workflow_ref, e.workflow_version, e.status, e.error, e.triggered_by, e.started_by, e.parent_execution_id,
     e.parent_step_id, e.root_execution_id, e.idempotency_key, e.metadata, e.tags, e.created_at, e.started_at,
     e.completed_at, e.cancelled_at, e.cancelled_by, e.rerun_of
 """
@@ -44,6 +44,7 @@ class ExecutionFilters:
     workflow: str | None = None
     statuses: list[str] | None = None
     triggered_by: str | None = None
+    started_by: str | None = None
     parent_id: uuid.UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
@@ -51,7 +52,7 @@ class ExecutionFilters:
     metadata: dict[str, str] | None = None
     search: str | None = None
     search_refs: list[str] | None = None  # the workflow refs containing ``search`` (``resolve_search``)
-    # Only executions this principal started, or of a public workflow (None: all, as an admin sees them).
+    # Only executions this principal owns, or of a public workflow (None: all, as an admin sees them).
     visible_to: str | None = None
 
 
@@ -106,6 +107,8 @@ def _where(tenant_id: uuid.UUID, filters: ExecutionFilters) -> tuple[list[str], 
             conditions.append(f"e.status = ANY({argument(filters.statuses)}::text[])")
     if filters.triggered_by is not None:
         conditions.append(f"e.triggered_by = {argument(filters.triggered_by)}")
+    if filters.started_by is not None:
+        conditions.append(f"e.started_by = {argument(filters.started_by)}")
     if filters.parent_id is not None:
         conditions.append(f"e.parent_execution_id = {argument(filters.parent_id)}")
     if filters.created_after is not None:
@@ -118,7 +121,7 @@ def _where(tenant_id: uuid.UUID, filters: ExecutionFilters) -> tuple[list[str], 
         conditions.append(f"e.metadata @> {argument(filters.metadata)}::jsonb")
     if filters.visible_to is not None:
         conditions.append(
-            f"(e.started_by = {argument(filters.visible_to)} "
+            f"(e.owned_by = {argument(filters.visible_to)} "
             "OR e.workflow_id IN (SELECT w.id FROM workflows w WHERE w.tenant_id = $1 AND w.public))"
         )
     if filters.search:
@@ -386,11 +389,11 @@ async def first_hidden_execution(
 ) -> uuid.UUID | None:
     """One of the tenant's ``execution_ids`` that ``owner`` may not see, or None when it may see them all.
 
-    Hidden means started by another principal, of a workflow that is not public.
+    Hidden means owned by another principal (or none), of a workflow that is not public.
     """
     hidden: uuid.UUID | None = await connection.fetchval(
         "SELECT e.id FROM executions e JOIN workflows w ON w.id = e.workflow_id "
-        "WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[]) AND e.started_by IS DISTINCT FROM $3 AND NOT w.public "
+        "WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[]) AND e.owned_by IS DISTINCT FROM $3 AND NOT w.public "
         "ORDER BY e.id LIMIT 1",
         tenant_id,
         execution_ids,

@@ -183,7 +183,10 @@ executions = Table(
     Column("parent_step_id", Text),
     Column("root_execution_id", UUID(as_uuid=True), nullable=False),
     Column("triggered_by", Text, nullable=False),
+    # Who started it (flowline.executions says in what forms), shown and filtered on; ``owned_by`` is the
+    # principal it belongs to, which decides who may see it (a child belongs to its parent's owner).
     Column("started_by", Text),
+    Column("owned_by", Text),
     Column("idempotency_key", Text),
     Column("metadata", JSONB, nullable=False, server_default="{}"),
     Column("tags", ARRAY(Text), nullable=False, server_default="{}"),
@@ -210,6 +213,7 @@ executions = Table(
     Index("ix_executions_tenant_status_created", "tenant_id", "status", "created_at", "id"),
     Index("ix_executions_tenant_workflow_created", "tenant_id", "workflow_ref", "created_at", "id"),
     Index("ix_executions_tenant_triggered_created", "tenant_id", "triggered_by", "created_at", "id"),
+    Index("ix_executions_tenant_started_by_created", "tenant_id", "started_by", "created_at", "id"),
     Index("ix_executions_tenant_completed", "tenant_id", text("coalesce(completed_at, 'infinity'::timestamptz)"), "id"),
     Index("ix_executions_pending", "created_at", postgresql_where=text("status = 'pending'")),
     Index(

@@ -17,6 +17,9 @@ class ExecutionFilter(msgspec.Struct, kw_only=True, rename="camel", forbid_unkno
     workflow: Annotated[str, msgspec.Meta(max_length=200, description="executions of this workflow ref")] | None = None
     status: Annotated[list[ExecutionStatus], msgspec.Meta(max_length=6, description="in any of these")] | None = None
     triggered_by: Annotated[str, msgspec.Meta(max_length=100, description="api, kafka or workflow")] | None = None
+    started_by: (
+        Annotated[str, msgspec.Meta(max_length=300, description="e.g. api-key:<id>, jwt:<sub>, kafka")] | None
+    ) = None
     parent_id: uuid.UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None

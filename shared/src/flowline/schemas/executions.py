@@ -56,6 +56,15 @@ class ExecutionSummary(msgspec.Struct, kw_only=True, rename="camel"):
     status: str
     error: dict[str, Any] | None
     triggered_by: str
+    started_by: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="who started it: api-key:<id>, jwt:<sub>, schedule:<id>, kafka or parent:<execution id>"
+            ),
+        ]
+        | None
+    ) = None
     parent_execution_id: str | None
     parent_step_id: str | None
     root_execution_id: str

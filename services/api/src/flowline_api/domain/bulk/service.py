@@ -43,6 +43,7 @@ def _selection(request: BulkCancelRequest | BulkRetryRequest, caller: Principal)
         workflow=given.workflow,
         statuses=given.status,
         triggered_by=given.triggered_by,
+        started_by=given.started_by,
         parent_id=given.parent_id,
         created_after=given.created_after,
         created_before=given.created_before,

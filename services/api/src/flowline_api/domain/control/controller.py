@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
 from litestar import Controller, Response, post
@@ -122,6 +123,7 @@ class ExecutionControlController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         control_service: NamedDependency[ControlService],
+        caller: NamedDependency[Principal],
         actor: NamedDependency[Actor],
         execution_id: FromPath[uuid.UUID],
         data: JSONBody[RerunRequest],
@@ -132,7 +134,7 @@ class ExecutionControlController(Controller):
         ``version`` picks another version of the workflow (default: the rerun execution's). An unknown step
         is 404; a version that lacks ``fromStep`` or a step whose output would be reused is 409 naming them.
         """
-        return await control_service.rerun(tenant_id, execution_id, data, actor)
+        return await control_service.rerun(tenant_id, execution_id, data, caller, actor)
 
     @post(
         "/{execution_id:uuid}/retry",

@@ -10,12 +10,13 @@ from typing import Any
 import asyncpg
 import msgspec
 from flowline.control import lock_execution, request_cancel, request_retry, write_command
+from flowline.credentials import Principal
 from flowline.db.audit import Actor, record_audit
 from flowline.db.events import NewEvent
 from flowline.db.workflows import read_workflow
 from flowline.definitions import WorkflowDefinition, downstream
 from flowline.errors import Conflict, NotFound
-from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, start_execution
+from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, caller_started_by, start_execution
 from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.messages import AdvanceExecution, ExecutionRequested
 from flowline.schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
@@ -120,6 +121,7 @@ class ControlService:
         tenant_id: uuid.UUID,
         execution_id: uuid.UUID,
         request: RerunRequest,
+        caller: Principal,
         actor: Actor,
     ) -> RerunAccepted:
         """Start an execution that runs ``fromStep`` and what follows it again, reusing the other outputs.
@@ -162,7 +164,8 @@ class ControlService:
                 execution_input=source["input"] if request.input is None else request.input,
                 idempotency_key=None,
                 triggered_by="rerun",
-                started_by=actor.principal,
+                started_by=caller_started_by(caller.subject),
+                owned_by=actor.principal,
                 rerun=Rerun(execution_id, request.from_step),
             )
             details = {"fromStep": request.from_step, "rerun": str(started.id)}

@@ -77,6 +77,16 @@ TriggeredByFilter = Annotated[
         required=False,
     ),
 ]
+StartedByFilter = Annotated[
+    str | None,
+    QueryParameter(
+        name="startedBy",
+        description="keep executions with this `startedBy`: api-key:<id>, jwt:<sub>, schedule:<id>, kafka or "
+        "parent:<execution id>",
+        max_length=300,
+        required=False,
+    ),
+]
 ParentFilter = Annotated[
     uuid.UUID | None,
     QueryParameter(name="parentId", description="keep the children of this execution", required=False),
@@ -243,6 +253,7 @@ class ExecutionController(Controller):
         workflow: WorkflowFilter = None,
         status: StatusFilter = None,
         triggered_by: TriggeredByFilter = None,
+        started_by: StartedByFilter = None,
         parent_id: ParentFilter = None,
         created_after: CreatedAfter = None,
         created_before: CreatedBefore = None,
@@ -267,6 +278,7 @@ class ExecutionController(Controller):
             workflow=workflow,
             statuses=status,
             triggered_by=triggered_by,
+            started_by=started_by,
             parent_id=parent_id,
             created_after=created_after,
             created_before=created_before,

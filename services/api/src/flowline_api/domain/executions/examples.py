@@ -40,6 +40,7 @@ SUMMARY_EXAMPLE: dict[str, Any] = {
     "status": "completed",
     "error": None,
     "triggeredBy": "api",
+    "startedBy": "api-key:0193a5a0-6c00-7000-8000-1a2b3c4d5e6f",
     "parentExecutionId": None,
     "parentStepId": None,
     "rootExecutionId": EXECUTION_ID,

@@ -31,7 +31,7 @@ def _statuses(values: Sequence[str] | None) -> list[str] | None:
 
 
 def owner_filter(caller: Principal) -> str | None:
-    """The ``started_by`` a caller's executions have, or None for an admin, who sees them all."""
+    """The ``owned_by`` a caller's executions have, or None for an admin, who sees them all."""
     return None if caller.role == "admin" else caller.subject
 
 
@@ -44,6 +44,7 @@ def execution_filters(
     workflow: str | None,
     statuses: Sequence[str] | None,
     triggered_by: str | None,
+    started_by: str | None,
     parent_id: uuid.UUID | None,
     created_after: datetime | None,
     created_before: datetime | None,
@@ -63,6 +64,7 @@ def execution_filters(
         workflow=workflow or None,
         statuses=_statuses(statuses),
         triggered_by=triggered_by or None,
+        started_by=started_by or None,
         parent_id=parent_id,
         created_after=_utc(created_after),
         created_before=_utc(created_before),

@@ -27,7 +27,13 @@ from flowline.db.executions import (
     resolve_search,
 )
 from flowline.errors import ClientError, Conflict, NotFound
-from flowline.executions import ExecutionInserts, StartedExecution, WorkflowCache, start_execution
+from flowline.executions import (
+    ExecutionInserts,
+    StartedExecution,
+    WorkflowCache,
+    caller_started_by,
+    start_execution,
+)
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.messages import PromiseSettled
 from flowline.schemas.executions import (
@@ -166,7 +172,8 @@ class ExecutionService:
             execution_input=request.input,
             idempotency_key=request.idempotency_key,
             triggered_by="api",
-            started_by=actor.principal,
+            started_by=caller_started_by(caller.subject),
+            owned_by=actor.principal,
             metadata=request.metadata,
             tags=request.tags,
             audit=actor,  # the start's audit row, written with the execution
@@ -374,6 +381,7 @@ def to_summary(record: asyncpg.Record) -> ExecutionSummary:
         status=record["status"],
         error=record["error"],
         triggered_by=record["triggered_by"],
+        started_by=record["started_by"],
         parent_execution_id=_optional_id(record["parent_execution_id"]),
         parent_step_id=record["parent_step_id"],
         root_execution_id=str(record["root_execution_id"]),
