@@ -140,7 +140,7 @@ def stop_leftovers(table: ProcessTable, *, keep: Sequence[str], timeout: float) 
     leftovers = [process for process in record.processes if process.name not in keep and process.is_alive()]
     if leftovers:
         logger.info(
-            "stopping what a flowline-dev that ended without cleaning up (pid %s) left running: %s",
+            "flowline-dev (pid %s) ended without stopping its processes; stopping them now: %s",
             record.supervisor.pid,
             ", ".join(f"{process.name} (pid {process.pid})" for process in leftovers),
         )
