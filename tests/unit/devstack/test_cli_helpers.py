@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -41,10 +42,14 @@ def test_the_banner_lists_every_service_url_and_the_env_hint() -> None:
         database_url="postgresql://db",
         kafka_bootstrap="127.0.0.1:19092",
         dev_env_path=Path(".flowline/dev.env"),
+        pids={"api": 4100, "executor": 4101, "broker": 4200},
     )
     assert "http://127.0.0.1:8100" in banner
-    for name in ("executor", "scheduler", "log-ingest", "postgresql", "kafka", "tenant"):
+    for name in ("executor", "scheduler", "log-ingest", "postgresql", "broker", "tenant"):
         assert f"  {name} " in banner
+    assert re.search(r"  api  +http://127.0.0.1:8100  +pid 4100\n", banner)
+    assert re.search(r"  broker  +127.0.0.1:19092  +pid 4200\n", banner)
+    assert "flowline-dev ps" in banner
     assert "fl_abc_def" in banner
     assert "source .flowline/dev.env" in banner
 

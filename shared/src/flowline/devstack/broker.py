@@ -102,6 +102,11 @@ class TansuBroker:
         """The broker's process id while it runs."""
         return self._process.pid if self.is_running() and self._process is not None else None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code of a broker process that exited (negative for a signal), else ``None``."""
+        return self._process.poll() if self._process is not None else None
+
     def is_running(self) -> bool:
         """Whether the broker process is alive."""
         return self._process is not None and self._process.poll() is None

@@ -9,7 +9,6 @@ import os
 import shlex
 import signal
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,25 +18,30 @@ from flowline.devstack.broker import TansuBroker
 from flowline.devstack.errors import DevStackError
 from flowline.devstack.ports import ensure_port_free
 from flowline.devstack.postgres import PrivatePostgres
-from flowline.devstack.processes import SERVICES, ServiceGroup, http_url, read_tail
+from flowline.devstack.processes import SERVICES, ServiceGroup, http_url
+from flowline.devstack.state import ProcessTable, render_ps, stack_lock, stop_leftovers
+from flowline.devstack.supervisor import BrokerChild, PostgresChild, ServiceChild, Supervisor
 from flowline.outbound import LOOPBACK_NETWORKS
 from flowline.settings import ConfigurationError, Settings, env_name, load_settings
 
 logger = logging.getLogger("flowline.devstack")
 
-_SUPERVISE_INTERVAL_SECONDS = 0.5
+#: Ctrl+C, ``kill`` and a closed terminal stop the stack in order.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: How long processes left by a killed supervisor get to exit after SIGTERM.
+_LEFTOVER_STOP_SECONDS = 10.0
 
 
 class _StopRequested(BaseException):
-    """Raised in the main thread by SIGINT or SIGTERM, so cleanup runs through ``finally``."""
+    """Raised in the main thread by a stop signal, so cleanup runs through ``finally``."""
 
 
 def _request_stop(signum: int, frame: FrameType | None) -> None:
     logger.info("stopping: services, then the broker, then PostgreSQL")
     # Further signals are ignored: shutdown is bounded by the stop timeouts, and a
     # second Ctrl+C must not interrupt it halfway and leave servers behind.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stop_signal in _STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
     raise _StopRequested
 
 
@@ -54,19 +58,29 @@ def render_dev_env(*, api_url: str, tenant: str, api_key: str, database_url: str
 
 
 def render_banner(
-    *, settings: Settings, api_key: str, database_url: str, kafka_bootstrap: str, dev_env_path: Path
+    *,
+    settings: Settings,
+    api_key: str,
+    database_url: str,
+    kafka_bootstrap: str,
+    dev_env_path: Path,
+    pids: Mapping[str, int | None],
 ) -> str:
-    """What ``flowline-dev up`` prints once everything is healthy."""
+    """What ``flowline-dev up`` prints once every service is ready; ``pids`` by process name."""
     rows = [(spec.name, http_url(settings.http_host, getattr(settings, spec.port_field))) for spec in SERVICES]
-    rows += [("postgresql", database_url), ("kafka", kafka_bootstrap), ("tenant", settings.dev_tenant)]
-    rows += [("api key", f"{api_key} (admin; send as Authorization: Bearer <key>)")]
+    rows += [("postgresql", database_url), ("broker", kafka_bootstrap)]
     width = max(len(name) for name, _ in rows)
-    lines = ["", "Flowline is running:"]
-    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    value_width = max(len(value) for _, value in rows)
+    lines = ["", f"Flowline is running (flowline-dev pid {os.getpid()}):"]
+    for name, value in rows:
+        pid = pids.get(name)
+        lines.append(f"  {name:<{width}}  {value:<{value_width}}  pid {pid}" if pid else f"  {name:<{width}}  {value}")
     lines += [
+        f"  {'tenant':<{width}}  {settings.dev_tenant}",
+        f"  {'api key':<{width}}  {api_key} (admin; send as Authorization: Bearer <key>)",
         "",
         f"In another terminal: source {dev_env_path}",
-        "Press Ctrl+C to stop.",
+        "A process that exits is restarted; `flowline-dev ps` lists them. Press Ctrl+C to stop.",
         "",
     ]
     return "\n".join(lines)
@@ -134,7 +148,7 @@ def _check_ports(settings: Settings, *, postgres: PrivatePostgres | None, broker
     """Fail before starting anything when a port is taken, naming the variable that moves it."""
     if postgres is not None:
         if postgres.is_running():
-            # Left behind by a session that was killed before it could clean up.
+            # Left behind by a supervisor that died before it could clean up (this one holds the lock).
             logger.info("stopping a PostgreSQL server left running in %s", postgres.data_dir)
             postgres.stop()
         ensure_port_free(settings.dev_postgres_port, "dev_postgres_port")
@@ -144,64 +158,55 @@ def _check_ports(settings: Settings, *, postgres: PrivatePostgres | None, broker
         ensure_port_free(getattr(settings, spec.port_field), spec.port_field, host=settings.http_host)
 
 
-def _supervise(services: ServiceGroup, broker: TansuBroker | None) -> int:
-    """Block until a service or the broker dies (returns 1); a signal ends it by raising."""
-    while True:
-        exited = services.first_exited()
-        if exited is not None:
-            logger.error(
-                "%s exited with code %s; stopping everything\n--- %s output (tail) ---\n%s",
-                exited.name,
-                exited.returncode,
-                exited.name,
-                exited.output_tail(),
-            )
-            return 1
-        if broker is not None and not broker.is_running():
-            logger.error(
-                "the Tansu broker exited; stopping everything (log: %s)\n%s",
-                broker.log_path,
-                read_tail(broker.log_path),
-            )
-            return 1
-        time.sleep(_SUPERVISE_INTERVAL_SECONDS)
-
-
 def _shortest(path: Path) -> Path:
     """``path`` relative to the working directory when it lies below it."""
     return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
 def up(state_dir: Path, environ: Mapping[str, str]) -> int:
-    """Start PostgreSQL, the broker and the four services; run until a signal or a failure.
+    """Start PostgreSQL, the broker and the four services; keep them running until a signal or a crash loop.
 
     Args:
-        state_dir: where the PostgreSQL data, logs and ``dev.env`` live (``.flowline``).
+        state_dir: where the PostgreSQL data, logs, pids and ``dev.env`` live (``.flowline``).
         environ: the environment; FLOWLINE_* variables configure the stack.
 
     Returns:
-        The process exit code: 0 after a clean stop on SIGINT/SIGTERM, 1 on a failure.
+        The process exit code: 0 after a clean stop on a signal, 1 on a failure.
+
+    Raises:
+        StackRunningError: another ``flowline-dev up`` runs on ``state_dir`` (it is left alone).
     """
     settings = load_settings(environ)
     state_dir = state_dir.absolute()
     state_dir.mkdir(parents=True, exist_ok=True)
+    with stack_lock(state_dir):
+        return _run(settings, state_dir, environ)
+
+
+def _run(settings: Settings, state_dir: Path, environ: Mapping[str, str]) -> int:
     postgres = None if settings.database_url else PrivatePostgres(state_dir / "pg", settings.dev_postgres_port)
     broker = (
         None if settings.kafka_bootstrap else TansuBroker(settings.dev_kafka_port, log_path=state_dir / "tansu.log")
     )
-    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    table = ProcessTable(state_dir)
+    supervisor = Supervisor(on_change=table.write)
+    previous = {sig: signal.signal(sig, _request_stop) for sig in _STOP_SIGNALS}
     try:
-        # Callbacks run last-in first-out: services, then the broker, then PostgreSQL.
+        # Callbacks run last-in first-out: services, then the broker, then PostgreSQL, then the pids are forgotten.
         with ExitStack() as stack:
+            stop_leftovers(table, keep=[PostgresChild.name], timeout=_LEFTOVER_STOP_SECONDS)
+            stack.callback(table.clear)
             _check_ports(settings, postgres=postgres, broker=broker is not None)
             if postgres is not None:
                 logger.info("starting PostgreSQL on port %d (data in %s)", postgres.port, postgres.data_dir)
                 stack.callback(postgres.stop)
                 postgres.start()
+                supervisor.add(PostgresChild(postgres))
             if broker is not None:
                 logger.info("starting the Tansu broker on port %d", broker.port)
                 stack.callback(broker.stop)
                 broker.start()
+                supervisor.add(BrokerChild(broker))
             database_url = postgres.url if postgres is not None else settings.database_url
             kafka_bootstrap = broker.bootstrap if broker is not None else settings.kafka_bootstrap
             _migrate(database_url, settings.dev_tenant)
@@ -218,6 +223,10 @@ def up(state_dir: Path, environ: Mapping[str, str]) -> int:
             stack.callback(services.stop)
             logger.info("starting the services")
             services.start()
+            for service in services:
+                supervisor.add(ServiceChild(service))
+            logger.info("waiting until every service is ready (GET /health/ready)")
+            services.wait_ready()
 
             api_key = ensure_dev_api_key(state_dir / "dev.key", database_url, settings.dev_tenant)
             dev_env_path = state_dir / "dev.env"
@@ -237,10 +246,12 @@ def up(state_dir: Path, environ: Mapping[str, str]) -> int:
                     database_url=database_url,
                     kafka_bootstrap=kafka_bootstrap,
                     dev_env_path=_shortest(dev_env_path),
+                    pids={record.name: record.pid for record in supervisor.records()},
                 ),
                 flush=True,
             )
-            return _supervise(services, broker)
+            supervisor.run()  # returns on a crash loop, which it reported
+            return 1
     except _StopRequested:
         logger.info("stopped")
         return 0
@@ -249,23 +260,48 @@ def up(state_dir: Path, environ: Mapping[str, str]) -> int:
             signal.signal(sig, handler)
 
 
+def ps(state_dir: Path) -> int:
+    """Print the stack's processes with their pids and states, as recorded in ``state_dir``.
+
+    Returns:
+        The process exit code: 1 when no stack runs there.
+    """
+    record = ProcessTable(state_dir.absolute()).read()
+    if record is None:
+        print(f"flowline-dev is not running in {_shortest(state_dir.absolute())}")
+        return 1
+    print(render_ps(record))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``flowline-dev``."""
     parser = argparse.ArgumentParser(prog="flowline-dev", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    up_parser = commands.add_parser(
-        "up",
-        help="start PostgreSQL, a Tansu broker and the four services in the foreground",
-        description="Start the local stack and run it until Ctrl+C. FLOWLINE_DATABASE_URL and "
-        "FLOWLINE_KAFKA_BOOTSTRAP, when set, replace the private PostgreSQL and broker.",
-    )
-    up_parser.add_argument(
+    state_dir = argparse.ArgumentParser(add_help=False)
+    state_dir.add_argument(
         "--state-dir",
         type=Path,
         default=Path(".flowline"),
-        help="folder for PostgreSQL data, logs and dev.env (default: .flowline)",
+        help="folder for PostgreSQL data, logs, pids and dev.env (default: .flowline)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "up",
+        parents=[state_dir],
+        help="start PostgreSQL, a Tansu broker and the four services in the foreground",
+        description="Start the local stack and keep it running until Ctrl+C: a process that exits is restarted "
+        "(0.5 s doubling to 10 s between tries); 5 exits of one within 60 s stop everything. "
+        "FLOWLINE_DATABASE_URL and FLOWLINE_KAFKA_BOOTSTRAP, when set, replace the private PostgreSQL and broker.",
+    )
+    commands.add_parser(
+        "ps",
+        parents=[state_dir],
+        help="list the running stack's processes with their pids and states",
+        description="List the processes of the stack that `flowline-dev up` runs in the state folder.",
     )
     args = parser.parse_args(argv)
+    if args.command == "ps":
+        return ps(args.state_dir)
     # Only this package's progress messages; the libraries it drives (alembic) stay quiet.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("flowline-dev | %(message)s"))

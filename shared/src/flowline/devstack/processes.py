@@ -38,6 +38,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(name="log-ingest", command="flowline-log-ingest", port_field="log_ingest_http_port"),
 )
 SERVICE_NAMES: tuple[str, ...] = tuple(spec.name for spec in SERVICES)
+#: Alive: answers without asking any dependency.
+HEALTH_PATH = "/health"
+#: Ready: its database and broker answer (and its consumers have their partitions).
+READY_PATH = "/health/ready"
 
 _TAIL_LINES = 40
 _COLORS = ("36", "33", "35", "32", "34", "31")
@@ -115,11 +119,11 @@ def resolve_command(command: str) -> str:
     return found
 
 
-def health_status(bind_host: str, port: int, timeout: float = 1.0) -> int | None:
-    """The status of ``GET /health``, or ``None`` when nothing answers."""
+def health_status(bind_host: str, port: int, path: str = HEALTH_PATH, timeout: float = 1.0) -> int | None:
+    """The status of ``GET path`` (``/health``), or ``None`` when nothing answers."""
     connection = http.client.HTTPConnection(connect_host(bind_host), port, timeout=timeout)
     try:
-        connection.request("GET", "/health")
+        connection.request("GET", path)
         return connection.getresponse().status
     except (OSError, http.client.HTTPException):
         return None
@@ -219,8 +223,12 @@ class ServiceProcess:
         # Stop the service if this process dies without calling stop() (killed test run).
         self._reaper = Reaper(kill_command(self._process.pid))
 
-    def wait_healthy(self, timeout: float = 60.0) -> None:
-        """Wait until ``GET /health`` answers 200.
+    def is_healthy(self) -> bool:
+        """Whether ``GET /health`` answers 200 now."""
+        return health_status(self.host, self.port) == 200
+
+    def wait_healthy(self, timeout: float = 60.0, path: str = HEALTH_PATH) -> None:
+        """Wait until ``GET path`` (``/health``, or ``READY_PATH``) answers 200.
 
         Raises:
             ServiceError: the process exited, or was not healthy within ``timeout``
@@ -237,13 +245,13 @@ class ServiceProcess:
                 raise ServiceError(
                     f"{self.name} exited with code {returncode} before it was healthy{self._output_section()}"
                 )
-            status = health_status(self.host, self.port)
+            status = health_status(self.host, self.port, path)
             if status == 200:
                 return
             time.sleep(0.1)
         answer = "no answer" if status is None else f"last status {status}"
         raise ServiceError(
-            f"{self.name} was not healthy at {self.url}/health within {timeout:.0f}s ({answer}){self._output_section()}"
+            f"{self.name} did not answer 200 at {self.url}{path} in {timeout:.0f}s ({answer}){self._output_section()}"
         )
 
     def stop(self, timeout: float = 10.0) -> int | None:
@@ -421,6 +429,11 @@ class ServiceGroup:
         """Restart one service and wait until it is healthy."""
         self[name].restart(self.start_timeout, self.stop_timeout)
 
-    def first_exited(self) -> ServiceProcess | None:
-        """A service whose process has exited, if any (a supervisor's check)."""
-        return next((service for service in self if service.returncode is not None), None)
+    def wait_ready(self) -> None:
+        """Wait until every service answers ``GET /health/ready`` with 200, each within ``start_timeout``.
+
+        Raises:
+            ServiceError: a service exited or was not ready in time.
+        """
+        for service in self:
+            service.wait_healthy(self.start_timeout, READY_PATH)
