@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
+import httpx
+from flowline.devstack.ports import free_port
+from flowline.ops import http_server
 from flowline.settings import Settings
 from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient
@@ -28,3 +32,25 @@ async def admin_client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  #
     async with AsyncTestClient(create_app(settings), base_url=BASE_URL) as client:
         client.headers.update(headers)
         yield client
+
+
+@contextlib.asynccontextmanager
+async def served_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """``admin_client``'s api behind a real uvicorn server on 127.0.0.1, for requests that must run concurrently.
+
+    (The test client hands each request to the app and blocks until it has answered, one at a time.)
+    """
+    headers = bearer(await api_key(settings.database_url))
+    port = free_port()
+    server = http_server(create_app(settings), "127.0.0.1", port)
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                await asyncio.sleep(0.05)
+        base_url = BASE_URL.replace("http://testserver.local", f"http://127.0.0.1:{port}")
+        async with httpx.AsyncClient(base_url=base_url, headers=headers) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await serving
