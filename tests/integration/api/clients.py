@@ -35,12 +35,12 @@ async def admin_client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  #
 
 
 @contextlib.asynccontextmanager
-async def served_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """``admin_client``'s api behind a real uvicorn server on 127.0.0.1, for requests that must run concurrently.
+async def served_api(settings: Settings) -> AsyncIterator[tuple[str, str]]:
+    """The api for ``settings`` behind a real uvicorn server on 127.0.0.1: its root URL and an admin key of ``dev``.
 
-    (The test client hands each request to the app and blocks until it has answered, one at a time.)
+    For requests that must run concurrently: the test client hands the app one request at a time.
     """
-    headers = bearer(await api_key(settings.database_url))
+    key = await api_key(settings.database_url)
     port = free_port()
     server = http_server(create_app(settings), "127.0.0.1", port)
     serving = asyncio.create_task(server.serve())
@@ -48,9 +48,16 @@ async def served_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         async with asyncio.timeout(30):
             while not server.started:
                 await asyncio.sleep(0.05)
-        base_url = BASE_URL.replace("http://testserver.local", f"http://127.0.0.1:{port}")
-        async with httpx.AsyncClient(base_url=base_url, headers=headers) as client:
-            yield client
+        yield f"http://127.0.0.1:{port}", key
     finally:
         server.should_exit = True
         await serving
+
+
+@contextlib.asynccontextmanager
+async def served_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of ``served_api``, addressed relative to tenant ``dev``, with an admin key of it."""
+    async with served_api(settings) as (url, key):
+        base_url = f"{url}/api/v1/tenants/dev/"
+        async with httpx.AsyncClient(base_url=base_url, headers=bearer(key)) as client:
+            yield client
