@@ -179,12 +179,12 @@ async def test_the_python_client_reads_writes_and_follows_executions(
         second = await client.apply_workflow({"ref": "demo.approve", "definition": WAIT_DEFINITION, "tags": ["ops"]})
         assert (first.version, second.version) == (1, 2)
         assert [v.version for v in (await client.list_workflow_versions("demo.approve")).items] == [2, 1]
-        assert not (await client.set_workflow_enabled("demo.approve", False)).enabled
+        assert not (await client.update_workflow("demo.approve", {"enabled": False})).enabled
         with pytest.raises(FlowlineApiError) as refused:
             await client.execute_workflow("demo.approve")
         assert (refused.value.status, refused.value.title) == (409, "Conflict")
         assert refused.value.instance == f"/api/v1/tenants/{tenant}/workflows/demo.approve/execute"
-        enabled = await client.set_workflow_enabled("demo.approve", True)
+        enabled = await client.update_workflow("demo.approve", {"enabled": True})
         assert (enabled.enabled, enabled.version, enabled.tags) == (True, 2, ["ops"])
         assert [workflow.ref async for workflow in client.iter_workflows(pack="demo")] == ["demo.approve"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from flowline.errors import NotFound
 from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
 
-from tests.integration.api.clients import admin_client
+from tests.integration.api.clients import admin_client, served_client
 from tests.support import CountingServer
 
 Client = AsyncTestClient  # type: ignore[type-arg]
@@ -257,13 +258,14 @@ async def test_bad_list_parameters_are_400(api: Client, params: dict[str, Any]) 
     assert response.status_code == 400, response.text
 
 
-async def test_update_changes_only_the_given_fields(api: Client) -> None:
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_update_changes_only_the_given_fields(api: Client, method: str) -> None:
     created = await create(
         api, description="first", authType="bearer", authConfig={"token": TOKEN}, retryConfig={"maxAttempts": 2}
     )
 
-    response = await api.put(
-        f"agents/{created['id']}", json={"timeoutMs": 1000, "description": None, "status": "inactive"}
+    response = await api.request(
+        method, f"agents/{created['id']}", json={"timeoutMs": 1000, "description": None, "status": "inactive"}
     )
 
     assert response.status_code == 200, response.text
@@ -276,6 +278,59 @@ async def test_update_changes_only_the_given_fields(api: Client) -> None:
     assert updated["retryConfig"] == created["retryConfig"]
     assert updated["updatedAt"] > created["updatedAt"]
     assert (await api.get(f"agents/{created['id']}")).json() == updated
+
+
+async def test_a_patch_may_come_as_merge_patch_json(api: Client) -> None:
+    created = await create(api)
+
+    response = await api.patch(
+        f"agents/{created['id']}",
+        content=b'{"status": "inactive"}',
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "inactive"
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [({}, ""), ({"status": None}, "/status"), ({"timeoutMs": "fast"}, "/timeoutMs"), ({"nmae": "x"}, "")],
+    ids=["empty", "null-status", "string-timeout", "unknown-field"],
+)
+async def test_a_bad_update_is_422_and_changes_nothing(
+    api: Client, pool: asyncpg.Pool, method: str, body: dict[str, Any], pointer: str
+) -> None:
+    created = await create(api)
+
+    response = await api.request(method, f"agents/{created['id']}", json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["pointer"] == pointer
+    assert (await api.get(f"agents/{created['id']}")).json() == created
+    assert await pool.fetchval("SELECT count(*) FROM audit_logs WHERE action = 'update'") == 0
+
+
+async def test_concurrent_partial_updates_lose_nothing(settings: Settings) -> None:
+    async with served_client(settings) as api:
+        created = await api.post("agents", json=agent_body())
+        path = f"agents/{created.json()['id']}"
+        for round in range(20):
+            # Three requests at once, each changing another field.
+            answers = await asyncio.gather(
+                api.patch(path, json={"description": f"round {round}"}),
+                api.put(path, json={"timeoutMs": 1000 + round}),
+                api.patch(path, json={"status": "inactive" if round % 2 else "active"}),
+            )
+            assert [answer.status_code for answer in answers] == [200] * 3, [answer.text for answer in answers]
+
+            after = (await api.get(path)).json()
+            assert (after["description"], after["timeoutMs"], after["status"]) == (
+                f"round {round}",
+                1000 + round,
+                "inactive" if round % 2 else "active",
+            )
 
 
 async def test_update_of_credentials_and_auth_type(api: Client) -> None:

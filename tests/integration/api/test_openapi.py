@@ -27,7 +27,8 @@ async def test_every_workflow_and_pack_route_has_a_summary_a_description_and_an_
         if path.startswith(("/api/v1/tenants/{tenant}/workflows", "/api/v1/tenants/{tenant}/packs"))
         for method, operation in methods.items()
     }
-    assert len(operations) == 14
+    assert len(operations) == 15
+    assert "patch" in response.json()["paths"]["/api/v1/tenants/{tenant}/workflows/{ref}"]
     undocumented = {
         name
         for name, operation in operations.items()

@@ -40,6 +40,7 @@ async def test_every_agent_and_audit_route_is_documented_with_examples(api: Asyn
         ("get", "/api/v1/tenants/{tenant}/agents"),
         ("get", "/api/v1/tenants/{tenant}/agents/{agent_id}"),
         ("put", "/api/v1/tenants/{tenant}/agents/{agent_id}"),
+        ("patch", "/api/v1/tenants/{tenant}/agents/{agent_id}"),
         ("delete", "/api/v1/tenants/{tenant}/agents/{agent_id}"),
         ("get", "/api/v1/tenants/{tenant}/agents/{agent_id}/health"),
         ("get", "/api/v1/tenants/{tenant}/audit-logs"),

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import json
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
+
+from tests.integration.api.clients import served_client
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 
@@ -15,6 +21,7 @@ STEPS = [
     {"id": "greet", "type": "action", "action": "core.echo", "input": {"text": "hello {{ input.name }}"}},
     {"id": "done", "type": "action", "action": "core.noop", "needs": ["greet"]},
 ]
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 NAME_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 
 
@@ -33,7 +40,7 @@ async def demo(api: Client) -> Client:
     return api
 
 
-async def create(api: Client, body: dict[str, Any]) -> dict[str, Any]:
+async def create(api: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
     response = await api.post("workflows", json=body)
     assert response.status_code == 201, response.text
     return dict(response.json())
@@ -287,6 +294,129 @@ async def test_versions_page_newest_first_with_a_cursor(demo: Client) -> None:
     assert (first["total"], first["limit"], first["offset"]) == (4, 3, 0)
     assert [item["version"] for item in second["items"]] == [1]
     assert second["nextCursor"] is None
+
+
+# Partial updates (PUT and PATCH) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_an_update_of_some_fields_keeps_the_others(demo: Client, method: str) -> None:
+    created = await create(
+        demo, workflow(label="Incident Response", description="d", tags=["a"], inputSchema=NAME_SCHEMA)
+    )
+
+    renamed = await demo.request(
+        method, "workflows/demo.hello", json={"label": "Updated Incident Response", "enabled": False}
+    )
+    tagged = await demo.request(method, "workflows/demo.hello", json={"tags": ["x"]})
+
+    assert (renamed.status_code, tagged.status_code) == (200, 200), renamed.text
+    after = tagged.json()
+    assert (after["label"], after["enabled"], after["tags"]) == ("Updated Incident Response", False, ["x"])
+    unchanged = ("description", "definition", "inputSchema", "outputSchema", "public", "version", "createdAt")
+    assert {field: after[field] for field in unchanged} == {field: created[field] for field in unchanged}
+    assert (await demo.get("workflows/demo.hello")).json() == after
+
+
+async def test_null_clears_an_optional_field_and_a_cleared_schema_is_a_new_version(demo: Client) -> None:
+    await create(demo, workflow(label="Hello", description="d", inputSchema=NAME_SCHEMA))
+
+    cleared = await demo.patch("workflows/demo.hello", json={"description": None, "inputSchema": None})
+
+    assert cleared.status_code == 200, cleared.text
+    after = cleared.json()
+    assert (after["label"], after["description"], after["inputSchema"], after["version"]) == ("Hello", None, None, 2)
+    assert (await demo.get("workflows/demo.hello/versions/1")).json()["inputSchema"] == NAME_SCHEMA
+
+
+async def test_a_patched_definition_replaces_the_whole_definition(demo: Client) -> None:
+    await create(demo, workflow(label="Hello", tags=["a"]))
+    definition = {"steps": [{"id": "only", "type": "action", "action": "core.noop"}]}
+
+    patched = await demo.patch(
+        "workflows/demo.hello", content=json.dumps({"definition": definition}), headers=MERGE_PATCH
+    )
+
+    assert patched.status_code == 200, patched.text
+    after = patched.json()
+    assert [step["id"] for step in after["definition"]["steps"]] == ["only"]
+    assert (after["version"], after["label"], after["tags"]) == (2, "Hello", ["a"])
+
+
+async def test_a_patch_of_the_stored_values_changes_nothing(demo: Client, pool: asyncpg.Pool) -> None:
+    body = workflow(label="Hello", tags=["a"])
+    created = await create(demo, body)
+
+    again = await demo.patch(
+        "workflows/demo.hello",
+        json={"label": "Hello", "tags": ["a"], "enabled": True, "definition": body["definition"]},
+    )
+
+    assert again.json() == created
+    assert [row["action"] for row in await audit_rows(pool, "demo.hello")] == ["create"]
+    assert [item["version"] for item in (await demo.get("workflows/demo.hello/versions")).json()["items"]] == [1]
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+@pytest.mark.parametrize(
+    ("body", "pointer", "detail"),
+    [
+        ({}, "", "body: give at least one of the fields label, description, definition, inputSchema, "),
+        ({"enabled": None}, "/enabled", "/enabled: Expected `bool`, got `null`"),
+        ({"tags": "x"}, "/tags", "/tags: Expected `array`, got `str`"),
+        ({"definition": None}, "/definition", "/definition: Expected `object`, got `null`"),
+        ({"label": "x", "nmae": "y"}, "", "body: Object contains unknown field `nmae`"),
+        ({"definition": {"steps": []}}, "/definition/steps", "a workflow needs at least one step"),
+        ({"outputSchema": {"minLength": -1}}, "/outputSchema/minLength", None),
+    ],
+    ids=["empty", "null-enabled", "string-tags", "null-definition", "unknown-field", "no-steps", "bad-schema"],
+)
+async def test_a_bad_update_is_422_naming_the_field_and_changes_nothing(
+    demo: Client, pool: asyncpg.Pool, method: str, body: dict[str, Any], pointer: str, detail: str | None
+) -> None:
+    created = await create(demo, workflow(label="Hello"))
+
+    response = await demo.request(method, "workflows/demo.hello", json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["pointer"] == pointer
+    if detail is not None:
+        assert response.json()["detail"].startswith(detail)
+    assert (await demo.get("workflows/demo.hello")).json() == created
+    assert [row["action"] for row in await audit_rows(pool, "demo.hello")] == ["create"]
+
+
+async def test_concurrent_partial_updates_lose_nothing_and_number_versions_without_gaps(settings: Settings) -> None:
+    rounds = 15
+    async with served_client(settings) as api:
+        assert (await api.post("packs", json={"ref": "demo"})).status_code == 201
+        await create(api, workflow())
+        for round in range(rounds):
+            definition = {"steps": [{**STEPS[0], "input": {"text": f"round {round}"}}]}
+            schema = {"type": "object", "title": f"round {round}"}
+            # Five requests at once, each changing another field; two of them make a version each.
+            answers = await asyncio.gather(
+                api.patch("workflows/demo.hello", json={"label": f"label {round}"}),
+                api.put("workflows/demo.hello", json={"tags": [f"tag-{round}"]}),
+                api.patch("workflows/demo.hello", json={"definition": definition}),
+                api.put("workflows/demo.hello", json={"enabled": round % 2 == 1}),
+                api.patch("workflows/demo.hello", json={"inputSchema": schema}),
+            )
+            assert [answer.status_code for answer in answers] == [200] * 5, [answer.text for answer in answers]
+
+            after = (await api.get("workflows/demo.hello")).json()
+            assert (after["label"], after["tags"], after["enabled"]) == (
+                f"label {round}",
+                [f"tag-{round}"],
+                round % 2 == 1,
+            )
+            assert (after["definition"]["steps"][0]["input"], after["inputSchema"]) == (
+                {"text": f"round {round}"},
+                schema,
+            )
+            assert after["version"] == 1 + 2 * (round + 1)
+        versions = (await api.get("workflows/demo.hello/versions", params={"limit": 100})).json()
+    assert [item["version"] for item in versions["items"]] == list(range(1 + 2 * rounds, 0, -1))
 
 
 # Delete ------------------------------------------------------------------------------------------------

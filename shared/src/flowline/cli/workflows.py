@@ -135,7 +135,7 @@ async def _delete_workflow(client: AsyncFlowlineClient, args: argparse.Namespace
 
 
 async def _set_enabled(client: AsyncFlowlineClient, ref: str, enabled: bool, out: Output) -> int:
-    workflow = await client.set_workflow_enabled(ref, enabled)
+    workflow = await client.update_workflow(ref, {"enabled": enabled})
     out.result(workflow, f"Workflow {workflow.ref} {'enabled' if enabled else 'disabled'}.")
     return 0
 

@@ -65,17 +65,15 @@ class _Kind(msgspec.Struct):
 
 
 _KIND_DECODER = msgspec.json.Decoder(_Kind)
-# Workflow fields a PUT carries: it replaces the whole state, so enable/disable resend the rest unchanged.
-_WORKFLOW_STATE_FIELDS = (
-    "label",
-    "description",
-    "definition",
-    "inputSchema",
-    "outputSchema",
-    "tags",
-    "enabled",
-    "public",
-)
+# What a workflow file leaves out is cleared when it is applied (the file is the workflow), except ``enabled``
+# and ``public``: operators switch those, and applying the same file again must not undo that.
+_APPLIED_DEFAULTS: dict[str, Any] = {
+    "label": None,
+    "description": None,
+    "inputSchema": None,
+    "outputSchema": None,
+    "tags": [],
+}
 
 
 class _Listing(Protocol[Item]):
@@ -307,31 +305,26 @@ class AsyncFlowlineClient:
         """Define a new workflow (``ref`` and ``definition``, camelCase fields) as version 1."""
         return await self._call("POST", "/workflows", Workflow, body=dict(workflow))
 
-    async def update_workflow(self, ref: str, state: Mapping[str, Any]) -> Workflow:
-        """Replace a workflow's whole state; a changed definition or schema makes a new version."""
-        return await self._call("PUT", f"/workflows/{ref}", Workflow, body=dict(state))
+    async def update_workflow(self, ref: str, changes: Mapping[str, Any]) -> Workflow:
+        """Change the fields given (a JSON merge patch: others keep their value, None clears an optional one).
+
+        A changed ``definition`` or schema makes a new version; ``{"enabled": False}`` disables the workflow.
+        """
+        return await self._call("PATCH", f"/workflows/{ref}", Workflow, body=dict(changes))
 
     async def apply_workflow(self, workflow: Mapping[str, Any]) -> Workflow:
-        """Create the workflow ``workflow["ref"]``, or replace its state with ``workflow`` if it exists.
+        """Create the workflow ``workflow["ref"]``, or make an existing one what ``workflow`` says.
 
-        ``enabled`` and ``public`` keep their current values unless ``workflow`` sets them: operators switch
-        those (``set_workflow_enabled``), and applying the same file again must not undo that.
+        Fields ``workflow`` leaves out are cleared, except ``enabled`` and ``public``, which keep their values.
         """
         ref = str(workflow["ref"])
         state = {name: value for name, value in workflow.items() if name != "ref"}
         try:
-            current = await self.get_workflow(ref)
+            return await self.update_workflow(ref, {**_APPLIED_DEFAULTS, **state})
         except FlowlineApiError as err:
             if err.status != 404:
                 raise
-            return await self.create_workflow(workflow)
-        return await self.update_workflow(ref, {"enabled": current.enabled, "public": current.public, **state})
-
-    async def set_workflow_enabled(self, ref: str, enabled: bool) -> Workflow:
-        """Enable or disable a workflow (a PUT of its current state with ``enabled`` changed)."""
-        current = msgspec.to_builtins(await self.get_workflow(ref))
-        state = {name: current.get(name) for name in _WORKFLOW_STATE_FIELDS}
-        return await self.update_workflow(ref, {**state, "enabled": enabled})
+        return await self.create_workflow(workflow)
 
     async def delete_workflow(self, ref: str) -> None:
         """Soft-delete a workflow: gone from lists and reads, its executions still name it."""
@@ -623,8 +616,8 @@ class AsyncFlowlineClient:
         return await self._call("POST", "/agents", Agent, body=dict(agent))
 
     async def update_agent(self, agent_id: str, changes: Mapping[str, Any]) -> Agent:
-        """Change the fields given; omitting ``authConfig`` keeps the stored credentials."""
-        return await self._call("PUT", f"/agents/{agent_id}", Agent, body=dict(changes))
+        """Change the fields given (a JSON merge patch); omitting ``authConfig`` keeps the stored credentials."""
+        return await self._call("PATCH", f"/agents/{agent_id}", Agent, body=dict(changes))
 
     async def delete_agent(self, agent_id: str) -> None:
         """Soft-delete an agent, freeing its name."""

@@ -112,7 +112,6 @@ class FlowlineClient:
     create_workflow = _Blocking(AsyncFlowlineClient.create_workflow)
     update_workflow = _Blocking(AsyncFlowlineClient.update_workflow)
     apply_workflow = _Blocking(AsyncFlowlineClient.apply_workflow)
-    set_workflow_enabled = _Blocking(AsyncFlowlineClient.set_workflow_enabled)
     delete_workflow = _Blocking(AsyncFlowlineClient.delete_workflow)
     execute_workflow = _Blocking(AsyncFlowlineClient.execute_workflow)
 

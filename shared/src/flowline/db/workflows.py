@@ -159,19 +159,25 @@ async def read_workflow(
 ) -> asyncpg.Record:
     """A live workflow joined with one version (the latest unless ``version`` is given).
 
-    ``for_update`` locks the workflow row until the caller's transaction ends (to add a version).
+    ``for_update`` first locks the workflow row until the caller's transaction ends (to change it), waiting for
+    a transaction that holds it; the read that follows sees what that transaction committed.
 
     Raises:
         NotFound: no live workflow ``ref``, or it has no such version.
     """
+    # Locking in the read itself would not do: after the wait, PostgreSQL rechecks the join with the newer
+    # workflow row but the version rows of the statement's older snapshot, which lack a just-added latest one.
+    if for_update and not await connection.fetchval(
+        "SELECT 1 FROM workflows WHERE tenant_id = $1 AND ref = $2 AND deleted_at IS NULL FOR UPDATE", tenant_id, ref
+    ):
+        raise NotFound(f"workflow {ref!r} does not exist")
     record: asyncpg.Record | None = await connection.fetchrow(
         f"""
         SELECT {WORKFLOW_COLUMNS}
         FROM workflows w
         JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = coalesce($3, w.latest_version)
         WHERE w.tenant_id = $1 AND w.ref = $2 AND w.deleted_at IS NULL
-        """
-        + (" FOR UPDATE OF w" if for_update else ""),
+        """,
         tenant_id,
         ref,
         version,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from flowline.db.audit import Actor
 from flowline.schemas.agents import Agent, AgentHealth
-from litestar import Controller, delete, get, post, put
+from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, QueryParameter
@@ -56,6 +56,14 @@ UpdateBody = Annotated[
         ],
     ),
 ]
+
+UPDATE_PROBLEMS = problems(
+    f"{PATH}/{AGENT_ID}",
+    bad_request=TOO_DEEP,
+    not_found=NOT_FOUND,
+    conflict="agent 'summarizer' already exists",
+    invalid=BAD_URL,
+)
 
 
 class AgentController(Controller):
@@ -128,13 +136,7 @@ class AgentController(Controller):
         "/{agent_id:uuid}",
         opt=OPERATOR,
         summary="Change an agent",
-        responses=problems(
-            f"{PATH}/{AGENT_ID}",
-            bad_request=TOO_DEEP,
-            not_found=NOT_FOUND,
-            conflict="agent 'summarizer' already exists",
-            invalid=BAD_URL,
-        ),
+        responses=UPDATE_PROBLEMS,
     )
     async def update_agent(
         self,
@@ -144,10 +146,31 @@ class AgentController(Controller):
         agent_id: AgentId,
         data: UpdateBody,
     ) -> Agent:
-        """Change an agent's fields: omitted fields keep their value, null clears an optional one.
+        """Change an agent's fields: omitted fields keep their value, null clears an optional one (as PATCH).
 
         Without `authConfig` the stored credentials stay while `authType` stays; changing `authType` (other
         than to `none`) needs a new `authConfig`.
+        """
+        return await agent_service.update(tenant_id, agent_id, data, actor)
+
+    @patch(
+        "/{agent_id:uuid}",
+        opt=OPERATOR,
+        summary="Change some fields of an agent",
+        responses=UPDATE_PROBLEMS,
+    )
+    async def patch_agent(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        agent_service: NamedDependency[AgentService],
+        actor: NamedDependency[Actor],
+        agent_id: AgentId,
+        data: UpdateBody,
+    ) -> Agent:
+        """A JSON merge patch (RFC 7396) of the agent's fields, as `application/merge-patch+json` or JSON.
+
+        The same change as PUT: omitted fields keep their value, null clears an optional one, and without
+        `authConfig` the stored credentials stay while `authType` stays.
         """
         return await agent_service.update(tenant_id, agent_id, data, actor)
 

@@ -8,6 +8,8 @@ import msgspec
 from flowline.agents import AuthType, RetryConfig
 from flowline.schemas.agents import Description
 
+from flowline_api.domain.merge_patch import MergePatch
+
 AgentStatus = Literal["active", "inactive"]
 AgentName = Annotated[
     str,
@@ -77,8 +79,8 @@ class AgentCreate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_f
     status: AgentStatus = "active"
 
 
-class AgentUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
-    """Changes to an agent: omitted fields keep their value, null clears an optional one.
+class AgentUpdate(MergePatch, kw_only=True, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
+    """Changes to an agent (PUT and PATCH): omitted fields keep their value, null clears an optional one.
 
     ``authConfig`` omitted keeps the stored credentials while ``authType`` stays the same; a new ``authType``
     (other than ``none``) needs a new ``authConfig``.

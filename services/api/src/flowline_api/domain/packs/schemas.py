@@ -10,7 +10,7 @@ from flowline_api.domain.workflows.schemas import (
     DEFINITION_EXAMPLE,
     Description,
     Label,
-    WorkflowUpdate,
+    WorkflowState,
 )
 
 PACK_REF_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -28,7 +28,7 @@ class PackCreate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fi
     version: PackVersion | None = None
 
 
-class WorkflowFile(WorkflowUpdate, kw_only=True, rename="camel", forbid_unknown_fields=True):
+class WorkflowFile(WorkflowState, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """The content of ``workflows/<name>.yaml``: a workflow of the pack; ``name`` defaults to the file's."""
 
     name: Annotated[str, msgspec.Meta(pattern=WORKFLOW_NAME_PATTERN)] | None = None

@@ -196,7 +196,7 @@ class PackService:
                 ref = f"{manifest.ref}.{name}"
                 try:
                     change, record = await self._workflows.save(
-                        connection, tenant_id, ref, workflow, actor, create=None
+                        connection, tenant_id, ref, workflow, actor, replace=True
                     )
                 except ClientError as err:
                     raise _in_file(file, err) from err

@@ -9,7 +9,7 @@ from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
 from flowline.schemas.workflows import ExecutionAccepted, Workflow
-from litestar import Controller, Response, delete, get, post, put
+from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
 from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
@@ -25,8 +25,9 @@ from flowline_api.domain.workflows.schemas import (
     VERSION_EXAMPLE,
     WORKFLOW_CREATE_EXAMPLE,
     WORKFLOW_EXAMPLE,
+    WORKFLOW_METADATA_EXAMPLE,
+    WORKFLOW_STATE_EXAMPLE,
     WORKFLOW_SUMMARY_EXAMPLE,
-    WORKFLOW_UPDATE_EXAMPLE,
     ExecuteRequest,
     WorkflowCreate,
     WorkflowUpdate,
@@ -40,6 +41,17 @@ from flowline_api.rate_limits import EXECUTION_START
 PATH = "/api/v1/tenants/dev/workflows"
 INVALID_DEFINITION = ("steps form a cycle: a → b → a", "/definition/steps")
 
+UpdateBody = Annotated[
+    WorkflowUpdate,
+    Body(
+        description="Fields to change; absent fields keep their value",
+        examples=[
+            Example(summary="rename and disable", value=WORKFLOW_METADATA_EXAMPLE),
+            Example(summary="clear the description", value={"description": None}),
+            Example(summary="the whole state, with a new definition", value=WORKFLOW_STATE_EXAMPLE),
+        ],
+    ),
+]
 TagsFilter = Annotated[
     list[str] | None,
     QueryParameter(
@@ -184,14 +196,43 @@ class WorkflowController(Controller):
         workflow_service: NamedDependency[WorkflowService],
         actor: NamedDependency[Actor],
         ref: FromPath[str],
-        data: Annotated[
-            WorkflowUpdate, Body(examples=[Example(summary="a new definition", value=WORKFLOW_UPDATE_EXAMPLE)])
-        ],
+        data: UpdateBody,
     ) -> Workflow:
-        """Replace a workflow (the body is its whole new state).
+        """Change the fields the body gives; absent fields keep their value (the same as PATCH).
 
-        A changed `definition`, `inputSchema` or `outputSchema` creates the next version; changing only
-        `label`, `description`, `tags` or `enabled` keeps the version. Running executions keep theirs.
+        The body may be a workflow's whole state or only some of its fields. A changed `definition`,
+        `inputSchema` or `outputSchema` creates the next version; changing only `label`, `description`, `tags`,
+        `enabled` or `public` keeps the version. Running executions keep theirs.
+        """
+        return await workflow_service.update(tenant_id, ref, data, actor)
+
+    @patch(
+        "/{ref:str}",
+        opt=OPERATOR,
+        summary="Change some fields of a workflow",
+        responses={
+            **example_response(Workflow, "the workflow after the change", WORKFLOW_EXAMPLE),
+            **problems(
+                f"{PATH}/demo.hello",
+                not_found="workflow 'demo.hello' does not exist",
+                invalid=("/enabled: Expected `bool`, got `null`", "/enabled"),
+                too_large="the definition is 1200000 bytes; the limit is 1000000",
+            ),
+        },
+    )
+    async def patch_workflow(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        workflow_service: NamedDependency[WorkflowService],
+        actor: NamedDependency[Actor],
+        ref: FromPath[str],
+        data: UpdateBody,
+    ) -> Workflow:
+        """A JSON merge patch (RFC 7396) of the workflow's fields, as `application/merge-patch+json` or JSON.
+
+        Absent fields keep their value, `null` clears `label`, `description`, `inputSchema` or `outputSchema`,
+        and a `definition` replaces the whole definition. A changed `definition` or schema creates the next
+        version; other fields keep it; values equal to the stored ones change nothing.
         """
         return await workflow_service.update(tenant_id, ref, data, actor)
 

@@ -10,6 +10,8 @@ from flowline.definitions import WorkflowDefinition
 from flowline.errors import ClientError
 from flowline.schemas.executions import Tag
 
+from flowline_api.domain.merge_patch import MergePatch
+
 REF_PATTERN = r"^[a-z][a-z0-9_-]{0,62}\.[a-z][a-z0-9_-]{0,126}$"
 # Keys starting with "child:" or "kafka:" are the engine's own (child steps, keyless Kafka submissions).
 IDEMPOTENCY_KEY_PATTERN = r"^(?!(child|kafka):)"
@@ -29,14 +31,13 @@ Tags = Annotated[list[Tag], msgspec.Meta(max_length=50)]
 Label = Annotated[str, msgspec.Meta(max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
 JsonSchema = Annotated[dict[str, Any], msgspec.Meta(description="a JSON Schema (2020-12)")]
+Public = Annotated[
+    bool, msgspec.Meta(description="every viewer and operator sees its executions, not only their starters")
+]
 
 
-class WorkflowUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """The whole new state of a workflow (PUT replaces).
-
-    A change of ``definition``, ``inputSchema`` or ``outputSchema`` creates the next version; a change of only
-    ``label``, ``description``, ``tags``, ``enabled`` or ``public`` keeps the version.
-    """
+class WorkflowState(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """The whole state of a workflow, as it is defined (on create, or in a pack's workflow file)."""
 
     label: Label | None = None
     description: Description | None = None
@@ -45,15 +46,36 @@ class WorkflowUpdate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknow
     output_schema: JsonSchema | None = None
     tags: Tags = []
     enabled: bool = True
-    public: Annotated[
-        bool, msgspec.Meta(description="every viewer and operator sees its executions, not only their starters")
-    ] = False
+    public: Public = False
 
 
-class WorkflowCreate(WorkflowUpdate, kw_only=True, rename="camel", forbid_unknown_fields=True):
+class WorkflowCreate(WorkflowState, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """A new workflow in an existing pack; its definition becomes version 1."""
 
     ref: WorkflowRef
+
+
+class WorkflowUpdate(MergePatch, kw_only=True, rename="camel", forbid_unknown_fields=True, omit_defaults=True):
+    """Changes to a workflow (PUT and PATCH): absent fields keep their value, null clears an optional one.
+
+    A ``definition`` replaces the whole definition (it is validated as a unit). A change of ``definition``,
+    ``inputSchema`` or ``outputSchema`` creates the next version; a change of only ``label``, ``description``,
+    ``tags``, ``enabled`` or ``public`` keeps the version.
+    """
+
+    label: Label | msgspec.UnsetType | None = msgspec.UNSET
+    description: Description | msgspec.UnsetType | None = msgspec.UNSET
+    definition: WorkflowDefinition | msgspec.UnsetType = msgspec.UNSET
+    input_schema: JsonSchema | msgspec.UnsetType | None = msgspec.UNSET
+    output_schema: JsonSchema | msgspec.UnsetType | None = msgspec.UNSET
+    tags: Tags | msgspec.UnsetType = msgspec.UNSET
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    public: Public | msgspec.UnsetType = msgspec.UNSET
+
+    @classmethod
+    def replacing(cls, state: WorkflowState) -> WorkflowUpdate:
+        """The changes that make a workflow ``state`` (every field given)."""
+        return cls(**{field: getattr(state, field) for field in cls.__struct_fields__})
 
 
 class ExecuteRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
@@ -102,7 +124,7 @@ INPUT_SCHEMA_EXAMPLE: dict[str, Any] = {
     "properties": {"name": {"type": "string"}},
     "required": ["name"],
 }
-WORKFLOW_UPDATE_EXAMPLE: dict[str, Any] = {
+WORKFLOW_STATE_EXAMPLE: dict[str, Any] = {
     "label": "Hello",
     "description": "Greets someone loudly",
     "definition": DEFINITION_EXAMPLE,
@@ -111,7 +133,8 @@ WORKFLOW_UPDATE_EXAMPLE: dict[str, Any] = {
     "enabled": True,
     "public": False,
 }
-WORKFLOW_CREATE_EXAMPLE: dict[str, Any] = {"ref": "demo.hello", **WORKFLOW_UPDATE_EXAMPLE}
+WORKFLOW_CREATE_EXAMPLE: dict[str, Any] = {"ref": "demo.hello", **WORKFLOW_STATE_EXAMPLE}
+WORKFLOW_METADATA_EXAMPLE: dict[str, Any] = {"label": "Hello again", "enabled": False}
 WORKFLOW_SUMMARY_EXAMPLE: dict[str, Any] = {
     "ref": "demo.hello",
     "pack": "demo",

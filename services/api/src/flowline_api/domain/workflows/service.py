@@ -37,11 +37,13 @@ from flowline.schemas.pagination import Page
 from flowline.schemas.workflows import Workflow, WorkflowSummary, WorkflowVersion
 from flowline.settings import Settings
 
-from flowline_api.domain.workflows.schemas import WorkflowCreate, WorkflowUpdate
+from flowline_api.domain.workflows.schemas import WorkflowCreate, WorkflowState, WorkflowUpdate
 from flowline_api.pagination import decode_cursor, encode_cursor
 
 SORT_COLUMNS: dict[str, WorkflowSort] = {"name": "name", "createdAt": "created_at", "updatedAt": "updated_at"}
 SaveAction = Literal["created", "updated", "unchanged"]
+# The fields of a workflow that change without a new version (columns of ``workflows``, named as in its API).
+METADATA_FIELDS = ("label", "description", "tags", "enabled", "public")
 
 
 def to_workflow(record: asyncpg.Record) -> Workflow:
@@ -138,6 +140,17 @@ def seal_secrets(cipher: MultiFernet, definition: WorkflowDefinition, stored: An
     return built
 
 
+def check_schemas(input_schema: Any, output_schema: Any) -> None:
+    """Check a workflow's input and output JSON Schemas, those that are not None.
+
+    Raises:
+        ValidationFailed: a schema is invalid (the problem names the JSON pointer).
+    """
+    for field, schema in (("inputSchema", input_schema), ("outputSchema", output_schema)):
+        if schema is not None:
+            check_schema(schema, f"/{field}")
+
+
 def _cursor_value(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
@@ -153,23 +166,22 @@ class WorkflowService:
         self._known_actions = known_actions
         self._cipher = cipher
 
-    async def check(
-        self, connection: asyncpg.Connection, tenant_id: uuid.UUID, data: WorkflowUpdate, stored: Any = None
+    async def check_definition(
+        self, connection: asyncpg.Connection, tenant_id: uuid.UUID, definition: WorkflowDefinition, stored: Any
     ) -> Any:
-        """Validate a workflow's definition and schemas; returns the definition as stored (JSON builtins).
+        """Validate a workflow's definition; returns it as stored (JSON builtins), secret header values sealed.
 
-        Secret header values are sealed; ``stored`` is the current version's definition, whose secrets ``***``
-        keeps (see ``seal_secrets``).
+        ``stored`` is the current version's definition (None for a new workflow), whose secrets ``***`` keeps
+        (see ``seal_secrets``).
 
         Raises:
-            ValidationFailed: the definition or a schema is invalid (the problem names the JSON pointer).
+            ValidationFailed: the definition is invalid (the problem names the JSON pointer).
             TooLarge: the definition exceeds the size limits.
         """
-        definition = msgspec.to_builtins(data.definition)
         size = len(msgspec.json.encode(definition))
         if size > self._settings.max_definition_bytes:
             raise TooLarge(f"the definition is {size} bytes; the limit is {self._settings.max_definition_bytes}")
-        named_agents = {step.agent for step in data.definition.steps if step.type == "agent" and step.agent}
+        named_agents = {step.agent for step in definition.steps if step.type == "agent" and step.agent}
         known_agents: set[str] = set()
         if named_agents:
             rows = await connection.fetch(
@@ -179,85 +191,99 @@ class WorkflowService:
             )
             known_agents = {row["name"] for row in rows}
         validate_definition(
-            data.definition,
+            definition,
             known_actions=self._known_actions,
             max_steps=self._settings.max_steps_per_workflow,
             known_agents=known_agents,
         )
-        for field, schema in (("inputSchema", data.input_schema), ("outputSchema", data.output_schema)):
-            if schema is not None:
-                check_schema(schema, f"/{field}")
-        return seal_secrets(self._cipher, data.definition, stored)
+        return seal_secrets(self._cipher, definition, stored)
 
     async def save(
         self,
         connection: asyncpg.Connection,
         tenant_id: uuid.UUID,
         ref: str,
-        data: WorkflowUpdate,
+        data: WorkflowState,
         actor: Actor,
         *,
-        create: bool | None,
+        replace: bool,
     ) -> tuple[SaveAction, asyncpg.Record]:
-        """Create or update a workflow in the caller's transaction, with its audit row.
+        """Create a workflow in the caller's transaction, with its audit row.
 
-        ``create`` True only creates, False only updates, None creates or updates (pack install).
+        ``replace`` (pack install) instead gives an existing workflow the whole state ``data``.
 
         Raises:
-            ValidationFailed, TooLarge: see ``check``.
-            NotFound: the pack (on create) or the workflow (on update) does not exist.
-            Conflict: the workflow exists (on create).
+            ValidationFailed, TooLarge: see ``check_definition``; also an invalid schema.
+            NotFound: the pack does not exist.
+            Conflict: the workflow exists and ``replace`` is False.
         """
-        before = None
-        if create is not True:
+        if replace:
             try:
                 before = await read_workflow(connection, tenant_id, ref, for_update=True)
             except NotFound:
-                if create is False:
-                    raise
-        definition = await self.check(connection, tenant_id, data, None if before is None else before["definition"])
-        if before is None:
-            after = await create_workflow(
-                connection,
-                tenant_id=tenant_id,
-                ref=ref,
-                label=data.label,
-                description=data.description,
-                tags=data.tags,
-                enabled=data.enabled,
-                public=data.public,
-                definition=definition,
-                input_schema=data.input_schema,
-                output_schema=data.output_schema,
-                created_by=actor.principal,
-            )
-            action: SaveAction = "created"
-            await self._audit(connection, tenant_id, ref, "create", actor, None, after)
-            return action, after
-        new_version = (definition, data.input_schema, data.output_schema) != (
+                pass
+            else:
+                return await self.change(connection, tenant_id, before, WorkflowUpdate.replacing(data), actor)
+        definition = await self.check_definition(connection, tenant_id, data.definition, None)
+        check_schemas(data.input_schema, data.output_schema)
+        after = await create_workflow(
+            connection,
+            tenant_id=tenant_id,
+            ref=ref,
+            label=data.label,
+            description=data.description,
+            tags=data.tags,
+            enabled=data.enabled,
+            public=data.public,
+            definition=definition,
+            input_schema=data.input_schema,
+            output_schema=data.output_schema,
+            created_by=actor.principal,
+        )
+        await self._audit(connection, tenant_id, ref, "create", actor, None, after)
+        return "created", after
+
+    async def change(
+        self,
+        connection: asyncpg.Connection,
+        tenant_id: uuid.UUID,
+        before: asyncpg.Record,
+        changes: WorkflowUpdate,
+        actor: Actor,
+    ) -> tuple[SaveAction, asyncpg.Record]:
+        """Merge ``changes`` over a workflow in the caller's transaction, with its audit row: the one way it changes.
+
+        ``before`` is the workflow as ``read_workflow(..., for_update=True)`` read it: its row stays locked until
+        the transaction ends, so concurrent changes apply one after the other and none is lost. A different
+        definition or schema adds the next version; other fields change the workflow's metadata only; changes
+        equal to what is stored change nothing.
+
+        Raises:
+            ValidationFailed, TooLarge: see ``check_definition``; also an invalid schema.
+        """
+        definition = before["definition"]
+        if changes.definition is not msgspec.UNSET:
+            definition = await self.check_definition(connection, tenant_id, changes.definition, definition)
+        check_schemas(
+            None if changes.input_schema is msgspec.UNSET else changes.input_schema,
+            None if changes.output_schema is msgspec.UNSET else changes.output_schema,
+        )
+        input_schema = before["input_schema"] if changes.input_schema is msgspec.UNSET else changes.input_schema
+        output_schema = before["output_schema"] if changes.output_schema is msgspec.UNSET else changes.output_schema
+        metadata = {
+            field: before[field] if (value := getattr(changes, field)) is msgspec.UNSET else value
+            for field in METADATA_FIELDS
+        }
+        new_version = (definition, input_schema, output_schema) != (
             before["definition"],
             before["input_schema"],
             before["output_schema"],
         )
-        new_metadata = (data.label, data.description, data.tags, data.enabled, data.public) != (
-            before["label"],
-            before["description"],
-            list(before["tags"]),
-            before["enabled"],
-            before["public"],
-        )
+        new_metadata = metadata != {field: before[field] for field in METADATA_FIELDS}
         if not new_version and not new_metadata:
             return "unchanged", before
         if new_metadata:
-            await update_workflow_metadata(
-                connection,
-                before["id"],
-                label=data.label,
-                description=data.description,
-                tags=data.tags,
-                enabled=data.enabled,
-                public=data.public,
-            )
+            await update_workflow_metadata(connection, before["id"], **metadata)
         if new_version:
             await add_workflow_version(
                 connection,
@@ -265,12 +291,12 @@ class WorkflowService:
                 workflow_id=before["id"],
                 version=before["latest_version"] + 1,
                 definition=definition,
-                input_schema=data.input_schema,
-                output_schema=data.output_schema,
+                input_schema=input_schema,
+                output_schema=output_schema,
                 created_by=actor.principal,
             )
-        after = await read_workflow(connection, tenant_id, ref)
-        await self._audit(connection, tenant_id, ref, "update", actor, before, after)
+        after = await read_workflow(connection, tenant_id, before["ref"])
+        await self._audit(connection, tenant_id, before["ref"], "update", actor, before, after)
         return "updated", after
 
     async def _audit(
@@ -303,18 +329,19 @@ class WorkflowService:
             Conflict: the ref exists.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            _, record = await self.save(connection, tenant_id, data.ref, data, actor, create=True)
+            _, record = await self.save(connection, tenant_id, data.ref, data, actor, replace=False)
         return to_workflow(record)
 
-    async def update(self, tenant_id: uuid.UUID, ref: str, data: WorkflowUpdate, actor: Actor) -> Workflow:
-        """Replace a workflow: a new version when the definition or schemas change, else metadata only.
+    async def update(self, tenant_id: uuid.UUID, ref: str, changes: WorkflowUpdate, actor: Actor) -> Workflow:
+        """Change the fields of a workflow that ``changes`` gives (PUT and PATCH); see ``change``.
 
         Raises:
             ValidationFailed, TooLarge: see ``create``.
             NotFound: no such workflow.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            _, record = await self.save(connection, tenant_id, ref, data, actor, create=False)
+            before = await read_workflow(connection, tenant_id, ref, for_update=True)
+            _, record = await self.change(connection, tenant_id, before, changes, actor)
         return to_workflow(record)
 
     async def delete(self, tenant_id: uuid.UUID, ref: str, actor: Actor) -> None:
