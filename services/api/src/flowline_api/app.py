@@ -29,7 +29,7 @@ from flowline_api.dependencies import (
     provide_settings,
     provide_tenant_id,
 )
-from flowline_api.docs import openapi_config, redoc
+from flowline_api.docs import docs_assets, openapi_config, redoc
 from flowline_api.domain.agents.controller import AgentController
 from flowline_api.domain.api_keys.controller import ApiKeyController
 from flowline_api.domain.audit.controller import AuditLogController
@@ -110,7 +110,8 @@ def create_app(settings: Settings) -> Litestar:
             await runtime.close()
 
     # Every tenant route needs credentials and declares the role it needs, and is rate limited (see
-    # rate_limits: the limiters sit between authentication and the role guard); health, metrics and docs are not.
+    # rate_limits: the limiters sit between authentication and the role guard); health, metrics and the docs (pages
+    # and their scripts) are not.
     tenant_routes = Router(
         path="/",
         route_handlers=[
@@ -136,6 +137,7 @@ def create_app(settings: Settings) -> Litestar:
             tenant_routes,
             *ops_routes("api", {"database": check_database, "kafka": check_kafka}, registry),
             redoc,
+            docs_assets,
         ],
         dependencies={
             "pool": Provide(provide_pool, sync_to_thread=False),
