@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from flowline.db.pool import create_pool
 from flowline.kafka.consumer import BatchHandler, Handler, MessageConsumer
 from flowline.kafka.outbox import OutboxPublisher
+from flowline.kafka.parking import Doorbell
 from flowline.kafka.producer import create_producer, ensure_topics
 from flowline.loops import LoopService
 from flowline.metrics import MessagingMetrics
@@ -59,7 +60,13 @@ class Runtime:
             await pool.close()
             await producer.stop()
             raise
-        outbox = OutboxPublisher(pool, producer, metrics, grace_seconds=settings.outbox_relay_grace_seconds)
+        outbox = OutboxPublisher(
+            pool,
+            producer,
+            metrics,
+            grace_seconds=settings.outbox_relay_grace_seconds,
+            doorbell=Doorbell(pool, settings.kafka_idle_park_seconds),
+        )
         return cls(settings, pool, producer, registry, metrics, outbox)
 
     def consumer(

@@ -84,6 +84,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # the executor's tasks topic, which carries only what the executor could not run at once). Each idle
     # consumer polls the local broker once per wait: a longer one spares both of them CPU.
     kafka_background_fetch_max_wait_ms: int = 100
+    # A consumer someone waits on that had no records for this long stops fetching until a publisher rings
+    # (PostgreSQL NOTIFY, sent only for a partition quiet this long) or this long again has passed: an idle
+    # stack on the local broker then polls it about once a second instead of every few milliseconds. Records
+    # from producers outside Flowline wait at most this long on an idle stack. 0: never park (Apache Kafka,
+    # whose waiting fetch answers as soon as data arrives).
+    kafka_idle_park_seconds: float = 1.0
     # How long the group waits for a consumer that stopped heartbeating (a killed process) before its
     # partitions move to the others: the pause in consuming after a crash.
     kafka_session_timeout_ms: int = 10_000

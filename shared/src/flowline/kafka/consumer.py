@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from flowline.kafka.parking import Parking
 from flowline.kafka.producer import ensure_topics
 from flowline.metrics import MessagingMetrics
 from flowline.outages import OUTAGE_ERRORS
@@ -167,6 +168,7 @@ class MessageConsumer(Generic[MessageT]):
         self._lost_partitions = LostPartitions(self._consumer, settings)
         # A background consumer keeps its one long wait; the others switch between the short and the busy one.
         self._fetch_wait = None if background else FetchWait(self._consumer, settings)
+        self._parking = Parking(self._consumer, self._topics, settings)
 
     async def start(self) -> None:
         """Join the group and subscribe."""
@@ -187,6 +189,7 @@ class MessageConsumer(Generic[MessageT]):
         self._stopping = True
         async with self._batch_lock:
             await self._consumer.stop()
+        await self._parking.close()
 
     async def run(self) -> None:
         """Consume until ``stop()``."""
@@ -208,9 +211,11 @@ class MessageConsumer(Generic[MessageT]):
             How many records the batch held.
         """
         await self._lost_partitions.seek_lost()  # before the fetch: a failure here leaves no batch unhandled
+        timeout_ms = await self._parking.wait_while_idle(timeout_ms)
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         if self._fetch_wait is not None:
             self._fetch_wait.after(batch)
+        self._parking.after(batch)
         await self._measure_lag()
         if not batch:
             return 0

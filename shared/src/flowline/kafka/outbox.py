@@ -15,6 +15,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from flowline.ids import uuid7
+from flowline.kafka.parking import Doorbell
 from flowline.messages import ExecutionEvent, OperationEvent, TenantMessage, encode
 from flowline.metrics import MessagingMetrics
 from flowline.outages import OUTAGE_ERRORS
@@ -67,10 +68,12 @@ class OutboxPublisher:
         *,
         grace_seconds: float = 2.0,
         batch_size: int = 500,
+        doorbell: Doorbell | None = None,
     ) -> None:
         self._pool = pool
         self._producer = producer
         self._metrics = metrics
+        self._doorbell = doorbell
         self._grace_seconds = grace_seconds
         self._batch_size = batch_size
         self._sent: list[uuid.UUID] = []  # published rows, deleted in batches by ``remove_sent``
@@ -80,7 +83,9 @@ class OutboxPublisher:
             await self._producer.send(row.topic, row.payload, key=row.key, headers=kafka_headers(row.request_id))
             for row in rows
         ]
-        await asyncio.gather(*deliveries)
+        delivered = await asyncio.gather(*deliveries)
+        if self._doorbell is not None:
+            await self._doorbell.ring_after(delivered)
 
     async def publish(self, rows: Sequence[OutboxRow]) -> bool:
         """Publish rows whose transaction has committed; ``remove_sent`` deletes them later, in a batch.
