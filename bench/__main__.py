@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import uvloop
 from aiokafka import AIOKafkaConsumer
-from flowline.kafka.consumer import FetchWait
+from flowline.kafka.compat import broker_for
 from flowline.messages import EventMessage, decoder
 from flowline.settings import Settings, load_settings
 
@@ -73,17 +73,18 @@ FAN = {
 class Completions:
     """Follows the events topic and resolves a future per execution when it completes.
 
-    It follows the topic as the api's live streams do, with the stack's fetch waits.
+    It follows the topic as the api's live streams do, with the stack's broker workarounds (fetch waits).
     """
 
     def __init__(self, settings: Settings) -> None:
+        broker = broker_for(settings)
         self._consumer = AIOKafkaConsumer(
             settings.topics.events,
             bootstrap_servers=settings.kafka_bootstrap,
             auto_offset_reset="latest",
-            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=broker.fetch_max_wait_ms(),
         )
-        self._fetch_wait = FetchWait(self._consumer, settings)
+        self._workarounds = broker.consumer_workarounds(self._consumer)
         self._decoder = decoder(EventMessage)
         self._waiting: dict[str, asyncio.Future[float]] = {}
         self._done: dict[str, float] = {}
@@ -101,8 +102,8 @@ class Completions:
 
     async def _follow(self) -> None:
         while True:
-            batch = await self._consumer.getmany(timeout_ms=1000)
-            self._fetch_wait.after(batch)
+            batch = await self._consumer.getmany(timeout_ms=await self._workarounds.before_fetch(1000))
+            self._workarounds.after_fetch(batch)
             for records in batch.values():
                 for record in records:
                     self._seen(record.value)

@@ -93,7 +93,12 @@ class EmbeddedServer(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        """Leave signal handling to the service."""
+        """Leave signal handling to the service.
+
+        uvicorn (0.54) has no setting for it: ``serve()`` installs its own SIGINT/SIGTERM handlers through this
+        undocumented method, which is overridden to do nothing. tests/unit/shared/test_ops.py fails if an
+        upgrade installs them some other way.
+        """
         yield
 
 

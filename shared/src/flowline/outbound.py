@@ -198,13 +198,23 @@ def guarded_client(
     be a second request the step definition never named. Proxies from the environment are not used
     (passing a transport turns them off), since a proxy would hide the real destination from the check.
     """
+    transport = _transport_through(GuardedNetworkBackend(policy), limits)
+    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
+
+
+def _transport_through(backend: httpcore.AsyncNetworkBackend, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose connections ``backend`` makes.
+
+    httpx (0.28) has no parameter for httpcore's network backend: this replaces the transport's private
+    connection pool by the same one built with ``backend``. tests/unit/shared/test_outbound.py fails if an
+    upgrade of httpx stops sending through it.
+    """
     transport = httpx.AsyncHTTPTransport(limits=limits)
-    # httpx has no parameter for httpcore's network backend: replace its pool by the same one built with ours.
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=GuardedNetworkBackend(policy),
+        network_backend=backend,
     )
-    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
+    return transport

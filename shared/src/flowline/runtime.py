@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from flowline.db.pool import create_pool
+from flowline.kafka.compat import broker_for
 from flowline.kafka.consumer import BatchHandler, Handler, MessageConsumer
 from flowline.kafka.outbox import OutboxPublisher
-from flowline.kafka.parking import Doorbell
 from flowline.kafka.producer import create_producer, ensure_topics
 from flowline.loops import LoopService
 from flowline.metrics import MessagingMetrics
@@ -65,7 +65,7 @@ class Runtime:
             producer,
             metrics,
             grace_seconds=settings.outbox_relay_grace_seconds,
-            doorbell=Doorbell(pool, settings.kafka_idle_park_seconds),
+            doorbell=broker_for(settings).doorbell(pool),
         )
         return cls(settings, pool, producer, registry, metrics, outbox)
 

@@ -71,10 +71,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_key_cache_seconds: float = 5.0
 
     # Kafka layout.
-    # How long a fetch waits for data. Apache Kafka answers a waiting fetch as soon as data arrives, so 500
-    # costs nothing there; the local broker looks for data again only every so often within the wait, so the
-    # wait is latency on each hop an execution takes through it (two: the request, then its events), and the
-    # default is short.
+    # How long the group waits for a consumer that stopped heartbeating (a killed process) before its
+    # partitions move to the others: the pause in consuming after a crash.
+    kafka_session_timeout_ms: int = 10_000
+    topic_prefix: str = "flowline"
+    # The local broker creates a topic it lost with its data again on first use, with 4 partitions, and hands
+    # a consumer group's member its old assignment when it rejoins: with any other count, the partitions such
+    # a topic gains or loses are read by no one. On Apache Kafka, set num.partitions to the same count.
+    topic_partitions: int = 4
+    consumer_group_prefix: str = "flowline"
+    # The broker: "tansu", the local broker (Tansu) of the embedded stack, which consumers work around with
+    # the settings below, or "kafka", Apache Kafka, where they run aiokafka's plain path (a fixed 500 ms fetch
+    # wait, no parking, no seeks) and the settings below are not read (see flowline.kafka.compat).
+    kafka_broker: Literal["tansu", "kafka"] = "tansu"
+    # How long a fetch waits for data. The local broker looks for data again only every so often within the
+    # wait, so the wait is latency on each hop an execution takes through it (two: the request, then its
+    # events), and the default is short.
     kafka_fetch_max_wait_ms: int = 4
     # The wait of the same consumers while messages of several executions come together (under load): longer
     # fetches carry more each, and the local broker answers a fetch only when its wait is up, so each fetch
@@ -87,23 +99,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A consumer someone waits on that had no records for this long stops fetching until a publisher rings
     # (PostgreSQL NOTIFY, sent only for a partition quiet this long) or this long again has passed: an idle
     # stack on the local broker then polls it about once a second instead of every few milliseconds. Records
-    # from producers outside Flowline wait at most this long on an idle stack. 0: never park (Apache Kafka,
-    # whose waiting fetch answers as soon as data arrives).
+    # from producers outside Flowline wait at most this long on an idle stack. 0: never park.
     kafka_idle_park_seconds: float = 1.0
-    # How long the group waits for a consumer that stopped heartbeating (a killed process) before its
-    # partitions move to the others: the pause in consuming after a crash.
-    kafka_session_timeout_ms: int = 10_000
     # After how long a consumer whose position stays past a partition's end reads the partition again from its
-    # start; 0 turns it off. The local broker (Tansu) answers a fetch past a log it lost with its data with no
-    # records, forever; Apache Kafka answers OFFSET_OUT_OF_RANGE (and the consumer starts over by itself), while
-    # after a leader change its highwater may trail a consumer's position for a while: turn it off there.
+    # start; 0 turns it off. The local broker answers a fetch past a log it lost with its data with no records,
+    # forever.
     kafka_lost_partition_seconds: float = 3.0
-    topic_prefix: str = "flowline"
-    # The local broker (Tansu) creates a topic it lost with its data again on first use, with 4 partitions, and
-    # hands a consumer group's member its old assignment when it rejoins: with any other count, the partitions
-    # such a topic gains or loses are read by no one. On Apache Kafka, set num.partitions to the same count.
-    topic_partitions: int = 4
-    consumer_group_prefix: str = "flowline"
 
     # HTTP listeners: the api, and each background service's health and metrics endpoint.
     http_host: str = "127.0.0.1"

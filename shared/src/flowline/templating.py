@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -102,7 +102,7 @@ def _render(value: Any, context: Mapping[str, Any], environment: jinja2.Environm
 def _defined(value: Any) -> Any:
     """``value`` with no undefined part: a native result may hide an undefined name inside a literal."""
     if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()
+        _raise_undefined_error(value)
     elif callable(value):  # `input.items` finds dict.items before the key "items": say so
         raise TemplateError(f"the expression gives a function ({value!r}), not a value; for a key, write x['key']")
     elif isinstance(value, Mapping):
@@ -112,6 +112,17 @@ def _defined(value: Any) -> Any:
         for item in value:
             _defined(item)
     return value
+
+
+def _raise_undefined_error(value: jinja2.Undefined) -> NoReturn:
+    """Raise jinja2's ``UndefinedError`` naming what ``value`` stands for ("'x' is undefined", "… has no attribute").
+
+    jinja2 has no public function raising it (the private ``_fail_with_undefined_error`` does); a
+    ``StrictUndefined``, what strict templates give, raises it when printed, as jinja2 documents.
+    tests/unit/shared/test_templating.py fails if an upgrade stops it.
+    """
+    str(value)
+    raise AssertionError(f"jinja2 printed an undefined value without raising: {type(value).__name__}")
 
 
 def condition_template(expression: str) -> str:

@@ -217,6 +217,12 @@ def test_kafka_is_a_single_kraft_node_advertising_the_bootstrap_address(
         assert bootstrap in advertised, f"{name}: {bootstrap} is not an advertised Kafka listener"
 
 
+def test_the_services_know_the_broker_is_apache_kafka(flowline_services: dict[str, dict[str, Any]]) -> None:
+    # Consumers then run aiokafka's plain path, with none of the local broker's workarounds.
+    for name, service in flowline_services.items():
+        assert flowline_settings_of(service).kafka_broker == "kafka", name
+
+
 def test_topics_are_created_with_the_configured_partitions(
     services: dict[str, dict[str, Any]], flowline_services: dict[str, dict[str, Any]]
 ) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
+import httpx
 import pytest
-from flowline.outbound import LOOPBACK_NETWORKS, OutboundPolicy, OutboundRefused, address_kind
+from flowline.outbound import LOOPBACK_NETWORKS, OutboundPolicy, OutboundRefused, address_kind, guarded_client
 from flowline.settings import ConfigurationError, parse_networks
 
 REFUSED = [
@@ -108,3 +110,16 @@ def test_a_bad_setting_names_the_variable_and_the_entry() -> None:
         OutboundPolicy.from_setting("127.0.0.1, nope")
     assert parse_networks(" , ", "X") == ()
     assert parse_networks("10.0.0.1/8", "X") == (ipaddress.ip_network("10.0.0.0/8"),)
+
+
+async def test_the_guarded_client_connects_only_through_the_policys_check() -> None:
+    # guarded_client replaces httpx's private connection pool: if an upgrade of httpx stops sending through it,
+    # the request reaches the listener (or fails otherwise) instead of being refused.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        async with guarded_client(OutboundPolicy(), limits=httpx.Limits(max_connections=1), timeout=1.0) as client:
+            with pytest.raises(OutboundRefused, match=r"^refused: 127\.0\.0\.1 is a loopback address"):
+                await client.get(f"http://127.0.0.1:{port}/")
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nothing connected

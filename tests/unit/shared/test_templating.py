@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import jinja2
 import pytest
 from flowline.errors import ValidationFailed
 from flowline.templating import TemplateError, check_template, render, render_condition
@@ -242,3 +243,11 @@ def test_an_expression_that_gives_a_function_is_an_error() -> None:
     with pytest.raises(TemplateError, match="gives a function"):
         render("{{ input.items }}", {"input": {"items": [1]}})
     assert render("{{ input['items'] }}", {"input": {"items": [1]}}) == [1]
+
+
+def test_jinja2_still_raises_when_a_strict_undefined_is_printed() -> None:
+    # An undefined name inside a native value is reported by printing it (jinja2 has no public function for it).
+    with pytest.raises(jinja2.UndefinedError, match=r"^'missing' is undefined$"):
+        str(jinja2.StrictUndefined(name="missing"))
+    with pytest.raises(TemplateError, match="UndefinedError: 'missing' is undefined"):
+        render("{{ [1, missing] }}", {})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from flowline.kafka.parking import Parking
+from flowline.kafka.compat import broker_for
 from flowline.kafka.producer import ensure_topics
 from flowline.metrics import MessagingMetrics
 from flowline.outages import OUTAGE_ERRORS
@@ -34,63 +34,6 @@ MessageT = TypeVar("MessageT")
 COMMIT_TIMEOUT_SECONDS = 5.0
 Handler = Callable[[MessageT], Awaitable[None]]
 BatchHandler = Callable[[list[MessageT]], Awaitable[None]]
-
-
-class FetchWait:
-    """How long a consumer's next fetch waits: short while one execution's messages come at a time, else long.
-
-    Apache Kafka answers a waiting fetch as soon as data arrives; the local broker (Tansu) answers only when the
-    fetch's wait is up, so a consumer there fetches once per wait. A short wait keeps the hops of an execution
-    on an idle system short; under load it only makes more, smaller fetches, each costing the broker and the
-    consumer CPU. Call ``after`` with the records of each poll.
-    """
-
-    def __init__(self, consumer: AIOKafkaConsumer, settings: Settings) -> None:
-        self._consumer = consumer
-        self._idle_ms = settings.kafka_fetch_max_wait_ms
-        self._busy_ms = settings.kafka_busy_fetch_max_wait_ms
-
-    def after(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[Any, Any]]]) -> None:
-        """Choose the wait of the fetches after this poll from the executions (record keys) it brought."""
-        keys = {record.key for records in batch.values() for record in records}
-        # aiokafka reads the wait from its fetcher for each fetch request it builds and has no setter for it
-        # (tests/unit/shared/test_consumer_fetch_wait.py checks that it still does).
-        self._consumer._fetcher._fetch_max_wait_ms = self._busy_ms if len(keys) > 1 else self._idle_ms
-
-
-class LostPartitions:
-    """Reads again from the start each partition whose log has ended before the consumer's position for a while.
-
-    The broker lost those records with its data (the memory-only local broker restarted, say). Apache Kafka
-    answers a fetch past a partition's end with OFFSET_OUT_OF_RANGE, upon which aiokafka starts over as
-    ``auto_offset_reset`` says; Tansu answers with no records at all, so the consumer would wait until the new
-    log grew past its old position, which the few messages a stalled execution needs never make it do. The end
-    (highwater) comes with every fetch response, so looking costs no request. Only a partition that stays past
-    its end for ``settings.kafka_lost_partition_seconds`` counts as lost (0: never).
-    """
-
-    def __init__(self, consumer: AIOKafkaConsumer, settings: Settings) -> None:
-        self._consumer = consumer
-        self._after_seconds = settings.kafka_lost_partition_seconds
-        self._past_the_end_since: dict[TopicPartition, float] = {}
-
-    async def seek_lost(self) -> None:
-        """Seek to the beginning of the partitions found lost; call between polls, with no batch in hand."""
-        if not self._after_seconds:
-            return
-        now = time.monotonic()
-        past_the_end = {}
-        for tp in self._consumer.assignment():
-            highwater = self._consumer.highwater(tp)
-            if highwater is not None and await self._consumer.position(tp) > highwater:
-                past_the_end[tp] = self._past_the_end_since.get(tp, now)
-        self._past_the_end_since = past_the_end
-        lost = [tp for tp, since in past_the_end.items() if now - since >= self._after_seconds]
-        if lost:
-            logger.warning("the broker's logs of %s end before this consumer's position: reading them again", lost)
-            for tp in lost:
-                del self._past_the_end_since[tp]
-            await self._consumer.seek_to_beginning(*lost)
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -153,22 +96,20 @@ class MessageConsumer(Generic[MessageT]):
         self._batch_lock = asyncio.Lock()
         self._joined = asyncio.Event()
         self._stopping = False
+        broker = broker_for(settings)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.consumer_group(name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_records,
-            fetch_max_wait_ms=(
-                settings.kafka_background_fetch_max_wait_ms if background else settings.kafka_fetch_max_wait_ms
-            ),
+            fetch_max_wait_ms=broker.fetch_max_wait_ms(background=background),
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 100),
         )
-        self._lost_partitions = LostPartitions(self._consumer, settings)
-        # A background consumer keeps its one long wait; the others switch between the short and the busy one.
-        self._fetch_wait = None if background else FetchWait(self._consumer, settings)
-        self._parking = Parking(self._consumer, self._topics, settings)
+        self._workarounds = broker.consumer_workarounds(
+            self._consumer, background=background, parking_topics=self._topics
+        )
 
     async def start(self) -> None:
         """Join the group and subscribe."""
@@ -189,7 +130,7 @@ class MessageConsumer(Generic[MessageT]):
         self._stopping = True
         async with self._batch_lock:
             await self._consumer.stop()
-        await self._parking.close()
+        await self._workarounds.close()
 
     async def run(self) -> None:
         """Consume until ``stop()``."""
@@ -210,12 +151,10 @@ class MessageConsumer(Generic[MessageT]):
         Returns:
             How many records the batch held.
         """
-        await self._lost_partitions.seek_lost()  # before the fetch: a failure here leaves no batch unhandled
-        timeout_ms = await self._parking.wait_while_idle(timeout_ms)
+        # Before the fetch: a failure there leaves no batch unhandled.
+        timeout_ms = await self._workarounds.before_fetch(timeout_ms)
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
-        if self._fetch_wait is not None:
-            self._fetch_wait.after(batch)
-        self._parking.after(batch)
+        self._workarounds.after_fetch(batch)
         await self._measure_lag()
         if not batch:
             return 0

@@ -7,7 +7,7 @@ the CPU it used. A consumer that has had no records for ``kafka_idle_park_second
 acknowledged their records, for each topic whose partition had no record from them for that long: under load
 nobody rings, and a parked consumer wakes the moment records arrive. Records from a producer that does not
 ring (another system producing to Kafka) wait at most one park. On Apache Kafka, whose fetches answer as soon
-as data arrives, set ``kafka_idle_park_seconds`` to 0: nothing parks and nobody rings.
+as data arrives, nothing parks and nobody rings (``flowline.kafka.compat``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Final
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError
-from flowline.kafka.consumer import FetchWait, LostPartitions
+from flowline.kafka.compat import broker_for
 from flowline.messages import EventMessage, ExecutionEvent, LogMessage, TaskLogBatch, TaskLogRecord, decoder
 from flowline.settings import Settings
 
@@ -107,8 +107,7 @@ class StreamHub:
 
     def __init__(self, settings: Settings, *, linger_seconds: float = LINGER_SECONDS) -> None:
         self._bootstrap = settings.kafka_bootstrap
-        self._settings = settings
-        self._fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
+        self._broker = broker_for(settings)
         self._events_topic = settings.topics.events
         self._logs_topic = settings.topics.logs
         self._linger_seconds = linger_seconds
@@ -210,7 +209,7 @@ class StreamHub:
             group_id=None,  # no group: every api process gets every partition
             enable_auto_commit=False,
             auto_offset_reset="latest",
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            fetch_max_wait_ms=self._broker.fetch_max_wait_ms(),
         )
         try:
             async with asyncio.timeout(START_TIMEOUT_SECONDS):
@@ -230,8 +229,7 @@ class StreamHub:
     async def _dispatch_while_open(self, consumer: AIOKafkaConsumer, loop: asyncio.AbstractEventLoop) -> None:
         """Dispatch records until no subscription has been open for ``linger_seconds``."""
         idle_since: float | None = None
-        fetch_wait = FetchWait(consumer, self._settings)
-        lost_partitions = LostPartitions(consumer, self._settings)
+        workarounds = self._broker.consumer_workarounds(consumer)
         while True:
             if self._open:
                 idle_since = None
@@ -240,9 +238,10 @@ class StreamHub:
             elif loop.time() - idle_since >= self._linger_seconds:
                 return
             try:
-                await lost_partitions.seek_lost()  # before the fetch: a failure here leaves no batch undispatched
-                batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
-                fetch_wait.after(batch)
+                # Before the fetch: a failure there leaves no batch undispatched.
+                timeout_ms = await workarounds.before_fetch(1000)
+                batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=2000)
+                workarounds.after_fetch(batch)
             except Exception:
                 logger.exception("stream hub: fetch failed, continuing")
                 await asyncio.sleep(1)
