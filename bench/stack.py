@@ -14,10 +14,10 @@ from cryptography.fernet import Fernet
 from flowline.credentials import issue_api_key
 from flowline.db.audit import Actor
 from flowline.db.migrate import ensure_tenant, upgrade_head
-from flowline.devstack.broker import TansuBroker
-from flowline.devstack.ports import free_port
-from flowline.devstack.postgres import PrivatePostgres
-from flowline.devstack.processes import SERVICE_NAMES, ServiceGroup
+from flowline_devstack.broker import TansuBroker
+from flowline_devstack.ports import free_port
+from flowline_devstack.postgres import PrivatePostgres
+from flowline_devstack.processes import SERVICE_NAMES, ServiceGroup
 
 RESULTS = Path(__file__).parent / "results"
 BENCH = Actor(principal="bench", request_id=None)

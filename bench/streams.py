@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from flowline.schemas.streams import FINAL_EVENTS
+from flowline_schemas.streams import FINAL_EVENTS
 
 from bench.stack import RESULTS, Stack, api_headers, machine, private_stack, rss_bytes
 

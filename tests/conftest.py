@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 from flowline.db.migrate import ensure_tenant, upgrade_head
 from flowline.db.pool import create_pool
-from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings, load_settings
+from flowline_devstack.processes import ServiceGroup
 
 from tests.stacks import Servers, admin, fresh_database, services_env, stack_settings_env, with_database
 
@@ -35,9 +35,9 @@ def _docker_answers() -> bool:
 
 @contextlib.contextmanager
 def _local_servers(base: Path) -> Iterator[Servers]:
-    from flowline.devstack.broker import TansuBroker
-    from flowline.devstack.ports import free_port
-    from flowline.devstack.postgres import PrivatePostgres
+    from flowline_devstack.broker import TansuBroker
+    from flowline_devstack.ports import free_port
+    from flowline_devstack.postgres import PrivatePostgres
 
     # Not under pytest's temp folder: pytest makes it root-only at every session start, and the server runs
     # as the unprivileged `postgres` user when the suite runs as root.

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flowline.cli import main
-from flowline.client import AsyncFlowlineClient
-from flowline.devstack.processes import ServiceGroup
+from flowline_client import AsyncFlowlineClient
+from flowline_client.cli import main
+from flowline_devstack.processes import ServiceGroup
 
 FLOWLINE = str(Path(sys.executable).with_name("flowline"))  # the console script `uv sync` installs
 

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from flowline.db.migrate import ensure_tenant_async
-from flowline.devstack.processes import ServiceGroup
 from flowline.ids import uuid7
+from flowline_devstack.processes import ServiceGroup
 
 from tests.stacks import Servers, fresh_database, services_env, stack_settings_env
 from tests.support import api_key, bearer

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowline.cli import main
-from flowline.client import AsyncFlowlineClient, FlowlineApiError, FlowlineClient
-from flowline.client.models import StreamEvent, StreamMessage
-from flowline.devstack.processes import ServiceGroup
+from flowline_client import AsyncFlowlineClient, FlowlineApiError, FlowlineClient
+from flowline_client.cli import main
+from flowline_client.models import StreamEvent, StreamMessage
+from flowline_devstack.processes import ServiceGroup
 
 from tests.e2e.cli import Cli, execution_is, step_is
 from tests.support import eventually

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flowline.client import AsyncFlowlineClient
-from flowline.client.models import StreamEvent
-from flowline.devstack.processes import ServiceGroup
+from flowline_client import AsyncFlowlineClient
+from flowline_client.models import StreamEvent
+from flowline_devstack.processes import ServiceGroup
 
 from tests.e2e.cli import FLOWLINE, Cli, step_is
 from tests.support import eventually

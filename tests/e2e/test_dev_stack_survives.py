@@ -17,10 +17,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from flowline.devstack.ports import free_port
-from flowline.devstack.processes import read_tail, resolve_command
-from flowline.devstack.reaper import Reaper, kill_command
-from flowline.devstack.state import ProcessRecord, ProcessTable
+from flowline_devstack.ports import free_port
+from flowline_devstack.processes import read_tail, resolve_command
+from flowline_devstack.reaper import Reaper, kill_command
+from flowline_devstack.state import ProcessRecord, ProcessTable
 
 from tests.support import bearer, define
 

@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from flowline.devstack.ports import free_port
 from flowline.settings import Settings
+from flowline_devstack.ports import free_port
 
 from tests.support import CountingServer, define
 

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from flowline.db.migrate import ensure_tenant, upgrade_head
-from flowline.devstack import SERVICE_NAMES
-from flowline.devstack.errors import PostgresError
-from flowline.devstack.ports import free_port
-from flowline.devstack.postgres import PrivatePostgres, find_bindir
-from flowline.devstack.processes import ServiceGroup
+from flowline_devstack import SERVICE_NAMES
+from flowline_devstack.errors import PostgresError
+from flowline_devstack.ports import free_port
+from flowline_devstack.postgres import PrivatePostgres, find_bindir
+from flowline_devstack.processes import ServiceGroup
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.stacks import Servers, own_stack_env
@@ -129,6 +129,7 @@ async def test_readiness_and_the_api_follow_the_database_down_and_back(servers: 
         with ServiceGroup(env, log_dir=tmp_path) as stack:
             executions = f"{stack['api'].url}/api/v1/tenants/dev/executions"
             async with httpx.AsyncClient(headers=headers, timeout=10) as http:
+
                 async def all_ready() -> bool:
                     return all(status == 200 for status, _ in (await _readiness(http, stack)).values())
 

@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
+from flowline_devstack.processes import ServiceGroup
 
 from tests.stacks import Servers, fresh_database, services_env, stack_settings_env
 from tests.support import define

@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
-from flowline.devstack.processes import ServiceGroup
 from flowline.messages import EventMessage, SubmissionRejected, decoder
 from flowline.settings import Settings
+from flowline_devstack.processes import ServiceGroup
 
 from tests.support import define, eventually, read_topic
 

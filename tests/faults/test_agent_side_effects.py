@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import asyncpg
 import httpx
 import pytest
-from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
+from flowline_devstack.processes import ServiceGroup
 
 from tests.support import CountingServer, api_key, bearer
 

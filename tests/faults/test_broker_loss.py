@@ -10,10 +10,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from flowline.devstack.broker import TansuBroker
-from flowline.devstack.ports import free_port
-from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings, load_settings
+from flowline_devstack.broker import TansuBroker
+from flowline_devstack.ports import free_port
+from flowline_devstack.processes import ServiceGroup
 
 from tests.support import api_key, bearer, define
 

@@ -22,9 +22,9 @@ import httpx
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from flowline.devstack.ports import free_port
-from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings, load_settings
+from flowline_devstack.ports import free_port
+from flowline_devstack.processes import ServiceGroup
 
 from tests.support import CountingServer, api_key, bearer
 

@@ -8,8 +8,8 @@ import uuid
 import asyncpg
 import httpx
 import pytest
-from flowline.devstack.processes import ServiceGroup
 from flowline.settings import Settings
+from flowline_devstack.processes import ServiceGroup
 
 from tests.support import api_key, bearer, define
 

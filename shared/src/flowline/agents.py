@@ -9,17 +9,16 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, get_args
+from typing import Any
 
 import asyncpg
 import msgspec
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from flowline_schemas.agents import AUTH_TYPES, RetryConfig
 
 from flowline.errors import FlowlineError, NotFound, ValidationFailed
 from flowline.settings import ConfigurationError, env_name
 
-AuthType = Literal["none", "bearer", "basic", "api_key", "hmac"]
-AUTH_TYPES: tuple[str, ...] = get_args(AuthType)
 DEFAULT_API_KEY_HEADER = "X-API-Key"
 DEFAULT_SIGNATURE_HEADER = "X-Flowline-Signature"
 HMAC_ALGORITHMS = frozenset({"sha256"})
@@ -43,23 +42,6 @@ _HEADER_VALUE = re.compile(r"^[\x20-\x7e]+$")
 _RESERVED_HEADERS = frozenset(
     {"content-type", "content-length", "host", "transfer-encoding", "connection", "idempotency-key"}
 )
-
-
-class RetryConfig(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """An agent's default retry policy for agent steps that set no ``retry`` (intervals in milliseconds)."""
-
-    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100, description="attempts in all, the first included")] = 3
-    backoff: Literal["fixed", "exponential"] = "exponential"
-    initial_interval_ms: Annotated[
-        int, msgspec.Meta(ge=1, le=3_600_000, description="wait after the first failed attempt")
-    ] = 1000
-    max_interval_ms: Annotated[int, msgspec.Meta(ge=1, le=86_400_000, description="longest wait between attempts")] = (
-        60_000
-    )
-
-    def __post_init__(self) -> None:
-        if self.max_interval_ms < self.initial_interval_ms:
-            raise ValueError("maxIntervalMs must be at least initialIntervalMs")
 
 
 class AuthConfigUnreadable(FlowlineError):

@@ -12,9 +12,10 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import get_args
 
 import asyncpg
+from flowline_schemas.api_keys import Role
 
 from flowline.db.audit import Actor, record_audit
 from flowline.db.pool import connect
@@ -22,7 +23,6 @@ from flowline.db.tenants import read_tenant_id
 from flowline.errors import ClientError, NotFound
 from flowline.ids import uuid7
 
-Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)  # each role may do what the ones before it may
 KEY_PREFIX = "fl_"
 

@@ -10,6 +10,9 @@ from typing import Any, NamedTuple
 import asyncpg
 import msgspec
 
+# Re-exported: the statuses are the api's too (flowline_schemas), and the executor takes them from here.
+from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES as TERMINAL_EXECUTION_STATUSES
+
 from flowline.batches import Batches, Pending
 from flowline.db.audit import Actor
 from flowline.db.events import NewEvent, event_rows
@@ -23,7 +26,6 @@ from flowline.outages import OUTAGE_ERRORS
 from flowline.settings import Topics
 from flowline.snapshots import WorkflowSnapshot
 
-TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "cancelled"})
 # The sequence of an execution's first event, WORKFLOW_CREATED, written with the execution.
 CREATED_SEQUENCE = 1
 # A new execution travels in its ExecutionRequested (``created``) while the message stays within this size; a

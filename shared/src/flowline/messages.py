@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 import msgspec
 
+# Re-exported: the levels are the api's too (flowline_schemas), and the executor takes them from here.
+from flowline_schemas.logs import LogLevel as LogLevel
+
 from flowline.ids import uuid7
 
 
@@ -248,8 +251,6 @@ EventMessage = ExecutionEvent | SubmissionRejected | OperationEvent
 
 
 # flowline.logs -------------------------------------------------------------------------------------
-
-LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR"]
 
 
 class TaskLogRecord(TenantMessage, frozen=True, kw_only=True, tag=True):

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
-from flowline.devstack.ports import free_port
 from flowline.ops import http_server
 from flowline.settings import Settings
 from flowline_api.app import create_app
+from flowline_devstack.ports import free_port
 from litestar.testing import AsyncTestClient
 
 from tests.support import api_key, bearer

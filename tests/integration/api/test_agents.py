@@ -12,10 +12,11 @@ import asyncpg
 import msgspec
 import pytest
 from flowline.agents import Agent as LoadedAgent
-from flowline.agents import RetryConfig, auth_cipher, load_agent
-from flowline.devstack.ports import free_port
+from flowline.agents import auth_cipher, load_agent
 from flowline.errors import NotFound
 from flowline.settings import Settings
+from flowline_devstack.ports import free_port
+from flowline_schemas.agents import RetryConfig
 from litestar.testing import AsyncTestClient
 
 from tests.integration.api.clients import admin_client, served_client

@@ -8,9 +8,9 @@ import io
 from pathlib import Path
 
 import httpx
-from flowline.cli import main
-from flowline.client import AsyncFlowlineClient
 from flowline.settings import Settings
+from flowline_client import AsyncFlowlineClient
+from flowline_client.cli import main
 from litestar.testing import AsyncTestClient
 
 from tests.integration.api.clients import served_api

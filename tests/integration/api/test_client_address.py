@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from flowline.devstack.ports import free_port
 from flowline.ops import http_server
 from flowline.settings import ConfigurationError, Settings
 from flowline_api.app import create_app
+from flowline_devstack.ports import free_port
 from litestar import Request, get
 
 FORWARDED = {"X-Forwarded-For": "203.0.113.7"}

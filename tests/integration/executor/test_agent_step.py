@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 import pytest
 from flowline.actions import ActionContext, ActionFailed
-from flowline.agents import Agent, RetryConfig
+from flowline.agents import Agent
 from flowline.definitions import RetryPolicy
-from flowline.devstack.ports import free_port
 from flowline.outbound import LOOPBACK_NETWORKS, OutboundPolicy
+from flowline_devstack.ports import free_port
 from flowline_executor.agent_step import call_agent, retry_policy
 from flowline_executor.http_step import create_client
+from flowline_schemas.agents import RetryConfig
 
 from tests.support import CountingServer
 

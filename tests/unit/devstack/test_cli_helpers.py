@@ -5,8 +5,8 @@ import stat
 from pathlib import Path
 
 from flowline.agents import auth_cipher
-from flowline.devstack.cli import ensure_secret_key, render_banner, render_dev_env
 from flowline.settings import load_settings
+from flowline_devstack.cli import ensure_secret_key, render_banner, render_dev_env
 
 
 def test_dev_env_exports_what_the_cli_and_tests_need() -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-from flowline.devstack.errors import PortInUseError
-from flowline.devstack.ports import ensure_port_free, free_port, port_in_use_message, port_is_free
+from flowline_devstack.errors import PortInUseError
+from flowline_devstack.ports import ensure_port_free, free_port, port_in_use_message, port_is_free
 
 
 def test_the_message_names_the_variable_that_moves_the_port() -> None:

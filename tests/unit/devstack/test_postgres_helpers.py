@@ -4,8 +4,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from flowline.devstack.errors import PostgresError
-from flowline.devstack.postgres import (
+from flowline_devstack.errors import PostgresError
+from flowline_devstack.postgres import (
     can_traverse,
     candidate_bindirs,
     debian_bindirs,

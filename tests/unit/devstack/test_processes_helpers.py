@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowline.devstack.broker import tansu_command
-from flowline.devstack.processes import SERVICE_NAMES, connect_host, http_url, prefix_for, read_tail
+from flowline_devstack.broker import tansu_command
+from flowline_devstack.processes import SERVICE_NAMES, connect_host, http_url, prefix_for, read_tail
 
 
 def test_wildcard_binds_are_reached_on_loopback() -> None:

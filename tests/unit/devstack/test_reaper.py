@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from flowline.devstack.reaper import Reaper
+from flowline_devstack.reaper import Reaper
 
 
 def _wait_for(path: Path, seconds: float = 5.0) -> bool:
@@ -19,7 +19,7 @@ def _wait_for(path: Path, seconds: float = 5.0) -> bool:
 
 def test_the_command_runs_when_the_owner_dies(tmp_path: Path) -> None:
     marker = tmp_path / "reaped"
-    owner = f"from flowline.devstack.reaper import Reaper; import os; Reaper(['touch', {str(marker)!r}]); os._exit(0)"
+    owner = f"from flowline_devstack.reaper import Reaper; import os; Reaper(['touch', {str(marker)!r}]); os._exit(0)"
     subprocess.run([sys.executable, "-c", owner], check=True)
     assert _wait_for(marker)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flowline.devstack.state import (
+from flowline_devstack.state import (
     ProcessRecord,
     ProcessTable,
     StackRecord,

@@ -4,9 +4,9 @@ import logging
 from dataclasses import dataclass, field
 
 import pytest
-from flowline.devstack.errors import ServiceError
-from flowline.devstack.state import ProcessRecord
-from flowline.devstack.supervisor import RestartPolicy, Restarts, Supervisor
+from flowline_devstack.errors import ServiceError
+from flowline_devstack.state import ProcessRecord
+from flowline_devstack.supervisor import RestartPolicy, Restarts, Supervisor
 
 POLICY = RestartPolicy()
 NO_SUCH_PID = 5_000_000  # above the largest pid Linux hands out
@@ -128,7 +128,7 @@ def test_an_exited_process_is_restarted_after_its_delay_while_the_others_run(
     assert recorder.states == {"api": "running", "executor": "running"}
 
     executor.crash(-9)
-    with caplog.at_level(logging.INFO, logger="flowline.devstack"):
+    with caplog.at_level(logging.INFO, logger="flowline_devstack"):
         assert supervisor.check() is None
     assert "executor exited with code -9; restarting (1)" in caplog.messages
     assert recorder.states == {"api": "running", "executor": "restarting"}
@@ -153,7 +153,7 @@ def test_a_process_that_keeps_exiting_ends_supervision_with_its_output(
     broker = FakeChild("broker")
     supervisor.add(broker)
 
-    with caplog.at_level(logging.INFO, logger="flowline.devstack"):
+    with caplog.at_level(logging.INFO, logger="flowline_devstack"):
         for _ in range(4):
             broker.crash(1)
             assert supervisor.check() is None
@@ -177,7 +177,7 @@ def test_a_failed_restart_counts_as_an_exit(
     postgres.crash(None)
     postgres.start_fails = True
 
-    with caplog.at_level(logging.INFO, logger="flowline.devstack"):
+    with caplog.at_level(logging.INFO, logger="flowline_devstack"):
         supervisor.check()
         clock.now += 0.5
         supervisor.check()

@@ -16,9 +16,10 @@ from typing import Any
 
 import asyncpg
 import jwt
-from flowline.credentials import ROLES, Principal, Role, authenticate_key, parse_key, role_allows
+from flowline.credentials import ROLES, Principal, authenticate_key, parse_key, role_allows
 from flowline.errors import NotFound
 from flowline.settings import Settings
+from flowline_schemas.api_keys import Role
 from litestar.connection import ASGIConnection, Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import msgspec
 from flowline.errors import ClientError
-from flowline.schemas.agents import Agent
-from flowline.schemas.audit import AuditLog
-from flowline.schemas.packs import Pack
-from flowline.schemas.pagination import Page
-from flowline.schemas.workflows import WorkflowSummary, WorkflowVersion
+from flowline_schemas.agents import Agent
+from flowline_schemas.audit import AuditLog
+from flowline_schemas.packs import Pack
+from flowline_schemas.pagination import Page
+from flowline_schemas.workflows import WorkflowSummary, WorkflowVersion
 from litestar.params import KwargDefinition, Parameter
 
 Limit = Annotated[int, Parameter(ge=1, le=100, description="items per page (1 to 100)")]
@@ -23,7 +23,7 @@ Cursor = Annotated[
 ]
 
 
-# Litestar names a generic component after the import paths of its arguments (`Page_flowline.schemas.…`):
+# Litestar names a generic component after the import paths of its arguments (`Page_flowline_schemas.…`):
 # these give the pages short component names of their own.
 AgentPage = Annotated[Page[Agent], KwargDefinition(schema_component_key="AgentPage")]
 AuditLogPage = Annotated[Page[AuditLog], KwargDefinition(schema_component_key="AuditLogPage")]

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 from flowline.db.audit import Actor
-from flowline.schemas.agents import Agent, AgentHealth
+from flowline_schemas.agents import Agent, AgentHealth
 from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example

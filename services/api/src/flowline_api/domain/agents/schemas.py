@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from flowline.agents import AuthType, RetryConfig
-from flowline.schemas.agents import Description
+from flowline_schemas.agents import AuthType, Description, RetryConfig
 
 from flowline_api.domain.merge_patch import MergePatch
 

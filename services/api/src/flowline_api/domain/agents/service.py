@@ -14,7 +14,6 @@ import httpx
 import msgspec
 from cryptography.fernet import MultiFernet
 from flowline.agents import (
-    RetryConfig,
     agent_from_record,
     auth_headers,
     decrypt_auth_config,
@@ -26,8 +25,8 @@ from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.errors import ClientError, Conflict, NotFound, ValidationFailed
 from flowline.ids import uuid7
 from flowline.outbound import OutboundPolicy, OutboundRefused
-from flowline.schemas.agents import Agent, AgentHealth
-from flowline.schemas.pagination import Page
+from flowline_schemas.agents import Agent, AgentHealth, RetryConfig
+from flowline_schemas.pagination import Page
 
 from flowline_api.domain.agents.schemas import AgentCreate, AgentUpdate
 from flowline_api.pagination import decode_cursor, encode_cursor

@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 from flowline.credentials import create_api_key, list_api_keys, revoke_api_key
 from flowline.db.audit import Actor
-from flowline.schemas.api_keys import ApiKey, ApiKeyList, CreatedApiKey
+from flowline_schemas.api_keys import ApiKey, ApiKeyList, CreatedApiKey
 from litestar import Controller, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -16,7 +16,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from flowline_api.auth import ADMIN, ApiKeyCache
-from flowline_api.domain.api_keys.schemas import ApiKeyCreate
+from flowline_api.domain.api_keys.schemas import ApiKeyCreate, api_key_body
 from flowline_api.domain.openapi import NO_TENANT, problems
 
 PATH = "/api/v1/tenants/dev/api-keys"
@@ -53,12 +53,12 @@ class ApiKeyController(Controller):
             stored, key = await create_api_key(
                 connection, tenant_id=tenant_id, name=data.name, role=data.role, actor=actor
             )
-        return CreatedApiKey(**msgspec.structs.asdict(ApiKey.of(stored)), key=key)
+        return CreatedApiKey(**msgspec.structs.asdict(api_key_body(stored)), key=key)
 
     @get("/", opt=ADMIN, summary="List API keys", responses=problems(PATH, not_found=NO_TENANT))
     async def list_keys(self, tenant_id: NamedDependency[uuid.UUID], pool: NamedDependency[asyncpg.Pool]) -> ApiKeyList:
         """Every key of the tenant, without secrets."""
-        return ApiKeyList(items=[ApiKey.of(key) for key in await list_api_keys(pool, tenant_id)])
+        return ApiKeyList(items=[api_key_body(key) for key in await list_api_keys(pool, tenant_id)])
 
     @delete(
         "/{key_id:uuid}",
@@ -82,4 +82,4 @@ class ApiKeyController(Controller):
         # also keeps such a lookup from caching it.
         keys: ApiKeyCache = state.api_keys
         keys.forget(key_id)
-        return ApiKey.of(revoked)
+        return api_key_body(revoked)

@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 from flowline.errors import ClientError
-from flowline.schemas.audit import AuditLog
-from flowline.schemas.pagination import Page
+from flowline_schemas.audit import AuditLog
+from flowline_schemas.pagination import Page
 
 from flowline_api.pagination import decode_cursor, encode_cursor
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from flowline.credentials import Principal
 from flowline.db.audit import Actor
-from flowline.schemas.bulk import BulkOperation
+from flowline_schemas.bulk import BulkOperation
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from flowline.db.bulk_operations import MAX_IDS
-from flowline.schemas.bulk import ExecutionFilter
+from flowline_schemas.bulk import ExecutionFilter
 
 from flowline_api.domain.control.schemas import Note, Reason
 

@@ -18,7 +18,7 @@ from flowline.db.bulk_operations import (
 )
 from flowline.db.executions import ExecutionFilters, first_hidden_execution
 from flowline.errors import NotFound, ValidationFailed
-from flowline.schemas.bulk import BulkOperation, BulkOperationError
+from flowline_schemas.bulk import BulkOperation, BulkOperationError
 from litestar.di import NamedDependency
 
 from flowline_api.domain.bulk.schemas import BulkCancelRequest, BulkRetryRequest

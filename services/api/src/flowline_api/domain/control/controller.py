@@ -6,7 +6,7 @@ import uuid
 
 from flowline.credentials import Principal
 from flowline.db.audit import Actor
-from flowline.schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
+from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
 from litestar import Controller, Response, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec

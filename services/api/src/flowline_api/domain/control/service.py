@@ -19,9 +19,9 @@ from flowline.errors import Conflict, NotFound
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, caller_started_by, start_execution
 from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.messages import AdvanceExecution, ExecutionRequested
-from flowline.schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
 from flowline.settings import Topics
 from flowline.snapshots import WorkflowSnapshot
+from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
 
 from flowline_api.domain.control.schemas import RerunRequest
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.errors import ClientError
-from flowline.schemas.executions import (
+from flowline_schemas.executions import (
     AttemptList,
     ChildList,
     EventList,
@@ -18,7 +18,7 @@ from flowline.schemas.executions import (
     PromiseSettlement,
     StepList,
 )
-from flowline.schemas.workflows import ExecutionAccepted
+from flowline_schemas.workflows import ExecutionAccepted
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example

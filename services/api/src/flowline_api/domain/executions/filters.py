@@ -10,7 +10,7 @@ from typing import get_args
 from flowline.credentials import Principal
 from flowline.db.executions import ExecutionFilters
 from flowline.errors import ClientError
-from flowline.schemas.executions import ExecutionStatus
+from flowline_schemas.executions import ExecutionStatus
 
 STATUSES: frozenset[str] = frozenset(get_args(ExecutionStatus))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from flowline.schemas.executions import MetadataKey, MetadataValue, Tag
+from flowline_schemas.executions import MetadataKey, MetadataValue, Tag
 
 from flowline_api.domain.workflows.schemas import ExecuteRequest, WorkflowRef
 

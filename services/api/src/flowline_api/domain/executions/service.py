@@ -36,7 +36,8 @@ from flowline.executions import (
 )
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.messages import PromiseSettled
-from flowline.schemas.executions import (
+from flowline.settings import Topics
+from flowline_schemas.executions import (
     AttemptList,
     ChildExecution,
     ChildList,
@@ -51,7 +52,6 @@ from flowline.schemas.executions import (
     Task,
     TaskAttempt,
 )
-from flowline.settings import Topics
 
 from flowline_api.domain.executions.filters import owner_filter
 from flowline_api.domain.executions.schemas import STEP_STATUSES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from flowline.schemas.logs import TaskLogPage
+from flowline_schemas.logs import TaskLogPage
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 from flowline.errors import ClientError, NotFound
-from flowline.schemas.logs import TaskLog, TaskLogLine, TaskLogPage
+from flowline_schemas.logs import TaskLog, TaskLogLine, TaskLogPage
 from litestar.di import NamedDependency
 
 from flowline_api.domain.logs.schemas import LEVELS

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
-from flowline.schemas.packs import Pack, PackInstalled
+from flowline_schemas.packs import Pack, PackInstalled
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example

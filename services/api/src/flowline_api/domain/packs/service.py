@@ -15,8 +15,8 @@ from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.db.packs import count_packs, create_pack, delete_pack, list_packs, read_pack, update_pack
 from flowline.db.workflows import live_workflows_in_pack
 from flowline.errors import ClientError, Conflict, NotFound, ValidationFailed
-from flowline.schemas.packs import Change, InstalledWorkflow, Pack, PackInstalled
-from flowline.schemas.pagination import Page
+from flowline_schemas.packs import Change, InstalledWorkflow, Pack, PackInstalled
+from flowline_schemas.pagination import Page
 
 from flowline_api.domain.packs.schemas import PackCreate, WorkflowFile
 from flowline_api.domain.workflows.service import WorkflowService

@@ -22,7 +22,7 @@ import asyncpg
 import msgspec
 from flowline.errors import ClientError, NotFound
 from flowline.messages import ExecutionEvent, TaskLogRecord
-from flowline.schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
+from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.response import ServerSentEventMessage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flowline.schemas.executions import Task
+from flowline_schemas.executions import Task
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath

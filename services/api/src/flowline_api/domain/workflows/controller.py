@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
-from flowline.schemas.workflows import ExecutionAccepted, Workflow
+from flowline_schemas.workflows import ExecutionAccepted, Workflow
 from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example

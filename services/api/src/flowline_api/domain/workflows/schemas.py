@@ -8,7 +8,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from flowline.definitions import WorkflowDefinition
 from flowline.errors import ClientError
-from flowline.schemas.executions import Tag
+from flowline_schemas.executions import Tag
 
 from flowline_api.domain.merge_patch import MergePatch
 

@@ -33,9 +33,9 @@ from flowline.definitions import (
 )
 from flowline.errors import ClientError, NotFound, TooLarge, ValidationFailed
 from flowline.jsonschemas import check_schema
-from flowline.schemas.pagination import Page
-from flowline.schemas.workflows import Workflow, WorkflowSummary, WorkflowVersion
 from flowline.settings import Settings
+from flowline_schemas.pagination import Page
+from flowline_schemas.workflows import Workflow, WorkflowSummary, WorkflowVersion
 
 from flowline_api.domain.workflows.schemas import WorkflowCreate, WorkflowState, WorkflowUpdate
 from flowline_api.pagination import decode_cursor, encode_cursor

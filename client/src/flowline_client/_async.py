@@ -1,0 +1,781 @@
+"""The asynchronous client: every route this client covers, built once (the sync client runs these)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, Protocol, TypeVar
+
+import httpx
+import msgspec
+
+from flowline_client.errors import FlowlineApiError
+from flowline_client.models import (
+    Agent,
+    AgentHealth,
+    ApiKey,
+    ApiKeyList,
+    AttemptList,
+    AuditLog,
+    BulkOperation,
+    Cancelled,
+    ChildExecution,
+    ChildList,
+    CreatedApiKey,
+    EventList,
+    Execution,
+    ExecutionAccepted,
+    ExecutionFilter,
+    ExecutionPage,
+    ExecutionSummary,
+    Pack,
+    PackInstalled,
+    Page,
+    PromiseSettlement,
+    RerunAccepted,
+    RetryAccepted,
+    StatusChanged,
+    StepExecution,
+    StepList,
+    StreamLog,
+    StreamMessage,
+    Task,
+    TaskAttempt,
+    TaskLogPage,
+    Workflow,
+    WorkflowSummary,
+    WorkflowVersion,
+)
+
+Response = TypeVar("Response")
+Item = TypeVar("Item")
+ParamValue = str | int | bool | datetime | Sequence[str] | None
+LogFormat = Literal["text", "json"]
+
+_STREAM_DECODER: msgspec.json.Decoder[StreamMessage] = msgspec.json.Decoder(StreamMessage)
+_STREAM_KINDS = ("Event", "Log")
+# Statuses of an api restarting or a proxy without a healthy api behind it: a stream tries again.
+_UNAVAILABLE = frozenset({502, 503, 504})
+
+
+class _Kind(msgspec.Struct):
+    type: str | None = None
+
+
+_KIND_DECODER = msgspec.json.Decoder(_Kind)
+# What a workflow file leaves out is cleared when it is applied (the file is the workflow), except ``enabled``
+# and ``public``: operators switch those, and applying the same file again must not undo that.
+_APPLIED_DEFAULTS: dict[str, Any] = {
+    "label": None,
+    "description": None,
+    "inputSchema": None,
+    "outputSchema": None,
+    "tags": [],
+}
+
+
+class _Listing(Protocol[Item]):
+    """A page of a list: a ``Page``, or an ``ExecutionPage`` (which adds ``totalExact``)."""
+
+    @property
+    def items(self) -> list[Item]: ...
+
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
+def _query(params: Mapping[str, ParamValue]) -> list[tuple[str, str | int | float | bool | None]]:
+    """Query pairs without the unset values; a sequence repeats its parameter, as the api expects."""
+    pairs: list[tuple[str, str | int | float | bool | None]] = []
+    for name, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            pairs.append((name, "true" if value else "false"))
+        elif isinstance(value, datetime):
+            pairs.append((name, value.isoformat()))
+        elif isinstance(value, str | int):
+            pairs.append((name, str(value)))
+        else:
+            pairs.extend((name, item) for item in value)
+    return pairs
+
+
+class AsyncFlowlineClient:
+    """A client of one tenant's routes of the Flowline api.
+
+    Args:
+        api_url: the api's root URL, e.g. ``http://127.0.0.1:8000``.
+        tenant: the tenant slug.
+        api_key: an API key ``fl_<id>_<secret>`` or a JWT, sent as a bearer token.
+        timeout: seconds to wait for an answer (streams wait longer between events).
+        transport: an httpx transport, e.g. to reach the api over a Unix socket.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        tenant: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.tenant = tenant
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=f"{self.api_url}/api/v1/tenants/{tenant}",
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncFlowlineClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # ----- plumbing
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                params=_query(params or {}),
+                content=None if body is None else msgspec.json.encode(body),
+                headers={"content-type": "application/json", **(headers or {})} if body is not None else headers,
+            )
+        except httpx.TransportError as err:
+            raise FlowlineApiError.unreachable(self.api_url, err) from err
+        if response.is_error:
+            raise FlowlineApiError.from_response(response)
+        return response
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        answer: type[Response],
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        response = await self._send(method, path, params=params, body=body, headers=headers)
+        try:
+            return msgspec.json.decode(response.content, type=answer)
+        except msgspec.DecodeError as err:
+            raise FlowlineApiError.unexpected(response, err) from err
+
+    async def _pages(self, fetch: Callable[[str | None], Awaitable[_Listing[Item]]]) -> AsyncIterator[Item]:
+        """Every item of a list, following ``nextCursor`` until the last page."""
+        cursor: str | None = None
+        while True:
+            page = await fetch(cursor)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None or not page.items:
+                return
+            cursor = page.next_cursor
+
+    # ----- packs
+
+    async def list_packs(self, *, limit: int = 20, offset: int = 0, cursor: str | None = None) -> Page[Pack]:
+        """One page of packs, by ref."""
+        params = {"limit": limit, "offset": offset, "cursor": cursor}
+        return await self._call("GET", "/packs", Page[Pack], params=params)
+
+    def iter_packs(self) -> AsyncIterator[Pack]:
+        """Every pack."""
+        return self._pages(lambda cursor: self.list_packs(limit=100, cursor=cursor))
+
+    async def get_pack(self, ref: str) -> Pack:
+        """One pack."""
+        return await self._call("GET", f"/packs/{ref}", Pack)
+
+    async def create_pack(
+        self, ref: str, *, label: str | None = None, description: str | None = None, version: str | None = None
+    ) -> Pack:
+        """A new, empty pack."""
+        body = {"ref": ref, "label": label, "description": description, "version": version}
+        return await self._call("POST", "/packs", Pack, body=body)
+
+    async def install_pack(self, files: Mapping[str, str]) -> PackInstalled:
+        """Create or update a pack and its workflows from its files (``pack.yaml``, ``workflows/*.yaml``).
+
+        Args:
+            files: file contents by path relative to the pack folder.
+
+        Returns:
+            What changed, per workflow; one bad file changes nothing (a 422 naming the file).
+        """
+        return await self._call("POST", "/packs/install", PackInstalled, body={"files": dict(files)})
+
+    async def list_pack_workflows(
+        self, pack: str, *, limit: int = 20, offset: int = 0, cursor: str | None = None
+    ) -> Page[WorkflowSummary]:
+        """One page of a pack's workflows (a 404 for an unknown pack, where ``list_workflows`` gives none)."""
+        params = {"limit": limit, "offset": offset, "cursor": cursor}
+        return await self._call("GET", f"/packs/{pack}/workflows", Page[WorkflowSummary], params=params)
+
+    async def delete_pack(self, ref: str, *, cascade: bool = False) -> None:
+        """Soft-delete a pack; ``cascade`` deletes its workflows too (otherwise a pack holding some is a 409)."""
+        await self._send("DELETE", f"/packs/{ref}", params={"cascade": cascade or None})
+
+    # ----- workflows
+
+    async def list_workflows(
+        self,
+        *,
+        pack: str | None = None,
+        tags: Sequence[str] | None = None,
+        enabled: bool | None = None,
+        search: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        cursor: str | None = None,
+    ) -> Page[WorkflowSummary]:
+        """One page of workflows (without definitions)."""
+        params: dict[str, ParamValue] = {
+            "pack": pack,
+            "tags": tags,
+            "enabled": enabled,
+            "search": search,
+            "sort": sort,
+            "order": order,
+            "limit": limit,
+            "offset": offset,
+            "cursor": cursor,
+        }
+        return await self._call("GET", "/workflows", Page[WorkflowSummary], params=params)
+
+    def iter_workflows(
+        self,
+        *,
+        pack: str | None = None,
+        tags: Sequence[str] | None = None,
+        search: str | None = None,
+        enabled: bool | None = None,
+    ) -> AsyncIterator[WorkflowSummary]:
+        """Every workflow matching the filters."""
+        return self._pages(
+            lambda cursor: self.list_workflows(
+                pack=pack, tags=tags, search=search, enabled=enabled, limit=100, cursor=cursor
+            )
+        )
+
+    async def get_workflow(self, ref: str, *, version: int | None = None) -> Workflow:
+        """A workflow with its latest version, or with ``version``."""
+        path = f"/workflows/{ref}" if version is None else f"/workflows/{ref}/versions/{version}"
+        return await self._call("GET", path, Workflow)
+
+    async def list_workflow_versions(
+        self, ref: str, *, limit: int = 20, offset: int = 0, cursor: str | None = None
+    ) -> Page[WorkflowVersion]:
+        """One page of a workflow's versions, newest first."""
+        params = {"limit": limit, "offset": offset, "cursor": cursor}
+        return await self._call("GET", f"/workflows/{ref}/versions", Page[WorkflowVersion], params=params)
+
+    def iter_workflow_versions(self, ref: str) -> AsyncIterator[WorkflowVersion]:
+        """Every version of a workflow, newest first."""
+        return self._pages(lambda cursor: self.list_workflow_versions(ref, limit=100, cursor=cursor))
+
+    async def create_workflow(self, workflow: Mapping[str, Any]) -> Workflow:
+        """Define a new workflow (``ref`` and ``definition``, camelCase fields) as version 1."""
+        return await self._call("POST", "/workflows", Workflow, body=dict(workflow))
+
+    async def update_workflow(self, ref: str, changes: Mapping[str, Any]) -> Workflow:
+        """Change the fields given (a JSON merge patch: others keep their value, None clears an optional one).
+
+        A changed ``definition`` or schema makes a new version; ``{"enabled": False}`` disables the workflow.
+        """
+        return await self._call("PATCH", f"/workflows/{ref}", Workflow, body=dict(changes))
+
+    async def apply_workflow(self, workflow: Mapping[str, Any]) -> Workflow:
+        """Create the workflow ``workflow["ref"]``, or make an existing one what ``workflow`` says.
+
+        Fields ``workflow`` leaves out are cleared, except ``enabled`` and ``public``, which keep their values.
+        """
+        ref = str(workflow["ref"])
+        state = {name: value for name, value in workflow.items() if name != "ref"}
+        try:
+            return await self.update_workflow(ref, {**_APPLIED_DEFAULTS, **state})
+        except FlowlineApiError as err:
+            if err.status != 404:
+                raise
+        return await self.create_workflow(workflow)
+
+    async def delete_workflow(self, ref: str) -> None:
+        """Soft-delete a workflow: gone from lists and reads, its executions still name it."""
+        await self._send("DELETE", f"/workflows/{ref}")
+
+    async def execute_workflow(
+        self,
+        ref: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        version: int | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> ExecutionAccepted:
+        """Start an execution of a workflow; it runs asynchronously."""
+        body = _execution_body(input, version, idempotency_key, metadata, tags)
+        return await self._call("POST", f"/workflows/{ref}/execute", ExecutionAccepted, body=body)
+
+    # ----- executions
+
+    async def start_execution(
+        self,
+        workflow: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        version: int | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> ExecutionAccepted:
+        """Start an execution of ``workflow`` through ``POST /executions`` (the same as ``execute_workflow``)."""
+        body = _execution_body(input, version, idempotency_key, metadata, tags)
+        return await self._call("POST", "/executions", ExecutionAccepted, body={"workflow": workflow, **body})
+
+    async def list_executions(
+        self,
+        *,
+        workflow: str | None = None,
+        status: Sequence[str] | None = None,
+        triggered_by: str | None = None,
+        started_by: str | None = None,
+        parent_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        tag: Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        search: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        cursor: str | None = None,
+    ) -> ExecutionPage:
+        """One page of executions matching every filter given."""
+        params: dict[str, ParamValue] = {
+            "workflow": workflow,
+            "status": status,
+            "triggeredBy": triggered_by,
+            "startedBy": started_by,
+            "parentId": parent_id,
+            "createdAfter": created_after,
+            "createdBefore": created_before,
+            "tag": tag,
+            "search": search,
+            "sort": sort,
+            "order": order,
+            "limit": limit,
+            "offset": offset,
+            "cursor": cursor,
+        }
+        params.update({f"metadata.{key}": value for key, value in (metadata or {}).items()})
+        return await self._call("GET", "/executions", ExecutionPage, params=params)
+
+    def iter_executions(self, /, **filters: Any) -> AsyncIterator[ExecutionSummary]:
+        """Every execution matching the filters of ``list_executions``."""
+        return self._pages(lambda cursor: self.list_executions(**filters, limit=100, cursor=cursor))
+
+    async def get_execution(self, execution_id: str, *, include_logs: bool = False) -> Execution:
+        """An execution with its steps (and its latest 100 log records with ``include_logs``)."""
+        params = {"include": "logs" if include_logs else None}
+        return await self._call("GET", f"/executions/{execution_id}", Execution, params=params)
+
+    async def get_steps(self, execution_id: str) -> list[StepExecution]:
+        """An execution's steps in definition order."""
+        return (await self._call("GET", f"/executions/{execution_id}/steps", StepList)).steps
+
+    async def get_events(self, execution_id: str, *, since_sequence: int = 0, limit: int = 100) -> EventList:
+        """An execution's events after ``since_sequence``."""
+        params = {"sinceSequence": since_sequence, "limit": limit}
+        return await self._call("GET", f"/executions/{execution_id}/events", EventList, params=params)
+
+    async def get_children(self, execution_id: str) -> list[ChildExecution]:
+        """The child executions, oldest first."""
+        return (await self._call("GET", f"/executions/{execution_id}/children", ChildList)).children
+
+    async def get_task_attempts(self, execution_id: str, task_id: str) -> list[TaskAttempt]:
+        """Every attempt of one task of an execution."""
+        path = f"/executions/{execution_id}/tasks/{task_id}/attempts"
+        return (await self._call("GET", path, AttemptList)).attempts
+
+    async def cancel_execution(self, execution_id: str, *, reason: str | None = None) -> Cancelled:
+        """Cancel a pending, running or paused execution and its children."""
+        return await self._call("POST", f"/executions/{execution_id}/cancel", Cancelled, body={"reason": reason})
+
+    async def pause_execution(self, execution_id: str) -> StatusChanged:
+        """Stop starting new steps; running ones finish."""
+        return await self._call("POST", f"/executions/{execution_id}/pause", StatusChanged)
+
+    async def resume_execution(self, execution_id: str) -> StatusChanged:
+        """Resume a paused execution."""
+        return await self._call("POST", f"/executions/{execution_id}/resume", StatusChanged)
+
+    async def retry_execution(self, execution_id: str, *, note: str | None = None) -> RetryAccepted:
+        """Run a failed execution's failed and cancelled steps again."""
+        return await self._call("POST", f"/executions/{execution_id}/retry", RetryAccepted, body={"note": note})
+
+    async def rerun_execution(
+        self,
+        execution_id: str,
+        from_step: str,
+        *,
+        input: Mapping[str, Any] | None = None,
+        version: int | None = None,
+    ) -> RerunAccepted:
+        """Start a new execution reusing the outputs of every step not downstream of ``from_step``."""
+        body: dict[str, Any] = {"fromStep": from_step}
+        if input is not None:
+            body["input"] = dict(input)
+        if version is not None:
+            body["version"] = version
+        return await self._call("POST", f"/executions/{execution_id}/rerun", RerunAccepted, body=body)
+
+    async def resolve_promise(self, execution_id: str, name: str, value: Any = None) -> PromiseSettlement:
+        """Resolve the promise a ``wait`` step waits on; ``value`` becomes the step's output."""
+        path = f"/executions/{execution_id}/promises/{name}/resolve"
+        return await self._call("POST", path, PromiseSettlement, body={"value": value})
+
+    async def reject_promise(
+        self, execution_id: str, name: str, *, reason: str = "rejected", details: Mapping[str, Any] | None = None
+    ) -> PromiseSettlement:
+        """Reject a promise: its ``wait`` step fails."""
+        path = f"/executions/{execution_id}/promises/{name}/reject"
+        body = {"reason": reason, "details": None if details is None else dict(details)}
+        return await self._call("POST", path, PromiseSettlement, body=body)
+
+    # ----- logs and tasks
+
+    async def get_execution_logs(
+        self,
+        execution_id: str,
+        *,
+        level: str | None = None,
+        step_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> TaskLogPage:
+        """A page of an execution's log records; ``level`` keeps that level and above."""
+        params = {"level": level, "stepId": step_id, "limit": limit, "offset": offset}
+        return await self._call("GET", f"/executions/{execution_id}/logs", TaskLogPage, params=params)
+
+    async def download_execution_logs(self, execution_id: str, *, format: LogFormat = "text") -> AsyncIterator[bytes]:
+        """Every log record of an execution as a file's bytes (text lines or a JSON array), streamed."""
+        request = self._http.build_request(
+            "GET", f"/executions/{execution_id}/logs/download", params={"format": format}
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TransportError as err:
+            raise FlowlineApiError.unreachable(self.api_url, err) from err
+        try:
+            if response.is_error:
+                await response.aread()
+                raise FlowlineApiError.from_response(response)
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        finally:
+            await response.aclose()
+
+    async def get_task(self, task_id: str) -> Task:
+        """One step execution, with its execution and workflow."""
+        return await self._call("GET", f"/tasks/{task_id}", Task)
+
+    async def get_task_logs(
+        self, task_id: str, *, level: str | None = None, limit: int = 100, offset: int = 0
+    ) -> TaskLogPage:
+        """A page of one task's log records."""
+        params = {"level": level, "limit": limit, "offset": offset}
+        return await self._call("GET", f"/tasks/{task_id}/logs", TaskLogPage, params=params)
+
+    # ----- live streams
+
+    async def stream_execution(
+        self,
+        execution_id: str,
+        *,
+        consolidated: bool = False,
+        last_event_id: str | None = None,
+        max_reconnects: int = 5,
+    ) -> AsyncIterator[StreamMessage]:
+        """An execution's events (history, then live) until the api says it is finished.
+
+        A final event followed by ``RETRY_REQUESTED`` does not end it (a retried execution runs on). A connection
+        that drops, or that a proxy or a restarting api answers 502-504, is resumed with ``Last-Event-ID``, so no
+        event is missed or repeated; ``max_reconnects`` failed attempts in a row give up with the last error.
+        """
+        path = f"/executions/{execution_id}/stream" + ("/consolidated" if consolidated else "")
+        async for message in self._stream(path, last_event_id, max_reconnects):
+            yield message
+
+    async def stream_task(self, task_id: str, *, max_reconnects: int = 5) -> AsyncIterator[StreamMessage]:
+        """One task's events and log records (stored, then live) until a moment after the task finished.
+
+        Resumed like ``stream_execution``, also after the api closes an idle stream; a resumed stream sends
+        recent log records again, and those already received are not repeated.
+        """
+        received_logs: set[str] = set()
+        async for message in self._stream(f"/tasks/{task_id}/stream", None, max_reconnects):
+            if isinstance(message, StreamLog):
+                if message.id in received_logs:
+                    continue
+                received_logs.add(message.id)
+            yield message
+
+    async def _stream(self, path: str, last_event_id: str | None, max_reconnects: int) -> AsyncIterator[StreamMessage]:
+        """The messages of an SSE route, resumed after each close until the route answers 204 (nothing more)."""
+        failures = 0
+        while True:
+            headers = {"accept": "text/event-stream"}
+            if last_event_id is not None:
+                headers["Last-Event-ID"] = last_event_id
+            # Keep-alives come every 15 s; a minute of silence means the connection is dead.
+            timeout = httpx.Timeout(self._http.timeout.connect, read=60.0)
+            try:
+                async with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+                    if response.status_code == 204:
+                        return
+                    if response.is_error:
+                        await response.aread()
+                        error = FlowlineApiError.from_response(response)
+                        if response.status_code not in _UNAVAILABLE:
+                            raise error
+                    else:
+                        received = False
+                        async for event_id, data in _server_sent_events(response.aiter_lines()):
+                            failures, received = 0, True
+                            if event_id is not None:
+                                last_event_id = event_id
+                            if (message := _stream_message(data)) is not None:
+                                yield message
+                        if last_event_id is None:
+                            return  # nothing to resume from
+                        if not received:
+                            # Closed without a single event: pause so that a server in that state is not hammered.
+                            await asyncio.sleep(1.0)
+                        continue
+            except httpx.TransportError as err:
+                error = FlowlineApiError.unreachable(self.api_url, err)
+            failures += 1
+            if failures > max_reconnects:
+                raise error
+            await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+
+    # ----- agents
+
+    async def list_agents(
+        self,
+        *,
+        status: str | None = None,
+        search: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        cursor: str | None = None,
+    ) -> Page[Agent]:
+        """One page of agents."""
+        params = {"status": status, "search": search, "limit": limit, "offset": offset, "cursor": cursor}
+        return await self._call("GET", "/agents", Page[Agent], params=params)
+
+    def iter_agents(self, *, status: str | None = None, search: str | None = None) -> AsyncIterator[Agent]:
+        """Every agent matching the filters."""
+        return self._pages(lambda cursor: self.list_agents(status=status, search=search, limit=100, cursor=cursor))
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        """One agent."""
+        return await self._call("GET", f"/agents/{agent_id}", Agent)
+
+    async def create_agent(self, agent: Mapping[str, Any]) -> Agent:
+        """Register an agent (``name``, ``url`` and optional camelCase fields such as ``authType``)."""
+        return await self._call("POST", "/agents", Agent, body=dict(agent))
+
+    async def update_agent(self, agent_id: str, changes: Mapping[str, Any]) -> Agent:
+        """Change the fields given (a JSON merge patch); omitting ``authConfig`` keeps the stored credentials."""
+        return await self._call("PATCH", f"/agents/{agent_id}", Agent, body=dict(changes))
+
+    async def delete_agent(self, agent_id: str) -> None:
+        """Soft-delete an agent, freeing its name."""
+        await self._send("DELETE", f"/agents/{agent_id}")
+
+    async def check_agent_health(self, agent_id: str) -> AgentHealth:
+        """Call the agent's health path now."""
+        return await self._call("GET", f"/agents/{agent_id}/health", AgentHealth)
+
+    # ----- bulk operations and audit
+
+    async def bulk_cancel(
+        self,
+        *,
+        ids: Sequence[str] | None = None,
+        filter: ExecutionFilter | None = None,
+        reason: str | None = None,
+        dry_run: bool = False,
+    ) -> BulkOperation:
+        """Cancel the executions given by ``ids`` or selected by ``filter`` (the filters of ``list_executions``)."""
+        body = {"ids": ids, "filter": _filter_body(filter), "reason": reason, "dryRun": dry_run}
+        return await self._call("POST", "/executions/bulk/cancel", BulkOperation, body=_without_none(body))
+
+    async def bulk_retry(
+        self,
+        *,
+        ids: Sequence[str] | None = None,
+        filter: ExecutionFilter | None = None,
+        note: str | None = None,
+        dry_run: bool = False,
+    ) -> BulkOperation:
+        """Retry the failed executions given by ``ids`` or selected by ``filter``."""
+        body = {"ids": ids, "filter": _filter_body(filter), "note": note, "dryRun": dry_run}
+        return await self._call("POST", "/executions/bulk/retry", BulkOperation, body=_without_none(body))
+
+    async def get_bulk_operation(self, operation_id: str) -> BulkOperation:
+        """A bulk operation and its progress."""
+        return await self._call("GET", f"/bulk-operations/{operation_id}", BulkOperation)
+
+    async def list_audit_logs(
+        self,
+        *,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        principal: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        cursor: str | None = None,
+    ) -> Page[AuditLog]:
+        """One page of audit entries, newest first."""
+        params: dict[str, ParamValue] = {
+            "entityType": entity_type,
+            "entityId": entity_id,
+            "principal": principal,
+            "from": since,
+            "to": until,
+            "limit": limit,
+            "offset": offset,
+            "cursor": cursor,
+        }
+        return await self._call("GET", "/audit-logs", Page[AuditLog], params=params)
+
+    def iter_audit_logs(
+        self,
+        *,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        principal: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> AsyncIterator[AuditLog]:
+        """Every audit entry matching the filters, newest first."""
+        return self._pages(
+            lambda cursor: self.list_audit_logs(
+                entity_type=entity_type,
+                entity_id=entity_id,
+                principal=principal,
+                since=since,
+                until=until,
+                limit=100,
+                cursor=cursor,
+            )
+        )
+
+    # ----- API keys (admins)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key of the tenant, newest first, revoked ones included; never their secrets."""
+        return (await self._call("GET", "/api-keys", ApiKeyList)).items
+
+    async def create_api_key(self, name: str, role: str) -> CreatedApiKey:
+        """A new key with ``role`` (viewer, operator or admin); its ``key`` is shown this once."""
+        return await self._call("POST", "/api-keys", CreatedApiKey, body={"name": name, "role": role})
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Revoke a key: requests with it are refused from now on."""
+        return await self._call("DELETE", f"/api-keys/{key_id}", ApiKey)
+
+
+def _stream_message(data: bytes) -> StreamMessage | None:
+    """One stream message; None for a kind of message this client does not know (a newer api's).
+
+    Raises:
+        FlowlineApiError: a message of a known kind this client cannot read.
+    """
+    try:
+        return _STREAM_DECODER.decode(data)
+    except msgspec.DecodeError as err:
+        try:
+            kind = _KIND_DECODER.decode(data).type
+        except msgspec.DecodeError:
+            kind = None
+        if kind is not None and kind not in _STREAM_KINDS:
+            return None
+        raise FlowlineApiError(200, "Unexpected response", f"a stream message this client cannot read: {err}") from err
+
+
+def _execution_body(
+    input: Mapping[str, Any] | None,
+    version: int | None,
+    idempotency_key: str | None,
+    metadata: Mapping[str, str] | None,
+    tags: Sequence[str] | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"input": dict(input or {}), "metadata": dict(metadata or {}), "tags": list(tags or [])}
+    if version is not None:
+        body["version"] = version
+    if idempotency_key is not None:
+        body["idempotencyKey"] = idempotency_key
+    return body
+
+
+def _filter_body(selection: ExecutionFilter | None) -> dict[str, Any] | None:
+    """The filters given, as the request body names them (the ones not given left out)."""
+    return None if selection is None else _without_none(msgspec.to_builtins(selection))
+
+
+def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in body.items() if value is not None}
+
+
+async def _server_sent_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, bytes]]:
+    """``(id, data)`` of each SSE event with data; comments (keep-alives) and other fields are skipped."""
+    event_id: str | None = None
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield event_id, "\n".join(data).encode()
+            event_id, data = None, []
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                data.append(value)
+            elif field == "id":
+                event_id = value
