@@ -496,14 +496,65 @@ async def test_input_breaking_the_input_schema_is_422_with_the_pointer(
     assert ok.status_code == 202
 
 
-async def test_an_input_schema_whose_references_loop_is_422_not_500(demo: Client) -> None:
-    looping = {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}
-    await create(demo, workflow(inputSchema=looping))
+async def test_an_input_schema_whose_references_loop_is_refused_when_defined(demo: Client) -> None:
+    looping = {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}
 
-    response = await demo.post("workflows/demo.hello/execute", json={"input": {"name": "Ada"}})
+    response = await demo.post("workflows", json=workflow(inputSchema=looping))
 
     assert response.status_code == 422, response.text
-    assert response.json()["detail"] == "the schema of /input has references that loop without end"
+    assert response.json()["pointer"] == "/inputSchema/$defs/a/$ref"
+    assert response.json()["detail"] == "/inputSchema/$defs/a/$ref: references that loop without end"
+    assert (await demo.get("workflows/demo.hello")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("reference", "pointer"),
+    [
+        ("http://127.0.0.1:9/schema.json", "/inputSchema/properties/name/$ref"),
+        ("file:///etc/passwd", "/inputSchema/properties/name/$ref"),
+        ("other.json#/name", "/inputSchema/properties/name/$ref"),
+    ],
+)
+async def test_a_schema_that_refers_outside_itself_is_refused_and_nothing_is_fetched(
+    demo: Client, reference: str, pointer: str
+) -> None:
+    schema = {"type": "object", "properties": {"name": {"$ref": reference}}}
+
+    response = await demo.post("workflows", json=workflow(inputSchema=schema))
+
+    assert response.status_code == 422, response.text
+    assert response.json()["pointer"] == pointer
+    assert reference in response.json()["detail"]
+    assert (await demo.get("workflows/demo.hello")).status_code == 404
+    # References inside the schema, data that looks like one, and anchors stay allowed.
+    inside = {
+        "$defs": {"name": {"type": "string"}},
+        "type": "object",
+        "properties": {"name": {"$ref": "#/$defs/name"}, "note": {"const": {"$ref": reference}}},
+    }
+    await create(demo, workflow(inputSchema=inside))
+    started = await demo.post("workflows/demo.hello/execute", json={"input": {"name": 1}})
+    assert started.status_code == 422 and started.json()["pointer"] == "/input/name", started.text
+
+
+async def test_a_catastrophic_pattern_is_checked_in_linear_time(demo: Client) -> None:
+    # With a backtracking engine forty `a`s and a `!` would hold the api's event loop for ages.
+    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^(a+)+$"}}}
+    await create(demo, workflow(inputSchema=schema))
+
+    refused = await demo.post("workflows/demo.hello/execute", json={"input": {"name": "a" * 40 + "!"}})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["pointer"] == "/input/name"
+    assert (await demo.post("workflows/demo.hello/execute", json={"input": {"name": "aaaa"}})).status_code == 202
+
+
+async def test_a_pattern_the_linear_engine_cannot_run_is_refused_when_defined(demo: Client) -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^(a)\\1$"}}}
+
+    response = await demo.post("workflows", json=workflow(inputSchema=schema))
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("/inputSchema: not a schema Flowline can check inputs against")
 
 
 # Audit ---------------------------------------------------------------------------------------------------
