@@ -331,3 +331,20 @@ async def test_a_template_error_fails_the_step_with_a_clear_message(api_url: str
     assert execution["status"] == "failed"
     assert "gives a function" in execution["error"]["message"]
     assert execution["steps"][0]["status"] == "failed"
+
+
+async def test_a_template_that_would_never_end_fails_its_step_and_the_executor_goes_on(
+    api_url: str, api_headers: dict[str, str]
+) -> None:
+    endless = "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}"
+    definition = {"steps": [{"id": "spin", "type": "action", "action": "core.echo", "input": endless}]}
+    async with _api(api_url, api_headers) as client:
+        assert (await define(client, {"ref": "demo.spin", "definition": definition})).status_code == 201
+        assert (await define(client, DIAMOND)).status_code == 201
+        hostile = await client.post("/workflows/demo.spin/execute", json={"input": {}})
+        honest = await client.post("/workflows/demo.diamond/execute", json={"input": {"name": "Ada"}})
+        spun = await _wait_finished(client, hostile.json()["executionId"])
+        assert (await _wait_finished(client, honest.json()["executionId"]))["status"] == "completed"
+    assert spun["status"] == "failed"
+    assert "TemplateLimitExceeded" in spun["error"]["message"]
+    assert spun["steps"][0]["status"] == "failed" and spun["steps"][0]["attempts"] <= 1

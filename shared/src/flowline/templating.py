@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flowline.errors import ValidationFailed
+from flowline.template_limits import BoundedSandbox, budgeted
 
 
 class TemplateError(Exception):
@@ -18,8 +18,8 @@ class TemplateError(Exception):
 
 # Inputs and outputs are strict, so a typo fails the step with a clear message; conditions are lenient, so
 # `when: input.flag` is simply false when the flag is absent (as in Jinja, Airflow and Conductor).
-_ENVIRONMENT = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
-_LENIENT_ENVIRONMENT = ImmutableSandboxedEnvironment(undefined=jinja2.ChainableUndefined, autoescape=False)
+_ENVIRONMENT = BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+_LENIENT_ENVIRONMENT = BoundedSandbox(undefined=jinja2.ChainableUndefined, autoescape=False)
 
 
 def _single_expression(text: str) -> str | None:
@@ -65,22 +65,24 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
     A string that is exactly one ``{{ expression }}`` keeps the expression's native type.
 
     Raises:
-        TemplateError: a template fails to parse or render (e.g. an undefined variable).
+        TemplateError: a template fails to parse or render (e.g. an undefined variable), or goes over what one
+            render may cost (``TemplateLimitExceeded``, see ``flowline.template_limits``).
     """
-    return _render(value, context, _ENVIRONMENT)
+    with budgeted():
+        return _render(value, context, _ENVIRONMENT)
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled_expression(environment: jinja2.Environment, expression: str) -> Any:
-    return environment.compile_expression(expression, undefined_to_none=False)
+def _compiled_expression(environment: BoundedSandbox, expression: str) -> Any:
+    return environment.expression(expression)
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled_template(environment: jinja2.Environment, text: str) -> jinja2.Template:
-    return environment.from_string(text)
+def _compiled_template(environment: BoundedSandbox, text: str) -> jinja2.Template:
+    return environment.template(text)
 
 
-def _render(value: Any, context: Mapping[str, Any], environment: jinja2.Environment) -> Any:
+def _render(value: Any, context: Mapping[str, Any], environment: BoundedSandbox) -> Any:
     if isinstance(value, str):
         if not _is_template(value):
             return value
@@ -136,7 +138,8 @@ def render_condition(expression: str, context: Mapping[str, Any]) -> bool:
     Raises:
         TemplateError: the condition fails to render.
     """
-    result = _render(condition_template(expression), context, _LENIENT_ENVIRONMENT)
+    with budgeted():
+        result = _render(condition_template(expression), context, _LENIENT_ENVIRONMENT)
     if isinstance(result, jinja2.Undefined):
         return False
     if isinstance(result, str):
