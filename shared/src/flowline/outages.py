@@ -19,3 +19,14 @@ OUTAGE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.InsufficientResourcesError,  # too many connections, disk full
     KafkaError,
 )
+
+
+def is_outage(err: BaseException) -> bool:
+    """Whether ``err`` means a dependency is unavailable, rather than that the work at hand is at fault.
+
+    asyncpg refuses an argument it cannot send (an integer beyond 64 bits, say) with an ``InterfaceError`` that
+    is also a ``ValueError`` (its client-side ``DataError``): the data's fault, which no retry cures.
+    """
+    if isinstance(err, asyncpg.InterfaceError) and isinstance(err, ValueError):
+        return False
+    return isinstance(err, OUTAGE_ERRORS)

@@ -226,3 +226,48 @@ async def test_a_runtime_is_ready_once_each_of_its_consumers_has_joined_its_grou
         await eventually(joined)
     finally:
         await consumer.stop()
+
+
+async def test_what_is_the_messages_fault_is_dead_lettered_and_the_consumer_moves_on(
+    runtime: Runtime, settings: Settings
+) -> None:
+    # A value PostgreSQL cannot take is the message's fault, not an outage to wait out; nesting too deep to
+    # decode makes a message undecodable. Either way the partition goes on.
+    execution_id = uuid.uuid4()
+    key = str(execution_id).encode()
+    handled: list[int] = []
+
+    async def handle(message: EventMessage) -> None:
+        if message.sequence == 2:
+            await runtime.pool.execute("SELECT $1::bigint", 2**70)
+        handled.append(message.sequence)
+
+    deep = b'{"type": "Event", "tenantId": "%s", "executionId": "%s", "data": ' % (
+        str(uuid.uuid4()).encode(),
+        str(execution_id).encode(),
+    )
+    deep += b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    for value in (
+        encode(_event(1, execution_id)),
+        deep,
+        encode(_event(2, execution_id)),
+        encode(_event(3, execution_id)),
+    ):
+        await runtime.producer.send_and_wait(settings.topics.events, value, key=key)
+
+    consumer = runtime.consumer("test-poison", [settings.topics.events], decoder(EventMessage), handler=handle)
+    await consumer.start()
+    try:
+
+        async def all_handled() -> bool:
+            await consumer.poll_once()
+            return handled == [1, 3]
+
+        await eventually(all_handled, timeout=60)
+    finally:
+        await consumer.stop()
+
+    dead = await read_topic(settings, settings.topics.dead_letter, 2)
+    errors = [dict(record.headers)["error"] for record in dead]
+    assert errors[0].startswith(b"cannot decode: ") and b"recursion" in errors[0]
+    assert errors[1].startswith(b"DataError: ")

@@ -22,7 +22,7 @@ from aiokafka.structs import ConsumerRecord
 from flowline.kafka.compat import broker_for
 from flowline.kafka.producer import ensure_topics
 from flowline.metrics import MessagingMetrics
-from flowline.outages import OUTAGE_ERRORS
+from flowline.outages import is_outage
 from flowline.request_ids import from_kafka_headers, request_id_set
 from flowline.settings import Settings
 
@@ -233,7 +233,8 @@ class MessageConsumer(Generic[MessageT]):
     async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> MessageT | None:
         try:
             return self._decoder.decode(record.value or b"")
-        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as err:
+            # RecursionError: nesting deeper than the decoder goes, which no retry will change.
             await self._dead_letter(record, f"cannot decode: {err}")
             return None
 
@@ -262,16 +263,15 @@ class MessageConsumer(Generic[MessageT]):
             try:
                 with request_id_set(request_id):
                     await handler(argument)
-            except OUTAGE_ERRORS as err:
-                self._metrics.handler_failures.labels(self.name).inc()
-                logger.warning("consumer %s: dependency unavailable, retrying: %s", self.name, err)
-                if self._stopping:
-                    raise
-                await asyncio.sleep(min(0.2 * 2 ** min(failures, 5), 5.0))
-                failures = min(failures + 1, 10)
-                continue
             except Exception as err:
                 self._metrics.handler_failures.labels(self.name).inc()
+                if is_outage(err):
+                    logger.warning("consumer %s: dependency unavailable, retrying: %s", self.name, err)
+                    if self._stopping:
+                        raise
+                    await asyncio.sleep(min(0.2 * 2 ** min(failures, 5), 5.0))
+                    failures = min(failures + 1, 10)
+                    continue
                 if whole_batch:
                     return False
                 failures += 1
