@@ -57,6 +57,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kafka_bootstrap: str = ""
     db_pool_min_size: int = 2
     db_pool_max_size: int = 20
+    # How long PostgreSQL lets one statement run before cancelling it; a request whose statement is cancelled
+    # (a stalled database, a lock held too long) answers 503 instead of hanging. A query that gets no answer
+    # at all (the server or the network gone quiet) gives up a few seconds later. 0: no limit.
+    db_statement_timeout_seconds: float = 30.0
 
     # Secrets: one or more Fernet keys, comma-separated (the first encrypts, all decrypt), that seal agent
     # credentials at rest. Required by the api and the executor; `make dev` generates one into .flowline/.

@@ -7,6 +7,10 @@ import msgspec
 
 from flowline.settings import Settings
 
+# How much longer than the statement timeout a query waits for any answer: the server's own cancellation,
+# which names the statement, comes first.
+_UNANSWERED_GRACE_SECONDS = 5.0
+
 
 async def connect(database_url: str) -> asyncpg.Connection:
     """One connection outside any pool (admin commands, scripts), with the pool's JSON codecs."""
@@ -42,12 +46,16 @@ async def create_pool(settings: Settings, *, session_setup: str | None = None) -
         if session_setup is not None:
             await connection.execute(session_setup)
 
+    timeout = settings.db_statement_timeout_seconds
     pool = await asyncpg.create_pool(
         settings.database_url,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         init=init,
         reset=_keep_session,
+        # PostgreSQL cancels a statement that runs too long; asyncpg gives up on one that gets no answer.
+        server_settings={"statement_timeout": str(int(timeout * 1000))} if timeout else None,
+        command_timeout=timeout + _UNANSWERED_GRACE_SECONDS if timeout else None,
     )
     assert pool is not None
     return pool
