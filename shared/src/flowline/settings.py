@@ -6,6 +6,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Literal, get_args
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -176,12 +177,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dev_tenant: str = "dev"
 
     def __repr__(self) -> str:
-        """Every setting except the secret ones, which show only whether they are set."""
+        """Every setting except the secret ones, which show only whether they are set, and no password."""
         shown = (
             f"{name}='***'" if name in SECRET_SETTINGS and getattr(self, name) else f"{name}={getattr(self, name)!r}"
             for name in self.__struct_fields__
+            if name != "database_url"
         )
-        return f"Settings({', '.join(shown)})"
+        return f"Settings(database_url={without_password(self.database_url)!r}, {', '.join(shown)})"
 
     @property
     def topics(self) -> Topics:
@@ -198,6 +200,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if missing:
             raise ConfigurationError(f"missing required settings: {', '.join(missing)}")
         return self
+
+
+def without_password(url: str) -> str:
+    """``url`` with its password, if it has one, shown as ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    credentials, _, host = parts.netloc.rpartition("@")
+    user = credentials.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def env_name(field: str) -> str:

@@ -172,3 +172,13 @@ def test_a_rate_is_requests_per_period() -> None:
 def test_a_bad_rate_is_refused_naming_the_setting(value: str) -> None:
     with pytest.raises(ConfigurationError, match="FLOWLINE_RATE_LIMIT_READS"):
         parse_rate(value, "FLOWLINE_RATE_LIMIT_READS")
+
+
+def test_the_database_password_is_never_shown() -> None:
+    settings = load_settings({"FLOWLINE_DATABASE_URL": "postgresql://flowline:s3cr%40t@db:5432/flowline"})
+
+    assert "s3cr" not in repr(settings)
+    assert "database_url='postgresql://flowline:***@db:5432/flowline'" in repr(settings)
+    assert "database_url='postgresql://db/flowline'" in repr(
+        load_settings({"FLOWLINE_DATABASE_URL": "postgresql://db/flowline"})
+    )
