@@ -45,6 +45,11 @@ class MessagingMetrics:
             "Publishes after commit that failed and were left to the relay.",
             registry=registry,
         )
+        self.outbox_refused = Counter(
+            "flowline_outbox_refused_total",
+            "Outbox rows too large for the broker, dead-lettered as a note instead of published.",
+            registry=registry,
+        )
         self.outbox_backlog = Gauge(
             "flowline_outbox_backlog_messages",
             "Outbox rows older than the relay's grace period, i.e. still unpublished (counted up to a cap).",

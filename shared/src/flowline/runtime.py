@@ -65,6 +65,7 @@ class Runtime:
             producer,
             metrics,
             grace_seconds=settings.outbox_relay_grace_seconds,
+            dead_letter_topic=settings.topics.dead_letter,
             doorbell=broker_for(settings).doorbell(pool),
         )
         return cls(settings, pool, producer, registry, metrics, outbox)

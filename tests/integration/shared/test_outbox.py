@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
@@ -33,11 +34,23 @@ async def test_a_failed_publish_is_relayed(runtime: Runtime, settings: Settings)
     closed = create_producer(settings)  # a producer that can no longer send, as when the broker is gone
     await closed.start()
     await closed.stop()
-    broken = OutboxPublisher(runtime.pool, closed, MessagingMetrics(CollectorRegistry()), grace_seconds=0)
+    broken = OutboxPublisher(
+        runtime.pool,
+        closed,
+        MessagingMetrics(CollectorRegistry()),
+        grace_seconds=0,
+        dead_letter_topic=runtime.settings.topics.dead_letter,
+    )
     assert await broken.publish(rows) is False
     assert await runtime.pool.fetchval("SELECT count(*) FROM outbox WHERE id = $1", rows[0].id) == 1
 
-    relay = OutboxPublisher(runtime.pool, runtime.producer, runtime.messaging_metrics, grace_seconds=0)
+    relay = OutboxPublisher(
+        runtime.pool,
+        runtime.producer,
+        runtime.messaging_metrics,
+        grace_seconds=0,
+        dead_letter_topic=runtime.settings.topics.dead_letter,
+    )
     assert await relay.relay_once() == 1
     assert await runtime.pool.fetchval("SELECT count(*) FROM outbox WHERE id = $1", rows[0].id) == 0
     assert await relay.relay_once() == 0  # sent rows are not sent again
@@ -75,7 +88,13 @@ async def test_the_backlog_gauge_counts_rows_left_for_the_relay(runtime: Runtime
     async with runtime.pool.acquire() as connection, connection.transaction():
         await enqueue(connection, [outgoing(settings.topics.events, message) for message in messages])
     registry = CollectorRegistry()
-    relay = OutboxPublisher(runtime.pool, runtime.producer, MessagingMetrics(registry), grace_seconds=0)
+    relay = OutboxPublisher(
+        runtime.pool,
+        runtime.producer,
+        MessagingMetrics(registry),
+        grace_seconds=0,
+        dead_letter_topic=runtime.settings.topics.dead_letter,
+    )
 
     assert await relay.measure_backlog() == 3
     assert registry.get_sample_value("flowline_outbox_backlog_messages") == 3
@@ -83,3 +102,41 @@ async def test_the_backlog_gauge_counts_rows_left_for_the_relay(runtime: Runtime
     assert registry.get_sample_value("flowline_outbox_published_total", {"path": "relay"}) == 3
     assert await relay.measure_backlog() == 0
     assert registry.get_sample_value("flowline_outbox_backlog_messages") == 0
+
+
+async def test_a_row_too_large_for_the_broker_is_dead_lettered_and_the_rest_of_its_batch_goes_on(
+    runtime: Runtime, settings: Settings
+) -> None:
+    tenant_id = await runtime.pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+
+    def event(size: int) -> ExecutionEvent:
+        return ExecutionEvent(
+            tenant_id=tenant_id,
+            execution_id=uuid.uuid4(),
+            sequence=1,
+            event="TASK_COMPLETED",
+            data={"output": "x" * size},
+            timestamp_ms=1,
+        )
+
+    huge, small = event(2 * 1024 * 1024), event(10)
+    async with runtime.pool.acquire() as connection, connection.transaction():
+        rows = await enqueue(connection, [outgoing(settings.topics.events, m) for m in (huge, small)])
+    registry = CollectorRegistry()
+    relay = OutboxPublisher(
+        runtime.pool,
+        runtime.producer,
+        MessagingMetrics(registry),
+        grace_seconds=0,
+        dead_letter_topic=settings.topics.dead_letter,
+    )
+
+    assert await relay.relay_once() == 2
+    assert await runtime.pool.fetchval("SELECT count(*) FROM outbox") == 0
+    [published] = await read_topic(settings, settings.topics.events, 1)
+    assert published.value == rows[1].payload
+    [note] = await read_topic(settings, settings.topics.dead_letter, 1)
+    assert json.loads(note.value)["outboxId"] == str(rows[0].id)
+    assert json.loads(note.value)["bytes"] == len(rows[0].payload)
+    assert dict(note.headers)["error"].startswith(b"too large to publish")
+    assert registry.get_sample_value("flowline_outbox_refused_total") == 1

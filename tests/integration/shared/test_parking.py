@@ -35,7 +35,11 @@ async def test_a_parked_consumer_wakes_when_a_publisher_rings_and_reads_the_reco
     await consumer.start()
     parking = Parking(consumer, [topic], settings)
     publisher = OutboxPublisher(
-        runtime.pool, runtime.producer, runtime.messaging_metrics, doorbell=Doorbell(runtime.pool, 600)
+        runtime.pool,
+        runtime.producer,
+        runtime.messaging_metrics,
+        dead_letter_topic=settings.topics.dead_letter,
+        doorbell=Doorbell(runtime.pool, 600),
     )
     try:
         await eventually(lambda: _assigned(consumer))

@@ -6,6 +6,7 @@ A row is deleted once the broker acknowledged it, so every row in the table is o
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -13,6 +14,8 @@ from typing import NamedTuple
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.structs import RecordMetadata
 
 from flowline.ids import uuid7
 from flowline.kafka.parking import Doorbell
@@ -68,24 +71,59 @@ class OutboxPublisher:
         *,
         grace_seconds: float = 2.0,
         batch_size: int = 500,
+        dead_letter_topic: str,
         doorbell: Doorbell | None = None,
     ) -> None:
         self._pool = pool
         self._producer = producer
         self._metrics = metrics
         self._doorbell = doorbell
+        self._dead_letter_topic = dead_letter_topic
         self._grace_seconds = grace_seconds
         self._batch_size = batch_size
         self._sent: list[uuid.UUID] = []  # published rows, deleted in batches by ``remove_sent``
 
     async def _send(self, rows: Sequence[OutboxRow]) -> None:
-        deliveries = [
-            await self._producer.send(row.topic, row.payload, key=row.key, headers=kafka_headers(row.request_id))
-            for row in rows
-        ]
-        delivered = await asyncio.gather(*deliveries)
+        """Publish ``rows``; one the broker will never take (too large) goes to the dead-letter topic instead.
+
+        Retrying such a row would fail forever and, in the relay, take every row of its batch down with it.
+        """
+        sending: list[tuple[OutboxRow, asyncio.Future[RecordMetadata]]] = []
+        for row in rows:
+            try:
+                delivery = await self._producer.send(
+                    row.topic, row.payload, key=row.key, headers=kafka_headers(row.request_id)
+                )
+            except MessageSizeTooLargeError as err:  # refused before it is sent
+                await self._refuse(row, err)
+                continue
+            sending.append((row, delivery))
+        outcomes = await asyncio.gather(*(delivery for _, delivery in sending), return_exceptions=True)
+        delivered = []
+        for (row, _), outcome in zip(sending, outcomes, strict=True):
+            if isinstance(outcome, MessageSizeTooLargeError | RecordTooLargeError):
+                await self._refuse(row, outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                delivered.append(outcome)
         if self._doorbell is not None:
             await self._doorbell.ring_after(delivered)
+
+    async def _refuse(self, row: OutboxRow, err: Exception) -> None:
+        """Put a note of a row too large to publish on the dead-letter topic (the row itself cannot go there)."""
+        note = {"outboxId": str(row.id), "topic": row.topic, "bytes": len(row.payload), "error": str(err)[:500]}
+        headers = [("source-topic", row.topic.encode()), ("error", f"too large to publish: {err}"[:2000].encode())]
+        await self._producer.send_and_wait(
+            self._dead_letter_topic, json.dumps(note).encode(), key=row.key, headers=headers
+        )
+        self._metrics.outbox_refused.inc()
+        logger.error(
+            "outbox row %s (%d bytes, for %s) is too large to publish: dead-lettered",
+            row.id,
+            len(row.payload),
+            row.topic,
+        )
 
     async def publish(self, rows: Sequence[OutboxRow]) -> bool:
         """Publish rows whose transaction has committed; ``remove_sent`` deletes them later, in a batch.
