@@ -11,10 +11,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from cryptography.fernet import Fernet
 from flowline.definitions import StepDefinition
 from flowline.messages import TaskDispatched
 from flowline.settings import Settings
+from flowline_executor import attempts
 from flowline_executor.engine import Engine
 from flowline_executor.metrics import ExecutorMetrics
 from prometheus_client import CollectorRegistry
@@ -101,7 +103,7 @@ async def test_concurrent_claims_never_exceed_the_capacity() -> None:
     async def run(claimed: Any) -> None:
         await release.wait()
 
-    engine._graph = graph  # type: ignore[method-assign]
+    engine.executor.graph = graph  # type: ignore[method-assign]
     engine._run = run  # type: ignore[method-assign]
     claims = [asyncio.create_task(engine.handle_task(_dispatch())) for _ in range(20)]
     await asyncio.wait(claims, timeout=0.5)
@@ -112,18 +114,18 @@ async def test_concurrent_claims_never_exceed_the_capacity() -> None:
     assert engine.running_attempts == 0
 
 
-async def test_a_claim_that_fails_gives_its_slot_back() -> None:
+async def test_a_claim_that_fails_gives_its_slot_back(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _engine()
 
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise ConnectionResetError("the database went away")
 
-    engine._start_attempt = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(attempts, "start_attempt", broken)
     for _ in range(6):
 
-        async def apply(connection: Any, changes: Any) -> None:
-            await engine._dispatch(connection, changes, STEP, uuid.uuid4(), 0, 1, {})
+        async def apply(change: Any) -> None:
+            await attempts.dispatch(change, STEP, uuid.uuid4(), 0, 1, {})
 
         with contextlib.suppress(ConnectionResetError):
-            await engine._change(uuid.uuid4(), uuid.uuid4(), apply)
-    assert engine._busy == 0
+            await engine._transactions.run(uuid.uuid4(), uuid.uuid4(), apply)
+    assert engine.executor.slots.busy == 0

@@ -1,7 +1,7 @@
 """Finished attempts of one state change, written together by whichever statement of the change comes next.
 
 A step's result is usually followed, in the same change, by the start of the next step's attempt or by the
-end of the execution, and the results of instant actions (see ``Engine._runs_here``) gather until one of
+end of the execution, and the results of instant actions (see ``attempts.runs_here``) gather until one of
 those. Written as CTEs of that statement they cost no round trip of their own. They touch only their steps
 and attempts, which nothing else in that statement reads, so no statement needs to see them earlier; any
 other statement of the change is preceded by ``Finishes.flush``, so it sees them written.
@@ -13,27 +13,29 @@ import uuid
 from typing import Any, NamedTuple
 
 import asyncpg
-from flowline.db.statements import numbered_from
+from flowline.db.sql import bind
 from flowline.ids import uuid7
 
 from flowline_executor.metrics import Outcomes
 
-# The finished attempts ($1 … $10, arrays of one element per attempt) in their execution ($11 tenant, $12
-# execution) on worker $13. An attempt that started here before this change already has its row (the upsert
-# closes it); one that ran inside this change (an instant action) gets its row now. The finished steps
-# return their type, new status and duration since their start. They finished before the statement that
-# carries them began, so its start is their time: a step that statement starts (clock_timestamp(), in a CTE
-# PostgreSQL may run before these) never seems to start before its needs completed.
+# The finished attempts (arrays of one element per attempt) of the change's execution, on its worker. An
+# attempt that started here before this change already has its row (the upsert closes it); one that ran
+# inside this change (an instant action) gets its row now. The finished steps return their type, new status
+# and duration since their start. They finished before the statement that carries them began, so its start
+# is their time: a step that statement starts (clock_timestamp(), in a CTE PostgreSQL may run before these)
+# never seems to start before its needs completed.
 _CTES = """
 finishing AS (
-    SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[], $6::int[], $7::jsonb[],
-        $8::jsonb[], $9::jsonb[], $10::uuid[])
+    SELECT * FROM unnest(:finished_step_ids::uuid[], :finished_generations::int[], :finished_numbers::int[],
+        :finished_statuses::text[], :finished_step_statuses::text[], :finished_durations_ms::int[],
+        :finished_errors::jsonb[], :finished_outputs::jsonb[], :finished_inputs::jsonb[],
+        :finished_attempt_ids::uuid[])
         AS f(step_execution_id, generation, number, status, step_status, duration_ms, error, output, input, attempt_id)
 ), finished_attempts AS (
     INSERT INTO task_attempts AS a (id, tenant_id, step_execution_id, execution_id, generation, number, status,
         worker, started_at, finished_at, duration_ms, error)
-    SELECT attempt_id, $11, step_execution_id, $12, generation, number, status, $13, statement_timestamp(),
-        statement_timestamp(), duration_ms, error
+    SELECT attempt_id, :tenant_id, step_execution_id, :execution_id, generation, number, status, :worker,
+        statement_timestamp(), statement_timestamp(), duration_ms, error
     FROM finishing
     ON CONFLICT (step_execution_id, generation, number) DO UPDATE SET status = excluded.status,
         finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, error = excluded.error
@@ -46,11 +48,13 @@ finishing AS (
     FROM finishing f
     -- The execution too: its steps are found through its index (execution_id, step_id). The join alone is
     -- planned from statistics, and a generic plan made while the table was young scanned all its rows.
-    WHERE s.execution_id = $12 AND s.id = f.step_execution_id
+    WHERE s.execution_id = :execution_id AND s.id = f.step_execution_id
     RETURNING s.step_type, s.status, extract(epoch FROM s.completed_at - s.started_at)::float8 AS seconds
 )"""
 # What a carrying statement selects to hand the finished steps back to ``Finishes.carried``.
 FINISHED_STEPS = "SELECT step_type, status AS step_status, seconds FROM finished_steps"
+# The pending results alone, before a statement that does not carry them.
+_FLUSH = f"WITH {_CTES} {FINISHED_STEPS}"
 
 
 class FinishedAttempt(NamedTuple):
@@ -67,29 +71,45 @@ class FinishedAttempt(NamedTuple):
     input: Any  # the rendered input of an attempt that ran inside the change; None keeps the stored one
 
 
+# The parameters of the fields of ``FinishedAttempt``, in their order.
+_PARAMETERS = (
+    "finished_step_ids",
+    "finished_generations",
+    "finished_numbers",
+    "finished_statuses",
+    "finished_step_statuses",
+    "finished_durations_ms",
+    "finished_errors",
+    "finished_outputs",
+    "finished_inputs",
+)
+
+
 class Finishes:
     """The finished attempts of one change not yet written."""
 
     def __init__(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, worker: str) -> None:
-        self._owner = (tenant_id, execution_id, worker)
+        self._owner = {"tenant_id": tenant_id, "execution_id": execution_id, "worker": worker}
         self._pending: list[FinishedAttempt] = []
 
     def add(self, attempt: FinishedAttempt) -> None:
         """Keep an attempt's result for the change's next statement."""
         self._pending.append(attempt)
 
-    def carry(self, first: int) -> tuple[str, list[Any]]:
-        """The pending results as CTEs (ending in a comma) numbered from ``$first``, and their parameters.
+    def carry(self) -> tuple[str, dict[str, Any]]:
+        """The pending results as CTEs (ending in a comma) and their named parameters.
 
         Both are empty when nothing is pending. The statement that takes them must select ``FINISHED_STEPS``
         (with its own rows, if any) and hand the rows to ``carried``.
         """
         if not self._pending:
-            return "", []
-        columns = [list(column) for column in zip(*self._pending, strict=True)]
-        args = [*columns, [uuid7() for _ in self._pending], *self._owner]
+            return "", {}
+        params: dict[str, Any] = {
+            name: list(column) for name, column in zip(_PARAMETERS, zip(*self._pending, strict=True), strict=True)
+        }
+        params.update(finished_attempt_ids=[uuid7() for _ in self._pending], **self._owner)
         self._pending = []
-        return numbered_from(_CTES, first) + ",", args
+        return _CTES + ",", params
 
     def take(self) -> list[FinishedAttempt]:
         """The pending results, for a statement that writes their steps' rows whole (a new execution's)."""
@@ -98,9 +118,9 @@ class Finishes:
 
     async def flush(self, connection: asyncpg.Connection, outcomes: Outcomes) -> None:
         """Write the pending results now, before a statement that does not carry them."""
-        ctes, args = self.carry(1)
+        ctes, params = self.carry()
         if ctes:
-            self.carried(await connection.fetch(f"WITH {ctes.rstrip(',')} {FINISHED_STEPS}", *args), outcomes)
+            self.carried(await connection.fetch(*bind(_FLUSH, params)), outcomes)
 
     @staticmethod
     def carried(rows: list[asyncpg.Record], outcomes: Outcomes) -> None:

@@ -1,0 +1,118 @@
+"""The control topic's messages applied to their execution: timers fired, promises settled, children, cancels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowline.executions import TERMINAL_EXECUTION_STATUSES
+from flowline.kafka.inbox import claim_message
+from flowline.messages import (
+    AdvanceExecution,
+    CancelExecution,
+    ChildExecutionFinished,
+    ChildExecutionStarted,
+    ControlMessage,
+    PromiseSettled,
+    TimerFired,
+)
+
+from flowline_executor.advancing import advance
+from flowline_executor.attempts import dispatch
+from flowline_executor.change import Change, lock_execution
+from flowline_executor.child_workflows import child_finished, child_started, start_child
+from flowline_executor.failures import failure
+from flowline_executor.finishing import finish_execution
+from flowline_executor.graph import Graph
+from flowline_executor.sleep_steps import wake
+from flowline_executor.wait_steps import settle_wait, time_out
+
+# The name under which the ids of applied control messages are kept (the inbox).
+CONTROL_CONSUMER = "executor-control"
+
+
+async def apply_control(change: Change, message: ControlMessage) -> None:
+    """Apply a control message once to its execution, unless the execution has ended."""
+    if not await claim_message(change.connection, CONTROL_CONSUMER, message.id):
+        return
+    execution = await lock_execution(change, message.execution_id)
+    if execution is None or execution["status"] in TERMINAL_EXECUTION_STATUSES:
+        return
+    match message:
+        case TimerFired():
+            await _timer_fired(change, execution, message)
+        case PromiseSettled():
+            if await settle_wait(change, message):
+                await _advance(change, execution)
+        case ChildExecutionStarted():
+            await child_started(change, message)
+        case ChildExecutionFinished():
+            if await child_finished(change, execution, message):
+                await _advance(change, execution)
+        case AdvanceExecution() if execution["status"] == "running":
+            graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
+            await _redispatch_stranded(change, execution, graph)
+            await advance(change, execution, graph)
+        case CancelExecution():
+            await change.connection.execute(
+                "UPDATE executions SET cancelled_at = coalesce(cancelled_at, clock_timestamp()), "
+                "cancelled_by = coalesce(cancelled_by, $2) WHERE id = $1",
+                execution["id"],
+                message.requested_by,
+            )
+            error = failure(message.reason or "cancelled", type="Cancelled")
+            await finish_execution(change, execution, "cancelled", error=error)
+
+
+async def _advance(change: Change, execution: Any) -> None:
+    graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
+    await advance(change, execution, graph)
+
+
+async def _timer_fired(change: Change, execution: Any, message: TimerFired) -> None:
+    """The execution timed out, a retry is due, a sleep is over or a wait ran out of time."""
+    if message.kind == "execution_timeout":
+        graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
+        error = failure(f"the execution did not finish within {graph.definition.timeout} s", type="Timeout")
+        await finish_execution(change, execution, "failed", error=error)
+        return
+    step = await change.connection.fetchrow(
+        "SELECT id, step_id, status, attempts, generation, input FROM step_executions WHERE id = $1 FOR UPDATE",
+        message.step_execution_id,
+    )
+    if step is None:
+        return
+    if message.kind == "retry" and step["status"] == "scheduled" and execution["status"] == "running":
+        graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
+        definition = graph.steps[step["step_id"]]
+        if definition.type != "workflow":
+            await dispatch(change, definition, step["id"], step["generation"], step["attempts"] + 1, step["input"])
+        elif (
+            await start_child(change, execution, definition, dict(step), (step["input"] or {}).get("input")) == "failed"
+        ):
+            await advance(change, execution, graph)
+    elif message.kind == "sleep" and step["status"] == "running":
+        await wake(change, step, message.timer_id)
+        await _advance(change, execution)
+    elif message.kind == "promise" and step["status"] == "running" and await time_out(change, step):
+        await _advance(change, execution)
+
+
+async def _redispatch_stranded(change: Change, execution: Any, graph: Graph) -> None:
+    """Start again the scheduled steps that nothing else will start.
+
+    That is a claim that found the execution paused, a retry timer that fired while it was paused, or a
+    lost task message. A duplicate dispatch is harmless: a claim takes an attempt only once.
+    """
+    stranded = await change.connection.fetch(
+        "SELECT s.id, s.step_id, s.generation, s.attempts, s.input FROM step_executions s "
+        "WHERE s.execution_id = $1 AND s.status = 'scheduled' AND NOT EXISTS ("
+        "SELECT 1 FROM timers t WHERE t.execution_id = $1 AND t.step_execution_id = s.id AND t.status = 'pending')",
+        change.execution_id,
+    )
+    for step in stranded:
+        definition = graph.steps[step["step_id"]]
+        if definition.type == "workflow":
+            child_input = (step["input"] or {}).get("input")
+            await start_child(change, execution, definition, dict(step), child_input)
+        else:
+            await dispatch(change, definition, step["id"], step["generation"], step["attempts"] + 1, step["input"])

@@ -1,0 +1,192 @@
+"""Finishing: steps that end without an attempt (skipped, failed, settled) and the execution's own end."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from flowline.db.events import ExecutionEnd, NewEvent
+from flowline.db.sql import bind
+from flowline.kafka.outbox import outgoing
+from flowline.messages import CancelExecution, ChildExecutionFinished, EventType
+from flowline.snapshots import PromiseSnapshot, TaskSnapshot, TimerSnapshot, WorkflowSnapshot
+
+from flowline_executor.change import Change
+from flowline_executor.failures import failure
+from flowline_executor.finishes import FINISHED_STEPS, Finishes
+
+# A finished step's duration, from its start (NULL when it never started), for RETURNING clauses.
+STEP_SECONDS = "extract(epoch FROM completed_at - started_at)::float8 AS seconds"
+FINISHED_EVENTS: dict[str, EventType] = {
+    "completed": "WORKFLOW_COMPLETED",
+    "failed": "WORKFLOW_FAILED",
+    "cancelled": "WORKFLOW_CANCELLED",
+}
+# The execution ends (failed or cancelled, with the pending attempt results, the last step's usually, which
+# touch neither the execution nor its timers), and its pending timers with it: they return for the events.
+_END_EXECUTION = (
+    "finished AS (UPDATE executions SET status = :status, output = :output, error = :error, "
+    "completed_at = clock_timestamp() WHERE id = :execution_id), "
+    "cancelled AS (UPDATE timers t SET status = 'cancelled' "
+    "WHERE t.execution_id = :execution_id AND t.status = 'pending' "
+    "RETURNING t.id, t.kind, t.step_execution_id AS task_id, "
+    "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)) "
+    "SELECT id, kind, task_id, step_id, NULL AS step_type, NULL AS step_status, NULL::float8 AS seconds "
+    "FROM cancelled"
+)
+
+
+async def finish_without_running(
+    change: Change, row: dict[str, Any], status: str, error: dict[str, Any] | None
+) -> None:
+    """End a step that never ran (skipped, or failed before it could start) and note it in ``row``."""
+    if change.creating is not None:  # a new execution's step, inserted so
+        change.outcomes.steps_finished.append((row["step_type"], status, None))
+    else:
+        await change.flush()
+        finished = await change.connection.fetchrow(
+            "UPDATE step_executions SET status = $2, error = $3, completed_at = clock_timestamp() WHERE id = $1 "
+            "RETURNING step_type, " + STEP_SECONDS,
+            row["id"],
+            status,
+            error,
+        )
+        change.outcomes.steps_finished.append((finished["step_type"], status, finished["seconds"]))
+    row["error"] = error
+    event: EventType = "TASK_SKIPPED" if status == "skipped" else "TASK_FAILED"
+    change.events.append(NewEvent(event, TaskSnapshot(status=status, error=error), row["step_id"], row["id"]))
+
+
+async def settle_step(
+    change: Change, step: asyncpg.Record, *, output: Any = None, error: dict[str, Any] | None = None
+) -> None:
+    """Finish a step that ran without an attempt (sleep, wait, child workflow) and cancel its pending timers."""
+    status = "failed" if error else "completed"
+    finished = await change.connection.fetchrow(
+        "UPDATE step_executions SET status = $2, output = $3, error = $4, completed_at = "
+        "clock_timestamp() WHERE id = $1 RETURNING step_type, " + STEP_SECONDS,
+        step["id"],
+        status,
+        output,
+        error,
+    )
+    change.outcomes.steps_finished.append((finished["step_type"], status, finished["seconds"]))
+    await change.connection.execute(
+        "UPDATE timers SET status = 'cancelled' WHERE step_execution_id = $1 AND status = 'pending'", step["id"]
+    )
+    change.events.append(
+        NewEvent(
+            "TASK_FAILED" if error else "TASK_COMPLETED",
+            TaskSnapshot(status=status, output=output, error=error),
+            step["step_id"],
+            step["id"],
+        )
+    )
+
+
+async def finish_execution(
+    change: Change,
+    execution: Any,
+    status: str,
+    *,
+    output: Any = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    """End the execution: completed by the change's last statement, or failed/cancelled with what still runs."""
+    if status == "completed":
+        # Every step finished, so nothing waits on a timer but perhaps the execution's own timeout, whose end
+        # needs no event: the statement that appends the final events writes the end (see Change.write).
+        change.end = ExecutionEnd(status, output, error)
+    else:
+        await _stop_everything(change, execution, status, output, error)
+    change.events.append(NewEvent(FINISHED_EVENTS[status], WorkflowSnapshot(status=status, output=output, error=error)))
+    if execution["parent_execution_id"] is not None:
+        change.outbox.append(
+            outgoing(
+                change.executor.topics.control,
+                ChildExecutionFinished(
+                    tenant_id=execution["tenant_id"],
+                    execution_id=execution["parent_execution_id"],
+                    child_execution_id=execution["id"],
+                ),
+            )
+        )
+    started_at = execution["started_at"]  # None when the execution finishes in the transaction that starts it
+    seconds = (datetime.now(UTC) - started_at).total_seconds() if started_at is not None else 0.0
+    change.outcomes.executions_finished.append((status, seconds))
+
+
+async def _stop_everything(
+    change: Change, execution: Any, status: str, output: Any, error: dict[str, Any] | None
+) -> None:
+    """A failed or cancelled execution: its timers, children, promises, steps and attempts stop with it."""
+    connection = change.connection
+    finishes, finish_params = change.finishes.carry()
+    with_finished = f" UNION ALL SELECT NULL, NULL, NULL, NULL, * FROM ({FINISHED_STEPS}) AS f" if finishes else ""
+    rows = await connection.fetch(
+        *bind(
+            f"WITH {finishes} {_END_EXECUTION}{with_finished}",
+            finish_params,
+            execution_id=execution["id"],
+            status=status,
+            output=output,
+            error=error,
+        )
+    )
+    Finishes.carried(rows, change.outcomes)
+    for timer in rows:
+        if timer["id"] is not None and timer["kind"] == "sleep":
+            # Other timers are internal: TASK_CANCELLED or the final event says it.
+            change.events.append(
+                NewEvent(
+                    "TIMER_CANCELLED", TimerSnapshot(timer_id=str(timer["id"])), timer["step_id"], timer["task_id"]
+                )
+            )
+    children = await connection.fetch(
+        "SELECT id FROM executions WHERE parent_execution_id = $1 AND status IN ('pending', 'running', 'paused')",
+        execution["id"],
+    )
+    change.outbox.extend(
+        outgoing(
+            change.executor.topics.control,
+            CancelExecution(
+                tenant_id=execution["tenant_id"],
+                execution_id=child["id"],
+                reason=f"the parent execution {status}",
+                requested_by="parent",
+            ),
+        )
+        for child in children
+    )
+    rejected = await connection.fetch(
+        "UPDATE promises p SET status = 'rejected', error = $2, settled_at = clock_timestamp() FROM "
+        "step_executions s "
+        "WHERE p.execution_id = $1 AND p.status = 'pending' AND s.execution_id = $1 "
+        "AND s.id = p.step_execution_id "
+        "RETURNING p.name, s.id AS task_id, s.step_id",
+        execution["id"],
+        failure(f"the execution {status}"),
+    )
+    for promise in rejected:
+        change.events.append(
+            NewEvent(
+                "PROMISE_REJECTED", PromiseSnapshot(promise=promise["name"]), promise["step_id"], promise["task_id"]
+            )
+        )
+    cancelled = await connection.fetch(
+        "UPDATE step_executions SET status = 'cancelled', completed_at = clock_timestamp(), owner = NULL, "
+        "lease_expires_at = NULL WHERE execution_id = $1 AND status IN ('pending', 'scheduled', 'running') "
+        "RETURNING id, step_id, step_type, " + STEP_SECONDS,
+        execution["id"],
+    )
+    change.outcomes.steps_finished.extend((step["step_type"], "cancelled", step["seconds"]) for step in cancelled)
+    await connection.execute(
+        "UPDATE task_attempts SET status = 'cancelled', finished_at = clock_timestamp() "
+        "WHERE execution_id = $2 AND step_execution_id = ANY($1::uuid[]) AND status = 'running'",
+        [step["id"] for step in cancelled],
+        execution["id"],
+    )
+    change.cancelled_steps.extend(step["id"] for step in cancelled)
+    for step in cancelled:
+        change.events.append(NewEvent("TASK_CANCELLED", TaskSnapshot(status="cancelled"), step["step_id"], step["id"]))
