@@ -15,7 +15,7 @@ from flowline_executor.failures import failure
 from flowline_executor.finishing import finish_execution, finish_without_running
 from flowline_executor.graph import Graph
 from flowline_executor.sleep_steps import start_sleep
-from flowline_executor.wait_steps import create_promise
+from flowline_executor.wait_steps import start_wait
 
 
 async def advance(change: Change, execution: Any, graph: Graph, steps: dict[str, dict[str, Any]] | None = None) -> None:
@@ -62,7 +62,7 @@ async def _start_step(
     if step.type == "sleep":
         row["status"] = await start_sleep(change, step, row, context)
     elif step.type == "wait":
-        row["status"] = await create_promise(change, step, row)
+        row["status"] = await start_wait(change, step, row)
     elif step.type == "workflow":
         row["status"] = await start_child(change, execution, step, row, step_input)
     elif runs_here(change, step):

@@ -7,7 +7,9 @@ from typing import Any
 
 import asyncpg
 from flowline.db.events import ExecutionEnd, NewEvent
+from flowline.db.promises import reject_pending_promises
 from flowline.db.sql import bind
+from flowline.db.timers import cancel_step_timers
 from flowline.kafka.outbox import outgoing
 from flowline.messages import CancelExecution, ChildExecutionFinished, EventType
 from flowline.snapshots import PromiseSnapshot, TaskSnapshot, TimerSnapshot, WorkflowSnapshot
@@ -72,9 +74,7 @@ async def settle_step(
         error,
     )
     change.outcomes.steps_finished.append((finished["step_type"], status, finished["seconds"]))
-    await change.connection.execute(
-        "UPDATE timers SET status = 'cancelled' WHERE step_execution_id = $1 AND status = 'pending'", step["id"]
-    )
+    await cancel_step_timers(change.connection, step["id"])
     change.events.append(
         NewEvent(
             "TASK_FAILED" if error else "TASK_COMPLETED",
@@ -159,20 +159,10 @@ async def _stop_everything(
         )
         for child in children
     )
-    rejected = await connection.fetch(
-        "UPDATE promises p SET status = 'rejected', error = $2, settled_at = clock_timestamp() FROM "
-        "step_executions s "
-        "WHERE p.execution_id = $1 AND p.status = 'pending' AND s.execution_id = $1 "
-        "AND s.id = p.step_execution_id "
-        "RETURNING p.name, s.id AS task_id, s.step_id",
-        execution["id"],
-        failure(f"the execution {status}"),
-    )
+    rejected = await reject_pending_promises(connection, execution["id"], failure(f"the execution {status}"))
     for promise in rejected:
         change.events.append(
-            NewEvent(
-                "PROMISE_REJECTED", PromiseSnapshot(promise=promise["name"]), promise["step_id"], promise["task_id"]
-            )
+            NewEvent("PROMISE_REJECTED", PromiseSnapshot(promise=promise.name), promise.step_id, promise.task_id)
         )
     cancelled = await connection.fetch(
         "UPDATE step_executions SET status = 'cancelled', completed_at = clock_timestamp(), owner = NULL, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from flowline.db.timers import create_timer
 from flowline.ids import uuid7
 from flowline.kafka.outbox import outgoing
 from flowline.messages import TimerScheduled
@@ -16,15 +17,14 @@ async def start_timer(change: Change, step_execution_id: uuid.UUID | None, kind:
     """Store a durable timer and tell the scheduler about it; it fires TimerFired on the control topic."""
     await change.flush()
     timer_id = uuid7()
-    await change.connection.execute(
-        "INSERT INTO timers (id, tenant_id, execution_id, step_execution_id, kind, fire_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        timer_id,
-        change.tenant_id,
-        change.execution_id,
-        step_execution_id,
-        kind,
-        fire_at,
+    await create_timer(
+        change.connection,
+        timer_id=timer_id,
+        tenant_id=change.tenant_id,
+        execution_id=change.execution_id,
+        step_execution_id=step_execution_id,
+        kind=kind,
+        fire_at=fire_at,
     )
     change.outbox.append(
         outgoing(

@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 from flowline.db.events import NewEvent
+from flowline.db.promises import create_promise, read_promise, time_out_promise
 from flowline.definitions import StepDefinition
-from flowline.ids import uuid7
 from flowline.messages import PromiseSettled
 from flowline.snapshots import PromiseSnapshot
 
@@ -18,20 +18,18 @@ from flowline_executor.finishing import finish_without_running, settle_step
 from flowline_executor.timers import start_timer
 
 
-async def create_promise(change: Change, step: StepDefinition, row: dict[str, Any]) -> str:
+async def start_wait(change: Change, step: StepDefinition, row: dict[str, Any]) -> str:
     """Start a wait step: a pending promise (and a timer when the wait is bounded); the step's new status."""
     await change.flush()
     name = step.promise or step.id
     expires_at = datetime.now(UTC) + timedelta(seconds=step.timeout) if step.timeout else None
-    promise_id = await change.connection.fetchval(
-        "INSERT INTO promises (id, tenant_id, execution_id, step_execution_id, name, expires_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (execution_id, name) DO NOTHING RETURNING id",
-        uuid7(),
-        change.tenant_id,
-        change.execution_id,
-        row["id"],
-        name,
-        expires_at,
+    promise_id = await create_promise(
+        change.connection,
+        tenant_id=change.tenant_id,
+        execution_id=change.execution_id,
+        step_execution_id=row["id"],
+        name=name,
+        expires_at=expires_at,
     )
     if promise_id is None:
         error = failure(f"promise {name!r} is already used by another step of this execution", retryable=False)
@@ -67,21 +65,19 @@ async def settle_wait(change: Change, message: PromiseSettled) -> bool:
     step = await change.connection.fetchrow(
         "SELECT id, step_id, status FROM step_executions WHERE id = $1 FOR UPDATE", message.step_execution_id
     )
-    promise = await change.connection.fetchrow(
-        "SELECT name, status, value, error FROM promises WHERE id = $1", message.promise_id
-    )
+    promise = await read_promise(change.connection, message.promise_id)
     if step is None or promise is None or step["status"] != "running":
         return False
-    if promise["status"] == "resolved":
-        snapshot = PromiseSnapshot(promise=promise["name"], value=promise["value"])
+    if promise.status == "resolved":
+        snapshot = PromiseSnapshot(promise=promise.name, value=promise.value)
         change.events.append(NewEvent("PROMISE_RESOLVED", snapshot, step["step_id"], step["id"]))
-        await settle_step(change, step, output=promise["value"])
+        await settle_step(change, step, output=promise.value)
         return True
-    if promise["status"] == "rejected":
-        snapshot = PromiseSnapshot(promise=promise["name"], error=promise["error"])
+    if promise.status == "rejected":
+        snapshot = PromiseSnapshot(promise=promise.name, error=promise.error)
         change.events.append(NewEvent("PROMISE_REJECTED", snapshot, step["step_id"], step["id"]))
-        reason = (promise["error"] or {}).get("message", "rejected")
-        error = failure(f"promise {promise['name']!r} was rejected: {reason}", type="PromiseRejected", retryable=False)
+        reason = (promise.error or {}).get("message", "rejected")
+        error = failure(f"promise {promise.name!r} was rejected: {reason}", type="PromiseRejected", retryable=False)
         await settle_step(change, step, error=error)
         return True
     return False
@@ -89,12 +85,7 @@ async def settle_wait(change: Change, message: PromiseSettled) -> bool:
 
 async def time_out(change: Change, step: asyncpg.Record) -> bool:
     """Fail a wait step whose promise's timer fired before it was settled; whether it did."""
-    promise = await change.connection.fetchval(
-        "UPDATE promises SET status = 'timed_out', settled_at = clock_timestamp() "
-        "WHERE execution_id = $2 AND step_execution_id = $1 AND status = 'pending' RETURNING name",
-        step["id"],
-        change.execution_id,
-    )
+    promise = await time_out_promise(change.connection, change.execution_id, step["id"])
     if promise is None:
         return False
     error = failure(f"promise {promise!r} was not settled in time", type="Timeout", retryable=False)

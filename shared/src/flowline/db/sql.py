@@ -1,11 +1,16 @@
-"""Named parameters for statements composed of pieces: ``:name`` in the text, compiled once to asyncpg's ``$n``."""
+"""Statements composed of pieces, with named parameters (``:name``, compiled once to ``$n``), and typed rows."""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple, TypeVar
+
+import asyncpg
+import msgspec
+
+RowT = TypeVar("RowT", bound=msgspec.Struct)
 
 # ``:name``, but not the second colon of a cast (``::uuid``) nor a colon inside a word.
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -45,3 +50,8 @@ def bind(sql: str, /, *pieces: Mapping[str, Any], **params: Any) -> list[Any]:
     if pieces:
         params = {key: value for piece in pieces for key, value in piece.items()} | params
     return [statement.text, *(params[name] for name in statement.names)]
+
+
+def typed(records: Iterable[asyncpg.Record], row_type: type[RowT]) -> list[RowT]:
+    """``records`` as ``row_type`` structs, whose fields are named as the records' columns."""
+    return [row_type(**record) for record in records]

@@ -1,13 +1,19 @@
-"""Step executions: the one builder of an execution's new step rows, and the statement piece that inserts them."""
+"""Step executions: the one builder of new step rows and the piece that inserts them, and steps found stalled."""
 
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
+import msgspec
+
+from flowline.db.sql import typed
 from flowline.definitions import StepDefinition
 from flowline.ids import uuid7
+from flowline.messages import TaskDispatched
 
 # A new execution's step rows (arrays of one element per step, in definition order) as they stand: pending,
 # or already as the change that starts the execution left them. Timestamps as a change writes them: statement
@@ -73,3 +79,96 @@ def steps_params(steps: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
         "step_errors": [row["error"] for row in rows],
         "step_attempts": [row["attempts"] for row in rows],
     }
+
+
+class ScheduledStep(msgspec.Struct, frozen=True, kw_only=True):
+    """A step waiting for its next attempt (``attempts`` ran before it)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    execution_id: uuid.UUID
+    step_id: str
+    generation: int
+    attempts: int
+
+    def dispatched(self) -> TaskDispatched:
+        """The message that dispatches the step's next attempt."""
+        return TaskDispatched(
+            tenant_id=self.tenant_id,
+            execution_id=self.execution_id,
+            step_execution_id=self.id,
+            step_id=self.step_id,
+            generation=self.generation,
+            attempt=self.attempts + 1,
+        )
+
+
+async def list_undispatched_steps(
+    connection: asyncpg.Connection, *, older_than: float, limit: int
+) -> list[ScheduledStep]:
+    """Steps scheduled over ``older_than`` seconds ago and not waiting on a retry timer: their dispatch went missing."""
+    return typed(
+        await connection.fetch(
+            """
+            SELECT s.id, s.tenant_id, s.execution_id, s.step_id, s.generation, s.attempts
+            FROM step_executions s
+            JOIN executions e ON e.id = s.execution_id AND e.status = 'running'
+            WHERE s.status = 'scheduled' AND s.step_type IN ('action', 'agent', 'http')
+              AND s.scheduled_at < now() - make_interval(secs => $1)
+              AND NOT EXISTS (
+                  SELECT 1 FROM timers t WHERE t.step_execution_id = s.id
+                  AND (t.status = 'pending' OR t.fired_at >= now() - make_interval(secs => $1))
+              )
+            LIMIT $2
+            """,
+            older_than,
+            limit,
+        ),
+        ScheduledStep,
+    )
+
+
+class ExpiredStep(ScheduledStep, frozen=True, kw_only=True):
+    """A running step whose lease expired: the worker that owned it stopped answering."""
+
+    owner: str | None
+
+
+async def lock_expired_step(connection: asyncpg.Connection, step_execution_id: uuid.UUID) -> ExpiredStep | None:
+    """Lock a running step whose lease has expired (after its execution: the lock order), if it still is one."""
+    record = await connection.fetchrow(
+        "SELECT id, tenant_id, execution_id, step_id, generation, attempts, owner FROM step_executions "
+        "WHERE id = $1 AND status = 'running' AND lease_expires_at < now() FOR UPDATE",
+        step_execution_id,
+    )
+    return None if record is None else ExpiredStep(**record)
+
+
+async def fail_expired_attempt(connection: asyncpg.Connection, step: ExpiredStep, error: dict[str, Any]) -> None:
+    """Fail the attempt of a step whose lease expired."""
+    await connection.execute(
+        "UPDATE task_attempts SET status = 'failed', finished_at = now(), error = $4 "
+        "WHERE step_execution_id = $1 AND generation = $2 AND number = $3",
+        step.id,
+        step.generation,
+        step.attempts,
+        error,
+    )
+
+
+async def reschedule_expired_step(connection: asyncpg.Connection, step: ExpiredStep) -> None:
+    """Schedule a step whose lease expired for another attempt."""
+    await connection.execute(
+        "UPDATE step_executions SET status = 'scheduled', owner = NULL, lease_expires_at = NULL WHERE id = $1",
+        step.id,
+    )
+
+
+async def fail_expired_step(connection: asyncpg.Connection, step: ExpiredStep, error: dict[str, Any]) -> None:
+    """Fail a step whose lease expired once too often."""
+    await connection.execute(
+        "UPDATE step_executions SET status = 'failed', error = $2, owner = NULL, lease_expires_at = NULL, "
+        "completed_at = now() WHERE id = $1",
+        step.id,
+        error,
+    )
