@@ -51,8 +51,18 @@ class _Connection:
                 "id": args[0],
                 "status": "running",
                 "tenant_id": uuid.uuid4(),
+                "input": {},
+                "workflow_ref": "demo",
+                "workflow_version": 1,
                 "workflow_version_id": uuid.uuid4(),
+                "parent_execution_id": None,
+                "parent_step_id": None,
+                "root_execution_id": args[0],
                 "last_event_sequence": 0,
+                "started_at": None,
+                "rerun_of": None,
+                "rerun_from_step": None,
+                "owned_by": None,
             }
         await asyncio.sleep(0.01)  # let concurrent claims interleave
         return {"status": "scheduled", "attempts": 0, "generation": 0, "input": {}}

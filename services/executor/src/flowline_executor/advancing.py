@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from flowline.db.execution_runs import RunningExecution
 from flowline.definitions import StepDefinition, masked_request
 from flowline.templating import TemplateError, render, render_condition
 
@@ -18,16 +19,18 @@ from flowline_executor.sleep_steps import start_sleep
 from flowline_executor.wait_steps import start_wait
 
 
-async def advance(change: Change, execution: Any, graph: Graph, steps: dict[str, dict[str, Any]] | None = None) -> None:
+async def advance(
+    change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, dict[str, Any]] | None = None
+) -> None:
     """Schedule every step whose needs are met, skip those whose ``when`` is false, finish the execution.
 
     ``steps`` are the execution's step rows as this transaction left them, when the caller has them.
     Nothing starts (and nothing finishes) while the execution is paused: resuming advances it.
     """
-    if execution["status"] != "running":
+    if execution.status != "running":
         return
     if steps is None:
-        steps = await read_steps(change, execution["id"])
+        steps = await read_steps(change, execution.id)
     statuses = {step_id: step["status"] for step_id, step in steps.items()}
     progressed = True
     while progressed and not graph.failed_step(statuses):
@@ -42,7 +45,7 @@ async def advance(change: Change, execution: Any, graph: Graph, steps: dict[str,
 
 
 async def _start_step(
-    change: Change, execution: Any, step: StepDefinition, row: dict[str, Any], context: dict[str, Any]
+    change: Change, execution: RunningExecution, step: StepDefinition, row: dict[str, Any], context: dict[str, Any]
 ) -> str:
     """Start a ready step as its kind says, or skip or fail it; its new status, also written to ``row``."""
     try:
@@ -75,7 +78,11 @@ async def _start_step(
 
 
 async def _finish_if_done(
-    change: Change, execution: Any, graph: Graph, steps: dict[str, dict[str, Any]], statuses: dict[str, str]
+    change: Change,
+    execution: RunningExecution,
+    graph: Graph,
+    steps: dict[str, dict[str, Any]],
+    statuses: dict[str, str],
 ) -> None:
     """End the execution when a step's failure fails it or every step finished (its output rendered)."""
     if failed := graph.failed_step(statuses):
@@ -94,15 +101,15 @@ async def _finish_if_done(
             await finish_execution(change, execution, "completed", output=output)
 
 
-def template_context(execution: Any, steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def template_context(execution: RunningExecution, steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What a step's templates see: the execution's input, its steps' outputs and statuses, and the execution."""
     return {
-        "input": execution["input"],
+        "input": execution.input,
         "steps": {step_id: {"output": step["output"], "status": step["status"]} for step_id, step in steps.items()},
         "execution": {
-            "id": str(execution["id"]),
-            "workflowRef": execution["workflow_ref"],
-            "workflowVersion": execution["workflow_version"],
+            "id": str(execution.id),
+            "workflowRef": execution.workflow_ref,
+            "workflowVersion": execution.workflow_version,
         },
     }
 

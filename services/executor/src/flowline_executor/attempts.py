@@ -176,7 +176,7 @@ async def claim(change: Change, message: TaskDispatched) -> bool:
         Whether the change claimed it (its ``eager`` list then holds it, to run once the change commits).
     """
     execution = await lock_execution(change, message.execution_id)
-    if execution is None or execution["status"] != "running":
+    if execution is None or execution.status != "running":
         return False
     step = await change.connection.fetchrow(
         "SELECT status, attempts, generation, input FROM step_executions WHERE id = $1 FOR UPDATE",
@@ -189,7 +189,7 @@ async def claim(change: Change, message: TaskDispatched) -> bool:
         or step["attempts"] >= message.attempt
     ):
         return False  # a redelivered or superseded dispatch
-    graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
+    graph = await change.executor.graph(change.connection, execution.workflow_version_id)
     definition = graph.steps[message.step_id]
     change.eager.append((message, definition, step["input"]))  # takes the reservation if it commits
     await start_attempt(change, message, definition.type, step["input"])

@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
+from flowline.db import execution_runs
 from flowline.db.events import Appending, ExecutionEnd, NewEvent, appending, check_sequenced
+from flowline.db.execution_runs import RunningExecution
 from flowline.db.sql import bind
 from flowline.db.steps import inserting_steps, steps_params
 from flowline.definitions import StepDefinition
@@ -24,12 +26,6 @@ from flowline.messages import LogLevel, TaskDispatched, TaskLogBatch, TaskLogRec
 from flowline_executor.executor import Executor
 from flowline_executor.finishes import FINISHED_STEPS, Finishes
 from flowline_executor.metrics import Outcomes
-
-# What the engine reads of an execution it locks.
-EXECUTION_COLUMNS = (
-    "id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, parent_execution_id, "
-    "parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, rerun_from_step, owned_by"
-)
 
 # A new execution's start worked out ahead of its lock, in one statement (``Change.write_new``): its steps and
 # the attempts it ran or started go in only if the execution is as it was created (``sequenced`` moved).
@@ -226,13 +222,11 @@ def _attempt_params(attempts: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
     return dict(zip(_ATTEMPT_PARAMETERS, columns, strict=True))
 
 
-async def lock_execution(change: Change, execution_id: uuid.UUID) -> asyncpg.Record | None:
+async def lock_execution(change: Change, execution_id: uuid.UUID) -> RunningExecution | None:
     """Lock the execution row (before any of its steps) and note its event sequence for ``change``."""
-    execution = await change.connection.fetchrow(
-        f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1 FOR UPDATE", execution_id
-    )
+    execution = await execution_runs.lock_execution(change.connection, execution_id)
     if execution is not None:
-        change.last_sequence = execution["last_event_sequence"]
+        change.last_sequence = execution.last_event_sequence
     return execution
 
 

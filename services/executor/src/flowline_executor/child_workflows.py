@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowline.db.events import NewEvent
+from flowline.db.execution_runs import RunningExecution, count_ancestors, read_child_outcome, read_parent_id
 from flowline.definitions import StepDefinition
 from flowline.errors import ClientError
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, parent_started_by, start_execution
@@ -23,7 +24,7 @@ MAX_CHILD_DEPTH = 20
 
 
 async def start_child(
-    change: Change, execution: Any, step: StepDefinition, row: dict[str, Any], step_input: Any
+    change: Change, execution: RunningExecution, step: StepDefinition, row: dict[str, Any], step_input: Any
 ) -> str:
     """Start a workflow step's child execution (one per attempt of the step); the step's new status."""
     assert step.workflow is not None
@@ -34,14 +35,7 @@ async def start_child(
         error = failure("a workflow step's input must be an object (the child's input)", retryable=False)
         await finish_without_running(change, row, "failed", error)
         return "failed"
-    # Each step up is a lookup by key (a join with the recursion's rows may be planned as a scan).
-    depth = await connection.fetchval(
-        "WITH RECURSIVE ancestors AS (SELECT parent_execution_id FROM executions WHERE id = $1 UNION ALL "
-        "SELECT (SELECT e.parent_execution_id FROM executions e WHERE e.id = a.parent_execution_id) "
-        "FROM ancestors a WHERE a.parent_execution_id IS NOT NULL) "
-        "SELECT count(*) FROM ancestors",
-        execution["id"],
-    )
+    depth = await count_ancestors(connection, execution.id)
     if depth >= MAX_CHILD_DEPTH:
         error = failure(f"child workflows may nest {MAX_CHILD_DEPTH} deep; is {step.workflow!r} recursive?")
         await finish_without_running(change, row, "failed", {**error, "retryable": False})
@@ -54,20 +48,16 @@ async def start_child(
             workflow_ref=step.workflow,
             version=step.version,
             execution_input=step_input or {},
-            idempotency_key=f"child:{execution['id']}:{step.id}:{row['generation']}:{attempt}",
+            idempotency_key=f"child:{execution.id}:{step.id}:{row['generation']}:{attempt}",
             triggered_by="workflow",
-            started_by=parent_started_by(execution["id"]),
-            owned_by=execution["owned_by"],  # a child belongs to whoever owns its parent
-            parent=ParentStep(execution["id"], step.id, execution["root_execution_id"]),
+            started_by=parent_started_by(execution.id),
+            owned_by=execution.owned_by,  # a child belongs to whoever owns its parent
+            parent=ParentStep(execution.id, step.id, execution.root_execution_id),
         )
     except ClientError as err:
         await finish_without_running(change, row, "failed", failure(err.detail, retryable=False))
         return "failed"
-    if (
-        not child.created
-        and await connection.fetchval("SELECT parent_execution_id FROM executions WHERE id = $1", child.id)
-        != execution["id"]
-    ):
+    if not child.created and await read_parent_id(connection, child.id) != execution.id:
         error = failure(f"the idempotency key of this child is taken by execution {child.id}", retryable=False)
         await finish_without_running(change, row, "failed", error)
         return "failed"
@@ -105,21 +95,17 @@ async def child_started(change: Change, message: ChildExecutionStarted) -> None:
         change.events.append(NewEvent("CHILD_WORKFLOW_STARTED", data, step["step_id"], step["id"]))
 
 
-async def child_finished(change: Change, execution: Any, message: ChildExecutionFinished) -> bool:
+async def child_finished(change: Change, execution: RunningExecution, message: ChildExecutionFinished) -> bool:
     """Settle the workflow step of a finished child, or wait on a timer to retry it; whether the step finished."""
     connection = change.connection
-    child = await connection.fetchrow(
-        "SELECT status, output, error, parent_step_id FROM executions WHERE id = $1 AND parent_execution_id = $2",
-        message.child_execution_id,
-        execution["id"],
-    )
-    if child is None or child["status"] not in TERMINAL_EXECUTION_STATUSES:
+    child = await read_child_outcome(connection, execution.id, message.child_execution_id)
+    if child is None or child.status not in TERMINAL_EXECUTION_STATUSES:
         return False
     step = await connection.fetchrow(
         "SELECT id, step_id, status, input, attempts FROM step_executions "
         "WHERE execution_id = $1 AND step_id = $2 FOR UPDATE",
-        execution["id"],
-        child["parent_step_id"],
+        execution.id,
+        child.parent_step_id,
     )
     if (
         step is None
@@ -127,19 +113,19 @@ async def child_finished(change: Change, execution: Any, message: ChildExecution
         or (step["input"] or {}).get("childExecutionId") != str(message.child_execution_id)
     ):
         return False
-    data = ChildWorkflowSnapshot(child_execution_id=str(message.child_execution_id), status=child["status"])
-    if child["status"] == "completed":
+    data = ChildWorkflowSnapshot(child_execution_id=str(message.child_execution_id), status=child.status)
+    if child.status == "completed":
         change.events.append(NewEvent("CHILD_WORKFLOW_COMPLETED", data, step["step_id"], step["id"]))
-        await settle_step(change, step, output=child["output"])
+        await settle_step(change, step, output=child.output)
         return True
     change.events.append(NewEvent("CHILD_WORKFLOW_FAILED", data, step["step_id"], step["id"]))
-    reason = (child["error"] or {}).get("message", child["status"])
+    reason = (child.error or {}).get("message", child.status)
     error = failure(
-        f"child execution {message.child_execution_id} {child['status']}: {reason}",
+        f"child execution {message.child_execution_id} {child.status}: {reason}",
         type="ChildFailed",
-        retryable=child["status"] == "failed",
+        retryable=child.status == "failed",
     )
-    graph = await change.executor.graph(connection, execution["workflow_version_id"])
+    graph = await change.executor.graph(connection, execution.workflow_version_id)
     policy = graph.steps[step["step_id"]].retry
     if not (error["retryable"] and policy and step["attempts"] < policy.max_attempts):
         await settle_step(change, step, error=error)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from flowline.db.execution_runs import RunningExecution, mark_cancelled
 from flowline.executions import TERMINAL_EXECUTION_STATUSES
 from flowline.kafka.inbox import claim_message
 from flowline.messages import (
@@ -35,7 +34,7 @@ async def apply_control(change: Change, message: ControlMessage) -> None:
     if not await claim_message(change.connection, CONTROL_CONSUMER, message.id):
         return
     execution = await lock_execution(change, message.execution_id)
-    if execution is None or execution["status"] in TERMINAL_EXECUTION_STATUSES:
+    if execution is None or execution.status in TERMINAL_EXECUTION_STATUSES:
         return
     match message:
         case TimerFired():
@@ -48,30 +47,25 @@ async def apply_control(change: Change, message: ControlMessage) -> None:
         case ChildExecutionFinished():
             if await child_finished(change, execution, message):
                 await _advance(change, execution)
-        case AdvanceExecution() if execution["status"] == "running":
-            graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
+        case AdvanceExecution() if execution.status == "running":
+            graph = await change.executor.graph(change.connection, execution.workflow_version_id)
             await _redispatch_stranded(change, execution, graph)
             await advance(change, execution, graph)
         case CancelExecution():
-            await change.connection.execute(
-                "UPDATE executions SET cancelled_at = coalesce(cancelled_at, clock_timestamp()), "
-                "cancelled_by = coalesce(cancelled_by, $2) WHERE id = $1",
-                execution["id"],
-                message.requested_by,
-            )
+            await mark_cancelled(change.connection, execution.id, message.requested_by)
             error = failure(message.reason or "cancelled", type="Cancelled")
             await finish_execution(change, execution, "cancelled", error=error)
 
 
-async def _advance(change: Change, execution: Any) -> None:
-    graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
+async def _advance(change: Change, execution: RunningExecution) -> None:
+    graph = await change.executor.graph(change.connection, execution.workflow_version_id)
     await advance(change, execution, graph)
 
 
-async def _timer_fired(change: Change, execution: Any, message: TimerFired) -> None:
+async def _timer_fired(change: Change, execution: RunningExecution, message: TimerFired) -> None:
     """The execution timed out, a retry is due, a sleep is over or a wait ran out of time."""
     if message.kind == "execution_timeout":
-        graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
+        graph = await change.executor.graph(change.connection, execution.workflow_version_id)
         error = failure(f"the execution did not finish within {graph.definition.timeout} s", type="Timeout")
         await finish_execution(change, execution, "failed", error=error)
         return
@@ -81,8 +75,8 @@ async def _timer_fired(change: Change, execution: Any, message: TimerFired) -> N
     )
     if step is None:
         return
-    if message.kind == "retry" and step["status"] == "scheduled" and execution["status"] == "running":
-        graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
+    if message.kind == "retry" and step["status"] == "scheduled" and execution.status == "running":
+        graph = await change.executor.graph(change.connection, execution.workflow_version_id)
         definition = graph.steps[step["step_id"]]
         if definition.type != "workflow":
             await dispatch(change, definition, step["id"], step["generation"], step["attempts"] + 1, step["input"])
@@ -97,7 +91,7 @@ async def _timer_fired(change: Change, execution: Any, message: TimerFired) -> N
         await _advance(change, execution)
 
 
-async def _redispatch_stranded(change: Change, execution: Any, graph: Graph) -> None:
+async def _redispatch_stranded(change: Change, execution: RunningExecution, graph: Graph) -> None:
     """Start again the scheduled steps that nothing else will start.
 
     That is a claim that found the execution paused, a retry timer that fired while it was paused, or a

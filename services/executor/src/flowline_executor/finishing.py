@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 from flowline.db.events import ExecutionEnd, NewEvent
+from flowline.db.execution_runs import RunningExecution, list_active_children
 from flowline.db.promises import reject_pending_promises
 from flowline.db.sql import bind
 from flowline.db.timers import cancel_step_timers
@@ -87,7 +88,7 @@ async def settle_step(
 
 async def finish_execution(
     change: Change,
-    execution: Any,
+    execution: RunningExecution,
     status: str,
     *,
     output: Any = None,
@@ -101,24 +102,24 @@ async def finish_execution(
     else:
         await _stop_everything(change, execution, status, output, error)
     change.events.append(NewEvent(FINISHED_EVENTS[status], WorkflowSnapshot(status=status, output=output, error=error)))
-    if execution["parent_execution_id"] is not None:
+    if execution.parent_execution_id is not None:
         change.outbox.append(
             outgoing(
                 change.executor.topics.control,
                 ChildExecutionFinished(
-                    tenant_id=execution["tenant_id"],
-                    execution_id=execution["parent_execution_id"],
-                    child_execution_id=execution["id"],
+                    tenant_id=execution.tenant_id,
+                    execution_id=execution.parent_execution_id,
+                    child_execution_id=execution.id,
                 ),
             )
         )
-    started_at = execution["started_at"]  # None when the execution finishes in the transaction that starts it
+    started_at = execution.started_at  # None when the execution finishes in the transaction that starts it
     seconds = (datetime.now(UTC) - started_at).total_seconds() if started_at is not None else 0.0
     change.outcomes.executions_finished.append((status, seconds))
 
 
 async def _stop_everything(
-    change: Change, execution: Any, status: str, output: Any, error: dict[str, Any] | None
+    change: Change, execution: RunningExecution, status: str, output: Any, error: dict[str, Any] | None
 ) -> None:
     """A failed or cancelled execution: its timers, children, promises, steps and attempts stop with it."""
     connection = change.connection
@@ -128,7 +129,7 @@ async def _stop_everything(
         *bind(
             f"WITH {finishes} {_END_EXECUTION}{with_finished}",
             finish_params,
-            execution_id=execution["id"],
+            execution_id=execution.id,
             status=status,
             output=output,
             error=error,
@@ -143,23 +144,20 @@ async def _stop_everything(
                     "TIMER_CANCELLED", TimerSnapshot(timer_id=str(timer["id"])), timer["step_id"], timer["task_id"]
                 )
             )
-    children = await connection.fetch(
-        "SELECT id FROM executions WHERE parent_execution_id = $1 AND status IN ('pending', 'running', 'paused')",
-        execution["id"],
-    )
+    children = await list_active_children(connection, execution.id)
     change.outbox.extend(
         outgoing(
             change.executor.topics.control,
             CancelExecution(
-                tenant_id=execution["tenant_id"],
-                execution_id=child["id"],
+                tenant_id=execution.tenant_id,
+                execution_id=child.id,
                 reason=f"the parent execution {status}",
                 requested_by="parent",
             ),
         )
         for child in children
     )
-    rejected = await reject_pending_promises(connection, execution["id"], failure(f"the execution {status}"))
+    rejected = await reject_pending_promises(connection, execution.id, failure(f"the execution {status}"))
     for promise in rejected:
         change.events.append(
             NewEvent("PROMISE_REJECTED", PromiseSnapshot(promise=promise.name), promise.step_id, promise.task_id)
@@ -168,14 +166,14 @@ async def _stop_everything(
         "UPDATE step_executions SET status = 'cancelled', completed_at = clock_timestamp(), owner = NULL, "
         "lease_expires_at = NULL WHERE execution_id = $1 AND status IN ('pending', 'scheduled', 'running') "
         "RETURNING id, step_id, step_type, " + STEP_SECONDS,
-        execution["id"],
+        execution.id,
     )
     change.outcomes.steps_finished.extend((step["step_type"], "cancelled", step["seconds"]) for step in cancelled)
     await connection.execute(
         "UPDATE task_attempts SET status = 'cancelled', finished_at = clock_timestamp() "
         "WHERE execution_id = $2 AND step_execution_id = ANY($1::uuid[]) AND status = 'running'",
         [step["id"] for step in cancelled],
-        execution["id"],
+        execution.id,
     )
     change.cancelled_steps.extend(step["id"] for step in cancelled)
     for step in cancelled:

@@ -15,7 +15,7 @@ async def record_result(change: Change, claimed: Claimed, outcome: Outcome, dura
     if execution is None:
         return
     # The execution's lock guards its steps: every writer of a step row takes it first.
-    steps = await read_steps(change, execution["id"])
+    steps = await read_steps(change, execution.id)
     step = steps.get(message.step_id)
     if (
         step is None
@@ -36,5 +36,5 @@ async def record_result(change: Change, claimed: Claimed, outcome: Outcome, dura
         step,
     )
     if step["status"] != "scheduled":
-        graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
+        graph = await change.executor.graph(change.connection, execution.workflow_version_id)
         await advance(change, execution, graph, steps)

@@ -7,14 +7,19 @@ start in one statement. A start ahead that needs the database raises ``NeedsLock
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
+import msgspec
 from flowline.db.events import NewEvent
-from flowline.db.sql import bind
-from flowline.db.steps import inserting_steps, new_steps, steps_params
+from flowline.db.execution_runs import (
+    RunningExecution,
+    insert_steps_and_run,
+    lock_and_insert_steps,
+    restart_execution,
+)
+from flowline.db.steps import new_steps
 from flowline.definitions import downstream
 from flowline.executions import CREATED_SEQUENCE
 from flowline.kafka.outbox import outgoing
@@ -22,39 +27,9 @@ from flowline.messages import ChildExecutionStarted, EventType, ExecutionRequest
 from flowline.snapshots import TaskSnapshot, WorkflowSnapshot
 
 from flowline_executor.advancing import advance
-from flowline_executor.change import AHEAD_OF_LOCK, EXECUTION_COLUMNS, Change, NeedsLock, lock_execution
+from flowline_executor.change import AHEAD_OF_LOCK, Change, NeedsLock, lock_execution
 from flowline_executor.graph import Graph
 from flowline_executor.timers import start_timer
-
-# Locks the execution and, when it is new and of the requested version, inserts its steps: the usual start
-# under the lock in one statement. The row comes back as it was when locked, with ``started``.
-_LOCK_AND_START = f"""
-    WITH execution AS (
-        SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = :execution_id FOR UPDATE
-    ), new AS (
-        SELECT id FROM execution WHERE status = 'pending' AND started_at IS NULL AND rerun_of IS NULL
-            AND workflow_version_id = :workflow_version_id
-    ), {inserting_steps("EXISTS (SELECT FROM new)")}
-    SELECT *, EXISTS (SELECT FROM new) AS started, clock_timestamp() AS starting_at FROM execution
-    """
-# Stores the steps of an execution that starts otherwise (an older request, a rerun) and marks it running.
-_CREATE_STEPS = f"""
-    WITH {inserting_steps()}
-    UPDATE executions SET status = 'running', started_at = clock_timestamp() WHERE id = :execution_id
-    """
-# A retried execution runs again from its failed and cancelled steps, each in a new generation.
-_RESTART = """
-    WITH reset AS (
-        UPDATE step_executions SET status = 'pending', generation = generation + 1, attempts = 0,
-            output = NULL, error = NULL, owner = NULL, lease_expires_at = NULL, scheduled_at = NULL,
-            started_at = NULL, completed_at = NULL
-        WHERE execution_id = $1 AND status IN ('failed', 'cancelled')
-        RETURNING id
-    ), forgotten AS (  -- a reset wait step creates its promise anew
-        DELETE FROM promises WHERE execution_id = $1 AND step_execution_id IN (SELECT id FROM reset)
-    )
-    UPDATE executions SET status = 'running', completed_at = NULL WHERE id = $1
-    """
 
 
 async def start(change: Change, message: ExecutionRequested, *, ahead: bool = False) -> None:
@@ -70,19 +45,20 @@ async def start(change: Change, message: ExecutionRequested, *, ahead: bool = Fa
         await _start_as_created(change, message)
         return
     steps: dict[str, dict[str, Any]] | None = None
+    started = False
     if message.workflow_version_id is not None:  # the usual request: lock and start in one statement
         graph = await change.executor.graph(change.connection, message.workflow_version_id)
         steps = new_steps(graph.definition.steps)
-        execution = await _lock_and_start(change, message, steps)
+        execution, started = await _lock_and_start(change, message, message.workflow_version_id, steps)
     else:
         execution = await lock_execution(change, message.execution_id)
-    if execution is None or execution["status"] != "pending":
+    if execution is None or execution.status != "pending":
         return  # a redelivered request (the status says it was applied) or a cancelled execution
-    graph = await change.executor.graph(change.connection, execution["workflow_version_id"])
-    if execution["started_at"] is not None:  # a retry: resume from the steps that did not finish well
+    graph = await change.executor.graph(change.connection, execution.workflow_version_id)
+    if execution.started_at is not None:  # a retry: resume from the steps that did not finish well
         await _restart(change, execution, graph)
         return
-    if steps is None or not execution["started"]:  # an older request, or a rerun: steps stored here
+    if steps is None or not started:  # an older request, or a rerun: steps stored here
         steps = new_steps(graph.definition.steps)
         await _create_steps(change, execution, graph, steps)
     await _begin(change, execution, graph, steps)
@@ -94,23 +70,23 @@ async def _start_as_created(change: Change, message: ExecutionRequested) -> None
     if created is None or version_id is None:
         raise NeedsLock("the request does not carry the new execution")
     graph = await change.executor.graph(AHEAD_OF_LOCK, version_id)
-    execution = {
-        "id": message.execution_id,
-        "tenant_id": message.tenant_id,
-        "status": "pending",
-        "input": created.input,
-        "workflow_ref": created.workflow_ref,
-        "workflow_version": created.workflow_version,
-        "workflow_version_id": version_id,
-        "parent_execution_id": created.parent_execution_id,
-        "parent_step_id": created.parent_step_id,
-        "root_execution_id": created.root_execution_id,
-        "last_event_sequence": CREATED_SEQUENCE,
-        "started_at": None,
-        "rerun_of": None,
-        "rerun_from_step": None,
-        "owned_by": created.owned_by,
-    }
+    execution = RunningExecution(
+        id=message.execution_id,
+        tenant_id=message.tenant_id,
+        status="pending",
+        input=created.input,
+        workflow_ref=created.workflow_ref,
+        workflow_version=created.workflow_version,
+        workflow_version_id=version_id,
+        parent_execution_id=created.parent_execution_id,
+        parent_step_id=created.parent_step_id,
+        root_execution_id=created.root_execution_id,
+        last_event_sequence=CREATED_SEQUENCE,
+        started_at=None,
+        rerun_of=None,
+        rerun_from_step=None,
+        owned_by=created.owned_by,
+    )
     change.creating = steps = new_steps(graph.definition.steps)
     change.last_sequence = CREATED_SEQUENCE
     change.started_at = datetime.now(UTC)
@@ -118,101 +94,95 @@ async def _start_as_created(change: Change, message: ExecutionRequested) -> None
 
 
 async def _lock_and_start(
-    change: Change, message: ExecutionRequested, steps: dict[str, dict[str, Any]]
-) -> asyncpg.Record | None:
+    change: Change, message: ExecutionRequested, version_id: uuid.UUID, steps: dict[str, dict[str, Any]]
+) -> tuple[RunningExecution | None, bool]:
     """Lock the execution and, when it is new and of the requested version, store ``steps`` and start it.
 
-    The row comes back as it was when locked, with ``started`` saying whether this statement started it (a
-    retry, a rerun or an execution that is no longer pending is left as it was, for the caller to handle).
-    A started execution's status and ``started_at`` (the lock's time) are written by the change's last
-    statement (``change.started_at``), with its event counter: one update of the row instead of two.
+    The execution comes back as it was when locked, with whether this statement started it (a retry, a
+    rerun or an execution that is no longer pending is left as it was, for the caller to handle). A started
+    execution's status and ``started_at`` (the lock's time) are written by the change's last statement
+    (``change.started_at``), with its event counter: one update of the row instead of two.
     """
-    execution = await change.connection.fetchrow(
-        *bind(
-            _LOCK_AND_START,
-            steps_params(steps),
-            execution_id=message.execution_id,
-            tenant_id=message.tenant_id,
-            workflow_version_id=message.workflow_version_id,
-            worker=change.worker,
-            lease_seconds=change.executor.settings.lease_seconds,
-        )
+    locked = await lock_and_insert_steps(
+        change.connection,
+        execution_id=message.execution_id,
+        tenant_id=message.tenant_id,
+        workflow_version_id=version_id,
+        worker=change.worker,
+        lease_seconds=change.executor.settings.lease_seconds,
+        steps=steps,
     )
-    if execution is not None:
-        change.last_sequence = execution["last_event_sequence"]
-        if execution["started"]:
-            change.started_at = execution["starting_at"]
-    return execution
+    if locked is None:
+        return None, False
+    change.last_sequence = locked.execution.last_event_sequence
+    if locked.started:
+        change.started_at = locked.starting_at
+    return locked.execution, locked.started
 
 
 async def _create_steps(
-    change: Change, execution: asyncpg.Record, graph: Graph, steps: dict[str, dict[str, Any]]
+    change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, dict[str, Any]]
 ) -> None:
     """Store the step rows of an execution that starts (reusing a rerun's outputs) and mark it running."""
-    if execution["rerun_of"] is not None:
+    if execution.rerun_of is not None:
         await _reuse_outputs(change, execution, graph, steps)
-    await change.connection.execute(
-        *bind(
-            _CREATE_STEPS,
-            steps_params(steps),
-            execution_id=execution["id"],
-            tenant_id=execution["tenant_id"],
-            worker=change.worker,
-            lease_seconds=change.executor.settings.lease_seconds,
-        )
+    lease_seconds = change.executor.settings.lease_seconds
+    await insert_steps_and_run(
+        change.connection, execution, worker=change.worker, lease_seconds=lease_seconds, steps=steps
     )
 
 
 async def _reuse_outputs(
-    change: Change, execution: asyncpg.Record, graph: Graph, steps: dict[str, dict[str, Any]]
+    change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, dict[str, Any]]
 ) -> None:
     """Take over, for a rerun, the finished steps of the rerun execution that it does not run again.
 
     The step the rerun runs from and everything downstream of it run again, and so do steps that did
     not finish well.
     """
-    again = downstream(graph.definition, execution["rerun_from_step"])
+    from_step = execution.rerun_from_step
+    again = downstream(graph.definition, from_step) if from_step is not None else set()
     for source in await change.connection.fetch(
         "SELECT step_id, status, output FROM step_executions "
         "WHERE execution_id = $1 AND status IN ('completed', 'skipped')",
-        execution["rerun_of"],
+        execution.rerun_of,
     ):
         row = steps.get(source["step_id"])
         if row is not None and source["step_id"] not in again:
             row.update(status=source["status"], output=source["output"])
 
 
-async def _begin(change: Change, execution: Mapping[str, Any], graph: Graph, steps: dict[str, dict[str, Any]]) -> None:
+async def _begin(change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, dict[str, Any]]) -> None:
     """Start a pending execution whose step rows are ``steps``: its events, timeout, and first steps."""
     change.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
-    if execution["parent_execution_id"] is not None:
+    if execution.parent_execution_id is not None:
         started = ChildExecutionStarted(
-            tenant_id=execution["tenant_id"],
-            execution_id=execution["parent_execution_id"],
-            child_execution_id=execution["id"],
+            tenant_id=execution.tenant_id,
+            execution_id=execution.parent_execution_id,
+            child_execution_id=execution.id,
         )
         change.outbox.append(outgoing(change.executor.topics.control, started))
     change.outcomes.executions_started += 1
     for row in steps.values():
         if row["status"] != "pending":
             event: EventType = "TASK_COMPLETED" if row["status"] == "completed" else "TASK_SKIPPED"
-            snapshot = TaskSnapshot(status=row["status"], output=row["output"], reused_from=str(execution["rerun_of"]))
+            snapshot = TaskSnapshot(status=row["status"], output=row["output"], reused_from=str(execution.rerun_of))
             change.events.append(NewEvent(event, snapshot, row["step_id"], row["id"]))
     await _start_execution_timer(change, graph)
-    await advance(change, {**execution, "status": "running"}, graph, steps)
+    await advance(change, msgspec.structs.replace(execution, status="running"), graph, steps)
 
 
-async def _restart(change: Change, execution: asyncpg.Record, graph: Graph) -> None:
+async def _restart(change: Change, execution: RunningExecution, graph: Graph) -> None:
     """Run a retried execution again from its failed and cancelled steps; completed steps keep their output.
 
     Each reset step starts a new generation, so its attempts (and a workflow step's child) get new
     idempotency keys.
     """
-    await change.connection.execute(_RESTART, execution["id"])
+    await restart_execution(change.connection, execution.id)
     change.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
     change.outcomes.executions_started += 1
     await _start_execution_timer(change, graph)
-    await advance(change, {**execution, "status": "running"}, graph)
+    await advance(change, msgspec.structs.replace(execution, status="running"), graph)
 
 
 async def _start_execution_timer(change: Change, graph: Graph) -> None:

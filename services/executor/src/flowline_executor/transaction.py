@@ -111,7 +111,7 @@ class Transactions:
     async def _fail_on_error(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, err: Exception) -> None:
         async def fail(change: Change) -> None:
             execution = await lock_execution(change, execution_id)
-            if execution is not None and execution["status"] not in TERMINAL_EXECUTION_STATUSES:
+            if execution is not None and execution.status not in TERMINAL_EXECUTION_STATUSES:
                 error = failure(f"internal error: {type(err).__name__}: {err}"[:2000], type="InternalError")
                 await finish_execution(change, execution, "failed", error=error)
 
