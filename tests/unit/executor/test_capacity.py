@@ -65,7 +65,18 @@ class _Connection:
                 "owned_by": None,
             }
         await asyncio.sleep(0.01)  # let concurrent claims interleave
-        return {"status": "scheduled", "attempts": 0, "generation": 0, "input": {}}
+        return {
+            "id": args[0],
+            "step_id": "a",
+            "step_type": "action",
+            "status": "scheduled",
+            "input": {},
+            "output": None,
+            "error": None,
+            "attempts": 0,
+            "generation": 0,
+            "owner": None,
+        }
 
 
 class _Pool:

@@ -6,11 +6,12 @@ from typing import Any
 
 import msgspec
 from flowline.db.execution_runs import RunningExecution
+from flowline.db.steps import StepRow, read_steps
 from flowline.definitions import StepDefinition, masked_request
 from flowline.templating import TemplateError, render, render_condition
 
 from flowline_executor.attempts import dispatch, run_here, runs_here
-from flowline_executor.change import Change, read_steps
+from flowline_executor.change import Change
 from flowline_executor.child_workflows import start_child
 from flowline_executor.failures import failure
 from flowline_executor.finishing import finish_execution, finish_without_running
@@ -20,7 +21,7 @@ from flowline_executor.wait_steps import start_wait
 
 
 async def advance(
-    change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, dict[str, Any]] | None = None
+    change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, StepRow] | None = None
 ) -> None:
     """Schedule every step whose needs are met, skip those whose ``when`` is false, finish the execution.
 
@@ -30,8 +31,8 @@ async def advance(
     if execution.status != "running":
         return
     if steps is None:
-        steps = await read_steps(change, execution.id)
-    statuses = {step_id: step["status"] for step_id, step in steps.items()}
+        steps = await read_steps(change.connection, execution.id)
+    statuses = {step_id: step.status for step_id, step in steps.items()}
     progressed = True
     while progressed and not graph.failed_step(statuses):
         progressed = False
@@ -45,13 +46,13 @@ async def advance(
 
 
 async def _start_step(
-    change: Change, execution: RunningExecution, step: StepDefinition, row: dict[str, Any], context: dict[str, Any]
+    change: Change, execution: RunningExecution, step: StepDefinition, row: StepRow, context: dict[str, Any]
 ) -> str:
     """Start a ready step as its kind says, or skip or fail it; its new status, also written to ``row``."""
     try:
         if step.when is not None and not render_condition(step.when, context):
             await finish_without_running(change, row, "skipped", None)
-            row["status"] = "skipped"
+            row.status = "skipped"
             return "skipped"
         # An http step's secret headers stay masked in its input: opened only when it is sent.
         step_input = render(
@@ -60,20 +61,20 @@ async def _start_step(
         _check_storable(step_input)
     except TemplateError as err:
         await finish_without_running(change, row, "failed", failure(str(err)))
-        row["status"] = "failed"
+        row.status = "failed"
         return "failed"
     if step.type == "sleep":
-        row["status"] = await start_sleep(change, step, row, context)
+        row.status = await start_sleep(change, step, row, context)
     elif step.type == "wait":
-        row["status"] = await start_wait(change, step, row)
+        row.status = await start_wait(change, step, row)
     elif step.type == "workflow":
-        row["status"] = await start_child(change, execution, step, row, step_input)
+        row.status = await start_child(change, execution, step, row, step_input)
     elif runs_here(change, step):
         await run_here(change, step, row, step_input)  # settles ``row``: completed, failed or scheduled again
     else:
-        row["status"] = "scheduled"
-        await dispatch(change, step, row["id"], row["generation"], row["attempts"] + 1, step_input)
-    status: str = row["status"]
+        row.status = "scheduled"
+        await dispatch(change, step, row.id, row.generation, row.attempts + 1, step_input)
+    status: str = row.status
     return status
 
 
@@ -81,18 +82,18 @@ async def _finish_if_done(
     change: Change,
     execution: RunningExecution,
     graph: Graph,
-    steps: dict[str, dict[str, Any]],
+    steps: dict[str, StepRow],
     statuses: dict[str, str],
 ) -> None:
     """End the execution when a step's failure fails it or every step finished (its output rendered)."""
     if failed := graph.failed_step(statuses):
-        message = (steps[failed]["error"] or {}).get("message", "failed")
+        message = (steps[failed].error or {}).get("message", "failed")
         error = failure(f"step {failed!r} failed: {message}", stepId=failed)
         await finish_execution(change, execution, "failed", error=error)
     elif graph.finished(statuses):
         try:
             if graph.definition.output is None:
-                output = {step_id: steps[step_id]["output"] for step_id in graph.leaves()}
+                output = {step_id: steps[step_id].output for step_id in graph.leaves()}
             else:
                 output = render(graph.definition.output, template_context(execution, steps))
         except TemplateError as err:
@@ -101,11 +102,11 @@ async def _finish_if_done(
             await finish_execution(change, execution, "completed", output=output)
 
 
-def template_context(execution: RunningExecution, steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def template_context(execution: RunningExecution, steps: dict[str, StepRow]) -> dict[str, Any]:
     """What a step's templates see: the execution's input, its steps' outputs and statuses, and the execution."""
     return {
         "input": execution.input,
-        "steps": {step_id: {"output": step["output"], "status": step["status"]} for step_id, step in steps.items()},
+        "steps": {step_id: {"output": step.output, "status": step.status} for step_id, step in steps.items()},
         "execution": {
             "id": str(execution.id),
             "workflowRef": execution.workflow_ref,

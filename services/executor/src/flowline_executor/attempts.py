@@ -11,6 +11,7 @@ from typing import Any
 from flowline.actions import BUILTIN_ACTIONS
 from flowline.db.events import NewEvent
 from flowline.db.sql import bind
+from flowline.db.steps import StepRow, lock_step, schedule_step
 from flowline.definitions import RetryPolicy, StepDefinition
 from flowline.ids import uuid7
 from flowline.kafka.outbox import outgoing
@@ -76,16 +77,11 @@ async def dispatch(
         change.eager.append((message, step, step_input))
         await start_attempt(change, message, step.type, step_input)
     elif change.creating is not None:  # a new execution's step, inserted so
-        change.creating[step.id]["input"] = step_input
+        change.creating[step.id].input = step_input
         change.outbox.append(outgoing(executor.topics.tasks, message))
     else:
         await change.flush()
-        await change.connection.execute(
-            "UPDATE step_executions SET status = 'scheduled', input = $2, scheduled_at = clock_timestamp() "
-            "WHERE id = $1",
-            step_execution_id,
-            step_input,
-        )
+        await schedule_step(change.connection, step_execution_id, step_input)
         change.outbox.append(outgoing(executor.topics.tasks, message))
 
 
@@ -93,9 +89,11 @@ async def start_attempt(change: Change, message: TaskDispatched, step_type: str,
     """Mark a step running under this worker's lease, with its attempt row (and pending attempt results)."""
     attempt_started(change, message, step_type)
     if change.creating is not None:  # a new execution's step, inserted so with its attempt
-        change.creating[message.step_id].update(
-            status="running", attempts=message.attempt, owner=change.worker, input=step_input
-        )
+        row = change.creating[message.step_id]
+        row.status = "running"
+        row.attempts = message.attempt
+        row.owner = change.worker
+        row.input = step_input
         return
     finishes, finish_params = change.finishes.carry()
     rows = await change.connection.fetch(
@@ -151,11 +149,11 @@ def runs_here(change: Change, step: StepDefinition) -> bool:
     return action is not None and action is BUILTIN_ACTIONS.get(step.action or "")
 
 
-async def run_here(change: Change, step: StepDefinition, row: dict[str, Any], step_input: Any) -> None:
+async def run_here(change: Change, step: StepDefinition, row: StepRow, step_input: Any) -> None:
     """Run an instant action's attempt inside this change (see ``runs_here``) and settle it in ``row``."""
-    message = dispatch_message(change, step.id, row["id"], row["generation"], row["attempts"] + 1)
+    message = dispatch_message(change, step.id, row.id, row.generation, row.attempts + 1)
     change.events.append(
-        NewEvent("TASK_CREATED", TaskSnapshot(status="scheduled", attempt=message.attempt), step.id, row["id"])
+        NewEvent("TASK_CREATED", TaskSnapshot(status="scheduled", attempt=message.attempt), step.id, row.id)
     )
     attempt_started(change, message, step.type)
     attempt_logger = AttemptLogger()
@@ -163,7 +161,7 @@ async def run_here(change: Change, step: StepDefinition, row: dict[str, Any], st
     output, error = await change.executor.work.run(message, step, step_input, attempt_logger)
     duration = time.perf_counter() - started
     change.outcomes.attempts.append((step.type, error is not None, duration))
-    row["attempts"] = message.attempt
+    row.attempts = message.attempt
     await settle_attempt(
         change, message, step.type, step.retry, output, error, attempt_logger, duration, row, step_input=step_input
     )
@@ -178,21 +176,18 @@ async def claim(change: Change, message: TaskDispatched) -> bool:
     execution = await lock_execution(change, message.execution_id)
     if execution is None or execution.status != "running":
         return False
-    step = await change.connection.fetchrow(
-        "SELECT status, attempts, generation, input FROM step_executions WHERE id = $1 FOR UPDATE",
-        message.step_execution_id,
-    )
+    step = await lock_step(change.connection, message.step_execution_id)
     if (
         step is None
-        or step["status"] != "scheduled"
-        or step["generation"] != message.generation
-        or step["attempts"] >= message.attempt
+        or step.status != "scheduled"
+        or step.generation != message.generation
+        or step.attempts >= message.attempt
     ):
         return False  # a redelivered or superseded dispatch
     graph = await change.executor.graph(change.connection, execution.workflow_version_id)
     definition = graph.steps[message.step_id]
-    change.eager.append((message, definition, step["input"]))  # takes the reservation if it commits
-    await start_attempt(change, message, definition.type, step["input"])
+    change.eager.append((message, definition, step.input))  # takes the reservation if it commits
+    await start_attempt(change, message, definition.type, step.input)
     return True
 
 
@@ -205,7 +200,7 @@ async def settle_attempt(
     error: dict[str, Any] | None,
     attempt_logger: AttemptLogger,
     duration: float,
-    row: dict[str, Any],
+    row: StepRow,
     *,
     step_input: Any = None,
 ) -> None:
@@ -232,7 +227,10 @@ async def settle_attempt(
             step_input,
         )
     )
-    row.update(status=step_status, output=None if retry_in is not None else output, error=error, owner=None)
+    row.status = step_status
+    row.output = None if retry_in is not None else output
+    row.error = error
+    row.owner = None
     if retry_in is None:
         change.events.append(
             NewEvent(

@@ -17,7 +17,7 @@ from flowline.db import execution_runs
 from flowline.db.events import Appending, ExecutionEnd, NewEvent, appending, check_sequenced
 from flowline.db.execution_runs import RunningExecution
 from flowline.db.sql import bind
-from flowline.db.steps import inserting_steps, steps_params
+from flowline.db.steps import StepRow, inserting_steps, steps_params
 from flowline.definitions import StepDefinition
 from flowline.ids import uuid7
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
@@ -97,7 +97,7 @@ class Change:
         self.started_at: datetime | None = None  # when this change started the execution, which ``write`` writes
         # A new execution's step rows, when the change starting it was worked out ahead of its lock: no
         # statement ran, and ``write_new`` inserts them as the change left them.
-        self.creating: dict[str, dict[str, Any]] | None = None
+        self.creating: dict[str, StepRow] | None = None
 
     async def flush(self) -> None:
         """Write the pending attempt results now, before a statement that does not carry them."""
@@ -185,16 +185,16 @@ class Change:
         self._queue_logs()
         steps = self.creating
         finished = self.finishes.take()
-        by_id = {row["id"]: row for row in steps.values()}
+        by_id = {row.id: row for row in steps.values()}
         for attempt in finished:
-            by_id[attempt.step_execution_id]["input"] = attempt.input
+            by_id[attempt.step_execution_id].input = attempt.input
         attempts: list[tuple[Any, ...]] = [
             (uuid7(), a.step_execution_id, a.generation, a.number, a.status, a.duration_ms, a.error) for a in finished
         ]
         attempts += [  # started here, run once this commits
-            (uuid7(), row["id"], row["generation"], row["attempts"], "running", None, None)
+            (uuid7(), row.id, row.generation, row.attempts, "running", None, None)
             for row in steps.values()
-            if row["status"] == "running"
+            if row.status == "running"
         ]
         append = self._appending(self.last_sequence)
         written = await connection.fetchval(
@@ -210,7 +210,7 @@ class Change:
         if not written:
             return None
         self.outcomes.steps_finished.extend(
-            (by_id[attempt.step_execution_id]["step_type"], attempt.step_status, 0.0)
+            (by_id[attempt.step_execution_id].step_type, attempt.step_status, 0.0)
             for attempt in finished
             if attempt.step_status != "scheduled"
         )
@@ -228,15 +228,3 @@ async def lock_execution(change: Change, execution_id: uuid.UUID) -> RunningExec
     if execution is not None:
         change.last_sequence = execution.last_event_sequence
     return execution
-
-
-async def read_steps(change: Change, execution_id: uuid.UUID) -> dict[str, dict[str, Any]]:
-    """The execution's step rows by step id (read under the execution's lock)."""
-    return {
-        record["step_id"]: dict(record)
-        for record in await change.connection.fetch(
-            "SELECT id, step_id, status, output, error, attempts, generation, owner FROM step_executions "
-            "WHERE execution_id = $1",
-            execution_id,
-        )
-    }

@@ -8,6 +8,12 @@ from typing import Any
 
 from flowline.db.events import NewEvent
 from flowline.db.execution_runs import RunningExecution, count_ancestors, read_child_outcome, read_parent_id
+from flowline.db.steps import (
+    StepRow,
+    lock_step_of,
+    read_step_running_child,
+    start_child_step,
+)
 from flowline.definitions import StepDefinition
 from flowline.errors import ClientError
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, parent_started_by, start_execution
@@ -24,13 +30,13 @@ MAX_CHILD_DEPTH = 20
 
 
 async def start_child(
-    change: Change, execution: RunningExecution, step: StepDefinition, row: dict[str, Any], step_input: Any
+    change: Change, execution: RunningExecution, step: StepDefinition, row: StepRow, step_input: Any
 ) -> str:
     """Start a workflow step's child execution (one per attempt of the step); the step's new status."""
     assert step.workflow is not None
     connection = change.connection
     await change.flush()
-    attempt = row["attempts"] + 1
+    attempt = row.attempts + 1
     if step_input is not None and not isinstance(step_input, dict):
         error = failure("a workflow step's input must be an object (the child's input)", retryable=False)
         await finish_without_running(change, row, "failed", error)
@@ -48,7 +54,7 @@ async def start_child(
             workflow_ref=step.workflow,
             version=step.version,
             execution_input=step_input or {},
-            idempotency_key=f"child:{execution.id}:{step.id}:{row['generation']}:{attempt}",
+            idempotency_key=f"child:{execution.id}:{step.id}:{row.generation}:{attempt}",
             triggered_by="workflow",
             started_by=parent_started_by(execution.id),
             owned_by=execution.owned_by,  # a child belongs to whoever owns its parent
@@ -62,37 +68,23 @@ async def start_child(
         await finish_without_running(change, row, "failed", error)
         return "failed"
     change.enqueued.extend(child.outbox)
-    await connection.execute(
-        "UPDATE step_executions SET status = 'running', input = $2, attempts = $3, "
-        "scheduled_at = coalesce(scheduled_at, clock_timestamp()), started_at = coalesce(started_at, "
-        "clock_timestamp()) WHERE id = $1",
-        row["id"],
-        {"workflow": step.workflow, "childExecutionId": str(child.id), "input": step_input or {}},
-        attempt,
-    )
+    child_step_input = {"workflow": step.workflow, "childExecutionId": str(child.id), "input": step_input or {}}
+    await start_child_step(connection, row.id, child_step_input, attempt)
     if attempt == 1:  # a later child is a retry of the step
         change.outcomes.steps_started.append(step.type)
     snapshot = ChildWorkflowSnapshot(
         status="running", workflow=step.workflow, child_execution_id=str(child.id), attempt=attempt
     )
-    change.events.append(NewEvent("CHILD_WORKFLOW_INITIATED", snapshot, step.id, row["id"]))
+    change.events.append(NewEvent("CHILD_WORKFLOW_INITIATED", snapshot, step.id, row.id))
     return "running"
 
 
 async def child_started(change: Change, message: ChildExecutionStarted) -> None:
     """Note that a child of a running workflow step started (a late report of a step that moved on is dropped)."""
-    step = await change.connection.fetchrow(
-        "SELECT s.id, s.step_id FROM executions c JOIN step_executions s "
-        "ON s.execution_id = c.parent_execution_id AND s.step_id = c.parent_step_id "
-        "WHERE c.id = $1 AND c.parent_execution_id = $2 AND s.status = 'running' "
-        "AND s.input ->> 'childExecutionId' = $3",
-        message.child_execution_id,
-        change.execution_id,
-        str(message.child_execution_id),
-    )
+    step = await read_step_running_child(change.connection, change.execution_id, message.child_execution_id)
     if step is not None:
         data = ChildWorkflowSnapshot(child_execution_id=str(message.child_execution_id), status="running")
-        change.events.append(NewEvent("CHILD_WORKFLOW_STARTED", data, step["step_id"], step["id"]))
+        change.events.append(NewEvent("CHILD_WORKFLOW_STARTED", data, step.step_id, step.id))
 
 
 async def child_finished(change: Change, execution: RunningExecution, message: ChildExecutionFinished) -> bool:
@@ -101,24 +93,19 @@ async def child_finished(change: Change, execution: RunningExecution, message: C
     child = await read_child_outcome(connection, execution.id, message.child_execution_id)
     if child is None or child.status not in TERMINAL_EXECUTION_STATUSES:
         return False
-    step = await connection.fetchrow(
-        "SELECT id, step_id, status, input, attempts FROM step_executions "
-        "WHERE execution_id = $1 AND step_id = $2 FOR UPDATE",
-        execution.id,
-        child.parent_step_id,
-    )
+    step = await lock_step_of(connection, execution.id, child.parent_step_id)
     if (
         step is None
-        or step["status"] != "running"
-        or (step["input"] or {}).get("childExecutionId") != str(message.child_execution_id)
+        or step.status != "running"
+        or (step.input or {}).get("childExecutionId") != str(message.child_execution_id)
     ):
         return False
     data = ChildWorkflowSnapshot(child_execution_id=str(message.child_execution_id), status=child.status)
     if child.status == "completed":
-        change.events.append(NewEvent("CHILD_WORKFLOW_COMPLETED", data, step["step_id"], step["id"]))
+        change.events.append(NewEvent("CHILD_WORKFLOW_COMPLETED", data, step.step_id, step.id))
         await settle_step(change, step, output=child.output)
         return True
-    change.events.append(NewEvent("CHILD_WORKFLOW_FAILED", data, step["step_id"], step["id"]))
+    change.events.append(NewEvent("CHILD_WORKFLOW_FAILED", data, step.step_id, step.id))
     reason = (child.error or {}).get("message", child.status)
     error = failure(
         f"child execution {message.child_execution_id} {child.status}: {reason}",
@@ -126,17 +113,17 @@ async def child_finished(change: Change, execution: RunningExecution, message: C
         retryable=child.status == "failed",
     )
     graph = await change.executor.graph(connection, execution.workflow_version_id)
-    policy = graph.steps[step["step_id"]].retry
-    if not (error["retryable"] and policy and step["attempts"] < policy.max_attempts):
+    policy = graph.steps[step.step_id].retry
+    if not (error["retryable"] and policy and step.attempts < policy.max_attempts):
         await settle_step(change, step, error=error)
         return True
     # Like any failed attempt: wait on a durable timer, then start a new child.
-    retry_at = datetime.now(UTC) + timedelta(seconds=policy.delay(step["attempts"], random.random()))
+    retry_at = datetime.now(UTC) + timedelta(seconds=policy.delay(step.attempts, random.random()))
     await connection.execute(
-        "UPDATE step_executions SET status = 'scheduled', error = $2 WHERE id = $1", step["id"], error
+        "UPDATE step_executions SET status = 'scheduled', error = $2 WHERE id = $1", step.id, error
     )
-    await start_timer(change, step["id"], "retry", retry_at)
+    await start_timer(change, step.id, "retry", retry_at)
     change.outcomes.retries.append("workflow")
-    snapshot = TaskSnapshot(status="scheduled", attempt=step["attempts"], error=error, retry_at=retry_at.isoformat())
-    change.events.append(NewEvent("TASK_FAILED", snapshot, step["step_id"], step["id"]))
+    snapshot = TaskSnapshot(status="scheduled", attempt=step.attempts, error=error, retry_at=retry_at.isoformat())
+    change.events.append(NewEvent("TASK_FAILED", snapshot, step.step_id, step.id))
     return False

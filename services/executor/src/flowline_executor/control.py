@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flowline.db.execution_runs import RunningExecution, mark_cancelled
+from flowline.db.steps import list_stranded_steps, lock_step
 from flowline.executions import TERMINAL_EXECUTION_STATUSES
 from flowline.kafka.inbox import claim_message
 from flowline.messages import (
@@ -69,25 +70,22 @@ async def _timer_fired(change: Change, execution: RunningExecution, message: Tim
         error = failure(f"the execution did not finish within {graph.definition.timeout} s", type="Timeout")
         await finish_execution(change, execution, "failed", error=error)
         return
-    step = await change.connection.fetchrow(
-        "SELECT id, step_id, status, attempts, generation, input FROM step_executions WHERE id = $1 FOR UPDATE",
-        message.step_execution_id,
-    )
+    if message.step_execution_id is None:
+        return
+    step = await lock_step(change.connection, message.step_execution_id)
     if step is None:
         return
-    if message.kind == "retry" and step["status"] == "scheduled" and execution.status == "running":
+    if message.kind == "retry" and step.status == "scheduled" and execution.status == "running":
         graph = await change.executor.graph(change.connection, execution.workflow_version_id)
-        definition = graph.steps[step["step_id"]]
+        definition = graph.steps[step.step_id]
         if definition.type != "workflow":
-            await dispatch(change, definition, step["id"], step["generation"], step["attempts"] + 1, step["input"])
-        elif (
-            await start_child(change, execution, definition, dict(step), (step["input"] or {}).get("input")) == "failed"
-        ):
+            await dispatch(change, definition, step.id, step.generation, step.attempts + 1, step.input)
+        elif await start_child(change, execution, definition, step, (step.input or {}).get("input")) == "failed":
             await advance(change, execution, graph)
-    elif message.kind == "sleep" and step["status"] == "running":
+    elif message.kind == "sleep" and step.status == "running":
         await wake(change, step, message.timer_id)
         await _advance(change, execution)
-    elif message.kind == "promise" and step["status"] == "running" and await time_out(change, step):
+    elif message.kind == "promise" and step.status == "running" and await time_out(change, step):
         await _advance(change, execution)
 
 
@@ -97,16 +95,11 @@ async def _redispatch_stranded(change: Change, execution: RunningExecution, grap
     That is a claim that found the execution paused, a retry timer that fired while it was paused, or a
     lost task message. A duplicate dispatch is harmless: a claim takes an attempt only once.
     """
-    stranded = await change.connection.fetch(
-        "SELECT s.id, s.step_id, s.generation, s.attempts, s.input FROM step_executions s "
-        "WHERE s.execution_id = $1 AND s.status = 'scheduled' AND NOT EXISTS ("
-        "SELECT 1 FROM timers t WHERE t.execution_id = $1 AND t.step_execution_id = s.id AND t.status = 'pending')",
-        change.execution_id,
-    )
+    stranded = await list_stranded_steps(change.connection, change.execution_id)
     for step in stranded:
-        definition = graph.steps[step["step_id"]]
+        definition = graph.steps[step.step_id]
         if definition.type == "workflow":
-            child_input = (step["input"] or {}).get("input")
-            await start_child(change, execution, definition, dict(step), child_input)
+            child_input = (step.input or {}).get("input")
+            await start_child(change, execution, definition, step, child_input)
         else:
-            await dispatch(change, definition, step["id"], step["generation"], step["attempts"] + 1, step["input"])
+            await dispatch(change, definition, step.id, step.generation, step.attempts + 1, step.input)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from flowline.db.events import ExecutionEnd, NewEvent
 from flowline.db.execution_runs import RunningExecution, list_active_children
 from flowline.db.promises import reject_pending_promises
 from flowline.db.sql import bind
+from flowline.db.steps import StepRow, cancel_unfinished_steps, finish_step
 from flowline.db.timers import cancel_step_timers
 from flowline.kafka.outbox import outgoing
 from flowline.messages import CancelExecution, ChildExecutionFinished, EventType
@@ -19,8 +19,6 @@ from flowline_executor.change import Change
 from flowline_executor.failures import failure
 from flowline_executor.finishes import FINISHED_STEPS, Finishes
 
-# A finished step's duration, from its start (NULL when it never started), for RETURNING clauses.
-STEP_SECONDS = "extract(epoch FROM completed_at - started_at)::float8 AS seconds"
 FINISHED_EVENTS: dict[str, EventType] = {
     "completed": "WORKFLOW_COMPLETED",
     "failed": "WORKFLOW_FAILED",
@@ -40,48 +38,33 @@ _END_EXECUTION = (
 )
 
 
-async def finish_without_running(
-    change: Change, row: dict[str, Any], status: str, error: dict[str, Any] | None
-) -> None:
+async def finish_without_running(change: Change, row: StepRow, status: str, error: dict[str, Any] | None) -> None:
     """End a step that never ran (skipped, or failed before it could start) and note it in ``row``."""
     if change.creating is not None:  # a new execution's step, inserted so
-        change.outcomes.steps_finished.append((row["step_type"], status, None))
+        change.outcomes.steps_finished.append((row.step_type, status, None))
     else:
         await change.flush()
-        finished = await change.connection.fetchrow(
-            "UPDATE step_executions SET status = $2, error = $3, completed_at = clock_timestamp() WHERE id = $1 "
-            "RETURNING step_type, " + STEP_SECONDS,
-            row["id"],
-            status,
-            error,
-        )
-        change.outcomes.steps_finished.append((finished["step_type"], status, finished["seconds"]))
-    row["error"] = error
+        finished = await finish_step(change.connection, row.id, status, error=error)
+        change.outcomes.steps_finished.append((finished.step_type, status, finished.seconds))
+    row.error = error
     event: EventType = "TASK_SKIPPED" if status == "skipped" else "TASK_FAILED"
-    change.events.append(NewEvent(event, TaskSnapshot(status=status, error=error), row["step_id"], row["id"]))
+    change.events.append(NewEvent(event, TaskSnapshot(status=status, error=error), row.step_id, row.id))
 
 
 async def settle_step(
-    change: Change, step: asyncpg.Record, *, output: Any = None, error: dict[str, Any] | None = None
+    change: Change, step: StepRow, *, output: Any = None, error: dict[str, Any] | None = None
 ) -> None:
     """Finish a step that ran without an attempt (sleep, wait, child workflow) and cancel its pending timers."""
     status = "failed" if error else "completed"
-    finished = await change.connection.fetchrow(
-        "UPDATE step_executions SET status = $2, output = $3, error = $4, completed_at = "
-        "clock_timestamp() WHERE id = $1 RETURNING step_type, " + STEP_SECONDS,
-        step["id"],
-        status,
-        output,
-        error,
-    )
-    change.outcomes.steps_finished.append((finished["step_type"], status, finished["seconds"]))
-    await cancel_step_timers(change.connection, step["id"])
+    finished = await finish_step(change.connection, step.id, status, output=output, error=error)
+    change.outcomes.steps_finished.append((finished.step_type, status, finished.seconds))
+    await cancel_step_timers(change.connection, step.id)
     change.events.append(
         NewEvent(
             "TASK_FAILED" if error else "TASK_COMPLETED",
             TaskSnapshot(status=status, output=output, error=error),
-            step["step_id"],
-            step["id"],
+            step.step_id,
+            step.id,
         )
     )
 
@@ -162,19 +145,14 @@ async def _stop_everything(
         change.events.append(
             NewEvent("PROMISE_REJECTED", PromiseSnapshot(promise=promise.name), promise.step_id, promise.task_id)
         )
-    cancelled = await connection.fetch(
-        "UPDATE step_executions SET status = 'cancelled', completed_at = clock_timestamp(), owner = NULL, "
-        "lease_expires_at = NULL WHERE execution_id = $1 AND status IN ('pending', 'scheduled', 'running') "
-        "RETURNING id, step_id, step_type, " + STEP_SECONDS,
-        execution.id,
-    )
-    change.outcomes.steps_finished.extend((step["step_type"], "cancelled", step["seconds"]) for step in cancelled)
+    cancelled = await cancel_unfinished_steps(connection, execution.id)
+    change.outcomes.steps_finished.extend((step.step_type, "cancelled", step.seconds) for step in cancelled)
     await connection.execute(
         "UPDATE task_attempts SET status = 'cancelled', finished_at = clock_timestamp() "
         "WHERE execution_id = $2 AND step_execution_id = ANY($1::uuid[]) AND status = 'running'",
-        [step["id"] for step in cancelled],
+        [step.id for step in cancelled],
         execution.id,
     )
-    change.cancelled_steps.extend(step["id"] for step in cancelled)
+    change.cancelled_steps.extend(step.id for step in cancelled)
     for step in cancelled:
-        change.events.append(NewEvent("TASK_CANCELLED", TaskSnapshot(status="cancelled"), step["step_id"], step["id"]))
+        change.events.append(NewEvent("TASK_CANCELLED", TaskSnapshot(status="cancelled"), step.step_id, step.id))

@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from flowline.db.events import NewEvent
+from flowline.db.steps import StepRow, start_step
 from flowline.definitions import StepDefinition, parse_duration
 from flowline.snapshots import TimerSnapshot
 from flowline.templating import TemplateError, render
@@ -32,7 +32,7 @@ def sleep_until(step: StepDefinition, context: dict[str, Any]) -> datetime:
     return until if until.tzinfo else until.replace(tzinfo=UTC)
 
 
-async def start_sleep(change: Change, step: StepDefinition, row: dict[str, Any], context: dict[str, Any]) -> str:
+async def start_sleep(change: Change, step: StepDefinition, row: StepRow, context: dict[str, Any]) -> str:
     """Start a sleep step on a durable timer; the step's new status (failed when its ``until`` is no time)."""
     try:
         fire_at = sleep_until(step, context)
@@ -40,26 +40,21 @@ async def start_sleep(change: Change, step: StepDefinition, row: dict[str, Any],
         await finish_without_running(change, row, "failed", failure(str(err)))
         return "failed"
     await change.flush()
-    await change.connection.execute(
-        "UPDATE step_executions SET status = 'running', input = $2, scheduled_at = clock_timestamp(), "
-        "started_at = clock_timestamp() WHERE id = $1",
-        row["id"],
-        {"until": fire_at.isoformat()},
-    )
+    await start_step(change.connection, row.id, {"until": fire_at.isoformat()})
     change.outcomes.steps_started.append(step.type)
-    timer_id = await start_timer(change, row["id"], "sleep", fire_at)
+    timer_id = await start_timer(change, row.id, "sleep", fire_at)
     change.events.append(
         NewEvent(
             "TIMER_STARTED",
             TimerSnapshot(status="running", timer_id=str(timer_id), fire_at=fire_at.isoformat()),
             step.id,
-            row["id"],
+            row.id,
         )
     )
     return "running"
 
 
-async def wake(change: Change, step: asyncpg.Record, timer_id: uuid.UUID) -> None:
+async def wake(change: Change, step: StepRow, timer_id: uuid.UUID) -> None:
     """Complete a sleeping step whose timer fired."""
-    change.events.append(NewEvent("TIMER_FIRED", TimerSnapshot(timer_id=str(timer_id)), step["step_id"], step["id"]))
+    change.events.append(NewEvent("TIMER_FIRED", TimerSnapshot(timer_id=str(timer_id)), step.step_id, step.id))
     await settle_step(change, step, output={"firedAt": datetime.now(UTC).isoformat()})

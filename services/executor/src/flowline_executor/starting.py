@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import msgspec
 from flowline.db.events import NewEvent
@@ -19,7 +18,7 @@ from flowline.db.execution_runs import (
     lock_and_insert_steps,
     restart_execution,
 )
-from flowline.db.steps import new_steps
+from flowline.db.steps import StepRow, list_reusable_steps, new_steps
 from flowline.definitions import downstream
 from flowline.executions import CREATED_SEQUENCE
 from flowline.kafka.outbox import outgoing
@@ -44,7 +43,7 @@ async def start(change: Change, message: ExecutionRequested, *, ahead: bool = Fa
     if ahead:
         await _start_as_created(change, message)
         return
-    steps: dict[str, dict[str, Any]] | None = None
+    steps: dict[str, StepRow] | None = None
     started = False
     if message.workflow_version_id is not None:  # the usual request: lock and start in one statement
         graph = await change.executor.graph(change.connection, message.workflow_version_id)
@@ -94,7 +93,7 @@ async def _start_as_created(change: Change, message: ExecutionRequested) -> None
 
 
 async def _lock_and_start(
-    change: Change, message: ExecutionRequested, version_id: uuid.UUID, steps: dict[str, dict[str, Any]]
+    change: Change, message: ExecutionRequested, version_id: uuid.UUID, steps: dict[str, StepRow]
 ) -> tuple[RunningExecution | None, bool]:
     """Lock the execution and, when it is new and of the requested version, store ``steps`` and start it.
 
@@ -120,12 +119,10 @@ async def _lock_and_start(
     return locked.execution, locked.started
 
 
-async def _create_steps(
-    change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, dict[str, Any]]
-) -> None:
+async def _create_steps(change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, StepRow]) -> None:
     """Store the step rows of an execution that starts (reusing a rerun's outputs) and mark it running."""
     if execution.rerun_of is not None:
-        await _reuse_outputs(change, execution, graph, steps)
+        await _reuse_outputs(change, execution.rerun_of, execution.rerun_from_step, graph, steps)
     lease_seconds = change.executor.settings.lease_seconds
     await insert_steps_and_run(
         change.connection, execution, worker=change.worker, lease_seconds=lease_seconds, steps=steps
@@ -133,26 +130,22 @@ async def _create_steps(
 
 
 async def _reuse_outputs(
-    change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, dict[str, Any]]
+    change: Change, rerun_of: uuid.UUID, from_step: str | None, graph: Graph, steps: dict[str, StepRow]
 ) -> None:
     """Take over, for a rerun, the finished steps of the rerun execution that it does not run again.
 
     The step the rerun runs from and everything downstream of it run again, and so do steps that did
     not finish well.
     """
-    from_step = execution.rerun_from_step
     again = downstream(graph.definition, from_step) if from_step is not None else set()
-    for source in await change.connection.fetch(
-        "SELECT step_id, status, output FROM step_executions "
-        "WHERE execution_id = $1 AND status IN ('completed', 'skipped')",
-        execution.rerun_of,
-    ):
-        row = steps.get(source["step_id"])
-        if row is not None and source["step_id"] not in again:
-            row.update(status=source["status"], output=source["output"])
+    for source in await list_reusable_steps(change.connection, rerun_of):
+        row = steps.get(source.step_id)
+        if row is not None and source.step_id not in again:
+            row.status = source.status
+            row.output = source.output
 
 
-async def _begin(change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, dict[str, Any]]) -> None:
+async def _begin(change: Change, execution: RunningExecution, graph: Graph, steps: dict[str, StepRow]) -> None:
     """Start a pending execution whose step rows are ``steps``: its events, timeout, and first steps."""
     change.events.append(NewEvent("WORKFLOW_STARTED", WorkflowSnapshot(status="running")))
     if execution.parent_execution_id is not None:
@@ -164,10 +157,10 @@ async def _begin(change: Change, execution: RunningExecution, graph: Graph, step
         change.outbox.append(outgoing(change.executor.topics.control, started))
     change.outcomes.executions_started += 1
     for row in steps.values():
-        if row["status"] != "pending":
-            event: EventType = "TASK_COMPLETED" if row["status"] == "completed" else "TASK_SKIPPED"
-            snapshot = TaskSnapshot(status=row["status"], output=row["output"], reused_from=str(execution.rerun_of))
-            change.events.append(NewEvent(event, snapshot, row["step_id"], row["id"]))
+        if row.status != "pending":
+            event: EventType = "TASK_COMPLETED" if row.status == "completed" else "TASK_SKIPPED"
+            snapshot = TaskSnapshot(status=row.status, output=row.output, reused_from=str(execution.rerun_of))
+            change.events.append(NewEvent(event, snapshot, row.step_id, row.id))
     await _start_execution_timer(change, graph)
     await advance(change, msgspec.structs.replace(execution, status="running"), graph, steps)
 

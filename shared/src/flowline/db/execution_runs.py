@@ -10,7 +10,7 @@ import asyncpg
 import msgspec
 
 from flowline.db.sql import bind, typed
-from flowline.db.steps import inserting_steps, steps_params
+from flowline.db.steps import StepRow, inserting_steps, steps_params
 from flowline.messages import AdvanceExecution, CancelExecution, ChildExecutionFinished, ExecutionRequested
 
 # What the engine reads of an execution it locks: the fields of ``RunningExecution``.
@@ -102,7 +102,7 @@ async def lock_and_insert_steps(
     workflow_version_id: uuid.UUID,
     worker: str,
     lease_seconds: float,
-    steps: dict[str, dict[str, Any]],
+    steps: dict[str, StepRow],
 ) -> LockedForStart | None:
     """Lock the execution and, when it is new and of ``workflow_version_id``, insert ``steps`` (one statement)."""
     record = await connection.fetchrow(
@@ -129,7 +129,7 @@ async def insert_steps_and_run(
     *,
     worker: str,
     lease_seconds: float,
-    steps: dict[str, dict[str, Any]],
+    steps: dict[str, StepRow],
 ) -> None:
     """Insert the steps of an execution that starts otherwise than the usual way, and mark it running."""
     await connection.execute(
