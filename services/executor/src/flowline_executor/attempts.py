@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowline.actions import BUILTIN_ACTIONS
+from flowline.db.attempts import FINISHED_STEPS, STARTING_ATTEMPT, FinishedAttempt
 from flowline.db.events import NewEvent
 from flowline.db.sql import bind
 from flowline.db.steps import StepRow, lock_step, schedule_step
@@ -20,24 +21,8 @@ from flowline.snapshots import TaskSnapshot
 
 from flowline_executor.attempt_work import AttemptLogger
 from flowline_executor.change import Change, lock_execution
-from flowline_executor.finishes import FINISHED_STEPS, FinishedAttempt, Finishes
+from flowline_executor.finishes import Finishes
 from flowline_executor.timers import start_timer
-
-# A step's attempt starts under this worker's lease, with its attempt row (and the change's pending results).
-_START_ATTEMPT = """
-    started AS (
-        UPDATE step_executions SET status = 'running', attempts = :attempt, owner = :worker, input = :input,
-            lease_expires_at = clock_timestamp() + make_interval(secs => :lease_seconds),
-            scheduled_at = coalesce(scheduled_at, clock_timestamp()),
-            started_at = coalesce(started_at, clock_timestamp())
-        WHERE id = :step_execution_id
-    ), attempt AS (
-        INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, status,
-            worker)
-        VALUES (:attempt_id, :tenant_id, :step_execution_id, :execution_id, :generation, :attempt, 'running',
-            :worker)
-        ON CONFLICT (step_execution_id, generation, number) DO NOTHING
-    )"""
 
 
 def dispatch_message(
@@ -98,7 +83,7 @@ async def start_attempt(change: Change, message: TaskDispatched, step_type: str,
     finishes, finish_params = change.finishes.carry()
     rows = await change.connection.fetch(
         *bind(
-            f"WITH {finishes} {_START_ATTEMPT} {FINISHED_STEPS if finishes else 'SELECT WHERE false'}",
+            f"WITH {finishes} {STARTING_ATTEMPT} {FINISHED_STEPS if finishes else 'SELECT WHERE false'}",
             finish_params,
             step_execution_id=message.step_execution_id,
             attempt=message.attempt,

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import asyncpg
 from flowline.db import execution_runs
+from flowline.db.attempts import FINISHED_STEPS, INSERTING_NEW_ATTEMPTS, NewAttempt, new_attempts_params
 from flowline.db.events import Appending, ExecutionEnd, NewEvent, appending, check_sequenced
 from flowline.db.execution_runs import RunningExecution
 from flowline.db.sql import bind
@@ -24,35 +25,12 @@ from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import LogLevel, TaskDispatched, TaskLogBatch, TaskLogRecord
 
 from flowline_executor.executor import Executor
-from flowline_executor.finishes import FINISHED_STEPS, Finishes
+from flowline_executor.finishes import Finishes
 from flowline_executor.metrics import Outcomes
 
 # A new execution's start worked out ahead of its lock, in one statement (``Change.write_new``): its steps and
 # the attempts it ran or started go in only if the execution is as it was created (``sequenced`` moved).
-_NEW_STEPS_AND_ATTEMPTS = (
-    inserting_steps("EXISTS (SELECT FROM sequenced)")
-    + """, attempted AS (
-        INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, status,
-            worker, started_at, finished_at, duration_ms, error)
-        SELECT a.id, :tenant_id, a.step_execution_id, :execution_id, a.generation, a.number, a.status, :worker,
-            statement_timestamp(), CASE WHEN a.status <> 'running' THEN statement_timestamp() END, a.duration_ms,
-            a.error
-        FROM unnest(:attempt_ids::uuid[], :attempt_step_ids::uuid[], :attempt_generations::int[],
-            :attempt_numbers::int[], :attempt_statuses::text[], :attempt_durations_ms::int[],
-            :attempt_errors::jsonb[])
-            AS a(id, step_execution_id, generation, number, status, duration_ms, error)
-        WHERE EXISTS (SELECT FROM sequenced)
-    )"""
-)
-_ATTEMPT_PARAMETERS = (
-    "attempt_ids",
-    "attempt_step_ids",
-    "attempt_generations",
-    "attempt_numbers",
-    "attempt_statuses",
-    "attempt_durations_ms",
-    "attempt_errors",
-)
+_NEW_STEPS_AND_ATTEMPTS = f"{inserting_steps('EXISTS (SELECT FROM sequenced)')}, {INSERTING_NEW_ATTEMPTS}"
 
 
 class NeedsLock(Exception):
@@ -188,11 +166,12 @@ class Change:
         by_id = {row.id: row for row in steps.values()}
         for attempt in finished:
             by_id[attempt.step_execution_id].input = attempt.input
-        attempts: list[tuple[Any, ...]] = [
-            (uuid7(), a.step_execution_id, a.generation, a.number, a.status, a.duration_ms, a.error) for a in finished
+        attempts = [
+            NewAttempt(uuid7(), a.step_execution_id, a.generation, a.number, a.status, a.duration_ms, a.error)
+            for a in finished
         ]
         attempts += [  # started here, run once this commits
-            (uuid7(), row.id, row.generation, row.attempts, "running", None, None)
+            NewAttempt(uuid7(), row.id, row.generation, row.attempts, "running", None, None)
             for row in steps.values()
             if row.status == "running"
         ]
@@ -201,7 +180,7 @@ class Change:
             *bind(
                 f"WITH {append.ctes}, {_NEW_STEPS_AND_ATTEMPTS} SELECT count(*) FROM sequenced",
                 steps_params(steps),
-                _attempt_params(attempts),
+                new_attempts_params(attempts),
                 append.params,
                 worker=self.worker,
                 lease_seconds=self.executor.settings.lease_seconds,
@@ -215,11 +194,6 @@ class Change:
             if attempt.step_status != "scheduled"
         )
         return [*append.rows, *self.enqueued]
-
-
-def _attempt_params(attempts: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    columns = [list(column) for column in zip(*attempts, strict=True)] if attempts else [[]] * len(_ATTEMPT_PARAMETERS)
-    return dict(zip(_ATTEMPT_PARAMETERS, columns, strict=True))
 
 
 async def lock_execution(change: Change, execution_id: uuid.UUID) -> RunningExecution | None:

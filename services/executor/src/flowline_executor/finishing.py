@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from flowline.db.attempts import FINISHED_STEPS, cancel_running_attempts
 from flowline.db.events import ExecutionEnd, NewEvent
 from flowline.db.execution_runs import RunningExecution, list_active_children
 from flowline.db.promises import reject_pending_promises
@@ -17,7 +18,7 @@ from flowline.snapshots import PromiseSnapshot, TaskSnapshot, TimerSnapshot, Wor
 
 from flowline_executor.change import Change
 from flowline_executor.failures import failure
-from flowline_executor.finishes import FINISHED_STEPS, Finishes
+from flowline_executor.finishes import Finishes
 
 FINISHED_EVENTS: dict[str, EventType] = {
     "completed": "WORKFLOW_COMPLETED",
@@ -147,12 +148,7 @@ async def _stop_everything(
         )
     cancelled = await cancel_unfinished_steps(connection, execution.id)
     change.outcomes.steps_finished.extend((step.step_type, "cancelled", step.seconds) for step in cancelled)
-    await connection.execute(
-        "UPDATE task_attempts SET status = 'cancelled', finished_at = clock_timestamp() "
-        "WHERE execution_id = $2 AND step_execution_id = ANY($1::uuid[]) AND status = 'running'",
-        [step.id for step in cancelled],
-        execution.id,
-    )
+    await cancel_running_attempts(connection, execution.id, [step.id for step in cancelled])
     change.cancelled_steps.extend(step.id for step in cancelled)
     for step in cancelled:
         change.events.append(NewEvent("TASK_CANCELLED", TaskSnapshot(status="cancelled"), step.step_id, step.id))
