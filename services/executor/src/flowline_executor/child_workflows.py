@@ -12,6 +12,7 @@ from flowline.db.steps import (
     StepRow,
     lock_step_of,
     read_step_running_child,
+    reschedule_step,
     start_child_step,
 )
 from flowline.definitions import StepDefinition
@@ -119,9 +120,7 @@ async def child_finished(change: Change, execution: RunningExecution, message: C
         return True
     # Like any failed attempt: wait on a durable timer, then start a new child.
     retry_at = datetime.now(UTC) + timedelta(seconds=policy.delay(step.attempts, random.random()))
-    await connection.execute(
-        "UPDATE step_executions SET status = 'scheduled', error = $2 WHERE id = $1", step.id, error
-    )
+    await reschedule_step(connection, step.id, error)
     await start_timer(change, step.id, "retry", retry_at)
     change.outcomes.retries.append("workflow")
     snapshot = TaskSnapshot(status="scheduled", attempt=step.attempts, error=error, retry_at=retry_at.isoformat())

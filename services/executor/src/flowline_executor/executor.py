@@ -8,8 +8,7 @@ import socket
 import uuid
 
 import asyncpg
-import msgspec
-from flowline.definitions import WorkflowDefinition
+from flowline.db.workflows import read_version_definition
 from flowline.ids import uuid7
 from flowline.settings import Settings
 
@@ -71,8 +70,7 @@ class Executor:
         """The graph of a workflow version (versions are immutable, so a cached graph never goes stale)."""
         graph = self._graphs.get(version_id)
         if graph is None:
-            definition = await connection.fetchval("SELECT definition FROM workflow_versions WHERE id = $1", version_id)
-            graph = Graph(msgspec.convert(definition, WorkflowDefinition))
+            graph = Graph(await read_version_definition(connection, version_id))
             if len(self._graphs) > MAX_GRAPHS:
                 self._graphs.clear()
             self._graphs[version_id] = graph

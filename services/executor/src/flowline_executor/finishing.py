@@ -7,7 +7,7 @@ from typing import Any
 
 from flowline.db.attempts import FINISHED_STEPS, cancel_running_attempts
 from flowline.db.events import ExecutionEnd, NewEvent
-from flowline.db.execution_runs import RunningExecution, list_active_children
+from flowline.db.execution_runs import ENDING_EXECUTION, RunningExecution, list_active_children
 from flowline.db.promises import reject_pending_promises
 from flowline.db.sql import bind
 from flowline.db.steps import StepRow, cancel_unfinished_steps, finish_step
@@ -25,18 +25,6 @@ FINISHED_EVENTS: dict[str, EventType] = {
     "failed": "WORKFLOW_FAILED",
     "cancelled": "WORKFLOW_CANCELLED",
 }
-# The execution ends (failed or cancelled, with the pending attempt results, the last step's usually, which
-# touch neither the execution nor its timers), and its pending timers with it: they return for the events.
-_END_EXECUTION = (
-    "finished AS (UPDATE executions SET status = :status, output = :output, error = :error, "
-    "completed_at = clock_timestamp() WHERE id = :execution_id), "
-    "cancelled AS (UPDATE timers t SET status = 'cancelled' "
-    "WHERE t.execution_id = :execution_id AND t.status = 'pending' "
-    "RETURNING t.id, t.kind, t.step_execution_id AS task_id, "
-    "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)) "
-    "SELECT id, kind, task_id, step_id, NULL AS step_type, NULL AS step_status, NULL::float8 AS seconds "
-    "FROM cancelled"
-)
 
 
 async def finish_without_running(change: Change, row: StepRow, status: str, error: dict[str, Any] | None) -> None:
@@ -111,7 +99,7 @@ async def _stop_everything(
     with_finished = f" UNION ALL SELECT NULL, NULL, NULL, NULL, * FROM ({FINISHED_STEPS}) AS f" if finishes else ""
     rows = await connection.fetch(
         *bind(
-            f"WITH {finishes} {_END_EXECUTION}{with_finished}",
+            f"WITH {finishes} {ENDING_EXECUTION}{with_finished}",
             finish_params,
             execution_id=execution.id,
             status=status,

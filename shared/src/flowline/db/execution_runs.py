@@ -49,6 +49,20 @@ _RESTART = """
     """
 
 
+# The execution ends, failed or cancelled, and its pending timers with it: they return for the events. A
+# change's pending attempt results may come along (``FINISHING_ATTEMPTS``): they touch neither.
+ENDING_EXECUTION = (
+    "finished AS (UPDATE executions SET status = :status, output = :output, error = :error, "
+    "completed_at = clock_timestamp() WHERE id = :execution_id), "
+    "cancelled AS (UPDATE timers t SET status = 'cancelled' "
+    "WHERE t.execution_id = :execution_id AND t.status = 'pending' "
+    "RETURNING t.id, t.kind, t.step_execution_id AS task_id, "
+    "(SELECT step_id FROM step_executions s WHERE s.id = t.step_execution_id)) "
+    "SELECT id, kind, task_id, step_id, NULL AS step_type, NULL AS step_status, NULL::float8 AS seconds "
+    "FROM cancelled"
+)
+
+
 class RunningExecution(msgspec.Struct, frozen=True, kw_only=True):
     """An execution as a state change of the engine sees it, once locked (or as its request carried it)."""
 
