@@ -16,6 +16,7 @@ from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES as TERMINAL_
 from flowline.batches import Batches, Pending
 from flowline.db.audit import Actor
 from flowline.db.events import NewEvent, event_rows
+from flowline.db.sql import bind
 from flowline.db.workflows import read_workflow
 from flowline.errors import Conflict, ValidationFailed
 from flowline.ids import uuid7
@@ -120,14 +121,17 @@ class Inserted(NamedTuple):
     created_at: datetime | None  # None when not written: not current, or its idempotency key was taken
 
 
-# Inserts executions ($1 … $25: one array element per execution) with their first events, outbox rows ($26 …
-# $31, one element per row, tagged with its execution) and audit rows, all or none of each execution's.
+# Inserts executions (one array element per execution, a parameter per field of ``NewExecution``) with their
+# first events, outbox rows (one element per row, tagged with its execution) and audit rows, all or none of
+# each execution's: the start's single statement.
 _INSERT_EXECUTIONS = """
 WITH new AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int[], $7::jsonb[],
-        $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::text[], $14::uuid[], $15::uuid[],
-        $16::text[], $17::uuid[], $18::text[], $19::jsonb[], $20::timestamptz[], $21::bool[], $22::uuid[],
-        $23::text[], $24::jsonb[], $25::text[])
+    SELECT * FROM unnest(:id::uuid[], :tenant_id::uuid[], :workflow_id::uuid[], :workflow_version_id::uuid[],
+        :workflow_ref::text[], :workflow_version::int[], :input::jsonb[], :triggered_by::text[], :started_by::text[],
+        :owned_by::text[], :idempotency_key::text[], :metadata::jsonb[], :tags::text[], :root_execution_id::uuid[],
+        :parent_execution_id::uuid[], :parent_step_id::text[], :rerun_of::uuid[], :rerun_from_step::text[],
+        :created_event::jsonb[], :created_at::timestamptz[], :version_pinned::bool[], :audit_id::uuid[],
+        :audit_principal::text[], :audit_changes::jsonb[], :audit_request_id::text[])
         WITH ORDINALITY AS n(id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version, input,
             triggered_by, started_by, owned_by, idempotency_key, metadata, tags, root_execution_id,
             parent_execution_id, parent_step_id, rerun_of, rerun_from_step, created_event, created_event_at,
@@ -155,8 +159,8 @@ WITH new AS (
 ), queued AS (
     INSERT INTO outbox (id, topic, key, payload, request_id)
     SELECT o.id, o.topic, o.key, o.payload, o.request_id
-    FROM unnest($26::uuid[], $27::uuid[], $28::text[], $29::bytea[], $30::bytea[], $31::text[])
-        AS o(execution_id, id, topic, key, payload, request_id)
+    FROM unnest(:outbox_execution_id::uuid[], :outbox_id::uuid[], :outbox_topic::text[], :outbox_key::bytea[],
+        :outbox_payload::bytea[], :outbox_request_id::text[]) AS o(execution_id, id, topic, key, payload, request_id)
     JOIN created c ON c.id = o.execution_id
 ), audited AS (
     INSERT INTO audit_logs (id, tenant_id, entity_type, entity_id, action, principal, changes, request_id)
@@ -170,8 +174,12 @@ FROM new n LEFT JOIN created c ON c.id = n.id
 ORDER BY n.position
 """
 
-# The fields of ``NewExecution`` that are columns of its row ($1 … $21), in the statement's order.
+# The fields of ``NewExecution`` that are columns of its row, each a parameter of the statement by its name.
 _ROW_FIELDS = NewExecution._fields[: NewExecution._fields.index("outbox")]
+
+
+# The parameters of a ``NewExecution``'s audit row (id, principal, changes, request id).
+_AUDIT_PARAMETERS = ("audit_id", "audit_principal", "audit_changes", "audit_request_id")
 
 
 def _column(executions: Sequence[NewExecution], field: str) -> list[Any]:
@@ -190,13 +198,11 @@ async def insert_executions(
     """
     audits = [execution.audit or (None, None, None, None) for execution in executions]
     outbox = [(execution.id, row) for execution in executions for row in execution.outbox]
-    records = await connection.fetch(
-        _INSERT_EXECUTIONS,
-        *(_column(executions, field) for field in _ROW_FIELDS),
-        *([audit[position] for audit in audits] for position in range(4)),
-        [execution_id for execution_id, _ in outbox],
-        *([row[position] for _, row in outbox] for position in range(len(OutboxRow._fields))),
-    )
+    params = {field: _column(executions, field) for field in _ROW_FIELDS}
+    params.update({name: [audit[position] for audit in audits] for position, name in enumerate(_AUDIT_PARAMETERS)})
+    params["outbox_execution_id"] = [execution_id for execution_id, _ in outbox]
+    params.update({f"outbox_{field}": [getattr(row, field) for _, row in outbox] for field in OutboxRow._fields})
+    records = await connection.fetch(*bind(_INSERT_EXECUTIONS, params))
     return [Inserted(record["current"], record["created_at"]) for record in records]
 
 

@@ -6,10 +6,13 @@ import uuid
 from datetime import timedelta
 
 import asyncpg
+from flowline.db.execution_runs import list_idle_executions, list_orphaned_children
+from flowline.db.promises import list_unapplied_promises
+from flowline.db.timers import list_unapplied_timers
 from flowline.messages import ExecutionRequested, RequestMessage, decoder
 from flowline.runtime import Runtime
 from flowline.settings import Settings
-from flowline_scheduler.redrive import InboxRetention, Redrive
+from flowline_scheduler.redrive import BATCH, InboxRetention, Redrive
 
 from tests.support import define_and_start, read_topic
 
@@ -37,10 +40,6 @@ async def test_a_pending_execution_whose_request_was_lost_is_requested_again(
 
 MINUTE, SECOND = timedelta(minutes=1), timedelta(seconds=1)
 ONE_ACTION = {"steps": [{"id": "a", "type": "action", "action": "core.noop"}]}
-
-
-def _redrive(runtime: Runtime, settings: Settings) -> Redrive:
-    return Redrive(runtime.pool, runtime.outbox, settings.topics, after_seconds=30, interval_seconds=1)
 
 
 async def _execution(pool: asyncpg.Pool, settings: Settings, ref: str, status: str) -> uuid.UUID:
@@ -95,9 +94,9 @@ async def test_a_fired_timer_whose_step_still_sleeps_is_fired_again(runtime: Run
     await fired_timer(finished, None, "execution_timeout", MINUTE)
 
     async with pool.acquire() as connection:
-        found = await _redrive(runtime, settings)._unapplied_timers(connection)
+        found = await list_unapplied_timers(connection, older_than=30, limit=BATCH)
 
-    assert {row["id"] for row in found} == {lost, timed_out}
+    assert {row.id for row in found} == {lost, timed_out}
 
 
 async def test_a_settled_promise_whose_wait_step_still_waits_is_settled_again(
@@ -125,9 +124,9 @@ async def test_a_settled_promise_whose_wait_step_still_waits_is_settled_again(
     await promise("applied", "completed", "resolved", MINUTE)
 
     async with pool.acquire() as connection:
-        found = await _redrive(runtime, settings)._unapplied_promises(connection)
+        found = await list_unapplied_promises(connection, older_than=30, limit=BATCH)
 
-    assert {row["id"] for row in found} == {resolved, rejected}
+    assert {row.id for row in found} == {resolved, rejected}
 
 
 async def test_a_running_execution_with_no_step_under_way_is_advanced_again(
@@ -143,9 +142,9 @@ async def test_a_running_execution_with_no_step_under_way_is_advanced_again(
     await _execution(pool, settings, "demo.done", "completed")
 
     async with pool.acquire() as connection:
-        found = await _redrive(runtime, settings)._idle_executions(connection)
+        found = await list_idle_executions(connection, older_than=30, limit=BATCH)
 
-    assert {row["id"] for row in found} == {idle}
+    assert {row.id for row in found} == {idle}
 
 
 async def test_a_child_still_active_under_a_failed_parent_is_cancelled_again(
@@ -170,9 +169,9 @@ async def test_a_child_still_active_under_a_failed_parent_is_cancelled_again(
     await child("demo.sibling", running, "running")
 
     async with pool.acquire() as connection:
-        found = await _redrive(runtime, settings)._orphaned_children(connection)
+        found = await list_orphaned_children(connection, older_than=30, limit=BATCH)
 
-    assert {(row["id"], row["parent_status"]) for row in found} == {(orphan, "failed"), (paused, "failed")}
+    assert {(row.id, row.parent_status) for row in found} == {(orphan, "failed"), (paused, "failed")}
 
 
 async def test_inbox_retention_forgets_only_ids_past_the_retention(runtime: Runtime) -> None:

@@ -11,10 +11,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from cryptography.fernet import Fernet
 from flowline.definitions import StepDefinition
 from flowline.messages import TaskDispatched
 from flowline.settings import Settings
+from flowline_executor import attempts
 from flowline_executor.engine import Engine
 from flowline_executor.metrics import ExecutorMetrics
 from prometheus_client import CollectorRegistry
@@ -49,11 +51,32 @@ class _Connection:
                 "id": args[0],
                 "status": "running",
                 "tenant_id": uuid.uuid4(),
+                "input": {},
+                "workflow_ref": "demo",
+                "workflow_version": 1,
                 "workflow_version_id": uuid.uuid4(),
+                "parent_execution_id": None,
+                "parent_step_id": None,
+                "root_execution_id": args[0],
                 "last_event_sequence": 0,
+                "started_at": None,
+                "rerun_of": None,
+                "rerun_from_step": None,
+                "owned_by": None,
             }
         await asyncio.sleep(0.01)  # let concurrent claims interleave
-        return {"status": "scheduled", "attempts": 0, "generation": 0, "input": {}}
+        return {
+            "id": args[0],
+            "step_id": "a",
+            "step_type": "action",
+            "status": "scheduled",
+            "input": {},
+            "output": None,
+            "error": None,
+            "attempts": 0,
+            "generation": 0,
+            "owner": None,
+        }
 
 
 class _Pool:
@@ -101,7 +124,7 @@ async def test_concurrent_claims_never_exceed_the_capacity() -> None:
     async def run(claimed: Any) -> None:
         await release.wait()
 
-    engine._graph = graph  # type: ignore[method-assign]
+    engine.executor.graph = graph  # type: ignore[method-assign]
     engine._run = run  # type: ignore[method-assign]
     claims = [asyncio.create_task(engine.handle_task(_dispatch())) for _ in range(20)]
     await asyncio.wait(claims, timeout=0.5)
@@ -112,18 +135,18 @@ async def test_concurrent_claims_never_exceed_the_capacity() -> None:
     assert engine.running_attempts == 0
 
 
-async def test_a_claim_that_fails_gives_its_slot_back() -> None:
+async def test_a_claim_that_fails_gives_its_slot_back(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _engine()
 
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise ConnectionResetError("the database went away")
 
-    engine._start_attempt = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(attempts, "start_attempt", broken)
     for _ in range(6):
 
-        async def apply(connection: Any, changes: Any) -> None:
-            await engine._dispatch(connection, changes, STEP, uuid.uuid4(), 0, 1, {})
+        async def apply(change: Any) -> None:
+            await attempts.dispatch(change, STEP, uuid.uuid4(), 0, 1, {})
 
         with contextlib.suppress(ConnectionResetError):
-            await engine._change(uuid.uuid4(), uuid.uuid4(), apply)
-    assert engine._busy == 0
+            await engine._transactions.run(uuid.uuid4(), uuid.uuid4(), apply)
+    assert engine.executor.slots.busy == 0

@@ -1,95 +1,46 @@
 """Finished attempts of one state change, written together by whichever statement of the change comes next.
 
 A step's result is usually followed, in the same change, by the start of the next step's attempt or by the
-end of the execution, and the results of instant actions (see ``Engine._runs_here``) gather until one of
-those. Written as CTEs of that statement they cost no round trip of their own. They touch only their steps
-and attempts, which nothing else in that statement reads, so no statement needs to see them earlier; any
-other statement of the change is preceded by ``Finishes.flush``, so it sees them written.
+end of the execution, and the results of instant actions (see ``attempts.runs_here``) gather until one of
+those. Written as CTEs of that statement (``flowline.db.attempts.FINISHING_ATTEMPTS``) they cost no round trip
+of their own. They touch only their steps and attempts, which nothing else in that statement reads, so no
+statement needs to see them earlier; any other statement of the change is preceded by ``Finishes.flush``, so
+it sees them written.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
-from flowline.db.statements import numbered_from
-from flowline.ids import uuid7
+from flowline.db.attempts import FINISHING_ATTEMPTS, FinishedAttempt, finish_attempts, finishing_params
 
 from flowline_executor.metrics import Outcomes
-
-# The finished attempts ($1 … $10, arrays of one element per attempt) in their execution ($11 tenant, $12
-# execution) on worker $13. An attempt that started here before this change already has its row (the upsert
-# closes it); one that ran inside this change (an instant action) gets its row now. The finished steps
-# return their type, new status and duration since their start. They finished before the statement that
-# carries them began, so its start is their time: a step that statement starts (clock_timestamp(), in a CTE
-# PostgreSQL may run before these) never seems to start before its needs completed.
-_CTES = """
-finishing AS (
-    SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[], $6::int[], $7::jsonb[],
-        $8::jsonb[], $9::jsonb[], $10::uuid[])
-        AS f(step_execution_id, generation, number, status, step_status, duration_ms, error, output, input, attempt_id)
-), finished_attempts AS (
-    INSERT INTO task_attempts AS a (id, tenant_id, step_execution_id, execution_id, generation, number, status,
-        worker, started_at, finished_at, duration_ms, error)
-    SELECT attempt_id, $11, step_execution_id, $12, generation, number, status, $13, statement_timestamp(),
-        statement_timestamp(), duration_ms, error
-    FROM finishing
-    ON CONFLICT (step_execution_id, generation, number) DO UPDATE SET status = excluded.status,
-        finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, error = excluded.error
-), finished_steps AS (
-    UPDATE step_executions s SET status = f.step_status, output = f.output, error = f.error, attempts = f.number,
-        input = coalesce(f.input, s.input), owner = NULL, lease_expires_at = NULL,
-        scheduled_at = coalesce(s.scheduled_at, statement_timestamp()),
-        started_at = coalesce(s.started_at, statement_timestamp()),
-        completed_at = CASE WHEN f.step_status = 'scheduled' THEN NULL ELSE statement_timestamp() END
-    FROM finishing f
-    -- The execution too: its steps are found through its index (execution_id, step_id). The join alone is
-    -- planned from statistics, and a generic plan made while the table was young scanned all its rows.
-    WHERE s.execution_id = $12 AND s.id = f.step_execution_id
-    RETURNING s.step_type, s.status, extract(epoch FROM s.completed_at - s.started_at)::float8 AS seconds
-)"""
-# What a carrying statement selects to hand the finished steps back to ``Finishes.carried``.
-FINISHED_STEPS = "SELECT step_type, status AS step_status, seconds FROM finished_steps"
-
-
-class FinishedAttempt(NamedTuple):
-    """An attempt's result and what it makes of its step."""
-
-    step_execution_id: uuid.UUID
-    generation: int
-    number: int
-    status: str  # the attempt's: completed or failed
-    step_status: str  # the step's: completed, failed, or scheduled when it waits for another attempt
-    duration_ms: int
-    error: dict[str, Any] | None
-    output: Any
-    input: Any  # the rendered input of an attempt that ran inside the change; None keeps the stored one
 
 
 class Finishes:
     """The finished attempts of one change not yet written."""
 
     def __init__(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, worker: str) -> None:
-        self._owner = (tenant_id, execution_id, worker)
+        self._owner = {"tenant_id": tenant_id, "execution_id": execution_id, "worker": worker}
         self._pending: list[FinishedAttempt] = []
 
     def add(self, attempt: FinishedAttempt) -> None:
         """Keep an attempt's result for the change's next statement."""
         self._pending.append(attempt)
 
-    def carry(self, first: int) -> tuple[str, list[Any]]:
-        """The pending results as CTEs (ending in a comma) numbered from ``$first``, and their parameters.
+    def carry(self) -> tuple[str, dict[str, Any]]:
+        """The pending results as CTEs (ending in a comma) and their named parameters.
 
         Both are empty when nothing is pending. The statement that takes them must select ``FINISHED_STEPS``
         (with its own rows, if any) and hand the rows to ``carried``.
         """
         if not self._pending:
-            return "", []
-        columns = [list(column) for column in zip(*self._pending, strict=True)]
-        args = [*columns, [uuid7() for _ in self._pending], *self._owner]
+            return "", {}
+        params = finishing_params(self._pending) | self._owner
         self._pending = []
-        return numbered_from(_CTES, first) + ",", args
+        return FINISHING_ATTEMPTS + ",", params
 
     def take(self) -> list[FinishedAttempt]:
         """The pending results, for a statement that writes their steps' rows whole (a new execution's)."""
@@ -98,9 +49,9 @@ class Finishes:
 
     async def flush(self, connection: asyncpg.Connection, outcomes: Outcomes) -> None:
         """Write the pending results now, before a statement that does not carry them."""
-        ctes, args = self.carry(1)
+        ctes, params = self.carry()
         if ctes:
-            self.carried(await connection.fetch(f"WITH {ctes.rstrip(',')} {FINISHED_STEPS}", *args), outcomes)
+            self.carried(await finish_attempts(connection, params), outcomes)
 
     @staticmethod
     def carried(rows: list[asyncpg.Record], outcomes: Outcomes) -> None:

@@ -7,9 +7,16 @@ from typing import Any
 
 import asyncpg
 from flowline.db.events import NewEvent, append_events
-from flowline.kafka.outbox import OutboxPublisher, outgoing
+from flowline.db.steps import (
+    ExpiredStep,
+    fail_expired_attempt,
+    fail_expired_step,
+    lock_expired_step,
+    reschedule_expired_step,
+)
+from flowline.kafka.outbox import OutboxPublisher, OutboxRow, outgoing
 from flowline.loops import LoopService
-from flowline.messages import AdvanceExecution, TaskDispatched
+from flowline.messages import AdvanceExecution
 from flowline.settings import Topics
 from flowline.snapshots import TaskSnapshot
 
@@ -82,83 +89,49 @@ class LeaseRecovery(LoopService):
                 "WHERE id = $1 FOR UPDATE",
                 execution_id,
             )
-            step = await connection.fetchrow(
-                "SELECT step_id, attempts, generation, owner FROM step_executions "
-                "WHERE id = $1 AND status = 'running' AND lease_expires_at < now() FOR UPDATE",
-                step_execution_id,
-            )
+            step = await lock_expired_step(connection, step_execution_id)
             if execution is None or step is None:
                 return False
             error = {
-                "message": f"lease expired: worker {step['owner']} stopped answering",
+                "message": f"lease expired: worker {step.owner} stopped answering",
                 "type": "LeaseExpired",
                 "retryable": True,
             }
-            await connection.execute(
-                "UPDATE task_attempts SET status = 'failed', finished_at = now(), error = $4 "
-                "WHERE step_execution_id = $1 AND generation = $2 AND number = $3",
-                step_execution_id,
-                step["generation"],
-                step["attempts"],
-                error,
-            )
+            await fail_expired_attempt(connection, step, error)
             limit = await self._attempt_limit(
-                connection, execution["tenant_id"], execution["workflow_version_id"], step["step_id"]
+                connection, execution["tenant_id"], execution["workflow_version_id"], step.step_id
             )
-            if step["attempts"] >= limit:
-                # A step that keeps taking its worker down must not take every executor down in turn.
-                error = {
-                    **error,
-                    "message": f"gave up after {step['attempts']} attempts whose workers stopped answering",
-                    "retryable": False,
-                }
-                await connection.execute(
-                    "UPDATE step_executions SET status = 'failed', error = $2, owner = NULL, lease_expires_at = NULL, "
-                    "completed_at = now() WHERE id = $1",
-                    step_execution_id,
-                    error,
-                )
-                event = NewEvent(
-                    "TASK_FAILED", TaskSnapshot(status="failed", error=error), step["step_id"], step_execution_id
-                )
-                message: AdvanceExecution | TaskDispatched = AdvanceExecution(
-                    tenant_id=execution["tenant_id"], execution_id=execution_id
-                )
-                topic = self._topics.control
-                outcome = "failed"
+            if step.attempts >= limit:
+                event, message, outcome = await self._give_up(connection, step, error)
             else:
-                await connection.execute(
-                    "UPDATE step_executions SET status = 'scheduled', owner = NULL, lease_expires_at = NULL "
-                    "WHERE id = $1",
-                    step_execution_id,
-                )
-                next_attempt = step["attempts"] + 1
-                event = NewEvent(
-                    "TASK_CREATED",
-                    TaskSnapshot(status="scheduled", attempt=next_attempt, recovered_from=step["owner"]),
-                    step["step_id"],
-                    step_execution_id,
-                )
-                message = TaskDispatched(
-                    tenant_id=execution["tenant_id"],
-                    execution_id=execution_id,
-                    step_execution_id=step_execution_id,
-                    step_id=step["step_id"],
-                    generation=step["generation"],
-                    attempt=next_attempt,
-                )
-                topic = self._topics.tasks
-                outcome = "redispatched"
+                await reschedule_expired_step(connection, step)
+                snapshot = TaskSnapshot(status="scheduled", attempt=step.attempts + 1, recovered_from=step.owner)
+                event = NewEvent("TASK_CREATED", snapshot, step.step_id, step.id)
+                message, outcome = outgoing(self._topics.tasks, step.dispatched()), "redispatched"
             rows = await append_events(
                 connection,
-                tenant_id=execution["tenant_id"],
+                tenant_id=step.tenant_id,
                 execution_id=execution_id,
                 after_sequence=execution["last_event_sequence"],
                 events=[event],
                 topic=self._topics.events,
-                outbox=[outgoing(topic, message)],
+                outbox=[message],
             )
         self._metrics.lease_recoveries.labels(outcome).inc()
-        logger.warning("recovered step %s after its worker %s stopped", step_execution_id, step["owner"])
+        logger.warning("recovered step %s after its worker %s stopped", step_execution_id, step.owner)
         await self._outbox.publish(rows)
         return True
+
+    async def _give_up(
+        self, connection: asyncpg.Connection, step: ExpiredStep, error: dict[str, Any]
+    ) -> tuple[NewEvent, OutboxRow, str]:
+        """Fail a step that keeps taking its worker down: it must not take every executor down in turn."""
+        error = {
+            **error,
+            "message": f"gave up after {step.attempts} attempts whose workers stopped answering",
+            "retryable": False,
+        }
+        await fail_expired_step(connection, step, error)
+        event = NewEvent("TASK_FAILED", TaskSnapshot(status="failed", error=error), step.step_id, step.id)
+        advance = AdvanceExecution(tenant_id=step.tenant_id, execution_id=step.execution_id)
+        return event, outgoing(self._topics.control, advance), "failed"

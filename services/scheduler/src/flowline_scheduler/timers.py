@@ -6,9 +6,10 @@ import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
+from flowline.db.timers import fire_due_timers
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.loops import LoopService
-from flowline.messages import TimerFired, TimerMessage, TimerScheduled
+from flowline.messages import TimerMessage, TimerScheduled
 from flowline.settings import Topics
 
 from flowline_scheduler.metrics import SchedulerMetrics
@@ -45,36 +46,12 @@ class TimerLoop(LoopService):
             How many timers fired.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            due = await connection.fetch(
-                """
-                UPDATE timers SET status = 'fired', fired_at = now()
-                WHERE status = 'pending' AND fire_at <= now()  -- again: the due index finds the rows to update
-                AND id IN (
-                    SELECT id FROM timers WHERE status = 'pending' AND fire_at <= now()
-                    ORDER BY fire_at LIMIT $1 FOR UPDATE SKIP LOCKED
-                )
-                RETURNING id, tenant_id, execution_id, step_execution_id, kind,
-                    extract(epoch FROM fired_at - fire_at)::float8 AS lateness
-                """,
-                limit,
-            )
-            rows = [
-                outgoing(
-                    self._topics.control,
-                    TimerFired(
-                        tenant_id=timer["tenant_id"],
-                        execution_id=timer["execution_id"],
-                        timer_id=timer["id"],
-                        kind=timer["kind"],
-                        step_execution_id=timer["step_execution_id"],
-                    ),
-                )
-                for timer in due
-            ]
+            due = await fire_due_timers(connection, limit)
+            rows = [outgoing(self._topics.control, timer.fired()) for timer in due]
             await enqueue(connection, rows)
         for timer in due:
-            self._metrics.timers_fired.labels(timer["kind"]).inc()
-            self._metrics.timer_lateness.labels(timer["kind"]).observe(max(timer["lateness"], 0.0))
+            self._metrics.timers_fired.labels(timer.kind).inc()
+            self._metrics.timer_lateness.labels(timer.kind).observe(max(timer.lateness, 0.0))
         await self._outbox.publish(rows)
         return len(due)
 

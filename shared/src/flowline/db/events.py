@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from typing import Any, NamedTuple
 import asyncpg
 import msgspec
 
-from flowline.db.statements import numbered_from
+from flowline.db.sql import bind
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import EventType, ExecutionEvent
 from flowline.snapshots import Snapshot
@@ -63,8 +64,46 @@ class Appending(NamedTuple):
     """What appends events and enqueues outbox rows, as CTEs that a caller's statement can carry."""
 
     ctes: str  # ``sequenced`` (one row when the counter moved), ``appended``, ``queued`` and, with an end, ``ended``
-    args: list[Any]  # their parameters, numbered from the ``first_parameter`` they were made with
+    params: dict[str, Any]  # their named parameters (see ``flowline.db.sql``)
     rows: list[OutboxRow]  # every outbox row, events first, to publish after the commit
+
+
+# The execution's counter moves from :after_sequence to :last_sequence, or nothing here is written: a statement
+# worked out before the execution was locked then applies not at all. ``{ending}`` writes more of the row.
+_SEQUENCED = """
+    sequenced AS (
+        UPDATE executions SET last_event_sequence = :last_sequence, updated_at = now(){ending}
+        WHERE id = :execution_id AND last_event_sequence = :after_sequence
+        RETURNING 1
+    ), appended AS (
+        INSERT INTO execution_events (execution_id, sequence, tenant_id, event_type, step_id, task_id, data,
+            occurred_at)
+        SELECT :execution_id, sequence, :tenant_id, event_type, step_id, task_id, data, :occurred_at
+        FROM unnest(:event_sequences::bigint[], :event_types::text[], :event_step_ids::text[],
+            :event_task_ids::uuid[], :event_data::jsonb[]) AS e(sequence, event_type, step_id, task_id, data)
+        WHERE EXISTS (SELECT FROM sequenced)
+    ), queued AS (
+        INSERT INTO outbox (id, topic, key, payload, request_id)
+        SELECT * FROM unnest(:outbox_ids::uuid[], :outbox_topics::text[], :outbox_keys::bytea[],
+            :outbox_payloads::bytea[], :outbox_request_ids::text[])
+        WHERE EXISTS (SELECT FROM sequenced)
+    )"""
+# With an end: the execution's final status, and its pending timers (its own timeout, say) cancelled.
+_ENDING = ", status = :end_status, output = :end_output, error = :end_error, completed_at = clock_timestamp()"
+_ENDED = """, ended AS (
+        UPDATE timers SET status = 'cancelled'
+        WHERE execution_id = :execution_id AND status = 'pending' AND EXISTS (SELECT FROM sequenced)
+    )"""
+# With a start: the pending execution started in this change; a status the change set otherwise (failed, say)
+# stays, and an end replaces it.
+_STARTING = ", started_at = coalesce(started_at, :started_at::timestamptz)"
+_RUNNING = ", status = CASE status WHEN 'pending' THEN 'running' ELSE status END"
+
+
+@functools.cache
+def _appending_ctes(*, ends: bool, starts: bool) -> str:
+    ending = (_ENDING if ends else "") + (_STARTING if starts else "") + (_RUNNING if starts and not ends else "")
+    return _SEQUENCED.replace("{ending}", ending) + (_ENDED if ends else "")
 
 
 def appending(
@@ -77,7 +116,6 @@ def appending(
     outbox: Sequence[OutboxRow] = (),
     end: ExecutionEnd | None = None,
     started_at: datetime | None = None,
-    first_parameter: int = 1,
 ) -> Appending:
     """The CTEs that append ``events`` after ``after_sequence`` and enqueue them with the other ``outbox`` rows.
 
@@ -90,59 +128,28 @@ def appending(
     first = after_sequence + 1
     now, snapshots, rows = event_rows(tenant_id, execution_id, first, events, topic)
     rows.extend(outbox)
-    ending = ", status = $16, output = $17, error = $18, completed_at = clock_timestamp()" if end is not None else ""
-    if started_at is not None:
-        started = f"${19 if end is not None else 16}"
-        ending += f", started_at = coalesce(started_at, {started}::timestamptz)"
-        if end is None:  # a status the change set otherwise (failed, say) stays
-            ending += ", status = CASE status WHEN 'pending' THEN 'running' ELSE status END"
-    ended = (
-        """, ended AS (
-            UPDATE timers SET status = 'cancelled'
-            WHERE execution_id = $1 AND status = 'pending' AND EXISTS (SELECT FROM sequenced)
-        )"""
-        if end is not None
-        else ""
-    )
-    ctes = f"""
-        sequenced AS (
-            UPDATE executions SET last_event_sequence = $13, updated_at = now(){ending}
-            WHERE id = $1 AND last_event_sequence = $14
-            RETURNING 1
-        ), appended AS (
-            INSERT INTO execution_events (execution_id, sequence, tenant_id, event_type, step_id, task_id, data,
-                occurred_at)
-            SELECT $1, sequence, $2, event_type, step_id, task_id, data, $3
-            FROM unnest($4::bigint[], $5::text[], $6::text[], $7::uuid[], $8::jsonb[])
-                AS e(sequence, event_type, step_id, task_id, data)
-            WHERE EXISTS (SELECT FROM sequenced)
-        ), queued AS (
-            INSERT INTO outbox (id, topic, key, payload, request_id)
-            SELECT * FROM unnest($9::uuid[], $10::text[], $11::bytea[], $12::bytea[], $15::text[])
-            WHERE EXISTS (SELECT FROM sequenced)
-        ){ended}"""
-    args: list[Any] = [
-        execution_id,
-        tenant_id,
-        now,
-        list(range(first, first + len(events))),
-        [event.event for event in events],
-        [event.step_id for event in events],
-        [event.task_id for event in events],
-        snapshots,
-        [row.id for row in rows],
-        [row.topic for row in rows],
-        [row.key for row in rows],
-        [row.payload for row in rows],
-        after_sequence + len(events),
-        after_sequence,
-        [row.request_id for row in rows],
-    ]
+    params: dict[str, Any] = {
+        "execution_id": execution_id,
+        "tenant_id": tenant_id,
+        "occurred_at": now,
+        "event_sequences": list(range(first, first + len(events))),
+        "event_types": [event.event for event in events],
+        "event_step_ids": [event.step_id for event in events],
+        "event_task_ids": [event.task_id for event in events],
+        "event_data": snapshots,
+        "outbox_ids": [row.id for row in rows],
+        "outbox_topics": [row.topic for row in rows],
+        "outbox_keys": [row.key for row in rows],
+        "outbox_payloads": [row.payload for row in rows],
+        "outbox_request_ids": [row.request_id for row in rows],
+        "last_sequence": after_sequence + len(events),
+        "after_sequence": after_sequence,
+    }
     if end is not None:
-        args.extend(end)
+        params.update(end_status=end.status, end_output=end.output, end_error=end.error)
     if started_at is not None:
-        args.append(started_at)
-    return Appending(numbered_from(ctes, first_parameter), args, rows)
+        params["started_at"] = started_at
+    return Appending(_appending_ctes(ends=end is not None, starts=started_at is not None), params, rows)
 
 
 def check_sequenced(sequenced: int, execution_id: uuid.UUID, after_sequence: int) -> None:
@@ -189,6 +196,6 @@ async def append_events(
         topic=topic,
         outbox=outbox,
     )
-    sequenced = await connection.fetchval(f"WITH {append.ctes} SELECT count(*) FROM sequenced", *append.args)
+    sequenced = await connection.fetchval(*bind(f"WITH {append.ctes} SELECT count(*) FROM sequenced", append.params))
     check_sequenced(sequenced, execution_id, after_sequence)
     return append.rows

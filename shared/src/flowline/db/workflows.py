@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
+import msgspec
 
 from flowline.db.packs import read_pack
+from flowline.definitions import WorkflowDefinition
 from flowline.errors import Conflict, NotFound
 from flowline.ids import uuid7
 
@@ -304,3 +306,15 @@ async def live_workflows_in_pack(connection: asyncpg.Connection, pack_id: uuid.U
         "SELECT id, ref FROM workflows WHERE pack_id = $1 AND deleted_at IS NULL ORDER BY ref FOR UPDATE", pack_id
     )
     return records
+
+
+async def read_version_definition(connection: asyncpg.Connection, version_id: uuid.UUID) -> WorkflowDefinition:
+    """The definition of the workflow version ``version_id`` (versions never change: safe to keep).
+
+    Raises:
+        NotFound: no such version.
+    """
+    definition = await connection.fetchval("SELECT definition FROM workflow_versions WHERE id = $1", version_id)
+    if definition is None:
+        raise NotFound(f"workflow version {version_id} does not exist")
+    return msgspec.convert(definition, WorkflowDefinition)
