@@ -47,7 +47,8 @@ class CountingServer:
 
     ``/ok`` answers 200 with the JSON body it got; ``/flaky/<n>`` answers 503 to the first ``n`` requests
     of each Idempotency-Key, then 200; ``/status/<code>`` answers that status (429 with ``Retry-After: 7``);
-    ``/slow/<seconds>`` answers late; ``/text`` answers 200 with a plain-text body, ``/empty`` 204 with none.
+    ``/slow/<seconds>`` answers late; ``/text`` answers 200 with a plain-text body, ``/empty`` 204 with none;
+    ``/huge/<bytes>`` answers 200 with that many bytes, ``/drip/<seconds>`` a byte a second for that long.
     """
 
     def __init__(self, port: int = 0) -> None:
@@ -79,6 +80,9 @@ class CountingServer:
                     time.sleep(float(parts[1]))
                 payload = json.dumps({"path": self.path, "got": body.decode() or None}).encode()
                 content_type = "application/json"
+                if parts[0] in ("huge", "drip"):
+                    self._stream(parts[0], float(parts[1]))
+                    return
                 if parts[0] == "text":
                     payload, content_type = b"plain words", "text/plain"
                 elif parts[0] == "empty":
@@ -92,6 +96,20 @@ class CountingServer:
                     self.send_header("retry-after", "7")
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _stream(self, kind: str, amount: float) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/plain")
+                self.end_headers()
+                if kind == "huge":
+                    chunk = b"x" * 65536
+                    for _ in range(int(amount) // len(chunk)):
+                        self.wfile.write(chunk)
+                    return
+                for _ in range(int(amount)):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(1)
 
             do_GET = do_POST = do_PUT = do_DELETE = _answer
 

@@ -125,6 +125,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # link-local, multicast, unspecified or reserved addresses except those in these networks (comma-separated
     # IPs or CIDRs, e.g. "127.0.0.0/8,::1" for a local stack). Empty: public addresses only.
     outbound_allowed_networks: str = ""
+    # The most an http or agent step reads of an answer (decoded); more fails the attempt (ResponseTooLarge).
+    outbound_response_max_bytes: int = 10 * 1024 * 1024
+    # How long an http or agent step's request may take in all when it sets no timeout of its own: a server
+    # that answers a byte at a time never trips the per-read timeout.
+    outbound_deadline_seconds: float = 300.0
     # The api's request bodies: their size (413 past it; a pack install carries a whole folder, so it has its
     # own), and in JSON bodies how deep objects and arrays nest and how long one string may be (400 past them).
     max_request_body_bytes: int = 1_048_576

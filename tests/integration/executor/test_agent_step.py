@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from flowline.actions import ActionContext, ActionFailed
 from flowline.agents import Agent
@@ -18,7 +17,7 @@ from flowline.definitions import RetryPolicy
 from flowline.outbound import LOOPBACK_NETWORKS, OutboundPolicy
 from flowline_devstack.ports import free_port
 from flowline_executor.agent_step import call_agent, retry_policy
-from flowline_executor.http_step import create_client
+from flowline_executor.http_step import OutboundClient, create_client
 from flowline_schemas.agents import RetryConfig
 
 from tests.support import CountingServer
@@ -46,7 +45,7 @@ def target() -> Iterator[CountingServer]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[OutboundClient]:
     client = create_client(OutboundPolicy.from_setting(LOOPBACK_NETWORKS))
     yield client
     await client.aclose()
@@ -65,7 +64,7 @@ def agent(url: str, auth_type: str = "none", timeout_ms: int = 5000, **auth_conf
 
 
 async def test_the_input_is_posted_as_json_and_the_json_answer_is_the_output(
-    client: httpx.AsyncClient, target: CountingServer
+    client: OutboundClient, target: CountingServer
 ) -> None:
     output = await call_agent(client, agent(f"{target.url}/ok"), {"text": "héllo", "n": [1, 2]}, CONTEXT)
 
@@ -76,7 +75,7 @@ async def test_the_input_is_posted_as_json_and_the_json_answer_is_the_output(
     assert output == {"path": "/ok", "got": body.decode()}
 
 
-async def test_idempotency_and_tracing_headers(client: httpx.AsyncClient, target: CountingServer) -> None:
+async def test_idempotency_and_tracing_headers(client: OutboundClient, target: CountingServer) -> None:
     await call_agent(client, agent(f"{target.url}/ok"), None, CONTEXT)
 
     headers = target.requests[-1][2]
@@ -87,13 +86,13 @@ async def test_idempotency_and_tracing_headers(client: httpx.AsyncClient, target
     assert "authorization" not in headers
 
 
-async def test_bearer(client: httpx.AsyncClient, target: CountingServer) -> None:
+async def test_bearer(client: OutboundClient, target: CountingServer) -> None:
     await call_agent(client, agent(f"{target.url}/ok", "bearer", token="t0k"), {}, CONTEXT)
 
     assert target.requests[-1][2]["authorization"] == "Bearer t0k"
 
 
-async def test_basic(client: httpx.AsyncClient, target: CountingServer) -> None:
+async def test_basic(client: OutboundClient, target: CountingServer) -> None:
     await call_agent(client, agent(f"{target.url}/ok", "basic", username="flow", password="p@ss:word"), {}, CONTEXT)
 
     scheme, _, credentials = target.requests[-1][2]["authorization"].partition(" ")
@@ -102,7 +101,7 @@ async def test_basic(client: httpx.AsyncClient, target: CountingServer) -> None:
 
 
 @pytest.mark.parametrize(("config", "header"), [({}, "x-api-key"), ({"header": "X-Agent-Key"}, "x-agent-key")])
-async def test_api_key(client: httpx.AsyncClient, target: CountingServer, config: dict[str, str], header: str) -> None:
+async def test_api_key(client: OutboundClient, target: CountingServer, config: dict[str, str], header: str) -> None:
     await call_agent(client, agent(f"{target.url}/ok", "api_key", key="k-123", **config), {}, CONTEXT)
 
     assert target.requests[-1][2][header] == "k-123"
@@ -112,7 +111,7 @@ async def test_api_key(client: httpx.AsyncClient, target: CountingServer, config
     ("config", "header"), [({}, "x-flowline-signature"), ({"header": "X-Signature"}, "x-signature")]
 )
 async def test_hmac_signs_the_exact_body_bytes(
-    client: httpx.AsyncClient, target: CountingServer, config: dict[str, str], header: str
+    client: OutboundClient, target: CountingServer, config: dict[str, str], header: str
 ) -> None:
     await call_agent(client, agent(f"{target.url}/ok", "hmac", secret="shh", **config), {"b": 1, "a": "é"}, CONTEXT)
 
@@ -121,11 +120,11 @@ async def test_hmac_signs_the_exact_body_bytes(
     assert headers[header] == f"sha256={expected}"
 
 
-async def test_an_empty_answer_is_null(client: httpx.AsyncClient, target: CountingServer) -> None:
+async def test_an_empty_answer_is_null(client: OutboundClient, target: CountingServer) -> None:
     assert await call_agent(client, agent(f"{target.url}/empty"), {}, CONTEXT) is None
 
 
-async def test_a_2xx_answer_that_is_not_json_fails_for_good(client: httpx.AsyncClient, target: CountingServer) -> None:
+async def test_a_2xx_answer_that_is_not_json_fails_for_good(client: OutboundClient, target: CountingServer) -> None:
     with pytest.raises(ActionFailed) as failed:
         await call_agent(client, agent(f"{target.url}/text"), {}, CONTEXT)
 
@@ -139,7 +138,7 @@ async def test_a_2xx_answer_that_is_not_json_fails_for_good(client: httpx.AsyncC
      (500, True, None), (503, True, 0.0)],
 )  # fmt: skip
 async def test_failure_classes(
-    client: httpx.AsyncClient, target: CountingServer, status: int, retryable: bool, retry_after: float | None
+    client: OutboundClient, target: CountingServer, status: int, retryable: bool, retry_after: float | None
 ) -> None:
     with pytest.raises(ActionFailed) as failed:
         await call_agent(client, agent(f"{target.url}/status/{status}", "bearer", token="s3cret"), {}, CONTEXT)
@@ -150,7 +149,7 @@ async def test_failure_classes(
     assert "s3cret" not in str(failed.value)
 
 
-async def test_a_timeout_is_retryable(client: httpx.AsyncClient, target: CountingServer) -> None:
+async def test_a_timeout_is_retryable(client: OutboundClient, target: CountingServer) -> None:
     with pytest.raises(ActionFailed) as failed:
         await call_agent(client, agent(f"{target.url}/slow/1", timeout_ms=100), {}, CONTEXT)
 
@@ -158,14 +157,14 @@ async def test_a_timeout_is_retryable(client: httpx.AsyncClient, target: Countin
     assert "timed out" in str(failed.value)
 
 
-async def test_a_refused_connection_is_retryable(client: httpx.AsyncClient) -> None:
+async def test_a_refused_connection_is_retryable(client: OutboundClient) -> None:
     with pytest.raises(ActionFailed) as failed:
         await call_agent(client, agent(f"http://127.0.0.1:{free_port()}/"), {}, CONTEXT)
 
     assert failed.value.retryable is True
 
 
-async def test_input_that_is_not_json_fails_for_good(client: httpx.AsyncClient, target: CountingServer) -> None:
+async def test_input_that_is_not_json_fails_for_good(client: OutboundClient, target: CountingServer) -> None:
     with pytest.raises(ActionFailed) as failed:
         await call_agent(client, agent(f"{target.url}/ok"), {"when": object()}, CONTEXT)
 
@@ -187,3 +186,26 @@ def test_retry_policy_converts_milliseconds() -> None:
         max_attempts=5, backoff="fixed", initial_interval=0.25, max_interval=2.0
     )
     assert retry_policy(agent("http://x")) == RetryPolicy()
+
+
+async def test_an_answer_over_the_size_limit_fails_the_attempt_for_good(target: CountingServer) -> None:
+    small = create_client(OutboundPolicy.from_setting(LOOPBACK_NETWORKS), max_response_bytes=1_000_000)
+    try:
+        with pytest.raises(ActionFailed, match="ResponseTooLarge") as failed:
+            await call_agent(small, agent(f"{target.url}/huge/50000000"), {}, CONTEXT)
+        assert not failed.value.retryable
+        assert await call_agent(small, agent(f"{target.url}/ok"), {}, CONTEXT) == {"path": "/ok", "got": "{}"}
+    finally:
+        await small.aclose()
+
+
+async def test_a_server_that_drips_its_answer_is_cut_off_by_the_deadline(target: CountingServer) -> None:
+    # Each byte comes within the per-read timeout; the whole answer never would.
+    with pytest.raises(ActionFailed, match="no whole answer within 2 s") as failed:
+        await call_agent(
+            create_client(OutboundPolicy.from_setting(LOOPBACK_NETWORKS)),
+            agent(f"{target.url}/drip/600", timeout_ms=2000),
+            {},
+            CONTEXT,
+        )
+    assert failed.value.retryable

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import msgspec
 from flowline.actions import ActionContext, ActionFailed
 from flowline.agents import Agent, auth_headers, redact
 from flowline.definitions import RetryPolicy
 
-from flowline_executor.http_step import exchange, flowline_headers
+from flowline_executor.http_step import OutboundClient, exchange, flowline_headers
 
 
-async def call_agent(client: httpx.AsyncClient, agent: Agent, step_input: Any, context: ActionContext) -> Any:
+async def call_agent(client: OutboundClient, agent: Agent, step_input: Any, context: ActionContext) -> Any:
     """Call ``agent`` once with ``step_input`` as its JSON body.
 
     The request carries the agent's auth (an HMAC signature covers the exact body bytes sent), the attempt's

@@ -64,7 +64,11 @@ class AttemptWork:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, actions: Mapping[str, Action]) -> None:
         self.actions = actions
         self._pool = pool
-        self._http = http_step.create_client(OutboundPolicy.from_setting(settings.outbound_allowed_networks))
+        self._http = http_step.create_client(
+            OutboundPolicy.from_setting(settings.outbound_allowed_networks),
+            max_response_bytes=settings.outbound_response_max_bytes,
+            deadline_seconds=settings.outbound_deadline_seconds,
+        )
         self._cipher = auth_cipher(settings.secret_key)
 
     async def close(self) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -16,16 +19,58 @@ from flowline.outbound import OutboundPolicy, OutboundRefused, guarded_client
 RETRYABLE_STATUSES = frozenset({408, 429})
 
 
-def create_client(policy: OutboundPolicy) -> httpx.AsyncClient:
+# What an exchange keeps to unless settings say otherwise (Settings.outbound_response_max_bytes and
+# outbound_deadline_seconds).
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+DEADLINE_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class OutboundClient:
+    """The pooled HTTP client of the http and agent steps, with the limits every exchange keeps.
+
+    A response is read up to ``max_response_bytes`` (decoded), and a request with no timeout of its own ends
+    after ``deadline_seconds`` however slowly the other side answers: a per-read timeout alone lets a server
+    that drips bytes hold an attempt for ever.
+    """
+
+    http: httpx.AsyncClient
+    max_response_bytes: int = MAX_RESPONSE_BYTES
+    deadline_seconds: float = DEADLINE_SECONDS
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self.http.aclose()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response, read whole within the limits."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    encoding: str
+
+    @property
+    def text(self) -> str:
+        """The body as text, in the response's charset (UTF-8 by default)."""
+        return self.content.decode(self.encoding, errors="replace")
+
+
+def create_client(
+    policy: OutboundPolicy, *, max_response_bytes: int = MAX_RESPONSE_BYTES, deadline_seconds: float = DEADLINE_SECONDS
+) -> OutboundClient:
     """The one pooled client every http (and agent) step of a process shares.
 
     It connects only to addresses ``policy`` allows, checked on every connection, and follows no redirects.
     """
-    return guarded_client(
+    http = guarded_client(
         policy,
         timeout=httpx.Timeout(30.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
     )
+    return OutboundClient(http, max_response_bytes, deadline_seconds)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -44,13 +89,13 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
-def _body(response: httpx.Response) -> Any:
-    if "json" in response.headers.get("content-type", ""):
+def _body(answer: Answer) -> Any:
+    if "json" in answer.headers.get("content-type", ""):
         try:
-            return response.json()
+            return json.loads(answer.content)
         except ValueError:
             pass
-    return response.text
+    return answer.text
 
 
 def flowline_headers(context: ActionContext) -> dict[str, str]:
@@ -64,7 +109,7 @@ def flowline_headers(context: ActionContext) -> dict[str, str]:
 
 
 async def exchange(
-    client: httpx.AsyncClient,
+    client: OutboundClient,
     method: str,
     url: str,
     *,
@@ -73,46 +118,76 @@ async def exchange(
     json: Any = None,
     timeout_seconds: float | None = None,
     expected_status: Collection[int] = (),
-) -> httpx.Response:
-    """Send one request and classify what went wrong; shared by the http and agent steps.
+) -> Answer:
+    """Send one request, read its answer within the client's limits, and classify what went wrong.
 
-    Error messages hold the method, URL, status and the start of the response body, never request headers
-    (they may carry credentials).
+    Shared by the http and agent steps. ``timeout_seconds`` bounds the whole exchange (else the client's
+    deadline does), and each read too. Error messages hold the method, URL, status and the start of the
+    response body, never request headers (they may carry credentials).
 
     Returns:
-        The response, when its status is expected (any 2xx when ``expected_status`` is empty).
+        The answer, when its status is expected (any 2xx when ``expected_status`` is empty).
 
     Raises:
         ActionFailed: an unexpected status (4xx other than 408/429 are final; 5xx, 408 and 429 are retryable
-            and carry Retry-After), a timeout or a connection error (retryable), or an unusable URL or an
-            address the outbound policy refuses (final).
+            and carry Retry-After), a timeout or a connection error (retryable), an answer over the size limit
+            (``ResponseTooLarge``, final), or an unusable URL or an address the outbound policy refuses (final).
     """
     body: dict[str, Any] = {"content": content} if content is not None else {"json": json} if json is not None else {}
+    deadline = timeout_seconds or client.deadline_seconds
     try:
-        response = await client.request(
-            method, url, headers=dict(headers), timeout=timeout_seconds or httpx.USE_CLIENT_DEFAULT, **body
-        )
+        async with asyncio.timeout(deadline):
+            answer = await _exchange(client, method, url, headers, timeout_seconds, body)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
         raise ActionFailed(f"{method} {url}: {err}", retryable=False) from err
     except OutboundRefused as err:
         raise ActionFailed(f"{method} {url}: {err.detail}", retryable=False) from err
+    except TimeoutError as err:
+        raise ActionFailed(f"{method} {url} timed out: no whole answer within {deadline:g} s", retryable=True) from err
     except httpx.TimeoutException as err:
         raise ActionFailed(f"{method} {url} timed out: {type(err).__name__}", retryable=True) from err
     except httpx.HTTPError as err:
         raise ActionFailed(f"{method} {url} failed: {type(err).__name__}: {err}", retryable=True) from err
-    status = response.status_code
+    status = answer.status_code
     expected = status in expected_status if expected_status else 200 <= status < 300
     if not expected:
         raise ActionFailed(
-            f"{method} {url} answered {status}: {response.text[:500]}",
+            f"{method} {url} answered {status}: {answer.text[:500]}",
             retryable=status >= 500 or status in RETRYABLE_STATUSES,
-            retry_after=retry_after_seconds(response.headers.get("retry-after")),
+            retry_after=retry_after_seconds(answer.headers.get("retry-after")),
         )
-    return response
+    return answer
+
+
+async def _exchange(
+    client: OutboundClient,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    timeout_seconds: float | None,
+    body: dict[str, Any],
+) -> Answer:
+    request = client.http.build_request(
+        method, url, headers=dict(headers), timeout=timeout_seconds or httpx.USE_CLIENT_DEFAULT, **body
+    )
+    response = await client.http.send(request, stream=True)
+    try:
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():  # decoded: a small compressed body may unpack to a huge one
+            size += len(chunk)
+            if size > client.max_response_bytes:
+                raise ActionFailed(
+                    f"ResponseTooLarge: {method} {url} answered more than {client.max_response_bytes} bytes",
+                    retryable=False,
+                )
+            chunks.append(chunk)
+    finally:
+        await response.aclose()
+    return Answer(response.status_code, response.headers, b"".join(chunks), response.encoding or "utf-8")
 
 
 async def send(
-    client: httpx.AsyncClient,
+    client: OutboundClient,
     request: HttpRequest,
     context: ActionContext,
     *,
