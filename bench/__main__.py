@@ -95,6 +95,10 @@ class Completions:
         await self._consumer.seek_to_end()
         self._task = asyncio.create_task(self._follow())
 
+    def pause(self) -> None:
+        """Stop fetching (for the idle measurement: the stack's own idle cost, not this subscriber's polling)."""
+        self._consumer.pause(*self._consumer.assignment())
+
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
@@ -265,6 +269,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             }
             results["fan_out"] = await with_steal(fan_out(starters, completions, args.fan_out))
             await asyncio.sleep(1)  # the stragglers of the last run (log records, outbox clean-up)
+            completions.pause()
             results["idle_cpu_percent"] = await idle_cpu(stack)
             return results
     finally:
