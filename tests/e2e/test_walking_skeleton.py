@@ -348,3 +348,37 @@ async def test_a_template_that_would_never_end_fails_its_step_and_the_executor_g
     assert spun["status"] == "failed"
     assert "TemplateLimitExceeded" in spun["error"]["message"]
     assert spun["steps"][0]["status"] == "failed" and spun["steps"][0]["attempts"] <= 1
+
+
+async def test_a_submission_with_a_value_postgresql_cannot_take_is_dead_lettered_and_the_next_one_runs(
+    api_url: str, api_headers: dict[str, str], tenant: str, settings: Settings
+) -> None:
+    async with _api(api_url, api_headers) as client:
+        assert (await define(client, DIAMOND)).status_code == 201
+
+    def submission(key: str, **extra: Any) -> bytes:
+        body = {"type": "SubmitExecution", "schema_version": 1, "id": str(uuid.uuid4()), "tenant": tenant}
+        body |= {"workflow": "demo.diamond", "input": {"name": key}, "idempotency_key": key, **extra}
+        return json.dumps(body).encode()
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:  # one key: one partition, in order; the first was retried for ever and held the second behind it
+        await producer.send_and_wait(settings.topics.requests, submission("bad", version=2**40), key=b"same")
+        await producer.send_and_wait(settings.topics.requests, submission("good"), key=b"same")
+    finally:
+        await producer.stop()
+
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+
+        async def good_completed() -> bool:
+            status = await connection.fetchval("SELECT status FROM executions WHERE idempotency_key = 'good'")
+            return bool(status == "completed")
+
+        await eventually(good_completed, timeout=60)
+        assert await connection.fetchval("SELECT count(*) FROM executions WHERE idempotency_key = 'bad'") == 0
+    finally:
+        await connection.close()
+    [dead] = await read_topic(settings, settings.topics.dead_letter, 1, keep=lambda record: b'"bad"' in record.value)
+    assert dict(dead.headers)["error"].startswith(b"DataError")

@@ -23,7 +23,7 @@ from flowline.ids import uuid7
 from flowline.jsonschemas import check_instance
 from flowline.kafka.outbox import OutboxRow, outgoing
 from flowline.messages import CreatedExecution, ExecutionRequested
-from flowline.outages import OUTAGE_ERRORS
+from flowline.outages import is_outage
 from flowline.settings import Topics
 from flowline.snapshots import WorkflowSnapshot
 
@@ -236,7 +236,7 @@ class ExecutionInserts:
         try:
             results = await insert_executions(self._pool, [pending.item for pending in batch])
         except Exception as err:
-            if len(batch) == 1 or isinstance(err, OUTAGE_ERRORS):
+            if len(batch) == 1 or is_outage(err):
                 raise
             for one in batch:  # the statement rolled back: find the execution at fault
                 try:

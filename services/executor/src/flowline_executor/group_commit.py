@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from flowline.batches import Batches, Pending
-from flowline.outages import OUTAGE_ERRORS
+from flowline.outages import is_outage
 
 ResultT = TypeVar("ResultT")
 Work = Callable[[asyncpg.Connection], Awaitable[ResultT]]
@@ -74,6 +74,6 @@ class GroupCommit:
 
 def _group_error(err: Exception, size: int) -> Exception:
     """What each caller of a failed group sees: outages as they are (retry later), else ``GroupFailed``."""
-    if size == 1 or isinstance(err, OUTAGE_ERRORS):
+    if size == 1 or is_outage(err):
         return err
     return GroupFailed(f"a group of {size} state changes rolled back: {type(err).__name__}: {err}")

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from flowline.executions import TERMINAL_EXECUTION_STATUSES
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow
-from flowline.outages import OUTAGE_ERRORS
+from flowline.outages import is_outage
 
 from flowline_executor.change import Change, NeedsLock, lock_execution
 from flowline_executor.executor import Executor
@@ -79,7 +79,7 @@ class Transactions:
                         rows = await _writing(change, apply)(connection)
         except BaseException as err:
             await self._executor.slots.release(change.reserved)
-            if not fail_on_error or isinstance(err, OUTAGE_ERRORS) or not isinstance(err, Exception):
+            if not fail_on_error or not isinstance(err, Exception) or is_outage(err):
                 raise
             logger.exception("execution %s fails: its state change raised", execution_id)
             await self._fail_on_error(tenant_id, execution_id, err)
