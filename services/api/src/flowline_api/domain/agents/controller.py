@@ -10,7 +10,7 @@ from flowline.schemas.agents import Agent, AgentHealth
 from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
-from litestar.params import Body, FromPath, QueryParameter
+from litestar.params import Body, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
@@ -19,6 +19,7 @@ from flowline_api.domain.agents.schemas import AGENT_CREATE_EXAMPLE, AgentCreate
 from flowline_api.domain.agents.service import AgentService
 from flowline_api.domain.openapi import NO_TENANT, problems
 from flowline_api.pagination import AgentPage, Cursor, Limit, Offset
+from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, AgentId
 
 PATH = "/api/v1/tenants/dev/agents"
 AGENT_ID = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
@@ -27,7 +28,6 @@ BAD_URL = ("url: must be an absolute http or https URL", "/url")
 BAD_PAGE = "give either offset or cursor, not both"
 TOO_DEEP = ("/authConfig: nested deeper than 64 levels", "/authConfig")  # FLOWLINE_MAX_JSON_DEPTH
 
-AgentId = FromPath[uuid.UUID]
 CreateBody = Annotated[
     AgentCreate,
     Body(
@@ -69,7 +69,8 @@ UPDATE_PROBLEMS = problems(
 class AgentController(Controller):
     """``/api/v1/tenants/{tenant}/agents``: HTTP services that agent steps call."""
 
-    path = "/api/v1/tenants/{tenant:str}/agents"
+    path = "/agents"
+    opt = {MALFORMED_ID_IS_NOT_FOUND: True}
     tags = ["agents"]
     dependencies = {"agent_service": Provide(provide_agent_service, sync_to_thread=False)}
 
@@ -121,7 +122,7 @@ class AgentController(Controller):
         )
 
     @get(
-        "/{agent_id:uuid}",
+        "/{agent_id:str}",
         opt=VIEWER,
         summary="Read an agent",
         responses=problems(f"{PATH}/{AGENT_ID}", not_found=NOT_FOUND),
@@ -133,7 +134,7 @@ class AgentController(Controller):
         return await agent_service.read(tenant_id, agent_id)
 
     @put(
-        "/{agent_id:uuid}",
+        "/{agent_id:str}",
         opt=OPERATOR,
         summary="Change an agent",
         responses=UPDATE_PROBLEMS,
@@ -154,7 +155,7 @@ class AgentController(Controller):
         return await agent_service.update(tenant_id, agent_id, data, actor)
 
     @patch(
-        "/{agent_id:uuid}",
+        "/{agent_id:str}",
         opt=OPERATOR,
         summary="Change some fields of an agent",
         responses=UPDATE_PROBLEMS,
@@ -175,7 +176,7 @@ class AgentController(Controller):
         return await agent_service.update(tenant_id, agent_id, data, actor)
 
     @delete(
-        "/{agent_id:uuid}",
+        "/{agent_id:str}",
         opt=OPERATOR,
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete an agent",
@@ -192,7 +193,7 @@ class AgentController(Controller):
         await agent_service.delete(tenant_id, agent_id, actor)
 
     @get(
-        "/{agent_id:uuid}/health",
+        "/{agent_id:str}/health",
         opt=VIEWER,
         summary="Check an agent's health",
         responses=problems(f"{PATH}/{AGENT_ID}/health", not_found=NOT_FOUND),

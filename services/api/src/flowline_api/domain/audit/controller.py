@@ -20,7 +20,7 @@ from flowline_api.pagination import AuditLogPage, Cursor, Limit, Offset
 class AuditLogController(Controller):
     """``/api/v1/tenants/{tenant}/audit-logs``: who changed which workflow, pack, agent or bulk operation, and how."""
 
-    path = "/api/v1/tenants/{tenant:str}/audit-logs"
+    path = "/audit-logs"
     tags = ["audit"]
     dependencies = {"audit_service": Provide(provide_audit_service, sync_to_thread=False)}
 

@@ -22,7 +22,7 @@ from flowline.schemas.workflows import ExecutionAccepted
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
-from litestar.params import Body, FromPath, HeaderParameter, JSONBody, Parameter, QueryParameter
+from litestar.params import Body, FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from flowline_api.auth import OPERATOR, VIEWER
@@ -46,12 +46,9 @@ from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import NO_TENANT, example_response, problems
 from flowline_api.domain.workflows.schemas import EXECUTION_ACCEPTED_EXAMPLE, with_idempotency_header
 from flowline_api.pagination import Cursor, Limit, Offset
+from flowline_api.path_ids import ExecutionId, TaskId
 from flowline_api.rate_limits import EXECUTION_START
 
-# Paths declare ids as strings and handlers as UUIDs, so that a malformed id is a 400 naming the parameter
-# (a `:uuid` path type would answer 404, as if the route did not exist).
-ExecutionId = Annotated[uuid.UUID, Parameter(description="the execution id (a UUID)")]
-TaskId = Annotated[uuid.UUID, Parameter(description="the task id (a UUID): `taskId` of a step")]
 METADATA_PREFIX = "metadata."
 NOT_FOUND = f"execution {EXECUTION_ID} does not exist"
 BAD_ID = "execution_id: Invalid UUID"
@@ -172,7 +169,7 @@ def _includes(values: list[str] | None) -> set[str]:
 class ExecutionController(Controller):
     """``/api/v1/tenants/{tenant}/executions``."""
 
-    path = "/api/v1/tenants/{tenant:str}/executions"
+    path = "/executions"
     tags = ["executions"]
     dependencies = {
         "execution_service": Provide(provide_execution_service, sync_to_thread=False),
@@ -307,7 +304,7 @@ class ExecutionController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
         log_service: NamedDependency[LogService],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         include: Include = None,
     ) -> Execution:
         """An execution with its steps and how many steps are in each status.
@@ -336,7 +333,7 @@ class ExecutionController(Controller):
     async def list_steps(
         self,
         tenant_id: NamedDependency[uuid.UUID],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         execution_service: NamedDependency[ExecutionService],
     ) -> StepList:
         """Every step execution with its status, attempt count, timestamps, input, output and error.
@@ -357,7 +354,7 @@ class ExecutionController(Controller):
     async def list_events(
         self,
         tenant_id: NamedDependency[uuid.UUID],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         execution_service: NamedDependency[ExecutionService],
         since_sequence: SinceSequence = 0,
         limit: EventLimit = 100,
@@ -382,7 +379,7 @@ class ExecutionController(Controller):
     async def list_children(
         self,
         tenant_id: NamedDependency[uuid.UUID],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         execution_service: NamedDependency[ExecutionService],
     ) -> ChildList:
         """The executions started by this execution's `workflow` steps; `kind` is the child's workflow ref.
@@ -407,8 +404,8 @@ class ExecutionController(Controller):
     async def list_attempts(
         self,
         tenant_id: NamedDependency[uuid.UUID],
-        execution_id: FromPath[ExecutionId],
-        task_id: FromPath[TaskId],
+        execution_id: ExecutionId,
+        task_id: TaskId,
         execution_service: NamedDependency[ExecutionService],
     ) -> AttemptList:
         """Every attempt of one step of this execution: number, status, times, duration, worker and error.
@@ -448,7 +445,7 @@ class ExecutionController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
         actor: NamedDependency[Actor],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         name: FromPath[str],
         data: JSONBody[PromiseResolve | None] = None,
     ) -> PromiseSettlement:
@@ -486,7 +483,7 @@ class ExecutionController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
         actor: NamedDependency[Actor],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         name: FromPath[str],
         data: JSONBody[PromiseReject | None] = None,
     ) -> PromiseSettlement:

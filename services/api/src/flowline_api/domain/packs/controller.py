@@ -44,7 +44,7 @@ PATH = "/api/v1/tenants/dev/packs"
 class PackController(Controller):
     """``/api/v1/tenants/{tenant}/packs``."""
 
-    path = "/api/v1/tenants/{tenant:str}/packs"
+    path = "/packs"
     tags = ["packs"]
     dependencies = {
         "workflow_service": Provide(provide_workflow_service, sync_to_thread=False),

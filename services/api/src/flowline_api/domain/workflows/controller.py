@@ -85,7 +85,7 @@ def split_tags(tags: list[str] | None) -> list[str] | None:
 class WorkflowController(Controller):
     """``/api/v1/tenants/{tenant}/workflows``."""
 
-    path = "/api/v1/tenants/{tenant:str}/workflows"
+    path = "/workflows"
     tags = ["workflows"]
     dependencies = {
         "workflow_service": Provide(provide_workflow_service, sync_to_thread=False),
