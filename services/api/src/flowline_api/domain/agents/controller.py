@@ -15,18 +15,23 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.dependencies import provide_agent_service
-from flowline_api.domain.agents.schemas import AGENT_CREATE_EXAMPLE, AgentCreate, AgentStatus, AgentUpdate
+from flowline_api.domain.agents.examples import (
+    AGENT_CREATE_EXAMPLE,
+    AGENT_HMAC_CREATE_EXAMPLE,
+    AGENT_ID,
+    BAD_PAGE,
+    BAD_URL,
+    DEACTIVATION_EXAMPLE,
+    NOT_FOUND,
+    PATH,
+    TOKEN_ROTATION_EXAMPLE,
+    TOO_DEEP,
+)
+from flowline_api.domain.agents.schemas import AgentCreate, AgentStatus, AgentUpdate
 from flowline_api.domain.agents.service import AgentService
 from flowline_api.domain.openapi import NO_TENANT, problems
 from flowline_api.pagination import AgentPage, Cursor, Limit, Offset
 from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, AgentId
-
-PATH = "/api/v1/tenants/dev/agents"
-AGENT_ID = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
-NOT_FOUND = f"agent {AGENT_ID} does not exist"
-BAD_URL = ("url: must be an absolute http or https URL", "/url")
-BAD_PAGE = "give either offset or cursor, not both"
-TOO_DEEP = ("/authConfig: nested deeper than 64 levels", "/authConfig")  # FLOWLINE_MAX_JSON_DEPTH
 
 CreateBody = Annotated[
     AgentCreate,
@@ -36,12 +41,7 @@ CreateBody = Annotated[
             Example(summary="bearer token", value=AGENT_CREATE_EXAMPLE),
             Example(
                 summary="HMAC-signed bodies",
-                value={
-                    "name": "billing",
-                    "url": "https://billing.internal/flowline",
-                    "authType": "hmac",
-                    "authConfig": {"secret": "hmac-shared-secret"},
-                },
+                value=AGENT_HMAC_CREATE_EXAMPLE,
             ),
         ],
     ),
@@ -51,8 +51,8 @@ UpdateBody = Annotated[
     Body(
         description="Fields to change; omitted fields keep their value",
         examples=[
-            Example(summary="rotate the token", value={"authConfig": {"token": "n3w-t0ken"}}),
-            Example(summary="take out of service", value={"status": "inactive"}),
+            Example(summary="rotate the token", value=TOKEN_ROTATION_EXAMPLE),
+            Example(summary="take out of service", value=DEACTIVATION_EXAMPLE),
         ],
     ),
 ]

@@ -16,12 +16,10 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from flowline_api.auth import ADMIN, ApiKeyCache
+from flowline_api.domain.api_keys.examples import KEY_ID, PATH
 from flowline_api.domain.api_keys.schemas import ApiKeyCreate
 from flowline_api.domain.openapi import NO_TENANT, problems
 from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, ApiKeyId
-
-PATH = "/api/v1/tenants/dev/api-keys"
-KEY_ID = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
 
 
 class ApiKeyController(Controller):

@@ -16,7 +16,8 @@ from litestar.params import Body
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.domain.bulk.schemas import (
+from flowline_api.domain.bulk.examples import (
+    BOTH_GIVEN,
     BULK_CANCEL_EXAMPLE,
     BULK_PATH,
     BULK_RETRY_EXAMPLE,
@@ -24,15 +25,12 @@ from flowline_api.domain.bulk.schemas import (
     DRY_RUN_EXAMPLE,
     OPERATION_EXAMPLE,
     OPERATION_ID,
-    BulkCancelRequest,
-    BulkRetryRequest,
+    UNKNOWN_EXECUTION,
 )
+from flowline_api.domain.bulk.schemas import BulkCancelRequest, BulkRetryRequest
 from flowline_api.domain.bulk.service import BulkOperationService, provide_bulk_operation_service
 from flowline_api.domain.openapi import example_response, problems
 from flowline_api.path_ids import OperationId
-
-UNKNOWN_EXECUTION = "execution 0193a5a0-7c1e-7000-8000-4b2f0e1d2c3a does not exist"
-BOTH_GIVEN = ("give either ids or filter, not both and not neither", "")
 
 
 def _accepted(operation: BulkOperation) -> Response[BulkOperation]:

@@ -29,13 +29,17 @@ from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.dependencies import provide_execution_service
 from flowline_api.domain.executions.examples import (
     ATTEMPTS_EXAMPLE,
+    BAD_ID,
     CHILDREN_EXAMPLE,
     EVENTS_EXAMPLE,
     EXECUTION_CREATE_EXAMPLE,
     EXECUTION_EXAMPLE,
     EXECUTION_ID,
+    NOT_FOUND,
     PAGE_EXAMPLE,
     PATH,
+    PROMISE_REJECTED_EXAMPLE,
+    PROMISE_RESOLVED_EXAMPLE,
     STEP_EXAMPLE,
     TASK_ID,
 )
@@ -44,14 +48,13 @@ from flowline_api.domain.executions.schemas import ExecutionCreate, PromiseRejec
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import NO_TENANT, example_response, problems
-from flowline_api.domain.workflows.schemas import EXECUTION_ACCEPTED_EXAMPLE, with_idempotency_header
+from flowline_api.domain.workflows.examples import EXECUTION_ACCEPTED_EXAMPLE
+from flowline_api.domain.workflows.schemas import with_idempotency_header
 from flowline_api.pagination import Cursor, Limit, Offset
 from flowline_api.path_ids import ExecutionId, TaskId
 from flowline_api.rate_limits import EXECUTION_START
 
 METADATA_PREFIX = "metadata."
-NOT_FOUND = f"execution {EXECUTION_ID} does not exist"
-BAD_ID = "execution_id: Invalid UUID"
 
 WorkflowFilter = Annotated[
     str | None, QueryParameter(description="keep executions of this workflow ref", max_length=200, required=False)
@@ -424,12 +427,7 @@ class ExecutionController(Controller):
             **example_response(
                 PromiseSettlement,
                 "the promise, resolved",
-                {
-                    "executionId": EXECUTION_ID,
-                    "promise": "manager-approval",
-                    "status": "resolved",
-                    "settledAt": "2026-11-22T08:40:00Z",
-                },
+                PROMISE_RESOLVED_EXAMPLE,
             ),
             **problems(
                 f"{PATH}/{EXECUTION_ID}/promises/manager-approval/resolve",
@@ -462,12 +460,7 @@ class ExecutionController(Controller):
             **example_response(
                 PromiseSettlement,
                 "the promise, rejected",
-                {
-                    "executionId": EXECUTION_ID,
-                    "promise": "manager-approval",
-                    "status": "rejected",
-                    "settledAt": "2026-11-22T08:40:00Z",
-                },
+                PROMISE_REJECTED_EXAMPLE,
             ),
             **problems(
                 f"{PATH}/{EXECUTION_ID}/promises/manager-approval/reject",

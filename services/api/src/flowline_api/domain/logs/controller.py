@@ -13,13 +13,10 @@ from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from flowline_api.auth import VIEWER
-from flowline_api.domain.logs.schemas import LOG_PAGE_EXAMPLE
+from flowline_api.domain.logs.examples import BAD_LEVEL, LOG_PAGE_EXAMPLE, PATH
 from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import example_response, problems
 from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, ExecutionId, TaskId
-
-PATH = "/api/v1/tenants/dev"
-BAD_LEVEL = "level: 'LOUD' is not a level; use one of DEBUG, INFO, WARN, ERROR"
 
 Level = Annotated[
     str | None,

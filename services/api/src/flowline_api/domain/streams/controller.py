@@ -15,12 +15,9 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from flowline_api.auth import VIEWER
 from flowline_api.domain.openapi import problems
-from flowline_api.domain.streams.schemas import EVENT_EXAMPLE
+from flowline_api.domain.streams.examples import EVENT_EXAMPLE, EXECUTION, PATH
 from flowline_api.domain.streams.service import Messages, StreamService, provide_stream_service
 from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, ExecutionId, TaskId
-
-PATH = "/api/v1/tenants/dev"
-EXECUTION = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
 
 LastEventHeader = Annotated[
     str | None,
