@@ -14,7 +14,6 @@ from litestar.params import Body, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.dependencies import provide_agent_service
 from flowline_api.domain.agents.examples import (
     AGENT_CREATE_EXAMPLE,
     AGENT_HMAC_CREATE_EXAMPLE,
@@ -28,7 +27,7 @@ from flowline_api.domain.agents.examples import (
     TOO_DEEP,
 )
 from flowline_api.domain.agents.schemas import AgentCreate, AgentStatus, AgentUpdate
-from flowline_api.domain.agents.service import AgentService
+from flowline_api.domain.agents.service import AgentService, provide_agent_service
 from flowline_api.domain.openapi import NO_TENANT, problems
 from flowline_api.pagination import AgentPage, Cursor, Limit, Offset
 from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, AgentId

@@ -11,8 +11,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
 from flowline_api.auth import ADMIN
-from flowline_api.dependencies import provide_audit_service
-from flowline_api.domain.audit.service import AuditFilter, AuditService
+from flowline_api.domain.audit.service import AuditFilter, AuditService, provide_audit_service
 from flowline_api.domain.openapi import NO_TENANT, problems
 from flowline_api.pagination import AuditLogPage, Cursor, Limit, Offset
 

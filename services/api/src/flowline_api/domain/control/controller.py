@@ -14,10 +14,9 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from flowline_api.auth import OPERATOR
-from flowline_api.dependencies import provide_control_service
 from flowline_api.domain.control.examples import EXECUTION_ID, NOT_FOUND, PATH
 from flowline_api.domain.control.schemas import CancelRequest, RerunRequest, RetryRequest
-from flowline_api.domain.control.service import ControlService
+from flowline_api.domain.control.service import ControlService, provide_control_service
 from flowline_api.domain.openapi import problems
 from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, ExecutionId
 from flowline_api.rate_limits import EXECUTION_START

@@ -20,8 +20,9 @@ from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, caller_start
 from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.messages import AdvanceExecution, ExecutionRequested
 from flowline.schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
-from flowline.settings import Topics
+from flowline.settings import Settings, Topics
 from flowline.snapshots import WorkflowSnapshot
+from litestar.di import NamedDependency
 
 from flowline_api.domain.control.schemas import RerunRequest
 
@@ -220,3 +221,10 @@ async def _audit(
         actor=actor,
         changes=changes or None,
     )
+
+
+def provide_control_service(
+    pool: NamedDependency[asyncpg.Pool], outbox: NamedDependency[OutboxPublisher], settings: NamedDependency[Settings]
+) -> ControlService:
+    """An execution command service for this request."""
+    return ControlService(pool, outbox, settings.topics)

@@ -26,7 +26,6 @@ from litestar.params import Body, FromPath, HeaderParameter, JSONBody, QueryPara
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.dependencies import provide_execution_service
 from flowline_api.domain.executions.examples import (
     ATTEMPTS_EXAMPLE,
     BAD_ID,
@@ -45,7 +44,7 @@ from flowline_api.domain.executions.examples import (
 )
 from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.schemas import ExecutionCreate, PromiseReject, PromiseResolve
-from flowline_api.domain.executions.service import ExecutionService
+from flowline_api.domain.executions.service import ExecutionService, provide_execution_service
 from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import NO_TENANT, example_response, problems
 from flowline_api.domain.workflows.examples import EXECUTION_ACCEPTED_EXAMPLE

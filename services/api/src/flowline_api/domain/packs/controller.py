@@ -15,7 +15,6 @@ from litestar.params import Body, FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.dependencies import provide_pack_service, provide_workflow_service
 from flowline_api.domain.openapi import NO_TENANT, example_response, page_example, problems
 from flowline_api.domain.packs.examples import (
     PACK_CREATE_EXAMPLE,
@@ -25,7 +24,7 @@ from flowline_api.domain.packs.examples import (
     PATH,
 )
 from flowline_api.domain.packs.schemas import PackCreate, PackInstall
-from flowline_api.domain.packs.service import PackService
+from flowline_api.domain.packs.service import PackService, provide_pack_service
 from flowline_api.domain.workflows.controller import (
     EnabledFilter,
     Order,
@@ -35,7 +34,7 @@ from flowline_api.domain.workflows.controller import (
     split_tags,
 )
 from flowline_api.domain.workflows.examples import WORKFLOW_SUMMARY_EXAMPLE
-from flowline_api.domain.workflows.service import WorkflowService
+from flowline_api.domain.workflows.service import WorkflowService, provide_workflow_service
 from flowline_api.pagination import Cursor, Limit, Offset, PackPage, WorkflowSummaryPage
 
 

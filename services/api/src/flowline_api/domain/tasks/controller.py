@@ -9,9 +9,8 @@ from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 
 from flowline_api.auth import VIEWER
-from flowline_api.dependencies import provide_execution_service
 from flowline_api.domain.executions.examples import TASK_EXAMPLE, TASK_ID
-from flowline_api.domain.executions.service import ExecutionService
+from flowline_api.domain.executions.service import ExecutionService, provide_execution_service
 from flowline_api.domain.openapi import example_response, problems
 from flowline_api.path_ids import TaskId
 

@@ -16,8 +16,7 @@ from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.dependencies import provide_execution_service, provide_workflow_service
-from flowline_api.domain.executions.service import ExecutionService
+from flowline_api.domain.executions.service import ExecutionService, provide_execution_service
 from flowline_api.domain.openapi import NO_TENANT, example_response, page_example, problems
 from flowline_api.domain.workflows.examples import (
     DESCRIPTION_CLEARED_EXAMPLE,
@@ -38,7 +37,7 @@ from flowline_api.domain.workflows.schemas import (
     WorkflowUpdate,
     with_idempotency_header,
 )
-from flowline_api.domain.workflows.service import WorkflowService
+from flowline_api.domain.workflows.service import WorkflowService, provide_workflow_service
 from flowline_api.pagination import Cursor, Limit, Offset, WorkflowSummaryPage, WorkflowVersionPage
 from flowline_api.rate_limits import EXECUTION_START
 
