@@ -150,3 +150,49 @@ async def test_a_malformed_id_in_any_path_is_400_or_404_never_500(api: Client) -
         ):
             failures.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
     assert failures == []
+
+
+ID = "0193a5a0-7c1e-7000-8000-4b2f0e1d2c3a"
+NAMED_400 = [
+    ("GET", "executions/not-a-uuid", "execution_id"),
+    ("GET", "executions/not-a-uuid/steps", "execution_id"),
+    ("GET", "executions/not-a-uuid/events", "execution_id"),
+    ("GET", "executions/not-a-uuid/children", "execution_id"),
+    ("GET", f"executions/not-a-uuid/tasks/{ID}/attempts", "execution_id"),
+    ("GET", f"executions/{ID}/tasks/not-a-uuid/attempts", "task_id"),
+    ("POST", "executions/not-a-uuid/promises/p/resolve", "execution_id"),
+    ("POST", "executions/not-a-uuid/promises/p/reject", "execution_id"),
+    ("GET", "tasks/not-a-uuid", "task_id"),
+    ("GET", "bulk-operations/not-a-uuid", "operation_id"),
+]
+NOT_FOUND_404 = [
+    ("GET", "agents/not-a-uuid"),
+    ("PUT", "agents/not-a-uuid"),
+    ("PATCH", "agents/not-a-uuid"),
+    ("DELETE", "agents/not-a-uuid"),
+    ("GET", "agents/not-a-uuid/health"),
+    ("DELETE", "api-keys/not-a-uuid"),
+    ("POST", "executions/not-a-uuid/cancel"),
+    ("POST", "executions/not-a-uuid/pause"),
+    ("POST", "executions/not-a-uuid/resume"),
+    ("POST", "executions/not-a-uuid/rerun"),
+    ("POST", "executions/not-a-uuid/retry"),
+    ("GET", "executions/not-a-uuid/logs"),
+    ("GET", "executions/not-a-uuid/logs/download"),
+    ("GET", "executions/not-a-uuid/stream"),
+    ("GET", "executions/not-a-uuid/stream/consolidated"),
+    ("GET", "tasks/not-a-uuid/logs"),
+    ("GET", "tasks/not-a-uuid/stream"),
+]
+
+
+async def test_a_malformed_id_is_a_400_naming_it_or_a_404_where_it_always_was(api: Client) -> None:
+    for method, path, parameter in NAMED_400:
+        response = await api.request(method, path, json={} if method != "GET" else None)
+        problem = assert_problem(response, 400)
+        assert (problem["title"], problem["detail"]) == ("Bad request", f"{parameter}: Invalid UUID"), path
+    for method, path in NOT_FOUND_404:
+        response = await api.request(method, path, json={} if method != "GET" else None)
+        problem = assert_problem(response, 404)
+        assert (problem["title"], problem["detail"]) == ("Not found", "Not Found"), path
+        assert problem["instance"] == f"/api/v1/tenants/dev/{path}"

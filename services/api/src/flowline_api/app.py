@@ -49,6 +49,8 @@ from flowline_api.metrics import ApiMetrics
 from flowline_api.middleware import AccessLogMiddleware, RequestIdMiddleware
 from flowline_api.rate_limits import RATE_LIMIT_STORE, ExpiredBudgetCleanup, rate_limit_middleware, rate_limit_store
 
+TENANT_PATH = "/api/v1/tenants/{tenant:str}"
+
 
 def create_app(settings: Settings) -> Litestar:
     """The api for ``settings``; the database and broker connections open in the app's lifespan.
@@ -109,11 +111,11 @@ def create_app(settings: Settings) -> Litestar:
             await state.http.aclose()
             await runtime.close()
 
-    # Every tenant route needs credentials and declares the role it needs, and is rate limited (see
-    # rate_limits: the limiters sit between authentication and the role guard); health, metrics and the docs (pages
-    # and their scripts) are not.
+    # Every tenant route lives under the tenant's path, needs credentials and declares the role it needs, and is
+    # rate limited (see rate_limits: the limiters sit between authentication and the role guard); health, metrics
+    # and the docs (pages and their scripts) are not.
     tenant_routes = Router(
-        path="/",
+        path=TENANT_PATH,
         route_handlers=[
             WorkflowController,
             PackController,
@@ -128,6 +130,11 @@ def create_app(settings: Settings) -> Litestar:
             LogController,
             StreamController,
         ],
+        dependencies={
+            "tenant_id": Provide(provide_tenant_id),
+            "caller": Provide(provide_caller, sync_to_thread=False),
+            "actor": Provide(provide_actor, sync_to_thread=False),
+        },
         middleware=[DefineMiddleware(BearerAuthentication), *rate_limits],
         guards=[require_role, require_visible],
         security=[{"bearer": []}],
@@ -143,9 +150,6 @@ def create_app(settings: Settings) -> Litestar:
             "pool": Provide(provide_pool, sync_to_thread=False),
             "outbox": Provide(provide_outbox, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
-            "tenant_id": Provide(provide_tenant_id),
-            "caller": Provide(provide_caller, sync_to_thread=False),
-            "actor": Provide(provide_actor, sync_to_thread=False),
         },
         lifespan=[lifespan],
         middleware=[metrics.middleware(), JsonLimitsMiddleware(settings)],

@@ -11,9 +11,12 @@ import asyncpg
 from flowline.errors import FlowlineError
 from flowline.outages import OUTAGE_ERRORS
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, TooManyRequestsException, ValidationException
+from litestar.enums import ParamType
+from litestar.exceptions import HTTPException, NotFoundException, TooManyRequestsException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
+
+from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +59,14 @@ def _parameter_name(request: Request[Any, Any, Any], key: Any) -> Any:
 
 
 def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
-    """Malformed JSON or a bad path/query parameter is 400; a body that breaks its schema is 422."""
+    """Malformed JSON or a bad path/query parameter is 400; a body that breaks its schema is 422.
+
+    A malformed id in the path of a route opting for it (``path_ids.MALFORMED_ID_IS_NOT_FOUND``) is 404.
+    """
     details = exc.extra if isinstance(exc.extra, list) else []
+    malformed_path = any(isinstance(item, dict) and item.get("source") == ParamType.PATH for item in details)
+    if malformed_path and request.route_handler.opt.get(MALFORMED_ID_IS_NOT_FOUND):
+        return _http_error(request, NotFoundException())
     body_errors = [item for item in details if isinstance(item, dict) and item.get("source") == "body"]
     if not body_errors:
         parameters = "; ".join(

@@ -96,3 +96,8 @@ def problems(instance: str, **details: str | tuple[str, str]) -> dict[int, Respo
             examples=[Example(summary=detail, value=value)],
         )
     return responses
+
+
+def page_example(item: dict[str, Any]) -> dict[str, Any]:
+    """An example page holding one item, with more to come."""
+    return {"items": [item], "total": 41, "limit": 20, "offset": 0, "nextCursor": "WyJoZWxsbyIsIjAxOTMiXQ"}

@@ -10,24 +10,28 @@ from flowline_schemas.agents import Agent, AgentHealth
 from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
-from litestar.params import Body, FromPath, QueryParameter
+from litestar.params import Body, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.dependencies import provide_agent_service
-from flowline_api.domain.agents.schemas import AGENT_CREATE_EXAMPLE, AgentCreate, AgentStatus, AgentUpdate
-from flowline_api.domain.agents.service import AgentService
+from flowline_api.domain.agents.examples import (
+    AGENT_CREATE_EXAMPLE,
+    AGENT_HMAC_CREATE_EXAMPLE,
+    AGENT_ID,
+    BAD_PAGE,
+    BAD_URL,
+    DEACTIVATION_EXAMPLE,
+    NOT_FOUND,
+    PATH,
+    TOKEN_ROTATION_EXAMPLE,
+    TOO_DEEP,
+)
+from flowline_api.domain.agents.schemas import AgentCreate, AgentStatus, AgentUpdate
+from flowline_api.domain.agents.service import AgentService, provide_agent_service
 from flowline_api.domain.openapi import NO_TENANT, problems
 from flowline_api.pagination import AgentPage, Cursor, Limit, Offset
+from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, AgentId
 
-PATH = "/api/v1/tenants/dev/agents"
-AGENT_ID = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
-NOT_FOUND = f"agent {AGENT_ID} does not exist"
-BAD_URL = ("url: must be an absolute http or https URL", "/url")
-BAD_PAGE = "give either offset or cursor, not both"
-TOO_DEEP = ("/authConfig: nested deeper than 64 levels", "/authConfig")  # FLOWLINE_MAX_JSON_DEPTH
-
-AgentId = FromPath[uuid.UUID]
 CreateBody = Annotated[
     AgentCreate,
     Body(
@@ -36,12 +40,7 @@ CreateBody = Annotated[
             Example(summary="bearer token", value=AGENT_CREATE_EXAMPLE),
             Example(
                 summary="HMAC-signed bodies",
-                value={
-                    "name": "billing",
-                    "url": "https://billing.internal/flowline",
-                    "authType": "hmac",
-                    "authConfig": {"secret": "hmac-shared-secret"},
-                },
+                value=AGENT_HMAC_CREATE_EXAMPLE,
             ),
         ],
     ),
@@ -51,8 +50,8 @@ UpdateBody = Annotated[
     Body(
         description="Fields to change; omitted fields keep their value",
         examples=[
-            Example(summary="rotate the token", value={"authConfig": {"token": "n3w-t0ken"}}),
-            Example(summary="take out of service", value={"status": "inactive"}),
+            Example(summary="rotate the token", value=TOKEN_ROTATION_EXAMPLE),
+            Example(summary="take out of service", value=DEACTIVATION_EXAMPLE),
         ],
     ),
 ]
@@ -69,7 +68,8 @@ UPDATE_PROBLEMS = problems(
 class AgentController(Controller):
     """``/api/v1/tenants/{tenant}/agents``: HTTP services that agent steps call."""
 
-    path = "/api/v1/tenants/{tenant:str}/agents"
+    path = "/agents"
+    opt = {MALFORMED_ID_IS_NOT_FOUND: True}
     tags = ["agents"]
     dependencies = {"agent_service": Provide(provide_agent_service, sync_to_thread=False)}
 
@@ -121,7 +121,7 @@ class AgentController(Controller):
         )
 
     @get(
-        "/{agent_id:uuid}",
+        "/{agent_id:str}",
         opt=VIEWER,
         summary="Read an agent",
         responses=problems(f"{PATH}/{AGENT_ID}", not_found=NOT_FOUND),
@@ -133,7 +133,7 @@ class AgentController(Controller):
         return await agent_service.read(tenant_id, agent_id)
 
     @put(
-        "/{agent_id:uuid}",
+        "/{agent_id:str}",
         opt=OPERATOR,
         summary="Change an agent",
         responses=UPDATE_PROBLEMS,
@@ -154,7 +154,7 @@ class AgentController(Controller):
         return await agent_service.update(tenant_id, agent_id, data, actor)
 
     @patch(
-        "/{agent_id:uuid}",
+        "/{agent_id:str}",
         opt=OPERATOR,
         summary="Change some fields of an agent",
         responses=UPDATE_PROBLEMS,
@@ -175,7 +175,7 @@ class AgentController(Controller):
         return await agent_service.update(tenant_id, agent_id, data, actor)
 
     @delete(
-        "/{agent_id:uuid}",
+        "/{agent_id:str}",
         opt=OPERATOR,
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete an agent",
@@ -192,7 +192,7 @@ class AgentController(Controller):
         await agent_service.delete(tenant_id, agent_id, actor)
 
     @get(
-        "/{agent_id:uuid}/health",
+        "/{agent_id:str}/health",
         opt=VIEWER,
         summary="Check an agent's health",
         responses=problems(f"{PATH}/{AGENT_ID}/health", not_found=NOT_FOUND),

@@ -51,18 +51,6 @@ AuthConfig = Annotated[
     ),
 ]
 
-AGENT_CREATE_EXAMPLE = {
-    "name": "summarizer",
-    "description": "Summarizes incident timelines",
-    "url": "https://agents.example.com/summarize",
-    "healthPath": "/health",
-    "authType": "bearer",
-    "authConfig": {"token": "s3cr3t-token"},
-    "timeoutMs": 30000,
-    "retryConfig": {"maxAttempts": 3, "backoff": "exponential", "initialIntervalMs": 1000, "maxIntervalMs": 60000},
-    "status": "active",
-}
-
 
 class AgentCreate(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """A new agent."""

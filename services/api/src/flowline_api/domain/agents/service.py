@@ -27,6 +27,8 @@ from flowline.ids import uuid7
 from flowline.outbound import OutboundPolicy, OutboundRefused
 from flowline_schemas.agents import Agent, AgentHealth, RetryConfig
 from flowline_schemas.pagination import Page
+from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from flowline_api.domain.agents.schemas import AgentCreate, AgentUpdate
 from flowline_api.pagination import decode_cursor, encode_cursor
@@ -401,3 +403,11 @@ class AgentService:
             checked_at=datetime.now(UTC),
             error=error,
         )
+
+
+def provide_agent_service(pool: NamedDependency[asyncpg.Pool], state: State) -> AgentService:
+    """An agent service for this request, sharing the app's cipher, HTTP client and outbound policy."""
+    cipher: MultiFernet = state.auth_cipher
+    http: httpx.AsyncClient = state.http
+    outbound: OutboundPolicy = state.outbound
+    return AgentService(pool, cipher, http, outbound)

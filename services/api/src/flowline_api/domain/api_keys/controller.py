@@ -12,21 +12,21 @@ from flowline_schemas.api_keys import ApiKey, ApiKeyList, CreatedApiKey
 from litestar import Controller, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from flowline_api.auth import ADMIN, ApiKeyCache
+from flowline_api.domain.api_keys.examples import KEY_ID, PATH
 from flowline_api.domain.api_keys.schemas import ApiKeyCreate, api_key_body
 from flowline_api.domain.openapi import NO_TENANT, problems
-
-PATH = "/api/v1/tenants/dev/api-keys"
-KEY_ID = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
+from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, ApiKeyId
 
 
 class ApiKeyController(Controller):
     """``/api/v1/tenants/{tenant}/api-keys``."""
 
-    path = "/api/v1/tenants/{tenant:str}/api-keys"
+    path = "/api-keys"
+    opt = {MALFORMED_ID_IS_NOT_FOUND: True}
     tags = ["api-keys"]
 
     @post(
@@ -61,7 +61,7 @@ class ApiKeyController(Controller):
         return ApiKeyList(items=[api_key_body(key) for key in await list_api_keys(pool, tenant_id)])
 
     @delete(
-        "/{key_id:uuid}",
+        "/{key_id:str}",
         opt=ADMIN,
         status_code=200,
         summary="Revoke an API key",
@@ -69,7 +69,7 @@ class ApiKeyController(Controller):
     )
     async def revoke(
         self,
-        key_id: FromPath[uuid.UUID],
+        key_id: ApiKeyId,
         tenant_id: NamedDependency[uuid.UUID],
         pool: NamedDependency[asyncpg.Pool],
         actor: NamedDependency[Actor],

@@ -11,8 +11,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
 from flowline_api.auth import ADMIN
-from flowline_api.dependencies import provide_audit_service
-from flowline_api.domain.audit.service import AuditFilter, AuditService
+from flowline_api.domain.audit.service import AuditFilter, AuditService, provide_audit_service
 from flowline_api.domain.openapi import NO_TENANT, problems
 from flowline_api.pagination import AuditLogPage, Cursor, Limit, Offset
 
@@ -20,7 +19,7 @@ from flowline_api.pagination import AuditLogPage, Cursor, Limit, Offset
 class AuditLogController(Controller):
     """``/api/v1/tenants/{tenant}/audit-logs``: who changed which workflow, pack, agent or bulk operation, and how."""
 
-    path = "/api/v1/tenants/{tenant:str}/audit-logs"
+    path = "/audit-logs"
     tags = ["audit"]
     dependencies = {"audit_service": Provide(provide_audit_service, sync_to_thread=False)}
 

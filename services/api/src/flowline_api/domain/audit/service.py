@@ -11,6 +11,7 @@ import asyncpg
 from flowline.errors import ClientError
 from flowline_schemas.audit import AuditLog
 from flowline_schemas.pagination import Page
+from litestar.di import NamedDependency
 
 from flowline_api.pagination import decode_cursor, encode_cursor
 
@@ -119,3 +120,8 @@ class AuditService:
             offset=offset,
             next_cursor=next_cursor,
         )
+
+
+def provide_audit_service(pool: NamedDependency[asyncpg.Pool]) -> AuditService:
+    """An audit log reader for this request."""
+    return AuditService(pool)

@@ -12,11 +12,12 @@ from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import Body, FromPath, Parameter
+from litestar.params import Body
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.domain.bulk.schemas import (
+from flowline_api.domain.bulk.examples import (
+    BOTH_GIVEN,
     BULK_CANCEL_EXAMPLE,
     BULK_PATH,
     BULK_RETRY_EXAMPLE,
@@ -24,16 +25,12 @@ from flowline_api.domain.bulk.schemas import (
     DRY_RUN_EXAMPLE,
     OPERATION_EXAMPLE,
     OPERATION_ID,
-    BulkCancelRequest,
-    BulkRetryRequest,
+    UNKNOWN_EXECUTION,
 )
+from flowline_api.domain.bulk.schemas import BulkCancelRequest, BulkRetryRequest
 from flowline_api.domain.bulk.service import BulkOperationService, provide_bulk_operation_service
 from flowline_api.domain.openapi import example_response, problems
-
-# Declared as a string in the path and a UUID in the handler: a malformed id is a 400 naming the parameter.
-OperationId = Annotated[uuid.UUID, Parameter(description="the bulk operation id (a UUID)")]
-UNKNOWN_EXECUTION = "execution 0193a5a0-7c1e-7000-8000-4b2f0e1d2c3a does not exist"
-BOTH_GIVEN = ("give either ids or filter, not both and not neither", "")
+from flowline_api.path_ids import OperationId
 
 
 def _accepted(operation: BulkOperation) -> Response[BulkOperation]:
@@ -58,7 +55,7 @@ def _created_responses(example: dict[str, Any], path: str) -> dict[int, Response
 class BulkOperationController(Controller):
     """``/api/v1/tenants/{tenant}/executions/bulk/cancel|retry`` and ``/bulk-operations/{id}``."""
 
-    path = "/api/v1/tenants/{tenant:str}"
+    path = "/"
     tags = ["bulk operations"]
     dependencies = {"bulk_service": Provide(provide_bulk_operation_service, sync_to_thread=False)}
 
@@ -133,7 +130,7 @@ class BulkOperationController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         bulk_service: NamedDependency[BulkOperationService],
-        operation_id: FromPath[OperationId],
+        operation_id: OperationId,
     ) -> BulkOperation:
         """A bulk operation's status and counts: `total`, `succeeded`, `failed`, `skipped`, and the first errors.
 

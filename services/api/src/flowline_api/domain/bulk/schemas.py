@@ -1,19 +1,15 @@
-"""Request bodies of bulk operations, with the OpenAPI examples of their requests and answers."""
+"""Request bodies of bulk operations."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from flowline.db.bulk_operations import MAX_IDS
 from flowline_schemas.bulk import ExecutionFilter
 
 from flowline_api.domain.control.schemas import Note, Reason
-
-OPERATION_ID = "0193a5a1-0c00-7000-8000-0a1b2c3d4e5f"
-BULK_PATH = "/api/v1/tenants/dev/executions/bulk"
-
 
 Ids = Annotated[
     list[uuid.UUID],
@@ -38,47 +34,3 @@ class BulkRetryRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unkn
     filter: ExecutionFilter | None = None
     note: Note | None = None
     dry_run: DryRun = False
-
-
-BULK_CANCEL_EXAMPLE: dict[str, Any] = {
-    "filter": {"workflow": "demo.nap", "status": ["running", "paused"], "tag": ["batch-7"]},
-    "reason": "batch 7 was started by mistake",
-}
-BULK_RETRY_EXAMPLE: dict[str, Any] = {
-    "ids": ["0193a5a0-7c1e-7000-8000-4b2f0e1d2c3a"],
-    "note": "the upstream is back",
-    "dryRun": True,
-}
-OPERATION_EXAMPLE: dict[str, Any] = {
-    "id": OPERATION_ID,
-    "kind": "cancel",
-    "status": "pending",
-    "dryRun": False,
-    "note": "batch 7 was started by mistake",
-    "total": 500,
-    "succeeded": 0,
-    "failed": 0,
-    "skipped": 0,
-    "errors": [],
-    "createdAt": "2026-11-22T09:00:00Z",
-    "startedAt": None,
-    "completedAt": None,
-}
-DRY_RUN_EXAMPLE: dict[str, Any] = {
-    **OPERATION_EXAMPLE,
-    "kind": "retry",
-    "status": "completed",
-    "dryRun": True,
-    "note": "the upstream is back",
-    "total": 1,
-    "completedAt": "2026-11-22T09:00:00Z",
-}
-COMPLETED_EXAMPLE: dict[str, Any] = {
-    **OPERATION_EXAMPLE,
-    "status": "completed",
-    "total": 500,
-    "succeeded": 498,
-    "skipped": 2,
-    "startedAt": "2026-11-22T09:00:00.400Z",
-    "completedAt": "2026-11-22T09:00:03Z",
-}

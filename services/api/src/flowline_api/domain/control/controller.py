@@ -10,30 +10,28 @@ from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, St
 from litestar import Controller, Response, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from flowline_api.auth import OPERATOR
-from flowline_api.dependencies import provide_control_service
+from flowline_api.domain.control.examples import EXECUTION_ID, NOT_FOUND, PATH
 from flowline_api.domain.control.schemas import CancelRequest, RerunRequest, RetryRequest
-from flowline_api.domain.control.service import ControlService
+from flowline_api.domain.control.service import ControlService, provide_control_service
 from flowline_api.domain.openapi import problems
+from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, ExecutionId
 from flowline_api.rate_limits import EXECUTION_START
-
-EXECUTION_ID = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
-PATH = f"/api/v1/tenants/dev/executions/{EXECUTION_ID}"
-NOT_FOUND = f"execution {EXECUTION_ID} does not exist"
 
 
 class ExecutionControlController(Controller):
     """``/api/v1/tenants/{tenant}/executions/{id}/cancel|pause|resume|retry``."""
 
-    path = "/api/v1/tenants/{tenant:str}/executions"
+    path = "/executions"
+    opt = {MALFORMED_ID_IS_NOT_FOUND: True}
     tags = ["executions"]
     dependencies = {"control_service": Provide(provide_control_service, sync_to_thread=False)}
 
     @post(
-        "/{execution_id:uuid}/cancel",
+        "/{execution_id:str}/cancel",
         opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Cancel an execution",
@@ -52,7 +50,7 @@ class ExecutionControlController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         control_service: NamedDependency[ControlService],
         actor: NamedDependency[Actor],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: ExecutionId,
         data: JSONBody[CancelRequest | None] = None,
     ) -> Response[Cancelled]:
         """Cancel a pending, running or paused execution.
@@ -66,7 +64,7 @@ class ExecutionControlController(Controller):
         return Response(cancelled, status_code=HTTP_200_OK if cancelled.status == "cancelled" else HTTP_202_ACCEPTED)
 
     @post(
-        "/{execution_id:uuid}/pause",
+        "/{execution_id:str}/pause",
         opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Pause an execution",
@@ -81,13 +79,13 @@ class ExecutionControlController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         control_service: NamedDependency[ControlService],
         actor: NamedDependency[Actor],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: ExecutionId,
     ) -> StatusChanged:
         """Start no new step until resumed; running attempts finish and their results are recorded."""
         return await control_service.pause(tenant_id, execution_id, actor)
 
     @post(
-        "/{execution_id:uuid}/resume",
+        "/{execution_id:str}/resume",
         opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Resume a paused execution",
@@ -102,13 +100,13 @@ class ExecutionControlController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         control_service: NamedDependency[ControlService],
         actor: NamedDependency[Actor],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: ExecutionId,
     ) -> StatusChanged:
         """Go on where the execution paused (or start it, if it paused before starting)."""
         return await control_service.resume(tenant_id, execution_id, actor)
 
     @post(
-        "/{execution_id:uuid}/rerun",
+        "/{execution_id:str}/rerun",
         opt=OPERATOR | EXECUTION_START,
         status_code=HTTP_202_ACCEPTED,
         summary="Rerun an execution from a step",
@@ -125,7 +123,7 @@ class ExecutionControlController(Controller):
         control_service: NamedDependency[ControlService],
         caller: NamedDependency[Principal],
         actor: NamedDependency[Actor],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: ExecutionId,
         data: JSONBody[RerunRequest],
     ) -> RerunAccepted:
         """Start a new execution (linked by ``rerunOf``) that runs ``fromStep`` and everything after it again.
@@ -137,7 +135,7 @@ class ExecutionControlController(Controller):
         return await control_service.rerun(tenant_id, execution_id, data, caller, actor)
 
     @post(
-        "/{execution_id:uuid}/retry",
+        "/{execution_id:str}/retry",
         opt=OPERATOR,
         status_code=HTTP_200_OK,
         summary="Retry a failed execution",
@@ -153,7 +151,7 @@ class ExecutionControlController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         control_service: NamedDependency[ControlService],
         actor: NamedDependency[Actor],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: ExecutionId,
         data: JSONBody[RetryRequest | None] = None,
     ) -> RetryAccepted:
         """Resume a failed execution from its failed (and cancelled) steps; completed steps keep their output.

@@ -19,9 +19,10 @@ from flowline.errors import Conflict, NotFound
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, caller_started_by, start_execution
 from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.messages import AdvanceExecution, ExecutionRequested
-from flowline.settings import Topics
+from flowline.settings import Settings, Topics
 from flowline.snapshots import WorkflowSnapshot
 from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
+from litestar.di import NamedDependency
 
 from flowline_api.domain.control.schemas import RerunRequest
 
@@ -220,3 +221,10 @@ async def _audit(
         actor=actor,
         changes=changes or None,
     )
+
+
+def provide_control_service(
+    pool: NamedDependency[asyncpg.Pool], outbox: NamedDependency[OutboxPublisher], settings: NamedDependency[Settings]
+) -> ControlService:
+    """An execution command service for this request."""
+    return ControlService(pool, outbox, settings.topics)

@@ -22,39 +22,38 @@ from flowline_schemas.workflows import ExecutionAccepted
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
-from litestar.params import Body, FromPath, HeaderParameter, JSONBody, Parameter, QueryParameter
+from litestar.params import Body, FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.dependencies import provide_execution_service
 from flowline_api.domain.executions.examples import (
     ATTEMPTS_EXAMPLE,
+    BAD_ID,
     CHILDREN_EXAMPLE,
     EVENTS_EXAMPLE,
     EXECUTION_CREATE_EXAMPLE,
     EXECUTION_EXAMPLE,
     EXECUTION_ID,
+    NOT_FOUND,
     PAGE_EXAMPLE,
     PATH,
+    PROMISE_REJECTED_EXAMPLE,
+    PROMISE_RESOLVED_EXAMPLE,
     STEP_EXAMPLE,
     TASK_ID,
 )
 from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.schemas import ExecutionCreate, PromiseReject, PromiseResolve
-from flowline_api.domain.executions.service import ExecutionService
+from flowline_api.domain.executions.service import ExecutionService, provide_execution_service
 from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import NO_TENANT, example_response, problems
-from flowline_api.domain.workflows.schemas import EXECUTION_ACCEPTED_EXAMPLE, with_idempotency_header
+from flowline_api.domain.workflows.examples import EXECUTION_ACCEPTED_EXAMPLE
+from flowline_api.domain.workflows.schemas import with_idempotency_header
 from flowline_api.pagination import Cursor, Limit, Offset
+from flowline_api.path_ids import ExecutionId, TaskId
 from flowline_api.rate_limits import EXECUTION_START
 
-# Paths declare ids as strings and handlers as UUIDs, so that a malformed id is a 400 naming the parameter
-# (a `:uuid` path type would answer 404, as if the route did not exist).
-ExecutionId = Annotated[uuid.UUID, Parameter(description="the execution id (a UUID)")]
-TaskId = Annotated[uuid.UUID, Parameter(description="the task id (a UUID): `taskId` of a step")]
 METADATA_PREFIX = "metadata."
-NOT_FOUND = f"execution {EXECUTION_ID} does not exist"
-BAD_ID = "execution_id: Invalid UUID"
 
 WorkflowFilter = Annotated[
     str | None, QueryParameter(description="keep executions of this workflow ref", max_length=200, required=False)
@@ -172,7 +171,7 @@ def _includes(values: list[str] | None) -> set[str]:
 class ExecutionController(Controller):
     """``/api/v1/tenants/{tenant}/executions``."""
 
-    path = "/api/v1/tenants/{tenant:str}/executions"
+    path = "/executions"
     tags = ["executions"]
     dependencies = {
         "execution_service": Provide(provide_execution_service, sync_to_thread=False),
@@ -307,7 +306,7 @@ class ExecutionController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
         log_service: NamedDependency[LogService],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         include: Include = None,
     ) -> Execution:
         """An execution with its steps and how many steps are in each status.
@@ -336,7 +335,7 @@ class ExecutionController(Controller):
     async def list_steps(
         self,
         tenant_id: NamedDependency[uuid.UUID],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         execution_service: NamedDependency[ExecutionService],
     ) -> StepList:
         """Every step execution with its status, attempt count, timestamps, input, output and error.
@@ -357,7 +356,7 @@ class ExecutionController(Controller):
     async def list_events(
         self,
         tenant_id: NamedDependency[uuid.UUID],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         execution_service: NamedDependency[ExecutionService],
         since_sequence: SinceSequence = 0,
         limit: EventLimit = 100,
@@ -382,7 +381,7 @@ class ExecutionController(Controller):
     async def list_children(
         self,
         tenant_id: NamedDependency[uuid.UUID],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         execution_service: NamedDependency[ExecutionService],
     ) -> ChildList:
         """The executions started by this execution's `workflow` steps; `kind` is the child's workflow ref.
@@ -407,8 +406,8 @@ class ExecutionController(Controller):
     async def list_attempts(
         self,
         tenant_id: NamedDependency[uuid.UUID],
-        execution_id: FromPath[ExecutionId],
-        task_id: FromPath[TaskId],
+        execution_id: ExecutionId,
+        task_id: TaskId,
         execution_service: NamedDependency[ExecutionService],
     ) -> AttemptList:
         """Every attempt of one step of this execution: number, status, times, duration, worker and error.
@@ -427,12 +426,7 @@ class ExecutionController(Controller):
             **example_response(
                 PromiseSettlement,
                 "the promise, resolved",
-                {
-                    "executionId": EXECUTION_ID,
-                    "promise": "manager-approval",
-                    "status": "resolved",
-                    "settledAt": "2026-11-22T08:40:00Z",
-                },
+                PROMISE_RESOLVED_EXAMPLE,
             ),
             **problems(
                 f"{PATH}/{EXECUTION_ID}/promises/manager-approval/resolve",
@@ -448,7 +442,7 @@ class ExecutionController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
         actor: NamedDependency[Actor],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         name: FromPath[str],
         data: JSONBody[PromiseResolve | None] = None,
     ) -> PromiseSettlement:
@@ -465,12 +459,7 @@ class ExecutionController(Controller):
             **example_response(
                 PromiseSettlement,
                 "the promise, rejected",
-                {
-                    "executionId": EXECUTION_ID,
-                    "promise": "manager-approval",
-                    "status": "rejected",
-                    "settledAt": "2026-11-22T08:40:00Z",
-                },
+                PROMISE_REJECTED_EXAMPLE,
             ),
             **problems(
                 f"{PATH}/{EXECUTION_ID}/promises/manager-approval/reject",
@@ -486,7 +475,7 @@ class ExecutionController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
         actor: NamedDependency[Actor],
-        execution_id: FromPath[ExecutionId],
+        execution_id: ExecutionId,
         name: FromPath[str],
         data: JSONBody[PromiseReject | None] = None,
     ) -> PromiseSettlement:

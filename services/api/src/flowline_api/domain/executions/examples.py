@@ -7,6 +7,8 @@ from typing import Any
 EXECUTION_ID = "0193a5a0-7c1e-7000-8000-4b2f0e1d2c3a"
 TASK_ID = "0193a5a0-7c2f-7000-8000-5c3f1e2d3c4b"
 PATH = "/api/v1/tenants/dev/executions"
+NOT_FOUND = f"execution {EXECUTION_ID} does not exist"
+BAD_ID = "execution_id: Invalid UUID"
 
 EXECUTION_CREATE_EXAMPLE: dict[str, Any] = {
     "workflow": "demo.hello",
@@ -135,3 +137,10 @@ ATTEMPTS_EXAMPLE: dict[str, Any] = {
         },
     ]
 }
+PROMISE_RESOLVED_EXAMPLE: dict[str, Any] = {
+    "executionId": EXECUTION_ID,
+    "promise": "manager-approval",
+    "status": "resolved",
+    "settledAt": "2026-11-22T08:40:00Z",
+}
+PROMISE_REJECTED_EXAMPLE: dict[str, Any] = {**PROMISE_RESOLVED_EXAMPLE, "status": "rejected"}

@@ -36,7 +36,7 @@ from flowline.executions import (
 )
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.messages import PromiseSettled
-from flowline.settings import Topics
+from flowline.settings import Settings, Topics
 from flowline_schemas.executions import (
     AttemptList,
     ChildExecution,
@@ -52,6 +52,8 @@ from flowline_schemas.executions import (
     Task,
     TaskAttempt,
 )
+from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from flowline_api.domain.executions.filters import owner_filter
 from flowline_api.domain.executions.schemas import STEP_STATUSES
@@ -417,3 +419,15 @@ def to_step(record: asyncpg.Record) -> StepExecution:
         completed_at=record["completed_at"],
         duration_ms=_duration_ms(record["started_at"], record["completed_at"]),
     )
+
+
+def provide_execution_service(
+    pool: NamedDependency[asyncpg.Pool],
+    outbox: NamedDependency[OutboxPublisher],
+    settings: NamedDependency[Settings],
+    state: State,
+) -> ExecutionService:
+    """An execution service for this request, sharing the app's cache of started workflows and its inserts."""
+    workflows: WorkflowCache = state.started_workflows
+    inserts: ExecutionInserts = state.execution_inserts
+    return ExecutionService(pool, outbox, settings.topics, workflows, inserts)

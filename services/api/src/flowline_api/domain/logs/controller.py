@@ -9,16 +9,14 @@ from flowline_schemas.logs import TaskLogPage
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, QueryParameter
+from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from flowline_api.auth import VIEWER
-from flowline_api.domain.logs.schemas import LOG_PAGE_EXAMPLE
+from flowline_api.domain.logs.examples import BAD_LEVEL, LOG_PAGE_EXAMPLE, PATH
 from flowline_api.domain.logs.service import LogService, provide_log_service
 from flowline_api.domain.openapi import example_response, problems
-
-PATH = "/api/v1/tenants/dev"
-BAD_LEVEL = "level: 'LOUD' is not a level; use one of DEBUG, INFO, WARN, ERROR"
+from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, ExecutionId, TaskId
 
 Level = Annotated[
     str | None,
@@ -39,12 +37,13 @@ Format = Annotated[
 class LogController(Controller):
     """``/api/v1/tenants/{tenant}/executions/{id}/logs`` and ``/tasks/{taskId}/logs``."""
 
-    path = "/api/v1/tenants/{tenant:str}"
+    path = "/"
+    opt = {MALFORMED_ID_IS_NOT_FOUND: True}
     tags = ["logs"]
     dependencies = {"log_service": Provide(provide_log_service, sync_to_thread=False)}
 
     @get(
-        "/executions/{execution_id:uuid}/logs",
+        "/executions/{execution_id:str}/logs",
         opt=VIEWER,
         summary="List an execution's logs",
         responses={
@@ -60,7 +59,7 @@ class LogController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         log_service: NamedDependency[LogService],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: ExecutionId,
         level: Level = None,
         step_id: StepFilter = None,
         limit: LogLimit = 1000,
@@ -77,7 +76,7 @@ class LogController(Controller):
         )
 
     @get(
-        "/executions/{execution_id:uuid}/logs/download",
+        "/executions/{execution_id:str}/logs/download",
         opt=VIEWER,
         summary="Download an execution's logs",
         responses={
@@ -97,7 +96,7 @@ class LogController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         log_service: NamedDependency[LogService],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: ExecutionId,
         format: Format = "text",
     ) -> Stream:
         """Every log record of an execution as a file, streamed while it is read.
@@ -117,7 +116,7 @@ class LogController(Controller):
         )
 
     @get(
-        "/tasks/{task_id:uuid}/logs",
+        "/tasks/{task_id:str}/logs",
         opt=VIEWER,
         summary="List a task's logs",
         responses={
@@ -133,7 +132,7 @@ class LogController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         log_service: NamedDependency[LogService],
-        task_id: FromPath[uuid.UUID],
+        task_id: TaskId,
         level: Level = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000, description="records per page (1 to 10,000)")] = 50,
         offset: LogOffset = 0,

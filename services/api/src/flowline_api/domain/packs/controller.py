@@ -15,17 +15,16 @@ from litestar.params import Body, FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.dependencies import provide_pack_service, provide_workflow_service
-from flowline_api.domain.openapi import NO_TENANT, example_response, problems
-from flowline_api.domain.packs.schemas import (
+from flowline_api.domain.openapi import NO_TENANT, example_response, page_example, problems
+from flowline_api.domain.packs.examples import (
     PACK_CREATE_EXAMPLE,
     PACK_EXAMPLE,
     PACK_INSTALL_EXAMPLE,
     PACK_INSTALLED_EXAMPLE,
-    PackCreate,
-    PackInstall,
+    PATH,
 )
-from flowline_api.domain.packs.service import PackService
+from flowline_api.domain.packs.schemas import PackCreate, PackInstall
+from flowline_api.domain.packs.service import PackService, provide_pack_service
 from flowline_api.domain.workflows.controller import (
     EnabledFilter,
     Order,
@@ -34,17 +33,15 @@ from flowline_api.domain.workflows.controller import (
     TagsFilter,
     split_tags,
 )
-from flowline_api.domain.workflows.schemas import WORKFLOW_SUMMARY_EXAMPLE, page_example
-from flowline_api.domain.workflows.service import WorkflowService
+from flowline_api.domain.workflows.examples import WORKFLOW_SUMMARY_EXAMPLE
+from flowline_api.domain.workflows.service import WorkflowService, provide_workflow_service
 from flowline_api.pagination import Cursor, Limit, Offset, PackPage, WorkflowSummaryPage
-
-PATH = "/api/v1/tenants/dev/packs"
 
 
 class PackController(Controller):
     """``/api/v1/tenants/{tenant}/packs``."""
 
-    path = "/api/v1/tenants/{tenant:str}/packs"
+    path = "/packs"
     tags = ["packs"]
     dependencies = {
         "workflow_service": Provide(provide_workflow_service, sync_to_thread=False),

@@ -1,17 +1,12 @@
-"""Request bodies of the pack routes, with the OpenAPI examples of their requests and answers."""
+"""Request bodies of the pack routes."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
-from flowline_api.domain.workflows.schemas import (
-    DEFINITION_EXAMPLE,
-    Description,
-    Label,
-    WorkflowState,
-)
+from flowline_api.domain.workflows.schemas import Description, Label, WorkflowState
 
 PACK_REF_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 WORKFLOW_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,126}$"
@@ -42,27 +37,3 @@ class PackInstall(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_f
     """A pack folder: ``pack.yaml`` and ``workflows/*.yaml`` (paths relative to the folder, YAML or JSON)."""
 
     files: Annotated[dict[FilePath, str], msgspec.Meta(min_length=1, max_length=1000)]
-
-
-PACK_CREATE_EXAMPLE: dict[str, Any] = {
-    "ref": "demo",
-    "label": "Demo",
-    "description": "Workflows of the tour",
-    "version": "1.0.0",
-}
-PACK_EXAMPLE: dict[str, Any] = {
-    **PACK_CREATE_EXAMPLE,
-    "createdAt": "2026-11-22T07:00:00Z",
-    "updatedAt": "2026-11-22T07:00:00Z",
-}
-PACK_INSTALL_EXAMPLE: dict[str, Any] = {
-    "files": {
-        "pack.yaml": "ref: demo\nlabel: Demo\nversion: 1.0.0\n",
-        "workflows/hello.yaml": msgspec.yaml.encode({"label": "Hello", "definition": DEFINITION_EXAMPLE}).decode(),
-    }
-}
-PACK_INSTALLED_EXAMPLE: dict[str, Any] = {
-    "pack": PACK_EXAMPLE,
-    "change": "created",
-    "workflows": [{"file": "workflows/hello.yaml", "ref": "demo.hello", "change": "created", "version": 1}],
-}

@@ -17,6 +17,7 @@ from flowline.db.workflows import live_workflows_in_pack
 from flowline.errors import ClientError, Conflict, NotFound, ValidationFailed
 from flowline_schemas.packs import Change, InstalledWorkflow, Pack, PackInstalled
 from flowline_schemas.pagination import Page
+from litestar.di import NamedDependency
 
 from flowline_api.domain.packs.schemas import PackCreate, WorkflowFile
 from flowline_api.domain.workflows.service import WorkflowService
@@ -273,3 +274,10 @@ class PackService:
         )
         await self._audit(connection, tenant_id, manifest.ref, "update", actor, before, record)
         return "updated", record
+
+
+def provide_pack_service(
+    pool: NamedDependency[asyncpg.Pool], workflow_service: NamedDependency[WorkflowService]
+) -> PackService:
+    """A pack service for this request (installing a pack saves workflows through the workflow service)."""
+    return PackService(pool, workflow_service)

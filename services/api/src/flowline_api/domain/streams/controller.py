@@ -9,17 +9,15 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import FromPath, HeaderParameter, QueryParameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from flowline_api.auth import VIEWER
 from flowline_api.domain.openapi import problems
-from flowline_api.domain.streams.schemas import EVENT_EXAMPLE
+from flowline_api.domain.streams.examples import EVENT_EXAMPLE, EXECUTION, PATH
 from flowline_api.domain.streams.service import Messages, StreamService, provide_stream_service
-
-PATH = "/api/v1/tenants/dev"
-EXECUTION = "0190f5d2-7c1e-7a3b-9c1d-2f4e5a6b7c8d"
+from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, ExecutionId, TaskId
 
 LastEventHeader = Annotated[
     str | None,
@@ -68,12 +66,13 @@ def _respond(messages: Messages | None) -> ServerSentEvent | Response[None]:
 class StreamController(Controller):
     """``/executions/{id}/stream``, ``/executions/{id}/stream/consolidated`` and ``/tasks/{taskId}/stream``."""
 
-    path = "/api/v1/tenants/{tenant:str}"
+    path = "/"
+    opt = {MALFORMED_ID_IS_NOT_FOUND: True}
     tags = ["streams"]
     dependencies = {"stream_service": Provide(provide_stream_service, sync_to_thread=False)}
 
     @get(
-        "/executions/{execution_id:uuid}/stream",
+        "/executions/{execution_id:str}/stream",
         opt=VIEWER,
         summary="Stream an execution's events",
         responses=_stream_responses(
@@ -86,7 +85,7 @@ class StreamController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         stream_service: NamedDependency[StreamService],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: ExecutionId,
         last_event_header: LastEventHeader = None,
         last_event_query: LastEventQuery = None,
     ) -> ServerSentEvent | Response[None]:
@@ -103,7 +102,7 @@ class StreamController(Controller):
         return _respond(messages)
 
     @get(
-        "/executions/{execution_id:uuid}/stream/consolidated",
+        "/executions/{execution_id:str}/stream/consolidated",
         opt=VIEWER,
         summary="Stream an execution's and its children's events",
         responses=_stream_responses(
@@ -116,7 +115,7 @@ class StreamController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         stream_service: NamedDependency[StreamService],
-        execution_id: FromPath[uuid.UUID],
+        execution_id: ExecutionId,
         last_event_header: LastEventHeader = None,
         last_event_query: LastEventQuery = None,
     ) -> ServerSentEvent | Response[None]:
@@ -134,7 +133,7 @@ class StreamController(Controller):
         return _respond(messages)
 
     @get(
-        "/tasks/{task_id:uuid}/stream",
+        "/tasks/{task_id:str}/stream",
         opt=VIEWER,
         summary="Stream a task's events and logs",
         responses=_stream_responses(
@@ -147,7 +146,7 @@ class StreamController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         stream_service: NamedDependency[StreamService],
-        task_id: FromPath[uuid.UUID],
+        task_id: TaskId,
         last_event_header: LastEventHeader = None,
         last_event_query: LastEventQuery = None,
     ) -> ServerSentEvent | Response[None]:

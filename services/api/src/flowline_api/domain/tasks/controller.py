@@ -7,20 +7,18 @@ import uuid
 from flowline_schemas.executions import Task
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
 
 from flowline_api.auth import VIEWER
-from flowline_api.dependencies import provide_execution_service
-from flowline_api.domain.executions.controller import TaskId
 from flowline_api.domain.executions.examples import TASK_EXAMPLE, TASK_ID
-from flowline_api.domain.executions.service import ExecutionService
+from flowline_api.domain.executions.service import ExecutionService, provide_execution_service
 from flowline_api.domain.openapi import example_response, problems
+from flowline_api.path_ids import TaskId
 
 
 class TaskController(Controller):
     """``/api/v1/tenants/{tenant}/tasks``."""
 
-    path = "/api/v1/tenants/{tenant:str}/tasks"
+    path = "/tasks"
     tags = ["tasks"]
     dependencies = {"execution_service": Provide(provide_execution_service, sync_to_thread=False)}
 
@@ -41,7 +39,7 @@ class TaskController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         execution_service: NamedDependency[ExecutionService],
-        task_id: FromPath[TaskId],
+        task_id: TaskId,
     ) -> Task:
         """One step execution by its `taskId`.
 

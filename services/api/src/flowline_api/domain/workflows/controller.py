@@ -16,30 +16,30 @@ from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.dependencies import provide_execution_service, provide_workflow_service
-from flowline_api.domain.executions.service import ExecutionService
-from flowline_api.domain.openapi import NO_TENANT, example_response, problems
-from flowline_api.domain.workflows.schemas import (
+from flowline_api.domain.executions.service import ExecutionService, provide_execution_service
+from flowline_api.domain.openapi import NO_TENANT, example_response, page_example, problems
+from flowline_api.domain.workflows.examples import (
+    DESCRIPTION_CLEARED_EXAMPLE,
     EXECUTE_EXAMPLE,
     EXECUTION_ACCEPTED_EXAMPLE,
+    INVALID_DEFINITION,
+    PATH,
     VERSION_EXAMPLE,
     WORKFLOW_CREATE_EXAMPLE,
     WORKFLOW_EXAMPLE,
     WORKFLOW_METADATA_EXAMPLE,
     WORKFLOW_STATE_EXAMPLE,
     WORKFLOW_SUMMARY_EXAMPLE,
+)
+from flowline_api.domain.workflows.schemas import (
     ExecuteRequest,
     WorkflowCreate,
     WorkflowUpdate,
-    page_example,
     with_idempotency_header,
 )
-from flowline_api.domain.workflows.service import WorkflowService
+from flowline_api.domain.workflows.service import WorkflowService, provide_workflow_service
 from flowline_api.pagination import Cursor, Limit, Offset, WorkflowSummaryPage, WorkflowVersionPage
 from flowline_api.rate_limits import EXECUTION_START
-
-PATH = "/api/v1/tenants/dev/workflows"
-INVALID_DEFINITION = ("steps form a cycle: a → b → a", "/definition/steps")
 
 UpdateBody = Annotated[
     WorkflowUpdate,
@@ -47,7 +47,7 @@ UpdateBody = Annotated[
         description="Fields to change; absent fields keep their value",
         examples=[
             Example(summary="rename and disable", value=WORKFLOW_METADATA_EXAMPLE),
-            Example(summary="clear the description", value={"description": None}),
+            Example(summary="clear the description", value=DESCRIPTION_CLEARED_EXAMPLE),
             Example(summary="the whole state, with a new definition", value=WORKFLOW_STATE_EXAMPLE),
         ],
     ),
@@ -85,7 +85,7 @@ def split_tags(tags: list[str] | None) -> list[str] | None:
 class WorkflowController(Controller):
     """``/api/v1/tenants/{tenant}/workflows``."""
 
-    path = "/api/v1/tenants/{tenant:str}/workflows"
+    path = "/workflows"
     tags = ["workflows"]
     dependencies = {
         "workflow_service": Provide(provide_workflow_service, sync_to_thread=False),

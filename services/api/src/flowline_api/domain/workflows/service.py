@@ -36,6 +36,8 @@ from flowline.jsonschemas import check_schema
 from flowline.settings import Settings
 from flowline_schemas.pagination import Page
 from flowline_schemas.workflows import Workflow, WorkflowSummary, WorkflowVersion
+from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from flowline_api.domain.workflows.schemas import WorkflowCreate, WorkflowState, WorkflowUpdate
 from flowline_api.pagination import decode_cursor, encode_cursor
@@ -462,3 +464,10 @@ class WorkflowService:
         """
         record = await read_pack(self._pool, tenant_id, pack)
         return uuid.UUID(str(record["id"]))
+
+
+def provide_workflow_service(
+    pool: NamedDependency[asyncpg.Pool], settings: NamedDependency[Settings], state: State
+) -> WorkflowService:
+    """A workflow service for this request (it seals secret header values with the app's cipher)."""
+    return WorkflowService(pool, settings, state.known_actions, state.auth_cipher)
