@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from flowline.actions import ActionContext, ActionFailed
 from flowline.definitions import HttpRequest
-from flowline_executor.http_step import send
+from flowline_executor.http_step import OutboundClient, send
 
 SECRET = "Bearer sk-0a1b2c3d-never-shown"
 
@@ -27,27 +27,33 @@ REQUEST = msgspec.convert(
 )
 
 
-def echoing(status: int) -> httpx.AsyncClient:
+def echoing(status: int) -> OutboundClient:
     """A client whose server answers ``status`` with the request's headers in its body, as some services do."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json=dict(request.headers))
 
-    return httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    return OutboundClient(httpx.AsyncClient(transport=httpx.MockTransport(answer)))
 
 
 async def test_secret_headers_are_sent_opened_in_place_of_the_mask() -> None:
-    async with echoing(200) as client:
+    client = echoing(200)
+    try:
         output = await send(client, REQUEST, CONTEXT, secret_headers={"Authorization": SECRET})
+    finally:
+        await client.aclose()
 
     assert output["body"]["authorization"] == SECRET
     assert output["body"]["x"] == "y"
 
 
 async def test_an_error_message_never_quotes_a_secret_header() -> None:
-    async with echoing(400) as client:
+    client = echoing(400)
+    try:
         with pytest.raises(ActionFailed) as failed:
             await send(client, REQUEST, CONTEXT, secret_headers={"Authorization": SECRET})
+    finally:
+        await client.aclose()
 
     assert "answered 400" in str(failed.value)
     assert SECRET not in str(failed.value)
