@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
+from aiokafka.errors import KafkaConnectionError
 from flowline.control import lock_execution, request_cancel, request_retry, write_command
 from flowline.credentials import Principal
 from flowline.db.audit import Actor, record_audit
@@ -18,26 +20,29 @@ from flowline.definitions import WorkflowDefinition, downstream
 from flowline.errors import Conflict, NotFound
 from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, caller_started_by, start_execution
 from flowline.kafka.outbox import OutboxPublisher, outgoing
-from flowline.messages import AdvanceExecution, ExecutionRequested
+from flowline.messages import AdvanceExecution, ExecutionEvent, ExecutionRequested
 from flowline.settings import Settings, Topics
 from flowline.snapshots import WorkflowSnapshot
 from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
+from flowline_schemas.streams import FINAL_EVENTS
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from flowline_api.domain.control.schemas import RerunRequest
+from flowline_api.domain.streams.hub import StreamHub
 
 # How long a cancel waits for the engine to apply it before answering with the status it has by then.
 CANCEL_WAIT_SECONDS = 5.0
-_CANCEL_POLL_SECONDS = 0.02
 
 
 class ControlService:
     """Cancels, pauses, resumes and retries executions."""
 
-    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics) -> None:
+    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, hub: StreamHub) -> None:
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
+        self._hub = hub
 
     async def cancel(
         self, tenant_id: uuid.UUID, execution_id: uuid.UUID, reason: str | None, actor: Actor
@@ -63,14 +68,38 @@ class ControlService:
         return Cancelled(execution_id=str(execution_id), status=status, cancelled_at=cancelled_at)
 
     async def _await_final(self, execution_id: uuid.UUID) -> tuple[str, datetime | None]:
-        """The execution's status once final, or after ``CANCEL_WAIT_SECONDS``, with its cancellation time."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CANCEL_WAIT_SECONDS
-        while True:
-            row = await self._pool.fetchrow("SELECT status, cancelled_at FROM executions WHERE id = $1", execution_id)
-            if row["status"] in TERMINAL_EXECUTION_STATUSES or loop.time() >= deadline:
-                return row["status"], row["cancelled_at"]
-            await asyncio.sleep(_CANCEL_POLL_SECONDS)
+        """The execution's status once final, or after ``CANCEL_WAIT_SECONDS``, with its cancellation time.
+
+        The database has the last word; the execution's events only say when to read it. Without a broker to
+        follow, the engine cannot apply the cancel either: the answer is the status as it stands.
+        """
+        with contextlib.suppress(TimeoutError, KafkaConnectionError):
+            async with asyncio.timeout(CANCEL_WAIT_SECONDS):
+                await self._until_final_event(execution_id)
+        row = await self._pool.fetchrow("SELECT status, cancelled_at FROM executions WHERE id = $1", execution_id)
+        return row["status"], row["cancelled_at"]
+
+    async def _until_final_event(self, execution_id: uuid.UUID) -> None:
+        """Return once the execution is final, as its events on the stream hub tell (or its row, if sooner).
+
+        The hub follows the events topic before the row is read: a final event published afterwards arrives, and
+        one published before is in the row already (the engine commits a change before it publishes its events).
+
+        Raises:
+            KafkaConnectionError: the hub cannot follow the events topic.
+        """
+        subscription = await self._hub.subscribe()
+        try:
+            subscription.follow(execution_id)
+            status = await self._pool.fetchval("SELECT status FROM executions WHERE id = $1", execution_id)
+            if status in TERMINAL_EXECUTION_STATUSES:
+                return
+            while True:
+                item = await subscription.get(CANCEL_WAIT_SECONDS)
+                if not isinstance(item, ExecutionEvent) or item.event in FINAL_EVENTS:
+                    return  # final, or the hub cut this subscription off: the row tells
+        finally:
+            subscription.close()
 
     async def pause(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, actor: Actor) -> StatusChanged:
         """Stop starting new steps; running attempts finish and their results are recorded.
@@ -224,7 +253,11 @@ async def _audit(
 
 
 def provide_control_service(
-    pool: NamedDependency[asyncpg.Pool], outbox: NamedDependency[OutboxPublisher], settings: NamedDependency[Settings]
+    pool: NamedDependency[asyncpg.Pool],
+    outbox: NamedDependency[OutboxPublisher],
+    settings: NamedDependency[Settings],
+    state: State,
 ) -> ControlService:
-    """An execution command service for this request."""
-    return ControlService(pool, outbox, settings.topics)
+    """An execution command service for this request, waiting on the process's stream hub."""
+    hub: StreamHub = state.stream_hub
+    return ControlService(pool, outbox, settings.topics, hub)
