@@ -1,4 +1,4 @@
-"""The one shape of every list (DESIGN §7): limit/offset with a total, plus an opaque keyset cursor."""
+"""The one shape of every list (docs/architecture.md §8): limit/offset with a total, plus an opaque keyset cursor."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Execution commands as state changes: the one implementation behind the api's routes and bulk operations.
 
-Each function runs inside the caller's transaction (rows, event log and outbox together, DESIGN §3) and
+Each function runs inside the caller's transaction (rows, event log and outbox together, docs/architecture.md §4.2) and
 returns the outbox rows to publish after the commit.
 """
 

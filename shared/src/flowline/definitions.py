@@ -1,4 +1,4 @@
-"""The workflow definition model (DESIGN §6) and its validator."""
+"""The workflow definition model (docs/architecture.md §7) and its validator."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Messages on every Kafka topic (DESIGN §4): one tagged union per topic, one decoder per consumer.
+"""Messages on every Kafka topic (docs/architecture.md §5): one tagged union per topic, one decoder per consumer.
 
 Evolution rules: a new field gets a default; a field never changes type; events never forbid unknown
 fields, so old consumers read new producers' messages.

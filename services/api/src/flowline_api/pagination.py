@@ -1,4 +1,4 @@
-"""The query parameters and cursors of every list (DESIGN §7), and its pages as the OpenAPI document names them."""
+"""Every list's query parameters, cursors and pages, as the OpenAPI document names them (docs/architecture.md §8)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The state change in progress: what one transaction of one execution emits, and the statement that writes it.
 
-Every state change is one transaction (DESIGN §3): rows, event log and outbox together, published after the
-commit. Transactions lock the execution row before any of its step rows, so writers of one execution
+Every state change is one transaction (docs/architecture.md §4.2): rows, event log and outbox together,
+published after the commit. Transactions lock the execution row before any of its step rows, so writers of one execution
 serialise and never deadlock. The modules that make a change pass its ``Change`` along; it carries the
 connection, this process (``Executor``) and everything the change will write with its last statement.
 """

@@ -1,4 +1,4 @@
-"""Pure graph decisions over a definition and its steps' statuses (DESIGN §6 semantics)."""
+"""Pure graph decisions over a definition and its steps' statuses (docs/architecture.md §7)."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ def _body(answer: Answer) -> Any:
 
 
 def flowline_headers(context: ActionContext) -> dict[str, str]:
-    """The idempotency and tracing headers every outgoing step request carries (DESIGN §3.4)."""
+    """The idempotency and tracing headers every outgoing step request carries (docs/architecture.md §4.4)."""
     return {
         "Idempotency-Key": context.idempotency_key,
         "X-Flowline-Execution-Id": context.execution_id,

@@ -1,6 +1,6 @@
 """Re-sends what a waiting execution needs when its message may have been lost.
 
-PostgreSQL is the truth (DESIGN §3 invariant 1): if the broker loses its data, or a message was
+PostgreSQL is the truth (docs/architecture.md §4.1, §4.9): if the broker loses its data, or a message was
 dead-lettered, the rows still say what is waiting. Every handler is idempotent, so a message sent again
 to an execution that did not need it changes nothing.
 """

@@ -1,4 +1,4 @@
-"""The data model (DESIGN §5) as SQLAlchemy 2 tables; migrations derive from these, queries use asyncpg."""
+"""The data model (docs/architecture.md §6) as SQLAlchemy 2 tables: migrations derive from them; queries use asyncpg."""
 
 from __future__ import annotations
 

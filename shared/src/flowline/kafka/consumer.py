@@ -1,6 +1,6 @@
 """Consumers with manual offset commits after the database commit, retries and a dead-letter topic.
 
-DESIGN §3 invariants 7 and 8: offsets are committed only once the handler's transaction committed;
+docs/architecture.md §4.7 and §4.8: offsets are committed only once the handler's transaction committed;
 a message that cannot be decoded, or fails ``max_failures`` times, is copied to the dead-letter topic
 with its origin in headers and the consumer moves on. Database or broker outages are waited out, not
 dead-lettered.

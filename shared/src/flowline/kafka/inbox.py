@@ -1,4 +1,4 @@
-"""The inbox guard (DESIGN §3 invariant 3): a message id is applied once per consumer."""
+"""The inbox guard (docs/architecture.md §4.3): a message id is applied once per consumer."""
 
 from __future__ import annotations
 

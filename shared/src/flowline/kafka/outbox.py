@@ -1,4 +1,4 @@
-"""The transactional outbox (DESIGN §3 invariant 2): rows written with the state change, published after.
+"""The transactional outbox (docs/architecture.md §4.2): rows written with the state change, published after.
 
 A row is deleted once the broker acknowledged it, so every row in the table is one still to be sent.
 """

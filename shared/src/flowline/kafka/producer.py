@@ -36,7 +36,7 @@ def create_producer(settings: Settings) -> AIOKafkaProducer:
     """A producer that waits for every in-sync replica; start it and stop it in a ``finally``.
 
     Idempotent and transactional producers are not used: the local broker lacks InitProducerId, and
-    consumers are idempotent anyway (DESIGN §3).
+    consumers are idempotent anyway (docs/architecture.md §4.3).
     """
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
