@@ -196,3 +196,21 @@ async def test_a_kept_secret_does_not_follow_its_step_to_another_url(
     kept = await api.put("workflows/demo.call", json={"definition": definition("https://new.example.net", MASKED)})
     assert kept.status_code == 200, kept.text
     assert kept.json()["version"] == 2
+
+
+async def test_an_answer_echoing_a_secret_header_is_stored_without_it(
+    api: Client, runtime: Runtime, settings: Settings, target: CountingServer
+) -> None:
+    assert (await api.post("packs", json={"ref": "demo"})).status_code == 201
+    echo = definition(target.url, {"secret": SECRET})
+    echo["steps"][0]["request"]["url"] = f"{target.url}/headers"
+    assert (await api.post("workflows", json={"ref": "demo.call", "definition": echo})).status_code == 201
+
+    execution_id = await execute(api, runtime, settings)
+
+    assert target.requests[-1][2]["authorization"] == SECRET  # it was sent
+    output = (await api.get(f"executions/{execution_id}/steps")).json()["steps"][0]["output"]
+    assert output["body"]["headers"]["authorization"] == "***"
+    assert output["body"]["seen"] == "auth was ***"
+    token = SECRET.removeprefix("Bearer ")
+    assert await tables_holding(runtime.pool, token) == []
