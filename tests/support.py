@@ -48,7 +48,8 @@ class CountingServer:
     ``/ok`` answers 200 with the JSON body it got; ``/flaky/<n>`` answers 503 to the first ``n`` requests
     of each Idempotency-Key, then 200; ``/status/<code>`` answers that status (429 with ``Retry-After: 7``);
     ``/slow/<seconds>`` answers late; ``/text`` answers 200 with a plain-text body, ``/empty`` 204 with none;
-    ``/huge/<bytes>`` answers 200 with that many bytes, ``/drip/<seconds>`` a byte a second for that long.
+    ``/huge/<bytes>`` answers 200 with that many bytes, ``/drip/<seconds>`` a byte a second for that long;
+    ``/headers`` answers 200 with the request's headers echoed (``{"headers": {…}, "seen": "auth was …"}``).
     """
 
     def __init__(self, port: int = 0) -> None:
@@ -79,6 +80,9 @@ class CountingServer:
                 elif parts[0] == "slow":
                     time.sleep(float(parts[1]))
                 payload = json.dumps({"path": self.path, "got": body.decode() or None}).encode()
+                if parts[0] == "headers":  # a debugging endpoint: the request's headers, echoed
+                    echoed = f"auth was {headers.get('authorization')}"
+                    payload = json.dumps({"headers": headers, "seen": echoed}).encode()
                 content_type = "application/json"
                 if parts[0] in ("huge", "drip"):
                     self._stream(parts[0], float(parts[1]))

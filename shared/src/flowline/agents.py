@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,9 @@ DEFAULT_SIGNATURE_HEADER = "X-Flowline-Signature"
 HMAC_ALGORITHMS = frozenset({"sha256"})
 # Auth config fields holding credentials (the others name a header or an algorithm).
 SECRET_AUTH_FIELDS = frozenset({"token", "username", "password", "key", "secret"})
+# Those masked in an agent's output too: a user name alone opens nothing, and masking it everywhere in an
+# answer would mangle ordinary text (it stays masked in error messages).
+OUTPUT_SECRET_FIELDS = SECRET_AUTH_FIELDS - {"username"}
 
 # Per auth type: the fields a config must hold, and the optional ones with their defaults.
 AUTH_FIELDS: dict[str, tuple[frozenset[str], dict[str, str]]] = {
@@ -220,16 +223,80 @@ def auth_headers(agent: Agent, body: bytes) -> dict[str, str]:
             return {}
 
 
+def agent_secrets(agent: Agent, fields: frozenset[str] = SECRET_AUTH_FIELDS) -> list[str]:
+    """The credentials of ``agent`` as they may be quoted back, longest first.
+
+    Its config's ``fields`` and the header values built from them.
+    """
+    secrets = {value for name, value in agent.auth_config.items() if name in fields and len(value) >= 4}
+    secrets.update(value for value in auth_headers(agent, b"").values() if len(value) >= 4)
+    return sorted(secrets, key=len, reverse=True)
+
+
 def redact(text: str, agent: Agent) -> str:
     """``text`` with every credential of ``agent`` (and its encoded forms) replaced by ``***``.
 
     A guard for messages built from third-party errors, which may quote a header value.
     """
-    secrets = {value for name, value in agent.auth_config.items() if name in SECRET_AUTH_FIELDS and len(value) >= 4}
-    secrets.update(value for value in auth_headers(agent, b"").values() if len(value) >= 4)
-    for secret in sorted(secrets, key=len, reverse=True):
+    for secret in agent_secrets(agent):
         text = text.replace(secret, "***")
     return text
+
+
+def header_secrets(values: Iterable[str]) -> list[str]:
+    """Secret header values as they may be echoed back, longest first so that a longer one is masked whole.
+
+    Each value whole, and the credentials after an auth scheme on their own (``Bearer <token>``: the token).
+    """
+    secrets: set[str] = set()
+    for value in values:
+        if value:
+            secrets.add(value)
+        scheme, _, credentials = value.partition(" ")
+        if scheme and len(credentials.strip()) >= 4:
+            secrets.add(credentials.strip())
+    return sorted(secrets, key=len, reverse=True)
+
+
+def redact_values(value: Any, secrets: Sequence[str], mask: str = "***") -> Any:
+    """``value`` (JSON builtins) with each of ``secrets`` replaced by ``mask`` wherever a string or key holds it.
+
+    An answer that echoes a credential (a header dump, an error quoting it) is then stored without it.
+    ``secrets`` come longest first (as ``agent_secrets`` and ``header_secrets`` give them).
+
+    Iterative, so that a deeply nested answer cannot exhaust the recursion limit.
+    """
+    if not secrets:
+        return value
+
+    def text(item: str) -> str:
+        for secret in secrets:
+            if secret in item:
+                item = item.replace(secret, mask)
+        return item
+
+    if isinstance(value, str):
+        return text(value)
+    if not isinstance(value, dict | list):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any]] = [(value, root)]
+    while stack:
+        source, target = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in items:
+            if isinstance(item, dict | list):
+                copy: Any = {} if isinstance(item, dict) else []
+                stack.append((item, copy))
+            elif isinstance(item, str):
+                copy = text(item)
+            else:
+                copy = item
+            if isinstance(target, dict):
+                target[text(key) if isinstance(key, str) else key] = copy
+            else:
+                target.append(copy)
+    return root
 
 
 def agent_from_record(record: Mapping[str, Any], cipher: MultiFernet) -> Agent:

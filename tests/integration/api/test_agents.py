@@ -616,3 +616,37 @@ async def test_a_health_check_to_a_refused_address_reports_it_unreachable(api: C
         "refused: 127.0.0.1 is a loopback address; allow it with FLOWLINE_OUTBOUND_ALLOWED_NETWORKS"
     )
     assert target.requests == []
+
+
+async def test_credentials_are_not_re_aimed_at_another_origin_without_being_sent_again(
+    api: Client, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    created = await create(api, authType="bearer", authConfig={"token": TOKEN}, healthPath="/health")
+    path = f"agents/{created['id']}"
+    before = await pool.fetchrow("SELECT * FROM agents WHERE id = $1", uuid.UUID(created["id"]))
+
+    refused = [
+        await api.put(path, json={"url": "https://attacker.example.net/summarize"}),
+        await api.patch(path, json={"url": "http://agents.example.com/summarize"}),  # another scheme
+        await api.patch(path, json={"url": "https://agents.example.com:8443/summarize"}),  # another port
+        await api.patch(path, json={"url": "https://attacker.example.net/", "healthPath": "/health"}),
+    ]
+    for response in refused:
+        assert response.status_code == 422, response.text
+        assert response.json()["pointer"] == "/authConfig"
+        assert "authConfig" in response.json()["detail"]
+    assert await pool.fetchrow("SELECT * FROM agents WHERE id = $1", uuid.UUID(created["id"])) == before
+
+    # The same origin keeps them: another path, another health path.
+    same_origin = await api.patch(path, json={"url": "https://agents.example.com/v2/summarize", "healthPath": "/ok"})
+    assert same_origin.status_code == 200, same_origin.text
+    # Sent again, they may go anywhere; without credentials there is nothing to re-aim.
+    moved = await api.patch(path, json={"url": "https://elsewhere.example.net/run", "authConfig": {"token": "new"}})
+    assert moved.status_code == 200, moved.text
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    agent = await load_agent(pool, auth_cipher(settings.secret_key), tenant_id, "summarizer")
+    assert agent.auth_config == {"token": "new"}
+    plain = await create(api, name="plain")
+    assert (await api.patch(f"agents/{plain['id']}", json={"url": "https://other.example.net/"})).status_code == 200
+    cleared = await api.patch(path, json={"url": "https://third.example.net/", "authType": "none"})
+    assert cleared.status_code == 200 and cleared.json()["authConfigFields"] == []

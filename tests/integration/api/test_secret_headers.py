@@ -167,3 +167,50 @@ async def test_a_masked_value_without_a_stored_secret_and_a_bad_value_are_422_wi
     assert broken.json()["pointer"] == "/definition/steps/0/request/headers/Authorization"
     assert "line" not in broken.text
     assert (await api.get("workflows/demo.call")).status_code == 404
+
+
+async def test_a_kept_secret_does_not_follow_its_step_to_another_url(
+    api: Client, runtime: Runtime, target: CountingServer
+) -> None:
+    assert (await api.post("packs", json={"ref": "demo"})).status_code == 201
+    body = {"ref": "demo.call", "definition": definition(target.url, {"secret": SECRET})}
+    assert (await api.post("workflows", json=body)).status_code == 201
+    before = await runtime.pool.fetch("SELECT version, definition FROM workflow_versions ORDER BY version")
+
+    elsewhere = definition("https://attacker.example.net", MASKED)
+    put = await api.put("workflows/demo.call", json={"definition": elsewhere})
+    patched = await api.patch("workflows/demo.call", json={"definition": elsewhere})
+    for response in (put, patched):
+        assert response.status_code == 422, response.text
+        assert response.json()["pointer"] == "/definition/steps/0/request/headers/Authorization"
+        assert "url" in response.json()["detail"]
+    assert await runtime.pool.fetch("SELECT version, definition FROM workflow_versions ORDER BY version") == before
+
+    # Sent again, the secret may go to the new URL.
+    moved = await api.put(
+        "workflows/demo.call", json={"definition": definition("https://new.example.net", {"secret": NEW_SECRET})}
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["version"] == 2
+    # And kept while the URL stays.
+    kept = await api.put("workflows/demo.call", json={"definition": definition("https://new.example.net", MASKED)})
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["version"] == 2
+
+
+async def test_an_answer_echoing_a_secret_header_is_stored_without_it(
+    api: Client, runtime: Runtime, settings: Settings, target: CountingServer
+) -> None:
+    assert (await api.post("packs", json={"ref": "demo"})).status_code == 201
+    echo = definition(target.url, {"secret": SECRET})
+    echo["steps"][0]["request"]["url"] = f"{target.url}/headers"
+    assert (await api.post("workflows", json={"ref": "demo.call", "definition": echo})).status_code == 201
+
+    execution_id = await execute(api, runtime, settings)
+
+    assert target.requests[-1][2]["authorization"] == SECRET  # it was sent
+    output = (await api.get(f"executions/{execution_id}/steps")).json()["steps"][0]["output"]
+    assert output["body"]["headers"]["authorization"] == "***"
+    assert output["body"]["seen"] == "auth was ***"
+    token = SECRET.removeprefix("Bearer ")
+    assert await tables_holding(runtime.pool, token) == []

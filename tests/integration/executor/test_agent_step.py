@@ -92,6 +92,28 @@ async def test_bearer(client: OutboundClient, target: CountingServer) -> None:
     assert target.requests[-1][2]["authorization"] == "Bearer t0k"
 
 
+@pytest.mark.parametrize(
+    ("auth_type", "config"),
+    [
+        ("bearer", {"token": "tok-9e8d7c6b-never-stored"}),
+        ("basic", {"username": "flow", "password": "pw-5a4b3c2d-never-stored"}),
+        ("api_key", {"key": "key-1f2e3d4c-never-stored", "header": "Authorization"}),
+    ],
+)
+async def test_an_answer_echoing_the_credentials_is_output_without_them(
+    client: OutboundClient, target: CountingServer, auth_type: str, config: dict[str, str]
+) -> None:
+    output = await call_agent(client, agent(f"{target.url}/headers", auth_type, **config), {}, CONTEXT)
+
+    sent = target.requests[-1][2]["authorization"]
+    assert "***" in output["headers"]["authorization"]
+    assert output["seen"].startswith("auth was ") and "***" in output["seen"]
+    text = json.dumps(output)
+    assert sent not in text
+    assert not any(value in text for name, value in config.items() if name not in ("header", "username"))
+    assert "x-flowline-step-id" in output["headers"]  # a user name alone is not masked: it is everywhere
+
+
 async def test_basic(client: OutboundClient, target: CountingServer) -> None:
     await call_agent(client, agent(f"{target.url}/ok", "basic", username="flow", password="p@ss:word"), {}, CONTEXT)
 

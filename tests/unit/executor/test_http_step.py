@@ -27,24 +27,62 @@ REQUEST = msgspec.convert(
 )
 
 
-def echoing(status: int) -> OutboundClient:
+def echoing(status: int, sent: list[httpx.Request] | None = None) -> OutboundClient:
     """A client whose server answers ``status`` with the request's headers in its body, as some services do."""
 
     def answer(request: httpx.Request) -> httpx.Response:
+        if sent is not None:
+            sent.append(request)
         return httpx.Response(status, json=dict(request.headers))
 
     return OutboundClient(httpx.AsyncClient(transport=httpx.MockTransport(answer)))
 
 
-async def test_secret_headers_are_sent_opened_in_place_of_the_mask() -> None:
-    client = echoing(200)
+async def test_secret_headers_are_sent_opened_in_place_of_the_mask_and_masked_in_the_output() -> None:
+    sent: list[httpx.Request] = []
+    client = echoing(200, sent)
     try:
         output = await send(client, REQUEST, CONTEXT, secret_headers={"Authorization": SECRET})
     finally:
         await client.aclose()
 
-    assert output["body"]["authorization"] == SECRET
+    assert sent[0].headers["authorization"] == SECRET
+    # The answer echoes it; the output (stored, evented, shown) does not.
+    assert output["body"]["authorization"] == "***"
     assert output["body"]["x"] == "y"
+    assert SECRET not in msgspec.json.encode(output).decode()
+
+
+async def test_a_secret_is_masked_inside_longer_text_keys_and_nested_values_of_the_output() -> None:
+    token = SECRET.removeprefix("Bearer ")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        header = request.headers["authorization"]
+        return httpx.Response(
+            200,
+            json={
+                "echo": f"you sent Authorization: {header}.",
+                "token": token,  # the credentials alone, without their scheme
+                "deep": [[{"seen": [f"x{header}x"]}]],
+                header: "as a key",
+            },
+            headers={"x-echo": header},
+        )
+
+    client = OutboundClient(httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    try:
+        output = await send(client, REQUEST, CONTEXT, secret_headers={"Authorization": SECRET})
+    finally:
+        await client.aclose()
+
+    assert output["body"] == {
+        "echo": "you sent Authorization: ***.",
+        "token": "***",
+        "deep": [[{"seen": ["x***x"]}]],
+        "***": "as a key",
+    }
+    assert output["headers"]["x-echo"] == "***"
+    assert token not in msgspec.json.encode(output).decode()
 
 
 async def test_an_error_message_never_quotes_a_secret_header() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -13,7 +14,9 @@ from flowline.agents import (
     auth_headers,
     decrypt_auth_config,
     encrypt_auth_config,
+    header_secrets,
     redact,
+    redact_values,
     validate_auth_config,
 )
 from flowline.errors import ValidationFailed
@@ -111,3 +114,20 @@ def test_redact_removes_credentials_and_their_encoded_forms() -> None:
     text = redact("bad header b'Basic Zmxvd3VzZXI6cGE1NXdvcmQ=' for flowuser/pa55word", basic)
 
     assert text == "bad header b'***' for ***/***"
+
+
+def test_redact_values_masks_secrets_inside_strings_and_keys_at_any_depth() -> None:
+    secrets = header_secrets(["Bearer sk-0a1b2c3d", "k"])
+    assert secrets[:2] == ["Bearer sk-0a1b2c3d", "sk-0a1b2c3d"]  # longest first: the whole value is masked whole
+    value = {"a": ["x Bearer sk-0a1b2c3d y", {"sk-0a1b2c3d": 1, "n": None, "t": True}], "b": 2.5}
+    assert redact_values(value, secrets[:2]) == {"a": ["x *** y", {"***": 1, "n": None, "t": True}], "b": 2.5}
+    assert redact_values("no secret here", secrets[:2]) == "no secret here"
+    assert redact_values(value, []) is value
+
+    deep: Any = "sk-0a1b2c3d"
+    for _ in range(100_000):  # far past the recursion limit
+        deep = [deep]
+    masked = redact_values(deep, secrets[:2])
+    for _ in range(100_000):
+        masked = masked[0]
+    assert masked == "***"

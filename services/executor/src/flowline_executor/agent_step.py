@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 from flowline.actions import ActionContext, ActionFailed
-from flowline.agents import Agent, auth_headers, redact
+from flowline.agents import OUTPUT_SECRET_FIELDS, Agent, agent_secrets, auth_headers, redact, redact_values
 from flowline.definitions import RetryPolicy
 
 from flowline_executor.http_step import OutboundClient, exchange, flowline_headers
@@ -20,7 +20,8 @@ async def call_agent(client: OutboundClient, agent: Agent, step_input: Any, cont
     is bounded by the agent's timeout.
 
     Returns:
-        The decoded JSON body of the agent's 2xx answer (None for an empty body).
+        The decoded JSON body of the agent's 2xx answer (None for an empty body), with the agent's credentials
+        masked wherever it quotes them.
 
     Raises:
         ActionFailed: as ``http_step.exchange`` classifies the outcome (4xx other than 408/429 final; 5xx,
@@ -46,13 +47,15 @@ async def call_agent(client: OutboundClient, agent: Agent, step_input: Any, cont
     if not response.content:
         return None
     try:
-        return msgspec.json.decode(response.content)
+        output = msgspec.json.decode(response.content)
     except msgspec.DecodeError as err:
         raise ActionFailed(
             f"agent {agent.name!r} answered {response.status_code} with a body that is not JSON: "
             f"{redact(response.text[:200], agent)!r}",
             retryable=False,
         ) from err
+    # An answer that echoes the credentials (a header dump) is stored and shown: none stays in it.
+    return redact_values(output, agent_secrets(agent, OUTPUT_SECRET_FIELDS))
 
 
 def retry_policy(agent: Agent) -> RetryPolicy:

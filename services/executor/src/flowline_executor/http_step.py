@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from flowline.actions import ActionContext, ActionFailed
+from flowline.agents import header_secrets, redact_values
 from flowline.definitions import SECRET_MASK, HttpRequest
 from flowline.outbound import OutboundPolicy, OutboundRefused, guarded_client
 
@@ -197,7 +198,8 @@ async def send(
     """Send the (rendered) request with Flowline's idempotency and tracing headers.
 
     ``request`` holds its secret headers masked (as rendered and stored); ``secret_headers`` are their opened
-    values, sent in their place and replaced by ``***`` in any error message (an answer may echo them).
+    values, sent in their place and replaced by ``***`` in any error message and anywhere in the output (an
+    answer may echo them; the credentials after an auth scheme are masked on their own too).
     ``timeout_seconds`` (the step's) replaces the client's default for this request.
 
     Returns:
@@ -221,8 +223,10 @@ async def send(
             expected_status=request.expected_status,
         )
     except ActionFailed as err:
-        message = str(err)
-        for value in sorted(secrets.values(), key=len, reverse=True):
-            message = message.replace(value, SECRET_MASK)
+        message = redact_values(str(err), header_secrets(secrets.values()), SECRET_MASK)
         raise ActionFailed(message, retryable=err.retryable, retry_after=err.retry_after) from None
-    return {"status": response.status_code, "headers": dict(response.headers), "body": _body(response)}
+    output = {"status": response.status_code, "headers": dict(response.headers), "body": _body(response)}
+    # An answer may echo the request's headers (a debugging endpoint, an error page): it is stored, evented and
+    # shown, so no secret header value stays in it, anywhere inside a string.
+    redacted: dict[str, Any] = redact_values(output, header_secrets(secrets.values()), SECRET_MASK)
+    return redacted

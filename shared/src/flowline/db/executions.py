@@ -349,17 +349,70 @@ async def list_execution_events(
     return records
 
 
+# Whether the execution ``e`` is visible to the principal whose subject is ``$3`` (NULL: an admin, who sees
+# all): it owns it, or its workflow is public. The rule of ``require_visible`` and of ``visible_to``.
+VISIBLE_TO = (
+    "($3::text IS NULL OR e.owned_by = $3 "
+    "OR EXISTS (SELECT 1 FROM workflows w WHERE w.id = e.workflow_id AND w.public))"
+)
+
+
 async def list_child_executions(
-    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, execution_id: uuid.UUID
+    connection: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    visible_to: str | None = None,
 ) -> list[asyncpg.Record]:
-    """The executions started by the workflow steps of an execution, oldest first."""
+    """The executions started by the workflow steps of an execution, oldest first.
+
+    Only those ``visible_to`` may see (None: all, as an admin sees them).
+    """
     records: list[asyncpg.Record] = await connection.fetch(
-        "SELECT id, workflow_ref, parent_step_id, status, created_at, completed_at FROM executions "
-        "WHERE parent_execution_id = $1 AND tenant_id = $2 ORDER BY created_at, id",
+        "SELECT e.id, e.workflow_ref, e.parent_step_id, e.status, e.created_at, e.completed_at FROM executions e "
+        f"WHERE e.parent_execution_id = $1 AND e.tenant_id = $2 AND {VISIBLE_TO} ORDER BY e.created_at, e.id",
         execution_id,
         tenant_id,
+        visible_to,
     )
     return records
+
+
+async def list_visible_tree(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    visible_to: str | None = None,
+) -> list[asyncpg.Record]:
+    """An execution and its descendants that ``visible_to`` may see (None: all), oldest first.
+
+    The walk stops at a descendant the principal may not see: what is below it is left out too, so a hidden
+    child does not show through its own children. The execution itself is included as it is (its route checks
+    that the caller may see it); an empty list when it is not this tenant's.
+    """
+    records: list[asyncpg.Record] = await connection.fetch(
+        "WITH RECURSIVE tree AS (SELECT id, created_at, status, last_event_sequence FROM executions "
+        "WHERE id = $1 AND tenant_id = $2 "
+        "UNION ALL SELECT e.id, e.created_at, e.status, e.last_event_sequence FROM executions e "
+        f"JOIN tree t ON e.parent_execution_id = t.id WHERE e.tenant_id = $2 AND {VISIBLE_TO}) "
+        "SELECT id, status, last_event_sequence FROM tree ORDER BY created_at, id",
+        execution_id,
+        tenant_id,
+        visible_to,
+    )
+    return records
+
+
+async def execution_visible(
+    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, execution_id: uuid.UUID, visible_to: str | None
+) -> bool:
+    """Whether this tenant's execution exists and ``visible_to`` may see it (None: an admin, who sees all)."""
+    visible: bool | None = await connection.fetchval(
+        f"SELECT {VISIBLE_TO} FROM executions e WHERE e.id = $1 AND e.tenant_id = $2",
+        execution_id,
+        tenant_id,
+        visible_to,
+    )
+    return bool(visible)
 
 
 async def list_task_attempts(

@@ -88,6 +88,15 @@ def check_health_path(url: str, health_path: str | None) -> None:
         raise ValidationFailed(f"healthPath: not a valid URL path: {err}", pointer="/healthPath") from err
 
 
+def credential_origins(url: str, health_path: str | None) -> frozenset[tuple[str, str, int | None]]:
+    """Where an agent's credentials go: the origins (scheme, host, port) of its URL and of its health URL."""
+    origins = set()
+    for target in (url, health_url(url, health_path)):
+        parsed = httpx.URL(target)
+        origins.add((parsed.scheme, parsed.host, parsed.port))
+    return frozenset(origins)
+
+
 def to_agent(record: Mapping[str, Any], auth_config: Mapping[str, str]) -> Agent:
     """The response body for an ``agents`` row; only the names of its credentials' fields."""
     retry = record["retry_config"]
@@ -263,9 +272,13 @@ class AgentService:
     async def update(self, tenant_id: uuid.UUID, agent_id: uuid.UUID, data: AgentUpdate, actor: Actor) -> Agent:
         """Change an agent's fields; omitted fields keep their value.
 
+        Stored credentials are kept only while they keep going to the same origins: a ``url`` or ``healthPath``
+        pointing elsewhere needs ``authConfig`` again (or ``authType`` ``none``).
+
         Raises:
             NotFound: no such live agent.
-            ValidationFailed: a bad URL or auth config, or a new auth type without credentials.
+            ValidationFailed: a bad URL or auth config, a new auth type without credentials, or credentials
+                kept for another origin.
             Conflict: another live agent has the new name.
         """
         if data.url is not msgspec.UNSET:
@@ -298,6 +311,18 @@ class AgentService:
                 "status": current["status"] if data.status is msgspec.UNSET else data.status,
             }
             check_health_path(values["url"], values["health_path"])
+            if (
+                data.auth_config is msgspec.UNSET
+                and auth_config
+                and not credential_origins(values["url"], values["health_path"])
+                <= credential_origins(current["url"], current["health_path"])
+            ):
+                # Stored credentials never follow the agent somewhere new unseen: whoever moves them must know them.
+                raise ValidationFailed(
+                    "authConfig: required when url or healthPath sends the credentials to another origin "
+                    "(scheme, host and port); send them again",
+                    pointer="/authConfig",
+                )
             changes = field_changes(
                 audit_snapshot(current, current_config),
                 audit_snapshot(values, auth_config),

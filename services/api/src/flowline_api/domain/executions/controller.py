@@ -383,12 +383,14 @@ class ExecutionController(Controller):
         tenant_id: NamedDependency[uuid.UUID],
         execution_id: ExecutionId,
         execution_service: NamedDependency[ExecutionService],
+        caller: NamedDependency[Principal],
     ) -> ChildList:
         """The executions started by this execution's `workflow` steps; `kind` is the child's workflow ref.
 
-        An empty list when there are none.
+        Only the children the caller may see, as everywhere: its own, and those of public workflows (an admin
+        sees all). An empty list when there are none.
         """
-        return await execution_service.children(tenant_id, execution_id)
+        return await execution_service.children(tenant_id, execution_id, caller)
 
     @get(
         "/{execution_id:str}/tasks/{task_id:str}/attempts",

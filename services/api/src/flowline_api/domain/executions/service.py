@@ -312,15 +312,17 @@ class ExecutionService:
             has_more=len(records) > limit,
         )
 
-    async def children(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> ChildList:
-        """The executions the workflow steps of an execution started, oldest first.
+    async def children(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, caller: Principal) -> ChildList:
+        """The executions the workflow steps of an execution started that ``caller`` may see, oldest first.
+
+        A child of another principal, of a workflow that is not public, is left out (an admin sees all).
 
         Raises:
             NotFound: no such execution in this tenant.
         """
         async with self._pool.acquire() as connection:
             await execution_exists(connection, tenant_id, execution_id)
-            records = await list_child_executions(connection, tenant_id, execution_id)
+            records = await list_child_executions(connection, tenant_id, execution_id, owner_filter(caller))
         return ChildList(
             children=[
                 ChildExecution(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
+from flowline.credentials import Principal
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
@@ -14,6 +15,7 @@ from litestar.response import ServerSentEvent
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from flowline_api.auth import VIEWER
+from flowline_api.domain.executions.filters import owner_filter
 from flowline_api.domain.openapi import problems
 from flowline_api.domain.streams.examples import EVENT_EXAMPLE, EXECUTION, PATH
 from flowline_api.domain.streams.service import Messages, StreamService, provide_stream_service
@@ -115,11 +117,15 @@ class StreamController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         stream_service: NamedDependency[StreamService],
+        caller: NamedDependency[Principal],
         execution_id: ExecutionId,
         last_event_header: LastEventHeader = None,
         last_event_query: LastEventQuery = None,
     ) -> ServerSentEvent | Response[None]:
         """The events of an execution and of every descendant (child workflows, theirs…), history then live.
+
+        Only the descendants the caller may see: a child of another principal, of a workflow that is not
+        public, is left out with everything below it (an admin sees all).
 
         Events are those of the execution stream; `executionId` names whose event it is. Each execution's
         events come in sequence order; children started later join the stream as their parent's
@@ -128,7 +134,7 @@ class StreamController(Controller):
         repeat. The stream closes once the execution and all its descendants reached a final state.
         """
         messages = await stream_service.consolidated_stream(
-            tenant_id, execution_id, last_event_header or last_event_query
+            tenant_id, execution_id, last_event_header or last_event_query, owner_filter(caller)
         )
         return _respond(messages)
 

@@ -20,6 +20,7 @@ from typing import Final
 
 import asyncpg
 import msgspec
+from flowline.db.executions import execution_visible, list_visible_tree
 from flowline.errors import ClientError, NotFound
 from flowline.messages import ExecutionEvent, TaskLogRecord
 from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
@@ -159,8 +160,13 @@ class StreamSession:
         consolidated: bool = False,
         task_id: uuid.UUID | None = None,
         logs_since: datetime | None = None,
+        tenant_id: uuid.UUID | None = None,
+        visible_to: str | None = None,
     ) -> None:
         self._pool = pool
+        # Children found on the way are followed only when this principal may see them (None: an admin).
+        self._tenant_id = tenant_id
+        self._visible_to = visible_to
         self._subscription = subscription
         self._timings = timings
         self._root = root
@@ -170,6 +176,7 @@ class StreamSession:
         self._positions = dict(positions)  # the last sequence read, per execution
         self._sent: dict[uuid.UUID, int] = dict(positions)  # the last sequence sent, per execution
         self._known: set[uuid.UUID] = set()  # executions followed (and caught up)
+        self._hidden: set[uuid.UUID] = set()  # children found that the principal may not see: never followed
         self._terminal: dict[uuid.UUID, bool] = {}
         self._task_done = False
         self._seen_logs: set[str] = set()
@@ -202,6 +209,13 @@ class StreamSession:
             if event.event.startswith("TASK_"):
                 self._task_done = event.data.get("status") in TERMINAL_TASK_STATUSES
         return True
+
+    async def _visible(self, execution_id: uuid.UUID) -> bool:
+        """Whether the stream's principal may see this execution (a child found in a parent's event)."""
+        if self._visible_to is None:
+            return True
+        assert self._tenant_id is not None, "a stream limited to a principal names its tenant"
+        return await execution_visible(self._pool, self._tenant_id, execution_id, self._visible_to)
 
     # Reading the event log -------------------------------------------------------------------------------------
 
@@ -243,7 +257,10 @@ class StreamSession:
         pending = list(execution_ids)
         while pending:
             execution_id = pending.pop(0)
-            if execution_id in self._known:
+            if execution_id in self._known or execution_id in self._hidden:
+                continue
+            if execution_id != self._root and not await self._visible(execution_id):
+                self._hidden.add(execution_id)  # and what is below it: its events, which name them, are not read
                 continue
             self._known.add(execution_id)
             self._subscription.follow(execution_id)  # live first: nothing falls between the read and the live
@@ -389,26 +406,28 @@ class StreamService:
         return session.messages([execution_id])
 
     async def consolidated_stream(
-        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, last_event_id: str | None
+        self,
+        tenant_id: uuid.UUID,
+        execution_id: uuid.UUID,
+        last_event_id: str | None,
+        visible_to: str | None = None,
     ) -> Messages | None:
-        """The events of an execution and all its descendants, then live (children started later join).
+        """The events of an execution and its descendants, then live (children started later join).
+
+        Only the descendants ``visible_to`` may see (None: all, as an admin sees them): a hidden child is
+        left out with everything below it, whether known now or started later.
 
         Raises:
             ClientError: a malformed Last-Event-ID.
             NotFound: no such execution in this tenant.
         """
         positions = parse_positions(last_event_id, execution_id)
-        tree = await self._pool.fetch(
-            "WITH RECURSIVE tree AS (SELECT id, created_at, status, last_event_sequence FROM executions "
-            "WHERE id = $1 AND tenant_id = $2 "
-            "UNION ALL SELECT e.id, e.created_at, e.status, e.last_event_sequence FROM executions e "
-            "JOIN tree t ON e.parent_execution_id = t.id) "
-            "SELECT id, status, last_event_sequence FROM tree ORDER BY created_at, id",
-            execution_id,
-            tenant_id,
-        )
+        tree = await list_visible_tree(self._pool, tenant_id, execution_id, visible_to)
         if not tree:
             raise NotFound(f"execution {execution_id} does not exist")
+        # Positions in executions the principal may not see are dropped: they are neither followed nor echoed.
+        members = {row["id"] for row in tree}
+        positions = {key: value for key, value in positions.items() if key in members}
         if all(
             row["status"] in TERMINAL_STATUSES and row["last_event_sequence"] <= positions.get(row["id"], 0)
             for row in tree
@@ -417,7 +436,14 @@ class StreamService:
         start = [execution_id, *(row["id"] for row in tree if row["id"] != execution_id)]
         subscription = await self._hub.subscribe()
         session = StreamSession(
-            self._pool, subscription, self._timings, root=execution_id, positions=positions, consolidated=True
+            self._pool,
+            subscription,
+            self._timings,
+            root=execution_id,
+            positions=positions,
+            consolidated=True,
+            tenant_id=tenant_id,
+            visible_to=visible_to,
         )
         return session.messages(start)
 

@@ -104,22 +104,28 @@ def audited_fields(record: asyncpg.Record | None) -> dict[str, Any] | None:
     }
 
 
-def _stored_secrets(definition: Any) -> dict[tuple[str, str], str]:
-    """The sealed secret header values of a stored definition, by step id and header name."""
+def _stored_secrets(definition: Any) -> dict[tuple[str, str], tuple[str, str]]:
+    """Each sealed secret header value of a stored definition with its step's URL, by step id and header name."""
     stored = msgspec.convert(definition, WorkflowDefinition)
-    return {(step.id, name): sealed for step in stored.steps for name, sealed in request_secrets(step.request).items()}
+    return {
+        (step.id, name): (sealed, step.request.url)
+        for step in stored.steps
+        if step.request is not None
+        for name, sealed in request_secrets(step.request).items()
+    }
 
 
 def seal_secrets(cipher: MultiFernet, definition: WorkflowDefinition, stored: Any) -> Any:
     """``definition`` as it is stored (JSON builtins): every secret header value sealed.
 
     ``***`` keeps the value stored (in ``stored``, the current version's definition) for the same step and
-    header, so a client may send back what it read. A value equal to the stored one keeps its token too, so
-    that the same definition sent again is not a new version.
+    header, so a client may send back what it read — while the step's ``url`` stays what it was: a stored
+    secret never follows its step somewhere new unless whoever moves it sends it again. A value equal to the
+    stored one keeps its token too, so that the same definition sent again is not a new version.
 
     Raises:
-        ValidationFailed: ``***`` where nothing is stored, or a value that cannot travel in a header (the
-            message names the header, never the value).
+        ValidationFailed: ``***`` where nothing is stored or where the step's url changed, or a value that
+            cannot travel in a header (the message names the header, never the value).
     """
     sealed_before = _stored_secrets(stored) if stored is not None else {}
     built: Any = msgspec.to_builtins(definition)
@@ -127,11 +133,18 @@ def seal_secrets(cipher: MultiFernet, definition: WorkflowDefinition, stored: An
         for name, value in request_secrets(step.request).items():
             pointer = f"/definition/steps/{index}/request/headers/{name.replace('~', '~0').replace('/', '~1')}"
             label = f"step {step.id!r}: header {name!r}"
-            token = sealed_before.get((step.id, name))
+            token, stored_url = sealed_before.get((step.id, name), (None, None))
             if value == SECRET_MASK:
                 if token is None:
                     raise ValidationFailed(
                         f"{label}: {SECRET_MASK} keeps the stored secret, and none is stored for this step and header",
+                        pointer=pointer,
+                    )
+                assert step.request is not None  # it has a secret header
+                if step.request.url != stored_url:
+                    raise ValidationFailed(
+                        f"{label}: {SECRET_MASK} keeps the stored secret only while the step's url stays the same; "
+                        "the url changed, so send the secret again",
                         pointer=pointer,
                     )
             else:
