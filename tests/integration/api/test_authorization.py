@@ -43,7 +43,8 @@ def needed_role(method: str, path: str) -> str:
 
 
 def token(sub: str, tenant: str, roles: list[str], expires_in: timedelta) -> str:
-    claims = {"sub": sub, "tenant": tenant, "roles": roles, "exp": datetime.now(UTC) + expires_in}
+    now = datetime.now(UTC)
+    claims = {"sub": sub, "tenant": tenant, "roles": roles, "iat": now, "exp": now + expires_in}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
@@ -259,3 +260,16 @@ async def test_an_execution_says_who_started_it_and_belongs_to_them(world: World
     read = await world.client.get(f"{base}/executions/{execution_id}", headers=ada)
     assert (read.status_code, read.json()["startedBy"]) == (200, "jwt:ada")
     assert (await world.client.get(f"{base}/executions/{execution_id}", headers=bob)).status_code == 404
+
+
+async def test_a_jwt_naming_an_api_key_is_refused_not_taken_for_the_key(world: World, pool: asyncpg.Pool) -> None:
+    owner = await pool.fetchval("SELECT owned_by FROM executions WHERE id = $1", world.execution_id)
+    assert owner.startswith("api-key:")
+    impostor = bearer(token(owner, "dev", ["operator"], timedelta(minutes=5)))
+
+    read = await world.client.get(f"/api/v1/tenants/dev/executions/{world.execution_id}", headers=impostor)
+
+    assert read.status_code == 401, read.text
+    assert (
+        await world.client.get(f"/api/v1/tenants/dev/executions/{world.execution_id}", headers=world.headers["owner"])
+    ).status_code == 200
