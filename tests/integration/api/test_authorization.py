@@ -2,8 +2,9 @@
 
 The expectations come from the issue's rules, not from the routes' declarations, so a route that declares
 the wrong role (or none) fails here: admin-only routes are the API keys and the audit log; reads need a
-viewer; everything else an operator. Executions (and their tasks) belong to the principal that started
-them: another viewer or operator gets a 404, exactly like an id that does not exist.
+viewer, except an agent's health check (it sends the agent's credentials); everything else an operator.
+Executions (and their tasks) belong to the principal that started them: another viewer or operator gets a
+404, exactly like an id that does not exist.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from tests.support import api_key, bearer
 JWT_SECRET = "a-test-secret-of-enough-length-for-hs256"
 TENANT_ROUTES = "/api/v1/tenants/{tenant}/"
 ADMIN_ONLY = ("/api-keys", "/audit-logs")
+# Reads that need an operator: an agent's health check sends the agent's credentials to where it points.
+OPERATOR_READS = ("/agents/{agent_id}/health",)
 ROLES = ("viewer", "operator", "admin")
 
 Client = AsyncTestClient  # type: ignore[type-arg]
@@ -39,6 +42,8 @@ def needed_role(method: str, path: str) -> str:
     """The role the issue gives a route."""
     if any(path.startswith(TENANT_ROUTES + part.strip("/")) for part in ADMIN_ONLY):
         return "admin"
+    if path.removeprefix(TENANT_ROUTES.rstrip("/")) in OPERATOR_READS:
+        return "operator"
     return "viewer" if method == "GET" else "operator"
 
 
