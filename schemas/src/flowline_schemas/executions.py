@@ -14,6 +14,19 @@ TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "cancelled"})
 MetadataKey = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 MetadataValue = Annotated[str, msgspec.Meta(max_length=500)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+# What one start may carry (the api's bodies and a Kafka SubmitExecution alike): bounded so that every value
+# fits the rows and index entries it is stored in, and the list filters on the same fields accept it.
+MAX_METADATA_ENTRIES = 50
+MAX_TAGS = 50
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+Metadata = Annotated[
+    dict[MetadataKey, MetadataValue],
+    msgspec.Meta(
+        max_length=MAX_METADATA_ENTRIES,
+        description="custom attributes; filter lists with `metadata.<key>=<value>`",
+    ),
+]
+Tags = Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAGS)]
 
 
 class StepExecution(msgspec.Struct, kw_only=True, rename="camel"):

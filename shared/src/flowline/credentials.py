@@ -25,6 +25,7 @@ from flowline.ids import uuid7
 
 ROLES: tuple[Role, ...] = get_args(Role)  # each role may do what the ones before it may
 KEY_PREFIX = "fl_"
+API_KEY_SUBJECT_PREFIX = "api-key:"  # an API key's principal; no JWT may claim a subject starting so
 
 
 def role_allows(role: Role, needed: Role) -> bool:
@@ -71,7 +72,7 @@ def parse_key(token: str) -> tuple[uuid.UUID, str] | None:
 
 def key_subject(key_id: uuid.UUID) -> str:
     """The principal name of an API key."""
-    return f"api-key:{key_id}"
+    return f"{API_KEY_SUBJECT_PREFIX}{key_id}"
 
 
 _KEY_COLUMNS = "id, name, role, created_at, created_by, last_used_at, revoked_at"

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from flowline_schemas.executions import MAX_IDEMPOTENCY_KEY_LENGTH, Metadata, Tags
 
 # Re-exported: the levels are the api's too (flowline_schemas), and the executor takes them from here.
 from flowline_schemas.logs import LogLevel as LogLevel
@@ -73,7 +74,8 @@ class SubmitExecution(Message, frozen=True, kw_only=True, tag=True):
     "tenant": "dev", "workflow": "demo.hello", "input": {...}, "idempotency_key": "order-42"}``.
     ``id`` (required) is the producer's message id; ``idempotency_key`` (default: derived from the
     message id) makes the same submission twice start one execution. ``version`` picks a workflow
-    version (default: the latest).
+    version (default: the latest). ``metadata``, ``tags`` and ``idempotency_key`` have the bounds of the
+    api's (``flowline_schemas.executions``); a message past one is dead-lettered.
     """
 
     id: uuid.UUID
@@ -82,9 +84,10 @@ class SubmitExecution(Message, frozen=True, kw_only=True, tag=True):
     workflow: str
     version: int | None = None
     input: dict[str, Any] = {}
-    idempotency_key: str | None = None
-    metadata: dict[str, str] = {}
-    tags: list[str] = []
+    # Bounded as the api's starts are: a message past a bound fails validation and is dead-lettered.
+    idempotency_key: Annotated[str, msgspec.Meta(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] | None = None
+    metadata: Metadata = {}
+    tags: Tags = []
 
 
 RequestMessage = ExecutionRequested | SubmitExecution

@@ -70,6 +70,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # one of these PEM public keys (RS256, several for rotation). Empty: JWTs are refused.
     jwt_hs256_secret: str = ""
     jwt_rs256_public_keys: str = ""
+    # When set, a JWT's `iss` must be this issuer, and its `aud` must name this audience. Empty: not checked.
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    # The longest a JWT may live, `exp` minus `iat` (both then required; an `iat` in the future is refused).
+    # 0: any lifetime, and `iat` is not needed.
+    jwt_max_lifetime_seconds: int = 86_400
     # How long an api process trusts an API key it verified in PostgreSQL before looking again. A key revoked
     # through an api process is refused there at once, and by the other api processes within this time. 0:
     # every request looks the key up.

@@ -20,7 +20,7 @@ from flowline_schemas.agents import RetryConfig
 from litestar.testing import AsyncTestClient
 
 from tests.integration.api.clients import admin_client, served_client
-from tests.support import CountingServer
+from tests.support import CountingServer, api_key, bearer
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 TOKEN = "tok-3f9a1c77e2b4-never-shown"
@@ -439,6 +439,24 @@ async def test_health_of_a_healthy_agent_uses_its_auth(api: Client, target: Coun
     method, path, headers, _ = target.requests[-1]
     assert (method, path) == ("GET", "/ok")
     assert headers["authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_a_viewer_may_not_run_a_health_check_which_sends_the_agents_credentials(
+    api: Client, target: CountingServer, settings: Settings
+) -> None:
+    created = await create(
+        api, url=f"{target.url}/run", healthPath="/ok", authType="bearer", authConfig={"token": TOKEN}
+    )
+    path = f"agents/{created['id']}/health"
+
+    refused = await api.get(path, headers=bearer(await api_key(settings.database_url, role="viewer")))
+
+    assert refused.status_code == 403, refused.text
+    assert "operator" in refused.json()["detail"]
+    assert target.requests == []  # nothing was sent, the credentials least of all
+    allowed = await api.get(path, headers=bearer(await api_key(settings.database_url, role="operator")))
+    assert (allowed.status_code, allowed.json()["status"]) == (200, "healthy")
+    assert len(target.requests) == 1
 
 
 async def test_health_without_a_health_path_gets_the_agent_url(api: Client, target: CountingServer) -> None:

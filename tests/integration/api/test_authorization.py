@@ -2,8 +2,9 @@
 
 The expectations come from the issue's rules, not from the routes' declarations, so a route that declares
 the wrong role (or none) fails here: admin-only routes are the API keys and the audit log; reads need a
-viewer; everything else an operator. Executions (and their tasks) belong to the principal that started
-them: another viewer or operator gets a 404, exactly like an id that does not exist.
+viewer, except an agent's health check (it sends the agent's credentials); everything else an operator.
+Executions (and their tasks) belong to the principal that started them: another viewer or operator gets a
+404, exactly like an id that does not exist.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from tests.support import api_key, bearer
 JWT_SECRET = "a-test-secret-of-enough-length-for-hs256"
 TENANT_ROUTES = "/api/v1/tenants/{tenant}/"
 ADMIN_ONLY = ("/api-keys", "/audit-logs")
+# Reads that need an operator: an agent's health check sends the agent's credentials to where it points.
+OPERATOR_READS = ("/agents/{agent_id}/health",)
 ROLES = ("viewer", "operator", "admin")
 
 Client = AsyncTestClient  # type: ignore[type-arg]
@@ -39,11 +42,14 @@ def needed_role(method: str, path: str) -> str:
     """The role the issue gives a route."""
     if any(path.startswith(TENANT_ROUTES + part.strip("/")) for part in ADMIN_ONLY):
         return "admin"
+    if path.removeprefix(TENANT_ROUTES.rstrip("/")) in OPERATOR_READS:
+        return "operator"
     return "viewer" if method == "GET" else "operator"
 
 
 def token(sub: str, tenant: str, roles: list[str], expires_in: timedelta) -> str:
-    claims = {"sub": sub, "tenant": tenant, "roles": roles, "exp": datetime.now(UTC) + expires_in}
+    now = datetime.now(UTC)
+    claims = {"sub": sub, "tenant": tenant, "roles": roles, "iat": now, "exp": now + expires_in}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
@@ -259,3 +265,16 @@ async def test_an_execution_says_who_started_it_and_belongs_to_them(world: World
     read = await world.client.get(f"{base}/executions/{execution_id}", headers=ada)
     assert (read.status_code, read.json()["startedBy"]) == (200, "jwt:ada")
     assert (await world.client.get(f"{base}/executions/{execution_id}", headers=bob)).status_code == 404
+
+
+async def test_a_jwt_naming_an_api_key_is_refused_not_taken_for_the_key(world: World, pool: asyncpg.Pool) -> None:
+    owner = await pool.fetchval("SELECT owned_by FROM executions WHERE id = $1", world.execution_id)
+    assert owner.startswith("api-key:")
+    impostor = bearer(token(owner, "dev", ["operator"], timedelta(minutes=5)))
+
+    read = await world.client.get(f"/api/v1/tenants/dev/executions/{world.execution_id}", headers=impostor)
+
+    assert read.status_code == 401, read.text
+    assert (
+        await world.client.get(f"/api/v1/tenants/dev/executions/{world.execution_id}", headers=world.headers["owner"])
+    ).status_code == 200

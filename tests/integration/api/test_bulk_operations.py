@@ -16,9 +16,10 @@ from flowline_scheduler.bulk import BulkOperationLoop
 from litestar.testing import AsyncTestClient
 
 from tests.integration.api.execution_rows import ExecutionRows
-from tests.support import eventually, read_topic
+from tests.support import api_key, bearer, eventually, read_topic
 
 Client = AsyncTestClient  # type: ignore[type-arg]
+WHO = (("creator", "operator"), ("another operator", "operator"), ("viewer", "viewer"), ("admin", "admin"))
 
 
 @pytest.fixture
@@ -165,6 +166,33 @@ async def test_creating_an_operation_answers_202_and_is_audited(api: Client, row
         (operation["id"], "create", "r-1")
     ]
     assert audit[0]["changes"]["reason"] == {"before": None, "after": "wrong input"}
+
+
+async def test_an_operation_is_read_only_by_its_creator_or_an_admin(
+    api: Client, rows: ExecutionRows, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """As executions: another viewer or operator gets a 404, exactly like an operation that does not exist."""
+    await rows.execution(status="failed", tags=["nightly"])
+    keys = {name: bearer(await api_key(settings.database_url, role=role)) for name, role in WHO}
+    body = {"filter": {"tag": ["nightly"]}, "dryRun": True}
+    created = await api.post("/executions/bulk/retry", json=body, headers=keys["creator"])
+    assert created.status_code == 200, created.text
+    operation_id = created.json()["id"]
+
+    async def read(who: str) -> int:
+        response = await api.get(f"/bulk-operations/{operation_id}", headers=keys[who])
+        if response.status_code == 404:
+            assert response.json()["detail"] == f"bulk operation {operation_id} does not exist"
+        return response.status_code
+
+    assert {who: await read(who) for who in keys} == {
+        "creator": 200,
+        "another operator": 404,
+        "viewer": 404,
+        "admin": 200,
+    }
+    creator = await pool.fetchval("SELECT created_by FROM bulk_operations WHERE id = $1", uuid.UUID(operation_id))
+    assert creator is not None and creator.startswith("api-key:")
 
 
 # --- the worker -------------------------------------------------------------------------------------------------

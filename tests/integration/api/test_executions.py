@@ -115,6 +115,54 @@ async def test_start_refuses_what_execute_refuses(api: Client) -> None:
     assert _problem(bad_metadata, 422)["pointer"].startswith("/metadata")
 
 
+OVERSIZED = [  # what a start may carry: the bounds of the list filters on the same fields
+    ({"tags": ["t" * 3000]}, "/tags/0"),  # one tag past an index row's size was a 500
+    ({"tags": ["t" * 101]}, "/tags/0"),
+    ({"tags": [""]}, "/tags/0"),
+    ({"tags": [f"t{n}" for n in range(51)]}, "/tags"),
+    ({"metadata": {"k": "v" * 501}}, "/metadata"),  # msgspec does not name the key whose value is wrong
+    ({"metadata": {"k" * 101: "v"}}, "/metadata"),
+    ({"metadata": {f"k{n}": "v" for n in range(51)}}, "/metadata"),
+    ({"idempotencyKey": "i" * 201}, "/idempotencyKey"),
+]
+
+
+@pytest.mark.parametrize(
+    ("route", "workflow"), [("/executions", {"workflow": "demo.hello"}), ("/workflows/demo.hello/execute", {})]
+)
+@pytest.mark.parametrize(("fields", "pointer"), OVERSIZED)
+async def test_a_start_refuses_oversized_metadata_tags_and_keys_naming_the_field(
+    api: Client, pool: asyncpg.Pool, route: str, workflow: dict[str, Any], fields: dict[str, Any], pointer: str
+) -> None:
+    assert (await define(api, HELLO)).status_code == 201
+
+    problem = _problem(await api.post(route, json={**workflow, **fields}), 422)
+
+    assert problem["pointer"] == pointer
+    assert await pool.fetchval("SELECT count(*) FROM executions") == 0
+
+
+@pytest.mark.parametrize("route", ["/executions", "/workflows/demo.hello/execute"])
+async def test_a_start_refuses_an_oversized_idempotency_key_header(api: Client, pool: asyncpg.Pool, route: str) -> None:
+    assert (await define(api, HELLO)).status_code == 201
+
+    problem = _problem(
+        await api.post(
+            route,
+            json={"workflow": "demo.hello"} if route == "/executions" else {},
+            headers={"Idempotency-Key": "i" * 201},
+        ),
+        400,
+    )
+
+    assert "Idempotency-Key" in problem["detail"] and "200" in problem["detail"]
+    assert await pool.fetchval("SELECT count(*) FROM executions") == 0
+    limit = await api.post(
+        route, json={"workflow": "demo.hello"} if route == "/executions" else {}, headers={"Idempotency-Key": "i" * 200}
+    )
+    assert limit.status_code == 202, limit.text
+
+
 async def test_a_start_sees_every_change_to_its_workflow(api: Client, pool: asyncpg.Pool) -> None:
     # The api keeps the workflow a start used; each later start checks it is still the one to use.
     assert (await define(api, HELLO)).status_code == 201

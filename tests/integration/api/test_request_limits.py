@@ -88,6 +88,28 @@ async def test_json_too_deep_to_decode_is_400_too(api: Client) -> None:
     assert "nested deeper than 64 levels" in problem["detail"]
 
 
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/octet-stream", None, "application/x-www-form-urlencoded"]
+)
+async def test_the_limits_hold_whatever_the_content_type_says(small_api: Client, content_type: str | None) -> None:
+    """The route decodes a body as JSON whatever its content type: the limits are checked on it just the same."""
+    deep: Any = "bottom"
+    for _ in range(70):
+        deep = {"next": deep}
+    headers = {} if content_type is None else {"content-type": content_type}
+    long = msgspec.json.encode(workflow("long", output={"text": "y" * 1001}))
+
+    too_deep = await small_api.post(
+        "workflows", content=msgspec.json.encode(workflow("deep", output=deep)), headers=headers
+    )
+    too_long = await small_api.post("workflows", content=long, headers=headers)
+
+    assert assert_problem(too_deep, 400)["detail"].endswith("nested deeper than 64 levels")
+    assert assert_problem(too_long, 400)["pointer"] == "/definition/output/text"
+    assert (await small_api.get("workflows/demo.deep")).status_code == 404
+    assert (await small_api.get("workflows/demo.long")).status_code == 404
+
+
 async def test_a_string_over_the_limit_is_400_naming_the_pointer(small_api: Client) -> None:
     body = workflow("long", output={"text": "y" * 1001})
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from flowline.messages import EventMessage, ExecutionEvent, decoder, encode
+from flowline.messages import EventMessage, ExecutionEvent, RequestMessage, decoder, encode
 from flowline.ops import check_readiness
 from flowline.request_ids import current_request_id, kafka_headers
 from flowline.runtime import Runtime
@@ -271,3 +273,39 @@ async def test_what_is_the_messages_fault_is_dead_lettered_and_the_consumer_move
     errors = [dict(record.headers)["error"] for record in dead]
     assert errors[0].startswith(b"cannot decode: ") and b"recursion" in errors[0]
     assert errors[1].startswith(b"DataError: ")
+
+
+async def test_a_submission_past_a_bound_is_dead_lettered_and_the_next_one_is_handled(
+    runtime: Runtime, settings: Settings
+) -> None:
+    """A 3 KB tag (once a 500 at the index row) fails the decoder's validation: dead-lettered, not retried."""
+
+    def submission(**fields: Any) -> bytes:
+        return json.dumps(
+            {"type": "SubmitExecution", "id": str(uuid.uuid4()), "tenant": "dev", "workflow": "demo.hello", **fields}
+        ).encode()
+
+    handled: list[RequestMessage] = []
+
+    async def handle(message: RequestMessage) -> None:
+        handled.append(message)
+
+    oversized = submission(tags=["t" * 3000], idempotency_key="bad")
+    for value in (oversized, submission(tags=["fine"], idempotency_key="good")):
+        await runtime.producer.send_and_wait(settings.topics.requests, value, key=b"same")
+    consumer = runtime.consumer("test-submissions", [settings.topics.requests], decoder(RequestMessage), handler=handle)
+    await consumer.start()
+    try:
+
+        async def good_handled() -> bool:
+            await consumer.poll_once()
+            return bool(handled)
+
+        await eventually(good_handled)
+    finally:
+        await consumer.stop()
+
+    assert [(message.idempotency_key, message.tags) for message in handled] == [("good", ["fine"])]  # type: ignore[union-attr]
+    [dead] = await read_topic(settings, settings.topics.dead_letter, 1)
+    assert dead.value == oversized
+    assert dict(dead.headers)["error"].startswith(b"cannot decode") and b"$.tags[0]" in dict(dead.headers)["error"]

@@ -107,3 +107,32 @@ async def test_executions_keep_their_owner_and_learn_who_started_them(database_u
         unknown: (None, None),
     }
     assert downgraded == {execution_id: owner for execution_id, _, owner, _ in rows}
+
+
+async def test_bulk_operations_learn_their_creator_from_the_audit_log(database_url: str) -> None:
+    """0005: an operation's ``created_by`` is the principal of its creation's audit row; without one, unknown."""
+    await asyncio.to_thread(downgrade, database_url, "0004")
+    connection = await asyncpg.connect(database_url)
+    try:
+        tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+        audited, unaudited = uuid7(), uuid7()
+        for operation_id in (audited, unaudited):
+            await connection.execute(
+                "INSERT INTO bulk_operations (id, tenant_id, kind, selection) VALUES ($1, $2, 'cancel', '{}')",
+                operation_id,
+                tenant_id,
+            )
+        await connection.execute(
+            "INSERT INTO audit_logs (id, tenant_id, entity_type, entity_id, action, principal) "
+            "VALUES ($1, $2, 'bulk_operation', $3, 'create', 'jwt-subject')",
+            uuid7(),
+            tenant_id,
+            str(audited),
+        )
+
+        await asyncio.to_thread(upgrade_head, database_url)
+        creators = dict(await connection.fetch("SELECT id, created_by FROM bulk_operations"))
+    finally:
+        await connection.close()
+
+    assert creators == {audited: "jwt-subject", unaudited: None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -268,3 +269,35 @@ def test_an_operation_event_is_camel_case_and_keyed_by_its_operation() -> None:
     assert (wire["type"], wire["operationId"], wire["timestampMs"]) == ("OperationEvent", str(operation_id), 5)
     assert decoder(EventMessage).decode(encode(event)) == event
     assert row.key == str(operation_id).encode()
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"tags": ["t" * 3000]}, "`$.tags[0]"),
+        ({"tags": [f"t{n}" for n in range(51)]}, "`$.tags"),
+        ({"metadata": {"k": "v" * 501}}, "`$.metadata[...]"),
+        ({"metadata": {"k" * 101: "v"}}, "`key` in `$.metadata"),
+        ({"metadata": {f"k{n}": "v" for n in range(51)}}, "`$.metadata"),
+        ({"idempotency_key": "i" * 201}, "`$.idempotency_key"),
+    ],
+)
+def test_a_submission_past_the_api_bounds_fails_validation(fields: dict[str, Any], where: str) -> None:
+    """The consumer dead-letters what fails validation: a 3 KB tag no longer reaches an index row."""
+    wire = {"type": "SubmitExecution", "id": str(uuid.uuid4()), "tenant": "dev", "workflow": "demo.hello", **fields}
+
+    with pytest.raises(msgspec.ValidationError, match=re.escape(f"at {where}`") + "$"):
+        decoder(RequestMessage).decode(msgspec.json.encode(wire))
+
+
+def test_a_submission_at_the_bounds_decodes() -> None:
+    fields = {
+        "tags": [f"{n:0100}" for n in range(50)],
+        "metadata": {f"{n:0100}": "v" * 500 for n in range(50)},
+        "idempotency_key": "i" * 200,
+    }
+    wire = {"type": "SubmitExecution", "id": str(uuid.uuid4()), "tenant": "dev", "workflow": "demo.hello", **fields}
+
+    decoded = decoder(RequestMessage).decode(msgspec.json.encode(wire))
+
+    assert isinstance(decoded, SubmitExecution) and len(decoded.tags) == len(decoded.metadata) == 50

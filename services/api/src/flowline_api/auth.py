@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import jwt
-from flowline.credentials import ROLES, Principal, authenticate_key, parse_key, role_allows
+from flowline.credentials import API_KEY_SUBJECT_PREFIX, ROLES, Principal, authenticate_key, parse_key, role_allows
 from flowline.errors import NotFound
 from flowline.settings import Settings
 from flowline_schemas.api_keys import Role
@@ -34,7 +34,7 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="flowline"'}
 
 
 class JwtVerifier:
-    """Checks JWTs against the configured HS256 secret or RS256 public keys."""
+    """Checks JWTs against the configured HS256 secret or RS256 public keys, issuer, audience and lifetime."""
 
     def __init__(self, settings: Settings) -> None:
         self._keys: list[tuple[str, str]] = []
@@ -44,23 +44,42 @@ class JwtVerifier:
         for block in settings.jwt_rs256_public_keys.split(end):
             if block.strip():
                 self._keys.append((block.strip() + "\n" + end + "\n", "RS256"))
+        self._issuer = settings.jwt_issuer or None
+        self._audience = settings.jwt_audience or None
+        self._max_lifetime = settings.jwt_max_lifetime_seconds
+        required = ["exp", "sub", "tenant", "roles"]
+        if self._issuer:
+            required.append("iss")
+        if self._audience:
+            required.append("aud")
+        if self._max_lifetime > 0:
+            required.append("iat")  # PyJWT also refuses an iat in the future
+        # decode_payload, not Token.decode: the latter demands an `iat` claim even when no lifetime is checked.
+        # Without a configured audience, PyJWT would refuse any token that carries one: not checked means that.
+        self._options: dict[str, Any] = {"require": required, "verify_aud": self._audience is not None}
 
     def principal(self, token: str) -> Principal | None:
-        """The principal of a valid token (signature, expiry, claims), or None."""
+        """The principal of a valid token (signature, expiry, issuer, audience, lifetime, claims), or None."""
         for key, algorithm in self._keys:
             try:
-                # decode_payload, not Token.decode: the latter also demands an `iat` claim, which the issue's
-                # tokens (sub, tenant, roles, exp) need not carry.
                 claims = Token.decode_payload(
-                    token, key, [algorithm], options={"require": ["exp", "sub", "tenant", "roles"]}
+                    token,
+                    key,
+                    [algorithm],
+                    issuer=self._issuer,
+                    audience=self._audience,
+                    options=self._options,  # type: ignore[arg-type]
                 )
             except jwt.InvalidTokenError:
                 continue
             tenant, roles, subject = claims.get("tenant"), claims.get("roles"), claims.get("sub")
             if not isinstance(tenant, str) or not isinstance(roles, list) or not isinstance(subject, str):
                 return None
+            if self._max_lifetime > 0 and int(claims["exp"]) - int(claims["iat"]) > self._max_lifetime:
+                return None
             granted = [role for role in ROLES if role in roles]
-            if not subject or not granted:
+            # An API key's principal is "api-key:<id>": a JWT naming one would own that key's executions.
+            if not subject or subject.startswith(API_KEY_SUBJECT_PREFIX) or not granted:
                 return None
             return Principal(subject=subject, tenant=tenant, role=granted[-1])
         return None

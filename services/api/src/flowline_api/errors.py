@@ -39,7 +39,11 @@ def problem(
 
 
 def _pointer(key: str) -> str:
-    """``definition.steps[0].type`` → ``/definition/steps/0/type`` (JSON pointer)."""
+    """``definition.steps[0].type`` → ``/definition/steps/0/type`` (JSON pointer).
+
+    A value of an object is ``metadata[...]`` in msgspec's errors, which do not name its key: the object then.
+    """
+    key = key.replace("[...]", "")
     if key in ("", "data"):
         return ""
     return "/" + _INDEX.sub(r".\1", key).replace(".", "/")

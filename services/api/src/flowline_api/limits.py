@@ -1,4 +1,4 @@
-"""Limits on JSON request bodies: how deep they nest and how long a string may be (400 past them)."""
+"""Limits on request bodies, all decoded as JSON: how deep they nest and how long a string may be (400 past them)."""
 
 from __future__ import annotations
 
@@ -101,8 +101,12 @@ def _check_tokens(body: bytes, max_depth: int) -> None:
     raise JsonLimitExceeded("nested deeper than the api can decode", "")
 
 
+# No route of these methods reads a body: one sent is never decoded.
+BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class JsonLimitsMiddleware(ASGIMiddleware):
-    """Checks JSON bodies before a handler decodes them; reading the body enforces the route's size limit (413).
+    """Checks request bodies before a handler decodes them; reading the body enforces the route's size limit (413).
 
     The body read here is kept in the connection state, so the handler does not read it again.
     """
@@ -114,10 +118,14 @@ class JsonLimitsMiddleware(ASGIMiddleware):
         self._max_string_length = settings.max_json_string_length
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        """Refuse a JSON body past the limits; pass everything else on untouched."""
+        """Refuse a body past the limits, whatever its content type; pass everything else on untouched.
+
+        Every route that takes a body decodes it as JSON whatever its ``Content-Type`` says (text/plain, none, a
+        form type): the limits must not depend on the header. A body that is not JSON passes (the route refuses
+        it as malformed), so checking them all costs little: see ``check_json_limits``'s fast path.
+        """
         request: Request[Any, Any, Any] = Request(scope, receive)
-        media_type = request.content_type[0]
-        if media_type == "application/json" or media_type.endswith("+json"):
+        if request.method not in BODILESS_METHODS:
             try:
                 body = await request.body()
             except RequestEntityTooLarge as err:

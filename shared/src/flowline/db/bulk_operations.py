@@ -85,6 +85,7 @@ async def create_bulk_operation(
     selection: BulkSelection,
     note: str | None,
     dry_run: bool,
+    created_by: str | None,
 ) -> asyncpg.Record:
     """Store an operation with the number of executions it selects, in the caller's transaction.
 
@@ -98,9 +99,9 @@ async def create_bulk_operation(
     record: asyncpg.Record = await connection.fetchrow(
         """
         INSERT INTO bulk_operations (id, tenant_id, kind, selection, note, dry_run, status, total, created_at,
-            completed_at)
+            completed_at, created_by)
         VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 THEN 'completed' ELSE 'pending' END, $7, $8::timestamptz,
-            CASE WHEN $6 THEN $8::timestamptz END)
+            CASE WHEN $6 THEN $8::timestamptz END, $9)
         RETURNING *
         """,
         uuid7(),
@@ -111,20 +112,29 @@ async def create_bulk_operation(
         dry_run,
         total,
         now,
+        created_by,
     )
     return record
 
 
 async def read_bulk_operation(
-    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, operation_id: uuid.UUID
+    connection: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    operation_id: uuid.UUID,
+    *,
+    visible_to: str | None,
 ) -> asyncpg.Record:
-    """One operation of this tenant.
+    """One operation of this tenant, created by ``visible_to`` unless that is None (an admin, who sees all).
 
     Raises:
-        NotFound: no such operation in this tenant (another tenant's looks the same).
+        NotFound: no such operation in this tenant, or another principal's (both look the same).
     """
     record: asyncpg.Record | None = await connection.fetchrow(
-        "SELECT * FROM bulk_operations WHERE id = $1 AND tenant_id = $2", operation_id, tenant_id
+        "SELECT * FROM bulk_operations WHERE id = $1 AND tenant_id = $2 "
+        "AND ($3::text IS NULL OR created_by IS NOT DISTINCT FROM $3)",
+        operation_id,
+        tenant_id,
+        visible_to,
     )
     if record is None:
         raise NotFound(f"bulk operation {operation_id} does not exist")

@@ -373,6 +373,8 @@ bulk_operations = Table(
     Column("kind", Text, nullable=False),
     Column("selection", JSONB, nullable=False),
     Column("note", Text),
+    # The principal that created it: only they (and admins) may read it, as with an execution's owned_by.
+    Column("created_by", Text),
     Column("dry_run", Boolean, nullable=False, server_default=text("false")),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("total", Integer, nullable=False, server_default=text("0")),

@@ -193,7 +193,7 @@ class AgentController(Controller):
 
     @get(
         "/{agent_id:str}/health",
-        opt=VIEWER,
+        opt=OPERATOR,  # a read, but it sends the agent's credentials: not for viewers
         summary="Check an agent's health",
         responses=problems(f"{PATH}/{AGENT_ID}/health", not_found=NOT_FOUND),
     )
@@ -203,6 +203,7 @@ class AgentController(Controller):
         """GET the agent's URL (or `healthPath` resolved against it) with its auth, now.
 
         The request is bounded by the agent's timeout or 5 seconds, whichever is shorter: `healthy` for a 2xx
-        answer, `unhealthy` for any other status, `unreachable` when no answer came.
+        answer, `unhealthy` for any other status, `unreachable` when no answer came. It needs the operator
+        role, although it changes nothing: it sends the agent's credentials.
         """
         return await agent_service.check_health(tenant_id, agent_id)

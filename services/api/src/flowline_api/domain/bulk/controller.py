@@ -130,11 +130,13 @@ class BulkOperationController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         bulk_service: NamedDependency[BulkOperationService],
+        caller: NamedDependency[Principal],
         operation_id: OperationId,
     ) -> BulkOperation:
         """A bulk operation's status and counts: `total`, `succeeded`, `failed`, `skipped`, and the first errors.
 
         When it completes, an OPERATION_COMPLETED event with the operation's snapshot goes to the events topic.
-        Another tenant's operation is 404, exactly like one that does not exist.
+        Only the principal that created the operation, or an admin, may read it: another's is 404, exactly like
+        one that does not exist (or another tenant's).
         """
-        return await bulk_service.read(tenant_id, operation_id)
+        return await bulk_service.read(tenant_id, operation_id, caller)

@@ -110,7 +110,13 @@ class BulkOperationService:
             ):
                 raise NotFound(f"execution {hidden} does not exist")  # exactly like an id that does not exist
             record = await create_bulk_operation(
-                connection, tenant_id=tenant_id, kind=kind, selection=selection, note=note, dry_run=request.dry_run
+                connection,
+                tenant_id=tenant_id,
+                kind=kind,
+                selection=selection,
+                note=note,
+                dry_run=request.dry_run,
+                created_by=caller.subject,
             )
             audited: dict[str, Any] = {"kind": kind, "total": record["total"], **msgspec.to_builtins(request)}
             await record_audit(
@@ -124,13 +130,14 @@ class BulkOperationService:
             )
         return to_operation(record)
 
-    async def read(self, tenant_id: uuid.UUID, operation_id: uuid.UUID) -> BulkOperation:
-        """An operation and its progress.
+    async def read(self, tenant_id: uuid.UUID, operation_id: uuid.UUID, caller: Principal) -> BulkOperation:
+        """An operation and its progress, for the principal that created it or an admin (as executions are).
 
         Raises:
-            NotFound: no such operation in this tenant.
+            NotFound: no such operation in this tenant, or another principal's.
         """
-        return to_operation(await read_bulk_operation(self._pool, tenant_id, operation_id))
+        record = await read_bulk_operation(self._pool, tenant_id, operation_id, visible_to=owner_filter(caller))
+        return to_operation(record)
 
 
 def provide_bulk_operation_service(pool: NamedDependency[asyncpg.Pool]) -> BulkOperationService:

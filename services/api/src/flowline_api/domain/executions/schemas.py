@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from flowline_schemas.executions import MetadataKey, MetadataValue, Tag
 
 from flowline_api.domain.workflows.schemas import ExecuteRequest, WorkflowRef
 
@@ -16,11 +15,6 @@ class ExecutionCreate(ExecuteRequest, kw_only=True, rename="camel", forbid_unkno
     """Start an execution of a workflow (the latest version unless ``version`` is given)."""
 
     workflow: WorkflowRef
-    metadata: Annotated[
-        dict[MetadataKey, MetadataValue],
-        msgspec.Meta(max_length=50, description="custom attributes; filter lists with `metadata.<key>=<value>`"),
-    ] = {}
-    tags: Annotated[list[Tag], msgspec.Meta(max_length=50)] = []
 
 
 class PromiseResolve(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):

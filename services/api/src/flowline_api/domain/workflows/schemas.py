@@ -8,7 +8,8 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from flowline.definitions import WorkflowDefinition
 from flowline.errors import ClientError
-from flowline_schemas.executions import Tag
+from flowline_schemas.executions import MAX_IDEMPOTENCY_KEY_LENGTH, Metadata, Tag
+from flowline_schemas.executions import Tags as ExecutionTags
 
 from flowline_api.domain.merge_patch import MergePatch
 
@@ -19,7 +20,7 @@ IdempotencyKey = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
-        max_length=200,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
         pattern=IDEMPOTENCY_KEY_PATTERN,
         description="the same key again returns the first execution; 'child:' and 'kafka:' prefixes are reserved",
     ),
@@ -84,8 +85,8 @@ class ExecuteRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknow
     input: dict[str, Any] = {}
     version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
     idempotency_key: IdempotencyKey | None = None
-    metadata: dict[str, str] = {}
-    tags: list[str] = []
+    metadata: Metadata = {}
+    tags: ExecutionTags = []
 
 
 StartRequest = TypeVar("StartRequest", bound="ExecuteRequest")
