@@ -28,8 +28,9 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
 from flowline.ids import uuid7
-from flowline.messages import LogLevel, TaskLogBatch, TaskLogRecord, encode
+from flowline.messages import TaskLogBatch, TaskLogRecord, encode
 from flowline.settings import load_settings
+from flowline_schemas.logs import LogLevel
 
 from bench.stack import RESULTS, Stack, machine, private_stack
 

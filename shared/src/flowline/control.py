@@ -10,10 +10,10 @@ import uuid
 from collections.abc import Sequence
 
 import asyncpg
+from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 
 from flowline.db.events import NewEvent, append_events
 from flowline.errors import Conflict, NotFound
-from flowline.executions import TERMINAL_EXECUTION_STATUSES
 from flowline.kafka.outbox import OutboxRow, outgoing
 from flowline.messages import CancelExecution, ExecutionRequested
 from flowline.settings import Topics

@@ -10,9 +10,6 @@ from typing import Any, NamedTuple
 import asyncpg
 import msgspec
 
-# Re-exported: the statuses are the api's too (flowline_schemas), and the executor takes them from here.
-from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES as TERMINAL_EXECUTION_STATUSES
-
 from flowline.batches import Batches, Pending
 from flowline.db.audit import Actor
 from flowline.db.events import NewEvent, event_rows

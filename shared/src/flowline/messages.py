@@ -12,9 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from flowline_schemas.executions import MAX_IDEMPOTENCY_KEY_LENGTH, Metadata, Tags
-
-# Re-exported: the levels are the api's too (flowline_schemas), and the executor takes them from here.
-from flowline_schemas.logs import LogLevel as LogLevel
+from flowline_schemas.logs import LogLevel
 
 from flowline.ids import uuid7
 

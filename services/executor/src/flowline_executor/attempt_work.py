@@ -12,9 +12,10 @@ from flowline.actions import Action, ActionContext, ActionFailed
 from flowline.agents import Agent, auth_cipher, load_agent, open_secret
 from flowline.definitions import HttpRequest, RetryPolicy, StepDefinition, request_secrets
 from flowline.errors import FlowlineError
-from flowline.messages import LogLevel, TaskDispatched
+from flowline.messages import TaskDispatched
 from flowline.outbound import OutboundPolicy
 from flowline.settings import Settings
+from flowline_schemas.logs import LogLevel
 
 from flowline_executor import http_step
 from flowline_executor.agent_step import call_agent, retry_policy

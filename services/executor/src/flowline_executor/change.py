@@ -22,7 +22,8 @@ from flowline.db.steps import StepRow, inserting_steps, steps_params
 from flowline.definitions import StepDefinition
 from flowline.ids import uuid7
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
-from flowline.messages import LogLevel, TaskDispatched, TaskLogBatch, TaskLogRecord
+from flowline.messages import TaskDispatched, TaskLogBatch, TaskLogRecord
+from flowline_schemas.logs import LogLevel
 
 from flowline_executor.executor import Executor
 from flowline_executor.finishes import Finishes

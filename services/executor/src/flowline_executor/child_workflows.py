@@ -17,9 +17,10 @@ from flowline.db.steps import (
 )
 from flowline.definitions import StepDefinition
 from flowline.errors import ClientError
-from flowline.executions import TERMINAL_EXECUTION_STATUSES, ParentStep, parent_started_by, start_execution
+from flowline.executions import ParentStep, parent_started_by, start_execution
 from flowline.messages import ChildExecutionFinished, ChildExecutionStarted
 from flowline.snapshots import ChildWorkflowSnapshot, TaskSnapshot
+from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 
 from flowline_executor.change import Change
 from flowline_executor.failures import failure

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flowline.db.execution_runs import RunningExecution, mark_cancelled
 from flowline.db.steps import list_stranded_steps, lock_step
-from flowline.executions import TERMINAL_EXECUTION_STATUSES
 from flowline.kafka.inbox import claim_message
 from flowline.messages import (
     AdvanceExecution,
@@ -15,6 +14,7 @@ from flowline.messages import (
     PromiseSettled,
     TimerFired,
 )
+from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 
 from flowline_executor.advancing import advance
 from flowline_executor.attempts import dispatch

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from flowline.executions import TERMINAL_EXECUTION_STATUSES
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow
 from flowline.outages import is_outage
+from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 
 from flowline_executor.change import Change, NeedsLock, lock_execution
 from flowline_executor.executor import Executor

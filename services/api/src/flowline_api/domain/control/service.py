@@ -18,12 +18,13 @@ from flowline.db.events import NewEvent
 from flowline.db.workflows import read_workflow
 from flowline.definitions import WorkflowDefinition, downstream
 from flowline.errors import Conflict, NotFound
-from flowline.executions import TERMINAL_EXECUTION_STATUSES, Rerun, caller_started_by, start_execution
+from flowline.executions import Rerun, caller_started_by, start_execution
 from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.messages import AdvanceExecution, ExecutionEvent, ExecutionRequested
 from flowline.settings import Settings, Topics
 from flowline.snapshots import WorkflowSnapshot
 from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
+from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 from flowline_schemas.streams import FINAL_EVENTS
 from litestar.datastructures import State
 from litestar.di import NamedDependency
