@@ -16,6 +16,12 @@ from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import EventType, ExecutionEvent
 from flowline.snapshots import Snapshot
 
+# An event says what changed, but an output or promise value near Kafka's message limit (1 MiB by default)
+# would have its event refused by the broker: above this size the value stays in its row (the step's or the
+# execution's output, the promise's value) and the event carries a marker with its size instead.
+MAX_EVENT_VALUE_BYTES = 256 * 1024
+_VALUE_FIELDS = ("output", "value")
+
 
 class NewEvent(NamedTuple):
     """An event to append; ``data`` is the snapshot a stream subscriber sees."""
@@ -31,7 +37,7 @@ def event_rows(
 ) -> tuple[datetime, list[object], list[OutboxRow]]:
     """The time, snapshots and outbox rows of ``events`` numbered from ``first``, for a statement to store."""
     now = datetime.now(UTC)
-    snapshots = [msgspec.to_builtins(event.data) for event in events]
+    snapshots = [_bounded(msgspec.to_builtins(event.data)) for event in events]
     rows = [
         outgoing(
             topic,
@@ -49,7 +55,17 @@ def event_rows(
         )
         for offset, (event, snapshot) in enumerate(zip(events, snapshots, strict=True))
     ]
-    return now, snapshots, rows
+    stored: list[object] = list(snapshots)
+    return now, stored, rows
+
+
+def _bounded(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """``snapshot`` with each value over ``MAX_EVENT_VALUE_BYTES`` (as JSON) replaced by a marker of its size."""
+    for field in _VALUE_FIELDS:
+        value = snapshot.get(field)
+        if isinstance(value, str | list | dict) and (size := len(msgspec.json.encode(value))) > MAX_EVENT_VALUE_BYTES:
+            snapshot = {**snapshot, field: {"omitted": "too large for an event: read it from its row", "bytes": size}}
+    return snapshot
 
 
 class ExecutionEnd(NamedTuple):
