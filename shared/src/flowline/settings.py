@@ -180,6 +180,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Live streams (SSE): a keep-alive comment on a quiet stream, and how long a stream without events stays open.
     stream_keepalive_seconds: float = 15.0
+    # How long POST /executions/{id}/cancel waits for the engine's outcome before answering 202.
+    cancel_wait_seconds: float = 5.0
     stream_idle_timeout_seconds: float = 300.0
 
     # The embedded local stack (`make dev`).

@@ -16,11 +16,12 @@ import pytest
 from flowline.db.audit import Actor
 from flowline.messages import ExecutionEvent, encode
 from flowline.runtime import Runtime
-from flowline_api.domain.control import service as control_service
+from flowline.settings import Settings
 from flowline_api.domain.control.service import ControlService
 from flowline_api.domain.streams.hub import StreamHub
 from litestar.testing import AsyncTestClient
 
+from tests.integration.api.clients import admin_client
 from tests.integration.api.execution_rows import ExecutionRows
 from tests.support import eventually
 
@@ -50,16 +51,13 @@ async def _apply_cancel_as_the_engine(runtime: Runtime, execution_id: uuid.UUID)
     await runtime.producer.send_and_wait(runtime.settings.topics.events, encode(event), key=str(execution_id).encode())
 
 
-async def test_a_cancel_answers_once_the_engine_applied_it(
-    runtime: Runtime, rows: ExecutionRows, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_cancel_answers_once_the_engine_applied_it(runtime: Runtime, rows: ExecutionRows) -> None:
     # A wait far longer than the test's bound: only the engine's outcome can end it in time.
-    monkeypatch.setattr(control_service, "CANCEL_WAIT_SECONDS", 600.0)
     execution_id = await rows.execution(status="running")
     tenant_id = await rows.tenant()
     hub = StreamHub(runtime.settings)
     hub.start()
-    service = ControlService(runtime.pool, runtime.outbox, runtime.settings.topics, hub)
+    service = ControlService(runtime.pool, runtime.outbox, runtime.settings.topics, hub, wait_seconds=600)
     try:
         cancel = asyncio.create_task(service.cancel(tenant_id, execution_id, "not needed", OPS))
 
@@ -78,16 +76,15 @@ async def test_a_cancel_answers_once_the_engine_applied_it(
 
 
 async def test_a_cancel_without_events_to_follow_answers_the_status_as_it_stands(
-    runtime: Runtime, rows: ExecutionRows, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, rows: ExecutionRows
 ) -> None:
-    monkeypatch.setattr(control_service, "CANCEL_WAIT_SECONDS", 600.0)
     execution_id = await rows.execution(status="running")
     with socket.socket() as unreachable:
         unreachable.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         address = f"127.0.0.1:{unreachable.getsockname()[1]}"
         hub = StreamHub(msgspec.structs.replace(runtime.settings, kafka_bootstrap=address))
         hub.start()
-        service = ControlService(runtime.pool, runtime.outbox, runtime.settings.topics, hub)
+        service = ControlService(runtime.pool, runtime.outbox, runtime.settings.topics, hub, wait_seconds=600)
         try:
             async with asyncio.timeout(30):
                 cancelled = await service.cancel(await rows.tenant(), execution_id, "not needed", OPS)
@@ -99,12 +96,12 @@ async def test_a_cancel_without_events_to_follow_answers_the_status_as_it_stands
 
 
 async def test_a_cancel_not_applied_within_the_wait_answers_202_with_the_status_as_it_stands(
-    api: Client, rows: ExecutionRows, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, rows: ExecutionRows, pool: asyncpg.Pool
 ) -> None:
-    monkeypatch.setattr(control_service, "CANCEL_WAIT_SECONDS", 0.5)
     execution_id = await rows.execution(status="running")
 
-    response = await api.post(f"/executions/{execution_id}/cancel", json={"reason": "not needed"})
+    async with admin_client(msgspec.structs.replace(settings, cancel_wait_seconds=0.5)) as api:
+        response = await api.post(f"/executions/{execution_id}/cancel", json={"reason": "not needed"})
 
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "running"

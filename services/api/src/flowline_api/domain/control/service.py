@@ -32,14 +32,15 @@ from litestar.di import NamedDependency
 from flowline_api.domain.control.schemas import RerunRequest
 from flowline_api.domain.streams.hub import StreamHub
 
+
 # How long a cancel waits for the engine to apply it before answering with the status it has by then.
-CANCEL_WAIT_SECONDS = 5.0
-
-
 class ControlService:
     """Cancels, pauses, resumes and retries executions."""
 
-    def __init__(self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, hub: StreamHub) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, hub: StreamHub, *, wait_seconds: float
+    ) -> None:
+        self._wait_seconds = wait_seconds
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
@@ -69,13 +70,13 @@ class ControlService:
         return Cancelled(execution_id=str(execution_id), status=status, cancelled_at=cancelled_at)
 
     async def _await_final(self, execution_id: uuid.UUID) -> tuple[str, datetime | None]:
-        """The execution's status once final, or after ``CANCEL_WAIT_SECONDS``, with its cancellation time.
+        """The execution's status once final, or after the wait (``cancel_wait_seconds``), with its cancellation time.
 
         The database has the last word; the execution's events only say when to read it. Without a broker to
         follow, the engine cannot apply the cancel either: the answer is the status as it stands.
         """
         with contextlib.suppress(TimeoutError, KafkaConnectionError):
-            async with asyncio.timeout(CANCEL_WAIT_SECONDS):
+            async with asyncio.timeout(self._wait_seconds):
                 await self._until_final_event(execution_id)
         row = await self._pool.fetchrow("SELECT status, cancelled_at FROM executions WHERE id = $1", execution_id)
         return row["status"], row["cancelled_at"]
@@ -96,7 +97,7 @@ class ControlService:
             if status in TERMINAL_EXECUTION_STATUSES:
                 return
             while True:
-                item = await subscription.get(CANCEL_WAIT_SECONDS)
+                item = await subscription.get(self._wait_seconds)
                 if not isinstance(item, ExecutionEvent) or item.event in FINAL_EVENTS:
                     return  # final, or the hub cut this subscription off: the row tells
         finally:
@@ -261,4 +262,4 @@ def provide_control_service(
 ) -> ControlService:
     """An execution command service for this request, waiting on the process's stream hub."""
     hub: StreamHub = state.stream_hub
-    return ControlService(pool, outbox, settings.topics, hub)
+    return ControlService(pool, outbox, settings.topics, hub, wait_seconds=settings.cancel_wait_seconds)
