@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -11,6 +10,8 @@ from typing import Any, Literal, Protocol, TypeVar
 import httpx
 import msgspec
 
+from flowline_client._requests import ParamValue, execution_body, filter_body, query, without_none
+from flowline_client._streams import stream_messages
 from flowline_client.errors import FlowlineApiError
 from flowline_client.models import (
     Agent,
@@ -51,20 +52,8 @@ from flowline_client.models import (
 
 Response = TypeVar("Response")
 Item = TypeVar("Item")
-ParamValue = str | int | bool | datetime | Sequence[str] | None
 LogFormat = Literal["text", "json"]
 
-_STREAM_DECODER: msgspec.json.Decoder[StreamMessage] = msgspec.json.Decoder(StreamMessage)
-_STREAM_KINDS = ("Event", "Log")
-# Statuses of an api restarting or a proxy without a healthy api behind it: a stream tries again.
-_UNAVAILABLE = frozenset({502, 503, 504})
-
-
-class _Kind(msgspec.Struct):
-    type: str | None = None
-
-
-_KIND_DECODER = msgspec.json.Decoder(_Kind)
 # What a workflow file leaves out is cleared when it is applied (the file is the workflow), except ``enabled``
 # and ``public``: operators switch those, and applying the same file again must not undo that.
 _APPLIED_DEFAULTS: dict[str, Any] = {
@@ -84,23 +73,6 @@ class _Listing(Protocol[Item]):
 
     @property
     def next_cursor(self) -> str | None: ...
-
-
-def _query(params: Mapping[str, ParamValue]) -> list[tuple[str, str | int | float | bool | None]]:
-    """Query pairs without the unset values; a sequence repeats its parameter, as the api expects."""
-    pairs: list[tuple[str, str | int | float | bool | None]] = []
-    for name, value in params.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            pairs.append((name, "true" if value else "false"))
-        elif isinstance(value, datetime):
-            pairs.append((name, value.isoformat()))
-        elif isinstance(value, str | int):
-            pairs.append((name, str(value)))
-        else:
-            pairs.extend((name, item) for item in value)
-    return pairs
 
 
 class AsyncFlowlineClient:
@@ -160,7 +132,7 @@ class AsyncFlowlineClient:
             response = await self._http.request(
                 method,
                 path,
-                params=_query(params or {}),
+                params=query(params or {}),
                 content=None if body is None else msgspec.json.encode(body),
                 headers={"content-type": "application/json", **(headers or {})} if body is not None else headers,
             )
@@ -341,7 +313,7 @@ class AsyncFlowlineClient:
         tags: Sequence[str] | None = None,
     ) -> ExecutionAccepted:
         """Start an execution of a workflow; it runs asynchronously."""
-        body = _execution_body(input, version, idempotency_key, metadata, tags)
+        body = execution_body(input, version, idempotency_key, metadata, tags)
         return await self._call("POST", f"/workflows/{ref}/execute", ExecutionAccepted, body=body)
 
     # ----- executions
@@ -357,7 +329,7 @@ class AsyncFlowlineClient:
         tags: Sequence[str] | None = None,
     ) -> ExecutionAccepted:
         """Start an execution of ``workflow`` through ``POST /executions`` (the same as ``execute_workflow``)."""
-        body = _execution_body(input, version, idempotency_key, metadata, tags)
+        body = execution_body(input, version, idempotency_key, metadata, tags)
         return await self._call("POST", "/executions", ExecutionAccepted, body={"workflow": workflow, **body})
 
     async def list_executions(
@@ -532,7 +504,7 @@ class AsyncFlowlineClient:
         event is missed or repeated; ``max_reconnects`` failed attempts in a row give up with the last error.
         """
         path = f"/executions/{execution_id}/stream" + ("/consolidated" if consolidated else "")
-        async for message in self._stream(path, last_event_id, max_reconnects):
+        async for message in stream_messages(self._http, self.api_url, path, last_event_id, max_reconnects):
             yield message
 
     async def stream_task(self, task_id: str, *, max_reconnects: int = 5) -> AsyncIterator[StreamMessage]:
@@ -542,51 +514,14 @@ class AsyncFlowlineClient:
         recent log records again, and those already received are not repeated.
         """
         received_logs: set[str] = set()
-        async for message in self._stream(f"/tasks/{task_id}/stream", None, max_reconnects):
+        async for message in stream_messages(
+            self._http, self.api_url, f"/tasks/{task_id}/stream", None, max_reconnects
+        ):
             if isinstance(message, StreamLog):
                 if message.id in received_logs:
                     continue
                 received_logs.add(message.id)
             yield message
-
-    async def _stream(self, path: str, last_event_id: str | None, max_reconnects: int) -> AsyncIterator[StreamMessage]:
-        """The messages of an SSE route, resumed after each close until the route answers 204 (nothing more)."""
-        failures = 0
-        while True:
-            headers = {"accept": "text/event-stream"}
-            if last_event_id is not None:
-                headers["Last-Event-ID"] = last_event_id
-            # Keep-alives come every 15 s; a minute of silence means the connection is dead.
-            timeout = httpx.Timeout(self._http.timeout.connect, read=60.0)
-            try:
-                async with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
-                    if response.status_code == 204:
-                        return
-                    if response.is_error:
-                        await response.aread()
-                        error = FlowlineApiError.from_response(response)
-                        if response.status_code not in _UNAVAILABLE:
-                            raise error
-                    else:
-                        received = False
-                        async for event_id, data in _server_sent_events(response.aiter_lines()):
-                            failures, received = 0, True
-                            if event_id is not None:
-                                last_event_id = event_id
-                            if (message := _stream_message(data)) is not None:
-                                yield message
-                        if last_event_id is None:
-                            return  # nothing to resume from
-                        if not received:
-                            # Closed without a single event: pause so that a server in that state is not hammered.
-                            await asyncio.sleep(1.0)
-                        continue
-            except httpx.TransportError as err:
-                error = FlowlineApiError.unreachable(self.api_url, err)
-            failures += 1
-            if failures > max_reconnects:
-                raise error
-            await asyncio.sleep(min(0.2 * 2**failures, 5.0))
 
     # ----- agents
 
@@ -638,8 +573,8 @@ class AsyncFlowlineClient:
         dry_run: bool = False,
     ) -> BulkOperation:
         """Cancel the executions given by ``ids`` or selected by ``filter`` (the filters of ``list_executions``)."""
-        body = {"ids": ids, "filter": _filter_body(filter), "reason": reason, "dryRun": dry_run}
-        return await self._call("POST", "/executions/bulk/cancel", BulkOperation, body=_without_none(body))
+        body = {"ids": ids, "filter": filter_body(filter), "reason": reason, "dryRun": dry_run}
+        return await self._call("POST", "/executions/bulk/cancel", BulkOperation, body=without_none(body))
 
     async def bulk_retry(
         self,
@@ -650,8 +585,8 @@ class AsyncFlowlineClient:
         dry_run: bool = False,
     ) -> BulkOperation:
         """Retry the failed executions given by ``ids`` or selected by ``filter``."""
-        body = {"ids": ids, "filter": _filter_body(filter), "note": note, "dryRun": dry_run}
-        return await self._call("POST", "/executions/bulk/retry", BulkOperation, body=_without_none(body))
+        body = {"ids": ids, "filter": filter_body(filter), "note": note, "dryRun": dry_run}
+        return await self._call("POST", "/executions/bulk/retry", BulkOperation, body=without_none(body))
 
     async def get_bulk_operation(self, operation_id: str) -> BulkOperation:
         """A bulk operation and its progress."""
@@ -717,65 +652,3 @@ class AsyncFlowlineClient:
     async def revoke_api_key(self, key_id: str) -> ApiKey:
         """Revoke a key: requests with it are refused from now on."""
         return await self._call("DELETE", f"/api-keys/{key_id}", ApiKey)
-
-
-def _stream_message(data: bytes) -> StreamMessage | None:
-    """One stream message; None for a kind of message this client does not know (a newer api's).
-
-    Raises:
-        FlowlineApiError: a message of a known kind this client cannot read.
-    """
-    try:
-        return _STREAM_DECODER.decode(data)
-    except msgspec.DecodeError as err:
-        try:
-            kind = _KIND_DECODER.decode(data).type
-        except msgspec.DecodeError:
-            kind = None
-        if kind is not None and kind not in _STREAM_KINDS:
-            return None
-        raise FlowlineApiError(200, "Unexpected response", f"a stream message this client cannot read: {err}") from err
-
-
-def _execution_body(
-    input: Mapping[str, Any] | None,
-    version: int | None,
-    idempotency_key: str | None,
-    metadata: Mapping[str, str] | None,
-    tags: Sequence[str] | None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"input": dict(input or {}), "metadata": dict(metadata or {}), "tags": list(tags or [])}
-    if version is not None:
-        body["version"] = version
-    if idempotency_key is not None:
-        body["idempotencyKey"] = idempotency_key
-    return body
-
-
-def _filter_body(selection: ExecutionFilter | None) -> dict[str, Any] | None:
-    """The filters given, as the request body names them (the ones not given left out)."""
-    return None if selection is None else _without_none(msgspec.to_builtins(selection))
-
-
-def _without_none(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in body.items() if value is not None}
-
-
-async def _server_sent_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, bytes]]:
-    """``(id, data)`` of each SSE event with data; comments (keep-alives) and other fields are skipped."""
-    event_id: str | None = None
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield event_id, "\n".join(data).encode()
-            event_id, data = None, []
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "data":
-                data.append(value)
-            elif field == "id":
-                event_id = value
