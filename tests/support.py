@@ -260,3 +260,20 @@ async def analyze_every_row(pool: Any, *statements: str) -> None:
                 await connection.execute(statement)
         finally:
             await connection.execute("RESET default_statistics_target")
+
+
+async def assert_each_ran_once(connection: Any, executions: int) -> None:
+    """Every one of ``executions`` numbered executions finished with its number, and no event came twice.
+
+    For the crash tests, whose workflow outputs its input number.
+    """
+    outputs = sorted(int(row["output"]) for row in await connection.fetch("SELECT output FROM executions"))
+    assert outputs == list(range(executions))
+    duplicates = await connection.fetch(
+        """
+        SELECT execution_id, step_id, event_type FROM execution_events
+        WHERE event_type IN ('TASK_COMPLETED', 'WORKFLOW_COMPLETED', 'WORKFLOW_STARTED')
+        GROUP BY execution_id, step_id, event_type HAVING count(*) > 1
+        """
+    )
+    assert duplicates == []

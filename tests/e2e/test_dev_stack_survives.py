@@ -22,7 +22,7 @@ from flowline_devstack.processes import read_tail, resolve_command
 from flowline_devstack.reaper import Reaper, kill_command
 from flowline_devstack.state import ProcessRecord, ProcessTable
 
-from tests.support import bearer, define
+from tests.support import assert_each_ran_once, bearer, define
 
 EXECUTIONS = 50
 # Two naps: the executor dies during the first, the broker once the executor is back, before the second ends.
@@ -195,16 +195,7 @@ async def test_the_stack_survives_sigkill_of_the_executor_and_the_broker_mid_run
                         await asyncio.sleep(0.2)
             except TimeoutError:
                 pytest.fail(f"{await completed()} of {EXECUTIONS} completed:\n{read_tail(dev_stack.log_path, 60)}")
-            outputs = sorted(int(row["output"]) for row in await connection.fetch("SELECT output FROM executions"))
-            assert outputs == list(range(EXECUTIONS))
-            duplicates = await connection.fetch(
-                """
-                SELECT execution_id, step_id, event_type FROM execution_events
-                WHERE event_type IN ('TASK_COMPLETED', 'WORKFLOW_COMPLETED', 'WORKFLOW_STARTED')
-                GROUP BY execution_id, step_id, event_type HAVING count(*) > 1
-                """
-            )
-            assert duplicates == []
+            await assert_each_ran_once(connection, EXECUTIONS)
         finally:
             await connection.close()
             stop_watching.set()

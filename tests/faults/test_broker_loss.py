@@ -15,7 +15,7 @@ from flowline_devstack.broker import TansuBroker
 from flowline_devstack.ports import free_port
 from flowline_devstack.processes import ServiceGroup
 
-from tests.support import api_key, bearer, define
+from tests.support import api_key, assert_each_ran_once, bearer, define
 
 EXECUTIONS = 60
 
@@ -116,15 +116,6 @@ async def test_losing_the_broker_and_its_data_delays_but_loses_nothing(
                     await asyncio.sleep(0.2)
         except TimeoutError:
             pytest.fail(f"not every execution completed after the broker came back:\n{await _unfinished(connection)}")
-        outputs = sorted(int(row["output"]) for row in await connection.fetch("SELECT output FROM executions"))
-        assert outputs == list(range(EXECUTIONS))
-        duplicates = await connection.fetch(
-            """
-            SELECT execution_id, step_id, event_type FROM execution_events
-            WHERE event_type IN ('TASK_COMPLETED', 'WORKFLOW_COMPLETED', 'WORKFLOW_STARTED')
-            GROUP BY execution_id, step_id, event_type HAVING count(*) > 1
-            """
-        )
-        assert duplicates == []
+        await assert_each_ran_once(connection, EXECUTIONS)
     finally:
         await connection.close()

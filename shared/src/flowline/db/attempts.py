@@ -121,20 +121,6 @@ class FinishedAttempt(NamedTuple):
     input: Any  # the rendered input of an attempt that ran inside the change; None keeps the stored one
 
 
-# The parameters of the fields of ``FinishedAttempt``, in their order.
-_PARAMETERS = (
-    "finished_step_ids",
-    "finished_generations",
-    "finished_numbers",
-    "finished_statuses",
-    "finished_step_statuses",
-    "finished_durations_ms",
-    "finished_errors",
-    "finished_outputs",
-    "finished_inputs",
-)
-
-
 class NewAttempt(NamedTuple):
     """An attempt of a new execution's step: finished in the change that starts it, or running."""
 
