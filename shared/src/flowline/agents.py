@@ -334,3 +334,14 @@ async def load_agent(
     if record["status"] != "active":
         raise NotFound(f"agent {name!r} is {record['status']}")
     return agent_from_record(record, cipher)
+
+
+async def read_agent_max_attempts(connection: asyncpg.Connection, tenant_id: uuid.UUID, name: str) -> int | None:
+    """The ``maxAttempts`` of the retryConfig of agent ``name`` (deleted agents aside, any status), if it has one."""
+    max_attempts: int | None = await connection.fetchval(
+        "SELECT (retry_config ->> 'maxAttempts')::int FROM agents "
+        "WHERE tenant_id = $1 AND name = $2 AND deleted_at IS NULL",
+        tenant_id,
+        name,
+    )
+    return max_attempts

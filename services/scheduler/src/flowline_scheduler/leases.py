@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import asyncpg
+from flowline.agents import read_agent_max_attempts
 from flowline.db.events import NewEvent, append_events
+from flowline.db.execution_runs import lock_execution
 from flowline.db.steps import (
     ExpiredStep,
     fail_expired_attempt,
     fail_expired_step,
+    list_expired_leases,
     lock_expired_step,
     reschedule_expired_step,
 )
+from flowline.db.workflows import read_version_definition
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, outgoing
 from flowline.loops import LoopService
 from flowline.messages import AdvanceExecution
@@ -46,37 +51,26 @@ class LeaseRecovery(LoopService):
         self._topics = topics
         self._metrics = metrics
 
-    async def _attempt_limit(
-        self, connection: asyncpg.Connection, tenant_id: Any, version_id: Any, step_id: str
-    ) -> int:
+    async def _attempt_limit(self, connection: asyncpg.Connection, step: ExpiredStep, version_id: uuid.UUID) -> int:
         """How many attempts a step may lose to dead workers: its retry budget plus a margin for crashes.
 
         An agent step without a ``retry`` of its own has its agent's retryConfig as its budget.
         """
-        steps = await connection.fetchval(
-            "SELECT definition -> 'steps' FROM workflow_versions WHERE id = $1", version_id
-        )
-        step: dict[str, Any] = next((step for step in steps or [] if step.get("id") == step_id), {})
-        max_attempts = (step.get("retry") or {}).get("maxAttempts")
-        if max_attempts is None and step.get("type") == "agent":
-            max_attempts = await connection.fetchval(
-                "SELECT (retry_config ->> 'maxAttempts')::int FROM agents "
-                "WHERE tenant_id = $1 AND name = $2 AND deleted_at IS NULL",
-                tenant_id,
-                step.get("agent"),
-            )
-        return int(max_attempts or 1) + LOST_ATTEMPTS_ALLOWED
+        definition = await read_version_definition(connection, version_id)
+        step_definition = next((each for each in definition.steps if each.id == step.step_id), None)
+        max_attempts = None
+        if step_definition is not None and step_definition.retry is not None:
+            max_attempts = step_definition.retry.max_attempts
+        elif step_definition is not None and step_definition.type == "agent" and step_definition.agent:
+            max_attempts = await read_agent_max_attempts(connection, step.tenant_id, step_definition.agent)
+        return (max_attempts or 1) + LOST_ATTEMPTS_ALLOWED
 
     async def run_once(self) -> None:
         """Recover every step whose lease has expired."""
-        expired = await self._pool.fetch(
-            "SELECT id, execution_id FROM step_executions "
-            "WHERE status = 'running' AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT 500"
-        )
-        for step in expired:
-            await self.recover(step["execution_id"], step["id"])
+        for lease in await list_expired_leases(self._pool, limit=500):
+            await self.recover(lease.execution_id, lease.id)
 
-    async def recover(self, execution_id: Any, step_execution_id: Any) -> bool:
+    async def recover(self, execution_id: uuid.UUID, step_execution_id: uuid.UUID) -> bool:
         """Re-dispatch one step if its lease is still expired once locked, or fail it past its attempt limit.
 
         Returns:
@@ -84,11 +78,7 @@ class LeaseRecovery(LoopService):
         """
         async with self._pool.acquire() as connection, connection.transaction():
             # Lock order as everywhere: the execution first, then its step.
-            execution = await connection.fetchrow(
-                "SELECT tenant_id, status, workflow_version_id, last_event_sequence FROM executions "
-                "WHERE id = $1 FOR UPDATE",
-                execution_id,
-            )
+            execution = await lock_execution(connection, execution_id)
             step = await lock_expired_step(connection, step_execution_id)
             if execution is None or step is None:
                 return False
@@ -98,9 +88,7 @@ class LeaseRecovery(LoopService):
                 "retryable": True,
             }
             await fail_expired_attempt(connection, step, error)
-            limit = await self._attempt_limit(
-                connection, execution["tenant_id"], execution["workflow_version_id"], step.step_id
-            )
+            limit = await self._attempt_limit(connection, step, execution.workflow_version_id)
             if step.attempts >= limit:
                 event, message, outcome = await self._give_up(connection, step, error)
             else:
@@ -112,7 +100,7 @@ class LeaseRecovery(LoopService):
                 connection,
                 tenant_id=step.tenant_id,
                 execution_id=execution_id,
-                after_sequence=execution["last_event_sequence"],
+                after_sequence=execution.last_event_sequence,
                 events=[event],
                 topic=self._topics.events,
                 outbox=[message],

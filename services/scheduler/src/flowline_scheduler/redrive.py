@@ -19,11 +19,14 @@ from flowline.db.execution_runs import (
 from flowline.db.promises import list_unapplied_promises
 from flowline.db.steps import list_undispatched_steps
 from flowline.db.timers import list_unapplied_timers
+from flowline.kafka.inbox import forget_processed_messages
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.loops import LoopService
 from flowline.settings import Topics
 
 BATCH = 500
+# Inbox rows forgotten per statement: short deletes that never hold the table for long.
+INBOX_BATCH = 5000
 
 
 class Stalled(TypedDict):
@@ -79,11 +82,8 @@ class InboxRetention(LoopService):
 
     async def run_once(self) -> None:
         """Delete expired inbox rows in batches."""
-        while await self._pool.fetchval(
-            "WITH gone AS (DELETE FROM inbox WHERE processed_at < now() - make_interval(secs => $1) "
-            "AND ctid IN (SELECT ctid FROM inbox WHERE processed_at < now() - make_interval(secs => $1) LIMIT 5000) "
-            "RETURNING 1) "
-            "SELECT count(*) FROM gone",
-            self._retention_seconds,
+        while (
+            await forget_processed_messages(self._pool, older_than_seconds=self._retention_seconds, limit=INBOX_BATCH)
+            == INBOX_BATCH
         ):
             pass

@@ -303,6 +303,23 @@ class ExpiredStep(ScheduledStep, frozen=True, kw_only=True):
     owner: str | None
 
 
+class ExpiredLease(msgspec.Struct, frozen=True, kw_only=True):
+    """A running step whose lease has run out, as found before locking it."""
+
+    id: uuid.UUID
+    execution_id: uuid.UUID
+
+
+async def list_expired_leases(connection: asyncpg.Connection | asyncpg.Pool, *, limit: int) -> list[ExpiredLease]:
+    """Running steps whose lease has expired, the longest expired first."""
+    records = await connection.fetch(
+        "SELECT id, execution_id FROM step_executions "
+        "WHERE status = 'running' AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT $1",
+        limit,
+    )
+    return typed(records, ExpiredLease)
+
+
 async def lock_expired_step(connection: asyncpg.Connection, step_execution_id: uuid.UUID) -> ExpiredStep | None:
     """Lock a running step whose lease has expired (after its execution: the lock order), if it still is one."""
     record = await connection.fetchrow(

@@ -19,3 +19,22 @@ async def claim_message(connection: asyncpg.Connection, consumer: str, message_i
         message_id,
     )
     return bool(inserted)
+
+
+async def forget_processed_messages(
+    connection: asyncpg.Connection | asyncpg.Pool, *, older_than_seconds: float, limit: int
+) -> int:
+    """Delete up to ``limit`` inbox rows processed more than ``older_than_seconds`` ago.
+
+    Returns:
+        How many rows went: fewer than ``limit`` means none older are left.
+    """
+    forgotten: int = await connection.fetchval(
+        "WITH gone AS (DELETE FROM inbox WHERE processed_at < now() - make_interval(secs => $1) "
+        "AND ctid IN (SELECT ctid FROM inbox WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2) "
+        "RETURNING 1) "
+        "SELECT count(*) FROM gone",
+        older_than_seconds,
+        limit,
+    )
+    return forgotten
