@@ -22,6 +22,7 @@ from flowline.agents import (
     validate_auth_config,
 )
 from flowline.db.audit import Actor, field_changes, record_audit
+from flowline.db.sql import bind
 from flowline.errors import ClientError, Conflict, NotFound, ValidationFailed
 from flowline.ids import uuid7
 from flowline.outbound import OutboundPolicy, OutboundRefused
@@ -41,6 +42,20 @@ AGENT_COLUMNS = (
     "id, tenant_id, name, description, url, health_path, auth_type, auth_config_encrypted, timeout_ms, "
     "retry_config, status, created_at, updated_at"
 )
+_INSERT_AGENT = f"""
+    INSERT INTO agents (id, tenant_id, name, description, url, health_path, auth_type, auth_config_encrypted,
+                        timeout_ms, retry_config, status)
+    VALUES (:id, :tenant_id, :name, :description, :url, :health_path, :auth_type, :auth_config_encrypted,
+            :timeout_ms, :retry_config, :status)
+    RETURNING {AGENT_COLUMNS}
+    """
+_UPDATE_AGENT = f"""
+    UPDATE agents SET name = :name, description = :description, url = :url, health_path = :health_path,
+        auth_type = :auth_type, auth_config_encrypted = :auth_config_encrypted, timeout_ms = :timeout_ms,
+        retry_config = :retry_config, status = :status, updated_at = now()
+    WHERE tenant_id = :tenant_id AND id = :id
+    RETURNING {AGENT_COLUMNS}
+    """
 
 
 def check_url(url: str, policy: OutboundPolicy) -> str:
@@ -159,20 +174,20 @@ class AgentService:
         async with self._pool.acquire() as connection, connection.transaction():
             try:
                 record = await connection.fetchrow(
-                    "INSERT INTO agents (id, tenant_id, name, description, url, health_path, auth_type, "
-                    "auth_config_encrypted, timeout_ms, retry_config, status) "
-                    f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {AGENT_COLUMNS}",
-                    uuid7(),
-                    tenant_id,
-                    data.name,
-                    data.description,
-                    data.url,
-                    data.health_path,
-                    data.auth_type,
-                    encrypt_auth_config(self._cipher, auth_config),
-                    data.timeout_ms,
-                    None if data.retry_config is None else msgspec.to_builtins(data.retry_config),
-                    data.status,
+                    *bind(
+                        _INSERT_AGENT,
+                        id=uuid7(),
+                        tenant_id=tenant_id,
+                        name=data.name,
+                        description=data.description,
+                        url=data.url,
+                        health_path=data.health_path,
+                        auth_type=data.auth_type,
+                        auth_config_encrypted=encrypt_auth_config(self._cipher, auth_config),
+                        timeout_ms=data.timeout_ms,
+                        retry_config=None if data.retry_config is None else msgspec.to_builtins(data.retry_config),
+                        status=data.status,
+                    )
                 )
             except asyncpg.UniqueViolationError as err:
                 raise Conflict(f"agent {data.name!r} already exists") from err
@@ -337,20 +352,20 @@ class AgentService:
             )
             try:
                 record = await connection.fetchrow(
-                    "UPDATE agents SET name = $3, description = $4, url = $5, health_path = $6, auth_type = $7, "
-                    "auth_config_encrypted = $8, timeout_ms = $9, retry_config = $10, status = $11, "
-                    f"updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING {AGENT_COLUMNS}",
-                    tenant_id,
-                    agent_id,
-                    values["name"],
-                    values["description"],
-                    values["url"],
-                    values["health_path"],
-                    auth_type,
-                    sealed,
-                    values["timeout_ms"],
-                    values["retry_config"],
-                    values["status"],
+                    *bind(
+                        _UPDATE_AGENT,
+                        tenant_id=tenant_id,
+                        id=agent_id,
+                        name=values["name"],
+                        description=values["description"],
+                        url=values["url"],
+                        health_path=values["health_path"],
+                        auth_type=auth_type,
+                        auth_config_encrypted=sealed,
+                        timeout_ms=values["timeout_ms"],
+                        retry_config=values["retry_config"],
+                        status=values["status"],
+                    )
                 )
             except asyncpg.UniqueViolationError as err:
                 raise Conflict(f"agent {values['name']!r} already exists") from err
