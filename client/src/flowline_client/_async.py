@@ -1,34 +1,25 @@
-"""The asynchronous client: every route this client covers, built once (the sync client runs these)."""
+"""The asynchronous client: packs, workflows and executions; the other routes come from its route groups."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal
 
 import httpx
-import msgspec
 
-from flowline_client._requests import ParamValue, execution_body, filter_body, query, without_none
+from flowline_client._operations import OperationRoutes
+from flowline_client._requests import ParamValue, execution_body
 from flowline_client._streams import stream_messages
 from flowline_client.errors import FlowlineApiError
 from flowline_client.models import (
-    Agent,
-    AgentHealth,
-    ApiKey,
-    ApiKeyList,
     AttemptList,
-    AuditLog,
-    BulkOperation,
     Cancelled,
     ChildExecution,
     ChildList,
-    CreatedApiKey,
     EventList,
     Execution,
     ExecutionAccepted,
-    ExecutionFilter,
     ExecutionPage,
     ExecutionSummary,
     Pack,
@@ -50,8 +41,6 @@ from flowline_client.models import (
     WorkflowVersion,
 )
 
-Response = TypeVar("Response")
-Item = TypeVar("Item")
 LogFormat = Literal["text", "json"]
 
 # What a workflow file leaves out is cleared when it is applied (the file is the workflow), except ``enabled``
@@ -65,17 +54,7 @@ _APPLIED_DEFAULTS: dict[str, Any] = {
 }
 
 
-class _Listing(Protocol[Item]):
-    """A page of a list: a ``Page``, or an ``ExecutionPage`` (which adds ``totalExact``)."""
-
-    @property
-    def items(self) -> list[Item]: ...
-
-    @property
-    def next_cursor(self) -> str | None: ...
-
-
-class AsyncFlowlineClient:
+class AsyncFlowlineClient(OperationRoutes):
     """A client of one tenant's routes of the Flowline api.
 
     Args:
@@ -85,89 +64,6 @@ class AsyncFlowlineClient:
         timeout: seconds to wait for an answer (streams wait longer between events).
         transport: an httpx transport, e.g. to reach the api over a Unix socket.
     """
-
-    def __init__(
-        self,
-        api_url: str,
-        tenant: str,
-        api_key: str | None = None,
-        *,
-        timeout: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.tenant = tenant
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            base_url=f"{self.api_url}/api/v1/tenants/{tenant}",
-            headers=headers,
-            timeout=timeout,
-            transport=transport,
-        )
-
-    async def aclose(self) -> None:
-        """Close the connections."""
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncFlowlineClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    # ----- plumbing
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, ParamValue] | None = None,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        try:
-            response = await self._http.request(
-                method,
-                path,
-                params=query(params or {}),
-                content=None if body is None else msgspec.json.encode(body),
-                headers={"content-type": "application/json", **(headers or {})} if body is not None else headers,
-            )
-        except httpx.TransportError as err:
-            raise FlowlineApiError.unreachable(self.api_url, err) from err
-        if response.is_error:
-            raise FlowlineApiError.from_response(response)
-        return response
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        answer: type[Response],
-        *,
-        params: Mapping[str, ParamValue] | None = None,
-        body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Response:
-        response = await self._send(method, path, params=params, body=body, headers=headers)
-        try:
-            return msgspec.json.decode(response.content, type=answer)
-        except msgspec.DecodeError as err:
-            raise FlowlineApiError.unexpected(response, err) from err
-
-    async def _pages(self, fetch: Callable[[str | None], Awaitable[_Listing[Item]]]) -> AsyncIterator[Item]:
-        """Every item of a list, following ``nextCursor`` until the last page."""
-        cursor: str | None = None
-        while True:
-            page = await fetch(cursor)
-            for item in page.items:
-                yield item
-            if page.next_cursor is None or not page.items:
-                return
-            cursor = page.next_cursor
 
     # ----- packs
 
@@ -522,133 +418,3 @@ class AsyncFlowlineClient:
                     continue
                 received_logs.add(message.id)
             yield message
-
-    # ----- agents
-
-    async def list_agents(
-        self,
-        *,
-        status: str | None = None,
-        search: str | None = None,
-        limit: int = 20,
-        offset: int = 0,
-        cursor: str | None = None,
-    ) -> Page[Agent]:
-        """One page of agents."""
-        params = {"status": status, "search": search, "limit": limit, "offset": offset, "cursor": cursor}
-        return await self._call("GET", "/agents", Page[Agent], params=params)
-
-    def iter_agents(self, *, status: str | None = None, search: str | None = None) -> AsyncIterator[Agent]:
-        """Every agent matching the filters."""
-        return self._pages(lambda cursor: self.list_agents(status=status, search=search, limit=100, cursor=cursor))
-
-    async def get_agent(self, agent_id: str) -> Agent:
-        """One agent."""
-        return await self._call("GET", f"/agents/{agent_id}", Agent)
-
-    async def create_agent(self, agent: Mapping[str, Any]) -> Agent:
-        """Register an agent (``name``, ``url`` and optional camelCase fields such as ``authType``)."""
-        return await self._call("POST", "/agents", Agent, body=dict(agent))
-
-    async def update_agent(self, agent_id: str, changes: Mapping[str, Any]) -> Agent:
-        """Change the fields given (a JSON merge patch); omitting ``authConfig`` keeps the stored credentials."""
-        return await self._call("PATCH", f"/agents/{agent_id}", Agent, body=dict(changes))
-
-    async def delete_agent(self, agent_id: str) -> None:
-        """Soft-delete an agent, freeing its name."""
-        await self._send("DELETE", f"/agents/{agent_id}")
-
-    async def check_agent_health(self, agent_id: str) -> AgentHealth:
-        """Call the agent's health path now."""
-        return await self._call("GET", f"/agents/{agent_id}/health", AgentHealth)
-
-    # ----- bulk operations and audit
-
-    async def bulk_cancel(
-        self,
-        *,
-        ids: Sequence[str] | None = None,
-        filter: ExecutionFilter | None = None,
-        reason: str | None = None,
-        dry_run: bool = False,
-    ) -> BulkOperation:
-        """Cancel the executions given by ``ids`` or selected by ``filter`` (the filters of ``list_executions``)."""
-        body = {"ids": ids, "filter": filter_body(filter), "reason": reason, "dryRun": dry_run}
-        return await self._call("POST", "/executions/bulk/cancel", BulkOperation, body=without_none(body))
-
-    async def bulk_retry(
-        self,
-        *,
-        ids: Sequence[str] | None = None,
-        filter: ExecutionFilter | None = None,
-        note: str | None = None,
-        dry_run: bool = False,
-    ) -> BulkOperation:
-        """Retry the failed executions given by ``ids`` or selected by ``filter``."""
-        body = {"ids": ids, "filter": filter_body(filter), "note": note, "dryRun": dry_run}
-        return await self._call("POST", "/executions/bulk/retry", BulkOperation, body=without_none(body))
-
-    async def get_bulk_operation(self, operation_id: str) -> BulkOperation:
-        """A bulk operation and its progress."""
-        return await self._call("GET", f"/bulk-operations/{operation_id}", BulkOperation)
-
-    async def list_audit_logs(
-        self,
-        *,
-        entity_type: str | None = None,
-        entity_id: str | None = None,
-        principal: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 20,
-        offset: int = 0,
-        cursor: str | None = None,
-    ) -> Page[AuditLog]:
-        """One page of audit entries, newest first."""
-        params: dict[str, ParamValue] = {
-            "entityType": entity_type,
-            "entityId": entity_id,
-            "principal": principal,
-            "from": since,
-            "to": until,
-            "limit": limit,
-            "offset": offset,
-            "cursor": cursor,
-        }
-        return await self._call("GET", "/audit-logs", Page[AuditLog], params=params)
-
-    def iter_audit_logs(
-        self,
-        *,
-        entity_type: str | None = None,
-        entity_id: str | None = None,
-        principal: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> AsyncIterator[AuditLog]:
-        """Every audit entry matching the filters, newest first."""
-        return self._pages(
-            lambda cursor: self.list_audit_logs(
-                entity_type=entity_type,
-                entity_id=entity_id,
-                principal=principal,
-                since=since,
-                until=until,
-                limit=100,
-                cursor=cursor,
-            )
-        )
-
-    # ----- API keys (admins)
-
-    async def list_api_keys(self) -> list[ApiKey]:
-        """Every key of the tenant, newest first, revoked ones included; never their secrets."""
-        return (await self._call("GET", "/api-keys", ApiKeyList)).items
-
-    async def create_api_key(self, name: str, role: str) -> CreatedApiKey:
-        """A new key with ``role`` (viewer, operator or admin); its ``key`` is shown this once."""
-        return await self._call("POST", "/api-keys", CreatedApiKey, body={"name": name, "role": role})
-
-    async def revoke_api_key(self, key_id: str) -> ApiKey:
-        """Revoke a key: requests with it are refused from now on."""
-        return await self._call("DELETE", f"/api-keys/{key_id}", ApiKey)
