@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import httpx
 import msgspec
 
+from flowline_client._lifecycle import LifecycleRoutes
 from flowline_client._requests import ParamValue, execution_body, filter_body, query, without_none
 from flowline_client._streams import stream_messages
 from flowline_client.errors import FlowlineApiError
@@ -75,7 +76,7 @@ class _Listing(Protocol[Item]):
     def next_cursor(self) -> str | None: ...
 
 
-class AsyncFlowlineClient:
+class AsyncFlowlineClient(LifecycleRoutes):
     """A client of one tenant's routes of the Flowline api.
 
     Args:

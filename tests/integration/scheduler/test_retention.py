@@ -6,9 +6,11 @@ import asyncio
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 from flowline.archive import read_archive
 from flowline.ids import uuid7
+from flowline_client.cli import main as cli
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
 from prometheus_client import CollectorRegistry
@@ -136,7 +138,9 @@ async def test_old_audit_rows_go_after_their_own_retention(pool: asyncpg.Pool, r
     assert _removed(registry, "audit_logs") == 2
 
 
-async def test_each_root_is_archived_before_it_goes(pool: asyncpg.Pool, rows: ExecutionRows, tmp_path: Path) -> None:
+async def test_each_root_is_archived_before_it_goes_and_archive_show_prints_it(
+    pool: asyncpg.Pool, rows: ExecutionRows, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     tree = await execution_tree(rows, pool, finished_seconds_ago=31 * DAY)
     completed_at = await pool.fetchval("SELECT completed_at FROM executions WHERE id = $1", tree.root)
 
@@ -160,6 +164,16 @@ async def test_each_root_is_archived_before_it_goes(pool: asyncpg.Pool, rows: Ex
     assert [child["execution"]["id"], grandchild["execution"]["id"]] == [str(tree.members[1]), str(tree.members[2])]
     assert [line["message"] for line in grandchild["logs"]] == ["line 0", "line 1", "line 2"]
     assert [entry.name for entry in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+
+    assert cli(["executions", "archive-show", str(path), "--logs"], environ={}) == 0
+    shown = capsys.readouterr().out
+    assert f"Execution:  {tree.root}" in shown
+    assert "1 steps, 1 attempts, 1 timers, 1 promises, 2 events, 3 logs" in shown
+    assert f"  {tree.members[1]}  demo.child  COMPLETED  (step work)" in shown
+    assert f"    {tree.members[2]}  demo.child  FAILED  (step work)" in shown
+    assert shown.count("INFO [work] line") == 3
+    assert cli(["executions", "archive-show", str(path), "-O", "json"], environ={}) == 0
+    assert msgspec.json.decode(capsys.readouterr().out) == document
 
 
 async def test_nothing_goes_when_its_archive_cannot_be_written(
