@@ -180,7 +180,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How often the scheduler looks for what retention removes, and how many root executions one batch (one
     # short transaction) removes.
     retention_interval_seconds: float = 10.0
-    retention_batch_size: int = 200
+    retention_batch_size: int = 1000
     # When set, each removed root execution is first written here as one gzip'd JSON document
     # (<dir>/<tenant>/<yyyy>/<mm>/<dd>/<id>.json.gz); one whose document cannot be written is not removed.
     archive_dir: str = ""
