@@ -38,20 +38,26 @@ INDEXES = (
 )
 
 
-def _rerun_key(ondelete: str | None) -> None:
+def _replace_rerun_key(ondelete: str | None) -> None:
+    """The rerun key again with ``ondelete``, unchecked: the drop's lock on executions ends with this transaction."""
     op.drop_constraint(RERUN_KEY, "executions", type_="foreignkey")
     action = f" ON DELETE {ondelete}" if ondelete else ""
     op.execute(
         f"ALTER TABLE executions ADD CONSTRAINT {RERUN_KEY} FOREIGN KEY (rerun_of) REFERENCES executions (id)"
         f"{action} NOT VALID"
     )
+
+
+def _validate_rerun_key() -> None:
+    """Check the existing rows against the key, outside the transaction that took the table's lock to replace it."""
     op.execute(f"ALTER TABLE executions VALIDATE CONSTRAINT {RERUN_KEY}")
 
 
 def upgrade() -> None:
     op.add_column("workflows", sa.Column("retention_seconds", sa.BigInteger(), nullable=True))
-    _rerun_key("SET NULL")
+    _replace_rerun_key("SET NULL")
     with op.get_context().autocommit_block():
+        _validate_rerun_key()
         for name, table, columns, where in INDEXES:
             op.create_index(
                 name,
@@ -66,5 +72,7 @@ def downgrade() -> None:
     with op.get_context().autocommit_block():
         for name, table, _, _ in INDEXES:
             op.drop_index(name, table_name=table, postgresql_concurrently=True)
-    _rerun_key(None)
+    _replace_rerun_key(None)
+    with op.get_context().autocommit_block():
+        _validate_rerun_key()
     op.drop_column("workflows", "retention_seconds")
