@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
+from flowline.archive import read_archive
 from flowline.credentials import key_subject, parse_key
 from flowline.runtime import Runtime
 from flowline.settings import Settings
@@ -180,3 +181,32 @@ async def test_a_bulk_delete_removes_finished_roots_and_skips_the_rest(
         assert set((await rows_left(pool, tree.members)).values()) == {0}
     assert (await rows_left(pool, running.members))["executions"] == 3
     assert (await rows_left(pool, busy.members))["executions"] == 3
+
+
+async def test_a_deleted_execution_is_archived_first_when_an_archive_folder_is_set(
+    settings: Settings, rows: ExecutionRows, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    tree = await execution_tree(rows, pool, finished_seconds_ago=60)
+    completed_at = await pool.fetchval("SELECT completed_at FROM executions WHERE id = $1", tree.root)
+
+    async with admin_client(msgspec.structs.replace(settings, archive_dir=str(tmp_path))) as api:
+        assert (await api.delete(f"/executions/{tree.root}")).status_code == 204
+
+    document = read_archive(tmp_path / "dev" / f"{completed_at:%Y/%m/%d}" / f"{tree.root}.json.gz")
+    assert document["execution"]["id"] == str(tree.root)
+    assert [child["execution"]["id"] for child in document["children"]] == [str(tree.members[1])]
+    assert set((await rows_left(pool, tree.members)).values()) == {0}
+
+
+async def test_a_bulk_delete_skips_children_and_those_already_gone_with_their_root(
+    api: Client, rows: ExecutionRows, pool: asyncpg.Pool, runtime: Runtime, settings: Settings
+) -> None:
+    tree = await execution_tree(rows, pool, finished_seconds_ago=60)
+    created = await api.post("/executions/bulk/delete", json={"ids": [str(member) for member in tree.members]})
+    assert created.status_code == 202, created.text
+
+    await BulkOperationLoop(runtime.pool, runtime.outbox, settings.topics, 0.05).run_once()
+
+    operation = (await api.get(f"/bulk-operations/{created.json()['id']}")).json()
+    assert (operation["total"], operation["succeeded"], operation["skipped"], operation["failed"]) == (3, 1, 2, 0)
+    assert set((await rows_left(pool, tree.members)).values()) == {0}
