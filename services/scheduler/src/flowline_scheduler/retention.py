@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 PASS_SECONDS = 60.0
 # How far past its retention the oldest removable execution may be before a pass says it fell behind.
 BEHIND_WARNING_SECONDS = 60.0
+# The most roots a batch archives: their documents (task logs included) are built in memory, and each file is
+# flushed to disk while the batch's transaction is open.
+ARCHIVED_BATCH = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,7 @@ class RetentionLoop(LoopService):
         self._pool = pool
         self._metrics = metrics
         self._periods = periods
-        self._batch_size = batch_size
+        self._batch_size = batch_size if archive_dir is None else min(batch_size, ARCHIVED_BATCH)
         self._remover = Remover(archive_dir)
 
     async def run_once(self) -> None:
