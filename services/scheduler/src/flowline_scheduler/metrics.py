@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flowline.db.retention import REMOVED_TABLES
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # A timer fires on its announcement (at once) or on the next poll (FLOWLINE_TIMER_POLL_INTERVAL_SECONDS).
@@ -39,6 +40,8 @@ class SchedulerMetrics:
             ["table"],
             registry=registry,
         )
+        for table in (*REMOVED_TABLES, "audit_logs"):  # every table shows, at 0, before anything is removed
+            self.retention_removed_rows.labels(table)
         self.retention_not_archived = Counter(
             "flowline_retention_not_archived_total",
             "Root executions retention kept because their archive could not be written (FLOWLINE_ARCHIVE_DIR).",
