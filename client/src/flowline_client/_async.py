@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import httpx
 
+from flowline_client._lifecycle import LifecycleRoutes
 from flowline_client._operations import OperationRoutes
 from flowline_client._requests import ParamValue, execution_body
 from flowline_client._streams import stream_messages
@@ -54,7 +55,7 @@ _APPLIED_DEFAULTS: dict[str, Any] = {
 }
 
 
-class AsyncFlowlineClient(OperationRoutes):
+class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes):
     """A client of one tenant's routes of the Flowline api.
 
     Args:

@@ -149,6 +149,8 @@ class FlowlineClient:
     bulk_cancel = _Blocking(AsyncFlowlineClient.bulk_cancel)
     bulk_retry = _Blocking(AsyncFlowlineClient.bulk_retry)
     get_bulk_operation = _Blocking(AsyncFlowlineClient.get_bulk_operation)
+    delete_execution = _Blocking(AsyncFlowlineClient.delete_execution)
+    bulk_delete = _Blocking(AsyncFlowlineClient.bulk_delete)
     list_audit_logs = _Blocking(AsyncFlowlineClient.list_audit_logs)
     iter_audit_logs = _BlockingIterator(AsyncFlowlineClient.iter_audit_logs)
 

@@ -23,6 +23,8 @@ class Workflow(msgspec.Struct, kw_only=True, rename="camel"):
     tags: list[str]
     enabled: bool
     public: bool
+    # How long its executions are kept once their root finished ("30d"); None: the server's default.
+    retention: str | None
     created_by: str | None
     created_at: datetime
     updated_at: datetime
@@ -40,6 +42,7 @@ class WorkflowSummary(msgspec.Struct, kw_only=True, rename="camel"):
     tags: list[str]
     enabled: bool
     public: bool
+    retention: str | None
     created_by: str | None
     created_at: datetime
     updated_at: datetime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from typing import Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +16,9 @@ ENV_PREFIX = "FLOWLINE_"
 SECRET_SETTINGS = frozenset({"secret_key", "jwt_hs256_secret"})
 RatePeriod = Literal["second", "minute", "hour", "day"]
 RATE_PERIODS: tuple[RatePeriod, ...] = get_args(RatePeriod)
+# Retentions (of executions, of audit rows): a positive whole number of one unit, at most 999,999 of it.
+RETENTION_PATTERN = re.compile(r"([1-9][0-9]{0,5})([smhd])")
+RETENTION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class ConfigurationError(Exception):
@@ -168,6 +172,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     bulk_operation_poll_interval_seconds: float = 1.0
     redrive_after_seconds: float = 30.0
     inbox_retention_days: float = 7.0
+    # Data lifecycle (flowline_scheduler.retention): an execution whose root finished longer ago than its
+    # workflow's retention (or this default) is removed whole; audit rows older than theirs are removed too.
+    # Durations such as "90s", "12h", "30d".
+    execution_retention: str = "30d"
+    audit_retention: str = "365d"
+    # How often the scheduler looks for what retention removes, and how many root executions one batch (one
+    # short transaction) removes.
+    retention_interval_seconds: float = 10.0
+    retention_batch_size: int = 1000
+    # When set, each removed root execution is first written here as one gzip'd JSON document
+    # (<dir>/<tenant>/<yyyy>/<mm>/<dd>/<id>.json.gz); one whose document cannot be written is not removed.
+    archive_dir: str = ""
     consumer_max_failures: int = 5
     max_steps_per_workflow: int = 500
     max_definition_bytes: int = 1_000_000
@@ -277,10 +293,46 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     source = os.environ if environ is None else environ
     values = {field: source[env_name(field)] for field in Settings.__struct_fields__ if env_name(field) in source}
     try:
-        return msgspec.convert(values, Settings, strict=False)
+        settings = msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as err:
         reason, _, location = str(err).partition(" - at ")
         field = location.strip("`").removeprefix("$.")
         if field in values:
             raise ConfigurationError(f"invalid setting {env_name(field)}={values[field]!r}: {reason}") from err
         raise ConfigurationError(f"invalid setting: {err}") from err
+    for field in ("execution_retention", "audit_retention"):
+        retention_setting(settings, field)
+    return settings
+
+
+def retention_setting(settings: Settings, field: str) -> int:
+    """The seconds of a retention setting (``execution_retention``, ``audit_retention``).
+
+    Raises:
+        ConfigurationError: the value is not a positive duration such as ``30d``, naming the variable.
+    """
+    value: str = getattr(settings, field)
+    try:
+        return retention_seconds(value)
+    except ValueError as err:
+        raise ConfigurationError(f"invalid setting {env_name(field)}={value!r}: {err}") from err
+
+
+def retention_seconds(text: str) -> int:
+    """The seconds of a retention: a whole number of seconds, minutes, hours or days (``90s``, ``12h``, ``30d``).
+
+    Raises:
+        ValueError: anything else, including zero and negative numbers.
+    """
+    match = RETENTION_PATTERN.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a retention: a positive whole number of s, m, h or d, e.g. '30d'")
+    return int(match.group(1)) * RETENTION_UNITS[match.group(2)]
+
+
+def retention_text(seconds: int) -> str:
+    """A retention in seconds as the largest unit that divides it (``2592000`` → ``30d``)."""
+    for unit, size in sorted(RETENTION_UNITS.items(), key=lambda item: -item[1]):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    raise AssertionError("seconds divide every whole number")

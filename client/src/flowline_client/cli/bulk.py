@@ -1,4 +1,4 @@
-"""``flowline bulk cancel|retry`` with a progress bar, and ``flowline audit list``."""
+"""``flowline bulk cancel|retry|delete`` with a progress bar, and ``flowline audit list``."""
 
 from __future__ import annotations
 
@@ -80,6 +80,8 @@ async def _run_bulk(client: AsyncFlowlineClient, args: argparse.Namespace, out: 
     }
     if verb == "cancel":
         operation = await client.bulk_cancel(**selection, reason=args.reason)
+    elif verb == "delete":
+        operation = await client.bulk_delete(**selection, reason=args.reason)
     else:
         operation = await client.bulk_retry(**selection, note=args.note)
     if operation.dry_run:
@@ -99,6 +101,10 @@ async def _bulk_cancel(client: AsyncFlowlineClient, args: argparse.Namespace, ou
 
 async def _bulk_retry(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
     return await _run_bulk(client, args, out, "retry")
+
+
+async def _bulk_delete(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    return await _run_bulk(client, args, out, "delete")
 
 
 async def _bulk_get(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -147,7 +153,7 @@ def _bulk_options(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> None:
     """Add the ``bulk`` and ``audit`` command groups."""
-    bulk = subparsers.add_parser("bulk", help="cancel or retry many executions").add_subparsers(
+    bulk = subparsers.add_parser("bulk", help="cancel, retry or delete many executions").add_subparsers(
         required=True, metavar="COMMAND"
     )
     parser = command(bulk, "cancel", _bulk_cancel, "cancel the selected executions", common)
@@ -156,6 +162,11 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser = command(bulk, "retry", _bulk_retry, "retry the selected failed executions", common)
     _bulk_options(parser)
     parser.add_argument("--note")
+    parser = command(
+        bulk, "delete", _bulk_delete, "delete the selected finished root executions with everything under them", common
+    )
+    _bulk_options(parser)
+    parser.add_argument("--reason")
     parser = command(bulk, "get", _bulk_get, "show a bulk operation's progress", common)
     parser.add_argument("id")
     parser.add_argument("--wait", action="store_true", help="follow it to the end (a progress bar on a terminal)")

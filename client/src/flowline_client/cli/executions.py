@@ -11,6 +11,7 @@ from typing import Any, get_args
 from flowline_schemas.executions import ExecutionStatus
 
 from flowline_client import AsyncFlowlineClient, LogFormat
+from flowline_client.cli.archives import register_commands as register_lifecycle_commands
 from flowline_client.cli.arguments import Subparsers, UsageError, command, iso_time, json_argument, object_argument
 from flowline_client.cli.lists import add_paging, print_list
 from flowline_client.cli.live import (
@@ -338,6 +339,7 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
         "--format", choices=["text", "json"], help="text lines, or a JSON array (the default with -O json)"
     )
     parser.add_argument("-o", "--output-file", metavar="FILE", help="write here instead of stdout")
+    register_lifecycle_commands(executions, common)
 
     promises = subparsers.add_parser("promises", help="settle the promises wait steps wait on").add_subparsers(
         required=True, metavar="COMMAND"

@@ -70,6 +70,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         args = build_parser().parse_args(argv)
     except SystemExit as stopped:  # argparse printed the usage error (2), the help or the version (0)
         return stopped.code if isinstance(stopped.code, int) else USAGE_ERROR
+    terminal = sys.stdout.isatty()
+    out = Output(json=args.output == "json", colour=terminal and "NO_COLOR" not in environ, terminal=terminal)
+    if (offline := getattr(args, "offline", None)) is not None:  # reads local files only: no api, no config
+        try:
+            code: int = offline(args, out)
+        except UsageError as err:
+            print(f"flowline: {err}", file=sys.stderr)
+            return USAGE_ERROR
+        return code
     try:
         flags = {"api_url": args.api_url, "tenant": args.tenant, "api_key": args.api_key}
         config = resolve_config(flags, environ, args.profile)
@@ -80,8 +89,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if url.scheme not in ("http", "https") or not url.netloc:
         print(f"flowline: the api URL {config.api_url!r} is not http(s)://host[:port]", file=sys.stderr)
         return USAGE_ERROR
-    terminal = sys.stdout.isatty()
-    out = Output(json=args.output == "json", colour=terminal and "NO_COLOR" not in environ, terminal=terminal)
     try:
         return asyncio.run(_run(args.handler, config, args, out))
     except FlowlineApiError as err:

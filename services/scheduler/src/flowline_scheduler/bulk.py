@@ -5,19 +5,23 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import msgspec
 from flowline.control import request_cancel, request_retry
 from flowline.db.bulk_operations import MAX_ERRORS, next_selected, selection_of
-from flowline.errors import Conflict, FlowlineError
+from flowline.errors import Conflict, FlowlineError, NotFound
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
 from flowline.loops import LoopService
 from flowline.messages import OperationEvent
 from flowline.outages import OUTAGE_ERRORS
+from flowline.removal import Remover
 from flowline.settings import Topics
 from flowline.snapshots import OperationSnapshot
+
+from flowline_scheduler.metrics import SchedulerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +29,7 @@ BULK_BATCH = 100
 
 
 class BulkOperationLoop(LoopService):
-    """Applies bulk cancels and retries, in execution id order, a batch at a time.
+    """Applies bulk cancels, retries and deletes, in execution id order, a batch at a time.
 
     The scheduler polls for unfinished operations with ``FOR UPDATE SKIP LOCKED`` and holds the operation's
     row lock for one batch: the batch's per-execution commands, the counters and the resume cursor
@@ -42,12 +46,17 @@ class BulkOperationLoop(LoopService):
         topics: Topics,
         interval_seconds: float,
         batch_size: int = BULK_BATCH,
+        *,
+        metrics: SchedulerMetrics | None = None,
+        archive_dir: Path | None = None,
     ) -> None:
         super().__init__("bulk-operations", interval_seconds)
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
         self._batch_size = batch_size
+        self._metrics = metrics
+        self._remover = Remover(archive_dir)
 
     async def run_once(self) -> None:
         """Work through every unfinished operation, a batch at a time, until none is left."""
@@ -116,7 +125,10 @@ class BulkOperationLoop(LoopService):
     async def _apply(
         self, connection: asyncpg.Connection, operation: asyncpg.Record, execution_id: uuid.UUID
     ) -> list[OutboxRow]:
-        """The same state change as the single-execution route (``flowline.control``)."""
+        """The same state change as the single-execution route (``flowline.control``, ``flowline.removal``)."""
+        if operation["kind"] == "delete":
+            await self._delete(connection, operation["tenant_id"], execution_id)
+            return []
         if operation["kind"] == "cancel":
             return await request_cancel(
                 connection,
@@ -133,6 +145,21 @@ class BulkOperationLoop(LoopService):
             execution_id=execution_id,
             note=operation["note"],
         )
+
+    async def _delete(self, connection: asyncpg.Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> None:
+        """Remove a finished root execution whole, as ``DELETE /executions/{id}`` does.
+
+        Raises:
+            Conflict: it cannot be deleted (not finished, a child, a descendant running), or it is gone already
+                (a child selected with its root goes with the root): it is skipped.
+        """
+        try:
+            removal = await self._remover.delete_execution(connection, tenant_id, execution_id)
+        except NotFound as err:
+            raise Conflict(f"execution {execution_id} no longer exists") from err
+        if self._metrics is not None:
+            for table, count in removal.rows.items():
+                self._metrics.retention_removed_rows.labels(table).inc(count)
 
     async def _record(
         self,

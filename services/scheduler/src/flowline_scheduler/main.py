@@ -1,16 +1,19 @@
-"""The scheduler process: timers, lease recovery, lost-message redrive, bulk operations, the outbox relay."""
+"""The scheduler process: timers, lease recovery, lost-message redrive, bulk operations, retention, the outbox relay."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from flowline.messages import TimerMessage, decoder
 from flowline.ops import configure_logging
 from flowline.runtime import OutboxRelay, Runnable, Runtime, run_service, serve
-from flowline.settings import Settings, load_settings
+from flowline.settings import Settings, load_settings, retention_setting
 
 from flowline_scheduler.bulk import BulkOperationLoop
 from flowline_scheduler.leases import LeaseRecovery
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
+from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
 from flowline_scheduler.timers import TimerLoop
 
 
@@ -33,8 +36,25 @@ async def run_scheduler(settings: Settings) -> None:
         retention = InboxRetention(
             runtime.pool, retention_seconds=settings.inbox_retention_days * 86400, interval_seconds=60
         )
+        archive_dir = Path(settings.archive_dir) if settings.archive_dir else None
         bulk = BulkOperationLoop(
-            runtime.pool, runtime.outbox, settings.topics, settings.bulk_operation_poll_interval_seconds
+            runtime.pool,
+            runtime.outbox,
+            settings.topics,
+            settings.bulk_operation_poll_interval_seconds,
+            metrics=metrics,
+            archive_dir=archive_dir,
+        )
+        lifecycle = RetentionLoop(
+            runtime.pool,
+            metrics,
+            RetentionPeriods(
+                executions=retention_setting(settings, "execution_retention"),
+                audit=retention_setting(settings, "audit_retention"),
+            ),
+            interval_seconds=settings.retention_interval_seconds,
+            batch_size=settings.retention_batch_size,
+            archive_dir=archive_dir,
         )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         announcements = runtime.consumer(
@@ -55,6 +75,7 @@ async def run_scheduler(settings: Settings) -> None:
                 Runnable(redrive.start, redrive.stop),
                 Runnable(retention.start, retention.stop),
                 Runnable(bulk.start, bulk.stop),
+                Runnable(lifecycle.start, lifecycle.stop),
                 Runnable(relay.start, relay.stop),
             ],
             http_port=settings.scheduler_http_port,

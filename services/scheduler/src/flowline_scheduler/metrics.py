@@ -1,8 +1,9 @@
-"""What the scheduler counts: timers fired and how late, steps recovered from workers that died."""
+"""What the scheduler counts: timers fired and how late, steps recovered from workers that died, retention."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from flowline.db.retention import REMOVED_TABLES
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # A timer fires on its announcement (at once) or on the next poll (FLOWLINE_TIMER_POLL_INTERVAL_SECONDS).
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -30,5 +31,25 @@ class SchedulerMetrics:
             "Running steps whose worker stopped renewing its lease: dispatched again (redispatched), or failed "
             "after too many lost attempts (failed).",
             ["outcome"],
+            registry=registry,
+        )
+        self.retention_removed_rows = Counter(
+            "flowline_retention_removed_rows_total",
+            "Rows removed by retention and bulk deletes, by table (executions, step_executions, task_logs, …, "
+            "audit_logs).",
+            ["table"],
+            registry=registry,
+        )
+        for table in (*REMOVED_TABLES, "audit_logs"):  # every table shows, at 0, before anything is removed
+            self.retention_removed_rows.labels(table)
+        self.retention_not_archived = Counter(
+            "flowline_retention_not_archived_total",
+            "Root executions retention kept because their archive could not be written (FLOWLINE_ARCHIVE_DIR).",
+            registry=registry,
+        )
+        self.retention_behind = Gauge(
+            "flowline_retention_behind_seconds",
+            "How long the oldest removable execution has been past its retention at the end of a retention pass "
+            "(0: nothing is waiting).",
             registry=registry,
         )

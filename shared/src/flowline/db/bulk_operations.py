@@ -1,4 +1,4 @@
-"""Bulk operations: a cancel or retry of many executions, chosen by ids or by the execution list's filter."""
+"""Bulk operations: a cancel, retry or delete of many executions, chosen by ids or by the execution list's filter."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from flowline.db.executions import ExecutionFilters, count_executions_query, mat
 from flowline.errors import NotFound
 from flowline.ids import uuid7
 
-BulkKind = Literal["cancel", "retry"]
+BulkKind = Literal["cancel", "retry", "delete"]
 MAX_IDS = 1_000
 # An operation over a million executions keeps the first errors, not a million of them.
 MAX_ERRORS = 100

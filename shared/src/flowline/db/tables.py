@@ -134,6 +134,9 @@ workflows = Table(
     Column("enabled", Boolean, nullable=False, server_default="true"),
     Column("public", Boolean, nullable=False, server_default="false"),
     Column("latest_version", Integer, nullable=False),
+    # How long its executions are kept once their root finished (flowline.db.retention); NULL: the server's
+    # FLOWLINE_EXECUTION_RETENTION.
+    Column("retention_seconds", BigInteger),
     Column("created_by", Text),
     _timestamp("created_at", nullable=False, default_now=True),
     _timestamp("updated_at", nullable=False, default_now=True),
@@ -198,7 +201,8 @@ executions = Table(
     _timestamp("cancelled_at"),
     Column("cancelled_by", Text),
     # A rerun reuses the outputs of ``rerun_of``'s steps that are not downstream of ``rerun_from_step``.
-    Column("rerun_of", UUID(as_uuid=True), ForeignKey("executions.id")),
+    # Removing the original (retention, DELETE) leaves a rerun of it standing, no longer linked.
+    Column("rerun_of", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="SET NULL")),
     Column("rerun_from_step", Text),
     Index(
         "uq_executions_tenant_idempotency_key",
@@ -231,6 +235,17 @@ executions = Table(
         "parent_execution_id",
         postgresql_where=text("status IN ('pending', 'running', 'paused') AND parent_execution_id IS NOT NULL"),
     ),
+    # Retention (flowline.db.retention): each workflow's finished roots by finish time, a root's descendants, and
+    # the reruns that point at an execution (their link is cleared when it goes).
+    Index(
+        "ix_executions_finished_roots",
+        "workflow_id",
+        "completed_at",
+        "id",
+        postgresql_where=text("parent_execution_id IS NULL AND status IN ('completed', 'failed', 'cancelled')"),
+    ),
+    Index("ix_executions_root", "root_execution_id", postgresql_where=text("parent_execution_id IS NOT NULL")),
+    Index("ix_executions_rerun_of", "rerun_of", postgresql_where=text("rerun_of IS NOT NULL")),
     Index("ix_executions_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
     Index("ix_executions_tags", "tags", postgresql_using="gin"),
 )
@@ -315,6 +330,8 @@ promises = Table(
     _timestamp("settled_at"),
     _timestamp("expires_at"),
     UniqueConstraint("execution_id", "name"),
+    # Removing a step removes its promise through the key: without an index, each step removed reads every promise.
+    Index("ix_promises_step", "step_execution_id"),
 )
 
 execution_events = Table(
@@ -362,6 +379,8 @@ audit_logs = Table(
     _timestamp("occurred_at", nullable=False, default_now=True),
     Index("ix_audit_logs_tenant_occurred", "tenant_id", "occurred_at"),
     Index("ix_audit_logs_entity", "tenant_id", "entity_type", "entity_id"),
+    # Audit retention removes the oldest rows of every tenant.
+    Index("ix_audit_logs_occurred", "occurred_at"),
 )
 
 # A bulk cancel or retry, worked through by the scheduler in id order; ``last_execution_id`` is where to resume.

@@ -17,14 +17,14 @@ from flowline.ids import uuid7
 
 WORKFLOW_COLUMNS = """
     w.id, w.pack_id, w.ref, w.name, w.label, w.description, w.tags, w.enabled, w.public, w.latest_version,
-    w.created_by,
+    w.retention_seconds, w.created_by,
     w.created_at, w.updated_at, split_part(w.ref, '.', 1) AS pack, v.id AS version_id, v.version, v.definition,
     v.input_schema, v.output_schema, v.created_at AS version_created_at
 """
 # Lists leave out the versions (definitions can be large); a page reads one index and no join.
 SUMMARY_COLUMNS = """
     w.id, w.ref, split_part(w.ref, '.', 1) AS pack, w.name, w.label, w.description, w.tags, w.enabled, w.public,
-    w.latest_version AS version, w.created_by, w.created_at, w.updated_at
+    w.latest_version AS version, w.retention_seconds, w.created_by, w.created_at, w.updated_at
 """
 WorkflowSort = Literal["name", "created_at", "updated_at"]
 
@@ -53,6 +53,7 @@ async def create_workflow(
     output_schema: Any,
     created_by: str | None,
     public: bool = False,
+    retention_seconds: int | None = None,
 ) -> asyncpg.Record:
     """Insert a workflow and its version 1 inside the caller's transaction.
 
@@ -66,7 +67,8 @@ async def create_workflow(
     try:
         await connection.execute(
             "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, label, description, tags, enabled, "
-            "latest_version, created_by, public) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)",
+            "latest_version, created_by, public, retention_seconds) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12)",
             workflow_id,
             tenant_id,
             pack_id,
@@ -78,6 +80,7 @@ async def create_workflow(
             enabled,
             created_by,
             public,
+            retention_seconds,
         )
     except asyncpg.UniqueViolationError as err:
         raise Conflict(f"workflow {ref!r} already exists") from err
@@ -132,17 +135,19 @@ async def update_workflow_metadata(
     tags: list[str],
     enabled: bool,
     public: bool = False,
+    retention_seconds: int | None = None,
 ) -> None:
-    """Replace what may change without a new version: label, description, tags, enabled, public."""
+    """Replace what may change without a new version: label, description, tags, enabled, public, retention."""
     await connection.execute(
-        "UPDATE workflows SET label = $2, description = $3, tags = $4, enabled = $5, public = $6, updated_at = now() "
-        "WHERE id = $1",
+        "UPDATE workflows SET label = $2, description = $3, tags = $4, enabled = $5, public = $6, "
+        "retention_seconds = $7, updated_at = now() WHERE id = $1",
         workflow_id,
         label,
         description,
         tags,
         enabled,
         public,
+        retention_seconds,
     )
 
 

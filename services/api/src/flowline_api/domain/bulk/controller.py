@@ -1,4 +1,4 @@
-"""Routes of bulk operations: cancel or retry many executions, and follow the operation's progress."""
+"""Routes of bulk operations: cancel, retry or delete many executions, and follow the operation's progress."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.domain.bulk.examples import (
     BOTH_GIVEN,
     BULK_CANCEL_EXAMPLE,
+    BULK_DELETE_EXAMPLE,
     BULK_PATH,
     BULK_RETRY_EXAMPLE,
     COMPLETED_EXAMPLE,
@@ -27,7 +28,7 @@ from flowline_api.domain.bulk.examples import (
     OPERATION_ID,
     UNKNOWN_EXECUTION,
 )
-from flowline_api.domain.bulk.schemas import BulkCancelRequest, BulkRetryRequest
+from flowline_api.domain.bulk.schemas import BulkCancelRequest, BulkDeleteRequest, BulkRetryRequest
 from flowline_api.domain.bulk.service import BulkOperationService, provide_bulk_operation_service
 from flowline_api.domain.openapi import example_response, problems
 from flowline_api.path_ids import OperationId
@@ -53,7 +54,7 @@ def _created_responses(example: dict[str, Any], path: str) -> dict[int, Response
 
 
 class BulkOperationController(Controller):
-    """``/api/v1/tenants/{tenant}/executions/bulk/cancel|retry`` and ``/bulk-operations/{id}``."""
+    """``/api/v1/tenants/{tenant}/executions/bulk/cancel|retry|delete`` and ``/bulk-operations/{id}``."""
 
     path = "/"
     tags = ["bulk operations"]
@@ -112,6 +113,33 @@ class BulkOperationController(Controller):
         Executions that have not failed are `skipped`. Selection and `dryRun` work as for the bulk cancel.
         """
         return _accepted(await bulk_service.create(tenant_id, "retry", data, caller, actor))
+
+    @post(
+        "/executions/bulk/delete",
+        opt=OPERATOR,
+        status_code=HTTP_202_ACCEPTED,
+        summary="Delete many finished executions",
+        responses=_created_responses({**DRY_RUN_EXAMPLE, "kind": "delete"}, f"{BULK_PATH}/delete"),
+    )
+    async def bulk_delete(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        bulk_service: NamedDependency[BulkOperationService],
+        caller: NamedDependency[Principal],
+        actor: NamedDependency[Actor],
+        data: Annotated[
+            BulkDeleteRequest,
+            Body(examples=[Example(summary="failed executions of one workflow", value=BULK_DELETE_EXAMPLE)]),
+        ],
+    ) -> Response[BulkOperation]:
+        """Delete `ids` (up to 1,000), or every execution matching `filter` (the filters of `GET /executions`).
+
+        Answers 202 with the operation at once; the scheduler deletes the executions in the background, each
+        exactly as `DELETE /executions/{id}` does: a finished root execution goes with everything under it.
+        Executions that have not finished, children (they go with their root) and roots with a descendant
+        still running are `skipped`. Selection and `dryRun` work as for the bulk cancel.
+        """
+        return _accepted(await bulk_service.create(tenant_id, "delete", data, caller, actor))
 
     @get(
         "/bulk-operations/{operation_id:str}",

@@ -12,6 +12,10 @@ BULK_CANCEL_EXAMPLE: dict[str, Any] = {
     "filter": {"workflow": "demo.nap", "status": ["running", "paused"], "tag": ["batch-7"]},
     "reason": "batch 7 was started by mistake",
 }
+BULK_DELETE_EXAMPLE: dict[str, Any] = {
+    "filter": {"workflow": "demo.nap", "status": ["failed"], "createdBefore": "2026-11-01T00:00:00Z"},
+    "reason": "the November test runs",
+}
 BULK_RETRY_EXAMPLE: dict[str, Any] = {
     "ids": ["0193a5a0-7c1e-7000-8000-4b2f0e1d2c3a"],
     "note": "the upstream is back",

@@ -27,6 +27,15 @@ class BulkCancelRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unk
     dry_run: DryRun = False
 
 
+class BulkDeleteRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Delete many finished root executions, each with everything under it: `ids`, or every match of `filter`."""
+
+    ids: Ids | None = None
+    filter: ExecutionFilter | None = None
+    reason: Reason | None = None
+    dry_run: DryRun = False
+
+
 class BulkRetryRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """Retry many failed executions: `ids`, or every execution matching `filter` (one of the two)."""
 

@@ -21,13 +21,14 @@ from flowline.errors import NotFound, ValidationFailed
 from flowline_schemas.bulk import BulkOperation, BulkOperationError
 from litestar.di import NamedDependency
 
-from flowline_api.domain.bulk.schemas import BulkCancelRequest, BulkRetryRequest
+from flowline_api.domain.bulk.schemas import BulkCancelRequest, BulkDeleteRequest, BulkRetryRequest
 from flowline_api.domain.executions.filters import execution_filters, owner_filter
 
+BulkRequest = BulkCancelRequest | BulkRetryRequest | BulkDeleteRequest
 ENTITY_TYPE = "bulk_operation"
 
 
-def _selection(request: BulkCancelRequest | BulkRetryRequest, caller: Principal) -> BulkSelection:
+def _selection(request: BulkRequest, caller: Principal) -> BulkSelection:
     """The executions a request selects, with the list's own filter.
 
     Raises:
@@ -87,7 +88,7 @@ class BulkOperationService:
         self,
         tenant_id: uuid.UUID,
         kind: BulkKind,
-        request: BulkCancelRequest | BulkRetryRequest,
+        request: BulkRequest,
         caller: Principal,
         actor: Actor,
     ) -> BulkOperation:
@@ -101,7 +102,7 @@ class BulkOperationService:
             NotFound: one of the ``ids`` is not an execution of this tenant.
         """
         selection = _selection(request, caller)
-        note = request.reason if isinstance(request, BulkCancelRequest) else request.note
+        note = request.note if isinstance(request, BulkRetryRequest) else request.reason
         async with self._pool.acquire() as connection, connection.transaction():
             if (
                 selection.ids is not None

@@ -1,4 +1,4 @@
-"""Routes of the execution commands."""
+"""Routes of the execution commands, and deleting a finished execution."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import uuid
 from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
-from litestar import Controller, Response, post
+from litestar import Controller, Response, delete, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR
 from flowline_api.domain.control.examples import EXECUTION_ID, NOT_FOUND, PATH
@@ -23,7 +23,7 @@ from flowline_api.rate_limits import EXECUTION_START
 
 
 class ExecutionControlController(Controller):
-    """``/api/v1/tenants/{tenant}/executions/{id}/cancel|pause|resume|retry``."""
+    """``/api/v1/tenants/{tenant}/executions/{id}/cancel|pause|resume|retry|rerun``, and ``DELETE …/{id}``."""
 
     path = "/executions"
     opt = {MALFORMED_ID_IS_NOT_FOUND: True}
@@ -62,6 +62,33 @@ class ExecutionControlController(Controller):
         """
         cancelled = await control_service.cancel(tenant_id, execution_id, (data or CancelRequest()).reason, actor)
         return Response(cancelled, status_code=HTTP_200_OK if cancelled.status == "cancelled" else HTTP_202_ACCEPTED)
+
+    @delete(
+        "/{execution_id:str}",
+        opt=OPERATOR,
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete a finished execution",
+        responses=problems(
+            PATH,
+            not_found=NOT_FOUND,
+            conflict=f"execution {EXECUTION_ID} is running; only a finished execution is deleted",
+        ),
+    )
+    async def delete_execution(
+        self,
+        tenant_id: NamedDependency[uuid.UUID],
+        control_service: NamedDependency[ControlService],
+        actor: NamedDependency[Actor],
+        execution_id: ExecutionId,
+    ) -> None:
+        """Remove a finished root execution with everything under it, as retention does, at once.
+
+        Its steps, attempts, timers, promises, events, task logs and child executions go with it; afterwards every
+        route answers 404 for it. With `FLOWLINE_ARCHIVE_DIR` set it is archived first (503 if that fails, and
+        nothing is removed). A pending, running or paused execution is 409 naming its status; so is a child (delete
+        its root) and a root with a descendant still running. The deletion is in the audit log.
+        """
+        await control_service.delete(tenant_id, execution_id, actor)
 
     @post(
         "/{execution_id:str}/pause",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,7 @@ from flowline.errors import Conflict, NotFound
 from flowline.executions import Rerun, caller_started_by, start_execution
 from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.messages import AdvanceExecution, ExecutionEvent, ExecutionRequested
+from flowline.removal import Remover
 from flowline.settings import Settings, Topics
 from flowline.snapshots import WorkflowSnapshot
 from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
@@ -35,12 +37,20 @@ from flowline_api.domain.streams.hub import StreamHub
 
 # How long a cancel waits for the engine to apply it before answering with the status it has by then.
 class ControlService:
-    """Cancels, pauses, resumes and retries executions."""
+    """Cancels, pauses, resumes, retries and deletes executions."""
 
     def __init__(
-        self, pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, hub: StreamHub, *, wait_seconds: float
+        self,
+        pool: asyncpg.Pool,
+        outbox: OutboxPublisher,
+        topics: Topics,
+        hub: StreamHub,
+        *,
+        wait_seconds: float,
+        archive_dir: Path | None = None,
     ) -> None:
         self._wait_seconds = wait_seconds
+        self._remover = Remover(archive_dir)
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
@@ -102,6 +112,18 @@ class ControlService:
                     return  # final, or the hub cut this subscription off: the row tells
         finally:
             subscription.close()
+
+    async def delete(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, actor: Actor) -> None:
+        """Remove a finished root execution whole (archived first when configured), with an audit row.
+
+        Raises:
+            NotFound: no such execution in this tenant.
+            Conflict: not finished, a child, or a descendant still running.
+            ArchiveFailed: its archive could not be written; nothing was removed.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            await self._remover.delete_execution(connection, tenant_id, execution_id)
+            await _audit(connection, tenant_id, execution_id, "delete", actor)
 
     async def pause(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, actor: Actor) -> StatusChanged:
         """Stop starting new steps; running attempts finish and their results are recorded.
@@ -262,4 +284,11 @@ def provide_control_service(
 ) -> ControlService:
     """An execution command service for this request, waiting on the process's stream hub."""
     hub: StreamHub = state.stream_hub
-    return ControlService(pool, outbox, settings.topics, hub, wait_seconds=settings.cancel_wait_seconds)
+    return ControlService(
+        pool,
+        outbox,
+        settings.topics,
+        hub,
+        wait_seconds=settings.cancel_wait_seconds,
+        archive_dir=Path(settings.archive_dir) if settings.archive_dir else None,
+    )

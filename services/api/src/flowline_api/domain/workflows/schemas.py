@@ -32,6 +32,15 @@ Tags = Annotated[list[Tag], msgspec.Meta(max_length=50)]
 Label = Annotated[str, msgspec.Meta(max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
 JsonSchema = Annotated[dict[str, Any], msgspec.Meta(description="a JSON Schema (2020-12)")]
+Retention = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[1-9][0-9]{0,5}[smhd]$",
+        description="how long its executions are kept once their root finished: a positive whole number of s, m, "
+        "h or d ('90s', '12h', '30d'); null: the server's FLOWLINE_EXECUTION_RETENTION",
+        examples=["30d"],
+    ),
+]
 Public = Annotated[
     bool, msgspec.Meta(description="every viewer and operator sees its executions, not only their starters")
 ]
@@ -48,6 +57,7 @@ class WorkflowState(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown
     tags: Tags = []
     enabled: bool = True
     public: Public = False
+    retention: Retention | None = None
 
 
 class WorkflowCreate(WorkflowState, kw_only=True, rename="camel", forbid_unknown_fields=True):
@@ -61,7 +71,7 @@ class WorkflowUpdate(MergePatch, kw_only=True, rename="camel", forbid_unknown_fi
 
     A ``definition`` replaces the whole definition (it is validated as a unit). A change of ``definition``,
     ``inputSchema`` or ``outputSchema`` creates the next version; a change of only ``label``, ``description``,
-    ``tags``, ``enabled`` or ``public`` keeps the version.
+    ``tags``, ``enabled``, ``public`` or ``retention`` keeps the version.
     """
 
     label: Label | msgspec.UnsetType | None = msgspec.UNSET
@@ -72,6 +82,7 @@ class WorkflowUpdate(MergePatch, kw_only=True, rename="camel", forbid_unknown_fi
     tags: Tags | msgspec.UnsetType = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
     public: Public | msgspec.UnsetType = msgspec.UNSET
+    retention: Retention | msgspec.UnsetType | None = msgspec.UNSET
 
     @classmethod
     def replacing(cls, state: WorkflowState) -> WorkflowUpdate:

@@ -33,7 +33,7 @@ from flowline.definitions import (
 )
 from flowline.errors import ClientError, NotFound, TooLarge, ValidationFailed
 from flowline.jsonschemas import check_schema
-from flowline.settings import Settings
+from flowline.settings import Settings, retention_seconds, retention_text
 from flowline_schemas.pagination import Page
 from flowline_schemas.workflows import Workflow, WorkflowSummary, WorkflowVersion
 from litestar.datastructures import State
@@ -44,8 +44,24 @@ from flowline_api.pagination import decode_cursor, encode_cursor
 
 SORT_COLUMNS: dict[str, WorkflowSort] = {"name": "name", "createdAt": "created_at", "updatedAt": "updated_at"}
 SaveAction = Literal["created", "updated", "unchanged"]
-# The fields of a workflow that change without a new version (columns of ``workflows``, named as in its API).
-METADATA_FIELDS = ("label", "description", "tags", "enabled", "public")
+# The fields of a workflow that change without a new version (named as in its API; see ``metadata_of``).
+METADATA_FIELDS = ("label", "description", "tags", "enabled", "public", "retention")
+
+
+def retention_of(record: asyncpg.Record) -> str | None:
+    """A workflow's own retention as its API shows it (``30d``), or None for the server's default."""
+    seconds: int | None = record["retention_seconds"]
+    return None if seconds is None else retention_text(seconds)
+
+
+def metadata_of(record: asyncpg.Record) -> dict[str, Any]:
+    """The fields of a workflow row that change without a new version, by their API names."""
+    return {field: retention_of(record) if field == "retention" else record[field] for field in METADATA_FIELDS}
+
+
+def _normal_retention(text: str | None) -> str | None:
+    """A retention as it is shown again (``60s`` is ``1m``), so that the same duration is no change."""
+    return None if text is None else retention_text(retention_seconds(text))
 
 
 def to_workflow(record: asyncpg.Record) -> Workflow:
@@ -63,6 +79,7 @@ def to_workflow(record: asyncpg.Record) -> Workflow:
         tags=list(record["tags"]),
         enabled=record["enabled"],
         public=record["public"],
+        retention=retention_of(record),
         created_by=record["created_by"],
         created_at=record["created_at"],
         updated_at=record["updated_at"],
@@ -81,6 +98,7 @@ def to_summary(record: asyncpg.Record) -> WorkflowSummary:
         tags=list(record["tags"]),
         enabled=record["enabled"],
         public=record["public"],
+        retention=retention_of(record),
         created_by=record["created_by"],
         created_at=record["created_at"],
         updated_at=record["updated_at"],
@@ -97,6 +115,7 @@ def audited_fields(record: asyncpg.Record | None) -> dict[str, Any] | None:
         "tags": list(record["tags"]),
         "enabled": record["enabled"],
         "public": record["public"],
+        "retention": retention_of(record),
         "version": record["version"],
         "definition": mask_definition(record["definition"]),
         "inputSchema": record["input_schema"],
@@ -254,6 +273,7 @@ class WorkflowService:
             input_schema=data.input_schema,
             output_schema=data.output_schema,
             created_by=actor.principal,
+            retention_seconds=None if data.retention is None else retention_seconds(data.retention),
         )
         await self._audit(connection, tenant_id, ref, "create", actor, None, after)
         return "created", after
@@ -285,20 +305,28 @@ class WorkflowService:
         )
         input_schema = before["input_schema"] if changes.input_schema is msgspec.UNSET else changes.input_schema
         output_schema = before["output_schema"] if changes.output_schema is msgspec.UNSET else changes.output_schema
+        stored = metadata_of(before)
         metadata = {
-            field: before[field] if (value := getattr(changes, field)) is msgspec.UNSET else value
+            field: stored[field] if (value := getattr(changes, field)) is msgspec.UNSET else value
             for field in METADATA_FIELDS
         }
+        metadata["retention"] = _normal_retention(metadata["retention"])
         new_version = (definition, input_schema, output_schema) != (
             before["definition"],
             before["input_schema"],
             before["output_schema"],
         )
-        new_metadata = metadata != {field: before[field] for field in METADATA_FIELDS}
+        new_metadata = metadata != stored
         if not new_version and not new_metadata:
             return "unchanged", before
         if new_metadata:
-            await update_workflow_metadata(connection, before["id"], **metadata)
+            retention = metadata.pop("retention")
+            await update_workflow_metadata(
+                connection,
+                before["id"],
+                **metadata,
+                retention_seconds=None if retention is None else retention_seconds(retention),
+            )
         if new_version:
             await add_workflow_version(
                 connection,

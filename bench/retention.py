@@ -1,0 +1,191 @@
+"""`python -m bench.retention`: how fast retention removes finished executions with all their rows.
+
+Loads finished executions 40 days old into a private PostgreSQL (durable: fsync on, as in production), every
+tenth a child of the one before, each with 3 steps, 3 attempts, a timer, 8 events and 10 task log records (so
+1,000,000 executions come with 10,000,000 log records), then runs the scheduler's retention loop (in this
+process, `--loops` of them side by side, as that many schedulers would) until nothing is left, and prints the
+executions and rows removed per second. Writes bench/results/retention.json. Timings are never asserted
+anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+import asyncpg
+from flowline.db.pool import create_pool
+from flowline.db.retention import REMOVED_TABLES
+from flowline.db.sql import bind
+from flowline.settings import load_settings
+from flowline_scheduler.metrics import SchedulerMetrics
+from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
+from prometheus_client import CollectorRegistry
+
+from bench.stack import RESULTS, machine, private_stack, stolen_seconds
+
+BATCH = 50_000
+DAY = 86_400
+# Execution g (1-based) has the id md5('e' || g); every tenth is a child of the one before. Steps, attempts,
+# events and log records are numbered within it.
+_EXECUTION = "md5('e' || {g})::uuid"
+LOAD = {
+    "executions": f"""
+        INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
+            status, parent_execution_id, parent_step_id, root_execution_id, triggered_by, created_at, updated_at,
+            started_at, completed_at, last_event_sequence)
+        SELECT {_EXECUTION.format(g="g")}, :tenant, :workflow, :version, 'bench.purge', 1, 'completed',
+            CASE WHEN g % 10 = 0 THEN {_EXECUTION.format(g="g - 1")} END,
+            CASE WHEN g % 10 = 0 THEN 'call' END,
+            {_EXECUTION.format(g="CASE WHEN g % 10 = 0 THEN g - 1 ELSE g END")},
+            CASE WHEN g % 10 = 0 THEN 'workflow' ELSE 'api' END,
+            now() - interval '40 days', now() - interval '40 days', now() - interval '40 days',
+            now() - interval '40 days' + g * interval '1 millisecond', 8
+        FROM generate_series(:low::int, :high::int) g
+    """,
+    "step_executions": f"""
+        INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status, attempts,
+            input, output, started_at, completed_at)
+        SELECT md5('s' || g || '.' || k)::uuid, :tenant, {_EXECUTION.format(g="g")}, 'step' || k, k, 'action',
+            'completed', 1, '{{"n": 1}}', '{{"ok": true}}', now() - interval '40 days', now() - interval '40 days'
+        FROM generate_series(:low::int, :high::int) g, generate_series(1, 3) k
+    """,
+    "task_attempts": f"""
+        INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, status,
+            worker, started_at, finished_at, duration_ms)
+        SELECT md5('a' || g || '.' || k)::uuid, :tenant, md5('s' || g || '.' || k)::uuid, {_EXECUTION.format(g="g")},
+            0, 1, 'completed', 'bench', now() - interval '40 days', now() - interval '40 days', 5
+        FROM generate_series(:low::int, :high::int) g, generate_series(1, 3) k
+    """,
+    "timers": f"""
+        INSERT INTO timers (id, tenant_id, execution_id, step_execution_id, kind, status, fire_at, fired_at)
+        SELECT md5('t' || g)::uuid, :tenant, {_EXECUTION.format(g="g")}, md5('s' || g || '.1')::uuid, 'sleep', 'fired',
+            now() - interval '40 days', now() - interval '40 days'
+        FROM generate_series(:low::int, :high::int) g
+    """,
+    "execution_events": f"""
+        INSERT INTO execution_events (execution_id, sequence, tenant_id, event_type, step_id, data, occurred_at)
+        SELECT {_EXECUTION.format(g="g")}, k, :tenant, 'TASK_COMPLETED', 'step1', '{{"status": "completed"}}',
+            now() - interval '40 days'
+        FROM generate_series(:low::int, :high::int) g, generate_series(1, 8) k
+    """,
+    "task_logs": f"""
+        INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp)
+        SELECT md5('l' || g || '.' || k)::uuid, :tenant, {_EXECUTION.format(g="g")}, md5('s' || g || '.1')::uuid,
+            'step1', 1, 'INFO', 'record ' || k || ' of a step that did its work', now() - interval '40 days'
+        FROM generate_series(:low::int, :high::int) g, generate_series(1, 10) k
+    """,
+}
+
+
+async def load(url: str, count: int) -> dict[str, Any]:
+    """Load ``count`` finished executions and their rows; how long it took and how large the tables are."""
+    connection = await asyncpg.connect(url)
+    try:
+        tenant = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+        pack = await connection.fetchval(
+            "INSERT INTO packs (id, tenant_id, ref) VALUES (gen_random_uuid(), $1, 'bench') RETURNING id", tenant
+        )
+        workflow = await connection.fetchval(
+            "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, latest_version) "
+            "VALUES (gen_random_uuid(), $1, $2, 'bench.purge', 'purge', 1) RETURNING id",
+            tenant,
+            pack,
+        )
+        version = await connection.fetchval(
+            "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) "
+            "VALUES (gen_random_uuid(), $1, $2, 1, '{}') RETURNING id",
+            tenant,
+            workflow,
+        )
+        started = time.perf_counter()
+        for low in range(1, count + 1, BATCH):
+            high = min(count, low + BATCH - 1)
+            async with connection.transaction():
+                for sql in LOAD.values():
+                    params = {"tenant": tenant, "workflow": workflow, "version": version, "low": low, "high": high}
+                    await connection.execute(*bind(sql, params))
+            print(f"  loaded {high:>9,} executions ({time.perf_counter() - started:.0f} s)", flush=True)
+        await connection.execute("VACUUM ANALYZE")
+        size = await connection.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
+        rows = {table: await connection.fetchval(f"SELECT count(*) FROM {table}") for table in LOAD}
+        return {"load_seconds": round(time.perf_counter() - started), "database_size": size, "rows": rows}
+    finally:
+        await connection.close()
+
+
+async def purge(env: dict[str, str], loops: int, batch_size: int) -> dict[str, Any]:
+    """Run ``loops`` retention loops side by side until every execution is gone."""
+    settings = load_settings({**env, "FLOWLINE_DB_POOL_MAX_SIZE": str(loops + 2)})
+    pool = await create_pool(settings)
+    registry = CollectorRegistry()
+    metrics = SchedulerMetrics(registry)
+    try:
+        workers = [
+            RetentionLoop(
+                pool,
+                metrics,
+                RetentionPeriods(executions=30 * DAY, audit=365 * DAY),
+                interval_seconds=0,
+                batch_size=batch_size,
+                archive_dir=None,
+            )
+            for _ in range(loops)
+        ]
+        stolen = stolen_seconds()
+        started = time.perf_counter()
+        while await pool.fetchval("SELECT EXISTS (SELECT FROM executions)"):
+            await asyncio.gather(*(worker.run_once() for worker in workers))
+        seconds = time.perf_counter() - started
+        removed = {
+            table: int(registry.get_sample_value("flowline_retention_removed_rows_total", {"table": table}) or 0)
+            for table in REMOVED_TABLES
+        }
+        return {
+            "seconds": round(seconds, 2),
+            "executions_per_second": round(removed["executions"] / seconds),
+            "rows_per_second": round(sum(removed.values()) / seconds),
+            "removed": removed,
+            "stolen_cpu_seconds": round(stolen_seconds() - stolen, 1),
+        }
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.retention", description=__doc__)
+    parser.add_argument("--executions", type=int, default=1_000_000, help="finished executions to load")
+    parser.add_argument("--loops", type=int, default=2, help="retention loops side by side (schedulers)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="root executions per batch")
+    args = parser.parse_args()
+
+    with private_stack(services=(), durable=True) as stack:
+        print(f"loading {args.executions:,} finished executions and their rows …", flush=True)
+        facts = asyncio.run(load(stack.postgres.url, args.executions))
+        print(f"removing them with {args.loops} retention loops, batches of {args.batch_size} roots …", flush=True)
+        result = asyncio.run(purge(stack.env, args.loops, args.batch_size))
+
+    report = {
+        "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "executions": args.executions,
+        "loops": args.loops,
+        "batch_size": args.batch_size,
+        **facts,
+        **result,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "retention.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"\nremoved {result['removed']['executions']:,} executions ({sum(result['removed'].values()):,} rows) in "
+        f"{result['seconds']} s: {result['executions_per_second']:,} executions/s, "
+        f"{result['rows_per_second']:,} rows/s"
+    )
+    print(f"written to {RESULTS / 'retention.json'}")
+
+
+if __name__ == "__main__":
+    main()
