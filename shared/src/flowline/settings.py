@@ -62,6 +62,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (a stalled database, a lock held too long) answers 503 instead of hanging. A query that gets no answer
     # at all (the server or the network gone quiet) gives up a few seconds later. 0: no limit.
     db_statement_timeout_seconds: float = 30.0
+    # How long an api request waits for a free connection of its process's pool (all held: slow clients, a
+    # stalled database) before it answers 503. The background services wait their turn. 0: for ever.
+    db_acquire_timeout_seconds: float = 10.0
 
     # Secrets: one or more Fernet keys, comma-separated (the first encrypts, all decrypt), that seal agent
     # credentials at rest. Required by the api and the executor; `make dev` generates one into .flowline/.
