@@ -183,6 +183,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Live streams (SSE): a keep-alive comment on a quiet stream, and how long a stream without events stays open.
     stream_keepalive_seconds: float = 15.0
+    # How many live streams one principal may hold open on one api process (more: 429), and how many all
+    # principals together (more: 503); each open stream costs a task and up to its buffer in memory.
+    stream_max_per_principal: int = 50
+    stream_max_per_process: int = 500
+    # How many bytes of records (as on the topic) a stream may have waiting for its client; one whose client
+    # falls further behind is closed with a final `overflow` event, and resumes from the event log.
+    stream_buffer_max_bytes: int = 1_048_576
     # How long POST /executions/{id}/cancel waits for the engine's outcome before answering 202.
     cancel_wait_seconds: float = 5.0
     stream_idle_timeout_seconds: float = 300.0

@@ -51,7 +51,7 @@ def _pointer(key: str) -> str:
 
 
 def _flowline_error(request: Request[Any, Any, Any], exc: FlowlineError) -> Response[dict[str, Any]]:
-    return problem(request, exc.status_code, exc.title, exc.detail, exc.extra)
+    return problem(request, exc.status_code, exc.title, exc.detail, exc.extra, exc.headers or None)
 
 
 def _parameter_name(request: Request[Any, Any, Any], key: Any) -> Any:
