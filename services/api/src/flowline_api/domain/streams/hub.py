@@ -98,10 +98,10 @@ class Subscription:
     def _overflow(self, backlog: str) -> None:
         self.overflowed = True
         logger.warning(
-            "stream of %s cut off: its client fell %s behind (executions %s)",
+            "stream of %s following %d executions cut off: its client fell %s behind",
             self.owner or "the api",
+            len(self.executions),
             backlog,
-            ", ".join(map(str, self.executions)),
         )
         self._queue.put_nowait((Overflowed(f"the client fell {backlog} behind the live events"), 0))
 
