@@ -1,4 +1,4 @@
-"""What the live streams send: execution events and (on task streams) log records."""
+"""What the live streams send: execution events, (on task streams) log records, and why a stream was cut off."""
 
 from __future__ import annotations
 
@@ -36,3 +36,12 @@ class StreamLog(msgspec.Struct, kw_only=True, rename="camel", tag_field="type", 
     message: str
     timestamp: datetime
     metadata: dict[str, Any] | None = None
+
+
+class StreamOverflow(msgspec.Struct, kw_only=True, rename="camel", tag_field="type", tag="Overflow"):
+    """The last message of a stream whose client fell too far behind (SSE event `overflow`, no SSE id).
+
+    The client resumes with its Last-Event-ID: what it missed comes from the event log.
+    """
+
+    detail: str

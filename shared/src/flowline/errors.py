@@ -11,10 +11,13 @@ class FlowlineError(Exception):
     status_code = 500
     title = "Internal error"
 
-    def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra or {}
+        self.headers = headers or {}  # of the api's answer (Retry-After…)
 
 
 class ClientError(FlowlineError):
@@ -57,3 +60,23 @@ class TooLarge(ClientError):
 
     status_code = 413
     title = "Payload too large"
+
+
+class TooManyRequests(ClientError):
+    """The caller holds as much of a bounded resource as one caller may; it may ask again once it let some go."""
+
+    status_code = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})
+
+
+class Unavailable(FlowlineError):
+    """This process has no room for the request now (its share of a bounded resource is taken); try again."""
+
+    status_code = 503
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})

@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 
 from flowline.batches import Batches, Pending
+from flowline.caches import BoundedCache
 from flowline.db.audit import Actor
 from flowline.db.events import NewEvent, event_rows
 from flowline.db.sql import bind
@@ -65,12 +66,15 @@ class WorkflowCache:
 
     Nothing here is trusted: the statement that starts an execution checks that its workflow is still live,
     enabled and, unless a version was asked for, still at that latest version, and a start that finds it
-    changed reads it again. Versions never change, so their input schemas are safe to keep.
+    changed reads it again. Versions never change, so their input schemas are safe to keep. A workflow's row
+    holds its definition and schemas (up to FLOWLINE_MAX_DEFINITION_BYTES each), so the cache is bounded by
+    their size as JSON as well as by its count; the least recently started go first.
     """
 
-    def __init__(self, max_entries: int = 10_000) -> None:
-        self._max_entries = max_entries
-        self._records: dict[tuple[uuid.UUID, str, int | None], asyncpg.Record] = {}
+    def __init__(self, max_entries: int = 10_000, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._records: BoundedCache[tuple[uuid.UUID, str, int | None], asyncpg.Record] = BoundedCache(
+            max_entries=max_entries, max_bytes=max_bytes, size_of=_json_size
+        )
 
     def get(self, tenant_id: uuid.UUID, ref: str, version: int | None) -> asyncpg.Record | None:
         """The workflow a start of ``ref`` (at ``version``, or its latest) used last, if kept."""
@@ -78,9 +82,11 @@ class WorkflowCache:
 
     def keep(self, tenant_id: uuid.UUID, ref: str, version: int | None, workflow: asyncpg.Record) -> None:
         """Remember the workflow a start has just used."""
-        if len(self._records) >= self._max_entries:
-            self._records.clear()
         self._records[(tenant_id, ref, version)] = workflow
+
+
+def _json_size(record: asyncpg.Record) -> int:
+    return len(msgspec.json.encode(dict(record.items())))
 
 
 class NewExecution(NamedTuple):

@@ -8,7 +8,6 @@ workflow is defined nor when an input is checked.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -17,12 +16,15 @@ import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from flowline.caches import memoize
 from flowline.errors import ValidationFailed
 
 _REFERENCE_KEYWORDS = ("$ref", "$dynamicRef")
 _DATA_KEYWORDS = ("const", "default", "enum", "examples")
-# Checked inputs' validators, by the schema's JSON: a workflow's schema is compiled once, not at every start.
+# Checked inputs' validators, by the schema's JSON: a workflow's schema is compiled once, not at every start. At
+# most this many, made from at most this much schema JSON (a compiled validator grows with its schema).
 _VALIDATORS_CACHED = 256
+_VALIDATORS_CACHED_BYTES = 16 * 1024 * 1024
 
 
 def json_pointer(base: str, path: Iterable[str | int]) -> str:
@@ -79,7 +81,7 @@ def _refuse(uri: str) -> Any:
     raise ValueError(f"{uri!r} is outside the schema; Flowline fetches no schemas")
 
 
-@functools.lru_cache(maxsize=_VALIDATORS_CACHED)
+@memoize(max_entries=_VALIDATORS_CACHED, max_bytes=_VALIDATORS_CACHED_BYTES, size_of=len)
 def _validator(schema_json: bytes) -> jsonschema_rs.Draft202012Validator:
     return jsonschema_rs.Draft202012Validator(
         msgspec.json.decode(schema_json), retriever=_refuse, pattern_options=jsonschema_rs.RegexOptions()

@@ -42,16 +42,22 @@ class Runtime:
 
     @classmethod
     async def open(
-        cls, settings: Settings, registry: CollectorRegistry | None = None, *, session_setup: str | None = None
+        cls,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        *,
+        session_setup: str | None = None,
+        acquire_timeout: float | None = None,
     ) -> Runtime:
         """Connect to PostgreSQL and Kafka, creating the topics if they are missing.
 
-        ``session_setup`` runs once on every new database connection (see ``create_pool``).
+        ``session_setup`` runs once on every new database connection, and taking a connection waits at most
+        ``acquire_timeout`` (see ``create_pool``).
         """
         settings.require_connections()
         registry = registry or CollectorRegistry()
         metrics = MessagingMetrics(registry)
-        pool = await create_pool(settings, session_setup=session_setup)
+        pool = await create_pool(settings, session_setup=session_setup, acquire_timeout=acquire_timeout)
         producer = create_producer(settings)
         try:
             await ensure_topics(settings)

@@ -66,6 +66,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (a stalled database, a lock held too long) answers 503 instead of hanging. A query that gets no answer
     # at all (the server or the network gone quiet) gives up a few seconds later. 0: no limit.
     db_statement_timeout_seconds: float = 30.0
+    # How long an api request waits for a free connection of its process's pool (all held: slow clients, a
+    # stalled database) before it answers 503. The background services wait their turn. 0: for ever.
+    db_acquire_timeout_seconds: float = 10.0
 
     # Secrets: one or more Fernet keys, comma-separated (the first encrypts, all decrypt), that seal agent
     # credentials at rest. Required by the api and the executor; `make dev` generates one into .flowline/.
@@ -196,6 +199,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Live streams (SSE): a keep-alive comment on a quiet stream, and how long a stream without events stays open.
     stream_keepalive_seconds: float = 15.0
+    # How many live streams one principal may hold open on one api process (more: 429), and how many all
+    # principals together (more: 503); each open stream costs a task and up to its buffer in memory.
+    stream_max_per_principal: int = 50
+    stream_max_per_process: int = 500
+    # How many bytes of records (as on the topic) a stream may have waiting for its client; one whose client
+    # falls further behind is closed with a final `overflow` event, and resumes from the event log.
+    stream_buffer_max_bytes: int = 1_048_576
     # How long POST /executions/{id}/cancel waits for the engine's outcome before answering 202.
     cancel_wait_seconds: float = 5.0
     stream_idle_timeout_seconds: float = 300.0

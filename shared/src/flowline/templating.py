@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import jinja2
 
+from flowline.caches import memoize
 from flowline.errors import ValidationFailed
 from flowline.template_limits import BoundedSandbox, budgeted
 
@@ -72,12 +72,22 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
         return _render(value, context, _ENVIRONMENT)
 
 
-@functools.lru_cache(maxsize=4096)
+# Compiled templates and expressions, by their text: at most this many of each, compiled from at most this
+# much text (a compiled template grows with its text, and a definition's strings may be long).
+_COMPILED_CACHED = 4096
+_COMPILED_CACHED_CHARACTERS = 16 * 1024 * 1024
+
+
+def _text_size(environment: BoundedSandbox, text: str) -> int:
+    return len(text)
+
+
+@memoize(max_entries=_COMPILED_CACHED, max_bytes=_COMPILED_CACHED_CHARACTERS, size_of=_text_size)
 def _compiled_expression(environment: BoundedSandbox, expression: str) -> Any:
     return environment.expression(expression)
 
 
-@functools.lru_cache(maxsize=4096)
+@memoize(max_entries=_COMPILED_CACHED, max_bytes=_COMPILED_CACHED_CHARACTERS, size_of=_text_size)
 def _compiled_template(environment: BoundedSandbox, text: str) -> jinja2.Template:
     return environment.template(text)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import msgspec
 from flowline.settings import Settings
@@ -21,4 +23,22 @@ async def test_a_request_stuck_behind_a_lock_answers_503_and_the_next_one_works(
             assert stuck.headers["content-type"].startswith("application/problem+json")
         finally:
             await holder.close()
+        assert (await api.get("workflows")).status_code == 200
+
+
+async def test_a_request_that_finds_no_free_connection_answers_503_and_the_next_one_works(settings: Settings) -> None:
+    tiny_pool = msgspec.structs.replace(
+        settings, db_pool_min_size=1, db_pool_max_size=1, db_acquire_timeout_seconds=0.5
+    )
+    async with admin_client(tiny_pool) as api:
+        assert (await api.get("workflows")).status_code == 200  # the key and the tenant are known from now on
+        pool: asyncpg.Pool = api.app.state.pool
+        # Were the request to wait for ever, the deadline fails the test instead of hanging it.
+        async with pool.acquire() as held, asyncio.timeout(60):
+            assert held is not None
+            starved = await api.get("workflows")
+        assert starved.status_code == 503, starved.text
+        assert starved.headers["content-type"].startswith("application/problem+json")
+        assert starved.headers["retry-after"] == "1"
+        assert "database connection" in starved.json()["detail"]
         assert (await api.get("workflows")).status_code == 200

@@ -193,6 +193,12 @@ async def test_a_large_log_downloads_whole_and_in_order(
     assert lines[12] == "2026-02-01T00:00:00.001Z INFO  [bulk#1] bulk 1"
     assert lines[-1] == "2026-02-01T00:01:40.000Z INFO  [bulk#1] bulk 100000"
 
+    # As JSON too, across the pages it is read in: one array of every record.
+    as_json = await api.get(f"executions/{seeded['execution_id']}/logs/download", params={"format": "json"})
+    records = json.loads(as_json.text)
+    assert len(records) == 100_012
+    assert records[12]["message"] == "bulk 1" and records[-1]["message"] == "bulk 100000"
+
 
 async def test_an_execution_includes_its_latest_100_log_records_when_asked(
     api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings

@@ -85,7 +85,7 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        runtime = await Runtime.open(settings, registry)
+        runtime = await Runtime.open(settings, registry, acquire_timeout=settings.db_acquire_timeout_seconds)
         state.runtime, state.pool, state.outbox = runtime, runtime.pool, runtime.outbox
         state.execution_inserts = ExecutionInserts(runtime.pool)  # concurrent starts share statements
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)

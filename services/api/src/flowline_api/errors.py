@@ -8,6 +8,7 @@ from http import HTTPStatus
 from typing import Any
 
 import asyncpg
+from flowline.db.pool import ConnectionUnavailable
 from flowline.errors import FlowlineError
 from flowline.outages import OUTAGE_ERRORS
 from litestar import Request, Response
@@ -50,7 +51,7 @@ def _pointer(key: str) -> str:
 
 
 def _flowline_error(request: Request[Any, Any, Any], exc: FlowlineError) -> Response[dict[str, Any]]:
-    return problem(request, exc.status_code, exc.title, exc.detail, exc.extra)
+    return problem(request, exc.status_code, exc.title, exc.detail, exc.extra, exc.headers or None)
 
 
 def _parameter_name(request: Request[Any, Any, Any], key: Any) -> Any:
@@ -126,6 +127,17 @@ def _dependency_down(request: Request[Any, Any, Any], exc: Exception) -> Respons
     )
 
 
+def _no_free_connection(request: Request[Any, Any, Any], exc: ConnectionUnavailable) -> Response[dict[str, Any]]:
+    logger.warning("no free database connection on %s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        request,
+        503,
+        "Service unavailable",
+        f"no database connection of this api process was free within {exc.seconds:g} s; try again shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(request, HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", "an unexpected error occurred")
@@ -138,5 +150,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http_error,
     asyncpg.DataError: _unstorable_value,
     **dict.fromkeys(OUTAGE_ERRORS, _dependency_down),
+    ConnectionUnavailable: _no_free_connection,
     Exception: _unexpected_error,
 }

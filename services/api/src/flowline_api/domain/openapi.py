@@ -47,6 +47,7 @@ _TITLES = {
     413: "Payload too large",
     422: "Validation failed",
     429: "Too many requests",
+    503: "Service unavailable",
 }
 # Every tenant route needs credentials and a role, and is rate limited.
 _EVERY_ROUTE = {
@@ -73,7 +74,15 @@ def problems(instance: str, **details: str | tuple[str, str]) -> dict[int, Respo
 
     ``problems(path, not_found="…", invalid=("…", "/pointer"))``: each detail is the example's, with its pointer.
     """
-    statuses = {"bad_request": 400, "not_found": 404, "conflict": 409, "too_large": 413, "invalid": 422}
+    statuses = {
+        "bad_request": 400,
+        "not_found": 404,
+        "conflict": 409,
+        "too_large": 413,
+        "invalid": 422,
+        "too_many": 429,
+        "unavailable": 503,
+    }
     examples: dict[int, tuple[str, str | None]] = {status: (detail, None) for status, detail in _EVERY_ROUTE.items()}
     for name, example in details.items():
         examples[statuses[name]] = example if isinstance(example, tuple) else (example, None)

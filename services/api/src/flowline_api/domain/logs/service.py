@@ -1,9 +1,10 @@
-"""Reading task logs: filtered pages, and whole-execution downloads streamed from a server-side cursor."""
+"""Reading task logs: filtered pages, and whole-execution downloads streamed a page at a time."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -15,10 +16,29 @@ from litestar.di import NamedDependency
 from flowline_api.domain.logs.schemas import LEVELS
 
 DownloadFormat = Literal["text", "json"]
-# Rows fetched per round trip, and per chunk of the response: memory stays flat whatever the log's length.
-DOWNLOAD_BATCH_ROWS = 2_000
+# A download's page, read in one round trip and sent as one chunk: at most this many rows, and no more rows
+# than reach this many bytes of messages and metadata (always at least one), so memory stays flat whatever the
+# log's length and however large its records.
+DOWNLOAD_PAGE_ROWS = 1_000
+DOWNLOAD_PAGE_BYTES = 1_048_576
 LOG_COLUMNS = "id, level, message, timestamp, step_id, attempt"
 _TIMESTAMP = """to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+# The records after ($3, $4) in (timestamp, id) order (``timestamp >= $3`` lets the index find the first), up to
+# $5 rows and the first to reach $6 bytes.
+_DOWNLOAD_PAGE = f"""
+SELECT id, level, message, timestamp, {_TIMESTAMP} AS ts, step_id, task_id, attempt, metadata FROM (
+    SELECT *, sum(octet_length(message) + coalesce(octet_length(metadata::text), 0))
+        OVER (ORDER BY timestamp, id) AS bytes_through
+    FROM task_logs
+    WHERE execution_id = $1 AND tenant_id = $2 AND timestamp >= $3 AND (timestamp, id) > ($3, $4)
+    ORDER BY timestamp, id
+    LIMIT $5
+) page
+WHERE bytes_through - octet_length(message) - coalesce(octet_length(metadata::text), 0) < $6
+ORDER BY timestamp, id
+"""
+_BEFORE_ANY_TIME = datetime.min.replace(tzinfo=UTC)
+_NIL_ID = uuid.UUID(int=0)
 
 
 def levels_from(level: str | None) -> list[str] | None:
@@ -163,31 +183,21 @@ class LogService:
     ) -> AsyncIterator[bytes]:
         """Every log record of an execution, oldest first, as chunks of a text or JSON-array file.
 
-        The rows come from a server-side cursor in a read-only transaction, a batch at a time, so memory stays
-        flat however long the log is. Call ``require_execution`` first: once streaming starts the status is sent.
+        The rows come a page at a time, each page read on a connection taken for that read alone: a client that
+        reads slowly holds no connection while the chunks wait for it, however long the log. Each page starts
+        after the last record sent, so records stored meanwhile with a later time are included, and memory
+        stays flat. Call ``require_execution`` first: once streaming starts the status is sent.
         """
-        async with self._pool.acquire() as connection, connection.transaction(readonly=True):
-            cursor = connection.cursor(
-                f"SELECT id, level, message, {_TIMESTAMP} AS ts, step_id, task_id, attempt, metadata "
-                "FROM task_logs WHERE execution_id = $1 AND tenant_id = $2 ORDER BY timestamp, id",
-                execution_id,
-                tenant_id,
-                prefetch=DOWNLOAD_BATCH_ROWS,
-            )
-            if output == "text":
-                lines: list[str] = []
-                async for record in cursor:
-                    lines.append(text_line(record))
-                    if len(lines) >= DOWNLOAD_BATCH_ROWS:
-                        yield "".join(lines).encode()
-                        lines.clear()
-                if lines:
-                    yield "".join(lines).encode()
-                return
-            encoder = msgspec.json.Encoder()
-            chunk = bytearray(b"[")
-            separator = b"\n"
-            async for record in cursor:
+        if output == "text":
+            async for page in self._pages(tenant_id, execution_id):
+                yield "".join(map(text_line, page)).encode()
+            return
+        encoder = msgspec.json.Encoder()
+        separator = b"\n"
+        yield b"["
+        async for page in self._pages(tenant_id, execution_id):
+            chunk = bytearray()
+            for record in page:
                 chunk += separator
                 separator = b",\n"
                 chunk += encoder.encode(
@@ -202,11 +212,20 @@ class LogService:
                         metadata=record["metadata"],
                     )
                 )
-                if len(chunk) >= 256 * 1024:
-                    yield bytes(chunk)
-                    chunk.clear()
-            chunk += b"\n]\n"
             yield bytes(chunk)
+        yield b"\n]\n"
+
+    async def _pages(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> AsyncIterator[list[asyncpg.Record]]:
+        """The execution's log records in pages of at most DOWNLOAD_PAGE_ROWS rows and about DOWNLOAD_PAGE_BYTES."""
+        after: tuple[datetime, uuid.UUID] = (_BEFORE_ANY_TIME, _NIL_ID)
+        while True:
+            page = await self._pool.fetch(
+                _DOWNLOAD_PAGE, execution_id, tenant_id, *after, DOWNLOAD_PAGE_ROWS, DOWNLOAD_PAGE_BYTES
+            )
+            if not page:
+                return
+            yield page
+            after = (page[-1]["timestamp"], page[-1]["id"])
 
 
 def provide_log_service(pool: NamedDependency[asyncpg.Pool]) -> LogService:

@@ -55,7 +55,15 @@ def _stream_responses(instance: str, not_found: str, bad_request: str) -> dict[i
             description="the client resumed after the final event: nothing more will come (EventSource stops)",
             generate_examples=False,
         ),
-        **problems(instance, bad_request=bad_request, not_found=not_found),
+        **problems(
+            instance,
+            bad_request=bad_request,
+            not_found=not_found,
+            too_many="you hold 50 open streams on this api process, as many as one principal may "
+            "(FLOWLINE_STREAM_MAX_PER_PRINCIPAL); close one first",
+            unavailable="this api process serves 500 open streams, as many as it may "
+            "(FLOWLINE_STREAM_MAX_PER_PROCESS); try again shortly",
+        ),
     }
 
 
@@ -99,6 +107,12 @@ class StreamController(Controller):
         after that event, with no gap and no repeat between the history and the live part. A `: keep-alive`
         comment comes every 15 s; the stream closes once the final event (`WORKFLOW_COMPLETED`, `_FAILED`,
         `_CANCELLED`) is sent, or after 5 minutes without events.
+
+        A client that reads too slowly, falling more than the api's stream buffer (1 MiB by default) behind,
+        gets a last event named `overflow` (`{"type":"Overflow","detail":…}`, no SSE id) and the stream closes:
+        reconnecting with `Last-Event-ID` catches up from the event log. A principal holding too many open
+        streams gets 429, an api process serving too many 503, both with `Retry-After` (this applies to every
+        stream route).
         """
         messages = await stream_service.execution_stream(tenant_id, execution_id, last_event_header or last_event_query)
         return _respond(messages)

@@ -17,16 +17,20 @@ from typing import Final
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError
+from flowline.errors import TooManyRequests, Unavailable
 from flowline.kafka.compat import broker_for
 from flowline.messages import EventMessage, ExecutionEvent, LogMessage, TaskLogBatch, TaskLogRecord, decoder
 from flowline.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# A subscriber this far behind is cut off: its client reconnects with Last-Event-ID and catches up from the
-# event log, instead of the api holding an unbounded backlog for it.
+# A subscriber this far behind (in records, or in bytes: FLOWLINE_STREAM_BUFFER_MAX_BYTES) is cut off: its client
+# reconnects with Last-Event-ID and catches up from the event log, instead of the api holding an unbounded
+# backlog for it.
 MAX_BUFFERED: Final = 10_000
 START_TIMEOUT_SECONDS: Final = 30.0
+# When a client refused for holding too many streams, or an api process with no room for another, may ask again.
+STREAM_LIMIT_RETRY_AFTER_SECONDS: Final = 5
 # How long the consumer outlives the last stream. A client that opens its next stream at once (the CLI opens
 # one per task and reconnects within a second after an idle close; browsers' EventSource retries after 3 to
 # 5 s) finds it running and pays no fresh start; an api whose streams are gone polls the broker this much
@@ -35,10 +39,12 @@ LINGER_SECONDS: Final = 10.0
 
 
 class Overflowed:
-    """Put in a subscription's queue when it fell too far behind; the stream ends."""
+    """Put in a subscription's queue when it fell too far behind; the stream ends, saying why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
-OVERFLOWED: Final = Overflowed()
 Item = ExecutionEvent | TaskLogRecord | Overflowed
 # How a start of the consumer ended: None once its positions are fixed, else why it failed.
 StartOutcome = BaseException | None
@@ -47,12 +53,15 @@ StartOutcome = BaseException | None
 class Subscription:
     """What one stream receives: events (and, when asked, log records) of the executions it follows."""
 
-    def __init__(self, hub: StreamHub, *, logs: bool) -> None:
+    def __init__(self, hub: StreamHub, *, logs: bool, owner: str | None, max_bytes: int) -> None:
         self._hub = hub
         self.logs = logs
+        self.owner = owner  # whose stream it counts as (None: not a client's stream, not counted)
         self.executions: set[uuid.UUID] = set()
-        self._queue: asyncio.Queue[Item] = asyncio.Queue()
-        self._overflowed = False
+        self._max_bytes = max_bytes
+        self.buffered_bytes = 0  # of the records waiting in the queue, as they were on the topic
+        self._queue: asyncio.Queue[tuple[Item, int]] = asyncio.Queue()
+        self.overflowed = False  # cut off: the stream ends
 
     def follow(self, execution_id: uuid.UUID) -> None:
         """Receive this execution's records from now on."""
@@ -71,29 +80,48 @@ class Subscription:
                     del self._hub._subscribers[execution_id]
         self.executions.clear()
 
-    def put(self, item: ExecutionEvent | TaskLogRecord) -> None:
-        """Queue a record (called by the hub)."""
-        if self._overflowed:
+    def put(self, item: ExecutionEvent | TaskLogRecord, size: int) -> None:
+        """Queue a record of ``size`` bytes (called by the hub); past the buffer's bounds, end the stream instead.
+
+        A record larger than the whole budget still passes when nothing waits before it.
+        """
+        if self.overflowed:
             return
         if self._queue.qsize() >= MAX_BUFFERED:
-            self._overflowed = True
-            self._queue.put_nowait(OVERFLOWED)
-            return
-        self._queue.put_nowait(item)
+            self._overflow(f"more than {MAX_BUFFERED} records")
+        elif self.buffered_bytes and self.buffered_bytes + size > self._max_bytes:
+            self._overflow(f"more than {self._max_bytes} bytes of records")
+        else:
+            self.buffered_bytes += size
+            self._queue.put_nowait((item, size))
+
+    def _overflow(self, backlog: str) -> None:
+        self.overflowed = True
+        logger.warning(
+            "stream of %s following %d executions cut off: its client fell %s behind",
+            self.owner or "the api",
+            len(self.executions),
+            backlog,
+        )
+        self._queue.put_nowait((Overflowed(f"the client fell {backlog} behind the live events"), 0))
 
     async def get(self, wait_seconds: float) -> Item | None:
         """The next record, or None when ``wait_seconds`` pass without one."""
         try:
-            return await asyncio.wait_for(self._queue.get(), max(wait_seconds, 0))
+            item, size = await asyncio.wait_for(self._queue.get(), max(wait_seconds, 0))
         except TimeoutError:
             return None
+        self.buffered_bytes -= size
+        return item
 
     def get_nowait(self) -> Item | None:
         """The next record if one is waiting."""
         try:
-            return self._queue.get_nowait()
+            item, size = self._queue.get_nowait()
         except asyncio.QueueEmpty:
             return None
+        self.buffered_bytes -= size
+        return item
 
 
 class StreamHub:
@@ -111,6 +139,9 @@ class StreamHub:
         self._events_topic = settings.topics.events
         self._logs_topic = settings.topics.logs
         self._linger_seconds = linger_seconds
+        self._max_per_owner = settings.stream_max_per_principal
+        self._max_streams = settings.stream_max_per_process
+        self._max_bytes = settings.stream_buffer_max_bytes
         self._events = decoder(EventMessage)
         self._logs = decoder(LogMessage)
         self._subscribers: dict[uuid.UUID, set[Subscription]] = {}
@@ -145,20 +176,29 @@ class StreamHub:
             self._task.cancel()
             await asyncio.wait([self._task])
 
-    async def subscribe(self, *, logs: bool = False) -> Subscription:
+    async def subscribe(self, *, logs: bool = False, owner: str | None = None) -> Subscription:
         """A new subscription following nothing yet; ``close()`` it when the stream ends.
 
         Returns once the consumer runs with its positions fixed, so that anything published afterwards reaches
         the subscription: a stream that subscribes and then reads the event log misses nothing between the two.
 
+        Args:
+            logs: receive log records too.
+            owner: the principal whose client stream this is, counted against the stream limits; None for the
+                api's own short waits (a cancel's), which are not.
+
         Raises:
+            TooManyRequests: ``owner`` holds FLOWLINE_STREAM_MAX_PER_PRINCIPAL streams already.
+            Unavailable: the process holds FLOWLINE_STREAM_MAX_PER_PROCESS client streams already.
             KafkaConnectionError: the consumer could not start, or the hub stopped.
             TimeoutError: the consumer did not start within START_TIMEOUT_SECONDS.
         """
         if self._task is None:
             raise RuntimeError("the stream hub is not started")
+        if owner is not None:
+            self._check_room_for(owner)
         started = self._started
-        subscription = Subscription(self, logs=logs)
+        subscription = Subscription(self, logs=logs, owner=owner, max_bytes=self._max_bytes)
         self._open.add(subscription)
         self._wanted.set()
         try:
@@ -171,6 +211,22 @@ class StreamHub:
             subscription.close()
             raise KafkaConnectionError(f"the stream hub cannot follow the topics: {failure!r}") from failure
         return subscription
+
+    def _check_room_for(self, owner: str) -> None:
+        """Refuse a stream past the principal's or the process's limit (counted over the open streams)."""
+        owners = [subscription.owner for subscription in self._open if subscription.owner is not None]
+        if owners.count(owner) >= self._max_per_owner:
+            raise TooManyRequests(
+                f"you hold {self._max_per_owner} open streams on this api process, as many as one principal may "
+                "(FLOWLINE_STREAM_MAX_PER_PRINCIPAL); close one first",
+                retry_after_seconds=STREAM_LIMIT_RETRY_AFTER_SECONDS,
+            )
+        if len(owners) >= self._max_streams:
+            raise Unavailable(
+                f"this api process serves {self._max_streams} open streams, as many as it may "
+                "(FLOWLINE_STREAM_MAX_PER_PROCESS); try again shortly",
+                retry_after_seconds=STREAM_LIMIT_RETRY_AFTER_SECONDS,
+            )
 
     async def _follow_while_wanted(self) -> None:
         """Start the consumer when a subscription opens, stop it when none is left; until cancelled."""
@@ -259,7 +315,7 @@ class StreamHub:
                 event = self._events.decode(value)
                 if isinstance(event, ExecutionEvent):
                     for subscription in self._subscribers.get(event.execution_id, ()):
-                        subscription.put(event)
+                        subscription.put(event, len(value))
                 return
             message = self._logs.decode(value)
         except Exception as err:  # a poison record is the log-ingest's business; a stream just skips it
@@ -271,6 +327,7 @@ class StreamHub:
         if not followers:
             return
         records = message.records if isinstance(message, TaskLogBatch) else [message]
+        size = max(1, len(value) // len(records)) if records else 0  # each record's share of the message
         for subscription in followers:
             for log_record in records:
-                subscription.put(log_record)
+                subscription.put(log_record, size)

@@ -20,10 +20,11 @@ from typing import Final
 
 import asyncpg
 import msgspec
+from flowline.credentials import Principal
 from flowline.db.executions import execution_visible, list_visible_tree
 from flowline.errors import ClientError, NotFound
 from flowline.messages import ExecutionEvent, TaskLogRecord
-from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
+from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog, StreamOverflow
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.response import ServerSentEventMessage
@@ -343,7 +344,8 @@ class StreamSession:
                     deadline = min(deadline, closing_at)
                 item = await self._subscription.get(deadline - now)
                 if isinstance(item, Overflowed):
-                    return  # too far behind: the client reconnects with Last-Event-ID and catches up
+                    yield _overflow_message(item)  # the client reconnects with Last-Event-ID and catches up
+                    return
                 if item is None:
                     now = loop.time()
                     if now >= last_event + self._timings.idle_timeout_seconds:
@@ -359,6 +361,14 @@ class StreamSession:
             self._subscription.close()
 
 
+def _overflow_message(overflowed: Overflowed) -> ServerSentEventMessage:
+    detail = (
+        f"this stream is closed: {overflowed.reason} (FLOWLINE_STREAM_BUFFER_MAX_BYTES); reconnect with the "
+        "Last-Event-ID of the last event received to catch up from the event log"
+    )
+    return ServerSentEventMessage(data=_encoder.encode(StreamOverflow(detail=detail)).decode(), event="overflow")
+
+
 def _moment(item: StreamEvent | StreamLog) -> datetime:
     return item.occurred_at if isinstance(item, StreamEvent) else item.timestamp
 
@@ -372,13 +382,16 @@ class StreamService:
     Each opener returns None when the client already has everything and nothing more can come (it resumes
     after the final event): the route answers 204, which tells an EventSource to stop reconnecting. An opener
     waits for the hub to follow the topics; when it cannot (the broker is unreachable), the opener raises a
-    Kafka error or TimeoutError, which the route answers 503.
+    Kafka error or TimeoutError, which the route answers 503. Streams count against the caller's and the
+    process's limits (429 and 503, see ``StreamHub.subscribe``).
     """
 
-    def __init__(self, pool: asyncpg.Pool, hub: StreamHub, timings: StreamTimings) -> None:
+    def __init__(self, pool: asyncpg.Pool, hub: StreamHub, timings: StreamTimings, caller: Principal) -> None:
         self._pool = pool
         self._hub = hub
         self._timings = timings
+        # The streams of one principal count together against its limit (a JWT's sub is unique in its tenant).
+        self._owner = f"{caller.tenant}:{caller.subject}"
 
     async def execution_stream(
         self, tenant_id: uuid.UUID, execution_id: uuid.UUID, last_event_id: str | None
@@ -388,6 +401,8 @@ class StreamService:
         Raises:
             ClientError: a malformed Last-Event-ID.
             NotFound: no such execution in this tenant.
+            TooManyRequests: the caller holds as many open streams as one principal may.
+            Unavailable: this api process holds as many open streams as it may.
         """
         after = parse_sequence(last_event_id)
         execution = await self._pool.fetchrow(
@@ -399,7 +414,7 @@ class StreamService:
             raise NotFound(f"execution {execution_id} does not exist")
         if execution["status"] in TERMINAL_STATUSES and execution["last_event_sequence"] <= after:
             return None
-        subscription = await self._hub.subscribe()
+        subscription = await self._hub.subscribe(owner=self._owner)
         session = StreamSession(
             self._pool, subscription, self._timings, root=execution_id, positions={execution_id: after}
         )
@@ -420,6 +435,8 @@ class StreamService:
         Raises:
             ClientError: a malformed Last-Event-ID.
             NotFound: no such execution in this tenant.
+            TooManyRequests: the caller holds as many open streams as one principal may.
+            Unavailable: this api process holds as many open streams as it may.
         """
         positions = parse_positions(last_event_id, execution_id)
         tree = await list_visible_tree(self._pool, tenant_id, execution_id, visible_to)
@@ -434,7 +451,7 @@ class StreamService:
         ):
             return None
         start = [execution_id, *(row["id"] for row in tree if row["id"] != execution_id)]
-        subscription = await self._hub.subscribe()
+        subscription = await self._hub.subscribe(owner=self._owner)
         session = StreamSession(
             self._pool,
             subscription,
@@ -453,6 +470,8 @@ class StreamService:
         Raises:
             ClientError: a malformed Last-Event-ID.
             NotFound: no such task in this tenant.
+            TooManyRequests: the caller holds as many open streams as one principal may.
+            Unavailable: this api process holds as many open streams as it may.
         """
         after = parse_sequence(last_event_id)
         task = await self._pool.fetchrow(
@@ -468,7 +487,7 @@ class StreamService:
             raise NotFound(f"task {task_id} does not exist")
         if after and task["status"] in TERMINAL_TASK_STATUSES and not task["more"]:
             return None
-        subscription = await self._hub.subscribe(logs=True)
+        subscription = await self._hub.subscribe(logs=True, owner=self._owner)
         session = StreamSession(
             self._pool,
             subscription,
@@ -481,8 +500,10 @@ class StreamService:
         return session.messages([task["execution_id"]])
 
 
-def provide_stream_service(pool: NamedDependency[asyncpg.Pool], state: State) -> StreamService:
-    """A stream opener sharing the process's hub."""
+def provide_stream_service(
+    pool: NamedDependency[asyncpg.Pool], state: State, caller: NamedDependency[Principal]
+) -> StreamService:
+    """A stream opener sharing the process's hub, whose streams count as the caller's."""
     hub: StreamHub = state.stream_hub
     timings: StreamTimings = state.stream_timings
-    return StreamService(pool, hub, timings)
+    return StreamService(pool, hub, timings, caller)
