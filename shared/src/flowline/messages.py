@@ -35,6 +35,39 @@ class TenantMessage(Message, frozen=True, kw_only=True):
     execution_id: uuid.UUID
 
 
+# flowline.submissions (the one topic other systems produce to) ------------------------------------
+
+
+class SubmitExecution(Message, frozen=True, kw_only=True, tag=True):
+    """The external, versioned way to start an execution: the one message other systems produce.
+
+    Produce to the submissions topic (``flowline.submissions``) JSON like ``{"type": "SubmitExecution",
+    "schema_version": 1, "id": "<uuid>", "tenant": "dev", "workflow": "demo.hello", "input": {...},
+    "idempotency_key": "order-42"}``.
+    ``id`` (required) is the producer's message id; ``idempotency_key`` (default: derived from the
+    message id) makes the same submission twice start one execution. ``version`` picks a workflow
+    version (default: the latest). ``metadata``, ``tags`` and ``idempotency_key`` have the bounds of the
+    api's (``flowline_schemas.executions``); a message past one is dead-lettered. A submission that cannot start
+    (unknown tenant or workflow, an input its schema refuses, a version out of range) is answered with a
+    ``SubmissionRejected`` on the events topic; anything on the topic that is not a SubmitExecution is
+    dead-lettered.
+    """
+
+    id: uuid.UUID
+    schema_version: int = 1
+    tenant: str
+    workflow: str
+    version: int | None = None
+    input: dict[str, Any] = {}
+    # Bounded as the api's starts are: a message past a bound fails validation and is dead-lettered.
+    idempotency_key: Annotated[str, msgspec.Meta(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] | None = None
+    metadata: Metadata = {}
+    tags: Tags = []
+
+
+SubmissionMessage = SubmitExecution
+
+
 # flowline.executions.requests ----------------------------------------------------------------------
 
 
@@ -65,30 +98,7 @@ class ExecutionRequested(TenantMessage, frozen=True, kw_only=True, tag=True):
     created: CreatedExecution | None = None
 
 
-class SubmitExecution(Message, frozen=True, kw_only=True, tag=True):
-    """The external, versioned way to start an execution by producing to the requests topic.
-
-    Produce JSON like ``{"type": "SubmitExecution", "schema_version": 1, "id": "<uuid>",
-    "tenant": "dev", "workflow": "demo.hello", "input": {...}, "idempotency_key": "order-42"}``.
-    ``id`` (required) is the producer's message id; ``idempotency_key`` (default: derived from the
-    message id) makes the same submission twice start one execution. ``version`` picks a workflow
-    version (default: the latest). ``metadata``, ``tags`` and ``idempotency_key`` have the bounds of the
-    api's (``flowline_schemas.executions``); a message past one is dead-lettered.
-    """
-
-    id: uuid.UUID
-    schema_version: int = 1
-    tenant: str
-    workflow: str
-    version: int | None = None
-    input: dict[str, Any] = {}
-    # Bounded as the api's starts are: a message past a bound fails validation and is dead-lettered.
-    idempotency_key: Annotated[str, msgspec.Meta(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] | None = None
-    metadata: Metadata = {}
-    tags: Tags = []
-
-
-RequestMessage = ExecutionRequested | SubmitExecution
+RequestMessage = ExecutionRequested
 
 
 # flowline.executions.control -----------------------------------------------------------------------

@@ -22,8 +22,13 @@ class ConfigurationError(Exception):
 
 
 class Topics(msgspec.Struct, frozen=True, kw_only=True):
-    """Kafka topic names, all derived from one prefix so that stacks can share a broker."""
+    """Kafka topic names, all derived from one prefix so that stacks can share a broker.
 
+    ``submissions`` is the one topic other systems produce to (SubmitExecution); the others carry the services'
+    messages to each other and are Flowline's own (docs/operations.md §5.7).
+    """
+
+    submissions: str
     requests: str
     control: str
     tasks: str
@@ -36,6 +41,7 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
     def with_prefix(cls, prefix: str) -> Topics:
         """Build the topic names under ``prefix`` (``flowline`` gives ``flowline.tasks`` etc.)."""
         return cls(
+            submissions=f"{prefix}.submissions",
             requests=f"{prefix}.executions.requests",
             control=f"{prefix}.executions.control",
             tasks=f"{prefix}.tasks",

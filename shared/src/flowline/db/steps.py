@@ -116,10 +116,14 @@ async def read_steps(connection: asyncpg.Connection, execution_id: uuid.UUID) ->
     return {record["step_id"]: StepRow(**record) for record in records}
 
 
-async def lock_step(connection: asyncpg.Connection, step_execution_id: uuid.UUID) -> StepRow | None:
-    """Lock one step (its execution is locked first: the lock order of every writer)."""
+async def lock_step(
+    connection: asyncpg.Connection, execution_id: uuid.UUID, step_execution_id: uuid.UUID
+) -> StepRow | None:
+    """Lock one step of an execution (locked first: the lock order of every writer); None if it is not one of its."""
     record = await connection.fetchrow(
-        f"SELECT {STEP_COLUMNS} FROM step_executions WHERE id = $1 FOR UPDATE", step_execution_id
+        f"SELECT {STEP_COLUMNS} FROM step_executions WHERE id = $1 AND execution_id = $2 FOR UPDATE",
+        step_execution_id,
+        execution_id,
     )
     return None if record is None else StepRow(**record)
 
