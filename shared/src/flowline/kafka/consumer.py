@@ -21,6 +21,7 @@ from aiokafka.structs import ConsumerRecord
 
 from flowline.kafka.compat import broker_for
 from flowline.kafka.producer import ensure_topics
+from flowline.kafka.security import client_options
 from flowline.metrics import MessagingMetrics
 from flowline.outages import is_outage
 from flowline.request_ids import from_kafka_headers, request_id_set
@@ -110,6 +111,7 @@ class MessageConsumer(Generic[MessageT]):
         broker = broker_for(settings)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             group_id=settings.consumer_group(name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
