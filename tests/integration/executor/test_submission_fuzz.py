@@ -42,7 +42,16 @@ SEED = 20261207
 WORKFLOW = "fuzz.echo"  # the one workflow that exists: junk names it only with a defect that keeps it from starting
 ECHO = {"steps": [{"id": "echo", "type": "action", "action": "core.echo", "input": "{{ input }}"}], "output": "ok"}
 TEXT = "ab Z09_-.:/\\\"'{}[]\x00\x01\x1f\x7fé漢🙂\u2028\ufeff"
-MESSAGE_TYPES = ["SubmitExecution", "ExecutionRequested", "CancelExecution", "TaskDispatched", "Event", "", "x" * 300]
+MESSAGE_TYPES = [
+    "SubmitExecution",
+    "CancelSubmission",
+    "ExecutionRequested",
+    "CancelExecution",
+    "TaskDispatched",
+    "Event",
+    "",
+    "x" * 300,
+]
 # Rows the junk must leave as they were (the inbox keeps the ids of rejected submissions, by design).
 TABLES = (
     "tenants",
@@ -157,6 +166,15 @@ class Junk:
         )
         return json.dumps(self.submission(**{"workflow": WORKFLOW, **defect})).encode()
 
+    def cancel(self) -> bytes:
+        """A CancelSubmission of nothing a submission started (``junk-`` keys are never used), or malformed."""
+        body = {"type": "CancelSubmission", "schema_version": 1, "id": str(uuid.uuid4())}
+        body |= {"tenant": self.rng.choice(["dev", "nobody", self.text()]), "idempotency_key": f"junk-{uuid.uuid4()}"}
+        body |= self.rng.choice(
+            [{}, {"reason": self.text()}, {"reason": "r" * 2_001}, {"idempotency_key": self.value()}, {"tenant": None}]
+        )
+        return json.dumps(body).encode()
+
     def internal(self) -> bytes:
         """Flowline's own messages, which have no business on the submissions topic."""
         ids = {"tenant_id": uuid.uuid4(), "execution_id": uuid.uuid4()}
@@ -180,6 +198,7 @@ class Junk:
             self.nested,
             self.huge,
             self.out_of_range,
+            self.cancel,
             self.internal,
         ]
         return [self.rng.choice(makers)() for _ in range(count)]

@@ -112,3 +112,34 @@ async def test_a_submission_holding_a_value_postgresql_cannot_take_is_rejected_w
         "SELECT count(*) FROM executions WHERE idempotency_key IN ('nul', 'huge-version')"
     )
     assert started == 0
+
+
+async def test_a_cancel_from_kafka_cancels_only_what_a_submission_of_that_tenant_started(
+    runtime: Runtime, settings: Settings
+) -> None:
+    pool = runtime.pool
+    started_by_api = await define_and_start(pool, settings, "kafka.wait", WAITING, {})
+    await pool.execute("UPDATE executions SET idempotency_key = 'api-1' WHERE id = $1", started_by_api.id)
+    await pool.execute("INSERT INTO tenants (id, slug, name) VALUES ($1, 'other', 'other')", uuid.uuid4())
+
+    def cancel(tenant: str, key: str) -> bytes:
+        body = {"type": "CancelSubmission", "schema_version": 1, "id": str(uuid.uuid4()), "tenant": tenant}
+        return json.dumps(body | {"idempotency_key": key, "reason": "withdrawn"}).encode()
+
+    refused = [cancel("other", "order-9"), cancel("dev", "api-1")]  # another tenant's; one the api started
+    for value in [submission("kafka.wait", "order-9"), *refused, cancel("dev", "order-9")]:
+        await runtime.producer.send_and_wait(settings.topics.submissions, value, key=b"same")
+
+    await _consume_until(runtime, settings, "order-9", "cancelled")
+    row = await pool.fetchrow("SELECT cancelled_by, error FROM executions WHERE idempotency_key = 'order-9'")
+    assert row["cancelled_by"] == "kafka" and row["error"]["message"] == "withdrawn"
+    assert await pool.fetchval("SELECT status FROM executions WHERE id = $1", started_by_api.id) == "pending"
+    records = await read_topic(
+        settings, settings.topics.events, 2, keep=lambda record: b"SubmissionRejected" in record.value
+    )
+    rejections = [decoder(EventMessage).decode(record.value) for record in records]
+    assert sorted((r.request, r.tenant, r.idempotency_key) for r in rejections) == [  # type: ignore[union-attr]
+        ("CancelSubmission", "dev", "api-1"),
+        ("CancelSubmission", "other", "order-9"),
+    ]
+    assert all("no execution of tenant" in r.reason for r in rejections)  # type: ignore[union-attr]

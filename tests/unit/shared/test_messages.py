@@ -12,6 +12,7 @@ import pytest
 from flowline.kafka.outbox import outgoing
 from flowline.messages import (
     CancelExecution,
+    CancelSubmission,
     ControlMessage,
     EventMessage,
     ExecutionEvent,
@@ -55,6 +56,12 @@ EXAMPLES: list[tuple[Message, Any]] = [
             metadata={"source": "crm"},
             tags=["a"],
             occurred_at=WHEN,
+        ),
+        SubmissionMessage,
+    ),
+    (
+        CancelSubmission(
+            id=uuid.uuid4(), tenant="dev", idempotency_key="order-42", reason="withdrawn", occurred_at=WHEN
         ),
         SubmissionMessage,
     ),

@@ -10,6 +10,7 @@ import asyncpg
 from flowline.actions import Action
 from flowline.kafka.outbox import OutboxPublisher
 from flowline.messages import (
+    CancelSubmission,
     ControlMessage,
     ExecutionRequested,
     RequestMessage,
@@ -68,7 +69,7 @@ class Engine:
     async def handle_command(self, message: SubmissionMessage | RequestMessage | ControlMessage) -> None:
         """Apply a message of the submissions, requests or control topic (one consumer follows the three)."""
         match message:
-            case SubmitExecution():
+            case SubmitExecution() | CancelSubmission():
                 await submit(self._pool, self._outbox, self.executor.topics, message)
             case ExecutionRequested():
                 await self.handle_request(message)
