@@ -7,13 +7,15 @@ import msgspec
 import pytest
 from flowline.db.pool import create_pool
 from flowline.kafka.consumer import MessageRefused
-from flowline.messages import TaskLogBatch, TaskLogRecord
+from flowline.messages import LogMessage, TaskLogBatch, TaskLogRecord, decoder, encode
+from flowline.runtime import Runtime
 from flowline.settings import Settings
 from flowline_log_ingest.ingest import STAGING, LogWriter
 from flowline_log_ingest.metrics import LogIngestMetrics
 from prometheus_client import CollectorRegistry
 
 from tests.integration.api.execution_rows import ExecutionRows
+from tests.support import eventually, read_topic
 
 
 async def _execution(pool: asyncpg.Pool, tenant: str = "dev") -> tuple[uuid.UUID, uuid.UUID]:
@@ -129,3 +131,37 @@ async def test_records_naming_an_execution_of_another_tenant_are_refused_and_wri
     assert await pool.fetchval("SELECT count(*) FROM task_logs") == 0
     await writer.write([honest])
     assert await pool.fetchval("SELECT count(*) FROM task_logs") == 1
+
+
+async def test_the_consumer_dead_letters_a_forged_record_and_stores_the_rest_of_its_batch(
+    runtime: Runtime, settings: Settings
+) -> None:
+    pool = runtime.pool
+    tenant_a, execution_of_a = await _execution(pool, "tenant-a")
+    tenant_b, _ = await _execution(pool, "tenant-b")
+    honest = [TaskLogRecord(tenant_id=tenant_a, execution_id=execution_of_a, message=f"line {n}") for n in range(3)]
+    forged = TaskLogRecord(tenant_id=tenant_b, execution_id=execution_of_a, message="planted")
+    key = str(execution_of_a).encode()
+    for record in [honest[0], forged, *honest[1:]]:  # one partition, one poll: a batch with the forgery inside
+        await runtime.producer.send_and_wait(settings.topics.logs, encode(record), key=key)
+
+    writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()))
+    consumer = runtime.consumer(
+        "test-log-ingest", [settings.topics.logs], decoder(LogMessage), batch_handler=writer.write
+    )
+    await consumer.start()
+    try:
+
+        async def honest_stored() -> bool:
+            await consumer.poll_once()
+            return bool(await pool.fetchval("SELECT count(*) FROM task_logs") == len(honest))
+
+        await eventually(honest_stored)
+    finally:
+        await consumer.stop()
+
+    [dead] = await read_topic(settings, settings.topics.dead_letter, 1)
+    assert dead.value == encode(forged)
+    assert dict(dead.headers)["error"].startswith(b"refused: ")
+    stored = await pool.fetch("SELECT tenant_id, message FROM task_logs ORDER BY message")
+    assert [tuple(row) for row in stored] == [(tenant_a, f"line {n}") for n in range(3)]
