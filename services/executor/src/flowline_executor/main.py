@@ -36,8 +36,8 @@ def commands_consumer(runtime: Runtime, engine: Engine, name: str = COMMANDS_CON
     """The consumer of the submissions, requests and control topics, in the group ``name``.
 
     One consumer follows the three: one fetch, not three, polls the broker for them. The submissions topic, the
-    one other systems produce to, decodes SubmitExecution only, and the internal topics only the services' own
-    messages (docs/operations.md §5.7): anything else is dead-lettered.
+    one other systems produce to, decodes SubmitExecution and CancelSubmission only, and the internal topics only
+    the services' own messages (docs/architecture.md §5.1): anything else is dead-lettered.
     """
     topics = runtime.settings.topics
     return runtime.consumer(
