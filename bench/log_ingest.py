@@ -41,11 +41,16 @@ WORDS = "charge customer invoice retry shipment order payment webhook fetched pa
 
 @dataclass(frozen=True)
 class Burst:
-    """The encoded messages of one run, with their keys (execution ids) and how many records they hold."""
+    """The encoded messages of one run, with their keys (execution ids) and how many records they hold.
+
+    Log-ingest stores a record only for an execution of the tenant it names: ``store_executions`` writes them.
+    """
 
     name: str
     messages: list[tuple[bytes, bytes]]
     records: int
+    tenant_id: uuid.UUID
+    execution_ids: list[uuid.UUID]
 
 
 def make_bursts(records: int, executions: int, seed: int) -> list[Burst]:
@@ -84,9 +89,43 @@ def make_bursts(records: int, executions: int, seed: int) -> list[Burst]:
         single.extend((key, encode(record(execution_id, task_id, step, made + offset))) for offset in range(size))
         made += size
     return [
-        Burst(f"TaskLogBatch x {len(batched):,} (10-50 records)", batched, records),
-        Burst(f"TaskLogRecord x {len(single):,}", single, records),
+        Burst(f"TaskLogBatch x {len(batched):,} (10-50 records)", batched, records, tenant_id, execution_ids),
+        Burst(f"TaskLogRecord x {len(single):,}", single, records, tenant_id, execution_ids),
     ]
+
+
+async def store_executions(pool: asyncpg.Pool, burst: Burst) -> None:
+    """The tenant and the executions the burst's records belong to (a workflow of no steps), unless stored."""
+    async with pool.acquire() as connection, connection.transaction():
+        tenant = burst.tenant_id
+        if await connection.fetchval("SELECT EXISTS (SELECT FROM tenants WHERE id = $1)", tenant):
+            return
+        pack, workflow, version = uuid7(), uuid7(), uuid7()
+        await connection.execute("INSERT INTO tenants (id, slug, name) VALUES ($1, $2, $2)", tenant, f"bench-{tenant}")
+        await connection.execute("INSERT INTO packs (id, tenant_id, ref) VALUES ($1, $2, 'bench')", pack, tenant)
+        await connection.execute(
+            "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, latest_version) "
+            "VALUES ($1, $2, $3, 'bench.logs', 'logs', 1)",
+            workflow,
+            tenant,
+            pack,
+        )
+        await connection.execute(
+            "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) "
+            "VALUES ($1, $2, $3, 1, '{\"steps\": []}')",
+            version,
+            tenant,
+            workflow,
+        )
+        await connection.execute(
+            "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version, "
+            "status, root_execution_id, triggered_by) "
+            "SELECT id, $2, $3, $4, 'bench.logs', 1, 'running', id, 'api' FROM unnest($1::uuid[]) AS e(id)",
+            burst.execution_ids,
+            tenant,
+            workflow,
+            version,
+        )
 
 
 class Lag:
@@ -215,9 +254,11 @@ async def measure(stack: Stack, warm_up: Burst, bursts: list[Burst]) -> list[dic
     await lag.start()
     try:
         # the service's consumer joins its group after it reports healthy: a first burst would time the join
+        await store_executions(pool, warm_up)
         await run_burst(warm_up, producer, pool, lag, topic, stack)
         results = []
         for burst in bursts:
+            await store_executions(pool, burst)
             await pool.execute("TRUNCATE task_logs")
             print(f"{burst.name} …", flush=True)
             results.append(await run_burst(burst, producer, pool, lag, topic, stack))

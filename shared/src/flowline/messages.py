@@ -16,6 +16,9 @@ from flowline_schemas.logs import LogLevel
 
 from flowline.ids import uuid7
 
+# The longest reason a CancelSubmission may give (the api's cancel body has the same bound).
+MAX_CANCEL_REASON_LENGTH = 2000
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -33,6 +36,57 @@ class TenantMessage(Message, frozen=True, kw_only=True):
 
     tenant_id: uuid.UUID
     execution_id: uuid.UUID
+
+
+# flowline.submissions (the one topic other systems produce to) ------------------------------------
+
+
+class SubmitExecution(Message, frozen=True, kw_only=True, tag=True):
+    """The external, versioned way to start an execution: the one message other systems produce.
+
+    Produce to the submissions topic (``flowline.submissions``) JSON like ``{"type": "SubmitExecution",
+    "schema_version": 1, "id": "<uuid>", "tenant": "dev", "workflow": "demo.hello", "input": {...},
+    "idempotency_key": "order-42"}``.
+    ``id`` (required) is the producer's message id; ``idempotency_key`` (default: derived from the
+    message id) makes the same submission twice start one execution. ``version`` picks a workflow
+    version (default: the latest). ``metadata``, ``tags`` and ``idempotency_key`` have the bounds of the
+    api's (``flowline_schemas.executions``); a message past one is dead-lettered. A submission that cannot start
+    (unknown tenant or workflow, an input its schema refuses, a version out of range) is answered with a
+    ``SubmissionRejected`` on the events topic; anything on the topic but a SubmitExecution or a
+    CancelSubmission is dead-lettered.
+    """
+
+    id: uuid.UUID
+    schema_version: int = 1
+    tenant: str
+    workflow: str
+    version: int | None = None
+    input: dict[str, Any] = {}
+    # Bounded as the api's starts are: a message past a bound fails validation and is dead-lettered.
+    idempotency_key: Annotated[str, msgspec.Meta(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] | None = None
+    metadata: Metadata = {}
+    tags: Tags = []
+
+
+class CancelSubmission(Message, frozen=True, kw_only=True, tag=True):
+    """Cancel, from another system, an execution that its SubmitExecution started (submissions topic).
+
+    Produce JSON like ``{"type": "CancelSubmission", "schema_version": 1, "id": "<uuid>", "tenant": "dev",
+    "idempotency_key": "order-42", "reason": "order withdrawn"}``. The execution is the one the submission
+    with that idempotency key started in that tenant (``kafka:<its id>`` for one that gave none), and only one
+    a submission started (``startedBy: kafka``): a producer of submissions cancels nothing the api or a workflow
+    started. A cancel that cannot apply (no such execution, already finished) is answered with a
+    ``SubmissionRejected`` naming it.
+    """
+
+    id: uuid.UUID
+    schema_version: int = 1
+    tenant: str
+    idempotency_key: Annotated[str, msgspec.Meta(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)]
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_CANCEL_REASON_LENGTH)] | None = None
+
+
+SubmissionMessage = SubmitExecution | CancelSubmission
 
 
 # flowline.executions.requests ----------------------------------------------------------------------
@@ -65,30 +119,7 @@ class ExecutionRequested(TenantMessage, frozen=True, kw_only=True, tag=True):
     created: CreatedExecution | None = None
 
 
-class SubmitExecution(Message, frozen=True, kw_only=True, tag=True):
-    """The external, versioned way to start an execution by producing to the requests topic.
-
-    Produce JSON like ``{"type": "SubmitExecution", "schema_version": 1, "id": "<uuid>",
-    "tenant": "dev", "workflow": "demo.hello", "input": {...}, "idempotency_key": "order-42"}``.
-    ``id`` (required) is the producer's message id; ``idempotency_key`` (default: derived from the
-    message id) makes the same submission twice start one execution. ``version`` picks a workflow
-    version (default: the latest). ``metadata``, ``tags`` and ``idempotency_key`` have the bounds of the
-    api's (``flowline_schemas.executions``); a message past one is dead-lettered.
-    """
-
-    id: uuid.UUID
-    schema_version: int = 1
-    tenant: str
-    workflow: str
-    version: int | None = None
-    input: dict[str, Any] = {}
-    # Bounded as the api's starts are: a message past a bound fails validation and is dead-lettered.
-    idempotency_key: Annotated[str, msgspec.Meta(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] | None = None
-    metadata: Metadata = {}
-    tags: Tags = []
-
-
-RequestMessage = ExecutionRequested | SubmitExecution
+RequestMessage = ExecutionRequested
 
 
 # flowline.executions.control -----------------------------------------------------------------------
@@ -217,18 +248,20 @@ class ExecutionEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"
 
 
 class SubmissionRejected(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rename="camel", tag=True):
-    """A SubmitExecution that started nothing, and why (unknown tenant or workflow, disabled workflow...).
+    """A SubmitExecution that started nothing, or a CancelSubmission that cancelled nothing, and why.
 
-    Keyed by the submission's idempotency key (or id), so its producer can follow the outcome.
+    Keyed by the submission's idempotency key (or id), so its producer can follow the outcome. ``request`` names
+    the message refused; a cancel names no ``workflow``.
     """
 
     id: uuid.UUID = msgspec.field(default_factory=uuid7)
     occurred_at: datetime = msgspec.field(default_factory=_now)
     submission_id: uuid.UUID
     tenant: str
-    workflow: str
+    workflow: str = ""
     idempotency_key: str | None = None
     reason: str
+    request: Literal["SubmitExecution", "CancelSubmission"] = "SubmitExecution"
 
 
 class OperationEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True, rename="camel"):

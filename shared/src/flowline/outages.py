@@ -27,6 +27,16 @@ def is_outage(err: BaseException) -> bool:
     asyncpg refuses an argument it cannot send (an integer beyond 64 bits, say) with an ``InterfaceError`` that
     is also a ``ValueError`` (its client-side ``DataError``): the data's fault, which no retry cures.
     """
-    if isinstance(err, asyncpg.InterfaceError) and isinstance(err, ValueError):
-        return False
-    return isinstance(err, OUTAGE_ERRORS)
+    return not _refused_argument(err) and isinstance(err, OUTAGE_ERRORS)
+
+
+def _refused_argument(err: BaseException) -> bool:
+    return isinstance(err, asyncpg.InterfaceError) and isinstance(err, ValueError)
+
+
+def is_data_error(err: BaseException) -> bool:
+    """Whether ``err`` is PostgreSQL (or asyncpg, before sending) refusing a value: the data's fault, not an outage.
+
+    A value out of a column's range, text with a NUL character, an integer beyond 64 bits: no retry cures them.
+    """
+    return isinstance(err, asyncpg.DataError) or _refused_argument(err)

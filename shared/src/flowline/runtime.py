@@ -82,6 +82,7 @@ class Runtime:
         topics: Sequence[str],
         decoder: msgspec.json.Decoder[Any],
         *,
+        topic_decoders: Mapping[str, msgspec.json.Decoder[Any]] | None = None,
         handler: Handler[Any] | None = None,
         batch_handler: BatchHandler[Any] | None = None,
         max_records: int = 500,
@@ -90,13 +91,15 @@ class Runtime:
         """A consumer of ``topics`` in the group ``name``, dead-lettering through this runtime's producer.
 
         A ``background`` consumer's messages wait for no one: it polls the broker less often (see
-        ``Settings.kafka_background_fetch_max_wait_ms``).
+        ``Settings.kafka_background_fetch_max_wait_ms``). ``topic_decoders`` decode the topics they name instead
+        of ``decoder``.
         """
         consumer: MessageConsumer[Any] = MessageConsumer(
             name=name,
             settings=self.settings,
             topics=topics,
             decoder=decoder,
+            topic_decoders=topic_decoders,
             handler=handler,
             batch_handler=batch_handler,
             producer=self.producer,

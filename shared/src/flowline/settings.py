@@ -13,7 +13,7 @@ import msgspec
 
 ENV_PREFIX = "FLOWLINE_"
 # Settings whose values never appear in a repr, log line or error message.
-SECRET_SETTINGS = frozenset({"secret_key", "jwt_hs256_secret"})
+SECRET_SETTINGS = frozenset({"secret_key", "jwt_hs256_secret", "kafka_sasl_password"})
 RatePeriod = Literal["second", "minute", "hour", "day"]
 RATE_PERIODS: tuple[RatePeriod, ...] = get_args(RatePeriod)
 # Retentions (of executions, of audit rows): a positive whole number of one unit, at most 999,999 of it.
@@ -26,8 +26,13 @@ class ConfigurationError(Exception):
 
 
 class Topics(msgspec.Struct, frozen=True, kw_only=True):
-    """Kafka topic names, all derived from one prefix so that stacks can share a broker."""
+    """Kafka topic names, all derived from one prefix so that stacks can share a broker.
 
+    ``submissions`` is the one topic other systems produce to (SubmitExecution); the others carry the services'
+    messages to each other and are Flowline's own (docs/operations.md §5.7).
+    """
+
+    submissions: str
     requests: str
     control: str
     tasks: str
@@ -40,6 +45,7 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
     def with_prefix(cls, prefix: str) -> Topics:
         """Build the topic names under ``prefix`` (``flowline`` gives ``flowline.tasks`` etc.)."""
         return cls(
+            submissions=f"{prefix}.submissions",
             requests=f"{prefix}.executions.requests",
             control=f"{prefix}.executions.control",
             tasks=f"{prefix}.tasks",
@@ -87,6 +93,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # through an api process is refused there at once, and by the other api processes within this time. 0:
     # every request looks the key up.
     api_key_cache_seconds: float = 5.0
+
+    # How the services' Kafka clients connect: PLAINTEXT, or with SASL authentication (mechanism PLAIN or
+    # SCRAM-SHA-256/512, as this user) and/or TLS (trusting the broker's certificate through this CA file, or the
+    # system's CAs). A broker that locks the internal topics down with ACLs grants them to this user only.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
 
     # Kafka layout.
     # How long the group waits for a consumer that stopped heartbeating (a killed process) before its

@@ -4,17 +4,29 @@ import uuid
 
 import asyncpg
 import msgspec
+import pytest
 from flowline.db.pool import create_pool
-from flowline.messages import TaskLogBatch, TaskLogRecord
+from flowline.kafka.consumer import MessageRefused
+from flowline.messages import LogMessage, TaskLogBatch, TaskLogRecord, decoder, encode
+from flowline.runtime import Runtime
 from flowline.settings import Settings
 from flowline_log_ingest.ingest import STAGING, LogWriter
 from flowline_log_ingest.metrics import LogIngestMetrics
 from prometheus_client import CollectorRegistry
 
+from tests.integration.api.execution_rows import ExecutionRows
+from tests.support import eventually, read_topic
+
+
+async def _execution(pool: asyncpg.Pool, tenant: str = "dev") -> tuple[uuid.UUID, uuid.UUID]:
+    """A tenant and an execution of its, for log records to name."""
+    rows = ExecutionRows(pool)
+    execution_id = await rows.execution(tenant=tenant)
+    return await rows.tenant(tenant), execution_id
+
 
 async def test_single_records_and_batches_are_written_once(pool: asyncpg.Pool) -> None:
-    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-    execution_id = uuid.uuid4()
+    tenant_id, execution_id = await _execution(pool)
 
     def record(message: str) -> TaskLogRecord:
         return TaskLogRecord(tenant_id=tenant_id, execution_id=execution_id, step_id="a", attempt=1, message=message)
@@ -38,8 +50,8 @@ async def test_single_records_and_batches_are_written_once(pool: asyncpg.Pool) -
 async def test_fields_survive_the_staging_table_and_a_record_repeated_within_a_batch_is_written_once(
     pool: asyncpg.Pool,
 ) -> None:
-    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-    execution_id, task_id = uuid.uuid4(), uuid.uuid4()
+    tenant_id, execution_id = await _execution(pool)
+    task_id = uuid.uuid4()
     record = TaskLogRecord(
         tenant_id=tenant_id,
         execution_id=execution_id,
@@ -95,8 +107,7 @@ async def test_a_pool_that_makes_the_staging_table_per_connection_needs_no_state
         msgspec.structs.replace(settings, db_pool_min_size=1, db_pool_max_size=2), session_setup=STAGING
     )
     try:
-        tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-        execution_id = uuid.uuid4()
+        tenant_id, execution_id = await _execution(pool)
         writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()), staging_ready=True)
         for message in ("one", "two", "three"):  # batches on the same connections: the staged rows are gone
             await writer.write([TaskLogRecord(tenant_id=tenant_id, execution_id=execution_id, message=message)])
@@ -104,3 +115,53 @@ async def test_a_pool_that_makes_the_staging_table_per_connection_needs_no_state
         assert [row["message"] for row in rows] == ["one", "three", "two"]
     finally:
         await pool.close()
+
+
+async def test_records_naming_an_execution_of_another_tenant_are_refused_and_write_nothing(pool: asyncpg.Pool) -> None:
+    tenant_a, execution_of_a = await _execution(pool, "tenant-a")
+    tenant_b, _ = await _execution(pool, "tenant-b")
+    writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()))
+    honest = TaskLogRecord(tenant_id=tenant_a, execution_id=execution_of_a, message="mine")
+    forged = TaskLogRecord(tenant_id=tenant_b, execution_id=execution_of_a, message="planted")
+    unknown = TaskLogRecord(tenant_id=tenant_a, execution_id=uuid.uuid4(), message="nowhere")
+
+    for refused in ([honest, forged], [unknown]):
+        with pytest.raises(MessageRefused):
+            await writer.write(refused)
+    assert await pool.fetchval("SELECT count(*) FROM task_logs") == 0
+    await writer.write([honest])
+    assert await pool.fetchval("SELECT count(*) FROM task_logs") == 1
+
+
+async def test_the_consumer_dead_letters_a_forged_record_and_stores_the_rest_of_its_batch(
+    runtime: Runtime, settings: Settings
+) -> None:
+    pool = runtime.pool
+    tenant_a, execution_of_a = await _execution(pool, "tenant-a")
+    tenant_b, _ = await _execution(pool, "tenant-b")
+    honest = [TaskLogRecord(tenant_id=tenant_a, execution_id=execution_of_a, message=f"line {n}") for n in range(3)]
+    forged = TaskLogRecord(tenant_id=tenant_b, execution_id=execution_of_a, message="planted")
+    key = str(execution_of_a).encode()
+    for record in [honest[0], forged, *honest[1:]]:  # one partition, one poll: a batch with the forgery inside
+        await runtime.producer.send_and_wait(settings.topics.logs, encode(record), key=key)
+
+    writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()))
+    consumer = runtime.consumer(
+        "test-log-ingest", [settings.topics.logs], decoder(LogMessage), batch_handler=writer.write
+    )
+    await consumer.start()
+    try:
+
+        async def honest_stored() -> bool:
+            await consumer.poll_once()
+            return bool(await pool.fetchval("SELECT count(*) FROM task_logs") == len(honest))
+
+        await eventually(honest_stored)
+    finally:
+        await consumer.stop()
+
+    [dead] = await read_topic(settings, settings.topics.dead_letter, 1)
+    assert dead.value == encode(forged)
+    assert dict(dead.headers)["error"].startswith(b"refused: ")
+    stored = await pool.fetch("SELECT tenant_id, message FROM task_logs ORDER BY message")
+    assert [tuple(row) for row in stored] == [(tenant_a, f"line {n}") for n in range(3)]

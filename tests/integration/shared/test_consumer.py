@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from flowline.messages import EventMessage, ExecutionEvent, RequestMessage, decoder, encode
+from flowline.kafka.consumer import MessageRefused
+from flowline.messages import EventMessage, ExecutionEvent, SubmissionMessage, decoder, encode
 from flowline.ops import check_readiness
 from flowline.request_ids import current_request_id, kafka_headers
 from flowline.runtime import Runtime
@@ -285,15 +286,16 @@ async def test_a_submission_past_a_bound_is_dead_lettered_and_the_next_one_is_ha
             {"type": "SubmitExecution", "id": str(uuid.uuid4()), "tenant": "dev", "workflow": "demo.hello", **fields}
         ).encode()
 
-    handled: list[RequestMessage] = []
+    handled: list[SubmissionMessage] = []
 
-    async def handle(message: RequestMessage) -> None:
+    async def handle(message: SubmissionMessage) -> None:
         handled.append(message)
 
     oversized = submission(tags=["t" * 3000], idempotency_key="bad")
     for value in (oversized, submission(tags=["fine"], idempotency_key="good")):
-        await runtime.producer.send_and_wait(settings.topics.requests, value, key=b"same")
-    consumer = runtime.consumer("test-submissions", [settings.topics.requests], decoder(RequestMessage), handler=handle)
+        await runtime.producer.send_and_wait(settings.topics.submissions, value, key=b"same")
+    topics = [settings.topics.submissions]
+    consumer = runtime.consumer("test-submissions", topics, decoder(SubmissionMessage), handler=handle)
     await consumer.start()
     try:
 
@@ -305,7 +307,57 @@ async def test_a_submission_past_a_bound_is_dead_lettered_and_the_next_one_is_ha
     finally:
         await consumer.stop()
 
-    assert [(message.idempotency_key, message.tags) for message in handled] == [("good", ["fine"])]  # type: ignore[union-attr]
+    assert [(message.idempotency_key, message.tags) for message in handled] == [("good", ["fine"])]
     [dead] = await read_topic(settings, settings.topics.dead_letter, 1)
     assert dead.value == oversized
     assert dict(dead.headers)["error"].startswith(b"cannot decode") and b"$.tags[0]" in dict(dead.headers)["error"]
+
+
+async def test_a_refused_message_is_dead_lettered_at_once_and_a_batch_refuses_only_it(
+    runtime: Runtime, settings: Settings
+) -> None:
+    """A handler's MessageRefused (a row of another tenant) is no failure to retry: dead-lettered on the first."""
+    execution_id = uuid.uuid4()
+    calls: list[int] = []
+    stored: list[int] = []
+
+    async def handle(message: EventMessage) -> None:
+        calls.append(message.sequence)
+        if message.sequence == 2:
+            raise MessageRefused("names another tenant's execution")
+
+    async def handle_batch(messages: list[EventMessage]) -> None:
+        if any(message.sequence == 2 for message in messages):
+            raise MessageRefused("names another tenant's execution")
+        stored.extend(message.sequence for message in messages)
+
+    for sequence in (1, 2, 3):
+        await runtime.producer.send_and_wait(
+            settings.topics.events, encode(_event(sequence, execution_id)), key=str(execution_id).encode()
+        )
+    one_by_one = runtime.consumer("test-refused", [settings.topics.events], decoder(EventMessage), handler=handle)
+    batches = runtime.consumer(
+        "test-refused-batch", [settings.topics.events], decoder(EventMessage), batch_handler=handle_batch
+    )
+    for consumer in (one_by_one, batches):
+        await consumer.start()
+    try:
+
+        async def all_handled() -> bool:
+            await one_by_one.poll_once()
+            await batches.poll_once()
+            return calls[-1:] == [3] and stored[-1:] == [3]
+
+        await eventually(all_handled)
+    finally:
+        for consumer in (one_by_one, batches):
+            await consumer.stop()
+
+    assert calls == [1, 2, 3]  # the refused message was handled once, not retried
+    assert stored == [1, 3]
+    dead = await read_topic(settings, settings.topics.dead_letter, 2)
+    assert [dict(record.headers)["consumer"] for record in dead] in (
+        [b"test-refused", b"test-refused-batch"],
+        [b"test-refused-batch", b"test-refused"],
+    )
+    assert all(dict(record.headers)["error"] == b"refused: names another tenant's execution" for record in dead)

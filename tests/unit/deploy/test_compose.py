@@ -29,7 +29,12 @@ SCALABLE_SERVICES = ("executor", "scheduler", "log-ingest")
 REQUIRED_SERVICES = {*SERVICE_PORT_FIELDS, "migrate", "kafka", "postgres", "prometheus"}
 
 # Variables the deployment requires from the shell or .env, as an operator would set them.
-OPERATOR_ENV = {"SECRET_KEY": "ZmxvdWxpbmUtY29tcG9zZS10ZXN0LWtleS0zMmJ5dGU="}
+OPERATOR_ENV = {
+    "SECRET_KEY": "ZmxvdWxpbmUtY29tcG9zZS10ZXN0LWtleS0zMmJ5dGU=",
+    "KAFKA_ADMIN_PASSWORD": "admin-secret",
+    "KAFKA_FLOWLINE_PASSWORD": "flowline-secret",
+    "KAFKA_PRODUCER_PASSWORD": "producer-secret",
+}
 
 _INTERPOLATION = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\})")
 
@@ -221,6 +226,59 @@ def test_the_services_know_the_broker_is_apache_kafka(flowline_services: dict[st
     # Consumers then run aiokafka's plain path, with none of the local broker's workarounds.
     for name, service in flowline_services.items():
         assert flowline_settings_of(service).kafka_broker == "kafka", name
+
+
+def _listeners(kafka_env: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Each Kafka listener by name: its address and its security protocol."""
+    protocols = dict(pair.split(":", 1) for pair in kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    addresses = dict(entry.split("://", 1) for entry in kafka_env["KAFKA_LISTENERS"].split(","))
+    return {name: (address, protocols[name]) for name, address in addresses.items()}
+
+
+def test_every_kafka_listener_but_the_controllers_loopback_one_authenticates_and_acls_decide(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    kafka_env = environment_of(services["kafka"])
+    for name, (address, protocol) in _listeners(kafka_env).items():
+        if name == kafka_env["KAFKA_CONTROLLER_LISTENER_NAMES"]:
+            assert address.startswith("localhost:"), "the controller's plaintext listener answers on loopback only"
+        else:
+            assert protocol.startswith("SASL_"), f"listener {name} lets anyone in"
+    assert kafka_env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka_env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    external = kafka_env["KAFKA_LISTENER_NAME_EXTERNAL_SASL_ENABLED_MECHANISMS"]
+    assert external.startswith("SCRAM-"), "outside producers' passwords must not cross the wire"
+
+
+def test_the_services_sign_in_as_the_user_the_acls_grant_flowlines_topics_to(
+    services: dict[str, dict[str, Any]], flowline_services: dict[str, dict[str, Any]]
+) -> None:
+    kafka_env = environment_of(services["kafka"])
+    init_script = interpolate(" ".join(command_of(services["kafka-init"])))
+    for name, service in flowline_services.items():
+        settings = flowline_settings_of(service)
+        listener = next(
+            listener
+            for listener, address in (
+                entry.split("://", 1) for entry in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+            )
+            if address == settings.kafka_bootstrap
+        )
+        assert settings.kafka_security_protocol == _listeners(kafka_env)[listener][1], name
+        mechanisms = kafka_env[f"KAFKA_LISTENER_NAME_{listener}_SASL_ENABLED_MECHANISMS"].split(",")
+        assert settings.kafka_sasl_mechanism in mechanisms, name
+        jaas = kafka_env[f"KAFKA_LISTENER_NAME_{listener}_{settings.kafka_sasl_mechanism}_SASL_JAAS_CONFIG"]
+        assert f'user_{settings.kafka_sasl_username}="{settings.kafka_sasl_password}"' in jaas, name
+        assert settings.kafka_sasl_password == OPERATOR_ENV["KAFKA_FLOWLINE_PASSWORD"], name
+        for resource in ("--topic flowline.", "--group flowline."):
+            grant = f"--allow-principal User:{settings.kafka_sasl_username} "
+            assert any(grant in line and resource in line for line in init_script.split("$acls")), (
+                f"{name}: no ACL on {resource}"
+            )
+    # Outside producers may write the submissions topic and nothing else.
+    producer_grants = [line for line in init_script.split("$acls") if "User:$PRODUCER_USER" in line]
+    assert len(producer_grants) == 1 and "--topic flowline.submissions" in producer_grants[0]
+    assert "--operation Read" not in producer_grants[0] and "prefixed" not in producer_grants[0]
 
 
 def test_topics_are_created_with_the_configured_partitions(

@@ -12,6 +12,7 @@ import pytest
 from flowline.kafka.outbox import outgoing
 from flowline.messages import (
     CancelExecution,
+    CancelSubmission,
     ControlMessage,
     EventMessage,
     ExecutionEvent,
@@ -20,6 +21,7 @@ from flowline.messages import (
     Message,
     OperationEvent,
     RequestMessage,
+    SubmissionMessage,
     SubmitExecution,
     TaskDispatched,
     TaskLogBatch,
@@ -55,7 +57,13 @@ EXAMPLES: list[tuple[Message, Any]] = [
             tags=["a"],
             occurred_at=WHEN,
         ),
-        RequestMessage,
+        SubmissionMessage,
+    ),
+    (
+        CancelSubmission(
+            id=uuid.uuid4(), tenant="dev", idempotency_key="order-42", reason="withdrawn", occurred_at=WHEN
+        ),
+        SubmissionMessage,
     ),
     (CancelExecution(**_internal(), reason="no longer needed", requested_by="ops"), ControlMessage),
     (TimerFired(**_internal(), timer_id=uuid.uuid4(), kind="retry", step_execution_id=uuid.uuid4()), ControlMessage),
@@ -150,12 +158,28 @@ def test_a_message_of_another_topic_is_refused(message: Message, union: Any) -> 
 
 
 def test_the_union_decoder_dispatches_on_type() -> None:
-    request_decoder = decoder(RequestMessage)
-    submitted = SubmitExecution(id=uuid.uuid4(), tenant="dev", workflow="w")
+    commands = decoder(RequestMessage | ControlMessage)
     requested = ExecutionRequested(tenant_id=TENANT, execution_id=EXECUTION)
+    cancelled = CancelExecution(tenant_id=TENANT, execution_id=EXECUTION)
 
-    assert isinstance(request_decoder.decode(encode(submitted)), SubmitExecution)
-    assert isinstance(request_decoder.decode(encode(requested)), ExecutionRequested)
+    assert isinstance(commands.decode(encode(requested)), ExecutionRequested)
+    assert isinstance(commands.decode(encode(cancelled)), CancelExecution)
+
+
+def test_submissions_and_internal_messages_never_decode_on_each_others_topics() -> None:
+    """Other systems produce SubmitExecution to the submissions topic, and only that; the internal topics refuse it."""
+    submitted = SubmitExecution(id=uuid.uuid4(), tenant="dev", workflow="w")
+    internal: list[Message] = [
+        ExecutionRequested(**_internal()),
+        CancelExecution(**_internal()),
+        TaskDispatched(**_internal(), step_execution_id=uuid.uuid4(), step_id="a", generation=1, attempt=1),
+    ]
+
+    with pytest.raises(msgspec.ValidationError, match="Invalid value 'SubmitExecution'"):
+        decoder(RequestMessage | ControlMessage).decode(encode(submitted))
+    for message in internal:
+        with pytest.raises(msgspec.ValidationError, match=f"Invalid value '{type(message).__name__}'"):
+            decoder(SubmissionMessage).decode(encode(message))
 
 
 def test_the_documented_submit_execution_json_decodes() -> None:
@@ -165,7 +189,7 @@ def test_the_documented_submit_execution_json_decodes() -> None:
         '"workflow": "demo.hello", "input": {"n": 1}, "idempotency_key": "order-42"}'
     ).encode()
 
-    decoded = decoder(RequestMessage).decode(raw)
+    decoded = decoder(SubmissionMessage).decode(raw)
 
     assert decoded == SubmitExecution(
         id=message_id,
@@ -182,7 +206,7 @@ def test_submit_execution_without_id_is_refused() -> None:
     raw = b'{"type": "SubmitExecution", "tenant": "dev", "workflow": "demo.hello"}'
 
     with pytest.raises(msgspec.ValidationError, match="missing required field `id`"):
-        decoder(RequestMessage).decode(raw)
+        decoder(SubmissionMessage).decode(raw)
 
 
 def test_submit_execution_requires_an_id_when_built_in_code() -> None:
@@ -287,7 +311,7 @@ def test_a_submission_past_the_api_bounds_fails_validation(fields: dict[str, Any
     wire = {"type": "SubmitExecution", "id": str(uuid.uuid4()), "tenant": "dev", "workflow": "demo.hello", **fields}
 
     with pytest.raises(msgspec.ValidationError, match=re.escape(f"at {where}`") + "$"):
-        decoder(RequestMessage).decode(msgspec.json.encode(wire))
+        decoder(SubmissionMessage).decode(msgspec.json.encode(wire))
 
 
 def test_a_submission_at_the_bounds_decodes() -> None:
@@ -298,6 +322,6 @@ def test_a_submission_at_the_bounds_decodes() -> None:
     }
     wire = {"type": "SubmitExecution", "id": str(uuid.uuid4()), "tenant": "dev", "workflow": "demo.hello", **fields}
 
-    decoded = decoder(RequestMessage).decode(msgspec.json.encode(wire))
+    decoded = decoder(SubmissionMessage).decode(msgspec.json.encode(wire))
 
     assert isinstance(decoded, SubmitExecution) and len(decoded.tags) == len(decoded.metadata) == 50

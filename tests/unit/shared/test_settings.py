@@ -69,6 +69,7 @@ def test_topics_with_prefix() -> None:
     topics = Topics.with_prefix("t42")
 
     assert topics == Topics(
+        submissions="t42.submissions",
         requests="t42.executions.requests",
         control="t42.executions.control",
         tasks="t42.tasks",
@@ -78,6 +79,7 @@ def test_topics_with_prefix() -> None:
         dead_letter="t42.dead-letter",
     )
     assert topics.all() == [
+        "t42.submissions",
         "t42.executions.requests",
         "t42.executions.control",
         "t42.tasks",
@@ -90,6 +92,7 @@ def test_topics_with_prefix() -> None:
 
 def test_default_topics_are_the_documented_names() -> None:
     assert set(Settings().topics.all()) == {
+        "flowline.submissions",
         "flowline.executions.requests",
         "flowline.executions.control",
         "flowline.tasks",

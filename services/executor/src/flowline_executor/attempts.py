@@ -159,11 +159,12 @@ async def claim(change: Change, message: TaskDispatched) -> bool:
         Whether the change claimed it (its ``eager`` list then holds it, to run once the change commits).
     """
     execution = await lock_execution(change, message.execution_id)
-    if execution is None or execution.status != "running":
+    if execution.status != "running":
         return False
-    step = await lock_step(change.connection, message.step_execution_id)
+    step = await lock_step(change.connection, execution.id, message.step_execution_id)
     if (
         step is None
+        or step.step_id != message.step_id
         or step.status != "scheduled"
         or step.generation != message.generation
         or step.attempts >= message.attempt

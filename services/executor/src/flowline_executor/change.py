@@ -21,6 +21,7 @@ from flowline.db.sql import bind
 from flowline.db.steps import StepRow, inserting_steps, steps_params
 from flowline.definitions import StepDefinition
 from flowline.ids import uuid7
+from flowline.kafka.consumer import MessageRefused
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import TaskDispatched, TaskLogBatch, TaskLogRecord
 from flowline_schemas.logs import LogLevel
@@ -197,9 +198,20 @@ class Change:
         return [*append.rows, *self.enqueued]
 
 
-async def lock_execution(change: Change, execution_id: uuid.UUID) -> RunningExecution | None:
-    """Lock the execution row (before any of its steps) and note its event sequence for ``change``."""
-    execution = await execution_runs.lock_execution(change.connection, execution_id)
-    if execution is not None:
-        change.last_sequence = execution.last_event_sequence
+async def lock_execution(change: Change, execution_id: uuid.UUID) -> RunningExecution:
+    """Lock the execution row (before any of its steps) and note its event sequence for ``change``.
+
+    Raises:
+        MessageRefused: the change's tenant has no such execution: the message that asks for the change names
+            another tenant's (or none), and is dead-lettered having changed nothing.
+    """
+    execution = await execution_runs.lock_execution(change.connection, change.tenant_id, execution_id)
+    if execution is None:
+        raise refused(change.tenant_id, execution_id)
+    change.last_sequence = execution.last_event_sequence
     return execution
+
+
+def refused(tenant_id: uuid.UUID, execution_id: uuid.UUID) -> MessageRefused:
+    """The refusal of a message that names an execution its tenant does not have."""
+    return MessageRefused(f"tenant {tenant_id} has no execution {execution_id}")

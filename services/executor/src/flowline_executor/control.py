@@ -35,7 +35,7 @@ async def apply_control(change: Change, message: ControlMessage) -> None:
     if not await claim_message(change.connection, CONTROL_CONSUMER, message.id):
         return
     execution = await lock_execution(change, message.execution_id)
-    if execution is None or execution.status in TERMINAL_EXECUTION_STATUSES:
+    if execution.status in TERMINAL_EXECUTION_STATUSES:
         return
     match message:
         case TimerFired():
@@ -72,7 +72,7 @@ async def _timer_fired(change: Change, execution: RunningExecution, message: Tim
         return
     if message.step_execution_id is None:
         return
-    step = await lock_step(change.connection, message.step_execution_id)
+    step = await lock_step(change.connection, change.execution_id, message.step_execution_id)
     if step is None:
         return
     if message.kind == "retry" and step.status == "scheduled" and execution.status == "running":

@@ -9,7 +9,15 @@ import time
 import asyncpg
 from flowline.actions import Action
 from flowline.kafka.outbox import OutboxPublisher
-from flowline.messages import ControlMessage, ExecutionRequested, RequestMessage, SubmitExecution, TaskDispatched
+from flowline.messages import (
+    CancelSubmission,
+    ControlMessage,
+    ExecutionRequested,
+    RequestMessage,
+    SubmissionMessage,
+    SubmitExecution,
+    TaskDispatched,
+)
 from flowline.outages import OUTAGE_ERRORS
 from flowline.settings import Settings
 
@@ -58,27 +66,26 @@ class Engine:
         """Attempts this process is running now."""
         return len(self.executor.slots.running)
 
-    async def handle_command(self, message: RequestMessage | ControlMessage) -> None:
-        """Apply a message of the requests or the control topic (one consumer follows both)."""
-        if isinstance(message, ExecutionRequested | SubmitExecution):
-            await self.handle_request(message)
-        else:
-            await self.handle_control(message)
+    async def handle_command(self, message: SubmissionMessage | RequestMessage | ControlMessage) -> None:
+        """Apply a message of the submissions, requests or control topic (one consumer follows the three)."""
+        match message:
+            case SubmitExecution() | CancelSubmission():
+                await submit(self._pool, self._outbox, self.executor.topics, message)
+            case ExecutionRequested():
+                await self.handle_request(message)
+            case _:
+                await self.handle_control(message)
 
     async def handle_request(self, message: RequestMessage) -> None:
-        """Apply a message of the requests topic."""
-        match message:
-            case ExecutionRequested():
+        """Start the execution an ExecutionRequested asks for."""
 
-                async def locked(change: Change) -> None:
-                    await start(change, message)
+        async def locked(change: Change) -> None:
+            await start(change, message)
 
-                async def ahead(change: Change) -> None:
-                    await start(change, message, ahead=True)
+        async def ahead(change: Change) -> None:
+            await start(change, message, ahead=True)
 
-                await self._transactions.run(message.tenant_id, message.execution_id, locked, ahead=ahead)
-            case SubmitExecution():
-                await submit(self._pool, self._outbox, self.executor.topics, message)
+        await self._transactions.run(message.tenant_id, message.execution_id, locked, ahead=ahead)
 
     async def handle_control(self, message: ControlMessage) -> None:
         """Apply a message of the control topic: a fired timer, a settled promise or a cancellation."""

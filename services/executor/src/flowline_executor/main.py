@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flowline.actions import load_actions
 from flowline.agents import auth_cipher
+from flowline.kafka.consumer import MessageConsumer
 from flowline.loops import LoopService
-from flowline.messages import ControlMessage, RequestMessage, TaskMessage, decoder
+from flowline.messages import ControlMessage, RequestMessage, SubmissionMessage, TaskMessage, decoder
 from flowline.ops import configure_logging
 from flowline.runtime import OutboxRelay, Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings
@@ -29,18 +32,29 @@ class LeaseRenewal(LoopService):
         await self._engine.renew_leases()
 
 
+def commands_consumer(runtime: Runtime, engine: Engine, name: str = COMMANDS_CONSUMER) -> MessageConsumer[Any]:
+    """The consumer of the submissions, requests and control topics, in the group ``name``.
+
+    One consumer follows the three: one fetch, not three, polls the broker for them. The submissions topic, the
+    one other systems produce to, decodes SubmitExecution and CancelSubmission only, and the internal topics only
+    the services' own messages (docs/architecture.md §5.1): anything else is dead-lettered.
+    """
+    topics = runtime.settings.topics
+    return runtime.consumer(
+        name,
+        [topics.submissions, topics.requests, topics.control],
+        decoder(RequestMessage | ControlMessage),
+        topic_decoders={topics.submissions: decoder(SubmissionMessage)},
+        handler=engine.handle_command,
+    )
+
+
 async def run_executor(settings: Settings) -> None:
     """Run the executor until SIGTERM."""
     runtime = await Runtime.open(settings)
     try:
         engine = Engine(settings, runtime.pool, runtime.outbox, load_actions(), ExecutorMetrics(runtime.registry))
-        # One consumer follows both topics of execution commands: one fetch, not two, polls the broker for them.
-        commands = runtime.consumer(
-            COMMANDS_CONSUMER,
-            [settings.topics.requests, settings.topics.control],
-            decoder(RequestMessage | ControlMessage),
-            handler=engine.handle_command,
-        )
+        commands = commands_consumer(runtime, engine)
         tasks = runtime.consumer(
             TASKS_CONSUMER,
             [settings.topics.tasks],

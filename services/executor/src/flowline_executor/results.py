@@ -14,8 +14,6 @@ async def record_result(change: Change, claimed: Claimed, outcome: Outcome, dura
     """Settle the attempt's step unless it was cancelled or taken over (a lost lease) meanwhile."""
     message = claimed.message
     execution = await lock_execution(change, message.execution_id)
-    if execution is None:
-        return
     # The execution's lock guards its steps: every writer of a step row takes it first.
     steps = await read_steps(change.connection, execution.id)
     step = steps.get(message.step_id)

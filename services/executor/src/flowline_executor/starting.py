@@ -26,7 +26,7 @@ from flowline.messages import ChildExecutionStarted, EventType, ExecutionRequest
 from flowline.snapshots import TaskSnapshot, WorkflowSnapshot
 
 from flowline_executor.advancing import advance
-from flowline_executor.change import AHEAD_OF_LOCK, Change, NeedsLock, lock_execution
+from flowline_executor.change import AHEAD_OF_LOCK, Change, NeedsLock, lock_execution, refused
 from flowline_executor.graph import Graph
 from flowline_executor.timers import start_timer
 
@@ -51,7 +51,7 @@ async def start(change: Change, message: ExecutionRequested, *, ahead: bool = Fa
         execution, started = await _lock_and_start(change, message, message.workflow_version_id, steps)
     else:
         execution = await lock_execution(change, message.execution_id)
-    if execution is None or execution.status != "pending":
+    if execution.status != "pending":
         return  # a redelivered request (the status says it was applied) or a cancelled execution
     graph = await change.executor.graph(change.connection, execution.workflow_version_id)
     if execution.started_at is not None:  # a retry: resume from the steps that did not finish well
@@ -94,7 +94,7 @@ async def _start_as_created(change: Change, message: ExecutionRequested) -> None
 
 async def _lock_and_start(
     change: Change, message: ExecutionRequested, version_id: uuid.UUID, steps: dict[str, StepRow]
-) -> tuple[RunningExecution | None, bool]:
+) -> tuple[RunningExecution, bool]:
     """Lock the execution and, when it is new and of the requested version, store ``steps`` and start it.
 
     The execution comes back as it was when locked, with whether this statement started it (a retry, a
@@ -112,7 +112,7 @@ async def _lock_and_start(
         steps=steps,
     )
     if locked is None:
-        return None, False
+        raise refused(change.tenant_id, message.execution_id)
     change.last_sequence = locked.execution.last_event_sequence
     if locked.started:
         change.started_at = locked.starting_at

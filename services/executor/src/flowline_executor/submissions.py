@@ -1,4 +1,4 @@
-"""SubmitExecution: create the submitted execution once, or publish why not (SubmissionRejected)."""
+"""The submissions topic: start a submitted execution, or cancel one, once; or publish why not (SubmissionRejected)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import logging
 from collections.abc import Sequence
 
 import asyncpg
+from flowline.control import request_cancel
 from flowline.db.tenants import read_tenant_id
-from flowline.errors import ClientError
+from flowline.errors import ClientError, NotFound, ValidationFailed
 from flowline.executions import KAFKA_STARTED_BY, start_execution
 from flowline.ids import uuid7
 from flowline.kafka.inbox import claim_message
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue
-from flowline.messages import SubmissionRejected, SubmitExecution, encode
+from flowline.messages import CancelSubmission, SubmissionMessage, SubmissionRejected, SubmitExecution, encode
+from flowline.outages import is_data_error
 from flowline.request_ids import current_request_id
 from flowline.settings import Topics
 
@@ -20,15 +22,36 @@ logger = logging.getLogger(__name__)
 
 # The name under which the ids of applied requests are kept (the inbox).
 REQUESTS_CONSUMER = "executor"
+# Workflow versions are PostgreSQL integers, as the api's ``version`` fields are bounded.
+MAX_WORKFLOW_VERSION = 2**31 - 1
 
 
-async def submit(pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, message: SubmitExecution) -> None:
-    """Start the submitted execution once, or publish why not (SubmissionRejected on the events topic)."""
-    rows: Sequence[OutboxRow]
+async def submit(pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, message: SubmissionMessage) -> None:
+    """Start the submitted execution, or cancel it, once; or publish why not (SubmissionRejected on the events topic).
+
+    A value PostgreSQL cannot store (text with a NUL character, say) is the submission's fault as much as an
+    unknown workflow: it is rejected in a transaction of its own, since the one that met it is spoiled.
+    """
+    try:
+        rows = await (
+            _start(pool, topics, message) if isinstance(message, SubmitExecution) else _cancel(pool, topics, message)
+        )
+    except Exception as err:
+        if not is_data_error(err):
+            raise
+        async with pool.acquire() as connection, connection.transaction():
+            rows = await _reject(connection, topics, message, f"a value cannot be stored: {err}")
+    await outbox.publish(rows)
+
+
+async def _start(pool: asyncpg.Pool, topics: Topics, message: SubmitExecution) -> Sequence[OutboxRow]:
+    """Claim the submission and start its execution, or reject it; the outbox rows to publish."""
     async with pool.acquire() as connection, connection.transaction():
         if not await claim_message(connection, REQUESTS_CONSUMER, message.id):
-            return
+            return []
         try:
+            if message.version is not None and not 1 <= message.version <= MAX_WORKFLOW_VERSION:
+                raise ValidationFailed(f"version must be between 1 and {MAX_WORKFLOW_VERSION}", pointer="/version")
             tenant_id = await read_tenant_id(connection, message.tenant)
             started = await start_execution(
                 connection,
@@ -44,17 +67,65 @@ async def submit(pool: asyncpg.Pool, outbox: OutboxPublisher, topics: Topics, me
                 metadata=message.metadata,
                 tags=message.tags,
             )
-            rows = started.outbox
         except ClientError as err:
-            rejection = SubmissionRejected(
-                submission_id=message.id,
-                tenant=message.tenant,
-                workflow=message.workflow,
-                idempotency_key=message.idempotency_key,
-                reason=err.detail,
+            return await _rejection(connection, topics, message, err.detail)
+        return started.outbox
+
+
+async def _cancel(pool: asyncpg.Pool, topics: Topics, message: CancelSubmission) -> Sequence[OutboxRow]:
+    """Claim the cancel and cancel the execution its submission started, or reject it; the outbox rows to publish.
+
+    Only an execution a submission started (``startedBy: kafka``) in the named tenant is found, by its key.
+    """
+    async with pool.acquire() as connection, connection.transaction():
+        if not await claim_message(connection, REQUESTS_CONSUMER, message.id):
+            return []
+        try:
+            tenant_id = await read_tenant_id(connection, message.tenant)
+            execution_id = await connection.fetchval(
+                "SELECT id FROM executions WHERE tenant_id = $1 AND idempotency_key = $2 AND started_by = $3",
+                tenant_id,
+                message.idempotency_key,
+                KAFKA_STARTED_BY,
             )
-            key = (message.idempotency_key or str(message.id)).encode()
-            rejected = OutboxRow(uuid7(), topics.events, key, encode(rejection), current_request_id.get())
-            rows = await enqueue(connection, [rejected])
-            logger.warning("submission %s rejected: %s", message.id, err.detail)
-    await outbox.publish(rows)
+            if execution_id is None:
+                raise NotFound(
+                    f"no execution of tenant {message.tenant!r} was submitted as {message.idempotency_key!r}"
+                )
+            return await request_cancel(
+                connection,
+                topics,
+                tenant_id=tenant_id,
+                execution_id=execution_id,
+                reason=message.reason,
+                requested_by=KAFKA_STARTED_BY,
+            )
+        except ClientError as err:
+            return await _rejection(connection, topics, message, err.detail)
+
+
+async def _reject(
+    connection: asyncpg.Connection, topics: Topics, message: SubmissionMessage, reason: str
+) -> Sequence[OutboxRow]:
+    """Claim the submission and reject it (nothing, if it was applied before)."""
+    if not await claim_message(connection, REQUESTS_CONSUMER, message.id):
+        return []
+    return await _rejection(connection, topics, message, reason)
+
+
+async def _rejection(
+    connection: asyncpg.Connection, topics: Topics, message: SubmissionMessage, reason: str
+) -> Sequence[OutboxRow]:
+    """Enqueue the SubmissionRejected that tells the message's producer why it started or cancelled nothing."""
+    rejection = SubmissionRejected(
+        submission_id=message.id,
+        tenant=message.tenant,
+        workflow=message.workflow if isinstance(message, SubmitExecution) else "",
+        idempotency_key=message.idempotency_key,
+        reason=reason[:2000],
+        request="SubmitExecution" if isinstance(message, SubmitExecution) else "CancelSubmission",
+    )
+    key = (message.idempotency_key or str(message.id)).encode()
+    rejected = OutboxRow(uuid7(), topics.events, key, encode(rejection), current_request_id.get())
+    logger.warning("submission %s rejected: %s", message.id, reason[:2000])
+    return await enqueue(connection, [rejected])

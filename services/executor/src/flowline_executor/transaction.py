@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+from flowline.kafka.consumer import MessageRefused
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow
 from flowline.outages import is_outage
 from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
@@ -79,7 +80,8 @@ class Transactions:
                         rows = await _writing(change, apply)(connection)
         except BaseException as err:
             await self._executor.slots.release(change.reserved)
-            if not fail_on_error or not isinstance(err, Exception) or is_outage(err):
+            # A refused message (another tenant's execution) changed nothing: it is dead-lettered, not failed.
+            if not fail_on_error or not isinstance(err, Exception) or is_outage(err) or isinstance(err, MessageRefused):
                 raise
             logger.exception("execution %s fails: its state change raised", execution_id)
             await self._fail_on_error(tenant_id, execution_id, err)
@@ -111,7 +113,7 @@ class Transactions:
     async def _fail_on_error(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, err: Exception) -> None:
         async def fail(change: Change) -> None:
             execution = await lock_execution(change, execution_id)
-            if execution is not None and execution.status not in TERMINAL_EXECUTION_STATUSES:
+            if execution.status not in TERMINAL_EXECUTION_STATUSES:
                 error = failure(f"internal error: {type(err).__name__}: {err}"[:2000], type="InternalError")
                 await finish_execution(change, execution, "failed", error=error)
 

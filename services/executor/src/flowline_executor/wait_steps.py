@@ -56,8 +56,8 @@ async def start_wait(change: Change, step: StepDefinition, row: StepRow) -> str:
 
 async def settle_wait(change: Change, message: PromiseSettled) -> bool:
     """Finish the wait step of a resolved or rejected promise; whether its step finished."""
-    step = await lock_step(change.connection, message.step_execution_id)
-    promise = await read_promise(change.connection, message.promise_id)
+    step = await lock_step(change.connection, change.execution_id, message.step_execution_id)
+    promise = await read_promise(change.connection, change.execution_id, message.promise_id)
     if step is None or promise is None or step.status != "running":
         return False
     if promise.status == "resolved":

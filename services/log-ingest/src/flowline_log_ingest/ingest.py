@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import msgspec
+from flowline.kafka.consumer import MessageRefused
 from flowline.messages import LogMessage, TaskLogBatch
 
 from flowline_log_ingest.metrics import LogIngestMetrics
@@ -31,15 +32,21 @@ CREATE TEMP TABLE IF NOT EXISTS task_logs_incoming (
     timestamp timestamptz, metadata text
 ) ON COMMIT DELETE ROWS
 """
+# A record is stored only for an execution of the tenant it names, looked up once per execution of the batch:
+# when any names another tenant's (or none), nothing is inserted and ``foreign`` says how many executions did.
 INSERT_NEW = """
-WITH inserted AS (
+WITH foreign_executions AS (
+    SELECT DISTINCT execution_id, tenant_id FROM task_logs_incoming i
+    WHERE NOT EXISTS (SELECT FROM executions e WHERE e.id = i.execution_id AND e.tenant_id = i.tenant_id)
+), inserted AS (
     INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata)
     SELECT id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata::jsonb
     FROM task_logs_incoming
+    WHERE NOT EXISTS (SELECT FROM foreign_executions)
     ON CONFLICT (id) DO NOTHING
     RETURNING 1
 )
-SELECT count(*) FROM inserted
+SELECT (SELECT count(*) FROM inserted) AS written, (SELECT count(*) FROM foreign_executions) AS foreign
 """
 _json = msgspec.json.Encoder()
 
@@ -54,7 +61,12 @@ class LogWriter:
         self._staging_ready = staging_ready
 
     async def write(self, messages: list[LogMessage]) -> None:
-        """Insert the records of ``messages``; the consumer commits their offsets once this returns."""
+        """Insert the records of ``messages``; the consumer commits their offsets once this returns.
+
+        Raises:
+            MessageRefused: a record names an execution its tenant does not have; nothing was written (the
+                consumer writes the batch again one message at a time, and dead-letters the refused ones).
+        """
         rows = [
             (
                 record.id,
@@ -77,7 +89,10 @@ class LogWriter:
             if not self._staging_ready:
                 await connection.execute(STAGING)
             await connection.copy_records_to_table("task_logs_incoming", records=rows, columns=COLUMNS)
-            written = await connection.fetchval(INSERT_NEW)
+            counts = await connection.fetchrow(INSERT_NEW)
+            if counts["foreign"]:
+                raise MessageRefused(f"records name {counts['foreign']} execution(s) their tenant does not have")
+        written = counts["written"]
         self._metrics.records.labels("written").inc(written)
         self._metrics.records.labels("duplicate").inc(len(rows) - written)
         self._metrics.batch_records.observe(len(rows))

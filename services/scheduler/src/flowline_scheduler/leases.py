@@ -11,6 +11,7 @@ from flowline.agents import read_agent_max_attempts
 from flowline.db.events import NewEvent, append_events
 from flowline.db.execution_runs import lock_execution
 from flowline.db.steps import (
+    ExpiredLease,
     ExpiredStep,
     fail_expired_attempt,
     fail_expired_step,
@@ -68,9 +69,9 @@ class LeaseRecovery(LoopService):
     async def run_once(self) -> None:
         """Recover every step whose lease has expired."""
         for lease in await list_expired_leases(self._pool, limit=500):
-            await self.recover(lease.execution_id, lease.id)
+            await self.recover(lease)
 
-    async def recover(self, execution_id: uuid.UUID, step_execution_id: uuid.UUID) -> bool:
+    async def recover(self, lease: ExpiredLease) -> bool:
         """Re-dispatch one step if its lease is still expired once locked, or fail it past its attempt limit.
 
         Returns:
@@ -78,8 +79,8 @@ class LeaseRecovery(LoopService):
         """
         async with self._pool.acquire() as connection, connection.transaction():
             # Lock order as everywhere: the execution first, then its step.
-            execution = await lock_execution(connection, execution_id)
-            step = await lock_expired_step(connection, step_execution_id)
+            execution = await lock_execution(connection, lease.tenant_id, lease.execution_id)
+            step = await lock_expired_step(connection, lease.id)
             if execution is None or step is None:
                 return False
             error = {
@@ -99,14 +100,14 @@ class LeaseRecovery(LoopService):
             rows = await append_events(
                 connection,
                 tenant_id=step.tenant_id,
-                execution_id=execution_id,
+                execution_id=lease.execution_id,
                 after_sequence=execution.last_event_sequence,
                 events=[event],
                 topic=self._topics.events,
                 outbox=[message],
             )
         self._metrics.lease_recoveries.labels(outcome).inc()
-        logger.warning("recovered step %s after its worker %s stopped", step_execution_id, step.owner)
+        logger.warning("recovered step %s after its worker %s stopped", lease.id, step.owner)
         await self._outbox.publish(rows)
         return True
 

@@ -85,11 +85,12 @@ class Appending(NamedTuple):
 
 
 # The execution's counter moves from :after_sequence to :last_sequence, or nothing here is written: a statement
-# worked out before the execution was locked then applies not at all. ``{ending}`` writes more of the row.
+# worked out before the execution was locked then applies not at all, nor one whose message named another
+# tenant. ``{ending}`` writes more of the row.
 _SEQUENCED = """
     sequenced AS (
         UPDATE executions SET last_event_sequence = :last_sequence, updated_at = now(){ending}
-        WHERE id = :execution_id AND last_event_sequence = :after_sequence
+        WHERE id = :execution_id AND tenant_id = :tenant_id AND last_event_sequence = :after_sequence
         RETURNING 1
     ), appended AS (
         INSERT INTO execution_events (execution_id, sequence, tenant_id, event_type, step_id, task_id, data,

@@ -19,10 +19,11 @@ EXECUTION_COLUMNS = (
     "parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, rerun_from_step, owned_by"
 )
 # Locks the execution and, when it is new and of the requested version, inserts its steps: the usual start
-# under the lock in one statement. The row comes back as it was when locked, with ``started``.
+# under the lock in one statement. The row comes back as it was when locked, with ``started``; no row comes back
+# when the execution is not the tenant's.
 _LOCK_AND_INSERT_STEPS = f"""
     WITH execution AS (
-        SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = :execution_id FOR UPDATE
+        SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = :execution_id AND tenant_id = :tenant_id FOR UPDATE
     ), new AS (
         SELECT id FROM execution WHERE status = 'pending' AND started_at IS NULL AND rerun_of IS NULL
             AND workflow_version_id = :workflow_version_id
@@ -100,10 +101,14 @@ class ChildOutcome(msgspec.Struct, frozen=True, kw_only=True):
     parent_step_id: str
 
 
-async def lock_execution(connection: asyncpg.Connection, execution_id: uuid.UUID) -> RunningExecution | None:
-    """Lock the execution row (before any of its steps: the lock order of every writer)."""
+async def lock_execution(
+    connection: asyncpg.Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID
+) -> RunningExecution | None:
+    """Lock the execution row (before any of its steps: the lock order of every writer); None if not the tenant's."""
     record = await connection.fetchrow(
-        f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1 FOR UPDATE", execution_id
+        f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+        execution_id,
+        tenant_id,
     )
     return None if record is None else RunningExecution(**record)
 

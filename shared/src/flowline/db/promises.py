@@ -72,9 +72,13 @@ async def create_promise(
     return promise_id
 
 
-async def read_promise(connection: asyncpg.Connection, promise_id: uuid.UUID) -> Promise | None:
-    """The promise ``promise_id``, if it exists."""
-    record = await connection.fetchrow("SELECT name, status, value, error FROM promises WHERE id = $1", promise_id)
+async def read_promise(
+    connection: asyncpg.Connection, execution_id: uuid.UUID, promise_id: uuid.UUID
+) -> Promise | None:
+    """The promise ``promise_id``, if it is one of the execution's."""
+    record = await connection.fetchrow(
+        "SELECT name, status, value, error FROM promises WHERE id = $1 AND execution_id = $2", promise_id, execution_id
+    )
     return None if record is None else Promise(**record)
 
 

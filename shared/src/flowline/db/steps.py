@@ -116,10 +116,14 @@ async def read_steps(connection: asyncpg.Connection, execution_id: uuid.UUID) ->
     return {record["step_id"]: StepRow(**record) for record in records}
 
 
-async def lock_step(connection: asyncpg.Connection, step_execution_id: uuid.UUID) -> StepRow | None:
-    """Lock one step (its execution is locked first: the lock order of every writer)."""
+async def lock_step(
+    connection: asyncpg.Connection, execution_id: uuid.UUID, step_execution_id: uuid.UUID
+) -> StepRow | None:
+    """Lock one step of an execution (locked first: the lock order of every writer); None if it is not one of its."""
     record = await connection.fetchrow(
-        f"SELECT {STEP_COLUMNS} FROM step_executions WHERE id = $1 FOR UPDATE", step_execution_id
+        f"SELECT {STEP_COLUMNS} FROM step_executions WHERE id = $1 AND execution_id = $2 FOR UPDATE",
+        step_execution_id,
+        execution_id,
     )
     return None if record is None else StepRow(**record)
 
@@ -307,13 +311,14 @@ class ExpiredLease(msgspec.Struct, frozen=True, kw_only=True):
     """A running step whose lease has run out, as found before locking it."""
 
     id: uuid.UUID
+    tenant_id: uuid.UUID
     execution_id: uuid.UUID
 
 
 async def list_expired_leases(connection: asyncpg.Connection | asyncpg.Pool, *, limit: int) -> list[ExpiredLease]:
     """Running steps whose lease has expired, the longest expired first."""
     records = await connection.fetch(
-        "SELECT id, execution_id FROM step_executions "
+        "SELECT id, tenant_id, execution_id FROM step_executions "
         "WHERE status = 'running' AND lease_expires_at < now() ORDER BY lease_expires_at LIMIT $1",
         limit,
     )

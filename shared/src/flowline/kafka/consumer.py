@@ -1,9 +1,9 @@
 """Consumers with manual offset commits after the database commit, retries and a dead-letter topic.
 
 docs/architecture.md §4.7 and §4.8: offsets are committed only once the handler's transaction committed;
-a message that cannot be decoded, or fails ``max_failures`` times, is copied to the dead-letter topic
-with its origin in headers and the consumer moves on. Database or broker outages are waited out, not
-dead-lettered.
+a message that cannot be decoded, that its handler refuses (``MessageRefused``), or that fails
+``max_failures`` times, is copied to the dead-letter topic with its origin in headers and the consumer moves
+on. Database or broker outages are waited out, not dead-lettered.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -21,6 +21,7 @@ from aiokafka.structs import ConsumerRecord
 
 from flowline.kafka.compat import broker_for
 from flowline.kafka.producer import ensure_topics
+from flowline.kafka.security import client_options
 from flowline.metrics import MessagingMetrics
 from flowline.outages import is_outage
 from flowline.request_ids import from_kafka_headers, request_id_set
@@ -53,6 +54,13 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
         self._joined.set()
 
 
+class MessageRefused(Exception):
+    """A message its handler will not apply, whatever the retries: it names a row of another tenant, say.
+
+    The handler changed nothing; the consumer dead-letters the message at once and moves on.
+    """
+
+
 class NotJoined(Exception):
     """A consumer has not yet been given its partitions by its group (readiness)."""
 
@@ -64,6 +72,8 @@ class MessageConsumer(Generic[MessageT]):
     must be idempotent (inbox or natural keys) since a crash before the commit redelivers. With a
     ``batch_handler`` instead, each partition's decoded records go to it in one call; a batch that
     fails for a reason other than an outage is retried one message at a time to isolate the poison.
+    ``topic_decoders`` decode the records of the topics they name instead of ``decoder``: a topic open to
+    other systems accepts fewer kinds of message than the internal ones.
     """
 
     def __init__(
@@ -73,6 +83,7 @@ class MessageConsumer(Generic[MessageT]):
         settings: Settings,
         topics: Sequence[str],
         decoder: msgspec.json.Decoder[MessageT],
+        topic_decoders: Mapping[str, msgspec.json.Decoder[MessageT]] | None = None,
         handler: Handler[MessageT] | None = None,
         batch_handler: BatchHandler[MessageT] | None = None,
         producer: AIOKafkaProducer,
@@ -83,6 +94,7 @@ class MessageConsumer(Generic[MessageT]):
         self.name = name
         self._topics = list(topics)
         self._decoder = decoder
+        self._topic_decoders = dict(topic_decoders or {})
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler and batch_handler")
         self._handler = handler
@@ -99,6 +111,7 @@ class MessageConsumer(Generic[MessageT]):
         broker = broker_for(settings)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             group_id=settings.consumer_group(name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -232,7 +245,7 @@ class MessageConsumer(Generic[MessageT]):
 
     async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> MessageT | None:
         try:
-            return self._decoder.decode(record.value or b"")
+            return self._topic_decoders.get(record.topic, self._decoder).decode(record.value or b"")
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as err:
             # RecursionError: nesting deeper than the decoder goes, which no retry will change.
             await self._dead_letter(record, f"cannot decode: {err}")
@@ -263,6 +276,11 @@ class MessageConsumer(Generic[MessageT]):
             try:
                 with request_id_set(request_id):
                     await handler(argument)
+            except MessageRefused as err:
+                self._metrics.handler_failures.labels(self.name).inc()
+                if not whole_batch:  # a batch is tried again one message at a time, to refuse only this one
+                    await self._dead_letter(record, f"refused: {err}")
+                return False
             except Exception as err:
                 self._metrics.handler_failures.labels(self.name).inc()
                 if is_outage(err):

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
+from flowline.kafka.security import client_options
 from flowline.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def create_producer(settings: Settings) -> AIOKafkaProducer:
     """
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         acks="all",
         linger_ms=0,  # send at once: batches still form while a request to the broker is in flight
         request_timeout_ms=10_000,
@@ -49,7 +51,7 @@ def create_producer(settings: Settings) -> AIOKafkaProducer:
 
 async def ensure_topics(settings: Settings) -> None:
     """Create Flowline's topics with the configured partition count; existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

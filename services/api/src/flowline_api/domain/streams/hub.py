@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError
 from flowline.errors import TooManyRequests, Unavailable
 from flowline.kafka.compat import broker_for
+from flowline.kafka.security import client_options
 from flowline.messages import EventMessage, ExecutionEvent, LogMessage, TaskLogBatch, TaskLogRecord, decoder
 from flowline.settings import Settings
 
@@ -135,6 +136,7 @@ class StreamHub:
 
     def __init__(self, settings: Settings, *, linger_seconds: float = LINGER_SECONDS) -> None:
         self._bootstrap = settings.kafka_bootstrap
+        self._client_options = client_options(settings)
         self._broker = broker_for(settings)
         self._events_topic = settings.topics.events
         self._logs_topic = settings.topics.logs
@@ -262,6 +264,7 @@ class StreamHub:
         """A consumer holding every partition of both topics, its positions fixed at their current end."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
+            **self._client_options,
             group_id=None,  # no group: every api process gets every partition
             enable_auto_commit=False,
             auto_offset_reset="latest",
