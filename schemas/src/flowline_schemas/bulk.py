@@ -54,7 +54,7 @@ class BulkOperation(msgspec.Struct, kw_only=True, rename="camel"):
     """
 
     id: str
-    kind: Annotated[str, msgspec.Meta(description="cancel or retry")]
+    kind: Annotated[str, msgspec.Meta(description="cancel, retry or backfill")]
     status: Annotated[str, msgspec.Meta(description="pending, running, completed or failed")]
     dry_run: bool
     note: str | None

@@ -1,4 +1,4 @@
-"""The scheduler process: timers, lease recovery, lost-message redrive, bulk operations, the outbox relay."""
+"""The scheduler process: timers, schedules, lease recovery, lost-message redrive, bulk operations, outbox relay."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from flowline_scheduler.bulk import BulkOperationLoop
 from flowline_scheduler.leases import LeaseRecovery
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
+from flowline_scheduler.schedules import ScheduleLoop
 from flowline_scheduler.timers import TimerLoop
 
 
@@ -34,7 +35,14 @@ async def run_scheduler(settings: Settings) -> None:
             runtime.pool, retention_seconds=settings.inbox_retention_days * 86400, interval_seconds=60
         )
         bulk = BulkOperationLoop(
-            runtime.pool, runtime.outbox, settings.topics, settings.bulk_operation_poll_interval_seconds
+            runtime.pool,
+            runtime.outbox,
+            settings.topics,
+            settings.bulk_operation_poll_interval_seconds,
+            backfill_runs_per_second=settings.backfill_runs_per_second,
+        )
+        schedules = ScheduleLoop(
+            runtime.pool, runtime.outbox, settings.topics, metrics, settings.schedule_poll_interval_seconds
         )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         announcements = runtime.consumer(
@@ -55,6 +63,7 @@ async def run_scheduler(settings: Settings) -> None:
                 Runnable(redrive.start, redrive.stop),
                 Runnable(retention.start, retention.stop),
                 Runnable(bulk.start, bulk.stop),
+                Runnable(schedules.start, schedules.stop),
                 Runnable(relay.start, relay.stop),
             ],
             http_port=settings.scheduler_http_port,

@@ -1,0 +1,228 @@
+"""Schedules: the scheduler starts the runs of due schedules, applying overlap policies and catch-up."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import asyncpg
+from flowline.control import request_cancel
+from flowline.db.schedules import ACTIVE_STATUSES, active_runs, record_run, start_run, timing_of
+from flowline.errors import Conflict, FlowlineError
+from flowline.executions import WorkflowCache
+from flowline.kafka.outbox import OutboxPublisher, OutboxRow
+from flowline.loops import LoopService
+from flowline.outages import OUTAGE_ERRORS
+from flowline.schedules import fire_times
+from flowline.settings import Topics
+
+from flowline_scheduler.metrics import SchedulerMetrics
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_BATCH = 100
+# A due run this late is on time even with a catch-up window of 0: the loop polls, and a pass takes a while.
+ON_TIME = timedelta(seconds=5)
+# One pass starts at most this many runs of one schedule (a wide catch-up window after long downtime): the rest
+# stay due for the next pass, so that a transaction stays short.
+MAX_RUNS_PER_PASS = 100
+# Counting the times missed during a very long downtime stops here: the metric is for noticing, not accounting.
+MAX_COUNTED_MISSES = 100_000
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one pass over a schedule decided: the runs to start, and what becomes of the others."""
+
+    buffered_for: datetime | None  # the run left waiting for the running one (buffer_one), after this pass
+    start: list[datetime] = field(default_factory=list)
+    skipped: int = 0
+    buffered: int = 0  # runs newly left waiting
+    cancel_active: bool = False
+
+
+def due_times(schedule: asyncpg.Record, now: datetime) -> tuple[list[datetime], int, datetime | None]:
+    """The due fire times within the catch-up window, how many fell outside it, and where the next pass goes on.
+
+    The due times run from ``next_run_at`` up to ``now``, oldest first, at most ``MAX_RUNS_PER_PASS`` of them.
+    """
+    tolerance = max(timedelta(milliseconds=schedule["catchup_window_ms"]), ON_TIME)
+    due: list[datetime] = []
+    missed = 0
+    following: datetime | None = None
+    for instant in fire_times(timing_of(schedule), schedule["next_run_at"] - timedelta(microseconds=1)):
+        if instant > now or len(due) >= MAX_RUNS_PER_PASS:
+            following = instant
+            break
+        if now - instant <= tolerance:
+            due.append(instant)
+        elif missed < MAX_COUNTED_MISSES:
+            missed += 1
+        else:  # counted enough: jump to the start of the window
+            following = now - tolerance
+            break
+    return due, missed, following
+
+
+def plan(schedule: asyncpg.Record, due: list[datetime], busy: bool) -> Plan:
+    """What to do with the ``due`` runs under the schedule's overlap policy; ``busy``: a run is still going."""
+    decided = Plan(buffered_for=schedule["buffered_for"])
+    policy = schedule["overlap"]
+    if policy == "allow":
+        decided.start = list(due)
+        return decided
+    if policy == "cancel_previous":
+        # Each run would cancel the one before: only the latest is worth starting.
+        decided.start = due[-1:]
+        decided.skipped = len(due) - len(decided.start)
+        decided.cancel_active = busy and bool(due)
+        return decided
+    if decided.buffered_for is not None and not busy:  # its run finished since: the waiting run goes first
+        decided.start.append(decided.buffered_for)
+        decided.buffered_for, busy = None, True
+    for instant in due:
+        if not busy:
+            decided.start.append(instant)
+            busy = True
+        elif policy == "buffer_one" and decided.buffered_for is None:
+            decided.buffered_for = instant
+            decided.buffered += 1
+        else:
+            decided.skipped += 1
+    return decided
+
+
+class ScheduleLoop(LoopService):
+    """Starts the runs of due schedules, a batch of schedules per short transaction.
+
+    Due schedules are claimed with ``FOR UPDATE SKIP LOCKED``, so replicas share them and never fire one
+    twice at once; the run, its bookkeeping (``next_run_at``, ``lastRun``) and its outbox rows commit together.
+    The run's idempotency key (schedule id and fire time) makes a run start once even if all that were lost
+    and done again, or a backfill started it already.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        outbox: OutboxPublisher,
+        topics: Topics,
+        metrics: SchedulerMetrics,
+        interval_seconds: float,
+        batch_size: int = SCHEDULE_BATCH,
+    ) -> None:
+        super().__init__("schedules", interval_seconds)
+        self._pool = pool
+        self._outbox = outbox
+        self._topics = topics
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._workflows = WorkflowCache()
+
+    async def run_once(self) -> None:
+        """Fire every due schedule, then start the buffered runs whose previous run has finished."""
+        while await self.fire_due() >= self._batch_size:
+            pass
+        while await self.release_buffered() >= self._batch_size:
+            pass
+
+    async def fire_due(self) -> int:
+        """Fire the next batch of due schedules that no other scheduler holds; how many there were."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            now: datetime = await connection.fetchval("SELECT clock_timestamp()")
+            schedules = await connection.fetch(
+                "SELECT * FROM schedules WHERE NOT paused AND next_run_at <= $1 "
+                "ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                now,
+                self._batch_size,
+            )
+            rows: list[OutboxRow] = []
+            for schedule in schedules:
+                rows.extend(await self._fire(connection, schedule, now))
+        await self._outbox.publish(rows)
+        return len(schedules)
+
+    async def _fire(self, connection: asyncpg.Connection, schedule: asyncpg.Record, now: datetime) -> list[OutboxRow]:
+        due, missed, following = due_times(schedule, now)
+        busy = schedule["overlap"] != "allow" and bool(await active_runs(connection, schedule))
+        decided = plan(schedule, due, busy)
+        rows: list[OutboxRow] = []
+        if decided.cancel_active:
+            rows.extend(await self._cancel_active(connection, schedule))
+        for instant in decided.start:
+            rows.extend(await self._start(connection, schedule, instant))
+        await connection.execute(
+            "UPDATE schedules SET next_run_at = $2, buffered_for = $3 WHERE id = $1",
+            schedule["id"],
+            following,
+            decided.buffered_for,
+        )
+        self._count(missed, decided)
+        return rows
+
+    def _count(self, missed: int, decided: Plan) -> None:
+        for outcome, count in (("missed", missed), ("skipped", decided.skipped), ("buffered", decided.buffered)):
+            if count:
+                self._metrics.schedule_runs.labels(outcome).inc(count)
+
+    async def _cancel_active(self, connection: asyncpg.Connection, schedule: asyncpg.Record) -> list[OutboxRow]:
+        """Cancel the schedule's unfinished runs, as ``POST /executions/{id}/cancel`` does."""
+        rows: list[OutboxRow] = []
+        for execution_id in await active_runs(connection, schedule):
+            try:
+                async with connection.transaction():
+                    rows.extend(
+                        await request_cancel(
+                            connection,
+                            self._topics,
+                            tenant_id=schedule["tenant_id"],
+                            execution_id=execution_id,
+                            reason="a newer run of its schedule started (overlap: cancel_previous)",
+                            requested_by=f"schedule:{schedule['id']}",
+                        )
+                    )
+            except Conflict:
+                pass  # it finished meanwhile
+        return rows
+
+    async def _start(
+        self, connection: asyncpg.Connection, schedule: asyncpg.Record, scheduled_for: datetime
+    ) -> list[OutboxRow]:
+        """Start one run in a savepoint: a run that cannot start (its workflow gone, say) spoils no other."""
+        try:
+            async with connection.transaction():
+                started = await start_run(connection, self._topics, schedule, scheduled_for, workflows=self._workflows)
+                await record_run(connection, schedule["id"], scheduled_for, started.id)
+        except OUTAGE_ERRORS:
+            raise
+        except FlowlineError as err:
+            logger.warning("schedule %s could not start its run for %s: %s", schedule["id"], scheduled_for, err)
+            self._metrics.schedule_runs.labels("failed").inc()
+            return []
+        if not started.created:  # started before: by another replica, before a crash, or by a backfill
+            self._metrics.schedule_runs.labels("already_started").inc()
+            return []
+        fired_at: datetime = await connection.fetchval("SELECT clock_timestamp()")
+        self._metrics.schedule_runs.labels("started").inc()
+        self._metrics.schedule_lateness.observe(max((fired_at - scheduled_for).total_seconds(), 0.0))
+        return started.outbox
+
+    async def release_buffered(self) -> int:
+        """Start the waiting runs (``buffer_one``) of schedules whose previous run has finished; how many."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            # Other schedulers fire a schedule only under its row lock, so no run starts between this check and
+            # the start below.
+            schedules = await connection.fetch(
+                "SELECT * FROM schedules s WHERE buffered_for IS NOT NULL AND NOT paused AND NOT EXISTS ("
+                "    SELECT FROM executions e WHERE e.tenant_id = s.tenant_id AND e.schedule_id = s.id"
+                "    AND e.status = ANY($2::text[])"
+                ") ORDER BY buffered_for LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self._batch_size,
+                list(ACTIVE_STATUSES),
+            )
+            rows: list[OutboxRow] = []
+            for schedule in schedules:
+                rows.extend(await self._start(connection, schedule, schedule["buffered_for"]))
+                await connection.execute("UPDATE schedules SET buffered_for = NULL WHERE id = $1", schedule["id"])
+        await self._outbox.publish(rows)
+        return len(schedules)
