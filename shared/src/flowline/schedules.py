@@ -29,8 +29,9 @@ _MAX_SKIPPED = 10_000
 class Timing:
     """When a schedule fires: exactly one of ``cron`` (in ``timezone``) and ``interval`` (from ``anchor``).
 
-    Only times in [``start_at``, ``end_at``) count. An interval's times are ``anchor + k * interval``, the
-    anchor being ``start_at`` or the schedule's creation: absolute time, untouched by DST.
+    Only times in [``start_at``, ``end_at``) count. An interval's times are ``anchor + k * interval`` for any
+    whole ``k`` (a backfill may reach back before the anchor), the anchor being ``start_at`` or the schedule's
+    creation: absolute time, untouched by DST.
     """
 
     cron: str | None
@@ -144,7 +145,7 @@ def _cron_times(timing: Timing, after: datetime) -> Iterator[datetime]:
 
 def _interval_times(timing: Timing, after: datetime) -> Iterator[datetime]:
     assert timing.interval is not None
-    steps = max(math.floor((after - timing.anchor) / timing.interval) + 1, 0)
+    steps = math.floor((after - timing.anchor) / timing.interval) + 1  # negative before the anchor: a backfill
     while True:
         yield timing.anchor + steps * timing.interval
         steps += 1

@@ -17,10 +17,11 @@ from flowline.schedules import (
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
+UTC_ZONE = ZoneInfo("UTC")
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def cron(expression: str, zone: ZoneInfo = ZoneInfo("UTC"), **window: datetime) -> Timing:
+def cron(expression: str, zone: ZoneInfo = UTC_ZONE, **window: datetime) -> Timing:
     return Timing(cron=check_cron(expression), interval=None, timezone=zone, anchor=ANCHOR, **window)
 
 

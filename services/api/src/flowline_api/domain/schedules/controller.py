@@ -35,6 +35,8 @@ CREATE_EXAMPLE = {
     "overlap": "skip",
     "catchupWindow": "10m",
 }
+PATCH_EXAMPLE = {"cron": "*/5 * * * *", "overlap": "allow"}
+BACKFILL_EXAMPLE = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"}
 ONE_PROBLEMS = problems(f"{PATH}/{SCHEDULE_ID}", not_found=NOT_FOUND)
 
 
@@ -128,7 +130,13 @@ class ScheduleController(Controller):
         schedule_service: NamedDependency[ScheduleService],
         actor: NamedDependency[Actor],
         schedule_id: ScheduleId,
-        data: ScheduleUpdate,
+        data: Annotated[
+            ScheduleUpdate,
+            Body(
+                description="Fields to change; absent fields keep their value",
+                examples=[Example(summary="every five minutes, runs may overlap", value=PATCH_EXAMPLE)],
+            ),
+        ],
     ) -> Schedule:
         """A JSON merge patch (RFC 7396) of the schedule's fields, as `application/merge-patch+json` or JSON.
 
@@ -209,7 +217,10 @@ class ScheduleController(Controller):
         caller: NamedDependency[Principal],
         actor: NamedDependency[Actor],
         schedule_id: ScheduleId,
-        data: BackfillRequest,
+        data: Annotated[
+            BackfillRequest,
+            Body(description="The window [start, end)", examples=[Example(summary="one day", value=BACKFILL_EXAMPLE)]),
+        ],
     ) -> BulkOperation:
         """Start one run per time the schedule would have fired in [`start`, `end`), at a bounded rate.
 
