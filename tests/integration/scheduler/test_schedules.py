@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,7 +80,7 @@ async def test_an_interval_schedule_fires_each_time_once_in_order(
     runs = await _fire_until(loop, pool, created["id"], 3)
 
     times = [run["scheduled_for"] for run in runs]
-    assert all(later - earlier == timedelta(seconds=1) for earlier, later in zip(times, times[1:], strict=False))
+    assert all(later - earlier == timedelta(seconds=1) for earlier, later in itertools.pairwise(times))
     assert {(run["triggered_by"], run["started_by"]) for run in runs} == {("schedule", f"schedule:{created['id']}")}
     assert loop.registry.get_sample_value("flowline_schedule_lateness_seconds_count") == loop.count("started")
     assert loop.count("started") == len(runs)
@@ -222,7 +223,7 @@ async def test_two_loops_share_the_schedules_and_never_start_a_run_twice(
     assert sum(loop.count("already_started") for loop in loops) == 0  # neither fired what the other had
     for schedule_id in schedules:
         times = [run["scheduled_for"] for run in await _runs(pool, schedule_id)]
-        assert all(later - earlier == timedelta(seconds=1) for earlier, later in zip(times, times[1:], strict=False))
+        assert all(later - earlier == timedelta(seconds=1) for earlier, later in itertools.pairwise(times))
     total = await pool.fetchval("SELECT count(*) FROM executions")
     assert total == sum(loop.count("started") for loop in loops)
 
