@@ -60,6 +60,8 @@ _FIELDS = (
     "metadata",
     "tags",
 )
+# The columns that decide when a schedule fires: a change to one works out its next run again, from now.
+_TIMING_FIELDS = ("cron", "interval_ms", "timezone", "start_at", "end_at", "paused")
 # The API's name of each column that differs.
 _API_NAMES = {
     "workflow_ref": "workflowRef",
@@ -309,7 +311,7 @@ class ScheduleService:
     async def update(
         self, tenant_id: uuid.UUID, schedule_id: uuid.UUID, data: ScheduleUpdate, actor: Actor
     ) -> Schedule:
-        """Change a schedule's fields; its next fire time is worked out again from now.
+        """Change a schedule's fields; a change of its timing works out its next fire time again, from now.
 
         Raises:
             NotFound: no such schedule, or a new workflow (or version) that does not exist.
@@ -345,7 +347,8 @@ class ScheduleService:
             except asyncpg.UniqueViolationError as err:
                 raise Conflict(f"schedule {values['name']!r} already exists") from err
             assert record is not None
-            record = await self._set_next_run(connection, record, await connection.fetchval("SELECT now()"))
+            if any(values[field] != current[field] for field in _TIMING_FIELDS):
+                record = await self._set_next_run(connection, record, await connection.fetchval("SELECT now()"))
             await self._audit(connection, tenant_id, record, "update", actor, changes)
             return await self._respond(connection, record)
 
