@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 from flowline.control import request_cancel
@@ -42,7 +44,7 @@ class Plan:
     cancel_active: bool = False
 
 
-def due_times(schedule: asyncpg.Record, now: datetime) -> tuple[list[datetime], int, datetime | None]:
+def due_times(schedule: Mapping[str, Any], now: datetime) -> tuple[list[datetime], int, datetime | None]:
     """The due fire times within the catch-up window, how many fell outside it, and where the next pass goes on.
 
     The due times run from ``next_run_at`` up to ``now``, oldest first, at most ``MAX_RUNS_PER_PASS`` of them.
@@ -65,7 +67,7 @@ def due_times(schedule: asyncpg.Record, now: datetime) -> tuple[list[datetime], 
     return due, missed, following
 
 
-def plan(schedule: asyncpg.Record, due: list[datetime], busy: bool) -> Plan:
+def plan(schedule: Mapping[str, Any], due: list[datetime], busy: bool) -> Plan:
     """What to do with the ``due`` runs under the schedule's overlap policy; ``busy``: a run is still going."""
     decided = Plan(buffered_for=schedule["buffered_for"])
     policy = schedule["overlap"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -31,7 +33,7 @@ def run_idempotency_key(schedule_id: uuid.UUID, scheduled_for: datetime) -> str:
     return f"schedule:{schedule_id}:{scheduled_for.isoformat(timespec='microseconds')}"
 
 
-def timing_of(record: asyncpg.Record) -> Timing:
+def timing_of(record: Mapping[str, Any]) -> Timing:
     """When a schedule row fires."""
     interval_ms = record["interval_ms"]
     return Timing(
@@ -44,7 +46,7 @@ def timing_of(record: asyncpg.Record) -> Timing:
     )
 
 
-def next_run_after(record: asyncpg.Record, after: datetime) -> datetime | None:
+def next_run_after(record: Mapping[str, Any], after: datetime) -> datetime | None:
     """The schedule's first fire time after ``after``, or None when it has ended."""
     return first_fire_time(timing_of(record), after)
 
