@@ -21,6 +21,7 @@ OVERLAP_POLICIES: tuple[Overlap, ...] = ("skip", "buffer_one", "allow", "cancel_
 CRON_NICKNAMES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
 _FIELDS = re.compile(r"\S+")
 _MICROSECOND = timedelta(microseconds=1)
+MIN_INTERVAL_SECONDS = 1.0
 # How many wall-clock times a search may step over (nonexistent local times) before it gives up on an hour.
 _MAX_SKIPPED = 10_000
 
@@ -86,17 +87,17 @@ def check_cron(expression: str) -> str:
 
 
 def check_interval(value: str) -> timedelta:
-    """The duration ``value`` (``"2s"``, ``"15m"``, ``"1h30m"``), at least a millisecond.
+    """The duration ``value`` (``"2s"``, ``"15m"``, ``"1h30m"``), at least a second.
 
     Raises:
-        ValidationFailed: not a duration, or not positive (pointer ``/interval``).
+        ValidationFailed: not a duration, not positive, or under a second (pointer ``/interval``).
     """
     try:
         seconds = parse_duration(value)
     except ValueError as err:
         raise ValidationFailed(f"interval: {err}", pointer="/interval") from err
-    if seconds < 0.001:
-        raise ValidationFailed("interval: must be at least 1ms", pointer="/interval")
+    if seconds < MIN_INTERVAL_SECONDS:  # finer than the loop polls: runs would only pile up
+        raise ValidationFailed("interval: must be at least 1s", pointer="/interval")
     return timedelta(seconds=seconds)
 
 

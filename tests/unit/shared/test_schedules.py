@@ -69,7 +69,7 @@ def test_unknown_time_zone_names_the_field() -> None:
     assert check_timezone("Europe/Berlin").key == "Europe/Berlin"
 
 
-@pytest.mark.parametrize("value", ["0s", "-5m", "soon", "", "0"])
+@pytest.mark.parametrize("value", ["0s", "-5m", "soon", "", "0", "500ms"])
 def test_bad_intervals_name_the_field(value: str) -> None:
     with pytest.raises(ValidationFailed) as raised:
         check_interval(value)
@@ -130,6 +130,8 @@ def test_start_and_end_bound_the_fire_times() -> None:
     assert first_fire_time(timing, datetime(2026, 5, 1, 12, 20, tzinfo=UTC)) is None
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(2, "2s"), (900, "15m"), (5400, "90m"), (3600, "1h"), (1.5, "1500ms")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(2, "2s"), (900, "15m"), (5400, "90m"), (3600, "1h"), (1.5, "1500ms"), (86400 * 2, "2d")]
+)
 def test_intervals_show_in_their_largest_whole_unit(seconds: float, text: str) -> None:
     assert format_interval(timedelta(seconds=seconds)) == text
