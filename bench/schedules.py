@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import httpx
 from flowline.db.packs import create_pack
+from flowline.db.pool import connect
 from flowline.db.workflows import create_workflow
 
 from bench.stack import RESULTS, Stack, machine, private_stack
@@ -28,10 +29,11 @@ from bench.stack import RESULTS, Stack, machine, private_stack
 DEFINITION = {"steps": [{"id": "only", "type": "action", "action": "core.noop"}]}
 
 
-async def _store_schedules(pool: asyncpg.Pool, count: int) -> datetime:
+async def _store_schedules(database_url: str, count: int) -> datetime:
     """``count`` schedules firing every minute from the next whole minute (at least 20 s away); that minute."""
-    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-    async with pool.acquire() as connection:
+    connection = await connect(database_url)
+    try:
+        tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
         await create_pack(connection, tenant_id=tenant_id, ref="bench", label=None, description=None, version=None)
         async with connection.transaction():
             await create_workflow(
@@ -59,6 +61,8 @@ async def _store_schedules(pool: asyncpg.Pool, count: int) -> datetime:
             count,
             first,
         )
+    finally:
+        await connection.close()
     return first
 
 
@@ -84,7 +88,7 @@ def _histogram_p99(metrics: str) -> str:
 async def measure(stack: Stack, schedules: int, minutes: int) -> dict[str, Any]:
     pool = await asyncpg.create_pool(stack.env["FLOWLINE_DATABASE_URL"], min_size=1, max_size=2)
     try:
-        first = await _store_schedules(pool, schedules)
+        first = await _store_schedules(stack.env["FLOWLINE_DATABASE_URL"], schedules)
         last = first + timedelta(minutes=minutes - 1)
         cpu_before = stack.cpu_seconds()
         # The last fire time and 20 s for its runs to be stored.

@@ -36,10 +36,11 @@ async def api(settings: Settings) -> AsyncIterator[Client]:
 class Loop:
     """A schedule loop of this process with a registry of its own, to read its metrics."""
 
-    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+    def __init__(self, runtime: Runtime, settings: Settings, batch_size: int = 100) -> None:
         self.registry = CollectorRegistry()
+        metrics = SchedulerMetrics(self.registry)
         self.loop = ScheduleLoop(
-            runtime.pool, runtime.outbox, settings.topics, SchedulerMetrics(self.registry), interval_seconds=0.05
+            runtime.pool, runtime.outbox, settings.topics, metrics, interval_seconds=0.05, batch_size=batch_size
         )
 
     def count(self, outcome: str) -> float:
@@ -203,7 +204,8 @@ async def test_two_loops_share_the_schedules_and_never_start_a_run_twice(
     api: Client, runtime: Runtime, settings: Settings, pool: asyncpg.Pool
 ) -> None:
     schedules = [(await _create(api, name=f"tick-{n}", overlap="allow"))["id"] for n in range(20)]
-    loops = [Loop(runtime, settings), Loop(runtime, settings)]
+    # Small batches: neither loop can take every due schedule in one transaction.
+    loops = [Loop(runtime, settings, batch_size=5), Loop(runtime, settings, batch_size=5)]
     running = [asyncio.create_task(loop.loop.start()) for loop in loops]
 
     async def three_runs_each() -> bool:
