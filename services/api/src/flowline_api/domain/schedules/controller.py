@@ -17,26 +17,20 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_
 
 from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.domain.openapi import NO_TENANT, problems
+from flowline_api.domain.schedules.examples import (
+    BACKFILL_EXAMPLE,
+    BAD_CRON,
+    CREATE_EXAMPLE,
+    NOT_FOUND,
+    PATCH_EXAMPLE,
+    PATH,
+    SCHEDULE_ID,
+)
 from flowline_api.domain.schedules.schemas import BackfillRequest, ScheduleCreate, ScheduleUpdate
 from flowline_api.domain.schedules.service import ScheduleService, provide_schedule_service
 from flowline_api.pagination import Cursor, Limit, Offset, SchedulePage
 from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, ScheduleId
 
-PATH = "/api/v1/tenants/dev/schedules"
-SCHEDULE_ID = "0193a5a2-1d00-7000-8000-0a1b2c3d4e5f"
-NOT_FOUND = f"schedule {SCHEDULE_ID} does not exist"
-BAD_CRON = ("cron: '61 * * * *' is not a cron expression: [61 * * * *] is not acceptable, out of range", "/cron")
-CREATE_EXAMPLE = {
-    "name": "nightly-invoices",
-    "workflowRef": "billing.invoice",
-    "cron": "0 3 * * *",
-    "timezone": "Europe/Berlin",
-    "input": {"region": "eu"},
-    "overlap": "skip",
-    "catchupWindow": "10m",
-}
-PATCH_EXAMPLE = {"cron": "*/5 * * * *", "overlap": "allow"}
-BACKFILL_EXAMPLE = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"}
 ONE_PROBLEMS = problems(f"{PATH}/{SCHEDULE_ID}", not_found=NOT_FOUND)
 
 
