@@ -125,9 +125,11 @@ def _local_to_utc(wall: datetime, zone: ZoneInfo) -> datetime | None:
 def _cron_times(timing: Timing, after: datetime) -> Iterator[datetime]:
     """The cron's fire times strictly after ``after`` (UTC), ascending, computed on the zone's wall clock."""
     assert timing.cron is not None
+    # From the wall time of ``after``: an earlier wall time is an earlier instant (each is taken at its first
+    # occurrence), and a later one whose instant is not later (the repeated hour, seen from its second pass)
+    # is left out below.
     wall = after.astimezone(timing.timezone).replace(tzinfo=None)
-    # From an hour earlier: a repeated hour's second half has wall times that the first half already passed.
-    times = croniter(timing.cron, wall - timedelta(hours=1), second_at_beginning=_seconds_first(timing.cron))
+    times = croniter(timing.cron, wall, second_at_beginning=_seconds_first(timing.cron))
     skipped = 0
     while True:
         try:
