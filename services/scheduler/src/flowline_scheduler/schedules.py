@@ -14,7 +14,7 @@ import asyncpg
 from flowline.control import request_cancel
 from flowline.db.schedules import ACTIVE_STATUSES, active_runs, record_run, start_run, timing_of
 from flowline.errors import Conflict, FlowlineError
-from flowline.executions import StartedExecution, WorkflowCache
+from flowline.executions import ExecutionInserts, StartedExecution, WorkflowCache
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow
 from flowline.loops import LoopService
 from flowline.outages import OUTAGE_ERRORS
@@ -127,6 +127,7 @@ class ScheduleLoop(LoopService):
         self._batch_size = batch_size
         self._workers = workers
         self._workflows = WorkflowCache()
+        self._inserts = ExecutionInserts(pool, max_executions=batch_size * workers)
 
     async def run_once(self) -> None:
         """Fire every due schedule, then start the buffered runs whose previous run has finished."""
@@ -141,7 +142,12 @@ class ScheduleLoop(LoopService):
             pass
 
     async def fire_due(self) -> int:
-        """Fire the next batch of due schedules that no other scheduler holds; how many there were."""
+        """Fire the next batch of due schedules that no other scheduler holds; how many there were.
+
+        The batch's runs start together, so that their executions go out in one statement; the schedules'
+        bookkeeping commits after them. A crash in between leaves runs whose schedules are due again: the
+        next pass finds each one started (its idempotency key) and only does the bookkeeping.
+        """
         async with self._pool.acquire() as connection, connection.transaction():
             now: datetime = await connection.fetchval("SELECT clock_timestamp()")
             schedules = await connection.fetch(
@@ -151,24 +157,36 @@ class ScheduleLoop(LoopService):
                 self._batch_size,
             )
             rows: list[OutboxRow] = []
+            passes: list[tuple[asyncpg.Record, Plan, datetime | None]] = []
             for schedule in schedules:
-                rows.extend(await self._fire(connection, schedule, now))
+                due, missed, following = due_times(schedule, now)
+                busy = schedule["overlap"] != "allow" and bool(await active_runs(connection, schedule))
+                decided = plan(schedule, due, busy)
+                if decided.cancel_active:
+                    rows.extend(await self._cancel_active(connection, schedule))
+                self._count(missed, decided)
+                passes.append((schedule, decided, following))
+            runs = [(schedule, instant) for schedule, decided, _ in passes for instant in decided.start]
+            started = await asyncio.gather(*(self._start(schedule, instant) for schedule, instant in runs))
+            last_runs: dict[uuid.UUID, tuple[datetime, uuid.UUID]] = {}
+            for (schedule, instant), run in zip(runs, started, strict=True):
+                if run is not None:  # a schedule's runs are in time order: its last one wins
+                    rows.extend(run.outbox)
+                    last_runs[schedule["id"]] = (instant, run.id)
+            for schedule, decided, following in passes:
+                await self._record(connection, schedule, decided, following, last_runs.get(schedule["id"]))
         await self._outbox.publish(rows)
         return len(schedules)
 
-    async def _fire(self, connection: asyncpg.Connection, schedule: asyncpg.Record, now: datetime) -> list[OutboxRow]:
-        due, missed, following = due_times(schedule, now)
-        busy = schedule["overlap"] != "allow" and bool(await active_runs(connection, schedule))
-        decided = plan(schedule, due, busy)
-        rows: list[OutboxRow] = []
-        if decided.cancel_active:
-            rows.extend(await self._cancel_active(connection, schedule))
-        last_run: tuple[datetime, uuid.UUID] | None = None
-        for instant in decided.start:
-            if (started := await self._start(connection, schedule, instant)) is not None:
-                rows.extend(started.outbox)
-                last_run = (instant, started.id)
-        # The bookkeeping in one statement, lastRun included (``record_run`` does the same for one run).
+    async def _record(
+        self,
+        connection: asyncpg.Connection,
+        schedule: asyncpg.Record,
+        decided: Plan,
+        following: datetime | None,
+        last_run: tuple[datetime, uuid.UUID] | None,
+    ) -> None:
+        """A schedule's bookkeeping after a pass, in one statement (``record_run`` does the same for one run)."""
         await connection.execute(
             "UPDATE schedules SET next_run_at = $2, buffered_for = $3, "
             "last_execution_id = CASE WHEN $4::timestamptz >= last_run_at OR last_run_at IS NULL "
@@ -181,8 +199,6 @@ class ScheduleLoop(LoopService):
             decided.buffered_for,
             *(last_run or (None, None)),
         )
-        self._count(missed, decided)
-        return rows
 
     def _count(self, missed: int, decided: Plan) -> None:
         for outcome, count in (("missed", missed), ("skipped", decided.skipped), ("buffered", decided.buffered)):
@@ -209,21 +225,31 @@ class ScheduleLoop(LoopService):
                 pass  # it finished meanwhile
         return rows
 
-    async def _start(
-        self, connection: asyncpg.Connection, schedule: asyncpg.Record, scheduled_for: datetime
-    ) -> StartedExecution | None:
-        """Start one run in a savepoint (a run that cannot start, its workflow gone say, spoils no other).
+    async def _start(self, schedule: asyncpg.Record, scheduled_for: datetime) -> StartedExecution | None:
+        """Start one run, its execution inserted with those of the runs starting meanwhile (one statement).
+
+        A run that cannot start (its workflow gone, say) is counted and spoils no other.
 
         Returns:
             The run (without outbox rows when it had been started before), or None when it could not start.
         """
         try:
-            async with connection.transaction():
-                started = await start_run(connection, self._topics, schedule, scheduled_for, workflows=self._workflows)
+            started = await start_run(
+                self._pool,
+                self._topics,
+                schedule,
+                scheduled_for,
+                workflows=self._workflows,
+                inserting=self._inserts.insert,
+            )
         except OUTAGE_ERRORS:
             raise
         except FlowlineError as err:
             logger.warning("schedule %s could not start its run for %s: %s", schedule["id"], scheduled_for, err)
+            self._metrics.schedule_runs.labels("failed").inc()
+            return None
+        except Exception:  # a bug must not stall the schedule (and its batch) at this fire time forever
+            logger.exception("schedule %s could not start its run for %s", schedule["id"], scheduled_for)
             self._metrics.schedule_runs.labels("failed").inc()
             return None
         if not started.created:  # started before: by another replica, before a crash, or by a backfill
@@ -250,7 +276,7 @@ class ScheduleLoop(LoopService):
             )
             rows: list[OutboxRow] = []
             for schedule in schedules:
-                if (started := await self._start(connection, schedule, schedule["buffered_for"])) is not None:
+                if (started := await self._start(schedule, schedule["buffered_for"])) is not None:
                     rows.extend(started.outbox)
                     await record_run(connection, schedule["id"], schedule["buffered_for"], started.id)
                 await connection.execute("UPDATE schedules SET buffered_for = NULL WHERE id = $1", schedule["id"])

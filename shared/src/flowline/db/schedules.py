@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from flowline.errors import NotFound
-from flowline.executions import ScheduledRun, StartedExecution, WorkflowCache, start_execution
+from flowline.executions import (
+    Inserted,
+    NewExecution,
+    ScheduledRun,
+    StartedExecution,
+    WorkflowCache,
+    start_execution,
+)
 from flowline.schedules import Timing, first_fire_time
 from flowline.settings import Topics
 
@@ -88,10 +95,12 @@ async def start_run(
     scheduled_for: datetime,
     *,
     workflows: WorkflowCache | None = None,
+    inserting: Callable[[NewExecution], Awaitable[Inserted]] | None = None,
 ) -> StartedExecution:
     """Start the schedule's run for ``scheduled_for`` through the one start path, once per fire time.
 
-    Publish the result's ``outbox`` after the caller's transaction commits. A run started before (by another
+    Publish the result's ``outbox`` after the caller's transaction commits (with ``inserting``, the statement
+    that inserts the execution commits by itself: see ``start_execution``). A run started before (by another
     replica, before a crash, or by a backfill) is returned as it is, with ``created`` False.
 
     Raises:
@@ -114,6 +123,7 @@ async def start_run(
         tags=list(schedule["tags"]),
         scheduled=ScheduledRun(schedule["id"], scheduled_for),
         workflows=workflows,
+        inserting=inserting,
     )
 
 
