@@ -125,7 +125,8 @@ class ScheduleLoop(LoopService):
         self._topics = topics
         self._metrics = metrics
         self._batch_size = batch_size
-        self._workers = workers
+        # Each worker holds a pooled connection while its runs' reads and inserts take others: leave them most.
+        self._workers = max(1, min(workers, pool.get_max_size() // 4))
         self._workflows = WorkflowCache()
         self._inserts = ExecutionInserts(pool, max_executions=batch_size * workers)
 
