@@ -232,3 +232,16 @@ async def test_a_backfill_needs_a_window(api: Client, pool: asyncpg.Pool) -> Non
         == "/end"
     )  # 86,400 fire times: too many
     assert await _count(pool, "bulk_operations") == 0
+
+
+@pytest.mark.usefixtures("workflow")
+async def test_a_bulk_operation_selects_a_schedules_runs(api: Client) -> None:
+    created = await _create(api, paused=True)
+    other = await _create(api, name="other", paused=True)
+    for schedule in (created, created, other):
+        assert (await api.post(f"/schedules/{schedule['id']}/trigger")).status_code == 201
+
+    response = await api.post("/executions/bulk/cancel", json={"filter": {"scheduleId": created["id"]}, "dryRun": True})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["total"] == 2
