@@ -11,6 +11,7 @@ import httpx
 from flowline_client._lifecycle import LifecycleRoutes
 from flowline_client._operations import OperationRoutes
 from flowline_client._requests import ParamValue, execution_body
+from flowline_client._schedules import ScheduleRoutes
 from flowline_client._streams import stream_messages
 from flowline_client.errors import FlowlineApiError
 from flowline_client.models import (
@@ -55,7 +56,7 @@ _APPLIED_DEFAULTS: dict[str, Any] = {
 }
 
 
-class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes):
+class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes, ScheduleRoutes):
     """A client of one tenant's routes of the Flowline api.
 
     Args:
@@ -237,6 +238,7 @@ class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes):
         triggered_by: str | None = None,
         started_by: str | None = None,
         parent_id: str | None = None,
+        schedule_id: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         tag: Sequence[str] | None = None,
@@ -255,6 +257,7 @@ class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes):
             "triggeredBy": triggered_by,
             "startedBy": started_by,
             "parentId": parent_id,
+            "scheduleId": schedule_id,
             "createdAfter": created_after,
             "createdBefore": created_before,
             "tag": tag,

@@ -29,6 +29,7 @@ from flowline_schemas.executions import (
 from flowline_schemas.logs import TaskLog, TaskLogPage
 from flowline_schemas.packs import InstalledWorkflow, Pack, PackInstalled
 from flowline_schemas.pagination import Page
+from flowline_schemas.schedules import LastRun, Schedule, TriggeredRun
 from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
 from flowline_schemas.workflows import ExecutionAccepted, Workflow, WorkflowSummary, WorkflowVersion
 
@@ -54,12 +55,14 @@ __all__ = [
     "ExecutionPage",
     "ExecutionSummary",
     "InstalledWorkflow",
+    "LastRun",
     "Pack",
     "PackInstalled",
     "Page",
     "PromiseSettlement",
     "RerunAccepted",
     "RetryAccepted",
+    "Schedule",
     "StatusChanged",
     "StepExecution",
     "StepList",
@@ -70,6 +73,7 @@ __all__ = [
     "TaskAttempt",
     "TaskLog",
     "TaskLogPage",
+    "TriggeredRun",
     "Workflow",
     "WorkflowSummary",
     "WorkflowVersion",

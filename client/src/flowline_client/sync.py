@@ -154,6 +154,17 @@ class FlowlineClient:
     list_audit_logs = _Blocking(AsyncFlowlineClient.list_audit_logs)
     iter_audit_logs = _BlockingIterator(AsyncFlowlineClient.iter_audit_logs)
 
+    list_schedules = _Blocking(AsyncFlowlineClient.list_schedules)
+    iter_schedules = _BlockingIterator(AsyncFlowlineClient.iter_schedules)
+    get_schedule = _Blocking(AsyncFlowlineClient.get_schedule)
+    create_schedule = _Blocking(AsyncFlowlineClient.create_schedule)
+    update_schedule = _Blocking(AsyncFlowlineClient.update_schedule)
+    delete_schedule = _Blocking(AsyncFlowlineClient.delete_schedule)
+    pause_schedule = _Blocking(AsyncFlowlineClient.pause_schedule)
+    resume_schedule = _Blocking(AsyncFlowlineClient.resume_schedule)
+    trigger_schedule = _Blocking(AsyncFlowlineClient.trigger_schedule)
+    backfill_schedule = _Blocking(AsyncFlowlineClient.backfill_schedule)
+
     list_api_keys = _Blocking(AsyncFlowlineClient.list_api_keys)
     create_api_key = _Blocking(AsyncFlowlineClient.create_api_key)
     revoke_api_key = _Blocking(AsyncFlowlineClient.revoke_api_key)

@@ -21,6 +21,7 @@ class ExecutionFilter(msgspec.Struct, kw_only=True, rename="camel", forbid_unkno
         Annotated[str, msgspec.Meta(max_length=300, description="e.g. api-key:<id>, jwt:<sub>, kafka")] | None
     ) = None
     parent_id: uuid.UUID | None = None
+    schedule_id: uuid.UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     tag: Annotated[list[Tag], msgspec.Meta(max_length=20, description="with every one of these tags")] | None = None
@@ -54,7 +55,7 @@ class BulkOperation(msgspec.Struct, kw_only=True, rename="camel"):
     """
 
     id: str
-    kind: Annotated[str, msgspec.Meta(description="cancel, retry or delete")]
+    kind: Annotated[str, msgspec.Meta(description="cancel, retry, delete or backfill")]
     status: Annotated[str, msgspec.Meta(description="pending, running, completed or failed")]
     dry_run: bool
     note: str | None

@@ -92,6 +92,13 @@ class ExecutionSummary(msgspec.Struct, kw_only=True, rename="camel"):
     cancelled_by: str | None
     duration_ms: int | None
     rerun_of: str | None = None
+    schedule_id: Annotated[
+        str | None, msgspec.Meta(description="the schedule that started it (`triggeredBy` schedule)")
+    ] = None
+    scheduled_for: (
+        Annotated[datetime, msgspec.Meta(description="the time a schedule's run stands for (for a trigger: when)")]
+        | None
+    ) = None
 
 
 class Execution(ExecutionSummary, kw_only=True, rename="camel"):

@@ -54,6 +54,13 @@ class ParentStep(NamedTuple):
     root_execution_id: uuid.UUID
 
 
+class ScheduledRun(NamedTuple):
+    """The schedule an execution runs for, and the logical time it stands for."""
+
+    schedule_id: uuid.UUID
+    scheduled_for: datetime
+
+
 class Rerun(NamedTuple):
     """The execution a rerun reuses, and the step from which it runs again."""
 
@@ -110,6 +117,8 @@ class NewExecution(NamedTuple):
     parent_step_id: str | None
     rerun_of: uuid.UUID | None
     rerun_from_step: str | None
+    schedule_id: uuid.UUID | None
+    scheduled_for: datetime | None
     created_event: Any  # the WORKFLOW_CREATED snapshot
     created_at: datetime  # when that event occurred
     version_pinned: bool  # a version was asked for: the workflow need not be at it still
@@ -133,23 +142,25 @@ WITH new AS (
         :workflow_ref::text[], :workflow_version::int[], :input::jsonb[], :triggered_by::text[], :started_by::text[],
         :owned_by::text[], :idempotency_key::text[], :metadata::jsonb[], :tags::text[], :root_execution_id::uuid[],
         :parent_execution_id::uuid[], :parent_step_id::text[], :rerun_of::uuid[], :rerun_from_step::text[],
-        :created_event::jsonb[], :created_at::timestamptz[], :version_pinned::bool[], :audit_id::uuid[],
-        :audit_principal::text[], :audit_changes::jsonb[], :audit_request_id::text[])
+        :schedule_id::uuid[], :scheduled_for::timestamptz[], :created_event::jsonb[], :created_at::timestamptz[],
+        :version_pinned::bool[], :audit_id::uuid[], :audit_principal::text[], :audit_changes::jsonb[],
+        :audit_request_id::text[])
         WITH ORDINALITY AS n(id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version, input,
             triggered_by, started_by, owned_by, idempotency_key, metadata, tags, root_execution_id,
-            parent_execution_id, parent_step_id, rerun_of, rerun_from_step, created_event, created_event_at,
-            version_pinned, audit_id, audit_principal, audit_changes, audit_request_id, position)
+            parent_execution_id, parent_step_id, rerun_of, rerun_from_step, schedule_id, scheduled_for, created_event,
+            created_event_at, version_pinned, audit_id, audit_principal, audit_changes, audit_request_id, position)
 ), current AS (  -- still as read: live, enabled and (unless a version was asked for) at this version
     SELECT n.* FROM new n JOIN workflows w ON w.id = n.workflow_id
     WHERE w.enabled AND w.deleted_at IS NULL AND (n.version_pinned OR w.latest_version = n.workflow_version)
 ), created AS (
     INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
         status, input, root_execution_id, triggered_by, started_by, owned_by, idempotency_key, metadata, tags,
-        parent_execution_id, parent_step_id, rerun_of, rerun_from_step, last_event_sequence)
+        parent_execution_id, parent_step_id, rerun_of, rerun_from_step, schedule_id, scheduled_for,
+        last_event_sequence)
     SELECT id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version, 'pending', input,
         coalesce(root_execution_id, id), triggered_by, started_by, owned_by, idempotency_key, metadata,
         ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), parent_execution_id, parent_step_id, rerun_of,
-        rerun_from_step, 1
+        rerun_from_step, schedule_id, scheduled_for, 1
     FROM current
     ORDER BY position  -- the caller's order: concurrent statements take the keys' locks in one order
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -296,6 +307,7 @@ async def start_execution(
     tags: list[str] | None = None,
     parent: ParentStep | None = None,
     rerun: Rerun | None = None,
+    scheduled: ScheduledRun | None = None,
     audit: Actor | None = None,
     workflows: WorkflowCache | None = None,
     inserting: Callable[[NewExecution], Awaitable[Inserted]] | None = None,
@@ -308,7 +320,8 @@ async def start_execution(
     of the caller's (the api needs none), and one round trip; with ``workflows`` holding the workflow, the
     only one. ``inserting`` (``ExecutionInserts.insert``) writes it with the executions other requests start
     meanwhile, in that one statement; without it the statement runs on ``connection``, which the reads use.
-    ``started_by`` says who starts it (see ``KAFKA_STARTED_BY``); ``owned_by`` is the principal that may see it
+    ``started_by`` says who starts it (see ``KAFKA_STARTED_BY``); ``scheduled`` is the schedule run it is, if
+    any (``flowline.schedules``); ``owned_by`` is the principal that may see it
     (None: only admins, unless its workflow is public).
 
     Raises:
@@ -347,6 +360,7 @@ async def start_execution(
             parent_execution_id=parent.execution_id if parent else None,
             parent_step_id=parent.step_id if parent else None,
             owned_by=owned_by,
+            scheduled_for=scheduled.scheduled_for if scheduled else None,
         )
         request = ExecutionRequested(
             tenant_id=tenant_id,
@@ -377,6 +391,8 @@ async def start_execution(
             parent_step_id=parent.step_id if parent else None,
             rerun_of=rerun.execution_id if rerun else None,
             rerun_from_step=rerun.from_step if rerun else None,
+            schedule_id=scheduled.schedule_id if scheduled else None,
+            scheduled_for=scheduled.scheduled_for if scheduled else None,
             created_event=snapshots[0],
             created_at=now,
             version_pinned=version is not None,

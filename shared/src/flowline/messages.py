@@ -104,6 +104,8 @@ class CreatedExecution(msgspec.Struct, frozen=True, kw_only=True):
     # Its owner, and so its children's. Named as before executions had a started_by of their own: requests
     # queued across that upgrade keep their owner.
     owned_by: str | None = msgspec.field(default=None, name="started_by")
+    # The logical time a schedule's run stands for (templates see it as ``execution.scheduledFor``).
+    scheduled_for: datetime | None = None
 
 
 class ExecutionRequested(TenantMessage, frozen=True, kw_only=True, tag=True):

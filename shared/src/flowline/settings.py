@@ -188,6 +188,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     timer_poll_interval_seconds: float = 0.5
     # How often the scheduler looks for bulk operations to work on (a new one waits at most this long).
     bulk_operation_poll_interval_seconds: float = 1.0
+    # How often the scheduler looks for due schedules: a run starts at most this late (plus the work itself).
+    schedule_poll_interval_seconds: float = 0.5
+    # How fast a backfill starts its runs, so that a wide window does not flood the executors.
+    backfill_runs_per_second: float = 50.0
     redrive_after_seconds: float = 30.0
     inbox_retention_days: float = 7.0
     # Data lifecycle (flowline_scheduler.retention): an execution whose root finished longer ago than its

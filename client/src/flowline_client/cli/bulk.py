@@ -92,6 +92,11 @@ async def _run_bulk(client: AsyncFlowlineClient, args: argparse.Namespace, out: 
         return 0
     if not out.json:
         out.line(f"Bulk {verb} {operation.id} started: {_executions(operation.total)}.")
+    return await follow_and_report(client, operation, out)
+
+
+async def follow_and_report(client: AsyncFlowlineClient, operation: BulkOperation, out: Output) -> int:
+    """Follow an operation to its end with a progress bar, then print it; exit code 1 if it failed anywhere."""
     return _report(await _follow(client, operation, out), out)
 
 

@@ -51,9 +51,10 @@ def add_execution_filters(parser: argparse.ArgumentParser) -> None:
     """The filters of ``GET /executions`` as options (``executions list``, ``bulk cancel|retry``)."""
     parser.add_argument("--workflow", help="a workflow ref")
     parser.add_argument("--status", action="append", help="e.g. failed,cancelled (or repeat)")
-    parser.add_argument("--triggered-by", choices=["api", "kafka", "workflow"])
+    parser.add_argument("--triggered-by", choices=["api", "kafka", "workflow", "schedule"])
     parser.add_argument("--started-by", help="e.g. api-key:<id>, jwt:<sub>, kafka, parent:<execution id>")
     parser.add_argument("--parent", help="children of this execution")
+    parser.add_argument("--schedule", help="runs of this schedule (its id)")
     parser.add_argument("--created-after", type=iso_time, metavar="ISO_TIME")
     parser.add_argument("--created-before", type=iso_time, metavar="ISO_TIME")
     parser.add_argument("--tag", action="append", help="with every one of these tags (repeat)")
@@ -73,6 +74,7 @@ def execution_filters(args: argparse.Namespace) -> dict[str, Any]:
         "triggered_by": args.triggered_by,
         "started_by": args.started_by,
         "parent_id": args.parent,
+        "schedule_id": args.schedule,
         "created_after": args.created_after,
         "created_before": args.created_before,
         "tag": args.tag,

@@ -38,6 +38,7 @@ from flowline_api.domain.control.controller import ExecutionControlController
 from flowline_api.domain.executions.controller import ExecutionController
 from flowline_api.domain.logs.controller import LogController
 from flowline_api.domain.packs.controller import PackController, PackInstallController
+from flowline_api.domain.schedules.controller import ScheduleController
 from flowline_api.domain.streams.controller import StreamController
 from flowline_api.domain.streams.hub import StreamHub
 from flowline_api.domain.streams.service import StreamTimings
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> Litestar:
             TaskController,
             ExecutionControlController,
             BulkOperationController,
+            ScheduleController,
             AgentController,
             AuditLogController,
             ApiKeyController,

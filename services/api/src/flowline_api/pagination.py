@@ -12,6 +12,7 @@ from flowline_schemas.agents import Agent
 from flowline_schemas.audit import AuditLog
 from flowline_schemas.packs import Pack
 from flowline_schemas.pagination import Page
+from flowline_schemas.schedules import Schedule
 from flowline_schemas.workflows import WorkflowSummary, WorkflowVersion
 from litestar.params import KwargDefinition, Parameter
 
@@ -27,6 +28,7 @@ Cursor = Annotated[
 # these give the pages short component names of their own.
 AgentPage = Annotated[Page[Agent], KwargDefinition(schema_component_key="AgentPage")]
 AuditLogPage = Annotated[Page[AuditLog], KwargDefinition(schema_component_key="AuditLogPage")]
+SchedulePage = Annotated[Page[Schedule], KwargDefinition(schema_component_key="SchedulePage")]
 PackPage = Annotated[Page[Pack], KwargDefinition(schema_component_key="PackPage")]
 WorkflowSummaryPage = Annotated[
     Page[WorkflowSummary],

@@ -16,6 +16,7 @@ ExecutionId = FromPath[Annotated[uuid.UUID, Parameter(description="the execution
 TaskId = FromPath[Annotated[uuid.UUID, Parameter(description="the task id (a UUID): `taskId` of a step")]]
 AgentId = FromPath[Annotated[uuid.UUID, Parameter(description="the agent id (a UUID)")]]
 ApiKeyId = FromPath[Annotated[uuid.UUID, Parameter(description="the API key id (a UUID)")]]
+ScheduleId = FromPath[Annotated[uuid.UUID, Parameter(description="the schedule id (a UUID)")]]
 OperationId = FromPath[Annotated[uuid.UUID, Parameter(description="the bulk operation id (a UUID)")]]
 
 # A malformed id is a 400 naming the parameter, except on the routes of controllers whose ``opt`` sets this key:

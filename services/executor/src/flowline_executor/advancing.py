@@ -111,6 +111,7 @@ def template_context(execution: RunningExecution, steps: dict[str, StepRow]) -> 
             "id": str(execution.id),
             "workflowRef": execution.workflow_ref,
             "workflowVersion": execution.workflow_version,
+            "scheduledFor": None if execution.scheduled_for is None else execution.scheduled_for.isoformat(),
         },
     }
 

@@ -85,6 +85,7 @@ async def _start_as_created(change: Change, message: ExecutionRequested) -> None
         rerun_of=None,
         rerun_from_step=None,
         owned_by=created.owned_by,
+        scheduled_for=created.scheduled_for,
     )
     change.creating = steps = new_steps(graph.definition.steps)
     change.last_sequence = CREATED_SEQUENCE

@@ -1,7 +1,8 @@
-"""Bulk operations: the scheduler works through pending and running ones, one batch per transaction."""
+"""Bulk operations (cancel, retry, backfill): the scheduler works through unfinished ones, a batch per transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from flowline.removal import Remover
 from flowline.settings import Topics
 from flowline.snapshots import OperationSnapshot
 
+from flowline_scheduler.backfill import backfill_batch
 from flowline_scheduler.metrics import SchedulerMetrics
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class BulkOperationLoop(LoopService):
         topics: Topics,
         interval_seconds: float,
         batch_size: int = BULK_BATCH,
+        backfill_runs_per_second: float = 50.0,
         *,
         metrics: SchedulerMetrics | None = None,
         archive_dir: Path | None = None,
@@ -57,6 +60,9 @@ class BulkOperationLoop(LoopService):
         self._batch_size = batch_size
         self._metrics = metrics
         self._remover = Remover(archive_dir)
+        self._backfill_runs_per_second = backfill_runs_per_second
+        # A backfill batch is a second's worth of runs; the loop then waits out the rest of that second.
+        self._backfill_batch = max(int(backfill_runs_per_second), 1)
 
     async def run_once(self) -> None:
         """Work through every unfinished operation, a batch at a time, until none is left."""
@@ -76,9 +82,23 @@ class BulkOperationLoop(LoopService):
             )
             if operation is None:
                 return False
-            rows = await self._work(connection, operation)
+            if operation["kind"] == "backfill":
+                rows, started = await self._backfill(connection, operation)
+            else:
+                rows, started = await self._work(connection, operation), 0
         await self._outbox.publish(rows)
+        if started:  # bounded rate: the executors see a backfill's runs arrive steadily, not all at once
+            await asyncio.sleep(started / self._backfill_runs_per_second)
         return True
+
+    async def _backfill(self, connection: asyncpg.Connection, operation: asyncpg.Record) -> tuple[list[OutboxRow], int]:
+        """Start the next batch of a backfill's runs; its outbox rows and how many runs it started."""
+        batch = await backfill_batch(connection, self._topics, operation, selection_of(operation), self._backfill_batch)
+        counts = (batch.succeeded, batch.failed, batch.skipped)
+        rows = await self._record(
+            connection, operation, [], counts, batch.errors, finished=batch.finished, cursor_at=batch.last_scheduled_for
+        )
+        return batch.rows + rows, batch.succeeded
 
     async def _work(self, connection: asyncpg.Connection, operation: asyncpg.Record) -> list[OutboxRow]:
         """Apply the operation's command to its next batch of executions and record the outcome."""
@@ -171,6 +191,7 @@ class BulkOperationLoop(LoopService):
         *,
         finished: bool,
         status: str = "completed",
+        cursor_at: datetime | None = None,
     ) -> list[OutboxRow]:
         """Add the batch's counts (succeeded, failed, skipped) and errors and move the cursor past ``ids``.
 
@@ -184,6 +205,7 @@ class BulkOperationLoop(LoopService):
                 succeeded = succeeded + $3, failed = failed + $4, skipped = skipped + $5,
                 errors = errors || $6::jsonb,
                 last_execution_id = coalesce($7, last_execution_id),
+                last_scheduled_for = coalesce($9, last_scheduled_for),
                 started_at = coalesce(started_at, now()),
                 completed_at = CASE WHEN $2 THEN now() END,
                 -- Once done, the total is what was handled, so that the counts add up: an execution that stopped
@@ -198,6 +220,7 @@ class BulkOperationLoop(LoopService):
             kept_errors,
             ids[-1] if ids else None,
             status,
+            cursor_at,
         )
         if not finished:
             return []

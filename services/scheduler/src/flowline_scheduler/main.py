@@ -1,4 +1,4 @@
-"""The scheduler process: timers, lease recovery, lost-message redrive, bulk operations, retention, the outbox relay."""
+"""The scheduler process: timers, schedules, lease recovery, redrive, bulk operations, retention, the outbox relay."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from flowline_scheduler.leases import LeaseRecovery
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
 from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
+from flowline_scheduler.schedules import ScheduleLoop
 from flowline_scheduler.timers import TimerLoop
 
 
@@ -44,6 +45,10 @@ async def run_scheduler(settings: Settings) -> None:
             settings.bulk_operation_poll_interval_seconds,
             metrics=metrics,
             archive_dir=archive_dir,
+            backfill_runs_per_second=settings.backfill_runs_per_second,
+        )
+        schedules = ScheduleLoop(
+            runtime.pool, runtime.outbox, settings.topics, metrics, settings.schedule_poll_interval_seconds
         )
         lifecycle = RetentionLoop(
             runtime.pool,
@@ -76,6 +81,7 @@ async def run_scheduler(settings: Settings) -> None:
                 Runnable(retention.start, retention.stop),
                 Runnable(bulk.start, bulk.stop),
                 Runnable(lifecycle.start, lifecycle.stop),
+                Runnable(schedules.start, schedules.stop),
                 Runnable(relay.start, relay.stop),
             ],
             http_port=settings.scheduler_http_port,

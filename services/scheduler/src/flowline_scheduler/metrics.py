@@ -1,4 +1,4 @@
-"""What the scheduler counts: timers fired and how late, steps recovered from workers that died, retention."""
+"""What the scheduler counts: timers and schedule runs fired and how late, recovered steps, retention."""
 
 from __future__ import annotations
 
@@ -52,4 +52,17 @@ class SchedulerMetrics:
             "How long the oldest removable execution has been past its retention at the end of a retention pass "
             "(0: nothing is waiting).",
             registry=registry,
+        )
+        self.schedule_runs = Counter(
+            "flowline_schedule_runs_total",
+            "Fire times of schedules, by outcome: started, already_started (by another replica or a backfill), "
+            "skipped (overlap), buffered (overlap buffer_one), missed (beyond the catch-up window) or failed.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.schedule_lateness = Histogram(
+            "flowline_schedule_lateness_seconds",
+            "How long after its fire time a schedule's run started.",
+            registry=registry,
+            buckets=LATENESS_BUCKETS,
         )

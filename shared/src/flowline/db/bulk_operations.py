@@ -1,4 +1,4 @@
-"""Bulk operations: a cancel, retry or delete of many executions, chosen by ids or by the execution list's filter."""
+"""Bulk operations: a cancel, retry or delete of many executions (by ids or a filter), or a schedule's backfill."""
 
 from __future__ import annotations
 
@@ -14,17 +14,26 @@ from flowline.db.executions import ExecutionFilters, count_executions_query, mat
 from flowline.errors import NotFound
 from flowline.ids import uuid7
 
-BulkKind = Literal["cancel", "retry", "delete"]
+BulkKind = Literal["cancel", "retry", "delete", "backfill"]
 MAX_IDS = 1_000
 # An operation over a million executions keeps the first errors, not a million of them.
 MAX_ERRORS = 100
 
 
+class ScheduleWindow(msgspec.Struct, frozen=True, kw_only=True):
+    """A backfill's work: the runs of a schedule for its fire times in [start, end)."""
+
+    schedule_id: uuid.UUID
+    start: datetime
+    end: datetime
+
+
 class BulkSelection(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What an operation works on: these executions, or every execution matching a list filter (one of the two)."""
+    """What an operation works on: these executions, every match of a list filter, or a backfill's window."""
 
     ids: list[uuid.UUID] | None = None
     filter: ExecutionFilters | None = None
+    backfill: ScheduleWindow | None = None
 
 
 def _created_before(filters: ExecutionFilters, until: datetime) -> ExecutionFilters:
@@ -86,8 +95,9 @@ async def create_bulk_operation(
     note: str | None,
     dry_run: bool,
     created_by: str | None,
+    total: int | None = None,
 ) -> asyncpg.Record:
-    """Store an operation with the number of executions it selects, in the caller's transaction.
+    """Store an operation with the number of executions it selects (or ``total``), in the caller's transaction.
 
     A dry run is stored completed: it only counts. Any other operation is pending until the scheduler takes it.
 
@@ -95,7 +105,8 @@ async def create_bulk_operation(
         NotFound: one of the ``ids`` is not an execution of this tenant.
     """
     now: datetime = await connection.fetchval("SELECT now()")
-    total = await count_selected(connection, tenant_id, selection, now)
+    if total is None:
+        total = await count_selected(connection, tenant_id, selection, now)
     record: asyncpg.Record = await connection.fetchrow(
         """
         INSERT INTO bulk_operations (id, tenant_id, kind, selection, note, dry_run, status, total, created_at,

@@ -16,7 +16,8 @@ from flowline.messages import AdvanceExecution, CancelExecution, ChildExecutionF
 # What the engine reads of an execution it locks: the fields of ``RunningExecution``.
 EXECUTION_COLUMNS = (
     "id, tenant_id, status, input, workflow_ref, workflow_version, workflow_version_id, parent_execution_id, "
-    "parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, rerun_from_step, owned_by"
+    "parent_step_id, root_execution_id, last_event_sequence, started_at, rerun_of, rerun_from_step, owned_by, "
+    "scheduled_for"
 )
 # Locks the execution and, when it is new and of the requested version, inserts its steps: the usual start
 # under the lock in one statement. The row comes back as it was when locked, with ``started``; no row comes back
@@ -82,6 +83,7 @@ class RunningExecution(msgspec.Struct, frozen=True, kw_only=True):
     rerun_of: uuid.UUID | None
     rerun_from_step: str | None
     owned_by: str | None
+    scheduled_for: datetime | None = None
 
 
 class LockedForStart(NamedTuple):

@@ -24,7 +24,7 @@ SORT_EXPRESSIONS: dict[ExecutionSort, str] = {
 SUMMARY_COLUMNS = """
     e.id, e.workflow_ref, e.workflow_version, e.status, e.error, e.triggered_by, e.started_by, e.parent_execution_id,
     e.parent_step_id, e.root_execution_id, e.idempotency_key, e.metadata, e.tags, e.created_at, e.started_at,
-    e.completed_at, e.cancelled_at, e.cancelled_by, e.rerun_of
+    e.completed_at, e.cancelled_at, e.cancelled_by, e.rerun_of, e.schedule_id, e.scheduled_for
 """
 # Counting every match of a broad filter over a million executions costs more than the page itself: past
 # this many, a list reports the planner's estimate instead (and says so).
@@ -46,6 +46,7 @@ class ExecutionFilters:
     triggered_by: str | None = None
     started_by: str | None = None
     parent_id: uuid.UUID | None = None
+    schedule_id: uuid.UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     tags: list[str] | None = None
@@ -111,6 +112,8 @@ def _where(tenant_id: uuid.UUID, filters: ExecutionFilters) -> tuple[list[str], 
         conditions.append(f"e.started_by = {argument(filters.started_by)}")
     if filters.parent_id is not None:
         conditions.append(f"e.parent_execution_id = {argument(filters.parent_id)}")
+    if filters.schedule_id is not None:
+        conditions.append(f"e.schedule_id = {argument(filters.schedule_id)}")
     if filters.created_after is not None:
         conditions.append(f"e.created_at >= {argument(filters.created_after)}")
     if filters.created_before is not None:

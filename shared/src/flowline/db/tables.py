@@ -204,6 +204,10 @@ executions = Table(
     # Removing the original (retention, DELETE) leaves a rerun of it standing, no longer linked.
     Column("rerun_of", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="SET NULL")),
     Column("rerun_from_step", Text),
+    # A schedule's run (flowline.schedules): the schedule (no key: deleting a schedule keeps its past runs) and
+    # the logical time the run stands for.
+    Column("schedule_id", UUID(as_uuid=True)),
+    _timestamp("scheduled_for"),
     Index(
         "uq_executions_tenant_idempotency_key",
         "tenant_id",
@@ -218,6 +222,14 @@ executions = Table(
     Index("ix_executions_tenant_workflow_created", "tenant_id", "workflow_ref", "created_at", "id"),
     Index("ix_executions_tenant_triggered_created", "tenant_id", "triggered_by", "created_at", "id"),
     Index("ix_executions_tenant_started_by_created", "tenant_id", "started_by", "created_at", "id"),
+    Index(
+        "ix_executions_tenant_schedule_created",
+        "tenant_id",
+        "schedule_id",
+        "created_at",
+        "id",
+        postgresql_where=text("schedule_id IS NOT NULL"),
+    ),
     Index("ix_executions_tenant_completed", "tenant_id", text("coalesce(completed_at, 'infinity'::timestamptz)"), "id"),
     Index("ix_executions_pending", "created_at", postgresql_where=text("status = 'pending'")),
     Index(
@@ -402,10 +414,47 @@ bulk_operations = Table(
     Column("skipped", Integer, nullable=False, server_default=text("0")),
     Column("errors", JSONB, nullable=False, server_default="[]"),
     Column("last_execution_id", UUID(as_uuid=True)),
+    # A backfill's cursor: the fire times up to and including this one are done.
+    _timestamp("last_scheduled_for"),
     _timestamp("created_at", nullable=False, default_now=True),
     _timestamp("started_at"),
     _timestamp("completed_at"),
     Index("ix_bulk_operations_unfinished", "created_at", postgresql_where=text("status IN ('pending', 'running')")),
+)
+
+# Cron and interval schedules (flowline.schedules), fired by the scheduler (flowline_scheduler.schedules), which
+# claims due rows by ``next_run_at`` with FOR UPDATE SKIP LOCKED. ``buffered_for`` is a run held back by the
+# buffer_one overlap policy until the running one finishes.
+schedules = Table(
+    "schedules",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("name", Text, nullable=False),
+    Column("description", Text),
+    Column("workflow_ref", Text, nullable=False),
+    Column("workflow_version", Integer),
+    Column("cron", Text),
+    Column("interval_ms", BigInteger),
+    Column("timezone", Text, nullable=False, server_default="UTC"),
+    Column("input", JSONB, nullable=False, server_default="{}"),
+    Column("overlap", Text, nullable=False, server_default="skip"),
+    Column("catchup_window_ms", BigInteger, nullable=False, server_default=text("60000")),
+    _timestamp("start_at"),
+    _timestamp("end_at"),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("metadata", JSONB, nullable=False, server_default="{}"),
+    Column("tags", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("created_by", Text),
+    _timestamp("next_run_at"),
+    _timestamp("buffered_for"),
+    _timestamp("last_run_at"),
+    Column("last_execution_id", UUID(as_uuid=True)),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("updated_at", nullable=False, default_now=True),
+    UniqueConstraint("tenant_id", "name"),
+    Index("ix_schedules_due", "next_run_at", postgresql_where=text("NOT paused")),
+    Index("ix_schedules_buffered", "buffered_for", postgresql_where=text("buffered_for IS NOT NULL")),
 )
 
 outbox = Table(

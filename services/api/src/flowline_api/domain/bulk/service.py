@@ -46,6 +46,7 @@ def _selection(request: BulkRequest, caller: Principal) -> BulkSelection:
         triggered_by=given.triggered_by,
         started_by=given.started_by,
         parent_id=given.parent_id,
+        schedule_id=given.schedule_id,
         created_after=given.created_after,
         created_before=given.created_before,
         tags=given.tag,

@@ -90,6 +90,10 @@ ParentFilter = Annotated[
     uuid.UUID | None,
     QueryParameter(name="parentId", description="keep the children of this execution", required=False),
 ]
+ScheduleFilter = Annotated[
+    uuid.UUID | None,
+    QueryParameter(name="scheduleId", description="keep the runs of this schedule", required=False),
+]
 CreatedAfter = Annotated[
     datetime | None,
     QueryParameter(
@@ -254,6 +258,7 @@ class ExecutionController(Controller):
         triggered_by: TriggeredByFilter = None,
         started_by: StartedByFilter = None,
         parent_id: ParentFilter = None,
+        schedule_id: ScheduleFilter = None,
         created_after: CreatedAfter = None,
         created_before: CreatedBefore = None,
         tag: TagFilter = None,
@@ -279,6 +284,7 @@ class ExecutionController(Controller):
             triggered_by=triggered_by,
             started_by=started_by,
             parent_id=parent_id,
+            schedule_id=schedule_id,
             created_after=created_after,
             created_before=created_before,
             tags=tag,

@@ -52,6 +52,7 @@ def execution_filters(
     metadata: dict[str, str] | None,
     search: str | None,
     caller: Principal,
+    schedule_id: uuid.UUID | None = None,
 ) -> ExecutionFilters:
     """The filter of the values a client gave; empty values filter nothing, times without a zone are UTC.
 
@@ -66,6 +67,7 @@ def execution_filters(
         triggered_by=triggered_by or None,
         started_by=started_by or None,
         parent_id=parent_id,
+        schedule_id=schedule_id,
         created_after=_utc(created_after),
         created_before=_utc(created_before),
         tags=[value for value in tags or [] if value] or None,

@@ -399,6 +399,8 @@ def to_summary(record: asyncpg.Record) -> ExecutionSummary:
         cancelled_by=record["cancelled_by"],
         duration_ms=_duration_ms(record["started_at"], record["completed_at"]),
         rerun_of=_optional_id(record["rerun_of"]),
+        schedule_id=_optional_id(record["schedule_id"]),
+        scheduled_for=record["scheduled_for"],
     )
 
 

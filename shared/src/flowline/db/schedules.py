@@ -1,0 +1,151 @@
+"""Schedule rows and their runs: the one way a schedule starts an execution (api trigger, scheduler, backfill)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from flowline.errors import NotFound
+from flowline.executions import (
+    Inserted,
+    NewExecution,
+    ScheduledRun,
+    StartedExecution,
+    WorkflowCache,
+    start_execution,
+)
+from flowline.schedules import Timing, first_fire_time
+from flowline.settings import Topics
+
+# The statuses of a run that is still going, which the overlap policies look at.
+ACTIVE_STATUSES = ("pending", "running", "paused")
+
+
+def schedule_started_by(schedule_id: uuid.UUID) -> str:
+    """The ``started_by`` of a schedule's runs (see ``flowline.executions``)."""
+    return f"schedule:{schedule_id}"
+
+
+def run_idempotency_key(schedule_id: uuid.UUID, scheduled_for: datetime) -> str:
+    """The idempotency key of the run of ``schedule_id`` for ``scheduled_for``: one execution per fire time.
+
+    Two scheduler replicas, a scheduler that started the run but died before its bookkeeping, and a backfill
+    over times the live loop also fired all derive the same key, so the run starts once.
+    """
+    return f"schedule:{schedule_id}:{scheduled_for.isoformat(timespec='microseconds')}"
+
+
+def timing_of(record: Mapping[str, Any]) -> Timing:
+    """When a schedule row fires."""
+    interval_ms = record["interval_ms"]
+    return Timing(
+        cron=record["cron"],
+        interval=None if interval_ms is None else timedelta(milliseconds=interval_ms),
+        timezone=ZoneInfo(record["timezone"]),
+        anchor=record["start_at"] or record["created_at"],
+        start_at=record["start_at"],
+        end_at=record["end_at"],
+    )
+
+
+def next_run_after(record: Mapping[str, Any], after: datetime) -> datetime | None:
+    """The schedule's first fire time after ``after``, or None when it has ended."""
+    return first_fire_time(timing_of(record), after)
+
+
+async def read_schedule(
+    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, schedule_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record:
+    """A schedule of this tenant, locked until the transaction ends with ``lock``.
+
+    Raises:
+        NotFound: no such schedule in this tenant.
+    """
+    record: asyncpg.Record | None = await connection.fetchrow(
+        f"SELECT * FROM schedules WHERE id = $1 AND tenant_id = $2 {'FOR UPDATE' if lock else ''}",
+        schedule_id,
+        tenant_id,
+    )
+    if record is None:
+        raise NotFound(f"schedule {schedule_id} does not exist")
+    return record
+
+
+async def active_runs(connection: asyncpg.Connection, schedule: asyncpg.Record) -> list[uuid.UUID]:
+    """The schedule's runs that have not finished, oldest first."""
+    records = await connection.fetch(
+        "SELECT id FROM executions WHERE tenant_id = $1 AND schedule_id = $2 AND status = ANY($3::text[]) "
+        "ORDER BY created_at, id",
+        schedule["tenant_id"],
+        schedule["id"],
+        list(ACTIVE_STATUSES),
+    )
+    return [record["id"] for record in records]
+
+
+async def start_run(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    topics: Topics,
+    schedule: asyncpg.Record,
+    scheduled_for: datetime,
+    *,
+    workflows: WorkflowCache | None = None,
+    inserting: Callable[[NewExecution], Awaitable[Inserted]] | None = None,
+) -> StartedExecution:
+    """Start the schedule's run for ``scheduled_for`` through the one start path, once per fire time.
+
+    Publish the result's ``outbox`` after the caller's transaction commits (with ``inserting``, the statement
+    that inserts the execution commits by itself: see ``start_execution``). A run started before (by another
+    replica, before a crash, or by a backfill) is returned as it is, with ``created`` False.
+
+    Raises:
+        NotFound: the workflow (or the version) no longer exists.
+        Conflict: the workflow is disabled.
+        ValidationFailed: the schedule's input does not match the workflow's input schema.
+    """
+    return await start_execution(
+        connection,
+        topics,
+        tenant_id=schedule["tenant_id"],
+        workflow_ref=schedule["workflow_ref"],
+        version=schedule["workflow_version"],
+        execution_input=schedule["input"],
+        idempotency_key=run_idempotency_key(schedule["id"], scheduled_for),
+        triggered_by="schedule",
+        started_by=schedule_started_by(schedule["id"]),
+        owned_by=schedule["created_by"],
+        metadata=schedule["metadata"],
+        tags=list(schedule["tags"]),
+        scheduled=ScheduledRun(schedule["id"], scheduled_for),
+        workflows=workflows,
+        inserting=inserting,
+    )
+
+
+async def record_run(
+    connection: asyncpg.Connection, schedule_id: uuid.UUID, scheduled_for: datetime, execution_id: uuid.UUID
+) -> None:
+    """Remember the schedule's latest run (the one with the latest ``scheduledFor``) for ``lastRun``."""
+    await connection.execute(
+        "UPDATE schedules SET last_run_at = $2, last_execution_id = $3 "
+        "WHERE id = $1 AND (last_run_at IS NULL OR last_run_at <= $2)",
+        schedule_id,
+        scheduled_for,
+        execution_id,
+    )
+
+
+async def last_run_status(
+    connection: asyncpg.Connection | asyncpg.Pool, records: list[asyncpg.Record]
+) -> dict[uuid.UUID, str]:
+    """The status of each schedule's last run, by execution id."""
+    ids = [record["last_execution_id"] for record in records if record["last_execution_id"] is not None]
+    if not ids:
+        return {}
+    rows = await connection.fetch("SELECT id, status FROM executions WHERE id = ANY($1::uuid[])", ids)
+    return {row["id"]: row["status"] for row in rows}
