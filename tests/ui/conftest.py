@@ -27,6 +27,7 @@ from tests.stacks import Servers, fresh_database, services_env, stack_settings_e
 from tests.support import api_key, bearer
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
+JWT_SECRET = "console-tests-hs256-secret-of-32-bytes"
 
 
 @pytest.fixture(scope="package")
@@ -37,7 +38,7 @@ async def database_url(servers: Servers, template_database: str) -> AsyncIterato
 
 @pytest.fixture(scope="package")
 def stack(servers: Servers, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceGroup]:
-    env = services_env(stack_settings_env(servers, database_url))
+    env = {**services_env(stack_settings_env(servers, database_url)), "FLOWLINE_JWT_HS256_SECRET": JWT_SECRET}
     with ServiceGroup(env, log_dir=tmp_path_factory.mktemp("ui-stack")) as group:
         yield group
 
@@ -110,10 +111,11 @@ class Console:
         if message.type == "error" and "Content Security Policy" in message.text:
             self.problems.append(message.text)
 
-    async def sign_in(self, key: str) -> Page:
+    async def sign_in(self, credential: str) -> Page:
+        """A page signed in with an API key or a JWT, on the executions list."""
         page = await self.page()
         await page.goto(f"{self.base_url}/ui/login")
-        await page.fill("#credential", key)
+        await page.fill("#credential", credential)
         await page.click("button[type=submit]")
         await page.wait_for_url("**/ui/executions")
         return page

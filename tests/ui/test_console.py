@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from playwright.async_api import Page, expect
 
 from tests.support import define
-from tests.ui.conftest import Console
+from tests.ui.conftest import JWT_SECRET, Console
 
 pytestmark = pytest.mark.e2e
 
@@ -102,6 +104,21 @@ async def test_a_signed_out_request_is_sent_to_sign_in(console: Console) -> None
     await expect(page.locator(".error")).to_contain_text("unknown, revoked or expired")
 
 
+async def test_signing_in_with_a_jwt_and_out_again(console: Console, tenant: str) -> None:
+    now = int(time.time())
+    claims = {"sub": "ada", "tenant": tenant, "roles": ["viewer"], "iat": now, "exp": now + 600}
+    page = await console.sign_in(jwt.encode(claims, JWT_SECRET, algorithm="HS256"))
+    await expect(page.locator(".who")).to_contain_text(f"ada · viewer · {tenant}")
+    cookie = next(cookie for cookie in await console.context.cookies() if cookie["name"] == "flowline_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
+    assert "ada" not in cookie["value"]  # sealed, not the credential itself
+
+    await page.click("text=Sign out")
+    await expect(page.locator("h1")).to_have_text("Sign in")
+    await page.goto("/ui/workflows")
+    assert "/ui/login?next=/ui/workflows" in page.url
+
+
 @pytest.mark.usefixtures("workflows")
 async def test_run_form_starts_an_execution_whose_graph_turns_completed_live(
     console: Console, keys: dict[str, str], screenshots: Path
@@ -170,6 +187,10 @@ async def test_cancelling_a_sleeping_execution_and_the_409_of_cancelling_it_agai
     await _until_status(api, execution_id, "running")
     page = await console.sign_in(keys["admin"])
     await page.goto(f"/ui/executions/{execution_id}")
+    forged = await page.request.post(f"/ui/executions/{execution_id}/cancel", form={"reason": "no CSRF token"})
+    assert forged.status == 403
+    assert (await api.get(f"/executions/{execution_id}")).json()["status"] == "running"
+
     await page.click("summary:has-text('Cancel…')")
     await page.fill("input[name=reason]", "not needed any more")
     await page.click("button:has-text('Confirm cancel')")
