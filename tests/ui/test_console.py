@@ -58,6 +58,7 @@ FLAKY = {
         ]
     },
 }
+APPROVAL = {"ref": "demo.approval", "definition": {"steps": [{"id": "approval", "type": "wait"}]}}
 NAP = {"ref": "demo.nap", "definition": {"steps": [{"id": "nap", "type": "sleep", "duration": "1h"}]}}
 
 
@@ -66,7 +67,7 @@ async def workflows(base_url: str, tenant: str, keys: dict[str, str]) -> None:
     async with httpx.AsyncClient(
         base_url=f"{base_url}/api/v1/tenants/{tenant}", headers={"Authorization": f"Bearer {keys['admin']}"}
     ) as client:
-        for workflow in (HELLO, FLAKY, NAP):
+        for workflow in (HELLO, FLAKY, NAP, APPROVAL):
             created = await define(client, workflow)
             assert created.status_code == 201, created.text
 
@@ -260,3 +261,32 @@ async def test_the_executions_list_filters_and_bulk_cancels_what_matches(
     await expect(page.locator("#bulk-status")).to_have_attribute("data-status", "completed", timeout=60_000)
     for execution_id in sleeping:
         await _until_status(api, execution_id, "cancelled")
+
+
+@pytest.mark.usefixtures("workflows")
+async def test_rerun_from_a_step_with_new_input_and_resolve_a_promise(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    execution_id = await _start(api, "demo.hello", {"name": "Ada"})
+    await _until_status(api, execution_id, "completed")
+    page = await console.sign_in(keys["admin"])
+    await page.goto(f"/ui/executions/{execution_id}?step=done")
+    await page.click("summary:has-text('Rerun from this step…')")
+    await expect(page.locator("details.action[open]")).to_contain_text("runs again: done;")
+    await page.fill("textarea[name=input]", '{"name": "Grace"}')
+    await page.click("button:has-text('Confirm rerun')")
+    await page.wait_for_url(re.compile(r"/ui/executions/[0-9a-f-]{36}\?notice="))
+    rerun_id = page.url.split("/ui/executions/")[1].split("?")[0]
+    assert rerun_id != execution_id
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "completed", timeout=60_000)
+    rerun = (await api.get(f"/executions/{rerun_id}")).json()
+    assert (rerun["rerunOf"], rerun["output"]) == (execution_id, {"done": "Grace"})
+
+    waiting = await _start(api, "demo.approval")
+    await page.goto(f"/ui/executions/{waiting}?step=approval")
+    await expect(page.locator('.node[data-step="approval"]')).to_have_attribute("data-status", "running")
+    await page.click("summary:has-text('Resolve or reject promise')")
+    await page.fill("textarea[name=value]", '{"approved": true}')
+    await page.click("button:has-text('Confirm resolve')")
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "completed", timeout=60_000)
+    assert (await api.get(f"/executions/{waiting}")).json()["output"] == {"approval": {"approved": True}}

@@ -31,7 +31,7 @@ def test_layout_places_levels_in_columns_and_draws_an_edge_per_need() -> None:
     assert nodes["b"].x == nodes["c"].x > nodes["a"].x
     assert nodes["b"].y != nodes["c"].y
     assert nodes["d"].x > nodes["b"].x
-    assert (nodes["a"].status, nodes["a"].duration, nodes["d"].status) == ("completed", "1.5 s", "waiting")
+    assert (nodes["a"].status, nodes["a"].duration, nodes["d"].status) == ("completed", "1.5 s", "not started")
     assert sorted((edge.source, edge.target) for edge in graph.edges) == [
         ("a", "b"),
         ("a", "c"),
@@ -46,8 +46,8 @@ def test_a_large_graph_is_summarised_per_level() -> None:
     graph = layout(steps, {})
     assert graph.nodes == [] and graph.summary is not None
     assert [(row["level"], row["steps"], row["counts"]) for row in graph.summary] == [
-        (0, 1, [("waiting", 1)]),
-        (1, SUMMARY_ABOVE, [("waiting", SUMMARY_ABOVE)]),
+        (0, 1, [("not started", 1)]),
+        (1, SUMMARY_ABOVE, [("not started", SUMMARY_ABOVE)]),
     ]
 
 

@@ -14,6 +14,7 @@ MARGIN: Final = 8
 # Above this many steps the page shows counts per level and status instead of a drawing: thousands of SVG
 # nodes make a browser crawl, and nobody reads them one by one.
 SUMMARY_ABOVE: Final = 300
+NOT_STARTED: Final = "not started"  # a step of the definition the execution has not reached (no step execution)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ def levels(steps: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 def layout(steps: Sequence[Mapping[str, Any]], runs: Mapping[str, Any]) -> Graph:
     """Lay out ``steps`` (definition order) by level, left to right; ``runs`` maps step ids to their step execution.
 
-    A step without a step execution yet is ``waiting``.
+    A step without a step execution yet is ``not started``.
     """
     level_of = levels(steps)
     if len(steps) > SUMMARY_ABOVE:
@@ -106,7 +107,7 @@ def layout(steps: Sequence[Mapping[str, Any]], runs: Mapping[str, Any]) -> Graph
         nodes[step_id] = Node(
             step_id=step_id,
             step_type=str(step.get("type", "")),
-            status=run.status if run is not None else "waiting",
+            status=run.status if run is not None else NOT_STARTED,
             attempts=run.attempts if run is not None else 0,
             duration_ms=run.duration_ms if run is not None else None,
             level=level,
@@ -145,7 +146,7 @@ def _summary(
     for step in steps:
         run = runs.get(str(step["id"]))
         counts = per_level.setdefault(level_of[str(step["id"])], {})
-        status = run.status if run is not None else "waiting"
+        status = run.status if run is not None else NOT_STARTED
         counts[status] = counts.get(status, 0) + 1
     return [
         {"level": level, "steps": sum(counts.values()), "counts": sorted(counts.items())}
