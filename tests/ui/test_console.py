@@ -165,7 +165,7 @@ async def test_a_failed_step_shows_its_attempts_and_logs_and_is_retried_with_a_n
     await expect(page.locator(".logs")).to_contain_text("charging the card")
     await page.select_option("select[name=level]", "ERROR")
     await page.click(".log-filter button[type=submit]")
-    await expect(page.locator(".logs")).to_contain_text("No log records at ERROR and above")
+    await expect(page.locator("#no-logs")).to_have_text("No log records at ERROR and above yet.")
     download = page.locator("a[download]")
     await expect(download).to_have_attribute("href", f"/ui/executions/{execution_id}/logs.txt")
     text = await page.request.get(f"/ui/executions/{execution_id}/logs.txt")

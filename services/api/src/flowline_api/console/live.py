@@ -17,7 +17,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
+import msgspec
 from flowline.credentials import Principal
+from flowline_schemas.streams import StreamEvent, StreamLog
 from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -27,7 +29,9 @@ from litestar.utils.scope.state import ScopeState
 
 from flowline_api.auth import VIEWER
 from flowline_api.console.executions import PageReads, execution_context
-from flowline_api.domain.streams.service import StreamService
+from flowline_api.console.views import StepPane
+from flowline_api.domain.logs.service import levels_from
+from flowline_api.domain.streams.service import TERMINAL_TASK_STATUSES, Messages, StreamService
 from flowline_api.path_ids import ExecutionId
 
 FRAGMENTS: Final = {
@@ -36,6 +40,7 @@ FRAGMENTS: Final = {
     "step": "_step.html",
     "history": "_history.html",
 }
+_decoder = msgspec.json.Decoder(StreamEvent | StreamLog)
 LastEventId = Annotated[str | None, HeaderParameter(name="Last-Event-ID", max_length=20, required=False)]
 
 
@@ -48,18 +53,30 @@ def render(request: Request[Any, Any, Any], template: str, context: dict[str, An
     return str(engine.get_template(template).render(**context, request=request, csrf_input=csrf_input))
 
 
-async def _bursts(messages: AsyncIterator[ServerSentEventMessage]) -> AsyncIterator[list[ServerSentEventMessage]]:
-    """The stream's messages, those that arrived together as one list (one re-render for a burst of events)."""
-    queue: asyncio.Queue[ServerSentEventMessage | None] = asyncio.Queue()
+Tagged = tuple[str, ServerSentEventMessage]  # ("event" or "log", the API stream's message)
 
-    async def pump() -> None:
+
+async def _bursts(
+    events: AsyncIterator[ServerSentEventMessage], logs: AsyncIterator[ServerSentEventMessage] | None
+) -> AsyncIterator[list[Tagged]]:
+    """The execution stream's messages and the selected task's, those that arrived together as one list.
+
+    A burst of events is rendered once. The whole ends with the execution stream; the task stream (logs) may
+    end sooner, once its task finished.
+    """
+    queue: asyncio.Queue[Tagged | None] = asyncio.Queue()
+
+    async def pump(source: str, messages: AsyncIterator[ServerSentEventMessage]) -> None:
         try:
             async for message in messages:
-                await queue.put(message)
+                await queue.put((source, message))
         finally:
-            await queue.put(None)
+            if source == "event":
+                await queue.put(None)
 
-    task = asyncio.create_task(pump())
+    tasks = [asyncio.create_task(pump("event", events))]
+    if logs is not None:
+        tasks.append(asyncio.create_task(pump("log", logs)))
     try:
         while True:
             first = await queue.get()
@@ -74,9 +91,18 @@ async def _bursts(messages: AsyncIterator[ServerSentEventMessage]) -> AsyncItera
                 burst.append(following)
             yield burst
     finally:
-        task.cancel()
+        for task in tasks:
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _log_record(message: ServerSentEventMessage) -> StreamLog | None:
+    """The log record a task stream's message carries (its state events and keep-alives carry none)."""
+    if message.id is not None or not isinstance(message.data, str) or not message.data:
+        return None
+    item = _decoder.decode(message.data)
+    return item if isinstance(item, StreamLog) else None
 
 
 class ConsoleLiveController(Controller):
@@ -97,7 +123,8 @@ class ConsoleLiveController(Controller):
         if last_event_id is None or not last_event_id.strip().isdigit():
             last_event_id = str(await self._current_sequence(request, page_reads.tenant_id, execution_id))
         messages = await stream_service.execution_stream(page_reads.tenant_id, execution_id, last_event_id)
-        return ServerSentEvent(self._fragments(request, page_reads, execution_id, messages, last_event_id))
+        fragments = self._fragments(request, page_reads, stream_service, execution_id, messages, last_event_id)
+        return ServerSentEvent(fragments)
 
     async def _current_sequence(
         self, request: Request[Principal, Any, State], tenant_id: uuid.UUID, execution_id: uuid.UUID
@@ -111,28 +138,54 @@ class ConsoleLiveController(Controller):
         self,
         request: Request[Principal, Any, State],
         reads: PageReads,
+        streams: StreamService,
         execution_id: uuid.UUID,
         messages: AsyncIterator[ServerSentEventMessage] | None,
         position: str,
     ) -> AsyncIterator[ServerSentEventMessage]:
-        for fragment in await self._render(request, reads, execution_id, position):
+        fragments, context = await self._render(request, reads, execution_id, position)
+        for fragment in fragments:
             yield fragment  # the page as it is now: whatever happened between its load and this stream shows
         if messages is not None:
-            async for burst in _bursts(messages):
-                ids = [message.id for message in burst if message.id is not None]
-                if not ids:  # keep-alive comments only
-                    for message in burst:
-                        yield message
-                    continue
-                for fragment in await self._render(request, reads, execution_id, str(ids[-1])):
-                    yield fragment
+            logs = await _tail(streams, reads, context.get("pane"), position)
+            shown = _shown_logs(context)
+            pane: StepPane | None = context.get("pane")
+            allowed = levels_from(pane.level if pane else None)
+            async for burst in _bursts(messages, logs):
+                ids = [message.id for source, message in burst if source == "event" and message.id is not None]
+                if ids:
+                    fragments, context = await self._render(request, reads, execution_id, str(ids[-1]))
+                    shown = _shown_logs(context)
+                    for fragment in fragments:
+                        yield fragment
+                for source, message in burst:
+                    record = _log_record(message) if source == "log" else None
+                    if record is not None and record.id not in shown and (allowed is None or record.level in allowed):
+                        shown.add(record.id)
+                        yield ServerSentEventMessage(event="log", data=render(request, "_log.html", {"log": record}))
+                    elif source == "event" and message.id is None and not ids:
+                        yield message  # a keep-alive comment
         yield ServerSentEventMessage(event="end", data="")
 
     async def _render(
         self, request: Request[Principal, Any, State], reads: PageReads, execution_id: uuid.UUID, event_id: str
-    ) -> list[ServerSentEventMessage]:
+    ) -> tuple[list[ServerSentEventMessage], dict[str, Any]]:
         context = await execution_context(request, reads, execution_id)
-        return [
+        fragments = [
             ServerSentEventMessage(event=name, data=render(request, template, context), id=event_id)
             for name, template in FRAGMENTS.items()
         ]
+        return fragments, context
+
+
+async def _tail(streams: StreamService, reads: PageReads, pane: StepPane | None, position: str) -> Messages | None:
+    """The selected step's log records as they arrive, while its task runs (None: nothing to follow)."""
+    if pane is None or pane.run is None or pane.run.status in TERMINAL_TASK_STATUSES:
+        return None
+    return await streams.task_stream(reads.tenant_id, uuid.UUID(pane.run.task_id), position)
+
+
+def _shown_logs(context: dict[str, Any]) -> set[str]:
+    """The ids of the log records the step pane just rendered (the live tail skips them)."""
+    pane: StepPane | None = context.get("pane")
+    return {log.id for log in pane.logs.logs} if pane is not None and pane.logs is not None else set()
