@@ -255,12 +255,19 @@ async def test_the_executions_list_filters_and_bulk_cancels_what_matches(
     await expect(page.locator("tr[data-execution] .status-completed")).to_have_count(0)
     await page.screenshot(path=screenshots / "console-executions.png", full_page=True)
 
+    await page.evaluate("window.consoleMarker = 'still the same page'")
+    cancelled = await api.post(f"/executions/{sleeping[0]}/cancel", json={})
+    assert cancelled.status_code == 200, cancelled.text
+    await expect(page.locator(f'tr[data-execution="{sleeping[0]}"] .badge')).to_have_text("cancelled")
+    assert await page.evaluate("window.consoleMarker") == "still the same page"
+
     await page.click("summary:has-text('Cancel or retry every execution')")
     await page.click("button:has-text('Confirm: cancel all matching')")
     await page.wait_for_url(re.compile(r"/ui/bulk/[0-9a-f-]{36}$"))
     await expect(page.locator("#bulk-status")).to_have_attribute("data-status", "completed", timeout=60_000)
     for execution_id in sleeping:
         await _until_status(api, execution_id, "cancelled")
+    assert int(await page.locator('[data-count="succeeded"]').inner_text()) >= 2  # not the one cancelled before
 
 
 @pytest.mark.usefixtures("workflows")

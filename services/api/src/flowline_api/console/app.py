@@ -37,6 +37,7 @@ from flowline_api.console.executions import ConsoleExecutionController, provide_
 from flowline_api.console.graph import format_duration
 from flowline_api.console.live import ConsoleLiveController
 from flowline_api.console.login import ConsoleLoginController
+from flowline_api.console.rows import ConsoleRowsController
 from flowline_api.console.session import (
     PATH,
     SECURITY_HEADERS,
@@ -95,6 +96,7 @@ def console_router(settings: Settings) -> Router:
             ConsoleWorkflowController,
             ConsoleAdminController,
             ConsoleBulkController,
+            ConsoleRowsController,
         ],
         guards=[require_role, require_visible],
         response_headers=SECURITY_HEADERS,

@@ -126,7 +126,14 @@ class ConsoleExecutionController(Controller):
         next_url = None
         if page.next_cursor:
             next_url = "?" + urlencode([*kept, ("cursor", page.next_cursor)])
-        context.update(page=page, counts=counts, next_url=next_url, filter_string=urlencode(kept))
+        unfinished = [item.id for item in page.items if item.status not in ("completed", "failed", "cancelled")]
+        context.update(
+            page=page,
+            counts=counts,
+            next_url=next_url,
+            filter_string=urlencode(kept),
+            live_ids=",".join(unfinished),  # the rows that may still change, kept current over SSE
+        )
         return Template("executions.html", context=context)
 
     @get("/{execution_id:str}", opt=VIEWER, name="console:execution")
