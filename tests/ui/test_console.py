@@ -226,6 +226,17 @@ async def test_a_viewer_sees_no_actions_and_cannot_post_them(
     assert "needs the operator role" in await refused.text()
     assert (await api.get(f"/executions/{execution_id}")).json()["status"] == "failed"
 
+    steps = [{"id": "first", "type": "action", "action": "core.noop"}]
+    assert (await define(api, {"ref": "demo.changing", "definition": {"steps": steps}})).status_code == 201
+    steps = [*steps, {"id": "second", "type": "action", "action": "core.echo", "needs": ["first"]}]
+    changed = await api.patch("/workflows/demo.changing", json={"definition": {"steps": steps}})
+    assert changed.status_code == 200, changed.text
+    await page.goto("/ui/workflows/demo.changing")
+    await page.click("text=changes from v1")
+    await expect(page.locator("h1")).to_contain_text("demo.changing: v1 → v2")
+    added = await page.locator(".diff .added").all_inner_texts()
+    assert '+        "id": "second",' in [line.rstrip() for line in added]
+
 
 @pytest.mark.usefixtures("workflows")
 async def test_another_tenants_or_principals_execution_is_not_found(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import uuid
@@ -12,6 +13,7 @@ from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
 from flowline.errors import ClientError, ValidationFailed
+from flowline_schemas.workflows import Workflow
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -149,6 +151,38 @@ class ConsoleWorkflowController(Controller):
         context = await _workflow_context(tenant_id, caller, ref, version, workflow_service, execution_service)
         return Template("workflow.html", context=context)
 
+    @get("/{ref:str}/diff", opt=VIEWER, name="console:workflow-diff")
+    async def diff_page(
+        self,
+        request: Request[Principal, Any, State],
+        ref: FromPath[str],
+        caller: NamedDependency[Principal],
+        tenant_id: NamedDependency[uuid.UUID],
+        workflow_service: NamedDependency[WorkflowService],
+    ) -> Template:
+        """What changed between two versions (``?from=<n>&to=<m>``): definition and schemas, as a unified diff.
+
+        Raises:
+            ClientError: a version that is not a number.
+        """
+        query = request.query_params
+        versions = []
+        for name in ("from", "to"):
+            value = query.get(name, "")
+            if not value.isdigit():
+                raise ClientError(f"{name}: {value!r} is not a version number")
+            versions.append(await workflow_service.read(tenant_id, ref, int(value)))
+        before, after = versions
+        lines = difflib.unified_diff(
+            _versioned(before).splitlines(),
+            _versioned(after).splitlines(),
+            f"v{before.version}",
+            f"v{after.version}",
+            lineterm="",
+        )
+        context = page_context(caller, ref=ref, before=before, after=after, lines=list(lines))
+        return Template("diff.html", context=context)
+
     @post("/{ref:str}/run", opt=OPERATOR, name="console:run")
     async def run(
         self,
@@ -189,6 +223,17 @@ class ConsoleWorkflowController(Controller):
         form = await request.form()
         await workflow_service.update(tenant_id, ref, WorkflowUpdate(enabled=form.get("enabled") == "true"), actor)
         return Redirect(f"/ui/workflows/{ref}", status_code=303)
+
+
+def _versioned(workflow: Workflow) -> str:
+    """The parts of a version that versions differ in, as indented JSON lines."""
+    return pretty(
+        {
+            "definition": workflow.definition,
+            "inputSchema": workflow.input_schema,
+            "outputSchema": workflow.output_schema,
+        }
+    )
 
 
 async def _workflow_context(
