@@ -15,7 +15,7 @@ import jwt
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.support import define
+from tests.support import CountingServer, define
 from tests.ui.conftest import JWT_SECRET, Console
 
 pytestmark = pytest.mark.e2e
@@ -308,3 +308,27 @@ async def test_rerun_from_a_step_with_new_input_and_resolve_a_promise(
     await page.click("button:has-text('Confirm resolve')")
     await expect(page.locator("#execution-status")).to_have_attribute("data-status", "completed", timeout=60_000)
     assert (await api.get(f"/executions/{waiting}")).json()["output"] == {"approval": {"approved": True}}
+
+
+async def test_agents_page_checks_health_and_the_audit_log_is_for_admins(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    server = CountingServer()
+    try:
+        agent = {"name": "summarizer", "url": f"{server.url}/ok", "healthPath": "/status/200"}
+        created = await api.post("/agents", json=agent)
+        assert created.status_code == 201, created.text
+        page = await console.sign_in(keys["operator"])
+        await page.goto("/ui/agents")
+        await page.click("tr:has-text('summarizer') button:has-text('Check health')")
+        await expect(page.locator("tr:has-text('summarizer') .badge")).to_have_text("healthy")
+        assert any(path == "/status/200" for _, path, _, _ in server.requests)
+        await expect(page.locator("nav >> text=Audit log")).to_have_count(0)
+        refused = await page.goto("/ui/audit")
+        assert refused is not None and refused.status == 403
+    finally:
+        server.close()
+
+    page = await console.sign_in(keys["admin"])
+    await page.click("nav >> text=Audit log")
+    await expect(page.locator("table tbody tr:has-text('agent')").first).to_contain_text("summarizer")
