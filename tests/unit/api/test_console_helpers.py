@@ -8,7 +8,7 @@ import pytest
 from flowline.errors import ValidationFailed
 from flowline_api.console.graph import SUMMARY_ABOVE, format_duration, layout, levels
 from flowline_api.console.login import _next_page
-from flowline_api.console.views import downstream_of
+from flowline_api.console.views import compact, downstream_of
 from flowline_api.console.workflows import field_of, form_fields, form_input
 
 DIAMOND = [
@@ -101,3 +101,8 @@ def test_sign_in_only_returns_to_console_pages() -> None:
     assert _next_page("https://elsewhere.example/ui/") == "/ui/executions"
     assert _next_page("//elsewhere.example/ui/") == "/ui/executions"
     assert _next_page(None) == "/ui/executions"
+
+
+def test_a_definition_is_shown_without_its_unset_fields() -> None:
+    stored = {"steps": [{"id": "a", "needs": [], "retry": None, "input": {"x": None}, "continueOnFailure": False}]}
+    assert compact(stored) == {"steps": [{"id": "a", "input": {}, "continueOnFailure": False}]}

@@ -42,6 +42,15 @@ def page_context(caller: Principal | None, **values: Any) -> dict[str, Any]:
     }
 
 
+def compact(value: Any) -> Any:
+    """A definition without the fields it leaves unset (nulls and empty lists): what its author wrote."""
+    if isinstance(value, dict):
+        return {key: compact(item) for key, item in value.items() if item is not None and item != []}
+    if isinstance(value, list):
+        return [compact(item) for item in value]
+    return value
+
+
 def pretty(value: Any) -> str:
     """A JSON value indented for reading (a ``pre`` block)."""
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
