@@ -166,10 +166,22 @@ async def test_a_failed_step_shows_its_attempts_and_logs_and_is_retried_with_a_n
     await page.select_option("select[name=level]", "ERROR")
     await page.click(".log-filter button[type=submit]")
     await expect(page.locator("#no-logs")).to_have_text("No log records at ERROR and above yet.")
-    download = page.locator("a[download]")
+    download = page.locator(".log-filter a[download]")
     await expect(download).to_have_attribute("href", f"/ui/executions/{execution_id}/logs.txt")
     text = await page.request.get(f"/ui/executions/{execution_id}/logs.txt")
     assert "charging the card" in await text.text()
+    await page.click("text=All of this step's logs")
+    await expect(page.locator("pre.logs")).to_contain_text("[note#1] charging the card")
+    await page.select_option("select[name=step]", "charge")
+    await page.click(".filters button[type=submit]")
+    await expect(page.locator("pre.logs")).to_contain_text("[charge#2]")
+    await expect(page.locator("pre.logs")).not_to_contain_text("charging the card")
+
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    await page.goto(f"/ui/executions/{execution_id}?step=charge")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await page.goto(f"/ui/executions/{execution_id}")
 
     await page.click("summary:has-text('Retry…')")
     await page.fill("input[name=note]", "the card was renewed")

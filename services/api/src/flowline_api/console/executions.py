@@ -26,6 +26,7 @@ from flowline_api.domain.workflows.service import WorkflowService
 from flowline_api.path_ids import ExecutionId
 
 PAGE_SIZE: Final = 50
+LOG_PAGE_SIZE: Final = 500
 ORDERED_STATUSES: Final = ("pending", "running", "paused", "completed", "failed", "cancelled")
 FILTER_NAMES: Final = ("status", "workflow", "startedBy", "tag", "meta", "createdAfter", "createdBefore")
 
@@ -146,6 +147,45 @@ class ConsoleExecutionController(Controller):
         """The graph, the selected step (``?step=``), the execution's details, its history and its actions."""
         context = await execution_context(request, page_reads, execution_id)
         return Template("execution.html", context=context)
+
+    @get("/{execution_id:str}/logs", opt=VIEWER, name="console:log-pages")
+    async def log_page(
+        self,
+        request: Request[Principal, Any, State],
+        execution_id: ExecutionId,
+        caller: NamedDependency[Principal],
+        page_reads: NamedDependency[PageReads],
+    ) -> Template:
+        """The execution's log records, every step's or one's, from a level up, a page at a time.
+
+        Raises:
+            ClientError: an unknown level or a bad offset.
+        """
+        query = request.query_params
+        offset = query.get("offset", "0")
+        if not offset.isdigit():
+            raise ClientError(f"offset: {offset!r} is not a number of records")
+        page = await page_reads.logs.list_for_execution(
+            page_reads.tenant_id,
+            execution_id,
+            level=query.get("level") or None,
+            step_id=query.get("step") or None,
+            limit=LOG_PAGE_SIZE,
+            offset=int(offset),
+        )
+        steps = await page_reads.executions.steps(page_reads.tenant_id, execution_id)
+        kept = [(name, value) for name, value in query.multi_items() if name in ("step", "level") and value]
+        context = page_context(
+            caller,
+            execution_id=str(execution_id),
+            page=page,
+            query=query,
+            levels=LEVELS,
+            steps=sorted({step.step_id for step in steps.steps}),
+            previous=urlencode([*kept, ("offset", max(0, page.offset - LOG_PAGE_SIZE))]),
+            following=urlencode([*kept, ("offset", page.offset + LOG_PAGE_SIZE)]),
+        )
+        return Template("logs.html", context=context)
 
     @get("/{execution_id:str}/logs.txt", opt=VIEWER, name="console:logs")
     async def download_logs(
