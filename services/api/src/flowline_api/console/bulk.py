@@ -53,6 +53,18 @@ def bulk_filter(query: MultiDict[str], caller: Principal) -> ExecutionFilter:
     )
 
 
+def selected_ids(values: list[str]) -> list[uuid.UUID] | None:
+    """The executions ticked in the list (None: none, the filter selects).
+
+    Raises:
+        ClientError: a value that is not an execution id.
+    """
+    try:
+        return [uuid.UUID(value) for value in values] or None
+    except ValueError as err:
+        raise ClientError("id: not an execution id") from err
+
+
 class ConsoleBulkController(Controller):
     """``/ui/bulk`` and ``/ui/bulk/{id}``."""
 
@@ -67,15 +79,16 @@ class ConsoleBulkController(Controller):
         actor: NamedDependency[Actor],
         bulk_operation_service: NamedDependency[BulkOperationService],
     ) -> Redirect:
-        """Cancel or retry every execution matching the list's filter, as one bulk operation."""
+        """Cancel or retry the executions ticked in the list, or else every one matching its filter, in bulk."""
         form = await request.form()
         kind = str(form.get("action") or "")
-        selection = bulk_filter(MultiDict(parse_qsl(str(form.get("filter") or ""))), caller)
+        ids = selected_ids([str(value) for value in form.getall("id", [])])
+        selection = None if ids else bulk_filter(MultiDict(parse_qsl(str(form.get("filter") or ""))), caller)
         body: BulkCancelRequest | BulkRetryRequest
         if kind == "cancel":
-            body = BulkCancelRequest(filter=selection, reason="bulk cancel in the console")
+            body = BulkCancelRequest(ids=ids, filter=selection, reason="bulk cancel in the console")
         elif kind == "retry":
-            body = BulkRetryRequest(filter=selection, note="bulk retry in the console")
+            body = BulkRetryRequest(ids=ids, filter=selection, note="bulk retry in the console")
         else:
             raise ClientError(f"action: {kind!r} is neither cancel nor retry")
         operation = await bulk_operation_service.create(tenant_id, kind, body, caller, actor)  # type: ignore[arg-type]
