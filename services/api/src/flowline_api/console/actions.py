@@ -27,6 +27,7 @@ from flowline_api.console.executions import PageReads, execution_context
 from flowline_api.domain.control.schemas import RerunRequest
 from flowline_api.domain.control.service import ControlService
 from flowline_api.path_ids import ExecutionId
+from flowline_api.rate_limits import EXECUTION_START
 
 Action = Callable[[], Awaitable[Any]]
 
@@ -154,7 +155,7 @@ class ConsoleActionController(Controller):
             page_reads,
         )
 
-    @post("/rerun", name="console:rerun")
+    @post("/rerun", opt=EXECUTION_START, name="console:rerun")
     async def rerun(
         self,
         request: Request[Principal, Any, State],

@@ -20,6 +20,7 @@ from litestar.exceptions import (
     NotAuthorizedException,
     NotFoundException,
     PermissionDeniedException,
+    TooManyRequestsException,
     ValidationException,
 )
 from litestar.middleware import DefineMiddleware
@@ -57,6 +58,7 @@ from flowline_api.domain.executions.service import provide_execution_service
 from flowline_api.domain.logs.service import provide_log_service
 from flowline_api.domain.streams.service import provide_stream_service
 from flowline_api.domain.workflows.service import provide_workflow_service
+from flowline_api.rate_limits import rate_limit_middleware
 
 HERE: Final = Path(__file__).parent
 
@@ -77,7 +79,11 @@ def home() -> Redirect:
 
 
 def console_router(settings: Settings) -> Router:
-    """Every ``/ui`` route: the static files (no sign-in) and the pages (signed in, CSRF-checked)."""
+    """Every ``/ui`` route: the static files (no sign-in) and the pages (signed in, CSRF-checked, rate limited).
+
+    Raises:
+        ConfigurationError: a rate limit setting is not ``<requests>/<period>``.
+    """
     static = create_static_files_router(
         "/static",
         directories=[HERE / "static"],
@@ -121,10 +127,12 @@ def console_router(settings: Settings) -> Router:
         middleware=[
             DefineMiddleware(CSRFMiddleware, config=csrf_config(settings)),
             DefineMiddleware(ConsoleAuthentication),
+            *rate_limit_middleware(settings),  # the API's budgets, per principal: the console spends the same
         ],
         exception_handlers={
             NotAuthorizedException: to_sign_in,
             PermissionDeniedException: problem_page,
+            TooManyRequestsException: problem_page,
             NotFoundException: problem_page,
             ValidationException: problem_page,
             FlowlineError: problem_page,

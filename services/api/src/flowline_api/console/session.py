@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -23,7 +24,7 @@ from litestar import Request, Response
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, ResponseHeader, State
-from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, PermissionDeniedException
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.response import Redirect, Template
 
@@ -127,15 +128,17 @@ def problem_page(request: Request[Any, Any, Any], error: Exception) -> Response[
     elif isinstance(error, PermissionDeniedException):
         status, title, detail = 403, "Not allowed", str(error.detail)
     elif isinstance(error, HTTPException) and error.status_code < 500:
-        status, title, detail = error.status_code, "Bad request", str(error.detail)
-        if isinstance(error, NotFoundException):
-            title = "Not found"
+        status, title, detail = error.status_code, HTTPStatus(error.status_code).phrase, str(error.detail)
     else:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         status, title, detail = 500, "Internal error", "the console could not answer; the api's log has the details"
     user = request.scope.get("user")
+    headers = dict(error.headers or {}) if isinstance(error, HTTPException) else {}  # a 429's RateLimit-*
+    if "RateLimit-Reset" in headers:
+        headers["Retry-After"] = headers["RateLimit-Reset"]  # as the API's 429 says it
     return Template(
         "problem.html",
         context=page_context(user, title=title, detail=detail, status=status),
         status_code=status,
+        headers=headers,
     )

@@ -27,6 +27,7 @@ from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.workflows.schemas import ExecuteRequest, WorkflowUpdate
 from flowline_api.domain.workflows.service import WorkflowService
+from flowline_api.rate_limits import EXECUTION_START
 
 PAGE_SIZE: Final = 50
 RECENT_EXECUTIONS: Final = 10
@@ -183,7 +184,7 @@ class ConsoleWorkflowController(Controller):
         context = page_context(caller, ref=ref, before=before, after=after, lines=list(lines))
         return Template("diff.html", context=context)
 
-    @post("/{ref:str}/run", opt=OPERATOR, name="console:run")
+    @post("/{ref:str}/run", opt=OPERATOR | EXECUTION_START, name="console:run")
     async def run(
         self,
         request: Request[Principal, Any, State],
