@@ -27,6 +27,7 @@ from flowline_api.path_ids import ExecutionId
 
 PAGE_SIZE: Final = 50
 LOG_PAGE_SIZE: Final = 500
+LIVE_PARAMETERS: Final = ("step", "level", "after")
 ORDERED_STATUSES: Final = ("pending", "running", "paused", "completed", "failed", "cancelled")
 FILTER_NAMES: Final = ("status", "workflow", "startedBy", "tag", "meta", "createdAfter", "createdBefore")
 
@@ -252,6 +253,8 @@ async def execution_context(
         children=children.children,
         levels=LEVELS,
         pretty=pretty,
+        # The live fragments are rendered for the same step, level and page of history as the page itself.
+        live_query=urlencode([(name, value) for name, value in query.multi_items() if name in LIVE_PARAMETERS]),
         notice=extra.get("notice") or query.get("notice"),
         error=extra.get("error"),
     )
