@@ -8,7 +8,7 @@ import pytest
 from flowline.errors import ValidationFailed
 from flowline_api.console.graph import SUMMARY_ABOVE, format_duration, layout, levels
 from flowline_api.console.login import _next_page
-from flowline_api.console.views import compact, downstream_of
+from flowline_api.console.views import compact, downstream_of, highlighted
 from flowline_api.console.workflows import field_of, form_fields, form_input
 
 DIAMOND = [
@@ -106,3 +106,11 @@ def test_sign_in_only_returns_to_console_pages() -> None:
 def test_a_definition_is_shown_without_its_unset_fields() -> None:
     stored = {"steps": [{"id": "a", "needs": [], "retry": None, "input": {"x": None}, "continueOnFailure": False}]}
     assert compact(stored) == {"steps": [{"id": "a", "input": {}, "continueOnFailure": False}]}
+
+
+def test_highlighting_classes_each_token_and_escapes_everything() -> None:
+    shown = str(highlighted({"a<b>": 'x"<script>', "n": -1.5, "ok": None}))
+    assert '<span class="json-key">&#34;a&lt;b&gt;&#34;</span>:' in shown
+    assert '<span class="json-string">&#34;x\\&#34;&lt;script&gt;&#34;</span>' in shown
+    assert '<span class="json-number">-1.5</span>' in shown and '<span class="json-literal">null</span>' in shown
+    assert "<script>" not in shown

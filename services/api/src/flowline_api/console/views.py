@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -12,6 +13,7 @@ from flowline.credentials import Principal, role_allows
 from flowline.errors import ClientError, NotFound
 from flowline_schemas.executions import AttemptList, Execution, StepExecution
 from flowline_schemas.logs import TaskLogPage
+from markupsafe import Markup, escape
 
 from flowline_api.console.graph import Graph, layout
 from flowline_api.domain.executions.service import ExecutionService
@@ -49,6 +51,27 @@ def compact(value: Any) -> Any:
     if isinstance(value, list):
         return [compact(item) for item in value]
     return value
+
+
+_JSON_TOKEN = re.compile(r'("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
+
+
+def highlighted(value: Any) -> Markup:
+    """``pretty(value)`` with its keys, strings, numbers and literals in classed spans (every piece escaped)."""
+    text = pretty(value)
+    parts: list[str] = []
+    position = 0
+    for match in _JSON_TOKEN.finditer(text):
+        parts.append(str(escape(text[position : match.start()])))
+        string, colon, literal, number = match.groups()
+        if string is not None:
+            kind = "key" if colon else "string"
+            parts.append(f'<span class="json-{kind}">{escape(string)}</span>{escape(colon or "")}')
+        else:
+            parts.append(f'<span class="json-{"literal" if literal else "number"}">{escape(literal or number)}</span>')
+        position = match.end()
+    parts.append(str(escape(text[position:])))
+    return Markup("".join(parts))
 
 
 def pretty(value: Any) -> str:

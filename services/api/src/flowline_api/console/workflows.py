@@ -22,7 +22,7 @@ from litestar.response import Redirect, Template
 
 from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.console.graph import layout
-from flowline_api.console.views import compact, page_context, pretty
+from flowline_api.console.views import compact, highlighted, page_context, pretty
 from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.workflows.schemas import ExecuteRequest, WorkflowUpdate
@@ -278,4 +278,5 @@ async def _workflow_context(
         field_errors={},
         run_error=None,
         definition=compact(workflow.definition),
+        highlighted=highlighted,
     )
