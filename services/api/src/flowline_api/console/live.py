@@ -6,6 +6,9 @@ with its actions, the graph, the selected step and the history. A fragment carri
 event it includes as its SSE id, so a browser that reconnects sends it back as ``Last-Event-ID`` and resumes
 right after it. Without one the stream starts with the execution as it is now. A final ``end`` event tells the
 page to close the stream (``sse-close``) once the execution reached a final status.
+
+While the selected step's task runs, its log records (the API's task stream) are sent too, one ``log`` fragment
+each, which the page appends to the step's logs: a live tail.
 """
 
 from __future__ import annotations
