@@ -193,7 +193,7 @@ async def test_a_failed_step_shows_its_attempts_and_logs_and_is_retried_with_a_n
 
 
 @pytest.mark.usefixtures("workflows")
-async def test_cancelling_a_sleeping_execution_and_the_409_of_cancelling_it_again(
+async def test_pausing_resuming_and_cancelling_a_sleeping_execution_and_the_409_of_cancelling_again(
     console: Console, keys: dict[str, str], api: httpx.AsyncClient
 ) -> None:
     execution_id = await _start(api, "demo.nap")
@@ -203,6 +203,13 @@ async def test_cancelling_a_sleeping_execution_and_the_409_of_cancelling_it_agai
     forged = await page.request.post(f"/ui/executions/{execution_id}/cancel", form={"reason": "no CSRF token"})
     assert forged.status == 403
     assert (await api.get(f"/executions/{execution_id}")).json()["status"] == "running"
+
+    await page.click("summary:has-text('Pause…')")
+    await page.click("button:has-text('Confirm pause')")
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "paused")
+    await page.click("summary:has-text('Resume…')")
+    await page.click("button:has-text('Confirm resume')")
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "running")
 
     await page.click("summary:has-text('Cancel…')")
     await page.fill("input[name=reason]", "not needed any more")
