@@ -147,6 +147,7 @@ class ConsoleLiveController(Controller):
         position: str,
     ) -> AsyncIterator[ServerSentEventMessage]:
         fragments, context = await self._render(request, reads, execution_id, position)
+        sent = {str(fragment.event): fragment.data for fragment in fragments}
         for fragment in fragments:
             yield fragment  # the page as it is now: whatever happened between its load and this stream shows
         if messages is not None:
@@ -159,7 +160,11 @@ class ConsoleLiveController(Controller):
                 if ids:
                     fragments, context = await self._render(request, reads, execution_id, str(ids[-1]))
                     shown = _shown_logs(context)
-                    for fragment in fragments:
+                    # Only what changed: a part the events did not touch (the pane of a step they are not about,
+                    # with a form being filled in) stays as it is. The position moves on either way.
+                    changed = [fragment for fragment in fragments if sent.get(str(fragment.event)) != fragment.data]
+                    sent.update({str(fragment.event): fragment.data for fragment in changed})
+                    for fragment in changed or [ServerSentEventMessage(event="position", data="", id=str(ids[-1]))]:
                         yield fragment
                 for source, message in burst:
                     record = _log_record(message) if source == "log" else None
