@@ -91,3 +91,10 @@ if ! have_initdb; then
     apt_install postgresql
     have_initdb || { log "PostgreSQL was installed but initdb is still not found"; exit 1; }
 fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+    # The browser the console's tests drive (tests/ui, with Playwright's executable_path): Debian's own, as
+    # Playwright's browser download is not reachable from every machine.
+    apt_install chromium
+    command -v chromium >/dev/null 2>&1 || { log "chromium was installed but is not on PATH"; exit 1; }
+fi

@@ -79,6 +79,7 @@ def render_banner(
     lines += [
         f"  {'tenant':<{width}}  {settings.dev_tenant}",
         f"  {'api key':<{width}}  {api_key} (admin; send as Authorization: Bearer <key>)",
+        f"  {'console':<{width}}  {http_url(settings.http_host, settings.api_port)}/ui/ (sign in with the api key)",
         "",
         f"In another terminal: source {dev_env_path}",
         "A process that exits is restarted; `flowline-dev ps` lists them. Press Ctrl+C to stop.",

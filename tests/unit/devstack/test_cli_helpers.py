@@ -51,6 +51,7 @@ def test_the_banner_lists_every_service_url_and_the_env_hint() -> None:
     assert re.search(r"  broker  +127.0.0.1:19092  +pid 4200\n", banner)
     assert "flowline-dev ps" in banner
     assert "fl_abc_def" in banner
+    assert re.search(r"  console +http://127.0.0.1:8100/ui/ ", banner)
     assert "source .flowline/dev.env" in banner
 
 

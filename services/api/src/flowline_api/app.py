@@ -21,6 +21,7 @@ from litestar.middleware import DefineMiddleware
 from prometheus_client import CollectorRegistry
 
 from flowline_api.auth import ApiKeyCache, BearerAuthentication, JwtVerifier, require_role, require_visible
+from flowline_api.console.app import console_router, template_config
 from flowline_api.dependencies import (
     provide_actor,
     provide_caller,
@@ -147,6 +148,7 @@ def create_app(settings: Settings) -> Litestar:
             *ops_routes("api", {"database": check_database, "kafka": check_kafka}, registry),
             redoc,
             docs_assets,
+            console_router(settings),
         ],
         dependencies={
             "pool": Provide(provide_pool, sync_to_thread=False),
@@ -160,6 +162,7 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
         state=state,
         openapi_config=openapi_config(),
+        template_config=template_config(),
     )
     # The request id and the access log wrap the whole application, outside the exception handling that turns
     # what middleware raise into responses: middleware given to Litestar run only for a route that matched, and

@@ -21,6 +21,7 @@ from flowline.errors import NotFound
 from flowline.settings import Settings
 from flowline_schemas.api_keys import Role
 from litestar.connection import ASGIConnection, Request
+from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -157,18 +158,26 @@ class BearerAuthentication(AbstractAuthenticationMiddleware):
         token = bearer_token(connection)
         if token is None:
             return AuthenticationResult(user=None, auth=None)
-        state = connection.app.state
-        keys: ApiKeyCache = state.api_keys
-        principal = keys.get(token)
-        if principal is None:
-            forgotten = keys.forgotten
-            principal = await authenticate_key(state.pool, token)
-            if principal is not None:
-                keys.put(token, principal, forgotten=forgotten)
-            else:
-                verifier: JwtVerifier = state.jwt_verifier
-                principal = verifier.principal(token)
+        principal = await find_principal(connection.app.state, token)
         return AuthenticationResult(user=principal, auth=token if principal else None)
+
+
+async def find_principal(state: State, token: str) -> Principal | None:
+    """The principal of a credential (an API key, else a JWT), or None when it is unknown, revoked or expired.
+
+    The console authenticates the credential it keeps in its cookie with this too: same keys, same rules.
+    """
+    keys: ApiKeyCache = state.api_keys
+    principal = keys.get(token)
+    if principal is None:
+        forgotten = keys.forgotten
+        principal = await authenticate_key(state.pool, token)
+        if principal is not None:
+            keys.put(token, principal, forgotten=forgotten)
+        else:
+            verifier: JwtVerifier = state.jwt_verifier
+            principal = verifier.principal(token)
+    return principal
 
 
 async def require_role(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

@@ -1,0 +1,142 @@
+"""The operator console at ``/ui``: its routes, templates, vendored scripts, sign-in, CSRF and security headers.
+
+Pages are rendered on the server (Jinja); htmx and its SSE extension patch the execution page from the
+execution's stream. Every page goes through the API's guards (``require_role``, ``require_visible``) and calls
+the API's domain services in this process, so roles, ownership and tenants hold exactly as in the API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from flowline.errors import FlowlineError
+from flowline.settings import Settings
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Router, get
+from litestar.datastructures import CacheControlHeader
+from litestar.di import Provide
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    TooManyRequestsException,
+    ValidationException,
+)
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.csrf import CSRFMiddleware
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
+
+from flowline_api.auth import require_role, require_visible
+from flowline_api.console.actions import ConsoleActionController
+from flowline_api.console.admin import ConsoleAdminController
+from flowline_api.console.bulk import ConsoleBulkController
+from flowline_api.console.executions import ConsoleExecutionController, provide_page_reads
+from flowline_api.console.graph import format_duration
+from flowline_api.console.live import ConsoleLiveController
+from flowline_api.console.login import ConsoleLoginController
+from flowline_api.console.rows import ConsoleRowsController
+from flowline_api.console.session import (
+    PATH,
+    SECURITY_HEADERS,
+    ConsoleAuthentication,
+    csrf_config,
+    problem_page,
+    provide_console_tenant_id,
+    to_sign_in,
+)
+from flowline_api.console.workflows import ConsoleWorkflowController
+from flowline_api.dependencies import provide_actor, provide_caller
+from flowline_api.domain.agents.service import provide_agent_service
+from flowline_api.domain.audit.service import provide_audit_service
+from flowline_api.domain.bulk.service import provide_bulk_operation_service
+from flowline_api.domain.control.service import provide_control_service
+from flowline_api.domain.executions.service import provide_execution_service
+from flowline_api.domain.logs.service import provide_log_service
+from flowline_api.domain.streams.service import provide_stream_service
+from flowline_api.domain.workflows.service import provide_workflow_service
+from flowline_api.rate_limits import rate_limit_middleware
+
+HERE: Final = Path(__file__).parent
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    """The console's Jinja templates (escaped by default), with its few filters."""
+    environment = Environment(
+        loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), auto_reload=False
+    )
+    environment.filters["duration"] = format_duration
+    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
+
+
+@get("/", include_in_schema=False, sync_to_thread=False, name="console:home")
+def home() -> Redirect:
+    """The console opens on the executions list."""
+    return Redirect(f"{PATH}/executions")
+
+
+def console_router(settings: Settings) -> Router:
+    """Every ``/ui`` route: the static files (no sign-in) and the pages (signed in, CSRF-checked, rate limited).
+
+    Raises:
+        ConfigurationError: a rate limit setting is not ``<requests>/<period>``.
+    """
+    static = create_static_files_router(
+        "/static",
+        directories=[HERE / "static"],
+        name="console_static",
+        # Vendored scripts sit in folders named for their versions; console.css may change with a release.
+        cache_control=CacheControlHeader(max_age=3600, public=True),
+        include_in_schema=False,
+    )
+    pages = Router(
+        "/",
+        route_handlers=[
+            home,
+            ConsoleExecutionController,
+            ConsoleActionController,
+            ConsoleLiveController,
+            ConsoleWorkflowController,
+            ConsoleAdminController,
+            ConsoleBulkController,
+            ConsoleRowsController,
+        ],
+        guards=[require_role, require_visible],
+        response_headers=SECURITY_HEADERS,
+        dependencies={
+            "tenant_id": Provide(provide_console_tenant_id),
+            "caller": Provide(provide_caller, sync_to_thread=False),
+            "actor": Provide(provide_actor, sync_to_thread=False),
+            "execution_service": Provide(provide_execution_service, sync_to_thread=False),
+            "workflow_service": Provide(provide_workflow_service, sync_to_thread=False),
+            "log_service": Provide(provide_log_service, sync_to_thread=False),
+            "control_service": Provide(provide_control_service, sync_to_thread=False),
+            "stream_service": Provide(provide_stream_service, sync_to_thread=False),
+            "agent_service": Provide(provide_agent_service, sync_to_thread=False),
+            "audit_service": Provide(provide_audit_service, sync_to_thread=False),
+            "bulk_operation_service": Provide(provide_bulk_operation_service, sync_to_thread=False),
+            "page_reads": Provide(provide_page_reads, sync_to_thread=False),
+        },
+    )
+    return Router(
+        PATH,
+        route_handlers=[static, ConsoleLoginController, pages],
+        middleware=[
+            DefineMiddleware(CSRFMiddleware, config=csrf_config(settings)),
+            DefineMiddleware(ConsoleAuthentication),
+            *rate_limit_middleware(settings),  # the API's budgets, per principal: the console spends the same
+        ],
+        exception_handlers={
+            NotAuthorizedException: to_sign_in,
+            PermissionDeniedException: problem_page,
+            TooManyRequestsException: problem_page,
+            NotFoundException: problem_page,
+            ValidationException: problem_page,
+            FlowlineError: problem_page,
+            Exception: problem_page,
+        },
+        include_in_schema=False,
+    )

@@ -1,0 +1,363 @@
+"""The operator console in a real browser: sign-in, the Run form, the live graph, steps' attempts and logs,
+actions and their refusals, roles, ownership and tenants (the services as real processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.support import CountingServer, define
+from tests.ui.conftest import JWT_SECRET, Console
+
+pytestmark = pytest.mark.e2e
+
+HELLO = {
+    "ref": "demo.hello",
+    "public": True,
+    "inputSchema": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string", "minLength": 1, "description": "who to greet"}},
+    },
+    "definition": {
+        "steps": [
+            {"id": "greet", "type": "action", "action": "core.log", "input": {"message": "hello {{ input.name }}"}},
+            {"id": "nap", "type": "sleep", "duration": "2s", "needs": ["greet"]},
+            {"id": "done", "type": "action", "action": "core.echo", "input": "{{ input.name }}", "needs": ["nap"]},
+        ]
+    },
+}
+FLAKY = {
+    "ref": "demo.flaky",
+    "public": True,
+    "definition": {
+        "steps": [
+            {
+                "id": "note",
+                "type": "action",
+                "action": "core.log",
+                "input": {"message": "charging the card", "level": "WARN"},
+            },
+            {
+                "id": "charge",
+                "type": "action",
+                "action": "core.fail",
+                "needs": ["note"],
+                "input": {"message": "card declined", "retryable": True},
+                "retry": {"maxAttempts": 2, "backoff": "fixed", "initialInterval": 0.1},
+            },
+        ]
+    },
+}
+APPROVAL = {"ref": "demo.approval", "definition": {"steps": [{"id": "approval", "type": "wait"}]}}
+NAP = {"ref": "demo.nap", "definition": {"steps": [{"id": "nap", "type": "sleep", "duration": "1h"}]}}
+
+
+@pytest.fixture(scope="package")
+async def workflows(base_url: str, tenant: str, keys: dict[str, str]) -> None:
+    async with httpx.AsyncClient(
+        base_url=f"{base_url}/api/v1/tenants/{tenant}", headers={"Authorization": f"Bearer {keys['admin']}"}
+    ) as client:
+        for workflow in (HELLO, FLAKY, NAP, APPROVAL):
+            created = await define(client, workflow)
+            assert created.status_code == 201, created.text
+
+
+async def _start(api: httpx.AsyncClient, ref: str, execution_input: dict[str, Any] | None = None) -> str:
+    started = await api.post(f"/workflows/{ref}/execute", json={"input": execution_input or {}})
+    assert started.status_code == 202, started.text
+    return str(started.json()["executionId"])
+
+
+async def _until_status(api: httpx.AsyncClient, execution_id: str, status: str) -> None:
+    async with asyncio.timeout(60):
+        while (await api.get(f"/executions/{execution_id}")).json()["status"] != status:
+            await asyncio.sleep(0.1)
+
+
+async def _csrf_token(page: Page) -> str:
+    token = await page.locator("input[name=_csrf_token]").first.get_attribute("value")
+    assert token
+    return token
+
+
+async def test_a_signed_out_request_is_sent_to_sign_in(console: Console) -> None:
+    page = await console.page()
+    execution_id = uuid.uuid4()
+    response = await page.goto(f"/ui/executions/{execution_id}?step=x")
+    assert response is not None
+    await expect(page.locator("h1")).to_have_text("Sign in")
+    assert "/ui/login?next=" in page.url
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+    await page.fill("#credential", "fl_not_a_key")
+    await page.click("button[type=submit]")
+    await expect(page.locator(".error")).to_contain_text("unknown, revoked or expired")
+
+
+async def test_signing_in_with_a_jwt_and_out_again(console: Console, tenant: str) -> None:
+    now = int(time.time())
+    claims = {"sub": "ada", "tenant": tenant, "roles": ["viewer"], "iat": now, "exp": now + 600}
+    page = await console.sign_in(jwt.encode(claims, JWT_SECRET, algorithm="HS256"))
+    await expect(page.locator(".who")).to_contain_text(f"ada · viewer · {tenant}")
+    cookie = next(cookie for cookie in await console.context.cookies() if cookie["name"] == "flowline_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
+    assert "ada" not in cookie["value"]  # sealed, not the credential itself
+
+    await page.click("text=Sign out")
+    await expect(page.locator("h1")).to_have_text("Sign in")
+    await page.goto("/ui/workflows")
+    assert "/ui/login?next=/ui/workflows" in page.url
+
+
+@pytest.mark.usefixtures("workflows")
+async def test_run_form_starts_an_execution_whose_graph_turns_completed_live(
+    console: Console, keys: dict[str, str], screenshots: Path
+) -> None:
+    page = await console.sign_in(keys["operator"])
+    await page.goto("/ui/workflows/demo.hello")
+    await expect(page.locator("svg.graph .node")).to_have_count(3)
+    await page.screenshot(path=screenshots / "console-workflow.png", full_page=True)
+
+    await page.click("form.run button[type=submit]")  # no name: the API's validation message beside the field
+    await expect(page.locator("#error-name")).to_contain_text("is a required property")
+
+    await page.fill("#field-name", "Ada")
+    await page.click("form.run button[type=submit]")
+    await page.wait_for_url(re.compile(r"/ui/executions/[0-9a-f-]{36}$"))
+    await page.evaluate("window.consoleMarker = 'still the same page'")  # gone if anything reloads the page
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "completed", timeout=60_000)
+    for step in ("greet", "nap", "done"):
+        await expect(page.locator(f'.node[data-step="{step}"]')).to_have_attribute("data-status", "completed")
+    assert await page.evaluate("window.consoleMarker") == "still the same page"
+
+    await page.click('.node[data-step="greet"]')
+    await expect(page.locator(".logs")).to_contain_text("hello Ada")
+    await page.screenshot(path=screenshots / "console-execution.png", full_page=True)
+
+
+@pytest.mark.usefixtures("workflows")
+async def test_a_failed_step_shows_its_attempts_and_logs_and_is_retried_with_a_note(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    execution_id = await _start(api, "demo.flaky")
+    await _until_status(api, execution_id, "failed")
+    page = await console.sign_in(keys["admin"])
+    await page.goto(f"/ui/executions/{execution_id}")
+    await expect(page.locator('.node[data-step="charge"]')).to_have_attribute("data-status", "failed")
+
+    await page.click('.node[data-step="charge"]')
+    rows = page.locator("table.attempts tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(1)).to_contain_text("card declined")
+
+    await page.click('.node[data-step="note"]')
+    await expect(page.locator(".logs")).to_contain_text("charging the card")
+    await page.select_option("select[name=level]", "ERROR")
+    await page.click(".log-filter button[type=submit]")
+    await expect(page.locator("#no-logs")).to_have_text("No log records at ERROR and above yet.")
+    download = page.locator(".log-filter a[download]")
+    await expect(download).to_have_attribute("href", f"/ui/executions/{execution_id}/logs.txt")
+    text = await page.request.get(f"/ui/executions/{execution_id}/logs.txt")
+    assert "charging the card" in await text.text()
+    await page.click("text=All of this step's logs")
+    await expect(page.locator("pre.logs")).to_contain_text("[note#1] charging the card")
+    await page.select_option("select[name=step]", "charge")
+    await page.click(".filters button[type=submit]")
+    await expect(page.locator("pre.logs")).to_contain_text("[charge#2]")
+    await expect(page.locator("pre.logs")).not_to_contain_text("charging the card")
+
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    await page.goto(f"/ui/executions/{execution_id}?step=charge")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await page.goto(f"/ui/executions/{execution_id}")
+
+    await page.click("summary:has-text('Retry…')")
+    await page.fill("input[name=note]", "the card was renewed")
+    await page.click("button:has-text('Confirm retry')")
+    await expect(page.locator(".notice")).to_have_text("retry requested")
+    events = (await api.get(f"/executions/{execution_id}/events", params={"limit": 1000})).json()["events"]
+    retries = [event for event in events if event["event"] == "RETRY_REQUESTED"]
+    assert [event["data"].get("note") for event in retries] == ["the card was renewed"]
+
+
+@pytest.mark.usefixtures("workflows")
+async def test_pausing_resuming_and_cancelling_a_sleeping_execution_and_the_409_of_cancelling_again(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    execution_id = await _start(api, "demo.nap")
+    await _until_status(api, execution_id, "running")
+    page = await console.sign_in(keys["admin"])
+    await page.goto(f"/ui/executions/{execution_id}")
+    forged = await page.request.post(f"/ui/executions/{execution_id}/cancel", form={"reason": "no CSRF token"})
+    assert forged.status == 403
+    assert (await api.get(f"/executions/{execution_id}")).json()["status"] == "running"
+
+    await page.click("summary:has-text('Pause…')")
+    await page.click("button:has-text('Confirm pause')")
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "paused")
+    await page.click("summary:has-text('Resume…')")
+    await page.click("button:has-text('Confirm resume')")
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "running")
+
+    await page.click("summary:has-text('Cancel…')")
+    await page.fill("input[name=reason]", "not needed any more")
+    await page.click("button:has-text('Confirm cancel')")
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "cancelled", timeout=60_000)
+    await expect(page.locator("summary:has-text('Cancel…')")).to_have_count(0)
+
+    again = await page.request.post(
+        f"/ui/executions/{execution_id}/cancel", form={"_csrf_token": await _csrf_token(page)}
+    )
+    assert again.status == 409
+    assert "is already cancelled" in await again.text()
+
+
+@pytest.mark.usefixtures("workflows")
+async def test_a_viewer_sees_no_actions_and_cannot_post_them(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    execution_id = await _start(api, "demo.flaky")  # a public workflow's: the viewer may see it
+    await _until_status(api, execution_id, "failed")
+    page = await console.sign_in(keys["viewer"])
+    await page.goto(f"/ui/executions/{execution_id}")
+    await expect(page.locator(".node")).to_have_count(2)
+    await expect(page.locator("details.action")).to_have_count(0)
+    await page.goto("/ui/workflows/demo.hello")
+    await expect(page.locator("svg.graph .node")).to_have_count(3)
+    await expect(page.locator("form.run")).to_have_count(0)
+
+    refused = await page.request.post(
+        f"/ui/executions/{execution_id}/retry", form={"_csrf_token": await _csrf_token(page)}
+    )
+    assert refused.status == 403
+    assert "needs the operator role" in await refused.text()
+    assert (await api.get(f"/executions/{execution_id}")).json()["status"] == "failed"
+
+    steps = [{"id": "first", "type": "action", "action": "core.noop"}]
+    assert (await define(api, {"ref": "demo.changing", "definition": {"steps": steps}})).status_code == 201
+    steps = [*steps, {"id": "second", "type": "action", "action": "core.echo", "needs": ["first"]}]
+    changed = await api.patch("/workflows/demo.changing", json={"definition": {"steps": steps}})
+    assert changed.status_code == 200, changed.text
+    await page.goto("/ui/workflows/demo.changing")
+    await page.click("text=changes from v1")
+    await expect(page.locator("h1")).to_contain_text("demo.changing: v1 → v2")
+    added = await page.locator(".diff .added").all_inner_texts()
+    assert '+        "id": "second",' in [line.rstrip() for line in added]
+
+
+@pytest.mark.usefixtures("workflows")
+async def test_another_tenants_or_principals_execution_is_not_found(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    execution_id = await _start(api, "demo.nap")  # not public: the admin's own
+    try:
+        for key in ("other-tenant", "operator"):
+            page = await console.sign_in(keys[key])
+            response = await page.goto(f"/ui/executions/{execution_id}")
+            assert response is not None and response.status == 404
+            await expect(page.locator(".error")).to_contain_text(f"execution {execution_id} does not exist")
+            await page.close()
+    finally:
+        await api.post(f"/executions/{execution_id}/cancel", json={})
+
+
+@pytest.mark.usefixtures("workflows")
+async def test_the_executions_list_filters_and_bulk_cancels_what_matches(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient, screenshots: Path
+) -> None:
+    sleeping = [await _start(api, "demo.nap") for _ in range(3)]
+    page = await console.sign_in(keys["admin"])
+    await page.goto("/ui/executions?workflow=demo.nap&status=pending&status=running")
+    for execution_id in sleeping:
+        await expect(page.locator(f'tr[data-execution="{execution_id}"]')).to_have_count(1)
+    await expect(page.locator("tr[data-execution] .status-completed")).to_have_count(0)
+    await page.screenshot(path=screenshots / "console-executions.png", full_page=True)
+
+    await page.evaluate("window.consoleMarker = 'still the same page'")
+    cancelled = await api.post(f"/executions/{sleeping[0]}/cancel", json={})
+    assert cancelled.status_code == 200, cancelled.text
+    await expect(page.locator(f'tr[data-execution="{sleeping[0]}"] .badge')).to_have_text("cancelled")
+    assert await page.evaluate("window.consoleMarker") == "still the same page"
+
+    await page.check(f'input[name=id][value="{sleeping[1]}"]')
+    await page.click("summary:has-text('Cancel or retry the ticked executions')")
+    await page.click("button:has-text('Confirm: cancel ticked')")
+    await page.wait_for_url(re.compile(r"/ui/bulk/[0-9a-f-]{36}$"))
+    await expect(page.locator("#bulk-status")).to_have_attribute("data-status", "completed", timeout=60_000)
+    await expect(page.locator('[data-count="total"]')).to_have_text("1")
+    await _until_status(api, sleeping[1], "cancelled")
+    assert (await api.get(f"/executions/{sleeping[2]}")).json()["status"] in ("pending", "running")
+
+    await page.goto("/ui/executions?workflow=demo.nap&status=pending&status=running")
+    await page.click("summary:has-text('Cancel or retry every execution')")
+    await page.click("button:has-text('Confirm: cancel all matching')")
+    await page.wait_for_url(re.compile(r"/ui/bulk/[0-9a-f-]{36}$"))
+    await expect(page.locator("#bulk-status")).to_have_attribute("data-status", "completed", timeout=60_000)
+    for execution_id in sleeping:
+        await _until_status(api, execution_id, "cancelled")
+    assert int(await page.locator('[data-count="succeeded"]').inner_text()) >= 1  # not those cancelled before
+
+
+@pytest.mark.usefixtures("workflows")
+async def test_rerun_from_a_step_with_new_input_and_resolve_a_promise(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    execution_id = await _start(api, "demo.hello", {"name": "Ada"})
+    await _until_status(api, execution_id, "completed")
+    page = await console.sign_in(keys["admin"])
+    await page.goto(f"/ui/executions/{execution_id}?step=done")
+    await page.click("summary:has-text('Rerun from this step…')")
+    await expect(page.locator("details.action[open]")).to_contain_text("runs again: done;")
+    await page.fill("textarea[name=input]", '{"name": "Grace"}')
+    await page.click("button:has-text('Confirm rerun')")
+    await page.wait_for_url(re.compile(r"/ui/executions/[0-9a-f-]{36}\?notice="))
+    rerun_id = page.url.split("/ui/executions/")[1].split("?")[0]
+    assert rerun_id != execution_id
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "completed", timeout=60_000)
+    rerun = (await api.get(f"/executions/{rerun_id}")).json()
+    assert (rerun["rerunOf"], rerun["output"]) == (execution_id, {"done": "Grace"})
+
+    waiting = await _start(api, "demo.approval")
+    await page.goto(f"/ui/executions/{waiting}?step=approval")
+    await expect(page.locator('.node[data-step="approval"]')).to_have_attribute("data-status", "running")
+    await page.click("summary:has-text('Resolve or reject promise')")
+    await page.fill("textarea[name=value]", '{"approved": true}')
+    await page.click("button:has-text('Confirm resolve')")
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "completed", timeout=60_000)
+    assert (await api.get(f"/executions/{waiting}")).json()["output"] == {"approval": {"approved": True}}
+
+
+async def test_agents_page_checks_health_and_the_audit_log_is_for_admins(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    server = CountingServer()
+    try:
+        agent = {"name": "summarizer", "url": f"{server.url}/ok", "healthPath": "/status/200"}
+        created = await api.post("/agents", json=agent)
+        assert created.status_code == 201, created.text
+        page = await console.sign_in(keys["operator"])
+        await page.goto("/ui/agents")
+        await page.click("tr:has-text('summarizer') button:has-text('Check health')")
+        await expect(page.locator("tr:has-text('summarizer') .badge")).to_have_text("healthy")
+        assert any(path == "/status/200" for _, path, _, _ in server.requests)
+        await expect(page.locator("nav >> text=Audit log")).to_have_count(0)
+        refused = await page.goto("/ui/audit")
+        assert refused is not None and refused.status == 403
+    finally:
+        server.close()
+
+    page = await console.sign_in(keys["admin"])
+    await page.click("nav >> text=Audit log")
+    await expect(page.locator("table tbody tr:has-text('agent')").first).to_contain_text("summarizer")

@@ -1,0 +1,116 @@
+"""The console's pure parts: the graph's layout, the Run form's fields and input, where a message goes."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from flowline.errors import ValidationFailed
+from flowline_api.console.graph import SUMMARY_ABOVE, format_duration, layout, levels
+from flowline_api.console.login import _next_page
+from flowline_api.console.views import compact, downstream_of, highlighted
+from flowline_api.console.workflows import field_of, form_fields, form_input
+
+DIAMOND = [
+    {"id": "a", "type": "action"},
+    {"id": "b", "type": "action", "needs": ["a"]},
+    {"id": "c", "type": "sleep", "needs": ["a"]},
+    {"id": "d", "type": "action", "needs": ["b", "c"]},
+]
+
+
+def test_levels_follow_the_deepest_need() -> None:
+    assert levels(DIAMOND) == {"a": 0, "b": 1, "c": 1, "d": 2}
+    assert levels([{"id": "z", "needs": ["y"]}, {"id": "y"}]) == {"y": 0, "z": 1}
+
+
+def test_layout_places_levels_in_columns_and_draws_an_edge_per_need() -> None:
+    runs = {"a": SimpleNamespace(status="completed", attempts=1, duration_ms=1500)}
+    graph = layout(DIAMOND, runs)
+    nodes = {node.step_id: node for node in graph.nodes}
+    assert nodes["b"].x == nodes["c"].x > nodes["a"].x
+    assert nodes["b"].y != nodes["c"].y
+    assert nodes["d"].x > nodes["b"].x
+    assert (nodes["a"].status, nodes["a"].duration, nodes["d"].status) == ("completed", "1.5 s", "not started")
+    assert sorted((edge.source, edge.target) for edge in graph.edges) == [
+        ("a", "b"),
+        ("a", "c"),
+        ("b", "d"),
+        ("c", "d"),
+    ]
+    assert graph.width >= nodes["d"].x and graph.summary is None
+
+
+def test_a_large_graph_is_summarised_per_level() -> None:
+    steps = [{"id": "root"}] + [{"id": f"s{index}", "needs": ["root"]} for index in range(SUMMARY_ABOVE)]
+    graph = layout(steps, {})
+    assert graph.nodes == [] and graph.summary is not None
+    assert [(row["level"], row["steps"], row["counts"]) for row in graph.summary] == [
+        (0, 1, [("not started", 1)]),
+        (1, SUMMARY_ABOVE, [("not started", SUMMARY_ABOVE)]),
+    ]
+
+
+def test_durations_read_as_people_say_them() -> None:
+    assert [format_duration(value) for value in (None, 350, 1200, 125_000)] == ["", "350 ms", "1.2 s", "2 min 5 s"]
+
+
+def test_a_rerun_runs_the_step_and_all_that_needs_it() -> None:
+    assert downstream_of(DIAMOND, "b") == ["b", "d"]
+    assert downstream_of(DIAMOND, "a") == ["a", "b", "c", "d"]
+
+
+SCHEMA = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string"},
+        "count": {"type": "integer", "default": 2},
+        "loud": {"type": "boolean"},
+        "extra": {"type": "object"},
+    },
+}
+
+
+def test_the_run_form_has_a_field_per_property_and_builds_the_input() -> None:
+    fields = form_fields(SCHEMA)
+    assert [(field.name, field.kind, field.required, field.default) for field in fields] == [
+        ("name", "text", True, ""),
+        ("count", "integer", False, "2"),
+        ("loud", "boolean", False, ""),
+        ("extra", "json", False, ""),
+    ]
+    form = {"input.name": "Ada", "input.count": "3", "input.loud": "true", "input.extra": '{"a": 1}'}
+    assert form_input(fields, form) == {"name": "Ada", "count": 3, "loud": True, "extra": {"a": 1}}
+    assert form_input(fields, {"input.count": ""}) == {"loud": False}  # empty fields are left to the schema
+    with pytest.raises(ValidationFailed) as raised:
+        form_input(fields, {"input.count": "three"})
+    assert raised.value.pointer == "/input/count"
+    assert form_input([], {"input": '{"free": true}'}) == {"free": True}
+
+
+def test_a_validation_message_goes_beside_its_field() -> None:
+    fields = form_fields(SCHEMA)
+    assert field_of(ValidationFailed("/input/count: 'x' is not an integer", pointer="/input/count"), fields) == "count"
+    assert field_of(ValidationFailed('/input: "name" is a required property', pointer="/input"), fields) == "name"
+    assert field_of(ValidationFailed("/input: too many properties", pointer="/input"), fields) is None
+
+
+def test_sign_in_only_returns_to_console_pages() -> None:
+    assert _next_page("/ui/executions/1?step=a") == "/ui/executions/1?step=a"
+    assert _next_page("https://elsewhere.example/ui/") == "/ui/executions"
+    assert _next_page("//elsewhere.example/ui/") == "/ui/executions"
+    assert _next_page(None) == "/ui/executions"
+
+
+def test_a_definition_is_shown_without_its_unset_fields() -> None:
+    stored = {"steps": [{"id": "a", "needs": [], "retry": None, "input": {"x": None}, "continueOnFailure": False}]}
+    assert compact(stored) == {"steps": [{"id": "a", "input": {}, "continueOnFailure": False}]}
+
+
+def test_highlighting_classes_each_token_and_escapes_everything() -> None:
+    shown = str(highlighted({"a<b>": 'x"<script>', "n": -1.5, "ok": None}))
+    assert '<span class="json-key">&#34;a&lt;b&gt;&#34;</span>:' in shown
+    assert '<span class="json-string">&#34;x\\&#34;&lt;script&gt;&#34;</span>' in shown
+    assert '<span class="json-number">-1.5</span>' in shown and '<span class="json-literal">null</span>' in shown
+    assert "<script>" not in shown
