@@ -59,6 +59,7 @@ async def test_the_default_list_is_newest_first(catalog: Client) -> None:
         "tags": ["infra", "daily"],
         "enabled": True,
         "public": False,
+        "retention": None,
         "createdBy": first["createdBy"],
         "createdAt": first["createdAt"],
         "updatedAt": first["updatedAt"],
