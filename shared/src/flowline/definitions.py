@@ -196,6 +196,51 @@ def downstream(definition: WorkflowDefinition, step_id: str) -> set[str]:
     return found
 
 
+def _check_step_type(
+    step: StepDefinition, pointer: str, *, known_actions: Collection[str], known_agents: Collection[str]
+) -> None:
+    """Check what ``step``'s type asks of it (its agent, sleep, request, child workflow, promise or action)."""
+    if step.type == "agent":
+        if not step.agent:
+            raise ValidationFailed(
+                f"step {step.id!r}: an agent step names its agent as agent: <name>", pointer=f"{pointer}/agent"
+            )
+        if step.agent not in known_agents:
+            raise ValidationFailed(f"step {step.id!r}: unknown agent {step.agent!r}", pointer=f"{pointer}/agent")
+    if step.type == "sleep":
+        if (step.duration is None) == (step.until is None):
+            raise ValidationFailed(
+                f"step {step.id!r}: a sleep step needs exactly one of duration and until", pointer=pointer
+            )
+        if step.duration is not None:
+            try:
+                parse_duration(step.duration)
+            except ValueError as err:
+                raise ValidationFailed(f"step {step.id!r}: {err}", pointer=f"{pointer}/duration") from err
+        check_template(step.until, f"{pointer}/until")
+    if step.type == "http":
+        if step.request is None:
+            raise ValidationFailed(f"step {step.id!r}: an http step needs a request", pointer=pointer)
+        method = step.request.method
+        if "{{" not in method and method.upper() not in HTTP_METHODS:
+            raise ValidationFailed(
+                f"step {step.id!r}: unknown HTTP method {method!r}", pointer=f"{pointer}/request/method"
+            )
+        check_template(masked_request(step.request), f"{pointer}/request")
+    if step.type == "workflow" and not (step.workflow and "." in step.workflow):
+        raise ValidationFailed(
+            f"step {step.id!r}: a workflow step names its child as workflow: <pack>.<name>",
+            pointer=f"{pointer}/workflow",
+        )
+    if step.type == "wait" and step.promise is not None and not PROMISE_NAME.match(step.promise):
+        raise ValidationFailed(
+            f"step {step.id!r}: a promise name is 1 to 200 letters, digits, '_', '.', ':' or '-'",
+            pointer=f"{pointer}/promise",
+        )
+    if step.type == "action" and step.action not in known_actions:
+        raise ValidationFailed(f"step {step.id!r}: unknown action {step.action!r}", pointer=f"{pointer}/action")
+
+
 def validate_definition(
     definition: WorkflowDefinition,
     *,
@@ -226,45 +271,7 @@ def validate_definition(
         if step.id in seen:
             raise ValidationFailed(f"step id {step.id!r} is used twice", pointer=f"{pointer}/id")
         seen.add(step.id)
-        if step.type == "agent":
-            if not step.agent:
-                raise ValidationFailed(
-                    f"step {step.id!r}: an agent step names its agent as agent: <name>", pointer=f"{pointer}/agent"
-                )
-            if step.agent not in known_agents:
-                raise ValidationFailed(f"step {step.id!r}: unknown agent {step.agent!r}", pointer=f"{pointer}/agent")
-        if step.type == "sleep":
-            if (step.duration is None) == (step.until is None):
-                raise ValidationFailed(
-                    f"step {step.id!r}: a sleep step needs exactly one of duration and until", pointer=pointer
-                )
-            if step.duration is not None:
-                try:
-                    parse_duration(step.duration)
-                except ValueError as err:
-                    raise ValidationFailed(f"step {step.id!r}: {err}", pointer=f"{pointer}/duration") from err
-            check_template(step.until, f"{pointer}/until")
-        if step.type == "http":
-            if step.request is None:
-                raise ValidationFailed(f"step {step.id!r}: an http step needs a request", pointer=pointer)
-            method = step.request.method
-            if "{{" not in method and method.upper() not in HTTP_METHODS:
-                raise ValidationFailed(
-                    f"step {step.id!r}: unknown HTTP method {method!r}", pointer=f"{pointer}/request/method"
-                )
-            check_template(masked_request(step.request), f"{pointer}/request")
-        if step.type == "workflow" and not (step.workflow and "." in step.workflow):
-            raise ValidationFailed(
-                f"step {step.id!r}: a workflow step names its child as workflow: <pack>.<name>",
-                pointer=f"{pointer}/workflow",
-            )
-        if step.type == "wait" and step.promise is not None and not PROMISE_NAME.match(step.promise):
-            raise ValidationFailed(
-                f"step {step.id!r}: a promise name is 1 to 200 letters, digits, '_', '.', ':' or '-'",
-                pointer=f"{pointer}/promise",
-            )
-        if step.type == "action" and step.action not in known_actions:
-            raise ValidationFailed(f"step {step.id!r}: unknown action {step.action!r}", pointer=f"{pointer}/action")
+        _check_step_type(step, pointer, known_actions=known_actions, known_agents=known_agents)
         check_template(step.input, f"{pointer}/input")
         if step.when is not None:
             check_template(condition_template(step.when), f"{pointer}/when")

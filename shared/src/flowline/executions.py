@@ -291,6 +291,143 @@ def _existing(record: asyncpg.Record, workflow_ref: str, idempotency_key: str) -
     return StartedExecution(record["id"], record["status"], record["created_at"], False, [])
 
 
+class _Start(NamedTuple):
+    """What a call of ``start_execution`` asks to start (all its arguments but where and how it writes)."""
+
+    tenant_id: uuid.UUID
+    workflow_ref: str
+    version: int | None
+    execution_input: dict[str, Any]
+    idempotency_key: str | None
+    triggered_by: str
+    started_by: str
+    owned_by: str | None
+    metadata: dict[str, str] | None
+    tags: list[str] | None
+    parent: ParentStep | None
+    rerun: Rerun | None
+    scheduled: ScheduledRun | None
+    audit: Actor | None
+
+
+def _may_start(start: _Start, workflow: asyncpg.Record, *, kept: bool) -> bool:
+    """Whether ``workflow`` takes the input; False when a kept workflow's schema refuses it.
+
+    A workflow kept from an earlier start is judged again by the stored one rather than refused.
+
+    Raises:
+        Conflict: the workflow is disabled.
+        ValidationFailed: the input does not match the (stored) workflow's input schema.
+    """
+    if not workflow["enabled"]:
+        raise Conflict(f"workflow {start.workflow_ref!r} is disabled")  # never kept: the stored workflow says so
+    if workflow["input_schema"] is not None:
+        try:
+            check_instance(workflow["input_schema"], start.execution_input, "/input")
+        except ValidationFailed:
+            if kept:  # by the schema of a version that may no longer be the one to start
+                return False
+            raise
+    return True
+
+
+def _requested_row(topics: Topics, start: _Start, workflow: asyncpg.Record, execution_id: uuid.UUID) -> OutboxRow:
+    """The new execution's ExecutionRequested outbox row, carrying the execution while the message stays small."""
+    parent, scheduled = start.parent, start.scheduled
+    created = CreatedExecution(
+        input=start.execution_input,
+        workflow_ref=start.workflow_ref,
+        workflow_version=workflow["version"],
+        root_execution_id=parent.root_execution_id if parent else execution_id,
+        parent_execution_id=parent.execution_id if parent else None,
+        parent_step_id=parent.step_id if parent else None,
+        owned_by=start.owned_by,
+        scheduled_for=scheduled.scheduled_for if scheduled else None,
+    )
+    request = ExecutionRequested(
+        tenant_id=start.tenant_id,
+        execution_id=execution_id,
+        workflow_version_id=workflow["version_id"],
+        created=created if start.rerun is None else None,  # a rerun's start reads the execution it reruns
+    )
+    requested = outgoing(topics.requests, request)
+    if len(requested.payload) > CARRIED_REQUEST_BYTES:  # the executor reads a large input from the database
+        requested = outgoing(topics.requests, msgspec.structs.replace(request, created=None))
+    return requested
+
+
+def _new_execution(topics: Topics, start: _Start, workflow: asyncpg.Record) -> NewExecution:
+    """The execution ``start`` asks for, of ``workflow``: its row, first event, outbox rows and audit row."""
+    parent, rerun, scheduled, audit = start.parent, start.rerun, start.scheduled, start.audit
+    execution_id = uuid7()
+    created_event = NewEvent(
+        "WORKFLOW_CREATED",
+        WorkflowSnapshot(status="pending", workflow_ref=start.workflow_ref, workflow_version=workflow["version"]),
+    )
+    now, snapshots, rows = event_rows(start.tenant_id, execution_id, CREATED_SEQUENCE, [created_event], topics.events)
+    rows.append(_requested_row(topics, start, workflow, execution_id))
+    return NewExecution(
+        id=execution_id,
+        tenant_id=start.tenant_id,
+        workflow_id=workflow["id"],
+        workflow_version_id=workflow["version_id"],
+        workflow_ref=start.workflow_ref,
+        workflow_version=workflow["version"],
+        input=start.execution_input,
+        triggered_by=start.triggered_by,
+        started_by=start.started_by,
+        owned_by=start.owned_by,
+        idempotency_key=start.idempotency_key,
+        metadata=start.metadata or {},
+        tags=start.tags or [],
+        root_execution_id=parent.root_execution_id if parent else None,
+        parent_execution_id=parent.execution_id if parent else None,
+        parent_step_id=parent.step_id if parent else None,
+        rerun_of=rerun.execution_id if rerun else None,
+        rerun_from_step=rerun.from_step if rerun else None,
+        schedule_id=scheduled.schedule_id if scheduled else None,
+        scheduled_for=scheduled.scheduled_for if scheduled else None,
+        created_event=snapshots[0],
+        created_at=now,
+        version_pinned=start.version is not None,
+        outbox=rows,
+        audit=(
+            (uuid7(), audit.principal, {"workflow": {"before": None, "after": start.workflow_ref}}, audit.request_id)
+            if audit
+            else None
+        ),
+    )
+
+
+async def _start_with(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    topics: Topics,
+    start: _Start,
+    workflow: asyncpg.Record,
+    *,
+    kept: bool,
+    inserting: Callable[[NewExecution], Awaitable[Inserted]] | None,
+) -> StartedExecution | None:
+    """Start the execution with ``workflow``; None when the workflow is no longer as read (or kept)."""
+    if not _may_start(start, workflow, kept=kept):
+        return None
+    new = _new_execution(topics, start, workflow)
+    if inserting is not None:
+        inserted = await inserting(new)
+    else:
+        (inserted,) = await insert_executions(connection, [new])
+    if not inserted.current:
+        return None
+    if inserted.created_at is None:  # a concurrent request with the same key won the race
+        assert start.idempotency_key is not None
+        return _existing(
+            await _by_idempotency_key(connection, start.tenant_id, start.idempotency_key),
+            start.workflow_ref,
+            start.idempotency_key,
+        )
+    return StartedExecution(new.id, "pending", inserted.created_at, True, new.outbox)
+
+
 async def start_execution(
     connection: asyncpg.Connection | asyncpg.Pool,
     topics: Topics,
@@ -332,96 +469,29 @@ async def start_execution(
     if idempotency_key is not None and (existing := await _by_idempotency_key(connection, tenant_id, idempotency_key)):
         return _existing(existing, workflow_ref, idempotency_key)
 
-    async def start(workflow: asyncpg.Record, *, kept: bool) -> StartedExecution | None:
-        """Start the execution with ``workflow``; None when the workflow is no longer as read (or kept).
-
-        A workflow kept from an earlier start is judged again by the stored one rather than refused.
-        """
-        if not workflow["enabled"]:
-            raise Conflict(f"workflow {workflow_ref!r} is disabled")  # never kept: the stored workflow says so
-        if workflow["input_schema"] is not None:
-            try:
-                check_instance(workflow["input_schema"], execution_input, "/input")
-            except ValidationFailed:
-                if kept:  # by the schema of a version that may no longer be the one to start
-                    return None
-                raise
-        execution_id = uuid7()
-        created_event = NewEvent(
-            "WORKFLOW_CREATED",
-            WorkflowSnapshot(status="pending", workflow_ref=workflow_ref, workflow_version=workflow["version"]),
-        )
-        now, snapshots, rows = event_rows(tenant_id, execution_id, CREATED_SEQUENCE, [created_event], topics.events)
-        created = CreatedExecution(
-            input=execution_input,
-            workflow_ref=workflow_ref,
-            workflow_version=workflow["version"],
-            root_execution_id=parent.root_execution_id if parent else execution_id,
-            parent_execution_id=parent.execution_id if parent else None,
-            parent_step_id=parent.step_id if parent else None,
-            owned_by=owned_by,
-            scheduled_for=scheduled.scheduled_for if scheduled else None,
-        )
-        request = ExecutionRequested(
-            tenant_id=tenant_id,
-            execution_id=execution_id,
-            workflow_version_id=workflow["version_id"],
-            created=created if rerun is None else None,  # a rerun's start reads the execution it reruns
-        )
-        requested = outgoing(topics.requests, request)
-        if len(requested.payload) > CARRIED_REQUEST_BYTES:  # the executor reads a large input from the database
-            requested = outgoing(topics.requests, msgspec.structs.replace(request, created=None))
-        rows.append(requested)
-        new = NewExecution(
-            id=execution_id,
-            tenant_id=tenant_id,
-            workflow_id=workflow["id"],
-            workflow_version_id=workflow["version_id"],
-            workflow_ref=workflow_ref,
-            workflow_version=workflow["version"],
-            input=execution_input,
-            triggered_by=triggered_by,
-            started_by=started_by,
-            owned_by=owned_by,
-            idempotency_key=idempotency_key,
-            metadata=metadata or {},
-            tags=tags or [],
-            root_execution_id=parent.root_execution_id if parent else None,
-            parent_execution_id=parent.execution_id if parent else None,
-            parent_step_id=parent.step_id if parent else None,
-            rerun_of=rerun.execution_id if rerun else None,
-            rerun_from_step=rerun.from_step if rerun else None,
-            schedule_id=scheduled.schedule_id if scheduled else None,
-            scheduled_for=scheduled.scheduled_for if scheduled else None,
-            created_event=snapshots[0],
-            created_at=now,
-            version_pinned=version is not None,
-            outbox=rows,
-            audit=(
-                (uuid7(), audit.principal, {"workflow": {"before": None, "after": workflow_ref}}, audit.request_id)
-                if audit
-                else None
-            ),
-        )
-        if inserting is not None:
-            inserted = await inserting(new)
-        else:
-            (inserted,) = await insert_executions(connection, [new])
-        if not inserted.current:
-            return None
-        if inserted.created_at is None:  # a concurrent request with the same key won the race
-            assert idempotency_key is not None
-            return _existing(
-                await _by_idempotency_key(connection, tenant_id, idempotency_key), workflow_ref, idempotency_key
-            )
-        return StartedExecution(execution_id, "pending", inserted.created_at, True, rows)
-
+    start = _Start(
+        tenant_id=tenant_id,
+        workflow_ref=workflow_ref,
+        version=version,
+        execution_input=execution_input,
+        idempotency_key=idempotency_key,
+        triggered_by=triggered_by,
+        started_by=started_by,
+        owned_by=owned_by,
+        metadata=metadata,
+        tags=tags,
+        parent=parent,
+        rerun=rerun,
+        scheduled=scheduled,
+        audit=audit,
+    )
     if workflows is not None and (kept := workflows.get(tenant_id, workflow_ref, version)) is not None:
-        if (started := await start(kept, kept=True)) is not None:
+        if (started := await _start_with(connection, topics, start, kept, kept=True, inserting=inserting)) is not None:
             return started
     while True:  # until the workflow stays as read for the length of one statement
         workflow = await read_workflow(connection, tenant_id, workflow_ref, version)
-        if (started := await start(workflow, kept=False)) is not None:
+        started = await _start_with(connection, topics, start, workflow, kept=False, inserting=inserting)
+        if started is not None:
             if workflows is not None:
                 workflows.keep(tenant_id, workflow_ref, version, workflow)
             return started

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 from flowline.actions import load_actions
@@ -54,18 +54,9 @@ from flowline_api.rate_limits import RATE_LIMIT_STORE, ExpiredBudgetCleanup, rat
 TENANT_PATH = "/api/v1/tenants/{tenant:str}"
 
 
-def create_app(settings: Settings) -> Litestar:
-    """The api for ``settings``; the database and broker connections open in the app's lifespan.
-
-    Raises:
-        ConfigurationError: FLOWLINE_SECRET_KEY is missing or invalid (agent credentials are never stored
-            unencrypted), or FLOWLINE_OUTBOUND_ALLOWED_NETWORKS holds something that is not a network.
-    """
-    outbound = OutboundPolicy.from_setting(settings.outbound_allowed_networks)
-    rate_limits = rate_limit_middleware(settings)
-    registry = CollectorRegistry()
-    metrics = ApiMetrics(registry)
-    state = State(
+def _app_state(settings: Settings, outbound: OutboundPolicy) -> State:
+    """The app's state before its lifespan opens the connections: settings, caches, ciphers and verifiers."""
+    return State(
         {
             "settings": settings,
             "auth_cipher": auth_cipher(settings.secret_key),
@@ -79,11 +70,11 @@ def create_app(settings: Settings) -> Litestar:
         }
     )
 
-    async def check_database() -> None:
-        await state.runtime.check_database()
 
-    async def check_kafka() -> None:
-        await state.runtime.check_kafka()
+def _lifespan(
+    settings: Settings, registry: CollectorRegistry, state: State, outbound: OutboundPolicy
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: it opens the connections, the outbox relay and the live streams, and closes them."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -112,6 +103,30 @@ def create_app(settings: Settings) -> Litestar:
             await asyncio.gather(relay_task, cleanup_task, return_exceptions=True)
             await state.http.aclose()
             await runtime.close()
+
+    return lifespan
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The api for ``settings``; the database and broker connections open in the app's lifespan.
+
+    Raises:
+        ConfigurationError: FLOWLINE_SECRET_KEY is missing or invalid (agent credentials are never stored
+            unencrypted), or FLOWLINE_OUTBOUND_ALLOWED_NETWORKS holds something that is not a network.
+    """
+    outbound = OutboundPolicy.from_setting(settings.outbound_allowed_networks)
+    rate_limits = rate_limit_middleware(settings)
+    registry = CollectorRegistry()
+    metrics = ApiMetrics(registry)
+    state = _app_state(settings, outbound)
+
+    async def check_database() -> None:
+        await state.runtime.check_database()
+
+    async def check_kafka() -> None:
+        await state.runtime.check_kafka()
+
+    lifespan = _lifespan(settings, registry, state, outbound)
 
     # Every tenant route lives under the tenant's path, needs credentials and declares the role it needs, and is
     # rate limited (see rate_limits: the limiters sit between authentication and the role guard); health, metrics

@@ -1,0 +1,1 @@
+"""The executor service: starts executions, advances their graphs, runs their steps and finishes them."""

@@ -1,0 +1,1 @@
+"""The scheduler service: timers, schedules, lease recovery, redrive, bulk operations and retention."""

@@ -150,6 +150,62 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _updated_auth_config(
+    data: AgentUpdate, current: Mapping[str, Any], current_config: dict[str, str], auth_type: str
+) -> dict[str, str]:
+    """The credentials an update leaves: those sent, the stored ones while the auth type stays, or none for ``none``.
+
+    Raises:
+        ValidationFailed: a bad auth config, or a new auth type (other than ``none``) without one.
+    """
+    if data.auth_config is not msgspec.UNSET:
+        return validate_auth_config(auth_type, data.auth_config)
+    if auth_type == current["auth_type"]:
+        return current_config
+    if auth_type == "none":
+        return {}
+    # Credentials of one auth type never silently serve another.
+    raise ValidationFailed(f"authConfig: required when authType changes to {auth_type}", pointer="/authConfig")
+
+
+def _updated_values(data: AgentUpdate, current: Mapping[str, Any], auth_type: str) -> dict[str, Any]:
+    """The agent's columns after an update (credentials aside): each sent field, else the stored value."""
+    return {
+        "name": current["name"] if data.name is msgspec.UNSET else data.name,
+        "description": current["description"] if data.description is msgspec.UNSET else data.description,
+        "url": current["url"] if data.url is msgspec.UNSET else data.url,
+        "health_path": current["health_path"] if data.health_path is msgspec.UNSET else data.health_path,
+        "auth_type": auth_type,
+        "timeout_ms": current["timeout_ms"] if data.timeout_ms is msgspec.UNSET else data.timeout_ms,
+        "retry_config": current["retry_config"]
+        if data.retry_config is msgspec.UNSET
+        else msgspec.to_builtins(data.retry_config),
+        "status": current["status"] if data.status is msgspec.UNSET else data.status,
+    }
+
+
+def _check_credentials_stay(
+    data: AgentUpdate, current: Mapping[str, Any], values: Mapping[str, Any], auth_config: Mapping[str, str]
+) -> None:
+    """Refuse to keep stored credentials for an agent whose ``url`` or ``healthPath`` sends them to a new origin.
+
+    Raises:
+        ValidationFailed: stored credentials kept for another origin.
+    """
+    if (
+        data.auth_config is msgspec.UNSET
+        and auth_config
+        and not credential_origins(values["url"], values["health_path"])
+        <= credential_origins(current["url"], current["health_path"])
+    ):
+        # Stored credentials never follow the agent somewhere new unseen: whoever moves them must know them.
+        raise ValidationFailed(
+            "authConfig: required when url or healthPath sends the credentials to another origin "
+            "(scheme, host and port); send them again",
+            pointer="/authConfig",
+        )
+
+
 class AgentService:
     """Stores agents with sealed credentials and checks their health."""
 
@@ -302,42 +358,10 @@ class AgentService:
             current = await self._read_record(connection, tenant_id, agent_id, lock="FOR UPDATE")
             current_config = decrypt_auth_config(self._cipher, current["auth_config_encrypted"])
             auth_type = current["auth_type"] if data.auth_type is msgspec.UNSET else data.auth_type
-            if data.auth_config is not msgspec.UNSET:
-                auth_config = validate_auth_config(auth_type, data.auth_config)
-            elif auth_type == current["auth_type"]:
-                auth_config = current_config
-            elif auth_type == "none":
-                auth_config = {}
-            else:
-                # Credentials of one auth type never silently serve another.
-                raise ValidationFailed(
-                    f"authConfig: required when authType changes to {auth_type}", pointer="/authConfig"
-                )
-            values = {
-                "name": current["name"] if data.name is msgspec.UNSET else data.name,
-                "description": current["description"] if data.description is msgspec.UNSET else data.description,
-                "url": current["url"] if data.url is msgspec.UNSET else data.url,
-                "health_path": current["health_path"] if data.health_path is msgspec.UNSET else data.health_path,
-                "auth_type": auth_type,
-                "timeout_ms": current["timeout_ms"] if data.timeout_ms is msgspec.UNSET else data.timeout_ms,
-                "retry_config": current["retry_config"]
-                if data.retry_config is msgspec.UNSET
-                else msgspec.to_builtins(data.retry_config),
-                "status": current["status"] if data.status is msgspec.UNSET else data.status,
-            }
+            auth_config = _updated_auth_config(data, current, current_config, auth_type)
+            values = _updated_values(data, current, auth_type)
             check_health_path(values["url"], values["health_path"])
-            if (
-                data.auth_config is msgspec.UNSET
-                and auth_config
-                and not credential_origins(values["url"], values["health_path"])
-                <= credential_origins(current["url"], current["health_path"])
-            ):
-                # Stored credentials never follow the agent somewhere new unseen: whoever moves them must know them.
-                raise ValidationFailed(
-                    "authConfig: required when url or healthPath sends the credentials to another origin "
-                    "(scheme, host and port); send them again",
-                    pointer="/authConfig",
-                )
+            _check_credentials_stay(data, current, values, auth_config)
             changes = field_changes(
                 audit_snapshot(current, current_config),
                 audit_snapshot(values, auth_config),

@@ -1,0 +1,1 @@
+"""The audit log: its routes and the service that reads it."""

@@ -1,0 +1,1 @@
+"""Bulk operations: cancelling, retrying or deleting many executions, and following the operation's progress."""

@@ -1,0 +1,1 @@
+"""Executions: starting, reading and listing them, their history and relations, and promises."""

@@ -1,0 +1,1 @@
+"""Task logs: pages of an execution's or a task's log records, and their streamed download."""

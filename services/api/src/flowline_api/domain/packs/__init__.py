@@ -1,0 +1,1 @@
+"""Packs: the namespaces of workflows, and installing a pack folder."""

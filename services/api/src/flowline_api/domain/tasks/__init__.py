@@ -1,0 +1,1 @@
+"""Tasks, the step executions of every execution: reading one."""
