@@ -122,6 +122,12 @@ async def test_an_operator_pauses_triggers_and_backfills_with_live_progress(
     ]["id"]
     assert f'<a id="started-execution" href="/ui/executions/{execution_id}">' in started.text
     assert f'data-execution="{execution_id}"' in started.text  # among its recent executions
+    runs = await console.get(f"/ui/executions?scheduleId={schedule['id']}")
+    assert runs.status_code == 200 and f'data-execution="{execution_id}"' in runs.text
+    assert "1 matching" in runs.text
+    other = await console.get(f"/ui/executions?scheduleId={uuid.uuid4()}")
+    assert execution_id not in other.text and "0 matching" in other.text
+    assert (await console.get("/ui/executions?scheduleId=nope")).status_code == 400
 
     window = {"start": "2026-03-01T00:00", "end": "2026-03-01T01:00", "_csrf_token": token}
     backfilled = await console.post(f"{path}/backfill", data=window, follow_redirects=False)

@@ -50,6 +50,7 @@ def bulk_filter(query: MultiDict[str], caller: Principal) -> ExecutionFilter:
         created_before=filters.created_before,
         tag=filters.tags,
         metadata=filters.metadata,
+        schedule_id=filters.schedule_id,
     )
 
 
