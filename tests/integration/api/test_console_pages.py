@@ -136,6 +136,8 @@ async def test_an_operator_pauses_triggers_and_backfills_with_live_progress(
     following = await console.get(backfilled.headers["location"])
     assert f'sse-connect="/ui/bulk/{operation_id}/live"' in following.text
     assert '<dd data-count="total">4</dd>' in following.text
+    someone_else = await console.get(f"{path}?backfill={uuid.uuid4()}")
+    assert someone_else.status_code == 200 and "is not one of yours, or no longer exists" in someone_else.text
 
     worker = BulkOperationLoop(runtime.pool, runtime.outbox, settings.topics, 0.05, backfill_runs_per_second=1000)
     await worker.run_once()

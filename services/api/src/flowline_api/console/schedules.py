@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from flowline.credentials import Principal
 from flowline.db.audit import Actor
-from flowline.errors import ClientError, FlowlineError, ValidationFailed
+from flowline.errors import ClientError, FlowlineError, NotFound, ValidationFailed
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -84,7 +84,7 @@ class ScheduleReads:
         """The schedule, the executions it started that the caller may see, and what the last action did.
 
         Raises:
-            NotFound: no such schedule, or no such backfill operation of the caller's.
+            NotFound: no such schedule.
             ClientError: a ``started`` or ``backfill`` value that is not an id.
         """
         schedule = await self.schedules.read(self.tenant_id, schedule_id)
@@ -106,16 +106,19 @@ class ScheduleReads:
             self.tenant_id, filters, sort="createdAt", order="desc", limit=RECENT_EXECUTIONS, offset=0, cursor=None
         )
         backfill_id = query_id(query, "backfill")
-        backfill = None
+        backfill = error = None
         if backfill_id is not None:
-            backfill = await self.bulk_operations.read(self.tenant_id, backfill_id, self.caller)
+            try:
+                backfill = await self.bulk_operations.read(self.tenant_id, backfill_id, self.caller)
+            except NotFound:  # a link passed on to someone else: the schedule is still theirs to see
+                error = f"backfill {backfill_id} is not one of yours, or no longer exists"
         context = page_context(
             self.caller,
             schedule=schedule,
             recent=recent.items,
             started=query_id(query, "started"),
             operation=backfill,
-            error=None,
+            error=error,
             form={},
             pretty=pretty,
         )
