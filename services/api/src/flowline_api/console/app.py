@@ -1,4 +1,4 @@
-"""The operator console at ``/ui``: its routes, templates, vendored scripts, sign-in, CSRF and security headers.
+"""The operator console at ``/ui``: its routes, templates, vendored scripts, sign-in, CSRF, compression and headers.
 
 Pages are rendered on the server (Jinja); htmx and its SSE extension patch the execution page from the
 execution's stream. Every page goes through the API's guards (``require_role``, ``require_visible``) and calls
