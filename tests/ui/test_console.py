@@ -72,6 +72,18 @@ async def workflows(base_url: str, tenant: str, keys: dict[str, str]) -> None:
             assert created.status_code == 201, created.text
 
 
+@pytest.fixture(scope="package")
+async def schedule(workflows: None, base_url: str, tenant: str, keys: dict[str, str]) -> str:
+    """A schedule of the public ``demo.hello`` made through the API, hourly from now: it fires during no test."""
+    async with httpx.AsyncClient(
+        base_url=f"{base_url}/api/v1/tenants/{tenant}", headers={"Authorization": f"Bearer {keys['admin']}"}
+    ) as client:
+        body = {"name": "hourly-hello", "workflowRef": "demo.hello", "interval": "1h", "input": {"name": "Cron"}}
+        created = await client.post("/schedules", json=body)
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
+
 async def _start(api: httpx.AsyncClient, ref: str, execution_input: dict[str, Any] | None = None) -> str:
     started = await api.post(f"/workflows/{ref}/execute", json={"input": execution_input or {}})
     assert started.status_code == 202, started.text
@@ -226,7 +238,7 @@ async def test_pausing_resuming_and_cancelling_a_sleeping_execution_and_the_409_
 
 @pytest.mark.usefixtures("workflows")
 async def test_a_viewer_sees_no_actions_and_cannot_post_them(
-    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient, schedule: str
 ) -> None:
     execution_id = await _start(api, "demo.flaky")  # a public workflow's: the viewer may see it
     await _until_status(api, execution_id, "failed")
@@ -237,6 +249,9 @@ async def test_a_viewer_sees_no_actions_and_cannot_post_them(
     await page.goto("/ui/workflows/demo.hello")
     await expect(page.locator("svg.graph .node")).to_have_count(3)
     await expect(page.locator("form.run")).to_have_count(0)
+    await page.goto(f"/ui/schedules/{schedule}")
+    await expect(page.locator("h1")).to_contain_text("hourly-hello")
+    await expect(page.locator("details.action")).to_have_count(0)
 
     refused = await page.request.post(
         f"/ui/executions/{execution_id}/retry", form={"_csrf_token": await _csrf_token(page)}
@@ -361,3 +376,44 @@ async def test_agents_page_checks_health_and_the_audit_log_is_for_admins(
     page = await console.sign_in(keys["admin"])
     await page.click("nav >> text=Audit log")
     await expect(page.locator("table tbody tr:has-text('agent')").first).to_contain_text("summarizer")
+
+
+async def test_an_operator_triggers_pauses_resumes_and_backfills_a_schedule_made_through_the_api(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient, schedule: str, screenshots: Path
+) -> None:
+    page = await console.sign_in(keys["operator"])
+    await page.click("nav >> text=Schedules")
+    row = page.locator(f'tr[data-schedule="{schedule}"]')
+    await expect(row.locator(".next-runs li")).to_have_count(5)
+    await row.locator("text=hourly-hello").click()
+    await page.wait_for_url(f"**/ui/schedules/{schedule}")
+
+    await page.click("summary:has-text('Trigger…')")
+    await page.click("button:has-text('Confirm trigger')")
+    started = page.locator("#started-execution")
+    execution_id = (await started.inner_text()).removeprefix("execution ")
+    assert (await api.get(f"/executions/{execution_id}")).json()["scheduleId"] == schedule
+    await started.click()
+    await page.wait_for_url(f"**/ui/executions/{execution_id}")
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "completed", timeout=60_000)
+
+    await page.goto(f"/ui/schedules/{schedule}")
+    await page.click("summary:has-text('Pause…')")
+    await page.click("button:has-text('Confirm pause')")
+    await expect(page.locator("#schedule-state")).to_have_attribute("data-paused", "true")
+    assert (await api.get(f"/schedules/{schedule}")).json()["paused"] is True
+    await page.click("summary:has-text('Resume…')")
+    await page.click("button:has-text('Confirm resume')")
+    await expect(page.locator("#schedule-state")).to_have_attribute("data-paused", "false")
+    assert (await api.get(f"/schedules/{schedule}")).json()["paused"] is False
+
+    await page.click("summary:has-text('Backfill…')")
+    await page.fill("input[name=start]", "2026-03-01T00:00")
+    await page.fill("input[name=end]", "2026-03-01T02:00")
+    await page.click("button:has-text('Confirm backfill')")
+    await expect(page.locator('[data-count="total"]')).to_have_text("2")
+    await page.evaluate("window.consoleMarker = 'still the same page'")  # gone if anything reloads the page
+    await expect(page.locator("#bulk-status")).to_have_attribute("data-status", "completed", timeout=60_000)
+    await expect(page.locator('[data-count="succeeded"]')).to_have_text("2")
+    assert await page.evaluate("window.consoleMarker") == "still the same page"
+    await page.screenshot(path=screenshots / "console-schedule.png", full_page=True)

@@ -1,4 +1,4 @@
-"""The operator console at ``/ui``: its routes, templates, vendored scripts, sign-in, CSRF and security headers.
+"""The operator console at ``/ui``: its routes, templates, vendored scripts, sign-in, CSRF, compression and headers.
 
 Pages are rendered on the server (Jinja); htmx and its SSE extension patch the execution page from the
 execution's stream. Every page goes through the API's guards (``require_role``, ``require_visible``) and calls
@@ -8,12 +8,13 @@ the API's domain services in this process, so roles, ownership and tenants hold 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from flowline.errors import FlowlineError
 from flowline.settings import Settings
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from litestar import Router, get
+from litestar import Request, Response, Router, get
+from litestar.config.compression import CompressionConfig
 from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
 from litestar.exceptions import (
@@ -24,11 +25,13 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.middleware import DefineMiddleware
+from litestar.middleware.compression import CompressionMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
+from litestar.types import ExceptionHandler
 
 from flowline_api.auth import require_role, require_visible
 from flowline_api.console.actions import ConsoleActionController
@@ -39,6 +42,7 @@ from flowline_api.console.graph import format_duration
 from flowline_api.console.live import ConsoleLiveController
 from flowline_api.console.login import ConsoleLoginController
 from flowline_api.console.rows import ConsoleRowsController
+from flowline_api.console.schedules import ConsoleScheduleController
 from flowline_api.console.session import (
     PATH,
     SECURITY_HEADERS,
@@ -48,6 +52,7 @@ from flowline_api.console.session import (
     provide_console_tenant_id,
     to_sign_in,
 )
+from flowline_api.console.views import UNCOMPRESSED, utc_time
 from flowline_api.console.workflows import ConsoleWorkflowController
 from flowline_api.dependencies import provide_actor, provide_caller
 from flowline_api.domain.agents.service import provide_agent_service
@@ -61,6 +66,9 @@ from flowline_api.domain.workflows.service import provide_workflow_service
 from flowline_api.rate_limits import rate_limit_middleware
 
 HERE: Final = Path(__file__).parent
+VENDORED_MAX_AGE: Final = 365 * 24 * 3600
+# Pages and static files, gzip'd for a browser that accepts it; event streams are left alone (views.STREAM).
+COMPRESSION: Final = CompressionConfig(backend="gzip", gzip_compress_level=6, exclude_opt_key=UNCOMPRESSED)
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
@@ -69,6 +77,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
         loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), auto_reload=False
     )
     environment.filters["duration"] = format_duration
+    environment.filters["utc"] = utc_time
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
 
 
@@ -76,6 +85,41 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
 def home() -> Redirect:
     """The console opens on the executions list."""
     return Redirect(f"{PATH}/executions")
+
+
+def vendored_static_routers() -> list[Router]:
+    """One static router per vendored library: its folder is named for its version, so its files never change.
+
+    They are cached for a year without asking again; a new version comes in a new folder, under a new URL.
+    """
+    return [
+        create_static_files_router(
+            f"/static/{folder.name}",
+            directories=[folder],
+            name=f"console_static_{folder.name}",
+            cache_control=CacheControlHeader(max_age=VENDORED_MAX_AGE, public=True, immutable=True),
+            include_in_schema=False,
+        )
+        for folder in sorted((HERE / "static").iterdir())
+        if folder.is_dir()
+    ]
+
+
+def console_not_found_or(api_handler: ExceptionHandler[Any]) -> ExceptionHandler[Any]:
+    """The app's handler of unknown paths: the console's "not found" page under ``/ui``, else ``api_handler``'s.
+
+    The console router's own handlers answer what its routes raise; a path that matches no route never reaches
+    them, so the app's handler asks this first.
+    """
+
+    def not_found(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+        if request.url.path != PATH and not request.url.path.startswith(PATH + "/"):
+            return api_handler(request, error)
+        page = problem_page(request, error)
+        page.headers.update({header.name: str(header.value) for header in SECURITY_HEADERS})
+        return page
+
+    return not_found
 
 
 def console_router(settings: Settings) -> Router:
@@ -88,8 +132,7 @@ def console_router(settings: Settings) -> Router:
         "/static",
         directories=[HERE / "static"],
         name="console_static",
-        # Vendored scripts sit in folders named for their versions; console.css may change with a release.
-        cache_control=CacheControlHeader(max_age=3600, public=True),
+        cache_control=CacheControlHeader(max_age=3600, public=True),  # console.css may change with a release
         include_in_schema=False,
     )
     pages = Router(
@@ -103,6 +146,7 @@ def console_router(settings: Settings) -> Router:
             ConsoleAdminController,
             ConsoleBulkController,
             ConsoleRowsController,
+            ConsoleScheduleController,
         ],
         guards=[require_role, require_visible],
         response_headers=SECURITY_HEADERS,
@@ -123,8 +167,9 @@ def console_router(settings: Settings) -> Router:
     )
     return Router(
         PATH,
-        route_handlers=[static, ConsoleLoginController, pages],
+        route_handlers=[static, *vendored_static_routers(), ConsoleLoginController, pages],
         middleware=[
+            DefineMiddleware(CompressionMiddleware, config=COMPRESSION),
             DefineMiddleware(CSRFMiddleware, config=csrf_config(settings)),
             DefineMiddleware(ConsoleAuthentication),
             *rate_limit_middleware(settings),  # the API's budgets, per principal: the console spends the same

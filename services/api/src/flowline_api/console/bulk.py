@@ -25,7 +25,7 @@ from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage,
 from flowline_api.auth import OPERATOR, VIEWER
 from flowline_api.console.executions import list_filters
 from flowline_api.console.live import render
-from flowline_api.console.views import page_context
+from flowline_api.console.views import STREAM, page_context
 from flowline_api.domain.bulk.schemas import BulkCancelRequest, BulkRetryRequest
 from flowline_api.domain.bulk.service import BulkOperationService
 from flowline_api.path_ids import OperationId
@@ -50,6 +50,7 @@ def bulk_filter(query: MultiDict[str], caller: Principal) -> ExecutionFilter:
         created_before=filters.created_before,
         tag=filters.tags,
         metadata=filters.metadata,
+        schedule_id=filters.schedule_id,
     )
 
 
@@ -106,7 +107,7 @@ class ConsoleBulkController(Controller):
         operation = await bulk_operation_service.read(tenant_id, operation_id, caller)
         return Template("bulk.html", context=page_context(caller, operation=operation))
 
-    @get("/{operation_id:str}/live", opt=VIEWER, name="console:bulk-live")
+    @get("/{operation_id:str}/live", opt=VIEWER | STREAM, name="console:bulk-live")
     async def progress(
         self,
         request: Request[Principal, Any, State],

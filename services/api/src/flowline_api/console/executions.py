@@ -29,7 +29,7 @@ PAGE_SIZE: Final = 50
 LOG_PAGE_SIZE: Final = 500
 LIVE_PARAMETERS: Final = ("step", "level", "after")
 ORDERED_STATUSES: Final = ("pending", "running", "paused", "completed", "failed", "cancelled")
-FILTER_NAMES: Final = ("status", "workflow", "startedBy", "tag", "meta", "createdAfter", "createdBefore")
+FILTER_NAMES: Final = ("status", "workflow", "startedBy", "tag", "meta", "createdAfter", "createdBefore", "scheduleId")
 
 
 def _moment(value: str | None, name: str) -> datetime | None:
@@ -63,6 +63,20 @@ def _metadata(pairs: list[str]) -> dict[str, str] | None:
     return metadata or None
 
 
+def _schedule_id(value: str | None) -> uuid.UUID | None:
+    """The ``scheduleId`` filter (the runs of one schedule).
+
+    Raises:
+        ClientError: not a schedule id.
+    """
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError as err:
+        raise ClientError(f"scheduleId: {value!r} is not a schedule id") from err
+
+
 def list_filters(query: Any, caller: Principal) -> ExecutionFilters:
     """The list's filters from its query string (the same filter the API's list and bulk operations build).
 
@@ -81,6 +95,7 @@ def list_filters(query: Any, caller: Principal) -> ExecutionFilters:
         metadata=_metadata(query.getall("meta", [])),
         search=None,
         caller=caller,
+        schedule_id=_schedule_id(query.get("scheduleId")),
     )
 
 

@@ -32,7 +32,7 @@ from litestar.utils.scope.state import ScopeState
 
 from flowline_api.auth import VIEWER
 from flowline_api.console.executions import PageReads, execution_context
-from flowline_api.console.views import StepPane
+from flowline_api.console.views import STREAM, StepPane
 from flowline_api.domain.logs.service import levels_from
 from flowline_api.domain.streams.service import TERMINAL_TASK_STATUSES, Messages, StreamService
 from flowline_api.path_ids import ExecutionId
@@ -113,7 +113,7 @@ class ConsoleLiveController(Controller):
 
     path = "/executions/{execution_id:str}/live"
 
-    @get("/", opt=VIEWER, name="console:live")
+    @get("/", opt=VIEWER | STREAM, name="console:live")
     async def live(
         self,
         request: Request[Principal, Any, State],

@@ -22,7 +22,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from flowline_api.auth import VIEWER
 from flowline_api.console.executions import PAGE_SIZE
 from flowline_api.console.live import render
-from flowline_api.console.views import page_context
+from flowline_api.console.views import STREAM, page_context
 from flowline_api.domain.executions.filters import owner_filter
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.streams.hub import Overflowed, StreamHub, Subscription
@@ -48,7 +48,7 @@ class ConsoleRowsController(Controller):
 
     path = "/execution-rows"
 
-    @get("/", opt=VIEWER, name="console:rows")
+    @get("/", opt=VIEWER | STREAM, name="console:rows")
     async def rows(
         self,
         request: Request[Principal, Any, State],

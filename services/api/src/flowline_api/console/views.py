@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
@@ -23,6 +24,10 @@ from flowline_api.domain.workflows.service import WorkflowService
 LOG_PAGE: Final = 200
 EVENT_PAGE: Final = 50
 LEVELS: Final = ("DEBUG", "INFO", "WARN", "ERROR")
+# The ``opt`` of routes that answer with a stream of events, which the console's compression leaves alone: each
+# event must reach the page as soon as it is sent, and a proxy may hold a compressed stream back to fill a buffer.
+UNCOMPRESSED: Final = "console_uncompressed"
+STREAM: Final = {UNCOMPRESSED: True}
 
 
 def flowline_version() -> str:
@@ -42,6 +47,11 @@ def page_context(caller: Principal | None, **values: Any) -> dict[str, Any]:
         "version": flowline_version(),
         **values,
     }
+
+
+def utc_time(moment: datetime | None) -> str:
+    """A moment as the console shows times: to the second, in UTC, saying so (empty for none)."""
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def compact(value: Any) -> Any:
