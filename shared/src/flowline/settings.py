@@ -167,6 +167,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How often the scheduler looks for bulk operations to work on (a new one waits at most this long).
     bulk_operation_poll_interval_seconds: float = 1.0
     redrive_after_seconds: float = 30.0
+    # Webhooks (flowline.webhooks). The waits after each failed delivery attempt, in seconds, comma-separated: a
+    # delivery is tried once more than there are waits, then marked failed (by default 11 attempts over 28 hours).
+    webhook_retry_schedule_seconds: str = "5,30,120,600,1800,3600,7200,14400,28800,43200"
+    # How long one delivery attempt may take in all (connecting, sending, the answer's head and up to 64 KiB of it).
+    webhook_timeout_seconds: float = 10.0
+    # A webhook whose every delivery failed for this long is disabled, with the reason shown on it. 0: never.
+    webhook_disable_after_seconds: float = 86_400.0
+    # How long a rotated-out secret still signs deliveries, beside the new one.
+    webhook_secret_rotation_seconds: float = 86_400.0
+    # How often the scheduler looks for deliveries that came due (new ones wake it at once).
+    webhook_poll_interval_seconds: float = 1.0
+    # Deliveries one scheduler process sends at the same time.
+    webhook_max_concurrent_deliveries: int = 100
     inbox_retention_days: float = 7.0
     consumer_max_failures: int = 5
     max_steps_per_workflow: int = 500

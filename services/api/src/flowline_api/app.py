@@ -42,6 +42,7 @@ from flowline_api.domain.streams.controller import StreamController
 from flowline_api.domain.streams.hub import StreamHub
 from flowline_api.domain.streams.service import StreamTimings
 from flowline_api.domain.tasks.controller import TaskController
+from flowline_api.domain.webhooks.controller import WebhookController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
 from flowline_api.limits import JsonLimitsMiddleware
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> Litestar:
             ExecutionControlController,
             BulkOperationController,
             AgentController,
+            WebhookController,
             AuditLogController,
             ApiKeyController,
             LogController,
