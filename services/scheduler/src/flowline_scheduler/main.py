@@ -1,8 +1,9 @@
-"""The scheduler process: timers, lease recovery, lost-message redrive, bulk operations, the outbox relay."""
+"""The scheduler process: timers, lease recovery, lost-message redrive, bulk operations, webhooks, the outbox relay."""
 
 from __future__ import annotations
 
-from flowline.messages import TimerMessage, decoder
+from flowline.agents import auth_cipher
+from flowline.messages import EventMessage, TimerMessage, decoder
 from flowline.ops import configure_logging
 from flowline.runtime import OutboxRelay, Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings
@@ -12,11 +13,15 @@ from flowline_scheduler.leases import LeaseRecovery
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
 from flowline_scheduler.timers import TimerLoop
+from flowline_scheduler.webhook_events import DeliveryRecorder
+from flowline_scheduler.webhooks import WebhookDeliveryLoop, create_webhook_client
 
 
 async def run_scheduler(settings: Settings) -> None:
     """Run the scheduler until SIGTERM."""
+    cipher = auth_cipher(settings.secret_key)  # webhook secrets: fail at start, not at the first delivery
     runtime = await Runtime.open(settings)
+    webhook_client = create_webhook_client(settings)
     try:
         metrics = SchedulerMetrics(runtime.registry)
         timers = TimerLoop(runtime.pool, runtime.outbox, settings.topics, metrics, settings.timer_poll_interval_seconds)
@@ -44,7 +49,13 @@ async def run_scheduler(settings: Settings) -> None:
             handler=timers.handle_timer_message,
             background=True,
         )
+        webhooks = WebhookDeliveryLoop(runtime.pool, cipher, webhook_client, metrics, settings)
+        recorder = DeliveryRecorder(runtime.pool, on_new=webhooks.wake)
+        events = runtime.consumer(
+            "scheduler-webhooks", [settings.topics.events], decoder(EventMessage), batch_handler=recorder.handle_events
+        )
         await announcements.start()
+        await events.start()
         await serve(
             "scheduler",
             runtime,
@@ -55,11 +66,14 @@ async def run_scheduler(settings: Settings) -> None:
                 Runnable(redrive.start, redrive.stop),
                 Runnable(retention.start, retention.stop),
                 Runnable(bulk.start, bulk.stop),
+                Runnable(events.run, events.stop),
+                Runnable(webhooks.start, webhooks.close),
                 Runnable(relay.start, relay.stop),
             ],
             http_port=settings.scheduler_http_port,
         )
     finally:
+        await webhook_client.aclose()
         await runtime.close()
 
 
