@@ -12,6 +12,7 @@ import msgspec
 
 from flowline_client._requests import ParamValue, execution_body, filter_body, query, without_none
 from flowline_client._streams import stream_messages
+from flowline_client._webhooks import WebhookRoutes
 from flowline_client.errors import FlowlineApiError
 from flowline_client.models import (
     Agent,
@@ -75,8 +76,8 @@ class _Listing(Protocol[Item]):
     def next_cursor(self) -> str | None: ...
 
 
-class AsyncFlowlineClient:
-    """A client of one tenant's routes of the Flowline api.
+class AsyncFlowlineClient(WebhookRoutes):
+    """A client of one tenant's routes of the Flowline api (the webhook routes come from ``WebhookRoutes``).
 
     Args:
         api_url: the api's root URL, e.g. ``http://127.0.0.1:8000``.

@@ -30,6 +30,7 @@ from flowline_schemas.logs import TaskLog, TaskLogPage
 from flowline_schemas.packs import InstalledWorkflow, Pack, PackInstalled
 from flowline_schemas.pagination import Page
 from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
+from flowline_schemas.webhooks import Webhook, WebhookDelivery, WebhookWithSecret
 from flowline_schemas.workflows import ExecutionAccepted, Workflow, WorkflowSummary, WorkflowVersion
 
 __all__ = [
@@ -70,6 +71,9 @@ __all__ = [
     "TaskAttempt",
     "TaskLog",
     "TaskLogPage",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookWithSecret",
     "Workflow",
     "WorkflowSummary",
     "WorkflowVersion",
