@@ -64,7 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_statement_timeout_seconds: float = 30.0
 
     # Secrets: one or more Fernet keys, comma-separated (the first encrypts, all decrypt), that seal agent
-    # credentials at rest. Required by the api and the executor; `make dev` generates one into .flowline/.
+    # credentials and webhook secrets at rest. Required by the api, the executor and the scheduler; `make dev`
+    # generates one into .flowline/.
     secret_key: str = ""
     # JWTs the api accepts besides API keys: signed with this shared secret (HS256), or by the private half of
     # one of these PEM public keys (RS256, several for rotation). Empty: JWTs are refused.
