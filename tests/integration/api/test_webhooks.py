@@ -54,7 +54,7 @@ async def test_bad_bodies_are_422_naming_the_field_and_store_nothing(api: Client
         ({"url": URL, "events": ["WORKFLOW_EXPLODED"]}, "events"),
         ({"url": URL, "events": []}, "events"),
         ({"url": "ftp://hooks.example.com/x"}, "url"),
-        ({"url": "https://user:pw@hooks.example.com/x"}, "url"),
+        ({"url": "https://user:pw@hooks.example.com/x"}, "webhook-signature"),
         ({"url": URL, "workflows": ["Not A Ref"]}, "workflows"),
         ({"url": URL, "colour": "red"}, "colour"),
         ({"events": ["WORKFLOW_FAILED"]}, "url"),
@@ -157,6 +157,8 @@ async def test_retry_makes_a_failed_delivery_due_now(api: Client, pool: asyncpg.
     assert response.json()["status"] == "pending" and response.json()["nextAttemptAt"] is not None
     missing = await api.post(f"webhooks/{created['id']}/deliveries/{uuid.uuid4()}/retry")
     assert missing.status_code == 404
+    audited = await pool.fetch("SELECT changes FROM audit_logs WHERE action = 'retry_delivery'")
+    assert [row["changes"] for row in audited] == [{"delivery": {"after": delivery["id"]}}]
 
 
 async def test_delete_removes_the_webhook_and_its_deliveries(api: Client, pool: asyncpg.Pool) -> None:

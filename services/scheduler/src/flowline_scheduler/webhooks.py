@@ -167,7 +167,7 @@ class WebhookDeliveryLoop(LoopService):
             return
         retry_in = self._retry_waits[delivery.attempts - 1] if delivery.attempts <= len(self._retry_waits) else None
         async with self._pool.acquire() as connection, connection.transaction():
-            disabled = await record_failure(
+            recorded = await record_failure(
                 connection,
                 delivery,
                 status_code=outcome.status_code,
@@ -175,7 +175,9 @@ class WebhookDeliveryLoop(LoopService):
                 retry_in=retry_in,
                 disable_after_seconds=self._disable_after,
             )
+        if not recorded.settled:
+            return
         self._metrics.webhook_deliveries.labels("retrying" if retry_in is not None else "failed").inc()
-        if disabled is not None:
+        if recorded.disabled_reason is not None:
             self._metrics.webhooks_disabled.inc()
-            logger.warning("webhook %s %s", delivery.webhook_id, disabled)
+            logger.warning("webhook %s %s", delivery.webhook_id, recorded.disabled_reason)

@@ -35,6 +35,13 @@ class NewDelivery(NamedTuple):
     event_at: datetime
 
 
+class FailureRecorded(NamedTuple):
+    """What recording a failed attempt did: whether the claim still held, and why the webhook was disabled."""
+
+    settled: bool
+    disabled_reason: str | None
+
+
 class ClaimedDelivery(NamedTuple):
     """A delivery claimed for one attempt (its number is ``attempts``), with what sending it needs."""
 
@@ -231,14 +238,15 @@ async def record_failure(
     error: str,
     retry_in: float | None,
     disable_after_seconds: float,
-) -> str | None:
+) -> FailureRecorded:
     """Record a failed attempt: due again in ``retry_in`` seconds, or failed for good when it is None.
 
     The webhook counts as failing from its first failure after a success; failing for ``disable_after_seconds``
     (when positive) disables it. Runs in the caller's transaction.
 
     Returns:
-        The reason the webhook was disabled by this failure, if it was.
+        Nothing settled when the claim had been lost (another attempt has the delivery); else the reason the
+        webhook was disabled by this failure, if it was.
     """
     updated = await connection.fetchval(
         "UPDATE webhook_deliveries SET status = CASE WHEN $5::float8 IS NULL THEN 'failed' ELSE 'pending' END, "
@@ -251,7 +259,7 @@ async def record_failure(
         retry_in,
     )
     if updated is None:
-        return None
+        return FailureRecorded(settled=False, disabled_reason=None)
     reason = f"disabled automatically: every delivery failed for {disable_after_seconds:g} s; last error: {error}"
     await connection.execute(
         "UPDATE webhooks SET failing_since = now() WHERE id = $1 AND failing_since IS NULL", delivery.webhook_id
@@ -264,7 +272,7 @@ async def record_failure(
         disable_after_seconds,
         reason,
     )
-    return disabled
+    return FailureRecorded(settled=True, disabled_reason=disabled)
 
 
 async def list_deliveries(

@@ -241,8 +241,9 @@ class WebhookController(Controller):
         self,
         tenant_id: NamedDependency[uuid.UUID],
         webhook_service: NamedDependency[WebhookService],
+        actor: NamedDependency[Actor],
         webhook_id: WebhookId,
         delivery_id: DeliveryId,
     ) -> WebhookDelivery:
-        """Make a delivery due now, whatever its status: a failed one gets one more attempt."""
-        return await webhook_service.retry(tenant_id, webhook_id, delivery_id)
+        """Make a delivery due now, whatever its status: a failed one gets one more attempt. Audited."""
+        return await webhook_service.retry(tenant_id, webhook_id, delivery_id, actor)

@@ -39,6 +39,8 @@ from flowline_api.domain.webhooks.schemas import WebhookCreate, WebhookUpdate
 from flowline_api.pagination import decode_cursor, encode_cursor
 
 ENTITY_TYPE = "webhook"
+# A receiver knows a delivery is Flowline's by its signature, not by credentials in the URL.
+CREDENTIALS_ADVICE = "the receiver verifies the webhook-signature header with the webhook's secret instead"
 SECRET_FIELDS = frozenset({"secret"})
 
 
@@ -144,7 +146,7 @@ class WebhookService:
         Raises:
             ValidationFailed: a URL that is not http(s), holds credentials, or reaches a refused address.
         """
-        check_url(data.url, self._outbound)
+        check_url(data.url, self._outbound, credentials_advice=CREDENTIALS_ADVICE)
         secret = new_secret()
         values = {
             "url": data.url,
@@ -187,7 +189,7 @@ class WebhookService:
             ValidationFailed: a bad URL.
         """
         if data.url is not msgspec.UNSET:
-            check_url(data.url, self._outbound)
+            check_url(data.url, self._outbound, credentials_advice=CREDENTIALS_ADVICE)
         given = {name: value for name, value in msgspec.structs.asdict(data).items() if value is not msgspec.UNSET}
         for name in ("events", "workflows"):
             if given.get(name) is not None:
@@ -279,15 +281,20 @@ class WebhookService:
         items = [to_delivery(record) for record in records[:limit]]
         return Page(items=items, total=total, limit=limit, offset=offset, next_cursor=_next_cursor(records, limit))
 
-    async def retry(self, tenant_id: uuid.UUID, webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> WebhookDelivery:
-        """Send a delivery again now, whatever its status.
+    async def retry(
+        self, tenant_id: uuid.UUID, webhook_id: uuid.UUID, delivery_id: uuid.UUID, actor: Actor
+    ) -> WebhookDelivery:
+        """Send a delivery again now, whatever its status; audited on the webhook.
 
         Raises:
             NotFound: no such webhook in this tenant, or no such delivery of it.
         """
-        async with self._pool.acquire() as connection:
+        async with self._pool.acquire() as connection, connection.transaction():
             await read_webhook(connection, tenant_id, webhook_id)
-            return to_delivery(await retry_delivery(connection, webhook_id, delivery_id))
+            record = await retry_delivery(connection, webhook_id, delivery_id)
+            changes = {"delivery": {"after": str(delivery_id)}}
+            await self._audit(connection, tenant_id, webhook_id, "retry_delivery", actor, changes)
+        return to_delivery(record)
 
 
 def provide_webhook_service(
