@@ -181,6 +181,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_poll_interval_seconds: float = 1.0
     # Deliveries one scheduler process sends at the same time.
     webhook_max_concurrent_deliveries: int = 100
+    # How long a succeeded or failed delivery stays in the delivery log (pending ones stay until settled).
+    webhook_delivery_retention_days: float = 30.0
     inbox_retention_days: float = 7.0
     consumer_max_failures: int = 5
     max_steps_per_workflow: int = 500

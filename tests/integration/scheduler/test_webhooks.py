@@ -20,7 +20,7 @@ from flowline.settings import Settings
 from flowline_devstack.ports import free_port
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.webhook_events import DeliveryRecorder
-from flowline_scheduler.webhooks import WebhookDeliveryLoop, create_webhook_client
+from flowline_scheduler.webhooks import DeliveryRetention, WebhookDeliveryLoop, create_webhook_client
 from litestar.testing import AsyncTestClient
 from prometheus_client import CollectorRegistry
 
@@ -331,3 +331,23 @@ async def test_the_outbound_policy_is_checked_at_every_delivery(
     assert delivery["status"] == "pending" and "loopback" in delivery["lastError"]
     assert received(receiver) == []
     assert strict.sample("flowline_webhook_delivery_attempts_total", result="refused") == 1
+
+
+async def test_retention_forgets_old_settled_deliveries_and_keeps_pending_ones(runtime: Runtime, api: Client) -> None:
+    webhook = await create_webhook(api, "https://hooks.example.com/x")
+    for _ in range(4):
+        assert (await api.post(f"webhooks/{webhook['id']}/test")).status_code == 202
+    ids = [row["id"] for row in await runtime.pool.fetch("SELECT id FROM webhook_deliveries ORDER BY id")]
+    statuses = ["succeeded", "failed", "pending", "succeeded"]
+    ages = ["40 days", "40 days", "40 days", "1 day"]
+    for delivery_id, status, age in zip(ids, statuses, ages, strict=True):
+        await runtime.pool.execute(
+            f"UPDATE webhook_deliveries SET status = $2, created_at = now() - interval '{age}' WHERE id = $1",
+            delivery_id,
+            status,
+        )
+
+    await DeliveryRetention(runtime.pool, retention_seconds=30 * 86400, interval_seconds=60).start(loops=1)
+
+    kept = [row["id"] for row in await runtime.pool.fetch("SELECT id FROM webhook_deliveries ORDER BY id")]
+    assert kept == [ids[2], ids[3]]

@@ -14,7 +14,7 @@ from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
 from flowline_scheduler.timers import TimerLoop
 from flowline_scheduler.webhook_events import DeliveryRecorder
-from flowline_scheduler.webhooks import WebhookDeliveryLoop, create_webhook_client
+from flowline_scheduler.webhooks import DeliveryRetention, WebhookDeliveryLoop, create_webhook_client
 
 
 async def run_scheduler(settings: Settings) -> None:
@@ -51,6 +51,9 @@ async def run_scheduler(settings: Settings) -> None:
         )
         webhooks = WebhookDeliveryLoop(runtime.pool, cipher, webhook_client, metrics, settings)
         recorder = DeliveryRecorder(runtime.pool, on_new=webhooks.wake)
+        delivery_retention = DeliveryRetention(
+            runtime.pool, retention_seconds=settings.webhook_delivery_retention_days * 86400, interval_seconds=60
+        )
         events = runtime.consumer(
             "scheduler-webhooks", [settings.topics.events], decoder(EventMessage), batch_handler=recorder.handle_events
         )
@@ -68,6 +71,7 @@ async def run_scheduler(settings: Settings) -> None:
                 Runnable(bulk.start, bulk.stop),
                 Runnable(events.run, events.stop),
                 Runnable(webhooks.start, webhooks.close),
+                Runnable(delivery_retention.start, delivery_retention.stop),
                 Runnable(relay.start, relay.stop),
             ],
             http_port=settings.scheduler_http_port,

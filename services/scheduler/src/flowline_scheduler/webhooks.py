@@ -18,7 +18,13 @@ import httpx
 import msgspec
 from cryptography.fernet import MultiFernet
 from flowline.agents import AuthConfigUnreadable, open_secret
-from flowline.db.webhooks import ClaimedDelivery, claim_due_deliveries, record_failure, record_success
+from flowline.db.webhooks import (
+    ClaimedDelivery,
+    claim_due_deliveries,
+    delete_settled_deliveries,
+    record_failure,
+    record_success,
+)
 from flowline.loops import LoopService
 from flowline.outbound import OutboundPolicy, OutboundRefused, guarded_client
 from flowline.settings import Settings
@@ -33,6 +39,10 @@ MAX_ANSWER_BYTES = 64 * 1024
 ERROR_EXCERPT_CHARS = 200
 # A claimed attempt's outcome is awaited this long past its timeout before the delivery is due again.
 LEASE_MARGIN_SECONDS = 30.0
+RETENTION_BATCH = 5000
+# Finished attempts wake the loop this much later, together: under load, one claim for many finished attempts
+# instead of one each (new deliveries still wake it at once).
+FINISHED_WAKE_DELAY_SECONDS = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,7 @@ class WebhookDeliveryLoop(LoopService):
         self._disable_after = settings.webhook_disable_after_seconds
         self._capacity = settings.webhook_max_concurrent_deliveries
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake_scheduled = False
 
     async def run_once(self) -> None:
         """Claim due deliveries while there is room, and start sending each."""
@@ -116,6 +127,12 @@ class WebhookDeliveryLoop(LoopService):
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         # The next event of the same execution may be waiting for this one; and there is room again.
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            asyncio.get_running_loop().call_later(FINISHED_WAKE_DELAY_SECONDS, self._wake_after_finished)
+
+    def _wake_after_finished(self) -> None:
+        self._wake_scheduled = False
         self.wake()
 
     async def drain(self) -> None:
@@ -181,3 +198,17 @@ class WebhookDeliveryLoop(LoopService):
         if recorded.disabled_reason is not None:
             self._metrics.webhooks_disabled.inc()
             logger.warning("webhook %s %s", delivery.webhook_id, recorded.disabled_reason)
+
+
+class DeliveryRetention(LoopService):
+    """Deletes settled deliveries older than ``FLOWLINE_WEBHOOK_DELIVERY_RETENTION_DAYS``, a batch at a time."""
+
+    def __init__(self, pool: asyncpg.Pool, *, retention_seconds: float, interval_seconds: float) -> None:
+        super().__init__("webhook-delivery-retention", interval_seconds)
+        self._pool = pool
+        self._retention_seconds = retention_seconds
+
+    async def run_once(self) -> None:
+        """Delete expired deliveries until none is left."""
+        while await delete_settled_deliveries(self._pool, self._retention_seconds, RETENTION_BATCH):
+            pass

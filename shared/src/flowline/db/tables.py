@@ -435,6 +435,8 @@ webhook_deliveries = Table(
     UniqueConstraint("webhook_id", "execution_id", "sequence"),
     Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
     Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at", "id"),
+    # What retention deletes: settled deliveries, oldest first.
+    Index("ix_webhook_deliveries_settled", "created_at", postgresql_where=text("status <> 'pending'")),
 )
 
 outbox = Table(

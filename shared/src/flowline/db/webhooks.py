@@ -300,6 +300,24 @@ async def list_deliveries(
     return total, list(records)
 
 
+async def delete_settled_deliveries(connection: Connection, older_than_seconds: float, limit: int) -> int:
+    """Delete up to ``limit`` succeeded or failed deliveries created more than ``older_than_seconds`` ago.
+
+    Returns:
+        How many were deleted.
+    """
+    deleted: int = await connection.fetchval(
+        "WITH gone AS (DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
+        "WHERE status <> 'pending' AND created_at < now() - make_interval(secs => $1) LIMIT $2) "
+        # Checked again on the row itself: a retry may have made it pending meanwhile.
+        "AND status <> 'pending' RETURNING 1) "
+        "SELECT count(*) FROM gone",
+        older_than_seconds,
+        limit,
+    )
+    return deleted
+
+
 async def retry_delivery(connection: Connection, webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> asyncpg.Record:
     """Make a delivery pending and due now, whatever its status: one more attempt (more if retries remain).
 

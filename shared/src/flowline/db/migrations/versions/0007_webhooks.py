@@ -81,6 +81,13 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'pending'"),
     )
     op.create_index(
+        "ix_webhook_deliveries_settled",
+        "webhook_deliveries",
+        ["created_at"],
+        unique=False,
+        postgresql_where=sa.text("status <> 'pending'"),
+    )
+    op.create_index(
         "ix_webhook_deliveries_webhook_created",
         "webhook_deliveries",
         ["webhook_id", "created_at", "id"],
@@ -90,6 +97,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_webhook_deliveries_webhook_created", table_name="webhook_deliveries")
+    op.drop_index(
+        "ix_webhook_deliveries_settled",
+        table_name="webhook_deliveries",
+        postgresql_where=sa.text("status <> 'pending'"),
+    )
     op.drop_index(
         "ix_webhook_deliveries_due", table_name="webhook_deliveries", postgresql_where=sa.text("status = 'pending'")
     )
