@@ -40,8 +40,8 @@ ERROR_EXCERPT_CHARS = 200
 # A claimed attempt's outcome is awaited this long past its timeout before the delivery is due again.
 LEASE_MARGIN_SECONDS = 30.0
 RETENTION_BATCH = 5000
-# Finished attempts wake the loop this much later, together: under load, one claim for many finished attempts
-# instead of one each (new deliveries still wake it at once).
+# Finished attempts wake the loop this much later, together, and only once at most half the room is taken:
+# under load one claim then takes many deliveries instead of one each (new deliveries still wake it at once).
 FINISHED_WAKE_DELAY_SECONDS = 0.01
 
 
@@ -127,7 +127,7 @@ class WebhookDeliveryLoop(LoopService):
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         # The next event of the same execution may be waiting for this one; and there is room again.
-        if not self._wake_scheduled:
+        if not self._wake_scheduled and len(self._in_flight) <= self._capacity // 2:
             self._wake_scheduled = True
             asyncio.get_running_loop().call_later(FINISHED_WAKE_DELAY_SECONDS, self._wake_after_finished)
 
