@@ -110,6 +110,22 @@ async def test_enabling_again_clears_the_automatic_disabling(api: Client, pool: 
     assert await pool.fetchval("SELECT failing_since FROM webhooks") is None
 
 
+async def test_a_disabled_webhooks_deliveries_wait_until_it_is_enabled(api: Client) -> None:
+    created = await create(api)
+    path = f"webhooks/{created['id']}"
+    await api.post(f"{path}/test")
+
+    await api.patch(path, json={"enabled": False})
+    [waiting] = (await api.get(f"{path}/deliveries")).json()["items"]
+    await api.post(f"{path}/test")  # a test of a disabled webhook waits too
+    await api.patch(path, json={"enabled": True})
+    due = (await api.get(f"{path}/deliveries")).json()["items"]
+
+    assert waiting["status"] == "pending" and waiting["nextAttemptAt"] is None
+    assert [item["status"] for item in due] == ["pending", "pending"]
+    assert all(item["nextAttemptAt"] is not None for item in due)
+
+
 async def test_rotation_answers_a_new_secret_and_keeps_the_old_one_for_a_while(api: Client, pool: asyncpg.Pool) -> None:
     created = await create(api)
     old_sealed = await pool.fetchval("SELECT secret_sealed FROM webhooks")

@@ -49,6 +49,8 @@ class ClaimedDelivery(NamedTuple):
     webhook_id: uuid.UUID
     tenant_id: uuid.UUID
     event_type: str
+    execution_id: uuid.UUID | None
+    sequence: int | None
     payload: dict[str, Any]
     attempts: int
     event_at: datetime
@@ -151,6 +153,8 @@ async def enabled_webhooks(connection: Connection, tenant_ids: Sequence[uuid.UUI
 async def insert_deliveries(connection: Connection, deliveries: Sequence[NewDelivery]) -> int:
     """Insert deliveries due now, each once: one already there for its webhook and event is left as it is.
 
+    A delivery of a webhook disabled meanwhile is not due (``next_attempt_at`` null) until it is enabled again.
+
     Returns:
         How many were new.
     """
@@ -160,10 +164,11 @@ async def insert_deliveries(connection: Connection, deliveries: Sequence[NewDeli
     inserted: int = await connection.fetchval(
         "WITH added AS (INSERT INTO webhook_deliveries "
         "(id, webhook_id, tenant_id, event_type, execution_id, sequence, payload, event_at, next_attempt_at) "
-        "SELECT id, webhook_id, tenant_id, event_type, execution_id, sequence, payload, event_at, now() "
+        "SELECT d.id, webhook_id, d.tenant_id, event_type, execution_id, sequence, payload, event_at, "
+        "CASE WHEN w.enabled THEN now() END "
         "FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::jsonb[], "
         "$8::timestamptz[]) AS d(id, webhook_id, tenant_id, event_type, execution_id, sequence, payload, event_at) "
-        "ORDER BY execution_id, sequence "
+        "JOIN webhooks w ON w.id = d.webhook_id ORDER BY execution_id, sequence "
         "ON CONFLICT (webhook_id, execution_id, sequence) DO NOTHING RETURNING 1) SELECT count(*) FROM added",
         [uuid7() for _ in deliveries],
         *(list(column) for column in columns),
@@ -174,15 +179,17 @@ async def insert_deliveries(connection: Connection, deliveries: Sequence[NewDeli
 async def insert_test_delivery(
     connection: Connection, webhook: asyncpg.Record, payload: dict[str, Any], event_type: str
 ) -> asyncpg.Record:
-    """A delivery of no state event (``webhook.test``), due now."""
+    """A delivery of no state event (``webhook.test``), due now (once enabled, for a disabled webhook)."""
     record: asyncpg.Record = await connection.fetchrow(
         "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_type, payload, event_at, next_attempt_at) "
-        f"VALUES ($1, $2, $3, $4, $5, now(), now()) RETURNING {DELIVERY_COLUMNS}",
+        "VALUES ($1, $2, $3, $4, $5, now(), CASE WHEN $6 THEN now() END) "
+        f"RETURNING {DELIVERY_COLUMNS}",
         uuid7(),
         webhook["id"],
         webhook["tenant_id"],
         event_type,
         payload,
+        webhook["enabled"],
     )
     return record
 
@@ -193,9 +200,16 @@ async def claim_due_deliveries(connection: Connection, limit: int, lease_seconds
     A delivery waits while an earlier event of its execution is still pending for the same webhook, so each
     webhook hears of an execution's events in order. A claim moves ``next_attempt_at`` a lease ahead: should
     the attempt's outcome never be recorded (the process died), the delivery comes due again then.
+
+    Only the head of the due index is looked at (``head``), so a claim costs the same with a backlog of
+    millions; what waits there is rare and short: a disabled webhook's deliveries are not due, and a failed
+    attempt moves the later events of its execution behind its own next attempt (``record_failure``).
     """
     records = await connection.fetch(
-        "WITH due AS (SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled "
+        "WITH head AS MATERIALIZED (SELECT id FROM webhook_deliveries WHERE status = 'pending' "
+        "AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 * 4 + 100), "
+        "due AS (SELECT d.id FROM head JOIN webhook_deliveries d ON d.id = head.id "
+        "JOIN webhooks w ON w.id = d.webhook_id AND w.enabled "
         "WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM "
         "webhook_deliveries e WHERE e.webhook_id = d.webhook_id AND e.execution_id = d.execution_id "
         "AND e.sequence < d.sequence AND e.status = 'pending') "
@@ -203,7 +217,7 @@ async def claim_due_deliveries(connection: Connection, limit: int, lease_seconds
         "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, "
         "next_attempt_at = now() + make_interval(secs => $2) FROM due, webhooks w "
         "WHERE d.id = due.id AND w.id = d.webhook_id RETURNING d.id, d.webhook_id, d.tenant_id, d.event_type, "
-        "d.payload, d.attempts, d.event_at, w.url, w.secret_sealed, "
+        "d.execution_id, d.sequence, d.payload, d.attempts, d.event_at, w.url, w.secret_sealed, "
         "CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_sealed END AS previous_secret_sealed",
         limit,
         lease_seconds,
@@ -248,10 +262,10 @@ async def record_failure(
         Nothing settled when the claim had been lost (another attempt has the delivery); else the reason the
         webhook was disabled by this failure, if it was.
     """
-    updated = await connection.fetchval(
+    updated = await connection.fetchrow(
         "UPDATE webhook_deliveries SET status = CASE WHEN $5::float8 IS NULL THEN 'failed' ELSE 'pending' END, "
         "last_status_code = $3, last_error = $4, next_attempt_at = now() + make_interval(secs => $5::float8) "
-        "WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
+        "WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING next_attempt_at",
         delivery.id,
         delivery.attempts,
         status_code,
@@ -260,6 +274,16 @@ async def record_failure(
     )
     if updated is None:
         return FailureRecorded(settled=False, disabled_reason=None)
+    if updated["next_attempt_at"] is not None and delivery.execution_id is not None:
+        # The execution's later events wait for this one: out of the head of the due index meanwhile.
+        await connection.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = $4 WHERE webhook_id = $1 AND execution_id = $2 "
+            "AND sequence > $3 AND status = 'pending' AND next_attempt_at < $4",
+            delivery.webhook_id,
+            delivery.execution_id,
+            delivery.sequence,
+            updated["next_attempt_at"],
+        )
     reason = f"disabled automatically: every delivery failed for {disable_after_seconds:g} s; last error: {error}"
     await connection.execute(
         "UPDATE webhooks SET failing_since = now() WHERE id = $1 AND failing_since IS NULL", delivery.webhook_id
@@ -272,7 +296,28 @@ async def record_failure(
         disable_after_seconds,
         reason,
     )
+    if disabled is not None:
+        await set_deliveries_due(connection, delivery.webhook_id, due=False)
     return FailureRecorded(settled=True, disabled_reason=disabled)
+
+
+async def set_deliveries_due(connection: Connection, webhook_id: uuid.UUID, *, due: bool) -> None:
+    """Take a disabled webhook's pending deliveries out of the due index, or make them due now when it is enabled.
+
+    Attempts in flight keep their lease; their outcome sets their own next attempt.
+    """
+    if due:
+        await connection.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = now() "
+            "WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at IS NULL",
+            webhook_id,
+        )
+    else:
+        await connection.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = NULL "
+            "WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at <= now()",
+            webhook_id,
+        )
 
 
 async def list_deliveries(
@@ -321,11 +366,14 @@ async def delete_settled_deliveries(connection: Connection, older_than_seconds: 
 async def retry_delivery(connection: Connection, webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> asyncpg.Record:
     """Make a delivery pending and due now, whatever its status: one more attempt (more if retries remain).
 
+    A disabled webhook's delivery becomes due when the webhook is enabled again.
+
     Raises:
         NotFound: the webhook has no such delivery.
     """
     record: asyncpg.Record | None = await connection.fetchrow(
-        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), delivered_at = NULL "
+        "UPDATE webhook_deliveries SET status = 'pending', delivered_at = NULL, "
+        "next_attempt_at = CASE WHEN (SELECT enabled FROM webhooks WHERE id = $1) THEN now() END "
         f"WHERE webhook_id = $1 AND id = $2 RETURNING {DELIVERY_COLUMNS}",
         webhook_id,
         delivery_id,

@@ -23,6 +23,7 @@ from flowline.db.webhooks import (
     list_webhooks,
     read_webhook,
     retry_delivery,
+    set_deliveries_due,
     update_webhook,
 )
 from flowline.errors import ClientError
@@ -202,6 +203,8 @@ class WebhookService:
             if given.get("enabled") and not current["enabled"]:
                 given |= {"disabled_reason": None, "failing_since": None}
             record = await update_webhook(connection, tenant_id, webhook_id, given)
+            if record["enabled"] != current["enabled"]:
+                await set_deliveries_due(connection, webhook_id, due=record["enabled"])
             await self._audit(connection, tenant_id, webhook_id, "update", actor, changes)
         return to_webhook(record)
 
