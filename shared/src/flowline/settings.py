@@ -179,8 +179,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_secret_rotation_seconds: float = 86_400.0
     # How often the scheduler looks for deliveries that came due (new ones wake it at once).
     webhook_poll_interval_seconds: float = 1.0
-    # Deliveries one scheduler process sends at the same time.
-    webhook_max_concurrent_deliveries: int = 100
+    # Deliveries one scheduler process sends at the same time. More lets slow receivers hold fewer of them, but
+    # costs CPU per delivery: httpx's connection pool does work for every request in flight on every request.
+    webhook_max_concurrent_deliveries: int = 50
     # How long a succeeded or failed delivery stays in the delivery log (pending ones stay until settled).
     webhook_delivery_retention_days: float = 30.0
     inbox_retention_days: float = 7.0
