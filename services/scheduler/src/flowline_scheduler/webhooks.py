@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 import httpx
@@ -23,7 +24,7 @@ from flowline.db.webhooks import (
     claim_due_deliveries,
     delete_settled_deliveries,
     record_failure,
-    record_success,
+    record_successes,
 )
 from flowline.loops import LoopService
 from flowline.outbound import OutboundPolicy, OutboundRefused, guarded_client
@@ -89,6 +90,38 @@ async def post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[s
     return Outcome(response.status_code, f"POST {url} answered {response.status_code}: {excerpt}", "http_error")
 
 
+class SuccessRecorder:
+    """Records delivered attempts in batches: whatever succeeds while one batch is written goes in the next.
+
+    At low load each success is written at once, alone; under load one statement settles many.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._waiting: list[tuple[ClaimedDelivery, int, asyncio.Future[datetime | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, delivery: ClaimedDelivery, status_code: int) -> datetime | None:
+        """When ``delivery`` was recorded delivered, or None when its claim had been lost."""
+        settled: asyncio.Future[datetime | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((delivery, status_code, settled))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="webhook-successes")
+        return await settled
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                delivered = await record_successes(self._pool, [(delivery, code) for delivery, code, _ in batch])
+            except Exception as err:  # each attempt's task logs it; the lease brings the deliveries back
+                for _, _, settled in batch:
+                    settled.set_exception(err)
+                continue
+            for delivery, _, settled in batch:
+                settled.set_result(delivered.get(delivery.id))
+
+
 class WebhookDeliveryLoop(LoopService):
     """Keeps up to ``FLOWLINE_WEBHOOK_MAX_CONCURRENT_DELIVERIES`` deliveries in flight; woken by new ones."""
 
@@ -111,6 +144,7 @@ class WebhookDeliveryLoop(LoopService):
         self._capacity = settings.webhook_max_concurrent_deliveries
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake_scheduled = False
+        self._successes = SuccessRecorder(pool)
 
     async def run_once(self) -> None:
         """Claim due deliveries while there is room, and start sending each."""
@@ -176,7 +210,7 @@ class WebhookDeliveryLoop(LoopService):
     async def _record(self, delivery: ClaimedDelivery, outcome: Outcome) -> None:
         if outcome.delivered:
             assert outcome.status_code is not None
-            delivered_at = await record_success(self._pool, delivery, outcome.status_code)
+            delivered_at = await self._successes.record(delivery, outcome.status_code)
             if delivered_at is not None:
                 self._metrics.webhook_deliveries.labels("succeeded").inc()
                 latency = (delivered_at - delivery.event_at).total_seconds()

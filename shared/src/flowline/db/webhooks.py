@@ -225,23 +225,29 @@ async def claim_due_deliveries(connection: Connection, limit: int, lease_seconds
     return [ClaimedDelivery(**dict(record)) for record in records]
 
 
-async def record_success(connection: Connection, delivery: ClaimedDelivery, status_code: int) -> datetime | None:
-    """Mark the claimed attempt delivered, and the webhook no longer failing.
+async def record_successes(
+    connection: Connection, delivered: Sequence[tuple[ClaimedDelivery, int]]
+) -> dict[uuid.UUID, datetime]:
+    """Mark claimed attempts delivered (with the status code each got), and their webhooks no longer failing.
 
     Returns:
-        When it was delivered, or None when the claim had been lost (another attempt has the delivery).
+        When each was delivered, by delivery id; a delivery whose claim had been lost (another attempt has it)
+        is not there.
     """
-    delivered_at: datetime | None = await connection.fetchval(
-        "WITH done AS (UPDATE webhook_deliveries SET status = 'succeeded', delivered_at = now(), "
-        "last_status_code = $3, last_error = NULL, next_attempt_at = NULL "
-        "WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING webhook_id, delivered_at), "
-        "healthy AS (UPDATE webhooks SET failing_since = NULL FROM done "
-        "WHERE webhooks.id = done.webhook_id AND failing_since IS NOT NULL) SELECT delivered_at FROM done",
-        delivery.id,
-        delivery.attempts,
-        status_code,
+    ordered = sorted(delivered, key=lambda item: item[0].id)  # one lock order for every batch
+    records = await connection.fetch(
+        "WITH done AS (UPDATE webhook_deliveries d SET status = 'succeeded', delivered_at = now(), "
+        "last_status_code = s.status_code, last_error = NULL, next_attempt_at = NULL "
+        "FROM unnest($1::uuid[], $2::int[], $3::int[]) AS s(id, attempts, status_code) "
+        "WHERE d.id = s.id AND d.attempts = s.attempts AND d.status = 'pending' "
+        "RETURNING d.id, d.webhook_id, d.delivered_at), "
+        "healthy AS (UPDATE webhooks SET failing_since = NULL WHERE id IN (SELECT webhook_id FROM done) "
+        "AND failing_since IS NOT NULL) SELECT id, delivered_at FROM done",
+        [delivery.id for delivery, _ in ordered],
+        [delivery.attempts for delivery, _ in ordered],
+        [status_code for _, status_code in ordered],
     )
-    return delivered_at
+    return {record["id"]: record["delivered_at"] for record in records}
 
 
 async def record_failure(
