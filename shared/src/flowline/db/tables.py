@@ -437,6 +437,13 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at", "id"),
     # What retention deletes: settled deliveries, oldest first.
     Index("ix_webhook_deliveries_settled", "created_at", postgresql_where=text("status <> 'pending'")),
+    # A queue: vacuumed and analyzed after a few hundred changes (migration 0007 says why).
+    postgresql_with={
+        "autovacuum_vacuum_threshold": "500",
+        "autovacuum_vacuum_scale_factor": "0.02",
+        "autovacuum_analyze_threshold": "500",
+        "autovacuum_analyze_scale_factor": "0.02",
+    },
 )
 
 outbox = Table(
