@@ -14,7 +14,8 @@ The other benchmarks run on their own (each starts its own stack and takes a min
 `make bench` stays within about three minutes: `uv run python -m bench.log_ingest` (task log ingestion),
 `uv run python -m bench.streams` (1,000 live SSE streams), `uv run python -m bench.executions_list`
 (execution lists at 1,000,000 executions), `uv run python -m bench.retention` (removing finished executions),
-`uv run python -m bench.console_pages` (the console's executions and execution pages at 1,000,000 executions).
+`uv run python -m bench.console_pages` (the console's executions and execution pages at 1,000,000 executions),
+`uv run python -m bench.webhooks` (webhook deliveries to a local receiver).
 """
 
 from __future__ import annotations

@@ -46,8 +46,9 @@ class CountingServer:
     """A real local HTTP server that records every request (for agent and http steps).
 
     ``/ok`` answers 200 with the JSON body it got; ``/flaky/<n>`` answers 503 to the first ``n`` requests
-    of each Idempotency-Key, then 200; ``/status/<code>`` answers that status (429 with ``Retry-After: 7``);
-    ``/slow/<seconds>`` answers late; ``/text`` answers 200 with a plain-text body, ``/empty`` 204 with none;
+    of each Idempotency-Key (or webhook-id), then 200; ``/status/<code>`` answers that status (429 with
+    ``Retry-After: 7``); ``/slow/<seconds>`` answers late; ``/text`` answers 200 with a plain-text body,
+    ``/empty`` 204 with none;
     ``/huge/<bytes>`` answers 200 with that many bytes, ``/drip/<seconds>`` a byte a second for that long;
     ``/headers`` answers 200 with the request's headers echoed (``{"headers": {…}, "seen": "auth was …"}``).
     """
@@ -68,7 +69,8 @@ class CountingServer:
                 headers = {key.lower(): value for key, value in self.headers.items()}
                 with lock:
                     server_self.requests.append((self.command, self.path, headers, body))
-                    key = (self.path, headers.get("idempotency-key", ""))
+                    # Steps send an Idempotency-Key, webhooks a webhook-id: either names one request's retries.
+                    key = (self.path, headers.get("idempotency-key") or headers.get("webhook-id", ""))
                     seen[key] = seen.get(key, 0) + 1
                     count = seen[key]
                 parts = self.path.strip("/").split("/")

@@ -13,6 +13,7 @@ from flowline_client._operations import OperationRoutes
 from flowline_client._requests import ParamValue, execution_body
 from flowline_client._schedules import ScheduleRoutes
 from flowline_client._streams import stream_messages
+from flowline_client._webhooks import WebhookRoutes
 from flowline_client.errors import FlowlineApiError
 from flowline_client.models import (
     AttemptList,
@@ -56,7 +57,7 @@ _APPLIED_DEFAULTS: dict[str, Any] = {
 }
 
 
-class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes, ScheduleRoutes):
+class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes, ScheduleRoutes, WebhookRoutes):
     """A client of one tenant's routes of the Flowline api.
 
     Args:

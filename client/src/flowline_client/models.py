@@ -31,6 +31,7 @@ from flowline_schemas.packs import InstalledWorkflow, Pack, PackInstalled
 from flowline_schemas.pagination import Page
 from flowline_schemas.schedules import LastRun, Schedule, TriggeredRun
 from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
+from flowline_schemas.webhooks import Webhook, WebhookDelivery, WebhookWithSecret
 from flowline_schemas.workflows import ExecutionAccepted, Workflow, WorkflowSummary, WorkflowVersion
 
 __all__ = [
@@ -74,6 +75,9 @@ __all__ = [
     "TaskLog",
     "TaskLogPage",
     "TriggeredRun",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookWithSecret",
     "Workflow",
     "WorkflowSummary",
     "WorkflowVersion",

@@ -77,7 +77,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_acquire_timeout_seconds: float = 10.0
 
     # Secrets: one or more Fernet keys, comma-separated (the first encrypts, all decrypt), that seal agent
-    # credentials at rest. Required by the api and the executor; `make dev` generates one into .flowline/.
+    # credentials and webhook secrets at rest. Required by the api, the executor and the scheduler; `make dev`
+    # generates one into .flowline/.
     secret_key: str = ""
     # JWTs the api accepts besides API keys: signed with this shared secret (HS256), or by the private half of
     # one of these PEM public keys (RS256, several for rotation). Empty: JWTs are refused.
@@ -193,6 +194,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How fast a backfill starts its runs, so that a wide window does not flood the executors.
     backfill_runs_per_second: float = 50.0
     redrive_after_seconds: float = 30.0
+    # Webhooks (flowline.webhooks). The waits after each failed delivery attempt, in seconds, comma-separated: a
+    # delivery is tried once more than there are waits, then marked failed (by default 11 attempts over 28 hours).
+    webhook_retry_schedule_seconds: str = "5,30,120,600,1800,3600,7200,14400,28800,43200"
+    # How long one delivery attempt may take in all (connecting, sending, the answer's head and up to 64 KiB of it).
+    webhook_timeout_seconds: float = 10.0
+    # A webhook whose every delivery failed for this long is disabled, with the reason shown on it. 0: never.
+    webhook_disable_after_seconds: float = 86_400.0
+    # How long a rotated-out secret still signs deliveries, beside the new one.
+    webhook_secret_rotation_seconds: float = 86_400.0
+    # How often the scheduler looks for deliveries that came due (new ones wake it at once).
+    webhook_poll_interval_seconds: float = 1.0
+    # Deliveries one scheduler process sends at the same time. More lets slow receivers hold fewer of them, but
+    # costs CPU per delivery: httpx's connection pool does work for every request in flight on every request.
+    webhook_max_concurrent_deliveries: int = 50
+    # How long a succeeded or failed delivery stays in the delivery log (pending ones stay until settled).
+    webhook_delivery_retention_days: float = 30.0
     inbox_retention_days: float = 7.0
     # Data lifecycle (flowline_scheduler.retention): an execution whose root finished longer ago than its
     # workflow's retention (or this default) is removed whole; audit rows older than theirs are removed too.

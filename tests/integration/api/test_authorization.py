@@ -2,7 +2,8 @@
 
 The expectations come from the issue's rules, not from the routes' declarations, so a route that declares
 the wrong role (or none) fails here: admin-only routes are the API keys and the audit log; reads need a
-viewer, except an agent's health check (it sends the agent's credentials); everything else an operator.
+viewer, except an agent's health check (it sends the agent's credentials) and webhooks (issue #20: admin or
+operator); everything else an operator.
 Executions (and their tasks) belong to the principal that started them: another viewer or operator gets a
 404, exactly like an id that does not exist.
 """
@@ -31,8 +32,14 @@ from tests.support import api_key, bearer
 JWT_SECRET = "a-test-secret-of-enough-length-for-hs256"
 TENANT_ROUTES = "/api/v1/tenants/{tenant}/"
 ADMIN_ONLY = ("/api-keys", "/audit-logs")
-# Reads that need an operator: an agent's health check sends the agent's credentials to where it points.
-OPERATOR_READS = ("/agents/{agent_id}/health",)
+# Reads that need an operator: an agent's health check sends the agent's credentials to where it points;
+# webhooks are for admins and operators alone (issue #20).
+OPERATOR_READS = (
+    "/agents/{agent_id}/health",
+    "/webhooks",
+    "/webhooks/{webhook_id}",
+    "/webhooks/{webhook_id}/deliveries",
+)
 ROLES = ("viewer", "operator", "admin")
 
 Client = AsyncTestClient  # type: ignore[type-arg]

@@ -32,14 +32,25 @@ Resources = dict[str, str]
 
 
 async def seed(api: AsyncTestClient, pack: str) -> Resources:  # type: ignore[type-arg]
-    """A pack, a workflow in it and an agent, all named ``pack``: the values of the path parameters."""
+    """A pack, a workflow in it, an agent and a webhook (with a test delivery), named after ``pack``: the values
+    of the path parameters."""
     created = [
         await api.post("packs", json={"ref": pack}),
         await api.post("workflows", json={"ref": f"{pack}.hello", "definition": STEPS}),
         await api.post("agents", json={"name": pack, "url": AGENT_URL}),
+        await api.post("webhooks", json={"url": AGENT_URL, "description": pack}),
     ]
-    assert [response.status_code for response in created] == [201, 201, 201], [r.text for r in created]
-    return {"pack": pack, "ref": f"{pack}.hello", "agent_id": created[2].json()["id"]}
+    assert [response.status_code for response in created] == [201] * 4, [r.text for r in created]
+    webhook_id = created[3].json()["id"]
+    delivery = await api.post(f"webhooks/{webhook_id}/test")
+    assert delivery.status_code == 202, delivery.text
+    return {
+        "pack": pack,
+        "ref": f"{pack}.hello",
+        "agent_id": created[2].json()["id"],
+        "webhook_id": webhook_id,
+        "delivery_id": delivery.json()["id"],
+    }
 
 
 @pytest.fixture

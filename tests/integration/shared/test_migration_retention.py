@@ -9,7 +9,7 @@ import pytest
 from flowline.db.migrate import downgrade, upgrade_head
 from flowline.ids import uuid7
 
-REVISION_BEFORE = "0006"
+REVISION_BEFORE = "0007"
 
 
 async def test_the_retention_migration_goes_up_and_down_keeping_every_row(database_url: str) -> None:

@@ -11,7 +11,7 @@ from importlib.metadata import version
 from urllib.parse import urlsplit
 
 from flowline_client import AsyncFlowlineClient, FlowlineApiError
-from flowline_client.cli import agents, bulk, executions, schedules, tasks, workflows
+from flowline_client.cli import agents, bulk, executions, schedules, tasks, webhooks, workflows
 from flowline_client.cli.arguments import API_ERROR, USAGE_ERROR, Handler, UsageError
 from flowline_client.cli.config import Config, ConfigError, resolve_config
 from flowline_client.cli.output import Output
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _connection_options(common, argparse.SUPPRESS)
     subparsers = parser.add_subparsers(required=True, metavar="GROUP")
-    for group in (workflows, executions, tasks, agents, bulk, schedules):
+    for group in (workflows, executions, tasks, agents, bulk, schedules, webhooks):
         group.register(subparsers, [common])
     return parser
 

@@ -45,6 +45,7 @@ from flowline_api.domain.streams.controller import StreamController
 from flowline_api.domain.streams.hub import StreamHub
 from flowline_api.domain.streams.service import StreamTimings
 from flowline_api.domain.tasks.controller import TaskController
+from flowline_api.domain.webhooks.controller import WebhookController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
 from flowline_api.limits import JsonLimitsMiddleware
@@ -108,6 +109,40 @@ def _lifespan(
     return lifespan
 
 
+def _tenant_routes(settings: Settings, rate_limits: list[DefineMiddleware]) -> Router:
+    """Every tenant route, under the tenant's path."""
+    # Every tenant route lives under the tenant's path, needs credentials and declares the role it needs, and is
+    # rate limited (see rate_limits: the limiters sit between authentication and the role guard); health, metrics
+    # and the docs (pages and their scripts) are not.
+    return Router(
+        path=TENANT_PATH,
+        route_handlers=[
+            WorkflowController,
+            PackController,
+            Router("/", route_handlers=[PackInstallController], request_max_body_size=settings.max_pack_install_bytes),
+            ExecutionController,
+            TaskController,
+            ExecutionControlController,
+            BulkOperationController,
+            ScheduleController,
+            AgentController,
+            WebhookController,
+            AuditLogController,
+            ApiKeyController,
+            LogController,
+            StreamController,
+        ],
+        dependencies={
+            "tenant_id": Provide(provide_tenant_id),
+            "caller": Provide(provide_caller, sync_to_thread=False),
+            "actor": Provide(provide_actor, sync_to_thread=False),
+        },
+        middleware=[DefineMiddleware(BearerAuthentication), *rate_limits],
+        guards=[require_role, require_visible],
+        security=[{"bearer": []}],
+    )
+
+
 def create_app(settings: Settings) -> Litestar:
     """The api for ``settings``; the database and broker connections open in the app's lifespan.
 
@@ -129,35 +164,7 @@ def create_app(settings: Settings) -> Litestar:
 
     lifespan = _lifespan(settings, registry, state, outbound)
 
-    # Every tenant route lives under the tenant's path, needs credentials and declares the role it needs, and is
-    # rate limited (see rate_limits: the limiters sit between authentication and the role guard); health, metrics
-    # and the docs (pages and their scripts) are not.
-    tenant_routes = Router(
-        path=TENANT_PATH,
-        route_handlers=[
-            WorkflowController,
-            PackController,
-            Router("/", route_handlers=[PackInstallController], request_max_body_size=settings.max_pack_install_bytes),
-            ExecutionController,
-            TaskController,
-            ExecutionControlController,
-            BulkOperationController,
-            ScheduleController,
-            AgentController,
-            AuditLogController,
-            ApiKeyController,
-            LogController,
-            StreamController,
-        ],
-        dependencies={
-            "tenant_id": Provide(provide_tenant_id),
-            "caller": Provide(provide_caller, sync_to_thread=False),
-            "actor": Provide(provide_actor, sync_to_thread=False),
-        },
-        middleware=[DefineMiddleware(BearerAuthentication), *rate_limits],
-        guards=[require_role, require_visible],
-        security=[{"bearer": []}],
-    )
+    tenant_routes = _tenant_routes(settings, rate_limits)
     app = Litestar(
         route_handlers=[
             tenant_routes,

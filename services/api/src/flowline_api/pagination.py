@@ -13,6 +13,7 @@ from flowline_schemas.audit import AuditLog
 from flowline_schemas.packs import Pack
 from flowline_schemas.pagination import Page
 from flowline_schemas.schedules import Schedule
+from flowline_schemas.webhooks import Webhook, WebhookDelivery
 from flowline_schemas.workflows import WorkflowSummary, WorkflowVersion
 from litestar.params import KwargDefinition, Parameter
 
@@ -30,6 +31,8 @@ AgentPage = Annotated[Page[Agent], KwargDefinition(schema_component_key="AgentPa
 AuditLogPage = Annotated[Page[AuditLog], KwargDefinition(schema_component_key="AuditLogPage")]
 SchedulePage = Annotated[Page[Schedule], KwargDefinition(schema_component_key="SchedulePage")]
 PackPage = Annotated[Page[Pack], KwargDefinition(schema_component_key="PackPage")]
+WebhookPage = Annotated[Page[Webhook], KwargDefinition(schema_component_key="WebhookPage")]
+WebhookDeliveryPage = Annotated[Page[WebhookDelivery], KwargDefinition(schema_component_key="WebhookDeliveryPage")]
 WorkflowSummaryPage = Annotated[
     Page[WorkflowSummary],
     KwargDefinition(schema_component_key="WorkflowSummaryPage"),

@@ -18,6 +18,8 @@ AgentId = FromPath[Annotated[uuid.UUID, Parameter(description="the agent id (a U
 ApiKeyId = FromPath[Annotated[uuid.UUID, Parameter(description="the API key id (a UUID)")]]
 ScheduleId = FromPath[Annotated[uuid.UUID, Parameter(description="the schedule id (a UUID)")]]
 OperationId = FromPath[Annotated[uuid.UUID, Parameter(description="the bulk operation id (a UUID)")]]
+WebhookId = FromPath[Annotated[uuid.UUID, Parameter(description="the webhook id (a UUID)")]]
+DeliveryId = FromPath[Annotated[uuid.UUID, Parameter(description="the delivery id (a UUID): its webhook-id header")]]
 
 # A malformed id is a 400 naming the parameter, except on the routes of controllers whose ``opt`` sets this key:
 # they answered it with 404 Not found when their paths declared ``:uuid``, and keep answering so.

@@ -1,10 +1,11 @@
-"""The scheduler process: timers, schedules, lease recovery, redrive, bulk operations, retention, the outbox relay."""
+"""The scheduler process: timers, schedules, recovery, redrive, bulk operations, retention, webhooks, the relay."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from flowline.messages import TimerMessage, decoder
+from flowline.agents import auth_cipher
+from flowline.messages import EventMessage, TimerMessage, decoder
 from flowline.ops import configure_logging
 from flowline.runtime import OutboxRelay, Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings, retention_setting
@@ -16,52 +17,62 @@ from flowline_scheduler.redrive import InboxRetention, Redrive
 from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
 from flowline_scheduler.schedules import ScheduleLoop
 from flowline_scheduler.timers import TimerLoop
+from flowline_scheduler.webhook_events import DeliveryRecorder
+from flowline_scheduler.webhooks import DeliveryRetention, WebhookDeliveryLoop, create_webhook_client
+
+
+def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetrics) -> list[Runnable]:
+    """The loops that find their work in the database on an interval (and so may run in every replica)."""
+    archive_dir = Path(settings.archive_dir) if settings.archive_dir else None
+    leases = LeaseRecovery(runtime.pool, runtime.outbox, settings.topics, metrics, max(settings.lease_seconds / 4, 0.5))
+    redrive = Redrive(
+        runtime.pool,
+        runtime.outbox,
+        settings.topics,
+        after_seconds=settings.redrive_after_seconds,
+        interval_seconds=max(settings.redrive_after_seconds / 3, 0.5),
+    )
+    inbox_retention = InboxRetention(
+        runtime.pool, retention_seconds=settings.inbox_retention_days * 86400, interval_seconds=60
+    )
+    bulk = BulkOperationLoop(
+        runtime.pool,
+        runtime.outbox,
+        settings.topics,
+        settings.bulk_operation_poll_interval_seconds,
+        metrics=metrics,
+        archive_dir=archive_dir,
+        backfill_runs_per_second=settings.backfill_runs_per_second,
+    )
+    schedules = ScheduleLoop(
+        runtime.pool, runtime.outbox, settings.topics, metrics, settings.schedule_poll_interval_seconds
+    )
+    lifecycle = RetentionLoop(
+        runtime.pool,
+        metrics,
+        RetentionPeriods(
+            executions=retention_setting(settings, "execution_retention"),
+            audit=retention_setting(settings, "audit_retention"),
+        ),
+        interval_seconds=settings.retention_interval_seconds,
+        batch_size=settings.retention_batch_size,
+        archive_dir=archive_dir,
+    )
+    delivery_retention = DeliveryRetention(
+        runtime.pool, retention_seconds=settings.webhook_delivery_retention_days * 86400, interval_seconds=60
+    )
+    loops = (leases, redrive, inbox_retention, bulk, schedules, lifecycle, delivery_retention)
+    return [Runnable(loop.start, loop.stop) for loop in loops]
 
 
 async def run_scheduler(settings: Settings) -> None:
     """Run the scheduler until SIGTERM."""
+    cipher = auth_cipher(settings.secret_key)  # webhook secrets: fail at start, not at the first delivery
     runtime = await Runtime.open(settings)
+    webhook_client = create_webhook_client(settings)
     try:
         metrics = SchedulerMetrics(runtime.registry)
         timers = TimerLoop(runtime.pool, runtime.outbox, settings.topics, metrics, settings.timer_poll_interval_seconds)
-        leases = LeaseRecovery(
-            runtime.pool, runtime.outbox, settings.topics, metrics, max(settings.lease_seconds / 4, 0.5)
-        )
-        redrive = Redrive(
-            runtime.pool,
-            runtime.outbox,
-            settings.topics,
-            after_seconds=settings.redrive_after_seconds,
-            interval_seconds=max(settings.redrive_after_seconds / 3, 0.5),
-        )
-        retention = InboxRetention(
-            runtime.pool, retention_seconds=settings.inbox_retention_days * 86400, interval_seconds=60
-        )
-        archive_dir = Path(settings.archive_dir) if settings.archive_dir else None
-        bulk = BulkOperationLoop(
-            runtime.pool,
-            runtime.outbox,
-            settings.topics,
-            settings.bulk_operation_poll_interval_seconds,
-            metrics=metrics,
-            archive_dir=archive_dir,
-            backfill_runs_per_second=settings.backfill_runs_per_second,
-        )
-        schedules = ScheduleLoop(
-            runtime.pool, runtime.outbox, settings.topics, metrics, settings.schedule_poll_interval_seconds
-        )
-        lifecycle = RetentionLoop(
-            runtime.pool,
-            metrics,
-            RetentionPeriods(
-                executions=retention_setting(settings, "execution_retention"),
-                audit=retention_setting(settings, "audit_retention"),
-            ),
-            interval_seconds=settings.retention_interval_seconds,
-            batch_size=settings.retention_batch_size,
-            archive_dir=archive_dir,
-        )
-        relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         announcements = runtime.consumer(
             "scheduler",
             [settings.topics.timers],
@@ -69,24 +80,29 @@ async def run_scheduler(settings: Settings) -> None:
             handler=timers.handle_timer_message,
             background=True,
         )
+        webhooks = WebhookDeliveryLoop(runtime.pool, cipher, webhook_client, metrics, settings)
+        recorder = DeliveryRecorder(runtime.pool, on_new=webhooks.wake)
+        events = runtime.consumer(
+            "scheduler-webhooks", [settings.topics.events], decoder(EventMessage), batch_handler=recorder.handle_events
+        )
+        relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         await announcements.start()
+        await events.start()
         await serve(
             "scheduler",
             runtime,
             [
                 Runnable(announcements.run, announcements.stop),
                 Runnable(timers.start, timers.stop),
-                Runnable(leases.start, leases.stop),
-                Runnable(redrive.start, redrive.stop),
-                Runnable(retention.start, retention.stop),
-                Runnable(bulk.start, bulk.stop),
-                Runnable(lifecycle.start, lifecycle.stop),
-                Runnable(schedules.start, schedules.stop),
+                Runnable(events.run, events.stop),
+                Runnable(webhooks.start, webhooks.close),
+                *_polling_loops(settings, runtime, metrics),
                 Runnable(relay.start, relay.stop),
             ],
             http_port=settings.scheduler_http_port,
         )
     finally:
+        await webhook_client.aclose()
         await runtime.close()
 
 

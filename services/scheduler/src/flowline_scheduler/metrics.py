@@ -1,4 +1,4 @@
-"""What the scheduler counts: timers and schedule runs fired and how late, recovered steps, retention."""
+"""What the scheduler counts: timers and schedule runs and their lateness, recoveries, retention, webhooks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # A timer fires on its announcement (at once) or on the next poll (FLOWLINE_TIMER_POLL_INTERVAL_SECONDS).
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# A delivery is due as soon as its event is consumed; retries stretch its latency to hours.
+DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
 
 
 class SchedulerMetrics:
@@ -65,4 +67,29 @@ class SchedulerMetrics:
             "How long after its fire time a schedule's run started.",
             registry=registry,
             buckets=LATENESS_BUCKETS,
+        )
+        self.webhook_deliveries = Counter(
+            "flowline_webhook_deliveries_total",
+            "Webhook delivery attempts settled, by what became of the delivery: succeeded, retrying (due again "
+            "later) or failed (no attempts left).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.webhook_attempts = Counter(
+            "flowline_webhook_delivery_attempts_total",
+            "Webhook delivery attempts, by result: success (2xx), http_error (another status), timeout, "
+            "connection_error or refused (the outbound policy, or a secret that no key opens).",
+            ["result"],
+            registry=registry,
+        )
+        self.webhook_delivery_latency = Histogram(
+            "flowline_webhook_delivery_latency_seconds",
+            "From a state event's commit to the receiver's 2xx answer, retries included.",
+            registry=registry,
+            buckets=DELIVERY_BUCKETS,
+        )
+        self.webhooks_disabled = Counter(
+            "flowline_webhooks_disabled_total",
+            "Webhooks disabled automatically because their every delivery failed for too long.",
+            registry=registry,
         )

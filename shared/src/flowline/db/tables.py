@@ -457,6 +457,63 @@ schedules = Table(
     Index("ix_schedules_buffered", "buffered_for", postgresql_where=text("buffered_for IS NOT NULL")),
 )
 
+# Outbound webhooks (flowline.webhooks): who is told of which state events, and every delivery of one event to one
+# webhook. Secrets are sealed with FLOWLINE_SECRET_KEY; during a rotation the previous one signs too, until it expires.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    _id(),
+    _tenant(),
+    Column("url", Text, nullable=False),
+    Column("events", ARRAY(Text), nullable=False),
+    Column("workflows", ARRAY(Text)),  # workflow refs; null: every workflow
+    Column("description", Text),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("disabled_reason", Text),
+    Column("secret_sealed", Text, nullable=False),
+    Column("previous_secret_sealed", Text),
+    _timestamp("previous_secret_expires_at"),
+    # Since when every delivery failed (null after a success): a webhook failing long enough is disabled.
+    _timestamp("failing_since"),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("updated_at", nullable=False, default_now=True),
+    Index("ix_webhooks_tenant_created", "tenant_id", "created_at", "id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    _id(),
+    Column("webhook_id", UUID(as_uuid=True), ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", UUID(as_uuid=True), nullable=False),
+    Column("event_type", Text, nullable=False),
+    # The event it is for (null for a webhook.test): one delivery per webhook and event, whatever redelivers it.
+    Column("execution_id", UUID(as_uuid=True)),
+    Column("sequence", BigInteger),
+    Column("payload", JSONB, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    # When it is due: the next attempt, or while one is in flight, when that attempt is given up as lost.
+    _timestamp("next_attempt_at"),
+    _timestamp("event_at", nullable=False),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("delivered_at"),
+    UniqueConstraint("webhook_id", "execution_id", "sequence"),
+    Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at", "id"),
+    # What retention deletes: settled deliveries, oldest first.
+    Index("ix_webhook_deliveries_settled", "created_at", postgresql_where=text("status <> 'pending'")),
+    # A queue: vacuumed and analyzed after a few hundred changes (migration 0007 says why).
+    postgresql_with={
+        "autovacuum_vacuum_threshold": "500",
+        "autovacuum_vacuum_scale_factor": "0.02",
+        "autovacuum_analyze_threshold": "500",
+        "autovacuum_analyze_scale_factor": "0.02",
+    },
+)
+
 outbox = Table(
     "outbox",
     metadata,

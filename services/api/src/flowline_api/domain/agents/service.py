@@ -38,6 +38,7 @@ ENTITY_TYPE = "agent"
 SECRET_FIELDS = frozenset({"authConfig"})
 # A health check waits at most this long (or the agent's own timeout, if shorter).
 HEALTH_TIMEOUT_SECONDS = 5.0
+CREDENTIALS_ADVICE = "use authType basic with authConfig instead"
 AGENT_COLUMNS = (
     "id, tenant_id, name, description, url, health_path, auth_type, auth_config_encrypted, timeout_ms, "
     "retry_config, status, created_at, updated_at"
@@ -58,8 +59,10 @@ _UPDATE_AGENT = f"""
     """
 
 
-def check_url(url: str, policy: OutboundPolicy) -> str:
+def check_url(url: str, policy: OutboundPolicy, *, credentials_advice: str = CREDENTIALS_ADVICE) -> str:
     """``url`` when it is an absolute http(s) URL without embedded credentials, to a host ``policy`` allows.
+
+    ``credentials_advice`` ends the message refusing a URL with credentials in it: where they belong instead.
 
     Only an IP literal or ``localhost`` is judged here: resolving a name would make the request wait on DNS,
     and what a name resolves to can change, so every connection checks the addresses it resolves to.
@@ -76,9 +79,7 @@ def check_url(url: str, policy: OutboundPolicy) -> str:
         raise ValidationFailed("url: must be an absolute http or https URL", pointer="/url")
     if parsed.userinfo:
         # The URL is not a secret field: credentials in it would be stored and shown in the clear.
-        raise ValidationFailed(
-            "url: must not hold credentials; use authType basic with authConfig instead", pointer="/url"
-        )
+        raise ValidationFailed(f"url: must not hold credentials; {credentials_advice}", pointer="/url")
     try:
         policy.check_literal_host(host)
     except OutboundRefused as err:

@@ -1,7 +1,7 @@
 """retention: workflows keep their executions for a while, and the indexes that find and remove them
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-07 16:10:00.000000
 
 ``workflows.retention_seconds`` overrides the server's execution retention (NULL: the default). The retention
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

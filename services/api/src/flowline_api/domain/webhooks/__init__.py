@@ -1,0 +1,1 @@
+"""Outbound webhooks: subscriptions to state events, their signed deliveries and the delivery log."""

@@ -1,0 +1,248 @@
+"""Sending webhook deliveries: claim what is due, POST it signed, and record the attempt; retried with backoff.
+
+docs/architecture.md §2.3. A claim (``FOR UPDATE SKIP LOCKED``) moves the delivery's due time a lease ahead
+and commits before the request goes out, so schedulers share the work, no connection is held while a receiver
+thinks, and a delivery whose attempt was never recorded (the process died) is sent again when the lease ends:
+at least once. The receiver tells deliveries apart by ``webhook-id``, the same on every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import httpx
+import msgspec
+from cryptography.fernet import MultiFernet
+from flowline.agents import AuthConfigUnreadable, open_secret
+from flowline.db.webhooks import (
+    ClaimedDelivery,
+    claim_due_deliveries,
+    delete_settled_deliveries,
+    record_failure,
+    record_successes,
+)
+from flowline.loops import LoopService
+from flowline.outbound import OutboundPolicy, OutboundRefused, guarded_client
+from flowline.settings import Settings
+from flowline.webhooks import parse_retry_schedule, signature_headers
+
+from flowline_scheduler.metrics import SchedulerMetrics
+
+logger = logging.getLogger(__name__)
+
+# How much of an answer is read: its start goes into lastError; a receiver has nothing else to tell.
+MAX_ANSWER_BYTES = 64 * 1024
+ERROR_EXCERPT_CHARS = 200
+# A claimed attempt's outcome is awaited this long past its timeout before the delivery is due again.
+LEASE_MARGIN_SECONDS = 30.0
+RETENTION_BATCH = 5000
+# Finished attempts wake the loop this much later, together, and only once at most half the room is taken:
+# under load one claim then takes many deliveries instead of one each (new deliveries still wake it at once).
+FINISHED_WAKE_DELAY_SECONDS = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to: a status code, or an error, or both (a non-2xx answer)."""
+
+    status_code: int | None
+    error: str | None
+    kind: str  # the attempts metric's label: success, http_error, timeout, connection_error, refused
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the receiver took it: any 2xx answer."""
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def create_webhook_client(settings: Settings) -> httpx.AsyncClient:
+    """The pooled client of deliveries: the outbound policy checks every address it connects to."""
+    policy = OutboundPolicy.from_setting(settings.outbound_allowed_networks)
+    size = settings.webhook_max_concurrent_deliveries
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+    return guarded_client(policy, limits=limits, timeout=settings.webhook_timeout_seconds)
+
+
+async def post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Outcome:  # noqa: ASYNC109
+    """POST one attempt within ``timeout`` in all, reading at most ``MAX_ANSWER_BYTES`` of the answer."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                answer = bytearray()
+                async for chunk in response.aiter_bytes():
+                    answer += chunk
+                    if len(answer) >= MAX_ANSWER_BYTES:
+                        break
+    except (TimeoutError, httpx.TimeoutException):
+        return Outcome(None, f"POST {url}: no answer within {timeout:g} s", "timeout")
+    except OutboundRefused as err:
+        return Outcome(None, err.detail, "refused")
+    except httpx.HTTPError as err:
+        return Outcome(None, f"POST {url}: {type(err).__name__}: {err}"[: ERROR_EXCERPT_CHARS * 2], "connection_error")
+    if 200 <= response.status_code < 300:
+        return Outcome(response.status_code, None, "success")
+    excerpt = bytes(answer[:ERROR_EXCERPT_CHARS]).decode(errors="replace")
+    return Outcome(response.status_code, f"POST {url} answered {response.status_code}: {excerpt}", "http_error")
+
+
+class SuccessRecorder:
+    """Records delivered attempts in batches: whatever succeeds while one batch is written goes in the next.
+
+    At low load each success is written at once, alone; under load one statement settles many.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._waiting: list[tuple[ClaimedDelivery, int, asyncio.Future[datetime | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, delivery: ClaimedDelivery, status_code: int) -> datetime | None:
+        """When ``delivery`` was recorded delivered, or None when its claim had been lost."""
+        settled: asyncio.Future[datetime | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((delivery, status_code, settled))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="webhook-successes")
+        return await settled
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                delivered = await record_successes(self._pool, [(delivery, code) for delivery, code, _ in batch])
+            except Exception as err:  # each attempt's task logs it; the lease brings the deliveries back
+                for _, _, settled in batch:
+                    settled.set_exception(err)
+                continue
+            for delivery, _, settled in batch:
+                settled.set_result(delivered.get(delivery.id))
+
+
+class WebhookDeliveryLoop(LoopService):
+    """Keeps up to ``FLOWLINE_WEBHOOK_MAX_CONCURRENT_DELIVERIES`` deliveries in flight; woken by new ones."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        cipher: MultiFernet,
+        client: httpx.AsyncClient,
+        metrics: SchedulerMetrics,
+        settings: Settings,
+    ) -> None:
+        super().__init__("webhooks", settings.webhook_poll_interval_seconds)
+        self._pool = pool
+        self._cipher = cipher
+        self._client = client
+        self._metrics = metrics
+        self._timeout = settings.webhook_timeout_seconds
+        self._retry_waits = parse_retry_schedule(settings.webhook_retry_schedule_seconds)
+        self._disable_after = settings.webhook_disable_after_seconds
+        self._capacity = settings.webhook_max_concurrent_deliveries
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake_scheduled = False
+        self._successes = SuccessRecorder(pool)
+
+    async def run_once(self) -> None:
+        """Claim due deliveries while there is room, and start sending each."""
+        while (room := self._capacity - len(self._in_flight)) > 0:
+            async with self._pool.acquire() as connection:
+                claimed = await claim_due_deliveries(connection, room, self._timeout + LEASE_MARGIN_SECONDS)
+            for delivery in claimed:
+                task = asyncio.create_task(self.deliver(delivery), name=f"webhook-delivery-{delivery.id}")
+                self._in_flight.add(task)
+                task.add_done_callback(self._finished)
+            if len(claimed) < room:
+                return
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        # The next event of the same execution may be waiting for this one; and there is room again.
+        if not self._wake_scheduled and len(self._in_flight) <= self._capacity // 2:
+            self._wake_scheduled = True
+            asyncio.get_running_loop().call_later(FINISHED_WAKE_DELAY_SECONDS, self._wake_after_finished)
+
+    def _wake_after_finished(self) -> None:
+        self._wake_scheduled = False
+        self.wake()
+
+    async def drain(self) -> None:
+        """Wait for the attempts in flight to be recorded (on shutdown and in tests)."""
+        while self._in_flight:
+            await asyncio.wait(set(self._in_flight))
+
+    async def close(self) -> None:
+        """Stop claiming, and give the attempts in flight their timeout to finish (the lease covers the rest)."""
+        self.stop()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self.drain()
+        except TimeoutError:
+            logger.warning("%d webhook deliveries still in flight at shutdown: sent again later", len(self._in_flight))
+
+    async def deliver(self, delivery: ClaimedDelivery) -> None:
+        """Send one attempt of ``delivery`` and record its outcome; never raises but for cancellation."""
+        try:
+            outcome = await self._attempt(delivery)
+            await self._record(delivery, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease brings it back: the attempt is lost, not the delivery.
+            logger.exception("webhook delivery %s failed unexpectedly; it is tried again later", delivery.id)
+
+    async def _attempt(self, delivery: ClaimedDelivery) -> Outcome:
+        try:
+            secrets = [open_secret(self._cipher, delivery.secret_sealed, "a webhook secret")]
+            if delivery.previous_secret_sealed is not None:
+                secrets.append(open_secret(self._cipher, delivery.previous_secret_sealed, "a webhook secret"))
+        except AuthConfigUnreadable as err:
+            return Outcome(None, err.detail, "refused")
+        body = msgspec.json.encode(delivery.payload)
+        headers = signature_headers(secrets, str(delivery.id), int(time.time()), body)
+        outcome = await post(self._client, delivery.url, body, headers, self._timeout)
+        self._metrics.webhook_attempts.labels(outcome.kind).inc()
+        return outcome
+
+    async def _record(self, delivery: ClaimedDelivery, outcome: Outcome) -> None:
+        if outcome.delivered:
+            assert outcome.status_code is not None
+            delivered_at = await self._successes.record(delivery, outcome.status_code)
+            if delivered_at is not None:
+                self._metrics.webhook_deliveries.labels("succeeded").inc()
+                latency = (delivered_at - delivery.event_at).total_seconds()
+                self._metrics.webhook_delivery_latency.observe(max(latency, 0.0))
+            return
+        retry_in = self._retry_waits[delivery.attempts - 1] if delivery.attempts <= len(self._retry_waits) else None
+        async with self._pool.acquire() as connection, connection.transaction():
+            recorded = await record_failure(
+                connection,
+                delivery,
+                status_code=outcome.status_code,
+                error=outcome.error or "",
+                retry_in=retry_in,
+                disable_after_seconds=self._disable_after,
+            )
+        if not recorded.settled:
+            return
+        self._metrics.webhook_deliveries.labels("retrying" if retry_in is not None else "failed").inc()
+        if recorded.disabled_reason is not None:
+            self._metrics.webhooks_disabled.inc()
+            logger.warning("webhook %s %s", delivery.webhook_id, recorded.disabled_reason)
+
+
+class DeliveryRetention(LoopService):
+    """Deletes settled deliveries older than ``FLOWLINE_WEBHOOK_DELIVERY_RETENTION_DAYS``, a batch at a time."""
+
+    def __init__(self, pool: asyncpg.Pool, *, retention_seconds: float, interval_seconds: float) -> None:
+        super().__init__("webhook-delivery-retention", interval_seconds)
+        self._pool = pool
+        self._retention_seconds = retention_seconds
+
+    async def run_once(self) -> None:
+        """Delete expired deliveries until none is left."""
+        while await delete_settled_deliveries(self._pool, self._retention_seconds, RETENTION_BATCH):
+            pass

@@ -1,0 +1,391 @@
+"""Webhooks and their deliveries: stored, listed, derived from state events, claimed, and settled attempt by attempt."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple, TypeAlias
+
+import asyncpg
+
+from flowline.errors import NotFound
+from flowline.ids import uuid7
+
+WEBHOOK_COLUMNS = (
+    "id, tenant_id, url, events, workflows, description, enabled, disabled_reason, secret_sealed, "
+    "previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at"
+)
+DELIVERY_COLUMNS = (
+    "id, webhook_id, event_type, execution_id, status, attempts, last_status_code, last_error, next_attempt_at, "
+    "event_at, created_at, delivered_at"
+)
+Connection: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+
+class NewDelivery(NamedTuple):
+    """A delivery of one state event to one webhook, to insert."""
+
+    webhook_id: uuid.UUID
+    tenant_id: uuid.UUID
+    event_type: str
+    execution_id: uuid.UUID
+    sequence: int
+    payload: dict[str, Any]
+    event_at: datetime
+
+
+class FailureRecorded(NamedTuple):
+    """What recording a failed attempt did: whether the claim still held, and why the webhook was disabled."""
+
+    settled: bool
+    disabled_reason: str | None
+
+
+class ClaimedDelivery(NamedTuple):
+    """A delivery claimed for one attempt (its number is ``attempts``), with what sending it needs."""
+
+    id: uuid.UUID
+    webhook_id: uuid.UUID
+    tenant_id: uuid.UUID
+    event_type: str
+    execution_id: uuid.UUID | None
+    sequence: int | None
+    payload: dict[str, Any]
+    attempts: int
+    event_at: datetime
+    url: str
+    secret_sealed: str
+    previous_secret_sealed: str | None
+
+
+async def create_webhook(connection: Connection, tenant_id: uuid.UUID, values: dict[str, Any]) -> asyncpg.Record:
+    """Insert a webhook; ``values`` holds its url, events, workflows, description, enabled and secret_sealed."""
+    record: asyncpg.Record = await connection.fetchrow(
+        "INSERT INTO webhooks (id, tenant_id, url, events, workflows, description, enabled, secret_sealed) "
+        f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {WEBHOOK_COLUMNS}",
+        uuid7(),
+        tenant_id,
+        values["url"],
+        values["events"],
+        values["workflows"],
+        values["description"],
+        values["enabled"],
+        values["secret_sealed"],
+    )
+    return record
+
+
+async def read_webhook(
+    connection: Connection, tenant_id: uuid.UUID, webhook_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record:
+    """One webhook of the tenant (locked for the caller's transaction when ``lock``).
+
+    Raises:
+        NotFound: no such webhook in this tenant.
+    """
+    record: asyncpg.Record | None = await connection.fetchrow(
+        f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2{' FOR UPDATE' if lock else ''}",
+        tenant_id,
+        webhook_id,
+    )
+    if record is None:
+        raise NotFound(f"webhook {webhook_id} does not exist")
+    return record
+
+
+async def list_webhooks(
+    connection: Connection, tenant_id: uuid.UUID, *, limit: int, offset: int, after: tuple[datetime, uuid.UUID] | None
+) -> tuple[int, list[asyncpg.Record]]:
+    """The tenant's webhook count, and up to ``limit + 1`` of them oldest first (after ``after``, a keyset)."""
+    total: int = await connection.fetchval("SELECT count(*) FROM webhooks WHERE tenant_id = $1", tenant_id)
+    keyset = "" if after is None else " AND (created_at, id) > ($4, $5)"
+    records = await connection.fetch(
+        f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = $1{keyset} "
+        "ORDER BY created_at, id LIMIT $2 OFFSET $3",
+        tenant_id,
+        limit + 1,
+        offset,
+        *(after or ()),
+    )
+    return total, list(records)
+
+
+async def update_webhook(
+    connection: Connection, tenant_id: uuid.UUID, webhook_id: uuid.UUID, values: dict[str, Any]
+) -> asyncpg.Record:
+    """Set the columns named in ``values`` (column names, never user input) and ``updated_at``."""
+    assignments = ", ".join(f"{column} = ${index}" for index, column in enumerate(values, start=3))
+    record: asyncpg.Record = await connection.fetchrow(
+        f"UPDATE webhooks SET {assignments}, updated_at = now() WHERE tenant_id = $1 AND id = $2 "
+        f"RETURNING {WEBHOOK_COLUMNS}",
+        tenant_id,
+        webhook_id,
+        *values.values(),
+    )
+    return record
+
+
+async def delete_webhook(connection: Connection, tenant_id: uuid.UUID, webhook_id: uuid.UUID) -> asyncpg.Record:
+    """Delete a webhook and its deliveries.
+
+    Raises:
+        NotFound: no such webhook in this tenant.
+    """
+    record: asyncpg.Record | None = await connection.fetchrow(
+        f"DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}", tenant_id, webhook_id
+    )
+    if record is None:
+        raise NotFound(f"webhook {webhook_id} does not exist")
+    return record
+
+
+async def enabled_webhooks(connection: Connection, tenant_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    """The enabled webhooks of these tenants: id, tenant, events and workflows."""
+    return list(
+        await connection.fetch(
+            "SELECT id, tenant_id, events, workflows FROM webhooks WHERE enabled AND tenant_id = ANY($1::uuid[])",
+            list(tenant_ids),
+        )
+    )
+
+
+async def insert_deliveries(connection: Connection, deliveries: Sequence[NewDelivery]) -> int:
+    """Insert deliveries due now, each once: one already there for its webhook and event is left as it is.
+
+    A delivery of a webhook disabled meanwhile is not due (``next_attempt_at`` null) until it is enabled again.
+
+    Returns:
+        How many were new.
+    """
+    if not deliveries:
+        return 0
+    columns = list(zip(*deliveries, strict=True))
+    inserted: int = await connection.fetchval(
+        "WITH added AS (INSERT INTO webhook_deliveries "
+        "(id, webhook_id, tenant_id, event_type, execution_id, sequence, payload, event_at, next_attempt_at) "
+        "SELECT d.id, webhook_id, d.tenant_id, event_type, execution_id, sequence, payload, event_at, "
+        "CASE WHEN w.enabled THEN now() END "
+        "FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::bigint[], $7::jsonb[], "
+        "$8::timestamptz[]) AS d(id, webhook_id, tenant_id, event_type, execution_id, sequence, payload, event_at) "
+        "JOIN webhooks w ON w.id = d.webhook_id ORDER BY execution_id, sequence "
+        "ON CONFLICT (webhook_id, execution_id, sequence) DO NOTHING RETURNING 1) SELECT count(*) FROM added",
+        [uuid7() for _ in deliveries],
+        *(list(column) for column in columns),
+    )
+    return inserted
+
+
+async def insert_test_delivery(
+    connection: Connection, webhook: asyncpg.Record, payload: dict[str, Any], event_type: str
+) -> asyncpg.Record:
+    """A delivery of no state event (``webhook.test``), due now (once enabled, for a disabled webhook)."""
+    record: asyncpg.Record = await connection.fetchrow(
+        "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_type, payload, event_at, next_attempt_at) "
+        "VALUES ($1, $2, $3, $4, $5, now(), CASE WHEN $6 THEN now() END) "
+        f"RETURNING {DELIVERY_COLUMNS}",
+        uuid7(),
+        webhook["id"],
+        webhook["tenant_id"],
+        event_type,
+        payload,
+        webhook["enabled"],
+    )
+    return record
+
+
+async def claim_due_deliveries(connection: Connection, limit: int, lease_seconds: float) -> list[ClaimedDelivery]:
+    """Claim up to ``limit`` due deliveries of enabled webhooks for one attempt each.
+
+    A delivery waits while an earlier event of its execution is still pending for the same webhook, so each
+    webhook hears of an execution's events in order. A claim moves ``next_attempt_at`` a lease ahead: should
+    the attempt's outcome never be recorded (the process died), the delivery comes due again then.
+
+    Only the head of the due index is looked at (``head``), so a claim costs the same with a backlog of
+    millions; what waits there is rare and short: a disabled webhook's deliveries are not due, and a failed
+    attempt moves the later events of its execution behind its own next attempt (``record_failure``).
+    """
+    records = await connection.fetch(
+        # No order in the head: with statistics of a table that grew from empty, the planner would read and sort
+        # every due row to order it; without, it stops at the limit (the claim orders what it takes).
+        "WITH head AS MATERIALIZED (SELECT id FROM webhook_deliveries WHERE status = 'pending' "
+        "AND next_attempt_at <= now() LIMIT $1 * 4 + 100), "
+        "due AS (SELECT d.id FROM head JOIN webhook_deliveries d ON d.id = head.id "
+        "JOIN webhooks w ON w.id = d.webhook_id AND w.enabled "
+        "WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM "
+        "webhook_deliveries e WHERE e.webhook_id = d.webhook_id AND e.execution_id = d.execution_id "
+        "AND e.sequence < d.sequence AND e.status = 'pending') "
+        "ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED) "
+        "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, "
+        "next_attempt_at = now() + make_interval(secs => $2) FROM due, webhooks w "
+        "WHERE d.id = due.id AND w.id = d.webhook_id RETURNING d.id, d.webhook_id, d.tenant_id, d.event_type, "
+        "d.execution_id, d.sequence, d.payload, d.attempts, d.event_at, w.url, w.secret_sealed, "
+        "CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_sealed END AS previous_secret_sealed",
+        limit,
+        lease_seconds,
+    )
+    return [ClaimedDelivery(**dict(record)) for record in records]
+
+
+async def record_successes(
+    connection: Connection, delivered: Sequence[tuple[ClaimedDelivery, int]]
+) -> dict[uuid.UUID, datetime]:
+    """Mark claimed attempts delivered (with the status code each got), and their webhooks no longer failing.
+
+    Returns:
+        When each was delivered, by delivery id; a delivery whose claim had been lost (another attempt has it)
+        is not there.
+    """
+    ordered = sorted(delivered, key=lambda item: item[0].id)  # one lock order for every batch
+    records = await connection.fetch(
+        "WITH done AS (UPDATE webhook_deliveries d SET status = 'succeeded', delivered_at = now(), "
+        "last_status_code = s.status_code, last_error = NULL, next_attempt_at = NULL "
+        "FROM unnest($1::uuid[], $2::int[], $3::int[]) AS s(id, attempts, status_code) "
+        "WHERE d.id = ANY($1::uuid[]) AND d.id = s.id AND d.attempts = s.attempts AND d.status = 'pending' "
+        "RETURNING d.id, d.webhook_id, d.delivered_at), "
+        "healthy AS (UPDATE webhooks SET failing_since = NULL WHERE id IN (SELECT webhook_id FROM done) "
+        "AND failing_since IS NOT NULL) SELECT id, delivered_at FROM done",
+        [delivery.id for delivery, _ in ordered],
+        [delivery.attempts for delivery, _ in ordered],
+        [status_code for _, status_code in ordered],
+    )
+    return {record["id"]: record["delivered_at"] for record in records}
+
+
+async def record_failure(
+    connection: asyncpg.Connection,
+    delivery: ClaimedDelivery,
+    *,
+    status_code: int | None,
+    error: str,
+    retry_in: float | None,
+    disable_after_seconds: float,
+) -> FailureRecorded:
+    """Record a failed attempt: due again in ``retry_in`` seconds, or failed for good when it is None.
+
+    The webhook counts as failing from its first failure after a success; failing for ``disable_after_seconds``
+    (when positive) disables it. Runs in the caller's transaction.
+
+    Returns:
+        Nothing settled when the claim had been lost (another attempt has the delivery); else the reason the
+        webhook was disabled by this failure, if it was.
+    """
+    updated = await connection.fetchrow(
+        "UPDATE webhook_deliveries SET status = CASE WHEN $5::float8 IS NULL THEN 'failed' ELSE 'pending' END, "
+        "last_status_code = $3, last_error = $4, next_attempt_at = now() + make_interval(secs => $5::float8) "
+        "WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING next_attempt_at",
+        delivery.id,
+        delivery.attempts,
+        status_code,
+        error,
+        retry_in,
+    )
+    if updated is None:
+        return FailureRecorded(settled=False, disabled_reason=None)
+    if updated["next_attempt_at"] is not None and delivery.execution_id is not None:
+        # The execution's later events wait for this one: out of the head of the due index meanwhile.
+        await connection.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = $4 WHERE webhook_id = $1 AND execution_id = $2 "
+            "AND sequence > $3 AND status = 'pending' AND next_attempt_at < $4",
+            delivery.webhook_id,
+            delivery.execution_id,
+            delivery.sequence,
+            updated["next_attempt_at"],
+        )
+    reason = f"disabled automatically: every delivery failed for {disable_after_seconds:g} s; last error: {error}"
+    await connection.execute(
+        "UPDATE webhooks SET failing_since = now() WHERE id = $1 AND failing_since IS NULL", delivery.webhook_id
+    )
+    disabled: str | None = await connection.fetchval(
+        "UPDATE webhooks SET enabled = false, disabled_reason = $3, updated_at = now() "
+        "WHERE id = $1 AND enabled AND $2::float8 > 0 AND failing_since <= now() - make_interval(secs => $2::float8) "
+        "RETURNING disabled_reason",
+        delivery.webhook_id,
+        disable_after_seconds,
+        reason,
+    )
+    if disabled is not None:
+        await set_deliveries_due(connection, delivery.webhook_id, due=False)
+    return FailureRecorded(settled=True, disabled_reason=disabled)
+
+
+async def set_deliveries_due(connection: Connection, webhook_id: uuid.UUID, *, due: bool) -> None:
+    """Take a disabled webhook's pending deliveries out of the due index, or make them due now when it is enabled.
+
+    Attempts in flight keep their lease; their outcome sets their own next attempt.
+    """
+    if due:
+        await connection.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = now() "
+            "WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at IS NULL",
+            webhook_id,
+        )
+    else:
+        await connection.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = NULL "
+            "WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at <= now()",
+            webhook_id,
+        )
+
+
+async def list_deliveries(
+    connection: Connection,
+    webhook_id: uuid.UUID,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    before: tuple[datetime, uuid.UUID] | None,
+) -> tuple[int, list[asyncpg.Record]]:
+    """A webhook's delivery count (of ``status``, if given) and up to ``limit + 1`` of them, newest first."""
+    where = "webhook_id = $1 AND ($2::text IS NULL OR status = $2)"
+    total: int = await connection.fetchval(f"SELECT count(*) FROM webhook_deliveries WHERE {where}", webhook_id, status)
+    keyset = "" if before is None else " AND (created_at, id) < ($5, $6)"
+    records = await connection.fetch(
+        f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE {where}{keyset} "
+        "ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+        webhook_id,
+        status,
+        limit + 1,
+        offset,
+        *(before or ()),
+    )
+    return total, list(records)
+
+
+async def delete_settled_deliveries(connection: Connection, older_than_seconds: float, limit: int) -> int:
+    """Delete up to ``limit`` succeeded or failed deliveries created more than ``older_than_seconds`` ago.
+
+    Returns:
+        How many were deleted.
+    """
+    deleted: int = await connection.fetchval(
+        "WITH gone AS (DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
+        "WHERE status <> 'pending' AND created_at < now() - make_interval(secs => $1) LIMIT $2) "
+        # Checked again on the row itself: a retry may have made it pending meanwhile.
+        "AND status <> 'pending' RETURNING 1) "
+        "SELECT count(*) FROM gone",
+        older_than_seconds,
+        limit,
+    )
+    return deleted
+
+
+async def retry_delivery(connection: Connection, webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> asyncpg.Record:
+    """Make a delivery pending and due now, whatever its status: one more attempt (more if retries remain).
+
+    A disabled webhook's delivery becomes due when the webhook is enabled again.
+
+    Raises:
+        NotFound: the webhook has no such delivery.
+    """
+    record: asyncpg.Record | None = await connection.fetchrow(
+        "UPDATE webhook_deliveries SET status = 'pending', delivered_at = NULL, "
+        "next_attempt_at = CASE WHEN (SELECT enabled FROM webhooks WHERE id = $1) THEN now() END "
+        f"WHERE webhook_id = $1 AND id = $2 RETURNING {DELIVERY_COLUMNS}",
+        webhook_id,
+        delivery_id,
+    )
+    if record is None:
+        raise NotFound(f"delivery {delivery_id} does not exist")
+    return record
