@@ -168,6 +168,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     bulk_operation_poll_interval_seconds: float = 1.0
     redrive_after_seconds: float = 30.0
     inbox_retention_days: float = 7.0
+    # How long a finished execution is kept (a duration: "90s", "12h", "30d"); the task log partitions are
+    # dropped whole once their whole day is older than this (docs/architecture.md §6.1).
+    execution_retention: str = "30d"
+    # Per-task log limits (docs/architecture.md §6.1): a record's message is cut at this many bytes (UTF-8),
+    # and a task's records stop being stored after this many records or bytes of messages.
+    task_log_message_max_bytes: int = 32 * 1024
+    task_log_max_records: int = 10_000
+    task_log_max_bytes: int = 10 * 1024 * 1024
     consumer_max_failures: int = 5
     max_steps_per_workflow: int = 500
     max_definition_bytes: int = 1_000_000

@@ -5,11 +5,15 @@ import uuid
 import asyncpg
 import msgspec
 from flowline.db.pool import create_pool
+from flowline.db.task_logs import STAGING
 from flowline.messages import TaskLogBatch, TaskLogRecord
 from flowline.settings import Settings
-from flowline_log_ingest.ingest import STAGING, LogWriter
+from flowline.task_log_limits import LogLimits
+from flowline_log_ingest.ingest import LogWriter
 from flowline_log_ingest.metrics import LogIngestMetrics
 from prometheus_client import CollectorRegistry
+
+LIMITS = LogLimits.from_settings(Settings())
 
 
 async def test_single_records_and_batches_are_written_once(pool: asyncpg.Pool) -> None:
@@ -22,7 +26,7 @@ async def test_single_records_and_batches_are_written_once(pool: asyncpg.Pool) -
     single = record("alone")
     batch = TaskLogBatch(tenant_id=tenant_id, execution_id=execution_id, records=[record("one"), record("two")])
     registry = CollectorRegistry()
-    writer = LogWriter(pool, LogIngestMetrics(registry))
+    writer = LogWriter(pool, LogIngestMetrics(registry), LIMITS)
 
     await writer.write([single, batch])
     await writer.write([batch, single])  # redelivered
@@ -52,7 +56,7 @@ async def test_fields_survive_the_staging_table_and_a_record_repeated_within_a_b
     )
     bare = TaskLogRecord(tenant_id=tenant_id, execution_id=execution_id, message="no task")
     registry = CollectorRegistry()
-    writer = LogWriter(pool, LogIngestMetrics(registry))
+    writer = LogWriter(pool, LogIngestMetrics(registry), LIMITS)
 
     await writer.write([TaskLogBatch(tenant_id=tenant_id, execution_id=execution_id, records=[record, bare]), record])
     await writer.write([record])  # a later batch on the same pooled connections finds the staging table empty
@@ -97,7 +101,7 @@ async def test_a_pool_that_makes_the_staging_table_per_connection_needs_no_state
     try:
         tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
         execution_id = uuid.uuid4()
-        writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()), staging_ready=True)
+        writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()), LIMITS, staging_ready=True)
         for message in ("one", "two", "three"):  # batches on the same connections: the staged rows are gone
             await writer.write([TaskLogRecord(tenant_id=tenant_id, execution_id=execution_id, message=message)])
         rows = await pool.fetch("SELECT message FROM task_logs WHERE execution_id = $1 ORDER BY message", execution_id)

@@ -1,83 +1,74 @@
-"""Writes task log records to PostgreSQL in batches, idempotently by record id."""
+"""Writes task log records to PostgreSQL in batches, idempotently by record id, within each task's limits."""
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import msgspec
+from flowline.db.task_logs import STAGING, STAGING_COLUMNS, store_staged_records
 from flowline.messages import LogMessage, TaskLogBatch
+from flowline.task_log_limits import LogLimits, cut_record, dropped_notice_id, message_bytes, task_key
 
 from flowline_log_ingest.metrics import LogIngestMetrics
 
-COLUMNS = (
-    "id",
-    "tenant_id",
-    "execution_id",
-    "task_id",
-    "step_id",
-    "attempt",
-    "level",
-    "message",
-    "timestamp",
-    "metadata",
-)
-# COPY cannot skip a record already stored, so each batch is copied into this session's staging table and moved
-# on with INSERT … ON CONFLICT. The table lives as long as the pooled connection, its rows until the commit. The
-# service's pool creates it once on every new connection (``session_setup``); on another pool (tests) the writer
-# makes sure of it before every batch.
-# Metadata travels as JSON text (binary COPY has no encoder for the pool's jsonb codec) and is cast on insert.
-STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS task_logs_incoming (
-    id uuid, tenant_id uuid, execution_id uuid, task_id uuid, step_id text, attempt int, level text, message text,
-    timestamp timestamptz, metadata text
-) ON COMMIT DELETE ROWS
-"""
-INSERT_NEW = """
-WITH inserted AS (
-    INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata)
-    SELECT id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata::jsonb
-    FROM task_logs_incoming
-    ON CONFLICT (id) DO NOTHING
-    RETURNING 1
-)
-SELECT count(*) FROM inserted
-"""
+# COPY cannot skip a record already stored, so each batch is copied into this session's staging table
+# (flowline.db.task_logs.STAGING) and moved on from there. The table lives as long as the pooled connection, its
+# rows until the commit. The service's pool creates it once on every new connection (``session_setup``); on
+# another pool (tests) the writer makes sure of it before every batch.
 _json = msgspec.json.Encoder()
 
 
 class LogWriter:
     """Writes each consumed batch in one transaction; a redelivered record changes nothing."""
 
-    def __init__(self, pool: asyncpg.Pool, metrics: LogIngestMetrics, *, staging_ready: bool = False) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, metrics: LogIngestMetrics, limits: LogLimits, *, staging_ready: bool = False
+    ) -> None:
         """Write through ``pool``; ``staging_ready`` when its connections were made with ``STAGING``."""
         self._pool = pool
         self._metrics = metrics
+        self._limits = limits
         self._staging_ready = staging_ready
 
     async def write(self, messages: list[LogMessage]) -> None:
         """Insert the records of ``messages``; the consumer commits their offsets once this returns."""
-        rows = [
-            (
-                record.id,
-                record.tenant_id,
-                record.execution_id,
-                record.task_id,
-                record.step_id,
-                record.attempt,
-                record.level,
-                record.message,
-                record.timestamp,
-                _json.encode(record.metadata).decode(),
-            )
-            for message in messages
-            for record in (message.records if isinstance(message, TaskLogBatch) else [message])
-        ]
+        rows: list[tuple[object, ...]] = []
+        notice_ids: dict[uuid.UUID, uuid.UUID] = {}
+        for message in messages:
+            for given in message.records if isinstance(message, TaskLogBatch) else [message]:
+                # Another producer's records are cut here as the executor cuts its own (a no-op for those).
+                record = cut_record(given, self._limits.message_max_bytes)
+                key = task_key(record.task_id, record.execution_id)
+                if key not in notice_ids:
+                    notice_ids[key] = dropped_notice_id(key)
+                rows.append(
+                    (
+                        record.id,
+                        record.tenant_id,
+                        record.execution_id,
+                        record.task_id,
+                        record.step_id,
+                        record.attempt,
+                        record.level,
+                        record.message,
+                        record.timestamp,
+                        _json.encode(record.metadata).decode(),
+                        message.id,
+                        len(rows),
+                        message_bytes(record.message),
+                        key,
+                        notice_ids[key],
+                    )
+                )
         # COPY's binary rows cost far less to encode than one array parameter per column (asyncpg checks every
         # array element's type), and the log-ingest process spends most of its time encoding.
         async with self._pool.acquire() as connection, connection.transaction():
             if not self._staging_ready:
                 await connection.execute(STAGING)
-            await connection.copy_records_to_table("task_logs_incoming", records=rows, columns=COLUMNS)
-            written = await connection.fetchval(INSERT_NEW)
-        self._metrics.records.labels("written").inc(written)
-        self._metrics.records.labels("duplicate").inc(len(rows) - written)
+            await connection.copy_records_to_table("task_logs_incoming", records=rows, columns=STAGING_COLUMNS)
+            stored = await store_staged_records(connection, self._limits)
+        self._metrics.records.labels("written").inc(stored.written)
+        self._metrics.records.labels("dropped").inc(stored.dropped)
+        self._metrics.records.labels("duplicate").inc(len(rows) - stored.written - stored.dropped)
         self._metrics.batch_records.observe(len(rows))

@@ -20,6 +20,7 @@ from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError
 from flowline.kafka.compat import broker_for
 from flowline.messages import EventMessage, ExecutionEvent, LogMessage, TaskLogBatch, TaskLogRecord, decoder
 from flowline.settings import Settings
+from flowline.task_log_limits import LogLimits, cut_record
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Subscription:
     def __init__(self, hub: StreamHub, *, logs: bool) -> None:
         self._hub = hub
         self.logs = logs
+        self.log_limits = hub.log_limits
         self.executions: set[uuid.UUID] = set()
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
         self._overflowed = False
@@ -110,6 +112,7 @@ class StreamHub:
         self._broker = broker_for(settings)
         self._events_topic = settings.topics.events
         self._logs_topic = settings.topics.logs
+        self.log_limits = LogLimits.from_settings(settings)
         self._linger_seconds = linger_seconds
         self._events = decoder(EventMessage)
         self._logs = decoder(LogMessage)
@@ -270,7 +273,11 @@ class StreamHub:
         ]
         if not followers:
             return
-        records = message.records if isinstance(message, TaskLogBatch) else [message]
+        # Cut as log-ingest cuts them (docs/architecture.md §6.1), so a stream shows the text the download shows.
+        records = [
+            cut_record(record, self.log_limits.message_max_bytes)
+            for record in (message.records if isinstance(message, TaskLogBatch) else [message])
+        ]
         for subscription in followers:
             for log_record in records:
                 subscription.put(log_record)

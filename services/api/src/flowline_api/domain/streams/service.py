@@ -23,6 +23,7 @@ import msgspec
 from flowline.db.executions import execution_visible, list_visible_tree
 from flowline.errors import ClientError, NotFound
 from flowline.messages import ExecutionEvent, TaskLogRecord
+from flowline.task_log_limits import DROPPED_KEY, TaskLogQuota, dropped_notice_id
 from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -180,6 +181,11 @@ class StreamSession:
         self._terminal: dict[uuid.UUID, bool] = {}
         self._task_done = False
         self._seen_logs: set[str] = set()
+        # The task's log cut-off, as log-ingest applies it: records past it are held back, and the record that
+        # reports them is sent when the stream ends (docs/architecture.md §6.1).
+        self._log_quota = TaskLogQuota(subscription.log_limits)
+        self._notice_id = None if task_id is None else dropped_notice_id(task_id)
+        self._first_held_back: StreamLog | None = None
 
     # What the stream has reached ----------------------------------------------------------------------------
 
@@ -281,13 +287,43 @@ class StreamSession:
         )
         logs = [from_log(row) for row in rows]
         self._seen_logs.update(log.id for log in logs)
+        for log in logs:
+            if log.id == str(self._notice_id):  # stored past the task's last kept record: it is full
+                self._log_quota.dropped = max(self._log_quota.dropped, _dropped_count(log))
+            else:
+                self._log_quota.keep(log.message)
         return logs
+
+    async def _dropped_notice(self) -> StreamLog | None:
+        """The record that reports the live records held back, as stored if log-ingest has counted them all."""
+        held_back = self._first_held_back
+        if held_back is None:
+            return None
+        row = await self._pool.fetchrow(
+            "SELECT id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata FROM task_logs "
+            "WHERE id = $1 AND task_id = $2",
+            self._notice_id,
+            self._task_id,
+        )
+        if row is not None and _dropped_count(stored := from_log(row)) >= self._log_quota.dropped:
+            return stored
+        dropped = self._log_quota.dropped
+        return msgspec.structs.replace(
+            held_back,
+            id=str(self._notice_id),
+            level="WARN",
+            message=self._log_quota.limits.dropped_notice(dropped),
+            metadata={DROPPED_KEY: dropped},
+        )
 
     async def _on_live(self, item: ExecutionEvent | TaskLogRecord) -> list[StreamEvent | StreamLog]:
         if isinstance(item, TaskLogRecord):
             if item.task_id != self._task_id or str(item.id) in self._seen_logs:
                 return []
             self._seen_logs.add(str(item.id))
+            if not self._log_quota.keep(item.message):
+                self._first_held_back = self._first_held_back or from_log(item)
+                return []
             return [from_log(item)]
         event = from_message(item)
         if item.sequence > self._positions.get(item.execution_id, 0) + 1:  # something in between is missing
@@ -335,6 +371,8 @@ class StreamSession:
                     closing_at = loop.time() + LOG_GRACE_SECONDS  # the task's last log records may still come
                 now = loop.time()
                 if closing_at is not None and now >= closing_at:
+                    if (notice := await self._dropped_notice()) is not None:
+                        yield self._message(notice)
                     return
                 deadline = min(
                     last_write + self._timings.keepalive_seconds, last_event + self._timings.idle_timeout_seconds
@@ -357,6 +395,12 @@ class StreamSession:
                     last_event = last_write = loop.time()
         finally:
             self._subscription.close()
+
+
+def _dropped_count(log: StreamLog) -> int:
+    """How many records the record that reports a task's dropped ones counts."""
+    count = (log.metadata or {}).get(DROPPED_KEY)
+    return count if isinstance(count, int) else 0
 
 
 def _moment(item: StreamEvent | StreamLog) -> datetime:

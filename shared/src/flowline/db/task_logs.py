@@ -1,0 +1,135 @@
+"""Storing task log records within each task's limits, and the record that reports what a task dropped.
+
+log-ingest copies a batch into its session's staging table (``STAGING``) and moves it on with
+``store_staged_records`` in the same transaction (docs/architecture.md §6.1). Per task (``task_log_usage``, locked
+for the statement's transaction, so several log-ingest processes count one task in turn), records are kept in the
+order they came until the task reaches its record or byte limit; later ones are dropped and counted, and one
+WARN record per task (``flowline.task_log_limits.dropped_notice_id``) says how many, rewritten as the count grows.
+
+A redelivered record changes nothing: one already stored meets its key (id, timestamp), and a dropped one is
+counted only the first time its message (``message_id``) is seen, which the inbox remembers.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+
+from flowline.db.sql import bind
+from flowline.task_log_limits import DROPPED_KEY, DROPPED_NOTICE, LogLimits
+
+# The inbox consumer under which messages that had records dropped are remembered.
+DROPPED_CONSUMER = "log-ingest:dropped"
+# ``ordinal``: the record's place in the batch (the order its task's records count in); ``bytes``: what its
+# message counts against the byte limit; ``task_key``: whose limit; ``notice_id``: the id of that task's WARN.
+# Metadata travels as JSON text (binary COPY has no encoder for the pool's jsonb codec) and is cast on insert.
+STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS task_logs_incoming (
+    id uuid, tenant_id uuid, execution_id uuid, task_id uuid, step_id text, attempt int, level text, message text,
+    timestamp timestamptz, metadata text, message_id uuid, ordinal int, bytes int, task_key uuid, notice_id uuid
+) ON COMMIT DELETE ROWS
+"""
+STAGING_COLUMNS = (
+    "id",
+    "tenant_id",
+    "execution_id",
+    "task_id",
+    "step_id",
+    "attempt",
+    "level",
+    "message",
+    "timestamp",
+    "metadata",
+    "message_id",
+    "ordinal",
+    "bytes",
+    "task_key",
+    "notice_id",
+)
+_CREATE_USAGE = """
+INSERT INTO task_log_usage (task_key, tenant_id, execution_id)
+SELECT DISTINCT ON (task_key) task_key, tenant_id, execution_id FROM task_logs_incoming ORDER BY task_key
+ON CONFLICT (task_key) DO NOTHING
+"""
+# A statement of its own after the insert, so that it sees (and locks) rows another process committed meanwhile.
+_LOCK_USAGE = """
+SELECT task_key FROM task_log_usage WHERE task_key IN (SELECT task_key FROM task_logs_incoming)
+ORDER BY task_key FOR UPDATE
+"""
+# One statement, so every part reads the usage as locked. ``ranked`` decides, per task in arrival order, which
+# new records fit: both running totals within the limits and nothing dropped before, so what is kept is a prefix.
+_STORE = """
+WITH fresh AS (
+    SELECT DISTINCT ON (i.id) i.* FROM task_logs_incoming i
+    WHERE NOT EXISTS (SELECT FROM task_logs t WHERE t.id = i.id AND t.timestamp = i.timestamp)
+    ORDER BY i.id, i.ordinal
+), ranked AS (
+    SELECT f.*, u.dropped = 0
+        AND u.records + count(*) OVER running <= :max_records::bigint
+        AND u.bytes + sum(f.bytes) OVER running <= :max_bytes::bigint AS kept
+    FROM fresh f JOIN task_log_usage u ON u.task_key = f.task_key
+    WINDOW running AS (PARTITION BY f.task_key ORDER BY f.ordinal)
+), written AS (
+    INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata)
+    SELECT id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata::jsonb
+    FROM ranked WHERE kept
+    RETURNING id
+), claimed AS (
+    INSERT INTO inbox (consumer, message_id)
+    SELECT DISTINCT :consumer::text, message_id FROM ranked WHERE NOT kept
+    ON CONFLICT DO NOTHING
+    RETURNING message_id
+), newly_dropped AS (
+    SELECT * FROM ranked WHERE NOT kept AND message_id IN (SELECT message_id FROM claimed)
+), per_task AS (
+    SELECT task_key,
+        count(*) FILTER (WHERE kept) AS records,
+        coalesce(sum(bytes) FILTER (WHERE kept), 0) AS bytes,
+        (SELECT count(*) FROM newly_dropped d WHERE d.task_key = r.task_key) AS dropped
+    FROM ranked r GROUP BY task_key
+), first_dropped AS (
+    SELECT DISTINCT ON (task_key) * FROM newly_dropped ORDER BY task_key, ordinal
+), usage AS (
+    UPDATE task_log_usage u SET records = u.records + p.records, bytes = u.bytes + p.bytes,
+        dropped = u.dropped + p.dropped, notice_at = coalesce(u.notice_at, f.timestamp), updated_at = now()
+    FROM per_task p LEFT JOIN first_dropped f ON f.task_key = p.task_key
+    WHERE u.task_key = p.task_key
+    RETURNING u.task_key, u.dropped, u.notice_at
+), noticed AS (
+    INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata)
+    SELECT f.notice_id, f.tenant_id, f.execution_id, f.task_id, f.step_id, f.attempt, 'WARN',
+        format(:notice::text, u.dropped, :max_records::bigint, :max_bytes::bigint), u.notice_at,
+        jsonb_build_object(:dropped_key::text, u.dropped)
+    FROM usage u JOIN first_dropped f ON f.task_key = u.task_key
+    ON CONFLICT (id, timestamp) DO UPDATE SET message = excluded.message, metadata = excluded.metadata
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM newly_dropped) AS dropped,
+    (SELECT count(*) FROM noticed) AS noticed
+"""
+
+
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    """What one batch came to: records written, records dropped (first counted now) and notices written."""
+
+    written: int
+    dropped: int
+    noticed: int
+
+
+async def store_staged_records(connection: asyncpg.Connection, limits: LogLimits) -> Stored:
+    """Move the staged batch into ``task_logs`` within each task's limits; call in the staging transaction."""
+    await connection.execute(_CREATE_USAGE)
+    await connection.execute(_LOCK_USAGE)
+    row = await connection.fetchrow(
+        *bind(
+            _STORE,
+            max_records=limits.task_max_records,
+            max_bytes=limits.task_max_bytes,
+            consumer=DROPPED_CONSUMER,
+            notice=DROPPED_NOTICE,
+            dropped_key=DROPPED_KEY,
+        )
+    )
+    assert row is not None
+    return Stored(written=row["written"], dropped=row["dropped"], noticed=row["noticed"])
