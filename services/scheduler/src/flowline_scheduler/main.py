@@ -1,4 +1,4 @@
-"""The scheduler process: timers, lease recovery, lost-message redrive, bulk operations, the outbox relay."""
+"""The scheduler process: timers, lease recovery, redrive, bulk operations, task log partitions, the outbox relay."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flowline.settings import Settings, load_settings
 
 from flowline_scheduler.bulk import BulkOperationLoop
 from flowline_scheduler.leases import LeaseRecovery
+from flowline_scheduler.log_partitions import LogPartitionLoop, retention_seconds
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
 from flowline_scheduler.timers import TimerLoop
@@ -16,6 +17,7 @@ from flowline_scheduler.timers import TimerLoop
 
 async def run_scheduler(settings: Settings) -> None:
     """Run the scheduler until SIGTERM."""
+    log_retention_seconds = retention_seconds(settings)  # a bad value stops the process before it connects
     runtime = await Runtime.open(settings)
     try:
         metrics = SchedulerMetrics(runtime.registry)
@@ -36,6 +38,7 @@ async def run_scheduler(settings: Settings) -> None:
         bulk = BulkOperationLoop(
             runtime.pool, runtime.outbox, settings.topics, settings.bulk_operation_poll_interval_seconds
         )
+        log_partitions = LogPartitionLoop(runtime.pool, metrics, retention_seconds=log_retention_seconds)
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         announcements = runtime.consumer(
             "scheduler",
@@ -55,6 +58,7 @@ async def run_scheduler(settings: Settings) -> None:
                 Runnable(redrive.start, redrive.stop),
                 Runnable(retention.start, retention.stop),
                 Runnable(bulk.start, bulk.stop),
+                Runnable(log_partitions.start, log_partitions.stop),
                 Runnable(relay.start, relay.stop),
             ],
             http_port=settings.scheduler_http_port,

@@ -32,3 +32,9 @@ class SchedulerMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.task_log_partitions = Counter(
+            "flowline_task_log_partitions_total",
+            "Day partitions of the task logs created ahead (created), or dropped whole past retention (dropped).",
+            ["change"],
+            registry=registry,
+        )

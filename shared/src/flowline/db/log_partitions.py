@@ -81,16 +81,26 @@ async def list_log_partitions(connection: asyncpg.Connection) -> list[LogPartiti
     return sorted(partitions, key=lambda partition: partition.ends_at or far_future)
 
 
-async def create_day_partition(connection: asyncpg.Connection, day: date) -> bool:
-    """Create the partition of ``day`` unless it exists; whether it was created. Call inside a transaction.
+def covers(partition: LogPartition, starts_at: datetime, ends_at: datetime) -> bool:
+    """Whether ``partition`` (not the default one) takes any moment of [starts_at, ends_at)."""
+    if partition.name == DEFAULT_PARTITION:
+        return False
+    return (partition.starts_at is None or partition.starts_at < ends_at) and (
+        partition.ends_at is None or partition.ends_at > starts_at
+    )
 
-    Records of that day already in the default partition (a producer's clock far ahead) move into the new
-    partition with it: PostgreSQL refuses a partition whose rows the default partition holds.
+
+async def create_day_partition(connection: asyncpg.Connection, day: date) -> bool:
+    """Create the partition of ``day`` unless a partition takes (part of) that day; whether it was created.
+
+    Call inside a transaction. Records of that day already in the default partition (a producer's clock far
+    ahead) move into the new partition with it: PostgreSQL refuses a partition whose rows the default partition
+    holds. Attaching takes only a SHARE UPDATE EXCLUSIVE lock on ``task_logs``: reads and writes go on.
     """
     name = day_partition_name(day)
-    if await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
-        return False
     starts_at, ends_at = start_of_day(day), start_of_day(day + timedelta(days=1))
+    if any(covers(partition, starts_at, ends_at) for partition in await list_log_partitions(connection)):
+        return False
     await connection.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
     await connection.execute(
         *bind(
@@ -120,7 +130,11 @@ async def holds_unfinished_execution(connection: asyncpg.Connection, partition: 
 
 
 async def drop_partition(connection: asyncpg.Connection, partition: LogPartition) -> None:
-    """Drop ``partition`` and every record in it (a catalog change: no row is deleted one by one)."""
+    """Drop ``partition`` and every record in it (a catalog change: no row is deleted one by one).
+
+    It takes an ACCESS EXCLUSIVE lock on ``task_logs`` for a moment; the caller bounds the wait for it
+    (``lock_timeout``) so that reads and writes never queue long behind it.
+    """
     if partition.name == DEFAULT_PARTITION or not is_partition(partition.name):
         raise ValueError(f"{partition.name} is not a partition that may be dropped")
     await connection.execute(f"DROP TABLE {partition.name}")

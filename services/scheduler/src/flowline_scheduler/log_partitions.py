@@ -1,0 +1,119 @@
+"""Keeps the day partitions of ``task_logs``: the next days created ahead, whole days past retention dropped.
+
+Retention of task logs is dropping partitions, not deleting rows (docs/architecture.md §6.1): a partition goes once
+its whole range is older than the longest retention in effect (``FLOWLINE_EXECUTION_RETENTION``) and no unfinished
+execution has a record in it. Each change is a short transaction of its own under one advisory lock, so any number
+of schedulers may run this loop: one does the work, the others find the lock taken and skip their turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+from flowline.db.log_partitions import (
+    DEFAULT_PARTITION,
+    LogPartition,
+    create_day_partition,
+    drop_partition,
+    holds_unfinished_execution,
+    list_log_partitions,
+)
+from flowline.definitions import parse_duration
+from flowline.loops import LoopService
+from flowline.settings import ConfigurationError, Settings, env_name
+
+from flowline_scheduler.metrics import SchedulerMetrics
+
+logger = logging.getLogger(__name__)
+
+# Days created ahead of today (UTC): records are never refused meanwhile (the default partition takes them),
+# but there they could not be dropped whole.
+DAYS_AHEAD = 3
+INTERVAL_SECONDS = 300.0
+# How long a change waits for its lock on task_logs before giving up until the next pass: statements on the
+# table would queue behind the waiting lock.
+LOCK_TIMEOUT = "2s"
+_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('flowline.task_log_partitions'))"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def retention_seconds(settings: Settings) -> float:
+    """The longest retention in effect: ``FLOWLINE_EXECUTION_RETENTION``, in seconds.
+
+    Raises:
+        ConfigurationError: the setting is not a positive duration.
+    """
+    try:
+        return parse_duration(settings.execution_retention)
+    except ValueError as err:
+        raise ConfigurationError(f"invalid setting {env_name('execution_retention')}: {err}") from err
+
+
+class LogPartitionLoop(LoopService):
+    """Creates the partitions of the next days and drops the partitions wholly past retention."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        metrics: SchedulerMetrics,
+        *,
+        retention_seconds: float,
+        interval_seconds: float = INTERVAL_SECONDS,
+        days_ahead: int = DAYS_AHEAD,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        super().__init__("task-log-partitions", interval_seconds)
+        self._pool = pool
+        self._metrics = metrics
+        self._retention = timedelta(seconds=retention_seconds)
+        self._days_ahead = days_ahead
+        self._clock = clock
+
+    async def run_once(self) -> None:
+        """Create what is missing from today to ``days_ahead`` days on, then drop what retention allows."""
+        today = self._clock().date()
+        for offset in range(self._days_ahead + 1):
+            await self._create(today + timedelta(days=offset))
+        async with self._pool.acquire() as connection:
+            partitions = await list_log_partitions(connection)
+        cutoff = self._clock() - self._retention
+        for partition in partitions:
+            if partition.name != DEFAULT_PARTITION and partition.ends_at is not None and partition.ends_at <= cutoff:
+                await self._drop(partition)
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[asyncpg.Connection | None]:
+        """A transaction holding the loop's advisory lock; None when another scheduler holds it."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            if not await connection.fetchval(_LOCK):
+                yield None
+                return
+            await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            yield connection
+
+    async def _create(self, day: date) -> None:
+        try:
+            async with self._exclusive() as connection:
+                if connection is not None and await create_day_partition(connection, day):
+                    self._metrics.task_log_partitions.labels("created").inc()
+                    logger.info("task log partition of %s created", day)
+        except asyncpg.LockNotAvailableError:
+            logger.warning("task log partition of %s: its lock was not granted in time, next pass", day)
+
+    async def _drop(self, partition: LogPartition) -> None:
+        try:
+            async with self._exclusive() as connection:
+                if connection is None or await holds_unfinished_execution(connection, partition):
+                    return
+                await drop_partition(connection, partition)
+                self._metrics.task_log_partitions.labels("dropped").inc()
+                logger.info("task log partition %s dropped: its records are past retention", partition.name)
+        except asyncpg.LockNotAvailableError:
+            logger.warning("task log partition %s: its lock was not granted in time, next pass", partition.name)
