@@ -1,4 +1,4 @@
-"""Storing task log records within each task's limits, and the record that reports what a task dropped.
+"""Task log records: stored within each task's limits, with the record that reports a cut-off; read by task and run.
 
 log-ingest copies a batch into its session's staging table (``STAGING``) and moves it on with
 ``store_staged_records`` in the same transaction (docs/architecture.md §6.1). Per task (``task_log_usage``, locked
@@ -12,10 +12,14 @@ counted only the first time its message (``message_id``) is seen, which the inbo
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+from typing import Any
+
 import asyncpg
 import msgspec
 
-from flowline.db.sql import bind
+from flowline.db.sql import bind, typed
 from flowline.task_log_limits import DROPPED_KEY, DROPPED_NOTICE, LogLimits
 
 # The inbox consumer under which messages that had records dropped are remembered.
@@ -133,3 +137,114 @@ async def store_staged_records(connection: asyncpg.Connection, limits: LogLimits
     )
     assert row is not None
     return Stored(written=row["written"], dropped=row["dropped"], noticed=row["noticed"])
+
+
+# Reading -------------------------------------------------------------------------------------------------------
+# Every read names a task or an execution, whose index (task_id or execution_id, then timestamp) each partition
+# has: a read probes each partition's index and merges them in order, never scanning a partition.
+
+LOG_COLUMNS = "id, level, message, timestamp, step_id, attempt"
+_TEXT_TIMESTAMP = """to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+
+class TaskLogRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored log record, as the api's pages show it."""
+
+    id: uuid.UUID
+    level: str
+    message: str
+    timestamp: datetime
+    step_id: str | None
+    attempt: int | None
+
+
+class LogFilters(msgspec.Struct, frozen=True, kw_only=True):
+    """Which records of a tenant a page reads: one task's or one execution's, and optionally levels and a step."""
+
+    tenant_id: uuid.UUID
+    task_id: uuid.UUID | None = None
+    execution_id: uuid.UUID | None = None
+    levels: list[str] | None = None
+    step_id: str | None = None
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """The WHERE clause and its parameters."""
+        conditions = ["tenant_id = :tenant_id"]
+        params: dict[str, Any] = {"tenant_id": self.tenant_id}
+        if self.task_id is not None:
+            conditions.append("task_id = :task_id")
+            params["task_id"] = self.task_id
+        if self.execution_id is not None:
+            conditions.append("execution_id = :execution_id")
+            params["execution_id"] = self.execution_id
+        if self.levels is not None:
+            conditions.append("level = ANY(:levels::text[])")
+            params["levels"] = self.levels
+        if self.step_id is not None:
+            conditions.append("step_id = :step_id")
+            params["step_id"] = self.step_id
+        if self.task_id is None and self.execution_id is None:
+            raise ValueError("a log read names a task or an execution")
+        return " AND ".join(conditions), params
+
+
+def list_task_logs_query(filters: LogFilters, *, limit: int, offset: int) -> list[Any]:
+    """The statement of one page of records, oldest first, and its arguments."""
+    where, params = filters.where()
+    return bind(
+        f"SELECT {LOG_COLUMNS} FROM task_logs WHERE {where} ORDER BY timestamp, id LIMIT :limit OFFSET :offset",
+        params,
+        limit=limit,
+        offset=offset,
+    )
+
+
+def count_task_logs_query(filters: LogFilters) -> list[Any]:
+    """The statement counting the records ``filters`` select, and its arguments."""
+    where, params = filters.where()
+    return bind(f"SELECT count(*) FROM task_logs WHERE {where}", params)
+
+
+def latest_task_logs_query(tenant_id: uuid.UUID, execution_id: uuid.UUID, limit: int) -> list[Any]:
+    """The statement of an execution's ``limit`` most recent records, newest first, and its arguments."""
+    return bind(
+        f"SELECT {LOG_COLUMNS} FROM task_logs WHERE execution_id = :execution_id AND tenant_id = :tenant_id "
+        "ORDER BY timestamp DESC, id DESC LIMIT :limit",
+        execution_id=execution_id,
+        tenant_id=tenant_id,
+        limit=limit,
+    )
+
+
+def download_task_logs_query(tenant_id: uuid.UUID, execution_id: uuid.UUID) -> list[Any]:
+    """The statement of every record of an execution, oldest first, for a download, and its arguments.
+
+    Its rows have ``ts``, the timestamp as text (``2026-01-01T10:00:00.123Z``), besides the record's columns.
+    """
+    return bind(
+        f"SELECT id, level, message, {_TEXT_TIMESTAMP} AS ts, step_id, task_id, attempt, metadata FROM task_logs "
+        "WHERE execution_id = :execution_id AND tenant_id = :tenant_id ORDER BY timestamp, id",
+        execution_id=execution_id,
+        tenant_id=tenant_id,
+    )
+
+
+async def list_task_logs(
+    connection: asyncpg.Connection | asyncpg.Pool, filters: LogFilters, *, limit: int, offset: int
+) -> list[TaskLogRow]:
+    """One page of the records ``filters`` select, oldest first."""
+    return typed(await connection.fetch(*list_task_logs_query(filters, limit=limit, offset=offset)), TaskLogRow)
+
+
+async def count_task_logs(connection: asyncpg.Connection | asyncpg.Pool, filters: LogFilters) -> int:
+    """How many records ``filters`` select."""
+    count: int = await connection.fetchval(*count_task_logs_query(filters))
+    return count
+
+
+async def list_latest_task_logs(
+    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, execution_id: uuid.UUID, limit: int
+) -> list[TaskLogRow]:
+    """The ``limit`` most recent records of an execution, oldest first."""
+    rows = typed(await connection.fetch(*latest_task_logs_query(tenant_id, execution_id, limit)), TaskLogRow)
+    return rows[::-1]
