@@ -25,6 +25,11 @@ DROPPED_KEY = "flowline.dropped"
 # The text of the record that reports a task's dropped records: %-formatted with the count and the two limits,
 # by Python here and by PostgreSQL's format() in flowline.db.task_logs, so both write the same words.
 DROPPED_NOTICE = "%s log records of this task were dropped: it reached its limit of %s records or %s bytes"
+# The most one TaskLogBatch carries (JSON, estimated): well within the broker's default largest message (1 MiB),
+# which would refuse a larger one, and the records in it would be lost.
+BATCH_MAX_BYTES = 512 * 1024
+# What a record adds to its message and metadata on the wire: ids, names, level, timestamp (estimated high).
+_RECORD_OVERHEAD_BYTES = 400
 _DROPPED_NAMESPACE = uuid.UUID("6c0f5b8e-2f7a-4d43-9a55-3f1c0de7b1a9")
 _json = msgspec.json.Encoder()
 
@@ -84,6 +89,25 @@ def cut_record(record: TaskLogRecord, max_bytes: int) -> TaskLogRecord:
     if message_bytes is not None:
         metadata = {**metadata, MESSAGE_CUT_KEY: message_bytes}
     return msgspec.structs.replace(record, message=message, metadata=metadata)
+
+
+def split_batches(records: list[TaskLogRecord], max_bytes: int = BATCH_MAX_BYTES) -> list[list[TaskLogRecord]]:
+    """``records`` in order, in runs each small enough for one message (a record larger than that goes alone)."""
+    batches: list[list[TaskLogRecord]] = []
+    batch: list[TaskLogRecord] = []
+    size = 0
+    for record in records:
+        record_size = _RECORD_OVERHEAD_BYTES + message_bytes(record.message)
+        if record.metadata:
+            record_size += len(_json.encode(record.metadata))
+        if batch and size + record_size > max_bytes:
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append(record)
+        size += record_size
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 def message_bytes(message: str) -> int:

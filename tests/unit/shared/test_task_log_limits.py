@@ -1,7 +1,9 @@
 import uuid
 
-from flowline.messages import TaskLogRecord
+import msgspec
+from flowline.messages import TaskLogBatch, TaskLogRecord
 from flowline.task_log_limits import (
+    BATCH_MAX_BYTES,
     MESSAGE_CUT_KEY,
     METADATA_CUT_KEY,
     LogLimits,
@@ -9,6 +11,7 @@ from flowline.task_log_limits import (
     cut_message,
     cut_record,
     dropped_notice_id,
+    split_batches,
 )
 
 
@@ -52,3 +55,19 @@ def test_the_notice_of_a_task_has_one_id_wherever_it_is_made() -> None:
     assert LogLimits(32768, 10_000, 10_485_760).dropped_notice(7) == (
         "7 log records of this task were dropped: it reached its limit of 10000 records or 10485760 bytes"
     )
+
+
+def test_records_too_many_for_one_message_are_split_in_order() -> None:
+    tenant_id, execution_id = uuid.uuid4(), uuid.uuid4()
+    records = [
+        TaskLogRecord(tenant_id=tenant_id, execution_id=execution_id, message=f"{n:04d}" + "x" * 30_000)
+        for n in range(40)
+    ]
+    batches = split_batches(records)
+    assert [record for batch in batches for record in batch] == records
+    assert len(batches) > 1
+    for batch in batches:
+        encoded = msgspec.json.encode(TaskLogBatch(tenant_id=tenant_id, execution_id=execution_id, records=batch))
+        assert len(encoded) <= BATCH_MAX_BYTES
+    assert split_batches([records[0]], max_bytes=10) == [[records[0]]]  # one record over the size goes alone
+    assert split_batches([]) == []

@@ -23,7 +23,7 @@ from flowline.definitions import StepDefinition
 from flowline.ids import uuid7
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import TaskDispatched, TaskLogBatch, TaskLogRecord
-from flowline.task_log_limits import cut_record
+from flowline.task_log_limits import cut_record, split_batches
 from flowline_schemas.logs import LogLevel
 
 from flowline_executor.executor import Executor
@@ -107,8 +107,9 @@ class Change:
         self.logs.append(cut_record(record, self.executor.settings.task_log_message_max_bytes))
 
     def _queue_logs(self) -> None:
-        if self.logs:
-            batch = TaskLogBatch(tenant_id=self.tenant_id, execution_id=self.execution_id, records=self.logs)
+        # Several messages when the records are too many for one: the broker refuses a message over its limit.
+        for records in split_batches(self.logs):
+            batch = TaskLogBatch(tenant_id=self.tenant_id, execution_id=self.execution_id, records=records)
             self.outbox.append(outgoing(self.executor.topics.logs, batch))
 
     def _appending(self, after_sequence: int) -> Appending:
