@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 from flowline.db.task_logs import STAGING, STAGING_COLUMNS, store_staged_records
 from flowline.messages import LogMessage, TaskLogBatch
-from flowline.task_log_limits import LogLimits, cut_record, dropped_notice_id, message_bytes, task_key
+from flowline.task_log_limits import LogLimits, cut_record, dropped_notice_id, task_key
 
 from flowline_log_ingest.metrics import LogIngestMetrics
 
@@ -33,12 +33,16 @@ class LogWriter:
 
     async def write(self, messages: list[LogMessage]) -> None:
         """Insert the records of ``messages``; the consumer commits their offsets once this returns."""
+        max_bytes = self._limits.message_max_bytes
         rows: list[tuple[object, ...]] = []
         notice_ids: dict[uuid.UUID, uuid.UUID] = {}
         for message in messages:
-            for given in message.records if isinstance(message, TaskLogBatch) else [message]:
-                # Another producer's records are cut here as the executor cuts its own (a no-op for those).
-                record = cut_record(given, self._limits.message_max_bytes)
+            for record in message.records if isinstance(message, TaskLogBatch) else [message]:
+                metadata = _json.encode(record.metadata)
+                if len(record.message) * 4 > max_bytes or len(metadata) > max_bytes:
+                    # Another producer's records are cut here as the executor cuts its own (a no-op for those).
+                    record = cut_record(record, max_bytes)
+                    metadata = _json.encode(record.metadata)
                 key = task_key(record.task_id, record.execution_id)
                 if key not in notice_ids:
                     notice_ids[key] = dropped_notice_id(key)
@@ -53,10 +57,9 @@ class LogWriter:
                         record.level,
                         record.message,
                         record.timestamp,
-                        _json.encode(record.metadata).decode(),
+                        metadata.decode(),
                         message.id,
                         len(rows),
-                        message_bytes(record.message),
                         key,
                         notice_ids[key],
                     )

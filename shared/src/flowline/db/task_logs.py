@@ -24,13 +24,13 @@ from flowline.task_log_limits import DROPPED_KEY, DROPPED_NOTICE, LogLimits
 
 # The inbox consumer under which messages that had records dropped are remembered.
 DROPPED_CONSUMER = "log-ingest:dropped"
-# ``ordinal``: the record's place in the batch (the order its task's records count in); ``bytes``: what its
-# message counts against the byte limit; ``task_key``: whose limit; ``notice_id``: the id of that task's WARN.
+# ``ordinal``: the record's place in the batch (the order its task's records count in); ``task_key``: whose
+# limit it counts against; ``notice_id``: the id of that task's WARN. A message counts its octet_length (UTF-8).
 # Metadata travels as JSON text (binary COPY has no encoder for the pool's jsonb codec) and is cast on insert.
 STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS task_logs_incoming (
     id uuid, tenant_id uuid, execution_id uuid, task_id uuid, step_id text, attempt int, level text, message text,
-    timestamp timestamptz, metadata text, message_id uuid, ordinal int, bytes int, task_key uuid, notice_id uuid
+    timestamp timestamptz, metadata text, message_id uuid, ordinal int, task_key uuid, notice_id uuid
 ) ON COMMIT DELETE ROWS
 """
 STAGING_COLUMNS = (
@@ -46,7 +46,6 @@ STAGING_COLUMNS = (
     "metadata",
     "message_id",
     "ordinal",
-    "bytes",
     "task_key",
     "notice_id",
 )
@@ -55,28 +54,59 @@ INSERT INTO task_log_usage (task_key, tenant_id, execution_id)
 SELECT DISTINCT ON (task_key) task_key, tenant_id, execution_id FROM task_logs_incoming ORDER BY task_key
 ON CONFLICT (task_key) DO NOTHING
 """
-# A statement of its own after the insert, so that it sees (and locks) rows another process committed meanwhile.
+# A statement of its own after the insert, so that it sees (and locks) rows another process committed meanwhile;
+# in task order, so that two batches sharing tasks never deadlock. It says which tasks are near their limit:
+# those whose staged records, were every one new, might not all fit (read from the row as locked).
 _LOCK_USAGE = """
-SELECT task_key FROM task_log_usage WHERE task_key IN (SELECT task_key FROM task_logs_incoming)
-ORDER BY task_key FOR UPDATE
+SELECT u.task_key,
+    u.dropped > 0 OR u.records + b.records > :max_records::bigint OR u.bytes + b.bytes > :max_bytes::bigint
+        AS near_limit
+FROM task_log_usage u
+JOIN (
+    SELECT task_key, count(*) AS records, sum(octet_length(message)) AS bytes FROM task_logs_incoming GROUP BY task_key
+) b
+    ON b.task_key = u.task_key
+ORDER BY u.task_key FOR UPDATE OF u
 """
-# One statement, so every part reads the usage as locked. ``ranked`` decides, per task in arrival order, which
-# new records fit: both running totals within the limits and nothing dropped before, so what is kept is a prefix.
-_STORE = """
+_INSERT_COLUMNS = "id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata"
+_INSERT_VALUES = "id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata::jsonb"
+# The records of tasks with room for all of them: each is stored unless it is already (a redelivery).
+_STORE_ROOMY = f"""
+WITH written AS (
+    INSERT INTO task_logs ({_INSERT_COLUMNS})
+    SELECT {_INSERT_VALUES} FROM task_logs_incoming WHERE NOT (task_key = ANY(:near_limit::uuid[]))
+    ON CONFLICT (id, timestamp) DO NOTHING
+    RETURNING coalesce(task_id, execution_id) AS task_key, octet_length(message) AS bytes
+), per_task AS (
+    SELECT task_key, count(*) AS records, sum(bytes) AS bytes FROM written GROUP BY task_key
+), usage AS (
+    UPDATE task_log_usage u SET records = u.records + p.records, bytes = u.bytes + p.bytes, updated_at = now()
+    FROM per_task p WHERE u.task_key = p.task_key
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM usage) AS tasks
+"""
+# The records of tasks near their limit, in one statement so that every part reads the usage as locked. ``ranked``
+# decides, per task in arrival order, which new records fit: both running totals within the limits and nothing
+# dropped before, so what is kept is a prefix. Whether a record is new is asked of its own partition's key, one
+# record at a time (the LATERAL ... LIMIT keeps the planner from joining the whole table).
+_STORE_NEAR_LIMIT = f"""
 WITH fresh AS (
     SELECT DISTINCT ON (i.id) i.* FROM task_logs_incoming i
-    WHERE NOT EXISTS (SELECT FROM task_logs t WHERE t.id = i.id AND t.timestamp = i.timestamp)
+    LEFT JOIN LATERAL (
+        SELECT true AS stored FROM task_logs t WHERE t.id = i.id AND t.timestamp = i.timestamp LIMIT 1
+    ) s ON true
+    WHERE i.task_key = ANY(:near_limit::uuid[]) AND s.stored IS NULL
     ORDER BY i.id, i.ordinal
 ), ranked AS (
-    SELECT f.*, u.dropped = 0
+    SELECT f.*, octet_length(f.message) AS bytes, u.dropped = 0
         AND u.records + count(*) OVER running <= :max_records::bigint
-        AND u.bytes + sum(f.bytes) OVER running <= :max_bytes::bigint AS kept
+        AND u.bytes + sum(octet_length(f.message)) OVER running <= :max_bytes::bigint AS kept
     FROM fresh f JOIN task_log_usage u ON u.task_key = f.task_key
     WINDOW running AS (PARTITION BY f.task_key ORDER BY f.ordinal)
 ), written AS (
-    INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata)
-    SELECT id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata::jsonb
-    FROM ranked WHERE kept
+    INSERT INTO task_logs ({_INSERT_COLUMNS})
+    SELECT {_INSERT_VALUES} FROM ranked WHERE kept
     RETURNING id
 ), claimed AS (
     INSERT INTO inbox (consumer, message_id)
@@ -100,7 +130,7 @@ WITH fresh AS (
     WHERE u.task_key = p.task_key
     RETURNING u.task_key, u.dropped, u.notice_at
 ), noticed AS (
-    INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata)
+    INSERT INTO task_logs ({_INSERT_COLUMNS})
     SELECT f.notice_id, f.tenant_id, f.execution_id, f.task_id, f.step_id, f.attempt, 'WARN',
         format(:notice::text, u.dropped, :max_records::bigint, :max_bytes::bigint), u.notice_at,
         jsonb_build_object(:dropped_key::text, u.dropped)
@@ -122,21 +152,31 @@ class Stored(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def store_staged_records(connection: asyncpg.Connection, limits: LogLimits) -> Stored:
-    """Move the staged batch into ``task_logs`` within each task's limits; call in the staging transaction."""
+    """Move the staged batch into ``task_logs`` within each task's limits; call in the staging transaction.
+
+    Most tasks are far from their limits: their records are inserted as they come, skipping those stored before.
+    Only the records of a task that might not fit go through the exact count, record by record.
+    """
+    limit_params = {"max_records": limits.task_max_records, "max_bytes": limits.task_max_bytes}
     await connection.execute(_CREATE_USAGE)
-    await connection.execute(_LOCK_USAGE)
-    row = await connection.fetchrow(
+    locked = await connection.fetch(*bind(_LOCK_USAGE, limit_params))
+    near_limit = [row["task_key"] for row in locked if row["near_limit"]]
+    roomy = await connection.fetchrow(*bind(_STORE_ROOMY, near_limit=near_limit))
+    assert roomy is not None
+    if not near_limit:
+        return Stored(written=roomy["written"], dropped=0, noticed=0)
+    exact = await connection.fetchrow(
         *bind(
-            _STORE,
-            max_records=limits.task_max_records,
-            max_bytes=limits.task_max_bytes,
+            _STORE_NEAR_LIMIT,
+            limit_params,
+            near_limit=near_limit,
             consumer=DROPPED_CONSUMER,
             notice=DROPPED_NOTICE,
             dropped_key=DROPPED_KEY,
         )
     )
-    assert row is not None
-    return Stored(written=row["written"], dropped=row["dropped"], noticed=row["noticed"])
+    assert exact is not None
+    return Stored(written=roomy["written"] + exact["written"], dropped=exact["dropped"], noticed=exact["noticed"])
 
 
 # Reading -------------------------------------------------------------------------------------------------------
