@@ -13,7 +13,8 @@ Prints a table and writes bench/results/latest.json.
 The other benchmarks run on their own (each starts its own stack and takes a minute or more), so that
 `make bench` stays within about three minutes: `uv run python -m bench.log_ingest` (task log ingestion),
 `uv run python -m bench.streams` (1,000 live SSE streams), `uv run python -m bench.executions_list`
-(execution lists at 1,000,000 executions).
+(execution lists at 1,000,000 executions), `uv run python -m bench.log_retention` (old task log records removed
+by dropping partitions versus deleting rows).
 """
 
 from __future__ import annotations

@@ -135,3 +135,22 @@ async def test_records_that_name_no_task_count_against_their_execution(pool: asy
     assert len(stored) == 6
     assert stored[-1]["id"] == dropped_notice_id(task.execution_id)
     assert stored[-1]["message"] == FIVE_RECORDS.dropped_notice(2)
+
+
+async def test_a_batch_of_tasks_far_from_and_near_their_limits_stores_each_as_its_limit_allows(
+    pool: asyncpg.Pool,
+) -> None:
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    quiet, chatty = Task(tenant_id), Task(tenant_id)
+    writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()), FIVE_RECORDS)
+    await writer.write([chatty.batch("a", "b", "c")])
+
+    # One poll brings both: the quiet task has room for all, the chatty one for two more.
+    await writer.write([quiet.batch("1", "2"), chatty.batch("d", "e", "f", "g"), quiet.batch("3")])
+
+    assert [row["message"] for row in await _logs(pool, quiet.execution_id)] == ["1", "2", "3"]
+    chatty_logs = await _logs(pool, chatty.execution_id)
+    assert [row["message"] for row in chatty_logs[:5]] == ["a", "b", "c", "d", "e"]
+    assert chatty_logs[5]["message"] == FIVE_RECORDS.dropped_notice(2) and len(chatty_logs) == 6
+    usage = dict(await pool.fetch("SELECT task_key, records FROM task_log_usage"))
+    assert usage == {quiet.task_id: 3, chatty.task_id: 5}
