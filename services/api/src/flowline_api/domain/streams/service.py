@@ -185,7 +185,9 @@ class StreamSession:
         # reports them is sent when the stream ends (docs/architecture.md §6.1).
         self._log_quota = TaskLogQuota(subscription.log_limits)
         self._notice_id = None if task_id is None else dropped_notice_id(task_id)
-        self._first_held_back: StreamLog | None = None
+        self._notice_sent = 0  # the count of the WARN record sent with the stored records (0: none)
+        self._first_held_back: StreamLog | None = None  # the first live record past the cut-off
+        self._held_back = 0  # how many live records were past it
 
     # What the stream has reached ----------------------------------------------------------------------------
 
@@ -289,15 +291,20 @@ class StreamSession:
         self._seen_logs.update(log.id for log in logs)
         for log in logs:
             if log.id == str(self._notice_id):  # stored past the task's last kept record: it is full
-                self._log_quota.dropped = max(self._log_quota.dropped, _dropped_count(log))
+                self._notice_sent = self._log_quota.dropped = max(_dropped_count(log), 1)
             else:
                 self._log_quota.keep(log.message)
         return logs
 
     async def _dropped_notice(self) -> StreamLog | None:
-        """The record that reports the live records held back, as stored if log-ingest has counted them all."""
-        held_back = self._first_held_back
-        if held_back is None:
+        """The record that reports the records held back, sent when the stream ends (None: nothing new to say).
+
+        As stored when log-ingest has counted at least as many; otherwise the stream's own, with the same id and
+        the count of live records it held back. When the stored one went out with the stored records, its count
+        may already include some of the live ones: then only a stored count that grew since is sent again.
+        """
+        first = self._first_held_back
+        if first is None:
             return None
         row = await self._pool.fetchrow(
             "SELECT id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata FROM task_logs "
@@ -305,15 +312,17 @@ class StreamSession:
             self._notice_id,
             self._task_id,
         )
-        if row is not None and _dropped_count(stored := from_log(row)) >= self._log_quota.dropped:
+        stored = None if row is None else from_log(row)
+        if self._notice_sent:
+            return stored if stored is not None and _dropped_count(stored) > self._notice_sent else None
+        if stored is not None and _dropped_count(stored) >= self._held_back:
             return stored
-        dropped = self._log_quota.dropped
         return msgspec.structs.replace(
-            held_back,
+            first,
             id=str(self._notice_id),
             level="WARN",
-            message=self._log_quota.limits.dropped_notice(dropped),
-            metadata={DROPPED_KEY: dropped},
+            message=self._log_quota.limits.dropped_notice(self._held_back),
+            metadata={DROPPED_KEY: self._held_back},
         )
 
     async def _on_live(self, item: ExecutionEvent | TaskLogRecord) -> list[StreamEvent | StreamLog]:
@@ -323,6 +332,7 @@ class StreamSession:
             self._seen_logs.add(str(item.id))
             if not self._log_quota.keep(item.message):
                 self._first_held_back = self._first_held_back or from_log(item)
+                self._held_back += 1
                 return []
             return [from_log(item)]
         event = from_message(item)
