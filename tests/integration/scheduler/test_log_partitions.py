@@ -95,6 +95,18 @@ async def test_a_day_wholly_past_retention_is_dropped_unless_an_unfinished_execu
     await _log(pool, finished.id, start_of_day(older_but_running) + timedelta(hours=1))
     await _log(pool, running.id, start_of_day(older_but_running) + timedelta(hours=2))
     await _log(pool, finished.id, start_of_day(recent))
+    # The per-task counts of tasks quiet since before the cut-off go with the pass that dropped a partition,
+    # unless their execution is unfinished.
+    quiet_finished, quiet_running, recent_task = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await pool.executemany(
+        "INSERT INTO task_log_usage (task_key, tenant_id, execution_id, records, updated_at) "
+        "SELECT $1, tenant_id, id, 3, $3 FROM executions WHERE id = $2",
+        [
+            (quiet_finished, finished.id, start_of_day(old)),
+            (quiet_running, running.id, start_of_day(old)),
+            (recent_task, finished.id, start_of_day(recent)),
+        ],
+    )
     registry = CollectorRegistry()
     metrics = SchedulerMetrics(registry)
 
@@ -106,11 +118,14 @@ async def test_a_day_wholly_past_retention_is_dropped_unless_an_unfinished_execu
     assert registry.get_sample_value("flowline_task_log_partitions_total", {"change": "dropped"}) == 1
     kept = await pool.fetch("SELECT execution_id, timestamp FROM task_logs ORDER BY timestamp")
     assert [row["timestamp"].date() for row in kept] == [older_but_running, older_but_running, recent]
+    usage = {row["task_key"] for row in await pool.fetch("SELECT task_key FROM task_log_usage")}
+    assert usage == {quiet_running, recent_task}
 
     await pool.execute("UPDATE executions SET status = 'failed' WHERE id = $1", running.id)
     await _loop(pool, metrics).start(loops=1)
     assert day_partition_name(older_but_running) not in await _names(pool)
     assert await pool.fetchval("SELECT count(*) FROM task_logs") == 1
+    assert {row["task_key"] for row in await pool.fetch("SELECT task_key FROM task_log_usage")} == {recent_task}
 
 
 async def test_records_a_new_day_finds_in_the_default_partition_move_into_it(

@@ -1,5 +1,8 @@
 """Keeps the day partitions of ``task_logs``: the next days created ahead, whole days past retention dropped.
 
+A pass that dropped a partition also forgets the per-task log counts (``task_log_usage``) of tasks that logged
+nothing for as long, unless their execution is unfinished.
+
 Retention of task logs is dropping partitions, not deleting rows (docs/architecture.md §6.1): a partition goes once
 its whole range is older than the longest retention in effect (``FLOWLINE_EXECUTION_RETENTION``) and no unfinished
 execution has a record in it. Each change is a short transaction of its own under one advisory lock, so any number
@@ -22,6 +25,7 @@ from flowline.db.log_partitions import (
     holds_unfinished_execution,
     list_log_partitions,
 )
+from flowline.db.task_logs import delete_stale_usage
 from flowline.definitions import parse_duration
 from flowline.loops import LoopService
 from flowline.settings import ConfigurationError, Settings, env_name
@@ -37,6 +41,7 @@ INTERVAL_SECONDS = 300.0
 # How long a change waits for its lock on task_logs before giving up until the next pass: statements on the
 # table would queue behind the waiting lock.
 LOCK_TIMEOUT = "2s"
+USAGE_BATCH = 5000
 _LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('flowline.task_log_partitions'))"
 
 
@@ -84,9 +89,13 @@ class LogPartitionLoop(LoopService):
         async with self._pool.acquire() as connection:
             partitions = await list_log_partitions(connection)
         cutoff = self._clock() - self._retention
+        dropped = False
         for partition in partitions:
             if partition.name != DEFAULT_PARTITION and partition.ends_at is not None and partition.ends_at <= cutoff:
-                await self._drop(partition)
+                dropped = await self._drop(partition) or dropped
+        if dropped:  # about once a day: finding them reads the whole table (an index would cost every update)
+            while await delete_stale_usage(self._pool, before=cutoff, limit=USAGE_BATCH) == USAGE_BATCH:
+                pass
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[asyncpg.Connection | None]:
@@ -107,13 +116,16 @@ class LogPartitionLoop(LoopService):
         except asyncpg.LockNotAvailableError:
             logger.warning("task log partition of %s: its lock was not granted in time, next pass", day)
 
-    async def _drop(self, partition: LogPartition) -> None:
+    async def _drop(self, partition: LogPartition) -> bool:
+        """Drop ``partition`` unless an unfinished execution logged in it; whether it was dropped."""
         try:
             async with self._exclusive() as connection:
                 if connection is None or await holds_unfinished_execution(connection, partition):
-                    return
+                    return False
                 await drop_partition(connection, partition)
-                self._metrics.task_log_partitions.labels("dropped").inc()
-                logger.info("task log partition %s dropped: its records are past retention", partition.name)
         except asyncpg.LockNotAvailableError:
             logger.warning("task log partition %s: its lock was not granted in time, next pass", partition.name)
+            return False
+        self._metrics.task_log_partitions.labels("dropped").inc()
+        logger.info("task log partition %s dropped: its records are past retention", partition.name)
+        return True

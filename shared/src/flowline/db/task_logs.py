@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from flowline.db.log_partitions import UNFINISHED_STATUSES
 from flowline.db.sql import bind, typed
 from flowline.task_log_limits import DROPPED_KEY, DROPPED_NOTICE, LogLimits
 
@@ -177,6 +178,26 @@ async def store_staged_records(connection: asyncpg.Connection, limits: LogLimits
     )
     assert exact is not None
     return Stored(written=roomy["written"] + exact["written"], dropped=exact["dropped"], noticed=exact["noticed"])
+
+
+async def delete_stale_usage(connection: asyncpg.Connection | asyncpg.Pool, *, before: datetime, limit: int) -> int:
+    """Forget up to ``limit`` tasks' log usage not updated since ``before`` whose execution is finished or gone.
+
+    Returns how many were forgotten (fewer than ``limit``: none is left). A task that logs again starts counting
+    anew, which only a task of an unfinished execution could, and those are kept.
+    """
+    deleted: int = await connection.fetchval(
+        *bind(
+            "WITH gone AS (DELETE FROM task_log_usage WHERE task_key IN ("
+            "SELECT u.task_key FROM task_log_usage u WHERE u.updated_at < :before AND NOT EXISTS ("
+            "SELECT FROM executions e WHERE e.id = u.execution_id AND e.status = ANY(:unfinished::text[])) "
+            "LIMIT :limit) RETURNING 1) SELECT count(*) FROM gone",
+            before=before,
+            unfinished=list(UNFINISHED_STATUSES),
+            limit=limit,
+        )
+    )
+    return deleted
 
 
 # Reading -------------------------------------------------------------------------------------------------------
