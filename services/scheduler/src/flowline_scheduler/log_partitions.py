@@ -6,7 +6,7 @@ nothing for as long, unless their execution is unfinished.
 Retention of task logs is dropping partitions, not deleting rows (docs/architecture.md §6.1): a partition goes once
 its whole range is older than the longest retention in effect (``FLOWLINE_EXECUTION_RETENTION``) and no unfinished
 execution has a record in it. Each change is a short transaction of its own under one advisory lock, so any number
-of schedulers may run this loop: one does the work, the others find the lock taken and skip their turn.
+of schedulers may run this loop: they make their changes one at a time, and each finds what another did.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ INTERVAL_SECONDS = 300.0
 # table would queue behind the waiting lock.
 LOCK_TIMEOUT = "2s"
 USAGE_BATCH = 5000
-_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('flowline.task_log_partitions'))"
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext('flowline.task_log_partitions'))"
 
 
 def _now() -> datetime:
@@ -98,19 +98,21 @@ class LogPartitionLoop(LoopService):
                 pass
 
     @contextlib.asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[asyncpg.Connection | None]:
-        """A transaction holding the loop's advisory lock; None when another scheduler holds it."""
+    async def _exclusive(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction holding the loop's advisory lock, so schedulers make their changes one at a time.
+
+        Raises:
+            asyncpg.LockNotAvailableError: a lock (this one, or one the change needs) was not granted in time.
+        """
         async with self._pool.acquire() as connection, connection.transaction():
-            if not await connection.fetchval(_LOCK):
-                yield None
-                return
             await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            await connection.execute(_LOCK)
             yield connection
 
     async def _create(self, day: date) -> None:
         try:
             async with self._exclusive() as connection:
-                if connection is not None and await create_day_partition(connection, day):
+                if await create_day_partition(connection, day):
                     self._metrics.task_log_partitions.labels("created").inc()
                     logger.info("task log partition of %s created", day)
         except asyncpg.LockNotAvailableError:
@@ -120,7 +122,7 @@ class LogPartitionLoop(LoopService):
         """Drop ``partition`` unless an unfinished execution logged in it; whether it was dropped."""
         try:
             async with self._exclusive() as connection:
-                if connection is None or await holds_unfinished_execution(connection, partition):
+                if await holds_unfinished_execution(connection, partition):
                     return False
                 await drop_partition(connection, partition)
         except asyncpg.LockNotAvailableError:
