@@ -364,7 +364,9 @@ task_log_usage = Table(
     Column("records", Integer, nullable=False, server_default=text("0")),
     Column("bytes", BigInteger, nullable=False, server_default=text("0")),
     Column("dropped", BigInteger, nullable=False, server_default=text("0")),
-    # The timestamp of the record that reports the dropped ones (its partition key), once there is one.
+    # The latest timestamp of a record stored, and that of the record that reports the dropped ones (its partition
+    # key), once there is one: after every record stored.
+    _timestamp("last_at"),
     _timestamp("notice_at"),
     _timestamp("updated_at", nullable=False, default_now=True),
     Index("ix_task_log_usage_execution", "execution_id"),

@@ -13,7 +13,7 @@ counted only the first time its message (``message_id``) is seen, which the inbo
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -25,6 +25,8 @@ from flowline.task_log_limits import DROPPED_KEY, DROPPED_NOTICE, LogLimits
 
 # The inbox consumer under which messages that had records dropped are remembered.
 DROPPED_CONSUMER = "log-ingest:dropped"
+# The record that reports a task's dropped records comes after every record it kept: it has the time of the first
+# one dropped or, if a record kept is stamped later (another clock), just after that (``last_at``).
 # ``ordinal``: the record's place in the batch (the order its task's records count in); ``task_key``: whose
 # limit it counts against; ``notice_id``: the id of that task's WARN. A message counts its octet_length (UTF-8).
 # Metadata travels as JSON text (binary COPY has no encoder for the pool's jsonb codec) and is cast on insert.
@@ -77,11 +79,13 @@ WITH written AS (
     INSERT INTO task_logs ({_INSERT_COLUMNS})
     SELECT {_INSERT_VALUES} FROM task_logs_incoming WHERE NOT (task_key = ANY(:near_limit::uuid[]))
     ON CONFLICT (id, timestamp) DO NOTHING
-    RETURNING coalesce(task_id, execution_id) AS task_key, octet_length(message) AS bytes
+    RETURNING coalesce(task_id, execution_id) AS task_key, octet_length(message) AS bytes, timestamp
 ), per_task AS (
-    SELECT task_key, count(*) AS records, sum(bytes) AS bytes FROM written GROUP BY task_key
+    SELECT task_key, count(*) AS records, sum(bytes) AS bytes, max(timestamp) AS last_at FROM written
+    GROUP BY task_key
 ), usage AS (
-    UPDATE task_log_usage u SET records = u.records + p.records, bytes = u.bytes + p.bytes, updated_at = now()
+    UPDATE task_log_usage u SET records = u.records + p.records, bytes = u.bytes + p.bytes,
+        last_at = greatest(u.last_at, p.last_at), updated_at = now()
     FROM per_task p WHERE u.task_key = p.task_key
     RETURNING 1
 )
@@ -120,13 +124,16 @@ WITH fresh AS (
     SELECT task_key,
         count(*) FILTER (WHERE kept) AS records,
         coalesce(sum(bytes) FILTER (WHERE kept), 0) AS bytes,
+        max(timestamp) FILTER (WHERE kept) AS last_at,
         (SELECT count(*) FROM newly_dropped d WHERE d.task_key = r.task_key) AS dropped
     FROM ranked r GROUP BY task_key
 ), first_dropped AS (
     SELECT DISTINCT ON (task_key) * FROM newly_dropped ORDER BY task_key, ordinal
 ), usage AS (
     UPDATE task_log_usage u SET records = u.records + p.records, bytes = u.bytes + p.bytes,
-        dropped = u.dropped + p.dropped, notice_at = coalesce(u.notice_at, f.timestamp), updated_at = now()
+        dropped = u.dropped + p.dropped, last_at = greatest(u.last_at, p.last_at), updated_at = now(),
+        -- after every record kept (a later clock may have stamped one later than the first one dropped)
+        notice_at = coalesce(u.notice_at, greatest(f.timestamp, u.last_at + :after, p.last_at + :after))
     FROM per_task p LEFT JOIN first_dropped f ON f.task_key = p.task_key
     WHERE u.task_key = p.task_key
     RETURNING u.task_key, u.dropped, u.notice_at
@@ -171,6 +178,7 @@ async def store_staged_records(connection: asyncpg.Connection, limits: LogLimits
             _STORE_NEAR_LIMIT,
             limit_params,
             near_limit=near_limit,
+            after=timedelta(microseconds=1),
             consumer=DROPPED_CONSUMER,
             notice=DROPPED_NOTICE,
             dropped_key=DROPPED_KEY,

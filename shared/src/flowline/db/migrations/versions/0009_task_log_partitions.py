@@ -83,6 +83,7 @@ def upgrade() -> None:
         sa.Column("records", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("bytes", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("dropped", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column("last_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("notice_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.PrimaryKeyConstraint("task_key", name=op.f("pk_task_log_usage")),
@@ -91,8 +92,9 @@ def upgrade() -> None:
     # Finished tasks log no more; the unfinished ones carry on from what they stored.
     op.execute(
         """
-        INSERT INTO task_log_usage (task_key, tenant_id, execution_id, records, bytes)
-        SELECT coalesce(l.task_id, l.execution_id), l.tenant_id, l.execution_id, count(*), sum(octet_length(l.message))
+        INSERT INTO task_log_usage (task_key, tenant_id, execution_id, records, bytes, last_at)
+        SELECT coalesce(l.task_id, l.execution_id), l.tenant_id, l.execution_id, count(*), sum(octet_length(l.message)),
+            max(l.timestamp)
         FROM task_logs l JOIN executions e ON e.id = l.execution_id
         WHERE e.status IN ('pending', 'running', 'paused')
         GROUP BY 1, 2, 3
