@@ -93,7 +93,7 @@ class Change:
         attempt: int,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        """Keep a task log record, its message cut to the limit; ``write`` sends the records as one message."""
+        """Keep a task log record, its message cut to the limit; ``write`` sends the records in few messages."""
         record = TaskLogRecord(
             tenant_id=self.tenant_id,
             execution_id=self.execution_id,
