@@ -24,6 +24,7 @@ from flowline.db.log_partitions import (
     drop_partition,
     holds_unfinished_execution,
     list_log_partitions,
+    partition_exists,
 )
 from flowline.db.task_logs import delete_stale_usage
 from flowline.definitions import parse_duration
@@ -122,7 +123,9 @@ class LogPartitionLoop(LoopService):
         """Drop ``partition`` unless an unfinished execution logged in it; whether it was dropped."""
         try:
             async with self._exclusive() as connection:
-                if await holds_unfinished_execution(connection, partition):
+                if not await partition_exists(connection, partition) or await holds_unfinished_execution(
+                    connection, partition
+                ):
                     return False
                 await drop_partition(connection, partition)
         except asyncpg.LockNotAvailableError:

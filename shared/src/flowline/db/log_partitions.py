@@ -116,6 +116,11 @@ async def create_day_partition(connection: asyncpg.Connection, day: date) -> boo
     return True
 
 
+async def partition_exists(connection: asyncpg.Connection, partition: LogPartition) -> bool:
+    """Whether ``partition`` is (still) there: another scheduler may have dropped it since it was listed."""
+    return bool(await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", partition.name))
+
+
 async def holds_unfinished_execution(connection: asyncpg.Connection, partition: LogPartition) -> bool:
     """Whether an execution that is not finished has records in ``partition``."""
     return bool(
