@@ -15,7 +15,8 @@ The other benchmarks run on their own (each starts its own stack and takes a min
 `uv run python -m bench.streams` (1,000 live SSE streams), `uv run python -m bench.executions_list`
 (execution lists at 1,000,000 executions), `uv run python -m bench.retention` (removing finished executions),
 `uv run python -m bench.console_pages` (the console's executions and execution pages at 1,000,000 executions),
-`uv run python -m bench.webhooks` (webhook deliveries to a local receiver).
+`uv run python -m bench.webhooks` (webhook deliveries to a local receiver), `uv run python -m bench.log_retention`
+(old task log records removed by dropping partitions versus deleting rows).
 """
 
 from __future__ import annotations

@@ -223,6 +223,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # When set, each removed root execution is first written here as one gzip'd JSON document
     # (<dir>/<tenant>/<yyyy>/<mm>/<dd>/<id>.json.gz); one whose document cannot be written is not removed.
     archive_dir: str = ""
+    # Per-task log limits (docs/architecture.md §6.2): a record's message is cut at this many bytes (UTF-8),
+    # and a task's records stop being stored after this many records or bytes of messages.
+    task_log_message_max_bytes: int = 32 * 1024
+    task_log_max_records: int = 10_000
+    task_log_max_bytes: int = 10 * 1024 * 1024
     consumer_max_failures: int = 5
     max_steps_per_workflow: int = 500
     max_definition_bytes: int = 1_000_000

@@ -6,16 +6,20 @@ import asyncpg
 import msgspec
 import pytest
 from flowline.db.pool import create_pool
+from flowline.db.task_logs import STAGING
 from flowline.kafka.consumer import MessageRefused
 from flowline.messages import LogMessage, TaskLogBatch, TaskLogRecord, decoder, encode
 from flowline.runtime import Runtime
 from flowline.settings import Settings
-from flowline_log_ingest.ingest import STAGING, LogWriter
+from flowline.task_log_limits import LogLimits
+from flowline_log_ingest.ingest import LogWriter
 from flowline_log_ingest.metrics import LogIngestMetrics
 from prometheus_client import CollectorRegistry
 
 from tests.integration.api.execution_rows import ExecutionRows
 from tests.support import eventually, read_topic
+
+LIMITS = LogLimits.from_settings(Settings())
 
 
 async def _execution(pool: asyncpg.Pool, tenant: str = "dev") -> tuple[uuid.UUID, uuid.UUID]:
@@ -34,7 +38,7 @@ async def test_single_records_and_batches_are_written_once(pool: asyncpg.Pool) -
     single = record("alone")
     batch = TaskLogBatch(tenant_id=tenant_id, execution_id=execution_id, records=[record("one"), record("two")])
     registry = CollectorRegistry()
-    writer = LogWriter(pool, LogIngestMetrics(registry))
+    writer = LogWriter(pool, LogIngestMetrics(registry), LIMITS)
 
     await writer.write([single, batch])
     await writer.write([batch, single])  # redelivered
@@ -64,7 +68,7 @@ async def test_fields_survive_the_staging_table_and_a_record_repeated_within_a_b
     )
     bare = TaskLogRecord(tenant_id=tenant_id, execution_id=execution_id, message="no task")
     registry = CollectorRegistry()
-    writer = LogWriter(pool, LogIngestMetrics(registry))
+    writer = LogWriter(pool, LogIngestMetrics(registry), LIMITS)
 
     await writer.write([TaskLogBatch(tenant_id=tenant_id, execution_id=execution_id, records=[record, bare]), record])
     await writer.write([record])  # a later batch on the same pooled connections finds the staging table empty
@@ -108,7 +112,7 @@ async def test_a_pool_that_makes_the_staging_table_per_connection_needs_no_state
     )
     try:
         tenant_id, execution_id = await _execution(pool)
-        writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()), staging_ready=True)
+        writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()), LIMITS, staging_ready=True)
         for message in ("one", "two", "three"):  # batches on the same connections: the staged rows are gone
             await writer.write([TaskLogRecord(tenant_id=tenant_id, execution_id=execution_id, message=message)])
         rows = await pool.fetch("SELECT message FROM task_logs WHERE execution_id = $1 ORDER BY message", execution_id)
@@ -120,7 +124,7 @@ async def test_a_pool_that_makes_the_staging_table_per_connection_needs_no_state
 async def test_records_naming_an_execution_of_another_tenant_are_refused_and_write_nothing(pool: asyncpg.Pool) -> None:
     tenant_a, execution_of_a = await _execution(pool, "tenant-a")
     tenant_b, _ = await _execution(pool, "tenant-b")
-    writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()))
+    writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()), LIMITS)
     honest = TaskLogRecord(tenant_id=tenant_a, execution_id=execution_of_a, message="mine")
     forged = TaskLogRecord(tenant_id=tenant_b, execution_id=execution_of_a, message="planted")
     unknown = TaskLogRecord(tenant_id=tenant_a, execution_id=uuid.uuid4(), message="nowhere")
@@ -145,7 +149,7 @@ async def test_the_consumer_dead_letters_a_forged_record_and_stores_the_rest_of_
     for record in [honest[0], forged, *honest[1:]]:  # one partition, one poll: a batch with the forgery inside
         await runtime.producer.send_and_wait(settings.topics.logs, encode(record), key=key)
 
-    writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()))
+    writer = LogWriter(pool, LogIngestMetrics(CollectorRegistry()), LIMITS)
     consumer = runtime.consumer(
         "test-log-ingest", [settings.topics.logs], decoder(LogMessage), batch_handler=writer.write
     )

@@ -24,6 +24,7 @@ from flowline.ids import uuid7
 from flowline.kafka.consumer import MessageRefused
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import TaskDispatched, TaskLogBatch, TaskLogRecord
+from flowline.task_log_limits import cut_record, split_batches
 from flowline_schemas.logs import LogLevel
 
 from flowline_executor.executor import Executor
@@ -93,23 +94,23 @@ class Change:
         attempt: int,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        """Keep a task log record; ``write`` sends this change's records as one message."""
-        self.logs.append(
-            TaskLogRecord(
-                tenant_id=self.tenant_id,
-                execution_id=self.execution_id,
-                task_id=task_id,
-                step_id=step_id,
-                attempt=attempt,
-                level=level,
-                message=message,
-                metadata=metadata or {},
-            )
+        """Keep a task log record, its message cut to the limit; ``write`` sends the records in few messages."""
+        record = TaskLogRecord(
+            tenant_id=self.tenant_id,
+            execution_id=self.execution_id,
+            task_id=task_id,
+            step_id=step_id,
+            attempt=attempt,
+            level=level,
+            message=message,
+            metadata=metadata or {},
         )
+        self.logs.append(cut_record(record, self.executor.settings.task_log_message_max_bytes))
 
     def _queue_logs(self) -> None:
-        if self.logs:
-            batch = TaskLogBatch(tenant_id=self.tenant_id, execution_id=self.execution_id, records=self.logs)
+        # Several messages when the records are too many for one: the broker refuses a message over its limit.
+        for records in split_batches(self.logs):
+            batch = TaskLogBatch(tenant_id=self.tenant_id, execution_id=self.execution_id, records=records)
             self.outbox.append(outgoing(self.executor.topics.logs, batch))
 
     def _appending(self, after_sequence: int) -> Appending:

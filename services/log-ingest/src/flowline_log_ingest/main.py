@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from flowline.db.task_logs import STAGING
 from flowline.messages import LogMessage, decoder
 from flowline.ops import configure_logging
 from flowline.runtime import Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings
+from flowline.task_log_limits import LogLimits
 
-from flowline_log_ingest.ingest import STAGING, LogWriter
+from flowline_log_ingest.ingest import LogWriter
 from flowline_log_ingest.metrics import LogIngestMetrics
 
 
@@ -15,7 +17,9 @@ async def run_log_ingest(settings: Settings) -> None:
     """Run log-ingest until SIGTERM."""
     runtime = await Runtime.open(settings, session_setup=STAGING)
     try:
-        writer = LogWriter(runtime.pool, LogIngestMetrics(runtime.registry), staging_ready=True)
+        writer = LogWriter(
+            runtime.pool, LogIngestMetrics(runtime.registry), LogLimits.from_settings(settings), staging_ready=True
+        )
         consumer = runtime.consumer(
             "log-ingest",
             [settings.topics.logs],

@@ -14,7 +14,8 @@ class LogIngestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.records = Counter(
             "flowline_task_log_records_total",
-            "Task log records consumed, by outcome: written, or duplicate (already stored, e.g. redelivered).",
+            "Task log records consumed, by outcome: written; dropped (its task had reached its record or byte limit); "
+            "or duplicate (already stored or counted, e.g. redelivered).",
             ["outcome"],
             registry=registry,
         )

@@ -1,4 +1,4 @@
-"""The scheduler process: timers, schedules, recovery, redrive, bulk operations, retention, webhooks, the relay."""
+"""The scheduler process: timers, schedules, recovery, redrive, bulk operations, retention, logs, webhooks."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from flowline.settings import Settings, load_settings, retention_setting
 
 from flowline_scheduler.bulk import BulkOperationLoop
 from flowline_scheduler.leases import LeaseRecovery
+from flowline_scheduler.log_partitions import LogPartitionLoop
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
 from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
@@ -24,6 +25,7 @@ from flowline_scheduler.webhooks import DeliveryRetention, WebhookDeliveryLoop, 
 def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetrics) -> list[Runnable]:
     """The loops that find their work in the database on an interval (and so may run in every replica)."""
     archive_dir = Path(settings.archive_dir) if settings.archive_dir else None
+    execution_retention = retention_setting(settings, "execution_retention")
     leases = LeaseRecovery(runtime.pool, runtime.outbox, settings.topics, metrics, max(settings.lease_seconds / 4, 0.5))
     redrive = Redrive(
         runtime.pool,
@@ -61,7 +63,8 @@ def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetri
     delivery_retention = DeliveryRetention(
         runtime.pool, retention_seconds=settings.webhook_delivery_retention_days * 86400, interval_seconds=60
     )
-    loops = (leases, redrive, inbox_retention, bulk, schedules, lifecycle, delivery_retention)
+    log_partitions = LogPartitionLoop(runtime.pool, metrics, default_retention_seconds=execution_retention)
+    loops = (leases, redrive, inbox_retention, bulk, schedules, lifecycle, log_partitions, delivery_retention)
     return [Runnable(loop.start, loop.stop) for loop in loops]
 
 

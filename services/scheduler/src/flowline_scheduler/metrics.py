@@ -68,6 +68,16 @@ class SchedulerMetrics:
             registry=registry,
             buckets=LATENESS_BUCKETS,
         )
+        self._add_webhook_metrics(registry)
+        self.task_log_partitions = Counter(
+            "flowline_task_log_partitions_total",
+            "Day partitions of the task logs created ahead (created), or dropped whole past retention (dropped).",
+            ["change"],
+            registry=registry,
+        )
+
+    def _add_webhook_metrics(self, registry: CollectorRegistry) -> None:
+        """What the webhook deliveries count."""
         self.webhook_deliveries = Counter(
             "flowline_webhook_deliveries_total",
             "Webhook delivery attempts settled, by what became of the delivery: succeeded, retrying (due again "

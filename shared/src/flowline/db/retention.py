@@ -18,8 +18,17 @@ from flowline.db.sql import bind, typed
 
 FINISHED = "('completed', 'failed', 'cancelled')"
 # The tables holding an execution's rows, in the order they are removed: rows that point at steps before the
-# steps, the steps before the executions. Each is removed by execution id (``task_logs`` has no key to cascade).
-EXECUTION_TABLES = ("task_logs", "execution_events", "task_attempts", "timers", "promises", "step_executions")
+# steps, the steps before the executions. Each is removed by execution id (``task_logs`` and its per-task counts,
+# ``task_log_usage``, have no key to cascade).
+EXECUTION_TABLES = (
+    "task_logs",
+    "task_log_usage",
+    "execution_events",
+    "task_attempts",
+    "timers",
+    "promises",
+    "step_executions",
+)
 # Every table an execution's removal takes rows from, for the per-table counts.
 REMOVED_TABLES = (*EXECUTION_TABLES, "outbox", "executions")
 # A finished root past its workflow's retention, whose descendants have all finished too.

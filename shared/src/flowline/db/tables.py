@@ -360,10 +360,13 @@ execution_events = Table(
     PrimaryKeyConstraint("execution_id", "sequence"),
 )
 
+# Partitioned by day on the record's own timestamp (docs/architecture.md §6.2): the scheduler creates the days
+# ahead and drops whole days past retention; ``flowline.db.log_partitions`` owns the partitions. The key holds the
+# partition key, as PostgreSQL requires; a record's timestamp comes with it, so a redelivered one meets its key.
 task_logs = Table(
     "task_logs",
     metadata,
-    _id(),
+    Column("id", UUID(as_uuid=True), primary_key=True),
     Column("tenant_id", UUID(as_uuid=True), nullable=False),
     Column("execution_id", UUID(as_uuid=True), nullable=False),
     Column("task_id", UUID(as_uuid=True)),
@@ -371,10 +374,31 @@ task_logs = Table(
     Column("attempt", Integer),
     Column("level", Text, nullable=False),
     Column("message", Text, nullable=False),
-    _timestamp("timestamp", nullable=False),
+    Column("timestamp", DateTime(timezone=True), primary_key=True),
     Column("metadata", JSONB),
     Index("ix_task_logs_task", "task_id", "timestamp"),
     Index("ix_task_logs_execution", "execution_id", "timestamp"),
+    postgresql_partition_by="RANGE (timestamp)",
+)
+
+# What each task has stored of its log, so that log-ingest applies the per-task limits without counting rows
+# (flowline.db.task_logs). Keyed by the task, or by the execution for records that name no task; its rows go
+# with their execution.
+task_log_usage = Table(
+    "task_log_usage",
+    metadata,
+    Column("task_key", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", UUID(as_uuid=True), nullable=False),
+    Column("execution_id", UUID(as_uuid=True), nullable=False),
+    Column("records", Integer, nullable=False, server_default=text("0")),
+    Column("bytes", BigInteger, nullable=False, server_default=text("0")),
+    Column("dropped", BigInteger, nullable=False, server_default=text("0")),
+    # The latest timestamp of a record stored, and that of the record that reports the dropped ones (its partition
+    # key), once there is one: after every record stored.
+    _timestamp("last_at"),
+    _timestamp("notice_at"),
+    _timestamp("updated_at", nullable=False, default_now=True),
+    Index("ix_task_log_usage_execution", "execution_id"),
 )
 
 audit_logs = Table(

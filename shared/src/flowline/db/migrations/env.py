@@ -3,6 +3,7 @@
 import asyncio
 
 from alembic import context
+from flowline.db.log_partitions import is_partition
 from flowline.db.tables import metadata
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -10,8 +11,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 config = context.config
 
 
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Leave the partitions of task_logs out of autogenerate: the scheduler manages them, not the definitions."""
+    return not (type_ == "table" and name is not None and is_partition(name))
+
+
 def run_with_connection(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=metadata, compare_type=True)
+    context.configure(connection=connection, target_metadata=metadata, compare_type=True, include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 import msgspec
+from flowline.db.task_logs import (
+    LogFilters,
+    TaskLogRow,
+    count_task_logs,
+    download_page_query,
+    list_latest_task_logs,
+    list_task_logs,
+)
 from flowline.errors import ClientError, NotFound
 from flowline_schemas.logs import TaskLog, TaskLogLine, TaskLogPage
 from litestar.di import NamedDependency
@@ -21,22 +29,6 @@ DownloadFormat = Literal["text", "json"]
 # log's length and however large its records.
 DOWNLOAD_PAGE_ROWS = 1_000
 DOWNLOAD_PAGE_BYTES = 1_048_576
-LOG_COLUMNS = "id, level, message, timestamp, step_id, attempt"
-_TIMESTAMP = """to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
-# The records after ($3, $4) in (timestamp, id) order (``timestamp >= $3`` lets the index find the first), up to
-# $5 rows and the first to reach $6 bytes.
-_DOWNLOAD_PAGE = f"""
-SELECT id, level, message, timestamp, {_TIMESTAMP} AS ts, step_id, task_id, attempt, metadata FROM (
-    SELECT *, sum(octet_length(message) + coalesce(octet_length(metadata::text), 0))
-        OVER (ORDER BY timestamp, id) AS bytes_through
-    FROM task_logs
-    WHERE execution_id = $1 AND tenant_id = $2 AND timestamp >= $3 AND (timestamp, id) > ($3, $4)
-    ORDER BY timestamp, id
-    LIMIT $5
-) page
-WHERE bytes_through - octet_length(message) - coalesce(octet_length(metadata::text), 0) < $6
-ORDER BY timestamp, id
-"""
 _BEFORE_ANY_TIME = datetime.min.replace(tzinfo=UTC)
 _NIL_ID = uuid.UUID(int=0)
 
@@ -55,14 +47,14 @@ def levels_from(level: str | None) -> list[str] | None:
     return list(LEVELS[LEVELS.index(wanted) :])
 
 
-def _to_log(record: asyncpg.Record) -> TaskLog:
+def _to_log(row: TaskLogRow) -> TaskLog:
     return TaskLog(
-        id=str(record["id"]),
-        level=record["level"],
-        message=record["message"],
-        timestamp=record["timestamp"],
-        step_id=record["step_id"],
-        attempt=record["attempt"],
+        id=str(row.id),
+        level=row.level,
+        message=row.message,
+        timestamp=row.timestamp,
+        step_id=row.step_id,
+        attempt=row.attempt,
     )
 
 
@@ -79,18 +71,11 @@ class LogService:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def _page(self, conditions: list[str], args: list[Any], limit: int, offset: int) -> TaskLogPage:
-        where = " AND ".join(conditions)
+    async def _page(self, filters: LogFilters, limit: int, offset: int) -> TaskLogPage:
         async with self._pool.acquire() as connection:
-            total = await connection.fetchval(f"SELECT count(*) FROM task_logs WHERE {where}", *args)
-            records = await connection.fetch(
-                f"SELECT {LOG_COLUMNS} FROM task_logs "
-                f"WHERE {where} ORDER BY timestamp, id LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
-                *args,
-                limit,
-                offset,
-            )
-        return TaskLogPage(logs=[_to_log(record) for record in records], total=total, limit=limit, offset=offset)
+            total = await count_task_logs(connection, filters)
+            rows = await list_task_logs(connection, filters, limit=limit, offset=offset)
+        return TaskLogPage(logs=[_to_log(row) for row in rows], total=total, limit=limit, offset=offset)
 
     async def list_for_task(
         self, tenant_id: uuid.UUID, task_id: uuid.UUID, *, level: str | None, limit: int, offset: int
@@ -113,12 +98,7 @@ class LogService:
             "SELECT 1 FROM step_executions WHERE id = $1 AND tenant_id = $2", task_id, tenant_id
         ):
             raise NotFound(f"task {task_id} does not exist")
-        conditions = ["task_id = $1", "tenant_id = $2"]
-        args: list[Any] = [task_id, tenant_id]
-        if levels is not None:
-            args.append(levels)
-            conditions.append(f"level = ANY(${len(args)}::text[])")
-        return await self._page(conditions, args, limit, offset)
+        return await self._page(LogFilters(tenant_id=tenant_id, task_id=task_id, levels=levels), limit, offset)
 
     async def list_for_execution(
         self,
@@ -146,26 +126,12 @@ class LogService:
         """
         levels = levels_from(level)
         await self.require_execution(tenant_id, execution_id)
-        conditions = ["execution_id = $1", "tenant_id = $2"]
-        args: list[Any] = [execution_id, tenant_id]
-        if levels is not None:
-            args.append(levels)
-            conditions.append(f"level = ANY(${len(args)}::text[])")
-        if step_id is not None:
-            args.append(step_id)
-            conditions.append(f"step_id = ${len(args)}")
-        return await self._page(conditions, args, limit, offset)
+        filters = LogFilters(tenant_id=tenant_id, execution_id=execution_id, levels=levels, step_id=step_id)
+        return await self._page(filters, limit, offset)
 
     async def latest_for_execution(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, limit: int) -> list[TaskLog]:
         """The ``limit`` most recent log records of an execution, oldest first (call after checking it exists)."""
-        records = await self._pool.fetch(
-            f"SELECT {LOG_COLUMNS} FROM task_logs WHERE execution_id = $1 AND tenant_id = $2 "
-            "ORDER BY timestamp DESC, id DESC LIMIT $3",
-            execution_id,
-            tenant_id,
-            limit,
-        )
-        return [_to_log(record) for record in reversed(records)]
+        return [_to_log(row) for row in await list_latest_task_logs(self._pool, tenant_id, execution_id, limit)]
 
     async def require_execution(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> None:
         """Check that the execution exists in this tenant.
@@ -220,7 +186,9 @@ class LogService:
         after: tuple[datetime, uuid.UUID] = (_BEFORE_ANY_TIME, _NIL_ID)
         while True:
             page = await self._pool.fetch(
-                _DOWNLOAD_PAGE, execution_id, tenant_id, *after, DOWNLOAD_PAGE_ROWS, DOWNLOAD_PAGE_BYTES
+                *download_page_query(
+                    tenant_id, execution_id, after=after, max_rows=DOWNLOAD_PAGE_ROWS, max_bytes=DOWNLOAD_PAGE_BYTES
+                )
             )
             if not page:
                 return

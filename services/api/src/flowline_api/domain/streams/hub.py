@@ -22,6 +22,7 @@ from flowline.kafka.compat import broker_for
 from flowline.kafka.security import client_options
 from flowline.messages import EventMessage, ExecutionEvent, LogMessage, TaskLogBatch, TaskLogRecord, decoder
 from flowline.settings import Settings
+from flowline.task_log_limits import LogLimits, cut_record
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Subscription:
         self._hub = hub
         self.logs = logs
         self.owner = owner  # whose stream it counts as (None: not a client's stream, not counted)
+        self.log_limits = hub.log_limits
         self.executions: set[uuid.UUID] = set()
         self._max_bytes = max_bytes
         self.buffered_bytes = 0  # of the records waiting in the queue, as they were on the topic
@@ -140,6 +142,7 @@ class StreamHub:
         self._broker = broker_for(settings)
         self._events_topic = settings.topics.events
         self._logs_topic = settings.topics.logs
+        self.log_limits = LogLimits.from_settings(settings)
         self._linger_seconds = linger_seconds
         self._max_per_owner = settings.stream_max_per_principal
         self._max_streams = settings.stream_max_per_process
@@ -329,7 +332,11 @@ class StreamHub:
         ]
         if not followers:
             return
-        records = message.records if isinstance(message, TaskLogBatch) else [message]
+        # Cut as log-ingest cuts them (docs/architecture.md §6.2), so a stream shows the text the download shows.
+        records = [
+            cut_record(record, self.log_limits.message_max_bytes)
+            for record in (message.records if isinstance(message, TaskLogBatch) else [message])
+        ]
         size = max(1, len(value) // len(records)) if records else 0  # each record's share of the message
         for subscription in followers:
             for log_record in records:

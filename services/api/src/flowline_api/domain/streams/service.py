@@ -24,6 +24,7 @@ from flowline.credentials import Principal
 from flowline.db.executions import execution_visible, list_visible_tree
 from flowline.errors import ClientError, NotFound
 from flowline.messages import ExecutionEvent, TaskLogRecord
+from flowline.task_log_limits import DROPPED_KEY, TaskLogQuota, dropped_notice_id
 from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog, StreamOverflow
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -181,6 +182,13 @@ class StreamSession:
         self._terminal: dict[uuid.UUID, bool] = {}
         self._task_done = False
         self._seen_logs: set[str] = set()
+        # The task's log cut-off, as log-ingest applies it: records past it are held back, and the record that
+        # reports them is sent when the stream ends (docs/architecture.md §6.2).
+        self._log_quota = TaskLogQuota(subscription.log_limits)
+        self._notice_id = None if task_id is None else dropped_notice_id(task_id)
+        self._notice_sent = 0  # the count of the WARN record sent with the stored records (0: none)
+        self._first_held_back: StreamLog | None = None  # the first live record past the cut-off
+        self._held_back = 0  # how many live records were past it
 
     # What the stream has reached ----------------------------------------------------------------------------
 
@@ -282,13 +290,51 @@ class StreamSession:
         )
         logs = [from_log(row) for row in rows]
         self._seen_logs.update(log.id for log in logs)
+        for log in logs:
+            if log.id == str(self._notice_id):  # stored past the task's last kept record: it is full
+                self._notice_sent = self._log_quota.dropped = max(_dropped_count(log), 1)
+            else:
+                self._log_quota.keep(log.message)
         return logs
+
+    async def _dropped_notice(self) -> StreamLog | None:
+        """The record that reports the records held back, sent when the stream ends (None: nothing new to say).
+
+        As stored when log-ingest has counted at least as many; otherwise the stream's own, with the same id and
+        the count of live records it held back. When the stored one went out with the stored records, its count
+        may already include some of the live ones: then only a stored count that grew since is sent again.
+        """
+        first = self._first_held_back
+        if first is None:
+            return None
+        row = await self._pool.fetchrow(
+            "SELECT id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata FROM task_logs "
+            "WHERE id = $1 AND task_id = $2",
+            self._notice_id,
+            self._task_id,
+        )
+        stored = None if row is None else from_log(row)
+        if self._notice_sent:
+            return stored if stored is not None and _dropped_count(stored) > self._notice_sent else None
+        if stored is not None and _dropped_count(stored) >= self._held_back:
+            return stored
+        return msgspec.structs.replace(
+            first,
+            id=str(self._notice_id),
+            level="WARN",
+            message=self._log_quota.limits.dropped_notice(self._held_back),
+            metadata={DROPPED_KEY: self._held_back},
+        )
 
     async def _on_live(self, item: ExecutionEvent | TaskLogRecord) -> list[StreamEvent | StreamLog]:
         if isinstance(item, TaskLogRecord):
             if item.task_id != self._task_id or str(item.id) in self._seen_logs:
                 return []
             self._seen_logs.add(str(item.id))
+            if not self._log_quota.keep(item.message):
+                self._first_held_back = self._first_held_back or from_log(item)
+                self._held_back += 1
+                return []
             return [from_log(item)]
         event = from_message(item)
         if item.sequence > self._positions.get(item.execution_id, 0) + 1:  # something in between is missing
@@ -336,6 +382,8 @@ class StreamSession:
                     closing_at = loop.time() + LOG_GRACE_SECONDS  # the task's last log records may still come
                 now = loop.time()
                 if closing_at is not None and now >= closing_at:
+                    if (notice := await self._dropped_notice()) is not None:
+                        yield self._message(notice)
                     return
                 deadline = min(
                     last_write + self._timings.keepalive_seconds, last_event + self._timings.idle_timeout_seconds
@@ -367,6 +415,12 @@ def _overflow_message(overflowed: Overflowed) -> ServerSentEventMessage:
         "Last-Event-ID of the last event received to catch up from the event log"
     )
     return ServerSentEventMessage(data=_encoder.encode(StreamOverflow(detail=detail)).decode(), event="overflow")
+
+
+def _dropped_count(log: StreamLog) -> int:
+    """How many records the record that reports a task's dropped ones counts."""
+    count = (log.metadata or {}).get(DROPPED_KEY)
+    return count if isinstance(count, int) else 0
 
 
 def _moment(item: StreamEvent | StreamLog) -> datetime:
