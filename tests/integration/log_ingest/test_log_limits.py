@@ -47,7 +47,7 @@ class Task:
 async def _task(pool: asyncpg.Pool) -> Task:
     """A task of a new execution of tenant dev (log-ingest stores records only for executions of their tenant)."""
     rows = ExecutionRows(pool)
-    execution_id = await rows.execution(tenant="dev")
+    execution_id = await rows.execution(tenant="dev", workflow=f"demo.logs_{uuid.uuid4().hex[:8]}")
     return Task(await rows.tenant("dev"), execution_id)
 
 
