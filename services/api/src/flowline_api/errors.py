@@ -72,6 +72,8 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
     malformed_path = any(isinstance(item, dict) and item.get("source") == ParamType.PATH for item in details)
     if malformed_path and request.route_handler.opt.get(MALFORMED_ID_IS_NOT_FOUND):
         return _http_error(request, NotFoundException())
+    if malformed_path:  # the path names nothing: that comes before whatever is wrong with the body
+        details = [item for item in details if isinstance(item, dict) and item.get("source") == ParamType.PATH]
     body_errors = [item for item in details if isinstance(item, dict) and item.get("source") == "body"]
     if not body_errors:
         parameters = "; ".join(
