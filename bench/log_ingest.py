@@ -27,8 +27,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
-from flowline.ids import uuid7
 from flowline.messages import TaskLogBatch, TaskLogRecord, encode
+from flowline.runtime.ids import uuid7
 from flowline.settings import load_settings
 from flowline_schemas.logs import LogLevel
 

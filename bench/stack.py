@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet
-from flowline.credentials import issue_api_key
 from flowline.db.audit import Actor
 from flowline.db.migrate import ensure_tenant, upgrade_head
+from flowline.domain.credentials import issue_api_key
 from flowline_devstack.broker import TansuBroker
 from flowline_devstack.ports import free_port
 from flowline_devstack.postgres import PrivatePostgres

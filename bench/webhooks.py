@@ -25,8 +25,8 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from flowline.ops import http_server
-from flowline.outbound import LOOPBACK_NETWORKS
+from flowline.runtime.ops import http_server
+from flowline.runtime.outbound import LOOPBACK_NETWORKS
 from flowline_devstack.ports import free_port
 
 from bench.stack import RESULTS, Stack, api_headers, machine, private_stack

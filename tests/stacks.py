@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from cryptography.fernet import Fernet
-from flowline.outbound import LOOPBACK_NETWORKS
+from flowline.runtime.outbound import LOOPBACK_NETWORKS
 
 
 @dataclass(frozen=True)

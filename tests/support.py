@@ -146,8 +146,8 @@ async def define_and_start(
     """Store a workflow for the tenant ``dev`` (and its pack when missing) unless it exists, and a pending execution."""
     from flowline.db.packs import create_pack
     from flowline.db.workflows import create_workflow
+    from flowline.domain.starting import start_execution
     from flowline.errors import Conflict
-    from flowline.executions import start_execution
 
     tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
     async with pool.acquire() as connection:
@@ -200,8 +200,8 @@ async def define(client: Any, workflow: dict[str, Any]) -> Any:
 
 async def api_key(database_url: str, tenant: str = "dev", role: str = "admin") -> str:
     """A new API key of ``tenant`` with ``role``, made straight in the database (as the admin command does)."""
-    from flowline.credentials import issue_api_key
     from flowline.db.audit import Actor
+    from flowline.domain.credentials import issue_api_key
 
     return await issue_api_key(database_url, tenant=tenant, role=role, name=f"test-{role}", actor=Actor("test", None))
 
@@ -218,7 +218,7 @@ async def run_until_finished(runtime: Any, settings: Settings, execution_id: Any
     their session, seconds per run. A new group reads the topics from the start; what an earlier run already
     applied is applied once (redelivery is idempotent, DESIGN §3).
     """
-    from flowline.actions import load_actions
+    from flowline.domain.actions import load_actions
     from flowline.messages import RequestMessage, TaskMessage, decoder
     from flowline_executor.engine import Engine
     from flowline_executor.metrics import ExecutorMetrics

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from flowline.db.migrate import ensure_tenant_async
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 from flowline_devstack.processes import ServiceGroup
 
 from tests.stacks import Servers, fresh_database, services_env, stack_settings_env

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 
 

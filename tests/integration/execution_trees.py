@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from flowline.db.tables import metadata
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 from tests.integration.api.execution_rows import ExecutionRows
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from flowline.db.migrate import ensure_tenant_async
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 from flowline_devstack.processes import ServiceGroup
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from flowline.outbound import LOOPBACK_NETWORKS
+from flowline.runtime.outbound import LOOPBACK_NETWORKS
 from flowline.settings import ConfigurationError, Settings, env_name, load_settings
 
 from flowline_devstack.broker import TansuBroker
@@ -110,8 +110,8 @@ def ensure_dev_api_key(path: Path, database_url: str, tenant: str) -> str:
     Reusing the key keeps scripts and shells that sourced dev.env working across restarts.
     """
     import asyncpg
-    from flowline.credentials import authenticate_key, issue_api_key
     from flowline.db.audit import Actor
+    from flowline.domain.credentials import authenticate_key, issue_api_key
 
     async def usable(key: str) -> bool:
         connection = await asyncpg.connect(database_url)

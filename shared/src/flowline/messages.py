@@ -14,7 +14,7 @@ import msgspec
 from flowline_schemas.executions import MAX_IDEMPOTENCY_KEY_LENGTH, Metadata, Tags
 from flowline_schemas.logs import LogLevel
 
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 # The longest reason a CancelSubmission may give (the api's cancel body has the same bound).
 MAX_CANCEL_REASON_LENGTH = 2000

@@ -194,7 +194,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How fast a backfill starts its runs, so that a wide window does not flood the executors.
     backfill_runs_per_second: float = 50.0
     redrive_after_seconds: float = 30.0
-    # Webhooks (flowline.webhooks). The waits after each failed delivery attempt, in seconds, comma-separated: a
+    # Webhooks (flowline.domain.webhooks). The waits after each failed delivery attempt, in seconds, comma-separated: a
     # delivery is tried once more than there are waits, then marked failed (by default 11 attempts over 28 hours).
     webhook_retry_schedule_seconds: str = "5,30,120,600,1800,3600,7200,14400,28800,43200"
     # How long one delivery attempt may take in all (connecting, sending, the answer's head and up to 64 KiB of it).

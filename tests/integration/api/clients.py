@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
-from flowline.ops import http_server
+from flowline.runtime.ops import http_server
 from flowline.settings import Settings
 from flowline_api.app import create_app
 from flowline_devstack.ports import free_port

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from flowline.credentials import key_subject, parse_key
-from flowline.ops import JsonLogFormatter
+from flowline.domain.credentials import key_subject, parse_key
+from flowline.runtime.ops import JsonLogFormatter
 from flowline.settings import Settings
 from flowline_api.middleware import ACCESS_LOGGER
 from litestar.testing import AsyncTestClient

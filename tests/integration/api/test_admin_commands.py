@@ -7,7 +7,7 @@ import os
 import subprocess
 
 import asyncpg
-from flowline.credentials import Principal, authenticate_key, parse_key
+from flowline.domain.credentials import Principal, authenticate_key, parse_key
 from flowline.settings import Settings
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from flowline.agents import Agent as LoadedAgent
-from flowline.agents import auth_cipher, load_agent
+from flowline.domain.agents import Agent as LoadedAgent
+from flowline.domain.agents import auth_cipher, load_agent
 from flowline.errors import NotFound
 from flowline.settings import Settings
 from flowline_devstack.ports import free_port

@@ -7,7 +7,7 @@ import time
 
 import asyncpg
 import msgspec
-from flowline.credentials import parse_key
+from flowline.domain.credentials import parse_key
 from flowline.settings import Settings
 from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient

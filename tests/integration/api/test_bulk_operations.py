@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 from flowline.messages import EventMessage, OperationEvent, decoder
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_scheduler.bulk import BulkOperationLoop
 from litestar.testing import AsyncTestClient

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 from flowline.db.audit import Actor
 from flowline.messages import ExecutionEvent, encode
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_api.domain.control.service import ControlService
 from flowline_api.domain.streams.hub import StreamHub

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 import pytest
-from flowline.credentials import key_subject, parse_key
+from flowline.domain.credentials import key_subject, parse_key
 from flowline.settings import Settings
 from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient

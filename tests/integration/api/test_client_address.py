@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from flowline.ops import http_server
+from flowline.runtime.ops import http_server
 from flowline.settings import ConfigurationError, Settings
 from flowline_api.app import create_app
 from flowline_devstack.ports import free_port

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
-from flowline.credentials import parse_key
+from flowline.domain.credentials import parse_key
 from flowline.settings import Settings
 from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient

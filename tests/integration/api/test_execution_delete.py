@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from flowline.archive import read_archive
-from flowline.credentials import key_subject, parse_key
-from flowline.runtime import Runtime
+from flowline.domain.archive import read_archive
+from flowline.domain.credentials import key_subject, parse_key
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_scheduler.bulk import BulkOperationLoop
 from litestar.testing import AsyncTestClient

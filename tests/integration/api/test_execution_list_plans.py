@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from flowline.db.executions import ExecutionFilters, count_executions_query, list_executions_query
+from flowline.db.execution_reads import ExecutionFilters, count_executions_query, list_executions_query
 
 from tests.support import analyze_every_row
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from flowline.db.executions import ExecutionFilters, count_executions
+from flowline.db.execution_reads import ExecutionFilters, count_executions
 from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
 

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 from flowline.db.tenants import read_tenant_id
-from flowline.executions import ExecutionInserts, StartedExecution, WorkflowCache, start_execution
+from flowline.domain.starting import ExecutionInserts, StartedExecution, WorkflowCache, start_execution
 from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
 

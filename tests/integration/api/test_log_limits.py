@@ -9,11 +9,11 @@ from typing import Any
 import msgspec
 import pytest
 from flowline.db.events import NewEvent, append_events
+from flowline.domain.snapshots import TaskSnapshot
+from flowline.domain.task_log_limits import DROPPED_KEY, LogLimits, dropped_notice_id
 from flowline.messages import TaskLogBatch, TaskLogRecord, encode
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings, load_settings
-from flowline.snapshots import TaskSnapshot
-from flowline.task_log_limits import DROPPED_KEY, LogLimits, dropped_notice_id
 from flowline_api.domain.streams.hub import StreamHub
 from flowline_api.domain.streams.service import StreamSession, StreamTimings
 from flowline_log_ingest.ingest import LogWriter

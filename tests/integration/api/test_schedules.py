@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_scheduler.bulk import BulkOperationLoop
 from litestar.testing import AsyncTestClient

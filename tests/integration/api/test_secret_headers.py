@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from flowline.agents import auth_cipher, open_secret
-from flowline.runtime import Runtime
+from flowline.domain.agents import auth_cipher, open_secret
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
 

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from flowline.db.events import NewEvent, append_events
-from flowline.runtime import Runtime
-from flowline.snapshots import WorkflowSnapshot
+from flowline.domain.snapshots import WorkflowSnapshot
+from flowline.runtime.service import Runtime
 from flowline_api.domain.streams.hub import StreamHub, Subscription
 from flowline_api.domain.streams.service import StreamSession, StreamTimings
 

@@ -10,9 +10,9 @@ import uuid
 import httpx
 import msgspec
 from flowline.db.events import NewEvent, append_events
-from flowline.runtime import Runtime
+from flowline.domain.snapshots import WorkflowSnapshot
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
-from flowline.snapshots import WorkflowSnapshot
 from flowline_api.domain.streams.hub import StreamHub
 from flowline_api.domain.streams.service import StreamSession, StreamTimings
 

@@ -8,9 +8,9 @@ import uuid
 import msgspec
 import pytest
 from flowline.db.events import NewEvent, append_events
+from flowline.domain.snapshots import WorkflowSnapshot
 from flowline.errors import ClientError
-from flowline.runtime import Runtime
-from flowline.snapshots import WorkflowSnapshot
+from flowline.runtime.service import Runtime
 from flowline_api.domain.streams.hub import StreamHub
 from flowline_api.domain.streams.service import StreamSession, StreamTimings, parse_positions, parse_sequence
 

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from flowline.actions import ActionContext, ActionFailed
-from flowline.agents import Agent
-from flowline.definitions import RetryPolicy
-from flowline.outbound import LOOPBACK_NETWORKS, OutboundPolicy
+from flowline.domain.actions import ActionContext, ActionFailed
+from flowline.domain.agents import Agent
+from flowline.domain.definitions import RetryPolicy
+from flowline.runtime.outbound import LOOPBACK_NETWORKS, OutboundPolicy
 from flowline_devstack.ports import free_port
 from flowline_executor.agent_step import call_agent, retry_policy
 from flowline_executor.http_step import OutboundClient, create_client

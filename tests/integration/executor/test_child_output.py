@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from flowline.actions import load_actions
 from flowline.db.events import MAX_EVENT_VALUE_BYTES
+from flowline.domain.actions import load_actions
 from flowline.messages import ChildExecutionFinished, ControlMessage, decoder
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_executor.engine import Engine
 from flowline_executor.main import commands_consumer

@@ -9,11 +9,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-from flowline.actions import ActionContext, load_actions
-from flowline.executions import start_execution
-from flowline.ids import uuid7
+from flowline.domain.actions import ActionContext, load_actions
+from flowline.domain.starting import start_execution
 from flowline.messages import CreatedExecution, ExecutionRequested
-from flowline.runtime import Runtime
+from flowline.runtime.ids import uuid7
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_executor.engine import Engine
 from flowline_executor.group_commit import GroupCommit

@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 import msgspec
-from flowline.actions import ActionContext
+from flowline.domain.actions import ActionContext
 from flowline.messages import ExecutionRequested
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_executor.engine import Engine
 from flowline_executor.metrics import ExecutorMetrics

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import msgspec
 import pytest
-from flowline.outbound import LOOPBACK_NETWORKS, OutboundPolicy, OutboundRefused, guarded_client
-from flowline.runtime import Runtime
+from flowline.runtime.outbound import LOOPBACK_NETWORKS, OutboundPolicy, OutboundRefused, guarded_client
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 
 from tests.support import CountingServer, define_and_start, run_until_finished

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-from flowline.actions import load_actions
+from flowline.domain.actions import load_actions
 from flowline.messages import RequestMessage, TaskMessage, decoder
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_executor.engine import Engine
 from flowline_executor.metrics import ExecutorMetrics

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import msgspec
-from flowline.actions import load_actions
+from flowline.domain.actions import load_actions
 from flowline.messages import (
     CancelExecution,
     EventMessage,
@@ -17,7 +17,7 @@ from flowline.messages import (
     decoder,
     encode,
 )
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_executor.engine import Engine
 from flowline_executor.main import commands_consumer

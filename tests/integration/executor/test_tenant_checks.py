@@ -13,8 +13,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from flowline.actions import load_actions
-from flowline.ids import uuid7
+from flowline.domain.actions import load_actions
 from flowline.kafka.consumer import MessageRefused
 from flowline.messages import (
     AdvanceExecution,
@@ -28,7 +27,8 @@ from flowline.messages import (
     decoder,
     encode,
 )
-from flowline.runtime import Runtime
+from flowline.runtime.ids import uuid7
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_executor.engine import Engine
 from flowline_executor.main import commands_consumer

@@ -7,9 +7,9 @@ import uuid
 from typing import Any
 
 import asyncpg
+from flowline.domain.task_log_limits import DROPPED_KEY, MESSAGE_CUT_KEY, LogLimits, dropped_notice_id
 from flowline.messages import TaskLogBatch, TaskLogRecord
 from flowline.settings import Settings
-from flowline.task_log_limits import DROPPED_KEY, MESSAGE_CUT_KEY, LogLimits, dropped_notice_id
 from flowline_log_ingest.ingest import LogWriter
 from flowline_log_ingest.metrics import LogIngestMetrics
 from prometheus_client import CollectorRegistry

@@ -7,11 +7,11 @@ import msgspec
 import pytest
 from flowline.db.pool import create_pool
 from flowline.db.task_logs import STAGING
+from flowline.domain.task_log_limits import LogLimits
 from flowline.kafka.consumer import MessageRefused
 from flowline.messages import LogMessage, TaskLogBatch, TaskLogRecord, decoder, encode
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
-from flowline.task_log_limits import LogLimits
 from flowline_log_ingest.ingest import LogWriter
 from flowline_log_ingest.metrics import LogIngestMetrics
 from prometheus_client import CollectorRegistry

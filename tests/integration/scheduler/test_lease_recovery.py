@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 import msgspec
-from flowline.actions import ActionContext, load_actions
+from flowline.domain.actions import ActionContext, load_actions
 from flowline.messages import AdvanceExecution, ControlMessage, ExecutionRequested, TaskDispatched, decoder
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_executor.engine import Engine
 from flowline_executor.metrics import ExecutorMetrics

@@ -10,7 +10,7 @@ from flowline.db.execution_runs import list_idle_executions, list_orphaned_child
 from flowline.db.promises import list_unapplied_promises
 from flowline.db.timers import list_unapplied_timers
 from flowline.messages import ExecutionRequested, RequestMessage, decoder
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_scheduler.redrive import BATCH, InboxRetention, Redrive
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import asyncpg
 import msgspec
 import pytest
-from flowline.archive import read_archive
-from flowline.ids import uuid7
+from flowline.domain.archive import read_archive
+from flowline.runtime.ids import uuid7
 from flowline_client.cli import main as cli
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.retention import RetentionLoop, RetentionPeriods

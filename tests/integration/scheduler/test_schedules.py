@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from flowline.db.schedules import read_schedule, start_run
 from flowline.messages import CancelExecution, ControlMessage, decoder
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.schedules import ScheduleLoop

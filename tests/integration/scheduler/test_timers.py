@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flowline.messages import ControlMessage, TimerFired, decoder
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.timers import TimerLoop

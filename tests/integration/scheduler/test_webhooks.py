@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 import pytest
 import standardwebhooks
-from flowline.agents import auth_cipher
+from flowline.domain.agents import auth_cipher
 from flowline.messages import EventMessage, decoder
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_devstack.ports import free_port
 from flowline_scheduler.metrics import SchedulerMetrics

@@ -12,7 +12,7 @@ from flowline.kafka.compat import PLAIN_FETCH_MAX_WAIT_MS, ConsumerWorkarounds, 
 from flowline.kafka.consumer import MessageConsumer
 from flowline.kafka.parking import channel
 from flowline.messages import EventMessage, ExecutionEvent, decoder, encode
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 
 from tests.support import eventually

@@ -9,9 +9,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from flowline.kafka.consumer import MessageRefused
 from flowline.messages import EventMessage, ExecutionEvent, SubmissionMessage, decoder, encode
-from flowline.ops import check_readiness
-from flowline.request_ids import current_request_id, kafka_headers
-from flowline.runtime import Runtime
+from flowline.runtime.ops import check_readiness
+from flowline.runtime.request_ids import current_request_id, kafka_headers
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 
 from tests.support import eventually, read_topic

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 from flowline.db.migrate import downgrade, upgrade_head
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 REVISION_BEFORE = "0007"
 

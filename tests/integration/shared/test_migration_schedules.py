@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 from flowline.db.migrate import downgrade, upgrade_head
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 
 async def test_schedules_come_and_go_and_executions_stay(database_url: str) -> None:

@@ -5,7 +5,7 @@ import asyncpg
 from flowline.db.log_partitions import is_partition
 from flowline.db.migrate import downgrade, upgrade_head
 from flowline.db.tables import metadata
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 
 def _not_a_log_partition(name: str | None, type_: str, parent_names: object) -> bool:

@@ -8,9 +8,9 @@ import uuid
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.kafka.producer import create_producer
 from flowline.messages import ExecutionEvent, decoder
-from flowline.metrics import MessagingMetrics
-from flowline.request_ids import HEADER, request_id_set
-from flowline.runtime import Runtime
+from flowline.runtime.metrics import MessagingMetrics
+from flowline.runtime.request_ids import HEADER, request_id_set
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from prometheus_client import CollectorRegistry
 

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.kafka.parking import Doorbell, Parking, channel
 from flowline.messages import ExecutionEvent
-from flowline.runtime import Runtime
+from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 
 from tests.support import eventually

@@ -6,8 +6,8 @@ import asyncpg
 import pytest
 from flowline.db.packs import create_pack
 from flowline.db.workflows import create_workflow
+from flowline.domain.starting import CARRIED_REQUEST_BYTES, start_execution
 from flowline.errors import ClientError, ValidationFailed
-from flowline.executions import CARRIED_REQUEST_BYTES, start_execution
 from flowline.messages import CreatedExecution, ExecutionRequested, RequestMessage, decoder
 from flowline.settings import Settings
 

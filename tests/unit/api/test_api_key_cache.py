@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flowline.credentials import Principal, key_subject
+from flowline.domain.credentials import Principal, key_subject
 from flowline_api.auth import ApiKeyCache
 
 

@@ -13,7 +13,7 @@ import jwt
 import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flowline.credentials import Principal
+from flowline.domain.credentials import Principal
 from flowline.settings import Settings
 from flowline_api.auth import JwtVerifier
 

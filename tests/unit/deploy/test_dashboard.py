@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flowline.metrics import MessagingMetrics
+from flowline.runtime.metrics import MessagingMetrics
 from flowline_api.metrics import ApiMetrics
 from flowline_executor.metrics import ExecutorMetrics
 from flowline_log_ingest.metrics import LogIngestMetrics

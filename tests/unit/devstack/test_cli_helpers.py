@@ -4,7 +4,7 @@ import re
 import stat
 from pathlib import Path
 
-from flowline.agents import auth_cipher
+from flowline.domain.agents import auth_cipher
 from flowline.settings import load_settings
 from flowline_devstack.cli import ensure_secret_key, render_banner, render_dev_env
 

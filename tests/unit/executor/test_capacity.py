@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from flowline.definitions import StepDefinition
+from flowline.domain.definitions import StepDefinition
 from flowline.messages import TaskDispatched
 from flowline.settings import Settings
 from flowline_executor import attempts

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from flowline.definitions import WorkflowDefinition
+from flowline.domain.definitions import WorkflowDefinition
 from flowline_executor.graph import Graph
 
 

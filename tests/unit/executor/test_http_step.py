@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from flowline.actions import ActionContext, ActionFailed
-from flowline.definitions import HttpRequest
+from flowline.domain.actions import ActionContext, ActionFailed
+from flowline.domain.definitions import HttpRequest
 from flowline_executor.http_step import OutboundClient, send
 
 SECRET = "Bearer sk-0a1b2c3d-never-shown"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flowline import actions
-from flowline.actions import BUILTIN_ACTIONS, ActionContext, ActionFailed, load_actions
+from flowline.domain import actions
+from flowline.domain.actions import BUILTIN_ACTIONS, ActionContext, ActionFailed, load_actions
 
 
 class RecordingLogger:

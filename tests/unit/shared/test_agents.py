@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from flowline.agents import (
+from flowline.domain.agents import (
     Agent,
     AuthConfigUnreadable,
     auth_cipher,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from flowline.caches import BoundedCache, memoize
-from flowline.executions import WorkflowCache
+from flowline.domain.starting import WorkflowCache
+from flowline.runtime.caches import BoundedCache, memoize
 
 
 def test_a_cache_drops_its_least_recently_used_entries_past_its_bytes() -> None:

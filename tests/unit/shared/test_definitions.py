@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from flowline.definitions import (
+from flowline.domain.definitions import (
     RetryPolicy,
     StepDefinition,
     WorkflowDefinition,

@@ -6,7 +6,7 @@ import uuid
 
 import msgspec
 from flowline.db.events import MAX_EVENT_VALUE_BYTES, NewEvent, event_rows
-from flowline.snapshots import PromiseSnapshot, TaskSnapshot
+from flowline.domain.snapshots import PromiseSnapshot, TaskSnapshot
 
 
 def test_a_large_output_or_promise_value_leaves_a_marker_of_its_size_in_the_event() -> None:

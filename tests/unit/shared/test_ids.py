@@ -8,8 +8,8 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
-from flowline import ids
-from flowline.ids import uuid7
+from flowline.runtime import ids
+from flowline.runtime.ids import uuid7
 
 
 @pytest.fixture(autouse=True)

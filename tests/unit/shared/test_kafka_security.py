@@ -10,7 +10,7 @@ from flowline.kafka.consumer import MessageConsumer
 from flowline.kafka.producer import create_producer
 from flowline.kafka.security import client_options
 from flowline.messages import EventMessage, decoder
-from flowline.metrics import MessagingMetrics
+from flowline.runtime.metrics import MessagingMetrics
 from flowline.settings import ConfigurationError, Settings, load_settings
 from prometheus_client import CollectorRegistry
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from flowline.ops import create_ops_app, http_server
+from flowline.runtime.ops import create_ops_app, http_server
 from prometheus_client import CollectorRegistry
 
 from tests.support import eventually

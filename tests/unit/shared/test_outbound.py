@@ -7,7 +7,7 @@ import socket
 
 import httpx
 import pytest
-from flowline.outbound import LOOPBACK_NETWORKS, OutboundPolicy, OutboundRefused, address_kind, guarded_client
+from flowline.runtime.outbound import LOOPBACK_NETWORKS, OutboundPolicy, OutboundRefused, address_kind, guarded_client
 from flowline.settings import ConfigurationError, parse_networks
 
 REFUSED = [

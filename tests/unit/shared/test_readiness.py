@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from flowline.ops import CachedReadiness, check_readiness
+from flowline.runtime.ops import CachedReadiness, check_readiness
 
 
 async def test_a_failed_check_is_named_by_its_kind_only() -> None:

@@ -6,8 +6,8 @@ import json
 import logging
 
 import pytest
-from flowline.ops import JsonLogFormatter
-from flowline.request_ids import accepted_request_id, from_kafka_headers, kafka_headers, request_id_set
+from flowline.runtime.ops import JsonLogFormatter
+from flowline.runtime.request_ids import accepted_request_id, from_kafka_headers, kafka_headers, request_id_set
 
 
 @pytest.mark.parametrize("sent", ["abc-123", "4bf92f3577b34da6a3ce929d0e0e4736", "x" * 200])

@@ -4,8 +4,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from flowline.errors import ValidationFailed
-from flowline.schedules import (
+from flowline.domain.schedules import (
     Timing,
     check_cron,
     check_interval,
@@ -14,6 +13,7 @@ from flowline.schedules import (
     format_interval,
     next_fire_times,
 )
+from flowline.errors import ValidationFailed
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

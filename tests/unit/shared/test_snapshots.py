@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import msgspec
-from flowline.snapshots import ChildWorkflowSnapshot, TaskSnapshot, WorkflowSnapshot
+from flowline.domain.snapshots import ChildWorkflowSnapshot, TaskSnapshot, WorkflowSnapshot
 
 
 def test_a_snapshot_is_camel_case_without_the_fields_that_do_not_apply() -> None:

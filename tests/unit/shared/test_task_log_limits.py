@@ -1,8 +1,7 @@
 import uuid
 
 import msgspec
-from flowline.messages import TaskLogBatch, TaskLogRecord
-from flowline.task_log_limits import (
+from flowline.domain.task_log_limits import (
     BATCH_MAX_BYTES,
     MESSAGE_CUT_KEY,
     METADATA_CUT_KEY,
@@ -13,6 +12,7 @@ from flowline.task_log_limits import (
     dropped_notice_id,
     split_batches,
 )
+from flowline.messages import TaskLogBatch, TaskLogRecord
 
 
 def test_a_message_within_the_limit_is_left_alone() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from flowline.templating import TemplateError, render, render_condition
+from flowline.domain.templating import TemplateError, render, render_condition
 
 HOSTILE = [
     "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",

@@ -7,8 +7,8 @@ from typing import Any
 
 import jinja2
 import pytest
+from flowline.domain.templating import TemplateError, check_template, render, render_condition
 from flowline.errors import ValidationFailed
-from flowline.templating import TemplateError, check_template, render, render_condition
 
 
 @pytest.fixture

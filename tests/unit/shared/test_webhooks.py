@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 import standardwebhooks
+from flowline.domain.webhooks import event_body, new_secret, parse_retry_schedule, sign, signature_headers, wants
 from flowline.messages import ExecutionEvent
 from flowline.settings import ConfigurationError
-from flowline.webhooks import event_body, new_secret, parse_retry_schedule, sign, signature_headers, wants
 
 
 def test_a_secret_is_whsec_and_24_random_bytes() -> None:

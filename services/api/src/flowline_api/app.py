@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
-from flowline.actions import load_actions
-from flowline.agents import auth_cipher
-from flowline.executions import ExecutionInserts, WorkflowCache
-from flowline.ops import ops_routes
-from flowline.outbound import OutboundPolicy, guarded_client
-from flowline.runtime import OutboxRelay, Runtime, freeze_startup_heap
+from flowline.domain.actions import load_actions
+from flowline.domain.agents import auth_cipher
+from flowline.domain.starting import ExecutionInserts, WorkflowCache
+from flowline.runtime.ops import ops_routes
+from flowline.runtime.outbound import OutboundPolicy, guarded_client
+from flowline.runtime.service import OutboxRelay, Runtime, freeze_startup_heap
 from flowline.settings import Settings
 from litestar import Litestar, Router
 from litestar.datastructures import State

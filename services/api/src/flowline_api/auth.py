@@ -16,7 +16,14 @@ from typing import Any
 
 import asyncpg
 import jwt
-from flowline.credentials import API_KEY_SUBJECT_PREFIX, ROLES, Principal, authenticate_key, parse_key, role_allows
+from flowline.domain.credentials import (
+    API_KEY_SUBJECT_PREFIX,
+    ROLES,
+    Principal,
+    authenticate_key,
+    parse_key,
+    role_allows,
+)
 from flowline.errors import NotFound
 from flowline.settings import Settings
 from flowline_schemas.api_keys import Role

@@ -9,12 +9,12 @@ import uuid
 from typing import Any
 
 import asyncpg
-from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.tenants import read_tenant_id
+from flowline.domain.credentials import Principal
 from flowline.errors import NotFound
 from flowline.kafka.outbox import OutboxPublisher
-from flowline.request_ids import current_request_id
+from flowline.runtime.request_ids import current_request_id
 from flowline.settings import Settings
 from litestar import Request
 from litestar.datastructures import State

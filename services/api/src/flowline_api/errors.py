@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from flowline.db.pool import ConnectionUnavailable
 from flowline.errors import FlowlineError
-from flowline.outages import OUTAGE_ERRORS
+from flowline.runtime.outages import OUTAGE_ERRORS
 from litestar import Request, Response
 from litestar.enums import ParamType
 from litestar.exceptions import HTTPException, NotFoundException, TooManyRequestsException, ValidationException

@@ -12,13 +12,13 @@ import sys
 import uuid
 
 import uvicorn
-from flowline.credentials import ROLES, issue_api_key, revoke_api_key
 from flowline.db.audit import Actor
 from flowline.db.migrate import ensure_tenant_async
 from flowline.db.pool import connect
 from flowline.db.tenants import read_tenant_id
+from flowline.domain.credentials import ROLES, issue_api_key, revoke_api_key
 from flowline.errors import FlowlineError
-from flowline.ops import configure_logging, proxy_options
+from flowline.runtime.ops import configure_logging, proxy_options
 from flowline.settings import ConfigurationError, load_settings
 
 from flowline_api.app import create_app

@@ -12,7 +12,7 @@ REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 
 class ApiMetrics:
-    """Every metric of the api's own (its outbox relay counts in ``flowline.metrics.MessagingMetrics``)."""
+    """Every metric of the api's own (its outbox relay counts in ``MessagingMetrics``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(

@@ -6,8 +6,8 @@ import logging
 import time
 from typing import cast
 
-from flowline.credentials import Principal
-from flowline.request_ids import HEADER, accepted_request_id, request_id_set
+from flowline.domain.credentials import Principal
+from flowline.runtime.request_ids import HEADER, accepted_request_id, request_id_set
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware

@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import asyncpg
-from flowline.credentials import Principal
 from flowline.db.store import PostgresStore
-from flowline.loops import LoopService
+from flowline.domain.credentials import Principal
+from flowline.runtime.loops import LoopService
 from flowline.settings import Settings, env_name, parse_rate
 from litestar import Request
 from litestar.middleware import DefineMiddleware

@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 from flowline.db.execution_runs import RunningExecution
 from flowline.db.steps import StepRow, read_steps
-from flowline.definitions import StepDefinition, masked_request
-from flowline.templating import TemplateError, render, render_condition
+from flowline.domain.definitions import StepDefinition, masked_request
+from flowline.domain.templating import TemplateError, render, render_condition
 
 from flowline_executor.attempts import dispatch, run_here, runs_here
 from flowline_executor.change import Change

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from flowline.actions import ActionContext, ActionFailed
-from flowline.agents import OUTPUT_SECRET_FIELDS, Agent, agent_secrets, auth_headers, redact, redact_values
-from flowline.definitions import RetryPolicy
+from flowline.domain.actions import ActionContext, ActionFailed
+from flowline.domain.agents import OUTPUT_SECRET_FIELDS, Agent, agent_secrets, auth_headers, redact, redact_values
+from flowline.domain.definitions import RetryPolicy
 
 from flowline_executor.http_step import OutboundClient, exchange, flowline_headers
 

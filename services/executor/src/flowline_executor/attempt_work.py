@@ -8,12 +8,12 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from flowline.actions import Action, ActionContext, ActionFailed
-from flowline.agents import Agent, auth_cipher, load_agent, open_secret
-from flowline.definitions import HttpRequest, RetryPolicy, StepDefinition, request_secrets
+from flowline.domain.actions import Action, ActionContext, ActionFailed
+from flowline.domain.agents import Agent, auth_cipher, load_agent, open_secret
+from flowline.domain.definitions import HttpRequest, RetryPolicy, StepDefinition, request_secrets
 from flowline.errors import FlowlineError
 from flowline.messages import TaskDispatched
-from flowline.outbound import OutboundPolicy
+from flowline.runtime.outbound import OutboundPolicy
 from flowline.settings import Settings
 from flowline_schemas.logs import LogLevel
 

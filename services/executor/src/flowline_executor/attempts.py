@@ -8,16 +8,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flowline.actions import BUILTIN_ACTIONS
 from flowline.db.attempts import FINISHED_STEPS, STARTING_ATTEMPT, FinishedAttempt
 from flowline.db.events import NewEvent
 from flowline.db.sql import bind
 from flowline.db.steps import StepRow, lock_step, schedule_step
-from flowline.definitions import RetryPolicy, StepDefinition
-from flowline.ids import uuid7
+from flowline.domain.actions import BUILTIN_ACTIONS
+from flowline.domain.definitions import RetryPolicy, StepDefinition
+from flowline.domain.snapshots import TaskSnapshot
 from flowline.kafka.outbox import outgoing
 from flowline.messages import TaskDispatched
-from flowline.snapshots import TaskSnapshot
+from flowline.runtime.ids import uuid7
 
 from flowline_executor.attempt_work import AttemptLogger
 from flowline_executor.change import Change, lock_execution

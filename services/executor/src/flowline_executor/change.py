@@ -19,12 +19,12 @@ from flowline.db.events import Appending, ExecutionEnd, NewEvent, appending, che
 from flowline.db.execution_runs import RunningExecution
 from flowline.db.sql import bind
 from flowline.db.steps import StepRow, inserting_steps, steps_params
-from flowline.definitions import StepDefinition
-from flowline.ids import uuid7
+from flowline.domain.definitions import StepDefinition
+from flowline.domain.task_log_limits import cut_record, split_batches
 from flowline.kafka.consumer import MessageRefused
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import TaskDispatched, TaskLogBatch, TaskLogRecord
-from flowline.task_log_limits import cut_record, split_batches
+from flowline.runtime.ids import uuid7
 from flowline_schemas.logs import LogLevel
 
 from flowline_executor.executor import Executor

@@ -15,11 +15,11 @@ from flowline.db.steps import (
     reschedule_step,
     start_child_step,
 )
-from flowline.definitions import StepDefinition
+from flowline.domain.definitions import StepDefinition
+from flowline.domain.snapshots import ChildWorkflowSnapshot, TaskSnapshot
+from flowline.domain.starting import ParentStep, parent_started_by, start_execution
 from flowline.errors import ClientError
-from flowline.executions import ParentStep, parent_started_by, start_execution
 from flowline.messages import ChildExecutionFinished, ChildExecutionStarted
-from flowline.snapshots import ChildWorkflowSnapshot, TaskSnapshot
 from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 
 from flowline_executor.change import Change

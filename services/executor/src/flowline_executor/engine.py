@@ -7,7 +7,7 @@ import logging
 import time
 
 import asyncpg
-from flowline.actions import Action
+from flowline.domain.actions import Action
 from flowline.kafka.outbox import OutboxPublisher
 from flowline.messages import (
     CancelSubmission,
@@ -18,7 +18,7 @@ from flowline.messages import (
     SubmitExecution,
     TaskDispatched,
 )
-from flowline.outages import OUTAGE_ERRORS
+from flowline.runtime.outages import OUTAGE_ERRORS
 from flowline.settings import Settings
 
 from flowline_executor.attempt_work import AttemptWork, Claimed, Outcome

@@ -9,7 +9,7 @@ import uuid
 
 import asyncpg
 from flowline.db.workflows import read_version_definition
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 from flowline.settings import Settings
 
 from flowline_executor.attempt_work import AttemptWork

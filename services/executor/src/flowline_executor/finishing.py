@@ -12,9 +12,9 @@ from flowline.db.promises import reject_pending_promises
 from flowline.db.sql import bind
 from flowline.db.steps import StepRow, cancel_unfinished_steps, finish_step
 from flowline.db.timers import cancel_step_timers
+from flowline.domain.snapshots import PromiseSnapshot, TaskSnapshot, TimerSnapshot, WorkflowSnapshot
 from flowline.kafka.outbox import outgoing
 from flowline.messages import CancelExecution, ChildExecutionFinished, EventType
-from flowline.snapshots import PromiseSnapshot, TaskSnapshot, TimerSnapshot, WorkflowSnapshot
 
 from flowline_executor.change import Change
 from flowline_executor.failures import failure

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flowline.definitions import StepDefinition, WorkflowDefinition
+from flowline.domain.definitions import StepDefinition, WorkflowDefinition
 
 TERMINAL_STEP_STATUSES = frozenset({"completed", "failed", "cancelled", "skipped"})
 

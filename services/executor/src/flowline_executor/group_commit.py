@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
-from flowline.batches import Batches, Pending
-from flowline.outages import is_outage
+from flowline.runtime.batches import Batches, Pending
+from flowline.runtime.outages import is_outage
 
 ResultT = TypeVar("ResultT")
 Work = Callable[[asyncpg.Connection], Awaitable[ResultT]]

@@ -11,10 +11,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from flowline.actions import ActionContext, ActionFailed
-from flowline.agents import header_secrets, redact_values
-from flowline.definitions import SECRET_MASK, HttpRequest
-from flowline.outbound import OutboundPolicy, OutboundRefused, guarded_client
+from flowline.domain.actions import ActionContext, ActionFailed
+from flowline.domain.agents import header_secrets, redact_values
+from flowline.domain.definitions import SECRET_MASK, HttpRequest
+from flowline.runtime.outbound import OutboundPolicy, OutboundRefused, guarded_client
 
 # Statuses worth another attempt: the other side may recover, or asked us to come back later.
 RETRYABLE_STATUSES = frozenset({408, 429})

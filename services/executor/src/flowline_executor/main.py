@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowline.actions import load_actions
-from flowline.agents import auth_cipher
+from flowline.domain.actions import load_actions
+from flowline.domain.agents import auth_cipher
 from flowline.kafka.consumer import MessageConsumer
-from flowline.loops import LoopService
 from flowline.messages import ControlMessage, RequestMessage, SubmissionMessage, TaskMessage, decoder
-from flowline.ops import configure_logging
-from flowline.runtime import OutboxRelay, Runnable, Runtime, run_service, serve
+from flowline.runtime.loops import LoopService
+from flowline.runtime.ops import configure_logging
+from flowline.runtime.service import OutboxRelay, Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings
 
 from flowline_executor.engine import Engine

@@ -24,7 +24,7 @@ class Outcomes:
 
 
 class ExecutorMetrics:
-    """Every metric of the executor (its consumers and outbox count in ``flowline.metrics.MessagingMetrics``)."""
+    """Every metric of the executor (its consumers and outbox count in ``MessagingMetrics``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.executions_started = Counter(

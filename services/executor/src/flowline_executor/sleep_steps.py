@@ -8,9 +8,9 @@ from typing import Any
 
 from flowline.db.events import NewEvent
 from flowline.db.steps import StepRow, start_step
-from flowline.definitions import StepDefinition, parse_duration
-from flowline.snapshots import TimerSnapshot
-from flowline.templating import TemplateError, render
+from flowline.domain.definitions import StepDefinition, parse_duration
+from flowline.domain.snapshots import TimerSnapshot
+from flowline.domain.templating import TemplateError, render
 
 from flowline_executor.change import Change
 from flowline_executor.failures import failure

@@ -19,11 +19,11 @@ from flowline.db.execution_runs import (
     restart_execution,
 )
 from flowline.db.steps import StepRow, list_reusable_steps, new_steps
-from flowline.definitions import downstream
-from flowline.executions import CREATED_SEQUENCE
+from flowline.domain.definitions import downstream
+from flowline.domain.snapshots import TaskSnapshot, WorkflowSnapshot
+from flowline.domain.starting import CREATED_SEQUENCE
 from flowline.kafka.outbox import outgoing
 from flowline.messages import ChildExecutionStarted, EventType, ExecutionRequested
-from flowline.snapshots import TaskSnapshot, WorkflowSnapshot
 
 from flowline_executor.advancing import advance
 from flowline_executor.change import AHEAD_OF_LOCK, Change, NeedsLock, lock_execution, refused

@@ -6,16 +6,16 @@ import logging
 from collections.abc import Sequence
 
 import asyncpg
-from flowline.control import request_cancel
 from flowline.db.tenants import read_tenant_id
+from flowline.domain.commands import request_cancel
+from flowline.domain.starting import KAFKA_STARTED_BY, start_execution
 from flowline.errors import ClientError, NotFound, ValidationFailed
-from flowline.executions import KAFKA_STARTED_BY, start_execution
-from flowline.ids import uuid7
 from flowline.kafka.inbox import claim_message
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue
 from flowline.messages import CancelSubmission, SubmissionMessage, SubmissionRejected, SubmitExecution, encode
-from flowline.outages import is_data_error
-from flowline.request_ids import current_request_id
+from flowline.runtime.ids import uuid7
+from flowline.runtime.outages import is_data_error
+from flowline.runtime.request_ids import current_request_id
 from flowline.settings import Topics
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 
 from flowline.db.timers import create_timer
-from flowline.ids import uuid7
 from flowline.kafka.outbox import outgoing
 from flowline.messages import TimerScheduled
+from flowline.runtime.ids import uuid7
 
 from flowline_executor.change import Change
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from flowline.kafka.consumer import MessageRefused
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow
-from flowline.outages import is_outage
+from flowline.runtime.outages import is_outage
 from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 
 from flowline_executor.change import Change, NeedsLock, lock_execution

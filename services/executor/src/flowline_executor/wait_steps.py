@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from flowline.db.events import NewEvent
 from flowline.db.promises import create_promise, read_promise, time_out_promise
 from flowline.db.steps import StepRow, lock_step, start_step
-from flowline.definitions import StepDefinition
+from flowline.domain.definitions import StepDefinition
+from flowline.domain.snapshots import PromiseSnapshot
 from flowline.messages import PromiseSettled
-from flowline.snapshots import PromiseSnapshot
 
 from flowline_executor.change import Change
 from flowline_executor.failures import failure

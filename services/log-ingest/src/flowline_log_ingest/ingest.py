@@ -7,9 +7,9 @@ import uuid
 import asyncpg
 import msgspec
 from flowline.db.task_logs import STAGING, STAGING_COLUMNS, count_foreign_executions, store_staged_records
+from flowline.domain.task_log_limits import LogLimits, cut_record, dropped_notice_id, task_key
 from flowline.kafka.consumer import MessageRefused
 from flowline.messages import LogMessage, TaskLogBatch
-from flowline.task_log_limits import LogLimits, cut_record, dropped_notice_id, task_key
 
 from flowline_log_ingest.metrics import LogIngestMetrics
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flowline.db.task_logs import STAGING
+from flowline.domain.task_log_limits import LogLimits
 from flowline.messages import LogMessage, decoder
-from flowline.ops import configure_logging
-from flowline.runtime import Runnable, Runtime, run_service, serve
+from flowline.runtime.ops import configure_logging
+from flowline.runtime.service import Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings
-from flowline.task_log_limits import LogLimits
 
 from flowline_log_ingest.ingest import LogWriter
 from flowline_log_ingest.metrics import LogIngestMetrics

@@ -1,4 +1,4 @@
-"""What log-ingest counts (its consumer's lag and handling time count in ``flowline.metrics.MessagingMetrics``)."""
+"""What log-ingest counts (its consumer's lag and handling time count in ``MessagingMetrics``)."""
 
 from __future__ import annotations
 

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 import asyncpg
 from flowline.db.bulk_operations import BulkSelection
 from flowline.db.schedules import read_schedule, record_run, start_run, timing_of
+from flowline.domain.schedules import next_fire_times
 from flowline.errors import FlowlineError, NotFound
 from flowline.kafka.outbox import OutboxRow
-from flowline.outages import OUTAGE_ERRORS
-from flowline.schedules import next_fire_times
+from flowline.runtime.outages import OUTAGE_ERRORS
 from flowline.settings import Topics
 
 

@@ -11,16 +11,16 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from flowline.control import request_cancel, request_retry
 from flowline.db.bulk_operations import MAX_ERRORS, next_selected, selection_of
+from flowline.domain.commands import request_cancel, request_retry
+from flowline.domain.removal import Remover
+from flowline.domain.snapshots import OperationSnapshot
 from flowline.errors import Conflict, FlowlineError, NotFound
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
-from flowline.loops import LoopService
 from flowline.messages import OperationEvent
-from flowline.outages import OUTAGE_ERRORS
-from flowline.removal import Remover
+from flowline.runtime.loops import LoopService
+from flowline.runtime.outages import OUTAGE_ERRORS
 from flowline.settings import Topics
-from flowline.snapshots import OperationSnapshot
 
 from flowline_scheduler.backfill import backfill_batch
 from flowline_scheduler.metrics import SchedulerMetrics
@@ -145,7 +145,7 @@ class BulkOperationLoop(LoopService):
     async def _apply(
         self, connection: asyncpg.Connection, operation: asyncpg.Record, execution_id: uuid.UUID
     ) -> list[OutboxRow]:
-        """The same state change as the single-execution route (``flowline.control``, ``flowline.removal``)."""
+        """The same state change as the single-execution route (``domain.commands``, ``domain.removal``)."""
         if operation["kind"] == "delete":
             await self._delete(connection, operation["tenant_id"], execution_id)
             return []

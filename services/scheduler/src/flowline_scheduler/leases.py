@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 import asyncpg
-from flowline.agents import read_agent_max_attempts
 from flowline.db.events import NewEvent, append_events
 from flowline.db.execution_runs import lock_execution
 from flowline.db.steps import (
@@ -20,11 +19,12 @@ from flowline.db.steps import (
     reschedule_expired_step,
 )
 from flowline.db.workflows import read_version_definition
+from flowline.domain.agents import read_agent_max_attempts
+from flowline.domain.snapshots import TaskSnapshot
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow, outgoing
-from flowline.loops import LoopService
 from flowline.messages import AdvanceExecution
+from flowline.runtime.loops import LoopService
 from flowline.settings import Topics
-from flowline.snapshots import TaskSnapshot
 
 from flowline_scheduler.metrics import SchedulerMetrics
 

@@ -28,7 +28,7 @@ from flowline.db.log_partitions import (
     read_longest_workflow_retention,
 )
 from flowline.db.task_logs import delete_stale_usage
-from flowline.loops import LoopService
+from flowline.runtime.loops import LoopService
 
 from flowline_scheduler.metrics import SchedulerMetrics
 

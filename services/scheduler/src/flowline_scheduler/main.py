@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowline.agents import auth_cipher
+from flowline.domain.agents import auth_cipher
 from flowline.messages import EventMessage, TimerMessage, decoder
-from flowline.ops import configure_logging
-from flowline.runtime import OutboxRelay, Runnable, Runtime, run_service, serve
+from flowline.runtime.ops import configure_logging
+from flowline.runtime.service import OutboxRelay, Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings, retention_setting
 
 from flowline_scheduler.bulk import BulkOperationLoop

@@ -12,7 +12,7 @@ DELIVERY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 30, 60, 300
 
 
 class SchedulerMetrics:
-    """Every metric of the scheduler (its consumer and outbox count in ``flowline.metrics.MessagingMetrics``)."""
+    """Every metric of the scheduler (its consumer and outbox count in ``MessagingMetrics``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.timers_fired = Counter(

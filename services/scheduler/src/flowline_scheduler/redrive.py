@@ -21,7 +21,7 @@ from flowline.db.steps import list_undispatched_steps
 from flowline.db.timers import list_unapplied_timers
 from flowline.kafka.inbox import forget_processed_messages
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
-from flowline.loops import LoopService
+from flowline.runtime.loops import LoopService
 from flowline.settings import Topics
 
 BATCH = 500

@@ -17,8 +17,8 @@ from flowline.db.retention import (
     oldest_removable,
     retention_cutoffs,
 )
-from flowline.loops import LoopService
-from flowline.removal import Remover
+from flowline.domain.removal import Remover
+from flowline.runtime.loops import LoopService
 
 from flowline_scheduler.metrics import SchedulerMetrics
 

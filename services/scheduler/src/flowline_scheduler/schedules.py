@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from flowline.control import request_cancel
 from flowline.db.schedules import ACTIVE_STATUSES, active_runs, record_run, start_run, timing_of
+from flowline.domain.commands import request_cancel
+from flowline.domain.schedules import fire_times
+from flowline.domain.starting import ExecutionInserts, StartedExecution, WorkflowCache
 from flowline.errors import Conflict, FlowlineError
-from flowline.executions import ExecutionInserts, StartedExecution, WorkflowCache
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow
-from flowline.loops import LoopService
-from flowline.outages import OUTAGE_ERRORS
-from flowline.schedules import fire_times
+from flowline.runtime.loops import LoopService
+from flowline.runtime.outages import OUTAGE_ERRORS
 from flowline.settings import Topics
 
 from flowline_scheduler.metrics import SchedulerMetrics

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import asyncpg
 from flowline.db.timers import fire_due_timers
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
-from flowline.loops import LoopService
 from flowline.messages import TimerMessage, TimerScheduled
+from flowline.runtime.loops import LoopService
 from flowline.settings import Topics
 
 from flowline_scheduler.metrics import SchedulerMetrics

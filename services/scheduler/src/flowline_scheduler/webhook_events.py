@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 from flowline.db.webhooks import NewDelivery, enabled_webhooks, insert_deliveries
+from flowline.domain.webhooks import event_body, wants
 from flowline.messages import EventMessage, ExecutionEvent
-from flowline.webhooks import event_body, wants
 
 
 class DeliveryRecorder:

@@ -18,7 +18,6 @@ import asyncpg
 import httpx
 import msgspec
 from cryptography.fernet import MultiFernet
-from flowline.agents import AuthConfigUnreadable, open_secret
 from flowline.db.webhooks import (
     ClaimedDelivery,
     claim_due_deliveries,
@@ -26,10 +25,11 @@ from flowline.db.webhooks import (
     record_failure,
     record_successes,
 )
-from flowline.loops import LoopService
-from flowline.outbound import OutboundPolicy, OutboundRefused, guarded_client
+from flowline.domain.agents import AuthConfigUnreadable, open_secret
+from flowline.domain.webhooks import parse_retry_schedule, signature_headers
+from flowline.runtime.loops import LoopService
+from flowline.runtime.outbound import OutboundPolicy, OutboundRefused, guarded_client
 from flowline.settings import Settings
-from flowline.webhooks import parse_retry_schedule, signature_headers
 
 from flowline_scheduler.metrics import SchedulerMetrics
 

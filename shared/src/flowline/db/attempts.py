@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from flowline.db.sql import bind
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 # The finished attempts (arrays of one element per attempt) of the change's execution, on its worker. An
 # attempt that started here before this change already has its row (the upsert closes it); one that ran

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 SECRET_MASK = "***"
 

@@ -10,9 +10,9 @@ from typing import Literal
 import asyncpg
 import msgspec
 
-from flowline.db.executions import ExecutionFilters, count_executions_query, matching_ids_query, resolve_search
+from flowline.db.execution_reads import ExecutionFilters, count_executions_query, matching_ids_query, resolve_search
 from flowline.errors import NotFound
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 BulkKind = Literal["cancel", "retry", "delete", "backfill"]
 MAX_IDS = 1_000

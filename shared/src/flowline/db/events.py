@@ -12,9 +12,9 @@ import asyncpg
 import msgspec
 
 from flowline.db.sql import bind
+from flowline.domain.snapshots import Snapshot
 from flowline.kafka.outbox import OutboxRow, enqueue, outgoing
 from flowline.messages import EventType, ExecutionEvent
-from flowline.snapshots import Snapshot
 
 # An event says what changed, but an output or promise value near Kafka's message limit (1 MiB by default)
 # would have its event refused by the broker: above this size the value stays in its row (the step's or the

@@ -10,7 +10,7 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 from flowline.settings import ConfigurationError, load_settings
 
 

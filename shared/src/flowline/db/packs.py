@@ -8,7 +8,7 @@ from typing import Literal
 import asyncpg
 
 from flowline.errors import Conflict, NotFound
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 PACK_COLUMNS = "id, ref, label, description, version, created_at, updated_at"
 

@@ -10,8 +10,8 @@ import asyncpg
 import msgspec
 
 from flowline.db.sql import typed
-from flowline.ids import uuid7
 from flowline.messages import PromiseSettled
+from flowline.runtime.ids import uuid7
 
 
 class Promise(msgspec.Struct, frozen=True, kw_only=True):

@@ -104,7 +104,7 @@ async def lock_removable_roots(
 ) -> list[RemovableRoot]:
     """Lock up to ``limit`` removable roots of one workflow, oldest first, skipping those another transaction holds.
 
-    ``passed`` are roots this pass already kept (see ``flowline.removal``), which are not tried again.
+    ``passed`` are roots this pass already kept (see ``flowline.domain.removal``), which are not tried again.
     """
     params = {"workflow_id": cutoff.workflow_id, "cutoff": cutoff.cutoff, "passed": list(passed), "limit": limit}
     return typed(

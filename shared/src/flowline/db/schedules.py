@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from flowline.errors import NotFound
-from flowline.executions import (
+from flowline.domain.schedules import Timing, first_fire_time
+from flowline.domain.starting import (
     Inserted,
     NewExecution,
     ScheduledRun,
@@ -19,7 +19,7 @@ from flowline.executions import (
     WorkflowCache,
     start_execution,
 )
-from flowline.schedules import Timing, first_fire_time
+from flowline.errors import NotFound
 from flowline.settings import Topics
 
 # The statuses of a run that is still going, which the overlap policies look at.
@@ -27,7 +27,7 @@ ACTIVE_STATUSES = ("pending", "running", "paused")
 
 
 def schedule_started_by(schedule_id: uuid.UUID) -> str:
-    """The ``started_by`` of a schedule's runs (see ``flowline.executions``)."""
+    """The ``started_by`` of a schedule's runs (see ``flowline.domain.starting``)."""
     return f"schedule:{schedule_id}"
 
 

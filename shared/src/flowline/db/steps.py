@@ -11,9 +11,9 @@ import asyncpg
 import msgspec
 
 from flowline.db.sql import typed
-from flowline.definitions import StepDefinition
-from flowline.ids import uuid7
+from flowline.domain.definitions import StepDefinition
 from flowline.messages import TaskDispatched
+from flowline.runtime.ids import uuid7
 
 # A new execution's step rows (arrays of one element per step, in definition order) as they stand: pending,
 # or already as the change that starts the execution left them. Timestamps as a change writes them: statement

@@ -186,7 +186,7 @@ executions = Table(
     Column("parent_step_id", Text),
     Column("root_execution_id", UUID(as_uuid=True), nullable=False),
     Column("triggered_by", Text, nullable=False),
-    # Who started it (flowline.executions says in what forms), shown and filtered on; ``owned_by`` is the
+    # Who started it (flowline.domain.starting says in what forms), shown and filtered on; ``owned_by`` is the
     # principal it belongs to, which decides who may see it (a child belongs to its parent's owner).
     Column("started_by", Text),
     Column("owned_by", Text),
@@ -204,7 +204,7 @@ executions = Table(
     # Removing the original (retention, DELETE) leaves a rerun of it standing, no longer linked.
     Column("rerun_of", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="SET NULL")),
     Column("rerun_from_step", Text),
-    # A schedule's run (flowline.schedules): the schedule (no key: deleting a schedule keeps its past runs) and
+    # A schedule's run (flowline.domain.schedules): the schedule (no key: deleting a schedule keeps its past runs) and
     # the logical time the run stands for.
     Column("schedule_id", UUID(as_uuid=True)),
     _timestamp("scheduled_for"),
@@ -446,7 +446,7 @@ bulk_operations = Table(
     Index("ix_bulk_operations_unfinished", "created_at", postgresql_where=text("status IN ('pending', 'running')")),
 )
 
-# Cron and interval schedules (flowline.schedules), fired by the scheduler (flowline_scheduler.schedules), which
+# Cron and interval schedules (flowline.domain.schedules), fired by the scheduler (flowline_scheduler.schedules), which
 # claims due rows by ``next_run_at`` with FOR UPDATE SKIP LOCKED. ``buffered_for`` is a run held back by the
 # buffer_one overlap policy until the running one finishes.
 schedules = Table(
@@ -481,8 +481,9 @@ schedules = Table(
     Index("ix_schedules_buffered", "buffered_for", postgresql_where=text("buffered_for IS NOT NULL")),
 )
 
-# Outbound webhooks (flowline.webhooks): who is told of which state events, and every delivery of one event to one
-# webhook. Secrets are sealed with FLOWLINE_SECRET_KEY; during a rotation the previous one signs too, until it expires.
+# Outbound webhooks (flowline.domain.webhooks): who is told of which state events, and every delivery of one
+# event to one webhook. Secrets are sealed with FLOWLINE_SECRET_KEY; during a rotation the previous one signs too,
+# until it expires.
 webhooks = Table(
     "webhooks",
     metadata,

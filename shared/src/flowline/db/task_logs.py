@@ -4,7 +4,7 @@ log-ingest copies a batch into its session's staging table (``STAGING``) and mov
 ``store_staged_records`` in the same transaction (docs/architecture.md §6.2). Per task (``task_log_usage``, locked
 for the statement's transaction, so several log-ingest processes count one task in turn), records are kept in the
 order they came until the task reaches its record or byte limit; later ones are dropped and counted, and one
-WARN record per task (``flowline.task_log_limits.dropped_notice_id``) says how many, rewritten as the count grows.
+WARN record per task (``task_log_limits.dropped_notice_id``) says how many, rewritten as the count grows.
 
 A redelivered record changes nothing: one already stored meets its key (id, timestamp), and a dropped one is
 counted only the first time its message (``message_id``) is seen, which the inbox remembers.
@@ -21,7 +21,7 @@ import msgspec
 
 from flowline.db.log_partitions import UNFINISHED_STATUSES
 from flowline.db.sql import bind, typed
-from flowline.task_log_limits import DROPPED_KEY, DROPPED_NOTICE, LogLimits
+from flowline.domain.task_log_limits import DROPPED_KEY, DROPPED_NOTICE, LogLimits
 
 # The inbox consumer under which messages that had records dropped are remembered.
 DROPPED_CONSUMER = "log-ingest:dropped"

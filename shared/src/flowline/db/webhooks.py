@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, TypeAlias
 import asyncpg
 
 from flowline.errors import NotFound
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 WEBHOOK_COLUMNS = (
     "id, tenant_id, url, events, workflows, description, enabled, disabled_reason, secret_sealed, "

@@ -11,9 +11,9 @@ import asyncpg
 import msgspec
 
 from flowline.db.packs import read_pack
-from flowline.definitions import WorkflowDefinition
+from flowline.domain.definitions import WorkflowDefinition
 from flowline.errors import Conflict, NotFound
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 WORKFLOW_COLUMNS = """
     w.id, w.pack_id, w.ref, w.name, w.label, w.description, w.tags, w.enabled, w.public, w.latest_version,

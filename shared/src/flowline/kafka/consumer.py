@@ -22,9 +22,9 @@ from aiokafka.structs import ConsumerRecord
 from flowline.kafka.compat import broker_for
 from flowline.kafka.producer import ensure_topics
 from flowline.kafka.security import client_options
-from flowline.metrics import MessagingMetrics
-from flowline.outages import is_outage
-from flowline.request_ids import from_kafka_headers, request_id_set
+from flowline.runtime.metrics import MessagingMetrics
+from flowline.runtime.outages import is_outage
+from flowline.runtime.request_ids import from_kafka_headers, request_id_set
 from flowline.settings import Settings
 
 logger = logging.getLogger(__name__)

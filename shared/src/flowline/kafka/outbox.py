@@ -17,12 +17,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.structs import RecordMetadata
 
-from flowline.ids import uuid7
 from flowline.kafka.parking import Doorbell
 from flowline.messages import ExecutionEvent, OperationEvent, TenantMessage, encode
-from flowline.metrics import MessagingMetrics
-from flowline.outages import OUTAGE_ERRORS
-from flowline.request_ids import current_request_id, kafka_headers
+from flowline.runtime.ids import uuid7
+from flowline.runtime.metrics import MessagingMetrics
+from flowline.runtime.outages import OUTAGE_ERRORS
+from flowline.runtime.request_ids import current_request_id, kafka_headers
 
 logger = logging.getLogger(__name__)
 

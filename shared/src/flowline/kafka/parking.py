@@ -23,7 +23,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
-from flowline.outages import OUTAGE_ERRORS
+from flowline.runtime.outages import OUTAGE_ERRORS
 from flowline.settings import Settings
 
 logger = logging.getLogger(__name__)

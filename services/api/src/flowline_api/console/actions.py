@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from flowline.credentials import Principal
 from flowline.db.audit import Actor
+from flowline.domain.credentials import Principal
 from flowline.errors import ClientError, FlowlineError, ValidationFailed
 from litestar import Controller, Request, post
 from litestar.datastructures import State

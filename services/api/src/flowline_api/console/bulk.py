@@ -13,8 +13,8 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import msgspec
-from flowline.credentials import Principal
 from flowline.db.audit import Actor
+from flowline.domain.credentials import Principal
 from flowline.errors import ClientError
 from flowline_schemas.bulk import BulkOperation, ExecutionFilter
 from litestar import Controller, Request, get, post

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from flowline.credentials import Principal
-from flowline.db.executions import ExecutionFilters, count_executions
+from flowline.db.execution_reads import ExecutionFilters, count_executions
+from flowline.domain.credentials import Principal
 from flowline.errors import ClientError
 from litestar import Controller, Request, get
 from litestar.datastructures import State

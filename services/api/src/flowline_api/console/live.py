@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
 import msgspec
-from flowline.credentials import Principal
+from flowline.domain.credentials import Principal
 from flowline_schemas.streams import StreamEvent, StreamLog
 from litestar import Controller, Request, get
 from litestar.datastructures import State

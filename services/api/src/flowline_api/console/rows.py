@@ -11,8 +11,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-from flowline.credentials import Principal
-from flowline.db.executions import execution_visible
+from flowline.db.execution_reads import execution_visible
+from flowline.domain.credentials import Principal
 from flowline.messages import ExecutionEvent
 from litestar import Controller, Request, get
 from litestar.datastructures import State

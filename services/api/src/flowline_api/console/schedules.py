@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from flowline.credentials import Principal
 from flowline.db.audit import Actor
+from flowline.domain.credentials import Principal
 from flowline.errors import ClientError, FlowlineError, NotFound, ValidationFailed
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State

@@ -16,8 +16,8 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from cryptography.fernet import InvalidToken, MultiFernet
-from flowline.credentials import Principal
 from flowline.db.tenants import read_tenant_id
+from flowline.domain.credentials import Principal
 from flowline.errors import FlowlineError
 from flowline.settings import Settings
 from litestar import Request, Response

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
-from flowline.credentials import Principal, role_allows
+from flowline.domain.credentials import Principal, role_allows
 from flowline.errors import ClientError, NotFound
 from flowline_schemas.executions import AttemptList, Execution, StepExecution
 from flowline_schemas.logs import TaskLogPage

@@ -9,9 +9,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
+from flowline.domain.credentials import Principal
 from flowline.errors import ClientError, ValidationFailed
 from flowline_schemas.workflows import Workflow
 from litestar import Controller, Request, get, post

@@ -13,7 +13,9 @@ import asyncpg
 import httpx
 import msgspec
 from cryptography.fernet import MultiFernet
-from flowline.agents import (
+from flowline.db.audit import Actor, field_changes, record_audit
+from flowline.db.sql import bind
+from flowline.domain.agents import (
     agent_from_record,
     auth_headers,
     decrypt_auth_config,
@@ -21,11 +23,9 @@ from flowline.agents import (
     redact,
     validate_auth_config,
 )
-from flowline.db.audit import Actor, field_changes, record_audit
-from flowline.db.sql import bind
 from flowline.errors import ClientError, Conflict, NotFound, ValidationFailed
-from flowline.ids import uuid7
-from flowline.outbound import OutboundPolicy, OutboundRefused
+from flowline.runtime.ids import uuid7
+from flowline.runtime.outbound import OutboundPolicy, OutboundRefused
 from flowline_schemas.agents import Agent, AgentHealth, RetryConfig
 from flowline_schemas.pagination import Page
 from litestar.datastructures import State

@@ -6,8 +6,8 @@ import uuid
 
 import asyncpg
 import msgspec
-from flowline.credentials import create_api_key, list_api_keys, revoke_api_key
 from flowline.db.audit import Actor
+from flowline.domain.credentials import create_api_key, list_api_keys, revoke_api_key
 from flowline_schemas.api_keys import ApiKey, ApiKeyList, CreatedApiKey
 from litestar import Controller, delete, get, post
 from litestar.datastructures import State

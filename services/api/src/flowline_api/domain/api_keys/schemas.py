@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from flowline.credentials import ApiKey as StoredApiKey
+from flowline.domain.credentials import ApiKey as StoredApiKey
 from flowline_schemas.api_keys import ApiKey, Role
 
 

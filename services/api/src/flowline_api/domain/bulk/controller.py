@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from flowline.credentials import Principal
 from flowline.db.audit import Actor
+from flowline.domain.credentials import Principal
 from flowline_schemas.bulk import BulkOperation
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide

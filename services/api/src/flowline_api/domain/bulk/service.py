@@ -8,7 +8,6 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from flowline.credentials import Principal
 from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.db.bulk_operations import (
     BulkKind,
@@ -16,7 +15,8 @@ from flowline.db.bulk_operations import (
     create_bulk_operation,
     read_bulk_operation,
 )
-from flowline.db.executions import ExecutionFilters, first_hidden_execution
+from flowline.db.execution_reads import ExecutionFilters, first_hidden_execution
+from flowline.domain.credentials import Principal
 from flowline.errors import NotFound, ValidationFailed
 from flowline_schemas.bulk import BulkOperation, BulkOperationError
 from litestar.di import NamedDependency

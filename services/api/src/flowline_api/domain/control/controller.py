@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from flowline.credentials import Principal
 from flowline.db.audit import Actor
+from flowline.domain.credentials import Principal
 from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
 from litestar import Controller, Response, delete, post
 from litestar.di import NamedDependency, Provide

@@ -12,19 +12,19 @@ from typing import Any
 import asyncpg
 import msgspec
 from aiokafka.errors import KafkaConnectionError
-from flowline.control import lock_execution, request_cancel, request_retry, write_command
-from flowline.credentials import Principal
 from flowline.db.audit import Actor, record_audit
 from flowline.db.events import NewEvent
 from flowline.db.workflows import read_workflow
-from flowline.definitions import WorkflowDefinition, downstream
+from flowline.domain.commands import lock_execution, request_cancel, request_retry, write_command
+from flowline.domain.credentials import Principal
+from flowline.domain.definitions import WorkflowDefinition, downstream
+from flowline.domain.removal import Remover
+from flowline.domain.snapshots import WorkflowSnapshot
+from flowline.domain.starting import Rerun, caller_started_by, start_execution
 from flowline.errors import Conflict, NotFound
-from flowline.executions import Rerun, caller_started_by, start_execution
 from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.messages import AdvanceExecution, ExecutionEvent, ExecutionRequested
-from flowline.removal import Remover
 from flowline.settings import Settings, Topics
-from flowline.snapshots import WorkflowSnapshot
 from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
 from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 from flowline_schemas.streams import FINAL_EVENTS

@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from flowline.credentials import Principal
 from flowline.db.audit import Actor
+from flowline.domain.credentials import Principal
 from flowline.errors import ClientError
 from flowline_schemas.executions import (
     AttemptList,

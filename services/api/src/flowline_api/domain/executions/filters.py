@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import get_args
 
-from flowline.credentials import Principal
-from flowline.db.executions import ExecutionFilters
+from flowline.db.execution_reads import ExecutionFilters
+from flowline.domain.credentials import Principal
 from flowline.errors import ClientError
 from flowline_schemas.executions import ExecutionStatus
 

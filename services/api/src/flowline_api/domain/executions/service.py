@@ -9,9 +9,8 @@ from typing import Any, Literal
 
 import asyncpg
 import msgspec
-from flowline.credentials import Principal
 from flowline.db.audit import Actor, record_audit
-from flowline.db.executions import (
+from flowline.db.execution_reads import (
     ExecutionFilters,
     ExecutionSort,
     count_executions,
@@ -26,14 +25,15 @@ from flowline.db.executions import (
     read_step_execution,
     resolve_search,
 )
-from flowline.errors import ClientError, Conflict, NotFound
-from flowline.executions import (
+from flowline.domain.credentials import Principal
+from flowline.domain.starting import (
     ExecutionInserts,
     StartedExecution,
     WorkflowCache,
     caller_started_by,
     start_execution,
 )
+from flowline.errors import ClientError, Conflict, NotFound
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.messages import PromiseSettled
 from flowline.settings import Settings, Topics

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from flowline.credentials import Principal
 from flowline.db.audit import Actor
+from flowline.domain.credentials import Principal
 from flowline_schemas.bulk import BulkOperation
 from flowline_schemas.schedules import Schedule, TriggeredRun
 from litestar import Controller, delete, get, patch, post

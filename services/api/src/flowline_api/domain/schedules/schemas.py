@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from flowline.schedules import Overlap
+from flowline.domain.schedules import Overlap
 from flowline_schemas.agents import Description
 from flowline_schemas.executions import Metadata, Tags
 

@@ -9,16 +9,13 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from flowline.credentials import Principal
 from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.db.bulk_operations import BulkSelection, ScheduleWindow, create_bulk_operation
 from flowline.db.schedules import last_run_status, next_run_after, read_schedule, record_run, start_run, timing_of
 from flowline.db.workflows import read_workflow
-from flowline.definitions import parse_duration
-from flowline.errors import ClientError, Conflict, NotFound, ValidationFailed
-from flowline.ids import uuid7
-from flowline.kafka.outbox import OutboxPublisher
-from flowline.schedules import (
+from flowline.domain.credentials import Principal
+from flowline.domain.definitions import parse_duration
+from flowline.domain.schedules import (
     check_cron,
     check_interval,
     check_timezone,
@@ -26,6 +23,9 @@ from flowline.schedules import (
     format_interval,
     next_fire_times,
 )
+from flowline.errors import ClientError, Conflict, NotFound, ValidationFailed
+from flowline.kafka.outbox import OutboxPublisher
+from flowline.runtime.ids import uuid7
 from flowline.settings import Settings, Topics
 from flowline_schemas.bulk import BulkOperation
 from flowline_schemas.pagination import Page

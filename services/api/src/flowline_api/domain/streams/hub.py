@@ -17,12 +17,12 @@ from typing import Final
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError
+from flowline.domain.task_log_limits import LogLimits, cut_record
 from flowline.errors import TooManyRequests, Unavailable
 from flowline.kafka.compat import broker_for
 from flowline.kafka.security import client_options
 from flowline.messages import EventMessage, ExecutionEvent, LogMessage, TaskLogBatch, TaskLogRecord, decoder
 from flowline.settings import Settings
-from flowline.task_log_limits import LogLimits, cut_record
 
 logger = logging.getLogger(__name__)
 

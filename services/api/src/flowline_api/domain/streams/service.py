@@ -20,11 +20,11 @@ from typing import Final
 
 import asyncpg
 import msgspec
-from flowline.credentials import Principal
-from flowline.db.executions import execution_visible, list_visible_tree
+from flowline.db.execution_reads import execution_visible, list_visible_tree
+from flowline.domain.credentials import Principal
+from flowline.domain.task_log_limits import DROPPED_KEY, TaskLogQuota, dropped_notice_id
 from flowline.errors import ClientError, NotFound
 from flowline.messages import ExecutionEvent, TaskLogRecord
-from flowline.task_log_limits import DROPPED_KEY, TaskLogQuota, dropped_notice_id
 from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog, StreamOverflow
 from litestar.datastructures import State
 from litestar.di import NamedDependency

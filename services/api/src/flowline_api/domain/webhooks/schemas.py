@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+from flowline.domain.webhooks import DEFAULT_EVENTS
 from flowline.messages import EventType
-from flowline.webhooks import DEFAULT_EVENTS
 from flowline_schemas.agents import Description
 
 from flowline_api.domain.merge_patch import MergePatch

@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import msgspec
 from cryptography.fernet import MultiFernet
-from flowline.agents import seal_secret
 from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.db.webhooks import (
     create_webhook,
@@ -26,10 +25,11 @@ from flowline.db.webhooks import (
     set_deliveries_due,
     update_webhook,
 )
+from flowline.domain.agents import seal_secret
+from flowline.domain.webhooks import TEST_EVENT, body, new_secret
 from flowline.errors import ClientError
-from flowline.outbound import OutboundPolicy
+from flowline.runtime.outbound import OutboundPolicy
 from flowline.settings import Settings
-from flowline.webhooks import TEST_EVENT, body, new_secret
 from flowline_schemas.pagination import Page
 from flowline_schemas.webhooks import DeliveryStatus, Webhook, WebhookDelivery, WebhookWithSecret
 from litestar.datastructures import State

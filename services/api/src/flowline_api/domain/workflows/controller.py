@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from flowline.credentials import Principal
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
+from flowline.domain.credentials import Principal
 from flowline_schemas.workflows import ExecutionAccepted, Workflow
 from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide

@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from flowline.definitions import WorkflowDefinition
+from flowline.domain.definitions import WorkflowDefinition
 from flowline.errors import ClientError
 from flowline_schemas.executions import MAX_IDEMPOTENCY_KEY_LENGTH, Metadata, Tag
 from flowline_schemas.executions import Tags as ExecutionTags

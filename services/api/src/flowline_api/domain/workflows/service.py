@@ -9,7 +9,6 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 from cryptography.fernet import MultiFernet
-from flowline.agents import check_secret_value, open_secret, seal_secret
 from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.db.packs import read_pack
 from flowline.db.workflows import (
@@ -24,15 +23,16 @@ from flowline.db.workflows import (
     read_workflow,
     update_workflow_metadata,
 )
-from flowline.definitions import (
+from flowline.domain.agents import check_secret_value, open_secret, seal_secret
+from flowline.domain.definitions import (
     SECRET_MASK,
     WorkflowDefinition,
     mask_definition,
     request_secrets,
     validate_definition,
 )
+from flowline.domain.jsonschemas import check_schema
 from flowline.errors import ClientError, NotFound, TooLarge, ValidationFailed
-from flowline.jsonschemas import check_schema
 from flowline.settings import Settings, retention_seconds, retention_text
 from flowline_schemas.pagination import Page
 from flowline_schemas.workflows import Workflow, WorkflowSummary, WorkflowVersion

@@ -20,9 +20,9 @@ from flowline.kafka.compat import broker_for
 from flowline.kafka.consumer import BatchHandler, Handler, MessageConsumer
 from flowline.kafka.outbox import OutboxPublisher
 from flowline.kafka.producer import create_producer, ensure_topics
-from flowline.loops import LoopService
-from flowline.metrics import MessagingMetrics
-from flowline.ops import ReadinessCheck, create_ops_app, http_server, stop_on_signals
+from flowline.runtime.loops import LoopService
+from flowline.runtime.metrics import MessagingMetrics
+from flowline.runtime.ops import ReadinessCheck, create_ops_app, http_server, stop_on_signals
 from flowline.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from flowline.caches import memoize
 from flowline.errors import ValidationFailed
+from flowline.runtime.caches import memoize
 
 _REFERENCE_KEYWORDS = ("$ref", "$dynamicRef")
 _DATA_KEYWORDS = ("const", "default", "enum", "examples")

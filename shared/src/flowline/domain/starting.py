@@ -10,20 +10,20 @@ from typing import Any, NamedTuple
 import asyncpg
 import msgspec
 
-from flowline.batches import Batches, Pending
-from flowline.caches import BoundedCache
 from flowline.db.audit import Actor
 from flowline.db.events import NewEvent, event_rows
 from flowline.db.sql import bind
 from flowline.db.workflows import read_workflow
+from flowline.domain.jsonschemas import check_instance
+from flowline.domain.snapshots import WorkflowSnapshot
 from flowline.errors import Conflict, ValidationFailed
-from flowline.ids import uuid7
-from flowline.jsonschemas import check_instance
 from flowline.kafka.outbox import OutboxRow, outgoing
 from flowline.messages import CreatedExecution, ExecutionRequested
-from flowline.outages import is_outage
+from flowline.runtime.batches import Batches, Pending
+from flowline.runtime.caches import BoundedCache
+from flowline.runtime.ids import uuid7
+from flowline.runtime.outages import is_outage
 from flowline.settings import Topics
-from flowline.snapshots import WorkflowSnapshot
 
 # The sequence of an execution's first event, WORKFLOW_CREATED, written with the execution.
 CREATED_SEQUENCE = 1
@@ -458,7 +458,7 @@ async def start_execution(
     only one. ``inserting`` (``ExecutionInserts.insert``) writes it with the executions other requests start
     meanwhile, in that one statement; without it the statement runs on ``connection``, which the reads use.
     ``started_by`` says who starts it (see ``KAFKA_STARTED_BY``); ``scheduled`` is the schedule run it is, if
-    any (``flowline.schedules``); ``owned_by`` is the principal that may see it
+    any (``flowline.domain.schedules``); ``owned_by`` is the principal that may see it
     (None: only admins, unless its workflow is public).
 
     Raises:

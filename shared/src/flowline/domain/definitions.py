@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from flowline.domain.templating import check_template, condition_template
 from flowline.errors import TooLarge, ValidationFailed
-from flowline.templating import check_template, condition_template
 
 StepType = Literal["action", "agent", "http", "sleep", "wait", "workflow"]
 PROMISE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")

@@ -18,7 +18,6 @@ from pathlib import Path
 import asyncpg
 from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 
-from flowline.archive import archive_documents, archive_path, write_durably
 from flowline.db.retention import (
     REMOVED_TABLES,
     RemovableRoot,
@@ -31,6 +30,7 @@ from flowline.db.retention import (
     read_execution_rows,
     tenant_slugs,
 )
+from flowline.domain.archive import archive_documents, archive_path, write_durably
 from flowline.errors import Conflict, FlowlineError, NotFound
 
 logger = logging.getLogger(__name__)

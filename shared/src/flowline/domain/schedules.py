@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
-from flowline.definitions import parse_duration
+from flowline.domain.definitions import parse_duration
 from flowline.errors import ValidationFailed
 
 Overlap = Literal["skip", "buffer_one", "allow", "cancel_previous"]

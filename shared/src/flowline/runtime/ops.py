@@ -19,7 +19,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from flowline.request_ids import current_request_id
+from flowline.runtime.request_ids import current_request_id
 from flowline.settings import env_name, parse_networks
 
 logger = logging.getLogger(__name__)

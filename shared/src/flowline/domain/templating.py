@@ -7,9 +7,9 @@ from typing import Any, NoReturn
 
 import jinja2
 
-from flowline.caches import memoize
+from flowline.domain.template_limits import BoundedSandbox, budgeted
 from flowline.errors import ValidationFailed
-from flowline.template_limits import BoundedSandbox, budgeted
+from flowline.runtime.caches import memoize
 
 
 class TemplateError(Exception):
@@ -66,7 +66,7 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
 
     Raises:
         TemplateError: a template fails to parse or render (e.g. an undefined variable), or goes over what one
-            render may cost (``TemplateLimitExceeded``, see ``flowline.template_limits``).
+            render may cost (``TemplateLimitExceeded``, see ``flowline.domain.template_limits``).
     """
     with budgeted():
         return _render(value, context, _ENVIRONMENT)

@@ -21,7 +21,7 @@ from flowline.db.audit import Actor, record_audit
 from flowline.db.pool import connect
 from flowline.db.tenants import read_tenant_id
 from flowline.errors import ClientError, NotFound
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 ROLES: tuple[Role, ...] = get_args(Role)  # each role may do what the ones before it may
 KEY_PREFIX = "fl_"

@@ -13,11 +13,11 @@ import asyncpg
 from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 
 from flowline.db.events import NewEvent, append_events
+from flowline.domain.snapshots import WorkflowSnapshot
 from flowline.errors import Conflict, NotFound
 from flowline.kafka.outbox import OutboxRow, outgoing
 from flowline.messages import CancelExecution, ExecutionRequested
 from flowline.settings import Topics
-from flowline.snapshots import WorkflowSnapshot
 
 
 async def lock_execution(

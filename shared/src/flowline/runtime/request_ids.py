@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 
-from flowline.ids import uuid7
+from flowline.runtime.ids import uuid7
 
 HEADER = "x-request-id"
 _MAX_LENGTH = 200

@@ -1,0 +1,1 @@
+"""What Flowline is about: definitions, templates, actions, agents, starts, commands, principals."""
