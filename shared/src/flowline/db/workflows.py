@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 
 from flowline.db.packs import read_pack
+from flowline.db.sql import bind
 from flowline.domain.definitions import WorkflowDefinition
 from flowline.errors import Conflict, NotFound
 from flowline.runtime.ids import uuid7
@@ -37,6 +38,14 @@ class WorkflowFilters:
     enabled: bool | None = None
     search: str | None = None
     pack: str | None = None
+
+
+_INSERT_WORKFLOW = """
+    INSERT INTO workflows (id, tenant_id, pack_id, ref, name, label, description, tags, enabled, latest_version,
+                           created_by, public, retention_seconds)
+    VALUES (:id, :tenant_id, :pack_id, :ref, :name, :label, :description, :tags, :enabled, 1,
+            :created_by, :public, :retention_seconds)
+    """
 
 
 async def create_workflow(
@@ -66,21 +75,21 @@ async def create_workflow(
     workflow_id = uuid7()
     try:
         await connection.execute(
-            "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, label, description, tags, enabled, "
-            "latest_version, created_by, public, retention_seconds) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12)",
-            workflow_id,
-            tenant_id,
-            pack_id,
-            ref,
-            name,
-            label,
-            description,
-            tags,
-            enabled,
-            created_by,
-            public,
-            retention_seconds,
+            *bind(
+                _INSERT_WORKFLOW,
+                id=workflow_id,
+                tenant_id=tenant_id,
+                pack_id=pack_id,
+                ref=ref,
+                name=name,
+                label=label,
+                description=description,
+                tags=tags,
+                enabled=enabled,
+                created_by=created_by,
+                public=public,
+                retention_seconds=retention_seconds,
+            )
         )
     except asyncpg.UniqueViolationError as err:
         raise Conflict(f"workflow {ref!r} already exists") from err
