@@ -7,6 +7,9 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 # Extra arguments, e.g. `make test ARGS="tests/unit -x"`.
 ARGS ?=
+# The suite runs in this many pytest-xdist workers, each with its own PostgreSQL and broker, a test file per
+# worker at a time (its module fixtures stay together); most tests wait on I/O, so 3 fill 2 cores. 0: one process.
+TEST_WORKERS ?= 3
 
 .PHONY: bootstrap dev test lint bench clean
 
@@ -17,7 +20,7 @@ dev: bootstrap
 	$(UV) run flowline-dev up $(ARGS)
 
 test: bootstrap
-	$(UV) run pytest $(ARGS)
+	$(UV) run pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 lint: bootstrap
 	$(UV) run ruff check .
