@@ -11,7 +11,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from flowline.db.schedules import ACTIVE_STATUSES, active_runs, record_run, start_run, timing_of
+from flowline.db.schedules import (
+    active_runs,
+    claim_due_schedules,
+    claim_released_buffers,
+    clear_buffered_run,
+    record_pass,
+    record_run,
+    start_run,
+    timing_of,
+)
 from flowline.domain.commands import request_cancel
 from flowline.domain.schedules import fire_times
 from flowline.domain.starting import ExecutionInserts, StartedExecution, WorkflowCache
@@ -151,12 +160,7 @@ class ScheduleLoop(LoopService):
         """
         async with self._pool.acquire() as connection, connection.transaction():
             now: datetime = await connection.fetchval("SELECT clock_timestamp()")
-            schedules = await connection.fetch(
-                "SELECT * FROM schedules WHERE NOT paused AND next_run_at <= $1 "
-                "ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-                now,
-                self._batch_size,
-            )
+            schedules = await claim_due_schedules(connection, now=now, limit=self._batch_size)
             rows: list[OutboxRow] = []
             passes: list[tuple[asyncpg.Record, Plan, datetime | None]] = []
             for schedule in schedules:
@@ -187,18 +191,9 @@ class ScheduleLoop(LoopService):
         following: datetime | None,
         last_run: tuple[datetime, uuid.UUID] | None,
     ) -> None:
-        """A schedule's bookkeeping after a pass, in one statement (``record_run`` does the same for one run)."""
-        await connection.execute(
-            "UPDATE schedules SET next_run_at = $2, buffered_for = $3, "
-            "last_execution_id = CASE WHEN $4::timestamptz >= last_run_at OR last_run_at IS NULL "
-            "    THEN coalesce($5, last_execution_id) ELSE last_execution_id END, "
-            "last_run_at = CASE WHEN $4::timestamptz >= last_run_at OR last_run_at IS NULL "
-            "    THEN coalesce($4, last_run_at) ELSE last_run_at END "
-            "WHERE id = $1",
-            schedule["id"],
-            following,
-            decided.buffered_for,
-            *(last_run or (None, None)),
+        """A schedule's bookkeeping after a pass."""
+        await record_pass(
+            connection, schedule["id"], next_run_at=following, buffered_for=decided.buffered_for, last_run=last_run
         )
 
     def _count(self, missed: int, decided: Plan) -> None:
@@ -267,19 +262,12 @@ class ScheduleLoop(LoopService):
         async with self._pool.acquire() as connection, connection.transaction():
             # Other schedulers fire a schedule only under its row lock, so no run starts between this check and
             # the start below.
-            schedules = await connection.fetch(
-                "SELECT * FROM schedules s WHERE buffered_for IS NOT NULL AND NOT paused AND NOT EXISTS ("
-                "    SELECT FROM executions e WHERE e.tenant_id = s.tenant_id AND e.schedule_id = s.id"
-                "    AND e.status = ANY($2::text[])"
-                ") ORDER BY buffered_for LIMIT $1 FOR UPDATE SKIP LOCKED",
-                self._batch_size,
-                list(ACTIVE_STATUSES),
-            )
+            schedules = await claim_released_buffers(connection, limit=self._batch_size)
             rows: list[OutboxRow] = []
             for schedule in schedules:
                 if (started := await self._start(schedule, schedule["buffered_for"])) is not None:
                     rows.extend(started.outbox)
                     await record_run(connection, schedule["id"], schedule["buffered_for"], started.id)
-                await connection.execute("UPDATE schedules SET buffered_for = NULL WHERE id = $1", schedule["id"])
+                await clear_buffered_run(connection, schedule["id"])
         await self._outbox.publish(rows)
         return len(schedules)

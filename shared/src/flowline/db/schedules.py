@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from flowline.db.sql import bind
 from flowline.domain.schedules import Timing, first_fire_time
 from flowline.domain.starting import (
     Inserted,
@@ -149,3 +150,63 @@ async def last_run_status(
         return {}
     rows = await connection.fetch("SELECT id, status FROM executions WHERE id = ANY($1::uuid[])", ids)
     return {row["id"]: row["status"] for row in rows}
+
+
+async def claim_due_schedules(connection: asyncpg.Connection, *, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Lock up to ``limit`` unpaused schedules due by ``now``, the most overdue first, skipping those held."""
+    records: list[asyncpg.Record] = await connection.fetch(
+        *bind(
+            "SELECT * FROM schedules WHERE NOT paused AND next_run_at <= :now "
+            "ORDER BY next_run_at LIMIT :limit FOR UPDATE SKIP LOCKED",
+            now=now,
+            limit=limit,
+        )
+    )
+    return records
+
+
+async def record_pass(
+    connection: asyncpg.Connection,
+    schedule_id: uuid.UUID,
+    *,
+    next_run_at: datetime | None,
+    buffered_for: datetime | None,
+    last_run: tuple[datetime, uuid.UUID] | None,
+) -> None:
+    """A schedule's bookkeeping after a pass, in one statement (``record_run`` does the same for one run)."""
+    last_run_at, last_execution_id = last_run or (None, None)
+    await connection.execute(
+        *bind(
+            "UPDATE schedules SET next_run_at = :next_run_at, buffered_for = :buffered_for, "
+            "last_execution_id = CASE WHEN :last_run_at::timestamptz >= last_run_at OR last_run_at IS NULL "
+            "    THEN coalesce(:last_execution_id, last_execution_id) ELSE last_execution_id END, "
+            "last_run_at = CASE WHEN :last_run_at::timestamptz >= last_run_at OR last_run_at IS NULL "
+            "    THEN coalesce(:last_run_at, last_run_at) ELSE last_run_at END "
+            "WHERE id = :id",
+            id=schedule_id,
+            next_run_at=next_run_at,
+            buffered_for=buffered_for,
+            last_run_at=last_run_at,
+            last_execution_id=last_execution_id,
+        )
+    )
+
+
+async def claim_released_buffers(connection: asyncpg.Connection, *, limit: int) -> list[asyncpg.Record]:
+    """Lock up to ``limit`` schedules holding a buffered run whose previous runs have all finished."""
+    records: list[asyncpg.Record] = await connection.fetch(
+        *bind(
+            "SELECT * FROM schedules s WHERE buffered_for IS NOT NULL AND NOT paused AND NOT EXISTS ("
+            "    SELECT FROM executions e WHERE e.tenant_id = s.tenant_id AND e.schedule_id = s.id"
+            "    AND e.status = ANY(:active::text[])"
+            ") ORDER BY buffered_for LIMIT :limit FOR UPDATE SKIP LOCKED",
+            limit=limit,
+            active=list(ACTIVE_STATUSES),
+        )
+    )
+    return records
+
+
+async def clear_buffered_run(connection: asyncpg.Connection, schedule_id: uuid.UUID) -> None:
+    """Forget a schedule's buffered run (started, or given up)."""
+    await connection.execute("UPDATE schedules SET buffered_for = NULL WHERE id = $1", schedule_id)
