@@ -21,7 +21,7 @@ from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient
 
 from bench.executions_list import load
-from bench.stack import RESULTS, machine, private_stack
+from bench.stack import RESULTS, machine, percentile, private_stack
 
 
 def pages(facts: dict[str, Any]) -> list[tuple[str, str]]:
@@ -35,11 +35,6 @@ def pages(facts: dict[str, Any]) -> list[tuple[str, str]]:
         ("executions, metadata", "/ui/executions?meta=customer%3Dc42"),
         ("one execution", f"/ui/executions/{facts['newest_id']}"),
     ]
-
-
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 async def measure(env: dict[str, str], facts: dict[str, Any], requests: int) -> list[dict[str, Any]]:
@@ -67,7 +62,7 @@ async def measure(env: dict[str, str], facts: dict[str, Any], requests: int) -> 
                     "path": path,
                     "bytes": len(response.content),
                     "p50_ms": round(statistics.median(samples), 1),
-                    "p99_ms": round(_percentile(samples, 0.99), 1),
+                    "p99_ms": round(percentile(samples, 0.99), 1),
                 }
             )
             print(f"  {name:<34} p50 {results[-1]['p50_ms']:>6} ms  p99 {results[-1]['p99_ms']:>6} ms", flush=True)

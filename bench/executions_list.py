@@ -22,7 +22,7 @@ from flowline.settings import load_settings
 from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient
 
-from bench.stack import RESULTS, api_headers, machine, private_stack
+from bench.stack import RESULTS, api_headers, machine, percentile, private_stack
 
 WORKFLOWS = 50
 BATCH = 100_000
@@ -130,11 +130,6 @@ def cases(facts: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
-
-
 async def measure(env: dict[str, str], facts: dict[str, Any], requests: int) -> list[dict[str, Any]]:
     app = create_app(load_settings(env))
     results = []
@@ -164,7 +159,7 @@ async def measure(env: dict[str, str], facts: dict[str, Any], requests: int) -> 
                     "total": body["total"],
                     "total_exact": body["totalExact"],
                     "p50_ms": round(statistics.median(samples), 1),
-                    "p99_ms": round(_percentile(samples, 0.99), 1),
+                    "p99_ms": round(percentile(samples, 0.99), 1),
                     "max_ms": round(max(samples), 1),
                 }
             )

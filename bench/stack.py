@@ -139,3 +139,9 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise ValueError(f"process {pid} reports no VmRSS")
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """The sample at ``fraction`` (0.99: p99) of ``samples`` in order (nearest rank, no interpolation)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from flowline_schemas.streams import FINAL_EVENTS
 
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack, rss_bytes
+from bench.stack import RESULTS, Stack, api_headers, machine, percentile, private_stack, rss_bytes
 
 HELD = {
     "ref": "bench.held",
@@ -77,10 +77,6 @@ class Stream:
                     self.pong_completed.set()
             self.open = False
             self.closed_by_server = bool(self.events) and self.events[-1][0] in FINAL_EVENTS
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    return round(samples[min(len(samples) - 1, int(len(samples) * fraction))], 1)
 
 
 async def resolve_all(client: httpx.AsyncClient, streams: list[Stream], promise: str, rate: float) -> None:
@@ -145,11 +141,11 @@ async def measure(stack: Stack, count: int, rate: float) -> dict[str, Any]:
         "live_seconds": round(live_seconds, 2),
         "events_delivered": len(delays),
         "delivery_p50_ms": round(statistics.median(delays), 1),
-        "delivery_p99_ms": percentile(delays, 0.99),
+        "delivery_p99_ms": round(percentile(delays, 0.99), 1),
         "delivery_max_ms": round(delays[-1], 1),
         "closing_events_delivered": len(closing),
         "closing_delivery_p50_ms": round(statistics.median(closing), 1),
-        "closing_delivery_p99_ms": percentile(closing, 0.99),
+        "closing_delivery_p99_ms": round(percentile(closing, 0.99), 1),
         "streams_closed_after_final_event": sum(stream.closed_by_server for stream in streams),
         "api_rss_mib": {
             "before_streams": round(rss_before / 2**20, 1),

@@ -29,7 +29,7 @@ from flowline.runtime.ops import http_server
 from flowline.runtime.outbound import LOOPBACK_NETWORKS
 from flowline_devstack.ports import free_port
 
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
+from bench.stack import RESULTS, Stack, api_headers, machine, percentile, private_stack
 
 CONCURRENT_STARTS = 64
 WAIT_SECONDS = 600  # bounds a run whose deliveries stopped coming
@@ -74,15 +74,10 @@ class Receiver:
                 await self.arrived.wait()
 
 
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return round(ordered[min(len(ordered) - 1, int(len(ordered) * fraction))], 1)
-
-
 def summary(samples: list[float]) -> dict[str, float]:
     return {
         "p50_ms": round(statistics.median(samples), 1),
-        "p99_ms": percentile(samples, 0.99),
+        "p99_ms": round(percentile(samples, 0.99), 1),
         "max_ms": round(max(samples), 1),
     }
 
