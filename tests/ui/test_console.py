@@ -59,6 +59,10 @@ FLAKY = {
     },
 }
 APPROVAL = {"ref": "demo.approval", "definition": {"steps": [{"id": "approval", "type": "wait"}]}}
+GATES = {
+    "ref": "demo.gates",
+    "definition": {"steps": [{"id": "first", "type": "wait"}, {"id": "second", "type": "wait", "needs": ["first"]}]},
+}
 NAP = {"ref": "demo.nap", "definition": {"steps": [{"id": "nap", "type": "sleep", "duration": "1h"}]}}
 
 
@@ -67,7 +71,7 @@ async def workflows(base_url: str, tenant: str, keys: dict[str, str]) -> None:
     async with httpx.AsyncClient(
         base_url=f"{base_url}/api/v1/tenants/{tenant}", headers={"Authorization": f"Bearer {keys['admin']}"}
     ) as client:
-        for workflow in (HELLO, FLAKY, NAP, APPROVAL):
+        for workflow in (HELLO, FLAKY, NAP, APPROVAL, GATES):
             created = await define(client, workflow)
             assert created.status_code == 201, created.text
 
@@ -234,6 +238,26 @@ async def test_pausing_resuming_and_cancelling_a_sleeping_execution_and_the_409_
     )
     assert again.status == 409
     assert "is already cancelled" in await again.text()
+
+
+@pytest.mark.usefixtures("workflows")
+async def test_an_open_action_form_stays_open_while_the_execution_moves_on(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    execution_id = await _start(api, "demo.gates")
+    page = await console.sign_in(keys["admin"])
+    await page.goto(f"/ui/executions/{execution_id}")
+    await expect(page.locator('.node[data-step="first"]')).to_have_attribute("data-status", "running")
+    await page.click("summary:has-text('Cancel…')")
+    await page.fill("input[name=reason]", "half typed")
+
+    resolved = await api.post(f"/executions/{execution_id}/promises/first/resolve", json={"value": 1})
+    assert resolved.status_code == 200, resolved.text
+    await expect(page.locator('.node[data-step="second"]')).to_have_attribute("data-status", "running")
+    await expect(page.locator("input[name=reason]")).to_be_visible()
+    await expect(page.locator("input[name=reason]")).to_have_value("half typed")
+    await page.click("button:has-text('Confirm cancel')")
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "cancelled", timeout=60_000)
 
 
 @pytest.mark.usefixtures("workflows")

@@ -1,8 +1,8 @@
 """The execution page's live updates: the execution's stream, turned into HTML fragments for htmx's SSE extension.
 
 The stream is the API's own (``StreamService.execution_stream``: history from the event log, then live events,
-no gap, no repeat). Each event, or each burst of them, re-renders the parts of the page that change: the summary
-with its actions, the graph, the selected step and the history. A fragment carries the sequence of the last
+no gap, no repeat). Each event, or each burst of them, re-renders the parts of the page that change: the actions,
+the summary, the graph, the selected step and the history. A fragment carries the sequence of the last
 event it includes as its SSE id, so a browser that reconnects sends it back as ``Last-Event-ID`` and resumes
 right after it. Without one the stream starts with the execution as it is now. A final ``end`` event tells the
 page to close the stream (``sse-close``) once the execution reached a final status.
@@ -38,6 +38,7 @@ from flowline_api.domain.streams.service import TERMINAL_TASK_STATUSES, Messages
 from flowline_api.path_ids import ExecutionId
 
 FRAGMENTS: Final = {
+    "actions": "_actions.html",  # before the summary: once a new status shows, its actions are there
     "summary": "_summary.html",
     "graph": "_graph.html",
     "step": "_step.html",
