@@ -20,7 +20,10 @@ async def read_topic(
     timeout: float = 20.0,
     keep: Callable[[Any], bool] = lambda record: True,
 ) -> list[Any]:
-    """The first ``count`` records of ``topic`` that ``keep`` accepts (from the beginning, outside any group)."""
+    """The first ``count`` records of ``topic`` that ``keep`` accepts (from the beginning, outside any group).
+
+    Only those: a fetch may bring more at once, such as a message the outbox published twice (at least once).
+    """
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     records: list[Any] = []
@@ -32,7 +35,7 @@ async def read_topic(
                     records.extend(record for record in partition_records if keep(record))
     finally:
         await consumer.stop()
-    return records
+    return records[:count]
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:

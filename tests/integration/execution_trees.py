@@ -117,3 +117,11 @@ async def rows_left(pool: asyncpg.Pool, execution_ids: list[uuid.UUID]) -> dict[
             continue
         counts[name] = await pool.fetchval(f"SELECT count(*) FROM {name} WHERE {query}", argument)
     return counts
+
+
+async def rows_kept(pool: asyncpg.Pool, execution_ids: list[uuid.UUID]) -> dict[str, int]:
+    """``rows_left`` but the outbox: what a refused removal must leave as it was.
+
+    A running api's outbox relay publishes (and so removes) the executions' outbox rows on its own meanwhile.
+    """
+    return {table: count for table, count in (await rows_left(pool, execution_ids)).items() if table != "outbox"}
