@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 import standardwebhooks
+from flowline.db.webhooks import EventSubject
 from flowline.domain.webhooks import event_body, new_secret, parse_retry_schedule, sign, signature_headers, wants
 from flowline.messages import ExecutionEvent
 from flowline.settings import ConfigurationError
@@ -73,7 +74,9 @@ def test_an_event_body_names_the_execution_and_what_changed() -> None:
         data={"status": "failed", "attempt": 2, "error": {"message": "card declined"}, "worker": "w-1"},
         occurred_at=datetime(2026, 12, 7, 16, 0, tzinfo=UTC),
     )
-    execution = {"workflow_ref": "billing.invoice", "workflow_version": 3, "started_by": "api-key:x"}
+    execution = EventSubject(
+        id=execution_id, workflow_ref="billing.invoice", workflow_version=3, started_by="api-key:x"
+    )
 
     assert event_body(event, execution) == {
         "type": "TASK_FAILED",

@@ -73,7 +73,7 @@ async def _start_step(
         await run_here(change, step, row, step_input)  # settles ``row``: completed, failed or scheduled again
     else:
         row.status = "scheduled"
-        await dispatch(change, step, row.id, row.generation, row.attempts + 1, step_input)
+        await dispatch(change, step, row, step_input)
     status: str = row.status
     return status
 

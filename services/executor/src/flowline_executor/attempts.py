@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flowline.db.attempts import FINISHED_STEPS, STARTING_ATTEMPT, FinishedAttempt
+from flowline.db.attempts import FinishedAttempt, create_running_attempt
 from flowline.db.events import NewEvent
-from flowline.db.sql import bind
-from flowline.db.steps import StepRow, lock_step, schedule_step
+from flowline.db.steps import StepRow, lock_step, next_attempt_dispatch, schedule_step
 from flowline.domain.actions import BUILTIN_ACTIONS
 from flowline.domain.definitions import RetryPolicy, StepDefinition
 from flowline.domain.snapshots import TaskSnapshot
 from flowline.kafka.outbox import outgoing
 from flowline.messages import TaskDispatched
-from flowline.runtime.ids import uuid7
 
 from flowline_executor.attempt_work import AttemptLogger
 from flowline_executor.change import Change, lock_execution
@@ -25,37 +22,16 @@ from flowline_executor.finishes import Finishes
 from flowline_executor.timers import start_timer
 
 
-def dispatch_message(
-    change: Change, step_id: str, step_execution_id: uuid.UUID, generation: int, attempt: int
-) -> TaskDispatched:
-    """The TaskDispatched of attempt ``attempt`` of a step of the change's execution."""
-    return TaskDispatched(
-        tenant_id=change.tenant_id,
-        execution_id=change.execution_id,
-        step_execution_id=step_execution_id,
-        step_id=step_id,
-        generation=generation,
-        attempt=attempt,
-    )
-
-
-async def dispatch(
-    change: Change,
-    step: StepDefinition,
-    step_execution_id: uuid.UUID,
-    generation: int,
-    attempt: int,
-    step_input: Any,
-) -> None:
-    """Start attempt ``attempt`` of a scheduled step, here or through the tasks topic.
+async def dispatch(change: Change, step: StepDefinition, row: StepRow, step_input: Any) -> None:
+    """Start the next attempt of a scheduled step (``row``), here or through the tasks topic.
 
     Here at once (eager) when this process has room, which saves a transaction and a broker round trip;
     otherwise any executor claims it from the tasks topic.
     """
+    message = next_attempt_dispatch(change.tenant_id, change.execution_id, row)
     change.events.append(
-        NewEvent("TASK_CREATED", TaskSnapshot(status="scheduled", attempt=attempt), step.id, step_execution_id)
+        NewEvent("TASK_CREATED", TaskSnapshot(status="scheduled", attempt=message.attempt), step.id, row.id)
     )
-    message = dispatch_message(change, step.id, step_execution_id, generation, attempt)
     executor = change.executor
     if executor.settings.eager_dispatch and executor.slots.try_take():
         change.reserved += 1  # from here on, a failure releases the slot
@@ -66,7 +42,7 @@ async def dispatch(
         change.outbox.append(outgoing(executor.topics.tasks, message))
     else:
         await change.flush()
-        await schedule_step(change.connection, step_execution_id, step_input)
+        await schedule_step(change.connection, row.id, step_input)
         change.outbox.append(outgoing(executor.topics.tasks, message))
 
 
@@ -80,23 +56,19 @@ async def start_attempt(change: Change, message: TaskDispatched, step_type: str,
         row.owner = change.worker
         row.input = step_input
         return
-    finishes, finish_params = change.finishes.carry()
-    rows = await change.connection.fetch(
-        *bind(
-            f"WITH {finishes} {STARTING_ATTEMPT} {FINISHED_STEPS if finishes else 'SELECT WHERE false'}",
-            finish_params,
-            step_execution_id=message.step_execution_id,
-            attempt=message.attempt,
-            worker=change.worker,
-            lease_seconds=change.executor.settings.lease_seconds,
-            input=step_input,
-            attempt_id=uuid7(),
-            tenant_id=message.tenant_id,
-            execution_id=message.execution_id,
-            generation=message.generation,
-        )
+    settled = await create_running_attempt(
+        change.connection,
+        change.finishes.carry(),
+        tenant_id=message.tenant_id,
+        execution_id=message.execution_id,
+        step_execution_id=message.step_execution_id,
+        generation=message.generation,
+        attempt=message.attempt,
+        step_input=step_input,
+        worker=change.worker,
+        lease_seconds=change.executor.settings.lease_seconds,
     )
-    Finishes.carried(rows, change.outcomes)
+    Finishes.carried(settled, change.outcomes)
 
 
 def attempt_started(change: Change, message: TaskDispatched, step_type: str) -> None:
@@ -136,7 +108,7 @@ def runs_here(change: Change, step: StepDefinition) -> bool:
 
 async def run_here(change: Change, step: StepDefinition, row: StepRow, step_input: Any) -> None:
     """Run an instant action's attempt inside this change (see ``runs_here``) and settle it in ``row``."""
-    message = dispatch_message(change, step.id, row.id, row.generation, row.attempts + 1)
+    message = next_attempt_dispatch(change.tenant_id, change.execution_id, row)
     change.events.append(
         NewEvent("TASK_CREATED", TaskSnapshot(status="scheduled", attempt=message.attempt), step.id, row.id)
     )

@@ -14,11 +14,11 @@ from typing import Any, cast
 
 import asyncpg
 from flowline.db import execution_runs
-from flowline.db.attempts import FINISHED_STEPS, INSERTING_NEW_ATTEMPTS, NewAttempt, new_attempts_params
+from flowline.db.attempts import NewAttempt
+from flowline.db.changes import append_change, create_started_execution
 from flowline.db.events import Appending, ExecutionEnd, NewEvent, appending, check_sequenced
 from flowline.db.execution_runs import RunningExecution
-from flowline.db.sql import bind
-from flowline.db.steps import StepRow, inserting_steps, steps_params
+from flowline.db.steps import StepRow
 from flowline.domain.definitions import StepDefinition
 from flowline.domain.task_log_limits import cut_record, split_batches
 from flowline.kafka.consumer import MessageRefused
@@ -30,10 +30,6 @@ from flowline_schemas.logs import LogLevel
 from flowline_executor.executor import Executor
 from flowline_executor.finishes import Finishes
 from flowline_executor.metrics import Outcomes
-
-# A new execution's start worked out ahead of its lock, in one statement (``Change.write_new``): its steps and
-# the attempts it ran or started go in only if the execution is as it was created (``sequenced`` moved).
-_NEW_STEPS_AND_ATTEMPTS = f"{inserting_steps('EXISTS (SELECT FROM sequenced)')}, {INSERTING_NEW_ATTEMPTS}"
 
 
 class NeedsLock(Exception):
@@ -139,19 +135,10 @@ class Change:
             return [*self.outbox, *self.enqueued]
         if self.last_sequence is None:
             raise RuntimeError(f"execution {self.execution_id}: events written without locking the execution")
-        finishes, finish_params = self.finishes.carry()
         append = self._appending(self.last_sequence)
-        with_finished = f", f.* FROM (SELECT) AS one LEFT JOIN ({FINISHED_STEPS}) AS f ON true" if finishes else ""
-        written = await self.connection.fetch(
-            *bind(
-                f"WITH {finishes} {append.ctes} SELECT (SELECT count(*) FROM sequenced) AS sequenced{with_finished}",
-                finish_params,
-                append.params,
-            )
-        )
-        check_sequenced(written[0]["sequenced"], self.execution_id, self.last_sequence)
-        if finishes:
-            Finishes.carried(written, self.outcomes)
+        appended = await append_change(self.connection, self.finishes.carry(), append)
+        check_sequenced(appended.sequenced, self.execution_id, self.last_sequence)
+        Finishes.carried(appended.settled, self.outcomes)
         return [*append.rows, *self.enqueued]
 
     async def write_new(self, connection: asyncpg.Connection) -> list[OutboxRow] | None:
@@ -179,15 +166,8 @@ class Change:
             if row.status == "running"
         ]
         append = self._appending(self.last_sequence)
-        written = await connection.fetchval(
-            *bind(
-                f"WITH {append.ctes}, {_NEW_STEPS_AND_ATTEMPTS} SELECT count(*) FROM sequenced",
-                steps_params(steps),
-                new_attempts_params(attempts),
-                append.params,
-                worker=self.worker,
-                lease_seconds=self.executor.settings.lease_seconds,
-            )
+        written = await create_started_execution(
+            connection, append, steps, attempts, worker=self.worker, lease_seconds=self.executor.settings.lease_seconds
         )
         if not written:
             return None

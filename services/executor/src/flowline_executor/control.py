@@ -79,7 +79,7 @@ async def _timer_fired(change: Change, execution: RunningExecution, message: Tim
         graph = await change.executor.graph(change.connection, execution.workflow_version_id)
         definition = graph.steps[step.step_id]
         if definition.type != "workflow":
-            await dispatch(change, definition, step.id, step.generation, step.attempts + 1, step.input)
+            await dispatch(change, definition, step, step.input)
         elif await start_child(change, execution, definition, step, (step.input or {}).get("input")) == "failed":
             await advance(change, execution, graph)
     elif message.kind == "sleep" and step.status == "running":
@@ -102,4 +102,4 @@ async def _redispatch_stranded(change: Change, execution: RunningExecution, grap
             child_input = (step.input or {}).get("input")
             await start_child(change, execution, definition, step, child_input)
         else:
-            await dispatch(change, definition, step.id, step.generation, step.attempts + 1, step.input)
+            await dispatch(change, definition, step, step.input)

@@ -11,10 +11,17 @@ it sees them written.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
-from flowline.db.attempts import FINISHING_ATTEMPTS, FinishedAttempt, finish_attempts, finishing_params
+from flowline.db.attempts import (
+    FINISHING_ATTEMPTS,
+    NOTHING_CARRIED,
+    Carrying,
+    FinishedAttempt,
+    SettledStep,
+    finish_attempts,
+    finishing_params,
+)
 
 from flowline_executor.metrics import Outcomes
 
@@ -30,17 +37,17 @@ class Finishes:
         """Keep an attempt's result for the change's next statement."""
         self._pending.append(attempt)
 
-    def carry(self) -> tuple[str, dict[str, Any]]:
-        """The pending results as CTEs (ending in a comma) and their named parameters.
+    def carry(self) -> Carrying:
+        """The pending results as CTEs (ending in a comma) and their named parameters (``NOTHING_CARRIED``: none).
 
-        Both are empty when nothing is pending. The statement that takes them must select ``FINISHED_STEPS``
-        (with its own rows, if any) and hand the rows to ``carried``.
+        The statement that takes them must select ``FINISHED_STEPS`` (with its own rows, if any) and hand the
+        steps it settled to ``carried``.
         """
         if not self._pending:
-            return "", {}
+            return NOTHING_CARRIED
         params = finishing_params(self._pending) | self._owner
         self._pending = []
-        return FINISHING_ATTEMPTS + ",", params
+        return Carrying(FINISHING_ATTEMPTS + ",", params)
 
     def take(self) -> list[FinishedAttempt]:
         """The pending results, for a statement that writes their steps' rows whole (a new execution's)."""
@@ -49,15 +56,13 @@ class Finishes:
 
     async def flush(self, connection: asyncpg.Connection, outcomes: Outcomes) -> None:
         """Write the pending results now, before a statement that does not carry them."""
-        ctes, params = self.carry()
-        if ctes:
-            self.carried(await finish_attempts(connection, params), outcomes)
+        carrying = self.carry()
+        if carrying.ctes:
+            self.carried(await finish_attempts(connection, carrying), outcomes)
 
     @staticmethod
-    def carried(rows: list[asyncpg.Record], outcomes: Outcomes) -> None:
-        """Count the steps a carrying statement finished (rows of ``FINISHED_STEPS``; others are ignored)."""
+    def carried(settled: list[SettledStep], outcomes: Outcomes) -> None:
+        """Count the steps a carrying statement finished (a step waiting for its next attempt has not)."""
         outcomes.steps_finished.extend(
-            (row["step_type"], row["step_status"], row["seconds"])
-            for row in rows
-            if row["step_type"] is not None and row["step_status"] != "scheduled"
+            (step.step_type, step.step_status, step.seconds) for step in settled if step.step_status != "scheduled"
         )

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flowline.db.attempts import FINISHED_STEPS, cancel_running_attempts
+from flowline.db.attempts import cancel_running_attempts
 from flowline.db.events import ExecutionEnd, NewEvent
-from flowline.db.execution_runs import ENDING_EXECUTION, RunningExecution, list_active_children
+from flowline.db.execution_runs import RunningExecution, end_execution, list_active_children
 from flowline.db.promises import reject_pending_promises
-from flowline.db.sql import bind
 from flowline.db.steps import StepRow, cancel_unfinished_steps, finish_step
 from flowline.db.timers import cancel_step_timers
 from flowline.domain.snapshots import PromiseSnapshot, TaskSnapshot, TimerSnapshot, WorkflowSnapshot
@@ -95,26 +94,14 @@ async def _stop_everything(
 ) -> None:
     """A failed or cancelled execution: its timers, children, promises, steps and attempts stop with it."""
     connection = change.connection
-    finishes, finish_params = change.finishes.carry()
-    with_finished = f" UNION ALL SELECT NULL, NULL, NULL, NULL, * FROM ({FINISHED_STEPS}) AS f" if finishes else ""
-    rows = await connection.fetch(
-        *bind(
-            f"WITH {finishes} {ENDING_EXECUTION}{with_finished}",
-            finish_params,
-            execution_id=execution.id,
-            status=status,
-            output=output,
-            error=error,
-        )
+    ended = await end_execution(
+        connection, change.finishes.carry(), execution_id=execution.id, status=status, output=output, error=error
     )
-    Finishes.carried(rows, change.outcomes)
-    for timer in rows:
-        if timer["id"] is not None and timer["kind"] == "sleep":
-            # Other timers are internal: TASK_CANCELLED or the final event says it.
+    Finishes.carried(ended.settled, change.outcomes)
+    for timer in ended.cancelled_timers:
+        if timer.kind == "sleep":  # other timers are internal: TASK_CANCELLED or the final event says it
             change.events.append(
-                NewEvent(
-                    "TIMER_CANCELLED", TimerSnapshot(timer_id=str(timer["id"])), timer["step_id"], timer["task_id"]
-                )
+                NewEvent("TIMER_CANCELLED", TimerSnapshot(timer_id=str(timer.id)), timer.step_id, timer.task_id)
             )
     children = await list_active_children(connection, execution.id)
     change.outbox.extend(

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 import asyncpg
+from flowline.db.execution_runs import read_execution_id_by_key
 from flowline.db.tenants import read_tenant_id
 from flowline.domain.commands import request_cancel
 from flowline.domain.starting import KAFKA_STARTED_BY, start_execution
@@ -82,11 +83,8 @@ async def _cancel(pool: asyncpg.Pool, topics: Topics, message: CancelSubmission)
             return []
         try:
             tenant_id = await read_tenant_id(connection, message.tenant)
-            execution_id = await connection.fetchval(
-                "SELECT id FROM executions WHERE tenant_id = $1 AND idempotency_key = $2 AND started_by = $3",
-                tenant_id,
-                message.idempotency_key,
-                KAFKA_STARTED_BY,
+            execution_id = await read_execution_id_by_key(
+                connection, tenant_id, message.idempotency_key, started_by=KAFKA_STARTED_BY
             )
             if execution_id is None:
                 raise NotFound(

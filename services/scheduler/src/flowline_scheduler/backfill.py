@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import asyncpg
-from flowline.db.bulk_operations import BulkSelection
+from flowline.db.bulk_operations import BulkOperationRow, BulkSelection
 from flowline.db.schedules import read_schedule, record_run, start_run, timing_of
 from flowline.domain.schedules import next_fire_times
 from flowline.errors import FlowlineError, NotFound
@@ -29,7 +29,7 @@ class BackfillBatch:
 
 
 async def backfill_batch(
-    connection: asyncpg.Connection, topics: Topics, operation: asyncpg.Record, selection: BulkSelection, limit: int
+    connection: asyncpg.Connection, topics: Topics, operation: BulkOperationRow, selection: BulkSelection, limit: int
 ) -> BackfillBatch:
     """Start the runs of the next ``limit`` fire times of the window after the operation's cursor.
 
@@ -40,12 +40,12 @@ async def backfill_batch(
     assert window is not None
     batch = BackfillBatch()
     try:
-        schedule = await read_schedule(connection, operation["tenant_id"], window.schedule_id)
+        schedule = await read_schedule(connection, operation.tenant_id, window.schedule_id)
     except NotFound as err:
         batch.errors.append({"executionId": None, "message": err.detail})
         batch.finished = True
         return batch
-    after = operation["last_scheduled_for"] or window.start - timedelta(microseconds=1)
+    after = operation.last_scheduled_for or window.start - timedelta(microseconds=1)
     times = [instant for instant in next_fire_times(timing_of(schedule), after, limit) if instant < window.end]
     for scheduled_for in times:
         try:

@@ -11,7 +11,15 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from flowline.db.bulk_operations import MAX_ERRORS, next_selected, selection_of
+from flowline.db.bulk_operations import (
+    MAX_ERRORS,
+    BatchOutcome,
+    BulkOperationRow,
+    claim_bulk_operation,
+    next_selected,
+    record_bulk_batch,
+    selection_of,
+)
 from flowline.domain.commands import request_cancel, request_retry
 from flowline.domain.removal import Remover
 from flowline.domain.snapshots import OperationSnapshot
@@ -76,13 +84,10 @@ class BulkOperationLoop(LoopService):
             Whether there was such an operation.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            operation = await connection.fetchrow(
-                "SELECT * FROM bulk_operations WHERE status IN ('pending', 'running') "
-                "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
-            )
+            operation = await claim_bulk_operation(connection)
             if operation is None:
                 return False
-            if operation["kind"] == "backfill":
+            if operation.kind == "backfill":
                 rows, started = await self._backfill(connection, operation)
             else:
                 rows, started = await self._work(connection, operation), 0
@@ -91,29 +96,36 @@ class BulkOperationLoop(LoopService):
             await asyncio.sleep(started / self._backfill_runs_per_second)
         return True
 
-    async def _backfill(self, connection: asyncpg.Connection, operation: asyncpg.Record) -> tuple[list[OutboxRow], int]:
+    async def _backfill(
+        self, connection: asyncpg.Connection, operation: BulkOperationRow
+    ) -> tuple[list[OutboxRow], int]:
         """Start the next batch of a backfill's runs; its outbox rows and how many runs it started."""
         batch = await backfill_batch(connection, self._topics, operation, selection_of(operation), self._backfill_batch)
-        counts = (batch.succeeded, batch.failed, batch.skipped)
-        rows = await self._record(
-            connection, operation, [], counts, batch.errors, finished=batch.finished, cursor_at=batch.last_scheduled_for
+        outcome = BatchOutcome(
+            succeeded=batch.succeeded,
+            failed=batch.failed,
+            skipped=batch.skipped,
+            errors=batch.errors,
+            last_scheduled_for=batch.last_scheduled_for,
         )
+        rows = await self._record(connection, operation, outcome, finished=batch.finished)
         return batch.rows + rows, batch.succeeded
 
-    async def _work(self, connection: asyncpg.Connection, operation: asyncpg.Record) -> list[OutboxRow]:
+    async def _work(self, connection: asyncpg.Connection, operation: BulkOperationRow) -> list[OutboxRow]:
         """Apply the operation's command to its next batch of executions and record the outcome."""
         try:
             selection = selection_of(operation)
         except msgspec.ValidationError as err:  # stored by an incompatible version: there is nothing to select
-            logger.error("bulk operation %s has an unreadable selection: %s", operation["id"], err)
-            error = {"executionId": None, "message": f"unreadable selection: {err}"}
-            return await self._record(connection, operation, [], (0, 0, 0), [error], finished=True, status="failed")
+            logger.error("bulk operation %s has an unreadable selection: %s", operation.id, err)
+            error: dict[str, str | None] = {"executionId": None, "message": f"unreadable selection: {err}"}
+            unreadable = BatchOutcome(succeeded=0, failed=0, skipped=0, errors=[error])
+            return await self._record(connection, operation, unreadable, finished=True, status="failed")
         ids = await next_selected(
             connection,
-            operation["tenant_id"],
+            operation.tenant_id,
             selection,
-            operation["created_at"],
-            after=operation["last_execution_id"],
+            operation.created_at,
+            after=operation.last_execution_id,
             limit=self._batch_size,
         )
         rows: list[OutboxRow] = []
@@ -133,37 +145,42 @@ class BulkOperationLoop(LoopService):
                 errors.append({"executionId": str(execution_id), "message": err.detail})
             except Exception as err:  # one poison execution must not stall the operation forever
                 logger.exception(
-                    "bulk operation %s: %s of execution %s failed", operation["id"], operation["kind"], execution_id
+                    "bulk operation %s: %s of execution %s failed", operation.id, operation.kind, execution_id
                 )
                 failed += 1
                 errors.append({"executionId": str(execution_id), "message": f"unexpected error: {err}"})
-        finished = len(ids) < self._batch_size
-        counts = (succeeded, failed, skipped)
-        rows.extend(await self._record(connection, operation, ids, counts, errors, finished=finished))
+        outcome = BatchOutcome(
+            succeeded=succeeded,
+            failed=failed,
+            skipped=skipped,
+            errors=errors,
+            last_execution_id=ids[-1] if ids else None,
+        )
+        rows.extend(await self._record(connection, operation, outcome, finished=len(ids) < self._batch_size))
         return rows
 
     async def _apply(
-        self, connection: asyncpg.Connection, operation: asyncpg.Record, execution_id: uuid.UUID
+        self, connection: asyncpg.Connection, operation: BulkOperationRow, execution_id: uuid.UUID
     ) -> list[OutboxRow]:
         """The same state change as the single-execution route (``domain.commands``, ``domain.removal``)."""
-        if operation["kind"] == "delete":
-            await self._delete(connection, operation["tenant_id"], execution_id)
+        if operation.kind == "delete":
+            await self._delete(connection, operation.tenant_id, execution_id)
             return []
-        if operation["kind"] == "cancel":
+        if operation.kind == "cancel":
             return await request_cancel(
                 connection,
                 self._topics,
-                tenant_id=operation["tenant_id"],
+                tenant_id=operation.tenant_id,
                 execution_id=execution_id,
-                reason=operation["note"],
-                requested_by=f"bulk-operation:{operation['id']}",
+                reason=operation.note,
+                requested_by=f"bulk-operation:{operation.id}",
             )
         return await request_retry(
             connection,
             self._topics,
-            tenant_id=operation["tenant_id"],
+            tenant_id=operation.tenant_id,
             execution_id=execution_id,
-            note=operation["note"],
+            note=operation.note,
         )
 
     async def _delete(self, connection: asyncpg.Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> None:
@@ -184,50 +201,24 @@ class BulkOperationLoop(LoopService):
     async def _record(
         self,
         connection: asyncpg.Connection,
-        operation: asyncpg.Record,
-        ids: list[uuid.UUID],
-        counts: tuple[int, int, int],
-        errors: list[dict[str, str | None]],
+        operation: BulkOperationRow,
+        outcome: BatchOutcome,
         *,
         finished: bool,
         status: str = "completed",
-        cursor_at: datetime | None = None,
     ) -> list[OutboxRow]:
-        """Add the batch's counts (succeeded, failed, skipped) and errors and move the cursor past ``ids``.
+        """Add the batch's outcome to the operation (its errors up to ``MAX_ERRORS`` in all) and move its cursor.
 
         A finished operation also gets its OPERATION_COMPLETED event, in the same transaction.
         """
-        kept_errors = errors[: max(MAX_ERRORS - len(operation["errors"]), 0)]
-        updated = await connection.fetchrow(
-            """
-            UPDATE bulk_operations SET
-                status = CASE WHEN $2 THEN $8 ELSE 'running' END,
-                succeeded = succeeded + $3, failed = failed + $4, skipped = skipped + $5,
-                errors = errors || $6::jsonb,
-                last_execution_id = coalesce($7, last_execution_id),
-                last_scheduled_for = coalesce($9, last_scheduled_for),
-                started_at = coalesce(started_at, now()),
-                completed_at = CASE WHEN $2 THEN now() END,
-                -- Once done, the total is what was handled, so that the counts add up: an execution that stopped
-                -- matching the filter before its batch came is left out, one that started matching is in.
-                total = CASE WHEN $2 THEN succeeded + $3 + failed + $4 + skipped + $5 ELSE total END
-            WHERE id = $1
-            RETURNING *
-            """,
-            operation["id"],
-            finished,
-            *counts,
-            kept_errors,
-            ids[-1] if ids else None,
-            status,
-            cursor_at,
-        )
+        kept = msgspec.structs.replace(outcome, errors=outcome.errors[: max(MAX_ERRORS - len(operation.errors), 0)])
+        updated = await record_bulk_batch(connection, operation.id, kept, finished=finished, status=status)
         if not finished:
             return []
         now = datetime.now(UTC)
         event = OperationEvent(
-            tenant_id=operation["tenant_id"],
-            operation_id=operation["id"],
+            tenant_id=operation.tenant_id,
+            operation_id=operation.id,
             event="OPERATION_COMPLETED",
             data=_snapshot(updated),
             occurred_at=now,
@@ -236,15 +227,15 @@ class BulkOperationLoop(LoopService):
         return list(await enqueue(connection, [outgoing(self._topics.events, event)]))
 
 
-def _snapshot(operation: asyncpg.Record) -> dict[str, Any]:
+def _snapshot(operation: BulkOperationRow) -> dict[str, Any]:
     snapshot = OperationSnapshot(
-        id=str(operation["id"]),
-        kind=operation["kind"],
-        status=operation["status"],
-        total=operation["total"],
-        succeeded=operation["succeeded"],
-        failed=operation["failed"],
-        skipped=operation["skipped"],
+        id=str(operation.id),
+        kind=operation.kind,
+        status=operation.status,
+        total=operation.total,
+        succeeded=operation.succeeded,
+        failed=operation.failed,
+        skipped=operation.skipped,
     )
     data: dict[str, Any] = msgspec.to_builtins(snapshot)
     return data

@@ -24,6 +24,7 @@ from flowline.db.log_partitions import (
     drop_partition,
     holds_unfinished_execution,
     list_log_partitions,
+    lock_partition_maintenance,
     partition_exists,
     read_longest_workflow_retention,
 )
@@ -42,7 +43,6 @@ INTERVAL_SECONDS = 300.0
 # table would queue behind the waiting lock.
 LOCK_TIMEOUT = "2s"
 USAGE_BATCH = 5000
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext('flowline.task_log_partitions'))"
 
 
 def _now() -> datetime:
@@ -95,8 +95,7 @@ class LogPartitionLoop(LoopService):
             asyncpg.LockNotAvailableError: a lock (this one, or one the change needs) was not granted in time.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            await connection.execute(_LOCK)
+            await lock_partition_maintenance(connection, lock_timeout=LOCK_TIMEOUT)
             yield connection
 
     async def _create(self, day: date) -> None:

@@ -16,6 +16,7 @@ from flowline.db.schedules import (
     claim_due_schedules,
     claim_released_buffers,
     clear_buffered_run,
+    read_clock,
     record_pass,
     record_run,
     start_run,
@@ -159,7 +160,7 @@ class ScheduleLoop(LoopService):
         next pass finds each one started (its idempotency key) and only does the bookkeeping.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            now: datetime = await connection.fetchval("SELECT clock_timestamp()")
+            now = await read_clock(connection)
             schedules = await claim_due_schedules(connection, now=now, limit=self._batch_size)
             rows: list[OutboxRow] = []
             passes: list[tuple[asyncpg.Record, Plan, datetime | None]] = []

@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
-from flowline.db.webhooks import NewDelivery, enabled_webhooks, insert_deliveries
+from flowline.db.webhooks import (
+    EnabledWebhook,
+    EventSubject,
+    NewDelivery,
+    enabled_webhooks,
+    insert_deliveries,
+    list_event_subjects,
+)
 from flowline.domain.webhooks import event_body, wants
 from flowline.messages import EventMessage, ExecutionEvent
 
@@ -32,15 +39,12 @@ class DeliveryRecorder:
             return
         async with self._pool.acquire() as connection:
             webhooks = await enabled_webhooks(connection, list({event.tenant_id for event in events}))
-            subscribed = {event_type for webhook in webhooks for event_type in webhook["events"]}
+            subscribed = {event_type for webhook in webhooks for event_type in webhook.events}
             wanted = [event for event in events if event.event in subscribed]
             if not wanted:
                 return
-            executions = await connection.fetch(
-                "SELECT id, workflow_ref, workflow_version, started_by FROM executions WHERE id = ANY($1::uuid[])",
-                list({event.execution_id for event in wanted}),
-            )
-            rows = deliveries_for(wanted, webhooks, {record["id"]: record for record in executions})
+            executions = await list_event_subjects(connection, list({event.execution_id for event in wanted}))
+            rows = deliveries_for(wanted, webhooks, executions)
             inserted = await insert_deliveries(connection, rows)
         if inserted:
             self._on_new()
@@ -48,13 +52,13 @@ class DeliveryRecorder:
 
 def deliveries_for(
     events: Sequence[ExecutionEvent],
-    webhooks: Sequence[asyncpg.Record],
-    executions: dict[uuid.UUID, asyncpg.Record],
+    webhooks: Sequence[EnabledWebhook],
+    executions: dict[uuid.UUID, EventSubject],
 ) -> list[NewDelivery]:
     """One delivery per event and webhook of its tenant that wants it (its event type and workflow)."""
-    by_tenant: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    by_tenant: dict[uuid.UUID, list[EnabledWebhook]] = {}
     for webhook in webhooks:
-        by_tenant.setdefault(webhook["tenant_id"], []).append(webhook)
+        by_tenant.setdefault(webhook.tenant_id, []).append(webhook)
     rows = []
     for event in events:
         execution = executions.get(event.execution_id)
@@ -62,12 +66,12 @@ def deliveries_for(
             continue
         payload: dict[str, Any] | None = None
         for webhook in by_tenant.get(event.tenant_id, ()):
-            if not wants(webhook["events"], webhook["workflows"], event.event, execution["workflow_ref"]):
+            if not wants(webhook.events, webhook.workflows, event.event, execution.workflow_ref):
                 continue
             payload = payload or event_body(event, execution)
             rows.append(
                 NewDelivery(
-                    webhook_id=webhook["id"],
+                    webhook_id=webhook.id,
                     tenant_id=event.tenant_id,
                     event_type=event.event,
                     execution_id=event.execution_id,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import asyncpg
+import msgspec
 
 from flowline.db.sql import bind
 from flowline.runtime.ids import uuid7
@@ -107,6 +108,33 @@ _NEW_PARAMETERS = (
 )
 
 
+class Carrying(NamedTuple):
+    """A change's pending attempt results as pieces of the statement that carries them; both empty when none."""
+
+    ctes: str  # ``FINISHING_ATTEMPTS`` and a comma, to follow a statement's ``WITH``
+    params: dict[str, Any]
+
+
+NOTHING_CARRIED = Carrying("", {})
+
+
+class SettledStep(msgspec.Struct, frozen=True, kw_only=True):
+    """A step whose attempt result a statement wrote: its type, its new status and seconds since it started."""
+
+    step_type: str
+    step_status: str
+    seconds: float | None
+
+
+def settled_steps(records: Sequence[asyncpg.Record]) -> list[SettledStep]:
+    """The ``FINISHED_STEPS`` among a carrying statement's rows (those of its own have no ``step_type``)."""
+    return [
+        SettledStep(step_type=record["step_type"], step_status=record["step_status"], seconds=record["seconds"])
+        for record in records
+        if record["step_type"] is not None
+    ]
+
+
 class FinishedAttempt(NamedTuple):
     """An attempt's result and what it makes of its step."""
 
@@ -148,10 +176,46 @@ def new_attempts_params(attempts: Sequence[NewAttempt]) -> dict[str, list[Any]]:
     return dict(zip(_NEW_PARAMETERS, columns, strict=True))
 
 
-async def finish_attempts(connection: asyncpg.Connection, params: dict[str, Any]) -> list[asyncpg.Record]:
-    """Write finished attempts (``FINISHING_ATTEMPTS`` with ``params``) by themselves; the ``FINISHED_STEPS``."""
-    records: list[asyncpg.Record] = await connection.fetch(*bind(_FINISHED_ALONE, params))
-    return records
+async def finish_attempts(connection: asyncpg.Connection, carrying: Carrying) -> list[SettledStep]:
+    """Write pending attempt results by themselves, before a statement that does not carry them."""
+    return settled_steps(await connection.fetch(*bind(_FINISHED_ALONE, carrying.params)))
+
+
+async def create_running_attempt(
+    connection: asyncpg.Connection,
+    carrying: Carrying,
+    *,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    step_execution_id: uuid.UUID,
+    generation: int,
+    attempt: int,
+    step_input: Any,
+    worker: str,
+    lease_seconds: float,
+) -> list[SettledStep]:
+    """Start attempt ``attempt`` of a step under ``worker``'s lease, with its attempt row (``STARTING_ATTEMPT``).
+
+    The change's pending attempt results (``carrying``) go with it; the steps they settled come back.
+    """
+    carried = FINISHED_STEPS if carrying.ctes else "SELECT WHERE false"
+    return settled_steps(
+        await connection.fetch(
+            *bind(
+                f"WITH {carrying.ctes} {STARTING_ATTEMPT} {carried}",
+                carrying.params,
+                step_execution_id=step_execution_id,
+                attempt=attempt,
+                worker=worker,
+                lease_seconds=lease_seconds,
+                input=step_input,
+                attempt_id=uuid7(),
+                tenant_id=tenant_id,
+                execution_id=execution_id,
+                generation=generation,
+            )
+        )
+    )
 
 
 async def cancel_running_attempts(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
 
 from flowline.db.execution_reads import ExecutionFilters, count_executions_query, matching_ids_query, resolve_search
+from flowline.db.sql import bind, typed
 from flowline.errors import NotFound
 from flowline.runtime.ids import uuid7
 
@@ -152,6 +153,93 @@ async def read_bulk_operation(
     return record
 
 
-def selection_of(record: asyncpg.Record) -> BulkSelection:
-    """The selection stored with an operation."""
-    return msgspec.convert(record["selection"], BulkSelection)
+class BulkOperationRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A bulk operation as the scheduler works through it."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    kind: BulkKind
+    selection: Any  # as stored: see ``selection_of``
+    note: str | None
+    created_by: str | None
+    dry_run: bool
+    status: str
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+    errors: list[dict[str, str | None]]
+    last_execution_id: uuid.UUID | None
+    last_scheduled_for: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+_ROW_COLUMNS = ", ".join(BulkOperationRow.__struct_fields__)
+
+
+def selection_of(operation: BulkOperationRow) -> BulkSelection:
+    """The selection stored with an operation.
+
+    Raises:
+        msgspec.ValidationError: it was stored by an incompatible version.
+    """
+    return msgspec.convert(operation.selection, BulkSelection)
+
+
+async def claim_bulk_operation(connection: asyncpg.Connection) -> BulkOperationRow | None:
+    """Lock the oldest unfinished operation no other transaction holds, until this one ends."""
+    operations = typed(
+        await connection.fetch(
+            f"SELECT {_ROW_COLUMNS} FROM bulk_operations WHERE status IN ('pending', 'running') "
+            "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+        ),
+        BulkOperationRow,
+    )
+    return operations[0] if operations else None
+
+
+class BatchOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What one batch of an operation did, to add to its row."""
+
+    succeeded: int
+    failed: int
+    skipped: int
+    errors: list[dict[str, str | None]]
+    last_execution_id: uuid.UUID | None = None  # the cursor of an operation over executions
+    last_scheduled_for: datetime | None = None  # the cursor of a backfill
+
+
+async def record_bulk_batch(
+    connection: asyncpg.Connection, operation_id: uuid.UUID, outcome: BatchOutcome, *, finished: bool, status: str
+) -> BulkOperationRow:
+    """Add a batch's counts and errors to its operation and move its cursors; a finished one takes ``status``."""
+    rows = typed(
+        await connection.fetch(
+            *bind(
+                f"""
+                UPDATE bulk_operations SET
+                    status = CASE WHEN :finished THEN :status ELSE 'running' END,
+                    succeeded = succeeded + :succeeded, failed = failed + :failed, skipped = skipped + :skipped,
+                    errors = errors || :errors::jsonb,
+                    last_execution_id = coalesce(:last_execution_id, last_execution_id),
+                    last_scheduled_for = coalesce(:last_scheduled_for, last_scheduled_for),
+                    started_at = coalesce(started_at, now()),
+                    completed_at = CASE WHEN :finished THEN now() END,
+                    -- Once done, the total is what was handled, so that the counts add up: an execution that
+                    -- stopped matching the filter before its batch came is left out, one that started matching is in.
+                    total = CASE WHEN :finished THEN succeeded + :succeeded + failed + :failed + skipped + :skipped
+                        ELSE total END
+                WHERE id = :id
+                RETURNING {_ROW_COLUMNS}
+                """,
+                msgspec.structs.asdict(outcome),
+                id=operation_id,
+                finished=finished,
+                status=status,
+            )
+        ),
+        BulkOperationRow,
+    )
+    return rows[0]

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import asyncpg
 import msgspec
 
+from flowline.db.attempts import FINISHED_STEPS, Carrying, SettledStep, settled_steps
 from flowline.db.sql import bind, typed
 from flowline.db.steps import StepRow, inserting_steps, steps_params
 from flowline.messages import AdvanceExecution, CancelExecution, ChildExecutionFinished, ExecutionRequested
@@ -52,8 +53,8 @@ _RESTART = """
 
 
 # The execution ends, failed or cancelled, and its pending timers with it: they return for the events. A
-# change's pending attempt results may come along (``FINISHING_ATTEMPTS``): they touch neither.
-ENDING_EXECUTION = (
+# change's pending attempt results may come along (``FINISHING_ATTEMPTS``): they touch neither. See ``end_execution``.
+_ENDING_EXECUTION = (
     "finished AS (UPDATE executions SET status = :status, output = :output, error = :error, "
     "completed_at = clock_timestamp() WHERE id = :execution_id), "
     "cancelled AS (UPDATE timers t SET status = 'cancelled' "
@@ -352,3 +353,67 @@ async def list_orphaned_children(
         ),
         OrphanedChild,
     )
+
+
+async def read_execution_id_by_key(
+    connection: asyncpg.Connection, tenant_id: uuid.UUID, idempotency_key: str, *, started_by: str
+) -> uuid.UUID | None:
+    """The id of the tenant's execution started by ``started_by`` with this idempotency key, if there is one."""
+    execution_id: uuid.UUID | None = await connection.fetchval(
+        *bind(
+            "SELECT id FROM executions WHERE tenant_id = :tenant_id AND idempotency_key = :idempotency_key "
+            "AND started_by = :started_by",
+            tenant_id=tenant_id,
+            idempotency_key=idempotency_key,
+            started_by=started_by,
+        )
+    )
+    return execution_id
+
+
+class CancelledTimer(msgspec.Struct, frozen=True, kw_only=True):
+    """A pending timer cancelled because its execution ended."""
+
+    id: uuid.UUID
+    kind: str
+    task_id: uuid.UUID | None
+    step_id: str | None
+
+
+class EndedExecution(NamedTuple):
+    """What ending an execution stopped: its pending timers, and the steps its change's results settled."""
+
+    cancelled_timers: list[CancelledTimer]
+    settled: list[SettledStep]
+
+
+async def end_execution(
+    connection: asyncpg.Connection,
+    carrying: Carrying,
+    *,
+    execution_id: uuid.UUID,
+    status: str,
+    output: Any,
+    error: dict[str, Any] | None,
+) -> EndedExecution:
+    """End a failed or cancelled execution with ``status`` and cancel its pending timers, in one statement.
+
+    The change's pending attempt results (``carrying``) go with it.
+    """
+    with_finished = f" UNION ALL SELECT NULL, NULL, NULL, NULL, * FROM ({FINISHED_STEPS}) AS f" if carrying.ctes else ""
+    records = await connection.fetch(
+        *bind(
+            f"WITH {carrying.ctes} {_ENDING_EXECUTION}{with_finished}",
+            carrying.params,
+            execution_id=execution_id,
+            status=status,
+            output=output,
+            error=error,
+        )
+    )
+    timers = [
+        CancelledTimer(id=record["id"], kind=record["kind"], task_id=record["task_id"], step_id=record["step_id"])
+        for record in records
+        if record["id"] is not None
+    ]
+    return EndedExecution(timers, settled_steps(records))

@@ -23,6 +23,21 @@ _NAME = re.compile(r"^task_logs_(?:p(?P<day>\d{8})|until_(?P<until>\d{8})|defaul
 UNFINISHED_STATUSES = ("pending", "running", "paused")
 
 
+_MAINTENANCE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('flowline.task_log_partitions'))"
+
+
+async def lock_partition_maintenance(connection: asyncpg.Connection, *, lock_timeout: str) -> None:
+    """Take the transaction's lock on changing partitions, so that schedulers change them one at a time.
+
+    The transaction then waits ``lock_timeout`` at most for this lock and for every lock it takes after it.
+
+    Raises:
+        asyncpg.LockNotAvailableError: the lock was not granted in time.
+    """
+    await connection.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")  # SET takes no parameters
+    await connection.execute(_MAINTENANCE_LOCK)
+
+
 class LogPartition(msgspec.Struct, frozen=True, kw_only=True):
     """One partition of ``task_logs`` and the range its name gives (None: open on that side)."""
 

@@ -152,6 +152,12 @@ async def last_run_status(
     return {row["id"]: row["status"] for row in rows}
 
 
+async def read_clock(connection: asyncpg.Connection) -> datetime:
+    """PostgreSQL's time now, which schedules are due by (``next_run_at`` is compared with it)."""
+    now: datetime = await connection.fetchval("SELECT clock_timestamp()")
+    return now
+
+
 async def claim_due_schedules(connection: asyncpg.Connection, *, now: datetime, limit: int) -> list[asyncpg.Record]:
     """Lock up to ``limit`` unpaused schedules due by ``now``, the most overdue first, skipping those held."""
     records: list[asyncpg.Record] = await connection.fetch(

@@ -1,11 +1,11 @@
-"""Step executions: the one builder of new step rows and the piece that inserts them, and steps found stalled."""
+"""Step executions: the one builder of new step rows and of a next attempt's TaskDispatched; steps found stalled."""
 
 from __future__ import annotations
 
 import functools
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import msgspec
@@ -254,6 +254,32 @@ async def cancel_unfinished_steps(connection: asyncpg.Connection, execution_id: 
     )
 
 
+class StepOfAttempts(Protocol):
+    """A step row as dispatching its next attempt reads it (``StepRow``, ``ScheduledStep``)."""
+
+    # Read-only, so that the frozen rows fit too; each is the row's field of that name.
+    @property
+    def id(self) -> uuid.UUID: ...  # noqa: D102
+    @property
+    def step_id(self) -> str: ...  # noqa: D102
+    @property
+    def generation(self) -> int: ...  # noqa: D102
+    @property
+    def attempts(self) -> int: ...  # noqa: D102
+
+
+def next_attempt_dispatch(tenant_id: uuid.UUID, execution_id: uuid.UUID, step: StepOfAttempts) -> TaskDispatched:
+    """The message that dispatches the next attempt of ``step`` (``attempts`` ran before it) of an execution."""
+    return TaskDispatched(
+        tenant_id=tenant_id,
+        execution_id=execution_id,
+        step_execution_id=step.id,
+        step_id=step.step_id,
+        generation=step.generation,
+        attempt=step.attempts + 1,
+    )
+
+
 class ScheduledStep(msgspec.Struct, frozen=True, kw_only=True):
     """A step waiting for its next attempt (``attempts`` ran before it)."""
 
@@ -266,14 +292,7 @@ class ScheduledStep(msgspec.Struct, frozen=True, kw_only=True):
 
     def dispatched(self) -> TaskDispatched:
         """The message that dispatches the step's next attempt."""
-        return TaskDispatched(
-            tenant_id=self.tenant_id,
-            execution_id=self.execution_id,
-            step_execution_id=self.id,
-            step_id=self.step_id,
-            generation=self.generation,
-            attempt=self.attempts + 1,
-        )
+        return next_attempt_dispatch(self.tenant_id, self.execution_id, self)
 
 
 async def list_undispatched_steps(

@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any, NamedTuple, TypeAlias
 
 import asyncpg
+import msgspec
 
+from flowline.db.sql import bind, typed
 from flowline.errors import NotFound
 from flowline.runtime.ids import uuid7
 
@@ -140,14 +142,52 @@ async def delete_webhook(connection: Connection, tenant_id: uuid.UUID, webhook_i
     return record
 
 
-async def enabled_webhooks(connection: Connection, tenant_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
-    """The enabled webhooks of these tenants: id, tenant, events and workflows."""
-    return list(
+class EnabledWebhook(msgspec.Struct, frozen=True, kw_only=True):
+    """An enabled webhook as deriving deliveries sees it: whose it is and what it is subscribed to."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    events: list[str]
+    workflows: list[str] | None
+
+
+class EventSubject(msgspec.Struct, frozen=True, kw_only=True):
+    """The execution a state event is about, as a delivery's body names it."""
+
+    id: uuid.UUID
+    workflow_ref: str
+    workflow_version: int
+    started_by: str | None
+
+
+async def enabled_webhooks(connection: Connection, tenant_ids: Sequence[uuid.UUID]) -> list[EnabledWebhook]:
+    """The enabled webhooks of these tenants."""
+    return typed(
         await connection.fetch(
-            "SELECT id, tenant_id, events, workflows FROM webhooks WHERE enabled AND tenant_id = ANY($1::uuid[])",
-            list(tenant_ids),
-        )
+            *bind(
+                "SELECT id, tenant_id, events, workflows FROM webhooks "
+                "WHERE enabled AND tenant_id = ANY(:tenants::uuid[])",
+                tenants=list(tenant_ids),
+            )
+        ),
+        EnabledWebhook,
     )
+
+
+async def list_event_subjects(
+    connection: Connection, execution_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, EventSubject]:
+    """These executions (those that still exist), by id."""
+    subjects = typed(
+        await connection.fetch(
+            *bind(
+                "SELECT id, workflow_ref, workflow_version, started_by FROM executions WHERE id = ANY(:ids::uuid[])",
+                ids=list(execution_ids),
+            )
+        ),
+        EventSubject,
+    )
+    return {subject.id: subject for subject in subjects}
 
 
 async def insert_deliveries(connection: Connection, deliveries: Sequence[NewDelivery]) -> int:

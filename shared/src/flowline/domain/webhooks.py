@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, get_args
 
+from flowline.db.webhooks import EventSubject
 from flowline.messages import EventType, ExecutionEvent
 from flowline.settings import ConfigurationError, env_name
 
@@ -75,13 +76,13 @@ def body(event_type: str, timestamp: datetime, data: Mapping[str, Any]) -> dict[
     return {"type": event_type, "timestamp": timestamp.isoformat().replace("+00:00", "Z"), "data": dict(data)}
 
 
-def event_body(event: ExecutionEvent, execution: Mapping[str, Any]) -> dict[str, Any]:
-    """The body telling of ``event``; ``execution`` is its execution's row (workflow ref, version, started by)."""
+def event_body(event: ExecutionEvent, execution: EventSubject) -> dict[str, Any]:
+    """The body telling of ``event``; ``execution`` is its execution (workflow ref, version, started by)."""
     data: dict[str, Any] = {
         "executionId": str(event.execution_id),
-        "workflowRef": execution["workflow_ref"],
-        "workflowVersion": execution["workflow_version"],
-        "startedBy": execution["started_by"],
+        "workflowRef": execution.workflow_ref,
+        "workflowVersion": execution.workflow_version,
+        "startedBy": execution.started_by,
         "sequence": event.sequence,
     }
     if event.step_id is not None:
