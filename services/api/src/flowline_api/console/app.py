@@ -52,6 +52,7 @@ from flowline_api.console.session import (
     to_sign_in,
 )
 from flowline_api.console.views import UNCOMPRESSED, utc_time
+from flowline_api.console.webhooks import ConsoleWebhookController
 from flowline_api.console.workflows import ConsoleWorkflowController
 from flowline_api.dependencies import provide_actor, provide_caller
 from flowline_api.domain.agents.service import provide_agent_service
@@ -146,6 +147,7 @@ def console_router(settings: Settings) -> Router:
             ConsoleBulkController,
             ConsoleRowsController,
             ConsoleScheduleController,
+            ConsoleWebhookController,
         ],
         guards=[require_role, require_visible],
         response_headers=SECURITY_HEADERS,
