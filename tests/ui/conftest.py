@@ -28,6 +28,7 @@ from tests.support import api_key, bearer
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 JWT_SECRET = "console-tests-hs256-secret-of-32-bytes"
+WEBHOOK_RETRY_SCHEDULE = "0.2"
 
 
 @pytest.fixture(scope="package")
@@ -38,7 +39,12 @@ async def database_url(servers: Servers, template_database: str) -> AsyncIterato
 
 @pytest.fixture(scope="package")
 def stack(servers: Servers, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceGroup]:
-    env = {**services_env(stack_settings_env(servers, database_url)), "FLOWLINE_JWT_HS256_SECRET": JWT_SECRET}
+    env = {
+        **services_env(stack_settings_env(servers, database_url)),
+        "FLOWLINE_JWT_HS256_SECRET": JWT_SECRET,
+        # A webhook delivery is retried once, right away, then fails: the webhooks page shows a failed one soon.
+        "FLOWLINE_WEBHOOK_RETRY_SCHEDULE_SECONDS": WEBHOOK_RETRY_SCHEDULE,
+    }
     with ServiceGroup(env, log_dir=tmp_path_factory.mktemp("ui-stack")) as group:
         yield group
 

@@ -90,3 +90,19 @@ async def test_console_pages_spend_the_principals_api_budget(console: Client, se
     assert spent.status_code == 429
     assert "<h1>Too Many Requests</h1>" in spent.text
     assert int(spent.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize(("scheme", "secure"), [("https", True), ("http", False)])
+async def test_the_console_cookies_are_secure_when_reached_over_https(
+    settings: Settings, scheme: str, secure: bool
+) -> None:
+    key = await api_key(settings.database_url, "dev", "viewer")
+    async with AsyncTestClient(create_app(settings), base_url=f"{scheme}://testserver.local") as client:
+        form = await client.get("/ui/login")
+        csrf_cookie = form.headers["set-cookie"]
+        assert csrf_cookie.startswith("flowline_console_csrf=") and "HttpOnly" in csrf_cookie
+        token = client.cookies["flowline_console_csrf"]
+        signed = await client.post("/ui/login", data={"credential": key, "_csrf_token": token}, follow_redirects=False)
+        assert signed.status_code == 303, signed.text
+    assert ("Secure" in csrf_cookie) is secure
+    assert ("Secure" in signed.headers["set-cookie"]) is secure

@@ -1,5 +1,5 @@
 """The console's schedules pages and its answers at large, in this process (real PostgreSQL and broker): roles and
-CSRF of the schedule actions, a backfill's progress, compression, static files' caching and unknown paths."""
+CSRF of the schedule actions, a backfill's progress, compression, static files' caching, unknown paths and methods."""
 
 from __future__ import annotations
 
@@ -189,3 +189,16 @@ async def test_an_unknown_console_path_is_a_page_and_an_unknown_api_path_a_probl
 
     api = await console.get("/api/v1/no/such/route")
     assert api.status_code == 404 and api.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_method_a_console_route_does_not_take_is_a_page_and_an_api_one_a_problem(
+    console: Client, settings: Settings, admin: dict[str, str]
+) -> None:
+    await sign_in(console, await api_key(settings.database_url, "dev", "admin"))
+    refused = await console.delete("/ui/executions")
+    assert refused.status_code == 405 and refused.headers["content-type"].startswith("text/html")
+    assert "<h1>Method Not Allowed</h1>" in refused.text
+    assert refused.headers["content-security-policy"].startswith("default-src 'none'")
+
+    api = await console.delete(f"{API}/executions", headers=admin)
+    assert api.status_code == 405 and api.headers["content-type"] == "application/problem+json"

@@ -6,7 +6,17 @@ from types import SimpleNamespace
 
 import pytest
 from flowline.errors import ValidationFailed
-from flowline_api.console.graph import SUMMARY_ABOVE, format_duration, layout, levels
+from flowline_api.console.graph import (
+    FAN_OUT_AT,
+    SUMMARY_ABOVE,
+    FanOut,
+    fan_outs,
+    folded,
+    format_duration,
+    group_counts,
+    layout,
+    levels,
+)
 from flowline_api.console.login import _next_page
 from flowline_api.console.views import compact, downstream_of, highlighted
 from flowline_api.console.workflows import field_of, form_fields, form_input
@@ -49,6 +59,55 @@ def test_a_large_graph_is_summarised_per_level() -> None:
         (0, 1, [("not started", 1)]),
         (1, SUMMARY_ABOVE, [("not started", SUMMARY_ABOVE)]),
     ]
+
+
+def _branches(stem: str, count: int, needs: list[str], step_type: str = "action") -> list[dict[str, object]]:
+    return [{"id": f"{stem}{n}", "type": step_type, "needs": needs} for n in range(count)]
+
+
+def test_fan_outs_are_siblings_of_one_type_and_needs_whose_ids_differ_by_a_number() -> None:
+    steps = [
+        {"id": "start", "type": "action"},
+        *_branches("fetch-", FAN_OUT_AT, ["start"]),
+        *_branches("fetch_", FAN_OUT_AT, []),  # the same stem, other needs: another fan-out
+        *_branches("nap", FAN_OUT_AT - 1, ["start"], "sleep"),  # too few
+        *_branches("9", FAN_OUT_AT, ["start"]),  # numbers alone share no stem
+    ]
+    assert [(group.name, len(group.members)) for group in fan_outs(steps)] == [
+        ("fetch", FAN_OUT_AT),
+        ("fetch#2", FAN_OUT_AT),
+    ]
+
+
+def test_a_folded_fan_out_is_one_step_that_the_steps_after_it_need() -> None:
+    steps = [
+        {"id": "start", "type": "action"},
+        *_branches("fetch-", FAN_OUT_AT, ["start"]),
+        {"id": "join", "type": "action", "needs": [f"fetch-{n}" for n in range(FAN_OUT_AT)]},
+    ]
+    groups = fan_outs(steps)
+    drawn = folded(steps, groups, expanded=[])
+    assert [(step["id"], step.get("needs", [])) for step in drawn] == [
+        ("start", []),
+        ("fetch-0", ["start"]),
+        ("join", ["fetch-0"]),
+    ]
+    assert len(folded(steps, groups, expanded=["fetch"])) == FAN_OUT_AT + 2
+    counts = group_counts(groups[0], {"completed": FAN_OUT_AT - 3, "failed": 2})
+    assert (
+        counts.label
+        == f"{FAN_OUT_AT} \N{MULTIPLICATION SIGN} fetch: {FAN_OUT_AT - 3} completed, 2 failed, 1 not started"
+    )
+    graph = layout(drawn, {}, {"fetch-0": counts})
+    node = next(node for node in graph.nodes if node.group is not None)
+    assert (node.step_id, node.status, node.level) == ("fetch-0", "failed", 1)
+    assert [(edge.source, edge.target) for edge in graph.edges] == [("start", "fetch-0"), ("fetch-0", "join")]
+
+
+def test_a_group_of_thousands_reads_as_people_write_numbers() -> None:
+    group = FanOut("fetch", [f"fetch-{n}" for n in range(1000)])
+    label = group_counts(group, {"completed": 997, "failed": 3}).label
+    assert label == "1,000 \N{MULTIPLICATION SIGN} fetch: 997 completed, 3 failed"
 
 
 def test_durations_read_as_people_say_them() -> None:

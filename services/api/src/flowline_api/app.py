@@ -17,12 +17,12 @@ from flowline.settings import Settings
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 from litestar.middleware import DefineMiddleware
 from prometheus_client import CollectorRegistry
 
 from flowline_api.auth import ApiKeyCache, BearerAuthentication, JwtVerifier, require_role, require_visible
-from flowline_api.console.app import console_not_found_or, console_router, template_config
+from flowline_api.console.app import console_page_or, console_router, template_config
 from flowline_api.dependencies import (
     provide_actor,
     provide_caller,
@@ -183,7 +183,8 @@ def create_app(settings: Settings) -> Litestar:
         request_max_body_size=settings.max_request_body_bytes,
         exception_handlers={
             **EXCEPTION_HANDLERS,
-            NotFoundException: console_not_found_or(EXCEPTION_HANDLERS[HTTPException]),
+            NotFoundException: console_page_or(EXCEPTION_HANDLERS[HTTPException]),
+            MethodNotAllowedException: console_page_or(EXCEPTION_HANDLERS[HTTPException]),
         },
         logging_config=None,
         state=state,

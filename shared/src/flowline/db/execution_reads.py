@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
 
+from flowline.db.sql import bind
 from flowline.errors import NotFound
 
 ExecutionSort = Literal["created_at", "completed_at"]
@@ -311,6 +313,95 @@ async def list_step_executions(
         "ORDER BY s.position",
         execution_id,
         tenant_id,
+    )
+    return records
+
+
+async def count_step_statuses(
+    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, execution_id: uuid.UUID
+) -> dict[str, int]:
+    """How many step executions of an execution are in each status (no step row leaves the database)."""
+    records = await connection.fetch(
+        *bind(
+            "SELECT status, count(*) AS steps FROM step_executions "
+            "WHERE execution_id = :execution_id AND tenant_id = :tenant_id GROUP BY status",
+            execution_id=execution_id,
+            tenant_id=tenant_id,
+        )
+    )
+    return {record["status"]: record["steps"] for record in records}
+
+
+async def count_step_statuses_by_key(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    keys: Mapping[str, str],
+) -> dict[str, dict[str, int]]:
+    """How many step executions of the steps ``keys`` names are in each status, per key.
+
+    ``keys`` maps step ids to the key they count under, such as the fan-out they belong to.
+    """
+    records = await connection.fetch(
+        *bind(
+            "SELECT k.key, s.status, count(*) AS steps FROM step_executions s "
+            "JOIN unnest(:step_ids::text[], :keys::text[]) AS k(step_id, key) ON k.step_id = s.step_id "
+            "WHERE s.execution_id = :execution_id AND s.tenant_id = :tenant_id GROUP BY k.key, s.status",
+            step_ids=list(keys),
+            keys=list(keys.values()),
+            execution_id=execution_id,
+            tenant_id=tenant_id,
+        )
+    )
+    counted: dict[str, dict[str, int]] = {}
+    for record in records:
+        counted.setdefault(record["key"], {})[record["status"]] = record["steps"]
+    return counted
+
+
+async def list_named_step_executions(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    step_ids: Sequence[str],
+) -> list[asyncpg.Record]:
+    """The step executions of the steps ``step_ids`` names (those the execution reached), in definition order."""
+    records: list[asyncpg.Record] = await connection.fetch(
+        *bind(
+            f"SELECT {STEP_COLUMNS} FROM step_executions s WHERE s.execution_id = :execution_id "
+            "AND s.tenant_id = :tenant_id AND s.step_id = ANY(:step_ids::text[]) ORDER BY s.position",
+            execution_id=execution_id,
+            tenant_id=tenant_id,
+            step_ids=list(step_ids),
+        )
+    )
+    return records
+
+
+async def list_step_executions_in(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    *,
+    statuses: Sequence[str],
+    after_position: int,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Up to ``limit`` step executions in one of ``statuses``, in definition order after ``after_position``.
+
+    Each record carries its ``position``: the next page starts after the last one's.
+    """
+    records: list[asyncpg.Record] = await connection.fetch(
+        *bind(
+            f"SELECT {STEP_COLUMNS}, s.position FROM step_executions s WHERE s.execution_id = :execution_id "
+            "AND s.tenant_id = :tenant_id AND s.status = ANY(:statuses::text[]) AND s.position > :after "
+            "ORDER BY s.position LIMIT :limit",
+            execution_id=execution_id,
+            tenant_id=tenant_id,
+            statuses=list(statuses),
+            after=after_position,
+            limit=limit,
+        )
     )
     return records
 

@@ -26,7 +26,6 @@ from litestar.exceptions import (
 )
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.compression import CompressionMiddleware
-from litestar.middleware.csrf import CSRFMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -47,12 +46,13 @@ from flowline_api.console.session import (
     PATH,
     SECURITY_HEADERS,
     ConsoleAuthentication,
-    csrf_config,
+    ConsoleCSRFMiddleware,
     problem_page,
     provide_console_tenant_id,
     to_sign_in,
 )
 from flowline_api.console.views import UNCOMPRESSED, utc_time
+from flowline_api.console.webhooks import ConsoleWebhookController
 from flowline_api.console.workflows import ConsoleWorkflowController
 from flowline_api.dependencies import provide_actor, provide_caller
 from flowline_api.domain.agents.service import provide_agent_service
@@ -105,21 +105,21 @@ def vendored_static_routers() -> list[Router]:
     ]
 
 
-def console_not_found_or(api_handler: ExceptionHandler[Any]) -> ExceptionHandler[Any]:
-    """The app's handler of unknown paths: the console's "not found" page under ``/ui``, else ``api_handler``'s.
+def console_page_or(api_handler: ExceptionHandler[Any]) -> ExceptionHandler[Any]:
+    """An app handler of routing errors: the console's problem page under ``/ui``, else ``api_handler``'s answer.
 
-    The console router's own handlers answer what its routes raise; a path that matches no route never reaches
-    them, so the app's handler asks this first.
+    The console router's own handlers answer what its routes raise; a path that matches no route (404), or a
+    route that takes no such method (405), never reaches them, so the app's handler asks this first.
     """
 
-    def not_found(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    def page_or_problem(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
         if request.url.path != PATH and not request.url.path.startswith(PATH + "/"):
             return api_handler(request, error)
         page = problem_page(request, error)
         page.headers.update({header.name: str(header.value) for header in SECURITY_HEADERS})
         return page
 
-    return not_found
+    return page_or_problem
 
 
 def console_router(settings: Settings) -> Router:
@@ -147,6 +147,7 @@ def console_router(settings: Settings) -> Router:
             ConsoleBulkController,
             ConsoleRowsController,
             ConsoleScheduleController,
+            ConsoleWebhookController,
         ],
         guards=[require_role, require_visible],
         response_headers=SECURITY_HEADERS,
@@ -170,7 +171,7 @@ def console_router(settings: Settings) -> Router:
         route_handlers=[static, *vendored_static_routers(), ConsoleLoginController, pages],
         middleware=[
             DefineMiddleware(CompressionMiddleware, config=COMPRESSION),
-            DefineMiddleware(CSRFMiddleware, config=csrf_config(settings)),
+            DefineMiddleware(ConsoleCSRFMiddleware, settings=settings),
             DefineMiddleware(ConsoleAuthentication),
             *rate_limit_middleware(settings),  # the API's budgets, per principal: the console spends the same
         ],

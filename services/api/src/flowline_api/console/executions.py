@@ -18,7 +18,15 @@ from litestar.di import NamedDependency
 from litestar.response import Stream, Template
 
 from flowline_api.auth import VIEWER
-from flowline_api.console.views import EVENT_PAGE, LEVELS, execution_view, page_context, pretty, step_pane
+from flowline_api.console.views import (
+    EVENT_PAGE,
+    LEVELS,
+    PageLinks,
+    execution_view,
+    page_context,
+    pretty,
+    step_pane,
+)
 from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.logs.service import LogService
@@ -27,7 +35,6 @@ from flowline_api.path_ids import ExecutionId
 
 PAGE_SIZE: Final = 50
 LOG_PAGE_SIZE: Final = 500
-LIVE_PARAMETERS: Final = ("step", "level", "after")
 ORDERED_STATUSES: Final = ("pending", "running", "paused", "completed", "failed", "cancelled")
 FILTER_NAMES: Final = ("status", "workflow", "startedBy", "tag", "meta", "createdAfter", "createdBefore", "scheduleId")
 
@@ -250,12 +257,13 @@ async def execution_context(
     """
     query = request.query_params
     tenant_id, caller = reads.tenant_id, request.user
-    view = await execution_view(reads.executions, reads.workflows, tenant_id, execution_id)
+    view = await execution_view(reads.executions, reads.workflows, tenant_id, execution_id, query)
     pane = await step_pane(view, reads.executions, reads.logs, tenant_id, query.get("step") or None, query.get("level"))
     after = query.get("after", "0")
     if not after.isdigit():
         raise ClientError(f"after: {after!r} is not an event sequence")
     events = await reads.executions.events(tenant_id, execution_id, since_sequence=int(after), limit=EVENT_PAGE)
+    links = PageLinks.of(query)
     children = await reads.executions.children(tenant_id, execution_id, caller)
     return page_context(
         caller,
@@ -268,8 +276,10 @@ async def execution_context(
         children=children.children,
         levels=LEVELS,
         pretty=pretty,
-        # The live fragments are rendered for the same step, level and page of history as the page itself.
-        live_query=urlencode([(name, value) for name, value in query.multi_items() if name in LIVE_PARAMETERS]),
+        summary=view.summary,
+        links=links,
+        # The live fragments are rendered for the same step, level, pages and expanded fan-outs as the page.
+        live_query=links.live,
         notice=extra.get("notice") or query.get("notice"),
         error=extra.get("error"),
     )

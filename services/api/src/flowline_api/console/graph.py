@@ -1,9 +1,15 @@
-"""The steps graph of an execution or a workflow: nodes laid out by dependency level, edges from ``needs``."""
+"""The steps graph of an execution or a workflow: nodes laid out by dependency level, edges from ``needs``.
+
+A fan-out (many sibling steps of one type, with the same ``needs`` and ids that differ by a number: ``fetch-0``
+… ``fetch-999``) is drawn as one group node with its members' counts per status, unless the page asks to
+expand it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 NODE_WIDTH: Final = 190
@@ -15,6 +21,72 @@ MARGIN: Final = 8
 # nodes make a browser crawl, and nobody reads them one by one.
 SUMMARY_ABOVE: Final = 300
 NOT_STARTED: Final = "not started"  # a step of the definition the execution has not reached (no step execution)
+# This many sibling branches or more are one group node: twenty boxes that say the same thing hide the rest.
+FAN_OUT_AT: Final = 10
+# A fan-out's node takes the colour of the first of these its branches are in: what needs a look first.
+GROUP_STATUS_ORDER: Final = (
+    "failed",
+    "running",
+    "scheduled",
+    "pending",
+    "cancelled",
+    "skipped",
+    NOT_STARTED,
+    "completed",
+)
+_BRANCH_ID: Final = re.compile(r"^(?P<stem>.*?[^-_.\d])[-_.]?\d+$")
+
+
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    """Sibling steps drawn as one node: ``name`` (what their ids share) and their ids, in definition order."""
+
+    name: str
+    members: list[str]
+
+    @property
+    def key(self) -> str:
+        """The id the group stands under in the layout: its first member's, which is drawn no longer."""
+        return self.members[0]
+
+
+def fan_outs(steps: Sequence[Mapping[str, Any]]) -> list[FanOut]:
+    """The fan-outs of a definition, in the order of their first members.
+
+    A fan-out is ``FAN_OUT_AT`` or more steps of one type with the same needs, whose ids are one stem and a
+    number (``fetch-1``, ``fetch_2``, ``fetch3``); a name two fan-outs share gets ``#2`` the second time.
+    """
+    siblings: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+    for step in steps:
+        match = _BRANCH_ID.match(str(step["id"]))
+        if match:
+            needs = tuple(sorted(str(need) for need in step.get("needs") or []))
+            siblings.setdefault((match["stem"], str(step.get("type", "")), needs), []).append(str(step["id"]))
+    found: list[FanOut] = []
+    for (stem, _, _), members in siblings.items():
+        if len(members) >= FAN_OUT_AT:
+            taken = sum(1 for group in found if group.name.split("#")[0] == stem)
+            found.append(FanOut(name=f"{stem}#{taken + 1}" if taken else stem, members=members))
+    return found
+
+
+def folded(
+    steps: Sequence[Mapping[str, Any]], groups: Sequence[FanOut], expanded: Collection[str]
+) -> list[dict[str, Any]]:
+    """The steps as drawn: each group not ``expanded`` (by name) as one step under its key.
+
+    The needs of the steps after a folded group point at its key instead of its members.
+    """
+    folding = [group for group in groups if group.name not in expanded]
+    key_of = {member: group.key for group in folding for member in group.members}
+    drawn: list[dict[str, Any]] = []
+    for step in steps:
+        step_id = str(step["id"])
+        if step_id in key_of and key_of[step_id] != step_id:
+            continue
+        needs = list(dict.fromkeys(key_of.get(str(need), str(need)) for need in step.get("needs") or []))
+        drawn.append({**step, "needs": needs})
+    return drawn
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +101,36 @@ class Node:
     level: int
     x: int
     y: int
+    group: GroupCounts | None = None
 
     @property
     def duration(self) -> str:
         """The duration in a form people read (``1.2 s``, ``350 ms``, ``2 min 5 s``), or an empty string."""
         return format_duration(self.duration_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCounts:
+    """A fan-out's node: its name, how many branches, and how many of them are in each status."""
+
+    name: str
+    members: int
+    counts: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """What the node says: ``1,000 x fetch: 997 completed, 3 failed`` (with a multiplication sign)."""
+        counts = ", ".join(f"{count:,} {status}" for status, count in self.counts)
+        return f"{self.members:,} \N{MULTIPLICATION SIGN} {self.name}" + (f": {counts}" if counts else "")
+
+
+def group_counts(group: FanOut, statuses: Mapping[str, int]) -> GroupCounts:
+    """A fan-out's node from its members' counts per status (those without a step execution are not started)."""
+    counts = {status: count for status, count in statuses.items() if count}
+    missing = len(group.members) - sum(counts.values())
+    if missing > 0:
+        counts[NOT_STARTED] = counts.get(NOT_STARTED, 0) + missing
+    return GroupCounts(name=group.name, members=len(group.members), counts=sorted(counts.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,30 +186,42 @@ def levels(steps: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     return found
 
 
-def layout(steps: Sequence[Mapping[str, Any]], runs: Mapping[str, Any]) -> Graph:
+def group_status(group: GroupCounts) -> str:
+    """The one status a fan-out's node is coloured by: the first of its members' in ``GROUP_STATUS_ORDER``."""
+    present = {status for status, count in group.counts if count}
+    return next((status for status in GROUP_STATUS_ORDER if status in present), NOT_STARTED)
+
+
+def layout(
+    steps: Sequence[Mapping[str, Any]], runs: Mapping[str, Any], groups: Mapping[str, GroupCounts] | None = None
+) -> Graph:
     """Lay out ``steps`` (definition order) by level, left to right; ``runs`` maps step ids to their step execution.
 
-    A step without a step execution yet is ``not started``.
+    A step without a step execution yet is ``not started``. ``groups`` maps the keys of folded fan-outs
+    (``folded``) to their counts: those steps are drawn as group nodes.
     """
     level_of = levels(steps)
     if len(steps) > SUMMARY_ABOVE:
         return Graph(nodes=[], edges=[], width=0, height=0, summary=_summary(steps, runs, level_of))
+    groups = groups or {}
     rows: dict[int, int] = {}
     nodes: dict[str, Node] = {}
     for step in steps:
         step_id = str(step["id"])
         level = level_of[step_id]
         row = rows[level] = rows.get(level, -1) + 1
-        run = runs.get(step_id)
+        run, group = runs.get(step_id), groups.get(step_id)
+        status = group_status(group) if group else run.status if run is not None else NOT_STARTED
         nodes[step_id] = Node(
             step_id=step_id,
             step_type=str(step.get("type", "")),
-            status=run.status if run is not None else NOT_STARTED,
-            attempts=run.attempts if run is not None else 0,
-            duration_ms=run.duration_ms if run is not None else None,
+            status=status,
+            attempts=run.attempts if run is not None and group is None else 0,
+            duration_ms=run.duration_ms if run is not None and group is None else None,
             level=level,
             x=MARGIN + level * (NODE_WIDTH + COLUMN_GAP),
             y=MARGIN + row * (NODE_HEIGHT + ROW_GAP),
+            group=group,
         )
     edges = [
         _edge(nodes[str(need)], nodes[str(step["id"])])

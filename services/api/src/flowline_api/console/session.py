@@ -26,7 +26,9 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, ResponseHeader, State
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.middleware.csrf import CSRFMiddleware
 from litestar.response import Redirect, Template
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from flowline_api.auth import find_principal
 from flowline_api.console.views import page_context
@@ -50,15 +52,38 @@ SECURITY_HEADERS: Final = [
 ]
 
 
-def csrf_config(settings: Settings) -> CSRFConfig:
+def csrf_config(settings: Settings, *, secure: bool) -> CSRFConfig:
     """The console's CSRF tokens: a cookie and a hidden field of every form that changes something, which must agree.
 
-    The secret is derived from FLOWLINE_SECRET_KEY, so every api process accepts the others' tokens.
+    The secret is derived from FLOWLINE_SECRET_KEY, so every api process accepts the others' tokens. ``secure``
+    marks the cookie Secure, for a console reached over https.
     """
     secret = hashlib.sha256(b"flowline console csrf\0" + settings.secret_key.encode()).hexdigest()
     return CSRFConfig(
-        secret=secret, cookie_name=CSRF_COOKIE, cookie_path=PATH, cookie_samesite="strict", cookie_httponly=True
+        secret=secret,
+        cookie_name=CSRF_COOKIE,
+        cookie_path=PATH,
+        cookie_samesite="strict",
+        cookie_httponly=True,
+        cookie_secure=secure,
     )
+
+
+class ConsoleCSRFMiddleware:
+    """Litestar's CSRF check, whose cookie is Secure when the request came over https, like the session cookie.
+
+    Litestar's CSRF configuration fixes the cookie's flags for every request; the console is reached over http in
+    development and over https behind a proxy, so this picks one of two checks (same secret) by the scheme.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self._plain = CSRFMiddleware(app, csrf_config(settings, secure=False))
+        self._secure = CSRFMiddleware(app, csrf_config(settings, secure=True))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the request (or set its cookie) with the check for its scheme."""
+        check = self._secure if scope.get("scheme") == "https" else self._plain
+        await check(scope, receive, send)
 
 
 def seal(cipher: MultiFernet, credential: str) -> str:

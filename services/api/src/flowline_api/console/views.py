@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from flowline.domain.credentials import Principal, role_allows
 from flowline.errors import ClientError, NotFound
@@ -16,12 +17,26 @@ from flowline_schemas.executions import AttemptList, Execution, StepExecution
 from flowline_schemas.logs import TaskLogPage
 from markupsafe import Markup, escape
 
-from flowline_api.console.graph import Graph, layout
+from flowline_api.console.graph import (
+    SUMMARY_ABOVE,
+    FanOut,
+    Graph,
+    GroupCounts,
+    fan_outs,
+    folded,
+    group_counts,
+    layout,
+)
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.logs.service import LogService
 from flowline_api.domain.workflows.service import WorkflowService
 
 LOG_PAGE: Final = 200
+SUMMARY_PAGE: Final = 50  # rows of each table of a summarised execution
+UNSETTLED: Final = ("failed", "running")  # the steps a summarised execution lists one by one
+EMPTY_GRAPH: Final = Graph(nodes=[], edges=[], width=0, height=0)
+# What of an execution page's query string says what it shows; its live fragments are rendered with the same.
+VIEW_PARAMETERS: Final = ("step", "level", "after", "expand", "summaryOffset", "stepsAfter")
 EVENT_PAGE: Final = 50
 LEVELS: Final = ("DEBUG", "INFO", "WARN", "ERROR")
 # The ``opt`` of routes that answer with a stream of events, which the console's compression leaves alone: each
@@ -110,12 +125,41 @@ class StepPane:
 
 
 @dataclass(slots=True)
+class StepsSummary:
+    """What the execution page shows instead of a graph too big to draw (more than ``SUMMARY_ABOVE`` nodes).
+
+    ``rows``: one page of the definition's fan-outs and single steps with their counts per status;
+    ``unsettled``: one page of the steps that failed or run, in definition order. Only those pages are read.
+    """
+
+    rows: list[GroupCounts]
+    total_rows: int
+    rows_offset: int
+    unsettled: list[StepExecution]
+    unsettled_after: int
+    next_unsettled: int | None
+
+    @property
+    def previous_offset(self) -> int:
+        """Where the page of rows before this one starts."""
+        return max(0, self.rows_offset - SUMMARY_PAGE)
+
+
+@dataclass(slots=True)
 class ExecutionView:
-    """An execution with its graph and its definition's steps."""
+    """An execution with its graph (or the summary that replaces it) and its definition's steps.
+
+    ``runs`` holds the step executions of the steps drawn one by one: every one of a small execution's, none
+    of a summarised one's (fan-outs and summaries are counted in the database).
+    """
 
     execution: Execution
     steps: list[dict[str, Any]]
     graph: Graph
+    runs: dict[str, StepExecution]
+    fan_outs: list[FanOut]
+    expanded: list[str]
+    summary: StepsSummary | None = None
 
     @property
     def finished(self) -> bool:
@@ -123,22 +167,131 @@ class ExecutionView:
         return self.execution.status in ("completed", "failed", "cancelled")
 
 
+def page_number(query: Any, name: str, default: int) -> int:
+    """A whole number of the query string (an offset or a position), ``default`` when not given.
+
+    Raises:
+        ClientError: not a whole number.
+    """
+    value = query.get(name)
+    if not value:
+        return default
+    if not value.lstrip("-").isdigit():
+        raise ClientError(f"{name}: {value!r} is not a whole number")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PageLinks:
+    """Query strings of this execution page with one thing changed and the rest of what it shows kept."""
+
+    kept: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, query: Any) -> PageLinks:
+        """The links of the page ``query`` shows."""
+        return cls([(name, value) for name, value in query.multi_items() if name in VIEW_PARAMETERS and value])
+
+    def _with(self, dropped: tuple[str, ...], *added: tuple[str, str]) -> str:
+        return "?" + urlencode([*((name, value) for name, value in self.kept if name not in dropped), *added])
+
+    def step(self, step_id: str) -> str:
+        """The page with ``step_id`` selected."""
+        return self._with(("step",), ("step", step_id))
+
+    def expand(self, name: str) -> str:
+        """The page with the fan-out ``name`` drawn branch by branch too."""
+        return self._with(("summaryOffset", "stepsAfter"), ("expand", name))
+
+    def fold(self, name: str) -> str:
+        """The page with the fan-out ``name`` drawn as one node again."""
+        kept = [(key, value) for key, value in self.kept if (key, value) != ("expand", name)]
+        return PageLinks(kept)._with(("summaryOffset", "stepsAfter"))
+
+    def page(self, name: str, value: int) -> str:
+        """The page with the summary's table ``name`` (``summaryOffset`` or ``stepsAfter``) at ``value``."""
+        return self._with((name,), (name, str(value)))
+
+    @property
+    def live(self) -> str:
+        """The query string of the page's live fragments (empty, or without its ``?``)."""
+        return urlencode(self.kept)
+
+
 async def execution_view(
-    executions: ExecutionService, workflows: WorkflowService, tenant_id: uuid.UUID, execution_id: uuid.UUID
+    executions: ExecutionService,
+    workflows: WorkflowService,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    query: Any,
 ) -> ExecutionView:
-    """The execution, its version's steps and the laid-out graph.
+    """The execution, its version's steps, and its graph, or above ``SUMMARY_ABOVE`` nodes its summary.
+
+    Fan-outs are folded into group nodes but for those the query expands (``?expand=<name>``). Only the step
+    executions of the steps drawn one by one are read; groups and summaries are counted in the database.
 
     Raises:
         NotFound: no such execution in this tenant.
+        ClientError: a bad ``summaryOffset`` or ``stepsAfter``.
     """
-    execution = await executions.read(tenant_id, execution_id)
+    execution = await executions.read(tenant_id, execution_id, with_steps=False)
     try:
         workflow = await workflows.read(tenant_id, execution.workflow_ref, execution.workflow_version)
         steps: list[dict[str, Any]] = list(workflow.definition.get("steps", []))
     except NotFound:  # the workflow was deleted since: draw the steps that ran, without their edges
-        steps = [{"id": step.step_id, "type": step.type} for step in execution.steps]
-    runs = {step.step_id: step for step in execution.steps}  # in definition order: the latest generation last
-    return ExecutionView(execution=execution, steps=steps, graph=layout(steps, runs))
+        ran = await executions.steps(tenant_id, execution_id)
+        steps = [{"id": step.step_id, "type": step.type} for step in ran.steps]
+    groups = fan_outs(steps)
+    expanded = [name for name in query.getall("expand", []) if any(group.name == name for group in groups)]
+    drawn = folded(steps, groups, expanded)
+    folding = {group.key: group for group in groups if group.name not in expanded}
+    view = ExecutionView(execution, steps, EMPTY_GRAPH, runs={}, fan_outs=groups, expanded=expanded)
+    if len(drawn) > SUMMARY_ABOVE:
+        view.summary = await steps_summary(executions, tenant_id, view, drawn, folding, query)
+        return view
+    singles = [str(step["id"]) for step in drawn if str(step["id"]) not in folding]
+    view.runs = {run.step_id: run for run in await executions.step_runs(tenant_id, execution_id, singles)}
+    members = {member: group.key for group in folding.values() for member in group.members}
+    counted = await executions.step_counts_by_key(tenant_id, execution_id, members) if members else {}
+    counts = {key: group_counts(group, counted.get(key, {})) for key, group in folding.items()}
+    view.graph = layout(drawn, view.runs, counts)
+    return view
+
+
+async def steps_summary(
+    executions: ExecutionService,
+    tenant_id: uuid.UUID,
+    view: ExecutionView,
+    drawn: list[dict[str, Any]],
+    folding: dict[str, FanOut],
+    query: Any,
+) -> StepsSummary:
+    """What the summary shows, and all it reads: two pages.
+
+    A page of the fan-outs and single steps with their counts per status (``?summaryOffset=``), and a page of
+    the steps that failed or run, in definition order (``?stepsAfter=``, the position the page starts after).
+
+    Raises:
+        ClientError: a bad ``summaryOffset`` or ``stepsAfter``.
+    """
+    execution_id = uuid.UUID(view.execution.id)
+    offset = max(0, page_number(query, "summaryOffset", 0))
+    shown = drawn[offset : offset + SUMMARY_PAGE]
+    entries = [folding.get(str(step["id"])) or FanOut(str(step["id"]), [str(step["id"])]) for step in shown]
+    keys = {member: entry.key for entry in entries for member in entry.members}
+    counted = await executions.step_counts_by_key(tenant_id, execution_id, keys)
+    after = page_number(query, "stepsAfter", -1)
+    unsettled, following = await executions.steps_in(
+        tenant_id, execution_id, UNSETTLED, after=after, limit=SUMMARY_PAGE
+    )
+    return StepsSummary(
+        rows=[group_counts(entry, counted.get(entry.key, {})) for entry in entries],
+        total_rows=len(drawn),
+        rows_offset=offset,
+        unsettled=unsettled,
+        unsettled_after=after,
+        next_unsettled=following,
+    )
 
 
 async def step_pane(
@@ -159,7 +312,10 @@ async def step_pane(
         return None
     if level and level.upper() not in LEVELS:
         raise ClientError(f"level: {level!r} is not a level; use one of {', '.join(LEVELS)}")
-    run = next((step for step in reversed(view.execution.steps) if step.step_id == step_id), None)
+    run = view.runs.get(step_id)
+    if run is None:  # a branch of a folded fan-out or of a summary (or a step not reached yet): read just it
+        found = await executions.step_runs(tenant_id, uuid.UUID(view.execution.id), [step_id])
+        run = found[0] if found else None
     attempts = log_page = None
     if run is not None:
         execution_id, task_id = uuid.UUID(view.execution.id), uuid.UUID(run.task_id)

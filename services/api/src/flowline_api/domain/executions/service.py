@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -14,12 +15,16 @@ from flowline.db.execution_reads import (
     ExecutionFilters,
     ExecutionSort,
     count_executions,
+    count_step_statuses,
+    count_step_statuses_by_key,
     execution_exists,
     first_hidden_execution,
     list_child_executions,
     list_execution_events,
     list_executions,
+    list_named_step_executions,
     list_step_executions,
+    list_step_executions_in,
     list_task_attempts,
     read_execution,
     read_step_execution,
@@ -191,17 +196,24 @@ class ExecutionService:
         await self._outbox.publish(started.outbox)
         return started
 
-    async def read(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> Execution:
+    async def read(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, *, with_steps: bool = True) -> Execution:
         """One execution with its steps, in definition order, and how many steps are in each status.
+
+        ``with_steps=False`` leaves ``steps`` empty and only counts them in the database: a page of an execution
+        with thousands of steps reads those it shows (``step_runs``, ``steps_in``), not all.
 
         Raises:
             NotFound: no such execution in this tenant.
         """
+        counts = dict.fromkeys(STEP_STATUSES, 0)
         async with self._pool.acquire() as connection:
             record = await read_execution(connection, tenant_id, execution_id)
-            steps = await list_step_executions(connection, tenant_id, execution_id)
-        counts = dict.fromkeys(STEP_STATUSES, 0)
-        counts.update(Counter(step["status"] for step in steps))
+            if with_steps:
+                steps = await list_step_executions(connection, tenant_id, execution_id)
+                counts.update(Counter(step["status"] for step in steps))
+            else:
+                steps = []
+                counts.update(await count_step_statuses(connection, tenant_id, execution_id))
         return Execution(
             **msgspec.structs.asdict(to_summary(record)),
             input=record["input"],
@@ -209,6 +221,36 @@ class ExecutionService:
             step_counts=counts,
             steps=[to_step(step) for step in steps],
         )
+
+    async def step_runs(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, step_ids: Sequence[str]
+    ) -> list[StepExecution]:
+        """The step executions of these steps of an execution (those it reached), in definition order."""
+        records = await list_named_step_executions(self._pool, tenant_id, execution_id, step_ids)
+        return [to_step(record) for record in records]
+
+    async def step_counts_by_key(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, keys: Mapping[str, str]
+    ) -> dict[str, dict[str, int]]:
+        """Per key, how many step executions are in each status.
+
+        ``keys`` maps step ids to the key they count under (a fan-out's name, or the step's own id).
+        """
+        return await count_step_statuses_by_key(self._pool, tenant_id, execution_id, keys)
+
+    async def steps_in(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, statuses: Sequence[str], *, after: int, limit: int
+    ) -> tuple[list[StepExecution], int | None]:
+        """A page of an execution's step executions in one of ``statuses``, and where the next page starts.
+
+        The page is in definition order after the position ``after``; the second value is the position the
+        next page starts after (None: this is the last page).
+        """
+        records = await list_step_executions_in(
+            self._pool, tenant_id, execution_id, statuses=statuses, after_position=after, limit=limit + 1
+        )
+        following = records[limit - 1]["position"] if len(records) > limit else None
+        return [to_step(record) for record in records[:limit]], following
 
     async def list(
         self,
