@@ -21,7 +21,8 @@ from flowline_api.auth import VIEWER
 from flowline_api.console.views import EVENT_PAGE, LEVELS, execution_view, page_context, pretty, step_pane
 from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.service import ExecutionService
-from flowline_api.domain.logs.service import LogService
+from flowline_api.domain.logs.search import LogQuery
+from flowline_api.domain.logs.service import LogService, PageWanted
 from flowline_api.domain.workflows.service import WorkflowService
 from flowline_api.path_ids import ExecutionId
 
@@ -184,10 +185,8 @@ class ConsoleExecutionController(Controller):
         page = await page_reads.logs.list_for_execution(
             page_reads.tenant_id,
             execution_id,
-            level=query.get("level") or None,
-            step_id=query.get("step") or None,
-            limit=LOG_PAGE_SIZE,
-            offset=int(offset),
+            LogQuery(level=query.get("level") or None, step_id=query.get("step") or None),
+            PageWanted(limit=LOG_PAGE_SIZE, offset=int(offset)),
         )
         steps = await page_reads.executions.steps(page_reads.tenant_id, execution_id)
         kept = [(name, value) for name, value in query.multi_items() if name in ("step", "level") and value]

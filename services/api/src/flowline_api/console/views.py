@@ -18,7 +18,8 @@ from markupsafe import Markup, escape
 
 from flowline_api.console.graph import Graph, layout
 from flowline_api.domain.executions.service import ExecutionService
-from flowline_api.domain.logs.service import LogService
+from flowline_api.domain.logs.search import LogQuery
+from flowline_api.domain.logs.service import LogService, PageWanted
 from flowline_api.domain.workflows.service import WorkflowService
 
 LOG_PAGE: Final = 200
@@ -164,7 +165,9 @@ async def step_pane(
     if run is not None:
         execution_id, task_id = uuid.UUID(view.execution.id), uuid.UUID(run.task_id)
         attempts = await executions.attempts(tenant_id, execution_id, task_id)
-        log_page = await logs.list_for_task(tenant_id, task_id, level=level or None, limit=LOG_PAGE, offset=0)
+        log_page = await logs.list_for_task(
+            tenant_id, task_id, LogQuery(level=level or None), PageWanted(limit=LOG_PAGE)
+        )
     return StepPane(
         step_id=step_id,
         definition=definition,
