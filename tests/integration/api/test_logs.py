@@ -1,4 +1,5 @@
-"""Task log routes over real PostgreSQL: filters, pages, errors, and both download formats."""
+"""Task log routes over real PostgreSQL: filters, pages (offset and cursor), search with context, errors, and both
+download formats."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ class LogService:
     async def _page(self, filters: LogFilters, query: LogQuery, page: PageWanted) -> TaskLogPage:
         after = _keyset(page)
         if query.text is not None:
-            return await self._search(filters, query, page, after)
+            return await self._search(filters, query.text, query.context, page, after)
         if query.context:
             raise ClientError("context: shows records around the matches of a search; give q too")
         async with self._pool.acquire() as connection:
@@ -113,23 +113,20 @@ class LogService:
         return TaskLogPage(logs=logs, total=total, limit=page.limit, offset=page.offset, next_cursor=following)
 
     async def _search(
-        self, filters: LogFilters, query: LogQuery, page: PageWanted, after: LogPosition | None
+        self, filters: LogFilters, text: str, context: int, page: PageWanted, after: LogPosition | None
     ) -> TaskLogPage:
         """A page of matches (no total: counting every match would read the whole log), with their context."""
-        assert query.text is not None
         if page.offset:
             raise ClientError("offset: a search pages with cursor (the nextCursor of the page before)")
-        if query.context and page.limit > CONTEXT_MATCHES:
+        if context and page.limit > CONTEXT_MATCHES:
             raise ClientError(f"limit: at most {CONTEXT_MATCHES} matches a page when they come with context")
         async with self._pool.acquire() as connection:
             found = await search_task_logs(
-                connection, filters, query.text, after=after, limit=page.limit, scan=SEARCH_SCAN_RECORDS
+                connection, filters, text, after=after, limit=page.limit, scan=SEARCH_SCAN_RECORDS
             )
-            near = (
-                await list_context(connection, filters, query.text, found.matches, query.context)
-                if (query.context and found.matches)
-                else []
-            )
+            near = []
+            if context and found.matches:
+                near = await list_context(connection, filters, text, found.matches, context)
         following = None if found.next_position is None else encode_cursor(_cursor_key(found.next_position))
         return TaskLogPage(
             logs=with_context(found.matches, near), total=None, limit=page.limit, offset=0, next_cursor=following
