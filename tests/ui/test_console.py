@@ -492,6 +492,6 @@ async def test_a_steps_logs_are_searched_by_attempt_with_matches_marked_and_cont
     await expect(shared.locator("#step-logs mark")).to_have_count(2)  # every attempt's failure, with its context
     await expect(shared.locator("#step-logs .context")).to_have_count(2)
     await expect(shared.locator(".log-filter input[name=q]")).to_have_value("disk full")
-    await shared.click("text=All of this step's logs")
+    await shared.click("text=Search all of this step's logs")
     await expect(shared.locator("pre.logs mark")).to_have_count(2)
     await expect(shared.locator("p.total")).to_contain_text("2 matching records")
