@@ -375,7 +375,18 @@ async def test_paging_filters_files_and_profiles_reach_the_api(
         "executions", "logs", execution_id, "--limit", "1", "--offset", "1", "--level", "info"
     )
     assert (code, second.splitlines()) == (0, every[1:2])
-    assert hint == f"2 of {len(every)} records; more: --offset 2\n"
+    assert hint.startswith(f"2 of {len(every)} records; more: --cursor ")
+    third = await cli.ok(
+        "executions", "logs", execution_id, "--limit", "1", "--level", "info", "--cursor", hint.split()[-1]
+    )
+    assert third.splitlines() == every[2:3]
+    assert (await cli.ok("executions", "logs", execution_id, "--attempt", "1")).splitlines() == every
+    assert await cli.ok("executions", "logs", execution_id, "--attempt", "2") == ""
+    found = (await cli.ok("executions", "logs", execution_id, "--grep", "AWAKE", "-C", "1")).splitlines()
+    assert [line for line in found if line.startswith("> ")] == [f"> {line}" for line in every if "awake" in line]
+    assert len(found) > 1 and all(line.startswith(("> ", "  ", "--")) for line in found)
+    searched = await cli.json("tasks", "logs", started["steps"][0]["taskId"], "--search", "SLEEP")
+    assert [(record["message"], record["matched"]) for record in searched["logs"]] == [("going to sleep", True)]
     downloaded = json.loads(await cli.ok("executions", "download-logs", execution_id, "-O", "json"))
     assert [record["message"] for record in downloaded] == [line.split("] ", 1)[1] for line in every]
     assert (await cli.ok("executions", "download-logs", execution_id)).splitlines() == every

@@ -441,3 +441,57 @@ async def test_an_operator_triggers_pauses_resumes_and_backfills_a_schedule_made
     await expect(page.locator('[data-count="succeeded"]')).to_have_text("2")
     assert await page.evaluate("window.consoleMarker") == "still the same page"
     await page.screenshot(path=screenshots / "console-schedule.png", full_page=True)
+
+
+DISK = {
+    "ref": "demo.disk",
+    "public": True,
+    "definition": {
+        "steps": [
+            {
+                "id": "write",
+                "type": "action",
+                "action": "core.fail",
+                "input": {"message": "disk full on <b>sda1</b>", "retryable": True},
+                "retry": {"maxAttempts": 2, "backoff": "fixed", "initialInterval": 0.1},
+            }
+        ]
+    },
+}
+
+
+async def test_a_steps_logs_are_searched_by_attempt_with_matches_marked_and_context_dimmed(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    assert (await define(api, DISK)).status_code == 201
+    execution_id = await _start(api, "demo.disk")
+    await _until_status(api, execution_id, "failed")
+    async with asyncio.timeout(60):  # each attempt logs "started" and "failed": log-ingest stores them moments later
+        path = f"/executions/{execution_id}/logs"
+        while (await api.get(path, params={"stepId": "write"})).json()["total"] < 4:
+            await asyncio.sleep(0.1)
+    page = await console.sign_in(keys["admin"])
+    await page.goto(f"/ui/executions/{execution_id}?step=write")
+    logs = page.locator("#step-logs")
+    await expect(logs.locator(".log")).to_have_count(4)
+
+    await page.fill(".log-filter input[name=q]", "DISK FULL")
+    await page.fill(".log-filter input[name=attempt]", "2")
+    await page.click(".log-filter button[type=submit]")
+    await page.wait_for_url(re.compile(r"attempt=2&q=DISK\+FULL"))  # a link to this view shows it again
+    await expect(logs.locator("mark")).to_have_count(1)
+    await expect(logs.locator("mark")).to_have_text("disk full")
+    await expect(logs.locator(".log")).to_have_count(2)  # the match and the record before it, of attempt 2 only
+    await expect(logs.locator(".context")).to_contain_text("attempt 2 started")
+    assert await logs.locator(".context").evaluate("node => getComputedStyle(node).opacity") == "0.6"
+    await expect(logs).to_contain_text("disk full on <b>sda1</b>")  # the message's markup is text
+    await expect(logs.locator("b")).to_have_count(0)
+
+    shared = await console.page()
+    await shared.goto(f"{console.base_url}/ui/executions/{execution_id}?step=write&q=disk+full")
+    await expect(shared.locator("#step-logs mark")).to_have_count(2)  # every attempt's failure, with its context
+    await expect(shared.locator("#step-logs .context")).to_have_count(2)
+    await expect(shared.locator(".log-filter input[name=q]")).to_have_value("disk full")
+    await shared.click("text=Search all of this step's logs")
+    await expect(shared.locator("pre.logs mark")).to_have_count(2)
+    await expect(shared.locator("p.total")).to_contain_text("2 matching records")

@@ -57,6 +57,11 @@ _APPLIED_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _log_query(attempt: int | None, search: str | None, context: int) -> dict[str, Any]:
+    """The attempt filter, text search and context of a log page's query (those not asked for left out)."""
+    return {"attempt": attempt, "q": search, "context": context or None}
+
+
 class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes, ScheduleRoutes, WebhookRoutes):
     """A client of one tenant's routes of the Flowline api.
 
@@ -352,11 +357,27 @@ class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes, ScheduleRoutes, Webh
         *,
         level: str | None = None,
         step_id: str | None = None,
+        attempt: int | None = None,
+        search: str | None = None,
+        context: int = 0,
         limit: int = 100,
         offset: int = 0,
+        cursor: str | None = None,
     ) -> TaskLogPage:
-        """A page of an execution's log records; ``level`` keeps that level and above."""
-        params = {"level": level, "stepId": step_id, "limit": limit, "offset": offset}
+        """A page of an execution's log records, oldest first.
+
+        ``level`` keeps that level and above; ``search`` keeps the records whose message contains it (any case),
+        each with up to ``context`` records of its task around it (``matched`` and ``group`` say which is which).
+        A search page may hold fewer than ``limit`` matches while ``next_cursor`` (pass it as ``cursor``) is set.
+        """
+        params = {
+            "level": level,
+            "stepId": step_id,
+            **_log_query(attempt, search, context),
+            "limit": limit,
+            "offset": offset,
+            "cursor": cursor,
+        }
         return await self._call("GET", f"/executions/{execution_id}/logs", TaskLogPage, params=params)
 
     async def download_execution_logs(self, execution_id: str, *, format: LogFormat = "text") -> AsyncIterator[bytes]:
@@ -382,10 +403,25 @@ class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes, ScheduleRoutes, Webh
         return await self._call("GET", f"/tasks/{task_id}", Task)
 
     async def get_task_logs(
-        self, task_id: str, *, level: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        task_id: str,
+        *,
+        level: str | None = None,
+        attempt: int | None = None,
+        search: str | None = None,
+        context: int = 0,
+        limit: int = 100,
+        offset: int = 0,
+        cursor: str | None = None,
     ) -> TaskLogPage:
-        """A page of one task's log records."""
-        params = {"level": level, "limit": limit, "offset": offset}
+        """A page of one task's log records, filtered and searched as ``get_execution_logs``'s."""
+        params = {
+            "level": level,
+            **_log_query(attempt, search, context),
+            "limit": limit,
+            "offset": offset,
+            "cursor": cursor,
+        }
         return await self._call("GET", f"/tasks/{task_id}/logs", TaskLogPage, params=params)
 
     # ----- live streams

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from flowline.runtime.service import Runtime
 from flowline.settings import Settings
@@ -15,7 +17,7 @@ from flowline_api.app import create_app
 from flowline_scheduler.bulk import BulkOperationLoop
 from litestar.testing import AsyncTestClient
 
-from tests.support import api_key, bearer, define
+from tests.support import api_key, bearer, define, define_and_start
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 API = "/api/v1/tenants/dev"
@@ -202,3 +204,45 @@ async def test_a_method_a_console_route_does_not_take_is_a_page_and_an_api_one_a
 
     api = await console.delete(f"{API}/executions", headers=admin)
     assert api.status_code == 405 and api.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_step_logs_and_the_logs_page_search_mark_matches_and_filter_by_attempt(
+    console: Client, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    started = await define_and_start(pool, settings, "demo.searched", WORKFLOW["definition"], {})
+    tenant_id = await pool.fetchval("SELECT tenant_id FROM executions WHERE id = $1", started.id)
+    task_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO step_executions (id, tenant_id, execution_id, step_id, position, step_type, status, attempts) "
+        "VALUES ($1, $2, $3, 'only', 0, 'action', 'failed', 2)",
+        task_id,
+        tenant_id,
+        started.id,
+    )
+    messages = ["connecting", "<b>disk</b> FULL & more", "giving up", "connecting", "disk full again", "giving up"]
+    await pool.executemany(
+        "INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp) "
+        "VALUES ($1, $2, $3, $4, 'only', $5, 'INFO', $6, $7)",
+        [
+            (uuid.uuid4(), tenant_id, started.id, task_id, 1 + n // 3, message, datetime(2026, 1, 1, 10, n, tzinfo=UTC))
+            for n, message in enumerate(messages)
+        ],
+    )
+    await sign_in(console, await api_key(settings.database_url, "dev", "admin"))  # it sees executions of any owner
+
+    pane = (await console.get(f"/ui/executions/{started.id}?step=only&q=full&context=1")).text
+    assert "&lt;b&gt;disk&lt;/b&gt; <mark>FULL</mark> &amp; more" in pane  # escaped, then marked
+    assert "disk <mark>full</mark> again" in pane
+    assert pane.count('class="log level-INFO context"') == 4  # the records around the two matches, dimmed
+    assert pane.count('class="log gap"') == 1  # between the two groups
+    assert 'value="full"' in pane and "q=full" in pane  # the search stays in the form and the links
+    second = (await console.get(f"/ui/executions/{started.id}?step=only&q=DISK&attempt=2")).text
+    assert "<mark>disk</mark> full again" in second and "giving up" in second and "&lt;b&gt;" not in second
+    assert second.count("<mark>") == 1
+    markup = (await console.get(f"/ui/executions/{started.id}/logs?q=%3Cb%3E&context=0")).text
+    assert "<mark>&lt;b&gt;</mark>disk&lt;/b&gt; FULL &amp; more" in markup and "<b>" not in markup
+    assert "connecting" not in markup
+
+    for query, field in (("attempt=0", "attempt"), ("q=" + "x" * 201, "q"), ("q=x&context=21", "context")):
+        refused = await console.get(f"/ui/executions/{started.id}/logs?{query}")
+        assert refused.status_code == 400 and f"{field}:" in refused.text, query

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from flowline.db.task_log_search import context_query, search_task_logs, search_task_logs_query
 from flowline.db.task_logs import (
     LogFilters,
     count_task_logs_query,
@@ -68,6 +69,10 @@ async def _plan(pool: asyncpg.Pool, statement: list[Any]) -> str:
         "execution-count",
         "execution-latest",
         "execution-download",
+        "task-search",
+        "execution-search-attempt",
+        "execution-search-after",
+        "search-context",
     ],
 )
 async def test_log_reads_probe_each_partitions_index(pool: asyncpg.Pool, read: str) -> None:
@@ -95,7 +100,21 @@ async def test_log_reads_probe_each_partitions_index(pool: asyncpg.Pool, read: s
             max_rows=1_000,
             max_bytes=1_048_576,
         ),
+        "task-search": search_task_logs_query(by_task, "line 1", after=None, limit=50, scan=20_000),
+        "execution-search-attempt": search_task_logs_query(
+            LogFilters(tenant_id=tenant_id, execution_id=execution_id, attempt=1),
+            "line",
+            after=None,
+            limit=50,
+            scan=20_000,
+        ),
+        "execution-search-after": search_task_logs_query(
+            by_execution, "line", after=(datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0)), limit=50, scan=20_000
+        ),
     }
+    if read == "search-context":
+        found = await search_task_logs(pool, by_execution, "line 1", after=None, limit=50, scan=20_000)
+        statements[read] = context_query(by_execution, "line 1", found.matches, 20)
 
     plan = await _plan(pool, statements[read])
 

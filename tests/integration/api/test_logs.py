@@ -1,4 +1,5 @@
-"""Task log routes over real PostgreSQL: filters, pages, errors, and both download formats."""
+"""Task log routes over real PostgreSQL: filters, pages (offset and cursor), search with context, errors, and both
+download formats."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import asyncpg
 from flowline.db.migrate import ensure_tenant_async
 from flowline.settings import Settings
+from flowline_api.domain.logs.search import SEARCH_SCAN_RECORDS
 from litestar.testing import AsyncTestClient
 
 from tests.support import define_and_start
@@ -240,3 +242,210 @@ async def test_an_unknown_include_is_400_naming_what_can_be_included(
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["detail"] == "include: 'steps' is not one of logs"
+
+
+async def _insert_messages(
+    pool: asyncpg.Pool, seeded: dict[str, Any], step_id: str, messages: list[str], *, start: datetime
+) -> None:
+    """One INFO record per message, a second apart from ``start``, in the seeded task of ``step_id``."""
+    await pool.executemany(
+        "INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp) "
+        "VALUES ($1, $2, $3, $4, $5, 1, 'INFO', $6, $7)",
+        [
+            (
+                uuid.uuid4(),
+                seeded["tenant_id"],
+                uuid.UUID(seeded["execution_id"]),
+                seeded["tasks"][step_id],
+                step_id,
+                message,
+                start + timedelta(seconds=position),
+            )
+            for position, message in enumerate(messages)
+        ],
+    )
+
+
+async def test_logs_filter_by_attempt(api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings) -> None:
+    seeded = await _seed(pool, settings)
+
+    second = (await api.get(f"executions/{seeded['execution_id']}/logs", params={"attempt": 2})).json()
+    assert [log["message"] for log in second["logs"]] == [f"line {index}" for index in range(1, 12, 2)]
+    assert second["total"] == 6
+    combined = await api.get(
+        f"executions/{seeded['execution_id']}/logs", params={"attempt": 1, "stepId": "store", "level": "WARN"}
+    )
+    assert [log["message"] for log in combined.json()["logs"]] == ["line 10"]
+    task = (await api.get(f"tasks/{seeded['tasks']['fetch']}/logs", params={"attempt": 1})).json()
+    assert [log["message"] for log in task["logs"]] == ["line 0", "line 2", "line 4", "line 6"]
+
+
+async def test_a_search_answers_each_match_with_its_context_in_groups_of_one_task(
+    api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    seeded = await _seed(pool, settings)
+    later = BASE + timedelta(hours=1)
+    messages = [f"step {n}" for n in range(30)]
+    messages[5] = "Disk FULL on /var"
+    messages[8] = "disk full again"
+    messages[20] = "retrying\n  caused by: DISK FULL\n  at write()"
+    await _insert_messages(pool, seeded, "fetch", messages, start=later)
+    # The other task logs at the same times: none of its records is context of the fetch task's matches.
+    await _insert_messages(pool, seeded, "store", [f"store {n}" for n in range(30)], start=later)
+    path = f"executions/{seeded['execution_id']}/logs"
+
+    plain = (await api.get(path, params={"q": "disk full"})).json()
+    assert [log["message"] for log in plain["logs"]] == [messages[5], messages[8], messages[20]]
+    assert plain["total"] is None and plain["nextCursor"] is None
+    assert {log["matched"] for log in plain["logs"]} == {True}
+    assert [log["group"] for log in plain["logs"]] == [0, 1, 2]
+
+    with_context = (await api.get(path, params={"q": "disk full", "context": 2})).json()
+    shown = [(log["message"], log["matched"], log["group"]) for log in with_context["logs"]]
+    # The contexts of 5 (3 to 7) and 8 (6 to 10) share records: they make one group, each record once.
+    assert shown == [
+        ("step 3", False, 0),
+        ("step 4", False, 0),
+        (messages[5], True, 0),
+        ("step 6", False, 0),
+        ("step 7", False, 0),
+        (messages[8], True, 0),
+        ("step 9", False, 0),
+        ("step 10", False, 0),
+        ("step 18", False, 1),
+        ("step 19", False, 1),
+        (messages[20], True, 1),  # a multi-line record is one record, whole
+        ("step 21", False, 1),
+        ("step 22", False, 1),
+    ]
+    ids = [log["id"] for log in with_context["logs"]]
+    assert len(ids) == len(set(ids))
+
+    # Context comes from the records the other filters keep, and a task's search reads that task only.
+    task_search = await api.get(f"tasks/{seeded['tasks']['store']}/logs", params={"q": "STORE 2", "context": 1})
+    assert [log["message"] for log in task_search.json()["logs"]] == [
+        "store 1",
+        "store 2",
+        "store 3",
+        "store 19",
+        "store 20",
+        "store 21",
+        "store 22",
+        "store 23",
+        "store 24",
+        "store 25",
+        "store 26",
+        "store 27",
+        "store 28",
+        "store 29",
+    ]
+    errors_only = await api.get(path, params={"q": "line", "level": "ERROR", "context": 1})
+    assert [log["message"] for log in errors_only.json()["logs"]] == ["line 3", "line 7", "line 11"]
+    # Records without search keep their shape.
+    assert set((await api.get(path, params={"limit": 1})).json()["logs"][0]) == {
+        "id",
+        "level",
+        "message",
+        "timestamp",
+        "stepId",
+        "attempt",
+    }
+
+
+async def test_a_search_takes_percent_underscore_and_backslash_as_they_are(
+    api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    seeded = await _seed(pool, settings)
+    messages = ["100% done", "1000 done", "a_b", "axb", "C:\\temp", "C:temp"]
+    await _insert_messages(pool, seeded, "store", messages, start=BASE + timedelta(hours=1))
+    path = f"executions/{seeded['execution_id']}/logs"
+
+    async def found(text: str) -> list[str]:
+        return [log["message"] for log in (await api.get(path, params={"q": text})).json()["logs"]]
+
+    assert await found("0%") == ["100% done"]
+    assert await found("A_B") == ["a_b"]
+    assert await found("C:\\t") == ["C:\\temp"]
+    assert await found("%") == ["100% done"]
+    assert await found("nothing like it") == []
+
+
+async def test_keyset_pages_keep_their_filters(api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings) -> None:
+    seeded = await _seed(pool, settings)
+    path = f"executions/{seeded['execution_id']}/logs"
+
+    async def every_page(params: dict[str, Any]) -> list[list[str]]:
+        pages: list[list[str]] = []
+        cursor = None
+        while True:
+            page = (await api.get(path, params={**params, **({"cursor": cursor} if cursor else {})})).json()
+            pages.append([log["message"] for log in page["logs"]])
+            cursor = page["nextCursor"]
+            if cursor is None:
+                return pages
+
+    assert await every_page({"level": "INFO", "attempt": 2, "limit": 2}) == [
+        ["line 1", "line 3"],
+        ["line 5", "line 7"],
+        ["line 9", "line 11"],
+    ]
+    assert await every_page({"q": "LINE 1", "limit": 2}) == [["line 1", "line 10"], ["line 11"]]
+    # A record stored after a page was read, later than it, is on the next page.
+    first = (await api.get(path, params={"limit": 12})).json()
+    assert first["nextCursor"] is None
+    second_page = (await api.get(path, params={"limit": 11})).json()
+    await _insert_messages(pool, seeded, "store", ["late"], start=BASE + timedelta(hours=2))
+    rest = (await api.get(path, params={"cursor": second_page["nextCursor"]})).json()
+    assert [log["message"] for log in rest["logs"]] == ["line 11", "late"]
+
+
+async def test_a_search_reads_a_bounded_number_of_records_a_page(
+    api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    seeded = await _seed(pool, settings)
+    await pool.execute(
+        "INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp) "
+        "SELECT gen_random_uuid(), $1, $2, $3, 'store', 1, 'INFO', "
+        "CASE WHEN n = $4 THEN 'the needle' ELSE 'hay ' || n END, "
+        "'2026-02-01T00:00:00Z'::timestamptz + n * interval '1 millisecond' FROM generate_series(1, $4) n",
+        seeded["tenant_id"],
+        uuid.UUID(seeded["execution_id"]),
+        seeded["tasks"]["store"],
+        SEARCH_SCAN_RECORDS + 100,
+    )
+    path = f"executions/{seeded['execution_id']}/logs"
+
+    first = (await api.get(path, params={"q": "needle"})).json()
+    assert first["logs"] == [] and first["nextCursor"] is not None
+    second = (await api.get(path, params={"q": "needle", "cursor": first["nextCursor"]})).json()
+    assert [log["message"] for log in second["logs"]] == ["the needle"]
+    assert second["nextCursor"] is None
+
+
+async def test_bad_search_attempt_context_and_cursor_are_refused_naming_the_field(
+    api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    seeded = await _seed(pool, settings)
+    path = f"executions/{seeded['execution_id']}/logs"
+    cursor = (await api.get(path, params={"limit": 1})).json()["nextCursor"]
+
+    for params, field in [
+        ({"q": ""}, "q"),
+        ({"q": "x" * 201}, "q"),
+        ({"q": "x", "context": 21}, "context"),
+        ({"q": "x", "context": -1}, "context"),
+        ({"context": 2}, "context"),
+        ({"attempt": 0}, "attempt"),
+        ({"attempt": "first"}, "attempt"),
+        ({"q": "x", "offset": 5}, "offset"),
+        ({"q": "x", "context": 1, "limit": 1001}, "limit"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": cursor, "offset": 1}, "offset"),
+    ]:
+        response = await api.get(path, params=params)
+        assert response.status_code == 400, params
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert field in response.json()["detail"], (params, response.json())
+    task_path = f"tasks/{seeded['tasks']['fetch']}/logs"
+    assert (await api.get(task_path, params={"q": "x" * 201})).status_code == 400
+    assert (await api.get(path, params={"q": "x" * 200})).status_code == 200

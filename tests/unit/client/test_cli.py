@@ -11,10 +11,10 @@ from flowline_client.cli import main
 from flowline_client.cli.arguments import UsageError
 from flowline_client.cli.bulk import progress_bar
 from flowline_client.cli.config import DEFAULT_API_URL, Config, ConfigError, resolve_config
-from flowline_client.cli.live import ExecutionView, event_line
+from flowline_client.cli.live import ExecutionView, event_line, print_log_page
 from flowline_client.cli.output import Output, duration, format_table, painted
 from flowline_client.cli.workflows import pack_files
-from flowline_client.models import BulkOperation, Execution, StepExecution, StreamEvent
+from flowline_client.models import BulkOperation, Execution, StepExecution, StreamEvent, TaskLog, TaskLogPage
 
 PROFILES = """
 default_profile = "dev"
@@ -207,3 +207,55 @@ def test_the_progress_bar_counts_every_handled_execution() -> None:
     )  # fmt: skip
 
     assert progress_bar(operation) == ("[###############...............]  5/10  succeeded 4  failed 1  skipped 0")
+
+
+def _record(message: str, *, matched: bool | None = None, group: int | None = None) -> TaskLog:
+    moment = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    return TaskLog(
+        id=message,
+        level="INFO",
+        message=message,
+        timestamp=moment,
+        step_id="s",
+        attempt=1,
+        matched=matched,
+        group=group,
+    )
+
+
+def test_a_search_with_context_prints_as_grep_does(capsys: pytest.CaptureFixture[str]) -> None:
+    page = TaskLogPage(
+        logs=[
+            _record("before", matched=False, group=0),
+            _record("disk full", matched=True, group=0),
+            _record("disk full again", matched=True, group=1),
+            _record("after", matched=False, group=1),
+        ],
+        total=None,
+        limit=2,
+        offset=0,
+        next_cursor="abc",
+    )
+
+    print_log_page(page, Output(json=False, colour=False))
+
+    printed = capsys.readouterr()
+    assert printed.out.splitlines() == [
+        "  2026-01-01T10:00:00.000Z INFO  [s#1] before",
+        "> 2026-01-01T10:00:00.000Z INFO  [s#1] disk full",
+        "--",
+        "> 2026-01-01T10:00:00.000Z INFO  [s#1] disk full again",
+        "  2026-01-01T10:00:00.000Z INFO  [s#1] after",
+    ]
+    assert printed.err == "the search goes on; more: --cursor abc\n"
+
+
+def test_log_options_that_do_not_go_together_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ = {"FLOWLINE_CONFIG": str(tmp_path / "absent.toml"), "FLOWLINE_TENANT": "dev"}
+
+    assert main(["executions", "logs", "some-id", "--context", "2"], environ) == 2
+    assert "--context: shows records around the matches of --grep" in capsys.readouterr().err
+    assert main(["tasks", "logs", "some-id", "--grep", "disk", "--follow"], environ) == 2
+    assert "--follow prints every record as it comes" in capsys.readouterr().err

@@ -15,13 +15,13 @@ from flowline_client.cli.archives import register_commands as register_lifecycle
 from flowline_client.cli.arguments import Subparsers, UsageError, command, iso_time, json_argument, object_argument
 from flowline_client.cli.lists import add_paging, print_list
 from flowline_client.cli.live import (
-    LEVELS,
     follow_execution_logs,
     log_line,
     print_log_page,
     print_steps,
     watch_execution,
 )
+from flowline_client.cli.log_options import add_log_options, log_query
 from flowline_client.cli.output import Output, duration, error_message, text, when
 
 EXECUTION_STATUSES: tuple[str, ...] = get_args(ExecutionStatus)
@@ -230,13 +230,11 @@ async def _list_attempts(client: AsyncFlowlineClient, args: argparse.Namespace, 
 
 
 async def _show_logs(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    query = log_query(args)
     if args.follow:
-        await follow_execution_logs(client, args.id, out, level=args.level, step_id=args.step)
+        await follow_execution_logs(client, args.id, out, level=args.level, step_id=args.step, attempt=args.attempt)
         return 0
-    page = await client.get_execution_logs(
-        args.id, level=args.level, step_id=args.step, limit=args.limit, offset=args.offset
-    )
-    print_log_page(page, out)
+    print_log_page(await client.get_execution_logs(args.id, step_id=args.step, **query), out)
     return 0
 
 
@@ -324,10 +322,8 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser.add_argument("task_id")
     parser = command(executions, "logs", _show_logs, "print an execution's log records", common)
     parser.add_argument("id")
-    parser.add_argument("--level", type=str.upper, choices=LEVELS, help="this level and above")
     parser.add_argument("--step", help="one step's records")
-    parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--offset", type=int, default=0)
+    add_log_options(parser)
     parser.add_argument(
         "-f", "--follow", action="store_true", help="print records as they come until the execution finished"
     )

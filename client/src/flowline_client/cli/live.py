@@ -45,15 +45,26 @@ def print_steps(steps: Sequence[StepExecution], out: Output, *, errors: bool = F
 
 
 def print_log_page(page: TaskLogPage, out: Output) -> None:
-    """A page of records as lines (or the page as JSON); where the next page starts goes to stderr."""
+    """A page of records as lines (or the page as JSON); where the next page starts goes to stderr.
+
+    A search's answer with context prints as grep does: a match starts with ``>``, a record around it with a
+    space, and ``--`` separates the groups.
+    """
     if out.json:
         out.document(page)
         return
-    for record in page.logs:
-        out.line(log_line(record))
-    shown = page.offset + len(page.logs)
-    if shown < page.total:
-        out.hint(f"{shown} of {page.total} records; more: --offset {shown}")
+    with_context = any(record.matched is False for record in page.logs)
+    for number, record in enumerate(page.logs):
+        if with_context and number and record.group != page.logs[number - 1].group:
+            out.line("--")
+        mark = ("> " if record.matched else "  ") if with_context else ""
+        out.line(mark + log_line(record))
+    if page.next_cursor is None:
+        return
+    if page.total is None:
+        out.hint(f"the search goes on; more: --cursor {page.next_cursor}")
+    else:
+        out.hint(f"{page.offset + len(page.logs)} of {page.total} records; more: --cursor {page.next_cursor}")
 
 
 def event_line(event: StreamEvent) -> str:
@@ -218,7 +229,9 @@ async def watch_execution(client: AsyncFlowlineClient, execution_id: str, out: O
     return report_finished(final, out)
 
 
-def _shown(record: StreamLog, level: str | None) -> bool:
+def _shown(record: StreamLog, level: str | None, attempt: int | None) -> bool:
+    if attempt is not None and record.attempt != attempt:
+        return False
     if level is None:
         return True
     return record.level in LEVELS and LEVELS.index(record.level) >= LEVELS.index(level)
@@ -237,6 +250,7 @@ async def follow_task_logs(
     out: Output,
     *,
     level: str | None = None,
+    attempt: int | None = None,
     printed: set[str] | None = None,
 ) -> None:
     """Print a task's log records, stored ones first, then live until the task finished.
@@ -246,17 +260,24 @@ async def follow_task_logs(
         task_id: the task.
         out: where to print.
         level: print records of this level and above only.
+        attempt: print this attempt's records only.
         printed: the ids of records printed so far; this adds to it.
     """
     printed = set() if printed is None else printed
     async for message in client.stream_task(task_id):
-        if isinstance(message, StreamLog) and _shown(message, level):
+        if isinstance(message, StreamLog) and _shown(message, level, attempt):
             _print_record(message, out)
             printed.add(message.id)
 
 
 async def follow_execution_logs(
-    client: AsyncFlowlineClient, execution_id: str, out: Output, *, level: str | None, step_id: str | None
+    client: AsyncFlowlineClient,
+    execution_id: str,
+    out: Output,
+    *,
+    level: str | None,
+    step_id: str | None,
+    attempt: int | None = None,
 ) -> None:
     """Print an execution's log records as they come, until it finished and its tasks' last records are in.
 
@@ -267,15 +288,17 @@ async def follow_execution_logs(
     """
     printed: set[str] = set()
     if (await client.get_execution(execution_id)).status not in TERMINAL_EXECUTION_STATUSES:
-        await _tail_tasks(client, execution_id, out, level=level, step_id=step_id, printed=printed)
-    offset = 0
+        await _tail_tasks(client, execution_id, out, level=level, step_id=step_id, attempt=attempt, printed=printed)
+    cursor = None
     while True:
-        page = await client.get_execution_logs(execution_id, level=level, step_id=step_id, limit=100, offset=offset)
+        page = await client.get_execution_logs(
+            execution_id, level=level, step_id=step_id, attempt=attempt, limit=100, cursor=cursor
+        )
         for record in page.logs:
             if record.id not in printed:
                 _print_record(record, out)
-        offset += len(page.logs)
-        if not page.logs or offset >= page.total:
+        cursor = page.next_cursor
+        if cursor is None:
             return
 
 
@@ -286,6 +309,7 @@ async def _tail_tasks(
     *,
     level: str | None,
     step_id: str | None,
+    attempt: int | None,
     printed: set[str],
 ) -> None:
     followed: set[str] = set()
@@ -296,7 +320,9 @@ async def _tail_tasks(
                     continue
                 if step_id is None or message.step_id == step_id:
                     followed.add(message.task_id)
-                    group.create_task(follow_task_logs(client, message.task_id, out, level=level, printed=printed))
+                    group.create_task(
+                        follow_task_logs(client, message.task_id, out, level=level, attempt=attempt, printed=printed)
+                    )
     except* (FlowlineApiError, BrokenPipeError) as failed:  # the first one stopped the other tails: report it
         raise failed.exceptions[0] from None
 

@@ -6,7 +6,8 @@ import argparse
 
 from flowline_client import AsyncFlowlineClient
 from flowline_client.cli.arguments import Subparsers, command
-from flowline_client.cli.live import LEVELS, follow_task_logs, print_log_page, watch_task
+from flowline_client.cli.live import follow_task_logs, print_log_page, watch_task
+from flowline_client.cli.log_options import add_log_options, log_query
 from flowline_client.cli.output import Output, duration, error_message, text, when
 
 
@@ -34,10 +35,11 @@ async def _get_task(client: AsyncFlowlineClient, args: argparse.Namespace, out: 
 
 
 async def _task_logs(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    query = log_query(args)
     if args.follow:
-        await follow_task_logs(client, args.id, out, level=args.level)
+        await follow_task_logs(client, args.id, out, level=args.level, attempt=args.attempt)
         return 0
-    print_log_page(await client.get_task_logs(args.id, level=args.level, limit=args.limit, offset=args.offset), out)
+    print_log_page(await client.get_task_logs(args.id, **query), out)
     return 0
 
 
@@ -53,9 +55,7 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     command(tasks, "get", _get_task, "show a task (a step execution)", common).add_argument("id")
     parser = command(tasks, "logs", _task_logs, "print a task's log records", common)
     parser.add_argument("id")
-    parser.add_argument("--level", type=str.upper, choices=LEVELS, help="this level and above")
-    parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--offset", type=int, default=0)
+    add_log_options(parser)
     parser.add_argument("-f", "--follow", action="store_true", help="print records as they come until the task ends")
     command(
         tasks, "watch", _watch_task, "print a task's events and logs live until it ends (exit 3 if it failed)", common

@@ -243,13 +243,17 @@ class TaskLogRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LogFilters(msgspec.Struct, frozen=True, kw_only=True):
-    """Which records of a tenant a page reads: one task's or one execution's, and optionally levels and a step."""
+    """Which records of a tenant a page reads: one task's or one execution's, optionally by levels, step and attempt.
+
+    Each option is a condition on the rows the task's or the execution's index finds, never a scan of its own.
+    """
 
     tenant_id: uuid.UUID
     task_id: uuid.UUID | None = None
     execution_id: uuid.UUID | None = None
     levels: list[str] | None = None
     step_id: str | None = None
+    attempt: int | None = None
 
     def where(self) -> tuple[str, dict[str, Any]]:
         """The WHERE clause and its parameters."""
@@ -267,17 +271,38 @@ class LogFilters(msgspec.Struct, frozen=True, kw_only=True):
         if self.step_id is not None:
             conditions.append("step_id = :step_id")
             params["step_id"] = self.step_id
+        if self.attempt is not None:
+            conditions.append("attempt = :attempt")
+            params["attempt"] = self.attempt
         if self.task_id is None and self.execution_id is None:
             raise ValueError("a log read names a task or an execution")
         return " AND ".join(conditions), params
 
 
-def list_task_logs_query(filters: LogFilters, *, limit: int, offset: int) -> list[Any]:
-    """The statement of one page of records, oldest first, and its arguments."""
+# Where a keyset page starts: after this record's (timestamp, id), in the order every read returns records.
+LogPosition = tuple[datetime, uuid.UUID]
+# ``timestamp >=`` lets the index find the first record after the position; the row comparison breaks ties.
+AFTER_POSITION = "timestamp >= :after_timestamp AND (timestamp, id) > (:after_timestamp, :after_id)"
+
+
+def after_position(after: LogPosition | None) -> tuple[str, dict[str, Any]]:
+    """The condition keeping the records after ``after`` (none: every record), and its parameters."""
+    if after is None:
+        return "true", {}
+    return AFTER_POSITION, {"after_timestamp": after[0], "after_id": after[1]}
+
+
+def list_task_logs_query(
+    filters: LogFilters, *, limit: int, offset: int, after: LogPosition | None = None
+) -> list[Any]:
+    """The statement of one page of records, oldest first (after ``after``, then skipping ``offset``)."""
     where, params = filters.where()
+    keyset, position = after_position(after)
     return bind(
-        f"SELECT {LOG_COLUMNS} FROM task_logs WHERE {where} ORDER BY timestamp, id LIMIT :limit OFFSET :offset",
+        f"SELECT {LOG_COLUMNS} FROM task_logs WHERE {where} AND {keyset} "
+        "ORDER BY timestamp, id LIMIT :limit OFFSET :offset",
         params,
+        position,
         limit=limit,
         offset=offset,
     )
@@ -300,16 +325,14 @@ def latest_task_logs_query(tenant_id: uuid.UUID, execution_id: uuid.UUID, limit:
     )
 
 
-# A download's page: the records after (after_timestamp, after_id) in (timestamp, id) order (``timestamp >=``
-# lets the index find the first), up to ``max_rows`` rows and the first to reach ``max_bytes`` of messages and
-# metadata (always at least one).
+# A download's page: the records after (after_timestamp, after_id) in (timestamp, id) order, up to ``max_rows``
+# rows and the first to reach ``max_bytes`` of messages and metadata (always at least one).
 _DOWNLOAD_PAGE = f"""
 SELECT id, level, message, timestamp, {_TEXT_TIMESTAMP} AS ts, step_id, task_id, attempt, metadata FROM (
     SELECT *, sum(octet_length(message) + coalesce(octet_length(metadata::text), 0))
         OVER (ORDER BY timestamp, id) AS bytes_through
     FROM task_logs
-    WHERE execution_id = :execution_id AND tenant_id = :tenant_id AND timestamp >= :after_timestamp
-        AND (timestamp, id) > (:after_timestamp, :after_id)
+    WHERE execution_id = :execution_id AND tenant_id = :tenant_id AND {AFTER_POSITION}
     ORDER BY timestamp, id
     LIMIT :max_rows
 ) page
@@ -342,10 +365,16 @@ def download_page_query(
 
 
 async def list_task_logs(
-    connection: asyncpg.Connection | asyncpg.Pool, filters: LogFilters, *, limit: int, offset: int
+    connection: asyncpg.Connection | asyncpg.Pool,
+    filters: LogFilters,
+    *,
+    limit: int,
+    offset: int,
+    after: LogPosition | None = None,
 ) -> list[TaskLogRow]:
-    """One page of the records ``filters`` select, oldest first."""
-    return typed(await connection.fetch(*list_task_logs_query(filters, limit=limit, offset=offset)), TaskLogRow)
+    """One page of the records ``filters`` select, oldest first, after ``after`` (a keyset page) if given."""
+    statement = list_task_logs_query(filters, limit=limit, offset=offset, after=after)
+    return typed(await connection.fetch(*statement), TaskLogRow)
 
 
 async def count_task_logs(connection: asyncpg.Connection | asyncpg.Pool, filters: LogFilters) -> int:

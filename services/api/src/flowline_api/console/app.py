@@ -51,7 +51,7 @@ from flowline_api.console.session import (
     provide_console_tenant_id,
     to_sign_in,
 )
-from flowline_api.console.views import UNCOMPRESSED, utc_time
+from flowline_api.console.views import UNCOMPRESSED, marked, utc_time
 from flowline_api.console.webhooks import ConsoleWebhookController
 from flowline_api.console.workflows import ConsoleWorkflowController
 from flowline_api.dependencies import provide_actor, provide_caller
@@ -78,6 +78,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     )
     environment.filters["duration"] = format_duration
     environment.filters["utc"] = utc_time
+    environment.filters["marked"] = marked
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
 
 

@@ -21,15 +21,18 @@ from flowline_api.auth import VIEWER
 from flowline_api.console.views import (
     EVENT_PAGE,
     LEVELS,
+    LOG_PARAMETERS,
+    SEARCH_CONTEXT,
     PageLinks,
     execution_view,
+    log_query_from,
     page_context,
     pretty,
     step_pane,
 )
 from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.service import ExecutionService
-from flowline_api.domain.logs.service import LogService
+from flowline_api.domain.logs.service import LogService, PageWanted
 from flowline_api.domain.workflows.service import WorkflowService
 from flowline_api.path_ids import ExecutionId
 
@@ -179,34 +182,45 @@ class ConsoleExecutionController(Controller):
         caller: NamedDependency[Principal],
         page_reads: NamedDependency[PageReads],
     ) -> Template:
-        """The execution's log records, every step's or one's, from a level up, a page at a time.
+        """The execution's log records, every step's or one's, by level and attempt, a page at a time.
+
+        A search (``q``) shows its matches with records around them and pages on with the API's cursor (a search
+        has no count to page back by); the plain list pages by offset.
 
         Raises:
-            ClientError: an unknown level or a bad offset.
+            ClientError: an unknown level, a bad attempt, context or offset, or a search too long.
         """
         query = request.query_params
         offset = query.get("offset", "0")
         if not offset.isdigit():
             raise ClientError(f"offset: {offset!r} is not a number of records")
+        log_query = log_query_from(query, step_id=query.get("step") or None)
         page = await page_reads.logs.list_for_execution(
             page_reads.tenant_id,
             execution_id,
-            level=query.get("level") or None,
-            step_id=query.get("step") or None,
-            limit=LOG_PAGE_SIZE,
-            offset=int(offset),
+            log_query,
+            PageWanted(limit=LOG_PAGE_SIZE, offset=int(offset), cursor=query.get("cursor") or None),
         )
         steps = await page_reads.executions.steps(page_reads.tenant_id, execution_id)
-        kept = [(name, value) for name, value in query.multi_items() if name in ("step", "level") and value]
+        kept = [(name, value) for name, value in query.multi_items() if name in LOG_PARAMETERS and value]
+        if log_query.text is not None:
+            previous = None
+            following = urlencode([*kept, ("cursor", page.next_cursor)]) if page.next_cursor else None
+        else:
+            previous = urlencode([*kept, ("offset", max(0, page.offset - LOG_PAGE_SIZE))]) if page.offset else None
+            shown = page.offset + len(page.logs)
+            following = urlencode([*kept, ("offset", shown)]) if shown < (page.total or 0) else None
         context = page_context(
             caller,
             execution_id=str(execution_id),
             page=page,
             query=query,
+            search=log_query.text,
+            context=log_query.context if log_query.text is not None else SEARCH_CONTEXT,
             levels=LEVELS,
             steps=sorted({step.step_id for step in steps.steps}),
-            previous=urlencode([*kept, ("offset", max(0, page.offset - LOG_PAGE_SIZE))]),
-            following=urlencode([*kept, ("offset", page.offset + LOG_PAGE_SIZE)]),
+            previous=previous,
+            following=following,
         )
         return Template("logs.html", context=context)
 
@@ -258,7 +272,9 @@ async def execution_context(
     query = request.query_params
     tenant_id, caller = reads.tenant_id, request.user
     view = await execution_view(reads.executions, reads.workflows, tenant_id, execution_id, query)
-    pane = await step_pane(view, reads.executions, reads.logs, tenant_id, query.get("step") or None, query.get("level"))
+    pane = await step_pane(
+        view, reads.executions, reads.logs, tenant_id, query.get("step") or None, log_query_from(query)
+    )
     after = query.get("after", "0")
     if not after.isdigit():
         raise ClientError(f"after: {after!r} is not an event sequence")
@@ -278,7 +294,10 @@ async def execution_context(
         pretty=pretty,
         summary=view.summary,
         links=links,
-        # The live fragments are rendered for the same step, level, pages and expanded fan-outs as the page.
+        step_log_query=urlencode(
+            [(name, value) for name, value in query.multi_items() if name in LOG_PARAMETERS and value]
+        ),
+        # The live fragments are rendered for the same step, logs query, pages and expanded fan-outs as the page.
         live_query=links.live,
         notice=extra.get("notice") or query.get("notice"),
         error=extra.get("error"),

@@ -33,6 +33,7 @@ from litestar.utils.scope.state import ScopeState
 from flowline_api.auth import VIEWER
 from flowline_api.console.executions import PageReads, execution_context
 from flowline_api.console.views import STREAM, StepPane
+from flowline_api.domain.logs.search import LogQuery
 from flowline_api.domain.logs.service import levels_from
 from flowline_api.domain.streams.service import TERMINAL_TASK_STATUSES, Messages, StreamService
 from flowline_api.path_ids import ExecutionId
@@ -155,7 +156,8 @@ class ConsoleLiveController(Controller):
             logs = await _tail(streams, reads, context.get("pane"), position)
             shown = _shown_logs(context)
             pane: StepPane | None = context.get("pane")
-            allowed = levels_from(pane.level if pane else None)
+            log_query = pane.log_query if pane else LogQuery()
+            allowed = levels_from(log_query.level)
             async for burst in _bursts(messages, logs):
                 ids = [message.id for source, message in burst if source == "event" and message.id is not None]
                 if ids:
@@ -169,9 +171,10 @@ class ConsoleLiveController(Controller):
                         yield fragment
                 for source, message in burst:
                     record = _log_record(message) if source == "log" else None
-                    if record is not None and record.id not in shown and (allowed is None or record.level in allowed):
+                    if record is not None and record.id not in shown and _tailed(record, log_query, allowed):
                         shown.add(record.id)
-                        yield ServerSentEventMessage(event="log", data=render(request, "_log.html", {"log": record}))
+                        line = render(request, "_log.html", {"log": record, "search": log_query.text})
+                        yield ServerSentEventMessage(event="log", data=line)
                     elif source == "event" and message.id is None and not ids:
                         yield message  # a keep-alive comment
         yield ServerSentEventMessage(event="end", data="")
@@ -192,6 +195,15 @@ async def _tail(streams: StreamService, reads: PageReads, pane: StepPane | None,
     if pane is None or pane.run is None or pane.run.status in TERMINAL_TASK_STATUSES:
         return None
     return await streams.task_stream(reads.tenant_id, uuid.UUID(pane.run.task_id), position)
+
+
+def _tailed(record: StreamLog, log_query: LogQuery, levels: list[str] | None) -> bool:
+    """Whether the live tail adds ``record`` to the pane's logs: it passes the pane's filters and search."""
+    return (
+        (levels is None or record.level in levels)
+        and (log_query.attempt is None or record.attempt == log_query.attempt)
+        and (log_query.text is None or log_query.text.casefold() in record.message.casefold())
+    )
 
 
 def _shown_logs(context: dict[str, Any]) -> set[str]:

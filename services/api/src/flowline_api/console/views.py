@@ -28,7 +28,8 @@ from flowline_api.console.graph import (
     layout,
 )
 from flowline_api.domain.executions.service import ExecutionService
-from flowline_api.domain.logs.service import LogService
+from flowline_api.domain.logs.search import MAX_CONTEXT, MAX_SEARCH_LENGTH, LogQuery
+from flowline_api.domain.logs.service import LogService, PageWanted
 from flowline_api.domain.workflows.service import WorkflowService
 
 LOG_PAGE: Final = 200
@@ -36,7 +37,12 @@ SUMMARY_PAGE: Final = 50  # rows of each table of a summarised execution
 UNSETTLED: Final = ("failed", "running")  # the steps a summarised execution lists one by one
 EMPTY_GRAPH: Final = Graph(nodes=[], edges=[], width=0, height=0)
 # What of an execution page's query string says what it shows; its live fragments are rendered with the same.
-VIEW_PARAMETERS: Final = ("step", "level", "after", "expand", "summaryOffset", "stepsAfter")
+VIEW_PARAMETERS: Final = (
+    *("step", "level", "attempt", "q", "context", "after"),
+    *("expand", "summaryOffset", "stepsAfter"),
+)
+LOG_PARAMETERS: Final = ("step", "level", "attempt", "q", "context")  # what of it the step's logs link keeps
+SEARCH_CONTEXT: Final = 2  # records shown around each match of a search unless the page asks for another number
 EVENT_PAGE: Final = 50
 LEVELS: Final = ("DEBUG", "INFO", "WARN", "ERROR")
 # The ``opt`` of routes that answer with a stream of events, which the console's compression leaves alone: each
@@ -113,7 +119,7 @@ class StepPane:
     run: StepExecution | None
     attempts: AttemptList | None
     logs: TaskLogPage | None
-    level: str | None
+    log_query: LogQuery  # the level, attempt and search the pane's logs are shown with
     reruns: list[str]  # the steps a rerun from this one runs again: it and every step that needs it
 
     @property
@@ -300,18 +306,16 @@ async def step_pane(
     logs: LogService,
     tenant_id: uuid.UUID,
     step_id: str | None,
-    level: str | None,
+    log_query: LogQuery,
 ) -> StepPane | None:
     """The pane of the step chosen with ``?step=`` (None when none is, or it is not a step of this execution).
 
     Raises:
-        ClientError: ``level`` is not a log level.
+        ClientError: ``log_query`` has an unknown level.
     """
     definition = next((step for step in view.steps if step.get("id") == step_id), None)
     if step_id is None or definition is None:
         return None
-    if level and level.upper() not in LEVELS:
-        raise ClientError(f"level: {level!r} is not a level; use one of {', '.join(LEVELS)}")
     run = view.runs.get(step_id)
     if run is None:  # a branch of a folded fan-out or of a summary (or a step not reached yet): read just it
         found = await executions.step_runs(tenant_id, uuid.UUID(view.execution.id), [step_id])
@@ -320,15 +324,64 @@ async def step_pane(
     if run is not None:
         execution_id, task_id = uuid.UUID(view.execution.id), uuid.UUID(run.task_id)
         attempts = await executions.attempts(tenant_id, execution_id, task_id)
-        log_page = await logs.list_for_task(tenant_id, task_id, level=level or None, limit=LOG_PAGE, offset=0)
+        log_page = await logs.list_for_task(tenant_id, task_id, log_query, PageWanted(limit=LOG_PAGE))
     return StepPane(
         step_id=step_id,
         definition=definition,
         run=run,
         attempts=attempts,
         logs=log_page,
-        level=level,
+        log_query=log_query,
         reruns=downstream_of(view.steps, step_id),
+    )
+
+
+def _whole_number(value: str | None, name: str, *, low: int, high: int) -> int | None:
+    """A number field of a query string (None when empty).
+
+    Raises:
+        ClientError: not a whole number from ``low`` to ``high``.
+    """
+    if not value:
+        return None
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ClientError(f"{name}: {value!r} is not a whole number from {low} to {high}")
+    return int(value)
+
+
+def log_query_from(query: Any, *, step_id: str | None = None) -> LogQuery:
+    """The log filters and search of a console page's query string (``level``, ``attempt``, ``q``, ``context``).
+
+    A search shows ``SEARCH_CONTEXT`` records around each match unless ``context`` says otherwise.
+
+    Raises:
+        ClientError: an unknown level, a bad attempt or context, or a search text that is too long.
+    """
+    level = query.get("level") or None
+    if level and level.upper() not in LEVELS:
+        raise ClientError(f"level: {level!r} is not a level; use one of {', '.join(LEVELS)}")
+    text = query.get("q") or None
+    if text is not None and len(text) > MAX_SEARCH_LENGTH:
+        raise ClientError(f"q: a search is at most {MAX_SEARCH_LENGTH} characters")
+    context = _whole_number(query.get("context"), "context", low=0, high=MAX_CONTEXT)
+    return LogQuery(
+        level=level,
+        step_id=step_id,
+        attempt=_whole_number(query.get("attempt"), "attempt", low=1, high=1_000),
+        text=text,
+        context=(SEARCH_CONTEXT if context is None else context) if text is not None else 0,
+    )
+
+
+def marked(message: str, text: str | None) -> Markup:
+    """``message`` escaped, with each occurrence of ``text`` (in any case) in a ``<mark>``."""
+    if not text:
+        return Markup(escape(message))
+    pieces = re.split(f"({re.escape(text)})", message, flags=re.IGNORECASE)
+    return Markup(
+        "".join(
+            f"<mark>{escape(piece)}</mark>" if index % 2 else str(escape(piece)) for index, piece in enumerate(pieces)
+        )
     )
 
 

@@ -14,7 +14,8 @@ from litestar.response import Stream
 
 from flowline_api.auth import VIEWER
 from flowline_api.domain.logs.examples import BAD_LEVEL, LOG_PAGE_EXAMPLE, PATH
-from flowline_api.domain.logs.service import LogService, provide_log_service
+from flowline_api.domain.logs.search import MAX_CONTEXT, MAX_SEARCH_LENGTH, SEARCH_SCAN_RECORDS, LogQuery
+from flowline_api.domain.logs.service import LogService, PageWanted, provide_log_service
 from flowline_api.domain.openapi import example_response, problems
 from flowline_api.path_ids import MALFORMED_ID_IS_NOT_FOUND, ExecutionId, TaskId
 
@@ -28,6 +29,38 @@ LogLimit = Annotated[int, QueryParameter(ge=1, le=10_000, description="records p
 LogOffset = Annotated[int, QueryParameter(ge=0, le=100_000_000, description="records to skip")]
 StepFilter = Annotated[
     str | None, QueryParameter(name="stepId", max_length=200, description="keep this step's records", required=False)
+]
+AttemptFilter = Annotated[
+    int | None,
+    QueryParameter(ge=1, le=1_000, description="keep the records of this attempt (1 for the first)", required=False),
+]
+Search = Annotated[
+    str | None,
+    QueryParameter(
+        min_length=1,
+        max_length=MAX_SEARCH_LENGTH,
+        description=(
+            "keep records whose message contains this text, in any case (`%` and `_` are plain characters). A search "
+            f"looks at up to {SEARCH_SCAN_RECORDS:,} records a page: a page may hold fewer matches than `limit`, even "
+            "none, while `nextCursor` says there is more to look at. `total` is null"
+        ),
+        required=False,
+    ),
+]
+Context = Annotated[
+    int,
+    QueryParameter(
+        ge=0,
+        le=MAX_CONTEXT,
+        description=(
+            f"with `q`: up to this many records (0 to {MAX_CONTEXT}) before and after each match, from its task; "
+            "each record has `matched` and `group`"
+        ),
+    ),
+]
+LogCursor = Annotated[
+    str | None,
+    QueryParameter(max_length=500, description="`nextCursor` of the page before: a keyset page", required=False),
 ]
 Format = Annotated[
     Literal["text", "json"], QueryParameter(description="`text` (one line per record) or `json` (an array)")
@@ -62,18 +95,23 @@ class LogController(Controller):
         execution_id: ExecutionId,
         level: Level = None,
         step_id: StepFilter = None,
+        attempt: AttemptFilter = None,
+        q: Search = None,
+        context: Context = 0,
         limit: LogLimit = 1000,
         offset: LogOffset = 0,
+        cursor: LogCursor = None,
     ) -> TaskLogPage:
         """The log records of every step of an execution, oldest first.
 
         Records come from the executor (attempt started, retry scheduled, failed, timed out), from actions
         (`core.log`, an action's context logger) and from agents; they appear once log-ingest has stored them,
-        usually within moments. `total` counts every record matching the filters.
+        usually within moments. `total` counts every record matching the filters. Page with `offset` or, for
+        deep pages and searches, with `cursor`.
         """
-        return await log_service.list_for_execution(
-            tenant_id, execution_id, level=level, step_id=step_id, limit=limit, offset=offset
-        )
+        query = LogQuery(level=level, step_id=step_id, attempt=attempt, text=q, context=context)
+        page = PageWanted(limit=limit, offset=offset, cursor=cursor)
+        return await log_service.list_for_execution(tenant_id, execution_id, query, page)
 
     @get(
         "/executions/{execution_id:str}/logs/download",
@@ -134,8 +172,17 @@ class LogController(Controller):
         log_service: NamedDependency[LogService],
         task_id: TaskId,
         level: Level = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=10_000, description="records per page (1 to 10,000)")] = 50,
+        attempt: AttemptFilter = None,
+        q: Search = None,
+        context: Context = 0,
+        limit: LogLimit = 50,
         offset: LogOffset = 0,
+        cursor: LogCursor = None,
     ) -> TaskLogPage:
-        """The log records of one task (a step execution, `taskId` in the execution's steps), oldest first."""
-        return await log_service.list_for_task(tenant_id, task_id, level=level, limit=limit, offset=offset)
+        """The log records of one task (a step execution, `taskId` in the execution's steps), oldest first.
+
+        The filters, search and pages are the execution's logs'.
+        """
+        query = LogQuery(level=level, attempt=attempt, text=q, context=context)
+        page = PageWanted(limit=limit, offset=offset, cursor=cursor)
+        return await log_service.list_for_task(tenant_id, task_id, query, page)

@@ -9,8 +9,10 @@ from typing import Literal
 
 import asyncpg
 import msgspec
+from flowline.db.task_log_search import list_context, search_task_logs
 from flowline.db.task_logs import (
     LogFilters,
+    LogPosition,
     TaskLogRow,
     count_task_logs,
     download_page_query,
@@ -22,6 +24,8 @@ from flowline_schemas.logs import TaskLog, TaskLogLine, TaskLogPage
 from litestar.di import NamedDependency
 
 from flowline_api.domain.logs.schemas import LEVELS
+from flowline_api.domain.logs.search import CONTEXT_MATCHES, SEARCH_SCAN_RECORDS, LogQuery, to_log, with_context
+from flowline_api.pagination import decode_cursor, encode_cursor
 
 DownloadFormat = Literal["text", "json"]
 # A download's page, read in one round trip and sent as one chunk: at most this many rows, and no more rows
@@ -47,15 +51,38 @@ def levels_from(level: str | None) -> list[str] | None:
     return list(LEVELS[LEVELS.index(wanted) :])
 
 
-def _to_log(row: TaskLogRow) -> TaskLog:
-    return TaskLog(
-        id=str(row.id),
-        level=row.level,
-        message=row.message,
-        timestamp=row.timestamp,
-        step_id=row.step_id,
-        attempt=row.attempt,
-    )
+class PageWanted(msgspec.Struct, frozen=True, kw_only=True):
+    """A page's size and where it starts: after ``offset`` records, or after the record a ``cursor`` names."""
+
+    limit: int
+    offset: int = 0
+    cursor: str | None = None
+
+
+def _cursor_key(position: LogPosition) -> list[str]:
+    return [position[0].isoformat(), str(position[1])]
+
+
+def _cursor(row: TaskLogRow) -> str:
+    """The cursor of the page after ``row``."""
+    return encode_cursor(_cursor_key((row.timestamp, row.id)))
+
+
+def _keyset(page: PageWanted) -> LogPosition | None:
+    """Where the page starts (None: at the first record, or ``offset`` records in).
+
+    Raises:
+        ClientError: both an offset and a cursor, or a cursor this api did not write.
+    """
+    if page.cursor is None:
+        return None
+    if page.offset:
+        raise ClientError("give either offset or cursor, not both")
+    timestamp, record_id = decode_cursor(page.cursor, 2)
+    try:
+        return datetime.fromisoformat(str(timestamp)), uuid.UUID(str(record_id))
+    except ValueError as err:
+        raise ClientError("cursor: not a cursor returned by this list") from err
 
 
 def text_line(record: asyncpg.Record) -> str:
@@ -71,67 +98,92 @@ class LogService:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def _page(self, filters: LogFilters, limit: int, offset: int) -> TaskLogPage:
+    async def _page(self, filters: LogFilters, query: LogQuery, page: PageWanted) -> TaskLogPage:
+        after = _keyset(page)
+        if query.text is not None:
+            return await self._search(filters, query.text, query.context, page, after)
+        if query.context:
+            raise ClientError("context: shows records around the matches of a search; give q too")
         async with self._pool.acquire() as connection:
             total = await count_task_logs(connection, filters)
-            rows = await list_task_logs(connection, filters, limit=limit, offset=offset)
-        return TaskLogPage(logs=[_to_log(row) for row in rows], total=total, limit=limit, offset=offset)
+            rows = await list_task_logs(connection, filters, limit=page.limit + 1, offset=page.offset, after=after)
+        shown = rows[: page.limit]
+        following = _cursor(shown[-1]) if len(rows) > page.limit else None
+        logs = [to_log(row) for row in shown]
+        return TaskLogPage(logs=logs, total=total, limit=page.limit, offset=page.offset, next_cursor=following)
+
+    async def _search(
+        self, filters: LogFilters, text: str, context: int, page: PageWanted, after: LogPosition | None
+    ) -> TaskLogPage:
+        """A page of matches (no total: counting every match would read the whole log), with their context."""
+        if page.offset:
+            raise ClientError("offset: a search pages with cursor (the nextCursor of the page before)")
+        if context and page.limit > CONTEXT_MATCHES:
+            raise ClientError(f"limit: at most {CONTEXT_MATCHES} matches a page when they come with context")
+        async with self._pool.acquire() as connection:
+            found = await search_task_logs(
+                connection, filters, text, after=after, limit=page.limit, scan=SEARCH_SCAN_RECORDS
+            )
+            near = []
+            if context and found.matches:
+                near = await list_context(connection, filters, text, found.matches, context)
+        following = None if found.next_position is None else encode_cursor(_cursor_key(found.next_position))
+        return TaskLogPage(
+            logs=with_context(found.matches, near), total=None, limit=page.limit, offset=0, next_cursor=following
+        )
 
     async def list_for_task(
-        self, tenant_id: uuid.UUID, task_id: uuid.UUID, *, level: str | None, limit: int, offset: int
+        self, tenant_id: uuid.UUID, task_id: uuid.UUID, query: LogQuery, page: PageWanted
     ) -> TaskLogPage:
         """One page of a task's log records, oldest first.
 
         Args:
             tenant_id: whose task.
             task_id: the step execution.
-            level: keep records at this level and above.
-            limit: records per page.
-            offset: records to skip.
+            query: the filters (its step is ignored: a task is one step's), a search and its context.
+            page: its size and where it starts.
 
         Raises:
-            ClientError: an unknown level.
+            ClientError: an unknown level, a bad cursor, or options that do not go together.
             NotFound: no such task in this tenant.
         """
-        levels = levels_from(level)
+        levels = levels_from(query.level)
         if not await self._pool.fetchval(
             "SELECT 1 FROM step_executions WHERE id = $1 AND tenant_id = $2", task_id, tenant_id
         ):
             raise NotFound(f"task {task_id} does not exist")
-        return await self._page(LogFilters(tenant_id=tenant_id, task_id=task_id, levels=levels), limit, offset)
+        filters = LogFilters(tenant_id=tenant_id, task_id=task_id, levels=levels, attempt=query.attempt)
+        return await self._page(filters, query, page)
 
     async def list_for_execution(
-        self,
-        tenant_id: uuid.UUID,
-        execution_id: uuid.UUID,
-        *,
-        level: str | None,
-        step_id: str | None,
-        limit: int,
-        offset: int,
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, query: LogQuery, page: PageWanted
     ) -> TaskLogPage:
-        """One page of an execution's log records (every step), oldest first.
+        """One page of an execution's log records (every step's, or one's), oldest first.
 
         Args:
             tenant_id: whose execution.
             execution_id: the execution.
-            level: keep records at this level and above.
-            step_id: keep the records of this step.
-            limit: records per page.
-            offset: records to skip.
+            query: the filters, a search and its context.
+            page: its size and where it starts.
 
         Raises:
-            ClientError: an unknown level.
+            ClientError: an unknown level, a bad cursor, or options that do not go together.
             NotFound: no such execution in this tenant.
         """
-        levels = levels_from(level)
+        levels = levels_from(query.level)
         await self.require_execution(tenant_id, execution_id)
-        filters = LogFilters(tenant_id=tenant_id, execution_id=execution_id, levels=levels, step_id=step_id)
-        return await self._page(filters, limit, offset)
+        filters = LogFilters(
+            tenant_id=tenant_id,
+            execution_id=execution_id,
+            levels=levels,
+            step_id=query.step_id,
+            attempt=query.attempt,
+        )
+        return await self._page(filters, query, page)
 
     async def latest_for_execution(self, tenant_id: uuid.UUID, execution_id: uuid.UUID, limit: int) -> list[TaskLog]:
         """The ``limit`` most recent log records of an execution, oldest first (call after checking it exists)."""
-        return [_to_log(row) for row in await list_latest_task_logs(self._pool, tenant_id, execution_id, limit)]
+        return [to_log(row) for row in await list_latest_task_logs(self._pool, tenant_id, execution_id, limit)]
 
     async def require_execution(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> None:
         """Check that the execution exists in this tenant.
