@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -299,3 +300,41 @@ async def test_a_retried_wait_step_waits_on_its_promise_again(
     execution = await _until(client, execution_id, lambda e: e["status"] in ("completed", "failed"))
     assert execution["status"] == "completed"
     assert _step(execution, "approve")["output"] == "yes"
+
+
+async def _attempts(client: httpx.AsyncClient, execution: dict[str, Any], step_id: str) -> list[dict[str, Any]]:
+    task_id = _step(execution, step_id)["taskId"]
+    attempts: list[dict[str, Any]] = (
+        await client.get(f"/executions/{execution['id']}/tasks/{task_id}/attempts")
+    ).json()["attempts"]
+    return attempts
+
+
+async def test_a_flaky_steps_attempts_keep_their_own_input_output_and_error(
+    api_url: str, api_headers: dict[str, str], client: httpx.AsyncClient, agent_server: CountingServer
+) -> None:
+    steps = [
+        {
+            "id": "call",
+            "type": "http",
+            "request": {"method": "POST", "url": agent_server.url + "/flaky/1", "body": {"n": "{{ input.n }}"}},
+            "retry": {"maxAttempts": 2, "backoff": "fixed", "initialInterval": 0.1, "jitter": False},
+        },
+        {"id": "note", "type": "action", "action": "core.echo", "needs": ["call"], "input": "{{ input.n }}"},
+    ]
+    created = await define(client, {"ref": "demo.flakycall", "definition": {"steps": steps}})
+    assert created.status_code == 201, created.text
+    started = await client.post("/workflows/demo.flakycall/execute", json={"input": {"n": 5}})
+    execution = await _until(client, started.json()["executionId"], lambda e: e["status"] in ("completed", "failed"))
+    assert execution["status"] == "completed", execution
+
+    first, second = await _attempts(client, execution, "call")
+    note = await _attempts(client, execution, "note")
+
+    assert (first["attempt"], first["status"], first["output"]) == (1, "failed", None)
+    assert first["input"]["body"] == second["input"]["body"] == {"n": 5}
+    assert "503" in first["error"]["message"]
+    assert (second["attempt"], second["status"], second["error"]) == (2, "completed", None)
+    assert second["output"] == _step(execution, "call")["output"]
+    assert json.loads(second["output"]["body"]["got"]) == {"n": 5}
+    assert [(a["input"], a["output"]) for a in note] == [(5, 5)]  # an instant action's attempt, kept too
