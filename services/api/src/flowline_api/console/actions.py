@@ -24,7 +24,7 @@ from litestar.response import Redirect, Template
 
 from flowline_api.auth import OPERATOR
 from flowline_api.console.executions import PageReads, execution_context
-from flowline_api.domain.control.schemas import RerunRequest
+from flowline_api.domain.control.schemas import RerunRequest, RetryRequest
 from flowline_api.domain.control.service import ControlService
 from flowline_api.path_ids import ExecutionId
 from flowline_api.rate_limits import EXECUTION_START
@@ -150,7 +150,7 @@ class ConsoleActionController(Controller):
         return await self._answer(
             request,
             execution_id,
-            lambda: control_service.retry(tenant_id, execution_id, note, actor),
+            lambda: control_service.retry(tenant_id, execution_id, RetryRequest(note=note), actor),
             lambda answer: (page, "retry requested"),
             page_reads,
         )
