@@ -133,8 +133,17 @@ async def test_exit_codes_say_what_went_wrong_and_a_failed_execution_can_be_retr
     assert attempt.startswith("1        FAILED")
     assert attempt.endswith("card declined")
 
-    code, retried, stderr = await cli.subprocess("executions", "retry", failed["id"], "--note", "new card")
+    code, preview, stderr = await cli.subprocess("executions", "retry", failed["id"], "--dry-run")
+    assert (code, preview) == (
+        0,
+        f"A retry of {failed['id']} would run again: {step['stepId']}; kept: no step. Nothing was changed.\n",
+    ), stderr
+    (tmp_path / "card.json").write_text('{"card": "4242"}')
+    code, retried, stderr = await cli.subprocess(
+        "executions", "retry", failed["id"], "--note", "new card", "--input", f"@{tmp_path / 'card.json'}"
+    )
     assert (code, retried) == (0, f"Execution {failed['id']} reset for retry. Status: PENDING\n"), stderr
+    assert (await cli.json("executions", "get", failed["id"]))["input"] == {"card": "4242"}
 
     code, disabled, stderr = await cli.subprocess("workflows", "disable", "demo.hello")
     assert (code, disabled) == (0, "Workflow demo.hello disabled.\n"), stderr
@@ -293,6 +302,11 @@ async def test_every_other_command_answers_in_tables_and_json(
         "OCCURRED",
     ]
     assert (await run("executions", "children", execution_id)).split() == ["CHILD", "ID", "KIND", "STATUS", "CREATED"]
+    preview = await run("executions", "rerun", execution_id, "--from-step", "after", "--dry-run")
+    assert (
+        preview
+        == f"A rerun from step after of {execution_id} would run again: after; kept: approval. Nothing was changed.\n"
+    )
     rerun = await run("executions", "rerun", execution_id, "--from-step", "after")
     assert rerun.endswith(f"reruns {execution_id} from step after. Status: PENDING\n")
     listed = await run("executions", "list", "--workflow", "demo.approve", "--status", "completed,pending,running")

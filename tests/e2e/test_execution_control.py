@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -48,6 +49,32 @@ async def _until(client: httpx.AsyncClient, execution_id: str, done: Any) -> dic
 def _step(execution: dict[str, Any], step_id: str) -> dict[str, Any]:
     """The step's row, or an empty one before the execution has started."""
     return next((step for step in execution["steps"] if step["stepId"] == step_id), {"status": None})
+
+
+async def _reruns(settings: Settings, execution_id: str) -> int:
+    """How many executions rerun ``execution_id``."""
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        count: int = await connection.fetchval(
+            "SELECT count(*) FROM executions WHERE rerun_of = $1::uuid", execution_id
+        )
+    finally:
+        await connection.close()
+    return count
+
+
+async def _audited(settings: Settings, execution_id: str, action: str) -> list[dict[str, Any]]:
+    """The changes recorded by the audit rows of ``action`` on the execution."""
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT changes FROM audit_logs WHERE entity_id = $1 AND action = $2 ORDER BY id",
+            execution_id,
+            action,
+        )
+    finally:
+        await connection.close()
+    return [json.loads(row["changes"]) for row in rows]
 
 
 async def _events(settings: Settings, execution_id: str) -> list[str]:
@@ -260,6 +287,13 @@ async def test_a_rerun_runs_again_from_a_step_and_reuses_the_outputs_before_it(
     first = await _until(client, first_id, lambda e: e["status"] in ("completed", "failed"))
     assert first["status"] == "failed"  # input.n is missing the first time
 
+    preview = await client.post(
+        f"/executions/{first_id}/rerun", json={"fromStep": "shape", "input": {"n": 7}, "dryRun": True}
+    )
+    assert preview.status_code == 200, preview.text
+    assert preview.json() == {"executionId": first_id, "dryRun": True, "steps": ["shape", "report"], "kept": ["fetch"]}
+    assert await _reruns(settings, first_id) == 0  # the preview started nothing
+
     rerun = await client.post(f"/executions/{first_id}/rerun", json={"fromStep": "shape", "input": {"n": 7}})
 
     assert rerun.status_code == 202, rerun.text
@@ -299,3 +333,101 @@ async def test_a_retried_wait_step_waits_on_its_promise_again(
     execution = await _until(client, execution_id, lambda e: e["status"] in ("completed", "failed"))
     assert execution["status"] == "completed"
     assert _step(execution, "approve")["output"] == "yes"
+
+
+async def _attempts(client: httpx.AsyncClient, execution: dict[str, Any], step_id: str) -> list[dict[str, Any]]:
+    task_id = _step(execution, step_id)["taskId"]
+    attempts: list[dict[str, Any]] = (
+        await client.get(f"/executions/{execution['id']}/tasks/{task_id}/attempts")
+    ).json()["attempts"]
+    return attempts
+
+
+async def test_a_flaky_steps_attempts_keep_their_own_input_output_and_error(
+    api_url: str, api_headers: dict[str, str], client: httpx.AsyncClient, agent_server: CountingServer
+) -> None:
+    steps = [
+        {
+            "id": "call",
+            "type": "http",
+            "request": {"method": "POST", "url": agent_server.url + "/flaky/1", "body": {"n": "{{ input.n }}"}},
+            "retry": {"maxAttempts": 2, "backoff": "fixed", "initialInterval": 0.1, "jitter": False},
+        },
+        {"id": "note", "type": "action", "action": "core.echo", "needs": ["call"], "input": "{{ input.n }}"},
+    ]
+    created = await define(client, {"ref": "demo.flakycall", "definition": {"steps": steps}})
+    assert created.status_code == 201, created.text
+    started = await client.post("/workflows/demo.flakycall/execute", json={"input": {"n": 5}})
+    execution = await _until(client, started.json()["executionId"], lambda e: e["status"] in ("completed", "failed"))
+    assert execution["status"] == "completed", execution
+
+    first, second = await _attempts(client, execution, "call")
+    note = await _attempts(client, execution, "note")
+
+    assert (first["attempt"], first["status"], first["output"]) == (1, "failed", None)
+    assert first["input"]["body"] == second["input"]["body"] == {"n": 5}
+    assert "503" in first["error"]["message"]
+    assert (second["attempt"], second["status"], second["error"]) == (2, "completed", None)
+    assert second["output"] == _step(execution, "call")["output"]
+    assert json.loads(second["output"]["body"]["got"]) == {"n": 5}
+    assert [(a["input"], a["output"]) for a in note] == [(5, 5)]  # an instant action's attempt, kept too
+
+
+async def test_a_retry_with_edited_input_is_previewed_checked_and_runs_the_failed_steps_with_it(
+    api_url: str,
+    api_headers: dict[str, str],
+    client: httpx.AsyncClient,
+    agent_server: CountingServer,
+    settings: Settings,
+) -> None:
+    steps = [
+        {"id": "first", "type": "http", "request": {"method": "POST", "url": agent_server.url + "/ok"}},
+        {
+            "id": "check",
+            "type": "http",
+            "needs": ["first"],
+            "request": {"url": agent_server.url + "/status/{{ input.code }}"},
+        },
+        {"id": "after", "type": "action", "action": "core.echo", "needs": ["check"], "input": "{{ input.code }}"},
+    ]
+    schema = {"type": "object", "properties": {"code": {"type": "integer"}}, "required": ["code"]}
+    created = await define(client, {"ref": "demo.checked", "inputSchema": schema, "definition": {"steps": steps}})
+    assert created.status_code == 201, created.text
+    started = await client.post("/workflows/demo.checked/execute", json={"input": {"code": 404}})
+    execution_id = started.json()["executionId"]
+    failed = await _until(client, execution_id, lambda e: e["status"] in ("completed", "failed"))
+    assert failed["status"] == "failed"
+
+    preview = await client.post(f"/executions/{execution_id}/retry", json={"input": {"code": 200}, "dryRun": True})
+    refused = await client.post(f"/executions/{execution_id}/retry", json={"input": {"code": "ten"}})
+    refused_preview = await client.post(f"/executions/{execution_id}/retry", json={"input": {}, "dryRun": True})
+    unchanged = (await client.get(f"/executions/{execution_id}")).json()
+
+    assert preview.status_code == 200, preview.text
+    assert preview.json() == {
+        "executionId": execution_id,
+        "dryRun": True,
+        "steps": ["check", "after"],
+        "kept": ["first"],
+    }
+    assert refused.status_code == 422 and refused.json()["pointer"] == "/input/code"
+    assert refused_preview.status_code == 422 and "code" in refused_preview.json()["detail"]
+    assert (unchanged["status"], unchanged["input"]) == ("failed", {"code": 404})
+    assert "RETRY_REQUESTED" not in await _events(settings, execution_id)
+
+    retried = await client.post(f"/executions/{execution_id}/retry", json={"input": {"code": 200}, "note": "fixed"})
+
+    assert retried.status_code == 200, retried.text
+    execution = await _until(client, execution_id, lambda e: e["status"] in ("completed", "failed"))
+    assert execution["status"] == "completed", execution
+    assert execution["input"] == {"code": 200}
+    assert _step(execution, "after")["output"] == 200
+    assert [path for _, path, _, _ in agent_server.requests] == ["/ok", "/status/404", "/status/200"]
+    old, new = await _attempts(client, execution, "check")
+    assert (old["generation"], old["status"], old["input"]["url"]) == (0, "failed", agent_server.url + "/status/404")
+    assert "404" in old["error"]["message"] and old["output"] is None
+    assert (new["generation"], new["status"], new["input"]["url"]) == (1, "completed", agent_server.url + "/status/200")
+    assert new["output"]["status"] == 200
+    assert await _audited(settings, execution_id, "retry") == [
+        {"note": {"before": None, "after": "fixed"}, "input": {"before": None, "after": {"code": 200}}}
+    ]

@@ -495,3 +495,68 @@ async def test_a_steps_logs_are_searched_by_attempt_with_matches_marked_and_cont
     await shared.click("text=Search all of this step's logs")
     await expect(shared.locator("pre.logs mark")).to_have_count(2)
     await expect(shared.locator("p.total")).to_contain_text("2 matching records")
+
+
+@pytest.mark.usefixtures("workflows")
+async def test_a_flaky_steps_attempts_are_diffed_and_it_is_retried_with_edited_input_after_a_preview(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    server = CountingServer()
+    try:
+        card = {
+            "ref": "demo.card",
+            "public": True,
+            "inputSchema": {"type": "object", "required": ["code"], "properties": {"code": {"type": "integer"}}},
+            "definition": {
+                "steps": [
+                    {"id": "note", "type": "action", "action": "core.echo", "input": "{{ input.code }}"},
+                    {
+                        "id": "charge",
+                        "type": "http",
+                        "needs": ["note"],
+                        "request": {"url": server.url + "/status/{{ input.code }}"},
+                        "retry": {"maxAttempts": 2, "backoff": "fixed", "initialInterval": 0.1, "jitter": False},
+                    },
+                ]
+            },
+        }
+        assert (await define(api, card)).status_code == 201
+        execution_id = await _start(api, "demo.card", {"code": 503})
+        await _until_status(api, execution_id, "failed")
+        page = await console.sign_in(keys["operator"])
+        await page.goto(f"/ui/executions/{execution_id}?step=charge")
+
+        rows = page.locator("table.attempts tbody tr")
+        await expect(rows).to_have_count(2)
+        await rows.nth(0).locator("summary:has-text('Show')").click()
+        await expect(rows.nth(0).locator(".attempt-io")).to_contain_text("/status/503")
+        await page.click("button:has-text('Diff attempts A and B')")
+        await expect(page.locator("#diff-input")).to_have_text("The two attempts have the same input.")
+        await page.go_back()
+
+        await page.click("summary:has-text('Retry…')")
+        await expect(page.locator("form.retry textarea[name=input]")).to_have_value('{\n  "code": 503\n}')
+        await page.fill("form.retry textarea[name=input]", '{"code": "ten"}')
+        await page.click("form.retry button:has-text('Preview')")
+        await expect(page.locator(".error")).to_contain_text("/input/code")
+        await page.fill("form.retry textarea[name=input]", '{"code": 200}')
+        await page.click("form.retry button:has-text('Preview')")
+        preview = page.locator(".retry-preview")
+        await expect(preview).to_contain_text("Will run again: charge.")
+        await expect(preview).to_contain_text("Keep their output: note.")
+        assert (await api.get(f"/executions/{execution_id}")).json()["status"] == "failed"  # a preview changes nothing
+
+        await page.click("form.retry button:has-text('Confirm retry')")
+        await expect(page.locator(".notice")).to_have_text("retry requested")
+        await expect(page.locator('.node[data-step="charge"]')).to_have_attribute("data-status", "completed")
+        execution = (await api.get(f"/executions/{execution_id}")).json()
+        assert execution["input"] == {"code": 200}
+
+        await page.goto(f"/ui/executions/{execution_id}?step=charge")
+        await expect(rows).to_have_count(3)
+        await page.click("button:has-text('Diff attempts A and B')")  # the first attempt and the last
+        await expect(page.locator("#diff-input .removed")).to_contain_text(["/status/503"])
+        await expect(page.locator("#diff-input .added")).to_contain_text(["/status/200"])
+        await expect(page.locator("#diff-output .added")).to_contain_text(['"status": 200'])
+    finally:
+        server.close()

@@ -29,6 +29,7 @@ from flowline_client.models import (
     PackInstalled,
     Page,
     PromiseSettlement,
+    RecoveryPreview,
     RerunAccepted,
     RetryAccepted,
     StatusChanged,
@@ -316,9 +317,17 @@ class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes, ScheduleRoutes, Webh
         """Resume a paused execution."""
         return await self._call("POST", f"/executions/{execution_id}/resume", StatusChanged)
 
-    async def retry_execution(self, execution_id: str, *, note: str | None = None) -> RetryAccepted:
-        """Run a failed execution's failed and cancelled steps again."""
-        return await self._call("POST", f"/executions/{execution_id}/retry", RetryAccepted, body={"note": note})
+    async def retry_execution(
+        self, execution_id: str, *, note: str | None = None, input: Mapping[str, Any] | None = None
+    ) -> RetryAccepted:
+        """Run a failed execution's failed and cancelled steps again, with ``input`` replacing its input if given."""
+        body = _retry_body(note=note, input=input)
+        return await self._call("POST", f"/executions/{execution_id}/retry", RetryAccepted, body=body)
+
+    async def preview_retry(self, execution_id: str, *, input: Mapping[str, Any] | None = None) -> RecoveryPreview:
+        """Which steps ``retry_execution`` would run again (and which keep their output); changes nothing."""
+        body = {**_retry_body(note=None, input=input), "dryRun": True}
+        return await self._call("POST", f"/executions/{execution_id}/retry", RecoveryPreview, body=body)
 
     async def rerun_execution(
         self,
@@ -329,12 +338,20 @@ class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes, ScheduleRoutes, Webh
         version: int | None = None,
     ) -> RerunAccepted:
         """Start a new execution reusing the outputs of every step not downstream of ``from_step``."""
-        body: dict[str, Any] = {"fromStep": from_step}
-        if input is not None:
-            body["input"] = dict(input)
-        if version is not None:
-            body["version"] = version
+        body = _rerun_body(from_step, input=input, version=version)
         return await self._call("POST", f"/executions/{execution_id}/rerun", RerunAccepted, body=body)
+
+    async def preview_rerun(
+        self,
+        execution_id: str,
+        from_step: str,
+        *,
+        input: Mapping[str, Any] | None = None,
+        version: int | None = None,
+    ) -> RecoveryPreview:
+        """Which steps ``rerun_execution`` would run again (and whose outputs it would reuse); starts nothing."""
+        body = {**_rerun_body(from_step, input=input, version=version), "dryRun": True}
+        return await self._call("POST", f"/executions/{execution_id}/rerun", RecoveryPreview, body=body)
 
     async def resolve_promise(self, execution_id: str, name: str, value: Any = None) -> PromiseSettlement:
         """Resolve the promise a ``wait`` step waits on; ``value`` becomes the step's output."""
@@ -459,3 +476,21 @@ class AsyncFlowlineClient(OperationRoutes, LifecycleRoutes, ScheduleRoutes, Webh
                     continue
                 received_logs.add(message.id)
             yield message
+
+
+def _retry_body(*, note: str | None, input: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The body of a retry: the note, and the new input when there is one."""
+    body: dict[str, Any] = {"note": note}
+    if input is not None:
+        body["input"] = dict(input)
+    return body
+
+
+def _rerun_body(from_step: str, *, input: Mapping[str, Any] | None, version: int | None) -> dict[str, Any]:
+    """The body of a rerun from ``from_step``: only what is given."""
+    body: dict[str, Any] = {"fromStep": from_step}
+    if input is not None:
+        body["input"] = dict(input)
+    if version is not None:
+        body["version"] = version
+    return body

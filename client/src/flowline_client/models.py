@@ -10,7 +10,7 @@ from flowline_schemas.agents import Agent, AgentHealth
 from flowline_schemas.api_keys import ApiKey, ApiKeyList, CreatedApiKey
 from flowline_schemas.audit import AuditLog
 from flowline_schemas.bulk import BulkOperation, BulkOperationError, ExecutionFilter
-from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
+from flowline_schemas.control import Cancelled, RecoveryPreview, RerunAccepted, RetryAccepted, StatusChanged
 from flowline_schemas.executions import (
     AttemptList,
     ChildExecution,
@@ -61,6 +61,7 @@ __all__ = [
     "PackInstalled",
     "Page",
     "PromiseSettlement",
+    "RecoveryPreview",
     "RerunAccepted",
     "RetryAccepted",
     "Schedule",

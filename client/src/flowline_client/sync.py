@@ -127,7 +127,9 @@ class FlowlineClient:
     pause_execution = _Blocking(AsyncFlowlineClient.pause_execution)
     resume_execution = _Blocking(AsyncFlowlineClient.resume_execution)
     retry_execution = _Blocking(AsyncFlowlineClient.retry_execution)
+    preview_retry = _Blocking(AsyncFlowlineClient.preview_retry)
     rerun_execution = _Blocking(AsyncFlowlineClient.rerun_execution)
+    preview_rerun = _Blocking(AsyncFlowlineClient.preview_rerun)
     resolve_promise = _Blocking(AsyncFlowlineClient.resolve_promise)
     reject_promise = _Blocking(AsyncFlowlineClient.reject_promise)
 

@@ -38,3 +38,16 @@ class RetryAccepted(msgspec.Struct, kw_only=True, rename="camel"):
     status: str
     message: str
     success: bool
+
+
+class RecoveryPreview(msgspec.Struct, kw_only=True, rename="camel"):
+    """What a retry or rerun would do (``dryRun``): nothing was changed.
+
+    ``steps`` run again (failed, cancelled and not yet run steps for a retry; the step rerun from, what follows
+    it and what did not finish well for a rerun); ``kept`` keep their output. Both in definition order.
+    """
+
+    execution_id: str
+    dry_run: bool = True
+    steps: list[str]
+    kept: list[str]

@@ -175,6 +175,8 @@ class TaskAttempt(msgspec.Struct, kw_only=True, rename="camel"):
     duration_ms: int | None
     worker_id: str | None
     error: dict[str, Any] | None
+    input: Any = None  # what the attempt ran with (None for attempts from before Flowline kept it)
+    output: Any = None
 
 
 class AttemptList(msgspec.Struct, kw_only=True, rename="camel"):

@@ -225,3 +225,75 @@ async def test_task_logs_keep_every_record_when_partitioned_and_back(database_ur
     assert plain_kind == "r" and key == "PRIMARY KEY (id)"
     assert {row["message"] for row in plain} == {record[3] for record in records} | {"after the migration"}
     assert before <= plain
+
+
+async def test_attempts_learn_their_steps_latest_input_and_output(database_url: str) -> None:
+    """0010: each step's latest attempt takes its input (and output when it completed); down, the steps keep theirs."""
+    await asyncio.to_thread(downgrade, database_url, "0009")
+    connection = await asyncpg.connect(database_url)
+    try:
+        tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+        pack_id, workflow_id, version_id, execution_id = uuid7(), uuid7(), uuid7(), uuid7()
+        await connection.execute("INSERT INTO packs (id, tenant_id, ref) VALUES ($1, $2, 'demo')", pack_id, tenant_id)
+        await connection.execute(
+            "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, latest_version) "
+            "VALUES ($1, $2, $3, 'demo.attempts', 'attempts', 1)",
+            workflow_id,
+            tenant_id,
+            pack_id,
+        )
+        await connection.execute(
+            "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) "
+            "VALUES ($1, $2, $3, 1, '{}')",
+            version_id,
+            tenant_id,
+            workflow_id,
+        )
+        await connection.execute(
+            "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, "
+            "workflow_version, status, root_execution_id, triggered_by) "
+            "VALUES ($1, $2, $3, $4, 'demo.attempts', 1, 'completed', $1, 'api')",
+            execution_id,
+            tenant_id,
+            workflow_id,
+            version_id,
+        )
+        step_id = uuid7()
+        await connection.execute(
+            "INSERT INTO step_executions (id, tenant_id, execution_id, step_id, step_type, status, generation, "
+            "attempts, input, output, position) "
+            "VALUES ($1, $2, $3, 'call', 'http', 'completed', 1, 2, '{\"n\": 5}', '{\"ok\": true}', 0)",
+            step_id,
+            tenant_id,
+            execution_id,
+        )
+        attempts = [(uuid7(), 1, "failed"), (uuid7(), 2, "completed")]
+        for attempt_id, number, status in attempts:
+            await connection.execute(
+                "INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, "
+                "status) VALUES ($1, $2, $3, $4, 1, $5, $6)",
+                attempt_id,
+                tenant_id,
+                step_id,
+                execution_id,
+                number,
+                status,
+            )
+
+        await asyncio.to_thread(upgrade_head, database_url)
+        upgraded = await connection.fetch(
+            "SELECT number, input::text, output::text FROM task_attempts WHERE step_execution_id = $1 ORDER BY number",
+            step_id,
+        )
+        await asyncio.to_thread(downgrade, database_url, "0009")
+        kept = await connection.fetchrow(
+            "SELECT s.input::text, s.output::text, count(a.id) FROM step_executions s "
+            "JOIN task_attempts a ON a.step_execution_id = s.id WHERE s.id = $1 GROUP BY s.id",
+            step_id,
+        )
+    finally:
+        await connection.close()
+    await asyncio.to_thread(upgrade_head, database_url)
+
+    assert [tuple(row) for row in upgraded] == [(1, None, None), (2, '{"n": 5}', '{"ok": true}')]
+    assert tuple(kept) == ('{"n": 5}', '{"ok": true}', 2)

@@ -1,11 +1,13 @@
-"""The console's pure parts: the graph's layout, the Run form's fields and input, where a message goes."""
+"""The console's pure parts: the graph's layout, the Run form's fields and input, where a message goes, and
+the diff of two attempts."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
-from flowline.errors import ValidationFailed
+from flowline.errors import ClientError, ValidationFailed
 from flowline_api.console.graph import (
     FAN_OUT_AT,
     SUMMARY_ABOVE,
@@ -18,8 +20,9 @@ from flowline_api.console.graph import (
     levels,
 )
 from flowline_api.console.login import _next_page
-from flowline_api.console.views import compact, downstream_of, highlighted
+from flowline_api.console.views import compact, diff_attempts, downstream_of, highlighted
 from flowline_api.console.workflows import field_of, form_fields, form_input
+from flowline_schemas.executions import AttemptList, TaskAttempt
 
 DIAMOND = [
     {"id": "a", "type": "action"},
@@ -173,3 +176,37 @@ def test_highlighting_classes_each_token_and_escapes_everything() -> None:
     assert '<span class="json-string">&#34;x\\&#34;&lt;script&gt;&#34;</span>' in shown
     assert '<span class="json-number">-1.5</span>' in shown and '<span class="json-literal">null</span>' in shown
     assert "<script>" not in shown
+
+
+def _attempt(generation: int, number: int, step_input: object, output: object) -> TaskAttempt:
+    started = datetime(2026, 12, 7, tzinfo=UTC)
+    return TaskAttempt(
+        attempt=number,
+        generation=generation,
+        status="completed" if output is not None else "failed",
+        started_at=started,
+        finished_at=started,
+        duration_ms=3,
+        worker_id="w-1",
+        error=None,
+        input=step_input,
+        output=output,
+    )
+
+
+def test_two_attempts_diff_their_pretty_input_and_output_line_by_line() -> None:
+    attempts = AttemptList(
+        attempts=[_attempt(0, 1, {"code": 503, "card": "x"}, None), _attempt(1, 1, {"code": 200, "card": "x"}, 1)]
+    )
+
+    diff = diff_attempts(attempts, "0.1", "1.1")
+
+    assert (diff.before.generation, diff.after.generation) == (0, 1)
+    assert [line for line in diff.input_lines if line[:1] in "+-" and line[:3] not in ("---", "+++")] == [
+        '-  "code": 503',
+        '+  "code": 200',
+    ]
+    assert diff.output_lines[-2:] == ["-null", "+1"]
+    assert diff_attempts(attempts, "0.1", "0.1").input_lines == []  # the same attempt: nothing changed
+    with pytest.raises(ClientError, match=r"b: '2.1' is not an attempt of this step \(generation.attempt: 0.1, 1.1\)"):
+        diff_attempts(attempts, "0.1", "2.1")

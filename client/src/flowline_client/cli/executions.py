@@ -23,6 +23,7 @@ from flowline_client.cli.live import (
 )
 from flowline_client.cli.log_options import add_log_options, log_query
 from flowline_client.cli.output import Output, duration, error_message, text, when
+from flowline_client.models import RecoveryPreview
 
 EXECUTION_STATUSES: tuple[str, ...] = get_args(ExecutionStatus)
 
@@ -174,7 +175,11 @@ async def _resume(client: AsyncFlowlineClient, args: argparse.Namespace, out: Ou
 
 
 async def _retry(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
-    accepted = await client.retry_execution(args.id, note=args.note)
+    new_input = object_argument(args.input, "--input")
+    if args.dry_run:
+        _preview(await client.preview_retry(args.id, input=new_input), "A retry", out)
+        return 0
+    accepted = await client.retry_execution(args.id, note=args.note, input=new_input)
     out.result(
         accepted, f"Execution {accepted.workflow_execution_id} reset for retry. Status: {out.status(accepted.status)}"
     )
@@ -182,15 +187,27 @@ async def _retry(client: AsyncFlowlineClient, args: argparse.Namespace, out: Out
 
 
 async def _rerun(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
-    accepted = await client.rerun_execution(
-        args.id, args.from_step, input=object_argument(args.input, "--input"), version=args.version
-    )
+    new_input = object_argument(args.input, "--input")
+    if args.dry_run:
+        preview = await client.preview_rerun(args.id, args.from_step, input=new_input, version=args.version)
+        _preview(preview, f"A rerun from step {args.from_step}", out)
+        return 0
+    accepted = await client.rerun_execution(args.id, args.from_step, input=new_input, version=args.version)
     out.result(
         accepted,
         f"Execution {accepted.execution_id} reruns {accepted.rerun_of} from step {args.from_step}. "
         f"Status: {out.status(accepted.status)}",
     )
     return 0
+
+
+def _preview(preview: RecoveryPreview, what: str, out: Output) -> None:
+    """What a retry or rerun would run again, changing nothing (``--dry-run``)."""
+    out.result(
+        preview,
+        f"{what} of {preview.execution_id} would run again: {', '.join(preview.steps) or 'no step'}; "
+        f"kept: {', '.join(preview.kept) or 'no step'}. Nothing was changed.",
+    )
 
 
 async def _list_children(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -308,14 +325,18 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser.add_argument("--reason")
     command(executions, "pause", _pause, "start no new step until resumed", common).add_argument("id")
     command(executions, "resume", _resume, "resume a paused execution", common).add_argument("id")
+    preview = "show which steps would run again, and change nothing"
     parser = command(executions, "retry", _retry, "run a failed execution's failed steps again", common)
     parser.add_argument("id")
     parser.add_argument("--note")
+    parser.add_argument("--input", help="a new input for the steps run again: JSON, or @file")
+    parser.add_argument("--dry-run", action="store_true", help=preview)
     parser = command(executions, "rerun", _rerun, "start a new execution from a step, reusing earlier outputs", common)
     parser.add_argument("id")
     parser.add_argument("--from-step", required=True)
     parser.add_argument("--input", help="a new input: JSON, or @file")
     parser.add_argument("--version", type=int)
+    parser.add_argument("--dry-run", action="store_true", help=preview)
     command(executions, "children", _list_children, "list child executions", common).add_argument("id")
     parser = command(executions, "task-attempts", _list_attempts, "list the attempts of a task", common)
     parser.add_argument("id")

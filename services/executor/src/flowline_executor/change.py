@@ -157,11 +157,21 @@ class Change:
         for attempt in finished:
             by_id[attempt.step_execution_id].input = attempt.input
         attempts = [
-            NewAttempt(uuid7(), a.step_execution_id, a.generation, a.number, a.status, a.duration_ms, a.error)
+            NewAttempt(
+                uuid7(),
+                a.step_execution_id,
+                a.generation,
+                a.number,
+                a.status,
+                a.duration_ms,
+                a.error,
+                a.input,
+                a.output,
+            )
             for a in finished
         ]
         attempts += [  # started here, run once this commits
-            NewAttempt(uuid7(), row.id, row.generation, row.attempts, "running", None, None)
+            NewAttempt(uuid7(), row.id, row.generation, row.attempts, "running", None, None, row.input, None)
             for row in steps.values()
             if row.status == "running"
         ]

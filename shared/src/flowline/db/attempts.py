@@ -31,12 +31,13 @@ finishing AS (
         AS f(step_execution_id, generation, number, status, step_status, duration_ms, error, output, input, attempt_id)
 ), finished_attempts AS (
     INSERT INTO task_attempts AS a (id, tenant_id, step_execution_id, execution_id, generation, number, status,
-        worker, started_at, finished_at, duration_ms, error)
+        worker, started_at, finished_at, duration_ms, error, input, output)
     SELECT attempt_id, :tenant_id, step_execution_id, :execution_id, generation, number, status, :worker,
-        statement_timestamp(), statement_timestamp(), duration_ms, error
+        statement_timestamp(), statement_timestamp(), duration_ms, error, input, output
     FROM finishing
     ON CONFLICT (step_execution_id, generation, number) DO UPDATE SET status = excluded.status,
-        finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, error = excluded.error
+        finished_at = excluded.finished_at, duration_ms = excluded.duration_ms, error = excluded.error,
+        input = coalesce(excluded.input, a.input), output = excluded.output
 ), finished_steps AS (
     UPDATE step_executions s SET status = f.step_status, output = f.output, error = f.error, attempts = f.number,
         input = coalesce(f.input, s.input), owner = NULL, lease_expires_at = NULL,
@@ -65,9 +66,9 @@ STARTING_ATTEMPT = """
         WHERE id = :step_execution_id
     ), attempt AS (
         INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, status,
-            worker)
+            worker, input)
         VALUES (:attempt_id, :tenant_id, :step_execution_id, :execution_id, :generation, :attempt, 'running',
-            :worker)
+            :worker, :input)
         ON CONFLICT (step_execution_id, generation, number) DO NOTHING
     )"""
 # The attempts of a new execution's steps (ran or started in the change that starts it), inserted with them
@@ -75,14 +76,14 @@ STARTING_ATTEMPT = """
 INSERTING_NEW_ATTEMPTS = """
     attempted AS (
         INSERT INTO task_attempts (id, tenant_id, step_execution_id, execution_id, generation, number, status,
-            worker, started_at, finished_at, duration_ms, error)
+            worker, started_at, finished_at, duration_ms, error, input, output)
         SELECT a.id, :tenant_id, a.step_execution_id, :execution_id, a.generation, a.number, a.status, :worker,
             statement_timestamp(), CASE WHEN a.status <> 'running' THEN statement_timestamp() END, a.duration_ms,
-            a.error
+            a.error, a.input, a.output
         FROM unnest(:attempt_ids::uuid[], :attempt_step_ids::uuid[], :attempt_generations::int[],
             :attempt_numbers::int[], :attempt_statuses::text[], :attempt_durations_ms::int[],
-            :attempt_errors::jsonb[])
-            AS a(id, step_execution_id, generation, number, status, duration_ms, error)
+            :attempt_errors::jsonb[], :attempt_inputs::jsonb[], :attempt_outputs::jsonb[])
+            AS a(id, step_execution_id, generation, number, status, duration_ms, error, input, output)
         WHERE EXISTS (SELECT FROM sequenced)
     )"""
 # The parameters of the fields of ``FinishedAttempt`` and ``NewAttempt``, in their order.
@@ -105,6 +106,8 @@ _NEW_PARAMETERS = (
     "attempt_statuses",
     "attempt_durations_ms",
     "attempt_errors",
+    "attempt_inputs",
+    "attempt_outputs",
 )
 
 
@@ -145,7 +148,7 @@ class FinishedAttempt(NamedTuple):
     step_status: str  # the step's: completed, failed, or scheduled when it waits for another attempt
     duration_ms: int
     error: dict[str, Any] | None
-    output: Any
+    output: Any  # the step's: None while it waits for another attempt (a failed attempt has none of its own)
     input: Any  # the rendered input of an attempt that ran inside the change; None keeps the stored one
 
 
@@ -159,6 +162,8 @@ class NewAttempt(NamedTuple):
     status: str
     duration_ms: int | None
     error: dict[str, Any] | None
+    input: Any
+    output: Any
 
 
 def finishing_params(attempts: Sequence[FinishedAttempt]) -> dict[str, Any]:

@@ -524,7 +524,8 @@ async def list_task_attempts(
         await execution_exists(connection, tenant_id, execution_id)
         raise NotFound(f"execution {execution_id} has no task {task_id}")
     records: list[asyncpg.Record] = await connection.fetch(
-        "SELECT generation, number, status, worker, started_at, finished_at, duration_ms, error FROM task_attempts "
+        "SELECT generation, number, status, worker, started_at, finished_at, duration_ms, error, input, output "
+        "FROM task_attempts "
         "WHERE step_execution_id = $1 ORDER BY generation, number",
         task_id,
     )

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import asyncpg
 import msgspec
 
-from flowline.db.sql import typed
+from flowline.db.sql import bind, typed
 from flowline.domain.definitions import StepDefinition
 from flowline.messages import TaskDispatched
 from flowline.runtime.ids import uuid7
@@ -178,6 +178,26 @@ async def list_reusable_steps(connection: asyncpg.Connection, execution_id: uuid
             execution_id,
         ),
         ReusableStep,
+    )
+
+
+class StepStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one step of an execution stands."""
+
+    step_id: str
+    status: str
+
+
+async def list_step_statuses(connection: asyncpg.Connection, execution_id: uuid.UUID) -> list[StepStatus]:
+    """The status of every step of an execution, in definition order."""
+    return typed(
+        await connection.fetch(
+            *bind(
+                "SELECT step_id, status FROM step_executions WHERE execution_id = :execution_id ORDER BY position",
+                execution_id=execution_id,
+            )
+        ),
+        StepStatus,
     )
 
 

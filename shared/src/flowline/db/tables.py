@@ -305,6 +305,8 @@ task_attempts = Table(
     _timestamp("finished_at"),
     Column("duration_ms", Integer),
     Column("error", JSONB),
+    Column("input", JSONB),  # what the attempt ran with
+    Column("output", JSONB),
     UniqueConstraint("step_execution_id", "generation", "number"),
     Index(None, "execution_id"),
 )

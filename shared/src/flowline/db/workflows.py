@@ -332,3 +332,14 @@ async def read_version_definition(connection: asyncpg.Connection, version_id: uu
     if definition is None:
         raise NotFound(f"workflow version {version_id} does not exist")
     return msgspec.convert(definition, WorkflowDefinition)
+
+
+async def read_execution_input_schema(connection: asyncpg.Connection, execution_id: uuid.UUID) -> Any:
+    """The input schema of the workflow version an execution runs (None: it takes any input)."""
+    return await connection.fetchval(
+        *bind(
+            "SELECT v.input_schema FROM executions e JOIN workflow_versions v ON v.id = e.workflow_version_id "
+            "WHERE e.id = :execution_id",
+            execution_id=execution_id,
+        )
+    )

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 
 from flowline.db.events import NewEvent, append_events
+from flowline.db.sql import bind
+from flowline.db.steps import list_step_statuses
+from flowline.db.workflows import read_execution_input_schema
+from flowline.domain.jsonschemas import check_instance
 from flowline.domain.snapshots import WorkflowSnapshot
 from flowline.errors import Conflict, NotFound
 from flowline.kafka.outbox import OutboxRow, outgoing
@@ -87,6 +92,43 @@ async def request_cancel(
     return await write_command(connection, topics, execution, tenant_id, [], [outgoing(topics.control, message)])
 
 
+# The steps a retry runs again: those that did not finish well, and those that never ran. Completed and skipped
+# steps keep their output (and their status).
+RETRIED_STATUSES = frozenset({"failed", "cancelled", "pending"})
+
+
+async def _lock_retriable(
+    connection: asyncpg.Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID, execution_input: Any
+) -> asyncpg.Record:
+    """Lock a failed execution to retry, checking the new input (if any) against its version's input schema.
+
+    Raises:
+        NotFound: no such execution in this tenant.
+        Conflict: the execution has not failed.
+        ValidationFailed: the new input does not match the input schema (the pointer names the field).
+    """
+    execution = await lock_execution(connection, tenant_id, execution_id)
+    if execution["status"] != "failed":
+        raise Conflict(f"execution {execution_id} is {execution['status']}; only a failed one is retried")
+    if execution_input is not None and (schema := await read_execution_input_schema(connection, execution_id)):
+        check_instance(schema, execution_input, "/input")
+    return execution
+
+
+async def preview_retry(
+    connection: asyncpg.Connection, *, tenant_id: uuid.UUID, execution_id: uuid.UUID, execution_input: Any = None
+) -> tuple[list[str], list[str]]:
+    """The steps a retry would run again and those that keep their output, in definition order; changes nothing.
+
+    Raises:
+        NotFound, Conflict, ValidationFailed: as ``request_retry``.
+    """
+    await _lock_retriable(connection, tenant_id, execution_id, execution_input)
+    steps = await list_step_statuses(connection, execution_id)
+    again = [step.step_id for step in steps if step.status in RETRIED_STATUSES]
+    return again, [step.step_id for step in steps if step.status not in RETRIED_STATUSES]
+
+
 async def request_retry(
     connection: asyncpg.Connection,
     topics: Topics,
@@ -94,19 +136,26 @@ async def request_retry(
     tenant_id: uuid.UUID,
     execution_id: uuid.UUID,
     note: str | None,
+    execution_input: Any = None,
 ) -> list[OutboxRow]:
     """Make a failed execution pending again (RETRY_REQUESTED); the engine resumes it from its failed steps.
+
+    With ``execution_input``, the execution's input is replaced: the steps run again render their templates
+    from it (the completed steps keep what they made of the old one).
 
     Raises:
         NotFound: no such execution in this tenant.
         Conflict: the execution has not failed.
+        ValidationFailed: the new input does not match the execution's input schema.
     """
-    execution = await lock_execution(connection, tenant_id, execution_id)
-    if execution["status"] != "failed":
-        raise Conflict(f"execution {execution_id} is {execution['status']}; only a failed one is retried")
+    execution = await _lock_retriable(connection, tenant_id, execution_id, execution_input)
     await connection.execute(
-        "UPDATE executions SET status = 'pending', error = NULL, completed_at = NULL WHERE id = $1",
-        execution_id,
+        *bind(
+            "UPDATE executions SET status = 'pending', error = NULL, completed_at = NULL, "
+            "input = coalesce(:input::jsonb, input) WHERE id = :execution_id",
+            execution_id=execution_id,
+            input=execution_input,
+        )
     )
     event = NewEvent("RETRY_REQUESTED", WorkflowSnapshot(status="pending", note=note, error=execution["error"]))
     message = outgoing(topics.requests, ExecutionRequested(tenant_id=tenant_id, execution_id=execution_id))

@@ -24,7 +24,7 @@ from litestar.response import Redirect, Template
 
 from flowline_api.auth import OPERATOR
 from flowline_api.console.executions import PageReads, execution_context
-from flowline_api.domain.control.schemas import RerunRequest
+from flowline_api.domain.control.schemas import RerunRequest, RetryRequest
 from flowline_api.domain.control.service import ControlService
 from flowline_api.path_ids import ExecutionId
 from flowline_api.rate_limits import EXECUTION_START
@@ -45,6 +45,21 @@ def json_field(form: Any, name: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise ValidationFailed(f"{name}: not JSON ({err.msg} at line {err.lineno})", pointer=f"/{name}") from err
+
+
+def _retry_request(form: Any, current_input: Any) -> RetryRequest:
+    """A retry as the console's form asks for it: a note, and a new input (a JSON object) when it was edited.
+
+    The form comes filled with the execution's input: sent back unchanged (or emptied), the retry keeps it.
+
+    Raises:
+        ValidationFailed: the input is not a JSON object.
+    """
+    new_input = json_field(form, "input")
+    if new_input is not None and not isinstance(new_input, dict):
+        raise ValidationFailed("input: must be a JSON object", pointer="/input")
+    note = str(form.get("note") or "").strip()[:2000] or None
+    return RetryRequest(note=note, input=None if new_input == current_input else new_input)
 
 
 class ConsoleActionController(Controller):
@@ -143,17 +158,36 @@ class ConsoleActionController(Controller):
         control_service: NamedDependency[ControlService],
         page_reads: NamedDependency[PageReads],
     ) -> Redirect | Template:
-        """Retry a failed execution from its failed steps, with an optional note."""
+        """Retry a failed execution from its failed steps, with an optional note and edited input."""
         form = await request.form()
-        note = str(form.get("note") or "").strip()[:2000] or None
         page = f"/ui/executions/{execution_id}"
-        return await self._answer(
-            request,
-            execution_id,
-            lambda: control_service.retry(tenant_id, execution_id, note, actor),
-            lambda answer: (page, "retry requested"),
-            page_reads,
-        )
+
+        async def retry() -> Any:
+            current = await page_reads.executions.read(tenant_id, execution_id)
+            return await control_service.retry(tenant_id, execution_id, _retry_request(form, current.input), actor)
+
+        return await self._answer(request, execution_id, retry, lambda answer: (page, "retry requested"), page_reads)
+
+    @post("/retry/preview", name="console:retry-preview")
+    async def preview_retry(
+        self,
+        request: Request[Principal, Any, State],
+        execution_id: ExecutionId,
+        tenant_id: NamedDependency[uuid.UUID],
+        control_service: NamedDependency[ControlService],
+        page_reads: NamedDependency[PageReads],
+    ) -> Template:
+        """The execution page with the retry form open as filled in, and the steps the retry would run again."""
+        form = await request.form()
+        filled = {"note": str(form.get("note") or ""), "input": str(form.get("input") or "")}
+        try:
+            current = await page_reads.executions.read(tenant_id, execution_id)
+            preview = await control_service.preview_retry(tenant_id, execution_id, _retry_request(form, current.input))
+        except ClientError as error:
+            context = await execution_context(request, page_reads, execution_id, error=error.detail, retry_form=filled)
+            return Template("execution.html", context=context, status_code=error.status_code)
+        context = await execution_context(request, page_reads, execution_id, retry_form={**filled, "preview": preview})
+        return Template("execution.html", context=context)
 
     @post("/rerun", opt=EXECUTION_START, name="console:rerun")
     async def rerun(

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from flowline.db.execution_reads import ExecutionFilters, count_executions
 from flowline.domain.credentials import Principal
-from flowline.errors import ClientError
+from flowline.errors import ClientError, NotFound
 from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -24,6 +24,7 @@ from flowline_api.console.views import (
     LOG_PARAMETERS,
     SEARCH_CONTEXT,
     PageLinks,
+    diff_attempts,
     execution_view,
     log_query_from,
     page_context,
@@ -174,6 +175,31 @@ class ConsoleExecutionController(Controller):
         context = await execution_context(request, page_reads, execution_id)
         return Template("execution.html", context=context)
 
+    @get("/{execution_id:str}/attempts/diff", opt=VIEWER, name="console:attempt-diff")
+    async def attempt_diff_page(
+        self,
+        request: Request[Principal, Any, State],
+        execution_id: ExecutionId,
+        caller: NamedDependency[Principal],
+        page_reads: NamedDependency[PageReads],
+    ) -> Template:
+        """Two attempts of a step (``?step=<id>&a=<generation.attempt>&b=…``): their input and output diffed.
+
+        Raises:
+            NotFound: no such execution, or it has no step ``step`` that ran.
+            ClientError: ``a`` or ``b`` is not one of the step's attempts.
+        """
+        query = request.query_params
+        step_id = query.get("step") or ""
+        steps = await page_reads.executions.steps(page_reads.tenant_id, execution_id)
+        run = next((step for step in steps.steps if step.step_id == step_id), None)
+        if run is None:
+            raise NotFound(f"execution {execution_id} has no step {step_id!r} that ran")
+        attempts = await page_reads.executions.attempts(page_reads.tenant_id, execution_id, uuid.UUID(run.task_id))
+        diff = diff_attempts(attempts, query.get("a") or "", query.get("b") or "")
+        context = page_context(caller, execution_id=str(execution_id), step_id=step_id, diff=diff, pretty=pretty)
+        return Template("attempt_diff.html", context=context)
+
     @get("/{execution_id:str}/logs", opt=VIEWER, name="console:log-pages")
     async def log_page(
         self,
@@ -263,7 +289,7 @@ def provide_page_reads(
 async def execution_context(
     request: Request[Principal, Any, State], reads: PageReads, execution_id: uuid.UUID, **extra: Any
 ) -> dict[str, Any]:
-    """Everything the execution page shows; ``extra`` adds an action's answer (``notice`` or ``error``).
+    """Everything the execution page shows; ``extra`` adds an action's answer (``notice``, ``error``, ``retry_form``).
 
     Raises:
         NotFound: no such execution in this tenant.
@@ -301,4 +327,5 @@ async def execution_context(
         live_query=links.live,
         notice=extra.get("notice") or query.get("notice"),
         error=extra.get("error"),
+        retry_form=extra.get("retry_form"),  # the retry form as filled in, with its preview, once previewed
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import uuid
@@ -13,7 +14,7 @@ from urllib.parse import urlencode
 
 from flowline.domain.credentials import Principal, role_allows
 from flowline.errors import ClientError, NotFound
-from flowline_schemas.executions import AttemptList, Execution, StepExecution
+from flowline_schemas.executions import AttemptList, Execution, StepExecution, TaskAttempt
 from flowline_schemas.logs import TaskLogPage
 from markupsafe import Markup, escape
 
@@ -396,3 +397,51 @@ def downstream_of(steps: list[dict[str, Any]], step_id: str) -> list[str]:
                 found.add(step["id"])
                 grew = True
     return [str(step["id"]) for step in steps if step["id"] in found]
+
+
+def attempt_key(attempt: TaskAttempt) -> str:
+    """How the console names an attempt in a query string: ``<generation>.<attempt>`` (``0.2``)."""
+    return f"{attempt.generation}.{attempt.attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptDiff:
+    """Two attempts of a step side by side: what changed in their input and in their output (unified diffs)."""
+
+    before: TaskAttempt
+    after: TaskAttempt
+    input_lines: list[str]
+    output_lines: list[str]
+
+
+def diff_attempts(attempts: AttemptList, before_key: str, after_key: str) -> AttemptDiff:
+    """The diff of two of ``attempts`` named by ``attempt_key``: their pretty-printed input and output.
+
+    Raises:
+        ClientError: a key names none of the attempts.
+    """
+    chosen = {attempt_key(attempt): attempt for attempt in attempts.attempts}
+    for name, key in (("a", before_key), ("b", after_key)):
+        if key not in chosen:
+            known = ", ".join(chosen) or "none"
+            raise ClientError(f"{name}: {key!r} is not an attempt of this step (generation.attempt: {known})")
+    before, after = chosen[before_key], chosen[after_key]
+    return AttemptDiff(
+        before=before,
+        after=after,
+        input_lines=_unified(before.input, after.input, before, after),
+        output_lines=_unified(before.output, after.output, before, after),
+    )
+
+
+def _unified(old: Any, new: Any, before: TaskAttempt, after: TaskAttempt) -> list[str]:
+    """A unified diff of two JSON values as indented lines, headed by their attempts (empty when equal)."""
+    return list(
+        difflib.unified_diff(
+            pretty(old).splitlines(),
+            pretty(new).splitlines(),
+            f"attempt {before.attempt} (generation {before.generation})",
+            f"attempt {after.attempt} (generation {after.generation})",
+            lineterm="",
+        )
+    )

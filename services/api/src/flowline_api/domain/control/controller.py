@@ -6,7 +6,7 @@ import uuid
 
 from flowline.db.audit import Actor
 from flowline.domain.credentials import Principal
-from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
+from flowline_schemas.control import Cancelled, RecoveryPreview, RerunAccepted, RetryAccepted, StatusChanged
 from litestar import Controller, Response, delete, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
@@ -137,12 +137,15 @@ class ExecutionControlController(Controller):
         opt=OPERATOR | EXECUTION_START,
         status_code=HTTP_202_ACCEPTED,
         summary="Rerun an execution from a step",
-        responses=problems(
-            f"{PATH}/rerun",
-            not_found=f"execution {EXECUTION_ID} has no step 'summarise'",
-            conflict="version 3 of 'demo.hello' has no step 'summarise'",
-            invalid=("body: Object missing required field `fromStep`", ""),
-        ),
+        responses={
+            200: ResponseSpec(data_container=RecoveryPreview, description="with dryRun: what the rerun would run"),
+            **problems(
+                f"{PATH}/rerun",
+                not_found=f"execution {EXECUTION_ID} has no step 'summarise'",
+                conflict="version 3 of 'demo.hello' has no step 'summarise'",
+                invalid=("body: Object missing required field `fromStep`", ""),
+            ),
+        },
     )
     async def rerun(
         self,
@@ -152,14 +155,19 @@ class ExecutionControlController(Controller):
         actor: NamedDependency[Actor],
         execution_id: ExecutionId,
         data: JSONBody[RerunRequest],
-    ) -> RerunAccepted:
+    ) -> Response[RerunAccepted | RecoveryPreview]:
         """Start a new execution (linked by ``rerunOf``) that runs ``fromStep`` and everything after it again.
 
         Every other step keeps the output it had in the rerun execution. ``input`` replaces the input and
         ``version`` picks another version of the workflow (default: the rerun execution's). An unknown step
         is 404; a version that lacks ``fromStep`` or a step whose output would be reused is 409 naming them.
+        With ``dryRun``, nothing starts: the answer (200) lists the steps that would run again and those whose
+        output would be reused, after the same checks (an input the schema refuses is 422).
         """
-        return await control_service.rerun(tenant_id, execution_id, data, caller, actor)
+        if data.dry_run:
+            preview = await control_service.preview_rerun(tenant_id, execution_id, data)
+            return Response(preview, status_code=HTTP_200_OK)
+        return Response(await control_service.rerun(tenant_id, execution_id, data, caller, actor))
 
     @post(
         "/{execution_id:str}/retry",
@@ -170,7 +178,7 @@ class ExecutionControlController(Controller):
             f"{PATH}/retry",
             not_found=NOT_FOUND,
             conflict=f"execution {EXECUTION_ID} is completed; only a failed one is retried",
-            invalid=("/note: Expected `str | null`, got `int`", "/note"),
+            invalid=('/input/amount: "ten" is not of type "integer"', "/input/amount"),
         ),
     )
     async def retry(
@@ -180,10 +188,16 @@ class ExecutionControlController(Controller):
         actor: NamedDependency[Actor],
         execution_id: ExecutionId,
         data: JSONBody[RetryRequest | None] = None,
-    ) -> RetryAccepted:
+    ) -> RetryAccepted | RecoveryPreview:
         """Resume a failed execution from its failed (and cancelled) steps; completed steps keep their output.
 
         The execution becomes pending, its error is cleared, and a RETRY_REQUESTED event records the note
-        and the previous error.
+        and the previous error. ``input`` replaces the execution's input (checked against its version's input
+        schema: 422 naming the field): the steps that run again render their templates from it. With
+        ``dryRun``, nothing changes: the answer lists the steps that would run again and those that keep
+        their output, after the same checks.
         """
-        return await control_service.retry(tenant_id, execution_id, (data or RetryRequest()).note, actor)
+        request = data or RetryRequest()
+        if request.dry_run:
+            return await control_service.preview_retry(tenant_id, execution_id, request)
+        return await control_service.retry(tenant_id, execution_id, request, actor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,12 @@ import msgspec
 from aiokafka.errors import KafkaConnectionError
 from flowline.db.audit import Actor, record_audit
 from flowline.db.events import NewEvent
+from flowline.db.steps import list_reusable_steps
 from flowline.db.workflows import read_workflow
-from flowline.domain.commands import lock_execution, request_cancel, request_retry, write_command
+from flowline.domain.commands import lock_execution, preview_retry, request_cancel, request_retry, write_command
 from flowline.domain.credentials import Principal
 from flowline.domain.definitions import WorkflowDefinition, downstream
+from flowline.domain.jsonschemas import check_instance
 from flowline.domain.removal import Remover
 from flowline.domain.snapshots import WorkflowSnapshot
 from flowline.domain.starting import Rerun, caller_started_by, start_execution
@@ -25,13 +28,13 @@ from flowline.errors import Conflict, NotFound
 from flowline.kafka.outbox import OutboxPublisher, outgoing
 from flowline.messages import AdvanceExecution, ExecutionEvent, ExecutionRequested
 from flowline.settings import Settings, Topics
-from flowline_schemas.control import Cancelled, RerunAccepted, RetryAccepted, StatusChanged
+from flowline_schemas.control import Cancelled, RecoveryPreview, RerunAccepted, RetryAccepted, StatusChanged
 from flowline_schemas.executions import TERMINAL_EXECUTION_STATUSES
 from flowline_schemas.streams import FINAL_EVENTS
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
-from flowline_api.domain.control.schemas import RerunRequest
+from flowline_api.domain.control.schemas import RerunRequest, RetryRequest
 from flowline_api.domain.streams.hub import StreamHub
 
 
@@ -187,35 +190,14 @@ class ControlService:
             Conflict: the chosen version lacks ``fromStep`` or steps whose outputs would be reused.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            source = await connection.fetchrow(
-                "SELECT e.id, e.workflow_ref, e.workflow_version, e.input, v.definition FROM executions e "
-                "JOIN workflow_versions v ON v.id = e.workflow_version_id WHERE e.id = $1 AND e.tenant_id = $2",
-                execution_id,
-                tenant_id,
-            )
-            if source is None:
-                raise NotFound(f"execution {execution_id} does not exist")
-            source_steps = {step["id"] for step in source["definition"]["steps"]}
-            if request.from_step not in source_steps:
-                raise NotFound(f"execution {execution_id} has no step {request.from_step!r}")
-            version = request.version or source["workflow_version"]
-            target = await read_workflow(connection, tenant_id, source["workflow_ref"], version)
-            definition = msgspec.convert(target["definition"], WorkflowDefinition)
-            if request.from_step not in {step.id for step in definition.steps}:
-                raise Conflict(f"version {version} of {source['workflow_ref']!r} has no step {request.from_step!r}")
-            reused = {step.id for step in definition.steps} - downstream(definition, request.from_step)
-            if missing := sorted(reused - source_steps):
-                raise Conflict(
-                    f"version {version} has steps the rerun would reuse but execution {execution_id} never ran: "
-                    + ", ".join(missing)
-                )
+            plan = await _plan_rerun(connection, tenant_id, execution_id, request)
             started = await start_execution(
                 connection,
                 self._topics,
                 tenant_id=tenant_id,
-                workflow_ref=source["workflow_ref"],
-                version=version,
-                execution_input=source["input"] if request.input is None else request.input,
+                workflow_ref=plan.workflow_ref,
+                version=plan.version,
+                execution_input=plan.execution_input,
                 idempotency_key=None,
                 triggered_by="rerun",
                 started_by=caller_started_by(caller.subject),
@@ -232,20 +214,48 @@ class ControlService:
             rerun_of=str(execution_id),
         )
 
+    async def preview_rerun(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, request: RerunRequest
+    ) -> RecoveryPreview:
+        """Which steps a rerun from ``fromStep`` would run again and which outputs it would reuse; starts nothing.
+
+        Raises:
+            NotFound, Conflict: as ``rerun`` (a disabled workflow too).
+            ValidationFailed: the input does not match the chosen version's input schema.
+        """
+        async with self._pool.acquire() as connection:
+            plan = await _plan_rerun(connection, tenant_id, execution_id, request)
+        if not plan.enabled:
+            raise Conflict(f"workflow {plan.workflow_ref!r} is disabled")  # as the rerun would be refused
+        if plan.input_schema is not None:
+            check_instance(plan.input_schema, plan.execution_input, "/input")
+        return RecoveryPreview(
+            execution_id=str(execution_id),
+            steps=[step for step in plan.steps if step not in plan.reused],
+            kept=[step for step in plan.steps if step in plan.reused],
+        )
+
     async def retry(
-        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, note: str | None, actor: Actor
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, request: RetryRequest, actor: Actor
     ) -> RetryAccepted:
-        """Make a failed execution pending again; the engine resumes it from its failed steps.
+        """Make a failed execution pending again, with a new input if given; the engine resumes its failed steps.
 
         Raises:
             NotFound: no such execution in this tenant.
             Conflict: the execution has not failed.
+            ValidationFailed: the new input does not match the execution's input schema.
         """
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await request_retry(
-                connection, self._topics, tenant_id=tenant_id, execution_id=execution_id, note=note
+                connection,
+                self._topics,
+                tenant_id=tenant_id,
+                execution_id=execution_id,
+                note=request.note,
+                execution_input=request.input,
             )
-            await _audit(connection, tenant_id, execution_id, "retry", actor, {"note": note})
+            details = {"note": request.note, "input": request.input}
+            await _audit(connection, tenant_id, execution_id, "retry", actor, details)
         await self._outbox.publish(rows)
         return RetryAccepted(
             workflow_execution_id=str(execution_id),
@@ -253,6 +263,79 @@ class ControlService:
             message=f"Execution {execution_id} reset for retry. Status: PENDING",
             success=True,
         )
+
+    async def preview_retry(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, request: RetryRequest
+    ) -> RecoveryPreview:
+        """Which steps a retry would run again and which keep their output; changes nothing.
+
+        Raises:
+            NotFound, Conflict, ValidationFailed: as ``retry``.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            again, kept = await preview_retry(
+                connection, tenant_id=tenant_id, execution_id=execution_id, execution_input=request.input
+            )
+        return RecoveryPreview(execution_id=str(execution_id), steps=again, kept=kept)
+
+
+@dataclass(frozen=True, slots=True)
+class _RerunPlan:
+    """What a rerun from a step starts: which workflow version, with which input, reusing which steps' outputs."""
+
+    workflow_ref: str
+    version: int
+    enabled: bool
+    execution_input: dict[str, Any]
+    input_schema: Any
+    steps: list[str]  # the version's, in definition order
+    reused: set[str]
+
+
+async def _plan_rerun(
+    connection: asyncpg.Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID, request: RerunRequest
+) -> _RerunPlan:
+    """Work out a rerun of ``execution_id`` from ``request.fromStep``.
+
+    Reused are the completed and skipped steps of ``execution_id`` not downstream of ``fromStep``; the others
+    run again.
+
+    Raises:
+        NotFound: no such execution in this tenant, or it has no step ``fromStep``; unknown version.
+        Conflict: the chosen version lacks ``fromStep`` or steps whose outputs would be reused.
+    """
+    source = await connection.fetchrow(
+        "SELECT e.id, e.workflow_ref, e.workflow_version, e.input, v.definition FROM executions e "
+        "JOIN workflow_versions v ON v.id = e.workflow_version_id WHERE e.id = $1 AND e.tenant_id = $2",
+        execution_id,
+        tenant_id,
+    )
+    if source is None:
+        raise NotFound(f"execution {execution_id} does not exist")
+    source_steps = {step["id"] for step in source["definition"]["steps"]}
+    if request.from_step not in source_steps:
+        raise NotFound(f"execution {execution_id} has no step {request.from_step!r}")
+    version = request.version or source["workflow_version"]
+    target = await read_workflow(connection, tenant_id, source["workflow_ref"], version)
+    definition = msgspec.convert(target["definition"], WorkflowDefinition)
+    if request.from_step not in {step.id for step in definition.steps}:
+        raise Conflict(f"version {version} of {source['workflow_ref']!r} has no step {request.from_step!r}")
+    reused = {step.id for step in definition.steps} - downstream(definition, request.from_step)
+    if missing := sorted(reused - source_steps):
+        raise Conflict(
+            f"version {version} has steps the rerun would reuse but execution {execution_id} never ran: "
+            + ", ".join(missing)
+        )
+    finished = {step.step_id for step in await list_reusable_steps(connection, execution_id)}
+    return _RerunPlan(
+        workflow_ref=source["workflow_ref"],
+        version=version,
+        enabled=target["enabled"],
+        execution_input=source["input"] if request.input is None else request.input,
+        input_schema=target["input_schema"],
+        steps=[step.id for step in definition.steps],
+        reused=reused & finished,
+    )
 
 
 async def _audit(

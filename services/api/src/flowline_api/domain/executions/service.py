@@ -397,6 +397,8 @@ class ExecutionService:
                     duration_ms=record["duration_ms"],
                     worker_id=record["worker"],
                     error=record["error"],
+                    input=record["input"],
+                    output=record["output"],
                 )
                 for record in records
             ]
