@@ -56,6 +56,10 @@ async def test_the_client_and_the_cli_manage_a_schedule(settings: Settings, tmp_
         )  # fmt: skip
         assert code == 0, backfilled
         changed = await client.update_schedule(schedule["id"], {"cron": None, "interval": "15m"})
+        updated = await asyncio.to_thread(
+            flowline, "schedules", "update", "nightly", "--overlap", "allow", "--description", "at night", "-O", "json"
+        )
+        refused = await asyncio.to_thread(flowline, "schedules", "update", "nightly", "--interval", "0s")
         code, table = await asyncio.to_thread(flowline, "schedules", "list")
         deleted = await asyncio.to_thread(flowline, "schedules", "delete", "nightly")
         missing = await asyncio.to_thread(flowline, "schedules", "get", "nightly")
@@ -65,6 +69,9 @@ async def test_the_client_and_the_cli_manage_a_schedule(settings: Settings, tmp_
     assert listed == ["nightly"]
     assert json.loads(backfilled)["total"] == 3  # 27, 28 and 30 March at 02:30 Berlin; the 29th has no 02:30
     assert (changed.cron, changed.interval) == (None, "15m")
+    assert updated[0] == 0 and json.loads(updated[1])["overlap"] == "allow"
+    assert json.loads(updated[1])["description"] == "at night" and json.loads(updated[1])["interval"] == "15m"
+    assert refused[0] != 0  # the api's 422: an interval of at least a second
     assert "nightly" in table and "every 15m" in table
     assert deleted[0] == 0
     assert missing[0] == 2  # a name no schedule has is a usage error

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import asyncpg
 import msgspec
 
 from flowline.db.execution_reads import ExecutionFilters, count_executions_query, matching_ids_query, resolve_search
+from flowline.db.sql import bind
 from flowline.errors import NotFound
 from flowline.runtime.ids import uuid7
 
@@ -155,3 +156,28 @@ async def read_bulk_operation(
 def selection_of(record: asyncpg.Record) -> BulkSelection:
     """The selection stored with an operation."""
     return msgspec.convert(record["selection"], BulkSelection)
+
+
+class OperationCursor(NamedTuple):
+    """Where a round over the unfinished operations has got to: the last one handled, in creation order."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+async def claim_next_operation(
+    connection: asyncpg.Connection, *, after: OperationCursor | None, resting: list[uuid.UUID]
+) -> asyncpg.Record | None:
+    """Lock the oldest unfinished operation after ``after`` that no other scheduler holds and is not ``resting``."""
+    record: asyncpg.Record | None = await connection.fetchrow(
+        *bind(
+            "SELECT * FROM bulk_operations WHERE status IN ('pending', 'running') "
+            "AND (:after_created_at::timestamptz IS NULL OR (created_at, id) > (:after_created_at, :after_id::uuid)) "
+            "AND NOT (id = ANY(:resting::uuid[])) "
+            "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            after_created_at=after.created_at if after else None,
+            after_id=after.id if after else None,
+            resting=resting,
+        )
+    )
+    return record

@@ -157,6 +157,20 @@ async def start_runs(
     return await start_executions(connection, topics, requests, workflows=workflows)
 
 
+async def count_started_runs(
+    connection: asyncpg.Connection | asyncpg.Pool, schedule: Mapping[str, Any], times: Sequence[datetime]
+) -> int:
+    """How many of the schedule's fire ``times`` have their run already (by its idempotency key)."""
+    started: int = await connection.fetchval(
+        *bind(
+            "SELECT count(*) FROM executions WHERE tenant_id = :tenant_id AND idempotency_key = ANY(:keys::text[])",
+            tenant_id=schedule["tenant_id"],
+            keys=[run_idempotency_key(schedule["id"], instant) for instant in times],
+        )
+    )
+    return started
+
+
 async def record_run(
     connection: asyncpg.Connection, schedule_id: uuid.UUID, scheduled_for: datetime, execution_id: uuid.UUID
 ) -> None:
