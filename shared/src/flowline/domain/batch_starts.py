@@ -87,7 +87,7 @@ async def _prepare(
                 prepared.new[position] = new_execution(topics, start, workflow)
             else:
                 prepared.again.append(position)
-        except FlowlineError as err:
+        except Exception as err:  # a start that cannot be built (a bug, say) spoils no other
             results[position] = err
     return prepared
 
