@@ -177,6 +177,15 @@ async def _trigger(client: AsyncFlowlineClient, args: argparse.Namespace, out: O
 
 
 async def _backfill(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    if args.dry_run:
+        preview = await client.preview_backfill(await schedule_id(client, args.schedule), args.start, args.end)
+        if out.json:
+            out.document(preview)
+        else:
+            for moment in preview.times:
+                out.line(when(moment))
+            out.line(f"{preview.total} fire times, {preview.new} without a run: a backfill would start {preview.new}.")
+        return 0
     operation = await client.backfill_schedule(await schedule_id(client, args.schedule), args.start, args.end)
     if not args.wait:
         out.result(operation, f"Backfill {operation.id} started: {operation.total} runs.")
@@ -244,3 +253,4 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
     parser.add_argument("--start", type=iso_time, required=True, metavar="ISO_TIME")
     parser.add_argument("--end", type=iso_time, required=True, metavar="ISO_TIME")
     parser.add_argument("--no-wait", dest="wait", action="store_false", help="return once started")
+    parser.add_argument("--dry-run", action="store_true", help="only list the fire times and how many are new")
