@@ -37,7 +37,7 @@ from flowline_scheduler.metrics import SchedulerMetrics
 logger = logging.getLogger(__name__)
 
 SCHEDULE_BATCH = 50
-# Transactions that fire schedules at once, each on its own batch (SKIP LOCKED keeps them apart): a run costs a
+# Transactions that fire schedules at once, each on its own batch (SKIP LOCKED keeps them apart): a batch costs a
 # few round trips to PostgreSQL, so one transaction at a time would leave the scheduler waiting on the network.
 FIRING_WORKERS = 4
 # A due run this late is on time even with a catch-up window of 0: the loop polls, and a pass takes a while.
@@ -160,7 +160,7 @@ class ScheduleLoop(LoopService):
         self._topics = topics
         self._metrics = metrics
         self._batch_size = batch_size
-        # Each worker holds a pooled connection while its runs' reads and inserts take others: leave them most.
+        # Each worker holds a pooled connection while its runs' insert takes another: leave the pool most.
         self._workers = max(1, min(workers, pool.get_max_size() // 4))
         self._workflows = WorkflowCache()
 
