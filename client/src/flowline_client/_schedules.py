@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from flowline_client._transport import Transport
-from flowline_client.models import BulkOperation, Page, Schedule, TriggeredRun
+from flowline_client.models import BackfillPreview, BulkOperation, Page, Schedule, TriggeredRun
 
 
 class ScheduleRoutes(Transport):
@@ -66,3 +66,8 @@ class ScheduleRoutes(Transport):
         """Start one run per fire time in [start, end): a bulk operation to follow with ``get_bulk_operation``."""
         body = {"start": start.isoformat(), "end": end.isoformat()}
         return await self._call("POST", f"/schedules/{schedule_id}/backfill", BulkOperation, body=body)
+
+    async def preview_backfill(self, schedule_id: str, start: datetime, end: datetime) -> BackfillPreview:
+        """What ``backfill_schedule`` would start: the fire times in [start, end) and how many have no run yet."""
+        body = {"start": start.isoformat(), "end": end.isoformat(), "dryRun": True}
+        return await self._call("POST", f"/schedules/{schedule_id}/backfill", BackfillPreview, body=body)

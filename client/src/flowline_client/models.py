@@ -29,7 +29,7 @@ from flowline_schemas.executions import (
 from flowline_schemas.logs import TaskLog, TaskLogPage
 from flowline_schemas.packs import InstalledWorkflow, Pack, PackInstalled
 from flowline_schemas.pagination import Page
-from flowline_schemas.schedules import LastRun, Schedule, TriggeredRun
+from flowline_schemas.schedules import BackfillPreview, LastRun, Schedule, TriggeredRun
 from flowline_schemas.streams import FINAL_EVENTS, StreamEvent, StreamLog
 from flowline_schemas.webhooks import Webhook, WebhookDelivery, WebhookWithSecret
 from flowline_schemas.workflows import ExecutionAccepted, Workflow, WorkflowSummary, WorkflowVersion
@@ -42,6 +42,7 @@ __all__ = [
     "ApiKeyList",
     "AttemptList",
     "AuditLog",
+    "BackfillPreview",
     "BulkOperation",
     "BulkOperationError",
     "Cancelled",

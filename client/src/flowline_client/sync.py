@@ -166,6 +166,7 @@ class FlowlineClient:
     resume_schedule = _Blocking(AsyncFlowlineClient.resume_schedule)
     trigger_schedule = _Blocking(AsyncFlowlineClient.trigger_schedule)
     backfill_schedule = _Blocking(AsyncFlowlineClient.backfill_schedule)
+    preview_backfill = _Blocking(AsyncFlowlineClient.preview_backfill)
 
     list_api_keys = _Blocking(AsyncFlowlineClient.list_api_keys)
     create_api_key = _Blocking(AsyncFlowlineClient.create_api_key)

@@ -47,3 +47,11 @@ class TriggeredRun(msgspec.Struct, kw_only=True, rename="camel"):
 
     execution_id: str
     scheduled_for: datetime
+
+
+class BackfillPreview(msgspec.Struct, kw_only=True, rename="camel"):
+    """What a backfill would start (``dryRun``): nothing is started or stored."""
+
+    times: Annotated[list[datetime], msgspec.Meta(description="every fire time in the window, oldest first")]
+    total: int
+    new: Annotated[int, msgspec.Meta(description="the times that have no run yet: what the backfill would start")]

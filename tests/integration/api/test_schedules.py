@@ -215,6 +215,64 @@ async def test_a_backfill_starts_one_run_per_fire_time_once(
 
 
 @pytest.mark.usefixtures("workflow")
+async def test_a_dry_run_backfill_answers_the_times_and_how_many_are_new_and_starts_nothing(
+    api: Client, runtime: Runtime, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    created = await _create(api, interval="15m", startAt="2026-01-01T00:00:00Z", paused=True)
+    path = f"/schedules/{created['id']}/backfill"
+    window = {"start": "2026-03-01T00:00:00Z", "end": "2026-03-01T01:00:00Z"}
+    # One of the four times has its run already (started by a backfill of the first quarter hour).
+    assert (await api.post(path, json={**window, "end": "2026-03-01T00:15:00Z"})).status_code == 202
+    await BulkOperationLoop(
+        runtime.pool, runtime.outbox, settings.topics, 0.05, backfill_runs_per_second=1000
+    ).run_once()
+    operations, executions, audits = (
+        await _count(pool, "bulk_operations"),
+        await _count(pool, "executions"),
+        await _count(pool, "audit_logs"),
+    )
+
+    response = await api.post(path, json={**window, "dryRun": True})
+
+    assert response.status_code == 200, response.text
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    assert response.json() == {
+        "times": [(start + timedelta(minutes=15 * n)).isoformat().replace("+00:00", "Z") for n in range(4)],
+        "total": 4,
+        "new": 3,
+    }
+    assert (await _count(pool, "bulk_operations"), await _count(pool, "executions")) == (operations, executions)
+    assert await _count(pool, "audit_logs") == audits
+    bad = await api.post(path, json={**window, "dryRun": "yes"})
+    assert bad.status_code == 422 and "dryRun" in bad.text, bad.text
+    assert await _count(pool, "bulk_operations") == operations
+
+
+@pytest.mark.usefixtures("workflow")
+async def test_a_long_backfill_holds_up_no_later_bulk_operation(
+    api: Client, runtime: Runtime, settings: Settings
+) -> None:
+    slow = await _create(api, interval="15m", startAt="2026-01-01T00:00:00Z", paused=True)
+    other = await _create(api, name="other", paused=True)
+    assert (await api.post(f"/schedules/{other['id']}/trigger")).status_code == 201
+    window = {"start": "2026-03-01T00:00:00Z", "end": "2026-03-02T00:00:00Z"}  # 96 runs, 2 a second
+    backfill = (await api.post(f"/schedules/{slow['id']}/backfill", json=window)).json()
+    cancel = (await api.post("/executions/bulk/cancel", json={"filter": {"scheduleId": other["id"]}})).json()
+    worker = BulkOperationLoop(runtime.pool, runtime.outbox, settings.topics, 0.05, backfill_runs_per_second=2)
+
+    first = await worker.run_batch()  # the backfill's first batch: it rests for a second now
+    second = await worker.run_batch(first)  # the cancel's turn in the same round, not the backfill's again
+
+    assert first is not None and str(first.id) == backfill["id"]
+    assert second is not None and str(second.id) == cancel["id"]
+    done = (await api.get(f"/bulk-operations/{cancel['id']}")).json()
+    assert (done["status"], done["succeeded"]) == ("completed", 1)
+    running = (await api.get(f"/bulk-operations/{backfill['id']}")).json()
+    assert (running["status"], running["succeeded"]) == ("running", 2)
+    assert await worker.run_batch(second) is None  # the round is over; the backfill rests
+
+
+@pytest.mark.usefixtures("workflow")
 async def test_a_backfill_needs_a_window(api: Client, pool: asyncpg.Pool) -> None:
     created = await _create(api, interval="1s")
     path = f"/schedules/{created['id']}/backfill"

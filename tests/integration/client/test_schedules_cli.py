@@ -55,7 +55,15 @@ async def test_the_client_and_the_cli_manage_a_schedule(settings: Settings, tmp_
             "--end", "2026-03-31T00:00:00Z", "--no-wait", "-O", "json",
         )  # fmt: skip
         assert code == 0, backfilled
+        previewed = await asyncio.to_thread(
+            flowline, "schedules", "backfill", "nightly", "--start", "2026-03-27T00:00:00Z",
+            "--end", "2026-03-31T00:00:00Z", "--dry-run",
+        )  # fmt: skip
         changed = await client.update_schedule(schedule["id"], {"cron": None, "interval": "15m"})
+        updated = await asyncio.to_thread(
+            flowline, "schedules", "update", "nightly", "--overlap", "allow", "--description", "at night", "-O", "json"
+        )
+        refused = await asyncio.to_thread(flowline, "schedules", "update", "nightly", "--interval", "0s")
         code, table = await asyncio.to_thread(flowline, "schedules", "list")
         deleted = await asyncio.to_thread(flowline, "schedules", "delete", "nightly")
         missing = await asyncio.to_thread(flowline, "schedules", "get", "nightly")
@@ -64,7 +72,11 @@ async def test_the_client_and_the_cli_manage_a_schedule(settings: Settings, tmp_
     assert got.last_run is not None and got.last_run.execution_id == run["executionId"]
     assert listed == ["nightly"]
     assert json.loads(backfilled)["total"] == 3  # 27, 28 and 30 March at 02:30 Berlin; the 29th has no 02:30
+    assert previewed[0] == 0 and previewed[1].endswith("3 fire times, 3 without a run: a backfill would start 3.\n")
     assert (changed.cron, changed.interval) == (None, "15m")
+    assert updated[0] == 0 and json.loads(updated[1])["overlap"] == "allow"
+    assert json.loads(updated[1])["description"] == "at night" and json.loads(updated[1])["interval"] == "15m"
+    assert refused[0] != 0  # the api's 422: an interval of at least a second
     assert "nightly" in table and "every 15m" in table
     assert deleted[0] == 0
     assert missing[0] == 2  # a name no schedule has is a usage error

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from flowline_client.cli.arguments import UsageError
 from flowline_client.cli.main import build_parser
-from flowline_client.cli.schedules import _body
+from flowline_client.cli.schedules import _body, _changes
 
 
 def _create(*argv: str) -> dict[str, object]:
@@ -51,3 +51,32 @@ def test_a_schedule_needs_a_name_and_a_workflow(tmp_path: Path) -> None:
     path.write_text("- name: nightly\n")
     with pytest.raises(UsageError):
         _create("-f", str(path))
+
+
+def _update(*argv: str) -> dict[str, object]:
+    return _changes(build_parser().parse_args(["schedules", "update", "nightly", *argv]))
+
+
+def test_update_sends_only_the_fields_given() -> None:
+    assert _update("--interval", "5m", "--overlap", "allow", "--no-paused") == {
+        "interval": "5m",
+        "overlap": "allow",
+        "paused": False,
+    }
+    assert _update("--paused") == {"paused": True}
+
+
+def test_update_from_a_file_clears_a_field_with_null(tmp_path: Path) -> None:
+    path = tmp_path / "changes.yaml"
+    path.write_text("description: null\ncron: '0 4 * * *'\n")
+
+    assert _update("-f", str(path), "--timezone", "UTC") == {
+        "description": None,
+        "cron": "0 4 * * *",
+        "timezone": "UTC",
+    }
+
+
+def test_update_needs_something_to_change() -> None:
+    with pytest.raises(UsageError):
+        _update()

@@ -1,4 +1,4 @@
-"""``flowline schedules list|get|create|pause|resume|trigger|backfill|delete``."""
+"""``flowline schedules list|get|create|update|pause|resume|trigger|backfill|delete``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from flowline_client.cli.lists import add_paging, print_list
 from flowline_client.cli.output import Output, text, when
 from flowline_client.models import Schedule
 
-# Option name → the api's field, for `create` from flags.
+# Option name → the api's field, for `create` and `update` from flags.
 _FLAGS = {
     "name": "name",
     "workflow": "workflowRef",
@@ -105,8 +105,8 @@ async def _get(client: AsyncFlowlineClient, args: argparse.Namespace, out: Outpu
     return _print(await client.get_schedule(await schedule_id(client, args.schedule)), out)
 
 
-def _body(args: argparse.Namespace) -> dict[str, Any]:
-    """The new schedule: the file's fields (the api's names), with the flags given on top."""
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The file's fields (the api's names), with the flags given on top."""
     body: dict[str, Any] = {}
     if args.file is not None:
         document = yaml_file(Path(args.file))
@@ -122,11 +122,24 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
         body["metadata"] = metadata_argument(args.metadata)
     if args.tag:
         body["tags"] = args.tag
-    if args.paused:
-        body["paused"] = True
+    if args.paused is not None:
+        body["paused"] = args.paused
+    return body
+
+
+def _body(args: argparse.Namespace) -> dict[str, Any]:
+    """The new schedule: the file's fields (the api's names), with the flags given on top."""
+    body = _fields(args)
     if "name" not in body or "workflowRef" not in body:
         raise UsageError("give --name and --workflow (or a file with name and workflowRef)")
     return body
+
+
+def _changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The merge patch of ``update``: the file's fields (null clears one), with the flags given on top."""
+    if not (changes := _fields(args)):
+        raise UsageError("nothing to change: give flags or a file with the fields to change")
+    return changes
 
 
 async def _create(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
@@ -135,6 +148,13 @@ async def _create(client: AsyncFlowlineClient, args: argparse.Namespace, out: Ou
         out.document(schedule)
     else:
         out.line(f"Schedule {schedule.name} created ({schedule.id}); next run {_next_run(schedule)}.")
+    return 0
+
+
+async def _update(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    changes = _changes(args)
+    schedule = await client.update_schedule(await schedule_id(client, args.schedule), changes)
+    out.result(schedule, f"Schedule {schedule.name} updated; next run {_next_run(schedule)}.")
     return 0
 
 
@@ -157,6 +177,15 @@ async def _trigger(client: AsyncFlowlineClient, args: argparse.Namespace, out: O
 
 
 async def _backfill(client: AsyncFlowlineClient, args: argparse.Namespace, out: Output) -> int:
+    if args.dry_run:
+        preview = await client.preview_backfill(await schedule_id(client, args.schedule), args.start, args.end)
+        if out.json:
+            out.document(preview)
+        else:
+            for moment in preview.times:
+                out.line(when(moment))
+            out.line(f"{preview.total} fire times, {preview.new} without a run: a backfill would start {preview.new}.")
+        return 0
     operation = await client.backfill_schedule(await schedule_id(client, args.schedule), args.start, args.end)
     if not args.wait:
         out.result(operation, f"Backfill {operation.id} started: {operation.total} runs.")
@@ -173,7 +202,8 @@ async def _delete(client: AsyncFlowlineClient, args: argparse.Namespace, out: Ou
     return 0
 
 
-def _create_options(parser: argparse.ArgumentParser) -> None:
+def _schedule_options(parser: argparse.ArgumentParser, *, update: bool) -> None:
+    """The fields of ``create``, or of ``update`` (a file's null clears a field there)."""
     parser.add_argument("-f", "--file", help="a YAML or JSON file with the schedule (the api's field names)")
     parser.add_argument("--name")
     parser.add_argument("--workflow", help="the workflow ref")
@@ -189,7 +219,10 @@ def _create_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="repeat for more")
     parser.add_argument("--tag", action="append", help="repeat for more")
     parser.add_argument("--description")
-    parser.add_argument("--paused", action="store_true", help="create it paused")
+    if update:
+        parser.add_argument("--paused", action=argparse.BooleanOptionalAction, help="pause it (--no-paused: resume)")
+    else:
+        parser.add_argument("--paused", action="store_true", default=None, help="create it paused")
 
 
 def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> None:
@@ -209,9 +242,15 @@ def register(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> N
         ("delete", _delete, "delete a schedule (its executions stay)"),
     ):
         command(schedules, name, handler, help, common).add_argument("schedule", help="a name or id")
-    _create_options(command(schedules, "create", _create, "create a schedule from flags or a file", common))
+    _schedule_options(
+        command(schedules, "create", _create, "create a schedule from flags or a file", common), update=False
+    )
+    parser = command(schedules, "update", _update, "change some fields of a schedule, from flags or a file", common)
+    parser.add_argument("schedule", help="a name or id")
+    _schedule_options(parser, update=True)
     parser = command(schedules, "backfill", _backfill, "start the runs of a past window [start, end)", common)
     parser.add_argument("schedule", help="a name or id")
     parser.add_argument("--start", type=iso_time, required=True, metavar="ISO_TIME")
     parser.add_argument("--end", type=iso_time, required=True, metavar="ISO_TIME")
     parser.add_argument("--no-wait", dest="wait", action="store_false", help="return once started")
+    parser.add_argument("--dry-run", action="store_true", help="only list the fire times and how many are new")

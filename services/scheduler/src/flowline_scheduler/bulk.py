@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from flowline.db.bulk_operations import (
     MAX_ERRORS,
     BatchOutcome,
     BulkOperationRow,
+    OperationCursor,
     claim_bulk_operation,
     next_selected,
     record_bulk_batch,
@@ -71,30 +73,50 @@ class BulkOperationLoop(LoopService):
         self._backfill_runs_per_second = backfill_runs_per_second
         # A backfill batch is a second's worth of runs; the loop then waits out the rest of that second.
         self._backfill_batch = max(int(backfill_runs_per_second), 1)
+        self._rest_until: dict[uuid.UUID, float] = {}  # backfill → when it may go on (``time.monotonic``)
 
     async def run_once(self) -> None:
-        """Work through every unfinished operation, a batch at a time, until none is left."""
-        while await self.run_batch():
-            pass
+        """Work through every unfinished operation until none is left, in rounds: a batch of each per round.
 
-    async def run_batch(self) -> bool:
-        """Handle the next batch of the oldest unfinished operation that no other scheduler is working on.
+        So a long operation (a backfill at its bounded rate, a cancel of a million executions) holds up none
+        that came after it. A backfill rests after each batch, for as long as its rate asks, while the others
+        go on; when only resting ones are left, the loop waits for the first to be ready.
+        """
+        while True:
+            handled, after = 0, None
+            while (done := await self.run_batch(after)) is not None:
+                handled, after = handled + 1, done
+            if not handled:
+                if not (resting := self._resting()):
+                    return
+                await asyncio.sleep(max(min(resting.values()) - time.monotonic(), 0.0))
+
+    def _resting(self) -> dict[uuid.UUID, float]:
+        """The backfills resting now (their rate), with when each may go on (``time.monotonic``)."""
+        now = time.monotonic()
+        self._rest_until = {operation: until for operation, until in self._rest_until.items() if until > now}
+        return self._rest_until
+
+    async def run_batch(self, after: OperationCursor | None = None) -> OperationCursor | None:
+        """Handle the next batch of the oldest unfinished operation after ``after``, in this round.
+
+        Operations another scheduler is working on, and resting backfills, are passed over.
 
         Returns:
-            Whether there was such an operation.
+            Where the round has got to (the operation handled), or None when no operation was left.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            operation = await claim_bulk_operation(connection)
+            operation = await claim_bulk_operation(connection, after=after, resting=list(self._resting()))
             if operation is None:
-                return False
+                return None
             if operation.kind == "backfill":
                 rows, started = await self._backfill(connection, operation)
             else:
                 rows, started = await self._work(connection, operation), 0
         await self._outbox.publish(rows)
         if started:  # bounded rate: the executors see a backfill's runs arrive steadily, not all at once
-            await asyncio.sleep(started / self._backfill_runs_per_second)
-        return True
+            self._rest_until[operation.id] = time.monotonic() + started / self._backfill_runs_per_second
+        return OperationCursor(operation.created_at, operation.id)
 
     async def _backfill(
         self, connection: asyncpg.Connection, operation: BulkOperationRow

@@ -12,23 +12,25 @@ from typing import Any
 
 import asyncpg
 from flowline.db.schedules import (
+    SchedulePass,
     active_runs,
+    busy_schedules,
     claim_due_schedules,
     claim_released_buffers,
     clear_buffered_run,
     read_clock,
-    record_pass,
+    record_passes,
     record_run,
-    start_run,
+    start_runs,
     timing_of,
 )
 from flowline.domain.commands import request_cancel
 from flowline.domain.schedules import fire_times
-from flowline.domain.starting import ExecutionInserts, StartedExecution, WorkflowCache
+from flowline.domain.starting import StartedExecution, WorkflowCache
 from flowline.errors import Conflict, FlowlineError
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow
 from flowline.runtime.loops import LoopService
-from flowline.runtime.outages import OUTAGE_ERRORS
+from flowline.runtime.outages import is_outage
 from flowline.settings import Topics
 
 from flowline_scheduler.metrics import SchedulerMetrics
@@ -36,7 +38,7 @@ from flowline_scheduler.metrics import SchedulerMetrics
 logger = logging.getLogger(__name__)
 
 SCHEDULE_BATCH = 50
-# Transactions that fire schedules at once, each on its own batch (SKIP LOCKED keeps them apart): a run costs a
+# Transactions that fire schedules at once, each on its own batch (SKIP LOCKED keeps them apart): a batch costs a
 # few round trips to PostgreSQL, so one transaction at a time would leave the scheduler waiting on the network.
 FIRING_WORKERS = 4
 # A due run this late is on time even with a catch-up window of 0: the loop polls, and a pass takes a while.
@@ -46,6 +48,8 @@ ON_TIME = timedelta(seconds=5)
 MAX_RUNS_PER_PASS = 100
 # Counting the times missed during a very long downtime stops here: the metric is for noticing, not accounting.
 MAX_COUNTED_MISSES = 100_000
+# What a cron schedule's due times depend on (``due_times``), besides the time of the pass.
+_CRON_TIMING_COLUMNS = ("cron", "timezone", "start_at", "end_at", "next_run_at", "catchup_window_ms")
 
 
 @dataclass(slots=True)
@@ -80,6 +84,28 @@ def due_times(schedule: Mapping[str, Any], now: datetime) -> tuple[list[datetime
             following = now - tolerance
             break
     return due, missed, following
+
+
+def batch_due_times(
+    schedules: list[asyncpg.Record], now: datetime
+) -> list[tuple[list[datetime], int, datetime | None]]:
+    """``due_times`` of each schedule of a batch.
+
+    Computed once for the cron schedules that share their timing and came due together (many fire hourly or
+    daily on the hour): a cron's fire times cost far more than the rest of a schedule's pass.
+    """
+    shared: dict[tuple[Any, ...], tuple[list[datetime], int, datetime | None]] = {}
+    found: list[tuple[list[datetime], int, datetime | None]] = []
+    for schedule in schedules:
+        if schedule["cron"] is None:  # an interval's times are cheap, and its own (from its anchor)
+            found.append(due_times(schedule, now))
+            continue
+        key = tuple(schedule[column] for column in _CRON_TIMING_COLUMNS)
+        if key not in shared:
+            shared[key] = due_times(schedule, now)
+        due, missed, following = shared[key]
+        found.append((list(due), missed, following))
+    return found
 
 
 def plan(schedule: Mapping[str, Any], due: list[datetime], busy: bool) -> Plan:
@@ -135,10 +161,9 @@ class ScheduleLoop(LoopService):
         self._topics = topics
         self._metrics = metrics
         self._batch_size = batch_size
-        # Each worker holds a pooled connection while its runs' reads and inserts take others: leave them most.
+        # Each worker holds a pooled connection while its runs' insert takes another: leave the pool most.
         self._workers = max(1, min(workers, pool.get_max_size() // 4))
         self._workflows = WorkflowCache()
-        self._inserts = ExecutionInserts(pool, max_executions=batch_size * workers)
 
     async def run_once(self) -> None:
         """Fire every due schedule, then start the buffered runs whose previous run has finished."""
@@ -149,53 +174,57 @@ class ScheduleLoop(LoopService):
             pass
 
     async def _fire_all_due(self) -> None:
-        while await self.fire_due() >= self._batch_size:
-            pass
+        # Each batch's outbox rows go out while the next batch fires: the broker's answer need not hold it up.
+        publishing: list[asyncio.Task[bool]] = []
+        try:
+            while True:
+                fired, rows = await self._fire_batch()
+                publishing.append(asyncio.create_task(self._outbox.publish(rows)))
+                if fired < self._batch_size:
+                    break
+        finally:
+            await asyncio.gather(*publishing)
 
     async def fire_due(self) -> int:
-        """Fire the next batch of due schedules that no other scheduler holds; how many there were.
+        """Fire the next batch of due schedules that no other scheduler holds, and publish; how many there were."""
+        fired, rows = await self._fire_batch()
+        await self._outbox.publish(rows)
+        return fired
 
-        The batch's runs start together, so that their executions go out in one statement; the schedules'
-        bookkeeping commits after them. A crash in between leaves runs whose schedules are due again: the
-        next pass finds each one started (its idempotency key) and only does the bookkeeping.
+    async def _fire_batch(self) -> tuple[int, list[OutboxRow]]:
+        """Fire the next batch of due schedules that no other scheduler holds: how many, and the rows to publish.
+
+        Set-based: a batch costs the same few statements however many schedules it holds (claim, which of them
+        are busy, the runs' insert, the bookkeeping). The runs' insert commits by itself, before the schedules'
+        bookkeeping: a crash in between leaves runs whose schedules are due again, and the next pass finds
+        each one started (its idempotency key) and only does the bookkeeping.
         """
         async with self._pool.acquire() as connection, connection.transaction():
             now = await read_clock(connection)
             schedules = await claim_due_schedules(connection, now=now, limit=self._batch_size)
+            busy = await busy_schedules(connection, [one for one in schedules if one["overlap"] != "allow"])
             rows: list[OutboxRow] = []
             passes: list[tuple[asyncpg.Record, Plan, datetime | None]] = []
-            for schedule in schedules:
-                due, missed, following = due_times(schedule, now)
-                busy = schedule["overlap"] != "allow" and bool(await active_runs(connection, schedule))
-                decided = plan(schedule, due, busy)
+            for schedule, (due, missed, following) in zip(schedules, batch_due_times(schedules, now), strict=True):
+                decided = plan(schedule, due, schedule["id"] in busy)
                 if decided.cancel_active:
                     rows.extend(await self._cancel_active(connection, schedule))
                 self._count(missed, decided)
                 passes.append((schedule, decided, following))
             runs = [(schedule, instant) for schedule, decided, _ in passes for instant in decided.start]
-            started = await asyncio.gather(*(self._start(schedule, instant) for schedule, instant in runs))
             last_runs: dict[uuid.UUID, tuple[datetime, uuid.UUID]] = {}
-            for (schedule, instant), run in zip(runs, started, strict=True):
+            for (schedule, instant), run in zip(runs, await self._start(runs), strict=True):
                 if run is not None:  # a schedule's runs are in time order: its last one wins
                     rows.extend(run.outbox)
                     last_runs[schedule["id"]] = (instant, run.id)
-            for schedule, decided, following in passes:
-                await self._record(connection, schedule, decided, following, last_runs.get(schedule["id"]))
-        await self._outbox.publish(rows)
-        return len(schedules)
-
-    async def _record(
-        self,
-        connection: asyncpg.Connection,
-        schedule: asyncpg.Record,
-        decided: Plan,
-        following: datetime | None,
-        last_run: tuple[datetime, uuid.UUID] | None,
-    ) -> None:
-        """A schedule's bookkeeping after a pass."""
-        await record_pass(
-            connection, schedule["id"], next_run_at=following, buffered_for=decided.buffered_for, last_run=last_run
-        )
+            await record_passes(
+                connection,
+                [
+                    SchedulePass(schedule["id"], following, decided.buffered_for, last_runs.get(schedule["id"]))
+                    for schedule, decided, following in passes
+                ],
+            )
+        return len(schedules), rows
 
     def _count(self, missed: int, decided: Plan) -> None:
         for outcome, count in (("missed", missed), ("skipped", decided.skipped), ("buffered", decided.buffered)):
@@ -222,40 +251,39 @@ class ScheduleLoop(LoopService):
                 pass  # it finished meanwhile
         return rows
 
-    async def _start(self, schedule: asyncpg.Record, scheduled_for: datetime) -> StartedExecution | None:
-        """Start one run, its execution inserted with those of the runs starting meanwhile (one statement).
+    async def _start(self, runs: list[tuple[asyncpg.Record, datetime]]) -> list[StartedExecution | None]:
+        """Start the runs (schedule, fire time) in one statement of their own; each run, or None if it could not.
 
-        A run that cannot start (its workflow gone, say) is counted and spoils no other.
-
-        Returns:
-            The run (without outbox rows when it had been started before), or None when it could not start.
+        A run that cannot start (its workflow gone, say) is counted and spoils no other. A run started before
+        (by another replica, before a crash, or by a backfill) comes back without outbox rows.
         """
-        try:
-            started = await start_run(
-                self._pool,
-                self._topics,
-                schedule,
-                scheduled_for,
-                workflows=self._workflows,
-                inserting=self._inserts.insert,
-            )
-        except OUTAGE_ERRORS:
-            raise
-        except FlowlineError as err:
-            logger.warning("schedule %s could not start its run for %s: %s", schedule["id"], scheduled_for, err)
-            self._metrics.schedule_runs.labels("failed").inc()
-            return None
-        except Exception:  # a bug must not stall the schedule (and its batch) at this fire time forever
-            logger.exception("schedule %s could not start its run for %s", schedule["id"], scheduled_for)
-            self._metrics.schedule_runs.labels("failed").inc()
-            return None
-        if not started.created:  # started before: by another replica, before a crash, or by a backfill
-            self._metrics.schedule_runs.labels("already_started").inc()
-            return started
-        self._metrics.schedule_runs.labels("started").inc()
-        # This process's clock: the database's would cost a round trip per run.
-        lateness = (datetime.now(UTC) - scheduled_for).total_seconds()
-        self._metrics.schedule_lateness.observe(max(lateness, 0.0))
+        if not runs:
+            return []
+        results = await start_runs(self._pool, self._topics, runs, workflows=self._workflows)
+        # This process's clock: the database's would cost a round trip.
+        inserted_at = datetime.now(UTC)
+        started: list[StartedExecution | None] = []
+        for (schedule, scheduled_for), result in zip(runs, results, strict=True):
+            if isinstance(result, Exception):
+                if is_outage(result):
+                    raise result
+                if isinstance(result, FlowlineError):
+                    logger.warning(
+                        "schedule %s could not start its run for %s: %s", schedule["id"], scheduled_for, result
+                    )
+                else:  # a bug must not stall the schedule (and its batch) at this fire time forever
+                    logger.error(
+                        "schedule %s could not start its run for %s", schedule["id"], scheduled_for, exc_info=result
+                    )
+                self._metrics.schedule_runs.labels("failed").inc()
+                started.append(None)
+            elif not result.created:
+                self._metrics.schedule_runs.labels("already_started").inc()
+                started.append(result)
+            else:
+                self._metrics.schedule_runs.labels("started").inc()
+                self._metrics.schedule_lateness.observe(max((inserted_at - scheduled_for).total_seconds(), 0.0))
+                started.append(result)
         return started
 
     async def release_buffered(self) -> int:
@@ -265,8 +293,9 @@ class ScheduleLoop(LoopService):
             # the start below.
             schedules = await claim_released_buffers(connection, limit=self._batch_size)
             rows: list[OutboxRow] = []
-            for schedule in schedules:
-                if (started := await self._start(schedule, schedule["buffered_for"])) is not None:
+            runs = [(schedule, schedule["buffered_for"]) for schedule in schedules]
+            for schedule, started in zip(schedules, await self._start(runs), strict=True):
+                if started is not None:
                     rows.extend(started.outbox)
                     await record_run(connection, schedule["id"], schedule["buffered_for"], started.id)
                 await clear_buffered_run(connection, schedule["id"])

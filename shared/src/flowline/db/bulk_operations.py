@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import asyncpg
 import msgspec
@@ -188,12 +188,32 @@ def selection_of(operation: BulkOperationRow) -> BulkSelection:
     return msgspec.convert(operation.selection, BulkSelection)
 
 
-async def claim_bulk_operation(connection: asyncpg.Connection) -> BulkOperationRow | None:
-    """Lock the oldest unfinished operation no other transaction holds, until this one ends."""
+class OperationCursor(NamedTuple):
+    """Where a round over the unfinished operations has got to: the last one handled, in creation order."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+async def claim_bulk_operation(
+    connection: asyncpg.Connection, *, after: OperationCursor | None, resting: list[uuid.UUID]
+) -> BulkOperationRow | None:
+    """Lock the oldest unfinished operation after ``after`` that no other scheduler holds and is not ``resting``.
+
+    It stays locked until the transaction ends.
+    """
     operations = typed(
         await connection.fetch(
-            f"SELECT {_ROW_COLUMNS} FROM bulk_operations WHERE status IN ('pending', 'running') "
-            "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            *bind(
+                f"SELECT {_ROW_COLUMNS} FROM bulk_operations WHERE status IN ('pending', 'running') "
+                "AND (:after_created_at::timestamptz IS NULL "
+                "OR (created_at, id) > (:after_created_at, :after_id::uuid)) "
+                "AND NOT (id = ANY(:resting::uuid[])) "
+                "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                after_created_at=after.created_at if after else None,
+                after_id=after.id if after else None,
+                resting=resting,
+            )
         ),
         BulkOperationRow,
     )

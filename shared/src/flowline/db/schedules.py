@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from flowline.db.sql import bind
+from flowline.domain.batch_starts import start_executions
 from flowline.domain.schedules import Timing, first_fire_time
 from flowline.domain.starting import (
-    Inserted,
-    NewExecution,
     ScheduledRun,
     StartedExecution,
+    StartRequest,
     WorkflowCache,
     start_execution,
 )
@@ -89,29 +89,26 @@ async def active_runs(connection: asyncpg.Connection, schedule: asyncpg.Record) 
     return [record["id"] for record in records]
 
 
-async def start_run(
-    connection: asyncpg.Connection | asyncpg.Pool,
-    topics: Topics,
-    schedule: asyncpg.Record,
-    scheduled_for: datetime,
-    *,
-    workflows: WorkflowCache | None = None,
-    inserting: Callable[[NewExecution], Awaitable[Inserted]] | None = None,
-) -> StartedExecution:
-    """Start the schedule's run for ``scheduled_for`` through the one start path, once per fire time.
+async def busy_schedules(connection: asyncpg.Connection, schedules: Sequence[asyncpg.Record]) -> set[uuid.UUID]:
+    """Which of ``schedules`` have a run that has not finished, in one statement."""
+    if not schedules:
+        return set()
+    records = await connection.fetch(
+        *bind(
+            "SELECT DISTINCT e.schedule_id FROM unnest(:tenant_id::uuid[], :schedule_id::uuid[]) AS s(tenant_id, id) "
+            "JOIN executions e ON e.tenant_id = s.tenant_id AND e.schedule_id = s.id "
+            "WHERE e.status = ANY(:active::text[])",
+            tenant_id=[schedule["tenant_id"] for schedule in schedules],
+            schedule_id=[schedule["id"] for schedule in schedules],
+            active=list(ACTIVE_STATUSES),
+        )
+    )
+    return {record["schedule_id"] for record in records}
 
-    Publish the result's ``outbox`` after the caller's transaction commits (with ``inserting``, the statement
-    that inserts the execution commits by itself: see ``start_execution``). A run started before (by another
-    replica, before a crash, or by a backfill) is returned as it is, with ``created`` False.
 
-    Raises:
-        NotFound: the workflow (or the version) no longer exists.
-        Conflict: the workflow is disabled.
-        ValidationFailed: the schedule's input does not match the workflow's input schema.
-    """
-    return await start_execution(
-        connection,
-        topics,
+def run_request(schedule: Mapping[str, Any], scheduled_for: datetime) -> StartRequest:
+    """The start of the schedule's run for ``scheduled_for``, once per fire time by its idempotency key."""
+    return StartRequest(
         tenant_id=schedule["tenant_id"],
         workflow_ref=schedule["workflow_ref"],
         version=schedule["workflow_version"],
@@ -122,10 +119,56 @@ async def start_run(
         owned_by=schedule["created_by"],
         metadata=schedule["metadata"],
         tags=list(schedule["tags"]),
+        parent=None,
+        rerun=None,
         scheduled=ScheduledRun(schedule["id"], scheduled_for),
-        workflows=workflows,
-        inserting=inserting,
+        audit=None,
     )
+
+
+async def start_run(
+    connection: asyncpg.Connection | asyncpg.Pool, topics: Topics, schedule: asyncpg.Record, scheduled_for: datetime
+) -> StartedExecution:
+    """Start the schedule's run for ``scheduled_for`` through the one start path, once per fire time.
+
+    Publish the result's ``outbox`` after the caller's transaction commits. A run started before (by another
+    replica, before a crash, or by a backfill) is returned as it is, with ``created`` False.
+
+    Raises:
+        NotFound: the workflow (or the version) no longer exists.
+        Conflict: the workflow is disabled.
+        ValidationFailed: the schedule's input does not match the workflow's input schema.
+    """
+    return await start_execution(connection, topics, **run_request(schedule, scheduled_for)._asdict())
+
+
+async def start_runs(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    topics: Topics,
+    runs: Sequence[tuple[Mapping[str, Any], datetime]],
+    *,
+    workflows: WorkflowCache,
+) -> list[StartedExecution | Exception]:
+    """Start the runs (schedule, fire time) together, as ``start_run`` starts one: in one statement normally.
+
+    A run that cannot start has its error in its place (see ``start_executions``).
+    """
+    requests = [run_request(schedule, scheduled_for) for schedule, scheduled_for in runs]
+    return await start_executions(connection, topics, requests, workflows=workflows)
+
+
+async def count_started_runs(
+    connection: asyncpg.Connection | asyncpg.Pool, schedule: Mapping[str, Any], times: Sequence[datetime]
+) -> int:
+    """How many of the schedule's fire ``times`` have their run already (by its idempotency key)."""
+    started: int = await connection.fetchval(
+        *bind(
+            "SELECT count(*) FROM executions WHERE tenant_id = :tenant_id AND idempotency_key = ANY(:keys::text[])",
+            tenant_id=schedule["tenant_id"],
+            keys=[run_idempotency_key(schedule["id"], instant) for instant in times],
+        )
+    )
+    return started
 
 
 async def record_run(
@@ -171,29 +214,34 @@ async def claim_due_schedules(connection: asyncpg.Connection, *, now: datetime, 
     return records
 
 
-async def record_pass(
-    connection: asyncpg.Connection,
-    schedule_id: uuid.UUID,
-    *,
-    next_run_at: datetime | None,
-    buffered_for: datetime | None,
-    last_run: tuple[datetime, uuid.UUID] | None,
-) -> None:
-    """A schedule's bookkeeping after a pass, in one statement (``record_run`` does the same for one run)."""
-    last_run_at, last_execution_id = last_run or (None, None)
+class SchedulePass(NamedTuple):
+    """A schedule's bookkeeping after a pass: where it goes on, its waiting run, its latest run (time, id)."""
+
+    schedule_id: uuid.UUID
+    next_run_at: datetime | None
+    buffered_for: datetime | None
+    last_run: tuple[datetime, uuid.UUID] | None
+
+
+async def record_passes(connection: asyncpg.Connection, passes: Sequence[SchedulePass]) -> None:
+    """The bookkeeping of a batch of schedules after a pass, in one statement (``record_run``: one run)."""
+    last_runs = [one.last_run or (None, None) for one in passes]
     await connection.execute(
         *bind(
-            "UPDATE schedules SET next_run_at = :next_run_at, buffered_for = :buffered_for, "
-            "last_execution_id = CASE WHEN :last_run_at::timestamptz >= last_run_at OR last_run_at IS NULL "
-            "    THEN coalesce(:last_execution_id, last_execution_id) ELSE last_execution_id END, "
-            "last_run_at = CASE WHEN :last_run_at::timestamptz >= last_run_at OR last_run_at IS NULL "
-            "    THEN coalesce(:last_run_at, last_run_at) ELSE last_run_at END "
-            "WHERE id = :id",
-            id=schedule_id,
-            next_run_at=next_run_at,
-            buffered_for=buffered_for,
-            last_run_at=last_run_at,
-            last_execution_id=last_execution_id,
+            "UPDATE schedules s SET next_run_at = p.next_run_at, buffered_for = p.buffered_for, "
+            "last_execution_id = CASE WHEN p.last_run_at >= s.last_run_at OR s.last_run_at IS NULL "
+            "    THEN coalesce(p.last_execution_id, s.last_execution_id) ELSE s.last_execution_id END, "
+            "last_run_at = CASE WHEN p.last_run_at >= s.last_run_at OR s.last_run_at IS NULL "
+            "    THEN coalesce(p.last_run_at, s.last_run_at) ELSE s.last_run_at END "
+            "FROM unnest(:id::uuid[], :next_run_at::timestamptz[], :buffered_for::timestamptz[], "
+            "    :last_run_at::timestamptz[], :last_execution_id::uuid[]) "
+            "    AS p(id, next_run_at, buffered_for, last_run_at, last_execution_id) "
+            "WHERE s.id = p.id",
+            id=[one.schedule_id for one in passes],
+            next_run_at=[one.next_run_at for one in passes],
+            buffered_for=[one.buffered_for for one in passes],
+            last_run_at=[last_run_at for last_run_at, _ in last_runs],
+            last_execution_id=[last_execution_id for _, last_execution_id in last_runs],
         )
     )
 

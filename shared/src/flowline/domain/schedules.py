@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import re
 from collections.abc import Iterator
@@ -122,6 +124,12 @@ def _local_to_utc(wall: datetime, zone: ZoneInfo) -> datetime | None:
     return instant
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed_cron(expression: str) -> croniter:
+    """``expression`` parsed, to be copied for each search: parsing costs several times a fire time's search."""
+    return croniter(expression, datetime(2000, 1, 1), second_at_beginning=_seconds_first(expression))
+
+
 def _cron_times(timing: Timing, after: datetime) -> Iterator[datetime]:
     """The cron's fire times strictly after ``after`` (UTC), ascending, computed on the zone's wall clock."""
     assert timing.cron is not None
@@ -129,7 +137,8 @@ def _cron_times(timing: Timing, after: datetime) -> Iterator[datetime]:
     # occurrence), and a later one whose instant is not later (the repeated hour, seen from its second pass)
     # is left out below.
     wall = after.astimezone(timing.timezone).replace(tzinfo=None)
-    times = croniter(timing.cron, wall, second_at_beginning=_seconds_first(timing.cron))
+    times = copy.copy(_parsed_cron(timing.cron))  # its own position; the parsed fields are only read
+    times.set_current(wall, force=True)
     skipped = 0
     while True:
         try:

@@ -282,7 +282,8 @@ async def _by_idempotency_key(
     )
 
 
-def _existing(record: asyncpg.Record, workflow_ref: str, idempotency_key: str) -> StartedExecution:
+def existing_execution(record: asyncpg.Record, workflow_ref: str, idempotency_key: str) -> StartedExecution:
+    """The execution an idempotency key started before, if it is of ``workflow_ref``; else a Conflict."""
     if record["workflow_ref"] != workflow_ref:
         raise Conflict(
             f"idempotency key {idempotency_key!r} was used for an execution of {record['workflow_ref']!r}, "
@@ -291,8 +292,8 @@ def _existing(record: asyncpg.Record, workflow_ref: str, idempotency_key: str) -
     return StartedExecution(record["id"], record["status"], record["created_at"], False, [])
 
 
-class _Start(NamedTuple):
-    """What a call of ``start_execution`` asks to start (all its arguments but where and how it writes)."""
+class StartRequest(NamedTuple):
+    """What a call of ``start_execution`` asks to start (all its keyword arguments but how it writes)."""
 
     tenant_id: uuid.UUID
     workflow_ref: str
@@ -310,7 +311,7 @@ class _Start(NamedTuple):
     audit: Actor | None
 
 
-def _may_start(start: _Start, workflow: asyncpg.Record, *, kept: bool) -> bool:
+def may_start(start: StartRequest, workflow: asyncpg.Record, *, kept: bool) -> bool:
     """Whether ``workflow`` takes the input; False when a kept workflow's schema refuses it.
 
     A workflow kept from an earlier start is judged again by the stored one rather than refused.
@@ -331,7 +332,7 @@ def _may_start(start: _Start, workflow: asyncpg.Record, *, kept: bool) -> bool:
     return True
 
 
-def _requested_row(topics: Topics, start: _Start, workflow: asyncpg.Record, execution_id: uuid.UUID) -> OutboxRow:
+def _requested_row(topics: Topics, start: StartRequest, workflow: asyncpg.Record, execution_id: uuid.UUID) -> OutboxRow:
     """The new execution's ExecutionRequested outbox row, carrying the execution while the message stays small."""
     parent, scheduled = start.parent, start.scheduled
     created = CreatedExecution(
@@ -356,7 +357,7 @@ def _requested_row(topics: Topics, start: _Start, workflow: asyncpg.Record, exec
     return requested
 
 
-def _new_execution(topics: Topics, start: _Start, workflow: asyncpg.Record) -> NewExecution:
+def new_execution(topics: Topics, start: StartRequest, workflow: asyncpg.Record) -> NewExecution:
     """The execution ``start`` asks for, of ``workflow``: its row, first event, outbox rows and audit row."""
     parent, rerun, scheduled, audit = start.parent, start.rerun, start.scheduled, start.audit
     execution_id = uuid7()
@@ -402,16 +403,16 @@ def _new_execution(topics: Topics, start: _Start, workflow: asyncpg.Record) -> N
 async def _start_with(
     connection: asyncpg.Connection | asyncpg.Pool,
     topics: Topics,
-    start: _Start,
+    start: StartRequest,
     workflow: asyncpg.Record,
     *,
     kept: bool,
     inserting: Callable[[NewExecution], Awaitable[Inserted]] | None,
 ) -> StartedExecution | None:
     """Start the execution with ``workflow``; None when the workflow is no longer as read (or kept)."""
-    if not _may_start(start, workflow, kept=kept):
+    if not may_start(start, workflow, kept=kept):
         return None
-    new = _new_execution(topics, start, workflow)
+    new = new_execution(topics, start, workflow)
     if inserting is not None:
         inserted = await inserting(new)
     else:
@@ -420,7 +421,7 @@ async def _start_with(
         return None
     if inserted.created_at is None:  # a concurrent request with the same key won the race
         assert start.idempotency_key is not None
-        return _existing(
+        return existing_execution(
             await _by_idempotency_key(connection, start.tenant_id, start.idempotency_key),
             start.workflow_ref,
             start.idempotency_key,
@@ -467,9 +468,9 @@ async def start_execution(
         ValidationFailed: the input does not match the workflow's input schema.
     """
     if idempotency_key is not None and (existing := await _by_idempotency_key(connection, tenant_id, idempotency_key)):
-        return _existing(existing, workflow_ref, idempotency_key)
+        return existing_execution(existing, workflow_ref, idempotency_key)
 
-    start = _Start(
+    start = StartRequest(
         tenant_id=tenant_id,
         workflow_ref=workflow_ref,
         version=version,

@@ -8,15 +8,15 @@ from typing import Annotated
 from flowline.db.audit import Actor
 from flowline.domain.credentials import Principal
 from flowline_schemas.bulk import BulkOperation
-from flowline_schemas.schedules import Schedule, TriggeredRun
-from litestar import Controller, delete, get, patch, post
+from flowline_schemas.schedules import BackfillPreview, Schedule, TriggeredRun
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
 from litestar.params import Body, QueryParameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.domain.openapi import NO_TENANT, problems
+from flowline_api.domain.openapi import NO_TENANT, example_response, problems
 from flowline_api.domain.schedules.examples import (
     BACKFILL_EXAMPLE,
     BAD_CRON,
@@ -24,6 +24,7 @@ from flowline_api.domain.schedules.examples import (
     NOT_FOUND,
     PATCH_EXAMPLE,
     PATH,
+    PREVIEW_EXAMPLE,
     SCHEDULE_ID,
 )
 from flowline_api.domain.schedules.schemas import BackfillRequest, ScheduleCreate, ScheduleUpdate
@@ -200,9 +201,12 @@ class ScheduleController(Controller):
         opt=OPERATOR,
         status_code=HTTP_202_ACCEPTED,
         summary="Backfill a window of a schedule",
-        responses=problems(
-            f"{PATH}/{SCHEDULE_ID}/backfill", not_found=NOT_FOUND, invalid=("end: must be after start", "/end")
-        ),
+        responses={
+            **example_response(BackfillPreview, "a dry run: the times, nothing started", PREVIEW_EXAMPLE),
+            **problems(
+                f"{PATH}/{SCHEDULE_ID}/backfill", not_found=NOT_FOUND, invalid=("end: must be after start", "/end")
+            ),
+        },
     )
     async def backfill_schedule(
         self,
@@ -215,12 +219,17 @@ class ScheduleController(Controller):
             BackfillRequest,
             Body(description="The window [start, end)", examples=[Example(summary="one day", value=BACKFILL_EXAMPLE)]),
         ],
-    ) -> BulkOperation:
+    ) -> Response[BulkOperation | BackfillPreview]:
         """Start one run per time the schedule would have fired in [`start`, `end`), at a bounded rate.
 
         Answers 202 with a bulk operation (`GET /bulk-operations/{id}` shows its progress); paused schedules
         can be backfilled too. Each run has the `scheduledFor` of its fire time, and a time that already has its
         run (the same window backfilled again, or the live schedule) starts nothing new: it counts as skipped.
-        At most 10,000 fire times per backfill.
+        At most 10,000 fire times per backfill. `dryRun: true` answers 200 with the fire times and how many of
+        them are `new` (have no run yet), and starts and stores nothing.
         """
-        return await schedule_service.backfill(tenant_id, schedule_id, data, caller, actor)
+        if data.dry_run:
+            preview = await schedule_service.preview_backfill(tenant_id, schedule_id, data)
+            return Response(preview, status_code=HTTP_200_OK)
+        operation = await schedule_service.backfill(tenant_id, schedule_id, data, caller, actor)
+        return Response(operation, status_code=HTTP_202_ACCEPTED)

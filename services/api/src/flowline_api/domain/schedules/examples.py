@@ -19,3 +19,8 @@ CREATE_EXAMPLE: dict[str, Any] = {
 }
 PATCH_EXAMPLE = {"cron": "*/5 * * * *", "overlap": "allow"}
 BACKFILL_EXAMPLE = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"}
+PREVIEW_EXAMPLE = {
+    "times": ["2026-11-01T02:00:00Z", "2026-11-02T02:00:00Z", "2026-11-03T02:00:00Z"],
+    "total": 3,
+    "new": 2,
+}

@@ -89,7 +89,8 @@ class ScheduleUpdate(MergePatch, kw_only=True, rename="camel", forbid_unknown_fi
 
 
 class BackfillRequest(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """Start one run per time the schedule would have fired in [`start`, `end`)."""
+    """Start one run per time the schedule would have fired in [`start`, `end`); `dryRun`: only say which."""
 
     start: datetime
     end: datetime
+    dry_run: bool = False

@@ -11,7 +11,15 @@ import asyncpg
 import msgspec
 from flowline.db.audit import Actor, field_changes, record_audit
 from flowline.db.bulk_operations import BulkSelection, ScheduleWindow, create_bulk_operation
-from flowline.db.schedules import last_run_status, next_run_after, read_schedule, record_run, start_run, timing_of
+from flowline.db.schedules import (
+    count_started_runs,
+    last_run_status,
+    next_run_after,
+    read_schedule,
+    record_run,
+    start_run,
+    timing_of,
+)
 from flowline.db.workflows import read_workflow
 from flowline.domain.credentials import Principal
 from flowline.domain.definitions import parse_duration
@@ -29,7 +37,7 @@ from flowline.runtime.ids import uuid7
 from flowline.settings import Settings, Topics
 from flowline_schemas.bulk import BulkOperation
 from flowline_schemas.pagination import Page
-from flowline_schemas.schedules import LastRun, Schedule, TriggeredRun
+from flowline_schemas.schedules import BackfillPreview, LastRun, Schedule, TriggeredRun
 from litestar.di import NamedDependency
 
 from flowline_api.domain.bulk.service import to_operation
@@ -427,22 +435,10 @@ class ScheduleService:
             NotFound: no such schedule.
             ValidationFailed: an end not after the start, or more than 10,000 fire times in the window.
         """
-        start, end = _utc(data.start), _utc(data.end)
-        assert start is not None and end is not None
-        if end <= start:
-            raise ValidationFailed("end: must be after start", pointer="/end")
+        start, end = _window(data)
         async with self._pool.acquire() as connection, connection.transaction():
             schedule = await read_schedule(connection, tenant_id, schedule_id)
-            total = 0
-            for instant in fire_times(timing_of(schedule), start - timedelta(microseconds=1)):
-                if instant >= end:
-                    break
-                total += 1
-                if total > MAX_BACKFILL_RUNS:
-                    raise ValidationFailed(
-                        f"end: the window holds more than {MAX_BACKFILL_RUNS:,} fire times; backfill it in parts",
-                        pointer="/end",
-                    )
+            times = _window_times(schedule, start, end)
             record = await create_bulk_operation(
                 connection,
                 tenant_id=tenant_id,
@@ -451,7 +447,7 @@ class ScheduleService:
                 note=f"backfill of schedule {schedule['name']}",
                 dry_run=False,
                 created_by=caller.subject,
-                total=total,
+                total=len(times),
             )
             await self._audit(
                 connection,
@@ -462,6 +458,54 @@ class ScheduleService:
                 {"backfill": {"before": None, "after": {"start": start.isoformat(), "end": end.isoformat()}}},
             )
         return to_operation(record)
+
+    async def preview_backfill(
+        self, tenant_id: uuid.UUID, schedule_id: uuid.UUID, data: BackfillRequest
+    ) -> BackfillPreview:
+        """What ``backfill`` would start: the fire times in [start, end) and how many have no run yet.
+
+        Raises:
+            NotFound: no such schedule.
+            ValidationFailed: as for ``backfill``.
+        """
+        start, end = _window(data)
+        async with self._pool.acquire() as connection:
+            schedule = await read_schedule(connection, tenant_id, schedule_id)
+            times = _window_times(schedule, start, end)
+            started = await count_started_runs(connection, schedule, times)
+        return BackfillPreview(times=times, total=len(times), new=len(times) - started)
+
+
+def _window(data: BackfillRequest) -> tuple[datetime, datetime]:
+    """A backfill's [start, end), in UTC.
+
+    Raises:
+        ValidationFailed: the end is not after the start.
+    """
+    start, end = _utc(data.start), _utc(data.end)
+    assert start is not None and end is not None
+    if end <= start:
+        raise ValidationFailed("end: must be after start", pointer="/end")
+    return start, end
+
+
+def _window_times(schedule: asyncpg.Record, start: datetime, end: datetime) -> list[datetime]:
+    """The schedule's fire times in [start, end).
+
+    Raises:
+        ValidationFailed: more than ``MAX_BACKFILL_RUNS`` of them.
+    """
+    times: list[datetime] = []
+    for instant in fire_times(timing_of(schedule), start - timedelta(microseconds=1)):
+        if instant >= end:
+            break
+        if len(times) == MAX_BACKFILL_RUNS:
+            raise ValidationFailed(
+                f"end: the window holds more than {MAX_BACKFILL_RUNS:,} fire times; backfill it in parts",
+                pointer="/end",
+            )
+        times.append(instant)
+    return times
 
 
 def _interval_ms(value: str) -> int:
