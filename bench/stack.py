@@ -19,6 +19,8 @@ from flowline_devstack.ports import free_port
 from flowline_devstack.postgres import PrivatePostgres
 from flowline_devstack.processes import SERVICE_NAMES, ServiceGroup
 
+from bench.measures import cpu_seconds, postgres_cpu_seconds
+
 RESULTS = Path(__file__).parent / "results"
 BENCH = Actor(principal="bench", request_id=None)
 
@@ -43,7 +45,7 @@ class Stack:
         if (broker := self.broker.pid) is not None:
             used["tansu"] = cpu_seconds(broker)
         if (postmaster := self.postgres.postmaster_pid()) is not None:
-            used["postgres"] = sum(cpu_seconds(pid) for pid in (postmaster, *children(postmaster)))
+            used["postgres"] = postgres_cpu_seconds(postmaster)
         return used
 
 
@@ -97,51 +99,9 @@ def machine() -> dict[str, object]:
     }
 
 
-def stolen_seconds() -> float:
-    """CPU time the hypervisor has taken from this machine's CPUs so far ("steal"; 0 where not counted).
-
-    A virtual machine whose host runs other guests gets less CPU at some minutes than at others; a run's
-    figures mean little without how much was taken meanwhile.
-    """
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return 0.0
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (0 once it ended)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    """The live child processes of ``pid``."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):  # the process ended meanwhile
-            continue
-        if parent == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def rss_bytes(pid: int) -> int:
     """A process's resident memory (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise ValueError(f"process {pid} reports no VmRSS")
-
-
-def percentile(samples: Sequence[float], fraction: float) -> float:
-    """The sample at ``fraction`` (0.99: p99) of ``samples`` in order (nearest rank, no interpolation)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
