@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 from cryptography.fernet import Fernet
 from flowline.db.audit import Actor
 from flowline.db.migrate import ensure_tenant, upgrade_head
@@ -19,6 +20,7 @@ from flowline_devstack.ports import free_port
 from flowline_devstack.postgres import PrivatePostgres
 from flowline_devstack.processes import SERVICE_NAMES, ServiceGroup
 
+from bench.kafka_requests import KafkaRequestCounter
 from bench.measures import cpu_seconds, postgres_cpu_seconds
 
 RESULTS = Path(__file__).parent / "results"
@@ -50,16 +52,28 @@ class Stack:
 
 
 @contextmanager
-def private_stack(services: Sequence[str] = SERVICE_NAMES, *, durable: bool = True) -> Iterator[Stack]:
+def private_stack(
+    services: Sequence[str] = SERVICE_NAMES,
+    *,
+    durable: bool = True,
+    statement_stats: bool = False,
+    kafka_requests: KafkaRequestCounter | None = None,
+) -> Iterator[Stack]:
     """Start a fresh database (migrated, tenant ``dev``), a broker and ``services``; remove them all afterwards.
 
     Each service's output goes to ``bench/results/logs/<name>.log``, kept for a look after a surprising run.
+    ``statement_stats``: the database counts statements in ``pg_stat_statements``; ``kafka_requests``: the
+    services reach the broker through this counter of their requests.
     """
     postgres = PrivatePostgres.temporary(free_port(), durable=durable)
     broker = TansuBroker(free_port())
     postgres.start()
     try:
+        if statement_stats:
+            enable_statement_stats(postgres)
         broker.start()
+        if kafka_requests is not None:
+            kafka_requests.start(upstream_port=broker.port)
         try:
             upgrade_head(postgres.url)
             ensure_tenant(postgres.url, "dev")
@@ -67,7 +81,7 @@ def private_stack(services: Sequence[str] = SERVICE_NAMES, *, durable: bool = Tr
             env = {
                 **os.environ,
                 "FLOWLINE_DATABASE_URL": postgres.url,
-                "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "FLOWLINE_KAFKA_BOOTSTRAP": kafka_requests.bootstrap if kafka_requests else broker.bootstrap,
                 "FLOWLINE_API_PORT": str(free_port()),
                 "FLOWLINE_EXECUTOR_HTTP_PORT": str(free_port()),
                 "FLOWLINE_SCHEDULER_HTTP_PORT": str(free_port()),
@@ -84,9 +98,26 @@ def private_stack(services: Sequence[str] = SERVICE_NAMES, *, durable: bool = Tr
             with ServiceGroup(env, names=services, log_dir=logs) as group:
                 yield Stack(env=env, services=group, postgres=postgres, broker=broker)
         finally:
+            if kafka_requests is not None:
+                kafka_requests.stop()
             broker.stop()
     finally:
         postgres.remove()
+
+
+def enable_statement_stats(postgres: PrivatePostgres) -> None:
+    """Load pg_stat_statements (a restart: it lives in shared memory) and create its view."""
+
+    async def execute(statement: str) -> None:
+        connection = await asyncpg.connect(postgres.url)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"))
+    postgres.restart()
+    asyncio.run(execute("CREATE EXTENSION pg_stat_statements"))
 
 
 def machine() -> dict[str, object]:
