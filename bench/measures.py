@@ -24,14 +24,16 @@ def stolen_seconds() -> float:
     return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (0 once it ended)."""
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User plus system CPU time a process has used so far (0 once it ended); ``reaped_children``: with that of
+    its children that ended and that it waited for."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = sum(int(field) for field in fields[11 : 15 if reaped_children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -48,8 +50,13 @@ def children(pid: int) -> list[int]:
 
 
 def postgres_cpu_seconds(postmaster: int) -> float:
-    """CPU time a PostgreSQL server has used so far: its postmaster's and its live backends' and workers'."""
-    return sum(cpu_seconds(pid) for pid in (postmaster, *children(postmaster)))
+    """CPU time a PostgreSQL server has used so far: its postmaster's, its live backends' and workers', and
+    those of the backends and workers that ended (the postmaster reaps them: their time is its children's).
+
+    Without the ended ones, a client whose pool closes its overflow connections after a burst (SQLAlchemy's)
+    would seem to cost PostgreSQL nothing.
+    """
+    return cpu_seconds(postmaster, reaped_children=True) + sum(cpu_seconds(pid) for pid in children(postmaster))
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:
