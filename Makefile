@@ -28,7 +28,7 @@ lint: bootstrap
 
 bench: bootstrap
 	@if [ -f bench/__main__.py ]; then \
-		$(UV) run python -m bench $(ARGS); \
+		$(UV) run python -m bench $(if $(PEERS),--peers $(PEERS)) $(ARGS); \
 	else \
 		echo "No benchmarks yet: bench/__main__.py does not exist."; \
 	fi

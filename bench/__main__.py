@@ -10,13 +10,18 @@ of the machine's CPU time its hypervisor took during each run (steal: on a share
 minute's figures differ from the next's).
 Prints a table and writes bench/results/latest.json.
 
+`make bench PEERS=dbos` (``--peers dbos``) runs the latency and throughput workloads on DBOS too, in one sitting,
+and prints both engines' figures and Flowline's advantage (bench/side_by_side.py); ``--rounds N`` alternates
+Flowline's and the peers' runs N times and compares the medians, for a machine that others load meanwhile.
+
 The other benchmarks run on their own (each starts its own stack and takes a minute or more), so that
 `make bench` stays within about three minutes: `uv run python -m bench.log_ingest` (task log ingestion),
 `uv run python -m bench.streams` (1,000 live SSE streams), `uv run python -m bench.executions_list`
 (execution lists at 1,000,000 executions), `uv run python -m bench.retention` (removing finished executions),
 `uv run python -m bench.console_pages` (the console's executions and execution pages at 1,000,000 executions),
 `uv run python -m bench.webhooks` (webhook deliveries to a local receiver), `uv run python -m bench.log_retention`
-(old task log records removed by dropping partitions versus deleting rows).
+(old task log records removed by dropping partitions versus deleting rows), `uv run python -m bench.per_execution`
+(what one execution costs: statements, Kafka messages and requests, CPU by process).
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ from flowline.kafka.compat import broker_for
 from flowline.messages import EventMessage, decoder
 from flowline.settings import Settings, load_settings
 
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack, stolen_seconds
+from bench.measures import percentile, stolen_seconds
+from bench.side_by_side import PEERS, comparison, run_peer
+from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
 
 IDLE_SECONDS = 5.0
 CONCURRENT_REQUESTS = 64  # HTTP requests in flight in the throughput and fan-out runs
@@ -207,7 +214,7 @@ async def latency(starter: Starter, completions: Completions, count: int) -> dic
     return {
         "executions": count,
         "p50_ms": round(statistics.median(samples), 1),
-        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
+        "p99_ms": round(percentile(samples, 0.99), 1),
         "max_ms": round(samples[-1], 1),
     }
 
@@ -279,25 +286,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         await completions.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--throughput", type=int, default=2000, help="executions in the throughput run")
-    parser.add_argument("--latency", type=int, default=200, help="executions in the latency run")
-    parser.add_argument("--fan-out", type=int, default=50, help="executions of the 20-step fan-out workflow")
-    args = parser.parse_args()
-
-    with private_stack() as stack:
-        # The client shares the machine with the stack it measures: uvloop's loop leaves the stack more of it.
-        results = uvloop.run(measure(stack, args))
-
-    report = {
-        "id": str(uuid.uuid4()),
-        "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
-        "results": results,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+def print_flowline(results: dict[str, Any]) -> None:
     print(f"{'measure':<34}{'value':>12}")
     lat, thr, fan = results["latency"], results["throughput"], results["fan_out"]
     rows = [
@@ -314,6 +303,45 @@ def main() -> None:
         print(f"  {name:<32}{cpu[name]:>9.2f} ms{idle[name]:>8.1f} % of a core when idle")
     steal = f"{lat['steal_percent']} / {thr['steal_percent']} / {fan['steal_percent']} %"
     print(f"{'CPU stolen by the hypervisor':<34}{steal:>12}  (latency / throughput / fan-out runs)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--throughput", type=int, default=2000, help="executions in the throughput run")
+    parser.add_argument("--latency", type=int, default=200, help="executions in the latency run")
+    parser.add_argument("--fan-out", type=int, default=50, help="executions of the 20-step fan-out workflow")
+    parser.add_argument(
+        "--peers", default="", help=f"comma-separated engines to run the chain on too: {', '.join(PEERS)}"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="with --peers: rounds of Flowline then each peer")
+    args = parser.parse_args()
+    peers = [name for name in args.peers.split(",") if name]
+    if unknown := set(peers) - set(PEERS):
+        parser.error(f"--peers: no peer named {', '.join(sorted(unknown))} (known: {', '.join(PEERS)})")
+
+    rounds: list[dict[str, Any]] = []
+    peer_rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in peers}
+    for _ in range(args.rounds if peers else 1):
+        with private_stack() as stack:
+            # The client shares the machine with the stack it measures: uvloop's loop leaves the stack more of it.
+            rounds.append(uvloop.run(measure(stack, args)))
+        for name in peers:
+            peer_rounds[name].append(run_peer(name, latency=args.latency, throughput=args.throughput))
+
+    report: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "results": rounds[-1],
+    }
+    if peers:
+        report["rounds"] = {"flowline": rounds, **peer_rounds}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    print_flowline(rounds[-1])
+    for name, runs in peer_rounds.items():
+        print(f"\nside by side with {name} {runs[-1]['version']}, medians of {len(runs)} alternating round(s):")
+        print(comparison(rounds, name, [run["results"] for run in runs]))
     print(f"written to {RESULTS / 'latest.json'}")
 
 

@@ -21,7 +21,8 @@ from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient
 
 from bench.executions_list import load
-from bench.stack import RESULTS, machine, percentile, private_stack
+from bench.measures import percentile
+from bench.stack import RESULTS, machine, private_stack
 
 
 def pages(facts: dict[str, Any]) -> list[tuple[str, str]]:

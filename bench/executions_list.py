@@ -22,7 +22,8 @@ from flowline.settings import load_settings
 from flowline_api.app import create_app
 from litestar.testing import AsyncTestClient
 
-from bench.stack import RESULTS, api_headers, machine, percentile, private_stack
+from bench.measures import percentile
+from bench.stack import RESULTS, api_headers, machine, private_stack
 
 WORKFLOWS = 50
 BATCH = 100_000

@@ -25,7 +25,8 @@ from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
 from prometheus_client import CollectorRegistry
 
-from bench.stack import RESULTS, machine, private_stack, stolen_seconds
+from bench.measures import stolen_seconds
+from bench.stack import RESULTS, machine, private_stack
 
 BATCH = 50_000
 DAY = 86_400

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 from cryptography.fernet import Fernet
 from flowline.db.audit import Actor
 from flowline.db.migrate import ensure_tenant, upgrade_head
@@ -18,6 +19,9 @@ from flowline_devstack.broker import TansuBroker
 from flowline_devstack.ports import free_port
 from flowline_devstack.postgres import PrivatePostgres
 from flowline_devstack.processes import SERVICE_NAMES, ServiceGroup
+
+from bench.kafka_requests import KafkaRequestCounter
+from bench.measures import cpu_seconds, postgres_cpu_seconds
 
 RESULTS = Path(__file__).parent / "results"
 BENCH = Actor(principal="bench", request_id=None)
@@ -43,21 +47,33 @@ class Stack:
         if (broker := self.broker.pid) is not None:
             used["tansu"] = cpu_seconds(broker)
         if (postmaster := self.postgres.postmaster_pid()) is not None:
-            used["postgres"] = sum(cpu_seconds(pid) for pid in (postmaster, *children(postmaster)))
+            used["postgres"] = postgres_cpu_seconds(postmaster)
         return used
 
 
 @contextmanager
-def private_stack(services: Sequence[str] = SERVICE_NAMES, *, durable: bool = True) -> Iterator[Stack]:
+def private_stack(
+    services: Sequence[str] = SERVICE_NAMES,
+    *,
+    durable: bool = True,
+    statement_stats: bool = False,
+    kafka_requests: KafkaRequestCounter | None = None,
+) -> Iterator[Stack]:
     """Start a fresh database (migrated, tenant ``dev``), a broker and ``services``; remove them all afterwards.
 
     Each service's output goes to ``bench/results/logs/<name>.log``, kept for a look after a surprising run.
+    ``statement_stats``: the database counts statements in ``pg_stat_statements``; ``kafka_requests``: the
+    services reach the broker through this counter of their requests.
     """
     postgres = PrivatePostgres.temporary(free_port(), durable=durable)
     broker = TansuBroker(free_port())
     postgres.start()
     try:
+        if statement_stats:
+            enable_statement_stats(postgres)
         broker.start()
+        if kafka_requests is not None:
+            kafka_requests.start(upstream_port=broker.port)
         try:
             upgrade_head(postgres.url)
             ensure_tenant(postgres.url, "dev")
@@ -65,7 +81,7 @@ def private_stack(services: Sequence[str] = SERVICE_NAMES, *, durable: bool = Tr
             env = {
                 **os.environ,
                 "FLOWLINE_DATABASE_URL": postgres.url,
-                "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "FLOWLINE_KAFKA_BOOTSTRAP": kafka_requests.bootstrap if kafka_requests else broker.bootstrap,
                 "FLOWLINE_API_PORT": str(free_port()),
                 "FLOWLINE_EXECUTOR_HTTP_PORT": str(free_port()),
                 "FLOWLINE_SCHEDULER_HTTP_PORT": str(free_port()),
@@ -82,9 +98,26 @@ def private_stack(services: Sequence[str] = SERVICE_NAMES, *, durable: bool = Tr
             with ServiceGroup(env, names=services, log_dir=logs) as group:
                 yield Stack(env=env, services=group, postgres=postgres, broker=broker)
         finally:
+            if kafka_requests is not None:
+                kafka_requests.stop()
             broker.stop()
     finally:
         postgres.remove()
+
+
+def enable_statement_stats(postgres: PrivatePostgres) -> None:
+    """Load pg_stat_statements (a restart: it lives in shared memory) and create its view."""
+
+    async def execute(statement: str) -> None:
+        connection = await asyncpg.connect(postgres.url)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"))
+    postgres.restart()
+    asyncio.run(execute("CREATE EXTENSION pg_stat_statements"))
 
 
 def machine() -> dict[str, object]:
@@ -97,51 +130,9 @@ def machine() -> dict[str, object]:
     }
 
 
-def stolen_seconds() -> float:
-    """CPU time the hypervisor has taken from this machine's CPUs so far ("steal"; 0 where not counted).
-
-    A virtual machine whose host runs other guests gets less CPU at some minutes than at others; a run's
-    figures mean little without how much was taken meanwhile.
-    """
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return 0.0
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (0 once it ended)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    """The live child processes of ``pid``."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):  # the process ended meanwhile
-            continue
-        if parent == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def rss_bytes(pid: int) -> int:
     """A process's resident memory (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise ValueError(f"process {pid} reports no VmRSS")
-
-
-def percentile(samples: Sequence[float], fraction: float) -> float:
-    """The sample at ``fraction`` (0.99: p99) of ``samples`` in order (nearest rank, no interpolation)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]

@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 from flowline_schemas.streams import FINAL_EVENTS
 
-from bench.stack import RESULTS, Stack, api_headers, machine, percentile, private_stack, rss_bytes
+from bench.measures import percentile
+from bench.stack import RESULTS, Stack, api_headers, machine, private_stack, rss_bytes
 
 HELD = {
     "ref": "bench.held",

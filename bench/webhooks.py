@@ -29,7 +29,8 @@ from flowline.runtime.ops import http_server
 from flowline.runtime.outbound import LOOPBACK_NETWORKS
 from flowline_devstack.ports import free_port
 
-from bench.stack import RESULTS, Stack, api_headers, machine, percentile, private_stack
+from bench.measures import percentile
+from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
 
 CONCURRENT_STARTS = 64
 WAIT_SECONDS = 600  # bounds a run whose deliveries stopped coming

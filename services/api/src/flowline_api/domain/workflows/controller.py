@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from flowline.db.audit import Actor
 from flowline.db.workflows import WorkflowFilters
-from flowline.domain.credentials import Principal
 from flowline_schemas.workflows import ExecutionAccepted, Workflow
 from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
@@ -16,7 +15,7 @@ from litestar.params import Body, FromPath, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.domain.executions.service import ExecutionService, provide_execution_service
+from flowline_api.domain.executions.service import Start, provide_execution_service, provide_start
 from flowline_api.domain.openapi import NO_TENANT, example_response, page_example, problems
 from flowline_api.domain.workflows.examples import (
     DESCRIPTION_CLEARED_EXAMPLE,
@@ -300,6 +299,7 @@ class WorkflowController(Controller):
     @post(
         "/{ref:str}/execute",
         opt=OPERATOR | EXECUTION_START,
+        dependencies={"start": Provide(provide_start)},
         status_code=HTTP_202_ACCEPTED,
         summary="Start an execution",
         responses={
@@ -319,10 +319,7 @@ class WorkflowController(Controller):
     )
     async def execute_workflow(
         self,
-        tenant_id: NamedDependency[uuid.UUID],
-        execution_service: NamedDependency[ExecutionService],
-        caller: NamedDependency[Principal],
-        actor: NamedDependency[Actor],
+        start: NamedDependency[Start],
         ref: FromPath[str],
         data: Annotated[
             ExecuteRequest | None, Body(examples=[Example(summary="input and a key", value=EXECUTE_EXAMPLE)])
@@ -339,7 +336,7 @@ class WorkflowController(Controller):
         input that breaks the workflow's `inputSchema` is 422 with the failing JSON pointer.
         """
         request = with_idempotency_header(data or ExecuteRequest(), idempotency_key)
-        started = await execution_service.start(tenant_id, ref, request, caller, actor)
+        started = await start.service.start(start.tenant_id, ref, request, start.caller, start.actor)
         return Response(
             ExecutionAccepted(execution_id=str(started.id), status=started.status, created_at=started.created_at),
             status_code=HTTP_202_ACCEPTED if started.created else HTTP_200_OK,
