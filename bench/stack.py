@@ -38,12 +38,14 @@ class Stack:
     broker: TansuBroker
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time each server has used so far; PostgreSQL's is its server and its live backends'."""
+        """CPU time each server has used so far; PostgreSQL's is its server's and all its backends'."""
         used = {service.name: cpu_seconds(service.pid) for service in self.services if service.pid is not None}
         if (broker := self.broker.pid) is not None:
             used["tansu"] = cpu_seconds(broker)
         if (postmaster := self.postgres.postmaster_pid()) is not None:
-            used["postgres"] = sum(cpu_seconds(pid) for pid in (postmaster, *children(postmaster)))
+            used["postgres"] = cpu_seconds(postmaster, ended_children=True) + sum(
+                cpu_seconds(pid) for pid in children(postmaster)
+            )
         return used
 
 
@@ -110,14 +112,18 @@ def stolen_seconds() -> float:
     return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (0 once it ended)."""
+def cpu_seconds(pid: int, *, ended_children: bool = False) -> float:
+    """User plus system CPU time a process has used so far (0 once it ended), and its ended children's with
+    ``ended_children`` (PostgreSQL's backends of closed connections: their server collects them)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if ended_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
