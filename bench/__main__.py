@@ -21,7 +21,8 @@ The other benchmarks run on their own (each starts its own stack and takes a min
 `uv run python -m bench.console_pages` (the console's executions and execution pages at 1,000,000 executions),
 `uv run python -m bench.webhooks` (webhook deliveries to a local receiver), `uv run python -m bench.log_retention`
 (old task log records removed by dropping partitions versus deleting rows), `uv run python -m bench.per_execution`
-(what one execution costs: statements, Kafka messages and requests, CPU by process).
+(what one execution costs: statements, Kafka messages and requests, CPU by process), `uv run python -m
+bench.purge_impact` (the latency and throughput runs alone and while retention removes finished executions).
 """
 
 from __future__ import annotations

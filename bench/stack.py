@@ -42,7 +42,7 @@ class Stack:
     broker: TansuBroker
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time each server has used so far; PostgreSQL's is its server and its live backends'."""
+        """CPU time each server has used so far; PostgreSQL's is its server's and all its backends'."""
         used = {service.name: cpu_seconds(service.pid) for service in self.services if service.pid is not None}
         if (broker := self.broker.pid) is not None:
             used["tansu"] = cpu_seconds(broker)

@@ -23,7 +23,7 @@ class Workflow(msgspec.Struct, kw_only=True, rename="camel"):
     tags: list[str]
     enabled: bool
     public: bool
-    # How long its executions are kept once their root finished ("30d"); None: the server's default.
+    # How long its executions are kept once their root finished ("30d"); None: its tenant's default, else the server's.
     retention: str | None
     created_by: str | None
     created_at: datetime

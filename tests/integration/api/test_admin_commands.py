@@ -49,3 +49,33 @@ async def test_bad_input_is_refused_with_a_message(settings: Settings) -> None:
     assert "tenant 'nobody' does not exist" in unknown_tenant.stderr
     assert bad_role.returncode == 2  # argparse: not one of the roles
     assert "invalid choice" in bad_role.stderr
+
+
+async def test_a_tenants_default_retention_is_set_and_cleared_and_a_bad_one_refused(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    set_ = await _admin(settings, "set-tenant-retention", "dev", "90d")
+    stored = await pool.fetchval("SELECT retention_seconds FROM tenants WHERE slug = 'dev'")
+    bad = [await _admin(settings, "set-tenant-retention", "dev", value) for value in ("forever", "0d")]
+    after_bad = await pool.fetchval("SELECT retention_seconds FROM tenants WHERE slug = 'dev'")
+    unknown = await _admin(settings, "set-tenant-retention", "nobody", "30d")
+    cleared = await _admin(settings, "set-tenant-retention", "dev", "default")
+
+    assert set_.returncode == 0, set_.stderr
+    assert "90d" in set_.stdout
+    assert stored == 90 * 86_400
+    for refused in bad:
+        assert refused.returncode == 2  # argparse: the argument names itself
+        assert "argument retention" in refused.stderr and "is not a retention" in refused.stderr
+    assert after_bad == 90 * 86_400
+    assert unknown.returncode == 1
+    assert "tenant 'nobody' does not exist" in unknown.stderr
+    assert cleared.returncode == 0, cleared.stderr
+    assert await pool.fetchval("SELECT retention_seconds FROM tenants WHERE slug = 'dev'") is None
+    changes = await pool.fetch(
+        "SELECT changes FROM audit_logs WHERE entity_type = 'tenant' AND entity_id = 'dev' ORDER BY occurred_at"
+    )
+    assert [row["changes"]["retention_seconds"] for row in changes] == [
+        {"before": None, "after": 90 * 86_400},
+        {"before": 90 * 86_400, "after": None},
+    ]

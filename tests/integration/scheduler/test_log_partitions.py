@@ -131,6 +131,23 @@ async def test_a_day_wholly_past_retention_is_dropped_unless_an_unfinished_execu
     assert {row["task_key"] for row in await pool.fetch("SELECT task_key FROM task_log_usage")} == {recent_task}
 
 
+async def test_a_tenants_default_retention_longer_than_the_servers_keeps_its_days(pool: asyncpg.Pool) -> None:
+    await _without_the_first_partition(pool)
+    old = TODAY - timedelta(days=40)
+    async with pool.acquire() as connection, connection.transaction():
+        assert await create_day_partition(connection, old)
+    await pool.execute("UPDATE tenants SET retention_seconds = $1 WHERE slug = 'dev'", 60 * 86400)
+    metrics = SchedulerMetrics(CollectorRegistry())
+
+    await _loop(pool, metrics).start(loops=1)
+    kept = day_partition_name(old) in await _names(pool)
+    await pool.execute("UPDATE tenants SET retention_seconds = NULL WHERE slug = 'dev'")
+    await _loop(pool, metrics).start(loops=1)
+
+    assert kept
+    assert day_partition_name(old) not in await _names(pool)
+
+
 async def test_records_a_new_day_finds_in_the_default_partition_move_into_it(
     pool: asyncpg.Pool, settings: Settings
 ) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import asyncpg
 import msgspec
 import pytest
+from flowline.db.audit import Actor
+from flowline.db.tenants import update_tenant_retention
 from flowline.domain.archive import read_archive
 from flowline.runtime.ids import uuid7
 from flowline_client.cli import main as cli
@@ -98,6 +100,23 @@ async def test_a_workflows_retention_overrides_the_default(pool: asyncpg.Pool, r
     gone = {tree.root: set((await rows_left(pool, tree.members)).values()) == {0} for tree in (short, old_default)}
     assert gone == {short.root: True, old_default.root: True}
     for tree in (default, long):
+        assert (await rows_left(pool, tree.members))["executions"] == 3
+
+
+async def test_a_tenants_default_overrides_the_servers_and_a_workflows_own_overrides_the_tenants(
+    pool: asyncpg.Pool, rows: ExecutionRows
+) -> None:
+    past_tenant_default = await execution_tree(rows, pool, finished_seconds_ago=2 * 3600, workflow="demo.default")
+    within_tenant_default = await execution_tree(rows, pool, finished_seconds_ago=600, workflow="demo.default")
+    own_retention = await execution_tree(rows, pool, finished_seconds_ago=40 * DAY, workflow="demo.long")
+    await pool.execute("UPDATE workflows SET retention_seconds = $1 WHERE ref = 'demo.long'", 365 * DAY)
+    async with pool.acquire() as connection, connection.transaction():
+        await update_tenant_retention(connection, slug="dev", retention_seconds=3600, actor=Actor("test", None))
+
+    await _loop(pool).run_once()
+
+    assert set((await rows_left(pool, past_tenant_default.members)).values()) == {0}
+    for tree in (within_tenant_default, own_retention):
         assert (await rows_left(pool, tree.members))["executions"] == 3
 
 

@@ -15,11 +15,11 @@ import uvicorn
 from flowline.db.audit import Actor
 from flowline.db.migrate import ensure_tenant_async
 from flowline.db.pool import connect
-from flowline.db.tenants import read_tenant_id
+from flowline.db.tenants import read_tenant_id, update_tenant_retention
 from flowline.domain.credentials import ROLES, issue_api_key, revoke_api_key
 from flowline.errors import FlowlineError
 from flowline.runtime.ops import configure_logging, proxy_options
-from flowline.settings import ConfigurationError, load_settings
+from flowline.settings import ConfigurationError, load_settings, retention_seconds, retention_text
 
 from flowline_api.app import create_app
 
@@ -46,7 +46,25 @@ def _parser() -> argparse.ArgumentParser:
     revoke = actions.add_parser("revoke-api-key", help="revoke an API key by its id")
     revoke.add_argument("--tenant", required=True)
     revoke.add_argument("key_id", type=uuid.UUID)
+    retention = actions.add_parser(
+        "set-tenant-retention",
+        help="how long executions of the tenant's workflows without a retention of their own are kept",
+    )
+    retention.add_argument("slug")
+    retention.add_argument(
+        "retention", type=_tenant_retention, help="a duration such as 90s, 12h or 30d, or 'default' (the server's)"
+    )
     return parser
+
+
+def _tenant_retention(text: str) -> int | None:
+    """The seconds of a tenant's retention argument; None for ``default`` (FLOWLINE_EXECUTION_RETENTION)."""
+    if text == "default":
+        return None
+    try:
+        return retention_seconds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}, or 'default'") from err
 
 
 async def _admin(database_url: str, args: argparse.Namespace) -> str:
@@ -61,6 +79,12 @@ async def _admin(database_url: str, args: argparse.Namespace) -> str:
     connection = await connect(database_url)
     try:
         async with connection.transaction():
+            if args.action == "set-tenant-retention":
+                await update_tenant_retention(
+                    connection, slug=args.slug, retention_seconds=args.retention, actor=ADMIN_ACTOR
+                )
+                kept = "the server's default" if args.retention is None else retention_text(args.retention)
+                return f"tenant {args.slug} keeps executions of workflows without a retention for {kept}"
             tenant_id = await read_tenant_id(connection, args.tenant)
             await revoke_api_key(connection, tenant_id=tenant_id, key_id=args.key_id, actor=ADMIN_ACTOR)
     finally:

@@ -26,7 +26,7 @@ from flowline.db.log_partitions import (
     list_log_partitions,
     lock_partition_maintenance,
     partition_exists,
-    read_longest_workflow_retention,
+    read_longest_set_retention,
 )
 from flowline.db.task_logs import delete_stale_usage
 from flowline.runtime.loops import LoopService
@@ -76,8 +76,8 @@ class LogPartitionLoop(LoopService):
             await self._create(today + timedelta(days=offset))
         async with self._pool.acquire() as connection:
             partitions = await list_log_partitions(connection)
-            # The longest retention in effect: a workflow may keep its executions longer than the default.
-            longest = max(self._default_retention, await read_longest_workflow_retention(connection) or 0)
+            # The longest retention in effect: a workflow or tenant may keep executions longer than the default.
+            longest = max(self._default_retention, await read_longest_set_retention(connection) or 0)
         cutoff = self._clock() - timedelta(seconds=longest)
         dropped = False
         for partition in partitions:

@@ -160,7 +160,9 @@ async def drop_partition(connection: asyncpg.Connection, partition: LogPartition
     await connection.execute(f"DROP TABLE {partition.name}")
 
 
-async def read_longest_workflow_retention(connection: asyncpg.Connection) -> int | None:
-    """The longest retention, in seconds, any workflow sets for its executions (None: none sets its own)."""
-    longest: int | None = await connection.fetchval("SELECT max(retention_seconds) FROM workflows")
+async def read_longest_set_retention(connection: asyncpg.Connection) -> int | None:
+    """The longest retention, in seconds, any workflow or tenant sets for executions (None: none sets its own)."""
+    longest: int | None = await connection.fetchval(
+        "SELECT greatest((SELECT max(retention_seconds) FROM workflows), (SELECT max(retention_seconds) FROM tenants))"
+    )
     return longest

@@ -71,6 +71,8 @@ class TreeMember(msgspec.Struct, frozen=True, kw_only=True):
 async def retention_cutoffs(connection: asyncpg.Connection, *, default_seconds: int) -> list[RetentionCutoff]:
     """The workflows (deleted ones too) with a finished root past their retention, oldest such root first.
 
+    A workflow's retention is its own, else its tenant's default, else ``default_seconds`` (the server's).
+
     One probe of the finished-roots index per workflow: a workflow kept for a year costs nothing however
     many of its executions finished a month ago, which one scan of every workflow's roots by finish time would
     read again on every pass.
@@ -80,9 +82,11 @@ async def retention_cutoffs(connection: asyncpg.Connection, *, default_seconds: 
             *bind(
                 f"""
                 SELECT w.id AS workflow_id, c.cutoff FROM workflows w
+                JOIN tenants t ON t.id = w.tenant_id
                 CROSS JOIN LATERAL (
-                    SELECT now() - make_interval(secs => coalesce(w.retention_seconds, :default_seconds)::float8)
-                        AS cutoff
+                    SELECT now() - make_interval(
+                        secs => coalesce(w.retention_seconds, t.retention_seconds, :default_seconds)::float8
+                    ) AS cutoff
                 ) c
                 CROSS JOIN LATERAL (
                     SELECT e.completed_at FROM executions e

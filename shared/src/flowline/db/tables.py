@@ -42,12 +42,21 @@ def _tenant() -> Column[object]:
 def _execution_tenant() -> Column[object]:
     """The tenant of a row that belongs to an execution, copied from it for reads by tenant: no foreign key.
 
-    The execution's key already ties it to its tenant (deleting a tenant cascades through its executions), so a
-    key here would check again, for every row written, what that one checked; and each check locks the tenant's
-    single row (FOR KEY SHARE), which every concurrent writer of every execution then shares: a dozen rows per
-    execution on the hot path.
+    The execution ties the row to its tenant, so a key here would check again, for every row written, what the
+    execution's own key checked; and each check locks the tenant's single row (FOR KEY SHARE), which every
+    concurrent writer of every execution then shares: a dozen rows per execution on the hot path.
     """
     return Column("tenant_id", UUID(as_uuid=True), nullable=False)
+
+
+def _execution() -> Column[object]:
+    """The execution a row (step, attempt, timer, promise, event) belongs to: no foreign key (docs/architecture.md §6).
+
+    Such rows are written only by a transaction that holds their execution's row lock, and removed with it, whole
+    tree by whole tree (flowline.domain.removal); a key would check each row written (locking the execution) and
+    cost a trigger call per row removed, half of what retention spent.
+    """
+    return Column("execution_id", UUID(as_uuid=True), nullable=False)
 
 
 def _timestamp(name: str, *, nullable: bool = True, default_now: bool = False) -> Column[object]:
@@ -67,6 +76,9 @@ tenants = Table(
     _id(),
     Column("slug", Text, nullable=False, unique=True),
     Column("name", Text, nullable=False),
+    # How long the executions of its workflows that set no retention of their own are kept once their root
+    # finished (flowline.db.retention); NULL: the server's FLOWLINE_EXECUTION_RETENTION.
+    Column("retention_seconds", BigInteger),
     _timestamp("created_at", nullable=False, default_now=True),
 )
 
@@ -267,7 +279,7 @@ step_executions = Table(
     metadata,
     _id(),
     _execution_tenant(),
-    Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    _execution(),
     Column("step_id", Text, nullable=False),
     Column("position", Integer, nullable=False),
     Column("step_type", Text, nullable=False),
@@ -293,9 +305,7 @@ task_attempts = Table(
     metadata,
     _id(),
     _execution_tenant(),
-    Column(
-        "step_execution_id", UUID(as_uuid=True), ForeignKey("step_executions.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("step_execution_id", UUID(as_uuid=True), nullable=False),
     Column("execution_id", UUID(as_uuid=True), nullable=False),
     Column("generation", Integer, nullable=False),
     Column("number", Integer, nullable=False),
@@ -316,8 +326,8 @@ timers = Table(
     metadata,
     _id(),
     _execution_tenant(),
-    Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
-    Column("step_execution_id", UUID(as_uuid=True), ForeignKey("step_executions.id", ondelete="CASCADE")),
+    _execution(),
+    Column("step_execution_id", UUID(as_uuid=True)),
     Column("kind", Text, nullable=False),
     Column("status", Text, nullable=False, server_default="pending"),
     _timestamp("fire_at", nullable=False),
@@ -334,8 +344,8 @@ promises = Table(
     metadata,
     _id(),
     _execution_tenant(),
-    Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
-    Column("step_execution_id", UUID(as_uuid=True), ForeignKey("step_executions.id", ondelete="CASCADE")),
+    _execution(),
+    Column("step_execution_id", UUID(as_uuid=True)),
     Column("name", Text, nullable=False),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("value", JSONB),
@@ -344,14 +354,12 @@ promises = Table(
     _timestamp("settled_at"),
     _timestamp("expires_at"),
     UniqueConstraint("execution_id", "name"),
-    # Removing a step removes its promise through the key: without an index, each step removed reads every promise.
-    Index("ix_promises_step", "step_execution_id"),
 )
 
 execution_events = Table(
     "execution_events",
     metadata,
-    Column("execution_id", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    _execution(),
     Column("sequence", BigInteger, nullable=False),
     _execution_tenant(),
     Column("event_type", Text, nullable=False),

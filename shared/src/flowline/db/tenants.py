@@ -1,4 +1,4 @@
-"""Tenant lookups."""
+"""Tenant lookups, and a tenant's default execution retention."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import uuid
 
 import asyncpg
 
+from flowline.db.audit import Actor, record_audit
+from flowline.db.sql import bind
 from flowline.errors import NotFound
 
 
@@ -19,3 +21,38 @@ async def read_tenant_id(connection: asyncpg.Connection | asyncpg.Pool, slug: st
     if tenant_id is None:
         raise NotFound(f"tenant {slug!r} does not exist")
     return uuid.UUID(str(tenant_id))
+
+
+async def update_tenant_retention(
+    connection: asyncpg.Connection, *, slug: str, retention_seconds: int | None, actor: Actor
+) -> None:
+    """Set a tenant's default execution retention (None: the server's), audited in the caller's transaction.
+
+    It applies to the executions of the tenant's workflows that set no retention of their own.
+
+    Raises:
+        NotFound: no such tenant.
+    """
+    record = await connection.fetchrow(
+        *bind("SELECT id, retention_seconds FROM tenants WHERE slug = :slug FOR UPDATE", slug=slug)
+    )
+    if record is None:
+        raise NotFound(f"tenant {slug!r} does not exist")
+    if record["retention_seconds"] == retention_seconds:
+        return
+    await connection.execute(
+        *bind(
+            "UPDATE tenants SET retention_seconds = :retention_seconds WHERE id = :id",
+            id=record["id"],
+            retention_seconds=retention_seconds,
+        )
+    )
+    await record_audit(
+        connection,
+        tenant_id=record["id"],
+        entity_type="tenant",
+        entity_id=slug,
+        action="update",
+        actor=actor,
+        changes={"retention_seconds": {"before": record["retention_seconds"], "after": retention_seconds}},
+    )

@@ -49,7 +49,7 @@ METADATA_FIELDS = ("label", "description", "tags", "enabled", "public", "retenti
 
 
 def retention_of(record: asyncpg.Record) -> str | None:
-    """A workflow's own retention as its API shows it (``30d``), or None for the server's default."""
+    """A workflow's own retention as its API shows it (``30d``), None: its tenant's default, else the server's."""
     seconds: int | None = record["retention_seconds"]
     return None if seconds is None else retention_text(seconds)
 
