@@ -140,3 +140,16 @@ async def test_a_backlog_is_swept_a_batch_at_a_time(runtime: Runtime, settings: 
 
     assert all(recovered <= 2 for recovered, _ in passes) and sum(recovered for recovered, _ in passes) == len(events)
     assert await deliveries(runtime) == [(webhook, execution_id, event.event, event.sequence) for event in events]
+
+
+async def test_without_an_enabled_webhook_a_pass_neither_reads_nor_moves_the_cursor(
+    runtime: Runtime, settings: Settings, api: Client
+) -> None:
+    await create_webhook(api, enabled=False)
+    await run(runtime, settings, "demo.unheard")
+    cursor = await runtime.pool.fetchrow("SELECT * FROM webhook_sweep")
+
+    assert await sweep(runtime, SchedulerMetrics(CollectorRegistry())).sweep() == (0, False)
+
+    assert await runtime.pool.fetchrow("SELECT * FROM webhook_sweep") == cursor
+    assert await runtime.pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
