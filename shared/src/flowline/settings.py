@@ -210,6 +210,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_max_concurrent_deliveries: int = 50
     # How long a succeeded or failed delivery stays in the delivery log (pending ones stay until settled).
     webhook_delivery_retention_days: float = 30.0
+    # The sweep under the events topic (flowline_scheduler.webhook_sweep): how often it looks for stored events
+    # whose deliveries were never recorded (their messages lost by the broker), how old an event must be first
+    # (the topic normally records it sooner), how far back it looks at most (after a long stop), and how many
+    # events one pass reads.
+    webhook_sweep_interval_seconds: float = 10.0
+    webhook_sweep_grace_seconds: float = 30.0
+    webhook_sweep_lookback_seconds: float = 86_400.0
+    webhook_sweep_batch_size: int = 1000
     inbox_retention_days: float = 7.0
     # Data lifecycle (flowline_scheduler.retention): an execution whose root finished longer ago than its
     # workflow's retention (or this default) is removed whole; audit rows older than theirs are removed too.

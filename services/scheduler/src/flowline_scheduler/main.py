@@ -19,6 +19,7 @@ from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
 from flowline_scheduler.schedules import ScheduleLoop
 from flowline_scheduler.timers import TimerLoop
 from flowline_scheduler.webhook_events import DeliveryRecorder
+from flowline_scheduler.webhook_sweep import WebhookSweep
 from flowline_scheduler.webhooks import DeliveryRetention, WebhookDeliveryLoop, create_webhook_client
 
 
@@ -85,6 +86,15 @@ async def run_scheduler(settings: Settings) -> None:
         )
         webhooks = WebhookDeliveryLoop(runtime.pool, cipher, webhook_client, metrics, settings)
         recorder = DeliveryRecorder(runtime.pool, on_new=webhooks.wake)
+        sweep = WebhookSweep(
+            runtime.pool,
+            metrics,
+            webhooks.wake,
+            interval_seconds=settings.webhook_sweep_interval_seconds,
+            grace_seconds=settings.webhook_sweep_grace_seconds,
+            lookback_seconds=settings.webhook_sweep_lookback_seconds,
+            batch_size=settings.webhook_sweep_batch_size,
+        )
         events = runtime.consumer(
             "scheduler-webhooks", [settings.topics.events], decoder(EventMessage), batch_handler=recorder.handle_events
         )
@@ -99,6 +109,7 @@ async def run_scheduler(settings: Settings) -> None:
                 Runnable(timers.start, timers.stop),
                 Runnable(events.run, events.stop),
                 Runnable(webhooks.start, webhooks.close),
+                Runnable(sweep.start, sweep.stop),
                 *_polling_loops(settings, runtime, metrics),
                 Runnable(relay.start, relay.stop),
             ],

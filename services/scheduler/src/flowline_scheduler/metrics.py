@@ -98,6 +98,12 @@ class SchedulerMetrics:
             registry=registry,
             buckets=DELIVERY_BUCKETS,
         )
+        self.webhook_deliveries_recovered = Counter(
+            "flowline_webhook_deliveries_recovered_total",
+            "Webhook deliveries the sweep derived from stored events because the events topic had not recorded "
+            "them within the grace period (FLOWLINE_WEBHOOK_SWEEP_GRACE_SECONDS): events the broker lost.",
+            registry=registry,
+        )
         self.webhooks_disabled = Counter(
             "flowline_webhooks_disabled_total",
             "Webhooks disabled automatically because their every delivery failed for too long.",

@@ -55,7 +55,11 @@ def deliveries_for(
     webhooks: Sequence[EnabledWebhook],
     executions: dict[uuid.UUID, EventSubject],
 ) -> list[NewDelivery]:
-    """One delivery per event and webhook of its tenant that wants it (its event type and workflow)."""
+    """One delivery per event and webhook of its tenant that wants it (its event type and workflow).
+
+    A webhook hears of the events that occurred once it existed: whichever path derives them (the topic, or the
+    sweep later) finds the same deliveries.
+    """
     by_tenant: dict[uuid.UUID, list[EnabledWebhook]] = {}
     for webhook in webhooks:
         by_tenant.setdefault(webhook.tenant_id, []).append(webhook)
@@ -66,7 +70,9 @@ def deliveries_for(
             continue
         payload: dict[str, Any] | None = None
         for webhook in by_tenant.get(event.tenant_id, ()):
-            if not wants(webhook.events, webhook.workflows, event.event, execution.workflow_ref):
+            if event.occurred_at < webhook.created_at or not wants(
+                webhook.events, webhook.workflows, event.event, execution.workflow_ref
+            ):
                 continue
             payload = payload or event_body(event, execution)
             rows.append(

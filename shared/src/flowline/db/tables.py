@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -368,6 +369,14 @@ execution_events = Table(
     Column("data", JSONB, nullable=False, server_default="{}"),
     _timestamp("occurred_at", nullable=False, default_now=True),
     PrimaryKeyConstraint("execution_id", "sequence"),
+    # The webhook sweep's window (flowline.db.webhook_sweep): rows come in about this order, so a BRIN index finds
+    # a window in a few page ranges and costs an insert next to nothing.
+    Index(
+        "ix_execution_events_occurred_at",
+        "occurred_at",
+        postgresql_using="brin",
+        postgresql_with={"autosummarize": "on"},
+    ),
 )
 
 # Partitioned by day on the record's own timestamp (docs/architecture.md §6.2): the scheduler creates the days
@@ -547,6 +556,18 @@ webhook_deliveries = Table(
         "autovacuum_analyze_threshold": "500",
         "autovacuum_analyze_scale_factor": "0.02",
     },
+)
+
+# One row: how far the webhook sweep has looked, the position of the last event it went past (occurred_at,
+# execution_id, sequence); its lock keeps schedulers from sweeping the same window at once.
+webhook_sweep = Table(
+    "webhook_sweep",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=text("true")),
+    _timestamp("swept_at", nullable=False),
+    Column("swept_execution_id", UUID(as_uuid=True), nullable=False),
+    Column("swept_sequence", BigInteger, nullable=False),
+    CheckConstraint("id", name="single_row"),
 )
 
 outbox = Table(

@@ -143,12 +143,13 @@ async def delete_webhook(connection: Connection, tenant_id: uuid.UUID, webhook_i
 
 
 class EnabledWebhook(msgspec.Struct, frozen=True, kw_only=True):
-    """An enabled webhook as deriving deliveries sees it: whose it is and what it is subscribed to."""
+    """An enabled webhook as deriving deliveries sees it: whose it is, what it is subscribed to, and since when."""
 
     id: uuid.UUID
     tenant_id: uuid.UUID
     events: list[str]
     workflows: list[str] | None
+    created_at: datetime
 
 
 class EventSubject(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,14 +161,16 @@ class EventSubject(msgspec.Struct, frozen=True, kw_only=True):
     started_by: str | None
 
 
-async def enabled_webhooks(connection: Connection, tenant_ids: Sequence[uuid.UUID]) -> list[EnabledWebhook]:
-    """The enabled webhooks of these tenants."""
+async def enabled_webhooks(
+    connection: Connection, tenant_ids: Sequence[uuid.UUID] | None = None
+) -> list[EnabledWebhook]:
+    """The enabled webhooks of these tenants (None: of every tenant)."""
     return typed(
         await connection.fetch(
             *bind(
-                "SELECT id, tenant_id, events, workflows FROM webhooks "
-                "WHERE enabled AND tenant_id = ANY(:tenants::uuid[])",
-                tenants=list(tenant_ids),
+                "SELECT id, tenant_id, events, workflows, created_at FROM webhooks "
+                "WHERE enabled AND (:tenants::uuid[] IS NULL OR tenant_id = ANY(:tenants::uuid[]))",
+                tenants=None if tenant_ids is None else list(tenant_ids),
             )
         ),
         EnabledWebhook,

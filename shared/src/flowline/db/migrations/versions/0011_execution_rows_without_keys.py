@@ -1,7 +1,7 @@
 """rows of an execution hang on it without foreign keys, and tenants have a default execution retention
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-07 19:10:00.000000
 
 Up: the keys from steps, timers, promises and events to their execution and from attempts, timers and promises to
