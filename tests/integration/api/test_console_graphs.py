@@ -15,6 +15,7 @@ from flowline.settings import Settings
 from flowline_api.app import create_app
 from flowline_api.console.views import SUMMARY_PAGE
 from flowline_api.domain.executions import service
+from flowline_api.domain.workflows import service as workflows_service
 from litestar.testing import AsyncTestClient
 
 from tests.integration.api.execution_rows import ExecutionRows
@@ -131,3 +132,60 @@ async def test_an_expanded_fan_out_too_big_to_draw_turns_into_a_paged_summary(
 
     refused = await console.get(f"/ui/executions/{wide}?expand=fetch&stepsAfter=last")
     assert refused.status_code == 400 and "stepsAfter: &#39;last&#39; is not a whole number" in refused.text
+
+
+@pytest.fixture
+def definitions_read(monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
+    """The workflow versions whose definitions the workflow service read (a spy: every read still runs)."""
+    read: list[uuid.UUID] = []
+    real = workflows_service.read_version_document
+
+    async def counting(connection: Any, *, version_id: uuid.UUID) -> Any:
+        read.append(version_id)
+        return await real(connection, version_id=version_id)
+
+    monkeypatch.setattr(workflows_service, "read_version_document", counting)
+    return read
+
+
+async def test_a_versions_steps_are_read_once_and_kept_by_version(
+    console: Client, wide: uuid.UUID, pool: asyncpg.Pool, definitions_read: list[uuid.UUID]
+) -> None:
+    for query in ("", "?step=fetch-7", "?expand=fetch", ""):
+        page = await console.get(f"/ui/executions/{wide}{query}")
+        assert page.status_code == 200, page.text
+        assert 'data-fan-out="fetch"' in page.text
+    assert len(definitions_read) == 1  # the first page read the 502 steps; the others were shown from the cache
+
+    # Version 2 of the same workflow, with other steps: its executions are not shown version 1's.
+    workflow_id, first_version = await pool.fetchrow(
+        "SELECT workflow_id, workflow_version_id FROM executions WHERE id = $1", wide
+    )
+    second_version = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) "
+        "SELECT $1, tenant_id, workflow_id, 2, $2 FROM workflow_versions WHERE id = $3",
+        second_version,
+        {"steps": [{"id": "alpha", "type": "action"}, {"id": "beta", "type": "action", "needs": ["alpha"]}]},
+        first_version,
+    )
+    later = await ExecutionRows(pool).execution(workflow="demo.other", status="running")
+    await pool.execute(
+        "UPDATE executions SET workflow_id = $1, workflow_ref = 'demo.wide', workflow_version = 2, "
+        "workflow_version_id = $2 WHERE id = $3",
+        workflow_id,
+        second_version,
+        later,
+    )
+    page = await console.get(f"/ui/executions/{later}")
+    assert page.status_code == 200, page.text
+    assert _nodes(page.text) == ["alpha", "beta"] and 'data-fan-out="fetch"' not in page.text
+    assert definitions_read == [first_version, second_version]
+    again = await console.get(f"/ui/executions/{wide}")
+    assert _nodes(again.text) == ["start", "fetch", "join"] and len(definitions_read) == 2
+
+    # A workflow deleted since is seen at once, kept steps or not: the page draws the steps that ran (not join).
+    await pool.execute("UPDATE workflows SET deleted_at = now() WHERE id = $1", workflow_id)
+    deleted = await console.get(f"/ui/executions/{wide}")
+    assert deleted.status_code == 200, deleted.text
+    assert _nodes(deleted.text) == ["start", "fetch"] and len(definitions_read) == 2

@@ -20,7 +20,8 @@ from flowline_api.console.graph import (
     levels,
 )
 from flowline_api.console.login import _next_page
-from flowline_api.console.views import compact, diff_attempts, downstream_of, highlighted
+from flowline_api.console.version_steps import VersionSteps
+from flowline_api.console.views import compact, diff_attempts, highlighted
 from flowline_api.console.workflows import field_of, form_fields, form_input
 from flowline_schemas.executions import AttemptList, TaskAttempt
 
@@ -118,8 +119,25 @@ def test_durations_read_as_people_say_them() -> None:
 
 
 def test_a_rerun_runs_the_step_and_all_that_needs_it() -> None:
-    assert downstream_of(DIAMOND, "b") == ["b", "d"]
-    assert downstream_of(DIAMOND, "a") == ["a", "b", "c", "d"]
+    steps = VersionSteps.of(DIAMOND, size=0)
+    assert steps.downstream_of("b") == ["b", "d"]
+    assert steps.downstream_of("a") == ["a", "b", "c", "d"]
+    assert steps.downstream_of("d") == ["d"]
+
+
+def test_a_versions_steps_are_folded_once_and_found_by_id() -> None:
+    wide = [
+        {"id": "start", "type": "action"},
+        *({"id": f"fetch-{n}", "type": "action", "needs": ["start"]} for n in range(12)),
+        {"id": "join", "type": "action", "needs": [f"fetch-{n}" for n in range(12)]},
+    ]
+    steps = VersionSteps.of(wide, size=0)
+    assert [group.name for group in steps.fan_outs] == ["fetch"]
+    assert steps.drawn([]) is steps.folded  # the usual page reuses the folded steps made with the version's
+    assert [step["id"] for step in steps.folded] == ["start", "fetch-0", "join"]
+    assert [step["id"] for step in steps.drawn(["fetch"])] == [step["id"] for step in wide]
+    assert steps.step("fetch-7") == wide[8] and steps.step("nope") is None and steps.step(None) is None
+    assert steps.downstream_of("fetch-3") == ["fetch-3", "join"]
 
 
 SCHEMA = {

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from flowline_api.auth import ApiKeyCache, BearerAuthentication, JwtVerifier, require_role, require_visible
 from flowline_api.console.app import console_page_or, console_router, template_config
+from flowline_api.console.version_steps import VersionStepsCache
 from flowline_api.dependencies import (
     provide_actor,
     provide_caller,
@@ -68,6 +69,7 @@ def _app_state(settings: Settings, outbound: OutboundPolicy) -> State:
             "jwt_verifier": JwtVerifier(settings),
             "api_keys": ApiKeyCache(settings.api_key_cache_seconds),
             "started_workflows": WorkflowCache(),
+            "version_steps": VersionStepsCache(),
             "stream_timings": StreamTimings(settings.stream_keepalive_seconds, settings.stream_idle_timeout_seconds),
         }
     )

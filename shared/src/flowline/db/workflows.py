@@ -207,6 +207,28 @@ async def read_workflow(
     return record
 
 
+async def read_version_id(
+    connection: asyncpg.Connection | asyncpg.Pool, *, tenant_id: uuid.UUID, ref: str, version: int
+) -> uuid.UUID:
+    """The id of one version of a live workflow, without its definition (which may be large).
+
+    Raises:
+        NotFound: no live workflow ``ref``, or it has no such version.
+    """
+    version_id: uuid.UUID | None = await connection.fetchval(
+        *bind(
+            "SELECT v.id FROM workflows w JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = :version "
+            "WHERE w.tenant_id = :tenant_id AND w.ref = :ref AND w.deleted_at IS NULL",
+            tenant_id=tenant_id,
+            ref=ref,
+            version=version,
+        )
+    )
+    if version_id is None:
+        raise NotFound(f"workflow {ref!r} has no version {version}")
+    return version_id
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -328,10 +350,21 @@ async def read_version_definition(connection: asyncpg.Connection, version_id: uu
     Raises:
         NotFound: no such version.
     """
-    definition = await connection.fetchval("SELECT definition FROM workflow_versions WHERE id = $1", version_id)
+    return msgspec.convert(await read_version_document(connection, version_id=version_id), WorkflowDefinition)
+
+
+async def read_version_document(connection: asyncpg.Connection | asyncpg.Pool, *, version_id: uuid.UUID) -> Any:
+    """The definition of the workflow version ``version_id`` as stored (JSON, not checked again).
+
+    Raises:
+        NotFound: no such version.
+    """
+    definition = await connection.fetchval(
+        *bind("SELECT definition FROM workflow_versions WHERE id = :version_id", version_id=version_id)
+    )
     if definition is None:
         raise NotFound(f"workflow version {version_id} does not exist")
-    return msgspec.convert(definition, WorkflowDefinition)
+    return definition
 
 
 async def read_execution_input_schema(connection: asyncpg.Connection, execution_id: uuid.UUID) -> Any:

@@ -18,6 +18,7 @@ from litestar.di import NamedDependency
 from litestar.response import Stream, Template
 
 from flowline_api.auth import VIEWER
+from flowline_api.console.version_steps import VersionStepsCache
 from flowline_api.console.views import (
     EVENT_PAGE,
     LEVELS,
@@ -274,6 +275,7 @@ class PageReads:
     executions: ExecutionService
     workflows: WorkflowService
     logs: LogService
+    version_steps: VersionStepsCache
 
 
 def provide_page_reads(
@@ -281,9 +283,10 @@ def provide_page_reads(
     execution_service: NamedDependency[ExecutionService],
     workflow_service: NamedDependency[WorkflowService],
     log_service: NamedDependency[LogService],
+    state: State,
 ) -> PageReads:
     """The reads of an execution page (its actions show the page again when the API refuses them)."""
-    return PageReads(tenant_id, execution_service, workflow_service, log_service)
+    return PageReads(tenant_id, execution_service, workflow_service, log_service, state.version_steps)
 
 
 async def execution_context(
@@ -297,7 +300,7 @@ async def execution_context(
     """
     query = request.query_params
     tenant_id, caller = reads.tenant_id, request.user
-    view = await execution_view(reads.executions, reads.workflows, tenant_id, execution_id, query)
+    view = await execution_view(reads.executions, reads.workflows, reads.version_steps, tenant_id, execution_id, query)
     pane = await step_pane(
         view, reads.executions, reads.logs, tenant_id, query.get("step") or None, log_query_from(query)
     )

@@ -23,11 +23,10 @@ from flowline_api.console.graph import (
     FanOut,
     Graph,
     GroupCounts,
-    fan_outs,
-    folded,
     group_counts,
     layout,
 )
+from flowline_api.console.version_steps import VersionSteps, VersionStepsCache
 from flowline_api.domain.executions.service import ExecutionService
 from flowline_api.domain.logs.search import MAX_CONTEXT, MAX_SEARCH_LENGTH, LogQuery
 from flowline_api.domain.logs.service import LogService, PageWanted
@@ -161,12 +160,17 @@ class ExecutionView:
     """
 
     execution: Execution
-    steps: list[dict[str, Any]]
+    shape: VersionSteps  # its version's steps and what is derived from them
     graph: Graph
     runs: dict[str, StepExecution]
     fan_outs: list[FanOut]
     expanded: list[str]
     summary: StepsSummary | None = None
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The steps of the execution's version, in definition order."""
+        return self.shape.steps
 
     @property
     def finished(self) -> bool:
@@ -228,6 +232,7 @@ class PageLinks:
 async def execution_view(
     executions: ExecutionService,
     workflows: WorkflowService,
+    version_steps: VersionStepsCache,
     tenant_id: uuid.UUID,
     execution_id: uuid.UUID,
     query: Any,
@@ -243,16 +248,15 @@ async def execution_view(
     """
     execution = await executions.read(tenant_id, execution_id, with_steps=False)
     try:
-        workflow = await workflows.read(tenant_id, execution.workflow_ref, execution.workflow_version)
-        steps: list[dict[str, Any]] = list(workflow.definition.get("steps", []))
+        shape = await version_steps.steps_of(workflows, tenant_id, execution.workflow_ref, execution.workflow_version)
     except NotFound:  # the workflow was deleted since: draw the steps that ran, without their edges
         ran = await executions.steps(tenant_id, execution_id)
-        steps = [{"id": step.step_id, "type": step.type} for step in ran.steps]
-    groups = fan_outs(steps)
+        shape = VersionSteps.of([{"id": step.step_id, "type": step.type} for step in ran.steps], size=0)
+    groups = shape.fan_outs
     expanded = [name for name in query.getall("expand", []) if any(group.name == name for group in groups)]
-    drawn = folded(steps, groups, expanded)
+    drawn = shape.drawn(expanded)
     folding = {group.key: group for group in groups if group.name not in expanded}
-    view = ExecutionView(execution, steps, EMPTY_GRAPH, runs={}, fan_outs=groups, expanded=expanded)
+    view = ExecutionView(execution, shape, EMPTY_GRAPH, runs={}, fan_outs=groups, expanded=expanded)
     if len(drawn) > SUMMARY_ABOVE:
         view.summary = await steps_summary(executions, tenant_id, view, drawn, folding, query)
         return view
@@ -314,7 +318,7 @@ async def step_pane(
     Raises:
         ClientError: ``log_query`` has an unknown level.
     """
-    definition = next((step for step in view.steps if step.get("id") == step_id), None)
+    definition = view.shape.step(step_id)
     if step_id is None or definition is None:
         return None
     run = view.runs.get(step_id)
@@ -333,7 +337,7 @@ async def step_pane(
         attempts=attempts,
         logs=log_page,
         log_query=log_query,
-        reruns=downstream_of(view.steps, step_id),
+        reruns=view.shape.downstream_of(step_id),
     )
 
 
@@ -384,19 +388,6 @@ def marked(message: str, text: str | None) -> Markup:
             f"<mark>{escape(piece)}</mark>" if index % 2 else str(escape(piece)) for index, piece in enumerate(pieces)
         )
     )
-
-
-def downstream_of(steps: list[dict[str, Any]], step_id: str) -> list[str]:
-    """``step_id`` and every step that needs it, directly or through others, in definition order."""
-    found = {step_id}
-    grew = True
-    while grew:
-        grew = False
-        for step in steps:
-            if step["id"] not in found and found.intersection(step.get("needs") or []):
-                found.add(step["id"])
-                grew = True
-    return [str(step["id"]) for step in steps if step["id"] in found]
 
 
 def attempt_key(attempt: TaskAttempt) -> str:

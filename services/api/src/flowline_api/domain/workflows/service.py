@@ -20,6 +20,8 @@ from flowline.db.workflows import (
     delete_workflow,
     list_workflow_versions,
     list_workflows,
+    read_version_document,
+    read_version_id,
     read_workflow,
     update_workflow_metadata,
 )
@@ -409,6 +411,22 @@ class WorkflowService:
             NotFound: no such workflow or version.
         """
         return to_workflow(await read_workflow(self._pool, tenant_id, ref, version))
+
+    async def version_id(self, tenant_id: uuid.UUID, ref: str, version: int) -> uuid.UUID:
+        """The id of one version of a live workflow (a version never changes: what it defines may be kept by it).
+
+        Raises:
+            NotFound: no such workflow or version.
+        """
+        return await read_version_id(self._pool, tenant_id=tenant_id, ref=ref, version=version)
+
+    async def version_definition(self, version_id: uuid.UUID) -> Any:
+        """The definition of a workflow version, with its secret values masked as ``read`` shows them.
+
+        Raises:
+            NotFound: no such version.
+        """
+        return mask_definition(await read_version_document(self._pool, version_id=version_id))
 
     async def list(
         self,
