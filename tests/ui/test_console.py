@@ -261,6 +261,28 @@ async def test_an_open_action_form_stays_open_while_the_execution_moves_on(
 
 
 @pytest.mark.usefixtures("workflows")
+async def test_a_pages_live_stream_sends_only_what_changed_after_the_page_was_rendered(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    execution_id = await _start(api, "demo.nap")
+    await _until_status(api, execution_id, "running")
+    page = await console.sign_in(keys["admin"])
+    await page.add_init_script(
+        "window.swapped = []; window.streaming = false;"
+        "document.addEventListener('htmx:sseOpen', () => { window.streaming = true; });"
+        "document.addEventListener('htmx:sseMessage', (e) => window.swapped.push(e.target.id));"
+    )
+    await page.goto(f"/ui/executions/{execution_id}")
+    await page.wait_for_function("window.streaming")
+
+    paused = await api.post(f"/executions/{execution_id}/pause")
+    assert paused.status_code == 200, paused.text
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "paused")
+    assert await page.evaluate("window.swapped.filter((id) => id === 'actions').length") == 1  # the pause's only
+    await expect(page.locator("summary:has-text('Resume…')")).to_be_visible()
+
+
+@pytest.mark.usefixtures("workflows")
 async def test_a_viewer_sees_no_actions_and_cannot_post_them(
     console: Console, keys: dict[str, str], api: httpx.AsyncClient, schedule: str
 ) -> None:

@@ -509,6 +509,16 @@ async def execution_visible(
     return bool(visible)
 
 
+async def read_event_sequence(
+    connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, execution_id: uuid.UUID
+) -> int:
+    """The sequence of this tenant's execution's last event (0: none yet, or no such execution)."""
+    sequence: int | None = await connection.fetchval(
+        "SELECT last_event_sequence FROM executions WHERE id = $1 AND tenant_id = $2", execution_id, tenant_id
+    )
+    return sequence or 0
+
+
 async def list_task_attempts(
     connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID, execution_id: uuid.UUID, task_id: uuid.UUID
 ) -> list[asyncpg.Record]:

@@ -300,6 +300,8 @@ async def execution_context(
     """
     query = request.query_params
     tenant_id, caller = reads.tenant_id, request.user
+    # Read before the view: the page shows at least this much, so its live stream need not resend it unchanged.
+    shown_sequence = await reads.executions.event_sequence(tenant_id, execution_id)
     view = await execution_view(reads.executions, reads.workflows, reads.version_steps, tenant_id, execution_id, query)
     pane = await step_pane(
         view, reads.executions, reads.logs, tenant_id, query.get("step") or None, log_query_from(query)
@@ -328,6 +330,7 @@ async def execution_context(
         ),
         # The live fragments are rendered for the same step, logs query, pages and expanded fan-outs as the page.
         live_query=links.live,
+        shown_sequence=shown_sequence,
         notice=extra.get("notice") or query.get("notice"),
         error=extra.get("error"),
         retry_form=extra.get("retry_form"),  # the retry form as filled in, with its preview, once previewed

@@ -124,20 +124,22 @@ class ConsoleLiveController(Controller):
         stream_service: NamedDependency[StreamService],
         last_event_id: LastEventId = None,
     ) -> ServerSentEvent:
-        """The page's fragments, each time the execution's events change something."""
-        if last_event_id is None or not last_event_id.strip().isdigit():
-            last_event_id = str(await self._current_sequence(request, page_reads.tenant_id, execution_id))
-        messages = await stream_service.execution_stream(page_reads.tenant_id, execution_id, last_event_id)
-        fragments = self._fragments(request, page_reads, stream_service, execution_id, messages, last_event_id)
-        return ServerSentEvent(fragments)
+        """The page's fragments, each time the execution's events change something.
 
-    async def _current_sequence(
-        self, request: Request[Principal, Any, State], tenant_id: uuid.UUID, execution_id: uuid.UUID
-    ) -> int:
-        sequence = await request.app.state.pool.fetchval(
-            "SELECT last_event_sequence FROM executions WHERE id = $1 AND tenant_id = $2", execution_id, tenant_id
+        The page says which event it was rendered after (``shown``; on a reconnect, ``Last-Event-ID``): when
+        nothing happened since, the stream starts with no fragments, so a form the person just opened stays open.
+        """
+        current = await page_reads.executions.event_sequence(page_reads.tenant_id, execution_id)
+        if last_event_id is None or not last_event_id.strip().isdigit():
+            shown, last_event_id = request.query_params.get("shown", ""), str(current)
+        else:
+            shown = last_event_id.strip()
+        up_to_date = shown.isdigit() and int(shown) >= current
+        messages = await stream_service.execution_stream(page_reads.tenant_id, execution_id, last_event_id)
+        fragments = self._fragments(
+            request, page_reads, stream_service, execution_id, messages, last_event_id, up_to_date=up_to_date
         )
-        return int(sequence or 0)
+        return ServerSentEvent(fragments)
 
     async def _fragments(
         self,
@@ -147,10 +149,12 @@ class ConsoleLiveController(Controller):
         execution_id: uuid.UUID,
         messages: AsyncIterator[ServerSentEventMessage] | None,
         position: str,
+        *,
+        up_to_date: bool,
     ) -> AsyncIterator[ServerSentEventMessage]:
         fragments, context = await self._render(request, reads, execution_id, position)
         sent = {str(fragment.event): fragment.data for fragment in fragments}
-        for fragment in fragments:
+        for fragment in [] if up_to_date else fragments:
             yield fragment  # the page as it is now: whatever happened between its load and this stream shows
         if messages is not None:
             logs = await _tail(streams, reads, context.get("pane"), position)

@@ -26,6 +26,7 @@ from flowline.db.execution_reads import (
     list_step_executions,
     list_step_executions_in,
     list_task_attempts,
+    read_event_sequence,
     read_execution,
     read_step_execution,
     resolve_search,
@@ -230,6 +231,10 @@ class ExecutionService:
         """The step executions of these steps of an execution (those it reached), in definition order."""
         records = await list_named_step_executions(self._pool, tenant_id, execution_id, step_ids)
         return [to_step(record) for record in records]
+
+    async def event_sequence(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> int:
+        """The sequence of the execution's last event: how far a view read after it is current."""
+        return await read_event_sequence(self._pool, tenant_id, execution_id)
 
     async def step_counts_by_key(
         self, tenant_id: uuid.UUID, execution_id: uuid.UUID, keys: Mapping[str, str]
