@@ -82,7 +82,7 @@ async def test_the_task_stream_shows_what_the_download_shows(
     hub = StreamHub(settings)
     hub.start()
     try:
-        subscription = await hub.subscribe(logs=True)
+        subscription = await hub.subscribe(tenant_id, logs=True)
         session = StreamSession(
             pool, subscription, StreamTimings(60, 60), root=started.id, positions={started.id: 0}, task_id=task_id
         )

@@ -50,6 +50,11 @@ async def stream_to_the_end(runtime: Runtime, subscription: Subscription, execut
     return [str(message.id) for message in [caught_up, *rest]]
 
 
+async def tenant_of(runtime: Runtime, execution_id: uuid.UUID) -> uuid.UUID:
+    tenant_id: uuid.UUID = await runtime.pool.fetchval("SELECT tenant_id FROM executions WHERE id = $1", execution_id)
+    return tenant_id
+
+
 async def start_execution(runtime: Runtime, ref: str) -> uuid.UUID:
     started = await define_and_start(runtime.pool, runtime.settings, ref, ONE_STEP, {})
     execution_id: uuid.UUID = started.id
@@ -60,6 +65,7 @@ async def test_the_hub_follows_the_topics_only_while_a_stream_is_open(runtime: R
     first, second, third, fourth = [
         await start_execution(runtime, f"demo.lazy-{name}") for name in ("a", "b", "c", "d")
     ]
+    tenant_id = await tenant_of(runtime, first)
     hub = StreamHub(runtime.settings, linger_seconds=0.2)
 
     async def stopped() -> bool:
@@ -72,7 +78,9 @@ async def test_the_hub_follows_the_topics_only_while_a_stream_is_open(runtime: R
 
         # Two streams opening at once return only once the consumer runs (its positions fixed), and each gets
         # the events published after its catch-up.
-        first_subscription, second_subscription = await asyncio.gather(hub.subscribe(), hub.subscribe())
+        first_subscription, second_subscription = await asyncio.gather(
+            hub.subscribe(tenant_id), hub.subscribe(tenant_id)
+        )
         assert hub.following
         assert await asyncio.gather(
             stream_to_the_end(runtime, first_subscription, first),
@@ -82,23 +90,23 @@ async def test_the_hub_follows_the_topics_only_while_a_stream_is_open(runtime: R
         assert hub.subscribers == 0
 
         # A stream opening just as the consumer stops (or right after) gets a consumer of its own that runs.
-        subscription = await hub.subscribe()
+        subscription = await hub.subscribe(tenant_id)
         subscription.close()
         while hub.following:
             await asyncio.sleep(0.005)
-        subscription = await hub.subscribe()
+        subscription = await hub.subscribe(tenant_id)
         assert hub.following
         assert await stream_to_the_end(runtime, subscription, third) == ["1", "2", "3"]
         await eventually(stopped)
 
         # A stream whose response never started drops its subscription without closing it: the hub stops anyway.
-        unclosed = await hub.subscribe()
+        unclosed = await hub.subscribe(tenant_id)
         assert hub.following
         del unclosed
         await eventually(stopped)
 
         # And follows again for the next stream.
-        subscription = await hub.subscribe()
+        subscription = await hub.subscribe(tenant_id)
         assert await stream_to_the_end(runtime, subscription, fourth) == ["1", "2", "3"]
     finally:
         await hub.stop()
@@ -108,7 +116,7 @@ async def test_a_stopped_hub_lets_go_of_its_open_streams_and_refuses_new_ones(ru
     execution_id = await start_execution(runtime, "demo.lazy-stop")
     hub = StreamHub(runtime.settings)
     hub.start()
-    subscription = await hub.subscribe()
+    subscription = await hub.subscribe(await tenant_of(runtime, execution_id))
     session = StreamSession(
         runtime.pool, subscription, StreamTimings(60, 60), root=execution_id, positions={execution_id: 0}
     )
@@ -120,7 +128,7 @@ async def test_a_stopped_hub_lets_go_of_its_open_streams_and_refuses_new_ones(ru
             await hub.stop()
         assert not hub.following and not waiting.done()
         with pytest.raises(KafkaConnectionError):
-            await hub.subscribe()
+            await hub.subscribe(uuid.uuid4())
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
     finally:

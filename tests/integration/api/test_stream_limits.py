@@ -74,7 +74,8 @@ async def test_a_stream_whose_client_falls_behind_its_byte_budget_ends_with_an_o
     budget = 4096
     hub = StreamHub(msgspec.structs.replace(settings, stream_buffer_max_bytes=budget))
     hub.start()
-    subscription = await hub.subscribe(owner="dev:slow-reader")
+    tenant_id = await runtime.pool.fetchval("SELECT tenant_id FROM executions WHERE id = $1", execution_id)
+    subscription = await hub.subscribe(tenant_id, owner="dev:slow-reader")
     session = StreamSession(
         runtime.pool, subscription, StreamTimings(60, 60), root=execution_id, positions={execution_id: 0}
     )

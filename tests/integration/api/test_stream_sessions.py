@@ -40,7 +40,11 @@ async def test_a_live_event_past_a_missing_one_brings_the_missing_one_from_the_e
     hub.start()
     try:
         session = StreamSession(
-            runtime.pool, await hub.subscribe(), StreamTimings(60, 60), root=started.id, positions={started.id: 0}
+            runtime.pool,
+            await hub.subscribe(tenant_id),
+            StreamTimings(60, 60),
+            root=started.id,
+            positions={started.id: 0},
         )
         messages = session.messages([started.id])
         async with asyncio.timeout(30):

@@ -66,7 +66,7 @@ class ConsoleRowsController(Controller):
         ]
         hub: StreamHub = request.app.state.stream_hub
         timings: StreamTimings = request.app.state.stream_timings
-        subscription = await hub.subscribe()
+        subscription = await hub.subscribe(tenant_id)
         for execution_id in ids:
             subscription.follow(execution_id)
 

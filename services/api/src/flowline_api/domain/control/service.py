@@ -79,10 +79,10 @@ class ControlService:
             )
             await _audit(connection, tenant_id, execution_id, "cancel", actor, {"reason": reason})
         await self._outbox.publish(rows)
-        status, cancelled_at = await self._await_final(execution_id)
+        status, cancelled_at = await self._await_final(tenant_id, execution_id)
         return Cancelled(execution_id=str(execution_id), status=status, cancelled_at=cancelled_at)
 
-    async def _await_final(self, execution_id: uuid.UUID) -> tuple[str, datetime | None]:
+    async def _await_final(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> tuple[str, datetime | None]:
         """The execution's status once final, or after the wait (``cancel_wait_seconds``), with its cancellation time.
 
         The database has the last word; the execution's events only say when to read it. Without a broker to
@@ -90,11 +90,13 @@ class ControlService:
         """
         with contextlib.suppress(TimeoutError, KafkaConnectionError):
             async with asyncio.timeout(self._wait_seconds):
-                await self._until_final_event(execution_id)
-        row = await self._pool.fetchrow("SELECT status, cancelled_at FROM executions WHERE id = $1", execution_id)
+                await self._until_final_event(tenant_id, execution_id)
+        row = await self._pool.fetchrow(
+            "SELECT status, cancelled_at FROM executions WHERE id = $1 AND tenant_id = $2", execution_id, tenant_id
+        )
         return row["status"], row["cancelled_at"]
 
-    async def _until_final_event(self, execution_id: uuid.UUID) -> None:
+    async def _until_final_event(self, tenant_id: uuid.UUID, execution_id: uuid.UUID) -> None:
         """Return once the execution is final, as its events on the stream hub tell (or its row, if sooner).
 
         The hub follows the events topic before the row is read: a final event published afterwards arrives, and
@@ -103,10 +105,12 @@ class ControlService:
         Raises:
             KafkaConnectionError: the hub cannot follow the events topic.
         """
-        subscription = await self._hub.subscribe()
+        subscription = await self._hub.subscribe(tenant_id)
         try:
             subscription.follow(execution_id)
-            status = await self._pool.fetchval("SELECT status FROM executions WHERE id = $1", execution_id)
+            status = await self._pool.fetchval(
+                "SELECT status FROM executions WHERE id = $1 AND tenant_id = $2", execution_id, tenant_id
+            )
             if status in TERMINAL_EXECUTION_STATUSES:
                 return
             while True:

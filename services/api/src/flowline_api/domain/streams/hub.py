@@ -55,8 +55,9 @@ StartOutcome = BaseException | None
 class Subscription:
     """What one stream receives: events (and, when asked, log records) of the executions it follows."""
 
-    def __init__(self, hub: StreamHub, *, logs: bool, owner: str | None, max_bytes: int) -> None:
+    def __init__(self, hub: StreamHub, tenant_id: uuid.UUID, *, logs: bool, owner: str | None, max_bytes: int) -> None:
         self._hub = hub
+        self.tenant_id = tenant_id  # the tenant whose executions it follows: records naming another never reach it
         self.logs = logs
         self.owner = owner  # whose stream it counts as (None: not a client's stream, not counted)
         self.log_limits = hub.log_limits
@@ -67,20 +68,21 @@ class Subscription:
         self.overflowed = False  # cut off: the stream ends
 
     def follow(self, execution_id: uuid.UUID) -> None:
-        """Receive this execution's records from now on."""
+        """Receive the records of this execution of the subscription's tenant from now on."""
         if execution_id not in self.executions:
             self.executions.add(execution_id)
-            self._hub._subscribers.setdefault(execution_id, set()).add(self)
+            self._hub._subscribers.setdefault((self.tenant_id, execution_id), set()).add(self)
 
     def close(self) -> None:
         """Stop receiving anything; the hub stops following the topics a linger after its last subscription."""
         self._hub._open.discard(self)
         for execution_id in self.executions:
-            followers = self._hub._subscribers.get(execution_id)
+            key = (self.tenant_id, execution_id)
+            followers = self._hub._subscribers.get(key)
             if followers is not None:
                 followers.discard(self)
                 if not followers:
-                    del self._hub._subscribers[execution_id]
+                    del self._hub._subscribers[key]
         self.executions.clear()
 
     def put(self, item: ExecutionEvent | TaskLogRecord, size: int) -> None:
@@ -149,7 +151,9 @@ class StreamHub:
         self._max_bytes = settings.stream_buffer_max_bytes
         self._events = decoder(EventMessage)
         self._logs = decoder(LogMessage)
-        self._subscribers: dict[uuid.UUID, set[Subscription]] = {}
+        # Keyed by the tenant and the execution a record names, so that a record naming an execution of one
+        # tenant under another's id reaches no one (docs/architecture.md §5.1).
+        self._subscribers: dict[tuple[uuid.UUID, uuid.UUID], set[Subscription]] = {}
         # Open subscriptions, held weakly: a stream whose response never started (its client left at once)
         # never runs the ``finally`` that closes its subscription, which then lets go when it is dropped.
         self._open: weakref.WeakSet[Subscription] = weakref.WeakSet()
@@ -181,13 +185,14 @@ class StreamHub:
             self._task.cancel()
             await asyncio.wait([self._task])
 
-    async def subscribe(self, *, logs: bool = False, owner: str | None = None) -> Subscription:
-        """A new subscription following nothing yet; ``close()`` it when the stream ends.
+    async def subscribe(self, tenant_id: uuid.UUID, *, logs: bool = False, owner: str | None = None) -> Subscription:
+        """A new subscription to ``tenant_id``'s executions, following none yet; ``close()`` it when the stream ends.
 
         Returns once the consumer runs with its positions fixed, so that anything published afterwards reaches
         the subscription: a stream that subscribes and then reads the event log misses nothing between the two.
 
         Args:
+            tenant_id: the tenant of the stream's executions (every route's stream is within one).
             logs: receive log records too.
             owner: the principal whose client stream this is, counted against the stream limits; None for the
                 api's own short waits (a cancel's), which are not.
@@ -203,7 +208,7 @@ class StreamHub:
         if owner is not None:
             self._check_room_for(owner)
         started = self._started
-        subscription = Subscription(self, logs=logs, owner=owner, max_bytes=self._max_bytes)
+        subscription = Subscription(self, tenant_id, logs=logs, owner=owner, max_bytes=self._max_bytes)
         self._open.add(subscription)
         self._wanted.set()
         try:
@@ -320,7 +325,7 @@ class StreamHub:
             if topic == self._events_topic:
                 event = self._events.decode(value)
                 if isinstance(event, ExecutionEvent):
-                    for subscription in self._subscribers.get(event.execution_id, ()):
+                    for subscription in self._subscribers.get((event.tenant_id, event.execution_id), ()):
                         subscription.put(event, len(value))
                 return
             message = self._logs.decode(value)
@@ -328,7 +333,9 @@ class StreamHub:
             logger.warning("stream hub: skipping an undecodable %s record: %s", topic, err)
             return
         followers = [
-            subscription for subscription in self._subscribers.get(message.execution_id, ()) if subscription.logs
+            subscription
+            for subscription in self._subscribers.get((message.tenant_id, message.execution_id), ())
+            if subscription.logs
         ]
         if not followers:
             return

@@ -468,7 +468,7 @@ class StreamService:
             raise NotFound(f"execution {execution_id} does not exist")
         if execution["status"] in TERMINAL_STATUSES and execution["last_event_sequence"] <= after:
             return None
-        subscription = await self._hub.subscribe(owner=self._owner)
+        subscription = await self._hub.subscribe(tenant_id, owner=self._owner)
         session = StreamSession(
             self._pool, subscription, self._timings, root=execution_id, positions={execution_id: after}
         )
@@ -505,7 +505,7 @@ class StreamService:
         ):
             return None
         start = [execution_id, *(row["id"] for row in tree if row["id"] != execution_id)]
-        subscription = await self._hub.subscribe(owner=self._owner)
+        subscription = await self._hub.subscribe(tenant_id, owner=self._owner)
         session = StreamSession(
             self._pool,
             subscription,
@@ -541,7 +541,7 @@ class StreamService:
             raise NotFound(f"task {task_id} does not exist")
         if after and task["status"] in TERMINAL_TASK_STATUSES and not task["more"]:
             return None
-        subscription = await self._hub.subscribe(logs=True, owner=self._owner)
+        subscription = await self._hub.subscribe(tenant_id, logs=True, owner=self._owner)
         session = StreamSession(
             self._pool,
             subscription,
