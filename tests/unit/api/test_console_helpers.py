@@ -22,7 +22,7 @@ from flowline_api.console.graph import (
 from flowline_api.console.login import _next_page
 from flowline_api.console.version_steps import VersionSteps
 from flowline_api.console.views import compact, diff_attempts, highlighted
-from flowline_api.console.workflows import field_of, form_fields, form_input
+from flowline_api.console.workflows import definition_graph, field_of, form_fields, form_input
 from flowline_schemas.executions import AttemptList, TaskAttempt
 
 DIAMOND = [
@@ -106,6 +106,19 @@ def test_a_folded_fan_out_is_one_step_that_the_steps_after_it_need() -> None:
     node = next(node for node in graph.nodes if node.group is not None)
     assert (node.step_id, node.status, node.level) == ("fetch-0", "failed", 1)
     assert [(edge.source, edge.target) for edge in graph.edges] == [("start", "fetch-0"), ("fetch-0", "join")]
+
+
+def test_a_workflows_graph_draws_a_fan_out_of_a_thousand_as_one_node() -> None:
+    steps = [
+        {"id": "start", "type": "action"},
+        *_branches("fetch-", 1_000, ["start"]),
+        {"id": "join", "type": "action", "needs": [f"fetch-{n}" for n in range(1_000)]},
+    ]
+    graph = definition_graph(steps)
+    assert graph.summary is None and [node.step_id for node in graph.nodes] == ["start", "fetch-0", "join"]
+    group = graph.nodes[1].group
+    assert group is not None and group.label == "1,000 \N{MULTIPLICATION SIGN} fetch"
+    assert graph.nodes[1].status == "not started"
 
 
 def test_a_group_of_thousands_reads_as_people_write_numbers() -> None:

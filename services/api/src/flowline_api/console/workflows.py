@@ -21,7 +21,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from flowline_api.auth import OPERATOR, VIEWER
-from flowline_api.console.graph import layout
+from flowline_api.console.graph import Graph, GroupCounts, fan_outs, folded, layout
 from flowline_api.console.views import compact, highlighted, page_context, pretty
 from flowline_api.domain.executions.filters import execution_filters
 from flowline_api.domain.executions.service import ExecutionService
@@ -226,6 +226,14 @@ class ConsoleWorkflowController(Controller):
         return Redirect(f"/ui/workflows/{ref}", status_code=303)
 
 
+def definition_graph(steps: list[dict[str, Any]]) -> Graph:
+    """A definition's graph as an execution of it is first drawn: each fan-out one node saying how many branches."""
+    groups = fan_outs(steps)
+    return layout(
+        folded(steps, groups, ()), {}, {group.key: GroupCounts(group.name, len(group.members)) for group in groups}
+    )
+
+
 def _versioned(workflow: Workflow) -> str:
     """The parts of a version that versions differ in, as indented JSON lines."""
     return pretty(
@@ -267,7 +275,7 @@ async def _workflow_context(
     return page_context(
         caller,
         workflow=workflow,
-        graph=layout(steps, {}),
+        graph=definition_graph(steps),
         selected=None,
         execution=None,
         versions=versions.items,
