@@ -8,7 +8,8 @@ right after it. Without one the stream starts with the execution as it is now. A
 page to close the stream (``sse-close``) once the execution reached a final status.
 
 While the selected step's task runs, its log records (the API's task stream) are sent too, one ``log`` fragment
-each, which the page appends to the step's logs: a live tail.
+each, which the page appends to the step's logs: a live tail. With a search, the tail is ``grep -C`` on the
+stream (``TailSearch``): each match with the records around it, dimmed, and a gap mark where records were left out.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import html
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
@@ -162,6 +164,7 @@ class ConsoleLiveController(Controller):
             pane: StepPane | None = context.get("pane")
             log_query = pane.log_query if pane else LogQuery()
             allowed = levels_from(log_query.level)
+            tail = TailSearch(log_query)
             async for burst in _bursts(messages, logs):
                 ids = [message.id for source, message in burst if source == "event" and message.id is not None]
                 if ids:
@@ -177,8 +180,9 @@ class ConsoleLiveController(Controller):
                     record = _log_record(message) if source == "log" else None
                     if record is not None and record.id not in shown and _tailed(record, log_query, allowed):
                         shown.add(record.id)
-                        line = render(request, "_log.html", {"log": record, "search": log_query.text})
-                        yield ServerSentEventMessage(event="log", data=line)
+                        for line in tail.take(record):
+                            data = GAP if line is None else render(request, "_log.html", line)
+                            yield ServerSentEventMessage(event="log", data=data)
                     elif source == "event" and message.id is None and not ids:
                         yield message  # a keep-alive comment
         yield ServerSentEventMessage(event="end", data="")
@@ -202,12 +206,50 @@ async def _tail(streams: StreamService, reads: PageReads, pane: StepPane | None,
 
 
 def _tailed(record: StreamLog, log_query: LogQuery, levels: list[str] | None) -> bool:
-    """Whether the live tail adds ``record`` to the pane's logs: it passes the pane's filters and search."""
-    return (
-        (levels is None or record.level in levels)
-        and (log_query.attempt is None or record.attempt == log_query.attempt)
-        and (log_query.text is None or log_query.text.casefold() in record.message.casefold())
+    """Whether the live tail considers ``record`` for the pane's logs: it passes the pane's level and attempt."""
+    return (levels is None or record.level in levels) and (
+        log_query.attempt is None or record.attempt == log_query.attempt
     )
+
+
+GAP: Final = '<span class="log gap">…</span>'  # records left out between two shown, as the page's search draws it
+
+
+class TailSearch:
+    """The live tail's search: each match with up to ``context`` records before and after it, as the page shows.
+
+    ``take`` answers what to append for each record that arrives, in order: the contexts of the templates that
+    render them (``_log.html``), or None for a gap. Without a search, every record is appended as it is.
+    """
+
+    def __init__(self, log_query: LogQuery) -> None:
+        self._text = log_query.text.casefold() if log_query.text is not None else None
+        self._search = log_query.text
+        self._context = log_query.context
+        self._before: deque[StreamLog] = deque(maxlen=log_query.context)
+        self._after = 0  # how many records after the last match are still its context
+        self._left_out = False  # since the last one appended
+
+    def take(self, record: StreamLog) -> list[dict[str, Any] | None]:
+        """What to append for ``record``: nothing while it is neither a match nor near one."""
+        if self._text is None:
+            return [{"log": record, "search": None}]
+        if self._text in record.message.casefold():
+            lines: list[dict[str, Any] | None] = [None] if self._left_out else []
+            lines += [self._line(before, matched=False) for before in self._before]
+            lines.append(self._line(record, matched=True))
+            self._before.clear()
+            self._after, self._left_out = self._context, False
+            return lines
+        if self._after:
+            self._after -= 1
+            return [self._line(record, matched=False)]
+        self._left_out = self._left_out or len(self._before) == self._before.maxlen
+        self._before.append(record)
+        return []
+
+    def _line(self, record: StreamLog, *, matched: bool) -> dict[str, Any]:
+        return {"log": record, "search": self._search, "context_record": not matched}
 
 
 def _shown_logs(context: dict[str, Any]) -> set[str]:
