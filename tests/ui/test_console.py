@@ -353,6 +353,10 @@ async def test_the_executions_list_filters_and_bulk_cancels_what_matches(
     assert await page.evaluate("window.consoleMarker") == "still the same page"
 
     await page.check(f'input[name=id][value="{sleeping[1]}"]')
+    paused = await api.post(f"/executions/{sleeping[1]}/pause")  # its row is replaced: the tick stays
+    assert paused.status_code == 200, paused.text
+    await expect(page.locator(f'tr[data-execution="{sleeping[1]}"] .badge')).to_have_text("paused")
+    await expect(page.locator(f'input[name=id][value="{sleeping[1]}"]')).to_be_checked()
     await page.click("summary:has-text('Cancel or retry the ticked executions')")
     await page.click("button:has-text('Confirm: cancel ticked')")
     await page.wait_for_url(re.compile(r"/ui/bulk/[0-9a-f-]{36}$"))
