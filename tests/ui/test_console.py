@@ -261,6 +261,24 @@ async def test_an_open_action_form_stays_open_while_the_execution_moves_on(
 
 
 @pytest.mark.usefixtures("workflows")
+async def test_a_form_filled_in_the_step_pane_stays_while_its_step_changes(
+    console: Console, keys: dict[str, str], api: httpx.AsyncClient
+) -> None:
+    execution_id = await _start(api, "demo.gates")
+    page = await console.sign_in(keys["admin"])
+    await page.goto(f"/ui/executions/{execution_id}?step=second")
+    await expect(page.locator('.node[data-step="first"]')).to_have_attribute("data-status", "running")
+    await page.click("summary:has-text('Rerun from this step…')")
+    await page.fill("details:has-text('Rerun from this step') input[name=version]", "1")
+
+    resolved = await api.post(f"/executions/{execution_id}/promises/first/resolve", json={"value": 1})
+    assert resolved.status_code == 200, resolved.text
+    await expect(page.locator("#step")).to_contain_text("running")  # the pane of `second` was replaced
+    await expect(page.locator("details:has-text('Rerun from this step') input[name=version]")).to_have_value("1")
+    await expect(page.locator("details:has-text('Rerun from this step') input[name=version]")).to_be_visible()
+
+
+@pytest.mark.usefixtures("workflows")
 async def test_a_pages_live_stream_sends_only_what_changed_after_the_page_was_rendered(
     console: Console, keys: dict[str, str], api: httpx.AsyncClient
 ) -> None:
