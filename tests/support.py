@@ -253,6 +253,16 @@ async def run_until_finished(runtime: Any, settings: Settings, execution_id: Any
     return status
 
 
+FIXTURE_TIMEOUT_SECONDS = 600  # how long a test's bulk fixture statement may take, on the slowest machine
+
+
+async def bulk_fill(pool: Any, statement: str, *args: Any) -> None:
+    """Run a statement that inserts a test's many fixture rows, unbounded by the pool's timeouts for requests."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL statement_timeout = 0")
+        await connection.execute(statement, *args, timeout=FIXTURE_TIMEOUT_SECONDS)
+
+
 async def analyze_every_row(pool: Any, *statements: str) -> None:
     """Run ANALYZE statements with samples of up to 300,000 rows: every row of the plan tests' tables.
 
@@ -260,11 +270,13 @@ async def analyze_every_row(pool: Any, *statements: str) -> None:
     """
     async with pool.acquire() as connection:
         await connection.execute("SET default_statistics_target = 1000")
+        await connection.execute("SET statement_timeout = 0")  # the pool's 30 s bounds requests, not fixtures
         try:
             for statement in statements:
-                await connection.execute(statement)
+                await connection.execute(statement, timeout=FIXTURE_TIMEOUT_SECONDS)
         finally:
             await connection.execute("RESET default_statistics_target")
+            await connection.execute("RESET statement_timeout")
 
 
 async def assert_each_ran_once(connection: Any, executions: int) -> None:

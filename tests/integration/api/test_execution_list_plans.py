@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from flowline.db.execution_reads import ExecutionFilters, count_executions_query, list_executions_query
 
-from tests.support import analyze_every_row
+from tests.support import FIXTURE_TIMEOUT_SECONDS, analyze_every_row
 
 EXECUTIONS = 100_000
 STATUSES = (
@@ -45,6 +45,8 @@ FILTERS = {
 async def _fill(pool: asyncpg.Pool) -> uuid.UUID:
     tenant_id: uuid.UUID = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
     async with pool.acquire() as connection, connection.transaction():
+        # A fixture of 100,000 rows, not a request: the pool's timeouts (30 s) are no bound for it on a loaded machine.
+        await connection.execute("SET LOCAL statement_timeout = 0")
         await connection.execute(
             "INSERT INTO packs (id, tenant_id, ref) "
             "SELECT gen_random_uuid(), $1, 'p' || g FROM generate_series(0, 4) g",
@@ -81,6 +83,7 @@ async def _fill(pool: asyncpg.Pool) -> uuid.UUID:
             """,
             tenant_id,
             EXECUTIONS,
+            timeout=FIXTURE_TIMEOUT_SECONDS,
         )
     await analyze_every_row(pool, "VACUUM ANALYZE executions", "ANALYZE workflows")
     return tenant_id

@@ -21,7 +21,7 @@ from flowline.db.task_logs import (
     list_task_logs_query,
 )
 
-from tests.support import analyze_every_row
+from tests.support import analyze_every_row, bulk_fill
 
 EXECUTIONS = 200
 TASKS_PER_EXECUTION = 5
@@ -32,7 +32,8 @@ DAYS = 3  # today (the partition the migration began with) and the next two day 
 async def _fill(pool: asyncpg.Pool) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
     """Records of many tasks over three partitions; the tenant, one execution and one of its tasks."""
     tenant_id: uuid.UUID = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-    await pool.execute(
+    await bulk_fill(
+        pool,
         """
         INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp)
         SELECT gen_random_uuid(), $1, uuid_in(lpad(to_hex(e), 32, '0')::cstring),

@@ -14,7 +14,7 @@ from flowline.settings import Settings
 from flowline_api.domain.logs.search import SEARCH_SCAN_RECORDS
 from litestar.testing import AsyncTestClient
 
-from tests.support import define_and_start
+from tests.support import bulk_fill, define_and_start
 
 BASE = datetime(2026, 1, 1, 10, 0, 0, 123000, tzinfo=UTC)
 DEFINITION = {
@@ -175,7 +175,8 @@ async def test_a_large_log_downloads_whole_and_in_order(
     api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     seeded = await _seed(pool, settings)
-    await pool.execute(
+    await bulk_fill(
+        pool,
         "INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp) "
         "SELECT gen_random_uuid(), $1, $2, $3, 'bulk', 1, 'INFO', 'bulk ' || n, "
         "'2026-02-01T00:00:00Z'::timestamptz + n * interval '1 millisecond' FROM generate_series(1, 100000) n",
@@ -403,7 +404,8 @@ async def test_a_search_reads_a_bounded_number_of_records_a_page(
     api: AsyncTestClient, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     seeded = await _seed(pool, settings)
-    await pool.execute(
+    await bulk_fill(
+        pool,
         "INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp) "
         "SELECT gen_random_uuid(), $1, $2, $3, 'store', 1, 'INFO', "
         "CASE WHEN n = $4 THEN 'the needle' ELSE 'hay ' || n END, "

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from flowline.db.workflows import WorkflowFilters, count_workflows_query, list_workflows_query
 
-from tests.support import analyze_every_row
+from tests.support import FIXTURE_TIMEOUT_SECONDS, analyze_every_row
 
 WORKFLOWS = 100_000
 
@@ -30,6 +30,8 @@ FILTERS = {
 async def _fill(pool: asyncpg.Pool) -> uuid.UUID:
     tenant_id: uuid.UUID = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
     async with pool.acquire() as connection, connection.transaction():
+        # A fixture of 100,000 rows, not a request: the pool's timeouts (30 s) are no bound for it on a loaded machine.
+        await connection.execute("SET LOCAL statement_timeout = 0")
         await connection.execute(
             "INSERT INTO packs (id, tenant_id, ref) "
             "SELECT gen_random_uuid(), $1, 'p' || g FROM generate_series(0, 99) g",
@@ -46,6 +48,7 @@ async def _fill(pool: asyncpg.Pool) -> uuid.UUID:
             """,
             tenant_id,
             WORKFLOWS,
+            timeout=FIXTURE_TIMEOUT_SECONDS,
         )
     await analyze_every_row(pool, "ANALYZE workflows", "ANALYZE packs")
     return tenant_id
