@@ -241,41 +241,29 @@ async def test_pausing_resuming_and_cancelling_a_sleeping_execution_and_the_409_
 
 
 @pytest.mark.usefixtures("workflows")
-async def test_an_open_action_form_stays_open_while_the_execution_moves_on(
-    console: Console, keys: dict[str, str], api: httpx.AsyncClient
-) -> None:
-    execution_id = await _start(api, "demo.gates")
-    page = await console.sign_in(keys["admin"])
-    await page.goto(f"/ui/executions/{execution_id}")
-    await expect(page.locator('.node[data-step="first"]')).to_have_attribute("data-status", "running")
-    await page.click("summary:has-text('Cancel…')")
-    await page.fill("input[name=reason]", "half typed")
-
-    resolved = await api.post(f"/executions/{execution_id}/promises/first/resolve", json={"value": 1})
-    assert resolved.status_code == 200, resolved.text
-    await expect(page.locator('.node[data-step="second"]')).to_have_attribute("data-status", "running")
-    await expect(page.locator("input[name=reason]")).to_be_visible()
-    await expect(page.locator("input[name=reason]")).to_have_value("half typed")
-    await page.click("button:has-text('Confirm cancel')")
-    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "cancelled", timeout=60_000)
-
-
-@pytest.mark.usefixtures("workflows")
-async def test_a_form_filled_in_the_step_pane_stays_while_its_step_changes(
+async def test_open_forms_stay_open_and_filled_in_while_the_execution_moves_on(
     console: Console, keys: dict[str, str], api: httpx.AsyncClient
 ) -> None:
     execution_id = await _start(api, "demo.gates")
     page = await console.sign_in(keys["admin"])
     await page.goto(f"/ui/executions/{execution_id}?step=second")
     await expect(page.locator('.node[data-step="first"]')).to_have_attribute("data-status", "running")
+    await page.click("summary:has-text('Cancel…')")
+    await page.fill("#actions input[name=reason]", "half typed")
+    rerun_version = page.locator("details:has-text('Rerun from this step') input[name=version]")
     await page.click("summary:has-text('Rerun from this step…')")
-    await page.fill("details:has-text('Rerun from this step') input[name=version]", "1")
+    await rerun_version.fill("1")
 
     resolved = await api.post(f"/executions/{execution_id}/promises/first/resolve", json={"value": 1})
     assert resolved.status_code == 200, resolved.text
+    await expect(page.locator('.node[data-step="second"]')).to_have_attribute("data-status", "running")
     await expect(page.locator("#step")).to_contain_text("running")  # the pane of `second` was replaced
-    await expect(page.locator("details:has-text('Rerun from this step') input[name=version]")).to_have_value("1")
-    await expect(page.locator("details:has-text('Rerun from this step') input[name=version]")).to_be_visible()
+    await expect(rerun_version).to_be_visible()
+    await expect(rerun_version).to_have_value("1")
+    await expect(page.locator("#actions input[name=reason]")).to_be_visible()
+    await expect(page.locator("#actions input[name=reason]")).to_have_value("half typed")
+    await page.click("button:has-text('Confirm cancel')")
+    await expect(page.locator("#execution-status")).to_have_attribute("data-status", "cancelled", timeout=60_000)
 
 
 @pytest.mark.usefixtures("workflows")
