@@ -122,6 +122,27 @@ async def test_a_fan_out_is_one_group_node_with_its_counts(
     assert await _most_step_rows_read(sent, pool) <= 2
 
 
+async def test_a_fan_out_split_by_another_step_counts_its_branches_only(console: Client, pool: asyncpg.Pool) -> None:
+    branches = [{"id": f"fetch-{n}", "type": "action", "action": "core.noop", "needs": ["start"]} for n in range(12)]
+    audit = {"id": "audit", "type": "action", "action": "core.noop", "needs": ["start"]}
+    steps = [{"id": "start", "type": "action", "action": "core.noop"}, *branches[:8], audit, *branches[8:]]
+    rows = ExecutionRows(pool)
+    execution_id = await rows.execution(workflow="demo.split", status="running")
+    await pool.execute(
+        "UPDATE workflow_versions SET definition = $1 "
+        "WHERE id = (SELECT workflow_version_id FROM executions WHERE id = $2)",
+        {"steps": steps},
+        execution_id,
+    )
+    for position, step in enumerate(steps):
+        status = "failed" if step["id"] in ("audit", "fetch-9") else "completed"
+        await rows.step(execution_id, str(step["id"]), position=position, status=status)
+    page = await console.get(f"/ui/executions/{execution_id}")
+    assert page.status_code == 200, page.text
+    assert _nodes(page.text) == ["start", "fetch", "audit"]
+    assert "<title>12 \N{MULTIPLICATION SIGN} fetch: 11 completed, 1 failed</title>" in page.text  # not audit's
+
+
 async def test_an_expanded_fan_out_too_big_to_draw_turns_into_a_paged_summary(
     console: Client, wide: uuid.UUID, sent: list[LoggedQuery], pool: asyncpg.Pool
 ) -> None:
