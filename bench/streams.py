@@ -80,16 +80,16 @@ class Stream:
             self.closed_by_server = bool(self.events) and self.events[-1][0] in FINAL_EVENTS
 
 
-async def resolve_all(client: httpx.AsyncClient, streams: list[Stream], promise: str, rate: float) -> None:
+async def resolve_all(client: httpx.AsyncClient, execution_ids: list[str], promise: str, rate: float) -> None:
     """Resolve ``promise`` of every execution, ``rate`` per second, without waiting for one to finish first."""
     started = time.perf_counter()
 
-    async def resolve(index: int, stream: Stream) -> None:
+    async def resolve(index: int, execution_id: str) -> None:
         await asyncio.sleep(max(started + index / rate - time.perf_counter(), 0))
-        response = await client.post(f"/executions/{stream.execution_id}/promises/{promise}/resolve", json={})
+        response = await client.post(f"/executions/{execution_id}/promises/{promise}/resolve", json={})
         response.raise_for_status()
 
-    await asyncio.gather(*(resolve(index, stream) for index, stream in enumerate(streams)))
+    await asyncio.gather(*(resolve(index, execution_id) for index, execution_id in enumerate(execution_ids)))
 
 
 async def measure(stack: Stack, count: int, rate: float) -> dict[str, Any]:
@@ -121,7 +121,7 @@ async def measure(stack: Stack, count: int, rate: float) -> dict[str, Any]:
         live_from = time.time() * 1000
         cpu_before = {**stack.cpu_seconds(), "bench client": time.process_time()}
         live_started = time.perf_counter()
-        await resolve_all(commands, streams, "ping", rate)
+        await resolve_all(commands, [stream.execution_id for stream in streams], "ping", rate)
         await asyncio.wait_for(asyncio.gather(*(stream.pong_completed.wait() for stream in streams)), 120)
         live_seconds = time.perf_counter() - live_started
         cpu_after = {**stack.cpu_seconds(), "bench client": time.process_time()}
@@ -130,7 +130,7 @@ async def measure(stack: Stack, count: int, rate: float) -> dict[str, Any]:
         delays = sorted(arrived - ts for stream in streams for _, ts, arrived in stream.events if ts >= live_from)
 
         closing_from = time.time() * 1000
-        await resolve_all(commands, streams, "hold", rate)
+        await resolve_all(commands, [stream.execution_id for stream in streams], "hold", rate)
         await asyncio.wait_for(asyncio.gather(*readers), 120)
         closing = sorted(arrived - ts for stream in streams for _, ts, arrived in stream.events if ts >= closing_from)
 

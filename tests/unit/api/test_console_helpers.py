@@ -18,6 +18,7 @@ from flowline_api.console.graph import (
     group_counts,
     layout,
     levels,
+    spans,
 )
 from flowline_api.console.login import _next_page
 from flowline_api.console.version_steps import VersionSteps
@@ -83,6 +84,18 @@ def test_fan_outs_are_siblings_of_one_type_and_needs_whose_ids_differ_by_a_numbe
     ]
 
 
+def test_a_fan_out_is_counted_by_the_runs_of_places_its_branches_fill() -> None:
+    interleaved = [
+        {"id": "start", "type": "action"},
+        *_branches("fetch-", FAN_OUT_AT - 2, ["start"]),
+        {"id": "audit", "type": "action", "needs": ["start"]},
+        *({"id": f"fetch-{n}", "type": "action", "needs": ["start"]} for n in (FAN_OUT_AT - 2, FAN_OUT_AT - 1)),
+    ]
+    (group,) = fan_outs(interleaved)
+    assert group.spans == [(1, FAN_OUT_AT - 2), (FAN_OUT_AT, FAN_OUT_AT + 1)]  # not audit, at FAN_OUT_AT - 1
+    assert spans([0, 1, 2, 7, 9, 10]) == [(0, 2), (7, 7), (9, 10)] and spans([]) == []
+
+
 def test_a_folded_fan_out_is_one_step_that_the_steps_after_it_need() -> None:
     steps = [
         {"id": "start", "type": "action"},
@@ -122,7 +135,7 @@ def test_a_workflows_graph_draws_a_fan_out_of_a_thousand_as_one_node() -> None:
 
 
 def test_a_group_of_thousands_reads_as_people_write_numbers() -> None:
-    group = FanOut("fetch", [f"fetch-{n}" for n in range(1000)])
+    group = FanOut("fetch", [f"fetch-{n}" for n in range(1000)], [(1, 1000)])
     label = group_counts(group, {"completed": 997, "failed": 3}).label
     assert label == "1,000 \N{MULTIPLICATION SIGN} fetch: 997 completed, 3 failed"
 

@@ -39,10 +39,15 @@ _BRANCH_ID: Final = re.compile(r"^(?P<stem>.*?[^-_.\d])[-_.]?\d+$")
 
 @dataclass(frozen=True, slots=True)
 class FanOut:
-    """Sibling steps drawn as one node: ``name`` (what their ids share) and their ids, in definition order."""
+    """Sibling steps drawn as one node: ``name`` (what their ids share) and their ids, in definition order.
+
+    ``spans``: the runs of places in the definition its members fill, first and last (usually one run): what
+    the database counts its members by, without being sent every id.
+    """
 
     name: str
     members: list[str]
+    spans: list[tuple[int, int]]
 
     @property
     def key(self) -> str:
@@ -56,18 +61,30 @@ def fan_outs(steps: Sequence[Mapping[str, Any]]) -> list[FanOut]:
     A fan-out is ``FAN_OUT_AT`` or more steps of one type with the same needs, whose ids are one stem and a
     number (``fetch-1``, ``fetch_2``, ``fetch3``); a name two fan-outs share gets ``#2`` the second time.
     """
-    siblings: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
-    for step in steps:
+    siblings: dict[tuple[str, str, tuple[str, ...]], list[tuple[int, str]]] = {}
+    for place, step in enumerate(steps):
         match = _BRANCH_ID.match(str(step["id"]))
         if match:
             needs = tuple(sorted(str(need) for need in step.get("needs") or []))
-            siblings.setdefault((match["stem"], str(step.get("type", "")), needs), []).append(str(step["id"]))
+            siblings.setdefault((match["stem"], str(step.get("type", "")), needs), []).append((place, str(step["id"])))
     found: list[FanOut] = []
     for (stem, _, _), members in siblings.items():
         if len(members) >= FAN_OUT_AT:
             taken = sum(1 for group in found if group.name.split("#")[0] == stem)
-            found.append(FanOut(name=f"{stem}#{taken + 1}" if taken else stem, members=members))
+            name = f"{stem}#{taken + 1}" if taken else stem
+            found.append(FanOut(name, [step_id for _, step_id in members], spans([place for place, _ in members])))
     return found
+
+
+def spans(places: Sequence[int]) -> list[tuple[int, int]]:
+    """Increasing ``places`` as runs of consecutive ones, first and last: ``[1, 2, 3, 7]`` is ``[(1, 3), (7, 7)]``."""
+    runs: list[tuple[int, int]] = []
+    for place in places:
+        if runs and runs[-1][1] == place - 1:
+            runs[-1] = (runs[-1][0], place)
+        else:
+            runs.append((place, place))
+    return runs
 
 
 def folded(

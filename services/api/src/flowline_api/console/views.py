@@ -250,6 +250,8 @@ async def execution_view(
     try:
         shape = await version_steps.steps_of(workflows, tenant_id, execution.workflow_ref, execution.workflow_version)
     except NotFound:  # the workflow was deleted since: draw the steps that ran, without their edges
+        # An execution's steps all have rows from its start, at their places in the definition: the places in
+        # this list are theirs, which fan-outs are counted by.
         ran = await executions.steps(tenant_id, execution_id)
         shape = VersionSteps.of([{"id": step.step_id, "type": step.type} for step in ran.steps], size=0)
     groups = shape.fan_outs
@@ -262,11 +264,17 @@ async def execution_view(
         return view
     singles = [str(step["id"]) for step in drawn if str(step["id"]) not in folding]
     view.runs = {run.step_id: run for run in await executions.step_runs(tenant_id, execution_id, singles)}
-    members = {member: group.key for group in folding.values() for member in group.members}
-    counted = await executions.step_counts_by_key(tenant_id, execution_id, members) if members else {}
+    spans = [(first, last, group.key) for group in folding.values() for first, last in group.spans]
+    counted = await executions.step_counts_in_spans(tenant_id, execution_id, spans)
     counts = {key: group_counts(group, counted.get(key, {})) for key, group in folding.items()}
     view.graph = layout(drawn, view.runs, counts)
     return view
+
+
+def _single(shape: VersionSteps, step_id: str) -> FanOut:
+    """A step drawn one by one, as a summary row of one member."""
+    place = shape.position[step_id]
+    return FanOut(step_id, [step_id], [(place, place)])
 
 
 async def steps_summary(
@@ -288,9 +296,9 @@ async def steps_summary(
     execution_id = uuid.UUID(view.execution.id)
     offset = max(0, page_number(query, "summaryOffset", 0))
     shown = drawn[offset : offset + SUMMARY_PAGE]
-    entries = [folding.get(str(step["id"])) or FanOut(str(step["id"]), [str(step["id"])]) for step in shown]
-    keys = {member: entry.key for entry in entries for member in entry.members}
-    counted = await executions.step_counts_by_key(tenant_id, execution_id, keys)
+    entries = [folding.get(str(step["id"])) or _single(view.shape, str(step["id"])) for step in shown]
+    spans = [(first, last, entry.key) for entry in entries for first, last in entry.spans]
+    counted = await executions.step_counts_in_spans(tenant_id, execution_id, spans)
     after = page_number(query, "stepsAfter", -1)
     unsettled, following = await executions.steps_in(
         tenant_id, execution_id, UNSETTLED, after=after, limit=SUMMARY_PAGE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
@@ -16,7 +16,7 @@ from flowline.db.execution_reads import (
     ExecutionSort,
     count_executions,
     count_step_statuses,
-    count_step_statuses_by_key,
+    count_step_statuses_in_spans,
     execution_exists,
     first_hidden_execution,
     list_child_executions,
@@ -236,14 +236,15 @@ class ExecutionService:
         """The sequence of the execution's last event: how far a view read after it is current."""
         return await read_event_sequence(self._pool, tenant_id, execution_id)
 
-    async def step_counts_by_key(
-        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, keys: Mapping[str, str]
+    async def step_counts_in_spans(
+        self, tenant_id: uuid.UUID, execution_id: uuid.UUID, spans: Sequence[tuple[int, int, str]]
     ) -> dict[str, dict[str, int]]:
         """Per key, how many step executions are in each status.
 
-        ``keys`` maps step ids to the key they count under (a fan-out's name, or the step's own id).
+        ``spans`` are ``(first, last, key)``: the steps at those places in the definition count under ``key`` (a
+        fan-out's, or a step's own id).
         """
-        return await count_step_statuses_by_key(self._pool, tenant_id, execution_id, keys)
+        return await count_step_statuses_in_spans(self._pool, tenant_id, execution_id, spans)
 
     async def steps_in(
         self, tenant_id: uuid.UUID, execution_id: uuid.UUID, statuses: Sequence[str], *, after: int, limit: int
