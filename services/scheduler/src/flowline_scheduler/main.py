@@ -17,6 +17,7 @@ from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
 from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
 from flowline_scheduler.schedules import ScheduleLoop
+from flowline_scheduler.schedules_ahead import ScheduleAheadLoop
 from flowline_scheduler.timers import TimerLoop
 from flowline_scheduler.webhook_events import DeliveryRecorder
 from flowline_scheduler.webhook_sweep import WebhookSweep
@@ -50,6 +51,14 @@ def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetri
     schedules = ScheduleLoop(
         runtime.pool, runtime.outbox, settings.topics, metrics, settings.schedule_poll_interval_seconds
     )
+    crowded = ScheduleAheadLoop(
+        runtime.pool,
+        runtime.outbox,
+        settings.topics,
+        metrics,
+        settings.schedule_poll_interval_seconds,
+        lead_seconds=settings.schedule_prepare_ahead_seconds,
+    )
     lifecycle = RetentionLoop(
         runtime.pool,
         metrics,
@@ -65,7 +74,9 @@ def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetri
         runtime.pool, retention_seconds=settings.webhook_delivery_retention_days * 86400, interval_seconds=60
     )
     log_partitions = LogPartitionLoop(runtime.pool, metrics, default_retention_seconds=execution_retention)
-    loops = (leases, redrive, inbox_retention, bulk, schedules, lifecycle, log_partitions, delivery_retention)
+    loops = [leases, redrive, inbox_retention, bulk, schedules, lifecycle, log_partitions, delivery_retention]
+    if settings.schedule_prepare_ahead_seconds > 0:
+        loops.append(crowded)
     return [Runnable(loop.start, loop.stop) for loop in loops]
 
 
