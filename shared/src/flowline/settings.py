@@ -212,6 +212,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Deliveries one scheduler process sends at the same time. More lets slow receivers hold fewer of them, but
     # costs CPU per delivery: httpx's connection pool does work for every request in flight on every request.
     webhook_max_concurrent_deliveries: int = 50
+    # Of those, how many one webhook may have in flight: a slow receiver holds at most these, not every one.
+    webhook_max_in_flight_per_webhook: int = 10
     # How long a succeeded or failed delivery stays in the delivery log (pending ones stay until settled).
     webhook_delivery_retention_days: float = 30.0
     # The sweep under the events topic (flowline_scheduler.webhook_sweep): how often it looks for stored events
