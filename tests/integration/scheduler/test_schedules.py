@@ -284,7 +284,13 @@ async def test_a_crowded_fire_time_is_prepared_ahead_and_its_runs_appear_once_ea
     api: Client, runtime: Runtime, settings: Settings, pool: asyncpg.Pool
 ) -> None:
     assert (await define(api, {**NOOP, "ref": "demo.off"})).status_code == 201
-    names = {"early": "demo.tick", "off": "demo.off", "plain-1": "demo.tick", "plain-2": "demo.tick"}
+    names = {
+        "early": "demo.tick",
+        "off": "demo.off",
+        "plain-1": "demo.tick",
+        "plain-2": "demo.tick",
+        "alone": "demo.tick",
+    }
     ids: dict[str, str] = {}
     for name, ref in names.items():
         body = {"name": name, "workflowRef": ref, "cron": "* * * * * *", "overlap": "allow", "paused": True}
@@ -297,6 +303,8 @@ async def test_a_crowded_fire_time_is_prepared_ahead_and_its_runs_appear_once_ea
         "UPDATE schedules SET paused = false, next_run_at = date_trunc('second', clock_timestamp()) + interval '3s' "
         "RETURNING next_run_at"
     )
+    alone_due = fire_time - timedelta(seconds=1)  # not one of the crowd: the ordinary pass fires it at its time
+    await pool.execute("UPDATE schedules SET next_run_at = $2 WHERE id = $1::uuid", ids["alone"], alone_due)
     tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
     early = await read_schedule(pool, tenant_id, ids["early"])
     before = await start_run(pool, settings.topics, early, fire_time)  # by a backfill, say
@@ -331,7 +339,8 @@ async def test_a_crowded_fire_time_is_prepared_ahead_and_its_runs_appear_once_ea
         assert schedule["next_run_at"] == fire_time + timedelta(seconds=1)
     assert [run["id"] for run in await _runs(pool, ids["early"])] == [before.id]
     assert (await read_schedule(pool, tenant_id, ids["early"]))["last_execution_id"] == before.id
-    assert await _runs(pool, ids["off"]) == []
+    assert await _runs(pool, ids["off"]) == [] and await _runs(pool, ids["alone"]) == []
+    assert (await read_schedule(pool, tenant_id, ids["alone"]))["next_run_at"] == alone_due
     off = await read_schedule(pool, tenant_id, ids["off"])
     assert off["last_execution_id"] is None and off["next_run_at"] == fire_time + timedelta(seconds=1)
     assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "started"}) == 2

@@ -25,7 +25,7 @@ import asyncpg
 from flowline.db.schedules import (
     SchedulePass,
     busy_schedules,
-    claim_due_schedules,
+    claim_schedules_due_at,
     next_crowded_fire_time,
     record_passes,
     run_request,
@@ -144,7 +144,8 @@ class ScheduleAheadLoop(LoopService):
         they were staged. A schedule whose overlap policy sees a run still going is left alone (locked, but
         without a pass): whether that run still goes at the fire time decides, so the ordinary pass fires it.
         """
-        schedules = await claim_due_schedules(connection, now=fire_time, limit=limit)
+        # Only those due at the fire time: one due earlier is the ordinary pass's, which fires it at its own time.
+        schedules = await claim_schedules_due_at(connection, fire_time, limit=limit)
         busy = await busy_schedules(connection, [one for one in schedules if one["overlap"] != "allow"])
         passes: list[_Pass] = []
         for schedule, (due, missed, following) in zip(schedules, batch_due_times(schedules, fire_time), strict=True):

@@ -224,6 +224,20 @@ async def claim_due_schedules(connection: asyncpg.Connection, *, now: datetime, 
     return records
 
 
+async def claim_schedules_due_at(
+    connection: asyncpg.Connection, fire_time: datetime, *, limit: int
+) -> list[asyncpg.Record]:
+    """Lock up to ``limit`` unpaused schedules whose next fire time is ``fire_time``, skipping those held."""
+    records: list[asyncpg.Record] = await connection.fetch(
+        *bind(
+            "SELECT * FROM schedules WHERE NOT paused AND next_run_at = :fire_time LIMIT :limit FOR UPDATE SKIP LOCKED",
+            fire_time=fire_time,
+            limit=limit,
+        )
+    )
+    return records
+
+
 class CrowdedFireTime(NamedTuple):
     """A fire time many schedules share, how many, and PostgreSQL's time when it was found."""
 
