@@ -290,10 +290,13 @@ async def test_a_crowded_fire_time_is_prepared_ahead_and_its_runs_appear_once_ea
         "plain-1": "demo.tick",
         "plain-2": "demo.tick",
         "alone": "demo.tick",
+        "skip-idle": "demo.tick",
+        "skip-busy": "demo.tick",
     }
     ids: dict[str, str] = {}
     for name, ref in names.items():
-        body = {"name": name, "workflowRef": ref, "cron": "* * * * * *", "overlap": "allow", "paused": True}
+        overlap = "skip" if name.startswith("skip") else "allow"
+        body = {"name": name, "workflowRef": ref, "cron": "* * * * * *", "overlap": overlap, "paused": True}
         response = await api.post("/schedules", json=body)
         assert response.status_code == 201, response.text
         ids[name] = response.json()["id"]
@@ -308,6 +311,8 @@ async def test_a_crowded_fire_time_is_prepared_ahead_and_its_runs_appear_once_ea
     tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
     early = await read_schedule(pool, tenant_id, ids["early"])
     before = await start_run(pool, settings.topics, early, fire_time)  # by a backfill, say
+    busy = await read_schedule(pool, tenant_id, ids["skip-busy"])
+    going = await start_run(pool, settings.topics, busy, fire_time - timedelta(minutes=1))  # still pending
     registry = CollectorRegistry()
     ahead = ScheduleAheadLoop(
         runtime.pool, runtime.outbox, settings.topics, SchedulerMetrics(registry), 0.05, lead_seconds=5, crowded=2
@@ -327,7 +332,7 @@ async def test_a_crowded_fire_time_is_prepared_ahead_and_its_runs_appear_once_ea
     await firing
 
     assert seen_early and set(seen_early) == {0}
-    for name in ("plain-1", "plain-2"):
+    for name in ("plain-1", "plain-2", "skip-idle"):
         runs = await pool.fetch(
             "SELECT id, created_at FROM executions WHERE schedule_id = $1::uuid AND scheduled_for = $2",
             ids[name],
@@ -341,8 +346,11 @@ async def test_a_crowded_fire_time_is_prepared_ahead_and_its_runs_appear_once_ea
     assert (await read_schedule(pool, tenant_id, ids["early"]))["last_execution_id"] == before.id
     assert await _runs(pool, ids["off"]) == [] and await _runs(pool, ids["alone"]) == []
     assert (await read_schedule(pool, tenant_id, ids["alone"]))["next_run_at"] == alone_due
+    # Whether its running run goes on at the fire time decides: the ordinary pass looks then, not this one.
+    assert [run["id"] for run in await _runs(pool, ids["skip-busy"])] == [going.id]
+    assert (await read_schedule(pool, tenant_id, ids["skip-busy"]))["next_run_at"] == fire_time
     off = await read_schedule(pool, tenant_id, ids["off"])
     assert off["last_execution_id"] is None and off["next_run_at"] == fire_time + timedelta(seconds=1)
-    assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "started"}) == 2
+    assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "started"}) == 3
     assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "already_started"}) == 1
     assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "failed"}) == 1
