@@ -57,12 +57,14 @@ def private_stack(
     *,
     durable: bool = True,
     statement_stats: bool = False,
+    commit_timestamps: bool = False,
     kafka_requests: KafkaRequestCounter | None = None,
 ) -> Iterator[Stack]:
     """Start a fresh database (migrated, tenant ``dev``), a broker and ``services``; remove them all afterwards.
 
     Each service's output goes to ``bench/results/logs/<name>.log``, kept for a look after a surprising run.
-    ``statement_stats``: the database counts statements in ``pg_stat_statements``; ``kafka_requests``: the
+    ``statement_stats``: the database counts statements in ``pg_stat_statements``; ``commit_timestamps``: it
+    keeps each transaction's commit time (``pg_xact_commit_timestamp``); ``kafka_requests``: the
     services reach the broker through this counter of their requests.
     """
     postgres = PrivatePostgres.temporary(free_port(), durable=durable)
@@ -71,6 +73,9 @@ def private_stack(
     try:
         if statement_stats:
             enable_statement_stats(postgres)
+        if commit_timestamps:
+            _execute(postgres, "ALTER SYSTEM SET track_commit_timestamp = on")
+            postgres.restart()
         broker.start()
         if kafka_requests is not None:
             kafka_requests.start(upstream_port=broker.port)
@@ -105,19 +110,24 @@ def private_stack(
         postgres.remove()
 
 
-def enable_statement_stats(postgres: PrivatePostgres) -> None:
-    """Load pg_stat_statements (a restart: it lives in shared memory) and create its view."""
+def _execute(postgres: PrivatePostgres, statement: str) -> None:
+    """Run one statement on the database."""
 
-    async def execute(statement: str) -> None:
+    async def execute() -> None:
         connection = await asyncpg.connect(postgres.url)
         try:
             await connection.execute(statement)
         finally:
             await connection.close()
 
-    asyncio.run(execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"))
+    asyncio.run(execute())
+
+
+def enable_statement_stats(postgres: PrivatePostgres) -> None:
+    """Load pg_stat_statements (a restart: it lives in shared memory) and create its view."""
+    _execute(postgres, "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
     postgres.restart()
-    asyncio.run(execute("CREATE EXTENSION pg_stat_statements"))
+    _execute(postgres, "CREATE EXTENSION pg_stat_statements")
 
 
 def machine() -> dict[str, object]:

@@ -53,7 +53,8 @@ class CountingServer:
     ``Retry-After: 7``); ``/slow/<seconds>`` answers late; ``/text`` answers 200 with a plain-text body,
     ``/empty`` 204 with none;
     ``/huge/<bytes>`` answers 200 with that many bytes, ``/drip/<seconds>`` a byte a second for that long;
-    ``/headers`` answers 200 with the request's headers echoed (``{"headers": {…}, "seen": "auth was …"}``).
+    ``/headers`` answers 200 with the request's headers echoed (``{"headers": {…}, "seen": "auth was …"}``);
+    ``/hold`` answers 200 once ``release()`` is called (a receiver that keeps its callers waiting).
     """
 
     def __init__(self, port: int = 0) -> None:
@@ -61,6 +62,7 @@ class CountingServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self._released = threading.Event()
         lock = threading.Lock()
         seen: dict[tuple[str, str], int] = {}
         server_self = self
@@ -84,6 +86,8 @@ class CountingServer:
                     status = int(parts[1])
                 elif parts[0] == "slow":
                     time.sleep(float(parts[1]))
+                elif parts[0] == "hold":
+                    server_self._released.wait()
                 payload = json.dumps({"path": self.path, "got": body.decode() or None}).encode()
                 if parts[0] == "headers":  # a debugging endpoint: the request's headers, echoed
                     echoed = f"auth was {headers.get('authorization')}"
@@ -138,7 +142,12 @@ class CountingServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
+    def release(self) -> None:
+        """Answer the requests to ``/hold``, those waiting and those to come."""
+        self._released.set()
+
     def close(self) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
 

@@ -1,8 +1,11 @@
-"""The broker restarted with all its data gone mid-run: executions are delayed, none is lost."""
+"""The broker restarted with all its data gone mid-run: executions are delayed, none is lost, and every webhook
+delivery of their endings still arrives, once each."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ from flowline_devstack.broker import TansuBroker
 from flowline_devstack.ports import free_port
 from flowline_devstack.processes import ServiceGroup
 
-from tests.support import api_key, assert_each_ran_once, bearer, define
+from tests.support import CountingServer, api_key, assert_each_ran_once, bearer, define, eventually
 
 EXECUTIONS = 60
 
@@ -55,7 +58,17 @@ def stack_env(stack_env: dict[str, str], broker: TansuBroker) -> dict[str, str]:
         "FLOWLINE_KAFKA_BOOTSTRAP": broker.bootstrap,
         "FLOWLINE_LEASE_SECONDS": "2",
         "FLOWLINE_REDRIVE_AFTER_SECONDS": "3",
+        # The events the broker lost reach the webhooks through the sweep of stored events: soon, for the test.
+        "FLOWLINE_WEBHOOK_SWEEP_INTERVAL_SECONDS": "1",
+        "FLOWLINE_WEBHOOK_SWEEP_GRACE_SECONDS": "2",
     }
+
+
+@pytest.fixture
+def receiver() -> Iterator[CountingServer]:
+    server = CountingServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -80,14 +93,21 @@ async def _unfinished(connection: asyncpg.Connection) -> str:
     return "\n".join([*(str(dict(row)) for row in executions), f"outbox: {[tuple(row) for row in outbox]}"])
 
 
+def _deliveries(receiver: CountingServer) -> Counter[str]:
+    """How many times each webhook-id arrived."""
+    return Counter(headers["webhook-id"] for _method, _path, headers, _body in receiver.requests)
+
+
 async def test_losing_the_broker_and_its_data_delays_but_loses_nothing(
-    stack: ServiceGroup, broker: TansuBroker, settings: Settings
+    stack: ServiceGroup, broker: TansuBroker, settings: Settings, receiver: CountingServer
 ) -> None:
     api = f"{stack['api'].url}/api/v1/tenants/dev"
     headers = bearer(await api_key(settings.database_url))
     async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as client:
         for workflow in (QUICK, SLOW):
             assert (await define(client, workflow)).status_code == 201
+        webhook = await client.post("/webhooks", json={"url": f"{receiver.url}/ok", "events": ["WORKFLOW_COMPLETED"]})
+        assert webhook.status_code == 201, webhook.text
         accepted = await asyncio.gather(
             *(
                 client.post(f"/workflows/{(QUICK if n % 2 else SLOW)['ref']}/execute", json={"input": {"n": n}})
@@ -117,5 +137,15 @@ async def test_losing_the_broker_and_its_data_delays_but_loses_nothing(
         except TimeoutError:
             pytest.fail(f"not every execution completed after the broker came back:\n{await _unfinished(connection)}")
         await assert_each_ran_once(connection, EXECUTIONS)
+
+        async def each_delivered() -> bool:
+            return len(_deliveries(receiver)) >= EXECUTIONS
+
+        await eventually(each_delivered, timeout=60)
     finally:
         await connection.close()
+
+    assert set(_deliveries(receiver).values()) == {1}  # each delivery arrived once
+    ended = Counter(json.loads(body)["data"]["executionId"] for _method, _path, _headers, body in receiver.requests)
+    assert sorted(ended) == sorted(response.json()["executionId"] for response in accepted)
+    assert set(ended.values()) == {1}

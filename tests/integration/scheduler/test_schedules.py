@@ -16,6 +16,7 @@ from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.schedules import ScheduleLoop
+from flowline_scheduler.schedules_ahead import ScheduleAheadLoop
 from litestar.testing import AsyncTestClient
 from prometheus_client import CollectorRegistry
 
@@ -277,3 +278,79 @@ async def test_templates_see_the_time_a_run_stands_for(
     assert await run_until_finished(runtime, settings, started.id) == "completed"
     output = await pool.fetchval("SELECT output FROM executions WHERE id = $1", started.id)
     assert output == scheduled_for.isoformat()
+
+
+async def test_a_crowded_fire_time_is_prepared_ahead_and_its_runs_appear_once_each_at_it(
+    api: Client, runtime: Runtime, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    assert (await define(api, {**NOOP, "ref": "demo.off"})).status_code == 201
+    names = {
+        "early": "demo.tick",
+        "off": "demo.off",
+        "plain-1": "demo.tick",
+        "plain-2": "demo.tick",
+        "alone": "demo.tick",
+        "skip-idle": "demo.tick",
+        "skip-busy": "demo.tick",
+    }
+    ids: dict[str, str] = {}
+    for name, ref in names.items():
+        overlap = "skip" if name.startswith("skip") else "allow"
+        body = {"name": name, "workflowRef": ref, "cron": "* * * * * *", "overlap": overlap, "paused": True}
+        response = await api.post("/schedules", json=body)
+        assert response.status_code == 201, response.text
+        ids[name] = response.json()["id"]
+    assert (await api.patch("/workflows/demo.off", json={"enabled": False})).status_code == 200
+    # All due at one whole second a little ahead, as thousands of `* * * * *` schedules are each minute.
+    fire_time: datetime = await pool.fetchval(
+        "UPDATE schedules SET paused = false, next_run_at = date_trunc('second', clock_timestamp()) + interval '3s' "
+        "RETURNING next_run_at"
+    )
+    alone_due = fire_time - timedelta(seconds=1)  # not one of the crowd: the ordinary pass fires it at its time
+    await pool.execute("UPDATE schedules SET next_run_at = $2 WHERE id = $1::uuid", ids["alone"], alone_due)
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    early = await read_schedule(pool, tenant_id, ids["early"])
+    before = await start_run(pool, settings.topics, early, fire_time)  # by a backfill, say
+    busy = await read_schedule(pool, tenant_id, ids["skip-busy"])
+    going = await start_run(pool, settings.topics, busy, fire_time - timedelta(minutes=1))  # still pending
+    registry = CollectorRegistry()
+    ahead = ScheduleAheadLoop(
+        runtime.pool, runtime.outbox, settings.topics, SchedulerMetrics(registry), 0.05, lead_seconds=5, crowded=2
+    )
+    firing = asyncio.create_task(ahead.run_once())
+    seen_early: list[int] = []  # runs others could see before the fire time, by PostgreSQL's clock
+    while not firing.done():
+        row = await pool.fetchrow(
+            "SELECT clock_timestamp() < $1 AS early, count(*) AS runs FROM executions "
+            "WHERE schedule_id = ANY($2::uuid[]) AND scheduled_for = $1",
+            fire_time,
+            [ids["plain-1"], ids["plain-2"]],
+        )
+        if row["early"]:
+            seen_early.append(row["runs"])
+        await asyncio.sleep(0.05)
+    await firing
+
+    assert seen_early and set(seen_early) == {0}
+    for name in ("plain-1", "plain-2", "skip-idle"):
+        runs = await pool.fetch(
+            "SELECT id, created_at FROM executions WHERE schedule_id = $1::uuid AND scheduled_for = $2",
+            ids[name],
+            fire_time,
+        )
+        assert len(runs) == 1 and runs[0]["created_at"] >= fire_time
+        schedule = await read_schedule(pool, tenant_id, ids[name])
+        assert schedule["last_execution_id"] == runs[0]["id"]
+        assert schedule["next_run_at"] == fire_time + timedelta(seconds=1)
+    assert [run["id"] for run in await _runs(pool, ids["early"])] == [before.id]
+    assert (await read_schedule(pool, tenant_id, ids["early"]))["last_execution_id"] == before.id
+    assert await _runs(pool, ids["off"]) == [] and await _runs(pool, ids["alone"]) == []
+    assert (await read_schedule(pool, tenant_id, ids["alone"]))["next_run_at"] == alone_due
+    # Whether its running run goes on at the fire time decides: the ordinary pass looks then, not this one.
+    assert [run["id"] for run in await _runs(pool, ids["skip-busy"])] == [going.id]
+    assert (await read_schedule(pool, tenant_id, ids["skip-busy"]))["next_run_at"] == fire_time
+    off = await read_schedule(pool, tenant_id, ids["off"])
+    assert off["last_execution_id"] is None and off["next_run_at"] == fire_time + timedelta(seconds=1)
+    assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "started"}) == 3
+    assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "already_started"}) == 1
+    assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "failed"}) == 1

@@ -5,6 +5,7 @@ delivery loop, the api for webhooks, and a real HTTP receiver on this machine; s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -351,3 +352,52 @@ async def test_retention_forgets_old_settled_deliveries_and_keeps_pending_ones(r
 
     kept = [row["id"] for row in await runtime.pool.fetch("SELECT id FROM webhook_deliveries ORDER BY id")]
     assert kept == [ids[2], ids[3]]
+
+
+async def test_a_slow_receiver_holds_only_its_webhooks_share_of_the_deliveries(
+    runtime: Runtime, fast: Settings, api: Client, receiver: CountingServer
+) -> None:
+    # Room for two deliveries at a time, at most one of them per webhook; time enough for a receiver to hold one.
+    settings = msgspec.structs.replace(
+        fast,
+        webhook_max_concurrent_deliveries=2,
+        webhook_max_in_flight_per_webhook=1,
+        webhook_timeout_seconds=120,
+    )
+    scheduler = Scheduler(runtime, settings)
+    await scheduler.start()
+
+    def recorded(total: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            await scheduler.consumer.poll_once()
+            return bool(await runtime.pool.fetchval("SELECT count(*) FROM webhook_deliveries") == total)
+
+        return check
+
+    sending: asyncio.Task[None] | None = None
+    try:
+        held = await create_webhook(api, f"{receiver.url}/hold")
+        for n in range(2):  # the holding receiver's deliveries come first, each of its own execution
+            await run(runtime, settings, "demo.crowd", n=n)
+        await eventually(recorded(2), 60)
+        answered = await create_webhook(api, f"{receiver.url}/ok")
+        await run(runtime, settings, "demo.crowd", n=2)
+        await eventually(recorded(4), 60)
+        sending = asyncio.create_task(scheduler.loop.start())
+
+        await eventually(count(receiver, 1, "/ok"), 60)
+        assert len(received(receiver, "/hold")) == 1  # it holds its one delivery, and was given no other
+        receiver.release()
+        await eventually(count(receiver, 3, "/hold"), 60)
+    finally:
+        receiver.release()
+        scheduler.loop.stop()
+        if sending is not None:
+            await sending
+        await scheduler.loop.drain()
+        await scheduler.close()
+
+    assert len({headers["webhook-id"] for headers, _body in received(receiver, "/hold")}) == 3
+    for webhook, total in ((held, 3), (answered, 1)):
+        log = (await api.get(f"webhooks/{webhook['id']}/deliveries", params={"status": "succeeded"})).json()
+        assert log["total"] == total

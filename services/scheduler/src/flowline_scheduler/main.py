@@ -6,6 +6,7 @@ from pathlib import Path
 
 from flowline.domain.agents import auth_cipher
 from flowline.messages import EventMessage, TimerMessage, decoder
+from flowline.runtime.loops import LoopService
 from flowline.runtime.ops import configure_logging
 from flowline.runtime.service import OutboxRelay, Runnable, Runtime, run_service, serve
 from flowline.settings import Settings, load_settings, retention_setting
@@ -17,6 +18,7 @@ from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.redrive import InboxRetention, Redrive
 from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
 from flowline_scheduler.schedules import ScheduleLoop
+from flowline_scheduler.schedules_ahead import ScheduleAheadLoop
 from flowline_scheduler.timers import TimerLoop
 from flowline_scheduler.webhook_events import DeliveryRecorder
 from flowline_scheduler.webhook_sweep import WebhookSweep
@@ -65,7 +67,26 @@ def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetri
         runtime.pool, retention_seconds=settings.webhook_delivery_retention_days * 86400, interval_seconds=60
     )
     log_partitions = LogPartitionLoop(runtime.pool, metrics, default_retention_seconds=execution_retention)
-    loops = (leases, redrive, inbox_retention, bulk, schedules, lifecycle, log_partitions, delivery_retention)
+    loops: list[LoopService] = [
+        leases,
+        redrive,
+        inbox_retention,
+        bulk,
+        schedules,
+        lifecycle,
+        log_partitions,
+        delivery_retention,
+    ]
+    if settings.schedule_prepare_ahead_seconds > 0:
+        crowded = ScheduleAheadLoop(
+            runtime.pool,
+            runtime.outbox,
+            settings.topics,
+            metrics,
+            settings.schedule_poll_interval_seconds,
+            lead_seconds=settings.schedule_prepare_ahead_seconds,
+        )
+        loops.append(crowded)
     return [Runnable(loop.start, loop.stop) for loop in loops]
 
 

@@ -136,6 +136,53 @@ def plan(schedule: Mapping[str, Any], due: list[datetime], busy: bool) -> Plan:
     return decided
 
 
+async def start_scheduled_runs(
+    pool: asyncpg.Pool,
+    topics: Topics,
+    workflows: WorkflowCache,
+    metrics: SchedulerMetrics,
+    runs: list[tuple[asyncpg.Record, datetime]],
+) -> list[StartedExecution | None]:
+    """Start the runs (schedule, fire time) in one statement of their own; each run, or None if it could not.
+
+    A run that cannot start (its workflow gone, say) is counted and spoils no other. A run started before
+    (by another replica, before a crash, or by a backfill) comes back without outbox rows.
+    """
+    if not runs:
+        return []
+    results = await start_runs(pool, topics, runs, workflows=workflows)
+    # This process's clock: the database's would cost a round trip.
+    inserted_at = datetime.now(UTC)
+    started: list[StartedExecution | None] = []
+    for (schedule, scheduled_for), result in zip(runs, results, strict=True):
+        if isinstance(result, Exception):
+            if is_outage(result):
+                raise result
+            if isinstance(result, FlowlineError):
+                logger.warning("schedule %s could not start its run for %s: %s", schedule["id"], scheduled_for, result)
+            else:  # a bug must not stall the schedule (and its batch) at this fire time forever
+                logger.error(
+                    "schedule %s could not start its run for %s", schedule["id"], scheduled_for, exc_info=result
+                )
+            metrics.schedule_runs.labels("failed").inc()
+            started.append(None)
+        elif not result.created:
+            metrics.schedule_runs.labels("already_started").inc()
+            started.append(result)
+        else:
+            metrics.schedule_runs.labels("started").inc()
+            metrics.schedule_lateness.observe(max((inserted_at - scheduled_for).total_seconds(), 0.0))
+            started.append(result)
+    return started
+
+
+def count_outcomes(metrics: SchedulerMetrics, missed: int, decided: Plan) -> None:
+    """Count a schedule's pass: its runs missed (beyond the catch-up window), skipped and buffered."""
+    for outcome, count in (("missed", missed), ("skipped", decided.skipped), ("buffered", decided.buffered)):
+        if count:
+            metrics.schedule_runs.labels(outcome).inc(count)
+
+
 class ScheduleLoop(LoopService):
     """Starts the runs of due schedules, a batch of schedules per short transaction.
 
@@ -209,11 +256,12 @@ class ScheduleLoop(LoopService):
                 decided = plan(schedule, due, schedule["id"] in busy)
                 if decided.cancel_active:
                     rows.extend(await self._cancel_active(connection, schedule))
-                self._count(missed, decided)
+                count_outcomes(self._metrics, missed, decided)
                 passes.append((schedule, decided, following))
             runs = [(schedule, instant) for schedule, decided, _ in passes for instant in decided.start]
             last_runs: dict[uuid.UUID, tuple[datetime, uuid.UUID]] = {}
-            for (schedule, instant), run in zip(runs, await self._start(runs), strict=True):
+            started = await start_scheduled_runs(self._pool, self._topics, self._workflows, self._metrics, runs)
+            for (schedule, instant), run in zip(runs, started, strict=True):
                 if run is not None:  # a schedule's runs are in time order: its last one wins
                     rows.extend(run.outbox)
                     last_runs[schedule["id"]] = (instant, run.id)
@@ -225,11 +273,6 @@ class ScheduleLoop(LoopService):
                 ],
             )
         return len(schedules), rows
-
-    def _count(self, missed: int, decided: Plan) -> None:
-        for outcome, count in (("missed", missed), ("skipped", decided.skipped), ("buffered", decided.buffered)):
-            if count:
-                self._metrics.schedule_runs.labels(outcome).inc(count)
 
     async def _cancel_active(self, connection: asyncpg.Connection, schedule: asyncpg.Record) -> list[OutboxRow]:
         """Cancel the schedule's unfinished runs, as ``POST /executions/{id}/cancel`` does."""
@@ -251,41 +294,6 @@ class ScheduleLoop(LoopService):
                 pass  # it finished meanwhile
         return rows
 
-    async def _start(self, runs: list[tuple[asyncpg.Record, datetime]]) -> list[StartedExecution | None]:
-        """Start the runs (schedule, fire time) in one statement of their own; each run, or None if it could not.
-
-        A run that cannot start (its workflow gone, say) is counted and spoils no other. A run started before
-        (by another replica, before a crash, or by a backfill) comes back without outbox rows.
-        """
-        if not runs:
-            return []
-        results = await start_runs(self._pool, self._topics, runs, workflows=self._workflows)
-        # This process's clock: the database's would cost a round trip.
-        inserted_at = datetime.now(UTC)
-        started: list[StartedExecution | None] = []
-        for (schedule, scheduled_for), result in zip(runs, results, strict=True):
-            if isinstance(result, Exception):
-                if is_outage(result):
-                    raise result
-                if isinstance(result, FlowlineError):
-                    logger.warning(
-                        "schedule %s could not start its run for %s: %s", schedule["id"], scheduled_for, result
-                    )
-                else:  # a bug must not stall the schedule (and its batch) at this fire time forever
-                    logger.error(
-                        "schedule %s could not start its run for %s", schedule["id"], scheduled_for, exc_info=result
-                    )
-                self._metrics.schedule_runs.labels("failed").inc()
-                started.append(None)
-            elif not result.created:
-                self._metrics.schedule_runs.labels("already_started").inc()
-                started.append(result)
-            else:
-                self._metrics.schedule_runs.labels("started").inc()
-                self._metrics.schedule_lateness.observe(max((inserted_at - scheduled_for).total_seconds(), 0.0))
-                started.append(result)
-        return started
-
     async def release_buffered(self) -> int:
         """Start the waiting runs (``buffer_one``) of schedules whose previous run has finished; how many."""
         async with self._pool.acquire() as connection, connection.transaction():
@@ -294,10 +302,11 @@ class ScheduleLoop(LoopService):
             schedules = await claim_released_buffers(connection, limit=self._batch_size)
             rows: list[OutboxRow] = []
             runs = [(schedule, schedule["buffered_for"]) for schedule in schedules]
-            for schedule, started in zip(schedules, await self._start(runs), strict=True):
-                if started is not None:
-                    rows.extend(started.outbox)
-                    await record_run(connection, schedule["id"], schedule["buffered_for"], started.id)
+            started = await start_scheduled_runs(self._pool, self._topics, self._workflows, self._metrics, runs)
+            for schedule, run in zip(schedules, started, strict=True):
+                if run is not None:
+                    rows.extend(run.outbox)
+                    await record_run(connection, schedule["id"], schedule["buffered_for"], run.id)
                 await clear_buffered_run(connection, schedule["id"])
         await self._outbox.publish(rows)
         return len(schedules)

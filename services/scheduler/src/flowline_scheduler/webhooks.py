@@ -9,8 +9,11 @@ at least once. The receiver tells deliveries apart by ``webhook-id``, the same o
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -123,7 +126,11 @@ class SuccessRecorder:
 
 
 class WebhookDeliveryLoop(LoopService):
-    """Keeps up to ``FLOWLINE_WEBHOOK_MAX_CONCURRENT_DELIVERIES`` deliveries in flight; woken by new ones."""
+    """Keeps up to ``FLOWLINE_WEBHOOK_MAX_CONCURRENT_DELIVERIES`` deliveries in flight; woken by new ones.
+
+    At most ``FLOWLINE_WEBHOOK_MAX_IN_FLIGHT_PER_WEBHOOK`` of them are one webhook's: a receiver that answers
+    slowly (or not, until the timeout) holds those, and the other webhooks' deliveries go on meanwhile.
+    """
 
     def __init__(
         self,
@@ -142,7 +149,9 @@ class WebhookDeliveryLoop(LoopService):
         self._retry_waits = parse_retry_schedule(settings.webhook_retry_schedule_seconds)
         self._disable_after = settings.webhook_disable_after_seconds
         self._capacity = settings.webhook_max_concurrent_deliveries
+        self._per_webhook = settings.webhook_max_in_flight_per_webhook
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight_by_webhook: Counter[uuid.UUID] = Counter()
         self._wake_scheduled = False
         self._successes = SuccessRecorder(pool)
 
@@ -150,16 +159,26 @@ class WebhookDeliveryLoop(LoopService):
         """Claim due deliveries while there is room, and start sending each."""
         while (room := self._capacity - len(self._in_flight)) > 0:
             async with self._pool.acquire() as connection:
-                claimed = await claim_due_deliveries(connection, room, self._timeout + LEASE_MARGIN_SECONDS)
+                claimed = await claim_due_deliveries(
+                    connection,
+                    room,
+                    self._timeout + LEASE_MARGIN_SECONDS,
+                    per_webhook=self._per_webhook,
+                    in_flight=self._in_flight_by_webhook,
+                )
             for delivery in claimed:
                 task = asyncio.create_task(self.deliver(delivery), name=f"webhook-delivery-{delivery.id}")
                 self._in_flight.add(task)
-                task.add_done_callback(self._finished)
+                self._in_flight_by_webhook[delivery.webhook_id] += 1
+                task.add_done_callback(functools.partial(self._finished, delivery.webhook_id))
             if len(claimed) < room:
                 return
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, webhook_id: uuid.UUID, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._in_flight_by_webhook[webhook_id] -= 1
+        if not self._in_flight_by_webhook[webhook_id]:
+            del self._in_flight_by_webhook[webhook_id]
         # The next event of the same execution may be waiting for this one; and there is room again.
         if not self._wake_scheduled and len(self._in_flight) <= self._capacity // 2:
             self._wake_scheduled = True

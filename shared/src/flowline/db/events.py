@@ -33,10 +33,19 @@ class NewEvent(NamedTuple):
 
 
 def event_rows(
-    tenant_id: uuid.UUID, execution_id: uuid.UUID, first: int, events: Sequence[NewEvent], topic: str
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    first: int,
+    events: Sequence[NewEvent],
+    topic: str,
+    *,
+    occurred_at: datetime | None = None,
 ) -> tuple[datetime, list[object], list[OutboxRow]]:
-    """The time, snapshots and outbox rows of ``events`` numbered from ``first``, for a statement to store."""
-    now = datetime.now(UTC)
+    """The time, snapshots and outbox rows of ``events`` numbered from ``first``, for a statement to store.
+
+    The time is now unless ``occurred_at`` (events prepared ahead of the moment they stand for) says otherwise.
+    """
+    now = occurred_at or datetime.now(UTC)
     snapshots = [_bounded(msgspec.to_builtins(event.data)) for event in events]
     rows = [
         outgoing(

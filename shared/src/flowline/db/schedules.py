@@ -201,6 +201,16 @@ async def read_clock(connection: asyncpg.Connection) -> datetime:
     return now
 
 
+async def sleep_until(connection: asyncpg.Connection, instant: datetime) -> None:
+    """Return once PostgreSQL's clock has reached ``instant`` (at once if it has)."""
+    await connection.execute(
+        *bind(
+            "SELECT pg_sleep(greatest(extract(epoch FROM :instant::timestamptz - clock_timestamp()), 0))",
+            instant=instant,
+        )
+    )
+
+
 async def claim_due_schedules(connection: asyncpg.Connection, *, now: datetime, limit: int) -> list[asyncpg.Record]:
     """Lock up to ``limit`` unpaused schedules due by ``now``, the most overdue first, skipping those held."""
     records: list[asyncpg.Record] = await connection.fetch(
@@ -212,6 +222,45 @@ async def claim_due_schedules(connection: asyncpg.Connection, *, now: datetime, 
         )
     )
     return records
+
+
+async def claim_schedules_due_at(
+    connection: asyncpg.Connection, fire_time: datetime, *, limit: int
+) -> list[asyncpg.Record]:
+    """Lock up to ``limit`` unpaused schedules whose next fire time is ``fire_time``, skipping those held."""
+    records: list[asyncpg.Record] = await connection.fetch(
+        *bind(
+            "SELECT * FROM schedules WHERE NOT paused AND next_run_at = :fire_time LIMIT :limit FOR UPDATE SKIP LOCKED",
+            fire_time=fire_time,
+            limit=limit,
+        )
+    )
+    return records
+
+
+class CrowdedFireTime(NamedTuple):
+    """A fire time many schedules share, how many, and PostgreSQL's time when it was found."""
+
+    fire_time: datetime
+    schedules: int
+    now: datetime
+
+
+async def next_crowded_fire_time(
+    connection: asyncpg.Connection | asyncpg.Pool, *, within: timedelta, at_least: int
+) -> CrowdedFireTime | None:
+    """The first fire time in the coming ``within`` at which ``at_least`` unpaused schedules are due, if any."""
+    record = await connection.fetchrow(
+        *bind(
+            "WITH clock AS (SELECT clock_timestamp() AS now) "
+            "SELECT s.next_run_at AS fire_time, count(*) AS schedules, clock.now FROM schedules s, clock "
+            "WHERE NOT s.paused AND s.next_run_at > clock.now AND s.next_run_at <= clock.now + :within "
+            "GROUP BY s.next_run_at, clock.now HAVING count(*) >= :at_least ORDER BY s.next_run_at LIMIT 1",
+            within=within,
+            at_least=at_least,
+        )
+    )
+    return None if record is None else CrowdedFireTime(**record)
 
 
 class SchedulePass(NamedTuple):
@@ -242,6 +291,26 @@ async def record_passes(connection: asyncpg.Connection, passes: Sequence[Schedul
             buffered_for=[one.buffered_for for one in passes],
             last_run_at=[last_run_at for last_run_at, _ in last_runs],
             last_execution_id=[last_execution_id for _, last_execution_id in last_runs],
+        )
+    )
+
+
+async def set_last_runs(
+    connection: asyncpg.Connection, last_runs: Sequence[tuple[uuid.UUID, datetime | None, uuid.UUID | None]]
+) -> None:
+    """Set each schedule's latest run (schedule id, its time, its execution id) as given, in one statement.
+
+    Unlike ``record_passes``, whatever the schedule held: for correcting what a pass recorded ahead.
+    """
+    await connection.execute(
+        *bind(
+            "UPDATE schedules s SET last_run_at = r.last_run_at, last_execution_id = r.last_execution_id "
+            "FROM unnest(:id::uuid[], :last_run_at::timestamptz[], :last_execution_id::uuid[]) "
+            "    AS r(id, last_run_at, last_execution_id) "
+            "WHERE s.id = r.id",
+            id=[schedule_id for schedule_id, _, _ in last_runs],
+            last_run_at=[last_run_at for _, last_run_at, _ in last_runs],
+            last_execution_id=[last_execution_id for _, _, last_execution_id in last_runs],
         )
     )
 

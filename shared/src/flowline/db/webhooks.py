@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeAlias
 
@@ -237,35 +237,57 @@ async def insert_test_delivery(
     return record
 
 
-async def claim_due_deliveries(connection: Connection, limit: int, lease_seconds: float) -> list[ClaimedDelivery]:
+async def claim_due_deliveries(
+    connection: Connection,
+    limit: int,
+    lease_seconds: float,
+    *,
+    per_webhook: int,
+    in_flight: Mapping[uuid.UUID, int] | None = None,
+) -> list[ClaimedDelivery]:
     """Claim up to ``limit`` due deliveries of enabled webhooks for one attempt each.
 
     A delivery waits while an earlier event of its execution is still pending for the same webhook, so each
     webhook hears of an execution's events in order. A claim moves ``next_attempt_at`` a lease ahead: should
-    the attempt's outcome never be recorded (the process died), the delivery comes due again then.
+    the attempt's outcome never be recorded (the process died), the delivery comes due again then. A webhook
+    gets at most ``per_webhook`` deliveries less those it has ``in_flight`` (by webhook id), so that a slow
+    receiver holding its share leaves the rest of the room to the others.
 
     Only the head of the due index is looked at (``head``), so a claim costs the same with a backlog of
-    millions; what waits there is rare and short: a disabled webhook's deliveries are not due, and a failed
-    attempt moves the later events of its execution behind its own next attempt (``record_failure``).
+    millions; what waits there is rare and short: a disabled webhook's deliveries are not due, a failed
+    attempt moves the later events of its execution behind its own next attempt (``record_failure``), and
+    the deliveries of a webhook with no room left are not in it.
     """
+    in_flight = in_flight or {}
     records = await connection.fetch(
-        # No order in the head: with statistics of a table that grew from empty, the planner would read and sort
-        # every due row to order it; without, it stops at the limit (the claim orders what it takes).
-        "WITH head AS MATERIALIZED (SELECT id FROM webhook_deliveries WHERE status = 'pending' "
-        "AND next_attempt_at <= now() LIMIT $1 * 4 + 100), "
-        "due AS (SELECT d.id FROM head JOIN webhook_deliveries d ON d.id = head.id "
-        "JOIN webhooks w ON w.id = d.webhook_id AND w.enabled "
-        "WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM "
-        "webhook_deliveries e WHERE e.webhook_id = d.webhook_id AND e.execution_id = d.execution_id "
-        "AND e.sequence < d.sequence AND e.status = 'pending') "
-        "ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED) "
-        "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, "
-        "next_attempt_at = now() + make_interval(secs => $2) FROM due, webhooks w "
-        "WHERE d.id = due.id AND w.id = d.webhook_id RETURNING d.id, d.webhook_id, d.tenant_id, d.event_type, "
-        "d.execution_id, d.sequence, d.payload, d.attempts, d.event_at, w.url, w.secret_sealed, "
-        "CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_sealed END AS previous_secret_sealed",
-        limit,
-        lease_seconds,
+        *bind(
+            # No order in the head: with statistics of a table that grew from empty, the planner would read and
+            # sort every due row to order it; without, it stops at the limit (the claim orders what it takes).
+            "WITH busy AS (SELECT * FROM unnest(:busy_webhook_id::uuid[], :busy_room::int[]) AS b(webhook_id, room)), "
+            "head AS MATERIALIZED (SELECT id FROM webhook_deliveries WHERE status = 'pending' "
+            "AND next_attempt_at <= now() AND webhook_id <> ALL(:full_webhook_id::uuid[]) LIMIT :limit * 4 + 100), "
+            "eligible AS (SELECT d.id, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) "
+            "AS place, coalesce(b.room, :per_webhook) AS room FROM head JOIN webhook_deliveries d ON d.id = head.id "
+            "JOIN webhooks w ON w.id = d.webhook_id AND w.enabled LEFT JOIN busy b ON b.webhook_id = d.webhook_id "
+            "WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM "
+            "webhook_deliveries e WHERE e.webhook_id = d.webhook_id AND e.execution_id = d.execution_id "
+            "AND e.sequence < d.sequence AND e.status = 'pending')), "
+            "due AS (SELECT d.id FROM eligible JOIN webhook_deliveries d ON d.id = eligible.id "
+            "WHERE eligible.place <= eligible.room AND d.status = 'pending' AND d.next_attempt_at <= now() "
+            "ORDER BY d.next_attempt_at, d.id LIMIT :limit FOR UPDATE OF d SKIP LOCKED) "
+            "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, "
+            "next_attempt_at = now() + make_interval(secs => :lease_seconds) FROM due, webhooks w "
+            "WHERE d.id = due.id AND w.id = d.webhook_id RETURNING d.id, d.webhook_id, d.tenant_id, d.event_type, "
+            "d.execution_id, d.sequence, d.payload, d.attempts, d.event_at, w.url, w.secret_sealed, "
+            "CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_sealed END "
+            "AS previous_secret_sealed",
+            limit=limit,
+            lease_seconds=float(lease_seconds),
+            per_webhook=per_webhook,
+            busy_webhook_id=[webhook_id for webhook_id, count in in_flight.items() if count < per_webhook],
+            busy_room=[per_webhook - count for count in in_flight.values() if count < per_webhook],
+            full_webhook_id=[webhook_id for webhook_id, count in in_flight.items() if count >= per_webhook],
+        )
     )
     return [ClaimedDelivery(**dict(record)) for record in records]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
@@ -65,8 +66,12 @@ async def _prepare(
     results: list[StartedExecution | Exception | None],
     *,
     fresh: bool,
+    created_at: datetime | None = None,
 ) -> _Round:
-    """The executions of the starts at ``positions``, each workflow kept (unless ``fresh``) or read once."""
+    """The executions of the starts at ``positions``, each workflow kept (unless ``fresh``) or read once.
+
+    ``created_at``: see ``new_execution``.
+    """
     prepared = _Round({}, [])
     read: dict[WorkflowKey, asyncpg.Record | FlowlineError] = {}
     for position in positions:
@@ -84,12 +89,33 @@ async def _prepare(
             if isinstance(workflow, FlowlineError):
                 raise workflow
             if may_start(start, workflow, kept=kept is not None):
-                prepared.new[position] = new_execution(topics, start, workflow)
+                prepared.new[position] = new_execution(topics, start, workflow, created_at=created_at)
             else:
                 prepared.again.append(position)
         except Exception as err:  # a start that cannot be built (a bug, say) spoils no other
             results[position] = err
     return prepared
+
+
+async def prepare_executions(
+    connection: asyncpg.Connection | asyncpg.Pool,
+    topics: Topics,
+    starts: Sequence[StartRequest],
+    *,
+    workflows: WorkflowCache,
+    created_at: datetime,
+) -> list[NewExecution | None]:
+    """The executions ``start_executions`` would insert for ``starts``, built ahead of ``created_at``, in order.
+
+    None for a start that cannot be built ahead (its workflow unknown or disabled, its input refused): leave
+    that start to ``start_executions`` at its time, which says why. Insert the others together, as
+    ``insert_executions`` or ``insert_staged_executions`` do (either checks their workflows are still as read).
+    """
+    failed: list[StartedExecution | Exception | None] = [None] * len(starts)
+    prepared = await _prepare(
+        connection, topics, starts, list(range(len(starts))), workflows, failed, fresh=False, created_at=created_at
+    )
+    return [prepared.new.get(position) for position in range(len(starts))]
 
 
 async def _insert_each_alone_on_failure(

@@ -133,11 +133,8 @@ class Inserted(NamedTuple):
     created_at: datetime | None  # None when not written: not current, or its idempotency key was taken
 
 
-# Inserts executions (one array element per execution, a parameter per field of ``NewExecution``) with their
-# first events, outbox rows (one element per row, tagged with its execution) and audit rows, all or none of
-# each execution's: the start's single statement.
-_INSERT_EXECUTIONS = """
-WITH new AS (
+# The executions to insert, one array element per execution and a parameter per field of ``NewExecution``.
+_NEW_EXECUTIONS = """
     SELECT * FROM unnest(:id::uuid[], :tenant_id::uuid[], :workflow_id::uuid[], :workflow_version_id::uuid[],
         :workflow_ref::text[], :workflow_version::int[], :input::jsonb[], :triggered_by::text[], :started_by::text[],
         :owned_by::text[], :idempotency_key::text[], :metadata::jsonb[], :tags::text[], :root_execution_id::uuid[],
@@ -149,18 +146,32 @@ WITH new AS (
             triggered_by, started_by, owned_by, idempotency_key, metadata, tags, root_execution_id,
             parent_execution_id, parent_step_id, rerun_of, rerun_from_step, schedule_id, scheduled_for, created_event,
             created_event_at, version_pinned, audit_id, audit_principal, audit_changes, audit_request_id, position)
-), current AS (  -- still as read: live, enabled and (unless a version was asked for) at this version
+"""
+
+# Their outbox rows, one array element per row, tagged with its execution.
+_NEW_OUTBOX = """
+    SELECT * FROM unnest(:outbox_execution_id::uuid[], :outbox_id::uuid[], :outbox_topic::text[], :outbox_key::bytea[],
+        :outbox_payload::bytea[], :outbox_request_id::text[]) AS o(execution_id, id, topic, key, payload, request_id)
+"""
+
+# Inserts executions ({new}: rows as ``_NEW_EXECUTIONS`` makes them) with their first events, outbox rows
+# ({outbox}: as ``_NEW_OUTBOX``) and audit rows, all or none of each execution's: the start's single statement.
+# ``created_at`` is the statement's start, not the transaction's: a start prepared ahead (``stage_executions``)
+# runs in a transaction that began before its execution was due.
+_WRITE_EXECUTIONS = """
+WITH new AS ({new}),
+current AS (  -- still as read: live, enabled and (unless a version was asked for) at this version
     SELECT n.* FROM new n JOIN workflows w ON w.id = n.workflow_id
     WHERE w.enabled AND w.deleted_at IS NULL AND (n.version_pinned OR w.latest_version = n.workflow_version)
 ), created AS (
     INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version,
         status, input, root_execution_id, triggered_by, started_by, owned_by, idempotency_key, metadata, tags,
         parent_execution_id, parent_step_id, rerun_of, rerun_from_step, schedule_id, scheduled_for,
-        last_event_sequence)
+        last_event_sequence, created_at, updated_at)
     SELECT id, tenant_id, workflow_id, workflow_version_id, workflow_ref, workflow_version, 'pending', input,
         coalesce(root_execution_id, id), triggered_by, started_by, owned_by, idempotency_key, metadata,
         ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), parent_execution_id, parent_step_id, rerun_of,
-        rerun_from_step, schedule_id, scheduled_for, 1
+        rerun_from_step, schedule_id, scheduled_for, 1, statement_timestamp(), statement_timestamp()
     FROM current
     ORDER BY position  -- the caller's order: concurrent statements take the keys' locks in one order
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -170,12 +181,10 @@ WITH new AS (
         occurred_at)
     SELECT n.id, 1, n.tenant_id, 'WORKFLOW_CREATED', NULL, NULL, n.created_event, n.created_event_at
     FROM created c JOIN new n ON n.id = c.id
-), queued AS (
-    INSERT INTO outbox (id, topic, key, payload, request_id)
-    SELECT o.id, o.topic, o.key, o.payload, o.request_id
-    FROM unnest(:outbox_execution_id::uuid[], :outbox_id::uuid[], :outbox_topic::text[], :outbox_key::bytea[],
-        :outbox_payload::bytea[], :outbox_request_id::text[]) AS o(execution_id, id, topic, key, payload, request_id)
-    JOIN created c ON c.id = o.execution_id
+), queued AS (  -- ``created_at`` as the executions': the relay's grace period runs from about the commit
+    INSERT INTO outbox (id, topic, key, payload, request_id, created_at)
+    SELECT o.id, o.topic, o.key, o.payload, o.request_id, statement_timestamp()
+    FROM ({outbox}) AS o JOIN created c ON c.id = o.execution_id
 ), audited AS (
     INSERT INTO audit_logs (id, tenant_id, entity_type, entity_id, action, principal, changes, request_id)
     SELECT n.audit_id, n.tenant_id, 'execution', n.id::text, 'start', n.audit_principal, n.audit_changes,
@@ -203,6 +212,25 @@ def _column(executions: Sequence[NewExecution], field: str) -> list[Any]:
     return [getattr(execution, field) for execution in executions]
 
 
+def _parameters(executions: Sequence[NewExecution]) -> dict[str, list[Any]]:
+    """The parameters of ``_NEW_EXECUTIONS`` and ``_NEW_OUTBOX`` for ``executions``."""
+    audits = [execution.audit or (None, None, None, None) for execution in executions]
+    outbox = [(execution.id, row) for execution in executions for row in execution.outbox]
+    params = {field: _column(executions, field) for field in _ROW_FIELDS}
+    params.update({name: [audit[position] for audit in audits] for position, name in enumerate(_AUDIT_PARAMETERS)})
+    params["outbox_execution_id"] = [execution_id for execution_id, _ in outbox]
+    params.update({f"outbox_{field}": [getattr(row, field) for _, row in outbox] for field in OutboxRow._fields})
+    return params
+
+
+_INSERT_EXECUTIONS = _WRITE_EXECUTIONS.format(new=_NEW_EXECUTIONS, outbox=_NEW_OUTBOX)
+# Staged (``stage_executions``) in tables of the session that no other session sees, gone at the commit.
+_STAGED_EXECUTIONS, _STAGED_OUTBOX = "staged_executions", "staged_outbox"
+_INSERT_STAGED_EXECUTIONS = _WRITE_EXECUTIONS.format(
+    new=f"SELECT * FROM {_STAGED_EXECUTIONS}", outbox=f"SELECT * FROM {_STAGED_OUTBOX}"
+)
+
+
 async def insert_executions(
     connection: asyncpg.Connection | asyncpg.Pool, executions: Sequence[NewExecution]
 ) -> list[Inserted]:
@@ -210,13 +238,27 @@ async def insert_executions(
 
     Callers that insert several at once order them by ``execution_lock_order``.
     """
-    audits = [execution.audit or (None, None, None, None) for execution in executions]
-    outbox = [(execution.id, row) for execution in executions for row in execution.outbox]
-    params = {field: _column(executions, field) for field in _ROW_FIELDS}
-    params.update({name: [audit[position] for audit in audits] for position, name in enumerate(_AUDIT_PARAMETERS)})
-    params["outbox_execution_id"] = [execution_id for execution_id, _ in outbox]
-    params.update({f"outbox_{field}": [getattr(row, field) for _, row in outbox] for field in OutboxRow._fields})
-    records = await connection.fetch(*bind(_INSERT_EXECUTIONS, params))
+    records = await connection.fetch(*bind(_INSERT_EXECUTIONS, _parameters(executions)))
+    return [Inserted(record["current"], record["created_at"]) for record in records]
+
+
+async def stage_executions(connection: asyncpg.Connection, executions: Sequence[NewExecution]) -> None:
+    """Write ``executions`` (ordered by ``execution_lock_order``) where only this transaction sees them.
+
+    For a start prepared ahead of its time: ``insert_staged_executions`` inserts them later in the transaction,
+    costing PostgreSQL alone (their parameters were sent and encoded here). Nothing of them exists for anyone
+    else until then, and nothing at all if the transaction rolls back.
+    """
+    params = _parameters(executions)
+    await connection.execute(
+        *bind(f"CREATE TEMPORARY TABLE {_STAGED_EXECUTIONS} ON COMMIT DROP AS {_NEW_EXECUTIONS}", params)
+    )
+    await connection.execute(*bind(f"CREATE TEMPORARY TABLE {_STAGED_OUTBOX} ON COMMIT DROP AS {_NEW_OUTBOX}", params))
+
+
+async def insert_staged_executions(connection: asyncpg.Connection) -> list[Inserted]:
+    """Insert the executions this transaction staged, as ``insert_executions`` would; what became of each."""
+    records = await connection.fetch(_INSERT_STAGED_EXECUTIONS)
     return [Inserted(record["current"], record["created_at"]) for record in records]
 
 
@@ -357,15 +399,22 @@ def _requested_row(topics: Topics, start: StartRequest, workflow: asyncpg.Record
     return requested
 
 
-def new_execution(topics: Topics, start: StartRequest, workflow: asyncpg.Record) -> NewExecution:
-    """The execution ``start`` asks for, of ``workflow``: its row, first event, outbox rows and audit row."""
+def new_execution(
+    topics: Topics, start: StartRequest, workflow: asyncpg.Record, *, created_at: datetime | None = None
+) -> NewExecution:
+    """The execution ``start`` asks for, of ``workflow``: its row, first event, outbox rows and audit row.
+
+    Its WORKFLOW_CREATED event occurs now, or at ``created_at`` for an execution prepared ahead of its time.
+    """
     parent, rerun, scheduled, audit = start.parent, start.rerun, start.scheduled, start.audit
     execution_id = uuid7()
     created_event = NewEvent(
         "WORKFLOW_CREATED",
         WorkflowSnapshot(status="pending", workflow_ref=start.workflow_ref, workflow_version=workflow["version"]),
     )
-    now, snapshots, rows = event_rows(start.tenant_id, execution_id, CREATED_SEQUENCE, [created_event], topics.events)
+    now, snapshots, rows = event_rows(
+        start.tenant_id, execution_id, CREATED_SEQUENCE, [created_event], topics.events, occurred_at=created_at
+    )
     rows.append(_requested_row(topics, start, workflow, execution_id))
     return NewExecution(
         id=execution_id,
