@@ -126,9 +126,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # fetches carry more each, and the local broker answers a fetch only when its wait is up, so each fetch
     # costs it and the consumer CPU whether or not data came.
     kafka_busy_fetch_max_wait_ms: int = 10
-    # The same for consumers whose messages no one waits on (log-ingest, the scheduler's timer announcements,
-    # the executor's tasks topic, which carries only what the executor could not run at once). Each idle
-    # consumer polls the local broker once per wait: a longer one spares both of them CPU.
+    # The same for consumers whose messages no one waits on (log-ingest, the scheduler's timer announcements and
+    # its events consumer for webhooks, the executor's tasks topic, which carries only what the executor could
+    # not run at once). Each idle consumer polls the local broker once per wait: a longer one spares both of
+    # them CPU.
     kafka_background_fetch_max_wait_ms: int = 100
     # A consumer someone waits on that had no records for this long stops fetching until a publisher rings
     # (PostgreSQL NOTIFY, sent only for a partition quiet this long) or this long again has passed: an idle

@@ -105,8 +105,14 @@ async def run_scheduler(settings: Settings) -> None:
             lookback_seconds=settings.webhook_sweep_lookback_seconds,
             batch_size=settings.webhook_sweep_batch_size,
         )
+        # Background: a webhook hears of an event one long fetch wait later at most, and the scheduler does not
+        # fetch every few milliseconds while executions run.
         events = runtime.consumer(
-            "scheduler-webhooks", [settings.topics.events], decoder(EventMessage), batch_handler=recorder.handle_events
+            "scheduler-webhooks",
+            [settings.topics.events],
+            decoder(EventMessage),
+            batch_handler=recorder.handle_events,
+            background=True,
         )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         await announcements.start()
