@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Settings
 
 
@@ -43,6 +45,22 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def listening(wakeups: Wakeups) -> AsyncIterator[Wakeups]:
+    """Run ``wakeups`` (its loops made already: they subscribe at construction) until it listens; stop it after."""
+    running = asyncio.create_task(wakeups.run())
+
+    async def heard() -> bool:
+        return wakeups.listening
+
+    try:
+        await eventually(heard)
+        yield wakeups
+    finally:
+        wakeups.stop()
+        await running
 
 
 class CountingServer:

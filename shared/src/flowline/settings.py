@@ -126,9 +126,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # fetches carry more each, and the local broker answers a fetch only when its wait is up, so each fetch
     # costs it and the consumer CPU whether or not data came.
     kafka_busy_fetch_max_wait_ms: int = 10
-    # The same for consumers whose messages no one waits on (log-ingest, the scheduler's timer announcements,
-    # the executor's tasks topic, which carries only what the executor could not run at once). Each idle
-    # consumer polls the local broker once per wait: a longer one spares both of them CPU.
+    # The same for consumers whose messages no one waits on (log-ingest, the scheduler's timer announcements and
+    # its events consumer for webhooks, the executor's tasks topic, which carries only what the executor could
+    # not run at once). Each idle consumer polls the local broker once per wait: a longer one spares both of
+    # them CPU.
     kafka_background_fetch_max_wait_ms: int = 100
     # A consumer someone waits on that had no records for this long stops fetching until a publisher rings
     # (PostgreSQL NOTIFY, sent only for a partition quiet this long) or this long again has passed: an idle
@@ -186,10 +187,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     eager_dispatch: bool = True
     outbox_relay_interval_seconds: float = 1.0
     outbox_relay_grace_seconds: float = 2.0
+    # The scheduler's loops sleep until their next work is due or PostgreSQL notifies a change (a schedule, a
+    # delivery, a bulk operation, a timer's announcement), and look again after this long in any case: the bound
+    # on how late work is should a notification be lost unnoticed. While the scheduler cannot listen for
+    # notifications, the loops poll at their intervals below instead.
+    scheduler_fallback_poll_seconds: float = 10.0
     timer_poll_interval_seconds: float = 0.5
-    # How often the scheduler looks for bulk operations to work on (a new one waits at most this long).
+    # How often the scheduler looks for bulk operations to work on while it cannot listen for new ones.
     bulk_operation_poll_interval_seconds: float = 1.0
-    # How often the scheduler looks for due schedules: a run starts at most this late (plus the work itself).
+    # How often the scheduler looks for due schedules while it cannot listen for changes, and while a buffered
+    # run waits for its schedule's previous run to finish.
     schedule_poll_interval_seconds: float = 0.5
     # How long before a fire time that many schedules share (50 or more) the scheduler claims them and prepares
     # their runs, to write them all at that time (flowline_scheduler.schedules_ahead); 0: never ahead. Preparing
@@ -207,7 +214,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_disable_after_seconds: float = 86_400.0
     # How long a rotated-out secret still signs deliveries, beside the new one.
     webhook_secret_rotation_seconds: float = 86_400.0
-    # How often the scheduler looks for deliveries that came due (new ones wake it at once).
+    # How often the scheduler looks for deliveries that came due while it cannot listen for new ones, or while a
+    # due delivery waits (behind an earlier event of its execution, or for its webhook to be enabled).
     webhook_poll_interval_seconds: float = 1.0
     # Deliveries one scheduler process sends at the same time. More lets slow receivers hold fewer of them, but
     # costs CPU per delivery: httpx's connection pool does work for every request in flight on every request.

@@ -13,6 +13,7 @@ import pytest
 from flowline.db.schedules import read_schedule, start_run
 from flowline.messages import CancelExecution, ControlMessage, decoder
 from flowline.runtime.service import Runtime
+from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Settings
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.schedules import ScheduleLoop
@@ -21,7 +22,7 @@ from litestar.testing import AsyncTestClient
 from prometheus_client import CollectorRegistry
 
 from tests.integration.api.clients import admin_client
-from tests.support import define, eventually, read_topic, run_until_finished
+from tests.support import define, eventually, listening, read_topic, run_until_finished
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 NOOP = {"ref": "demo.tick", "definition": {"steps": [{"id": "only", "type": "action", "action": "core.noop"}]}}
@@ -88,6 +89,42 @@ async def test_an_interval_schedule_fires_each_time_once_in_order(
     assert loop.count("started") == len(runs)
     last = (await api.get(f"/schedules/{created['id']}")).json()["lastRun"]
     assert datetime.fromisoformat(last["scheduledFor"]) == times[-1]
+
+
+class CountedLoop(ScheduleLoop):
+    """A schedule loop that counts its passes, to know when it has gone to sleep."""
+
+    passes = 0
+
+    async def run_once(self) -> None:
+        await super().run_once()
+        self.passes += 1
+
+
+async def test_a_sleeping_loop_is_woken_by_a_new_schedule_and_fires_it_when_due(
+    api: Client, runtime: Runtime, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # Polls an hour apart, listening or not: only the new schedule's notification and its due time wake the loop.
+    wakeups = Wakeups(settings.database_url, fallback_seconds=3600)
+    metrics = SchedulerMetrics(CollectorRegistry())
+    loop = CountedLoop(runtime.pool, runtime.outbox, settings.topics, metrics, interval_seconds=3600, wakeups=wakeups)
+    async with listening(wakeups):
+        running = asyncio.create_task(loop.start())
+        try:
+
+            async def asleep() -> bool:
+                return loop.passes >= 1
+
+            await eventually(asleep)
+            created = await _create(api, overlap="allow")  # first due a second from now
+
+            async def fired_twice() -> bool:
+                return len(await _runs(pool, created["id"])) >= 2
+
+            await eventually(fired_twice, timeout=30)
+        finally:
+            loop.stop()
+            await running
 
 
 async def test_pause_stops_it_and_resume_and_trigger_start_runs(

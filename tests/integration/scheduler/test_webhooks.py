@@ -17,16 +17,17 @@ import standardwebhooks
 from flowline.domain.agents import auth_cipher
 from flowline.messages import EventMessage, decoder
 from flowline.runtime.service import Runtime
+from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Settings
 from flowline_devstack.ports import free_port
 from flowline_scheduler.metrics import SchedulerMetrics
-from flowline_scheduler.webhook_events import DeliveryRecorder
+from flowline_scheduler.webhook_events import DeliveryRecorder, WebhookTenants
 from flowline_scheduler.webhooks import DeliveryRetention, WebhookDeliveryLoop, create_webhook_client
 from litestar.testing import AsyncTestClient
 from prometheus_client import CollectorRegistry
 
 from tests.integration.api.clients import admin_client
-from tests.support import CountingServer, define_and_start, eventually, run_until_finished
+from tests.support import CountingServer, define_and_start, eventually, listening, run_until_finished
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 ONE_STEP = {"steps": [{"id": "only", "type": "action", "action": "core.echo", "input": {"n": "{{ input.n }}"}}]}
@@ -35,13 +36,14 @@ ONE_STEP = {"steps": [{"id": "only", "type": "action", "action": "core.echo", "i
 class Scheduler:
     """The scheduler's webhook half: the events consumer (a group of its own) and the delivery loop."""
 
-    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+    def __init__(self, runtime: Runtime, settings: Settings, wakeups: Wakeups | None = None) -> None:
         self.registry = CollectorRegistry()
         self.client = create_webhook_client(settings)
-        self.loop = WebhookDeliveryLoop(
-            runtime.pool, auth_cipher(settings.secret_key), self.client, SchedulerMetrics(self.registry), settings
-        )
-        self.recorder = DeliveryRecorder(runtime.pool, on_new=self.loop.wake)
+        metrics = SchedulerMetrics(self.registry)
+        cipher = auth_cipher(settings.secret_key)
+        self.loop = WebhookDeliveryLoop(runtime.pool, cipher, self.client, metrics, settings, wakeups)
+        tenants = None if wakeups is None else WebhookTenants(wakeups)
+        self.recorder = DeliveryRecorder(runtime.pool, on_new=self.loop.wake, tenants=tenants)
         self.events_seen = 0
         self.consumer: Any = None
         self._runtime, self._settings = runtime, settings
@@ -184,6 +186,46 @@ async def test_the_events_read_again_add_no_delivery(
 
     assert await runtime.pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 1
     assert len(received(receiver)) == 1
+
+
+async def test_a_sleeping_scheduler_hears_of_new_webhooks_and_deliveries(
+    runtime: Runtime, fast: Settings, api: Client, receiver: CountingServer
+) -> None:
+    # Polls an hour apart, listening or not: only notifications wake the delivery loop and renew what the events
+    # consumer knows of the tenants' webhooks (read once, with none, for the first execution's events).
+    wakeups = Wakeups(fast.database_url, fallback_seconds=3600)
+    scheduler = Scheduler(runtime, msgspec.structs.replace(fast, webhook_poll_interval_seconds=3600), wakeups)
+    async with listening(wakeups):
+        await scheduler.start()
+        sending = asyncio.create_task(scheduler.loop.start())
+        try:
+            await run(runtime, fast, "demo.unheard")
+            events = await runtime.pool.fetchval("SELECT count(*) FROM execution_events")
+
+            def consumed(check: Callable[[], Awaitable[bool]]) -> Callable[[], Awaitable[bool]]:
+                async def step() -> bool:
+                    await scheduler.consumer.poll_once()
+                    return await check()
+
+                return step
+
+            async def all_read() -> bool:
+                return scheduler.events_seen >= events
+
+            await eventually(consumed(all_read), 60)
+            webhook = await create_webhook(api, f"{receiver.url}/ok")
+            assert (await api.post(f"webhooks/{webhook['id']}/test")).status_code == 202
+            await eventually(count(receiver, 1), 60)  # the api's delivery woke the sleeping loop
+            execution_id = await run(runtime, fast, "demo.heard")
+            await eventually(consumed(count(receiver, 2)), 60)
+        finally:
+            await scheduler.loop.close()
+            await sending
+            await scheduler.close()
+
+    (_, test_body), (_, body) = received(receiver)
+    assert json.loads(test_body)["type"] == "webhook.test"
+    assert json.loads(body)["data"]["executionId"] == execution_id
 
 
 async def test_a_failed_answer_is_retried_with_the_same_webhook_id(

@@ -22,6 +22,7 @@ from flowline.db.bulk_operations import (
     record_bulk_batch,
     selection_of,
 )
+from flowline.db.notifications import BULK_OPERATIONS
 from flowline.domain.commands import request_cancel, request_retry
 from flowline.domain.removal import Remover
 from flowline.domain.snapshots import OperationSnapshot
@@ -30,6 +31,7 @@ from flowline.kafka.outbox import OutboxPublisher, OutboxRow, enqueue, outgoing
 from flowline.messages import OperationEvent
 from flowline.runtime.loops import LoopService
 from flowline.runtime.outages import OUTAGE_ERRORS
+from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Topics
 
 from flowline_scheduler.backfill import backfill_batch
@@ -62,8 +64,11 @@ class BulkOperationLoop(LoopService):
         *,
         metrics: SchedulerMetrics | None = None,
         archive_dir: Path | None = None,
+        wakeups: Wakeups | None = None,
     ) -> None:
-        super().__init__("bulk-operations", interval_seconds)
+        super().__init__(
+            "bulk-operations", interval_seconds, wakeups=wakeups, channels=(BULK_OPERATIONS,) if wakeups else ()
+        )
         self._pool = pool
         self._outbox = outbox
         self._topics = topics

@@ -9,6 +9,7 @@ from flowline.messages import EventMessage, TimerMessage, decoder
 from flowline.runtime.loops import LoopService
 from flowline.runtime.ops import configure_logging
 from flowline.runtime.service import OutboxRelay, Runnable, Runtime, run_service, serve
+from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Settings, load_settings, retention_setting
 
 from flowline_scheduler.bulk import BulkOperationLoop
@@ -20,13 +21,13 @@ from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
 from flowline_scheduler.schedules import ScheduleLoop
 from flowline_scheduler.schedules_ahead import ScheduleAheadLoop
 from flowline_scheduler.timers import TimerLoop
-from flowline_scheduler.webhook_events import DeliveryRecorder
+from flowline_scheduler.webhook_events import DeliveryRecorder, WebhookTenants
 from flowline_scheduler.webhook_sweep import WebhookSweep
 from flowline_scheduler.webhooks import DeliveryRetention, WebhookDeliveryLoop, create_webhook_client
 
 
-def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetrics) -> list[Runnable]:
-    """The loops that find their work in the database on an interval (and so may run in every replica)."""
+def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetrics, wakeups: Wakeups) -> list[Runnable]:
+    """The loops that find their work in the database (and so may run in every replica)."""
     archive_dir = Path(settings.archive_dir) if settings.archive_dir else None
     execution_retention = retention_setting(settings, "execution_retention")
     leases = LeaseRecovery(runtime.pool, runtime.outbox, settings.topics, metrics, max(settings.lease_seconds / 4, 0.5))
@@ -48,9 +49,15 @@ def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetri
         metrics=metrics,
         archive_dir=archive_dir,
         backfill_runs_per_second=settings.backfill_runs_per_second,
+        wakeups=wakeups,
     )
     schedules = ScheduleLoop(
-        runtime.pool, runtime.outbox, settings.topics, metrics, settings.schedule_poll_interval_seconds
+        runtime.pool,
+        runtime.outbox,
+        settings.topics,
+        metrics,
+        settings.schedule_poll_interval_seconds,
+        wakeups=wakeups,
     )
     lifecycle = RetentionLoop(
         runtime.pool,
@@ -97,7 +104,10 @@ async def run_scheduler(settings: Settings) -> None:
     webhook_client = create_webhook_client(settings)
     try:
         metrics = SchedulerMetrics(runtime.registry)
-        timers = TimerLoop(runtime.pool, runtime.outbox, settings.topics, metrics, settings.timer_poll_interval_seconds)
+        wakeups = Wakeups(settings.database_url, fallback_seconds=settings.scheduler_fallback_poll_seconds)
+        timers = TimerLoop(
+            runtime.pool, runtime.outbox, settings.topics, metrics, settings.timer_poll_interval_seconds, wakeups
+        )
         announcements = runtime.consumer(
             "scheduler",
             [settings.topics.timers],
@@ -105,8 +115,8 @@ async def run_scheduler(settings: Settings) -> None:
             handler=timers.handle_timer_message,
             background=True,
         )
-        webhooks = WebhookDeliveryLoop(runtime.pool, cipher, webhook_client, metrics, settings)
-        recorder = DeliveryRecorder(runtime.pool, on_new=webhooks.wake)
+        webhooks = WebhookDeliveryLoop(runtime.pool, cipher, webhook_client, metrics, settings, wakeups)
+        recorder = DeliveryRecorder(runtime.pool, on_new=webhooks.wake, tenants=WebhookTenants(wakeups))
         sweep = WebhookSweep(
             runtime.pool,
             metrics,
@@ -116,8 +126,14 @@ async def run_scheduler(settings: Settings) -> None:
             lookback_seconds=settings.webhook_sweep_lookback_seconds,
             batch_size=settings.webhook_sweep_batch_size,
         )
+        # Background: a webhook hears of an event one long fetch wait later at most, and the scheduler does not
+        # fetch every few milliseconds while executions run.
         events = runtime.consumer(
-            "scheduler-webhooks", [settings.topics.events], decoder(EventMessage), batch_handler=recorder.handle_events
+            "scheduler-webhooks",
+            [settings.topics.events],
+            decoder(EventMessage),
+            batch_handler=recorder.handle_events,
+            background=True,
         )
         relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
         await announcements.start()
@@ -126,12 +142,13 @@ async def run_scheduler(settings: Settings) -> None:
             "scheduler",
             runtime,
             [
+                Runnable(wakeups.run, wakeups.stop),
                 Runnable(announcements.run, announcements.stop),
                 Runnable(timers.start, timers.stop),
                 Runnable(events.run, events.stop),
                 Runnable(webhooks.start, webhooks.close),
                 Runnable(sweep.start, sweep.stop),
-                *_polling_loops(settings, runtime, metrics),
+                *_polling_loops(settings, runtime, metrics, wakeups),
                 Runnable(relay.start, relay.stop),
             ],
             http_port=settings.scheduler_http_port,

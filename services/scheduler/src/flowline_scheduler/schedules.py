@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from flowline.db.notifications import SCHEDULES
 from flowline.db.schedules import (
     SchedulePass,
     active_runs,
@@ -19,6 +20,7 @@ from flowline.db.schedules import (
     claim_released_buffers,
     clear_buffered_run,
     read_clock,
+    read_schedules_ahead,
     record_passes,
     record_run,
     start_runs,
@@ -31,6 +33,7 @@ from flowline.errors import Conflict, FlowlineError
 from flowline.kafka.outbox import OutboxPublisher, OutboxRow
 from flowline.runtime.loops import LoopService
 from flowline.runtime.outages import is_outage
+from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Topics
 
 from flowline_scheduler.metrics import SchedulerMetrics
@@ -189,7 +192,9 @@ class ScheduleLoop(LoopService):
     Due schedules are claimed with ``FOR UPDATE SKIP LOCKED``, so replicas share them and never fire one
     twice at once; the run, its bookkeeping (``next_run_at``, ``lastRun``) and its outbox rows commit together.
     The run's idempotency key (schedule id and fire time) makes a run start once even if all that were lost
-    and done again, or a backfill started it already.
+    and done again, or a backfill started it already. Between passes it sleeps until the earliest schedule is
+    due, woken sooner by a schedule created, resumed or retimed (``wakeups``); while a buffered run waits for its
+    schedule's previous run to finish, it looks every ``interval_seconds``.
     """
 
     def __init__(
@@ -201,8 +206,9 @@ class ScheduleLoop(LoopService):
         interval_seconds: float,
         batch_size: int = SCHEDULE_BATCH,
         workers: int = FIRING_WORKERS,
+        wakeups: Wakeups | None = None,
     ) -> None:
-        super().__init__("schedules", interval_seconds)
+        super().__init__("schedules", interval_seconds, wakeups=wakeups, channels=(SCHEDULES,) if wakeups else ())
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
@@ -213,12 +219,19 @@ class ScheduleLoop(LoopService):
         self._workflows = WorkflowCache()
 
     async def run_once(self) -> None:
-        """Fire every due schedule, then start the buffered runs whose previous run has finished."""
-        async with asyncio.TaskGroup() as workers:
-            for _ in range(self._workers):
-                workers.create_task(self._fire_all_due())
+        """Fire every due schedule, start the released buffered runs, and note when the next schedule is due."""
+        # One batch first: a pass rarely finds more, and the other workers would each look for nothing.
+        if await self.fire_due() >= self._batch_size:
+            async with asyncio.TaskGroup() as workers:
+                for _ in range(self._workers):
+                    workers.create_task(self._fire_all_due())
         while await self.release_buffered() >= self._batch_size:
             pass
+        ahead = await read_schedules_ahead(self._pool)
+        if ahead.buffered:  # no notification says when the previous run finishes
+            self.due_in(self.interval_seconds)
+        if ahead.due_in is not None:  # one due already is held by another scheduler: look again soon
+            self.due_in(ahead.due_in if ahead.due_in > 0 else self.interval_seconds)
 
     async def _fire_all_due(self) -> None:
         # Each batch's outbox rows go out while the next batch fires: the broker's answer need not hold it up.
@@ -265,13 +278,14 @@ class ScheduleLoop(LoopService):
                 if run is not None:  # a schedule's runs are in time order: its last one wins
                     rows.extend(run.outbox)
                     last_runs[schedule["id"]] = (instant, run.id)
-            await record_passes(
-                connection,
-                [
-                    SchedulePass(schedule["id"], following, decided.buffered_for, last_runs.get(schedule["id"]))
-                    for schedule, decided, following in passes
-                ],
-            )
+            if passes:
+                await record_passes(
+                    connection,
+                    [
+                        SchedulePass(schedule["id"], following, decided.buffered_for, last_runs.get(schedule["id"]))
+                        for schedule, decided, following in passes
+                    ],
+                )
         return len(schedules), rows
 
     async def _cancel_active(self, connection: asyncpg.Connection, schedule: asyncpg.Record) -> list[OutboxRow]:

@@ -6,10 +6,11 @@ import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
-from flowline.db.timers import fire_due_timers
+from flowline.db.timers import fire_due_timers, read_next_timer_due
 from flowline.kafka.outbox import OutboxPublisher, enqueue, outgoing
 from flowline.messages import TimerMessage, TimerScheduled
 from flowline.runtime.loops import LoopService
+from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Topics
 
 from flowline_scheduler.metrics import SchedulerMetrics
@@ -18,7 +19,10 @@ FIRE_BATCH = 500
 
 
 class TimerLoop(LoopService):
-    """Polls for due timers; a TimerScheduled message wakes it exactly when a new timer comes due."""
+    """Fires due timers, then sleeps until the earliest pending one comes due.
+
+    A TimerScheduled message wakes it exactly when a new timer comes due; the wake-ups' fallback covers one lost.
+    """
 
     def __init__(
         self,
@@ -27,17 +31,21 @@ class TimerLoop(LoopService):
         topics: Topics,
         metrics: SchedulerMetrics,
         interval_seconds: float,
+        wakeups: Wakeups | None = None,
     ) -> None:
-        super().__init__("timers", interval_seconds)
+        super().__init__("timers", interval_seconds, wakeups=wakeups)
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
         self._metrics = metrics
 
     async def run_once(self) -> None:
-        """Fire due timers, a batch at a time, until none is due."""
+        """Fire due timers, a batch at a time, until none is due; then wait for the next one."""
         while await self.fire_due() == FIRE_BATCH:
             pass
+        due_in = await read_next_timer_due(self._pool)
+        if due_in is not None:  # one due already is held by another scheduler: look again soon
+            self.due_in(due_in if due_in > 0 else self.interval_seconds)
 
     async def fire_due(self, limit: int = FIRE_BATCH) -> int:
         """Mark up to ``limit`` due timers fired and publish their TimerFired messages.

@@ -21,10 +21,12 @@ import asyncpg
 import httpx
 import msgspec
 from cryptography.fernet import MultiFernet
+from flowline.db.notifications import WEBHOOK_DELIVERIES, WEBHOOKS
 from flowline.db.webhooks import (
     ClaimedDelivery,
     claim_due_deliveries,
     delete_settled_deliveries,
+    read_next_delivery_due,
     record_failure,
     record_successes,
 )
@@ -32,6 +34,7 @@ from flowline.domain.agents import AuthConfigUnreadable, open_secret
 from flowline.domain.webhooks import parse_retry_schedule, signature_headers
 from flowline.runtime.loops import LoopService
 from flowline.runtime.outbound import OutboundPolicy, OutboundRefused, guarded_client
+from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Settings
 
 from flowline_scheduler.metrics import SchedulerMetrics
@@ -126,10 +129,12 @@ class SuccessRecorder:
 
 
 class WebhookDeliveryLoop(LoopService):
-    """Keeps up to ``FLOWLINE_WEBHOOK_MAX_CONCURRENT_DELIVERIES`` deliveries in flight; woken by new ones.
+    """Keeps up to ``FLOWLINE_WEBHOOK_MAX_CONCURRENT_DELIVERIES`` deliveries in flight.
 
     At most ``FLOWLINE_WEBHOOK_MAX_IN_FLIGHT_PER_WEBHOOK`` of them are one webhook's: a receiver that answers
-    slowly (or not, until the timeout) holds those, and the other webhooks' deliveries go on meanwhile.
+    slowly (or not, until the timeout) holds those, and the other webhooks' deliveries go on meanwhile. Woken by
+    new deliveries, by deliveries made due now and by webhooks enabled (``wakeups``), and by its own finished
+    attempts; otherwise it sleeps until the next retry is due.
     """
 
     def __init__(
@@ -139,8 +144,14 @@ class WebhookDeliveryLoop(LoopService):
         client: httpx.AsyncClient,
         metrics: SchedulerMetrics,
         settings: Settings,
+        wakeups: Wakeups | None = None,
     ) -> None:
-        super().__init__("webhooks", settings.webhook_poll_interval_seconds)
+        super().__init__(
+            "webhooks",
+            settings.webhook_poll_interval_seconds,
+            wakeups=wakeups,
+            channels=(WEBHOOK_DELIVERIES, WEBHOOKS) if wakeups else (),
+        )
         self._pool = pool
         self._cipher = cipher
         self._client = client
@@ -156,7 +167,7 @@ class WebhookDeliveryLoop(LoopService):
         self._successes = SuccessRecorder(pool)
 
     async def run_once(self) -> None:
-        """Claim due deliveries while there is room, and start sending each."""
+        """Claim due deliveries while there is room, and start sending each; then note when the next is due."""
         while (room := self._capacity - len(self._in_flight)) > 0:
             async with self._pool.acquire() as connection:
                 claimed = await claim_due_deliveries(
@@ -172,7 +183,12 @@ class WebhookDeliveryLoop(LoopService):
                 self._in_flight_by_webhook[delivery.webhook_id] += 1
                 task.add_done_callback(functools.partial(self._finished, delivery.webhook_id))
             if len(claimed) < room:
-                return
+                break
+        if self._in_flight:
+            return  # each finished attempt wakes the loop, the last one with nothing in flight
+        due_in = await read_next_delivery_due(self._pool)
+        if due_in is not None:  # due but not claimed (behind an earlier event, or held elsewhere): look again soon
+            self.due_in(due_in if due_in > 0 else self.interval_seconds)
 
     def _finished(self, webhook_id: uuid.UUID, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

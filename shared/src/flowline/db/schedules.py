@@ -333,3 +333,20 @@ async def claim_released_buffers(connection: asyncpg.Connection, *, limit: int) 
 async def clear_buffered_run(connection: asyncpg.Connection, schedule_id: uuid.UUID) -> None:
     """Forget a schedule's buffered run (started, or given up)."""
     await connection.execute("UPDATE schedules SET buffered_for = NULL WHERE id = $1", schedule_id)
+
+
+class SchedulesAhead(NamedTuple):
+    """What the schedule loop waits for: the earliest unpaused schedule, and whether a buffered run waits."""
+
+    due_in: float | None  # seconds from now (negative: due already); None: no schedule will fire
+    buffered: bool
+
+
+async def read_schedules_ahead(connection: asyncpg.Connection | asyncpg.Pool) -> SchedulesAhead:
+    """When the earliest unpaused schedule is due, by PostgreSQL's clock, and whether a buffered run waits."""
+    record = await connection.fetchrow(
+        "SELECT extract(epoch FROM (SELECT min(next_run_at) FROM schedules WHERE NOT paused) - clock_timestamp()) "
+        "AS due_in, EXISTS (SELECT FROM schedules WHERE buffered_for IS NOT NULL AND NOT paused) AS buffered"
+    )
+    assert record is not None
+    return SchedulesAhead(None if record["due_in"] is None else float(record["due_in"]), record["buffered"])

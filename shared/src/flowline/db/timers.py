@@ -89,6 +89,14 @@ async def fire_due_timers(connection: asyncpg.Connection, limit: int) -> list[Du
     )
 
 
+async def read_next_timer_due(connection: asyncpg.Connection | asyncpg.Pool) -> float | None:
+    """Seconds until the earliest pending timer fires, by PostgreSQL's clock (negative: due); None: no timer."""
+    due_in: float | None = await connection.fetchval(
+        "SELECT extract(epoch FROM min(fire_at) - clock_timestamp())::float8 FROM timers WHERE status = 'pending'"
+    )
+    return due_in
+
+
 async def list_unapplied_timers(connection: asyncpg.Connection, *, older_than: float, limit: int) -> list[Timer]:
     """Timers fired over ``older_than`` seconds ago whose execution or step still waits for them.
 

@@ -292,6 +292,21 @@ async def claim_due_deliveries(
     return [ClaimedDelivery(**dict(record)) for record in records]
 
 
+async def read_next_delivery_due(connection: Connection) -> float | None:
+    """Seconds until the earliest pending delivery is due, by PostgreSQL's clock (negative: due); None: none is."""
+    due_in: float | None = await connection.fetchval(
+        "SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8 FROM webhook_deliveries "
+        "WHERE status = 'pending'"
+    )
+    return due_in
+
+
+async def list_webhook_tenants(connection: Connection) -> frozenset[uuid.UUID]:
+    """The tenants that have an enabled webhook."""
+    records = await connection.fetch("SELECT DISTINCT tenant_id FROM webhooks WHERE enabled")
+    return frozenset(record["tenant_id"] for record in records)
+
+
 async def record_successes(
     connection: Connection, delivered: Sequence[tuple[ClaimedDelivery, int]]
 ) -> dict[uuid.UUID, datetime]:
