@@ -230,7 +230,13 @@ async def delete_execution_rows(connection: asyncpg.Connection, ids: Sequence[uu
         )
     )
     removed["outbox"] = _count(status)
-    # One statement for the whole batch: a parent and its children go together, so the key between them holds.
+    # The reruns that outlive their original lose their link to it (no key clears it: 0013).
+    await connection.execute(
+        *bind(
+            "UPDATE executions SET rerun_of = NULL WHERE rerun_of = ANY(:ids::uuid[]) AND id <> ALL(:ids::uuid[])",
+            params,
+        )
+    )
     removed["executions"] = _count(
         await connection.execute(*bind("DELETE FROM executions WHERE id = ANY(:ids::uuid[])", params))
     )
