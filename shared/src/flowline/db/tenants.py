@@ -23,6 +23,14 @@ async def read_tenant_id(connection: asyncpg.Connection | asyncpg.Pool, slug: st
     return uuid.UUID(str(tenant_id))
 
 
+async def read_tenant_retention(connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID) -> int | None:
+    """A tenant's default execution retention in seconds (None: the server's)."""
+    seconds: int | None = await connection.fetchval(
+        *bind("SELECT retention_seconds FROM tenants WHERE id = :tenant_id", tenant_id=tenant_id)
+    )
+    return seconds
+
+
 async def update_tenant_retention(
     connection: asyncpg.Connection, *, slug: str, retention_seconds: int | None, actor: Actor
 ) -> None:
