@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 import pytest
 from flowline.db.audit import Actor
-from flowline.db.tenants import update_tenant_retention
+from flowline.db.tenants import read_tenant_id, update_tenant_retention
 from flowline.domain.archive import read_archive
 from flowline.runtime.ids import uuid7
 from flowline_client.cli import main as cli
@@ -134,7 +134,10 @@ async def test_a_tenants_default_overrides_the_servers_and_a_workflows_own_overr
     own_retention = await execution_tree(rows, pool, finished_seconds_ago=40 * DAY, workflow="demo.long")
     await pool.execute("UPDATE workflows SET retention_seconds = $1 WHERE ref = 'demo.long'", 365 * DAY)
     async with pool.acquire() as connection, connection.transaction():
-        await update_tenant_retention(connection, slug="dev", retention_seconds=3600, actor=Actor("test", None))
+        tenant_id = await read_tenant_id(connection, "dev")
+        await update_tenant_retention(
+            connection, tenant_id=tenant_id, retention_seconds=3600, actor=Actor("test", None)
+        )
 
     await _loop(pool).run_once()
 

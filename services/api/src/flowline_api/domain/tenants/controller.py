@@ -13,7 +13,7 @@ from flowline_schemas.tenants import TenantRetention
 from litestar import Controller, get, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from flowline_api.auth import ADMIN, VIEWER
 from flowline_api.domain.openapi import NO_TENANT, problems
@@ -51,7 +51,7 @@ class TenantRetentionController(Controller):
     )
     async def update(
         self,
-        tenant: FromPath[str],
+        tenant_id: NamedDependency[uuid.UUID],
         data: JSONBody[TenantRetentionUpdate],
         pool: NamedDependency[asyncpg.Pool],
         actor: NamedDependency[Actor],
@@ -63,7 +63,7 @@ class TenantRetentionController(Controller):
         """
         seconds = None if data.retention is None else retention_seconds(data.retention)
         async with pool.acquire() as connection, connection.transaction():
-            await update_tenant_retention(connection, slug=tenant, retention_seconds=seconds, actor=actor)
+            await update_tenant_retention(connection, tenant_id=tenant_id, retention_seconds=seconds, actor=actor)
         return _body(seconds, state.settings)
 
 
