@@ -54,7 +54,8 @@ async def full_execution(
     for number in range(3):
         await pool.execute(
             "INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp) "
-            "VALUES ($1, $2, $3, $4, 'work', 1, 'INFO', $5, now())",
+            # Stamped while the execution ran, as a worker stamps them (retention looks for them around then).
+            "VALUES ($1, $2, $3, $4, 'work', 1, 'INFO', $5, (SELECT created_at FROM executions WHERE id = $3))",
             uuid7(),
             tenant_id,
             execution_id,

@@ -32,6 +32,8 @@ from tests.support import api_key, bearer
 JWT_SECRET = "a-test-secret-of-enough-length-for-hs256"
 TENANT_ROUTES = "/api/v1/tenants/{tenant}/"
 ADMIN_ONLY = ("/api-keys", "/audit-logs")
+# Read by every role, changed by admins alone: the tenant's own settings.
+ADMIN_WRITES = ("/retention",)
 # Reads that need an operator: an agent's health check sends the agent's credentials to where it points;
 # webhooks are for admins and operators alone (issue #20).
 OPERATOR_READS = (
@@ -48,6 +50,8 @@ Client = AsyncTestClient  # type: ignore[type-arg]
 def needed_role(method: str, path: str) -> str:
     """The role the issue gives a route."""
     if any(path.startswith(TENANT_ROUTES + part.strip("/")) for part in ADMIN_ONLY):
+        return "admin"
+    if method != "GET" and path.removeprefix(TENANT_ROUTES.rstrip("/")) in ADMIN_WRITES:
         return "admin"
     if path.removeprefix(TENANT_ROUTES.rstrip("/")) in OPERATOR_READS:
         return "operator"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -12,21 +13,23 @@ import msgspec
 import pytest
 from flowline.domain.archive import read_archive
 from flowline.domain.credentials import key_subject, parse_key
+from flowline.domain.removal import Remover
 from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 from flowline_scheduler.bulk import BulkOperationLoop
 from litestar.testing import AsyncTestClient
 
-from tests.integration.api.clients import admin_client
+from tests.integration.api.clients import admin_client, served_client
 from tests.integration.api.execution_rows import ExecutionRows
 from tests.integration.execution_trees import execution_tree, rows_kept, rows_left
-from tests.support import api_key, bearer
+from tests.support import api_key, bearer, define_and_start
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 ROOT = "http://testserver.local"
 TENANT_ROUTES = "/api/v1/tenants/{tenant}"
 # Bodies that pass validation, so that the route itself answers.
 BODIES: dict[str, Any] = {"/rerun": {"fromStep": "work"}, "/resolve": {"value": 1}, "/reject": {"reason": "no"}}
+AGAIN = {"steps": [{"id": "work", "type": "action", "action": "core.echo", "input": {}}]}
 
 
 @pytest.fixture
@@ -210,3 +213,27 @@ async def test_a_bulk_delete_skips_children_and_those_already_gone_with_their_ro
     operation = (await api.get(f"/bulk-operations/{created.json()['id']}")).json()
     assert (operation["total"], operation["succeeded"], operation["skipped"], operation["failed"]) == (3, 1, 2, 0)
     assert set((await rows_left(pool, tree.members)).values()) == {0}
+
+
+async def test_a_rerun_asked_while_its_original_is_being_deleted_waits_then_is_404(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """No key holds a rerun to its original (0013): the rerun locks it, so it never points at one that is gone."""
+    original = await define_and_start(pool, settings, "demo.again", AGAIN, {})
+    tenant_id = await pool.fetchval(
+        "UPDATE executions SET status = 'completed', completed_at = now() WHERE id = $1 RETURNING tenant_id",
+        original.id,
+    )
+
+    async with served_client(settings) as api, pool.acquire() as removing:
+        async with removing.transaction():
+            await Remover(archive_dir=None).delete_execution(removing, tenant_id, original.id)
+            rerun = asyncio.create_task(api.post(f"executions/{original.id}/rerun", json={"fromStep": "work"}))
+            while not rerun.done() and not await pool.fetchval(  # until the rerun waits for the removal's lock
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ):
+                await asyncio.sleep(0.02)
+        response = await rerun
+
+    assert _problem(response, 404)["detail"] == f"execution {original.id} does not exist"
+    assert await pool.fetchval("SELECT count(*) FROM executions WHERE triggered_by = 'rerun'") == 0

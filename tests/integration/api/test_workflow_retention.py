@@ -1,4 +1,7 @@
-"""A workflow's retention: set on create, PUT and PATCH, shown in every workflow response, checked like any field."""
+"""A workflow's retention: set on create, PUT and PATCH, shown in every workflow response, checked like any field.
+
+And the tenant's default (``/retention``), which its workflows without their own use: admins set it, all read it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from flowline.settings import Settings
 from litestar.testing import AsyncTestClient
+
+from tests.support import api_key, bearer
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 STEPS = [{"id": "only", "type": "action", "action": "core.noop"}]
@@ -72,3 +78,53 @@ async def test_a_bad_retention_is_422_naming_the_field_and_changes_nothing(
         assert response.json()["pointer"] == "/retention"
     assert await pool.fetchval("SELECT count(*) FROM workflows") == 1
     assert await pool.fetchval("SELECT retention_seconds FROM workflows") == 30 * 86400
+
+
+async def test_an_admin_sets_the_tenants_default_retention_and_clears_it_audited(
+    api: Client, pool: asyncpg.Pool
+) -> None:
+    before = await api.get("retention")
+    assert (before.status_code, before.json()) == (200, {"retention": None, "effective": "30d"})
+
+    changed = await api.put("retention", json={"retention": "2160h"})
+    assert (changed.status_code, changed.json()) == (200, {"retention": "90d", "effective": "90d"})
+    assert (await api.get("retention")).json() == {"retention": "90d", "effective": "90d"}
+    assert await pool.fetchval("SELECT retention_seconds FROM tenants WHERE slug = 'dev'") == 90 * 86400
+    cleared = await api.put("retention", json={"retention": None})
+    assert cleared.json() == {"retention": None, "effective": "30d"}
+
+    audit = await pool.fetch(
+        "SELECT principal, changes FROM audit_logs WHERE entity_type = 'tenant' AND entity_id = 'dev' "
+        "ORDER BY occurred_at"
+    )
+    assert [row["changes"]["retention_seconds"] for row in audit] == [
+        {"before": None, "after": 90 * 86400},
+        {"before": 90 * 86400, "after": None},
+    ]
+    assert {row["principal"] for row in audit} == {audit[0]["principal"]} != {None}
+
+
+@pytest.mark.parametrize("body", [{"retention": "forever"}, {"retention": "0s"}, {"retention": 30}, {}])
+async def test_a_bad_tenant_retention_is_422_naming_the_field_and_changes_nothing(
+    api: Client, pool: asyncpg.Pool, body: dict[str, Any]
+) -> None:
+    response = await api.put("retention", json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    # A bad value is pointed at; a missing one is named (the body as a whole lacks it).
+    assert problem["pointer"] == "/retention" if body else "`retention`" in problem["detail"]
+    assert await pool.fetchval("SELECT retention_seconds FROM tenants WHERE slug = 'dev'") is None
+    assert await pool.fetchval("SELECT count(*) FROM audit_logs WHERE entity_type = 'tenant'") == 0
+
+
+async def test_only_admins_set_the_tenants_retention_and_every_role_reads_it(api: Client, settings: Settings) -> None:
+    operator = bearer(await api_key(settings.database_url, role="operator"))
+    viewer = bearer(await api_key(settings.database_url, role="viewer"))
+
+    refused = await api.put("retention", json={"retention": "1d"}, headers=operator)
+    read = await api.get("retention", headers=viewer)
+
+    assert refused.status_code == 403
+    assert (read.status_code, read.json()["retention"]) == (200, None)

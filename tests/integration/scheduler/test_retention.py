@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 import pytest
 from flowline.db.audit import Actor
-from flowline.db.tenants import update_tenant_retention
+from flowline.db.tenants import read_tenant_id, update_tenant_retention
 from flowline.domain.archive import read_archive
 from flowline.runtime.ids import uuid7
 from flowline_client.cli import main as cli
@@ -87,6 +87,29 @@ async def test_a_finished_tree_past_its_retention_goes_whole_and_nothing_else_do
     assert registry.get_sample_value("flowline_retention_behind_seconds") == 0
 
 
+async def test_task_log_records_go_with_their_tree_when_stamped_within_a_day_of_its_lifetime(
+    pool: asyncpg.Pool, rows: ExecutionRows
+) -> None:
+    """The delete looks for a tree's records from its first start to its last finish, a day either side (clocks)."""
+    tree = await execution_tree(rows, pool, finished_seconds_ago=40 * DAY)
+    for offset in ("-23 hours", "+23 hours", "+25 hours"):  # from the grandchild's start (it lives for 3 s)
+        await pool.execute(
+            "INSERT INTO task_logs (id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp) "
+            "SELECT $1, tenant_id, id, $2, 'work', 1, 'INFO', $3::text, created_at + $3::interval FROM executions "
+            "WHERE id = $4",
+            uuid7(),
+            tree.tasks[-1],
+            offset,
+            tree.members[-1],
+        )
+
+    await _loop(pool).run_once()
+
+    left = await pool.fetch("SELECT message FROM task_logs WHERE execution_id = ANY($1::uuid[])", tree.members)
+    assert [record["message"] for record in left] == ["+25 hours"]  # left to its day partition's own retention
+    assert (await rows_left(pool, tree.members))["executions"] == 0
+
+
 async def test_a_workflows_retention_overrides_the_default(pool: asyncpg.Pool, rows: ExecutionRows) -> None:
     short = await execution_tree(rows, pool, finished_seconds_ago=2 * 3600, workflow="demo.short")
     default = await execution_tree(rows, pool, finished_seconds_ago=2 * 3600, workflow="demo.default")
@@ -111,7 +134,10 @@ async def test_a_tenants_default_overrides_the_servers_and_a_workflows_own_overr
     own_retention = await execution_tree(rows, pool, finished_seconds_ago=40 * DAY, workflow="demo.long")
     await pool.execute("UPDATE workflows SET retention_seconds = $1 WHERE ref = 'demo.long'", 365 * DAY)
     async with pool.acquire() as connection, connection.transaction():
-        await update_tenant_retention(connection, slug="dev", retention_seconds=3600, actor=Actor("test", None))
+        tenant_id = await read_tenant_id(connection, "dev")
+        await update_tenant_retention(
+            connection, tenant_id=tenant_id, retention_seconds=3600, actor=Actor("test", None)
+        )
 
     await _loop(pool).run_once()
 

@@ -46,6 +46,7 @@ from flowline_api.domain.streams.controller import StreamController
 from flowline_api.domain.streams.hub import StreamHub
 from flowline_api.domain.streams.service import StreamTimings
 from flowline_api.domain.tasks.controller import TaskController
+from flowline_api.domain.tenants.controller import TenantRetentionController
 from flowline_api.domain.webhooks.controller import WebhookController
 from flowline_api.domain.workflows.controller import WorkflowController
 from flowline_api.errors import EXCEPTION_HANDLERS
@@ -131,6 +132,7 @@ def _tenant_routes(settings: Settings, rate_limits: list[DefineMiddleware]) -> R
             WebhookController,
             AuditLogController,
             ApiKeyController,
+            TenantRetentionController,
             LogController,
             StreamController,
         ],

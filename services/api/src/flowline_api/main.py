@@ -80,8 +80,9 @@ async def _admin(database_url: str, args: argparse.Namespace) -> str:
     try:
         async with connection.transaction():
             if args.action == "set-tenant-retention":
+                tenant_id = await read_tenant_id(connection, args.slug)
                 await update_tenant_retention(
-                    connection, slug=args.slug, retention_seconds=args.retention, actor=ADMIN_ACTOR
+                    connection, tenant_id=tenant_id, retention_seconds=args.retention, actor=ADMIN_ACTOR
                 )
                 kept = "the server's default" if args.retention is None else retention_text(args.retention)
                 return f"tenant {args.slug} keeps executions of workflows without a retention for {kept}"

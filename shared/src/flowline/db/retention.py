@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,9 +31,13 @@ EXECUTION_TABLES = (
 )
 # Every table an execution's removal takes rows from, for the per-table counts.
 REMOVED_TABLES = (*EXECUTION_TABLES, "outbox", "executions")
+# How far outside its tree's lifetime (first creation to last finish) a task log record is looked for: records are
+# stamped by the workers' clocks. ``task_logs`` is partitioned by day, so the delete probes the few partitions of
+# that span instead of every day kept; a record stamped further off stays until its day partition is dropped.
+LOG_CLOCK_MARGIN = timedelta(days=1)
 # A finished root past its workflow's retention, whose descendants have all finished too.
 _REMOVABLE_ROOTS = f"""
-    SELECT e.id, e.tenant_id, e.completed_at FROM executions e
+    SELECT e.id, e.tenant_id, e.created_at, e.completed_at FROM executions e
     WHERE e.workflow_id = :workflow_id AND e.parent_execution_id IS NULL AND e.status IN {FINISHED}
         AND e.completed_at < :cutoff AND e.id <> ALL(:passed::uuid[])
         AND NOT EXISTS (
@@ -57,15 +61,18 @@ class RemovableRoot(msgspec.Struct, frozen=True, kw_only=True):
 
     id: uuid.UUID
     tenant_id: uuid.UUID
+    created_at: datetime
     completed_at: datetime
 
 
 class TreeMember(msgspec.Struct, frozen=True, kw_only=True):
-    """A descendant of a root execution: its id, root and status."""
+    """A descendant of a root execution: its id, root, status and lifetime."""
 
     id: uuid.UUID
     root_execution_id: uuid.UUID
     status: str
+    created_at: datetime
+    completed_at: datetime | None
 
 
 async def retention_cutoffs(connection: asyncpg.Connection, *, default_seconds: int) -> list[RetentionCutoff]:
@@ -131,7 +138,8 @@ async def lock_root(
     """An execution of this tenant locked for removal (waiting for a transaction that holds it), or None."""
     record: asyncpg.Record | None = await connection.fetchrow(
         *bind(
-            "SELECT id, tenant_id, status, completed_at, parent_execution_id, root_execution_id FROM executions "
+            "SELECT id, tenant_id, status, created_at, completed_at, parent_execution_id, root_execution_id "
+            "FROM executions "
             "WHERE id = :execution_id AND tenant_id = :tenant_id FOR UPDATE",
             execution_id=execution_id,
             tenant_id=tenant_id,
@@ -145,7 +153,7 @@ async def lock_descendants(connection: asyncpg.Connection, roots: Sequence[uuid.
     return typed(
         await connection.fetch(
             *bind(
-                "SELECT id, root_execution_id, status FROM executions "
+                "SELECT id, root_execution_id, status, created_at, completed_at FROM executions "
                 "WHERE root_execution_id = ANY(:roots::uuid[]) AND parent_execution_id IS NOT NULL "
                 "FOR UPDATE SKIP LOCKED",
                 roots=list(roots),
@@ -211,15 +219,23 @@ async def read_execution_rows(
     return rows
 
 
-async def delete_execution_rows(connection: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> dict[str, int]:
+async def delete_execution_rows(
+    connection: asyncpg.Connection, ids: Sequence[uuid.UUID], *, lived: tuple[datetime, datetime]
+) -> dict[str, int]:
     """Delete the executions ``ids`` (whole trees, locked by the caller) and every row of theirs; counts by table.
 
-    Their unsent messages go too, except one the outbox relay is sending right now (it deletes that one itself).
+    ``lived``: when the first of them was created and the last finished; their task log records are looked for
+    in that span widened by ``LOG_CLOCK_MARGIN``. Their unsent messages go too, except one the outbox relay is
+    sending right now (it deletes that one itself).
     """
-    params = {"ids": list(ids)}
+    params = {"ids": list(ids), "logged_from": lived[0] - LOG_CLOCK_MARGIN, "logged_until": lived[1] + LOG_CLOCK_MARGIN}
     removed: dict[str, int] = {}
     for table in EXECUTION_TABLES:
-        status = await connection.execute(*bind(f"DELETE FROM {table} WHERE execution_id = ANY(:ids::uuid[])", params))
+        # A bound on the partition key lets PostgreSQL skip the day partitions outside it (at plan or run time).
+        span = " AND timestamp BETWEEN :logged_from AND :logged_until" if table == "task_logs" else ""
+        status = await connection.execute(
+            *bind(f"DELETE FROM {table} WHERE execution_id = ANY(:ids::uuid[]){span}", params)
+        )
         removed[table] = _count(status)
     keys = [str(execution_id).encode() for execution_id in ids]
     status = await connection.execute(
@@ -230,7 +246,13 @@ async def delete_execution_rows(connection: asyncpg.Connection, ids: Sequence[uu
         )
     )
     removed["outbox"] = _count(status)
-    # One statement for the whole batch: a parent and its children go together, so the key between them holds.
+    # The reruns that outlive their original lose their link to it (no key clears it: 0013).
+    await connection.execute(
+        *bind(
+            "UPDATE executions SET rerun_of = NULL WHERE rerun_of = ANY(:ids::uuid[]) AND id <> ALL(:ids::uuid[])",
+            params,
+        )
+    )
     removed["executions"] = _count(
         await connection.execute(*bind("DELETE FROM executions WHERE id = ANY(:ids::uuid[])", params))
     )

@@ -157,7 +157,9 @@ executions = Table(
     Column("input", JSONB, nullable=False, server_default="{}"),
     Column("output", JSONB),
     Column("error", JSONB),
-    Column("parent_execution_id", UUID(as_uuid=True), ForeignKey("executions.id")),
+    # A child's parent and a rerun's original have no key (0013): a child is written under its parent's lock and
+    # goes with its tree; a rerun locks its original while it is created (docs/architecture.md §6).
+    Column("parent_execution_id", UUID(as_uuid=True)),
     Column("parent_step_id", Text),
     Column("root_execution_id", UUID(as_uuid=True), nullable=False),
     Column("triggered_by", Text, nullable=False),
@@ -176,8 +178,9 @@ executions = Table(
     timestamp_column("cancelled_at"),
     Column("cancelled_by", Text),
     # A rerun reuses the outputs of ``rerun_of``'s steps that are not downstream of ``rerun_from_step``.
-    # Removing the original (retention, DELETE) leaves a rerun of it standing, no longer linked.
-    Column("rerun_of", UUID(as_uuid=True), ForeignKey("executions.id", ondelete="SET NULL")),
+    # Removing the original (retention, DELETE) leaves a rerun of it standing, no longer linked (the removal
+    # clears ``rerun_of``).
+    Column("rerun_of", UUID(as_uuid=True)),
     Column("rerun_from_step", Text),
     # A schedule's run (flowline.domain.schedules): the schedule (no key: deleting a schedule keeps its past runs) and
     # the logical time the run stands for.

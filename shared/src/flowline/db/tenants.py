@@ -23,8 +23,16 @@ async def read_tenant_id(connection: asyncpg.Connection | asyncpg.Pool, slug: st
     return uuid.UUID(str(tenant_id))
 
 
+async def read_tenant_retention(connection: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID) -> int | None:
+    """A tenant's default execution retention in seconds (None: the server's)."""
+    seconds: int | None = await connection.fetchval(
+        *bind("SELECT retention_seconds FROM tenants WHERE id = :tenant_id", tenant_id=tenant_id)
+    )
+    return seconds
+
+
 async def update_tenant_retention(
-    connection: asyncpg.Connection, *, slug: str, retention_seconds: int | None, actor: Actor
+    connection: asyncpg.Connection, *, tenant_id: uuid.UUID, retention_seconds: int | None, actor: Actor
 ) -> None:
     """Set a tenant's default execution retention (None: the server's), audited in the caller's transaction.
 
@@ -34,10 +42,11 @@ async def update_tenant_retention(
         NotFound: no such tenant.
     """
     record = await connection.fetchrow(
-        *bind("SELECT id, retention_seconds FROM tenants WHERE slug = :slug FOR UPDATE", slug=slug)
+        *bind("SELECT id, slug, retention_seconds FROM tenants WHERE id = :tenant_id FOR UPDATE", tenant_id=tenant_id)
     )
     if record is None:
-        raise NotFound(f"tenant {slug!r} does not exist")
+        raise NotFound(f"tenant {tenant_id} does not exist")
+    slug = record["slug"]
     if record["retention_seconds"] == retention_seconds:
         return
     await connection.execute(

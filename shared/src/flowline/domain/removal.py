@@ -13,6 +13,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -44,6 +45,15 @@ class ArchiveFailed(FlowlineError):
 
 
 @dataclass
+class _Tree:
+    """A root's whole tree, locked: its executions (the root first) and when the first began and the last ended."""
+
+    members: list[uuid.UUID]
+    created_at: datetime
+    completed_at: datetime
+
+
+@dataclass
 class Removal:
     """What one removal did: the roots removed, the rows removed by table, and the roots kept, with why."""
 
@@ -63,9 +73,11 @@ class Remover:
         """Remove these finished roots, locked by the caller, and their trees, in the caller's transaction."""
         removal = Removal()
         trees = await self._whole_trees(connection, roots, removal.kept)
-        if awaited := await awaited_by_reruns(connection, [member for tree in trees.values() for member in tree]):
+        if awaited := await awaited_by_reruns(
+            connection, [member for tree in trees.values() for member in tree.members]
+        ):
             for root_id, tree in list(trees.items()):
-                if waiting := awaited.intersection(tree):
+                if waiting := awaited.intersection(tree.members):
                     removal.kept[root_id] = f"a rerun of execution {min(waiting)} has not started yet"
                     del trees[root_id]
         if self._archive_dir is not None and trees:
@@ -76,7 +88,12 @@ class Remover:
                 del trees[root_id]
         if trees:
             removal.rows = await delete_execution_rows(
-                connection, [member for tree in trees.values() for member in tree]
+                connection,
+                [member for tree in trees.values() for member in tree.members],
+                lived=(
+                    min(tree.created_at for tree in trees.values()),
+                    max(tree.completed_at for tree in trees.values()),
+                ),
             )
             removal.removed = list(trees)
         return removal
@@ -102,7 +119,12 @@ class Remover:
             )
         if execution["status"] not in TERMINAL_EXECUTION_STATUSES:
             raise Conflict(f"execution {execution_id} is {execution['status']}; only a finished execution is deleted")
-        root = RemovableRoot(id=execution_id, tenant_id=tenant_id, completed_at=execution["completed_at"])
+        root = RemovableRoot(
+            id=execution_id,
+            tenant_id=tenant_id,
+            created_at=execution["created_at"],
+            completed_at=execution["completed_at"] or datetime.now(UTC),
+        )
         removal = await self.remove_roots(connection, [root])
         if execution_id in removal.not_archived:
             raise ArchiveFailed(f"execution {execution_id} was not deleted: {removal.kept[execution_id]}")
@@ -113,8 +135,8 @@ class Remover:
     @staticmethod
     async def _whole_trees(
         connection: asyncpg.Connection, roots: Sequence[RemovableRoot], kept: dict[uuid.UUID, str]
-    ) -> dict[uuid.UUID, list[uuid.UUID]]:
-        """Each root with every execution of its tree (itself first), all locked; a root that cannot go is in ``kept``.
+    ) -> dict[uuid.UUID, _Tree]:
+        """Each root with its whole tree, all locked; a root that cannot go is in ``kept``.
 
         Descendants are locked skipping those another transaction holds: a tree with one held is kept for later,
         rather than waiting here on a lock while holding the others.
@@ -125,7 +147,8 @@ class Remover:
             members[member.root_execution_id].append(member)
         totals = await count_descendants(connection, root_ids)
         trees = {}
-        for root_id in root_ids:
+        for root in roots:
+            root_id = root.id
             locked = members.get(root_id, [])
             running = [member for member in locked if member.status not in TERMINAL_EXECUTION_STATUSES]
             if running:
@@ -133,7 +156,13 @@ class Remover:
             elif len(locked) < totals.get(root_id, 0):
                 kept[root_id] = "one of its descendants is being changed"
             else:
-                trees[root_id] = [root_id, *(member.id for member in locked)]
+                trees[root_id] = _Tree(
+                    members=[root_id, *(member.id for member in locked)],
+                    created_at=min([root.created_at, *(member.created_at for member in locked)]),
+                    completed_at=max(
+                        [root.completed_at, *(member.completed_at or root.completed_at for member in locked)]
+                    ),
+                )
         return trees
 
     @staticmethod
@@ -141,10 +170,10 @@ class Remover:
         connection: asyncpg.Connection,
         base: Path,
         roots: Sequence[RemovableRoot],
-        trees: dict[uuid.UUID, list[uuid.UUID]],
+        trees: dict[uuid.UUID, _Tree],
     ) -> dict[uuid.UUID, str]:
         """Write each root's document durably; the roots whose write failed, with the reason."""
-        rows = await read_execution_rows(connection, [member for root in roots for member in trees[root.id]])
+        rows = await read_execution_rows(connection, [member for root in roots for member in trees[root.id].members])
         tenants = await tenant_slugs(connection, [root.tenant_id for root in roots])
         documents = archive_documents([root.id for root in roots], tenants, rows)
         paths = {root.id: archive_path(base, tenants[root.tenant_id], root.id, root.completed_at) for root in roots}

@@ -194,7 +194,7 @@ class ControlService:
             Conflict: the chosen version lacks ``fromStep`` or steps whose outputs would be reused.
         """
         async with self._pool.acquire() as connection, connection.transaction():
-            plan = await _plan_rerun(connection, tenant_id, execution_id, request)
+            plan = await _plan_rerun(connection, tenant_id, execution_id, request, lock_source=True)
             started = await start_execution(
                 connection,
                 self._topics,
@@ -297,12 +297,19 @@ class _RerunPlan:
 
 
 async def _plan_rerun(
-    connection: asyncpg.Connection, tenant_id: uuid.UUID, execution_id: uuid.UUID, request: RerunRequest
+    connection: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    execution_id: uuid.UUID,
+    request: RerunRequest,
+    *,
+    lock_source: bool = False,
 ) -> _RerunPlan:
     """Work out a rerun of ``execution_id`` from ``request.fromStep``.
 
     Reused are the completed and skipped steps of ``execution_id`` not downstream of ``fromStep``; the others
-    run again.
+    run again. ``lock_source``: the original is locked (``FOR KEY SHARE``) until the caller's transaction ends, so
+    that a removal skips it until the rerun is written (then keeps it until the rerun starts), or, removing it
+    already, makes this wait and answer 404: a rerun never points at an execution that is gone.
 
     Raises:
         NotFound: no such execution in this tenant, or it has no step ``fromStep``; unknown version.
@@ -310,7 +317,8 @@ async def _plan_rerun(
     """
     source = await connection.fetchrow(
         "SELECT e.id, e.workflow_ref, e.workflow_version, e.input, v.definition FROM executions e "
-        "JOIN workflow_versions v ON v.id = e.workflow_version_id WHERE e.id = $1 AND e.tenant_id = $2",
+        "JOIN workflow_versions v ON v.id = e.workflow_version_id WHERE e.id = $1 AND e.tenant_id = $2"
+        + (" FOR KEY SHARE OF e" if lock_source else ""),
         execution_id,
         tenant_id,
     )
