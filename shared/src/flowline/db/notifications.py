@@ -1,6 +1,6 @@
 """The NOTIFY channels the scheduler's loops are woken by (``flowline.runtime.wakeups``).
 
-Triggers send them (migration 0015), in the transaction that changes the rows, so every writer wakes the
+Triggers send them (migration 0014), in the transaction that changes the rows, so every writer wakes the
 scheduler, the api and an operator's SQL alike, and a notification is delivered only once that transaction
 commits. They fire only for changes that add work or bring it sooner; the scheduler's own bookkeeping (a
 schedule's next fire time moved on, a delivery claimed or retried later) sends nothing:

@@ -1,7 +1,7 @@
 """Wake-ups from PostgreSQL: background loops sleep until a NOTIFY says their work changed, instead of polling.
 
 The tables a loop finds its work in notify a channel when work is added or comes due sooner (the triggers of
-migration 0015, ``flowline.db.notifications``). A NOTIFY is delivered only when its transaction commits, so a
+migration 0014, ``flowline.db.notifications``). A NOTIFY is delivered only when its transaction commits, so a
 loop woken by one finds the work committed: PostgreSQL stays the truth, the notification only says "look now".
 
 Listening needs one connection of its own. While it is open, a woken loop waits up to ``fallback_seconds``

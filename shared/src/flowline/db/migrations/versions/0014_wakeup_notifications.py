@@ -1,7 +1,7 @@
 """triggers that NOTIFY the scheduler when its work is added or comes due sooner
 
-Revision ID: 0015
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-07 22:00:00.000000
 
 Up: one trigger function, ``flowline_notify()``, sends ``pg_notify`` on the channel its trigger names
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | None = "0012"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
