@@ -36,8 +36,9 @@ def _docker_answers() -> bool:
 @contextlib.contextmanager
 def _local_servers(base: Path) -> Iterator[Servers]:
     from flowline_devstack.broker import TansuBroker
-    from flowline_devstack.ports import free_port
     from flowline_devstack.postgres import PrivatePostgres
+
+    from tests.ports import free_port
 
     # Not under pytest's temp folder: pytest makes it root-only at every session start, and the server runs
     # as the unprivileged `postgres` user when the suite runs as root.

@@ -69,7 +69,7 @@ def stack_settings_env(servers: Servers, database_url: str) -> dict[str, str]:
 
 def services_env(settings_env: dict[str, str]) -> dict[str, str]:
     """The environment of four services, each on a free port."""
-    from flowline_devstack.ports import free_port
+    from tests.ports import free_port
 
     return {
         **os.environ,

@@ -17,11 +17,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from flowline_devstack.ports import free_port
 from flowline_devstack.processes import read_tail, resolve_command
 from flowline_devstack.reaper import Reaper, kill_command
 from flowline_devstack.state import ProcessRecord, ProcessTable
 
+from tests.ports import free_port
 from tests.support import assert_each_ran_once, bearer, define
 
 EXECUTIONS = 50

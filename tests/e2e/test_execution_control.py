@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 import pytest
 from flowline.settings import Settings
-from flowline_devstack.ports import free_port
 
+from tests.ports import free_port
 from tests.support import CountingServer, define
 
 

@@ -11,11 +11,11 @@ import pytest
 from flowline.db.migrate import ensure_tenant, upgrade_head
 from flowline_devstack import SERVICE_NAMES
 from flowline_devstack.errors import PostgresError
-from flowline_devstack.ports import free_port
 from flowline_devstack.postgres import PrivatePostgres, find_bindir
 from flowline_devstack.processes import ServiceGroup
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.ports import free_port
 from tests.stacks import Servers, own_stack_env
 from tests.support import api_key, bearer, define, eventually
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from flowline.settings import Settings, load_settings
 from flowline_devstack.broker import TansuBroker
-from flowline_devstack.ports import free_port
 from flowline_devstack.processes import ServiceGroup
 
+from tests.ports import free_port
 from tests.support import CountingServer, api_key, assert_each_ran_once, bearer, define, eventually
 
 EXECUTIONS = 60

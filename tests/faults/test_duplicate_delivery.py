@@ -23,9 +23,9 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from flowline.settings import Settings, load_settings
-from flowline_devstack.ports import free_port
 from flowline_devstack.processes import ServiceGroup
 
+from tests.ports import free_port
 from tests.support import CountingServer, api_key, bearer
 
 EXECUTIONS = 30

@@ -11,9 +11,9 @@ import httpx
 from flowline.runtime.ops import http_server
 from flowline.settings import Settings
 from flowline_api.app import create_app
-from flowline_devstack.ports import free_port
 from litestar.testing import AsyncTestClient
 
+from tests.ports import free_port
 from tests.support import api_key, bearer
 
 BASE_URL = "http://testserver.local/api/v1/tenants/dev/"

@@ -15,11 +15,11 @@ from flowline.domain.agents import Agent as LoadedAgent
 from flowline.domain.agents import auth_cipher, load_agent
 from flowline.errors import NotFound
 from flowline.settings import Settings
-from flowline_devstack.ports import free_port
 from flowline_schemas.agents import RetryConfig
 from litestar.testing import AsyncTestClient
 
 from tests.integration.api.clients import admin_client, served_client
+from tests.ports import free_port
 from tests.support import CountingServer, api_key, bearer
 
 Client = AsyncTestClient  # type: ignore[type-arg]

@@ -11,8 +11,9 @@ import pytest
 from flowline.runtime.ops import http_server
 from flowline.settings import ConfigurationError, Settings
 from flowline_api.app import create_app
-from flowline_devstack.ports import free_port
 from litestar import Request, get
+
+from tests.ports import free_port
 
 FORWARDED = {"X-Forwarded-For": "203.0.113.7"}
 

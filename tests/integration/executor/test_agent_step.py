@@ -15,11 +15,11 @@ from flowline.domain.actions import ActionContext, ActionFailed
 from flowline.domain.agents import Agent
 from flowline.domain.definitions import RetryPolicy
 from flowline.runtime.outbound import LOOPBACK_NETWORKS, OutboundPolicy
-from flowline_devstack.ports import free_port
 from flowline_executor.agent_step import call_agent, retry_policy
 from flowline_executor.http_step import OutboundClient, create_client
 from flowline_schemas.agents import RetryConfig
 
+from tests.ports import free_port
 from tests.support import CountingServer
 
 

@@ -19,7 +19,6 @@ from flowline.messages import EventMessage, decoder
 from flowline.runtime.service import Runtime
 from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Settings
-from flowline_devstack.ports import free_port
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.webhook_events import DeliveryRecorder, WebhookTenants
 from flowline_scheduler.webhooks import DeliveryRetention, WebhookDeliveryLoop, create_webhook_client
@@ -27,6 +26,7 @@ from litestar.testing import AsyncTestClient
 from prometheus_client import CollectorRegistry
 
 from tests.integration.api.clients import admin_client
+from tests.ports import free_port
 from tests.support import CountingServer, define_and_start, eventually, listening, run_until_finished
 
 Client = AsyncTestClient  # type: ignore[type-arg]
