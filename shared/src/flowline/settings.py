@@ -251,6 +251,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_log_max_records: int = 10_000
     task_log_max_bytes: int = 10 * 1024 * 1024
     consumer_max_failures: int = 5
+    # How long a consumer holds the offsets of batches it has handled (their transactions committed) before it
+    # commits them to the broker: one commit request per interval instead of one per batch. A consumer that dies
+    # meanwhile has at most this long of messages delivered again, which every handler allows (idempotent).
+    consumer_commit_interval_ms: int = 1000
     max_steps_per_workflow: int = 500
     max_definition_bytes: int = 1_000_000
     log_level: str = "INFO"

@@ -6,8 +6,9 @@ import json
 import uuid
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from flowline.kafka.consumer import MessageRefused
+from flowline.kafka.consumer import MessageConsumer, MessageRefused
 from flowline.messages import EventMessage, ExecutionEvent, SubmissionMessage, decoder, encode
 from flowline.runtime.ops import check_readiness
 from flowline.runtime.request_ids import current_request_id, kafka_headers
@@ -61,6 +62,43 @@ async def test_poison_messages_are_dead_lettered_and_the_consumer_goes_on(runtim
     # group's coordinator rather than by joining the group again (a rejoin waits out the old member's session).
     assert await _committed(settings, "test-consumer", settings.topics.events) == 4
     assert handled == [1, 3]
+
+
+async def test_handled_offsets_are_held_for_the_commit_interval_and_committed_when_the_consumer_stops(
+    runtime: Runtime, settings: Settings
+) -> None:
+    settings = msgspec.structs.replace(settings, consumer_commit_interval_ms=600_000)  # longer than the test
+    execution_id = uuid.uuid4()
+    handled: list[int] = []
+
+    async def handle(message: EventMessage) -> None:
+        handled.append(message.sequence)
+
+    consumer: MessageConsumer[EventMessage] = MessageConsumer(
+        name="holding-consumer",
+        settings=settings,
+        topics=[settings.topics.events],
+        decoder=decoder(EventMessage),
+        handler=handle,
+        producer=runtime.producer,
+        metrics=runtime.messaging_metrics,
+    )
+    await consumer.start()
+    try:
+        for sequence in (1, 2):
+            await runtime.producer.send_and_wait(
+                settings.topics.events, encode(_event(sequence, execution_id)), key=execution_id.bytes
+            )
+
+        async def both_handled() -> bool:
+            await consumer.poll_once()
+            return handled == [1, 2]
+
+        await eventually(both_handled)
+        assert await _committed(settings, "holding-consumer", settings.topics.events) == 0  # held, not lost
+    finally:
+        await consumer.stop()
+    assert await _committed(settings, "holding-consumer", settings.topics.events) == 2
 
 
 async def _committed(settings: Settings, name: str, topic: str) -> int:

@@ -38,15 +38,16 @@ BatchHandler = Callable[[list[MessageT]], Awaitable[None]]
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets an in-flight batch finish and commit before partitions move to another consumer, and notes joins."""
+    """Lets an in-flight batch finish and its offsets be committed before partitions move, and notes joins."""
 
-    def __init__(self, lock: asyncio.Lock, joined: asyncio.Event) -> None:
+    def __init__(self, lock: asyncio.Lock, joined: asyncio.Event, commit_held: Callable[[], Awaitable[None]]) -> None:
         self._lock = lock
         self._joined = joined
+        self._commit_held = commit_held
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         async with self._lock:
-            pass
+            await self._commit_held()  # the next owner starts after what this one handled
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         # Set on every assignment, an empty one included: a member may have no partition while the group
@@ -105,6 +106,9 @@ class MessageConsumer(Generic[MessageT]):
         self._dead_letter_topic = settings.topics.dead_letter
         self._max_failures = settings.consumer_max_failures
         self._max_records = max_records
+        self._commit_interval = settings.consumer_commit_interval_ms / 1000
+        self._held_offsets: dict[TopicPartition, int] = {}  # handled, not yet committed
+        self._committed_at = time.monotonic()
         self._batch_lock = asyncio.Lock()
         self._joined = asyncio.Event()
         self._stopping = False
@@ -127,7 +131,9 @@ class MessageConsumer(Generic[MessageT]):
     async def start(self) -> None:
         """Join the group and subscribe."""
         await self._consumer.start()
-        self._consumer.subscribe(self._topics, listener=_WaitForBatch(self._batch_lock, self._joined))
+        self._consumer.subscribe(
+            self._topics, listener=_WaitForBatch(self._batch_lock, self._joined, self._commit_held)
+        )
 
     async def check_joined(self) -> None:
         """Raise ``NotJoined`` until the group gave this consumer its partitions (a readiness check).
@@ -142,6 +148,7 @@ class MessageConsumer(Generic[MessageT]):
         """Leave the group (offsets of finished batches are already committed)."""
         self._stopping = True
         async with self._batch_lock:
+            await self._commit_held()
             await self._consumer.stop()
         await self._workarounds.close()
 
@@ -170,6 +177,9 @@ class MessageConsumer(Generic[MessageT]):
         self._workarounds.after_fetch(batch)
         await self._measure_lag()
         if not batch:
+            if time.monotonic() - self._committed_at >= self._commit_interval:
+                async with self._batch_lock:
+                    await self._commit_held()
             return 0
         async with self._batch_lock:
             handled = await asyncio.gather(
@@ -181,8 +191,9 @@ class MessageConsumer(Generic[MessageT]):
             ]
             for tp, _ in failures:  # fetch those records again rather than commit past them
                 self._consumer.seek(tp, batch[tp][0].offset)
-            if offsets:
-                await self._commit(offsets)
+            self._held_offsets.update(offsets)
+            if time.monotonic() - self._committed_at >= self._commit_interval:
+                await self._commit_held()
             if failures:
                 raise failures[0][1]
         return sum(len(records) for records in batch.values())
@@ -199,6 +210,13 @@ class MessageConsumer(Generic[MessageT]):
                 lag[tp.topic] += max(highwater - await self._consumer.position(tp), 0)
         for topic, behind in lag.items():
             self._metrics.consumer_lag.labels(self.name, topic).set(behind)
+
+    async def _commit_held(self) -> None:
+        """Commit the offsets of the batches handled since the last commit (call holding the batch lock)."""
+        offsets, self._held_offsets = self._held_offsets, {}
+        self._committed_at = time.monotonic()
+        if offsets:
+            await self._commit(offsets)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
