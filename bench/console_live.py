@@ -27,6 +27,7 @@ import asyncpg
 import httpx
 
 from bench.measures import percentile
+from bench.sse import frames
 from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
 from bench.streams import HELD, resolve_all
 
@@ -44,11 +45,11 @@ class Page:
         async with console.stream("GET", f"/ui/executions/{self.execution_id}/live") as response:
             response.raise_for_status()
             self.open.set()
-            async for line in response.aiter_lines():
-                if line.startswith("id:") and line[3:].strip().isdigit():
-                    self.arrivals.setdefault(int(line[3:]), time.time() * 1000)
-                elif line == "event: end":
+            async for frame in frames(response):
+                if frame.event == "end":
                     return
+                if frame.id is not None and frame.id.isdigit():
+                    self.arrivals.setdefault(int(frame.id), frame.arrived_ms)
 
     def reached(self, sequence: int) -> float | None:
         """When the page first showed the state after event ``sequence``."""

@@ -27,6 +27,7 @@ import httpx
 from flowline_schemas.streams import FINAL_EVENTS
 
 from bench.measures import percentile
+from bench.sse import frames
 from bench.stack import RESULTS, Stack, api_headers, machine, private_stack, rss_bytes
 
 HELD = {
@@ -62,14 +63,11 @@ class Stream:
                 )
             response.raise_for_status()
             self.open = True
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                arrived = time.time() * 1000
-                payload = json.loads(line[5:])
+            async for frame in frames(response):
+                payload = json.loads(frame.data) if frame.data else {}
                 if payload.get("type") != "Event":
                     continue
-                self.events.append((payload["event"], payload["timestampMs"], arrived))
+                self.events.append((payload["event"], payload["timestampMs"], frame.arrived_ms))
                 if payload["event"] == "PROMISE_CREATED":
                     self.promises += 1
                     if self.promises == 2:

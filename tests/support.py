@@ -8,9 +8,12 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
+from flowline.db.migrate import downgrade, upgrade_head
+from flowline.runtime.ids import uuid7
 from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Settings
 
@@ -321,3 +324,57 @@ async def assert_each_ran_once(connection: Any, executions: int) -> None:
         """
     )
     assert duplicates == []
+
+
+@contextlib.asynccontextmanager
+async def at_revision(database_url: str, revision: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the database at ``revision`` (down from head), for a migration test to fill and move.
+
+    When the test's block ends without an error, the database goes up to head again with what the test left in it.
+    """
+    await migrate(database_url, revision)
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+    await migrate(database_url, "head")
+
+
+async def migrate(database_url: str, revision: str) -> None:
+    """Take the database down to ``revision``, or up to the newest with ``"head"``."""
+    if revision == "head":
+        await asyncio.to_thread(upgrade_head, database_url)
+    else:
+        await asyncio.to_thread(downgrade, database_url, revision)
+
+
+class OldWorkflow(NamedTuple):
+    """A workflow inserted as rows (for schemas older than the code): its tenant's, its own and its version's ids."""
+
+    tenant_id: uuid.UUID
+    workflow_id: uuid.UUID
+    version_id: uuid.UUID
+
+
+async def old_workflow(connection: asyncpg.Connection, name: str) -> OldWorkflow:
+    """Insert pack ``demo`` of tenant ``dev`` and its workflow ``demo.{name}`` at version 1, in columns every
+    revision has."""
+    tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    pack_id, workflow_id, version_id = uuid7(), uuid7(), uuid7()
+    await connection.execute("INSERT INTO packs (id, tenant_id, ref) VALUES ($1, $2, 'demo')", pack_id, tenant_id)
+    await connection.execute(
+        "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, latest_version) VALUES ($1, $2, $3, $4, $5, 1)",
+        workflow_id,
+        tenant_id,
+        pack_id,
+        f"demo.{name}",
+        name,
+    )
+    await connection.execute(
+        "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) VALUES ($1, $2, $3, 1, '{}')",
+        version_id,
+        tenant_id,
+        workflow_id,
+    )
+    return OldWorkflow(tenant_id, workflow_id, version_id)

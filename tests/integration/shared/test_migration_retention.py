@@ -7,13 +7,13 @@ back, validated against the rows.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import asyncpg
 import pytest
-from flowline.db.migrate import downgrade, upgrade_head
 from flowline.runtime.ids import uuid7
+
+from tests.support import at_revision, migrate, old_workflow
 
 REVISION_BEFORE = "0007"
 KEYS_DROPPED_AFTER = "0012"
@@ -21,29 +21,25 @@ TREE_KEYS = ("fk_executions_parent_execution_id_executions", "fk_executions_reru
 
 
 async def test_the_retention_migration_goes_up_and_down_keeping_every_row(database_url: str) -> None:
-    await asyncio.to_thread(downgrade, database_url, REVISION_BEFORE)
-    connection = await asyncpg.connect(database_url)
-    try:
+    async with at_revision(database_url, REVISION_BEFORE) as connection:
         original, rerun = uuid7(), uuid7()
         workflow_id = await _executions(connection, [(original, None, None), (rerun, None, original)])
         with pytest.raises(asyncpg.ForeignKeyViolationError):  # before 0008 the rerun's key refuses the removal
             await connection.execute("DELETE FROM executions WHERE id = $1", original)
 
-        await asyncio.to_thread(upgrade_head, database_url)
+        await migrate(database_url, "head")
         assert await connection.fetchval("SELECT retention_seconds FROM workflows WHERE id = $1", workflow_id) is None
         await connection.execute("UPDATE workflows SET retention_seconds = 3600 WHERE id = $1", workflow_id)
-        await asyncio.to_thread(downgrade, database_url, REVISION_BEFORE)
+        await migrate(database_url, REVISION_BEFORE)
         kept = await connection.fetch("SELECT id, rerun_of FROM executions ORDER BY id")
         columns = await connection.fetch(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'workflows' "
             "AND column_name = 'retention_seconds'"
         )
-        await asyncio.to_thread(upgrade_head, database_url)
-        await asyncio.to_thread(downgrade, database_url, KEYS_DROPPED_AFTER)
+        await migrate(database_url, "head")
+        await migrate(database_url, KEYS_DROPPED_AFTER)
         await connection.execute("DELETE FROM executions WHERE id = $1", original)
         after_removal = await connection.fetchval("SELECT rerun_of FROM executions WHERE id = $1", rerun)
-    finally:
-        await connection.close()
 
     assert [(row["id"], row["rerun_of"]) for row in kept] == [(original, None), (rerun, original)]
     assert columns == []
@@ -51,20 +47,17 @@ async def test_the_retention_migration_goes_up_and_down_keeping_every_row(databa
 
 
 async def test_the_tree_keys_go_up_and_come_back_down_with_every_row_kept(database_url: str) -> None:
-    connection = await asyncpg.connect(database_url)
-    try:
+    async with at_revision(database_url, "head") as connection:
         original, child, rerun = uuid7(), uuid7(), uuid7()
         await _executions(connection, [(original, None, None), (child, original, None), (rerun, None, original)])
-        await asyncio.to_thread(downgrade, database_url, KEYS_DROPPED_AFTER)
+        await migrate(database_url, KEYS_DROPPED_AFTER)
         keys_down = await _validated_keys(connection)
         rows_down = await connection.fetch("SELECT id, parent_execution_id, rerun_of FROM executions ORDER BY id")
         with pytest.raises(asyncpg.ForeignKeyViolationError):  # the parent's key is back: a child keeps its parent
             await connection.execute("DELETE FROM executions WHERE id = $1", original)
-        await asyncio.to_thread(upgrade_head, database_url)
+        await migrate(database_url, "head")
         keys_up = await _validated_keys(connection)
         rows_up = await connection.fetch("SELECT id, parent_execution_id, rerun_of FROM executions ORDER BY id")
-    finally:
-        await connection.close()
 
     expected = [(original, None, None), (child, original, None), (rerun, None, original)]
     assert [tuple(row) for row in rows_down] == [tuple(row) for row in rows_up] == expected
@@ -76,22 +69,7 @@ async def _executions(
     connection: asyncpg.Connection, executions: list[tuple[uuid.UUID, uuid.UUID | None, uuid.UUID | None]]
 ) -> uuid.UUID:
     """Insert finished executions (id, parent, original of a rerun) of a new workflow; the workflow's id."""
-    tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-    pack_id, workflow_id, version_id = uuid7(), uuid7(), uuid7()
-    await connection.execute("INSERT INTO packs (id, tenant_id, ref) VALUES ($1, $2, 'demo')", pack_id, tenant_id)
-    await connection.execute(
-        "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, latest_version) "
-        "VALUES ($1, $2, $3, 'demo.old', 'old', 1)",
-        workflow_id,
-        tenant_id,
-        pack_id,
-    )
-    await connection.execute(
-        "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) VALUES ($1, $2, $3, 1, '{}')",
-        version_id,
-        tenant_id,
-        workflow_id,
-    )
+    tenant_id, workflow_id, version_id = await old_workflow(connection, "old")
     for execution_id, parent, rerun_of in executions:
         await connection.execute(
             "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, "

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import asyncpg
-from flowline.db.migrate import downgrade, upgrade_head
 from flowline.runtime.ids import uuid7
+
+from tests.support import at_revision, migrate, old_workflow
 
 
 async def test_schedules_come_and_go_and_executions_stay(database_url: str) -> None:
-    await asyncio.to_thread(downgrade, database_url, "0005")
-    connection = await asyncpg.connect(database_url)
-    try:
-        tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-        pack_id, workflow_id, version_id, execution_id, operation_id = (uuid7() for _ in range(5))
-        await connection.execute("INSERT INTO packs (id, tenant_id, ref) VALUES ($1, $2, 'demo')", pack_id, tenant_id)
-        await connection.execute(
-            "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, latest_version) "
-            "VALUES ($1, $2, $3, 'demo.old', 'old', 1)",
-            workflow_id,
-            tenant_id,
-            pack_id,
-        )
-        await connection.execute(
-            "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) "
-            "VALUES ($1, $2, $3, 1, '{}')",
-            version_id,
-            tenant_id,
-            workflow_id,
-        )
+    async with at_revision(database_url, "0005") as connection:
+        tenant_id, workflow_id, version_id = await old_workflow(connection, "old")
+        execution_id, operation_id = uuid7(), uuid7()
         await connection.execute(
             "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, "
             "workflow_version, status, root_execution_id, triggered_by) "
@@ -45,7 +26,7 @@ async def test_schedules_come_and_go_and_executions_stay(database_url: str) -> N
             tenant_id,
         )
 
-        await asyncio.to_thread(upgrade_head, database_url)
+        await migrate(database_url, "head")
         upgraded = await connection.fetchrow(
             "SELECT schedule_id, scheduled_for FROM executions WHERE id = $1", execution_id
         )
@@ -55,13 +36,10 @@ async def test_schedules_come_and_go_and_executions_stay(database_url: str) -> N
             uuid7(),
             tenant_id,
         )
-        await asyncio.to_thread(downgrade, database_url, "0005")
+        await migrate(database_url, "0005")
         kept = await connection.fetchval("SELECT count(*) FROM executions WHERE id = $1", execution_id)
         operations = await connection.fetchval("SELECT count(*) FROM bulk_operations WHERE id = $1", operation_id)
         tables = {row["tablename"] for row in await connection.fetch("SELECT tablename FROM pg_tables")}
-    finally:
-        await connection.close()
-    await asyncio.to_thread(upgrade_head, database_url)
 
     assert tuple(upgraded) == (None, None)
     assert (kept, operations) == (1, 1)

@@ -1,11 +1,11 @@
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from flowline.db.log_partitions import is_partition
-from flowline.db.migrate import downgrade, upgrade_head
 from flowline.db.tables import metadata
 from flowline.runtime.ids import uuid7
+
+from tests.support import at_revision, migrate, old_workflow
 
 
 def _not_a_log_partition(name: str | None, type_: str, parent_names: object) -> bool:
@@ -25,10 +25,10 @@ async def _tables(url: str) -> set[str]:
 async def test_downgrade_to_base_then_upgrade_to_head(database_url: str) -> None:
     assert set(metadata.tables) <= await _tables(database_url)
 
-    await asyncio.to_thread(downgrade, database_url, "base")
+    await migrate(database_url, "base")
     assert await _tables(database_url) <= {"alembic_version"}
 
-    await asyncio.to_thread(upgrade_head, database_url)
+    await migrate(database_url, "head")
     assert set(metadata.tables) <= await _tables(database_url)
 
 
@@ -52,26 +52,8 @@ async def test_the_migrations_match_the_table_definitions(database_url: str) -> 
 
 async def test_executions_keep_their_owner_and_learn_who_started_them(database_url: str) -> None:
     """0004: the owner moves to ``owned_by`` unchanged; ``started_by`` is worked out from what each row holds."""
-    await asyncio.to_thread(downgrade, database_url, "0003")
-    connection = await asyncpg.connect(database_url)
-    try:
-        tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-        pack_id, workflow_id, version_id = uuid7(), uuid7(), uuid7()
-        await connection.execute("INSERT INTO packs (id, tenant_id, ref) VALUES ($1, $2, 'demo')", pack_id, tenant_id)
-        await connection.execute(
-            "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, latest_version) "
-            "VALUES ($1, $2, $3, 'demo.old', 'old', 1)",
-            workflow_id,
-            tenant_id,
-            pack_id,
-        )
-        await connection.execute(
-            "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) "
-            "VALUES ($1, $2, $3, 1, '{}')",
-            version_id,
-            tenant_id,
-            workflow_id,
-        )
+    async with at_revision(database_url, "0003") as connection:
+        tenant_id, workflow_id, version_id = await old_workflow(connection, "old")
         key, jwt, kafka, child, unknown = (uuid7() for _ in range(5))
         rows = [  # id, triggered_by, the owner (then called started_by), parent
             (key, "api", "api-key:0193a5a0-6c00-7000-8000-1a2b3c4d5e6f", None),
@@ -94,19 +76,16 @@ async def test_executions_keep_their_owner_and_learn_who_started_them(database_u
                 parent,
             )
 
-        await asyncio.to_thread(upgrade_head, database_url)
+        await migrate(database_url, "head")
         upgraded = {
             record["id"]: (record["owned_by"], record["started_by"])
             for record in await connection.fetch("SELECT id, owned_by, started_by FROM executions")
         }
-        await asyncio.to_thread(downgrade, database_url, "0003")
+        await migrate(database_url, "0003")
         downgraded = {
             record["id"]: record["started_by"]
             for record in await connection.fetch("SELECT id, started_by FROM executions")
         }
-    finally:
-        await connection.close()
-    await asyncio.to_thread(upgrade_head, database_url)
 
     assert upgraded == {
         key: ("api-key:0193a5a0-6c00-7000-8000-1a2b3c4d5e6f", "api-key:0193a5a0-6c00-7000-8000-1a2b3c4d5e6f"),
@@ -120,9 +99,7 @@ async def test_executions_keep_their_owner_and_learn_who_started_them(database_u
 
 async def test_bulk_operations_learn_their_creator_from_the_audit_log(database_url: str) -> None:
     """0005: an operation's ``created_by`` is the principal of its creation's audit row; without one, unknown."""
-    await asyncio.to_thread(downgrade, database_url, "0004")
-    connection = await asyncpg.connect(database_url)
-    try:
+    async with at_revision(database_url, "0004") as connection:
         tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
         audited, unaudited = uuid7(), uuid7()
         for operation_id in (audited, unaudited):
@@ -139,36 +116,17 @@ async def test_bulk_operations_learn_their_creator_from_the_audit_log(database_u
             str(audited),
         )
 
-        await asyncio.to_thread(upgrade_head, database_url)
+        await migrate(database_url, "head")
         creators = dict(await connection.fetch("SELECT id, created_by FROM bulk_operations"))
-    finally:
-        await connection.close()
 
     assert creators == {audited: "jwt-subject", unaudited: None}
 
 
 async def test_task_logs_keep_every_record_when_partitioned_and_back(database_url: str) -> None:
     """0009: the table as it was becomes the first partition; down, every record is copied back into one table."""
-    await asyncio.to_thread(downgrade, database_url, "0005")
-    connection = await asyncpg.connect(database_url)
-    try:
-        tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-        pack_id, workflow_id, version_id, running, finished = uuid7(), uuid7(), uuid7(), uuid7(), uuid7()
-        await connection.execute("INSERT INTO packs (id, tenant_id, ref) VALUES ($1, $2, 'demo')", pack_id, tenant_id)
-        await connection.execute(
-            "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, latest_version) "
-            "VALUES ($1, $2, $3, 'demo.logs', 'logs', 1)",
-            workflow_id,
-            tenant_id,
-            pack_id,
-        )
-        await connection.execute(
-            "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) "
-            "VALUES ($1, $2, $3, 1, '{}')",
-            version_id,
-            tenant_id,
-            workflow_id,
-        )
+    async with at_revision(database_url, "0005") as connection:
+        tenant_id, workflow_id, version_id = await old_workflow(connection, "logs")
+        running, finished = uuid7(), uuid7()
         for execution_id, status in ((running, "running"), (finished, "completed")):
             await connection.execute(
                 "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, "
@@ -196,7 +154,7 @@ async def test_task_logs_keep_every_record_when_partitioned_and_back(database_ur
         columns = "id, execution_id, task_id, message, timestamp, metadata::text"
         before = set(await connection.fetch(f"SELECT {columns} FROM task_logs"))
 
-        await asyncio.to_thread(upgrade_head, database_url)
+        await migrate(database_url, "head")
         partitioned = set(await connection.fetch(f"SELECT {columns} FROM task_logs"))
         holders = {row[0] for row in await connection.fetch("SELECT DISTINCT tableoid::regclass::text FROM task_logs")}
         usage = [tuple(row) for row in await connection.fetch("SELECT task_key, records, bytes FROM task_log_usage")]
@@ -209,15 +167,12 @@ async def test_task_logs_keep_every_record_when_partitioned_and_back(database_ur
             tenant_id,
         )
 
-        await asyncio.to_thread(downgrade, database_url, "0005")
+        await migrate(database_url, "0005")
         plain = set(await connection.fetch(f"SELECT {columns} FROM task_logs"))
         plain_kind = await connection.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'task_logs'")
         key = await connection.fetchval(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'pk_task_logs'"
         )
-    finally:
-        await connection.close()
-    await asyncio.to_thread(upgrade_head, database_url)
 
     assert len(before) == 4 and partitioned == before
     assert kind == "p" and len(holders) == 1 and next(iter(holders)).startswith("task_logs_until_")
@@ -229,26 +184,9 @@ async def test_task_logs_keep_every_record_when_partitioned_and_back(database_ur
 
 async def test_attempts_learn_their_steps_latest_input_and_output(database_url: str) -> None:
     """0010: each step's latest attempt takes its input (and output when it completed); down, the steps keep theirs."""
-    await asyncio.to_thread(downgrade, database_url, "0009")
-    connection = await asyncpg.connect(database_url)
-    try:
-        tenant_id = await connection.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
-        pack_id, workflow_id, version_id, execution_id = uuid7(), uuid7(), uuid7(), uuid7()
-        await connection.execute("INSERT INTO packs (id, tenant_id, ref) VALUES ($1, $2, 'demo')", pack_id, tenant_id)
-        await connection.execute(
-            "INSERT INTO workflows (id, tenant_id, pack_id, ref, name, latest_version) "
-            "VALUES ($1, $2, $3, 'demo.attempts', 'attempts', 1)",
-            workflow_id,
-            tenant_id,
-            pack_id,
-        )
-        await connection.execute(
-            "INSERT INTO workflow_versions (id, tenant_id, workflow_id, version, definition) "
-            "VALUES ($1, $2, $3, 1, '{}')",
-            version_id,
-            tenant_id,
-            workflow_id,
-        )
+    async with at_revision(database_url, "0009") as connection:
+        tenant_id, workflow_id, version_id = await old_workflow(connection, "attempts")
+        execution_id = uuid7()
         await connection.execute(
             "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version_id, workflow_ref, "
             "workflow_version, status, root_execution_id, triggered_by) "
@@ -280,20 +218,17 @@ async def test_attempts_learn_their_steps_latest_input_and_output(database_url: 
                 status,
             )
 
-        await asyncio.to_thread(upgrade_head, database_url)
+        await migrate(database_url, "head")
         upgraded = await connection.fetch(
             "SELECT number, input::text, output::text FROM task_attempts WHERE step_execution_id = $1 ORDER BY number",
             step_id,
         )
-        await asyncio.to_thread(downgrade, database_url, "0009")
+        await migrate(database_url, "0009")
         kept = await connection.fetchrow(
             "SELECT s.input::text, s.output::text, count(a.id) FROM step_executions s "
             "JOIN task_attempts a ON a.step_execution_id = s.id WHERE s.id = $1 GROUP BY s.id",
             step_id,
         )
-    finally:
-        await connection.close()
-    await asyncio.to_thread(upgrade_head, database_url)
 
     assert [tuple(row) for row in upgraded] == [(1, None, None), (2, '{"n": 5}', '{"ok": true}')]
     assert tuple(kept) == ('{"n": 5}', '{"ok": true}', 2)

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from flowline.db.audit import Actor
 from flowline.domain.credentials import Principal
-from flowline.errors import ClientError, FlowlineError, ValidationFailed
+from flowline.errors import ClientError, ValidationFailed
 from litestar import Controller, Request, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
@@ -62,146 +63,115 @@ def _retry_request(form: Any, current_input: Any) -> RetryRequest:
     return RetryRequest(note=note, input=None if new_input == current_input else new_input)
 
 
+@dataclass(frozen=True)
+class ExecutionAction:
+    """An action's request on one execution: who asks, the services it calls, and how its answer goes back."""
+
+    request: Request[Principal, Any, State]
+    execution_id: uuid.UUID
+    tenant_id: uuid.UUID
+    actor: Actor
+    control: ControlService
+    reads: PageReads
+
+    async def answer(
+        self, run: Action, notice: Callable[[Any], str], goes_to: Callable[[Any], str] | None = None
+    ) -> Redirect | Template:
+        """Run the action; redirect with its notice, or show the execution page with the refusal.
+
+        The redirect goes to the execution's page, or to the one ``goes_to`` names from the action's answer.
+        """
+        try:
+            done = await run()
+        except ClientError as error:
+            return await self.refused(error)
+        target = goes_to(done) if goes_to else f"/ui/executions/{self.execution_id}"
+        return Redirect(f"{target}?{urlencode({'notice': notice(done)})}", status_code=303)
+
+    async def refused(self, error: ClientError, **extra: Any) -> Template:
+        """The execution page with the refusal's message (and what ``extra`` adds), under the refusal's status."""
+        context = await execution_context(self.request, self.reads, self.execution_id, error=error.detail, **extra)
+        return Template("execution.html", context=context, status_code=error.status_code)
+
+
+def provide_execution_action(
+    request: Request[Principal, Any, State],
+    execution_id: ExecutionId,
+    tenant_id: NamedDependency[uuid.UUID],
+    actor: NamedDependency[Actor],
+    control_service: NamedDependency[ControlService],
+    page_reads: NamedDependency[PageReads],
+) -> ExecutionAction:
+    """The action this request asks for on the execution of its path."""
+    return ExecutionAction(request, execution_id, tenant_id, actor, control_service, page_reads)
+
+
 class ConsoleActionController(Controller):
     """``POST /ui/executions/{id}/<action>``."""
 
     path = "/executions/{execution_id:str}"
     opt = OPERATOR
-
-    async def _answer(
-        self,
-        request: Request[Principal, Any, State],
-        execution_id: uuid.UUID,
-        action: Action,
-        done: Callable[[Any], tuple[str, str]],
-        reads: PageReads,
-    ) -> Redirect | Template:
-        """Run the action; redirect to the page it names, or show the execution page with the refusal."""
-        try:
-            target, notice = done(await action())
-        except FlowlineError as error:
-            if not isinstance(error, ClientError):
-                raise
-            context = await execution_context(request, reads, execution_id, error=error.detail)
-            return Template("execution.html", context=context, status_code=error.status_code)
-        return Redirect(f"{target}?{urlencode({'notice': notice})}", status_code=303)
+    dependencies = {"action": Provide(provide_execution_action, sync_to_thread=False)}
 
     @post("/cancel", name="console:cancel")
-    async def cancel(
-        self,
-        request: Request[Principal, Any, State],
-        execution_id: ExecutionId,
-        tenant_id: NamedDependency[uuid.UUID],
-        actor: NamedDependency[Actor],
-        control_service: NamedDependency[ControlService],
-        page_reads: NamedDependency[PageReads],
-    ) -> Redirect | Template:
+    async def cancel(self, action: NamedDependency[ExecutionAction]) -> Redirect | Template:
         """Cancel the execution, with an optional reason."""
-        form = await request.form()
+        form = await action.request.form()
         reason = str(form.get("reason") or "").strip() or None
-        page = f"/ui/executions/{execution_id}"
-        return await self._answer(
-            request,
-            execution_id,
-            lambda: control_service.cancel(tenant_id, execution_id, reason, actor),
-            lambda answer: (page, f"cancel requested; the execution is {answer.status}"),
-            page_reads,
+        return await action.answer(
+            lambda: action.control.cancel(action.tenant_id, action.execution_id, reason, action.actor),
+            lambda answer: f"cancel requested; the execution is {answer.status}",
         )
 
     @post("/pause", name="console:pause")
-    async def pause(
-        self,
-        request: Request[Principal, Any, State],
-        execution_id: ExecutionId,
-        tenant_id: NamedDependency[uuid.UUID],
-        actor: NamedDependency[Actor],
-        control_service: NamedDependency[ControlService],
-        page_reads: NamedDependency[PageReads],
-    ) -> Redirect | Template:
+    async def pause(self, action: NamedDependency[ExecutionAction]) -> Redirect | Template:
         """Pause the execution: no new steps start."""
-        page = f"/ui/executions/{execution_id}"
-        return await self._answer(
-            request,
-            execution_id,
-            lambda: control_service.pause(tenant_id, execution_id, actor),
-            lambda answer: (page, "paused"),
-            page_reads,
+        return await action.answer(
+            lambda: action.control.pause(action.tenant_id, action.execution_id, action.actor), lambda _: "paused"
         )
 
     @post("/resume", name="console:resume")
-    async def resume(
-        self,
-        request: Request[Principal, Any, State],
-        execution_id: ExecutionId,
-        tenant_id: NamedDependency[uuid.UUID],
-        actor: NamedDependency[Actor],
-        control_service: NamedDependency[ControlService],
-        page_reads: NamedDependency[PageReads],
-    ) -> Redirect | Template:
+    async def resume(self, action: NamedDependency[ExecutionAction]) -> Redirect | Template:
         """Resume a paused execution."""
-        page = f"/ui/executions/{execution_id}"
-        return await self._answer(
-            request,
-            execution_id,
-            lambda: control_service.resume(tenant_id, execution_id, actor),
-            lambda answer: (page, f"resumed; the execution is {answer.status}"),
-            page_reads,
+        return await action.answer(
+            lambda: action.control.resume(action.tenant_id, action.execution_id, action.actor),
+            lambda answer: f"resumed; the execution is {answer.status}",
         )
 
     @post("/retry", name="console:retry")
-    async def retry(
-        self,
-        request: Request[Principal, Any, State],
-        execution_id: ExecutionId,
-        tenant_id: NamedDependency[uuid.UUID],
-        actor: NamedDependency[Actor],
-        control_service: NamedDependency[ControlService],
-        page_reads: NamedDependency[PageReads],
-    ) -> Redirect | Template:
+    async def retry(self, action: NamedDependency[ExecutionAction]) -> Redirect | Template:
         """Retry a failed execution from its failed steps, with an optional note and edited input."""
-        form = await request.form()
-        page = f"/ui/executions/{execution_id}"
+        form = await action.request.form()
 
         async def retry() -> Any:
-            current = await page_reads.executions.read(tenant_id, execution_id)
-            return await control_service.retry(tenant_id, execution_id, _retry_request(form, current.input), actor)
+            current = await action.reads.executions.read(action.tenant_id, action.execution_id)
+            retry_request = _retry_request(form, current.input)
+            return await action.control.retry(action.tenant_id, action.execution_id, retry_request, action.actor)
 
-        return await self._answer(request, execution_id, retry, lambda answer: (page, "retry requested"), page_reads)
+        return await action.answer(retry, lambda _: "retry requested")
 
     @post("/retry/preview", name="console:retry-preview")
-    async def preview_retry(
-        self,
-        request: Request[Principal, Any, State],
-        execution_id: ExecutionId,
-        tenant_id: NamedDependency[uuid.UUID],
-        control_service: NamedDependency[ControlService],
-        page_reads: NamedDependency[PageReads],
-    ) -> Template:
+    async def preview_retry(self, action: NamedDependency[ExecutionAction]) -> Template:
         """The execution page with the retry form open as filled in, and the steps the retry would run again."""
-        form = await request.form()
+        form = await action.request.form()
         filled = {"note": str(form.get("note") or ""), "input": str(form.get("input") or "")}
         try:
-            current = await page_reads.executions.read(tenant_id, execution_id)
-            preview = await control_service.preview_retry(tenant_id, execution_id, _retry_request(form, current.input))
+            current = await action.reads.executions.read(action.tenant_id, action.execution_id)
+            retry_request = _retry_request(form, current.input)
+            preview = await action.control.preview_retry(action.tenant_id, action.execution_id, retry_request)
         except ClientError as error:
-            context = await execution_context(request, page_reads, execution_id, error=error.detail, retry_form=filled)
-            return Template("execution.html", context=context, status_code=error.status_code)
-        context = await execution_context(request, page_reads, execution_id, retry_form={**filled, "preview": preview})
+            return await action.refused(error, retry_form=filled)
+        context = await execution_context(
+            action.request, action.reads, action.execution_id, retry_form={**filled, "preview": preview}
+        )
         return Template("execution.html", context=context)
 
     @post("/rerun", opt=EXECUTION_START, name="console:rerun")
     async def rerun(
-        self,
-        request: Request[Principal, Any, State],
-        execution_id: ExecutionId,
-        tenant_id: NamedDependency[uuid.UUID],
-        caller: NamedDependency[Principal],
-        actor: NamedDependency[Actor],
-        control_service: NamedDependency[ControlService],
-        page_reads: NamedDependency[PageReads],
+        self, action: NamedDependency[ExecutionAction], caller: NamedDependency[Principal]
     ) -> Redirect | Template:
         """Start a new execution that runs a step and what follows it again, with new input or another version."""
-        form = await request.form()
+        form = await action.request.form()
 
         async def start() -> Any:
             new_input = json_field(form, "input")
@@ -213,43 +183,34 @@ class ConsoleActionController(Controller):
             request_body = RerunRequest(
                 from_step=str(form.get("fromStep") or ""), input=new_input, version=int(version) if version else None
             )
-            return await control_service.rerun(tenant_id, execution_id, request_body, caller, actor)
+            return await action.control.rerun(action.tenant_id, action.execution_id, request_body, caller, action.actor)
 
-        return await self._answer(
-            request,
-            execution_id,
+        return await action.answer(
             start,
-            lambda answer: (f"/ui/executions/{answer.execution_id}", f"rerun of {execution_id}"),
-            page_reads,
+            lambda _: f"rerun of {action.execution_id}",
+            goes_to=lambda answer: f"/ui/executions/{answer.execution_id}",
         )
 
     @post("/promises/{name:str}/{outcome:str}", name="console:promise")
     async def settle_promise(
-        self,
-        request: Request[Principal, Any, State],
-        execution_id: ExecutionId,
-        name: FromPath[str],
-        outcome: FromPath[str],
-        tenant_id: NamedDependency[uuid.UUID],
-        actor: NamedDependency[Actor],
-        page_reads: NamedDependency[PageReads],
+        self, action: NamedDependency[ExecutionAction], name: FromPath[str], outcome: FromPath[str]
     ) -> Redirect | Template:
         """Resolve a promise with a JSON value, or reject it with a reason."""
-        form = await request.form()
-        page = f"/ui/executions/{execution_id}"
+        form = await action.request.form()
+        executions = action.reads.executions
 
         async def settle() -> Any:
             if outcome == "resolve":
                 value = json_field(form, "value")
-                return await page_reads.executions.settle_promise(
-                    tenant_id, execution_id, name, actor=actor, value=value
+                return await executions.settle_promise(
+                    action.tenant_id, action.execution_id, name, actor=action.actor, value=value
                 )
             if outcome != "reject":
                 raise ClientError(f"{outcome!r} is neither resolve nor reject")
             reason = str(form.get("reason") or "").strip() or "rejected in the console"
             error = {"message": reason}
-            return await page_reads.executions.settle_promise(tenant_id, execution_id, name, actor=actor, error=error)
+            return await executions.settle_promise(
+                action.tenant_id, action.execution_id, name, actor=action.actor, error=error
+            )
 
-        return await self._answer(
-            request, execution_id, settle, lambda answer: (page, f"promise {name} {answer.status}"), page_reads
-        )
+        return await action.answer(settle, lambda answer: f"promise {name} {answer.status}")
