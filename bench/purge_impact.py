@@ -4,7 +4,8 @@ Starts the stack (its own scheduler keeps executions 10 years, so that it remove
 `--executions` finished executions 40 days old with their rows as `bench.retention` does, then runs the latency
 run (p50/p99, one execution after another) and the throughput run (`--throughput` concurrent executions) of
 `make bench` three times: alone; while `--loops` retention loops (30 days, in a process of their own, as a
-scheduler would) remove the old executions, from their first batch on; and alone again. Prints each phase, the
+scheduler would, beside one pass of its task log partition loop, which drops the old records' day partition)
+remove the old executions, from their first batch on; and alone again. Prints each phase, the
 ratio of the purge phase to the mean of the two alone, and how many executions the purge removed per second
 meanwhile; a purge that ended before the phase did is reported (load more). Writes
 bench/results/purge_impact.json. Timings are never asserted anywhere.
@@ -36,7 +37,7 @@ OLD_EXECUTIONS = "SELECT count(*) FROM executions WHERE workflow_ref = 'old.purg
 
 def _purge(env: dict[str, str], loops: int, batch_size: int) -> None:
     """The purge, in a process of its own (the bench client's loop must not run it)."""
-    asyncio.run(purge(env, loops, batch_size))
+    asyncio.run(purge(env, loops, batch_size, drop_partitions=True))
 
 
 async def _phase(starters: Sequence[Starter], completions: Completions, args: argparse.Namespace) -> dict[str, Any]:

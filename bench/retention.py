@@ -2,10 +2,14 @@
 
 Loads finished executions 40 days old (workflow `old.purge`) into a private PostgreSQL (durable: fsync on, as in
 production), every tenth a child of the one before, each with 3 steps, 3 attempts, a timer, 8 events and 10 task
-log records (so 1,000,000 executions come with 10,000,000 log records), then runs the scheduler's retention loop
-(in this process, `--loops` of them side by side, as that many schedulers would) until nothing is left, and
-prints the executions and rows removed per second and the CPU time PostgreSQL and the loops spent per 1,000
-executions. Writes bench/results/retention.json. Timings are never asserted anywhere.
+log records (so 1,000,000 executions come with 10,000,000 log records) in the day partition of their day, as a
+database that has run for 40 days keeps them. Then it checkpoints (rows that old were written to their tables long
+ago, so the first change of each page writes the whole page to the WAL) and runs the scheduler's retention loop
+(in this process, `--loops` of them side by side, as that many schedulers would) beside one pass of its task log
+partition loop, which drops the day partition whole (`--no-partition-drop`: not, so every record is deleted with
+its execution), until nothing is left. It prints the executions and rows removed per second, the CPU time
+PostgreSQL and the loops spent and the WAL written per 1,000 executions. Writes bench/results/retention.json.
+Timings are never asserted anywhere.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ import argparse
 import asyncio
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from flowline.db.log_partitions import create_day_partition, drop_partition, list_log_partitions
 from flowline.db.pool import create_pool
 from flowline.db.retention import REMOVED_TABLES
 from flowline.db.sql import bind
 from flowline.settings import load_settings
+from flowline_scheduler.log_partitions import LogPartitionLoop
 from flowline_scheduler.metrics import SchedulerMetrics
 from flowline_scheduler.retention import RetentionLoop, RetentionPeriods
 from prometheus_client import CollectorRegistry
@@ -102,6 +109,7 @@ async def load(url: str, count: int) -> dict[str, Any]:
             tenant,
             workflow,
         )
+        await day_partition_layout(connection)
         started = time.perf_counter()
         for low in range(1, count + 1, BATCH):
             high = min(count, low + BATCH - 1)
@@ -111,6 +119,7 @@ async def load(url: str, count: int) -> dict[str, Any]:
                     await connection.execute(*bind(sql, params))
             print(f"  loaded {high:>9,} executions ({time.perf_counter() - started:.0f} s)", flush=True)
         await connection.execute("VACUUM ANALYZE")
+        await connection.execute("CHECKPOINT")
         size = await connection.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
         rows = {table: await connection.fetchval(f"SELECT count(*) FROM {table}") for table in LOAD}
         return {"load_seconds": round(time.perf_counter() - started), "database_size": size, "rows": rows}
@@ -118,12 +127,41 @@ async def load(url: str, count: int) -> dict[str, Any]:
         await connection.close()
 
 
-async def purge(env: dict[str, str], loops: int, batch_size: int) -> dict[str, Any]:
-    """Run ``loops`` retention loops side by side until every execution ``load`` made is gone."""
-    settings = load_settings({**env, "FLOWLINE_DB_POOL_MAX_SIZE": str(loops + 2)})
+async def day_partition_layout(connection: asyncpg.Connection) -> None:
+    """Put the records about to be loaded into the day partition of their day, as a database running for 40 days has.
+
+    A fresh database has the table as migration 0009 found it, ``task_logs_until_<tomorrow>`` (empty: nothing ran
+    yet), in their place and today's: a partition that would never be past retention.
+    """
+    today = datetime.now(UTC).date()
+    async with connection.transaction():
+        for partition in await list_log_partitions(connection):
+            if partition.name.startswith("task_logs_until_"):
+                await drop_partition(connection, partition)
+        for day in (today - timedelta(days=40), today):
+            await create_day_partition(connection, day)
+
+
+async def wal_counts(pool: asyncpg.Pool) -> dict[str, int]:
+    """The WAL the whole server (autovacuum and checkpoints included) has written so far, and its checkpoints."""
+    record = await pool.fetchrow(
+        "SELECT wal_bytes::bigint AS wal_bytes, wal_fpi AS full_page_images, wal_records, "
+        "(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) AS checkpoints FROM pg_stat_wal"
+    )
+    return dict(record)
+
+
+async def purge(env: dict[str, str], loops: int, batch_size: int, *, drop_partitions: bool) -> dict[str, Any]:
+    """Run ``loops`` retention loops side by side until every execution ``load`` made is gone.
+
+    ``drop_partitions``: one pass of the task log partition loop runs beside their first pass, as when a scheduler
+    starts.
+    """
+    settings = load_settings({**env, "FLOWLINE_DB_POOL_MAX_SIZE": str(loops + 3)})
     pool = await create_pool(settings)
     registry = CollectorRegistry()
     metrics = SchedulerMetrics(registry)
+    partition_loop = LogPartitionLoop(pool, metrics, default_retention_seconds=30 * DAY)
     try:
         workers = [
             RetentionLoop(
@@ -136,11 +174,15 @@ async def purge(env: dict[str, str], loops: int, batch_size: int) -> dict[str, A
             )
             for _ in range(loops)
         ]
+        wal = await wal_counts(pool)
         stolen = stolen_seconds()
         started = time.perf_counter()
+        beside = [partition_loop.run_once()] if drop_partitions else []
         while await pool.fetchval("SELECT EXISTS (SELECT FROM executions WHERE workflow_ref = 'old.purge')"):
-            await asyncio.gather(*(worker.run_once() for worker in workers))
+            await asyncio.gather(*beside, *(worker.run_once() for worker in workers))
+            beside = []
         seconds = time.perf_counter() - started
+        wal = {name: value - wal[name] for name, value in (await wal_counts(pool)).items()}
         removed = {
             table: int(registry.get_sample_value("flowline_retention_removed_rows_total", {"table": table}) or 0)
             for table in REMOVED_TABLES
@@ -150,6 +192,15 @@ async def purge(env: dict[str, str], loops: int, batch_size: int) -> dict[str, A
             "executions_per_second": round(removed["executions"] / seconds),
             "rows_per_second": round(sum(removed.values()) / seconds),
             "removed": removed,
+            "partitions_dropped": int(
+                registry.get_sample_value("flowline_task_log_partitions_total", {"change": "dropped"}) or 0
+            ),
+            "wal_per_1000_executions": {
+                "bytes": round(wal["wal_bytes"] * 1000 / removed["executions"]),
+                "full_page_images": round(wal["full_page_images"] * 1000 / removed["executions"]),
+                "records": round(wal["wal_records"] * 1000 / removed["executions"]),
+            },
+            "checkpoints": wal["checkpoints"],
             "stolen_cpu_seconds": round(stolen_seconds() - stolen, 1),
         }
     finally:
@@ -161,6 +212,11 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=1_000_000, help="finished executions to load")
     parser.add_argument("--loops", type=int, default=2, help="retention loops side by side (schedulers)")
     parser.add_argument("--batch-size", type=int, default=1000, help="root executions per batch")
+    parser.add_argument(
+        "--no-partition-drop",
+        action="store_true",
+        help="no task log partition loop beside the retention loops: every record is deleted with its execution",
+    )
     args = parser.parse_args()
 
     with private_stack(services=(), durable=True) as stack:
@@ -170,7 +226,7 @@ def main() -> None:
         # The CPU time PostgreSQL and the loops spent: on a machine shared with others the seconds vary with
         # their load, the CPU time far less.
         database_cpu, loops_cpu = stack.cpu_seconds()["postgres"], time.process_time()
-        result = asyncio.run(purge(stack.env, args.loops, args.batch_size))
+        result = asyncio.run(purge(stack.env, args.loops, args.batch_size, drop_partitions=not args.no_partition_drop))
         result["cpu_ms_per_1000_executions"] = {
             "postgres": round((stack.cpu_seconds()["postgres"] - database_cpu) * 1e6 / args.executions),
             "retention loops": round((time.process_time() - loops_cpu) * 1e6 / args.executions),
@@ -182,6 +238,7 @@ def main() -> None:
         "executions": args.executions,
         "loops": args.loops,
         "batch_size": args.batch_size,
+        "partition_drop": not args.no_partition_drop,
         **facts,
         **result,
     }
@@ -192,8 +249,15 @@ def main() -> None:
         f"{result['seconds']} s: {result['executions_per_second']:,} executions/s, "
         f"{result['rows_per_second']:,} rows/s"
     )
-    cpu = result["cpu_ms_per_1000_executions"]
+    dropped = facts["rows"]["task_logs"] - result["removed"]["task_logs"]
+    partitions = result["partitions_dropped"]
+    print(f"task log records dropped with their day partitions: {dropped:,} (partitions dropped: {partitions})")
+    cpu, wal = result["cpu_ms_per_1000_executions"], result["wal_per_1000_executions"]
     print(f"CPU per 1,000 executions: PostgreSQL {cpu['postgres']:,} ms, retention loops {cpu['retention loops']:,} ms")
+    print(
+        f"WAL per 1,000 executions: {wal['bytes'] / 1e6:.2f} MB, {wal['full_page_images']:,} full-page images, "
+        f"{wal['records']:,} records; {result['checkpoints']} checkpoints during the purge"
+    )
     print(f"written to {RESULTS / 'retention.json'}")
 
 

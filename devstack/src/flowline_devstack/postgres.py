@@ -32,6 +32,11 @@ HOST = "127.0.0.1"
 #: Unix socket paths are limited to 107 bytes on Linux; longer data dirs get no socket.
 _MAX_SOCKET_DIR_LENGTH = 90
 _LOG_NAME = "server.log"
+#: A durable cluster's write-ahead log settings (docs/operations.md §3): fsync, synchronous commit and full page
+#: writes stay on. The first change of a page after a checkpoint writes the whole page to the WAL, and a purge
+#: changes nearly every page it touches only once: lz4 compresses those images, and checkpoints no closer than
+#: 4 GB of WAL write fewer of them again (and fewer dirty pages) during a purge or a load.
+DURABLE_SETTINGS = {"wal_compression": "lz4", "max_wal_size": "4GB"}
 StopMode = Literal["smart", "fast", "immediate"]
 #: The signals behind ``pg_ctl stop -m smart|fast|immediate``.
 _STOP_SIGNALS: dict[StopMode, signal.Signals] = {
@@ -172,7 +177,9 @@ def server_options(port: int, socket_dir: Path | None, *, durable: bool) -> list
         "unix_socket_directories": str(socket_dir) if socket_dir is not None else "",
         "max_connections": "200",
     }
-    if not durable:
+    if durable:
+        settings |= DURABLE_SETTINGS
+    else:
         settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
     options = ["-p", str(port)]
     for name, value in settings.items():

@@ -131,6 +131,36 @@ async def test_a_day_wholly_past_retention_is_dropped_unless_an_unfinished_execu
     assert {row["task_key"] for row in await pool.fetch("SELECT task_key FROM task_log_usage")} == {recent_task}
 
 
+async def test_while_archiving_a_day_stays_until_the_executions_that_logged_in_it_are_gone(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    await _without_the_first_partition(pool)
+    finished = await define_and_start(
+        pool, settings, "demo.old", {"steps": [{"id": "a", "type": "sleep", "duration": "1s"}]}, {}
+    )
+    await pool.execute("UPDATE executions SET status = 'completed' WHERE id = $1", finished.id)
+    old = TODAY - timedelta(days=40)
+    async with pool.acquire() as connection, connection.transaction():
+        assert await create_day_partition(connection, old)
+    await _log(pool, finished.id, start_of_day(old) + timedelta(hours=3))
+    metrics = SchedulerMetrics(CollectorRegistry())
+    archiving = LogPartitionLoop(
+        pool,
+        metrics,
+        default_retention_seconds=THIRTY_DAYS,
+        archiving=True,
+        clock=lambda: start_of_day(TODAY) + timedelta(hours=12),
+    )
+
+    await archiving.start(loops=1)
+    kept = day_partition_name(old) in await _names(pool)
+    await pool.execute("DELETE FROM executions WHERE id = $1", finished.id)  # retention archived and removed it
+    await archiving.start(loops=1)
+
+    assert kept  # its archive is still to be written from these records
+    assert day_partition_name(old) not in await _names(pool)
+
+
 async def test_a_tenants_default_retention_longer_than_the_servers_keeps_its_days(pool: asyncpg.Pool) -> None:
     await _without_the_first_partition(pool)
     old = TODAY - timedelta(days=40)

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from flowline.settings import Settings, load_settings, setting_names
+from flowline_devstack.postgres import DURABLE_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -325,6 +326,13 @@ def test_postgres_has_a_volume_and_a_healthcheck(services: dict[str, dict[str, A
     assert str(postgres["image"]).startswith("postgres:15")
     assert any(str(volume).endswith(":/var/lib/postgresql/data") for volume in postgres["volumes"])
     assert "pg_isready" in healthcheck_of(postgres)
+
+
+def test_postgres_keeps_durability_and_the_dev_clusters_wal_settings(services: dict[str, dict[str, Any]]) -> None:
+    command = command_of(services["postgres"])
+    settings = dict(part.split("=", 1) for part in command if "=" in part)
+    assert {name: settings.get(name) for name in DURABLE_SETTINGS} == DURABLE_SETTINGS
+    assert not {"fsync", "synchronous_commit", "full_page_writes"} & settings.keys()
 
 
 def test_services_check_readiness_on_their_own_port(flowline_services: dict[str, dict[str, Any]]) -> None:

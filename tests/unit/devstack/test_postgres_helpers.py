@@ -73,7 +73,14 @@ def test_server_options_listen_on_loopback_with_room_for_connections(tmp_path: P
     assert "fsync=off" not in options
 
 
+def test_a_durable_cluster_compresses_its_wal_and_spaces_its_checkpoints() -> None:
+    options = server_options(5433, None, durable=True)
+    assert {"wal_compression=lz4", "max_wal_size=4GB"} <= set(options)
+    assert not any(option.startswith(("fsync=", "synchronous_commit=", "full_page_writes=")) for option in options)
+
+
 def test_only_a_test_cluster_turns_fsync_off() -> None:
     options = server_options(5433, None, durable=False)
     assert {"fsync=off", "synchronous_commit=off", "full_page_writes=off"} <= set(options)
+    assert not any(option.startswith(("wal_compression=", "max_wal_size=")) for option in options)
     assert "unix_socket_directories=" in options

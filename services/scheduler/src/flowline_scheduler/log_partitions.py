@@ -5,8 +5,10 @@ nothing for as long, unless their execution is unfinished.
 
 Retention of task logs is dropping partitions, not deleting rows (docs/architecture.md §6.2): a partition goes once
 its whole range is older than the longest retention in effect (``FLOWLINE_EXECUTION_RETENTION``) and no unfinished
-execution has a record in it. Each change is a short transaction of its own under one advisory lock, so any number
-of schedulers may run this loop: they make their changes one at a time, and each finds what another did.
+execution has a record in it (while archiving, ``FLOWLINE_ARCHIVE_DIR``: no execution still in the database, whose
+archive is yet to be written from its records). Each change is a short transaction of its own under one advisory
+lock, so any number of schedulers may run this loop: they make their changes one at a time, and each finds what
+another did.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from flowline.db.log_partitions import (
     LogPartition,
     create_day_partition,
     drop_partition,
+    holds_present_execution,
     holds_unfinished_execution,
     list_log_partitions,
     lock_partition_maintenance,
@@ -58,6 +61,7 @@ class LogPartitionLoop(LoopService):
         metrics: SchedulerMetrics,
         *,
         default_retention_seconds: float,
+        archiving: bool = False,
         interval_seconds: float = INTERVAL_SECONDS,
         days_ahead: int = DAYS_AHEAD,
         clock: Callable[[], datetime] = _now,
@@ -66,6 +70,7 @@ class LogPartitionLoop(LoopService):
         self._pool = pool
         self._metrics = metrics
         self._default_retention = default_retention_seconds
+        self._archiving = archiving
         self._days_ahead = days_ahead
         self._clock = clock
 
@@ -108,12 +113,15 @@ class LogPartitionLoop(LoopService):
             logger.warning("task log partition of %s: its lock was not granted in time, next pass", day)
 
     async def _drop(self, partition: LogPartition) -> bool:
-        """Drop ``partition`` unless an unfinished execution logged in it; whether it was dropped."""
+        """Drop ``partition`` unless an execution it must keep logged in it; whether it was dropped.
+
+        It keeps unfinished executions' records, and while archiving every present execution's: retention archives
+        an execution's records before removing it.
+        """
+        holds_kept = holds_present_execution if self._archiving else holds_unfinished_execution
         try:
             async with self._exclusive() as connection:
-                if not await partition_exists(connection, partition) or await holds_unfinished_execution(
-                    connection, partition
-                ):
+                if not await partition_exists(connection, partition) or await holds_kept(connection, partition):
                     return False
                 await drop_partition(connection, partition)
         except asyncpg.LockNotAvailableError:

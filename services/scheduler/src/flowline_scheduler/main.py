@@ -73,7 +73,9 @@ def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetri
     delivery_retention = DeliveryRetention(
         runtime.pool, retention_seconds=settings.webhook_delivery_retention_days * 86400, interval_seconds=60
     )
-    log_partitions = LogPartitionLoop(runtime.pool, metrics, default_retention_seconds=execution_retention)
+    log_partitions = LogPartitionLoop(
+        runtime.pool, metrics, default_retention_seconds=execution_retention, archiving=archive_dir is not None
+    )
     loops: list[LoopService] = [
         leases,
         redrive,

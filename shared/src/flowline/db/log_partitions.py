@@ -149,6 +149,20 @@ async def holds_unfinished_execution(connection: asyncpg.Connection, partition: 
     )
 
 
+async def holds_present_execution(connection: asyncpg.Connection, partition: LogPartition) -> bool:
+    """Whether an execution still in the database, finished or not, has records in ``partition``.
+
+    Reads the partition's records until one of an execution still there: at once while any is, and little once
+    retention removed theirs (what is left are records of executions gone).
+    """
+    return bool(
+        await connection.fetchval(
+            f"SELECT EXISTS (SELECT FROM {partition.name} l "
+            "WHERE EXISTS (SELECT FROM executions e WHERE e.id = l.execution_id))"
+        )
+    )
+
+
 async def drop_partition(connection: asyncpg.Connection, partition: LogPartition) -> None:
     """Drop ``partition`` and every record in it (a catalog change: no row is deleted one by one).
 
