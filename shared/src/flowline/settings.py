@@ -185,8 +185,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Run a step that becomes ready in the executor that made it ready, when it has room, instead of
     # sending it through the tasks topic: one transaction and one broker round trip less per step.
     eager_dispatch: bool = True
+    # The outbox relay (docs/architecture.md §4.2) publishes rows older than the grace. It looks when its process
+    # leaves it rows (published ones to forget, or a failed publish) an interval later, again after a failed
+    # pass, and otherwise sleeps until the oldest row is past the grace, or the fallback at most: the bound on
+    # how late a row that a process which died left behind is relayed.
     outbox_relay_interval_seconds: float = 1.0
     outbox_relay_grace_seconds: float = 2.0
+    outbox_relay_fallback_seconds: float = 10.0
     # The scheduler's loops sleep until their next work is due or PostgreSQL notifies a change (a schedule, a
     # delivery, a bulk operation, a timer's announcement), and look again after this long in any case: the bound
     # on how late work is should a notification be lost unnoticed. While the scheduler cannot listen for

@@ -135,7 +135,9 @@ async def run_scheduler(settings: Settings) -> None:
             batch_handler=recorder.handle_events,
             background=True,
         )
-        relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
+        relay = OutboxRelay(
+            runtime.outbox, settings.outbox_relay_interval_seconds, settings.outbox_relay_fallback_seconds
+        )
         await announcements.start()
         await events.start()
         await serve(
