@@ -200,8 +200,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     timer_poll_interval_seconds: float = 0.5
     # How often the scheduler looks for bulk operations to work on while it cannot listen for new ones.
     bulk_operation_poll_interval_seconds: float = 1.0
-    # How often the scheduler looks for due schedules while it cannot listen for changes, and while a buffered
-    # run waits for its schedule's previous run to finish.
+    # How often the scheduler looks for due schedules and crowded fire times while it cannot listen for changes
+    # (listening, a burst of created schedules has it look for crowded ones at most this often), and while a
+    # buffered run waits for its schedule's previous run to finish.
     schedule_poll_interval_seconds: float = 0.5
     # How long before a fire time that many schedules share (50 or more) the scheduler claims them and prepares
     # their runs, to write them all at that time (flowline_scheduler.schedules_ahead); 0: never ahead. Preparing

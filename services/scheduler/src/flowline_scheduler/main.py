@@ -92,6 +92,7 @@ def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetri
             metrics,
             settings.schedule_poll_interval_seconds,
             lead_seconds=settings.schedule_prepare_ahead_seconds,
+            wakeups=wakeups,
         )
         loops.append(crowded)
     return [Runnable(loop.start, loop.stop) for loop in loops]
