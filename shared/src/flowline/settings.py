@@ -185,8 +185,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Run a step that becomes ready in the executor that made it ready, when it has room, instead of
     # sending it through the tasks topic: one transaction and one broker round trip less per step.
     eager_dispatch: bool = True
+    # The outbox relay (docs/architecture.md §4.2) publishes rows older than the grace. It looks when its process
+    # leaves it rows (published ones to forget, or a failed publish) an interval later, again after a failed
+    # pass, and otherwise sleeps until the oldest row is past the grace, or the fallback at most: the bound on
+    # how late a row that a process which died left behind is relayed.
     outbox_relay_interval_seconds: float = 1.0
     outbox_relay_grace_seconds: float = 2.0
+    outbox_relay_fallback_seconds: float = 10.0
     # The scheduler's loops sleep until their next work is due or PostgreSQL notifies a change (a schedule, a
     # delivery, a bulk operation, a timer's announcement), and look again after this long in any case: the bound
     # on how late work is should a notification be lost unnoticed. While the scheduler cannot listen for
@@ -195,8 +200,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     timer_poll_interval_seconds: float = 0.5
     # How often the scheduler looks for bulk operations to work on while it cannot listen for new ones.
     bulk_operation_poll_interval_seconds: float = 1.0
-    # How often the scheduler looks for due schedules while it cannot listen for changes, and while a buffered
-    # run waits for its schedule's previous run to finish.
+    # How often the scheduler looks for due schedules and crowded fire times while it cannot listen for changes
+    # (listening, a burst of created schedules has it look for crowded ones at most this often), and while a
+    # buffered run waits for its schedule's previous run to finish.
     schedule_poll_interval_seconds: float = 0.5
     # How long before a fire time that many schedules share (50 or more) the scheduler claims them and prepares
     # their runs, to write them all at that time (flowline_scheduler.schedules_ahead); 0: never ahead. Preparing

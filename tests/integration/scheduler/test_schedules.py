@@ -391,3 +391,36 @@ async def test_a_crowded_fire_time_is_prepared_ahead_and_its_runs_appear_once_ea
     assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "started"}) == 3
     assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "already_started"}) == 1
     assert registry.get_sample_value("flowline_schedule_runs_total", {"outcome": "failed"}) == 1
+
+
+async def test_the_prepare_ahead_loop_sleeps_until_a_crowded_fire_time_is_the_lead_ahead(
+    api: Client, runtime: Runtime, settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # Looks an hour apart while listening: only a crowd's lead and a schedule's notification bring it sooner.
+    wakeups = Wakeups(settings.database_url, fallback_seconds=3600)
+    metrics = SchedulerMetrics(CollectorRegistry())
+    ahead = ScheduleAheadLoop(
+        runtime.pool, runtime.outbox, settings.topics, metrics, 0.05, lead_seconds=5, crowded=2, wakeups=wakeups
+    )
+    async with listening(wakeups):
+        await ahead.start(loops=1)
+        assert ahead.wait_seconds() == 3600  # no crowded fire time at all
+
+        crowd = [await _create(api, name=f"crowd-{n}", paused=True) for n in range(3)]
+        ahead._wake.clear()  # whatever woke it so far (listening started) is done with
+        fire_time: datetime = await pool.fetchval(
+            "UPDATE schedules SET paused = false, next_run_at = date_trunc('second', clock_timestamp()) "
+            "+ interval '10 minutes' RETURNING next_run_at"
+        )
+
+        async def woken() -> bool:  # resumed: the notification has it look again
+            return ahead._wake.is_set()
+
+        await eventually(woken)
+        await ahead.start(loops=1)
+        # Asleep until the fire time is the lead ahead: neither the fallback nor its interval.
+        assert 60 < ahead.wait_seconds() < 600
+    tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE slug = 'dev'")
+    for schedule in crowd:  # nothing claimed or started before then
+        assert await _runs(pool, schedule["id"]) == []
+        assert (await read_schedule(pool, tenant_id, schedule["id"]))["next_run_at"] == fire_time

@@ -1,4 +1,4 @@
-"""How long a background loop waits: its interval, the wake-ups' fallback while they are heard, its next due work."""
+"""How long a background loop waits: its interval, a fallback (the wake-ups' while heard), its next due work."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ class Idle(LoopService):
 
 def test_a_loop_without_wake_ups_waits_its_interval() -> None:
     assert Idle("idle", 0.5).wait_seconds() == 0.5
+
+
+def test_a_loop_its_own_process_wakes_waits_for_its_fallback() -> None:
+    assert Idle("idle", 0.5, fallback_seconds=10.0).wait_seconds() == 10.0
 
 
 @pytest.mark.parametrize(("listening", "waits"), [(True, 60.0), (False, 0.5)])

@@ -86,7 +86,9 @@ def _lifespan(
         runtime = await Runtime.open(settings, registry, acquire_timeout=settings.db_acquire_timeout_seconds)
         state.runtime, state.pool, state.outbox = runtime, runtime.pool, runtime.outbox
         state.execution_inserts = ExecutionInserts(runtime.pool)  # concurrent starts share statements
-        relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
+        relay = OutboxRelay(
+            runtime.outbox, settings.outbox_relay_interval_seconds, settings.outbox_relay_fallback_seconds
+        )
         relay_task = asyncio.create_task(relay.start())
         # One pooled client for every outgoing request (agent health checks): it connects only where the
         # outbound policy allows and follows no redirects.

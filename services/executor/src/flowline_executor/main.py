@@ -62,7 +62,9 @@ async def run_executor(settings: Settings) -> None:
             handler=engine.handle_task,
             background=settings.eager_dispatch,  # without eager dispatch, every step waits on this topic
         )
-        relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
+        relay = OutboxRelay(
+            runtime.outbox, settings.outbox_relay_interval_seconds, settings.outbox_relay_fallback_seconds
+        )
         leases = LeaseRenewal(engine, settings.lease_seconds / 3)
         await commands.start()
         await tasks.start()

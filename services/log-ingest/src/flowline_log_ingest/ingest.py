@@ -6,7 +6,7 @@ import uuid
 
 import asyncpg
 import msgspec
-from flowline.db.task_logs import STAGING, STAGING_COLUMNS, count_foreign_executions, store_staged_records
+from flowline.db.task_logs import STAGING, STAGING_COLUMNS, create_staged_usage, store_staged_records
 from flowline.domain.task_log_limits import LogLimits, cut_record, dropped_notice_id, task_key
 from flowline.kafka.consumer import MessageRefused
 from flowline.messages import LogMessage, TaskLogBatch
@@ -76,7 +76,7 @@ class LogWriter:
             if not self._staging_ready:
                 await connection.execute(STAGING)
             await connection.copy_records_to_table("task_logs_incoming", records=rows, columns=STAGING_COLUMNS)
-            foreign = await count_foreign_executions(connection)
+            foreign = await create_staged_usage(connection)
             if foreign:
                 raise MessageRefused(f"records name {foreign} execution(s) their tenant does not have")
             stored = await store_staged_records(connection, self._limits)

@@ -94,6 +94,7 @@ def _polling_loops(settings: Settings, runtime: Runtime, metrics: SchedulerMetri
             metrics,
             settings.schedule_poll_interval_seconds,
             lead_seconds=settings.schedule_prepare_ahead_seconds,
+            wakeups=wakeups,
         )
         loops.append(crowded)
     return [Runnable(loop.start, loop.stop) for loop in loops]
@@ -137,7 +138,9 @@ async def run_scheduler(settings: Settings) -> None:
             batch_handler=recorder.handle_events,
             background=True,
         )
-        relay = OutboxRelay(runtime.outbox, settings.outbox_relay_interval_seconds)
+        relay = OutboxRelay(
+            runtime.outbox, settings.outbox_relay_interval_seconds, settings.outbox_relay_fallback_seconds
+        )
         await announcements.start()
         await events.start()
         await serve(

@@ -9,6 +9,13 @@ Nothing exists for anyone else before the fire time: the runs and the bookkeepin
 and a crash before the commit leaves the schedules due for the ordinary pass. The run's idempotency key keeps
 a run from starting twice, as everywhere. What this loop leaves (a schedule whose overlap policy must look at
 its running run at the fire time, runs beyond what it claims) the ordinary pass fires once the locks go.
+
+Between crowded fire times the loop sleeps: each look finds the next crowded fire time within the lead and the
+loop's longest sleep, and the loop sleeps until that one is the lead ahead. A schedule created, resumed or
+retimed (``SCHEDULES``) has it look again an interval later (thousands created one by one make it look once an
+interval, not once each), and it looks at least every fallback. A crowd that forms without a notification
+(schedules' next fire times moved on by the ordinary pass) is found by the next look: with its whole lead if it
+is further ahead than the lead and the fallback.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
+from flowline.db.notifications import SCHEDULES
 from flowline.db.schedules import (
     SchedulePass,
     busy_schedules,
@@ -44,6 +52,7 @@ from flowline.domain.starting import (
 from flowline.kafka.outbox import OutboxPublisher
 from flowline.runtime.loops import LoopService
 from flowline.runtime.outages import is_outage
+from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Topics
 
 from flowline_scheduler.metrics import SchedulerMetrics
@@ -76,8 +85,11 @@ class ScheduleAheadLoop(LoopService):
         *,
         lead_seconds: float,
         crowded: int = CROWDED,
+        wakeups: Wakeups | None = None,
     ) -> None:
-        super().__init__("schedules-ahead", interval_seconds)
+        super().__init__("schedules-ahead", interval_seconds, wakeups=wakeups)
+        if wakeups is not None:
+            wakeups.subscribe(SCHEDULES, lambda: self.wake_in(self.interval_seconds))
         self._pool = pool
         self._outbox = outbox
         self._topics = topics
@@ -87,9 +99,17 @@ class ScheduleAheadLoop(LoopService):
         self._workflows = WorkflowCache()
 
     async def run_once(self) -> None:
-        """Fire the next crowded fire time of the coming ``lead_seconds``, if there is one, at its time."""
-        found = await next_crowded_fire_time(self._pool, within=self._lead, at_least=self._crowded)
+        """Fire the next crowded fire time of the coming ``lead_seconds`` at its time, or sleep until one is due.
+
+        Looking as far ahead as the loop may sleep (its fallback, or its interval while it cannot listen), it
+        sleeps until the fire time it finds is the lead ahead.
+        """
+        horizon = self._lead + timedelta(seconds=self.wait_seconds())  # nothing due yet: the longest sleep
+        found = await next_crowded_fire_time(self._pool, within=horizon, at_least=self._crowded)
         if found is None:
+            return
+        if (until := found.fire_time - found.now - self._lead) > timedelta(0):
+            self.due_in(until.total_seconds())
             return
         # This process's monotonic clock counts down to the fire time by PostgreSQL's (checked again at the end).
         at = time.monotonic() + (found.fire_time - found.now).total_seconds()
@@ -97,6 +117,7 @@ class ScheduleAheadLoop(LoopService):
         async with asyncio.TaskGroup() as transactions:
             for _ in range(min(AHEAD_TRANSACTIONS, math.ceil(found.schedules / share))):
                 transactions.create_task(self._fire_at(found.fire_time, at, share))
+        self.due_in(0)  # the next crowded fire time may be within the lead already
 
     async def _fire_at(self, fire_time: datetime, at: float, limit: int) -> None:
         """Claim up to ``limit`` schedules due at ``fire_time``, prepare their runs, and start them at it.

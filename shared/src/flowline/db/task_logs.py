@@ -1,10 +1,11 @@
 """Task log records: stored within each task's limits, with the record that reports a cut-off; read by task and run.
 
-log-ingest copies a batch into its session's staging table (``STAGING``) and moves it on with
-``store_staged_records`` in the same transaction (docs/architecture.md §6.2). Per task (``task_log_usage``, locked
-for the statement's transaction, so several log-ingest processes count one task in turn), records are kept in the
-order they came until the task reaches its record or byte limit; later ones are dropped and counted, and one
-WARN record per task (``task_log_limits.dropped_notice_id``) says how many, rewritten as the count grows.
+log-ingest copies a batch into its session's staging table (``STAGING``), checks it and makes sure of its tasks' usage
+rows (``create_staged_usage``) and moves it on with ``store_staged_records`` in the same transaction
+(docs/architecture.md §6.2). Per task (``task_log_usage``, locked for the statement's transaction, so several
+log-ingest processes count one task in turn), records are kept in the order they came until the task reaches its
+record or byte limit; later ones are dropped and counted, and one WARN record per task
+(``task_log_limits.dropped_notice_id``) says how many, rewritten as the count grows.
 
 A redelivered record changes nothing: one already stored meets its key (id, timestamp), and a dropped one is
 counted only the first time its message (``message_id``) is seen, which the inbox remembers.
@@ -52,32 +53,42 @@ STAGING_COLUMNS = (
     "task_key",
     "notice_id",
 )
+# Executions the staged records name that their tenant does not have (or that do not exist), looked up once each;
+# with none, each staged task's usage row is made sure of, in the same statement (a round trip less per batch).
 _CREATE_USAGE = """
-INSERT INTO task_log_usage (task_key, tenant_id, execution_id)
-SELECT DISTINCT ON (task_key) task_key, tenant_id, execution_id FROM task_logs_incoming ORDER BY task_key
-ON CONFLICT (task_key) DO NOTHING
-"""
-# A statement of its own after the insert, so that it sees (and locks) rows another process committed meanwhile;
-# in task order, so that two batches sharing tasks never deadlock. It says which tasks are near their limit:
-# those whose staged records, were every one new, might not all fit (read from the row as locked).
-_LOCK_USAGE = """
-SELECT u.task_key,
-    u.dropped > 0 OR u.records + b.records > :max_records::bigint OR u.bytes + b.bytes > :max_bytes::bigint
-        AS near_limit
-FROM task_log_usage u
-JOIN (
-    SELECT task_key, count(*) AS records, sum(octet_length(message)) AS bytes FROM task_logs_incoming GROUP BY task_key
-) b
-    ON b.task_key = u.task_key
-ORDER BY u.task_key FOR UPDATE OF u
+WITH foreign_executions AS (
+    SELECT DISTINCT execution_id, tenant_id FROM task_logs_incoming i
+    WHERE NOT EXISTS (SELECT FROM executions e WHERE e.id = i.execution_id AND e.tenant_id = i.tenant_id)
+), created AS (
+    INSERT INTO task_log_usage (task_key, tenant_id, execution_id)
+    SELECT DISTINCT ON (task_key) task_key, tenant_id, execution_id FROM task_logs_incoming
+    WHERE NOT EXISTS (SELECT FROM foreign_executions)
+    ORDER BY task_key
+    ON CONFLICT (task_key) DO NOTHING
+)
+SELECT count(*) FROM foreign_executions
 """
 _INSERT_COLUMNS = "id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata"
 _INSERT_VALUES = "id, tenant_id, execution_id, task_id, step_id, attempt, level, message, timestamp, metadata::jsonb"
-# The records of tasks with room for all of them: each is stored unless it is already (a redelivery).
+# A statement of its own after the usage rows' insert, so that it sees (and locks) rows another process committed
+# meanwhile; locked in task order (the lock is taken above the sort), so that two batches sharing tasks never
+# deadlock. ``locked`` says which tasks are near their limit: those whose staged records, were every one new, might
+# not all fit (read from the row as locked). The records of the other tasks, with room for all of them, are stored
+# by the same statement, each unless it is already (a redelivery); the final SELECT reads every locked row, so
+# every lock is taken whatever the plan.
 _STORE_ROOMY = f"""
-WITH written AS (
+WITH batch AS (
+    SELECT task_key, count(*) AS records, sum(octet_length(message)) AS bytes FROM task_logs_incoming GROUP BY task_key
+), locked AS (
+    SELECT u.task_key,
+        u.dropped > 0 OR u.records + b.records > :max_records::bigint OR u.bytes + b.bytes > :max_bytes::bigint
+            AS near_limit
+    FROM task_log_usage u JOIN batch b ON b.task_key = u.task_key
+    ORDER BY u.task_key FOR UPDATE OF u
+), written AS (
     INSERT INTO task_logs ({_INSERT_COLUMNS})
-    SELECT {_INSERT_VALUES} FROM task_logs_incoming WHERE NOT (task_key = ANY(:near_limit::uuid[]))
+    SELECT {_INSERT_VALUES} FROM task_logs_incoming i
+    WHERE NOT EXISTS (SELECT FROM locked l WHERE l.near_limit AND l.task_key = i.task_key)
     ON CONFLICT (id, timestamp) DO NOTHING
     RETURNING coalesce(task_id, execution_id) AS task_key, octet_length(message) AS bytes, timestamp
 ), per_task AS (
@@ -89,7 +100,9 @@ WITH written AS (
     FROM per_task p WHERE u.task_key = p.task_key
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM usage) AS tasks
+SELECT (SELECT count(*) FROM written) AS written,
+    (SELECT coalesce(array_agg(task_key ORDER BY task_key) FILTER (WHERE near_limit), '{{}}') FROM locked)
+        AS near_limit
 """
 # The records of tasks near their limit, in one statement so that every part reads the usage as locked. ``ranked``
 # decides, per task in arrival order, which new records fit: both running totals within the limits and nothing
@@ -151,18 +164,14 @@ SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM newly_dr
 """
 
 
-# Executions the staged records name that their tenant does not have (or that do not exist), looked up once each.
-_COUNT_FOREIGN_EXECUTIONS = """
-SELECT count(*) FROM (
-    SELECT DISTINCT execution_id, tenant_id FROM task_logs_incoming i
-    WHERE NOT EXISTS (SELECT FROM executions e WHERE e.id = i.execution_id AND e.tenant_id = i.tenant_id)
-) AS foreign_executions
-"""
+async def create_staged_usage(connection: asyncpg.Connection) -> int:
+    """Make sure each staged task has its usage row, unless the batch names an execution its tenant does not have.
 
-
-async def count_foreign_executions(connection: asyncpg.Connection) -> int:
-    """How many executions the staged batch names that are not of the tenant its records name (or do not exist)."""
-    foreign: int = await connection.fetchval(_COUNT_FOREIGN_EXECUTIONS)
+    Returns:
+        How many executions the staged batch names that are not of the tenant its records name (or do not
+        exist): 0 when the usage rows were made sure of.
+    """
+    foreign: int = await connection.fetchval(_CREATE_USAGE)
     return foreign
 
 
@@ -177,15 +186,14 @@ class Stored(msgspec.Struct, frozen=True, kw_only=True):
 async def store_staged_records(connection: asyncpg.Connection, limits: LogLimits) -> Stored:
     """Move the staged batch into ``task_logs`` within each task's limits; call in the staging transaction.
 
-    Most tasks are far from their limits: their records are inserted as they come, skipping those stored before.
-    Only the records of a task that might not fit go through the exact count, record by record.
+    Call ``create_staged_usage`` first, in a statement of its own. Most tasks are far from their limits: their
+    records are inserted as they come, skipping those stored before, by the statement that locks the tasks'
+    usage. Only the records of a task that might not fit go through the exact count, record by record.
     """
     limit_params = {"max_records": limits.task_max_records, "max_bytes": limits.task_max_bytes}
-    await connection.execute(_CREATE_USAGE)
-    locked = await connection.fetch(*bind(_LOCK_USAGE, limit_params))
-    near_limit = [row["task_key"] for row in locked if row["near_limit"]]
-    roomy = await connection.fetchrow(*bind(_STORE_ROOMY, near_limit=near_limit))
+    roomy = await connection.fetchrow(*bind(_STORE_ROOMY, limit_params))
     assert roomy is not None
+    near_limit: list[uuid.UUID] = roomy["near_limit"]
     if not near_limit:
         return Stored(written=roomy["written"], dropped=0, noticed=0)
     exact = await connection.fetchrow(

@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import asyncpg
@@ -82,6 +82,18 @@ class OutboxPublisher:
         self._grace_seconds = grace_seconds
         self._batch_size = batch_size
         self._sent: list[uuid.UUID] = []  # published rows, deleted in batches by ``remove_sent``
+        self._on_rows_left: Callable[[], None] | None = None
+
+    def on_rows_left(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever this process leaves rows to its relay.
+
+        That is: published rows to forget (the first since ``remove_sent``), or rows whose publish failed.
+        """
+        self._on_rows_left = callback
+
+    def _rows_left(self) -> None:
+        if self._on_rows_left is not None:
+            self._on_rows_left()
 
     async def _send(self, rows: Sequence[OutboxRow]) -> None:
         """Publish ``rows``; one the broker will never take (too large) goes to the dead-letter topic instead.
@@ -140,8 +152,11 @@ class OutboxPublisher:
         except Exception as err:
             self._metrics.outbox_publish_failures.inc()
             logger.warning("publishing %d outbox rows failed, the relay will retry: %s", len(rows), err)
+            self._rows_left()
             return False
         self._metrics.outbox_published.labels("immediate").inc(len(rows))
+        if not self._sent:
+            self._rows_left()
         self._sent.extend(row.id for row in rows)
         return True
 
@@ -159,6 +174,25 @@ class OutboxPublisher:
         except OUTAGE_ERRORS as err:
             self._sent.extend(sent)
             logger.warning("removing %d sent outbox rows failed, will retry: %s", len(sent), err)
+
+    @property
+    def forgetting(self) -> bool:
+        """Whether rows published by this process wait for ``remove_sent``."""
+        return bool(self._sent)
+
+    async def seconds_until_due(self) -> float | None:
+        """Seconds until the oldest row is past the grace, by PostgreSQL's clock (<= 0: it is); None: no row.
+
+        With none past it, the backlog gauge is 0 and no count is needed.
+        """
+        seconds: float | None = await self._pool.fetchval(
+            "SELECT extract(epoch FROM min(created_at) + make_interval(secs => $1) - clock_timestamp())::float8 "
+            "FROM outbox",
+            self._grace_seconds,
+        )
+        if seconds is None or seconds > 0:
+            self._metrics.outbox_backlog.set(0)
+        return seconds
 
     async def measure_backlog(self) -> int:
         """Set the backlog gauge to the rows the relay would publish now, counting at most ``BACKLOG_COUNT_CAP``.

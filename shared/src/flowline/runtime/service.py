@@ -137,18 +137,33 @@ class Runtime:
 
 
 class OutboxRelay(LoopService):
-    """Re-publishes outbox rows left unsent by a crash or a broker outage."""
+    """Re-publishes outbox rows left unsent by a crash or a broker outage, looking only when one may be due.
 
-    def __init__(self, outbox: OutboxPublisher, interval_seconds: float) -> None:
-        super().__init__("outbox-relay", interval_seconds)
+    A row outlives the grace without a crash only when its publish failed, and the publisher says so: the relay
+    then looks after ``interval_seconds`` (as it does to forget the rows its process published), and sleeps
+    until the oldest row is past the grace. Rows that a process which died left behind are found by a look at
+    least every ``fallback_seconds``: such a row is relayed at most that long (or the grace, if longer) after it
+    was committed. After a failed pass (the broker away) it looks again after ``interval_seconds``.
+    """
+
+    def __init__(self, outbox: OutboxPublisher, interval_seconds: float, fallback_seconds: float) -> None:
+        super().__init__("outbox-relay", interval_seconds, fallback_seconds=fallback_seconds)
         self._outbox = outbox
+        outbox.on_rows_left(lambda: self.wake_in(self.interval_seconds))
 
     async def run_once(self) -> None:
-        """Forget what was published, measure what is left, then relay until nothing old is left."""
+        """Forget what was published, relay every row past the grace, and note when the oldest one left is due."""
         await self._outbox.remove_sent()
-        await self._outbox.measure_backlog()
-        while await self._outbox.relay_once():
-            pass
+        if self._outbox.forgetting:  # the delete failed: try again soon
+            self.due_in(self.interval_seconds)
+        due = await self._outbox.seconds_until_due()
+        if due is not None and due <= 0:
+            await self._outbox.measure_backlog()
+            while await self._outbox.relay_once():
+                pass
+            due = await self._outbox.seconds_until_due()
+        if due is not None:  # one past the grace still is held by another relay: look again soon
+            self.due_in(due if due > 0 else self.interval_seconds)
 
 
 class Runnable:
