@@ -7,9 +7,10 @@ workflow one after another, each delivery awaited before the next start. Load: W
 deliveries per second from the first arrival to the last, and their latency under load. Latency is arrival
 minus the body's `timestamp`, the event's time taken inside the committing transaction: it includes the rest
 of the commit, the outbox publish, the broker, the scheduler's consumer and delivery loop, and the receiver.
-Also reports the CPU time every process used in the load phase (this process's included: on a 2-core machine
-the bench competes with the stack). Prints a table and writes bench/results/webhooks.json. Timings are never
-asserted anywhere.
+Also reports, per delivery of the load phase, the CPU time every process used (this process's included: on a
+2-core machine the bench competes with the stack) and the SQL statements the database ran (pg_stat_statements;
+those naming webhook tables apart). Prints a table and writes bench/results/webhooks.json. Timings are never
+asserted anywhere. `python -m bench.webhook_loop` measures the delivery loop alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import httpx
 from flowline.runtime.ops import http_server
 from flowline.runtime.outbound import LOOPBACK_NETWORKS
@@ -31,6 +33,14 @@ from flowline_devstack.ports import free_port
 
 from bench.measures import percentile
 from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
+
+STATEMENTS = """
+    SELECT query, sum(calls)::bigint AS calls FROM pg_stat_statements
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%pg_stat%'
+    GROUP BY query
+"""
+#: Cumulative statistics reach the views up to a second after a backend's transaction (PostgreSQL 15).
+STATS_DELAY_SECONDS = 1.5
 
 CONCURRENT_STARTS = 64
 WAIT_SECONDS = 600  # bounds a run whose deliveries stopped coming
@@ -97,6 +107,8 @@ async def load(
 ) -> dict[str, Any]:
     """``count`` executions started ``CONCURRENT_STARTS`` at a time, each told to ``webhooks`` webhooks."""
     start = len(receiver.arrivals)
+    database = await asyncpg.connect(stack.env["FLOWLINE_DATABASE_URL"])
+    await database.execute("SELECT pg_stat_statements_reset()")
     cpu_before = stack.cpu_seconds() | {"bench": time.process_time()}
     gate = asyncio.Semaphore(CONCURRENT_STARTS)
 
@@ -107,6 +119,9 @@ async def load(
     await asyncio.gather(*(execute() for _ in range(count)))
     await receiver.wait_for(start + webhooks * count)
     cpu_after = stack.cpu_seconds() | {"bench": time.process_time()}
+    await asyncio.sleep(STATS_DELAY_SECONDS)
+    statements = await statements_per(database, webhooks * count)
+    await database.close()
     arrivals = receiver.arrivals[start:]
     seconds = max(arrivals) - min(arrivals)
     return {
@@ -115,6 +130,21 @@ async def load(
         "deliveries_per_second": round(len(arrivals) / seconds, 1) if seconds else None,
         **summary(receiver.latencies_ms[start:]),
         "cpu_seconds": {name: round(cpu_after[name] - used, 2) for name, used in cpu_before.items()},
+        "statements_per_delivery": statements,
+    }
+
+
+async def statements_per(database: asyncpg.Connection, deliveries: int) -> dict[str, Any]:
+    """Statements run since the last reset, per delivery: in all, those naming a webhook table, and those by text."""
+    calls = {record["query"]: record["calls"] for record in await database.fetch(STATEMENTS)}
+    hooks = {query: count for query, count in calls.items() if "webhook" in query}
+    return {
+        "all": round(sum(calls.values()) / deliveries, 3),
+        "webhook_tables": round(sum(hooks.values()) / deliveries, 3),
+        "by_statement": {
+            query[:160]: round(count / deliveries, 4)
+            for query, count in sorted(hooks.items(), key=lambda item: -item[1])
+        },
     }
 
 
@@ -154,7 +184,7 @@ def main() -> None:
     # The receiver listens on this machine: the stack's outbound policy must let the scheduler reach it.
     os.environ["FLOWLINE_OUTBOUND_ALLOWED_NETWORKS"] = LOOPBACK_NETWORKS
 
-    with private_stack() as stack:
+    with private_stack(statement_stats=True) as stack:
         result = asyncio.run(measure(stack, args.webhooks, args.executions, args.idle))
 
     report = {"taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), "result": result}
@@ -176,6 +206,15 @@ def main() -> None:
     cpu = busy["cpu_seconds"]
     used = ", ".join(f"{name} {seconds} s" for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]))
     print(f"CPU under load ({busy['seconds']} s of deliveries): {used}")
+    per_delivery = ", ".join(
+        f"{name} {seconds * 1000 / busy['deliveries']:.2f}"
+        for name, seconds in sorted(cpu.items(), key=lambda x: -x[1])
+    )
+    print(f"CPU ms per delivery under load: {per_delivery}")
+    statements = busy["statements_per_delivery"]
+    print(f"statements per delivery: {statements['all']} in all, {statements['webhook_tables']} on webhook tables:")
+    for query, calls in statements["by_statement"].items():
+        print(f"  {calls:>8}  {query}")
     print(f"written to {RESULTS / 'webhooks.json'}")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 import standardwebhooks
+from flowline.db.webhooks import claim_due_deliveries
 from flowline.domain.agents import auth_cipher
 from flowline.messages import EventMessage, decoder
 from flowline.runtime.service import Runtime
@@ -315,7 +316,7 @@ async def test_a_receiver_down_for_a_while_gets_everything_once_back(
     assert log["total"] == 3
     for delivery in log["items"]:
         assert delivery["attempts"] >= 2 and delivery["lastStatusCode"] is None
-        assert "ConnectError" in delivery["lastError"] and delivery["nextAttemptAt"] is not None
+        assert "ClientConnectorError" in delivery["lastError"] and delivery["nextAttemptAt"] is not None
     receiver = CountingServer(port)
     try:
         await scheduler.until(count(receiver, 3))
@@ -443,3 +444,60 @@ async def test_a_slow_receiver_holds_only_its_webhooks_share_of_the_deliveries(
     for webhook, total in ((held, 3), (answered, 1)):
         log = (await api.get(f"webhooks/{webhook['id']}/deliveries", params={"status": "succeeded"})).json()
         assert log["total"] == total
+
+
+def scans(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """Every scan of ``webhook_deliveries`` or its indexes in a JSON plan, as (node type, index name)."""
+    found = []
+    if plan.get("Relation Name") == "webhook_deliveries" or "webhook_deliveries" in plan.get("Index Name", ""):
+        found.append((plan["Node Type"], plan.get("Index Name")))
+    for child in plan.get("Plans", ()):
+        found += scans(child)
+    return found
+
+
+async def explained_claim(runtime: Runtime) -> list[tuple[str, str | None]]:
+    """The scans of ``webhook_deliveries`` in the plan of a claim of 50 (EXPLAIN only: nothing is claimed)."""
+
+    class Explaining:
+        async def fetch(self, query: str, *args: Any) -> list[Any]:
+            [plan] = await runtime.pool.fetchval(f"EXPLAIN (FORMAT JSON) {query}", *args)
+            plans.append(plan["Plan"])
+            return []
+
+    plans: list[dict[str, Any]] = []
+    await claim_due_deliveries(Explaining(), 50, 40.0, per_webhook=10)  # type: ignore[arg-type]
+    return scans(plans[0])
+
+
+async def test_the_claim_reads_the_due_index_in_order_whatever_the_statistics_say(
+    runtime: Runtime, api: Client
+) -> None:
+    # Statistics are of a moment: the queue is analyzed while nearly empty, or while everything in it is due.
+    # Either way a claim reads the due index (its head in order, or at worst every due row), probes single rows,
+    # and never reads the table through: most of its rows are settled deliveries kept for the delivery log.
+    webhook = await create_webhook(api, "https://hooks.example.com/x")
+    fill = (
+        "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_type, execution_id, sequence, payload, "
+        "status, next_attempt_at, event_at) SELECT gen_random_uuid(), w.id, w.tenant_id, 'WORKFLOW_COMPLETED', "
+        "gen_random_uuid(), 1, '{}', $2, CASE WHEN $2 = 'pending' THEN now() END, now() "
+        "FROM webhooks w, generate_series(1, $3) WHERE w.id = $1"
+    )
+    webhook_id = uuid.UUID(webhook["id"])
+    await runtime.pool.execute("ANALYZE webhook_deliveries")
+    await runtime.pool.execute(fill, webhook_id, "succeeded", 20_000)
+    await runtime.pool.execute(fill, webhook_id, "pending", 2_000)
+    analyzed_empty = await explained_claim(runtime)
+    await runtime.pool.execute("DELETE FROM webhook_deliveries WHERE status = 'succeeded'")
+    await runtime.pool.execute("ANALYZE webhook_deliveries")
+    await runtime.pool.execute("UPDATE webhook_deliveries SET status = 'succeeded', next_attempt_at = NULL")
+    await runtime.pool.execute(fill, webhook_id, "pending", 50)
+    analyzed_all_due = await explained_claim(runtime)
+
+    for plan in (analyzed_empty, analyzed_all_due):
+        assert ("Seq Scan", None) not in plan, plan
+        assert {index for _node, index in plan} >= {
+            "ix_webhook_deliveries_due",
+            "uq_webhook_deliveries_webhook_id_execution_id_sequence",
+        }, plan
+    assert ("Index Scan", "ix_webhook_deliveries_due") in analyzed_all_due  # in order, up to the limit

@@ -14,118 +14,87 @@ import logging
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from typing import Generic, TypeVar
 
 import asyncpg
-import httpx
 import msgspec
 from cryptography.fernet import MultiFernet
 from flowline.db.notifications import WEBHOOK_DELIVERIES, WEBHOOKS
 from flowline.db.webhooks import (
     ClaimedDelivery,
+    FailedAttempt,
+    FailureRecorded,
     claim_due_deliveries,
     delete_settled_deliveries,
     read_next_delivery_due,
-    record_failure,
+    record_failures,
     record_successes,
 )
 from flowline.domain.agents import AuthConfigUnreadable, open_secret
 from flowline.domain.webhooks import parse_retry_schedule, signature_headers
 from flowline.runtime.loops import LoopService
-from flowline.runtime.outbound import OutboundPolicy, OutboundRefused, guarded_client
+from flowline.runtime.outbound import OutboundPolicy
 from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Settings
 
 from flowline_scheduler.metrics import SchedulerMetrics
+from flowline_scheduler.webhook_client import Outcome, WebhookClient
 
 logger = logging.getLogger(__name__)
+AttemptT = TypeVar("AttemptT")
+WrittenT = TypeVar("WrittenT")
 
-# How much of an answer is read: its start goes into lastError; a receiver has nothing else to tell.
-MAX_ANSWER_BYTES = 64 * 1024
-ERROR_EXCERPT_CHARS = 200
+RETENTION_BATCH = 5000
 # A claimed attempt's outcome is awaited this long past its timeout before the delivery is due again.
 LEASE_MARGIN_SECONDS = 30.0
-RETENTION_BATCH = 5000
 # Finished attempts wake the loop this much later, together, and only once at most half the room is taken:
 # under load one claim then takes many deliveries instead of one each (new deliveries still wake it at once).
 FINISHED_WAKE_DELAY_SECONDS = 0.01
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one attempt came to: a status code, or an error, or both (a non-2xx answer)."""
-
-    status_code: int | None
-    error: str | None
-    kind: str  # the attempts metric's label: success, http_error, timeout, connection_error, refused
-
-    @property
-    def delivered(self) -> bool:
-        """Whether the receiver took it: any 2xx answer."""
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-def create_webhook_client(settings: Settings) -> httpx.AsyncClient:
+def create_webhook_client(settings: Settings) -> WebhookClient:
     """The pooled client of deliveries: the outbound policy checks every address it connects to."""
-    policy = OutboundPolicy.from_setting(settings.outbound_allowed_networks)
-    size = settings.webhook_max_concurrent_deliveries
-    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    return guarded_client(policy, limits=limits, timeout=settings.webhook_timeout_seconds)
+    return WebhookClient(
+        OutboundPolicy.from_setting(settings.outbound_allowed_networks),
+        max_connections=settings.webhook_max_concurrent_deliveries,
+        timeout=settings.webhook_timeout_seconds,
+    )
 
 
-async def post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Outcome:  # noqa: ASYNC109
-    """POST one attempt within ``timeout`` in all, reading at most ``MAX_ANSWER_BYTES`` of the answer."""
-    try:
-        async with asyncio.timeout(timeout):
-            async with client.stream("POST", url, content=body, headers=headers) as response:
-                answer = bytearray()
-                async for chunk in response.aiter_bytes():
-                    answer += chunk
-                    if len(answer) >= MAX_ANSWER_BYTES:
-                        break
-    except (TimeoutError, httpx.TimeoutException):
-        return Outcome(None, f"POST {url}: no answer within {timeout:g} s", "timeout")
-    except OutboundRefused as err:
-        return Outcome(None, err.detail, "refused")
-    except httpx.HTTPError as err:
-        return Outcome(None, f"POST {url}: {type(err).__name__}: {err}"[: ERROR_EXCERPT_CHARS * 2], "connection_error")
-    if 200 <= response.status_code < 300:
-        return Outcome(response.status_code, None, "success")
-    excerpt = bytes(answer[:ERROR_EXCERPT_CHARS]).decode(errors="replace")
-    return Outcome(response.status_code, f"POST {url} answered {response.status_code}: {excerpt}", "http_error")
+class BatchedWrites(Generic[AttemptT, WrittenT]):
+    """Writes attempts' outcomes in batches: whatever comes while one batch is written goes in the next.
 
-
-class SuccessRecorder:
-    """Records delivered attempts in batches: whatever succeeds while one batch is written goes in the next.
-
-    At low load each success is written at once, alone; under load one statement settles many.
+    At low load each outcome is written at once, alone; under load one write settles many. ``write`` answers
+    by delivery id; a delivery it leaves out had lost its claim.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._waiting: list[tuple[ClaimedDelivery, int, asyncio.Future[datetime | None]]] = []
+    def __init__(self, name: str, write: Callable[[list[AttemptT]], Awaitable[Mapping[uuid.UUID, WrittenT]]]) -> None:
+        self._name = name
+        self._write_batch = write
+        self._waiting: list[tuple[uuid.UUID, AttemptT, asyncio.Future[WrittenT | None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def record(self, delivery: ClaimedDelivery, status_code: int) -> datetime | None:
-        """When ``delivery`` was recorded delivered, or None when its claim had been lost."""
-        settled: asyncio.Future[datetime | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((delivery, status_code, settled))
+    async def record(self, delivery_id: uuid.UUID, attempt: AttemptT) -> WrittenT | None:
+        """What writing ``attempt`` of the delivery ``delivery_id`` came to, or None when its claim had been lost."""
+        written: asyncio.Future[WrittenT | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((delivery_id, attempt, written))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write(), name="webhook-successes")
-        return await settled
+            self._writer = asyncio.create_task(self._write(), name=self._name)
+        return await written
 
     async def _write(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                delivered = await record_successes(self._pool, [(delivery, code) for delivery, code, _ in batch])
+                results = await self._write_batch([attempt for _, attempt, _ in batch])
             except Exception as err:  # each attempt's task logs it; the lease brings the deliveries back
-                for _, _, settled in batch:
-                    settled.set_exception(err)
+                for _, _, written in batch:
+                    written.set_exception(err)
                 continue
-            for delivery, _, settled in batch:
-                settled.set_result(delivered.get(delivery.id))
+            for delivery_id, _, written in batch:
+                written.set_result(results.get(delivery_id))
 
 
 class WebhookDeliveryLoop(LoopService):
@@ -141,7 +110,7 @@ class WebhookDeliveryLoop(LoopService):
         self,
         pool: asyncpg.Pool,
         cipher: MultiFernet,
-        client: httpx.AsyncClient,
+        client: WebhookClient,
         metrics: SchedulerMetrics,
         settings: Settings,
         wakeups: Wakeups | None = None,
@@ -164,7 +133,10 @@ class WebhookDeliveryLoop(LoopService):
         self._in_flight: set[asyncio.Task[None]] = set()
         self._in_flight_by_webhook: Counter[uuid.UUID] = Counter()
         self._wake_scheduled = False
-        self._successes = SuccessRecorder(pool)
+        self._successes = BatchedWrites[tuple[ClaimedDelivery, int], datetime](
+            "webhook-successes", functools.partial(record_successes, pool)
+        )
+        self._failures = BatchedWrites[FailedAttempt, FailureRecorded]("webhook-failures", self._write_failures)
 
     async def run_once(self) -> None:
         """Claim due deliveries while there is room, and start sending each; then note when the next is due."""
@@ -238,35 +210,32 @@ class WebhookDeliveryLoop(LoopService):
             return Outcome(None, err.detail, "refused")
         body = msgspec.json.encode(delivery.payload)
         headers = signature_headers(secrets, str(delivery.id), int(time.time()), body)
-        outcome = await post(self._client, delivery.url, body, headers, self._timeout)
+        outcome = await self._client.post(delivery.url, body, headers)
         self._metrics.webhook_attempts.labels(outcome.kind).inc()
         return outcome
 
     async def _record(self, delivery: ClaimedDelivery, outcome: Outcome) -> None:
         if outcome.delivered:
             assert outcome.status_code is not None
-            delivered_at = await self._successes.record(delivery, outcome.status_code)
+            delivered_at = await self._successes.record(delivery.id, (delivery, outcome.status_code))
             if delivered_at is not None:
                 self._metrics.webhook_deliveries.labels("succeeded").inc()
                 latency = (delivered_at - delivery.event_at).total_seconds()
                 self._metrics.webhook_delivery_latency.observe(max(latency, 0.0))
             return
         retry_in = self._retry_waits[delivery.attempts - 1] if delivery.attempts <= len(self._retry_waits) else None
-        async with self._pool.acquire() as connection, connection.transaction():
-            recorded = await record_failure(
-                connection,
-                delivery,
-                status_code=outcome.status_code,
-                error=outcome.error or "",
-                retry_in=retry_in,
-                disable_after_seconds=self._disable_after,
-            )
-        if not recorded.settled:
+        failed = FailedAttempt(delivery, outcome.status_code, outcome.error or "", retry_in)
+        recorded = await self._failures.record(delivery.id, failed)
+        if recorded is None:
             return
         self._metrics.webhook_deliveries.labels("retrying" if retry_in is not None else "failed").inc()
         if recorded.disabled_reason is not None:
             self._metrics.webhooks_disabled.inc()
             logger.warning("webhook %s %s", delivery.webhook_id, recorded.disabled_reason)
+
+    async def _write_failures(self, failed: list[FailedAttempt]) -> dict[uuid.UUID, FailureRecorded]:
+        async with self._pool.acquire() as connection, connection.transaction():
+            return await record_failures(connection, failed, disable_after_seconds=self._disable_after)
 
 
 class DeliveryRetention(LoopService):

@@ -38,9 +38,8 @@ class NewDelivery(NamedTuple):
 
 
 class FailureRecorded(NamedTuple):
-    """What recording a failed attempt did: whether the claim still held, and why the webhook was disabled."""
+    """What recording a failed attempt did besides: why its webhook was disabled, if this failure disabled it."""
 
-    settled: bool
     disabled_reason: str | None
 
 
@@ -261,20 +260,24 @@ async def claim_due_deliveries(
     in_flight = in_flight or {}
     records = await connection.fetch(
         *bind(
-            # No order in the head: with statistics of a table that grew from empty, the planner would read and
-            # sort every due row to order it; without, it stops at the limit (the claim orders what it takes).
+            # Plans that hold whatever the table's statistics say (they are often of a moment when it was nearly
+            # empty, or all pending): the head reads the due index in its order and stops at its limit (ORDER
+            # BY it; LIMIT); the earlier-event check is a probe of the unique index per head row (OFFSET 0 keeps
+            # it a subplan: as an anti-join it could be a hash of every pending row).
             "WITH busy AS (SELECT * FROM unnest(:busy_webhook_id::uuid[], :busy_room::int[]) AS b(webhook_id, room)), "
-            "head AS MATERIALIZED (SELECT id FROM webhook_deliveries WHERE status = 'pending' "
-            "AND next_attempt_at <= now() AND webhook_id <> ALL(:full_webhook_id::uuid[]) LIMIT :limit * 4 + 100), "
-            "eligible AS (SELECT d.id, row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) "
-            "AS place, coalesce(b.room, :per_webhook) AS room FROM head JOIN webhook_deliveries d ON d.id = head.id "
-            "JOIN webhooks w ON w.id = d.webhook_id AND w.enabled LEFT JOIN busy b ON b.webhook_id = d.webhook_id "
-            "WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM "
-            "webhook_deliveries e WHERE e.webhook_id = d.webhook_id AND e.execution_id = d.execution_id "
-            "AND e.sequence < d.sequence AND e.status = 'pending')), "
+            "head AS MATERIALIZED (SELECT id, webhook_id, execution_id, sequence, next_attempt_at "
+            "FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now() "
+            "AND webhook_id <> ALL(:full_webhook_id::uuid[]) ORDER BY next_attempt_at LIMIT :limit * 4 + 100), "
+            "eligible AS (SELECT head.id, head.next_attempt_at, row_number() OVER (PARTITION BY head.webhook_id "
+            "ORDER BY head.next_attempt_at, head.id) AS place, coalesce(b.room, :per_webhook) AS room FROM head "
+            "JOIN webhooks w ON w.id = head.webhook_id AND w.enabled "
+            "LEFT JOIN busy b ON b.webhook_id = head.webhook_id "
+            "WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = head.webhook_id "
+            "AND e.execution_id = head.execution_id AND e.sequence < head.sequence AND e.status = 'pending' "
+            "OFFSET 0)), "
             "due AS (SELECT d.id FROM eligible JOIN webhook_deliveries d ON d.id = eligible.id "
             "WHERE eligible.place <= eligible.room AND d.status = 'pending' AND d.next_attempt_at <= now() "
-            "ORDER BY d.next_attempt_at, d.id LIMIT :limit FOR UPDATE OF d SKIP LOCKED) "
+            "ORDER BY eligible.next_attempt_at, eligible.id LIMIT :limit FOR UPDATE OF d SKIP LOCKED) "
             "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, "
             "next_attempt_at = now() + make_interval(secs => :lease_seconds) FROM due, webhooks w "
             "WHERE d.id = due.id AND w.id = d.webhook_id RETURNING d.id, d.webhook_id, d.tenant_id, d.event_type, "
@@ -332,61 +335,91 @@ async def record_successes(
     return {record["id"]: record["delivered_at"] for record in records}
 
 
-async def record_failure(
-    connection: asyncpg.Connection,
-    delivery: ClaimedDelivery,
-    *,
-    status_code: int | None,
-    error: str,
-    retry_in: float | None,
-    disable_after_seconds: float,
-) -> FailureRecorded:
-    """Record a failed attempt: due again in ``retry_in`` seconds, or failed for good when it is None.
+class FailedAttempt(NamedTuple):
+    """A claimed attempt that failed: due again in ``retry_in`` seconds, or failed for good when it is None."""
 
-    The webhook counts as failing from its first failure after a success; failing for ``disable_after_seconds``
-    (when positive) disables it. Runs in the caller's transaction.
+    delivery: ClaimedDelivery
+    status_code: int | None
+    error: str
+    retry_in: float | None
+
+
+async def record_failures(
+    connection: asyncpg.Connection, failed: Sequence[FailedAttempt], *, disable_after_seconds: float
+) -> dict[uuid.UUID, FailureRecorded]:
+    """Record failed attempts, a few statements for the whole batch (in the caller's transaction).
+
+    An execution's later events wait behind a retried delivery's next attempt. A webhook counts as failing from
+    its first failure after a success; failing for ``disable_after_seconds`` (when positive) disables it, with
+    the last error of the batch in its reason, and takes its due deliveries out of the due index.
 
     Returns:
-        Nothing settled when the claim had been lost (another attempt has the delivery); else the reason the
-        webhook was disabled by this failure, if it was.
+        By delivery id, what was recorded (the reason its webhook was disabled, told with one of its deliveries);
+        a delivery whose claim had been lost (another attempt has it) is not there, and nothing of it changed.
     """
-    updated = await connection.fetchrow(
-        "UPDATE webhook_deliveries SET status = CASE WHEN $5::float8 IS NULL THEN 'failed' ELSE 'pending' END, "
-        "last_status_code = $3, last_error = $4, next_attempt_at = now() + make_interval(secs => $5::float8) "
-        "WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING next_attempt_at",
-        delivery.id,
-        delivery.attempts,
-        status_code,
-        error,
-        retry_in,
+    ordered = sorted(failed, key=lambda attempt: attempt.delivery.id)  # one lock order for every batch
+    settled = await connection.fetch(
+        "UPDATE webhook_deliveries d SET status = CASE WHEN f.retry_in IS NULL THEN 'failed' ELSE 'pending' END, "
+        "last_status_code = f.status_code, last_error = f.error, "
+        "next_attempt_at = now() + make_interval(secs => f.retry_in) "
+        "FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::float8[]) "
+        "AS f(id, attempts, status_code, error, retry_in) "
+        "WHERE d.id = ANY($1::uuid[]) AND d.id = f.id AND d.attempts = f.attempts AND d.status = 'pending' "
+        "RETURNING d.id, d.webhook_id, d.execution_id, d.sequence, d.next_attempt_at",
+        [attempt.delivery.id for attempt in ordered],
+        [attempt.delivery.attempts for attempt in ordered],
+        [attempt.status_code for attempt in ordered],
+        [attempt.error for attempt in ordered],
+        [attempt.retry_in for attempt in ordered],
     )
-    if updated is None:
-        return FailureRecorded(settled=False, disabled_reason=None)
-    if updated["next_attempt_at"] is not None and delivery.execution_id is not None:
-        # The execution's later events wait for this one: out of the head of the due index meanwhile.
+    if not settled:
+        return {}
+    retried = [row for row in settled if row["next_attempt_at"] is not None and row["execution_id"] is not None]
+    if retried:
+        # The executions' later events wait for these: out of the head of the due index meanwhile.
         await connection.execute(
-            "UPDATE webhook_deliveries SET next_attempt_at = $4 WHERE webhook_id = $1 AND execution_id = $2 "
-            "AND sequence > $3 AND status = 'pending' AND next_attempt_at < $4",
-            delivery.webhook_id,
-            delivery.execution_id,
-            delivery.sequence,
-            updated["next_attempt_at"],
+            "UPDATE webhook_deliveries e SET next_attempt_at = r.next_attempt_at "
+            "FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[]) "
+            "AS r(webhook_id, execution_id, sequence, next_attempt_at) "
+            "WHERE e.webhook_id = r.webhook_id AND e.execution_id = r.execution_id AND e.sequence > r.sequence "
+            "AND e.status = 'pending' AND e.next_attempt_at < r.next_attempt_at",
+            [row["webhook_id"] for row in retried],
+            [row["execution_id"] for row in retried],
+            [row["sequence"] for row in retried],
+            [row["next_attempt_at"] for row in retried],
         )
-    reason = f"disabled automatically: every delivery failed for {disable_after_seconds:g} s; last error: {error}"
-    await connection.execute(
-        "UPDATE webhooks SET failing_since = now() WHERE id = $1 AND failing_since IS NULL", delivery.webhook_id
-    )
-    disabled: str | None = await connection.fetchval(
-        "UPDATE webhooks SET enabled = false, disabled_reason = $3, updated_at = now() "
-        "WHERE id = $1 AND enabled AND $2::float8 > 0 AND failing_since <= now() - make_interval(secs => $2::float8) "
-        "RETURNING disabled_reason",
-        delivery.webhook_id,
+    last_errors = {attempt.delivery.webhook_id: attempt.error for attempt in failed}  # in the order they came
+    webhook_ids = sorted({row["webhook_id"] for row in settled})
+    disabled = await connection.fetch(
+        # Each webhook locked once, in id order, and written only when it starts failing or is disabled.
+        "WITH judged AS (SELECT w.id, r.error, w.failing_since IS NULL AS starts, w.enabled AND $4::float8 > 0 "
+        "AND w.failing_since IS NOT NULL AND w.failing_since <= now() - make_interval(secs => $4::float8) "
+        "AS disables FROM webhooks w JOIN unnest($1::uuid[], $2::text[]) AS r(id, error) ON r.id = w.id "
+        "ORDER BY w.id FOR UPDATE OF w) "
+        "UPDATE webhooks w SET failing_since = coalesce(w.failing_since, now()), "
+        "enabled = w.enabled AND NOT j.disables, "
+        "disabled_reason = CASE WHEN j.disables THEN 'disabled automatically: every delivery failed for ' "
+        "|| $3::text || ' s; last error: ' || j.error ELSE w.disabled_reason END, "
+        "updated_at = CASE WHEN j.disables THEN now() ELSE w.updated_at END "
+        "FROM judged j WHERE w.id = j.id AND (j.starts OR j.disables) RETURNING w.id, w.disabled_reason, j.disables",
+        webhook_ids,
+        [last_errors[webhook_id] for webhook_id in webhook_ids],
+        f"{disable_after_seconds:g}",
         disable_after_seconds,
-        reason,
     )
-    if disabled is not None:
-        await set_deliveries_due(connection, delivery.webhook_id, due=False)
-    return FailureRecorded(settled=True, disabled_reason=disabled)
+    reasons: dict[uuid.UUID, str] = {row["id"]: row["disabled_reason"] for row in disabled if row["disables"]}
+    if reasons:
+        await connection.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = NULL "
+            "WHERE webhook_id = ANY($1::uuid[]) AND status = 'pending' AND next_attempt_at <= now()",
+            list(reasons),
+        )
+    # A webhook's disabling is told with one of its deliveries only.
+    told = {row["webhook_id"]: row["id"] for row in settled if row["webhook_id"] in reasons}
+    return {
+        row["id"]: FailureRecorded(reasons[row["webhook_id"]] if told.get(row["webhook_id"]) == row["id"] else None)
+        for row in settled
+    }
 
 
 async def set_deliveries_due(connection: Connection, webhook_id: uuid.UUID, *, due: bool) -> None:
