@@ -48,7 +48,7 @@ from flowline.settings import Settings, load_settings
 
 from bench.measures import percentile, stolen_seconds
 from bench.side_by_side import PEERS, comparison, run_peer
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
+from bench.stack import RESULTS, Stack, api_headers, define, machine, private_stack, tenant_api
 
 IDLE_SECONDS = 5.0
 CONCURRENT_REQUESTS = 64  # HTTP requests in flight in the throughput and fan-out runs
@@ -258,14 +258,12 @@ async def idle_cpu(stack: Stack) -> dict[str, float]:
 
 async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     env = stack.env
-    api = f"http://127.0.0.1:{env['FLOWLINE_API_PORT']}/api/v1/tenants/dev"
+    api = tenant_api(env)
     completions = Completions(load_settings(env))
     await completions.start()
     try:
         async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60) as client:
-            (await client.post("/packs", json={"ref": "bench", "label": "Benchmarks"})).raise_for_status()
-            for workflow in (CHAIN, FAN):
-                (await client.post("/workflows", json=workflow)).raise_for_status()
+            await define(client, CHAIN, FAN)
         async with AsyncExitStack() as opened:
             starters = [
                 await opened.enter_async_context(Starter(api, api_headers(env))) for _ in range(CONCURRENT_REQUESTS)

@@ -28,7 +28,7 @@ import httpx
 
 from bench.measures import percentile
 from bench.sse import frames
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
+from bench.stack import RESULTS, Stack, api_headers, define, machine, private_stack, tenant_api
 from bench.streams import HELD, resolve_all
 
 
@@ -78,12 +78,11 @@ async def wait_for(database: asyncpg.Connection, sql: str, ids: list[str], expec
 
 async def measure(stack: Stack, count: int, rate: float) -> dict[str, Any]:
     base = f"http://127.0.0.1:{stack.env['FLOWLINE_API_PORT']}"
-    commands = httpx.AsyncClient(base_url=f"{base}/api/v1/tenants/dev", headers=api_headers(stack.env), timeout=60)
+    commands = httpx.AsyncClient(base_url=tenant_api(stack.env), headers=api_headers(stack.env), timeout=60)
     console = await signed_in(base, stack.env["FLOWLINE_API_KEY"])
     database = await asyncpg.connect(stack.env["FLOWLINE_DATABASE_URL"])
     try:
-        (await commands.post("/packs", json={"ref": "bench", "label": "Benchmarks"})).raise_for_status()
-        (await commands.post("/workflows", json=HELD)).raise_for_status()
+        await define(commands, HELD)
         started = await asyncio.gather(*(commands.post("/workflows/bench.held/execute", json={}) for _ in range(count)))
         ids = [str(response.raise_for_status().json()["executionId"]) for response in started]
         await wait_for(database, "SELECT count(*) FROM promises WHERE execution_id = ANY($1::uuid[])", ids, 2 * count)

@@ -33,7 +33,7 @@ from flowline.settings import load_settings
 
 from bench.__main__ import CHAIN, Completions, Starter
 from bench.measures import percentile
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
+from bench.stack import RESULTS, Stack, api_headers, define, machine, private_stack, tenant_api
 
 WARM_UP = 20
 PHASES = """
@@ -56,13 +56,12 @@ class Sample:
 
 async def run(stack: Stack, executions: int) -> dict[str, Any]:
     env = stack.env
-    api = f"http://127.0.0.1:{env['FLOWLINE_API_PORT']}/api/v1/tenants/dev"
+    api = tenant_api(env)
     completions = Completions(load_settings(env))
     await completions.start()
     try:
         async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60) as client:
-            (await client.post("/packs", json={"ref": "bench", "label": "Benchmarks"})).raise_for_status()
-            (await client.post("/workflows", json=CHAIN)).raise_for_status()
+            await define(client, CHAIN)
         samples = []
         async with Starter(api, api_headers(env)) as starter:
             for _ in range(WARM_UP):

@@ -33,7 +33,7 @@ from flowline.settings import load_settings
 
 from bench.__main__ import CHAIN, CLIENT, CONCURRENT_REQUESTS, Completions, Starter, latency, throughput
 from bench.kafka_requests import KafkaRequestCounter
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
+from bench.stack import RESULTS, Stack, api_headers, define, machine, private_stack, tenant_api
 
 IDLE_SECONDS = 5.0
 #: Cumulative statistics reach the views up to a second after a backend's transaction (PostgreSQL 15).
@@ -117,10 +117,9 @@ def per_unit(before: dict[str, Counter[str]], after: dict[str, Counter[str]], un
 
 async def measure(stack: Stack, args: argparse.Namespace, kafka_requests: KafkaRequestCounter) -> dict[str, Any]:
     env = stack.env
-    api = f"http://127.0.0.1:{env['FLOWLINE_API_PORT']}/api/v1/tenants/dev"
+    api = tenant_api(env)
     async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60) as client:
-        (await client.post("/packs", json={"ref": "bench", "label": "Benchmarks"})).raise_for_status()
-        (await client.post("/workflows", json=CHAIN)).raise_for_status()
+        await define(client, CHAIN)
     # The client follows the events topic on the broker itself: its own fetches are not the stack's.
     completions = Completions(load_settings({**env, "FLOWLINE_KAFKA_BOOTSTRAP": stack.broker.bootstrap}))
     await completions.start()

@@ -30,7 +30,7 @@ from flowline.settings import load_settings
 
 from bench.__main__ import CHAIN, CONCURRENT_REQUESTS, Completions, Starter, latency, throughput, with_steal
 from bench.retention import load, purge
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
+from bench.stack import RESULTS, Stack, api_headers, define, machine, private_stack, tenant_api
 
 OLD_EXECUTIONS = "SELECT count(*) FROM executions WHERE workflow_ref = 'old.purge'"
 
@@ -81,13 +81,12 @@ async def _purging_phase(
 
 async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     env = stack.env
-    api = f"http://127.0.0.1:{env['FLOWLINE_API_PORT']}/api/v1/tenants/dev"
+    api = tenant_api(env)
     completions = Completions(load_settings(env))
     await completions.start()
     try:
         async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60) as client:
-            (await client.post("/packs", json={"ref": "bench", "label": "Benchmarks"})).raise_for_status()
-            (await client.post("/workflows", json=CHAIN)).raise_for_status()
+            await define(client, CHAIN)
         async with AsyncExitStack() as opened:
             starters = [
                 await opened.enter_async_context(Starter(api, api_headers(env))) for _ in range(CONCURRENT_REQUESTS)

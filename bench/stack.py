@@ -9,8 +9,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 from cryptography.fernet import Fernet
 from flowline.db.audit import Actor
 from flowline.db.migrate import ensure_tenant, upgrade_head
@@ -30,6 +32,18 @@ BENCH = Actor(principal="bench", request_id=None)
 def api_headers(env: dict[str, str]) -> dict[str, str]:
     """The headers that authenticate the benchmark client (an admin key of tenant ``dev``)."""
     return {"Authorization": f"Bearer {env['FLOWLINE_API_KEY']}"}
+
+
+def tenant_api(env: dict[str, str]) -> str:
+    """The REST API of tenant ``dev`` on the stack ``env`` describes."""
+    return f"http://127.0.0.1:{env['FLOWLINE_API_PORT']}/api/v1/tenants/dev"
+
+
+async def define(client: httpx.AsyncClient, *workflows: dict[str, Any]) -> None:
+    """Create the pack ``bench`` and ``workflows`` in it through ``client``, a client of ``tenant_api``."""
+    (await client.post("/packs", json={"ref": "bench", "label": "Benchmarks"})).raise_for_status()
+    for workflow in workflows:
+        (await client.post("/workflows", json=workflow)).raise_for_status()
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from flowline_schemas.streams import FINAL_EVENTS
 
 from bench.measures import percentile
 from bench.sse import frames
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack, rss_bytes
+from bench.stack import RESULTS, Stack, api_headers, define, machine, private_stack, rss_bytes, tenant_api
 
 HELD = {
     "ref": "bench.held",
@@ -93,7 +93,7 @@ async def resolve_all(client: httpx.AsyncClient, execution_ids: list[str], promi
 async def measure(stack: Stack, count: int, rate: float) -> dict[str, Any]:
     api_pid = stack.services["api"].pid
     assert api_pid is not None
-    base = f"http://127.0.0.1:{stack.env['FLOWLINE_API_PORT']}/api/v1/tenants/dev"
+    base = tenant_api(stack.env)
     headers = api_headers(stack.env)
     commands = httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=httpx.Limits(max_connections=32))
     listening = httpx.AsyncClient(
@@ -103,8 +103,7 @@ async def measure(stack: Stack, count: int, rate: float) -> dict[str, Any]:
         limits=httpx.Limits(max_connections=count + 10),
     )
     async with commands, listening:
-        (await commands.post("/packs", json={"ref": "bench", "label": "Benchmarks"})).raise_for_status()
-        (await commands.post("/workflows", json=HELD)).raise_for_status()
+        await define(commands, HELD)
         started = await asyncio.gather(*(commands.post("/workflows/bench.held/execute", json={}) for _ in range(count)))
         streams = [Stream(str(response.raise_for_status().json()["executionId"])) for response in started]
         rss_before = rss_bytes(api_pid)

@@ -32,7 +32,7 @@ from flowline.runtime.outbound import LOOPBACK_NETWORKS
 from flowline_devstack.ports import free_port
 
 from bench.measures import percentile
-from bench.stack import RESULTS, Stack, api_headers, machine, private_stack
+from bench.stack import RESULTS, Stack, api_headers, define, machine, private_stack, tenant_api
 
 STATEMENTS = """
     SELECT query, sum(calls)::bigint AS calls FROM pg_stat_statements
@@ -153,11 +153,10 @@ async def measure(stack: Stack, webhooks: int, executions: int, idle_runs: int) 
     port = free_port()
     server = http_server(receiver, "127.0.0.1", port)
     serving = asyncio.create_task(server.serve())
-    api = f"{stack.services['api'].url}/api/v1/tenants/dev"
+    api = tenant_api(stack.env)
     try:
         async with httpx.AsyncClient(base_url=api, headers=api_headers(stack.env), timeout=60) as client:
-            (await client.post("/packs", json={"ref": "bench"})).raise_for_status()
-            (await client.post("/workflows", json=WORKFLOW)).raise_for_status()
+            await define(client, WORKFLOW)
             hook = {"url": f"http://127.0.0.1:{port}/hook", "events": ["WORKFLOW_COMPLETED"]}
             (await client.post("/webhooks", json=hook)).raise_for_status()
             quiet = await idle(client, receiver, idle_runs)
