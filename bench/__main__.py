@@ -35,8 +35,8 @@ import statistics
 import time
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -142,6 +142,21 @@ class Completions:
         else:
             self._waiting[execution_id] = future
         return future
+
+
+@asynccontextmanager
+async def following_completions(stack: Stack, *workflows: dict[str, Any]) -> AsyncIterator[Completions]:
+    """The bench pack and ``workflows`` defined on ``stack``, and the completions of their executions followed."""
+    completions = Completions(load_settings(stack.env))
+    await completions.start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=tenant_api(stack.env), headers=api_headers(stack.env), timeout=60
+        ) as client:
+            await define(client, *workflows)
+        yield completions
+    finally:
+        await completions.stop()
 
 
 class Starter:
@@ -259,30 +274,23 @@ async def idle_cpu(stack: Stack) -> dict[str, float]:
 async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     env = stack.env
     api = tenant_api(env)
-    completions = Completions(load_settings(env))
-    await completions.start()
-    try:
-        async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60) as client:
-            await define(client, CHAIN, FAN)
-        async with AsyncExitStack() as opened:
-            starters = [
-                await opened.enter_async_context(Starter(api, api_headers(env))) for _ in range(CONCURRENT_REQUESTS)
-            ]
-            await latency(starters[0], completions, 20)  # warm up connections, caches and consumer groups
-            results: dict[str, Any] = {"latency": await with_steal(latency(starters[0], completions, args.latency))}
-            before = cpu_seconds(stack)
-            results["throughput"] = await with_steal(throughput(starters, completions, args.throughput))
-            after = cpu_seconds(stack)
-            results["throughput"]["cpu_ms_per_execution"] = {
-                name: round((after[name] - used) * 1000 / args.throughput, 2) for name, used in before.items()
-            }
-            results["fan_out"] = await with_steal(fan_out(starters, completions, args.fan_out))
-            await asyncio.sleep(1)  # the stragglers of the last run (log records, outbox clean-up)
-            completions.pause()
-            results["idle_cpu_percent"] = await idle_cpu(stack)
-            return results
-    finally:
-        await completions.stop()
+    async with following_completions(stack, CHAIN, FAN) as completions, AsyncExitStack() as opened:
+        starters = [
+            await opened.enter_async_context(Starter(api, api_headers(env))) for _ in range(CONCURRENT_REQUESTS)
+        ]
+        await latency(starters[0], completions, 20)  # warm up connections, caches and consumer groups
+        results: dict[str, Any] = {"latency": await with_steal(latency(starters[0], completions, args.latency))}
+        before = cpu_seconds(stack)
+        results["throughput"] = await with_steal(throughput(starters, completions, args.throughput))
+        after = cpu_seconds(stack)
+        results["throughput"]["cpu_ms_per_execution"] = {
+            name: round((after[name] - used) * 1000 / args.throughput, 2) for name, used in before.items()
+        }
+        results["fan_out"] = await with_steal(fan_out(starters, completions, args.fan_out))
+        await asyncio.sleep(1)  # the stragglers of the last run (log records, outbox clean-up)
+        completions.pause()
+        results["idle_cpu_percent"] = await idle_cpu(stack)
+        return results
 
 
 def print_flowline(results: dict[str, Any]) -> None:

@@ -27,13 +27,11 @@ import time
 from typing import Any
 
 import asyncpg
-import httpx
 import uvloop
-from flowline.settings import load_settings
 
-from bench.__main__ import CHAIN, Completions, Starter
+from bench.__main__ import CHAIN, Starter, following_completions
 from bench.measures import percentile
-from bench.stack import RESULTS, Stack, api_headers, define, machine, private_stack, tenant_api
+from bench.stack import RESULTS, Stack, api_headers, machine, private_stack, tenant_api
 
 WARM_UP = 20
 PHASES = """
@@ -56,29 +54,24 @@ class Sample:
 
 async def run(stack: Stack, executions: int) -> dict[str, Any]:
     env = stack.env
-    api = tenant_api(env)
-    completions = Completions(load_settings(env))
-    await completions.start()
-    try:
-        async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60) as client:
-            await define(client, CHAIN)
-        samples = []
-        async with Starter(api, api_headers(env)) as starter:
-            for _ in range(WARM_UP):
-                await completions.wait(await starter.execute("bench.chain"))
-            before = stack.cpu_seconds()
-            for _ in range(executions):
-                # perf_counter for the client's own intervals; its offset to the wall clock, taken once per
-                # execution, places them against PostgreSQL's timestamps.
-                wall_offset = time.time() - time.perf_counter()
-                sent = time.perf_counter()
-                execution_id = await starter.execute("bench.chain")
-                answered = time.perf_counter()
-                seen = await completions.wait(execution_id)
-                samples.append(Sample(execution_id, sent + wall_offset, answered + wall_offset, seen + wall_offset))
-            after = stack.cpu_seconds()
-    finally:
-        await completions.stop()
+    samples = []
+    async with (
+        following_completions(stack, CHAIN) as completions,
+        Starter(tenant_api(env), api_headers(env)) as starter,
+    ):
+        for _ in range(WARM_UP):
+            await completions.wait(await starter.execute("bench.chain"))
+        before = stack.cpu_seconds()
+        for _ in range(executions):
+            # perf_counter for the client's own intervals; its offset to the wall clock, taken once per
+            # execution, places them against PostgreSQL's timestamps.
+            wall_offset = time.time() - time.perf_counter()
+            sent = time.perf_counter()
+            execution_id = await starter.execute("bench.chain")
+            answered = time.perf_counter()
+            seen = await completions.wait(execution_id)
+            samples.append(Sample(execution_id, sent + wall_offset, answered + wall_offset, seen + wall_offset))
+        after = stack.cpu_seconds()
     database = await asyncpg.connect(env["FLOWLINE_DATABASE_URL"])
     try:
         for sample in samples:

@@ -24,13 +24,20 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
-import httpx
 import uvloop
-from flowline.settings import load_settings
 
-from bench.__main__ import CHAIN, CONCURRENT_REQUESTS, Completions, Starter, latency, throughput, with_steal
+from bench.__main__ import (
+    CHAIN,
+    CONCURRENT_REQUESTS,
+    Completions,
+    Starter,
+    following_completions,
+    latency,
+    throughput,
+    with_steal,
+)
 from bench.retention import load, purge
-from bench.stack import RESULTS, Stack, api_headers, define, machine, private_stack, tenant_api
+from bench.stack import RESULTS, Stack, api_headers, machine, private_stack, tenant_api
 
 OLD_EXECUTIONS = "SELECT count(*) FROM executions WHERE workflow_ref = 'old.purge'"
 
@@ -81,23 +88,16 @@ async def _purging_phase(
 
 async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     env = stack.env
-    api = tenant_api(env)
-    completions = Completions(load_settings(env))
-    await completions.start()
-    try:
-        async with httpx.AsyncClient(base_url=api, headers=api_headers(env), timeout=60) as client:
-            await define(client, CHAIN)
-        async with AsyncExitStack() as opened:
-            starters = [
-                await opened.enter_async_context(Starter(api, api_headers(env))) for _ in range(CONCURRENT_REQUESTS)
-            ]
-            await latency(starters[0], completions, 20)  # warm up connections, caches and consumer groups
-            alone = await _phase(starters, completions, args)
-            purging = await _purging_phase(stack, starters, completions, args)
-            alone_again = await _phase(starters, completions, args)
-            return {"alone": alone, "purging": purging, "alone_again": alone_again}
-    finally:
-        await completions.stop()
+    async with following_completions(stack, CHAIN) as completions, AsyncExitStack() as opened:
+        starters = [
+            await opened.enter_async_context(Starter(tenant_api(env), api_headers(env)))
+            for _ in range(CONCURRENT_REQUESTS)
+        ]
+        await latency(starters[0], completions, 20)  # warm up connections, caches and consumer groups
+        alone = await _phase(starters, completions, args)
+        purging = await _purging_phase(stack, starters, completions, args)
+        alone_again = await _phase(starters, completions, args)
+        return {"alone": alone, "purging": purging, "alone_again": alone_again}
 
 
 def _ratios(results: dict[str, Any]) -> dict[str, float]:

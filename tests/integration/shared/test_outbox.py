@@ -34,16 +34,7 @@ async def test_a_failed_publish_is_relayed(runtime: Runtime, settings: Settings)
         async with runtime.pool.acquire() as connection, connection.transaction():
             rows = await enqueue(connection, [outgoing(settings.topics.events, message)])
 
-    closed = create_producer(settings)  # a producer that can no longer send, as when the broker is gone
-    await closed.start()
-    await closed.stop()
-    broken = OutboxPublisher(
-        runtime.pool,
-        closed,
-        MessagingMetrics(CollectorRegistry()),
-        grace_seconds=0,
-        dead_letter_topic=runtime.settings.topics.dead_letter,
-    )
+    broken = await _broken_publisher(runtime)
     assert await broken.publish(rows) is False
     assert await runtime.pool.fetchval("SELECT count(*) FROM outbox WHERE id = $1", rows[0].id) == 1
 
@@ -158,6 +149,20 @@ async def _event_rows(runtime: Runtime, settings: Settings, count: int) -> list[
         return list(await enqueue(connection, [outgoing(settings.topics.events, m) for m in messages]))
 
 
+async def _broken_publisher(runtime: Runtime) -> OutboxPublisher:
+    """A publisher whose producer can no longer send, as when the broker is gone."""
+    closed = create_producer(runtime.settings)
+    await closed.start()
+    await closed.stop()
+    return OutboxPublisher(
+        runtime.pool,
+        closed,
+        MessagingMetrics(CollectorRegistry()),
+        grace_seconds=0,
+        dead_letter_topic=runtime.settings.topics.dead_letter,
+    )
+
+
 def _publisher(runtime: Runtime, *, grace_seconds: float) -> OutboxPublisher:
     return OutboxPublisher(
         runtime.pool,
@@ -193,16 +198,7 @@ async def test_a_relay_relays_rows_a_dead_process_left_behind_at_its_look(runtim
 
 async def test_a_failed_publish_wakes_its_relay(runtime: Runtime, settings: Settings) -> None:
     rows = await _event_rows(runtime, settings, 1)
-    closed = create_producer(settings)  # a producer that can no longer send, as when the broker is gone
-    await closed.start()
-    await closed.stop()
-    broken = OutboxPublisher(
-        runtime.pool,
-        closed,
-        MessagingMetrics(CollectorRegistry()),
-        grace_seconds=0,
-        dead_letter_topic=settings.topics.dead_letter,
-    )
+    broken = await _broken_publisher(runtime)
     relay = OutboxRelay(broken, interval_seconds=0.01, fallback_seconds=ASLEEP)
     assert not relay._wake.is_set()
     assert await broken.publish(rows) is False
