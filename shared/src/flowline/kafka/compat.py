@@ -119,8 +119,12 @@ class ConsumerWorkarounds(Protocol):
 class Broker(Protocol):
     """The broker's kind, as consumers and publishers need to know it."""
 
-    def fetch_max_wait_ms(self, *, background: bool = False) -> int:
-        """The wait a new consumer's fetches start with (``background``: its messages wait for no one)."""
+    def fetch_max_wait_ms(self, *, background: bool = False, background_wait_ms: int | None = None) -> int:
+        """The wait a new consumer's fetches start with (``background``: its messages wait for no one).
+
+        ``background_wait_ms``: a background consumer whose messages someone waits on a little waits this long
+        instead of the background consumers' wait.
+        """
         ...
 
     def consumer_workarounds(
@@ -156,7 +160,7 @@ class PlainPath:
 class ApacheKafka:
     """Apache Kafka: aiokafka's plain path."""
 
-    def fetch_max_wait_ms(self, *, background: bool = False) -> int:
+    def fetch_max_wait_ms(self, *, background: bool = False, background_wait_ms: int | None = None) -> int:
         """One fixed wait for every consumer."""
         return PLAIN_FETCH_MAX_WAIT_MS
 
@@ -203,10 +207,10 @@ class Tansu:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def fetch_max_wait_ms(self, *, background: bool = False) -> int:
+    def fetch_max_wait_ms(self, *, background: bool = False, background_wait_ms: int | None = None) -> int:
         """A short wait for consumers someone waits on, a longer one for the others."""
         if background:
-            return self._settings.kafka_background_fetch_max_wait_ms
+            return background_wait_ms or self._settings.kafka_background_fetch_max_wait_ms
         return self._settings.kafka_fetch_max_wait_ms
 
     def consumer_workarounds(
