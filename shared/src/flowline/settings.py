@@ -228,9 +228,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_max_concurrent_deliveries: int = 50
     # Of those, how many one webhook may have in flight: a slow receiver holds at most these, not every one.
     webhook_max_in_flight_per_webhook: int = 10
-    # How long the scheduler's fetches of state events wait on the local broker (on Apache Kafka a fetch answers
-    # as soon as data arrives): an event reaches its webhooks' queue up to two such waits after it was published.
-    webhook_events_fetch_max_wait_ms: int = 25
     # How long a succeeded or failed delivery stays in the delivery log (pending ones stay until settled).
     webhook_delivery_retention_days: float = 30.0
     # The sweep under the events topic (flowline_scheduler.webhook_sweep): how often it looks for stored events

@@ -68,8 +68,6 @@ def test_the_local_broker_is_the_default_and_its_fetch_waits_come_from_the_setti
     assert load_settings({}).kafka_broker == "tansu"
     assert broker.fetch_max_wait_ms() == 4
     assert broker.fetch_max_wait_ms(background=True) == 100
-    # A background consumer with a wait of its own (the scheduler's, of events for webhooks).
-    assert broker.fetch_max_wait_ms(background=True, background_wait_ms=25) == 25
     assert isinstance(broker.doorbell(pool=None), Doorbell)  # type: ignore[arg-type]
 
 
@@ -89,7 +87,6 @@ async def test_on_apache_kafka_a_consumer_runs_the_plain_path() -> None:
     workarounds = broker.consumer_workarounds(consumer, parking_topics=["flowline.events"])
 
     assert broker.fetch_max_wait_ms() == broker.fetch_max_wait_ms(background=True) == PLAIN_FETCH_MAX_WAIT_MS == 500
-    assert broker.fetch_max_wait_ms(background=True, background_wait_ms=25) == PLAIN_FETCH_MAX_WAIT_MS
     assert await workarounds.before_fetch(200) == 200  # no park, no look for lost partitions
     workarounds.after_fetch(_records(b"a", b"b"))
     workarounds.after_fetch({})

@@ -129,15 +129,14 @@ async def run_scheduler(settings: Settings) -> None:
             lookback_seconds=settings.webhook_sweep_lookback_seconds,
             batch_size=settings.webhook_sweep_batch_size,
         )
-        # Background, with a wait of its own: a webhook hears of an event one such wait later at most (two on the
-        # local broker), and the scheduler does not fetch every few milliseconds while executions run.
+        # Background: a webhook hears of an event one long fetch wait later at most, and the scheduler does not
+        # fetch every few milliseconds while executions run.
         events = runtime.consumer(
             "scheduler-webhooks",
             [settings.topics.events],
             decoder(EventMessage),
             batch_handler=recorder.handle_events,
             background=True,
-            background_wait_ms=settings.webhook_events_fetch_max_wait_ms,
         )
         relay = OutboxRelay(
             runtime.outbox, settings.outbox_relay_interval_seconds, settings.outbox_relay_fallback_seconds

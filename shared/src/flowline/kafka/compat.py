@@ -119,12 +119,8 @@ class ConsumerWorkarounds(Protocol):
 class Broker(Protocol):
     """The broker's kind, as consumers and publishers need to know it."""
 
-    def fetch_max_wait_ms(self, *, background: bool = False, background_wait_ms: int | None = None) -> int:
-        """The wait a new consumer's fetches start with (``background``: its messages wait for no one).
-
-        ``background_wait_ms``: a background consumer whose messages someone waits on a little waits this long
-        instead of the background consumers' wait.
-        """
+    def fetch_max_wait_ms(self, *, background: bool = False) -> int:
+        """The wait a new consumer's fetches start with (``background``: its messages wait for no one)."""
         ...
 
     def consumer_workarounds(
@@ -160,7 +156,7 @@ class PlainPath:
 class ApacheKafka:
     """Apache Kafka: aiokafka's plain path."""
 
-    def fetch_max_wait_ms(self, *, background: bool = False, background_wait_ms: int | None = None) -> int:
+    def fetch_max_wait_ms(self, *, background: bool = False) -> int:
         """One fixed wait for every consumer."""
         return PLAIN_FETCH_MAX_WAIT_MS
 
@@ -207,10 +203,10 @@ class Tansu:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def fetch_max_wait_ms(self, *, background: bool = False, background_wait_ms: int | None = None) -> int:
+    def fetch_max_wait_ms(self, *, background: bool = False) -> int:
         """A short wait for consumers someone waits on, a longer one for the others."""
         if background:
-            return background_wait_ms or self._settings.kafka_background_fetch_max_wait_ms
+            return self._settings.kafka_background_fetch_max_wait_ms
         return self._settings.kafka_fetch_max_wait_ms
 
     def consumer_workarounds(

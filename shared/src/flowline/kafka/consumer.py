@@ -91,7 +91,6 @@ class MessageConsumer(Generic[MessageT]):
         metrics: MessagingMetrics,
         max_records: int = 500,
         background: bool = False,
-        background_wait_ms: int | None = None,
     ) -> None:
         self.name = name
         self._topics = list(topics)
@@ -121,7 +120,7 @@ class MessageConsumer(Generic[MessageT]):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_records,
-            fetch_max_wait_ms=broker.fetch_max_wait_ms(background=background, background_wait_ms=background_wait_ms),
+            fetch_max_wait_ms=broker.fetch_max_wait_ms(background=background),
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 100),
         )

@@ -87,13 +87,12 @@ class Runtime:
         batch_handler: BatchHandler[Any] | None = None,
         max_records: int = 500,
         background: bool = False,
-        background_wait_ms: int | None = None,
     ) -> MessageConsumer[Any]:
         """A consumer of ``topics`` in the group ``name``, dead-lettering through this runtime's producer.
 
         A ``background`` consumer's messages wait for no one: it polls the broker less often (see
-        ``Settings.kafka_background_fetch_max_wait_ms``, or ``background_wait_ms`` instead). ``topic_decoders``
-        decode the topics they name instead of ``decoder``.
+        ``Settings.kafka_background_fetch_max_wait_ms``). ``topic_decoders`` decode the topics they name instead
+        of ``decoder``.
         """
         consumer: MessageConsumer[Any] = MessageConsumer(
             name=name,
@@ -107,7 +106,6 @@ class Runtime:
             metrics=self.messaging_metrics,
             max_records=max_records,
             background=background,
-            background_wait_ms=background_wait_ms,
         )
         self._consumers.append(consumer)
         return consumer
