@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 from flowline.db.migrate import downgrade, upgrade_head
+from flowline.kafka.consumer import MessageConsumer
+from flowline.messages import EventMessage, decoder
 from flowline.runtime.ids import uuid7
 from flowline.runtime.wakeups import Wakeups
 from flowline.settings import Settings
@@ -378,3 +380,18 @@ async def old_workflow(connection: asyncpg.Connection, name: str) -> OldWorkflow
         workflow_id,
     )
     return OldWorkflow(tenant_id, workflow_id, version_id)
+
+
+def events_consumer(
+    runtime: Any, settings: Settings, name: str, handle: Callable[[EventMessage], Awaitable[None]]
+) -> MessageConsumer[EventMessage]:
+    """A consumer of the events topic in the group ``name``, with ``settings``; not started."""
+    return MessageConsumer(
+        name=name,
+        settings=settings,
+        topics=[settings.topics.events],
+        decoder=decoder(EventMessage),
+        handler=handle,
+        producer=runtime.producer,
+        metrics=runtime.messaging_metrics,
+    )

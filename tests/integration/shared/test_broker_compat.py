@@ -11,11 +11,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from flowline.kafka.compat import PLAIN_FETCH_MAX_WAIT_MS, ConsumerWorkarounds, broker_for
 from flowline.kafka.consumer import MessageConsumer
 from flowline.kafka.parking import channel
-from flowline.messages import EventMessage, ExecutionEvent, decoder, encode
+from flowline.messages import EventMessage, ExecutionEvent, encode
 from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 
-from tests.support import eventually
+from tests.support import events_consumer, eventually
 
 BrokerKind = Literal["tansu", "kafka"]
 
@@ -119,14 +119,8 @@ async def _consume_then_idle(runtime: Runtime, settings: Settings) -> MessageCon
         tenant_id=uuid.uuid4(), execution_id=uuid.uuid4(), sequence=1, event="TASK_STARTED", timestamp_ms=1
     )
     await runtime.producer.send_and_wait(settings.topics.events, encode(event), key=event.execution_id.bytes)
-    consumer: MessageConsumer[EventMessage] = MessageConsumer(
-        name=f"compat-{uuid.uuid4().hex[:8]}",
-        settings=settings,
-        topics=[settings.topics.events],
-        decoder=decoder(EventMessage),
-        handler=handle,
-        producer=runtime.producer,
-        metrics=runtime.messaging_metrics,
+    consumer: MessageConsumer[EventMessage] = events_consumer(
+        runtime, settings, f"compat-{uuid.uuid4().hex[:8]}", handle
     )
     await consumer.start()
 

@@ -15,7 +15,7 @@ from flowline.runtime.request_ids import current_request_id, kafka_headers
 from flowline.runtime.service import Runtime
 from flowline.settings import Settings
 
-from tests.support import eventually, read_topic
+from tests.support import events_consumer, eventually, read_topic
 
 
 def _event(sequence: int, execution_id: uuid.UUID) -> ExecutionEvent:
@@ -74,15 +74,7 @@ async def test_handled_offsets_are_held_for_the_commit_interval_and_committed_wh
     async def handle(message: EventMessage) -> None:
         handled.append(message.sequence)
 
-    consumer: MessageConsumer[EventMessage] = MessageConsumer(
-        name="holding-consumer",
-        settings=settings,
-        topics=[settings.topics.events],
-        decoder=decoder(EventMessage),
-        handler=handle,
-        producer=runtime.producer,
-        metrics=runtime.messaging_metrics,
-    )
+    consumer: MessageConsumer[EventMessage] = events_consumer(runtime, settings, "holding-consumer", handle)
     await consumer.start()
     try:
         for sequence in (1, 2):
